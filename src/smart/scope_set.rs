@@ -1,0 +1,105 @@
+//! The scopes granted to a token, each parsed on its own: one bad scope never invalidates the
+//! others, because scopes combine as a union (§3.0.2.2).
+
+use super::scope::{ResourceScope, Scope, ScopeError, parse_scope};
+use crate::fhir::FhirVersion;
+
+/// One granted scope as written in the token, with its parse result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeEntry {
+    pub text: String,
+    pub parsed: Result<Scope, ScopeError>,
+}
+
+impl ScopeEntry {
+    /// True when the scope uses SMART v1 permission words (`read`, `write`, `*`).
+    pub fn is_v1(&self) -> bool {
+        matches!(self.parsed, Ok(Scope::Resource(_)))
+            && self
+                .text
+                .split('?')
+                .next()
+                .and_then(|head| head.rsplit_once('.'))
+                .is_some_and(|(_, permissions)| matches!(permissions, "read" | "write" | "*"))
+    }
+}
+
+/// The granted scopes of one token, in the order they were written, without duplicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScopeSet {
+    pub entries: Vec<ScopeEntry>,
+}
+
+impl ScopeSet {
+    /// Parses a space-separated `scope` claim (RFC 6749 §3.3).
+    pub fn parse(scope: &str, version: FhirVersion) -> Self {
+        ScopeSet::from_list(scope.split_ascii_whitespace(), version)
+    }
+
+    /// Parses a list of scopes, such as an `scp` array claim.
+    pub fn from_list<'a>(scopes: impl IntoIterator<Item = &'a str>, version: FhirVersion) -> Self {
+        let mut entries: Vec<ScopeEntry> = Vec::new();
+        for text in scopes {
+            let text = text.trim();
+            if text.is_empty() || entries.iter().any(|entry| entry.text == text) {
+                continue;
+            }
+            entries.push(ScopeEntry { text: text.to_owned(), parsed: parse_scope(text, version) });
+        }
+        ScopeSet { entries }
+    }
+
+    /// The resource scopes, with the text they were written as.
+    pub fn resource_scopes(&self) -> impl Iterator<Item = (&str, &ResourceScope)> {
+        self.entries.iter().filter_map(|entry| match &entry.parsed {
+            Ok(Scope::Resource(scope)) => Some((entry.text.as_str(), scope)),
+            _ => None,
+        })
+    }
+
+    /// The scopes that failed to parse, with the reason.
+    pub fn invalid(&self) -> impl Iterator<Item = (&str, &ScopeError)> {
+        self.entries.iter().filter_map(|entry| match &entry.parsed {
+            Err(error) => Some((entry.text.as_str(), error)),
+            Ok(_) => None,
+        })
+    }
+
+    /// The granted scopes joined by spaces, as they appeared.
+    pub fn to_scope_string(&self) -> String {
+        let texts: Vec<&str> = self.entries.iter().map(|entry| entry.text.as_str()).collect();
+        texts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_bad_scope_never_invalidates_the_others() {
+        let set = ScopeSet::parse(
+            "openid  fhirUser patient/Observation.sr patient/Condition.rs launch/patient",
+            FhirVersion::R4,
+        );
+        assert_eq!(set.entries.len(), 5);
+        let resource: Vec<&str> = set.resource_scopes().map(|(text, _)| text).collect();
+        assert_eq!(resource, ["patient/Condition.rs"]);
+        let invalid: Vec<&str> = set.invalid().map(|(text, _)| text).collect();
+        assert_eq!(invalid, ["patient/Observation.sr"]);
+    }
+
+    #[test]
+    fn accepts_scp_arrays_and_drops_duplicates() {
+        let set = ScopeSet::from_list(["user/*.rs", "user/*.rs", " "], FhirVersion::R4);
+        assert_eq!(set.entries.len(), 1);
+        assert_eq!(set.to_scope_string(), "user/*.rs");
+    }
+
+    #[test]
+    fn tells_v1_from_v2() {
+        let set = ScopeSet::parse("patient/*.read user/*.rs system/*.* openid", FhirVersion::R4);
+        let v1: Vec<bool> = set.entries.iter().map(ScopeEntry::is_v1).collect();
+        assert_eq!(v1, [true, false, true, false]);
+    }
+}
