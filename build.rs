@@ -35,7 +35,9 @@ fn read_json(path: &Path) -> Value {
 
 fn generate_version(out: &mut String, constant: &str, folder: &Path) {
     let index = read_json(&folder.join("searchparam-index.json"));
-    let index = index["searchParameters"].as_object().expect("searchParameters");
+    let index = index["searchParameters"]
+        .as_object()
+        .expect("searchParameters");
 
     // Every resource type of the version is listed, with or without parameters, in the
     // Patient CompartmentDefinition.
@@ -48,7 +50,11 @@ fn generate_version(out: &mut String, constant: &str, folder: &Path) {
         .collect();
     resource_types.sort_unstable();
 
-    writeln!(out, "pub static {constant}: VersionTables = VersionTables {{").unwrap();
+    writeln!(
+        out,
+        "pub static {constant}: VersionTables = VersionTables {{"
+    )
+    .unwrap();
     writeln!(out, "    resource_types: &{resource_types:?},").unwrap();
 
     writeln!(out, "    search_params: &[").unwrap();

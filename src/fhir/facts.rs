@@ -5,9 +5,12 @@
 //! official CompartmentDefinition parameters and search parameter expressions, or the
 //! facts precomputed (smart-semantics.md §5).
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use super::fhirpath::{CONTACT_POINT_SYSTEMS, Expression, Node};
 use super::interaction::{CompartmentRef, SearchParam};
+use super::reference::parse_reference;
+use super::tables::SearchParamKind;
 use super::version::FhirVersion;
 
 /// One version of a resource, as JSON or as precomputed facts.
@@ -50,31 +53,105 @@ pub enum FactsError {
 impl Resource {
     /// Parses resource JSON, requiring an object with a `resourceType`.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, FactsError> {
-        todo!()
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|error| FactsError::InvalidJson(error.to_string()))?;
+        Resource::from_json(value)
+    }
+
+    /// Wraps parsed resource JSON, requiring an object with a `resourceType`.
+    pub fn from_json(value: Value) -> Result<Self, FactsError> {
+        let Value::Object(object) = &value else {
+            return Err(FactsError::NotAnObject);
+        };
+        match object.get("resourceType").and_then(Value::as_str) {
+            Some(resource_type) if !resource_type.is_empty() => Ok(Resource::Json(value)),
+            _ => Err(FactsError::MissingResourceType),
+        }
     }
 
     /// The JSON's `resourceType`; `None` for precomputed facts.
     pub fn resource_type(&self) -> Option<&str> {
-        todo!()
+        match self {
+            Resource::Json(value) => value.get("resourceType").and_then(Value::as_str),
+            Resource::Facts(_) => None,
+        }
     }
 
     /// The JSON's `id`; `None` for precomputed facts.
     pub fn id(&self) -> Option<&str> {
-        todo!()
+        match self {
+            Resource::Json(value) => value.get("id").and_then(Value::as_str),
+            Resource::Facts(_) => None,
+        }
     }
 
     /// Ids of the Patient compartments this resource of `resource_type` belongs to.
+    ///
+    /// Uses exactly the parameters of the version's Patient CompartmentDefinition
+    /// (smart-semantics.md §3): a parameter that is absent, has no expression or an
+    /// unsupported one makes nobody a member. JSON whose `resourceType` is not
+    /// `resource_type` belongs to no compartment.
     pub fn patient_compartments(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
-        todo!()
+        let mut ids = Vec::new();
+        match self {
+            Resource::Json(resource) => {
+                push_compartment_patients(version, resource_type, resource, &mut ids);
+            }
+            Resource::Facts(facts) => push_fact_patients(facts, &mut ids),
+        }
+        ids
     }
 
     /// Ids of every Patient this resource references through any reference search parameter
     /// of its type that can target Patient.
+    ///
+    /// A superset of [`Resource::patient_compartments`], used to deny patient-scoped access to
+    /// a resource outside the compartment that belongs to another patient (R4
+    /// `Device.patient`). When `resource_type` differs from the JSON's `resourceType`, the
+    /// parameters of both types are used, so a mislabelled resource reveals more, not fewer,
+    /// patients.
     pub fn referenced_patients(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
-        todo!()
+        let mut ids = Vec::new();
+        let resource = match self {
+            Resource::Json(resource) => resource,
+            Resource::Facts(facts) => {
+                push_fact_patients(facts, &mut ids);
+                return ids;
+            }
+        };
+        let actual_type = resource.get("resourceType").and_then(Value::as_str);
+        let mut types = vec![resource_type];
+        if let Some(actual_type) = actual_type.filter(|actual| *actual != resource_type) {
+            types.push(actual_type);
+        }
+        for each_type in &types {
+            push_compartment_patients(version, each_type, resource, &mut ids);
+        }
+        for each_type in types {
+            for param in version.tables().own_search_params(each_type) {
+                if !param.targets_type("Patient") {
+                    continue;
+                }
+                let Some(expression) = param.expression else {
+                    continue;
+                };
+                if !push_patient_references(expression, resource, &mut ids) {
+                    // Outside the FHIRPath subset (R5 QuestionnaireResponse.item-subject):
+                    // over-approximate with every literal Patient reference in the resource.
+                    push_every_patient_reference(resource, &mut ids);
+                }
+            }
+        }
+        ids
     }
 
     /// Whether this resource matches the filter item `param=values[0],values[1],...`.
+    ///
+    /// FHIR search semantics (R4 search.html §3.1.1.4) for token, string, uri and reference
+    /// parameters; every other kind, an unknown parameter, or an expression outside the
+    /// supported FHIRPath subset is [`FilterMatch::NotEnforceable`]. Precomputed facts are
+    /// compared with the token rules for token parameters and exactly for the others; a
+    /// parameter without facts does not match.
     pub fn matches_filter(
         &self,
         version: FhirVersion,
@@ -82,6 +159,1356 @@ impl Resource {
         param: &str,
         values: &[String],
     ) -> FilterMatch {
-        todo!()
+        let Some(definition) = version.search_param(resource_type, param) else {
+            return FilterMatch::NotEnforceable(format!(
+                "unknown search parameter {param} for {resource_type} in FHIR {version}"
+            ));
+        };
+        let kind = definition.kind;
+        if !matches!(
+            kind,
+            SearchParamKind::Token
+                | SearchParamKind::String
+                | SearchParamKind::Uri
+                | SearchParamKind::Reference
+        ) {
+            return FilterMatch::NotEnforceable(format!(
+                "cannot evaluate {} parameter {param} locally",
+                kind_name(kind)
+            ));
+        }
+        let resource = match self {
+            Resource::Facts(facts) => return match_facts(facts, kind, param, values),
+            Resource::Json(resource) => resource,
+        };
+        let Some(expression_text) = definition.expression else {
+            return FilterMatch::NotEnforceable(format!(
+                "search parameter {param} of {resource_type} has no expression"
+            ));
+        };
+        if kind == SearchParamKind::Reference && expression_text == "Resource.id" {
+            // R5 `_in`: membership in a List, Group or CareTeam, which the resource's own id
+            // cannot show.
+            return FilterMatch::NotEnforceable(format!(
+                "search parameter {param} tests membership in another resource"
+            ));
+        }
+        let expression = match Expression::parse(expression_text) {
+            Ok(expression) => expression,
+            Err(error) => return FilterMatch::NotEnforceable(error.to_string()),
+        };
+        if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+            return FilterMatch::NoMatch;
+        }
+        let nodes = expression.evaluate(resource);
+        let matched = values.iter().any(|value| match kind {
+            SearchParamKind::Token => parse_token(value)
+                .is_some_and(|filter| nodes.iter().any(|node| token_node_matches(*node, &filter))),
+            SearchParamKind::String => {
+                !value.is_empty() && nodes.iter().any(|node| string_node_matches(*node, value))
+            }
+            SearchParamKind::Uri => {
+                !value.is_empty() && nodes.iter().any(|node| node.value.as_str() == Some(value))
+            }
+            SearchParamKind::Reference => {
+                !value.is_empty()
+                    && nodes
+                        .iter()
+                        .any(|node| reference_node_matches(*node, value))
+            }
+            _ => false,
+        });
+        if matched {
+            FilterMatch::Match
+        } else {
+            FilterMatch::NoMatch
+        }
+    }
+}
+
+/// The lower-case name FHIR gives a parameter kind, for messages.
+fn kind_name(kind: SearchParamKind) -> &'static str {
+    match kind {
+        SearchParamKind::Number => "number",
+        SearchParamKind::Date => "date",
+        SearchParamKind::String => "string",
+        SearchParamKind::Token => "token",
+        SearchParamKind::Reference => "reference",
+        SearchParamKind::Composite => "composite",
+        SearchParamKind::Quantity => "quantity",
+        SearchParamKind::Uri => "uri",
+        SearchParamKind::Special => "special",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Compartments
+
+fn push_unique(ids: &mut Vec<String>, id: &str) {
+    if !ids.iter().any(|known| known == id) {
+        ids.push(id.to_owned());
+    }
+}
+
+fn push_fact_patients(facts: &ResourceFacts, ids: &mut Vec<String>) {
+    for compartment in &facts.compartments {
+        if compartment.compartment_type == "Patient" {
+            push_unique(ids, &compartment.id);
+        }
+    }
+}
+
+/// Pushes the Patient compartments of `resource`, read as a `resource_type`.
+fn push_compartment_patients(
+    version: FhirVersion,
+    resource_type: &str,
+    resource: &Value,
+    ids: &mut Vec<String>,
+) {
+    if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+        return;
+    }
+    let Some(params) = version.patient_compartment().params(resource_type) else {
+        return;
+    };
+    if resource_type == "Patient"
+        && let Some(id) = resource.get("id").and_then(Value::as_str)
+        && is_valid_patient_id(id)
+    {
+        push_unique(ids, id);
+    }
+    for param in params {
+        if let Some(expression) = version
+            .search_param(resource_type, param)
+            .and_then(|definition| definition.expression)
+        {
+            push_patient_references(expression, resource, ids);
+        }
+    }
+}
+
+/// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.
+fn is_valid_patient_id(id: &str) -> bool {
+    parse_reference(&format!("Patient/{id}")) == Some(("Patient", id))
+}
+
+/// Pushes the ids of the Patients that `expression`'s references resolve to; false (and
+/// nothing pushed) when the expression is outside the supported subset.
+fn push_patient_references(expression: &str, resource: &Value, ids: &mut Vec<String>) -> bool {
+    let Ok(expression) = Expression::parse(expression) else {
+        return false;
+    };
+    for node in expression.evaluate(resource) {
+        push_patient_reference(node.value, ids);
+    }
+    true
+}
+
+fn push_patient_reference(value: &Value, ids: &mut Vec<String>) {
+    let target = value
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(parse_reference);
+    if let Some(("Patient", id)) = target {
+        push_unique(ids, id);
+    }
+}
+
+/// Pushes every literal Patient reference anywhere in `resource`, contained resources
+/// included.
+fn push_every_patient_reference(resource: &Value, ids: &mut Vec<String>) {
+    let mut pending = vec![resource];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                push_patient_reference(value, ids);
+                pending.extend(object.values().rev());
+            }
+            Value::Array(items) => pending.extend(items.iter().rev()),
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Filters
+
+fn match_facts(
+    facts: &ResourceFacts,
+    kind: SearchParamKind,
+    param: &str,
+    values: &[String],
+) -> FilterMatch {
+    let matched = facts
+        .search_values
+        .iter()
+        .filter(|entry| entry.name == param)
+        .any(|entry| {
+            values.iter().any(|value| {
+                if kind != SearchParamKind::Token {
+                    return !value.is_empty() && entry.value == *value;
+                }
+                let (Some(filter), Some(fact)) = (parse_token(value), parse_token(&entry.value))
+                else {
+                    return false;
+                };
+                let fact_system = match &fact.system {
+                    SystemFilter::Exact(system) => Some(system.as_str()),
+                    SystemFilter::Any | SystemFilter::Absent => None,
+                };
+                filter.matches(fact_system, fact.code.as_deref())
+            })
+        });
+    if matched {
+        FilterMatch::Match
+    } else {
+        FilterMatch::NoMatch
+    }
+}
+
+/// The system part of a token filter.
+#[derive(Debug, PartialEq)]
+enum SystemFilter {
+    /// `code`: any system, or none.
+    Any,
+    /// `|code`: no system.
+    Absent,
+    /// `system|code` or `system|`.
+    Exact(String),
+}
+
+/// A token filter value (FHIR R4 search.html §3.1.1.4.9).
+#[derive(Debug, PartialEq)]
+struct TokenFilter {
+    system: SystemFilter,
+    /// `None` for `system|`: any code of the system.
+    code: Option<String>,
+}
+
+impl TokenFilter {
+    fn matches(&self, system: Option<&str>, code: Option<&str>) -> bool {
+        let Some(code) = code else {
+            return false;
+        };
+        let code_ok = self.code.as_deref().is_none_or(|wanted| wanted == code);
+        let system_ok = match &self.system {
+            SystemFilter::Any => true,
+            SystemFilter::Absent => system.is_none(),
+            SystemFilter::Exact(wanted) => system == Some(wanted.as_str()),
+        };
+        code_ok && system_ok
+    }
+}
+
+/// Parses `code`, `|code`, `system|` or `system|code`, splitting at the first `|` not
+/// escaped as `\|`; `None` for a value that selects nothing (empty, `|`).
+fn parse_token(value: &str) -> Option<TokenFilter> {
+    let mut first = String::new();
+    let mut second: Option<String> = None;
+    let mut characters = value.chars();
+    while let Some(character) = characters.next() {
+        if character == '|' && second.is_none() {
+            second = Some(String::new());
+            continue;
+        }
+        let part = second.as_mut().unwrap_or(&mut first);
+        match character {
+            '\\' => match characters.next() {
+                Some(escaped @ ('|' | ',' | '$' | '\\')) => part.push(escaped),
+                Some(other) => {
+                    part.push('\\');
+                    part.push(other);
+                }
+                None => part.push('\\'),
+            },
+            _ => part.push(character),
+        }
+    }
+    let non_empty = |text: String| (!text.is_empty()).then_some(text);
+    match second {
+        None => non_empty(first).map(|code| TokenFilter {
+            system: SystemFilter::Any,
+            code: Some(code),
+        }),
+        Some(code) => match (non_empty(first), non_empty(code)) {
+            (None, None) => None,
+            (None, Some(code)) => Some(TokenFilter {
+                system: SystemFilter::Absent,
+                code: Some(code),
+            }),
+            (Some(system), code) => Some(TokenFilter {
+                system: SystemFilter::Exact(system),
+                code,
+            }),
+        },
+    }
+}
+
+/// What a token parameter reads from an object node.
+enum TokenShape {
+    CodeableConcept,
+    Coding,
+    Identifier,
+    ContactPoint,
+}
+
+fn token_shape(node: Node<'_>, object: &Map<String, Value>) -> Option<TokenShape> {
+    if let Some(type_name) = node.type_name {
+        return match type_name {
+            "CodeableConcept" => Some(TokenShape::CodeableConcept),
+            "Coding" => Some(TokenShape::Coding),
+            "Identifier" => Some(TokenShape::Identifier),
+            "ContactPoint" => Some(TokenShape::ContactPoint),
+            _ => None,
+        };
+    }
+    if object.contains_key("coding") {
+        return Some(TokenShape::CodeableConcept);
+    }
+    if object.contains_key("value") {
+        if !object.get("value").is_some_and(Value::is_string) || object.contains_key("code") {
+            return None;
+        }
+        let contact_point = object
+            .get("system")
+            .and_then(Value::as_str)
+            .is_some_and(|system| CONTACT_POINT_SYSTEMS.contains(&system));
+        return Some(if contact_point {
+            TokenShape::ContactPoint
+        } else {
+            TokenShape::Identifier
+        });
+    }
+    (object.contains_key("code") || object.contains_key("system")).then_some(TokenShape::Coding)
+}
+
+fn coding_matches(coding: &Value, filter: &TokenFilter) -> bool {
+    filter.matches(
+        coding.get("system").and_then(Value::as_str),
+        coding.get("code").and_then(Value::as_str),
+    )
+}
+
+/// Token matching on one node: Coding, CodeableConcept (any coding), Identifier, ContactPoint
+/// (value only), code/string/uri and boolean.
+fn token_node_matches(node: Node<'_>, filter: &TokenFilter) -> bool {
+    match node.value {
+        Value::String(text) => filter.matches(None, Some(text)),
+        Value::Bool(flag) => filter.matches(None, Some(if *flag { "true" } else { "false" })),
+        Value::Object(object) => match token_shape(node, object) {
+            Some(TokenShape::CodeableConcept) => match object.get("coding") {
+                Some(Value::Array(codings)) => {
+                    codings.iter().any(|coding| coding_matches(coding, filter))
+                }
+                Some(coding @ Value::Object(_)) => coding_matches(coding, filter),
+                _ => false,
+            },
+            Some(TokenShape::Coding) => coding_matches(node.value, filter),
+            Some(TokenShape::Identifier) => filter.matches(
+                object.get("system").and_then(Value::as_str),
+                object.get("value").and_then(Value::as_str),
+            ),
+            Some(TokenShape::ContactPoint) => {
+                filter.matches(None, object.get("value").and_then(Value::as_str))
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// String leaves a string parameter searches in a HumanName or an Address.
+const NAME_AND_ADDRESS_PARTS: &[&str] = &[
+    "text",
+    "family",
+    "given",
+    "prefix",
+    "suffix",
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+];
+
+/// Keys of a HumanName or Address that carry no searchable text.
+const NAME_AND_ADDRESS_OTHER_KEYS: &[&str] = &["id", "extension", "use", "type", "period"];
+
+/// String matching (search.html §3.1.1.4.13): case-insensitive "starts with" on a string, or
+/// on any part of a HumanName or Address. Other objects never match.
+fn string_node_matches(node: Node<'_>, prefix: &str) -> bool {
+    match node.value {
+        Value::String(text) => starts_with_ignoring_case(text, prefix),
+        Value::Object(object) => {
+            let name_or_address = match node.type_name {
+                Some(type_name) => matches!(type_name, "HumanName" | "Address"),
+                None => object.keys().all(|key| {
+                    let key = key.strip_prefix('_').unwrap_or(key);
+                    NAME_AND_ADDRESS_PARTS.contains(&key)
+                        || NAME_AND_ADDRESS_OTHER_KEYS.contains(&key)
+                }),
+            };
+            name_or_address
+                && NAME_AND_ADDRESS_PARTS
+                    .iter()
+                    .any(|part| match object.get(*part) {
+                        Some(Value::String(text)) => starts_with_ignoring_case(text, prefix),
+                        Some(Value::Array(items)) => items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .any(|text| starts_with_ignoring_case(text, prefix)),
+                        _ => false,
+                    })
+        }
+        _ => false,
+    }
+}
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    let mut text = text.chars().flat_map(char::to_lowercase);
+    prefix
+        .chars()
+        .flat_map(char::to_lowercase)
+        .all(|wanted| text.next() == Some(wanted))
+}
+
+/// Reference matching (search.html §3.1.1.4.10): `Type/id` against the type and id of a
+/// literal reference (relative, versioned or absolute), a bare `id` against its id, an
+/// absolute URL or versioned filter exactly; canonicals by URL, with or without `|version`.
+fn reference_node_matches(node: Node<'_>, filter: &str) -> bool {
+    if let Value::String(canonical) = node.value {
+        // canonical/uri elements of a reference parameter; a bare id is never a canonical.
+        return canonical.contains(':')
+            && (canonical == filter || canonical.split('|').next() == Some(filter));
+    }
+    let Some(reference) = node.value.get("reference").and_then(Value::as_str) else {
+        return false;
+    };
+    if filter.contains(':') {
+        return reference == filter;
+    }
+    if filter.contains("/_history/") {
+        return reference == filter
+            || (reference.contains("://") && reference.ends_with(&format!("/{filter}")));
+    }
+    let Some((resource_type, id)) = parse_reference(reference) else {
+        return false;
+    };
+    if !filter.contains('/') {
+        return id == filter;
+    }
+    match parse_reference(filter) {
+        Some(wanted) if filter.len() == wanted.0.len() + 1 + wanted.1.len() => {
+            wanted == (resource_type, id)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|value| (*value).to_owned()).collect()
+    }
+
+    fn lab_observation() -> Resource {
+        Resource::Json(json!({
+            "resourceType": "Observation",
+            "id": "hb-1",
+            "meta": {
+                "versionId": "3",
+                "lastUpdated": "2024-02-01T10:00:00Z",
+                "profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab"],
+                "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}],
+                "tag": [{"system": "http://example.org/tags", "code": "research", "display": "Research"}]
+            },
+            "status": "final",
+            "category": [
+                {"coding": [{"system": CATEGORY, "code": "laboratory", "display": "Laboratory"}]},
+                {"coding": [{"system": "http://example.org/local-category", "code": "hematology"}], "text": "Hematology"}
+            ],
+            "code": {
+                "coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin [Mass/volume] in Blood"}],
+                "text": "Hemoglobin"
+            },
+            "subject": {"reference": "Patient/123", "display": "Amy Shaw"},
+            "encounter": {"reference": "Encounter/e-9"},
+            "effectiveDateTime": "2024-02-01T09:30:00Z",
+            "issued": "2024-02-01T10:00:00.000Z",
+            "performer": [
+                {"reference": "Practitioner/pr-1"},
+                {"reference": "Patient/456"}
+            ],
+            "valueQuantity": {"value": 13.2, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"},
+            "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "N"}]}],
+            "referenceRange": [{"low": {"value": 12, "unit": "g/dL"}, "high": {"value": 16, "unit": "g/dL"}}]
+        }))
+    }
+
+    fn patient() -> Resource {
+        Resource::Json(json!({
+            "resourceType": "Patient",
+            "id": "123",
+            "meta": {"profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"]},
+            "identifier": [
+                {
+                    "use": "usual",
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                    "system": "urn:oid:1.2.36.146.595.217.0.1",
+                    "value": "12345"
+                },
+                {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "444-22-2222"}
+            ],
+            "active": true,
+            "name": [
+                {"use": "official", "family": "Chalmers", "given": ["Peter", "James"]},
+                {"use": "usual", "given": ["Jim"]}
+            ],
+            "telecom": [
+                {"system": "phone", "value": "(03) 5555 6473", "use": "work"},
+                {"system": "email", "value": "jim@example.org"}
+            ],
+            "gender": "male",
+            "birthDate": "1974-12-25",
+            "address": [{"use": "home", "line": ["534 Erewhon St"], "city": "PleasantVille", "postalCode": "3999"}],
+            "generalPractitioner": [{"reference": "Practitioner/pr-1"}],
+            "link": [
+                {"other": {"reference": "Patient/999"}, "type": "seealso"},
+                {"other": {"reference": "RelatedPerson/rp-1"}, "type": "seealso"}
+            ]
+        }))
+    }
+
+    fn observation_with(field: &str, reference: &str) -> Resource {
+        let mut value = json!({
+            "resourceType": "Observation",
+            "id": "o-1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
+        });
+        value[field] = json!({"reference": reference});
+        Resource::Json(value)
+    }
+
+    fn filter(
+        resource: &Resource,
+        version: FhirVersion,
+        resource_type: &str,
+        param: &str,
+        values: &[&str],
+    ) -> FilterMatch {
+        resource.matches_filter(version, resource_type, param, &strings(values))
+    }
+
+    #[test]
+    fn from_json_bytes_requires_an_object_with_a_resource_type() {
+        let resource =
+            Resource::from_json_bytes(br#"{"resourceType":"Observation","id":"o1"}"#).unwrap();
+        assert_eq!(resource.resource_type(), Some("Observation"));
+        assert_eq!(resource.id(), Some("o1"));
+        match Resource::from_json_bytes(b"{not json") {
+            Err(FactsError::InvalidJson(message)) => {
+                assert!(message.contains("line 1"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            Resource::from_json_bytes(b"[1]"),
+            Err(FactsError::NotAnObject)
+        );
+        assert_eq!(
+            Resource::from_json_bytes(br#"{"id":"x"}"#),
+            Err(FactsError::MissingResourceType)
+        );
+        assert_eq!(
+            Resource::from_json_bytes(br#"{"resourceType":7}"#),
+            Err(FactsError::MissingResourceType)
+        );
+        let facts = Resource::Facts(ResourceFacts::default());
+        assert_eq!((facts.resource_type(), facts.id()), (None, None));
+    }
+
+    #[test]
+    fn observation_is_in_the_compartments_of_subject_and_performer() {
+        for version in FhirVersion::ALL {
+            assert_eq!(
+                lab_observation().patient_compartments(version, "Observation"),
+                ["123", "456"]
+            );
+        }
+        // Read as another type, the JSON belongs to nothing.
+        assert!(
+            lab_observation()
+                .patient_compartments(FhirVersion::R4, "Condition")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn focus_and_group_subjects_do_not_make_members() {
+        let focus = observation_with("focus", "Patient/123");
+        let group = observation_with("subject", "Group/1");
+        for version in FhirVersion::ALL {
+            assert!(
+                focus
+                    .patient_compartments(version, "Observation")
+                    .is_empty()
+            );
+            assert!(
+                group
+                    .patient_compartments(version, "Observation")
+                    .is_empty()
+            );
+        }
+        // ...but a focus on a patient is a reference to that patient.
+        assert_eq!(
+            focus.referenced_patients(FhirVersion::R4, "Observation"),
+            ["123"]
+        );
+        assert!(
+            group
+                .referenced_patients(FhirVersion::R4, "Observation")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_literal_references_count() {
+        let absolute = observation_with("subject", "https://ehr.example/fhir/Patient/123");
+        let versioned = observation_with("subject", "Patient/123/_history/2");
+        let contained = Resource::Json(json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "contained": [{"resourceType": "Patient", "id": "p1"}],
+            "subject": {"reference": "#p1"}
+        }));
+        let urn = observation_with("subject", "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a");
+        let logical = Resource::Json(json!({
+            "resourceType": "Observation",
+            "subject": {"type": "Patient", "identifier": {"system": "urn:oid:1.2.36", "value": "123"}}
+        }));
+        for version in FhirVersion::ALL {
+            assert_eq!(
+                absolute.patient_compartments(version, "Observation"),
+                ["123"]
+            );
+            assert_eq!(
+                versioned.patient_compartments(version, "Observation"),
+                ["123"]
+            );
+            for resource in [&contained, &urn, &logical] {
+                assert!(
+                    resource
+                        .patient_compartments(version, "Observation")
+                        .is_empty()
+                );
+                assert!(
+                    resource
+                        .referenced_patients(version, "Observation")
+                        .is_empty()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn encounter_links_through_patient_only() {
+        // R4/R4B/R5 list only `patient` (Encounter.subject.where(resolve() is Patient)).
+        let encounter = Resource::Json(json!({
+            "resourceType": "Encounter",
+            "id": "e-9",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/123"},
+            "participant": [{"individual": {"reference": "Practitioner/pr-1"}}],
+            "period": {"start": "2024-02-01T09:00:00Z", "end": "2024-02-01T09:45:00Z"}
+        }));
+        let group = Resource::Json(json!({
+            "resourceType": "Encounter",
+            "status": "finished",
+            "subject": {"reference": "Group/g-1"}
+        }));
+        for version in FhirVersion::ALL {
+            assert_eq!(
+                version.patient_compartment().params("Encounter"),
+                Some(&["patient"][..])
+            );
+            assert_eq!(
+                encounter.patient_compartments(version, "Encounter"),
+                ["123"]
+            );
+            assert!(group.patient_compartments(version, "Encounter").is_empty());
+        }
+    }
+
+    #[test]
+    fn condition_links_differ_between_r4_and_r5() {
+        let r4 = Resource::Json(json!({
+            "resourceType": "Condition",
+            "id": "c-1",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "39065001"}]},
+            "subject": {"reference": "Patient/123"},
+            "asserter": {"reference": "Patient/456"}
+        }));
+        assert_eq!(
+            r4.patient_compartments(FhirVersion::R4, "Condition"),
+            ["123", "456"]
+        );
+        assert_eq!(
+            r4.patient_compartments(FhirVersion::R4B, "Condition"),
+            ["123", "456"]
+        );
+        // R5 has no asserter: its links are patient and participant-actor.
+        assert_eq!(
+            r4.patient_compartments(FhirVersion::R5, "Condition"),
+            ["123"]
+        );
+        let r5 = Resource::Json(json!({
+            "resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "subject": {"reference": "Patient/123"},
+            "participant": [
+                {"function": {"text": "informant"}, "actor": {"reference": "Patient/456"}},
+                {"actor": {"reference": "Practitioner/pr-1"}}
+            ]
+        }));
+        assert_eq!(
+            r5.patient_compartments(FhirVersion::R5, "Condition"),
+            ["123", "456"]
+        );
+        assert_eq!(
+            r5.patient_compartments(FhirVersion::R4, "Condition"),
+            ["123"]
+        );
+    }
+
+    #[test]
+    fn medication_request_links_through_subject() {
+        let request = Resource::Json(json!({
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "582620"}]},
+            "subject": {"reference": "Patient/123"},
+            "requester": {"reference": "Practitioner/pr-1"}
+        }));
+        for version in FhirVersion::ALL {
+            assert_eq!(
+                request.patient_compartments(version, "MedicationRequest"),
+                ["123"]
+            );
+        }
+    }
+
+    #[test]
+    fn patient_is_in_its_own_compartment_and_its_links() {
+        for version in FhirVersion::ALL {
+            assert_eq!(
+                patient().patient_compartments(version, "Patient"),
+                ["123", "999"]
+            );
+        }
+        let self_link = Resource::Json(json!({
+            "resourceType": "Patient",
+            "id": "123",
+            "link": [{"other": {"reference": "Patient/123"}, "type": "replaced-by"}]
+        }));
+        assert_eq!(
+            self_link.patient_compartments(FhirVersion::R4, "Patient"),
+            ["123"]
+        );
+        let bad_id = Resource::Json(json!({"resourceType": "Patient", "id": "a/b"}));
+        assert!(
+            bad_id
+                .patient_compartments(FhirVersion::R4, "Patient")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn device_is_never_a_member_but_references_its_patient() {
+        let device = Resource::Json(json!({
+            "resourceType": "Device",
+            "id": "d-1",
+            "status": "active",
+            "patient": {"reference": "Patient/123"},
+            "owner": {"reference": "Organization/org-1"}
+        }));
+        assert_eq!(FhirVersion::R4.patient_compartment().params("Device"), None);
+        assert!(
+            device
+                .patient_compartments(FhirVersion::R4, "Device")
+                .is_empty()
+        );
+        assert_eq!(
+            device.referenced_patients(FhirVersion::R4, "Device"),
+            ["123"]
+        );
+        // R5 Device has no patient element nor any parameter targeting Patient.
+        assert_eq!(FhirVersion::R5.patient_compartment().params("Device"), None);
+        assert!(
+            device
+                .patient_compartments(FhirVersion::R5, "Device")
+                .is_empty()
+        );
+        assert!(
+            device
+                .referenced_patients(FhirVersion::R5, "Device")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn r5_device_association_links_subject_and_operator() {
+        let association = Resource::Json(json!({
+            "resourceType": "DeviceAssociation",
+            "id": "da-1",
+            "device": {"reference": "Device/d-1"},
+            "status": {"coding": [{"system": "http://hl7.org/fhir/deviceassociation-status", "code": "attached"}]},
+            "subject": {"reference": "Patient/123"},
+            "operation": [{"status": {"text": "on"}, "operator": [{"reference": "Patient/456"}, {"reference": "Practitioner/pr-1"}]}]
+        }));
+        assert_eq!(
+            FhirVersion::R5
+                .patient_compartment()
+                .params("DeviceAssociation"),
+            Some(&["subject", "operator"][..])
+        );
+        assert_eq!(
+            association.patient_compartments(FhirVersion::R5, "DeviceAssociation"),
+            ["123", "456"]
+        );
+        assert_eq!(
+            association.referenced_patients(FhirVersion::R5, "DeviceAssociation"),
+            ["123", "456"]
+        );
+        // Not a resource type before R5.
+        assert!(
+            association
+                .patient_compartments(FhirVersion::R4, "DeviceAssociation")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn referenced_patients_adds_every_patient_reference() {
+        let report = Resource::Json(json!({
+            "resourceType": "DiagnosticReport",
+            "status": "final",
+            "code": {"text": "CBC"},
+            "subject": {"reference": "Patient/123"},
+            "performer": [{"reference": "Organization/lab"}]
+        }));
+        assert_eq!(
+            report.referenced_patients(FhirVersion::R4, "DiagnosticReport"),
+            ["123"]
+        );
+        // A mislabelled resource reveals the patients of its actual type too.
+        let device = Resource::Json(
+            json!({"resourceType": "Device", "patient": {"reference": "Patient/7"}}),
+        );
+        assert_eq!(
+            device.referenced_patients(FhirVersion::R4, "Observation"),
+            ["7"]
+        );
+    }
+
+    #[test]
+    fn facts_give_patient_compartments_only() {
+        let facts = Resource::Facts(ResourceFacts {
+            compartments: vec![
+                CompartmentRef::new("Patient", "123"),
+                CompartmentRef::new("Encounter", "e-9"),
+                CompartmentRef::new("Patient", "456"),
+                CompartmentRef::new("Patient", "123"),
+            ],
+            search_values: vec![],
+        });
+        assert_eq!(
+            facts.patient_compartments(FhirVersion::R4, "Observation"),
+            ["123", "456"]
+        );
+        assert_eq!(
+            facts.referenced_patients(FhirVersion::R4, "Observation"),
+            ["123", "456"]
+        );
+    }
+
+    #[test]
+    fn every_patient_compartment_expression_parses() {
+        for version in FhirVersion::ALL {
+            for (resource_type, params) in version.patient_compartment().members {
+                for param in *params {
+                    let definition = version
+                        .search_param(resource_type, param)
+                        .unwrap_or_else(|| panic!("{version} {resource_type}.{param} undefined"));
+                    let expression = definition.expression.unwrap_or_else(|| {
+                        panic!("{version} {resource_type}.{param} has no expression")
+                    });
+                    Expression::parse(expression).unwrap_or_else(|error| {
+                        panic!("{version} {resource_type}.{param}: {error}")
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reference_parameters_targeting_patient_parse_but_one() {
+        let mut refused = Vec::new();
+        for version in FhirVersion::ALL {
+            for (resource_type, params) in version.tables().search_params {
+                for param in params.iter().filter(|param| param.targets_type("Patient")) {
+                    let Some(expression) = param.expression else {
+                        continue;
+                    };
+                    if Expression::parse(expression).is_err() {
+                        refused.push(format!("{version} {resource_type}.{}", param.code));
+                    }
+                }
+            }
+        }
+        assert_eq!(refused, ["R5 QuestionnaireResponse.item-subject"]);
+    }
+
+    #[test]
+    fn an_unsupported_patient_parameter_falls_back_to_every_patient_reference() {
+        let response = Resource::Json(json!({
+            "resourceType": "QuestionnaireResponse",
+            "status": "completed",
+            "subject": {"reference": "Patient/123"},
+            "author": {"reference": "Practitioner/pr-1"},
+            "item": [{
+                "linkId": "who",
+                "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/questionnaireresponse-isSubject", "valueBoolean": true}],
+                "answer": [{"valueReference": {"reference": "Patient/456"}}]
+            }]
+        }));
+        assert_eq!(
+            response.patient_compartments(FhirVersion::R5, "QuestionnaireResponse"),
+            ["123"]
+        );
+        assert_eq!(
+            response.referenced_patients(FhirVersion::R5, "QuestionnaireResponse"),
+            ["123", "456"]
+        );
+    }
+
+    #[test]
+    fn token_filters_on_codeable_concepts() {
+        let observation = lab_observation();
+        for version in FhirVersion::ALL {
+            let category =
+                |values: &[&str]| filter(&observation, version, "Observation", "category", values);
+            assert_eq!(
+                category(&[&format!("{CATEGORY}|laboratory")]),
+                FilterMatch::Match
+            );
+            assert_eq!(category(&["laboratory"]), FilterMatch::Match);
+            assert_eq!(category(&[&format!("{CATEGORY}|")]), FilterMatch::Match);
+            assert_eq!(
+                category(&["http://example.org/local-category|hematology"]),
+                FilterMatch::Match
+            );
+            assert_eq!(
+                category(&["http://wrong.example|laboratory"]),
+                FilterMatch::NoMatch
+            );
+            assert_eq!(category(&["|laboratory"]), FilterMatch::NoMatch);
+            assert_eq!(category(&["Laboratory"]), FilterMatch::NoMatch);
+            assert_eq!(category(&["vital-signs"]), FilterMatch::NoMatch);
+            assert_eq!(category(&["vital-signs", "laboratory"]), FilterMatch::Match);
+            assert_eq!(category(&["", "|"]), FilterMatch::NoMatch);
+            // The text is not a code.
+            assert_eq!(category(&["Hematology"]), FilterMatch::NoMatch);
+            assert_eq!(
+                filter(
+                    &observation,
+                    version,
+                    "Observation",
+                    "code",
+                    &["http://loinc.org|718-7"]
+                ),
+                FilterMatch::Match
+            );
+        }
+        let condition = Resource::Json(json!({
+            "resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "subject": {"reference": "Patient/123"}
+        }));
+        let clinical_status = |values: &[&str]| {
+            filter(
+                &condition,
+                FhirVersion::R4,
+                "Condition",
+                "clinical-status",
+                values,
+            )
+        };
+        assert_eq!(clinical_status(&["active"]), FilterMatch::Match);
+        assert_eq!(
+            clinical_status(&["http://terminology.hl7.org/CodeSystem/condition-clinical|active"]),
+            FilterMatch::Match
+        );
+        assert_eq!(clinical_status(&["resolved"]), FilterMatch::NoMatch);
+    }
+
+    #[test]
+    fn token_filters_on_identifiers_booleans_codes_and_contact_points() {
+        let patient = patient();
+        let check = |param: &str, values: &[&str]| {
+            filter(&patient, FhirVersion::R4, "Patient", param, values)
+        };
+        assert_eq!(
+            check("identifier", &["urn:oid:1.2.36.146.595.217.0.1|12345"]),
+            FilterMatch::Match
+        );
+        assert_eq!(check("identifier", &["12345"]), FilterMatch::Match);
+        assert_eq!(
+            check("identifier", &["http://hl7.org/fhir/sid/us-ssn|"]),
+            FilterMatch::Match
+        );
+        assert_eq!(
+            check("identifier", &["http://hl7.org/fhir/sid/us-ssn|12345"]),
+            FilterMatch::NoMatch
+        );
+        assert_eq!(check("identifier", &["|12345"]), FilterMatch::NoMatch);
+        assert_eq!(check("identifier", &["MR"]), FilterMatch::NoMatch);
+        assert_eq!(check("active", &["true"]), FilterMatch::Match);
+        assert_eq!(check("active", &["false"]), FilterMatch::NoMatch);
+        assert_eq!(check("active", &["TRUE"]), FilterMatch::NoMatch);
+        assert_eq!(check("gender", &["male"]), FilterMatch::Match);
+        assert_eq!(check("gender", &["|male"]), FilterMatch::Match);
+        assert_eq!(
+            check(
+                "gender",
+                &["http://hl7.org/fhir/administrative-gender|male"]
+            ),
+            FilterMatch::NoMatch
+        );
+        assert_eq!(check("email", &["jim@example.org"]), FilterMatch::Match);
+        assert_eq!(check("email", &["(03) 5555 6473"]), FilterMatch::NoMatch);
+        assert_eq!(check("telecom", &["(03) 5555 6473"]), FilterMatch::Match);
+        assert_eq!(
+            check("telecom", &["phone|(03) 5555 6473"]),
+            FilterMatch::NoMatch
+        );
+        assert_eq!(check("_id", &["123"]), FilterMatch::Match);
+        let observation = lab_observation();
+        assert_eq!(
+            filter(
+                &observation,
+                FhirVersion::R4,
+                "Observation",
+                "status",
+                &["final"]
+            ),
+            FilterMatch::Match
+        );
+        assert_eq!(
+            filter(
+                &observation,
+                FhirVersion::R4,
+                "Observation",
+                "status",
+                &["preliminary", "amended"]
+            ),
+            FilterMatch::NoMatch
+        );
+    }
+
+    #[test]
+    fn meta_filters_tag_security_and_profile() {
+        let observation = lab_observation();
+        let profile = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab";
+        for version in FhirVersion::ALL {
+            let check = |param: &str, values: &[&str]| {
+                filter(&observation, version, "Observation", param, values)
+            };
+            assert_eq!(
+                check("_tag", &["http://example.org/tags|research"]),
+                FilterMatch::Match
+            );
+            assert_eq!(check("_tag", &["research"]), FilterMatch::Match);
+            assert_eq!(
+                check("_tag", &["http://example.org/other|research"]),
+                FilterMatch::NoMatch
+            );
+            assert_eq!(
+                check(
+                    "_security",
+                    &["http://terminology.hl7.org/CodeSystem/v3-Confidentiality|N"]
+                ),
+                FilterMatch::Match
+            );
+            assert_eq!(check("_security", &["R"]), FilterMatch::NoMatch);
+            // R4/R4B: uri; R5: reference to a StructureDefinition (canonical).
+            assert_eq!(check("_profile", &[profile]), FilterMatch::Match);
+            assert_eq!(
+                check(
+                    "_profile",
+                    &["http://hl7.org/fhir/us/core/StructureDefinition/us-core"]
+                ),
+                FilterMatch::NoMatch
+            );
+            assert_eq!(
+                check("_profile", &["us-core-observation-lab"]),
+                FilterMatch::NoMatch
+            );
+        }
+        assert_eq!(
+            FhirVersion::R4
+                .search_param("Observation", "_profile")
+                .unwrap()
+                .kind,
+            SearchParamKind::Uri
+        );
+        assert_eq!(
+            FhirVersion::R5
+                .search_param("Observation", "_profile")
+                .unwrap()
+                .kind,
+            SearchParamKind::Reference
+        );
+    }
+
+    #[test]
+    fn string_filters_are_case_insensitive_prefixes() {
+        let patient = patient();
+        let check = |param: &str, values: &[&str]| {
+            filter(&patient, FhirVersion::R4, "Patient", param, values)
+        };
+        assert_eq!(check("name", &["chal"]), FilterMatch::Match);
+        assert_eq!(check("name", &["JIM"]), FilterMatch::Match);
+        assert_eq!(check("name", &["james"]), FilterMatch::Match);
+        assert_eq!(check("name", &["halmers"]), FilterMatch::NoMatch);
+        assert_eq!(check("name", &["official"]), FilterMatch::NoMatch);
+        assert_eq!(check("family", &["Chalmers"]), FilterMatch::Match);
+        assert_eq!(check("family", &["Peter"]), FilterMatch::NoMatch);
+        assert_eq!(check("address", &["pleasant"]), FilterMatch::Match);
+        assert_eq!(check("address", &["534 ere"]), FilterMatch::Match);
+        assert_eq!(check("address", &["home"]), FilterMatch::NoMatch);
+        assert_eq!(
+            check("address-city", &["PleasantVille"]),
+            FilterMatch::Match
+        );
+        assert_eq!(check("name", &[""]), FilterMatch::NoMatch);
+    }
+
+    #[test]
+    fn reference_filters() {
+        let observation = lab_observation();
+        let check = |param: &str, values: &[&str]| {
+            filter(&observation, FhirVersion::R4, "Observation", param, values)
+        };
+        assert_eq!(check("subject", &["Patient/123"]), FilterMatch::Match);
+        assert_eq!(check("subject", &["123"]), FilterMatch::Match);
+        assert_eq!(check("subject", &["Group/123"]), FilterMatch::NoMatch);
+        assert_eq!(check("patient", &["Patient/123"]), FilterMatch::Match);
+        assert_eq!(
+            check("performer", &["Patient/456", "Patient/1"]),
+            FilterMatch::Match
+        );
+        assert_eq!(check("performer", &["Patient/123"]), FilterMatch::NoMatch);
+        assert_eq!(
+            check("subject", &["https://ehr.example/fhir/Patient/123"]),
+            FilterMatch::NoMatch
+        );
+        let absolute = observation_with("subject", "https://ehr.example/fhir/Patient/123");
+        assert_eq!(
+            filter(
+                &absolute,
+                FhirVersion::R4,
+                "Observation",
+                "subject",
+                &["https://ehr.example/fhir/Patient/123"]
+            ),
+            FilterMatch::Match
+        );
+        assert_eq!(
+            filter(
+                &absolute,
+                FhirVersion::R4,
+                "Observation",
+                "subject",
+                &["Patient/123"]
+            ),
+            FilterMatch::Match
+        );
+        let versioned =
+            observation_with("subject", "https://ehr.example/fhir/Patient/123/_history/2");
+        let subject = |values: &[&str]| {
+            filter(
+                &versioned,
+                FhirVersion::R4,
+                "Observation",
+                "subject",
+                values,
+            )
+        };
+        assert_eq!(subject(&["Patient/123/_history/2"]), FilterMatch::Match);
+        assert_eq!(subject(&["Patient/123/_history/3"]), FilterMatch::NoMatch);
+        assert_eq!(subject(&["Patient/123"]), FilterMatch::Match);
+        assert_eq!(
+            subject(&["https://other.example/Patient/123"]),
+            FilterMatch::NoMatch
+        );
+        // R5 `_in` is about List/Group membership, which the resource cannot show.
+        assert!(matches!(
+            filter(
+                &observation,
+                FhirVersion::R5,
+                "Observation",
+                "_in",
+                &["List/1"]
+            ),
+            FilterMatch::NotEnforceable(_)
+        ));
+    }
+
+    #[test]
+    fn unenforceable_filters() {
+        let observation = lab_observation();
+        assert_eq!(
+            filter(
+                &observation,
+                FhirVersion::R4,
+                "Observation",
+                "date",
+                &["2024-02-01"]
+            ),
+            FilterMatch::NotEnforceable("cannot evaluate date parameter date locally".into())
+        );
+        for (param, value) in [
+            ("value-quantity", "13.2"),
+            ("code-value-concept", "x$y"),
+            ("_lastUpdated", "2024"),
+        ] {
+            assert!(matches!(
+                filter(
+                    &observation,
+                    FhirVersion::R4,
+                    "Observation",
+                    param,
+                    &[value]
+                ),
+                FilterMatch::NotEnforceable(_)
+            ));
+        }
+        assert!(matches!(
+            filter(&observation, FhirVersion::R4, "Observation", "nonsense", &["x"]),
+            FilterMatch::NotEnforceable(reason) if reason.contains("unknown")
+        ));
+        assert!(matches!(
+            filter(
+                &observation,
+                FhirVersion::R4,
+                "Observation",
+                "code:in",
+                &["http://vs"]
+            ),
+            FilterMatch::NotEnforceable(_)
+        ));
+        // Patient.deceased uses exists() and != : outside the subset.
+        assert!(matches!(
+            filter(&patient(), FhirVersion::R4, "Patient", "deceased", &["true"]),
+            FilterMatch::NotEnforceable(reason) if reason.contains("unsupported FHIRPath")
+        ));
+        // _content has no expression.
+        assert!(matches!(
+            filter(
+                &observation,
+                FhirVersion::R4,
+                "Observation",
+                "_content",
+                &["x"]
+            ),
+            FilterMatch::NotEnforceable(_)
+        ));
+        // A resource of another type never matches.
+        assert_eq!(
+            filter(
+                &patient(),
+                FhirVersion::R4,
+                "Observation",
+                "status",
+                &["final"]
+            ),
+            FilterMatch::NoMatch
+        );
+    }
+
+    #[test]
+    fn filters_on_precomputed_facts() {
+        let facts = Resource::Facts(ResourceFacts {
+            compartments: vec![CompartmentRef::new("Patient", "123")],
+            search_values: vec![
+                SearchParam::new("code", "http://loinc.org|1234"),
+                SearchParam::new("category", "laboratory"),
+                SearchParam::new("subject", "Patient/123"),
+            ],
+        });
+        let check = |param: &str, values: &[&str]| {
+            filter(&facts, FhirVersion::R4, "Observation", param, values)
+        };
+        assert_eq!(check("code", &["1234"]), FilterMatch::Match);
+        assert_eq!(check("code", &["http://loinc.org|"]), FilterMatch::Match);
+        assert_eq!(
+            check("code", &["http://loinc.org|1234"]),
+            FilterMatch::Match
+        );
+        assert_eq!(
+            check("code", &["http://snomed.info/sct|1234"]),
+            FilterMatch::NoMatch
+        );
+        assert_eq!(check("code", &["|1234"]), FilterMatch::NoMatch);
+        assert_eq!(check("code", &["9999", "1234"]), FilterMatch::Match);
+        assert_eq!(check("category", &["laboratory"]), FilterMatch::Match);
+        assert_eq!(check("category", &["|laboratory"]), FilterMatch::Match);
+        assert_eq!(
+            check("category", &["http://x|laboratory"]),
+            FilterMatch::NoMatch
+        );
+        assert_eq!(check("subject", &["Patient/123"]), FilterMatch::Match);
+        assert_eq!(check("subject", &["Patient/12"]), FilterMatch::NoMatch);
+        // No fact for the parameter: fail closed.
+        assert_eq!(check("status", &["final"]), FilterMatch::NoMatch);
+        assert!(matches!(
+            check("date", &["2024"]),
+            FilterMatch::NotEnforceable(_)
+        ));
+        assert!(matches!(
+            check("nonsense", &["x"]),
+            FilterMatch::NotEnforceable(_)
+        ));
+    }
+
+    #[test]
+    fn token_values_split_at_the_first_unescaped_bar() {
+        assert_eq!(
+            parse_token(r"a\|b|c"),
+            Some(TokenFilter {
+                system: SystemFilter::Exact("a|b".into()),
+                code: Some("c".into())
+            })
+        );
+        assert_eq!(
+            parse_token("s|c|d"),
+            Some(TokenFilter {
+                system: SystemFilter::Exact("s".into()),
+                code: Some("c|d".into())
+            })
+        );
+        assert_eq!(parse_token(""), None);
+        assert_eq!(parse_token("|"), None);
     }
 }

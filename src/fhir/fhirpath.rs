@@ -1,10 +1,60 @@
 //! The FHIRPath subset used by compartment and search parameter expressions.
+//!
+//! Supported (FHIRPath N1, restricted to what the R4/R4B/R5 `SearchParameter.expression`s of
+//! compartment links and token/string/reference/uri parameters use):
+//!
+//! - paths `Type.a.b.c`, whose first identifier names the resource type (`Resource` matches
+//!   every resource); a lower-case first identifier is a child of the resource, as FHIRPath
+//!   resolves it (R5 `Observation.value-string` is written `value.ofType(string)`);
+//! - unions `a | b` and parentheses `(a as T).b`;
+//! - type filters `x as T`, `x.as(T)`, `x.ofType(T)`;
+//! - `x.where(resolve() is T)` on literal references and `x.where(field = 'literal')`.
+//!
+//! Everything else is refused with [`FhirPathError::Unsupported`] at parse time, so a caller
+//! can never act on a half-understood expression.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use super::reference::parse_reference;
+
+/// Deepest parenthesis nesting accepted; the data nests at most once.
+const MAX_NESTING: usize = 16;
 
 /// A parsed expression.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Expression {}
+pub struct Expression {
+    /// The branches of the top-level union.
+    branches: Vec<Path>,
+}
+
+/// One branch: a start and the steps applied to it, left to right.
+#[derive(Clone, Debug, PartialEq)]
+struct Path {
+    start: Start,
+    steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Start {
+    /// The resource itself when its type is this one (`Resource` matches every type).
+    ResourceOfType(Box<str>),
+    /// The resource whatever its type (the path starts with a child name).
+    AnyResource,
+    /// A parenthesised union evaluated on the resource.
+    Group(Vec<Path>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Step {
+    /// `.name`, flattening arrays and resolving choice elements (`value` -> `valueString`).
+    Child(Box<str>),
+    /// `as T`, `.as(T)`, `.ofType(T)`.
+    OfType(Box<str>),
+    /// `.where(resolve() is T)`.
+    WhereResolvesTo(Box<str>),
+    /// `.where(field = 'literal')`.
+    WhereEquals { field: Box<str>, literal: Box<str> },
+}
 
 /// A node an expression selected: a JSON value and, when it was reached through a choice
 /// element (`value[x]` stored as `valueCodeableConcept`), the type suffix.
@@ -22,11 +72,925 @@ pub enum FhirPathError {
 }
 
 impl Expression {
+    /// Parses `text`, refusing anything outside the subset described in the module docs.
     pub fn parse(text: &str) -> Result<Self, FhirPathError> {
-        todo!()
+        let mut parser = Parser {
+            text,
+            bytes: text.as_bytes(),
+            position: 0,
+        };
+        parser
+            .expression()
+            .map(|branches| Expression { branches })
+            .map_err(|detail| FhirPathError::Unsupported {
+                expression: text.to_owned(),
+                detail,
+            })
     }
 
+    /// Evaluates the expression on a resource, in document order within each branch and
+    /// branch after branch (duplicates across branches are kept).
     pub fn evaluate<'a>(&self, resource: &'a Value) -> Vec<Node<'a>> {
-        todo!()
+        let mut out = Vec::new();
+        let resource_type = resource.get("resourceType").and_then(Value::as_str);
+        for path in &self.branches {
+            evaluate_path(path, resource, resource_type, &mut out);
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Evaluation
+
+fn evaluate_path<'a>(
+    path: &Path,
+    resource: &'a Value,
+    resource_type: Option<&str>,
+    out: &mut Vec<Node<'a>>,
+) {
+    let mut current = Vec::new();
+    match &path.start {
+        Start::ResourceOfType(type_name) => {
+            if !root_type_matches(type_name, resource_type) {
+                return;
+            }
+            current.push(Node {
+                value: resource,
+                type_name: None,
+            });
+        }
+        Start::AnyResource => {
+            if resource_type.is_none() {
+                return;
+            }
+            current.push(Node {
+                value: resource,
+                type_name: None,
+            });
+        }
+        Start::Group(branches) => {
+            for branch in branches {
+                evaluate_path(branch, resource, resource_type, &mut current);
+            }
+        }
+    }
+    let mut next = Vec::new();
+    for step in &path.steps {
+        if current.is_empty() {
+            return;
+        }
+        next.clear();
+        for node in &current {
+            apply_step(step, *node, &mut next);
+        }
+        std::mem::swap(&mut current, &mut next);
+    }
+    out.append(&mut current);
+}
+
+fn root_type_matches(root: &str, resource_type: Option<&str>) -> bool {
+    let Some(resource_type) = resource_type else {
+        return false;
+    };
+    match root {
+        "Resource" => true,
+        "DomainResource" => !matches!(resource_type, "Bundle" | "Binary" | "Parameters"),
+        _ => root == resource_type,
+    }
+}
+
+fn apply_step<'a>(step: &Step, node: Node<'a>, out: &mut Vec<Node<'a>>) {
+    match step {
+        Step::Child(name) => {
+            if let Value::Object(object) = node.value {
+                push_children(object, name, out);
+            }
+        }
+        Step::OfType(type_name) => {
+            if is_of_type(node, type_name) {
+                out.push(node);
+            }
+        }
+        Step::WhereResolvesTo(type_name) => {
+            if resolves_to(node.value, type_name) {
+                out.push(node);
+            }
+        }
+        Step::WhereEquals { field, literal } => {
+            if child_equals(node.value, field, literal) {
+                out.push(node);
+            }
+        }
+    }
+}
+
+/// Pushes the child `name` of `object`, flattened; falls back to a choice element
+/// (`name` + a FHIR type name) when `name` itself is absent.
+fn push_children<'a>(object: &'a Map<String, Value>, name: &str, out: &mut Vec<Node<'a>>) {
+    if let Some(child) = object.get(name) {
+        push_flattened(child, None, out);
+        return;
+    }
+    for (key, child) in object {
+        if let Some(type_name) = choice_suffix(key, name) {
+            push_flattened(child, Some(type_name), out);
+        }
+    }
+}
+
+fn push_flattened<'a>(value: &'a Value, type_name: Option<&'a str>, out: &mut Vec<Node<'a>>) {
+    match value {
+        Value::Null => {}
+        Value::Array(items) => out.extend(items.iter().filter(|item| !item.is_null()).map(
+            |item| Node {
+                value: item,
+                type_name,
+            },
+        )),
+        _ => out.push(Node { value, type_name }),
+    }
+}
+
+/// The type suffix of `key` when it is the choice element `name[x]`, e.g.
+/// `("valueQuantity", "value") -> "Quantity"`. Only FHIR data type names count, so an
+/// element such as `classHistory` is never taken for `class[x]`.
+fn choice_suffix<'a>(key: &'a str, name: &str) -> Option<&'a str> {
+    let suffix = key.strip_prefix(name)?;
+    if !suffix.starts_with(|first: char| first.is_ascii_uppercase()) {
+        return None;
+    }
+    CHOICE_TYPE_SUFFIXES.contains(&suffix).then_some(suffix)
+}
+
+/// FHIR data types as they appear in choice element names (R4, R4B, R5).
+const CHOICE_TYPE_SUFFIXES: &[&str] = &[
+    "Address",
+    "Age",
+    "Annotation",
+    "Attachment",
+    "Availability",
+    "Base64Binary",
+    "Boolean",
+    "Canonical",
+    "Code",
+    "CodeableConcept",
+    "CodeableReference",
+    "Coding",
+    "ContactDetail",
+    "ContactPoint",
+    "Contributor",
+    "Count",
+    "DataRequirement",
+    "Date",
+    "DateTime",
+    "Decimal",
+    "Distance",
+    "Dosage",
+    "Duration",
+    "Expression",
+    "ExtendedContactDetail",
+    "HumanName",
+    "Id",
+    "Identifier",
+    "Instant",
+    "Integer",
+    "Integer64",
+    "Markdown",
+    "Meta",
+    "Money",
+    "Oid",
+    "ParameterDefinition",
+    "Period",
+    "PositiveInt",
+    "Quantity",
+    "Range",
+    "Ratio",
+    "RatioRange",
+    "Reference",
+    "RelatedArtifact",
+    "SampledData",
+    "Signature",
+    "String",
+    "Time",
+    "Timing",
+    "TriggerDefinition",
+    "UnsignedInt",
+    "Uri",
+    "Url",
+    "UsageContext",
+    "Uuid",
+    "VirtualServiceDetail",
+];
+
+/// Codes of `ContactPoint.system`; an Identifier's system is a URI, never one of these.
+pub(crate) const CONTACT_POINT_SYSTEMS: &[&str] =
+    &["phone", "fax", "email", "pager", "url", "sms", "other"];
+
+/// True when `node` is of FHIR type `wanted`: by its choice suffix when it has one, else
+/// structurally for the common types; anything undecidable is dropped (fail closed).
+fn is_of_type(node: Node<'_>, wanted: &str) -> bool {
+    if let Some(actual) = node.type_name {
+        return same_type_name(actual, wanted);
+    }
+    let value = node.value;
+    match wanted {
+        "string" | "code" | "uri" | "url" | "canonical" | "markdown" | "id" | "oid" | "uuid"
+        | "base64Binary" | "date" | "dateTime" | "instant" | "time" | "String" => value.is_string(),
+        "boolean" | "Boolean" => value.is_boolean(),
+        "integer" | "positiveInt" | "unsignedInt" | "integer64" | "Integer" => {
+            value.is_i64() || value.is_u64()
+        }
+        "decimal" | "Decimal" => value.is_number(),
+        _ => {
+            let Value::Object(object) = value else {
+                return false;
+            };
+            is_object_of_type(object, wanted)
+        }
+    }
+}
+
+fn is_object_of_type(object: &Map<String, Value>, wanted: &str) -> bool {
+    let has = |key: &str| object.contains_key(key);
+    match wanted {
+        "Reference" => {
+            (has("reference") || has("identifier") || has("display"))
+                && !has("code")
+                && !has("system")
+                && !has("coding")
+        }
+        "CodeableConcept" => {
+            has("coding")
+                || (has("text")
+                    && object
+                        .keys()
+                        .all(|key| matches!(key.as_str(), "text" | "id" | "extension")))
+        }
+        "Coding" => (has("system") || has("code")) && !has("coding") && !has("value"),
+        "Identifier" => {
+            (object.get("value").is_some_and(Value::is_string) || has("system"))
+                && !has("code")
+                && !has("coding")
+                && !is_contact_point_system(object)
+        }
+        "ContactPoint" => {
+            object.get("value").is_some_and(Value::is_string)
+                && !has("code")
+                && (!has("system") || is_contact_point_system(object))
+        }
+        "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity"
+        | "MoneyQuantity" => object.get("value").is_some_and(Value::is_number),
+        "Period" => (has("start") || has("end")) && !has("resourceType"),
+        "Range" => (has("low") || has("high")) && !has("resourceType"),
+        _ if wanted.starts_with(|first: char| first.is_ascii_uppercase()) => {
+            // A resource type, e.g. a contained or inline resource.
+            object.get("resourceType").and_then(Value::as_str) == Some(wanted)
+        }
+        _ => false,
+    }
+}
+
+fn is_contact_point_system(object: &Map<String, Value>) -> bool {
+    object
+        .get("system")
+        .and_then(Value::as_str)
+        .is_some_and(|system| CONTACT_POINT_SYSTEMS.contains(&system))
+}
+
+/// `String` vs `string`: equal ignoring the case of the first letter only.
+fn same_type_name(actual: &str, wanted: &str) -> bool {
+    let (Some(first_actual), Some(first_wanted)) = (actual.chars().next(), wanted.chars().next())
+    else {
+        return false;
+    };
+    first_actual.eq_ignore_ascii_case(&first_wanted)
+        && actual[first_actual.len_utf8()..] == wanted[first_wanted.len_utf8()..]
+}
+
+/// True when `value` is a Reference whose literal `reference` names a resource of
+/// `type_name`; contained, `urn:` and identifier-only references never resolve.
+fn resolves_to(value: &Value, type_name: &str) -> bool {
+    value
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(parse_reference)
+        .is_some_and(|(resource_type, _)| resource_type == type_name)
+}
+
+/// FHIRPath `field = 'literal'`: true only when `field` is exactly one string equal to
+/// `literal` (a collection of several items never equals a single string).
+fn child_equals(value: &Value, field: &str, literal: &str) -> bool {
+    let Value::Object(object) = value else {
+        return false;
+    };
+    let mut children = Vec::new();
+    push_children(object, field, &mut children);
+    matches!(children.as_slice(), [only] if only.value.as_str() == Some(literal))
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing
+
+struct Parser<'t> {
+    text: &'t str,
+    bytes: &'t [u8],
+    position: usize,
+}
+
+type ParseResult<T> = Result<T, String>;
+
+impl<'t> Parser<'t> {
+    fn expression(&mut self) -> ParseResult<Vec<Path>> {
+        let branches = self.union(0)?;
+        self.skip_whitespace();
+        if self.position < self.bytes.len() {
+            return Err(self.unexpected("end of expression"));
+        }
+        Ok(branches)
+    }
+
+    /// `typed ('|' typed)*`
+    fn union(&mut self, depth: usize) -> ParseResult<Vec<Path>> {
+        let mut branches = vec![self.typed(depth)?];
+        loop {
+            self.skip_whitespace();
+            if self.peek() == Some(b'|') {
+                self.position += 1;
+                branches.push(self.typed(depth)?);
+            } else {
+                return Ok(branches);
+            }
+        }
+    }
+
+    /// `postfix ('as' TypeName)*`
+    fn typed(&mut self, depth: usize) -> ParseResult<Path> {
+        let mut path = self.postfix(depth)?;
+        loop {
+            self.skip_whitespace();
+            let Some(word) = self.peek_identifier() else {
+                return Ok(path);
+            };
+            match word {
+                "as" => {
+                    self.position += word.len();
+                    self.skip_whitespace();
+                    let type_name = self.type_specifier()?;
+                    path.steps.push(Step::OfType(type_name));
+                }
+                "is" => {
+                    return Err(
+                        "the `is` operator is only supported as where(resolve() is T)".into(),
+                    );
+                }
+                _ => return Err(format!("operator `{word}` is not supported")),
+            }
+        }
+    }
+
+    /// `primary ('.' invocation)*`
+    fn postfix(&mut self, depth: usize) -> ParseResult<Path> {
+        self.skip_whitespace();
+        let mut path = match self.peek() {
+            Some(b'(') => {
+                if depth >= MAX_NESTING {
+                    return Err("parentheses nested too deeply".into());
+                }
+                self.position += 1;
+                let branches = self.union(depth + 1)?;
+                self.skip_whitespace();
+                self.expect(b')')?;
+                Path {
+                    start: Start::Group(branches),
+                    steps: Vec::new(),
+                }
+            }
+            _ => {
+                let name = self.identifier()?;
+                self.reject_call_or_index(name)?;
+                if name.starts_with(|first: char| first.is_ascii_uppercase()) {
+                    Path {
+                        start: Start::ResourceOfType(name.into()),
+                        steps: Vec::new(),
+                    }
+                } else {
+                    Path {
+                        start: Start::AnyResource,
+                        steps: vec![Step::Child(name.into())],
+                    }
+                }
+            }
+        };
+        loop {
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b'.') => {
+                    self.position += 1;
+                    self.skip_whitespace();
+                    path.steps.push(self.invocation()?);
+                }
+                Some(b'[') => return Err("indexers ([n]) are not supported".into()),
+                _ => return Ok(path),
+            }
+        }
+    }
+
+    /// `name` or `function(arguments)` after a dot.
+    fn invocation(&mut self) -> ParseResult<Step> {
+        let name = self.identifier()?;
+        self.skip_whitespace();
+        if self.peek() != Some(b'(') {
+            if self.peek() == Some(b'[') {
+                return Err("indexers ([n]) are not supported".into());
+            }
+            return Ok(Step::Child(name.into()));
+        }
+        self.position += 1;
+        self.skip_whitespace();
+        let step = match name {
+            "as" | "ofType" => Step::OfType(self.type_specifier()?),
+            "where" => self.where_criteria()?,
+            _ => return Err(format!("function {name}() is not supported")),
+        };
+        self.skip_whitespace();
+        self.expect(b')')?;
+        Ok(step)
+    }
+
+    /// The inside of `where(...)`: `resolve() is T` or `field = 'literal'`.
+    fn where_criteria(&mut self) -> ParseResult<Step> {
+        let name = self.identifier()?;
+        self.skip_whitespace();
+        if name == "resolve" {
+            self.expect(b'(')?;
+            self.skip_whitespace();
+            self.expect(b')')?;
+            self.skip_whitespace();
+            if self.peek_identifier() != Some("is") {
+                return Err("resolve() is only supported as where(resolve() is T)".into());
+            }
+            self.position += 2;
+            self.skip_whitespace();
+            return Ok(Step::WhereResolvesTo(self.type_specifier()?));
+        }
+        match self.peek() {
+            Some(b'=') => {
+                self.position += 1;
+                self.skip_whitespace();
+                let literal = self.string_literal()?;
+                Ok(Step::WhereEquals {
+                    field: name.into(),
+                    literal: literal.into(),
+                })
+            }
+            Some(b'(') => Err(format!("function {name}() is not supported inside where()")),
+            _ => Err(format!(
+                "where() supports only resolve() is T and field = 'literal', found {name:?} followed by {}",
+                self.describe_here()
+            )),
+        }
+    }
+
+    /// A type name, optionally qualified with `FHIR.` or `System.`.
+    fn type_specifier(&mut self) -> ParseResult<Box<str>> {
+        let mut name = self.identifier()?;
+        if matches!(name, "FHIR" | "System") && self.peek() == Some(b'.') {
+            self.position += 1;
+            name = self.identifier()?;
+        }
+        if self.peek() == Some(b'.') {
+            return Err(format!("qualified type name after {name} is not supported"));
+        }
+        Ok(name.into())
+    }
+
+    fn reject_call_or_index(&mut self, name: &str) -> ParseResult<()> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b'(') => Err(format!(
+                "function {name}() is not supported at the start of a path"
+            )),
+            Some(b'[') => Err("indexers ([n]) are not supported".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// `[A-Za-z_][A-Za-z0-9_]*`; delimited (backtick) identifiers are not supported.
+    fn identifier(&mut self) -> ParseResult<&'t str> {
+        match self.peek_identifier() {
+            Some(name) => {
+                self.position += name.len();
+                Ok(name)
+            }
+            None => Err(self.unexpected("an identifier")),
+        }
+    }
+
+    fn peek_identifier(&self) -> Option<&'t str> {
+        let rest = &self.bytes[self.position..];
+        if !rest
+            .first()
+            .is_some_and(|byte| byte.is_ascii_alphabetic() || *byte == b'_')
+        {
+            return None;
+        }
+        let length = rest
+            .iter()
+            .position(|byte| !(byte.is_ascii_alphanumeric() || *byte == b'_'))
+            .unwrap_or(rest.len());
+        // ASCII bytes only, so both ends are char boundaries.
+        Some(&self.text[self.position..self.position + length])
+    }
+
+    /// `'...'` with FHIRPath escapes.
+    fn string_literal(&mut self) -> ParseResult<String> {
+        self.expect(b'\'')?;
+        let mut literal = String::new();
+        let mut chars = self.text[self.position..].char_indices();
+        while let Some((offset, character)) = chars.next() {
+            match character {
+                '\'' => {
+                    self.position += offset + 1;
+                    return Ok(literal);
+                }
+                '\\' => {
+                    let escaped = match chars.next().map(|(_, escaped)| escaped) {
+                        Some(escaped @ ('\'' | '"' | '`' | '\\' | '/')) => escaped,
+                        Some('n') => '\n',
+                        Some('r') => '\r',
+                        Some('t') => '\t',
+                        Some('f') => '\u{c}',
+                        Some(other) => {
+                            return Err(format!(
+                                "escape \\{other} in a string literal is not supported"
+                            ));
+                        }
+                        None => break,
+                    };
+                    literal.push(escaped);
+                }
+                _ => literal.push(character),
+            }
+        }
+        Err("unterminated string literal".into())
+    }
+
+    fn expect(&mut self, byte: u8) -> ParseResult<()> {
+        if self.peek() == Some(byte) {
+            self.position += 1;
+            Ok(())
+        } else {
+            Err(self.unexpected(&format!("{:?}", byte as char)))
+        }
+    }
+
+    fn skip_whitespace(&mut self) {
+        while self.peek().is_some_and(|byte| byte.is_ascii_whitespace()) {
+            self.position += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    fn describe_here(&self) -> String {
+        match self
+            .text
+            .get(self.position..)
+            .and_then(|rest| rest.chars().next())
+        {
+            Some(character) => format!("{character:?} at offset {}", self.position),
+            None => "end of expression".to_owned(),
+        }
+    }
+
+    fn unexpected(&self, expected: &str) -> String {
+        let found = self.describe_here();
+        match self.peek() {
+            Some(b'=' | b'!' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'&' | b'~') => {
+                format!("operators are not supported: found {found}, expected {expected}")
+            }
+            _ => format!("expected {expected}, found {found}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn values<'a>(expression: &str, resource: &'a Value) -> Vec<&'a Value> {
+        Expression::parse(expression)
+            .unwrap()
+            .evaluate(resource)
+            .into_iter()
+            .map(|node| node.value)
+            .collect()
+    }
+
+    fn detail(expression: &str) -> String {
+        match Expression::parse(expression) {
+            Err(FhirPathError::Unsupported {
+                expression: echoed,
+                detail,
+            }) => {
+                assert_eq!(echoed, expression);
+                detail
+            }
+            Ok(parsed) => panic!("{expression} parsed: {parsed:?}"),
+        }
+    }
+
+    fn observation() -> Value {
+        json!({
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "category": [
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]},
+                {"coding": [{"system": "http://example.org/cat", "code": "x"}], "text": "X"}
+            ],
+            "subject": {"reference": "Patient/123"},
+            "performer": [
+                {"reference": "Practitioner/9"},
+                {"reference": "https://ehr.example/fhir/Patient/456"},
+                {"reference": "#p1"},
+                {"identifier": {"system": "urn:mrn", "value": "77"}},
+                {"reference": "urn:uuid:0f6a1b2c-0000-4000-8000-000000000000"}
+            ],
+            "valueCodeableConcept": {"text": "positive"},
+            "component": [
+                {"valueString": "a"},
+                {"valueQuantity": {"value": 5, "unit": "mg"}}
+            ]
+        })
+    }
+
+    #[test]
+    fn paths_flatten_arrays_and_check_the_root_type() {
+        let resource = observation();
+        assert_eq!(values("Observation.status", &resource), [&json!("final")]);
+        assert_eq!(
+            values("Observation.category.coding.code", &resource),
+            [&json!("laboratory"), &json!("x")]
+        );
+        assert_eq!(values("Observation.performer", &resource).len(), 5);
+        assert!(values("Patient.status", &resource).is_empty());
+        assert!(values("Observation.missing.deeper", &resource).is_empty());
+        assert_eq!(values("Observation", &resource), [&resource]);
+        assert_eq!(values("Resource.id", &resource), [&json!("o1")]);
+        assert_eq!(values("DomainResource.id", &resource), [&json!("o1")]);
+        assert_eq!(values("status", &resource), [&json!("final")]);
+        assert!(values("Observation.status", &json!({"status": "final"})).is_empty());
+    }
+
+    #[test]
+    fn unions_and_parentheses() {
+        let resource = observation();
+        assert_eq!(
+            values(
+                "Observation.status | Observation.id | Patient.id",
+                &resource
+            ),
+            [&json!("final"), &json!("o1")]
+        );
+        assert_eq!(
+            values("(Observation.value as CodeableConcept).text", &resource),
+            [&json!("positive")]
+        );
+        assert_eq!(
+            values("(Observation.value.ofType(CodeableConcept))", &resource).len(),
+            1
+        );
+        assert_eq!(
+            values(
+                "((Observation.status) | (Observation.id)) | Observation.subject.reference",
+                &resource
+            )
+            .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn choice_elements_record_their_type() {
+        let resource = observation();
+        let nodes = Expression::parse("Observation.component.value")
+            .unwrap()
+            .evaluate(&resource);
+        let types: Vec<_> = nodes.iter().map(|node| node.type_name).collect();
+        assert_eq!(types, [Some("String"), Some("Quantity")]);
+        assert_eq!(
+            values("Observation.component.value as string", &resource),
+            [&json!("a")]
+        );
+        assert_eq!(
+            values("Observation.component.value.as(Quantity).unit", &resource),
+            [&json!("mg")]
+        );
+        assert_eq!(
+            values("Observation.component.value.ofType(String)", &resource),
+            [&json!("a")]
+        );
+        assert!(values("Observation.value as string", &resource).is_empty());
+        assert!(values("Observation.value.ofType(Quantity)", &resource).is_empty());
+        // Only FHIR type names make a choice element.
+        let encounter =
+            json!({"resourceType": "Encounter", "classHistory": [{"class": {"code": "AMB"}}]});
+        assert!(values("Encounter.class", &encounter).is_empty());
+        // A present element wins over choice lookups.
+        let odd = json!({"resourceType": "Basic", "value": "plain", "valueString": "choice"});
+        assert_eq!(values("Basic.value", &odd), [&json!("plain")]);
+    }
+
+    #[test]
+    fn type_filters_decide_structurally_without_a_choice_suffix() {
+        let resource = json!({
+            "resourceType": "Basic",
+            "item": [
+                {"reference": "Patient/1"},
+                {"coding": [{"code": "a"}]},
+                {"system": "http://s", "code": "c", "display": "C"},
+                {"system": "urn:oid:1.2", "value": "v"},
+                {"system": "phone", "value": "555"},
+                "text",
+                true,
+                {"value": 3, "unit": "mg"},
+                {"start": "2020"},
+                42
+            ]
+        });
+        let count =
+            |type_name: &str| values(&format!("Basic.item.ofType({type_name})"), &resource).len();
+        assert_eq!(count("Reference"), 1);
+        assert_eq!(count("CodeableConcept"), 1);
+        assert_eq!(count("Coding"), 1);
+        assert_eq!(count("Identifier"), 1);
+        assert_eq!(count("ContactPoint"), 1);
+        assert_eq!(count("string"), 1);
+        assert_eq!(count("uri"), 1);
+        assert_eq!(count("boolean"), 1);
+        assert_eq!(count("Quantity"), 1);
+        assert_eq!(count("Period"), 1);
+        assert_eq!(count("integer"), 1);
+        assert_eq!(count("Annotation"), 0);
+        assert_eq!(values("Basic.item as FHIR.Reference", &resource).len(), 1);
+    }
+
+    #[test]
+    fn where_resolve_is_uses_literal_references_only() {
+        let resource = observation();
+        let expression = "Observation.performer.where(resolve() is Patient)";
+        assert_eq!(
+            values(expression, &resource),
+            [&json!({"reference": "https://ehr.example/fhir/Patient/456"})]
+        );
+        assert_eq!(
+            values(
+                "Observation.subject.where(resolve() is Patient) | Observation.performer.where(resolve() is Practitioner)",
+                &resource
+            ),
+            [
+                &json!({"reference": "Patient/123"}),
+                &json!({"reference": "Practitioner/9"})
+            ]
+        );
+        let versioned =
+            json!({"resourceType": "Encounter", "subject": {"reference": "Patient/7/_history/2"}});
+        assert_eq!(
+            values("Encounter.subject.where(resolve() is Patient)", &versioned).len(),
+            1
+        );
+        let group = json!({"resourceType": "Encounter", "subject": {"reference": "Group/7"}});
+        assert!(values("Encounter.subject.where(resolve() is Patient)", &group).is_empty());
+        let contained = json!({"resourceType": "Encounter", "subject": {"reference": "#p1"},
+            "contained": [{"resourceType": "Patient", "id": "p1"}]});
+        assert!(values("Encounter.subject.where(resolve() is Patient)", &contained).is_empty());
+        let logical = json!({"resourceType": "Encounter", "subject": {"type": "Patient", "identifier": {"value": "1"}}});
+        assert!(values("Encounter.subject.where(resolve() is Patient)", &logical).is_empty());
+        assert_eq!(
+            values(
+                "Encounter.subject.where( resolve ( ) is FHIR.Patient )",
+                &versioned
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn where_field_equals_literal() {
+        let patient = json!({
+            "resourceType": "Patient",
+            "telecom": [
+                {"system": "phone", "value": "555"},
+                {"system": "email", "value": "a@b.example"}
+            ],
+            "name": [{"use": ["odd", "array"], "family": "X"}]
+        });
+        assert_eq!(
+            values("Patient.telecom.where(system='email').value", &patient),
+            [&json!("a@b.example")]
+        );
+        assert_eq!(
+            values("Patient.telecom.where(system = 'phone')", &patient).len(),
+            1
+        );
+        assert!(values("Patient.telecom.where(system='sms')", &patient).is_empty());
+        assert!(values("Patient.name.where(use='odd')", &patient).is_empty());
+        let escaped = json!({"resourceType": "Basic", "code": [{"text": "it's"}]});
+        assert_eq!(values(r"Basic.code.where(text='it\'s')", &escaped).len(), 1);
+    }
+
+    #[test]
+    fn unsupported_forms_are_refused_with_a_reason() {
+        assert!(
+            detail("Patient.deceased.exists() and Patient.deceased != false").contains("exists")
+        );
+        assert!(detail("Bundle.entry[0].resource").contains("indexer"));
+        assert!(detail("CareTeam.extension('http://x').value").contains("extension"));
+        assert!(detail("Observation.subject.resolve()").contains("resolve"));
+        assert!(detail("Observation.a and Observation.b").contains("`and`"));
+        assert!(detail("Observation.a is Reference").contains("is"));
+        assert!(detail("Observation.a = 'x'").contains("operators"));
+        assert!(detail("Observation.a.where(b != 'x')").contains("where()"));
+        assert!(detail("Observation.a.where(resolve())").contains("resolve"));
+        assert!(detail("Observation.a.where(b.exists())").contains("where()"));
+        assert!(detail("Observation.a.where(b='x").contains("unterminated"));
+        assert!(detail("(Observation.a").contains("expected ')'"));
+        assert!(detail("Observation.a)").contains("end of expression"));
+        assert!(detail("").contains("identifier"));
+        assert!(detail("Observation.").contains("identifier"));
+        assert!(detail("Observation.a |").contains("identifier"));
+        assert!(detail("`Observation`.a").contains("identifier"));
+        assert!(detail("exists()").contains("exists"));
+        assert!(detail("Observation.value as").contains("identifier"));
+        assert!(detail("Observation.value as a.b").contains("qualified"));
+        assert!(
+            detail(&format!(
+                "{}Observation.a{}",
+                "(".repeat(40),
+                ")".repeat(40)
+            ))
+            .contains("deeply")
+        );
+    }
+
+    #[test]
+    fn every_search_parameter_expression_of_the_relevant_kinds_parses_or_is_refused_cleanly() {
+        use crate::fhir::tables::SearchParamKind;
+        use crate::fhir::version::FhirVersion;
+        let mut refused = Vec::new();
+        for version in FhirVersion::ALL {
+            for (resource_type, params) in version.tables().search_params {
+                for param in *params {
+                    let Some(expression) = param.expression else {
+                        continue;
+                    };
+                    if !matches!(
+                        param.kind,
+                        SearchParamKind::Token
+                            | SearchParamKind::String
+                            | SearchParamKind::Reference
+                            | SearchParamKind::Uri
+                    ) {
+                        continue;
+                    }
+                    if Expression::parse(expression).is_err() {
+                        refused.push(format!("{version} {resource_type}.{}", param.code));
+                    }
+                }
+            }
+        }
+        // Indexers, exists()/!= and extension(): outside the subset on purpose.
+        assert_eq!(refused.len(), 13, "{refused:#?}");
+        assert!(
+            refused.iter().all(|name| name.contains("Bundle.")
+                || name.contains(".deceased")
+                || name.contains("CareTeam.name")
+                || name.contains("QuestionnaireResponse.item-subject")),
+            "{refused:#?}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,80}") {
+            let _ = Expression::parse(&text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_expression_like_text(
+            text in "[A-Za-z().|' =!\\[\\]0-9\\\\é]{0,60}"
+        ) {
+            if let Ok(expression) = Expression::parse(&text) {
+                let _ = expression.evaluate(&observation());
+            }
+        }
     }
 }

@@ -88,7 +88,10 @@ pub struct SearchParam {
 
 impl SearchParam {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        SearchParam { name: name.into(), value: value.into() }
+        SearchParam {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -101,7 +104,10 @@ pub struct CompartmentRef {
 
 impl CompartmentRef {
     pub fn new(compartment_type: impl Into<String>, id: impl Into<String>) -> Self {
-        CompartmentRef { compartment_type: compartment_type.into(), id: id.into() }
+        CompartmentRef {
+            compartment_type: compartment_type.into(),
+            id: id.into(),
+        }
     }
 
     /// Parses `Type/id`.

@@ -22,7 +22,9 @@ pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
         && resource_type.chars().all(|c| c.is_ascii_alphabetic());
     let id_ok = !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     (type_ok && id_ok).then_some((resource_type, id))
 }
 
@@ -45,7 +47,10 @@ mod tests {
     #[test]
     fn resolves_relative_versioned_and_absolute_references() {
         assert_eq!(parse_reference("Patient/123"), Some(("Patient", "123")));
-        assert_eq!(parse_reference("Patient/123/_history/4"), Some(("Patient", "123")));
+        assert_eq!(
+            parse_reference("Patient/123/_history/4"),
+            Some(("Patient", "123"))
+        );
         assert_eq!(
             parse_reference("https://ehr.example.org/fhir/R4/Patient/abc-1"),
             Some(("Patient", "abc-1"))
@@ -54,7 +59,15 @@ mod tests {
 
     #[test]
     fn contained_logical_and_malformed_references_never_resolve() {
-        for reference in ["#p1", "urn:uuid:1234", "Patient", "", "Patient/", "patient/1", "/1"] {
+        for reference in [
+            "#p1",
+            "urn:uuid:1234",
+            "Patient",
+            "",
+            "Patient/",
+            "patient/1",
+            "/1",
+        ] {
             assert_eq!(parse_reference(reference), None, "{reference}");
         }
     }

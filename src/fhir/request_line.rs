@@ -1,20 +1,1197 @@
 //! The FHIR REST request-line parser: `METHOD path?query` relative to the FHIR base.
+//!
+//! Maps the URL shapes of the FHIR R4 RESTful API (<https://hl7.org/fhir/R4/http.html>) onto
+//! a [`FhirRequest`]. The parser is strict on purpose: an authorization decision is only as
+//! sound as the parse it rests on, so anything that is not exactly one of the documented shapes
+//! is an error rather than a best guess the FHIR server might read differently. It never
+//! panics, and its work is bounded by [`MAX_REQUEST_LINE_BYTES`] and [`MAX_QUERY_PARAMS`].
 
-use super::interaction::{FhirRequest, SearchParam};
+use percent_encoding::percent_decode_str;
+
+use super::interaction::{CompartmentRef, FhirRequest, Interaction, SearchParam};
+
+/// Longest accepted `path` argument (path and query together), in bytes, so that hostile
+/// input cannot make a decision arbitrarily expensive.
+pub const MAX_REQUEST_LINE_BYTES: usize = 16_384;
+
+/// Most query parameters accepted, for the same reason as [`MAX_REQUEST_LINE_BYTES`].
+pub const MAX_QUERY_PARAMS: usize = 256;
+
+/// FHIR gives no limit for type names; 64 is far above the longest defined type.
+const MAX_RESOURCE_TYPE_CHARS: usize = 64;
+
+/// FHIR R4 datatypes.html#id: `[A-Za-z0-9\-\.]{1,64}`.
+const MAX_ID_CHARS: usize = 64;
+
+/// Errors echo offending input; this keeps them (and the logs they end up in) small.
+const MAX_ERROR_EXCERPT_CHARS: usize = 128;
+
+/// The most segments any shape has: `Type/id/_history/vid` or `Type/id/Type2/_search`.
+const MAX_READ_SEGMENTS: usize = 4;
+
+/// The most segments a write has: `Type/id`.
+const MAX_WRITE_SEGMENTS: usize = 2;
 
 /// Why a request line is not a FHIR interaction.
+///
+/// Messages quote user input with `{:?}` so control characters cannot forge log lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestLineError {
-    #[error("placeholder")]
-    Placeholder,
+    /// Only the methods of the FHIR RESTful API (and HEAD) are interactions.
+    #[error("unsupported http method {method:?}")]
+    UnsupportedMethod { method: String },
+    /// The `path` argument exceeds [`MAX_REQUEST_LINE_BYTES`].
+    #[error("request line too long: {length} bytes, at most {max} allowed")]
+    RequestLineTooLong { length: usize, max: usize },
+    /// The query has more than [`MAX_QUERY_PARAMS`] parameters.
+    #[error("too many query parameters: at most {max} allowed")]
+    TooManyParameters { max: usize },
+    /// A control character in the path or in a decoded query name or value.
+    #[error("control character in the {location}")]
+    ControlCharacter { location: &'static str },
+    /// `//` inside the path (or only slashes), which servers resolve inconsistently.
+    #[error("empty path segment at position {position}")]
+    EmptySegment { position: usize },
+    /// A type segment that is not `[A-Z][A-Za-z]*` of at most 64 characters.
+    #[error(
+        "invalid resource type {segment:?}: must match [A-Z][A-Za-z]* and be at most 64 characters"
+    )]
+    InvalidResourceType { segment: String },
+    /// An id segment that is not a FHIR id.
+    #[error("invalid id {segment:?}: must match [A-Za-z0-9\\-.]{{1,64}}")]
+    InvalidId { segment: String },
+    /// A version segment that is not a FHIR id.
+    #[error("invalid version id {segment:?}: must match [A-Za-z0-9\\-.]{{1,64}}")]
+    InvalidVersionId { segment: String },
+    /// A `$` segment whose name is not `[A-Za-z][A-Za-z0-9_-]*`.
+    #[error("invalid operation name {segment:?}: must be `$` followed by [A-Za-z][A-Za-z0-9_-]*")]
+    InvalidOperationName { segment: String },
+    /// `_history`, `_search`, `metadata` or `$name` where a type or id is expected.
+    #[error("reserved word {segment:?} is not allowed at this position")]
+    ReservedWord { segment: String },
+    /// A well-formed segment that no shape of this method allows at this position.
+    #[error("unexpected segment {segment:?} at position {position}")]
+    UnexpectedSegment { segment: String, position: usize },
+    /// More segments than any shape of this method has.
+    #[error("too many path segments for {method}: {count}, at most {max} allowed")]
+    TooManySegments {
+        method: &'static str,
+        count: usize,
+        max: usize,
+    },
+    /// A write or delete at system level.
+    #[error("{method} needs a resource type in the path")]
+    MissingResourceType { method: &'static str },
+    /// `PUT`/`PATCH`/`DELETE [Type]` without search parameters, which would hit every resource.
+    #[error("conditional {method} on a resource type needs search parameters in the query")]
+    MissingConditionalQuery { method: &'static str },
+    /// A `%` not followed by two hex digits, or escapes that do not decode to UTF-8.
+    #[error("invalid percent-encoding in query component {text:?}")]
+    InvalidPercentEncoding { text: String },
+    /// A query item such as `=value`.
+    #[error("empty parameter name in query item {item:?}")]
+    EmptyParameterName { item: String },
 }
 
-/// Parses a request line, e.g. `("GET", "Observation?code=x")`.
+/// The HTTP methods the FHIR RESTful API defines interactions for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    const ALL: [Method; 6] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+    ];
+
+    /// HTTP methods are case-sensitive, but clients and proxies are sloppy; accept any case.
+    fn parse(method: &str) -> Result<Self, RequestLineError> {
+        Method::ALL
+            .into_iter()
+            .find(|candidate| candidate.as_str().eq_ignore_ascii_case(method))
+            .ok_or_else(|| RequestLineError::UnsupportedMethod {
+                method: excerpt(method),
+            })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Parses a request line, e.g. `("GET", "Observation?code=x")`, into the interaction it
+/// denotes; `path` is relative to the FHIR base and may start with `/`.
 pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, RequestLineError> {
-    todo!()
+    if path.len() > MAX_REQUEST_LINE_BYTES {
+        return Err(RequestLineError::RequestLineTooLong {
+            length: path.len(),
+            max: MAX_REQUEST_LINE_BYTES,
+        });
+    }
+    let method = Method::parse(method)?;
+    let (path_part, query) = path.split_once('?').unwrap_or((path, ""));
+    if contains_control_character(path_part) {
+        return Err(RequestLineError::ControlCharacter { location: "path" });
+    }
+    let params = parse_query(query)?;
+    let segments = split_path_segments(path_part)?;
+    let has_query = !params.is_empty();
+    let request = match method {
+        Method::Get | Method::Head => parse_read_shape(method, &segments)?,
+        Method::Post => parse_post_shape(&segments)?,
+        Method::Put => parse_write_shape(Interaction::Update, method, &segments, has_query)?,
+        Method::Patch => parse_write_shape(Interaction::Patch, method, &segments, has_query)?,
+        Method::Delete => parse_write_shape(Interaction::Delete, method, &segments, has_query)?,
+    };
+    Ok(FhirRequest { params, ..request })
 }
 
-/// Parses a query string (without `?`) into percent-decoded parameters.
+/// Parses a query string (without `?`) into percent-decoded parameters, in order.
+///
+/// `+` is kept as a literal `+`, not turned into a space: FHIR (http.html, search.html)
+/// requires a literal `+` to be sent as `%2B`, and form-decoding would silently change values
+/// such as timezone offsets (`date=2020-01-01T00:00:00+01:00`).
 pub fn parse_query(query: &str) -> Result<Vec<SearchParam>, RequestLineError> {
-    todo!()
+    if query.len() > MAX_REQUEST_LINE_BYTES {
+        return Err(RequestLineError::RequestLineTooLong {
+            length: query.len(),
+            max: MAX_REQUEST_LINE_BYTES,
+        });
+    }
+    let mut params = Vec::new();
+    for item in query.split('&').filter(|item| !item.is_empty()) {
+        if params.len() == MAX_QUERY_PARAMS {
+            return Err(RequestLineError::TooManyParameters {
+                max: MAX_QUERY_PARAMS,
+            });
+        }
+        params.push(parse_query_item(item)?);
+    }
+    Ok(params)
+}
+
+/// Splits `name=value` at the first `=`, so values may contain `=`; no `=` means an empty value.
+fn parse_query_item(item: &str) -> Result<SearchParam, RequestLineError> {
+    let (raw_name, raw_value) = item.split_once('=').unwrap_or((item, ""));
+    if raw_name.is_empty() {
+        return Err(RequestLineError::EmptyParameterName {
+            item: excerpt(item),
+        });
+    }
+    let name = percent_decode_component(raw_name)?;
+    let value = percent_decode_component(raw_value)?;
+    Ok(SearchParam { name, value })
+}
+
+/// Strict decoding: the `percent-encoding` crate passes malformed escapes through, which would
+/// let two spellings of one value reach the server differently, so they are rejected here.
+/// Decoded control characters are rejected too, or encoding them would bypass the path check.
+fn percent_decode_component(raw: &str) -> Result<String, RequestLineError> {
+    let decoded = decode_percent_strict(raw)
+        .ok_or_else(|| RequestLineError::InvalidPercentEncoding { text: excerpt(raw) })?;
+    if contains_control_character(&decoded) {
+        return Err(RequestLineError::ControlCharacter { location: "query" });
+    }
+    Ok(decoded)
+}
+
+/// Percent-decodes `raw` as UTF-8, or `None` for a malformed escape or invalid UTF-8. Shared
+/// with the granular scope parser, so a query and a scope decode the same way.
+pub(crate) fn decode_percent_strict(raw: &str) -> Option<String> {
+    if !has_only_well_formed_escapes(raw) {
+        return None;
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
+}
+
+/// Every `%` must be followed by two hex digits.
+fn has_only_well_formed_escapes(raw: &str) -> bool {
+    raw.split('%').skip(1).all(|after_percent| {
+        after_percent
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex_digits| hex_digits.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
+fn contains_control_character(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+/// One leading and one trailing `/` are tolerated; any other empty segment is an error, so
+/// `Observation//1` is never silently read as `Observation/1`.
+fn split_path_segments(path_part: &str) -> Result<Vec<&str>, RequestLineError> {
+    let without_leading_slash = path_part.strip_prefix('/').unwrap_or(path_part);
+    if without_leading_slash.is_empty() {
+        return Ok(Vec::new());
+    }
+    let without_trailing_slash = without_leading_slash
+        .strip_suffix('/')
+        .unwrap_or(without_leading_slash);
+    let segments: Vec<&str> = without_trailing_slash.split('/').collect();
+    if let Some(position) = segments.iter().position(|segment| segment.is_empty()) {
+        return Err(RequestLineError::EmptySegment { position });
+    }
+    Ok(segments)
+}
+
+/// GET and HEAD: reads, searches, histories, operations and the two public endpoints.
+fn parse_read_shape(method: Method, segments: &[&str]) -> Result<FhirRequest, RequestLineError> {
+    match segments {
+        [] => Ok(FhirRequest::new(Interaction::SearchSystem)),
+        ["metadata"] => Ok(FhirRequest::new(Interaction::Capabilities)),
+        [".well-known", "smart-configuration"] => {
+            Ok(FhirRequest::new(Interaction::SmartConfiguration))
+        }
+        ["_history"] => Ok(FhirRequest::new(Interaction::HistorySystem)),
+        [operation] if is_operation_segment(operation) => operation_request(None, None, operation),
+        [resource_type] => Ok(FhirRequest::new(Interaction::SearchType)
+            .with_type(parse_resource_type(resource_type)?)),
+        [resource_type, second] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            if *second == "_history" {
+                return Ok(FhirRequest::new(Interaction::HistoryType).with_type(resource_type));
+            }
+            if is_operation_segment(second) {
+                return operation_request(Some(resource_type), None, second);
+            }
+            Ok(FhirRequest::new(Interaction::Read)
+                .with_type(resource_type)
+                .with_id(parse_id(second)?))
+        }
+        [resource_type, id, third] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            let id = parse_id(id)?;
+            if *third == "_history" {
+                return Ok(FhirRequest::new(Interaction::HistoryInstance)
+                    .with_type(resource_type)
+                    .with_id(id));
+            }
+            if is_operation_segment(third) {
+                return operation_request(Some(resource_type), Some(id), third);
+            }
+            compartment_search_request(resource_type, id, third)
+        }
+        [resource_type, id, third, version_id] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            let id = parse_id(id)?;
+            if *third != "_history" {
+                return Err(unexpected_segment(third, 2));
+            }
+            Ok(FhirRequest {
+                version_id: Some(parse_version_id(version_id)?),
+                ..FhirRequest::new(Interaction::Vread)
+                    .with_type(resource_type)
+                    .with_id(id)
+            })
+        }
+        _ => Err(too_many_segments(method, segments, MAX_READ_SEGMENTS)),
+    }
+}
+
+/// POST: batch/transaction, search via POST, create and operations.
+fn parse_post_shape(segments: &[&str]) -> Result<FhirRequest, RequestLineError> {
+    match segments {
+        [] => Ok(FhirRequest::new(Interaction::Batch)),
+        ["_search"] => Ok(FhirRequest::new(Interaction::SearchSystem)),
+        [operation] if is_operation_segment(operation) => operation_request(None, None, operation),
+        [resource_type] => Ok(
+            FhirRequest::new(Interaction::Create).with_type(parse_resource_type(resource_type)?)
+        ),
+        [resource_type, second] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            if *second == "_search" {
+                return Ok(FhirRequest::new(Interaction::SearchType).with_type(resource_type));
+            }
+            if is_operation_segment(second) {
+                return operation_request(Some(resource_type), None, second);
+            }
+            Err(unexpected_segment(second, 1))
+        }
+        [resource_type, id, third] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            let id = parse_id(id)?;
+            if is_operation_segment(third) {
+                return operation_request(Some(resource_type), Some(id), third);
+            }
+            Err(unexpected_segment(third, 2))
+        }
+        [compartment_type, compartment_id, searched_type, fourth] => {
+            let compartment_type = parse_resource_type(compartment_type)?;
+            let compartment_id = parse_id(compartment_id)?;
+            let request =
+                compartment_search_request(compartment_type, compartment_id, searched_type)?;
+            if *fourth != "_search" {
+                return Err(unexpected_segment(fourth, 3));
+            }
+            Ok(request)
+        }
+        _ => Err(too_many_segments(Method::Post, segments, MAX_READ_SEGMENTS)),
+    }
+}
+
+/// PUT, PATCH and DELETE: on an instance, or conditionally on a type when the query says which.
+fn parse_write_shape(
+    interaction: Interaction,
+    method: Method,
+    segments: &[&str],
+    has_query: bool,
+) -> Result<FhirRequest, RequestLineError> {
+    match segments {
+        [] => Err(RequestLineError::MissingResourceType {
+            method: method.as_str(),
+        }),
+        [resource_type] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            if !has_query {
+                return Err(RequestLineError::MissingConditionalQuery {
+                    method: method.as_str(),
+                });
+            }
+            Ok(FhirRequest::new(interaction).with_type(resource_type))
+        }
+        [resource_type, id] => {
+            let resource_type = parse_resource_type(resource_type)?;
+            Ok(FhirRequest::new(interaction)
+                .with_type(resource_type)
+                .with_id(parse_id(id)?))
+        }
+        _ => Err(too_many_segments(method, segments, MAX_WRITE_SEGMENTS)),
+    }
+}
+
+/// `Type/id/Type2` or `Type/id/*`: the searched type is validated, the compartment type is
+/// left to the engine (only it knows which compartments the FHIR version defines).
+fn compartment_search_request(
+    compartment_type: String,
+    compartment_id: String,
+    searched_type: &str,
+) -> Result<FhirRequest, RequestLineError> {
+    let searched_type = match searched_type {
+        "*" => "*".to_owned(),
+        _ => parse_resource_type(searched_type)?,
+    };
+    Ok(FhirRequest {
+        compartment: Some(CompartmentRef::new(compartment_type, compartment_id)),
+        ..FhirRequest::new(Interaction::SearchCompartment).with_type(searched_type)
+    })
+}
+
+/// An operation at system (no type), type (no id) or instance level.
+fn operation_request(
+    resource_type: Option<String>,
+    id: Option<String>,
+    operation_segment: &str,
+) -> Result<FhirRequest, RequestLineError> {
+    Ok(FhirRequest {
+        resource_type,
+        id,
+        operation: Some(parse_operation(operation_segment)?),
+        ..FhirRequest::new(Interaction::Operation)
+    })
+}
+
+fn is_operation_segment(segment: &str) -> bool {
+    segment.starts_with('$')
+}
+
+/// Words FHIR gives a meaning of their own in the path; as a type or id they would be ambiguous.
+fn is_reserved_word(segment: &str) -> bool {
+    segment == "_history" || segment == "_search" || is_operation_segment(segment)
+}
+
+/// `[A-Z][A-Za-z]*`, at most 64 characters, and not a reserved word.
+fn parse_resource_type(segment: &str) -> Result<String, RequestLineError> {
+    if is_reserved_word(segment) || segment == "metadata" {
+        return Err(RequestLineError::ReservedWord {
+            segment: excerpt(segment),
+        });
+    }
+    let starts_upper_case = segment.starts_with(|first: char| first.is_ascii_uppercase());
+    let is_well_formed = starts_upper_case
+        && segment.len() <= MAX_RESOURCE_TYPE_CHARS
+        && segment.bytes().all(|byte| byte.is_ascii_alphabetic());
+    if !is_well_formed {
+        return Err(RequestLineError::InvalidResourceType {
+            segment: excerpt(segment),
+        });
+    }
+    Ok(segment.to_owned())
+}
+
+/// A FHIR id that is not a reserved word.
+fn parse_id(segment: &str) -> Result<String, RequestLineError> {
+    if is_reserved_word(segment) {
+        return Err(RequestLineError::ReservedWord {
+            segment: excerpt(segment),
+        });
+    }
+    if !is_fhir_id(segment) {
+        return Err(RequestLineError::InvalidId {
+            segment: excerpt(segment),
+        });
+    }
+    Ok(segment.to_owned())
+}
+
+fn parse_version_id(segment: &str) -> Result<String, RequestLineError> {
+    if !is_fhir_id(segment) {
+        return Err(RequestLineError::InvalidVersionId {
+            segment: excerpt(segment),
+        });
+    }
+    Ok(segment.to_owned())
+}
+
+/// `$` then `[A-Za-z][A-Za-z0-9_-]*`; returns the name without `$`.
+fn parse_operation(segment: &str) -> Result<String, RequestLineError> {
+    let invalid = || RequestLineError::InvalidOperationName {
+        segment: excerpt(segment),
+    };
+    let name = segment.strip_prefix('$').ok_or_else(invalid)?;
+    let starts_with_letter = name.starts_with(|first: char| first.is_ascii_alphabetic());
+    let is_well_formed = starts_with_letter
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if !is_well_formed {
+        return Err(invalid());
+    }
+    Ok(name.to_owned())
+}
+
+/// FHIR R4 datatypes.html#id: `[A-Za-z0-9\-\.]{1,64}`.
+fn is_fhir_id(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= MAX_ID_CHARS
+        && segment
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+}
+
+fn unexpected_segment(segment: &str, position: usize) -> RequestLineError {
+    RequestLineError::UnexpectedSegment {
+        segment: excerpt(segment),
+        position,
+    }
+}
+
+fn too_many_segments(method: Method, segments: &[&str], max: usize) -> RequestLineError {
+    RequestLineError::TooManySegments {
+        method: method.as_str(),
+        count: segments.len(),
+        max,
+    }
+}
+
+/// The first [`MAX_ERROR_EXCERPT_CHARS`] characters of `text`, marked with `…` when cut.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(method: &str, path: &str) -> FhirRequest {
+        parse_request_line(method, path)
+            .unwrap_or_else(|error| panic!("{method} {path:?} should parse: {error}"))
+    }
+
+    fn parse_error(method: &str, path: &str) -> RequestLineError {
+        match parse_request_line(method, path) {
+            Ok(request) => panic!("{method} {path:?} should fail, got {request:?}"),
+            Err(error) => error,
+        }
+    }
+
+    fn operation(resource_type: Option<&str>, id: Option<&str>, name: &str) -> FhirRequest {
+        FhirRequest {
+            resource_type: resource_type.map(str::to_owned),
+            id: id.map(str::to_owned),
+            operation: Some(name.to_owned()),
+            ..FhirRequest::new(Interaction::Operation)
+        }
+    }
+
+    fn compartment_search(compartment_type: &str, id: &str, searched_type: &str) -> FhirRequest {
+        FhirRequest {
+            compartment: Some(CompartmentRef::new(compartment_type, id)),
+            ..FhirRequest::new(Interaction::SearchCompartment).with_type(searched_type)
+        }
+    }
+
+    fn segment(text: &str) -> String {
+        text.to_owned()
+    }
+
+    // ---- GET / HEAD ----
+
+    #[test]
+    fn system_level_search_from_empty_slash_and_query_only_paths() {
+        for path in ["", "/"] {
+            assert_eq!(
+                parse("GET", path),
+                FhirRequest::new(Interaction::SearchSystem),
+                "{path:?}"
+            );
+        }
+        let expected =
+            FhirRequest::new(Interaction::SearchSystem).with_param("_type", "Observation");
+        assert_eq!(parse("GET", "?_type=Observation"), expected);
+        assert_eq!(parse("GET", "/?_type=Observation"), expected);
+    }
+
+    #[test]
+    fn capabilities_only_at_the_first_position() {
+        assert_eq!(
+            parse("GET", "metadata"),
+            FhirRequest::new(Interaction::Capabilities)
+        );
+        assert_eq!(
+            parse("GET", "/metadata?_format=json").interaction,
+            Interaction::Capabilities
+        );
+        assert_eq!(
+            parse("GET", "Observation/metadata"),
+            FhirRequest::new(Interaction::Read)
+                .with_type("Observation")
+                .with_id("metadata")
+        );
+    }
+
+    #[test]
+    fn smart_configuration() {
+        assert_eq!(
+            parse("GET", ".well-known/smart-configuration"),
+            FhirRequest::new(Interaction::SmartConfiguration)
+        );
+        assert_eq!(
+            parse("GET", "/.well-known/smart-configuration/").interaction,
+            Interaction::SmartConfiguration
+        );
+    }
+
+    #[test]
+    fn history_at_every_level_and_vread() {
+        assert_eq!(
+            parse("GET", "_history"),
+            FhirRequest::new(Interaction::HistorySystem)
+        );
+        assert_eq!(
+            parse("GET", "Observation/_history"),
+            FhirRequest::new(Interaction::HistoryType).with_type("Observation")
+        );
+        assert_eq!(
+            parse("GET", "Observation/1/_history"),
+            FhirRequest::new(Interaction::HistoryInstance)
+                .with_type("Observation")
+                .with_id("1")
+        );
+        assert_eq!(
+            parse("GET", "Observation/1/_history/2"),
+            FhirRequest {
+                version_id: Some("2".to_owned()),
+                ..FhirRequest::new(Interaction::Vread)
+                    .with_type("Observation")
+                    .with_id("1")
+            }
+        );
+    }
+
+    #[test]
+    fn search_type_keeps_modifiers_chains_and_order() {
+        let request = parse(
+            "GET",
+            "Observation?code:in=http%3A%2F%2Fvs&subject.name=peter&_has:Observation:patient:code=1234",
+        );
+        assert_eq!(
+            request,
+            FhirRequest::new(Interaction::SearchType)
+                .with_type("Observation")
+                .with_param("code:in", "http://vs")
+                .with_param("subject.name", "peter")
+                .with_param("_has:Observation:patient:code", "1234")
+        );
+    }
+
+    #[test]
+    fn read_with_leading_and_trailing_slash() {
+        let expected = FhirRequest::new(Interaction::Read)
+            .with_type("Observation")
+            .with_id("a-1.b");
+        for path in [
+            "Observation/a-1.b",
+            "/Observation/a-1.b",
+            "Observation/a-1.b/",
+            "/Observation/a-1.b/",
+        ] {
+            assert_eq!(parse("GET", path), expected, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn compartment_search_for_one_type_and_for_all() {
+        assert_eq!(
+            parse("GET", "Patient/123/Observation"),
+            compartment_search("Patient", "123", "Observation")
+        );
+        assert_eq!(
+            parse("GET", "Patient/123/*"),
+            compartment_search("Patient", "123", "*")
+        );
+        assert_eq!(
+            parse("GET", "Patient/123/Observation?code=1").params,
+            vec![SearchParam::new("code", "1")]
+        );
+    }
+
+    #[test]
+    fn operations_at_system_type_and_instance_level() {
+        assert_eq!(parse("GET", "$export"), operation(None, None, "export"));
+        assert_eq!(
+            parse("GET", "Patient/$export"),
+            operation(Some("Patient"), None, "export")
+        );
+        assert_eq!(
+            parse("GET", "Group/g1/$export?_type=Patient"),
+            FhirRequest {
+                params: vec![SearchParam::new("_type", "Patient")],
+                ..operation(Some("Group"), Some("g1"), "export")
+            }
+        );
+        assert_eq!(
+            parse("GET", "Patient/123/$everything"),
+            operation(Some("Patient"), Some("123"), "everything")
+        );
+        assert_eq!(
+            parse("GET", "$get-resource-counts"),
+            operation(None, None, "get-resource-counts")
+        );
+    }
+
+    #[test]
+    fn head_and_method_case_behave_as_get() {
+        let expected = FhirRequest::new(Interaction::Read)
+            .with_type("Patient")
+            .with_id("1");
+        for method in ["HEAD", "head", "get", "Get", "GET"] {
+            assert_eq!(parse(method, "Patient/1"), expected, "{method}");
+        }
+    }
+
+    // ---- POST ----
+
+    #[test]
+    fn post_batch_and_searches() {
+        assert_eq!(parse("POST", ""), FhirRequest::new(Interaction::Batch));
+        assert_eq!(parse("POST", "/"), FhirRequest::new(Interaction::Batch));
+        assert_eq!(
+            parse("POST", "_search"),
+            FhirRequest::new(Interaction::SearchSystem)
+        );
+        assert_eq!(
+            parse("POST", "Observation/_search"),
+            FhirRequest::new(Interaction::SearchType).with_type("Observation")
+        );
+        assert_eq!(
+            parse("POST", "Patient/123/Observation/_search"),
+            compartment_search("Patient", "123", "Observation")
+        );
+        assert_eq!(
+            parse("POST", "Patient/123/*/_search"),
+            compartment_search("Patient", "123", "*")
+        );
+    }
+
+    #[test]
+    fn post_create_keeps_conditional_query() {
+        assert_eq!(
+            parse("POST", "Observation"),
+            FhirRequest::new(Interaction::Create).with_type("Observation")
+        );
+        assert_eq!(
+            parse("POST", "Patient?identifier=http%3A%2F%2Fmrn%7C42"),
+            FhirRequest::new(Interaction::Create)
+                .with_type("Patient")
+                .with_param("identifier", "http://mrn|42")
+        );
+    }
+
+    #[test]
+    fn post_operations_at_every_level() {
+        assert_eq!(parse("POST", "$export"), operation(None, None, "export"));
+        assert_eq!(
+            parse("POST", "Patient/$match"),
+            operation(Some("Patient"), None, "match")
+        );
+        assert_eq!(
+            parse("POST", "Patient/1/$everything"),
+            operation(Some("Patient"), Some("1"), "everything")
+        );
+    }
+
+    #[test]
+    fn post_rejects_non_post_shapes() {
+        assert_eq!(
+            parse_error("POST", "Observation/1"),
+            RequestLineError::UnexpectedSegment {
+                segment: segment("1"),
+                position: 1
+            }
+        );
+        assert_eq!(
+            parse_error("POST", "Observation/1/_history"),
+            RequestLineError::UnexpectedSegment {
+                segment: segment("_history"),
+                position: 2
+            }
+        );
+        assert_eq!(
+            parse_error("POST", "Patient/1/Observation/x"),
+            RequestLineError::UnexpectedSegment {
+                segment: segment("x"),
+                position: 3
+            }
+        );
+        assert_eq!(
+            parse_error("POST", "metadata"),
+            RequestLineError::ReservedWord {
+                segment: segment("metadata")
+            }
+        );
+        assert_eq!(
+            parse_error("POST", "a/b/c/d/e"),
+            RequestLineError::TooManySegments {
+                method: "POST",
+                count: 5,
+                max: 4
+            }
+        );
+    }
+
+    // ---- PUT / PATCH / DELETE ----
+
+    #[test]
+    fn writes_on_an_instance() {
+        for (method, interaction) in [
+            ("PUT", Interaction::Update),
+            ("PATCH", Interaction::Patch),
+            ("DELETE", Interaction::Delete),
+        ] {
+            assert_eq!(
+                parse(method, "Observation/1"),
+                FhirRequest::new(interaction)
+                    .with_type("Observation")
+                    .with_id("1"),
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn conditional_writes_need_a_query() {
+        for (method, interaction) in [
+            ("PUT", Interaction::Update),
+            ("PATCH", Interaction::Patch),
+            ("DELETE", Interaction::Delete),
+        ] {
+            assert_eq!(
+                parse(method, "Patient?identifier=42"),
+                FhirRequest::new(interaction)
+                    .with_type("Patient")
+                    .with_param("identifier", "42"),
+                "{method}"
+            );
+            let canonical = Method::parse(method)
+                .map(Method::as_str)
+                .unwrap_or_default();
+            for path in ["Patient", "Patient?", "Patient?&&"] {
+                assert_eq!(
+                    parse_error(method, path),
+                    RequestLineError::MissingConditionalQuery { method: canonical },
+                    "{method} {path:?}"
+                );
+            }
+        }
+        assert_eq!(
+            parse_error("PUT", "Observation"),
+            RequestLineError::MissingConditionalQuery { method: "PUT" }
+        );
+    }
+
+    #[test]
+    fn writes_reject_system_level_and_deep_paths() {
+        assert_eq!(
+            parse_error("PUT", ""),
+            RequestLineError::MissingResourceType { method: "PUT" }
+        );
+        assert_eq!(
+            parse_error("delete", "/?x=1"),
+            RequestLineError::MissingResourceType { method: "DELETE" }
+        );
+        assert_eq!(
+            parse_error("PUT", "Observation/1/_history/2"),
+            RequestLineError::TooManySegments {
+                method: "PUT",
+                count: 4,
+                max: 2
+            }
+        );
+        assert_eq!(
+            parse_error("PATCH", "Observation/$validate"),
+            RequestLineError::ReservedWord {
+                segment: segment("$validate")
+            }
+        );
+    }
+
+    // ---- query ----
+
+    #[test]
+    fn query_values_are_percent_decoded_and_plus_is_kept() {
+        assert_eq!(
+            parse_query("code=http%3A%2F%2Floinc.org%7C1234-5"),
+            Ok(vec![SearchParam::new("code", "http://loinc.org|1234-5")])
+        );
+        assert_eq!(
+            parse_query("date=ge2020-01-01T00:00:00+01:00&name=a%2Bb"),
+            Ok(vec![
+                SearchParam::new("date", "ge2020-01-01T00:00:00+01:00"),
+                SearchParam::new("name", "a+b"),
+            ])
+        );
+        assert_eq!(
+            parse_query("name=J%C3%BCrgen%20M"),
+            Ok(vec![SearchParam::new("name", "Jürgen M")])
+        );
+        assert_eq!(
+            parse_query("code%3Ain=x"),
+            Ok(vec![SearchParam::new("code:in", "x")])
+        );
+    }
+
+    #[test]
+    fn query_items_split_at_first_equals_and_skip_empty_items() {
+        assert_eq!(
+            parse_query("a=1&&b=2&flag&c=x=y&d=&"),
+            Ok(vec![
+                SearchParam::new("a", "1"),
+                SearchParam::new("b", "2"),
+                SearchParam::new("flag", ""),
+                SearchParam::new("c", "x=y"),
+                SearchParam::new("d", ""),
+            ])
+        );
+        assert_eq!(parse_query(""), Ok(vec![]));
+        assert_eq!(parse_query("&&&"), Ok(vec![]));
+    }
+
+    #[test]
+    fn query_rejects_empty_names_and_bad_encoding() {
+        assert_eq!(
+            parse_query("a=1&=2"),
+            Err(RequestLineError::EmptyParameterName {
+                item: segment("=2")
+            })
+        );
+        for (query, component) in [
+            ("code=%zz", "%zz"),
+            ("code=%4", "%4"),
+            ("code=abc%", "abc%"),
+            ("co%g1de=1", "co%g1de"),
+            ("code=%C3%28", "%C3%28"),
+            ("code=%FF", "%FF"),
+        ] {
+            assert_eq!(
+                parse_query(query),
+                Err(RequestLineError::InvalidPercentEncoding {
+                    text: segment(component)
+                }),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            parse_error("GET", "Observation?code=%zz"),
+            RequestLineError::InvalidPercentEncoding {
+                text: segment("%zz")
+            }
+        );
+    }
+
+    #[test]
+    fn query_rejects_control_characters_raw_or_encoded() {
+        for query in ["a=%0A", "a=%00", "a%09=1", "a=x\ny", "a=%7F", "a=%C2%85"] {
+            assert_eq!(
+                parse_query(query),
+                Err(RequestLineError::ControlCharacter { location: "query" }),
+                "{query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_parameter_limit() {
+        let at_limit = vec!["a=1"; MAX_QUERY_PARAMS].join("&");
+        assert_eq!(
+            parse_query(&at_limit).map(|params| params.len()),
+            Ok(MAX_QUERY_PARAMS)
+        );
+        let above_limit = format!("{at_limit}&b=2");
+        assert_eq!(
+            parse_query(&above_limit),
+            Err(RequestLineError::TooManyParameters {
+                max: MAX_QUERY_PARAMS
+            })
+        );
+        assert_eq!(
+            parse_error("GET", &format!("Observation?{above_limit}")),
+            RequestLineError::TooManyParameters {
+                max: MAX_QUERY_PARAMS
+            }
+        );
+    }
+
+    // ---- garbage ----
+
+    #[test]
+    fn rejects_unsupported_methods() {
+        for method in ["TRACE", "OPTIONS", "CONNECT", "", "GET ", "G\nET"] {
+            assert_eq!(
+                parse_error(method, "Observation"),
+                RequestLineError::UnsupportedMethod {
+                    method: segment(method)
+                },
+                "{method:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_too_many_segments() {
+        assert_eq!(
+            parse_error("GET", "Observation/1/2/3/4/5"),
+            RequestLineError::TooManySegments {
+                method: "GET",
+                count: 6,
+                max: 4
+            }
+        );
+        assert_eq!(
+            parse_error("HEAD", "Observation/1/_history/2/x"),
+            RequestLineError::TooManySegments {
+                method: "HEAD",
+                count: 5,
+                max: 4
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_types_ids_versions_and_operations() {
+        let invalid_type = |text: &str| RequestLineError::InvalidResourceType {
+            segment: segment(text),
+        };
+        assert_eq!(
+            parse_error("GET", "observation"),
+            invalid_type("observation")
+        );
+        assert_eq!(
+            parse_error("GET", "Obsérvation"),
+            invalid_type("Obsérvation")
+        );
+        assert_eq!(parse_error("GET", "Obs1"), invalid_type("Obs1"));
+        assert_eq!(
+            parse_error("GET", "Observation%2F1"),
+            invalid_type("Observation%2F1")
+        );
+        let long_type = format!("O{}", "b".repeat(64));
+        assert_eq!(parse_error("GET", &long_type), invalid_type(&long_type));
+        assert_eq!(
+            parse_error("GET", "Patient/1/observation"),
+            invalid_type("observation")
+        );
+
+        let invalid_id = |text: &str| RequestLineError::InvalidId {
+            segment: segment(text),
+        };
+        assert_eq!(
+            parse_error("GET", "Observation/bad id"),
+            invalid_id("bad id")
+        );
+        assert_eq!(parse_error("GET", "Observation/ü"), invalid_id("ü"));
+        assert_eq!(parse_error("GET", "Observation/a%201"), invalid_id("a%201"));
+        let long_id = "1".repeat(65);
+        assert_eq!(
+            parse_error("GET", &format!("Observation/{long_id}")),
+            invalid_id(&long_id)
+        );
+        assert_eq!(
+            parse("GET", &format!("Observation/{}", "1".repeat(64))).interaction,
+            Interaction::Read
+        );
+
+        assert_eq!(
+            parse_error("GET", "Observation/1/_history/v_2"),
+            RequestLineError::InvalidVersionId {
+                segment: segment("v_2")
+            }
+        );
+        assert_eq!(
+            parse_error("GET", "Observation/1/_history/_history"),
+            RequestLineError::InvalidVersionId {
+                segment: segment("_history")
+            }
+        );
+
+        let invalid_operation = |text: &str| RequestLineError::InvalidOperationName {
+            segment: segment(text),
+        };
+        assert_eq!(parse_error("GET", "Observation/$"), invalid_operation("$"));
+        assert_eq!(parse_error("GET", "$1abc"), invalid_operation("$1abc"));
+        assert_eq!(
+            parse_error("POST", "Patient/1/$every.thing"),
+            invalid_operation("$every.thing")
+        );
+    }
+
+    #[test]
+    fn rejects_reserved_words_outside_their_shapes() {
+        let reserved = |text: &str| RequestLineError::ReservedWord {
+            segment: segment(text),
+        };
+        assert_eq!(parse_error("GET", "_search"), reserved("_search"));
+        assert_eq!(
+            parse_error("GET", "Observation/_search"),
+            reserved("_search")
+        );
+        assert_eq!(parse_error("GET", "metadata/1"), reserved("metadata"));
+        assert_eq!(parse_error("GET", "_history/1"), reserved("_history"));
+        assert_eq!(parse_error("GET", "$export/1"), reserved("$export"));
+        assert_eq!(
+            parse_error("GET", "Patient/_history/Observation"),
+            reserved("_history")
+        );
+        assert_eq!(parse_error("GET", "Patient/1/_search"), reserved("_search"));
+        assert_eq!(parse_error("PUT", "Patient/_history"), reserved("_history"));
+        assert_eq!(
+            parse_error("GET", "Patient/1/Observation/_search"),
+            RequestLineError::UnexpectedSegment {
+                segment: segment("Observation"),
+                position: 2
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_empty_segments() {
+        assert_eq!(
+            parse_error("GET", "//"),
+            RequestLineError::EmptySegment { position: 0 }
+        );
+        assert_eq!(
+            parse_error("GET", "Observation//1"),
+            RequestLineError::EmptySegment { position: 1 }
+        );
+        assert_eq!(
+            parse_error("GET", "//Observation"),
+            RequestLineError::EmptySegment { position: 0 }
+        );
+        assert_eq!(
+            parse_error("GET", "Observation//"),
+            RequestLineError::EmptySegment { position: 1 }
+        );
+    }
+
+    #[test]
+    fn rejects_long_request_lines_and_control_characters() {
+        let long_path = format!("Observation/{}", "a".repeat(20 * 1024));
+        assert_eq!(
+            parse_error("GET", &long_path),
+            RequestLineError::RequestLineTooLong {
+                length: long_path.len(),
+                max: MAX_REQUEST_LINE_BYTES
+            }
+        );
+        let long_query = format!("Observation?code={}", "a".repeat(20 * 1024));
+        assert!(matches!(
+            parse_error("GET", &long_query),
+            RequestLineError::RequestLineTooLong { .. }
+        ));
+        for path in ["Observation/1\n", "Obser\u{0}vation", "Patient/\t1"] {
+            assert_eq!(
+                parse_error("GET", path),
+                RequestLineError::ControlCharacter { location: "path" },
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_are_lower_case_escaped_and_bounded() {
+        let message = parse_error("GET", "Observation/a\u{1b}[31m").to_string();
+        assert!(message.starts_with("control character"), "{message}");
+        let message = parse_error("GET", "Observation/bad id").to_string();
+        assert_eq!(
+            message,
+            "invalid id \"bad id\": must match [A-Za-z0-9\\-.]{1,64}"
+        );
+        let long_method = "X".repeat(10_000);
+        let RequestLineError::UnsupportedMethod { method } = parse_error(&long_method, "") else {
+            panic!("expected an unsupported method");
+        };
+        assert_eq!(method.chars().count(), MAX_ERROR_EXCERPT_CHARS + 1);
+        assert!(method.ends_with('…'));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_unicode(method in any::<String>(), path in any::<String>()) {
+            let _ = parse_request_line(&method, &path);
+            let _ = parse_query(&path);
+        }
+
+        #[test]
+        fn never_panics_on_url_like_strings(
+            method in prop::sample::select(vec!["GET", "head", "POST", "PUT", "patch", "DELETE", "TRACE"]),
+            path in "[/?&=%$*._a-zA-Z0-9-]{0,48}",
+        ) {
+            let _ = parse_request_line(method, &path);
+        }
+
+        #[test]
+        fn encoded_names_and_values_round_trip(name in "\\PC{1,12}", value in "\\PC{0,12}") {
+            use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+            let query = format!(
+                "{}={}",
+                utf8_percent_encode(&name, NON_ALPHANUMERIC),
+                utf8_percent_encode(&value, NON_ALPHANUMERIC)
+            );
+            prop_assert_eq!(parse_query(&query), Ok(vec![SearchParam::new(name, value)]));
+        }
+    }
 }

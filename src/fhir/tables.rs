@@ -48,7 +48,10 @@ impl CompartmentTable {
     /// never in it. The compartment's own type is always a member through its id (R5 writes
     /// this as `{def}`; R4 leaves it implicit), so its slice lists only the other links.
     pub fn params(&self, resource_type: &str) -> Option<&'static [&'static str]> {
-        match self.members.binary_search_by(|(name, _)| (*name).cmp(resource_type)) {
+        match self
+            .members
+            .binary_search_by(|(name, _)| (*name).cmp(resource_type))
+        {
             Ok(position) => Some(self.members[position].1),
             Err(_) if resource_type == self.compartment_type => Some(&[]),
             Err(_) => None,

@@ -99,18 +99,32 @@ mod tests {
     fn search_params_include_inherited_ones() {
         let code = FhirVersion::R4.search_param("Observation", "code").unwrap();
         assert_eq!(code.expression, Some("Observation.code"));
-        assert!(FhirVersion::R4.search_param("Observation", "_tag").is_some());
-        assert!(FhirVersion::R4.search_param("Observation", "nonsense").is_none());
+        assert!(
+            FhirVersion::R4
+                .search_param("Observation", "_tag")
+                .is_some()
+        );
+        assert!(
+            FhirVersion::R4
+                .search_param("Observation", "nonsense")
+                .is_none()
+        );
     }
 
     #[test]
     fn patient_compartment_uses_the_official_parameters() {
         let compartment = FhirVersion::R4.patient_compartment();
-        assert_eq!(compartment.params("Observation"), Some(&["subject", "performer"][..]));
+        assert_eq!(
+            compartment.params("Observation"),
+            Some(&["subject", "performer"][..])
+        );
         assert_eq!(compartment.params("Patient"), Some(&["link"][..]));
         assert_eq!(compartment.params("Practitioner"), None);
         assert_eq!(compartment.params("Device"), None);
-        assert_eq!(FhirVersion::R5.patient_compartment().params("Patient"), Some(&["link"][..]));
+        assert_eq!(
+            FhirVersion::R5.patient_compartment().params("Patient"),
+            Some(&["link"][..])
+        );
     }
 
     #[test]

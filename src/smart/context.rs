@@ -35,7 +35,10 @@ pub enum ClaimsError {
 impl TokenContext {
     /// A context with scopes only, as for a backend-services token.
     pub fn with_scopes(scopes: ScopeSet) -> Self {
-        TokenContext { scopes, ..TokenContext::default() }
+        TokenContext {
+            scopes,
+            ..TokenContext::default()
+        }
     }
 
     /// Reads the context from verified claims: `scope` (space-separated string) or `scp`
@@ -72,7 +75,9 @@ impl TokenContext {
             scopes,
             patient,
             encounter: text("encounter")?.map(|encounter| {
-                id_of("Encounter", &encounter).unwrap_or(&encounter).to_owned()
+                id_of("Encounter", &encounter)
+                    .unwrap_or(&encounter)
+                    .to_owned()
             }),
             fhir_user: text("fhirUser")?,
             client_id: text("client_id")?.or(text("azp")?),
@@ -118,11 +123,17 @@ mod tests {
             (json!({"scope": ["a"]}), ClaimsError::WrongType("scope")),
             (json!({"scp": [1]}), ClaimsError::WrongType("scp")),
             (json!({"patient": 123}), ClaimsError::WrongType("patient")),
-            (json!({"patient": "Practitioner/1"}), ClaimsError::BadPatient("Practitioner/1".into())),
+            (
+                json!({"patient": "Practitioner/1"}),
+                ClaimsError::BadPatient("Practitioner/1".into()),
+            ),
             (json!("x"), ClaimsError::NotAnObject),
         ];
         for (claims, expected) in wrong {
-            assert_eq!(TokenContext::from_claims(&claims, FhirVersion::R4), Err(expected));
+            assert_eq!(
+                TokenContext::from_claims(&claims, FhirVersion::R4),
+                Err(expected)
+            );
         }
     }
 }

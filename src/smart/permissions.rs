@@ -35,7 +35,9 @@ impl Permission {
     }
 
     pub fn from_letter(letter: char) -> Option<Self> {
-        Permission::ORDER.into_iter().find(|permission| permission.letter() == letter)
+        Permission::ORDER
+            .into_iter()
+            .find(|permission| permission.letter() == letter)
     }
 
     fn bit(self) -> u8 {
@@ -75,7 +77,9 @@ impl Permissions {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ORDER.into_iter().filter(move |permission| self.contains(*permission))
+        Permission::ORDER
+            .into_iter()
+            .filter(move |permission| self.contains(*permission))
     }
 }
 

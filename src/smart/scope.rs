@@ -5,11 +5,12 @@
 
 use std::fmt;
 
-use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use super::permissions::{Permission, Permissions};
 use crate::fhir::FhirVersion;
+use crate::fhir::request_line::decode_percent_strict;
 
 /// Who a resource scope speaks for (§3.0.2): the patient in context, the signed-in user, or
 /// the client itself (Backend Services).
@@ -130,7 +131,10 @@ pub enum ScopeError {
     #[error("empty permissions")]
     EmptyPermissions,
     #[error("unknown resource type {resource_type:?} in FHIR {version}")]
-    UnknownResourceType { resource_type: String, version: FhirVersion },
+    UnknownResourceType {
+        resource_type: String,
+        version: FhirVersion,
+    },
     #[error("resource type {found:?} must be written {expected:?} (types are case-sensitive)")]
     ResourceTypeCase { found: String, expected: String },
     #[error("permissions {0:?} must be lower case")]
@@ -172,7 +176,10 @@ pub enum QueryError {
     #[error("_filter is not supported")]
     Filter,
     #[error("{param} is not a search parameter of {resource_type}")]
-    UnknownParameter { param: String, resource_type: String },
+    UnknownParameter {
+        param: String,
+        resource_type: String,
+    },
     #[error("bad percent-encoding in {0:?}")]
     BadEncoding(String),
 }
@@ -223,7 +230,9 @@ fn parse_resource_scope(text: &str, version: FhirVersion) -> Result<ResourceScop
         Some((head, query)) => (head, Some(query)),
         None => (rest, None),
     };
-    let (resource, permissions) = head.rsplit_once('.').ok_or(ScopeError::MissingPermissions)?;
+    let (resource, permissions) = head
+        .rsplit_once('.')
+        .ok_or(ScopeError::MissingPermissions)?;
     let resource = parse_resource_selector(resource, version)?;
     let (permissions, is_v1) = parse_permissions(permissions)?;
     let filter = match query {
@@ -233,7 +242,12 @@ fn parse_resource_scope(text: &str, version: FhirVersion) -> Result<ResourceScop
             parse_filter(query, &resource, version).map_err(ScopeError::UnsupportedQuery)?
         }
     };
-    Ok(ResourceScope { context, resource, permissions, filter })
+    Ok(ResourceScope {
+        context,
+        resource,
+        permissions,
+        filter,
+    })
 }
 
 fn parse_context(text: &str) -> Result<ScopeContext, ScopeError> {
@@ -274,14 +288,22 @@ fn parse_resource_selector(
             found: text.to_owned(),
             expected: (*expected).to_owned(),
         },
-        None => ScopeError::UnknownResourceType { resource_type: text.to_owned(), version },
+        None => ScopeError::UnknownResourceType {
+            resource_type: text.to_owned(),
+            version,
+        },
     })
 }
 
 /// Parses v2 letters or a v1 word; returns the set and whether it was v1 syntax.
 fn parse_permissions(text: &str) -> Result<(Permissions, bool), ScopeError> {
     match text {
-        "read" => return Ok((Permissions::of(&[Permission::Read, Permission::Search]), true)),
+        "read" => {
+            return Ok((
+                Permissions::of(&[Permission::Read, Permission::Search]),
+                true,
+            ));
+        }
         "write" => {
             let write = [Permission::Create, Permission::Update, Permission::Delete];
             return Ok((Permissions::of(&write), true));
@@ -300,7 +322,8 @@ fn parse_permissions(text: &str) -> Result<(Permissions, bool), ScopeError> {
     let mut last_position = None;
     let mut out_of_order = false;
     for letter in text.chars() {
-        let permission = Permission::from_letter(letter).ok_or(ScopeError::UnknownPermission(letter))?;
+        let permission =
+            Permission::from_letter(letter).ok_or(ScopeError::UnknownPermission(letter))?;
         if permissions.contains(permission) {
             return Err(ScopeError::DuplicatePermission(letter));
         }
@@ -347,7 +370,7 @@ fn parse_filter_item(
     let values = value
         .split(',')
         .map(|alternative| {
-            let decoded = decode_strict(alternative)
+            let decoded = decode_percent_strict(alternative)
                 .ok_or_else(|| QueryError::BadEncoding(item.to_owned()))?;
             if decoded.is_empty() {
                 return Err(QueryError::EmptyValue(name.to_owned()));
@@ -355,21 +378,10 @@ fn parse_filter_item(
             Ok(decoded)
         })
         .collect::<Result<_, _>>()?;
-    Ok(FilterItem { param: name.to_owned(), values })
-}
-
-/// Percent-decodes `text`, refusing a `%` not followed by two hex digits and invalid UTF-8
-/// (the `percent-encoding` crate passes both through silently).
-fn decode_strict(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let well_formed = bytes.iter().enumerate().all(|(index, byte)| {
-        *byte != b'%'
-            || bytes.get(index + 1..index + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return None;
-    }
-    percent_decode_str(text).decode_utf8().ok().map(|decoded| decoded.into_owned())
+    Ok(FilterItem {
+        param: name.to_owned(),
+        values,
+    })
 }
 
 fn check_filter_name(
@@ -392,7 +404,9 @@ fn check_filter_name(
     let known = match resource {
         // For `*`, only what every resource has (smart-semantics.md §1).
         ResourceSelector::All => version.search_param("Resource", name).is_some(),
-        ResourceSelector::Type(resource_type) => version.search_param(resource_type, name).is_some(),
+        ResourceSelector::Type(resource_type) => {
+            version.search_param(resource_type, name).is_some()
+        }
     };
     if !known {
         return Err(QueryError::UnknownParameter {
@@ -409,7 +423,13 @@ const FILTER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'&').add(b','
 impl fmt::Display for ResourceScope {
     /// The canonical v2 form: v1 words come out as letters (`read` as `rs`).
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}/{}.{}", self.context, self.resource.as_str(), self.permissions)?;
+        write!(
+            formatter,
+            "{}/{}.{}",
+            self.context,
+            self.resource.as_str(),
+            self.permissions
+        )?;
         for (position, item) in self.filter.iter().enumerate() {
             let separator = if position == 0 { '?' } else { '&' };
             write!(formatter, "{separator}{}=", item.param)?;

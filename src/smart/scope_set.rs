@@ -44,7 +44,10 @@ impl ScopeSet {
             if text.is_empty() || entries.iter().any(|entry| entry.text == text) {
                 continue;
             }
-            entries.push(ScopeEntry { text: text.to_owned(), parsed: parse_scope(text, version) });
+            entries.push(ScopeEntry {
+                text: text.to_owned(),
+                parsed: parse_scope(text, version),
+            });
         }
         ScopeSet { entries }
     }
@@ -67,7 +70,11 @@ impl ScopeSet {
 
     /// The granted scopes joined by spaces, as they appeared.
     pub fn to_scope_string(&self) -> String {
-        let texts: Vec<&str> = self.entries.iter().map(|entry| entry.text.as_str()).collect();
+        let texts: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|entry| entry.text.as_str())
+            .collect();
         texts.join(" ")
     }
 }
@@ -98,7 +105,10 @@ mod tests {
 
     #[test]
     fn tells_v1_from_v2() {
-        let set = ScopeSet::parse("patient/*.read user/*.rs system/*.* openid", FhirVersion::R4);
+        let set = ScopeSet::parse(
+            "patient/*.read user/*.rs system/*.* openid",
+            FhirVersion::R4,
+        );
         let v1: Vec<bool> = set.entries.iter().map(ScopeEntry::is_v1).collect();
         assert_eq!(v1, [true, false, true, false]);
     }

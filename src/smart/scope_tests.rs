@@ -25,14 +25,25 @@ fn parses_v2_resource_scopes() {
     assert_eq!(resource("user/*.cruds").permissions, Permissions::ALL);
     assert_eq!(resource("system/*.s").resource, ResourceSelector::All);
     for valid in ["c", "r", "u", "d", "s", "cu", "rs", "cud", "crs", "cruds"] {
-        assert_eq!(resource(&format!("user/Patient.{valid}")).permissions.to_string(), valid);
+        assert_eq!(
+            resource(&format!("user/Patient.{valid}"))
+                .permissions
+                .to_string(),
+            valid
+        );
     }
 }
 
 #[test]
 fn normalises_v1_scopes_to_v2() {
-    assert_eq!(resource("patient/Observation.read").to_string(), "patient/Observation.rs");
-    assert_eq!(resource("user/Observation.write").to_string(), "user/Observation.cud");
+    assert_eq!(
+        resource("patient/Observation.read").to_string(),
+        "patient/Observation.rs"
+    );
+    assert_eq!(
+        resource("user/Observation.write").to_string(),
+        "user/Observation.cud"
+    );
     assert_eq!(resource("system/*.*").to_string(), "system/*.cruds");
     assert_eq!(resource("patient/*.read"), resource("patient/*.rs"));
 }
@@ -53,13 +64,22 @@ fn parses_granular_filters_as_and_of_or_lists() {
     assert_eq!(scope.filter[0].param, "category");
     assert_eq!(scope.filter[0].values.len(), 2);
     assert!(scope.filter[0].values[1].ends_with("|vital-signs"));
-    assert_eq!(scope.filter[1], FilterItem { param: "status".into(), values: vec!["final".into()] });
+    assert_eq!(
+        scope.filter[1],
+        FilterItem {
+            param: "status".into(),
+            values: vec!["final".into()]
+        }
+    );
 }
 
 #[test]
 fn percent_decodes_filter_values() {
     let scope = resource("patient/Observation.rs?code=http%3A%2F%2Floinc.org%7C1234-5%2C6");
-    assert_eq!(scope.filter[0].values, vec!["http://loinc.org|1234-5,6".to_owned()]);
+    assert_eq!(
+        scope.filter[0].values,
+        vec!["http://loinc.org|1234-5,6".to_owned()]
+    );
     assert_eq!(
         scope.to_string(),
         "patient/Observation.rs?code=http://loinc.org|1234-5%2C6",
@@ -69,8 +89,14 @@ fn percent_decodes_filter_values() {
 
 #[test]
 fn wildcard_filters_accept_only_parameters_common_to_all_resources() {
-    assert_eq!(resource("patient/*.rs?_security=R").filter[0].param, "_security");
-    assert_eq!(resource("user/*.rs?_tag=http://x|y").filter[0].param, "_tag");
+    assert_eq!(
+        resource("patient/*.rs?_security=R").filter[0].param,
+        "_security"
+    );
+    assert_eq!(
+        resource("user/*.rs?_tag=http://x|y").filter[0].param,
+        "_tag"
+    );
     assert!(matches!(
         error("patient/*.rs?category=laboratory"),
         ScopeError::UnsupportedQuery(QueryError::UnknownParameter { .. })
@@ -80,44 +106,92 @@ fn wildcard_filters_accept_only_parameters_common_to_all_resources() {
 #[test]
 fn recognises_non_resource_scopes() {
     for identity in ["openid", "fhirUser", "profile"] {
-        assert_eq!(parse_scope(identity, R4), Ok(Scope::Identity(identity.into())));
+        assert_eq!(
+            parse_scope(identity, R4),
+            Ok(Scope::Identity(identity.into()))
+        );
     }
-    for launch in ["launch", "launch/patient", "launch/encounter", "launch/x?role=https://example.org/r"] {
+    for launch in [
+        "launch",
+        "launch/patient",
+        "launch/encounter",
+        "launch/x?role=https://example.org/r",
+    ] {
         assert_eq!(parse_scope(launch, R4), Ok(Scope::Launch(launch.into())));
     }
     for refresh in ["offline_access", "online_access"] {
         assert_eq!(parse_scope(refresh, R4), Ok(Scope::Refresh(refresh.into())));
     }
-    for extension in ["__my_scope", "https://example.org/scopes/a", "urn:example:scope"] {
-        assert_eq!(parse_scope(extension, R4), Ok(Scope::Extension(extension.into())));
+    for extension in [
+        "__my_scope",
+        "https://example.org/scopes/a",
+        "urn:example:scope",
+    ] {
+        assert_eq!(
+            parse_scope(extension, R4),
+            Ok(Scope::Extension(extension.into()))
+        );
     }
 }
 
 #[test]
 fn rejects_malformed_permissions_precisely() {
-    assert_eq!(error("patient/Observation.sr"), ScopeError::PermissionsOutOfOrder("sr".into()));
-    assert_eq!(error("patient/Observation.dus"), ScopeError::PermissionsOutOfOrder("dus".into()));
-    assert_eq!(error("patient/Observation.rrs"), ScopeError::DuplicatePermission('r'));
+    assert_eq!(
+        error("patient/Observation.sr"),
+        ScopeError::PermissionsOutOfOrder("sr".into())
+    );
+    assert_eq!(
+        error("patient/Observation.dus"),
+        ScopeError::PermissionsOutOfOrder("dus".into())
+    );
+    assert_eq!(
+        error("patient/Observation.rrs"),
+        ScopeError::DuplicatePermission('r')
+    );
     assert_eq!(error("patient/Observation."), ScopeError::EmptyPermissions);
-    assert_eq!(error("patient/Observation.rx"), ScopeError::UnknownPermission('x'));
-    assert_eq!(error("patient/Observation.RS"), ScopeError::PermissionCase("RS".into()));
-    assert_eq!(error("patient/Observation.Read"), ScopeError::PermissionCase("Read".into()));
+    assert_eq!(
+        error("patient/Observation.rx"),
+        ScopeError::UnknownPermission('x')
+    );
+    assert_eq!(
+        error("patient/Observation.RS"),
+        ScopeError::PermissionCase("RS".into())
+    );
+    assert_eq!(
+        error("patient/Observation.Read"),
+        ScopeError::PermissionCase("Read".into())
+    );
     assert_eq!(error("patient/Observation"), ScopeError::MissingPermissions);
     assert_eq!(error("patient/.rs"), ScopeError::MissingResourceType);
 }
 
 #[test]
 fn rejects_wrong_case_and_unknown_names() {
-    assert_eq!(error("Patient/Observation.rs"), ScopeError::ContextCase("Patient".into()));
-    assert_eq!(error("SYSTEM/*.rs"), ScopeError::ContextCase("SYSTEM".into()));
-    assert_eq!(error("practitioner/Observation.rs"), ScopeError::UnknownContext("practitioner".into()));
+    assert_eq!(
+        error("Patient/Observation.rs"),
+        ScopeError::ContextCase("Patient".into())
+    );
+    assert_eq!(
+        error("SYSTEM/*.rs"),
+        ScopeError::ContextCase("SYSTEM".into())
+    );
+    assert_eq!(
+        error("practitioner/Observation.rs"),
+        ScopeError::UnknownContext("practitioner".into())
+    );
     assert_eq!(
         error("patient/observation.rs"),
-        ScopeError::ResourceTypeCase { found: "observation".into(), expected: "Observation".into() }
+        ScopeError::ResourceTypeCase {
+            found: "observation".into(),
+            expected: "Observation".into()
+        }
     );
     assert_eq!(
         error("patient/Foo.rs"),
-        ScopeError::UnknownResourceType { resource_type: "Foo".into(), version: R4 }
+        ScopeError::UnknownResourceType {
+            resource_type: "Foo".into(),
+            version: R4
+        }
     );
     assert_eq!(error("openid2"), ScopeError::Unrecognised);
     assert_eq!(error("launch/"), ScopeError::Unrecognised);
@@ -138,23 +212,60 @@ fn resource_types_follow_the_configured_version() {
 fn rejects_every_unsupported_granular_form() {
     use QueryError::*;
     let cases: [(&str, QueryError); 14] = [
-        ("patient/Observation.rs?code:in=http://vs", Modifier("code:in".into())),
-        ("patient/Observation.rs?subject.name=x", Chain("subject.name".into())),
-        ("patient/Observation.rs?_include=Observation:patient", ResultParameter("_include".into())),
-        ("patient/Observation.rs?_revinclude=Provenance:target", ResultParameter("_revinclude".into())),
-        ("patient/Observation.rs?_include:iterate=Observation:patient", ResultParameter("_include:iterate".into())),
+        (
+            "patient/Observation.rs?code:in=http://vs",
+            Modifier("code:in".into()),
+        ),
+        (
+            "patient/Observation.rs?subject.name=x",
+            Chain("subject.name".into()),
+        ),
+        (
+            "patient/Observation.rs?_include=Observation:patient",
+            ResultParameter("_include".into()),
+        ),
+        (
+            "patient/Observation.rs?_revinclude=Provenance:target",
+            ResultParameter("_revinclude".into()),
+        ),
+        (
+            "patient/Observation.rs?_include:iterate=Observation:patient",
+            ResultParameter("_include:iterate".into()),
+        ),
         ("patient/Observation.rs?_has:Provenance:target:agent=x", Has),
         ("patient/Observation.rs?_filter=code eq x", Filter),
-        ("patient/Observation.rs?category", MissingEquals("category".into())),
-        ("patient/Observation.rs?nonsense=1", UnknownParameter { param: "nonsense".into(), resource_type: "Observation".into() }),
+        (
+            "patient/Observation.rs?category",
+            MissingEquals("category".into()),
+        ),
+        (
+            "patient/Observation.rs?nonsense=1",
+            UnknownParameter {
+                param: "nonsense".into(),
+                resource_type: "Observation".into(),
+            },
+        ),
         ("patient/Observation.rs?", Empty),
-        ("patient/Observation.rs?category=", EmptyValue("category".into())),
-        ("patient/Observation.rs?category=a,,b", EmptyValue("category".into())),
+        (
+            "patient/Observation.rs?category=",
+            EmptyValue("category".into()),
+        ),
+        (
+            "patient/Observation.rs?category=a,,b",
+            EmptyValue("category".into()),
+        ),
         ("patient/Observation.rs?category=a&", EmptyItem),
-        ("patient/Observation.rs?code=%zz", BadEncoding("code=%zz".into())),
+        (
+            "patient/Observation.rs?code=%zz",
+            BadEncoding("code=%zz".into()),
+        ),
     ];
     for (text, expected) in cases {
-        assert_eq!(error(text), ScopeError::UnsupportedQuery(expected), "{text}");
+        assert_eq!(
+            error(text),
+            ScopeError::UnsupportedQuery(expected),
+            "{text}"
+        );
     }
     assert_eq!(
         error("patient/Observation.read?category=laboratory"),
@@ -175,7 +286,11 @@ fn errors_read_well() {
 }
 
 fn context_strategy() -> impl Strategy<Value = ScopeContext> {
-    prop_oneof![Just(ScopeContext::Patient), Just(ScopeContext::User), Just(ScopeContext::System)]
+    prop_oneof![
+        Just(ScopeContext::Patient),
+        Just(ScopeContext::User),
+        Just(ScopeContext::System)
+    ]
 }
 
 fn permissions_strategy() -> impl Strategy<Value = Permissions> {
@@ -184,22 +299,43 @@ fn permissions_strategy() -> impl Strategy<Value = Permissions> {
             .into_iter()
             .enumerate()
             .filter(|(index, _)| bits & (1 << index) != 0)
-            .fold(Permissions::NONE, |set, (_, permission)| set.with(permission))
+            .fold(Permissions::NONE, |set, (_, permission)| {
+                set.with(permission)
+            })
     })
 }
 
 fn scope_strategy() -> impl Strategy<Value = ResourceScope> {
     let selector = prop_oneof![
-        Just((ResourceSelector::All, vec!["_tag", "_security", "_profile", "_id"])),
-        Just((ResourceSelector::Type("Observation".into()), vec!["category", "code", "status", "_tag"])),
-        Just((ResourceSelector::Type("Condition".into()), vec!["clinical-status", "category"])),
-        Just((ResourceSelector::Type("Patient".into()), vec!["identifier", "active"])),
+        Just((
+            ResourceSelector::All,
+            vec!["_tag", "_security", "_profile", "_id"]
+        )),
+        Just((
+            ResourceSelector::Type("Observation".into()),
+            vec!["category", "code", "status", "_tag"]
+        )),
+        Just((
+            ResourceSelector::Type("Condition".into()),
+            vec!["clinical-status", "category"]
+        )),
+        Just((
+            ResourceSelector::Type("Patient".into()),
+            vec!["identifier", "active"]
+        )),
     ];
     (context_strategy(), selector, permissions_strategy()).prop_flat_map(
         |(context, (resource, params), permissions)| {
-            let value = "[^,]{1,12}|[a-z:/.|%&#=+ é-]{1,20}".prop_filter("non-empty", |v| !v.is_empty());
-            let item = (prop::sample::select(params), prop::collection::vec(value, 1..3))
-                .prop_map(|(param, values)| FilterItem { param: param.to_owned(), values });
+            let value =
+                "[^,]{1,12}|[a-z:/.|%&#=+ é-]{1,20}".prop_filter("non-empty", |v| !v.is_empty());
+            let item = (
+                prop::sample::select(params),
+                prop::collection::vec(value, 1..3),
+            )
+                .prop_map(|(param, values)| FilterItem {
+                    param: param.to_owned(),
+                    values,
+                });
             prop::collection::vec(item, 0..3).prop_map(move |filter| ResourceScope {
                 context,
                 resource: resource.clone(),

@@ -1,0 +1,161 @@
+//! Batches and transactions (FHIR R4 http.html §3.1.0.11), decided entry by entry
+//! (smart-semantics.md §2). A transaction is all or nothing, so it is allowed only when every
+//! entry is; a batch's entries stand alone, and the server must skip the denied ones.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Decision, Engine, Outcome, Reason};
+use crate::fhir::{FhirRequest, Interaction, Resource, parse_request_line};
+use crate::smart::TokenContext;
+
+/// Whether the entries stand alone or succeed together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleKind {
+    Batch,
+    Transaction,
+}
+
+/// One entry: its request (or why it could not be read), and its resource versions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BundleEntry {
+    pub request: Result<FhirRequest, String>,
+    pub stored: Option<Resource>,
+    pub proposed: Option<Resource>,
+}
+
+/// The decision on every entry, and on the bundle as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BundleDecision {
+    pub kind: BundleKind,
+    /// Allow only when every entry is allowed.
+    #[serde(rename = "decision")]
+    pub outcome: Outcome,
+    pub reason: Reason,
+    pub message: String,
+    pub entries: Vec<Decision>,
+}
+
+/// Why a JSON document is not a batch or transaction Bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("not a Bundle")]
+    NotABundle,
+    #[error("Bundle.type is {0:?}, not batch or transaction")]
+    WrongType(String),
+}
+
+/// Reads the entries of a batch or transaction Bundle: each `request.method` and relative
+/// `request.url`, with `resource` as the new version.
+pub fn bundle_entries(bundle: &Value) -> Result<(BundleKind, Vec<BundleEntry>), BundleError> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(BundleError::NotABundle);
+    }
+    let kind = match bundle.get("type").and_then(Value::as_str) {
+        Some("batch") => BundleKind::Batch,
+        Some("transaction") => BundleKind::Transaction,
+        other => return Err(BundleError::WrongType(other.unwrap_or_default().to_owned())),
+    };
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(read_entry)
+        .collect();
+    Ok((kind, entries))
+}
+
+fn read_entry(entry: &Value) -> BundleEntry {
+    let request = entry.get("request");
+    let method = request
+        .and_then(|request| request.get("method"))
+        .and_then(Value::as_str);
+    let url = request
+        .and_then(|request| request.get("url"))
+        .and_then(Value::as_str);
+    let request = match (method, url) {
+        (Some(_), Some(url)) if url.contains("://") => Err(format!(
+            "entry url {url:?} must be relative to the FHIR base"
+        )),
+        (Some(method), Some(url)) => {
+            parse_request_line(method, url).map_err(|error| error.to_string())
+        }
+        _ => Err("entry has no request.method and request.url".to_owned()),
+    };
+    let proposed = entry
+        .get("resource")
+        .filter(|resource| resource.is_object())
+        .map(|resource| Resource::Json(resource.clone()));
+    BundleEntry {
+        request,
+        stored: None,
+        proposed,
+    }
+}
+
+impl Engine {
+    /// Decides every entry with the same token.
+    pub fn decide_bundle(
+        &self,
+        token: &TokenContext,
+        kind: BundleKind,
+        entries: &[BundleEntry],
+    ) -> BundleDecision {
+        let decisions: Vec<Decision> = entries
+            .iter()
+            .map(|entry| match &entry.request {
+                Err(error) => {
+                    Decision::deny(Reason::UnsupportedRequest, format!("denied: {error}"))
+                }
+                Ok(request)
+                    if matches!(
+                        request.interaction,
+                        Interaction::Batch | Interaction::Transaction
+                    ) =>
+                {
+                    Decision::deny(
+                        Reason::UnsupportedRequest,
+                        "denied: a bundle entry cannot be another batch",
+                    )
+                }
+                Ok(request) => self.decide(
+                    token,
+                    request,
+                    entry.stored.as_ref(),
+                    entry.proposed.as_ref(),
+                ),
+            })
+            .collect();
+        let first_denied = decisions.iter().position(|decision| !decision.is_allowed());
+        let (outcome, reason, message) = match (first_denied, decisions.is_empty()) {
+            (_, true) => (
+                Outcome::Deny,
+                Reason::UnsupportedRequest,
+                "denied: the bundle has no entries".to_owned(),
+            ),
+            (None, false) => (
+                Outcome::Allow,
+                Reason::Granted,
+                format!("allowed: all {} entries", decisions.len()),
+            ),
+            (Some(index), false) => (
+                Outcome::Deny,
+                decisions[index].reason,
+                format!(
+                    "denied: entry {index}: {}",
+                    decisions[index].message.trim_start_matches("denied: ")
+                ),
+            ),
+        };
+        BundleDecision {
+            kind,
+            outcome,
+            reason,
+            message,
+            entries: decisions,
+        }
+    }
+}

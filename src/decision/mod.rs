@@ -1,0 +1,152 @@
+//! The decision engine: given a token's context and a FHIR request, allow or deny, say why,
+//! and list the constraints the FHIR server must still apply (smart-semantics.md).
+//!
+//! Pure and synchronous: no I/O, no clock, no async. A deny is a [`Decision`], not an error.
+
+mod batch;
+mod engine;
+mod policy;
+
+pub use batch::{BundleDecision, BundleEntry, BundleError, BundleKind, bundle_entries};
+pub use engine::{Engine, decide};
+pub use policy::{NonCompartmentAccess, OperationRule, Policy};
+
+use serde::Serialize;
+
+use crate::smart::{FilterItem, ScopeContext};
+
+/// Allow or deny. Deny comes first so that no default value means allow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// The machine-readable cause of a decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Never produced by the engine; the zero value of the API.
+    #[default]
+    Unspecified,
+    /// At least one scope grants the request.
+    Granted,
+    /// `metadata` and `.well-known/smart-configuration` need no token (§2).
+    PublicEndpoint,
+    /// No scope grants this interaction on this type.
+    NoMatchingScope,
+    /// A `patient/` scope would grant it, but the token has no patient context.
+    MissingPatientContext,
+    /// A `user/` scope would grant it, but the token has no `fhirUser`.
+    MissingUserIdentity,
+    /// The resource, or the search, is outside the patient's compartment.
+    OutsideCompartment,
+    /// The resource does not match any granular scope's filter, or the filter cannot be
+    /// evaluated.
+    FilterMismatch,
+    /// The request is malformed, of an unknown type, or an operation not configured.
+    UnsupportedRequest,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unspecified => "unspecified",
+            Reason::Granted => "granted",
+            Reason::PublicEndpoint => "public_endpoint",
+            Reason::NoMatchingScope => "no_matching_scope",
+            Reason::MissingPatientContext => "missing_patient_context",
+            Reason::MissingUserIdentity => "missing_user_identity",
+            Reason::OutsideCompartment => "outside_compartment",
+            Reason::FilterMismatch => "filter_mismatch",
+            Reason::UnsupportedRequest => "unsupported_request",
+        }
+    }
+}
+
+/// What the FHIR server must still do for a grant beyond the constraints listed in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Obligation {
+    /// Nothing: the listed constraints are the whole rule (`patient/` scopes).
+    None,
+    /// Apply the permissions of the token's `fhirUser` (`user/` scopes, §3.0.2.9).
+    UserPermissions,
+    /// Apply the client's pre-authorised policy (`system/` scopes, §3.0.2.10).
+    ClientPolicy,
+}
+
+/// One scope that grants the request, and what the server must still enforce for it. The
+/// grants of a decision are alternatives: satisfying any one is enough.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    /// The scope as written in the token.
+    pub scope: String,
+    pub context: ScopeContext,
+    /// The compartment results must be limited to, e.g. `Patient/123`, when the engine could
+    /// not verify membership itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compartment: Option<String>,
+    /// The search parameters that link the type to the compartment (e.g. `subject`,
+    /// `performer` for Observation), for the server to build the compartment filter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compartment_params: Vec<String>,
+    /// Granular filters still to apply: AND of the items, OR inside an item's values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterItem>,
+    /// The resource types this grant covers for the request (`*` for all).
+    pub resource_types: Vec<String>,
+    pub obligation: Obligation,
+}
+
+/// A granted scope that played no part in the decision, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IgnoredScope {
+    pub scope: String,
+    pub reason: String,
+}
+
+/// For searches with `_include` / `_revinclude`: included resources must pass the same
+/// decision as a read of them (smart-semantics.md §3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncludedResources {
+    /// Types some scope can read (`*` for all); others must be left out of the bundle.
+    pub readable_types: Vec<String>,
+}
+
+/// The engine's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    #[serde(rename = "decision")]
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// One human sentence: what was allowed under which scope, or why not.
+    pub message: String,
+    pub grants: Vec<Grant>,
+    pub ignored_scopes: Vec<IgnoredScope>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub included_resources: Option<IncludedResources>,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+
+    /// A deny with no grants.
+    pub fn deny(reason: Reason, message: impl Into<String>) -> Self {
+        Decision {
+            outcome: Outcome::Deny,
+            reason,
+            message: message.into(),
+            grants: Vec::new(),
+            ignored_scopes: Vec::new(),
+            included_resources: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
