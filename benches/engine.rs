@@ -1,1 +1,103 @@
-fn main() {}
+//! The engine's hot paths: scope parsing, one decision, request-line parsing, compartment
+//! membership. Run with `cargo bench --bench engine`; medians are recorded in README.md.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use smart_authz::decision::Engine;
+use smart_authz::fhir::{FhirVersion, Resource, parse_request_line};
+use smart_authz::smart::{ScopeSet, TokenContext};
+
+/// Ten scopes of a typical patient-facing app.
+const SCOPES: &str = "openid fhirUser launch/patient offline_access patient/Patient.rs \
+    patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory \
+    patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs user/Practitioner.rs";
+
+fn token() -> TokenContext {
+    TokenContext {
+        scopes: ScopeSet::parse(SCOPES, FhirVersion::R4),
+        patient: Some("123".into()),
+        fhir_user: Some("Patient/123".into()),
+        ..TokenContext::default()
+    }
+}
+
+/// An Observation of about 5 KB: a blood-pressure panel with many components and notes.
+fn observation_5kb() -> Value {
+    let components: Vec<Value> = (0..24)
+        .map(|index| {
+            json!({
+                "code": {"coding": [{"system": "http://loinc.org", "code": format!("8480-{index}"), "display": "Systolic blood pressure"}]},
+                "valueQuantity": {"value": 120 + index, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+            })
+        })
+        .collect();
+    let observation = json!({
+        "resourceType": "Observation",
+        "id": "blood-pressure",
+        "meta": {"lastUpdated": "2026-11-01T09:30:00Z", "tag": [{"system": "http://example.org/tags", "code": "bench"}]},
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:187e0c12-8dd2-67e2-99b2-bf273c878281"}],
+        "basedOn": [{"identifier": {"system": "https://acme.org/identifiers", "value": "1234"}}],
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]},
+        "subject": {"reference": "Patient/123"},
+        "encounter": {"reference": "Encounter/enc-1"},
+        "effectiveDateTime": "2026-11-01T09:30:00Z",
+        "performer": [{"reference": "Practitioner/7"}, {"reference": "Patient/123"}],
+        "focus": [{"reference": "Patient/999"}],
+        "note": [{"text": "Measured sitting, left arm, after five minutes of rest."}],
+        "component": components
+    });
+    let size = observation.to_string().len();
+    assert!(
+        (4_500..6_000).contains(&size),
+        "the fixture is {size} bytes"
+    );
+    observation
+}
+
+fn benchmarks(criterion: &mut Criterion) {
+    criterion.bench_function("parse 10-scope string", |bench| {
+        bench.iter(|| ScopeSet::parse(black_box(SCOPES), FhirVersion::R4))
+    });
+
+    let engine = Engine::default();
+    let token = token();
+    let search =
+        parse_request_line("GET", "Observation?code=http://loinc.org|8867-4&_count=50").unwrap();
+    criterion.bench_function("decide search (cached token)", |bench| {
+        bench.iter(|| engine.decide(black_box(&token), black_box(&search), None, None))
+    });
+
+    let read = parse_request_line("GET", "Condition/c-1").unwrap();
+    let condition = Resource::Json(json!({
+        "resourceType": "Condition", "id": "c-1",
+        "subject": {"reference": "Patient/123"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}
+    }));
+    criterion.bench_function("decide read with stored resource", |bench| {
+        bench.iter(|| engine.decide(black_box(&token), black_box(&read), Some(&condition), None))
+    });
+
+    criterion.bench_function("parse request line", |bench| {
+        bench.iter(|| parse_request_line("GET", black_box("Observation?patient=Patient/123&code=http%3A%2F%2Floinc.org%7C8867-4&_count=50")))
+    });
+
+    let observation = Resource::Json(observation_5kb());
+    criterion.bench_function("patient compartments of a 5 KB Observation", |bench| {
+        bench.iter(|| black_box(&observation).patient_compartments(FhirVersion::R4, "Observation"))
+    });
+
+    let bytes = observation_5kb().to_string().into_bytes();
+    criterion.bench_function("parse + compartments of a 5 KB Observation", |bench| {
+        bench.iter(|| {
+            let resource = Resource::from_json_bytes(black_box(&bytes)).unwrap();
+            resource.patient_compartments(FhirVersion::R4, "Observation")
+        })
+    });
+}
+
+criterion_group!(benches, benchmarks);
+criterion_main!(benches);

@@ -1,4 +1,27 @@
+//! smart-authz: SMART on FHIR App Launch 2.x authorization decisions in one place.
+//!
+//! A FHIR server asks "may this token do this request?"; smart-authz answers allow or deny,
+//! with the reason, the scopes that granted it, and the constraints the server must still
+//! apply (a Patient compartment, granular search filters). The rule book is SMART App
+//! Launch 2.2 "Scopes and Launch Context" plus the product policy in `docs/semantics.md`.
+//!
+//! # Layout
+//!
+//! - [`smart`]: the scope grammar (`patient/Observation.rs?category=...`, v1 words, launch,
+//!   identity and extension scopes) and the launch context read from a token's claims.
+//! - [`fhir`]: FHIR versions with tables generated from the official definitions
+//!   (`data/fhir/`, by `build.rs`), interactions, the REST request-line parser, references,
+//!   the FHIRPath subset, and the facts read from a resource (compartments, search values).
+//! - [`decision`]: the engine. `decide(token, request, stored, proposed)` returns a
+//!   [`decision::Decision`]; batches and transactions are decided entry by entry. Policy knobs
+//!   live in [`decision::Policy`].
+//! - [`explain`]: the `smart-authz explain` command, which prints one decision for a person.
+//!
+//! `smart`, `fhir` and `decision` are pure: no I/O, no async, no clock. A deny is a
+//! `Decision`, never an error; an error means the engine could not decide.
+
 #![forbid(unsafe_code)]
+
 pub mod decision;
 pub mod explain;
 pub mod fhir;

@@ -1,1 +1,90 @@
+//! The decision engine against the rule book (`shared/notes/smart-semantics.md`), as one
+//! table. Every case names the rule-book section it checks; expectations come from the rule
+//! book, not from the engine. Cases whose answer the rule book leaves open are named
+//! `policy: ...` and assert the engine's current behaviour.
+//!
+//! `cargo test --lib decision::tests -- --nocapture` prints the number of cases per section.
 
+mod contexts;
+mod fixtures;
+mod grammar;
+mod granular;
+mod harness;
+mod letters;
+mod r5;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use harness::{Case, S1, S2, S3, S3P, S3S, S3U, S4, S5, SECTIONS};
+
+fn all_cases() -> Vec<Case> {
+    let mut cases = grammar::cases();
+    cases.extend(letters::cases());
+    cases.extend(contexts::cases());
+    cases.extend(granular::cases());
+    cases.extend(r5::cases());
+    cases
+}
+
+#[test]
+fn the_engine_follows_the_rule_book() {
+    let cases = all_cases();
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|case| {
+            case.run().err().map(|problem| {
+                let version = if case.is_r5() { " (R5)" } else { "" };
+                format!(
+                    "[{}]{version} {}:\n      {problem}",
+                    case.section, case.name
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases disagree with the rule book:\n\n{}\n",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn every_section_of_the_rule_book_has_cases() {
+    let cases = all_cases();
+    let mut counts: BTreeMap<&str, usize> = SECTIONS.iter().map(|section| (*section, 0)).collect();
+    let mut names = BTreeSet::new();
+    for case in &cases {
+        assert!(
+            SECTIONS.contains(&case.section),
+            "case {:?} names an unknown section {:?}",
+            case.name,
+            case.section
+        );
+        assert!(
+            names.insert((case.section, case.name.clone())),
+            "duplicate case [{}] {}",
+            case.section,
+            case.name
+        );
+        *counts.entry(case.section).or_default() += 1;
+    }
+    let r5 = cases.iter().filter(|case| case.is_r5()).count();
+    let policy = cases
+        .iter()
+        .filter(|case| case.name.starts_with("policy:"))
+        .count();
+    println!("rule-book cases per section:");
+    for section in SECTIONS {
+        println!("  {section:<16} {:>4}", counts[section]);
+    }
+    println!("  {:<16} {:>4}", "total", cases.len());
+    println!("  {:<16} {:>4}", "of which R5", r5);
+    println!("  {:<16} {:>4}", "of which policy:", policy);
+    for section in [S1, S2, S3, S3P, S3U, S3S, S4, S5] {
+        assert!(counts[section] > 0, "no case for {section}");
+    }
+    assert!(cases.len() >= 170, "only {} cases", cases.len());
+    assert!(r5 >= 12, "only {r5} R5 cases");
+}

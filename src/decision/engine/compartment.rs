@@ -1,0 +1,228 @@
+//! The Patient compartment rules for `patient/` scopes (smart-semantics.md §3 "patient/").
+
+use super::{Access, Refusal, Session};
+use crate::decision::policy::NonCompartmentAccess;
+use crate::decision::{Grant, Reason};
+use crate::fhir::Resource;
+use crate::fhir::reference::parse_reference;
+
+/// The pseudo resource type under which a search across types checks its parameters.
+pub(super) const SYSTEM_LEVEL: &str = "Resource";
+
+impl Session<'_> {
+    /// The Patient compartment rules of smart-semantics.md §3 "patient/".
+    pub(super) fn check_patient_compartment(
+        &self,
+        grant: &mut Grant,
+        patient: &str,
+        resource_type: &str,
+        access: Access,
+    ) -> Result<(), Refusal> {
+        let version = self.version();
+        let Some(params) = version.patient_compartment().params(resource_type) else {
+            return self.check_outside_compartment_type(patient, resource_type, access);
+        };
+        if access == Access::Search {
+            self.check_search_names_only(patient, resource_type)?;
+            grant.compartment = Some(format!("Patient/{patient}"));
+            grant.compartment_params = compartment_params(resource_type, params);
+            return Ok(());
+        }
+        if resource_type == "Patient" && access == Access::Create {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                "a Patient cannot be created under patient/ scopes",
+            ));
+        }
+        let mut verified = true;
+        let checks: &[(&str, Option<&Resource>)] = match access {
+            Access::Read | Access::Delete => &[("stored", self.versions.stored)],
+            Access::Create => &[("new", self.versions.proposed)],
+            _ => &[
+                ("stored", self.versions.stored),
+                ("new", self.versions.proposed),
+            ],
+        };
+        for (label, resource) in checks {
+            match resource {
+                Some(resource) => {
+                    if !resource
+                        .patient_compartments(version, resource_type)
+                        .iter()
+                        .any(|id| id == patient)
+                    {
+                        return Err(Refusal::new(
+                            Reason::OutsideCompartment,
+                            format!(
+                                "the {label} {resource_type} is not in the compartment of Patient/{patient}"
+                            ),
+                        ));
+                    }
+                }
+                None => verified = false,
+            }
+        }
+        if resource_type == "Patient"
+            && let Some(id) = self.request.id.as_deref()
+        {
+            if id == patient {
+                // The patient's own record is in the compartment by its id (and a new
+                // version keeps that id: validate() checked it).
+                return Ok(());
+            }
+            // Another Patient is in it only through `link`, which only the stored version
+            // can show (the loop above checked it when given).
+            if self.versions.stored.is_none() {
+                return Err(Refusal::new(
+                    Reason::OutsideCompartment,
+                    format!("Patient/{id} is not the patient in context (Patient/{patient})"),
+                ));
+            }
+        }
+        if !verified {
+            grant.compartment = Some(format!("Patient/{patient}"));
+            grant.compartment_params = compartment_params(resource_type, params);
+        }
+        Ok(())
+    }
+
+    /// Types never in the Patient compartment: configurable; by default readable and
+    /// searchable unless known to belong to another patient, never writable.
+    fn check_outside_compartment_type(
+        &self,
+        patient: &str,
+        resource_type: &str,
+        access: Access,
+    ) -> Result<(), Refusal> {
+        if self.policy.non_compartment_types == NonCompartmentAccess::Deny {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!(
+                    "{resource_type} is never in the Patient compartment, and the policy keeps patient/ scopes from it"
+                ),
+            ));
+        }
+        if access.is_write() {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!(
+                    "patient/ scopes cannot {} {resource_type}, which is never in the Patient compartment",
+                    access.verb()
+                ),
+            ));
+        }
+        if access == Access::Search {
+            return self.check_search_names_only(patient, resource_type);
+        }
+        if let Some(stored) = self.versions.stored
+            && let Some(other) = stored
+                .referenced_patients(self.version(), resource_type)
+                .into_iter()
+                .find(|id| id != patient)
+        {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!("the stored {resource_type} belongs to another patient (Patient/{other})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Denies a search that names another patient: a compartment search on another Patient,
+    /// or a reference parameter that can target Patient with another patient's id.
+    pub(super) fn check_search_names_only(
+        &self,
+        patient: &str,
+        resource_type: &str,
+    ) -> Result<(), Refusal> {
+        let request = self.request;
+        if let Some(compartment) = &request.compartment
+            && compartment.compartment_type == "Patient"
+            && compartment.id != patient
+        {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!(
+                    "search in the compartment of {compartment}, but the patient in context is Patient/{patient}"
+                ),
+            ));
+        }
+        for param in &request.params {
+            if let Some(other) =
+                self.other_patient_named(param.name.as_str(), &param.value, patient, resource_type)
+            {
+                return Err(Refusal::new(
+                    Reason::OutsideCompartment,
+                    format!(
+                        "search parameter {}={} names another patient (Patient/{other})",
+                        param.name, param.value
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of a patient other than `patient` that the search parameter names, if any.
+    /// A bare id on a parameter that can target Patient counts as a Patient id (fail closed).
+    fn other_patient_named<'v>(
+        &self,
+        name: &str,
+        value: &'v str,
+        patient: &str,
+        resource_type: &str,
+    ) -> Option<&'v str> {
+        let (base, modifier) = match name.split_once(':') {
+            Some((base, modifier)) => (base, Some(modifier)),
+            None => (name, None),
+        };
+        if base.contains('.') {
+            return None;
+        }
+        let type_modifier_ok = matches!(modifier, None | Some("Patient"));
+        // Whether a bare id in this parameter is a Patient id; a literal `Patient/<id>`
+        // always names a patient.
+        let bare_ids_are_patients = if resource_type == "Patient" && base == "_id" {
+            true
+        } else if let Some(definition) = self.version().search_param(resource_type, base) {
+            // `:missing`, `:identifier`, `:text`, `:not` or another target type: the value
+            // is no Patient id; the compartment constraint still applies.
+            if !definition.targets_type("Patient") || !type_modifier_ok {
+                return None;
+            }
+            true
+        } else if resource_type == SYSTEM_LEVEL {
+            // A system-level search spans types: only `patient` takes bare Patient ids.
+            if !type_modifier_ok {
+                return None;
+            }
+            base == "patient"
+        } else {
+            return None;
+        };
+        value.split(',').find_map(|alternative| {
+            let named = if alternative.contains('/') {
+                match parse_reference(alternative) {
+                    Some(("Patient", id)) => id,
+                    _ => return None,
+                }
+            } else if bare_ids_are_patients {
+                alternative
+            } else {
+                return None;
+            };
+            (!named.is_empty() && named != patient).then_some(named)
+        })
+    }
+}
+
+/// The parameters linking `resource_type` to the Patient compartment, for the server's
+/// filter; a Patient links by its own id.
+fn compartment_params(resource_type: &str, params: &[&str]) -> Vec<String> {
+    let own_id = (resource_type == "Patient").then_some("_id");
+    own_id
+        .into_iter()
+        .chain(params.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}

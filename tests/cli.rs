@@ -1,0 +1,208 @@
+//! The `explain` command, run as a user runs it: the real binary, real files, exit codes.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn explain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smart-authz"))
+        .arg("explain")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).expect("--json prints one JSON object")
+}
+
+#[test]
+fn allows_a_compartment_search_and_names_the_constraint() {
+    let output = explain(&[
+        "--scope",
+        "patient/*.rs",
+        "--patient",
+        "123",
+        "GET",
+        "Observation?code=x",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("ALLOW (granted)"), "{text}");
+    assert!(
+        text.contains("limit to compartment Patient/123 via subject | performer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn json_output_has_the_decision_at_the_top() {
+    let output = explain(&[
+        "--json",
+        "--scope",
+        "patient/*.rs",
+        "--patient",
+        "123",
+        "GET",
+        "Observation?code=x",
+    ]);
+    let report = json(&output);
+    assert_eq!(report["decision"], "allow");
+    assert_eq!(report["reason"], "granted");
+    assert_eq!(report["grants"][0]["scope"], "patient/*.rs");
+    assert_eq!(report["grants"][0]["compartment"], "Patient/123");
+    assert_eq!(report["request"]["interaction"], "search-type");
+}
+
+#[test]
+fn denies_a_stored_resource_of_another_patient_with_exit_status_1() {
+    let output = explain(&[
+        "--json",
+        "--scope",
+        "patient/Observation.rs",
+        "--patient",
+        "Patient/123",
+        "--stored",
+        "tests/fixtures/observation-456.json",
+        "GET",
+        "Observation/obs-1",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["decision"], "deny");
+    assert_eq!(report["reason"], "outside_compartment");
+}
+
+#[test]
+fn checks_a_granular_filter_on_the_stored_resource() {
+    let allowed = explain(&[
+        "--scope",
+        "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        "--patient",
+        "123",
+        "--stored",
+        "tests/fixtures/observation-123.json",
+        "GET",
+        "Observation/obs-1",
+    ]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stdout)
+    );
+    let denied = explain(&[
+        "--json",
+        "--scope",
+        "patient/Observation.rs?category=laboratory",
+        "--patient",
+        "123",
+        "--stored",
+        "tests/fixtures/observation-123.json",
+        "GET",
+        "Observation/obs-1",
+    ]);
+    assert_eq!(json(&denied)["reason"], "filter_mismatch");
+}
+
+#[test]
+fn reports_invalid_and_non_resource_scopes() {
+    let output = explain(&[
+        "--json",
+        "--scope",
+        "openid fhirUser launch/patient patient/Observation.sr",
+        "--patient",
+        "123",
+        "GET",
+        "Observation/1",
+    ]);
+    let report = json(&output);
+    assert_eq!(report["decision"], "deny");
+    assert_eq!(report["reason"], "no_matching_scope");
+    assert_eq!(
+        report["ignored_scopes"][0]["scope"],
+        "patient/Observation.sr"
+    );
+    let kinds: Vec<&str> = report["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["identity", "identity", "launch context", "invalid"]);
+}
+
+#[test]
+fn decides_a_transaction_entry_by_entry() {
+    let output = explain(&[
+        "--json",
+        "--scope",
+        "patient/Observation.c",
+        "--patient",
+        "123",
+        "--resource",
+        "tests/fixtures/transaction.json",
+        "POST",
+        "/",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["kind"], "transaction");
+    assert_eq!(report["decision"], "deny");
+    assert_eq!(report["entries"][0]["decision"], "allow");
+    assert_eq!(report["entries"][1]["decision"], "deny");
+}
+
+#[test]
+fn r5_is_selectable() {
+    let r4 = explain(&[
+        "--scope",
+        "patient/DeviceUsage.rs",
+        "--patient",
+        "1",
+        "GET",
+        "DeviceUsage?code=x",
+    ]);
+    assert_eq!(r4.status.code(), Some(1), "DeviceUsage is not an R4 type");
+    let r5 = explain(&[
+        "--fhir-version",
+        "r5",
+        "--scope",
+        "patient/DeviceUsage.rs",
+        "--patient",
+        "1",
+        "GET",
+        "DeviceUsage?code=x",
+    ]);
+    assert_eq!(r5.status.code(), Some(0));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_status_2() {
+    for (args, expected) in [
+        (
+            &["GET", "Observation/1/2/3/4/5"][..],
+            "invalid request line",
+        ),
+        (
+            &[
+                "--stored",
+                "tests/fixtures/missing.json",
+                "GET",
+                "Observation/1",
+            ][..],
+            "cannot read",
+        ),
+        (
+            &["--patient", "Practitioner/1", "GET", "Observation/1"][..],
+            "invalid --patient",
+        ),
+        (&["--fhir-version", "r6", "GET", "Observation/1"][..], "r6"),
+    ] {
+        let output = explain(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
