@@ -1,5 +1,5 @@
 //! Batches and transactions (FHIR R4 http.html §3.1.0.11), decided entry by entry
-//! (smart-semantics.md §2). A transaction is all or nothing, so it is allowed only when every
+//! (docs/semantics.md §2). A transaction is all or nothing, so it is allowed only when every
 //! entry is; a batch's entries stand alone, and the server must skip the denied ones.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! `decide`: the rule book of smart-semantics.md applied to one request.
+//! `decide`: the rule book of docs/semantics.md applied to one request.
 //!
 //! The engine first turns the token's scopes into *candidates* (resource scopes whose
 //! context is usable: a patient for `patient/`, a user for `user/`), then asks each candidate
@@ -178,7 +178,7 @@ impl Engine {
     ///
     /// `stored` is the resource as it is now (reads, deletes, updates), `proposed` the new
     /// version (creates, updates, patches, with the patch applied). Without them the decision
-    /// is an allow with the constraints the server must apply (smart-semantics.md §5).
+    /// is an allow with the constraints the server must apply (docs/semantics.md §5).
     pub fn decide(
         &self,
         token: &TokenContext,
@@ -460,7 +460,7 @@ impl<'a> Session<'a> {
     }
 
     /// Evaluates a granular scope's filter on the resources the request touches; returns the
-    /// filter items the server must still apply (smart-semantics.md §4).
+    /// filter items the server must still apply (docs/semantics.md §4).
     fn check_filters(
         &self,
         scope: &ResourceScope,
@@ -571,7 +571,7 @@ impl<'a> Session<'a> {
 }
 
 /// The patient in context: the `patient` claim, or a Patient `fhirUser` when the policy
-/// allows that fallback (smart-semantics.md §3).
+/// allows that fallback (docs/semantics.md §3).
 fn patient_context<'a>(policy: &Policy, token: &'a TokenContext) -> Option<&'a str> {
     if let Some(patient) = token.patient.as_deref() {
         return Some(patient);

@@ -1,5 +1,5 @@
 //! The decision engine: given a token's context and a FHIR request, allow or deny, say why,
-//! and list the constraints the FHIR server must still apply (smart-semantics.md).
+//! and list the constraints the FHIR server must still apply (docs/semantics.md).
 //!
 //! Pure and synchronous: no I/O, no clock, no async. A deny is a [`Decision`], not an error.
 
@@ -109,7 +109,7 @@ pub struct IgnoredScope {
 }
 
 /// For searches with `_include` / `_revinclude`: included resources must pass the same
-/// decision as a read of them (smart-semantics.md §3).
+/// decision as a read of them (docs/semantics.md §3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IncludedResources {
     /// Types some scope can read (`*` for all); others must be left out of the bundle.

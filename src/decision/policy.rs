@@ -1,5 +1,5 @@
 //! The points the SMART specification leaves to the server, with the defaults of
-//! smart-semantics.md. Every default is the fail-closed reading of the rule book.
+//! docs/semantics.md. Every default is the fail-closed reading of the rule book.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,7 @@ use crate::fhir::FhirVersion;
 use crate::smart::Permissions;
 
 /// How `patient/` scopes treat resource types that are never in the Patient compartment
-/// (Practitioner, Organization, Medication, R4 Device, ...): smart-semantics.md §3.
+/// (Practitioner, Organization, Medication, R4 Device, ...): docs/semantics.md §3.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NonCompartmentAccess {
@@ -21,7 +21,7 @@ pub enum NonCompartmentAccess {
     Deny,
 }
 
-/// What an operation (`$name`) requires; smart-semantics.md §2 "operations".
+/// What an operation (`$name`) requires; docs/semantics.md §2 "operations".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "rule")]
 pub enum OperationRule {
@@ -62,7 +62,7 @@ pub struct Policy {
     /// The FHIR release whose resource types, search parameters and compartments apply.
     pub fhir_version: FhirVersion,
     /// A `fhirUser` that is a Patient supplies the patient context when `patient` is absent
-    /// (smart-semantics.md §3, default on).
+    /// (docs/semantics.md §3, default on).
     pub patient_from_fhir_user: bool,
     /// Accept `sub` as the user identity for `user/` scopes when `fhirUser` is absent
     /// (default off).

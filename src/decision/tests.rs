@@ -1,4 +1,4 @@
-//! The decision engine against the rule book (`shared/notes/smart-semantics.md`), as one
+//! The decision engine against the rule book (`docs/semantics.md`), as one
 //! table. Every case names the rule-book section it checks; expectations come from the rule
 //! book, not from the engine. Cases whose answer the rule book leaves open are named
 //! `policy: ...` and assert the engine's current behaviour.
@@ -12,6 +12,7 @@ mod granular;
 mod harness;
 mod letters;
 mod r5;
+mod robustness;
 
 use std::collections::{BTreeMap, BTreeSet};
 

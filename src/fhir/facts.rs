@@ -3,7 +3,7 @@
 //!
 //! A caller gives either the resource JSON, from which the facts are computed with the
 //! official CompartmentDefinition parameters and search parameter expressions, or the
-//! facts precomputed (smart-semantics.md §5).
+//! facts precomputed (docs/semantics.md §5).
 
 use serde_json::{Map, Value};
 
@@ -88,7 +88,7 @@ impl Resource {
     /// Ids of the Patient compartments this resource of `resource_type` belongs to.
     ///
     /// Uses exactly the parameters of the version's Patient CompartmentDefinition
-    /// (smart-semantics.md §3): a parameter that is absent, has no expression or an
+    /// (docs/semantics.md §3): a parameter that is absent, has no expression or an
     /// unsupported one makes nobody a member. JSON whose `resourceType` is not
     /// `resource_type` belongs to no compartment.
     pub fn patient_compartments(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {

@@ -151,7 +151,7 @@ pub enum ScopeError {
     UnsupportedQuery(QueryError),
 }
 
-/// Why a granular scope's query cannot be enforced (smart-semantics.md §1): the scope then
+/// Why a granular scope's query cannot be enforced (docs/semantics.md §1): the scope then
 /// grants nothing, never the whole type.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum QueryError {
@@ -402,7 +402,7 @@ fn check_filter_name(
         _ => {}
     }
     let known = match resource {
-        // For `*`, only what every resource has (smart-semantics.md §1).
+        // For `*`, only what every resource has (docs/semantics.md §1).
         ResourceSelector::All => version.search_param("Resource", name).is_some(),
         ResourceSelector::Type(resource_type) => {
             version.search_param(resource_type, name).is_some()

@@ -1,4 +1,4 @@
-//! The Patient compartment rules for `patient/` scopes (smart-semantics.md §3 "patient/").
+//! The Patient compartment rules for `patient/` scopes (docs/semantics.md §3 "patient/").
 
 use super::{Access, Refusal, Session};
 use crate::decision::policy::NonCompartmentAccess;
@@ -10,7 +10,7 @@ use crate::fhir::reference::parse_reference;
 pub(super) const SYSTEM_LEVEL: &str = "Resource";
 
 impl Session<'_> {
-    /// The Patient compartment rules of smart-semantics.md §3 "patient/".
+    /// The Patient compartment rules of docs/semantics.md §3 "patient/".
     pub(super) fn check_patient_compartment(
         &self,
         grant: &mut Grant,

@@ -24,7 +24,7 @@ pub(super) fn new_grant(candidate: &Candidate<'_>, resource_types: Vec<String>) 
 }
 
 /// Drops every grant that another grant makes irrelevant by being strictly less constrained
-/// (smart-semantics.md §3, §4: `system/*.rs` beside `patient/*.rs`, a plain scope beside a
+/// (docs/semantics.md §3, §4: `system/*.rs` beside `patient/*.rs`, a plain scope beside a
 /// granular one). `user/` grants carry the user's permissions as a constraint.
 pub(super) fn drop_subsumed(grants: Vec<Grant>) -> Vec<Grant> {
     if grants.len() < 2 {

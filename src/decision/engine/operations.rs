@@ -1,4 +1,4 @@
-//! The operation table (smart-semantics.md §2 "operations"): `$everything`, `$lastn`,
+//! The operation table (docs/semantics.md §2 "operations"): `$everything`, `$lastn`,
 //! `$stats`, `$export`, `$validate`, and operations configured in the policy.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,7 @@ use crate::decision::policy::OperationRule;
 use crate::smart::{Permission, Permissions, ResourceScope, ResourceSelector, ScopeContext};
 
 impl Session<'_> {
-    /// The operation table of smart-semantics.md §2.
+    /// The operation table of docs/semantics.md §2.
     pub(super) fn operation(&self) -> Findings {
         let request = self.request;
         let name = request.operation.as_deref().unwrap_or_default();

@@ -1,5 +1,5 @@
 //! System-level search and history, and searches of all types of a compartment
-//! (smart-semantics.md §3: `_type` and the searchable types).
+//! (docs/semantics.md §3: `_type` and the searchable types).
 
 use super::compartment::SYSTEM_LEVEL;
 use super::grants::new_grant;
