@@ -232,10 +232,20 @@ fn render_text(decision: &Decision, request: &FhirRequest, token: &TokenContext)
         );
         let _ = writeln!(out, "  types: {}", grant.resource_types.join(", "));
         if let Some(compartment) = &grant.compartment {
+            let _ = match grant.compartment_params.as_slice() {
+                [] => writeln!(out, "  limit to compartment {compartment}"),
+                params => writeln!(
+                    out,
+                    "  limit to compartment {compartment} via {}",
+                    params.join(" | ")
+                ),
+            };
+        }
+        if !grant.exclude_other_patients_via.is_empty() {
             let _ = writeln!(
                 out,
-                "  limit to compartment {compartment} via {}",
-                grant.compartment_params.join(" | ")
+                "  exclude results pointing to another patient via {}",
+                grant.exclude_other_patients_via.join(" | ")
             );
         }
         for item in &grant.filters {

@@ -22,7 +22,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod config;
 pub mod decision;
 pub mod explain;
 pub mod fhir;
+pub mod grpc;
+pub mod mint;
 pub mod smart;
+pub mod telemetry;
+pub mod token;

@@ -1,9 +1,15 @@
-//! The `smart-authz` command line. Thin: parse arguments, call the library, set the exit code.
+//! The `smart-authz` command line. Thin: parse arguments, load configuration, run.
 
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use smart_authz::config::Config;
 use smart_authz::explain::{ExplainArgs, explain};
+use smart_authz::mint::{MintArgs, mint};
 
 #[derive(Parser)]
 #[command(
@@ -13,23 +19,58 @@ use smart_authz::explain::{ExplainArgs, explain};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the gRPC API (the default command).
+    Serve(ServeArgs),
+    /// Mint a development access token, accepted by the built-in development configuration.
+    Token(MintArgs),
     /// Decide one FHIR request for the given scopes and context, and say why.
     ///
     /// Exit status: 0 allow, 1 deny, 2 bad input.
     Explain(ExplainArgs),
 }
 
+#[derive(Default, clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; without it, the built-in development configuration.
+    #[arg(long, env = "SMART_AUTHZ_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding the configuration's `listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("smart-authz: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Token(args) => match mint(&args) {
+            Ok(token) => {
+                let _ = writeln!(std::io::stdout().lock(), "{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("smart-authz token: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Explain(args) => match explain(&args) {
             Ok(explanation) => {
-                println!("{}", explanation.output.trim_end());
+                let _ = writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    explanation.output.trim_end()
+                );
                 if explanation.allowed {
                     ExitCode::SUCCESS
                 } else {
@@ -42,4 +83,52 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    smart_authz::telemetry::init_logging(&config.log);
+    // At least two workers, even on one CPU: a single worker would let one slow call stall
+    // every other (and the OpenTelemetry exporter later needs its own).
+    let workers = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+        .max(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        smart_authz::app::run(listener, config, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM (what Kubernetes sends before killing a pod).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use self::grants::{allow_message, drop_subsumed, new_grant};
 use super::policy::Policy;
 use super::{Decision, Grant, IgnoredScope, IncludedResources, Outcome, Reason};
-use crate::fhir::reference::{id_of, parse_reference};
+use crate::fhir::reference::parse_reference;
 use crate::fhir::{FhirRequest, FhirVersion, FilterMatch, Interaction, Resource};
 use crate::smart::{
     FilterItem, Permission, Permissions, ResourceScope, ScopeContext, TokenContext,
@@ -125,6 +125,19 @@ struct Versions<'a> {
     proposed: Option<&'a Resource>,
 }
 
+impl<'a> Versions<'a> {
+    /// The versions an access touches, labelled for messages: reads and deletes the stored
+    /// one, creates the new one, updates both (docs/semantics.md §3 "patient/", §4).
+    fn touched_by(self, access: Access) -> Vec<(&'static str, Option<&'a Resource>)> {
+        match access {
+            Access::Search => Vec::new(),
+            Access::Read | Access::Delete => vec![("stored", self.stored)],
+            Access::Create => vec![("new", self.proposed)],
+            Access::Update => vec![("stored", self.stored), ("new", self.proposed)],
+        }
+    }
+}
+
 /// One decision in progress.
 struct Session<'a> {
     policy: &'a Policy,
@@ -140,9 +153,18 @@ struct Session<'a> {
 struct Findings {
     grants: Vec<Grant>,
     refusal: Option<Refusal>,
+    /// Set by rules that need nothing beyond a verified token (`$validate`).
+    valid_token_suffices: bool,
 }
 
 impl Findings {
+    fn refused(refusal: Refusal) -> Self {
+        Findings {
+            refusal: Some(refusal),
+            ..Findings::default()
+        }
+    }
+
     fn refuse(&mut self, refusal: Refusal) {
         if self
             .refusal
@@ -190,17 +212,14 @@ impl Engine {
             request.interaction,
             Interaction::Capabilities | Interaction::SmartConfiguration
         ) {
-            let mut decision =
-                Decision::deny(Reason::PublicEndpoint, "public endpoint: no token needed");
-            decision.outcome = Outcome::Allow;
-            return decision;
+            return Decision::public_endpoint();
         }
         let session = Session::new(&self.policy, token, request, Versions { stored, proposed });
         if let Err(message) = session.validate() {
-            return session.finish(Findings {
-                grants: Vec::new(),
-                refusal: Some(Refusal::new(Reason::UnsupportedRequest, message)),
-            });
+            return session.finish(Findings::refused(Refusal::new(
+                Reason::UnsupportedRequest,
+                message,
+            )));
         }
         let findings = session.evaluate();
         session.finish(findings)
@@ -242,7 +261,9 @@ impl<'a> Session<'a> {
             return session;
         }
         let patient = patient_context(policy, token);
-        let has_user = token.fhir_user.is_some() || (policy.user_from_sub && token.sub.is_some());
+        let present =
+            |claim: &Option<String>| claim.as_deref().is_some_and(|value| !value.is_empty());
+        let has_user = present(&token.fhir_user) || (policy.user_from_sub && present(&token.sub));
         for (text, scope) in token.scopes.resource_scopes() {
             let missing = match scope.context {
                 ScopeContext::Patient if patient.is_none() => Some((
@@ -470,17 +491,11 @@ impl<'a> Session<'a> {
         if scope.filter.is_empty() {
             return Ok(Vec::new());
         }
-        let checks: &[(&str, Option<&Resource>)] = match access {
-            Access::Search => return Ok(scope.filter.clone()),
-            Access::Read | Access::Delete => &[("stored", self.versions.stored)],
-            Access::Create => &[("new", self.versions.proposed)],
-            Access::Update => &[
-                ("stored", self.versions.stored),
-                ("new", self.versions.proposed),
-            ],
-        };
+        if access == Access::Search {
+            return Ok(scope.filter.clone());
+        }
         let mut verified = true;
-        for (label, resource) in checks {
+        for (label, resource) in self.versions.touched_by(access) {
             let Some(resource) = resource else {
                 verified = false;
                 continue;
@@ -520,8 +535,7 @@ impl<'a> Session<'a> {
     /// the most specific refusal.
     fn finish(self, findings: Findings) -> Decision {
         let request = self.request;
-        let allowed = !findings.grants.is_empty()
-            || (findings.refusal.is_none() && request.interaction == Interaction::Operation);
+        let allowed = !findings.grants.is_empty() || findings.valid_token_suffices;
         if !allowed {
             let refusal = findings.refusal.unwrap_or_else(|| {
                 Refusal::new(Reason::NoMatchingScope, "no scope grants this request")
@@ -573,16 +587,19 @@ impl<'a> Session<'a> {
 /// The patient in context: the `patient` claim, or a Patient `fhirUser` when the policy
 /// allows that fallback (docs/semantics.md §3).
 fn patient_context<'a>(policy: &Policy, token: &'a TokenContext) -> Option<&'a str> {
-    if let Some(patient) = token.patient.as_deref() {
+    if let Some(patient) = token
+        .patient
+        .as_deref()
+        .filter(|patient| !patient.is_empty())
+    {
         return Some(patient);
     }
     if !policy.patient_from_fhir_user {
         return None;
     }
-    let fhir_user = token.fhir_user.as_deref()?;
-    match parse_reference(fhir_user) {
+    match parse_reference(token.fhir_user.as_deref()?) {
         Some(("Patient", id)) => Some(id),
-        _ => id_of("Patient", fhir_user).filter(|_| fhir_user.contains('/')),
+        _ => None,
     }
 }
 

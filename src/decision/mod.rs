@@ -93,6 +93,11 @@ pub struct Grant {
     /// `performer` for Observation), for the server to build the compartment filter.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub compartment_params: Vec<String>,
+    /// For a type never in the Patient compartment (e.g. R4 Device) under a `patient/`
+    /// scope: the reference parameters through which a result must not point to a patient
+    /// other than the one in context, when the engine could not check it itself.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_other_patients_via: Vec<String>,
     /// Granular filters still to apply: AND of the items, OR inside an item's values.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<FilterItem>,
@@ -133,6 +138,18 @@ pub struct Decision {
 impl Decision {
     pub fn is_allowed(&self) -> bool {
         self.outcome == Outcome::Allow
+    }
+
+    /// The allow of a public endpoint (`metadata`, `.well-known/smart-configuration`).
+    pub fn public_endpoint() -> Self {
+        Decision {
+            outcome: Outcome::Allow,
+            reason: Reason::PublicEndpoint,
+            message: "allowed: public endpoint, no token needed".to_owned(),
+            grants: Vec::new(),
+            ignored_scopes: Vec::new(),
+            included_resources: None,
+        }
     }
 
     /// A deny with no grants.

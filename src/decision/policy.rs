@@ -60,6 +60,8 @@ impl OperationRule {
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// The FHIR release whose resource types, search parameters and compartments apply.
+    /// Configured at the top level (`fhir_version`), not in `[policy]`.
+    #[serde(skip)]
     pub fhir_version: FhirVersion,
     /// A `fhirUser` that is a Patient supplies the patient context when `patient` is absent
     /// (docs/semantics.md §3, default on).

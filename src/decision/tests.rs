@@ -12,6 +12,7 @@ mod granular;
 mod harness;
 mod letters;
 mod r5;
+mod regressions;
 mod robustness;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,7 @@ fn all_cases() -> Vec<Case> {
     cases.extend(contexts::cases());
     cases.extend(granular::cases());
     cases.extend(r5::cases());
+    cases.extend(regressions::cases());
     cases
 }
 

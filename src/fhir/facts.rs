@@ -5,11 +5,13 @@
 //! official CompartmentDefinition parameters and search parameter expressions, or the
 //! facts precomputed (docs/semantics.md §5).
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use super::fhirpath::{CONTACT_POINT_SYSTEMS, Expression, Node};
 use super::interaction::{CompartmentRef, SearchParam};
-use super::reference::parse_reference;
+use super::reference::{id_of, is_valid_id, parse_reference};
 use super::tables::SearchParamKind;
 use super::version::FhirVersion;
 
@@ -92,14 +94,14 @@ impl Resource {
     /// unsupported one makes nobody a member. JSON whose `resourceType` is not
     /// `resource_type` belongs to no compartment.
     pub fn patient_compartments(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
-        let mut ids = Vec::new();
+        let mut ids = PatientIds::default();
         match self {
             Resource::Json(resource) => {
                 push_compartment_patients(version, resource_type, resource, &mut ids);
             }
             Resource::Facts(facts) => push_fact_patients(facts, &mut ids),
         }
-        ids
+        ids.into_vec()
     }
 
     /// Ids of every Patient this resource references through any reference search parameter
@@ -109,14 +111,17 @@ impl Resource {
     /// a resource outside the compartment that belongs to another patient (R4
     /// `Device.patient`). When `resource_type` differs from the JSON's `resourceType`, the
     /// parameters of both types are used, so a mislabelled resource reveals more, not fewer,
-    /// patients.
+    /// patients. Precomputed facts give their Patient compartments and the values of the
+    /// reference parameters of `resource_type` that can target Patient (`Patient/456`, an
+    /// absolute URL ending in `/Patient/456`, or a bare id).
     pub fn referenced_patients(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
-        let mut ids = Vec::new();
+        let mut ids = PatientIds::default();
         let resource = match self {
             Resource::Json(resource) => resource,
             Resource::Facts(facts) => {
                 push_fact_patients(facts, &mut ids);
-                return ids;
+                push_fact_patient_references(version, resource_type, facts, &mut ids);
+                return ids.into_vec();
             }
         };
         let actual_type = resource.get("resourceType").and_then(Value::as_str);
@@ -142,7 +147,7 @@ impl Resource {
                 }
             }
         }
-        ids
+        ids.into_vec()
     }
 
     /// Whether this resource matches the filter item `param=values[0],values[1],...`.
@@ -186,6 +191,14 @@ impl Resource {
                 "search parameter {param} of {resource_type} has no expression"
             ));
         };
+        if reads_choice_without_type_filter(version, resource_type, param) {
+            // The expression names a choice element `name[x]` without a type filter; the
+            // evaluator reads `name[x]` only before one (fhirpath.rs), so it would select
+            // nothing here.
+            return FilterMatch::NotEnforceable(format!(
+                "search parameter {param} of {resource_type} reads a choice element without a type filter"
+            ));
+        }
         if kind == SearchParamKind::Reference && expression_text == "Resource.id" {
             // R5 `_in`: membership in a List, Group or CareTeam, which the resource's own id
             // cannot show.
@@ -241,19 +254,79 @@ fn kind_name(kind: SearchParamKind) -> &'static str {
     }
 }
 
+/// The official token/string/reference/uri expressions that name a choice element without a
+/// type filter (checked against the FHIR R4 and R5 element definitions; R4B as R4 plus its
+/// own resources): `MessageHeader.event` is `event[x]` (Coding or uri), and so on. R5 writes
+/// each with `ofType()`.
+const CHOICE_WITHOUT_TYPE_FILTER: &[(FhirVersion, &str, &str)] = &[
+    (FhirVersion::R4, "Consent", "source-reference"),
+    (FhirVersion::R4, "MessageDefinition", "event"),
+    (FhirVersion::R4, "MessageHeader", "event"),
+    (FhirVersion::R4, "PlanDefinition", "definition"),
+    (FhirVersion::R4B, "Consent", "source-reference"),
+    (
+        FhirVersion::R4B,
+        "MedicinalProductDefinition",
+        "characteristic",
+    ),
+    (FhirVersion::R4B, "MessageDefinition", "event"),
+    (FhirVersion::R4B, "MessageHeader", "event"),
+    (FhirVersion::R4B, "PlanDefinition", "definition"),
+];
+
+fn reads_choice_without_type_filter(
+    version: FhirVersion,
+    resource_type: &str,
+    param: &str,
+) -> bool {
+    CHOICE_WITHOUT_TYPE_FILTER.contains(&(version, resource_type, param))
+}
+
 // ---------------------------------------------------------------------------------------
 // Compartments
 
-fn push_unique(ids: &mut Vec<String>, id: &str) {
-    if !ids.iter().any(|known| known == id) {
-        ids.push(id.to_owned());
+/// Patient ids in first-seen order, without duplicates; linear in the number pushed.
+#[derive(Default)]
+struct PatientIds {
+    ordered: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl PatientIds {
+    fn push(&mut self, id: &str) {
+        if !self.seen.contains(id) {
+            self.seen.insert(id.to_owned());
+            self.ordered.push(id.to_owned());
+        }
+    }
+
+    fn into_vec(self) -> Vec<String> {
+        self.ordered
     }
 }
 
-fn push_fact_patients(facts: &ResourceFacts, ids: &mut Vec<String>) {
+fn push_fact_patients(facts: &ResourceFacts, ids: &mut PatientIds) {
     for compartment in &facts.compartments {
         if compartment.compartment_type == "Patient" {
-            push_unique(ids, &compartment.id);
+            ids.push(&compartment.id);
+        }
+    }
+}
+
+/// Pushes the Patients named by the facts' values of reference parameters of `resource_type`
+/// that can target Patient: `Patient/456` (relative, versioned or absolute) or a bare id.
+fn push_fact_patient_references(
+    version: FhirVersion,
+    resource_type: &str,
+    facts: &ResourceFacts,
+    ids: &mut PatientIds,
+) {
+    for entry in &facts.search_values {
+        let targets_patient = version
+            .search_param(resource_type, &entry.name)
+            .is_some_and(|definition| definition.targets_type("Patient"));
+        if targets_patient && let Some(id) = id_of("Patient", &entry.value) {
+            ids.push(id);
         }
     }
 }
@@ -263,7 +336,7 @@ fn push_compartment_patients(
     version: FhirVersion,
     resource_type: &str,
     resource: &Value,
-    ids: &mut Vec<String>,
+    ids: &mut PatientIds,
 ) {
     if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
         return;
@@ -275,7 +348,7 @@ fn push_compartment_patients(
         && let Some(id) = resource.get("id").and_then(Value::as_str)
         && is_valid_patient_id(id)
     {
-        push_unique(ids, id);
+        ids.push(id);
     }
     for param in params {
         if let Some(expression) = version
@@ -289,12 +362,12 @@ fn push_compartment_patients(
 
 /// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.
 fn is_valid_patient_id(id: &str) -> bool {
-    parse_reference(&format!("Patient/{id}")) == Some(("Patient", id))
+    is_valid_id(id)
 }
 
 /// Pushes the ids of the Patients that `expression`'s references resolve to; false (and
 /// nothing pushed) when the expression is outside the supported subset.
-fn push_patient_references(expression: &str, resource: &Value, ids: &mut Vec<String>) -> bool {
+fn push_patient_references(expression: &str, resource: &Value, ids: &mut PatientIds) -> bool {
     let Ok(expression) = Expression::parse(expression) else {
         return false;
     };
@@ -304,19 +377,19 @@ fn push_patient_references(expression: &str, resource: &Value, ids: &mut Vec<Str
     true
 }
 
-fn push_patient_reference(value: &Value, ids: &mut Vec<String>) {
+fn push_patient_reference(value: &Value, ids: &mut PatientIds) {
     let target = value
         .get("reference")
         .and_then(Value::as_str)
         .and_then(parse_reference);
     if let Some(("Patient", id)) = target {
-        push_unique(ids, id);
+        ids.push(id);
     }
 }
 
 /// Pushes every literal Patient reference anywhere in `resource`, contained resources
 /// included.
-fn push_every_patient_reference(resource: &Value, ids: &mut Vec<String>) {
+fn push_every_patient_reference(resource: &Value, ids: &mut PatientIds) {
     let mut pending = vec![resource];
     while let Some(value) = pending.pop() {
         match value {
@@ -1040,6 +1113,217 @@ mod tests {
             facts.referenced_patients(FhirVersion::R4, "Observation"),
             ["123", "456"]
         );
+    }
+
+    #[test]
+    fn invented_choice_keys_make_no_member_and_no_reference() {
+        let invented = Resource::Json(json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "subjectReference": {"reference": "Patient/123"},
+            "performerReference": [{"reference": "Patient/456"}]
+        }));
+        for version in FhirVersion::ALL {
+            assert!(
+                invented
+                    .patient_compartments(version, "Observation")
+                    .is_empty()
+            );
+            assert!(
+                invented
+                    .referenced_patients(version, "Observation")
+                    .is_empty()
+            );
+            assert_eq!(
+                filter(
+                    &invented,
+                    version,
+                    "Observation",
+                    "subject",
+                    &["Patient/123"]
+                ),
+                FilterMatch::NoMatch
+            );
+        }
+        let device = Resource::Json(
+            json!({"resourceType": "Device", "patientReference": {"reference": "Patient/7"}}),
+        );
+        assert!(
+            device
+                .referenced_patients(FhirVersion::R4, "Device")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn choice_elements_match_only_through_their_type_filter() {
+        let invented = Resource::Json(json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "categoryCoding": [{"system": CATEGORY, "code": "laboratory"}],
+            "codeCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]}
+        }));
+        let concept = Resource::Json(json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}
+        }));
+        for version in FhirVersion::ALL {
+            for value in ["laboratory", &format!("{CATEGORY}|laboratory")] {
+                assert_eq!(
+                    filter(&invented, version, "Observation", "category", &[value]),
+                    FilterMatch::NoMatch
+                );
+            }
+            assert_eq!(
+                filter(&invented, version, "Observation", "code", &["718-7"]),
+                FilterMatch::NoMatch
+            );
+            assert_eq!(
+                filter(
+                    &concept,
+                    version,
+                    "Observation",
+                    "value-concept",
+                    &["http://snomed.info/sct|260385009"]
+                ),
+                FilterMatch::Match,
+                "{version}"
+            );
+            assert_eq!(
+                filter(&concept, version, "Observation", "value-concept", &["x"]),
+                FilterMatch::NoMatch
+            );
+        }
+        assert_eq!(
+            FhirVersion::R4
+                .search_param("Observation", "value-concept")
+                .unwrap()
+                .expression,
+            Some("(Observation.value as CodeableConcept)")
+        );
+    }
+
+    #[test]
+    fn official_expressions_reading_a_choice_without_type_filter_are_not_enforceable() {
+        // R4 MessageHeader.event is event[x] (Coding | uri), written without a type filter.
+        let header = Resource::Json(json!({
+            "resourceType": "MessageHeader",
+            "eventCoding": {"system": "http://example.org/events", "code": "admit"},
+            "source": {"endpoint": "https://ehr.example/fhir"}
+        }));
+        for version in [FhirVersion::R4, FhirVersion::R4B] {
+            assert!(matches!(
+                filter(&header, version, "MessageHeader", "event", &["admit"]),
+                FilterMatch::NotEnforceable(reason) if reason.contains("choice element")
+            ));
+        }
+        // R5 writes it with ofType(): evaluated.
+        assert_eq!(
+            filter(
+                &header,
+                FhirVersion::R5,
+                "MessageHeader",
+                "event",
+                &["admit"]
+            ),
+            FilterMatch::Match
+        );
+        for (version, resource_type, param) in CHOICE_WITHOUT_TYPE_FILTER {
+            let expression = version
+                .search_param(resource_type, param)
+                .and_then(|definition| definition.expression)
+                .unwrap_or_else(|| panic!("{version} {resource_type}.{param}"));
+            assert!(
+                !expression.contains(" as ") && !expression.contains("ofType("),
+                "{version} {resource_type}.{param}: {expression}"
+            );
+        }
+        // Precomputed facts need no expression.
+        let facts = Resource::Facts(ResourceFacts {
+            compartments: vec![],
+            search_values: vec![SearchParam::new("event", "admit")],
+        });
+        assert_eq!(
+            filter(
+                &facts,
+                FhirVersion::R4,
+                "MessageHeader",
+                "event",
+                &["admit"]
+            ),
+            FilterMatch::Match
+        );
+    }
+
+    #[test]
+    fn facts_reference_patients_through_patient_reference_parameters() {
+        let facts = |search_values: Vec<SearchParam>| {
+            Resource::Facts(ResourceFacts {
+                compartments: vec![],
+                search_values,
+            })
+        };
+        let device = facts(vec![SearchParam::new("patient", "Patient/456")]);
+        assert!(
+            device
+                .patient_compartments(FhirVersion::R4, "Device")
+                .is_empty()
+        );
+        assert_eq!(
+            device.referenced_patients(FhirVersion::R4, "Device"),
+            ["456"]
+        );
+        // R5 Device has no parameter targeting Patient.
+        assert!(
+            device
+                .referenced_patients(FhirVersion::R5, "Device")
+                .is_empty()
+        );
+        let observation = Resource::Facts(ResourceFacts {
+            compartments: vec![CompartmentRef::new("Patient", "123")],
+            search_values: vec![
+                SearchParam::new("subject", "Patient/123"),
+                SearchParam::new("focus", "https://ehr.example/fhir/Patient/7/_history/2"),
+                SearchParam::new("performer", "789"),
+                SearchParam::new("performer", "Practitioner/pr-1"),
+                SearchParam::new("subject", "Group/1"),
+                SearchParam::new("encounter", "Encounter/e-9"),
+                SearchParam::new("specimen", "55"),
+                SearchParam::new("code", "http://loinc.org|1234"),
+                SearchParam::new("performer", "Group/1/Patient/8"),
+                SearchParam::new("performer", "1,2"),
+                SearchParam::new("patient:Patient", "Patient/9"),
+            ],
+        });
+        assert_eq!(
+            observation.referenced_patients(FhirVersion::R4, "Observation"),
+            ["123", "7", "789"]
+        );
+        assert_eq!(
+            observation.patient_compartments(FhirVersion::R4, "Observation"),
+            ["123"]
+        );
+    }
+
+    #[test]
+    fn many_distinct_patient_references_are_collected_once_each_in_order() {
+        let performers: Vec<Value> = (0..20_000)
+            .map(|index| json!({"reference": format!("Patient/p{}", index / 2)}))
+            .chain((0..20_000).map(|index| json!({"reference": format!("Patient/q{index}")})))
+            .collect();
+        let observation = Resource::Json(json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "subject": {"reference": "Patient/q5"},
+            "performer": performers
+        }));
+        let members = observation.patient_compartments(FhirVersion::R4, "Observation");
+        assert_eq!(members.len(), 30_000);
+        assert_eq!(members[..3], ["q5", "p0", "p1"]);
+        assert_eq!(members.last().map(String::as_str), Some("q19999"));
+        let referenced = observation.referenced_patients(FhirVersion::R4, "Observation");
+        assert_eq!(referenced, members);
     }
 
     #[test]

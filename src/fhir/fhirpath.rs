@@ -7,7 +7,9 @@
 //!   every resource); a lower-case first identifier is a child of the resource, as FHIRPath
 //!   resolves it (R5 `Observation.value-string` is written `value.ofType(string)`);
 //! - unions `a | b` and parentheses `(a as T).b`;
-//! - type filters `x as T`, `x.as(T)`, `x.ofType(T)`;
+//! - type filters `x as T`, `x.as(T)`, `x.ofType(T)`; a step immediately followed by one also
+//!   reads the choice element `name[x]` (`value.ofType(string)` reads `valueString`), and only
+//!   then: without a type filter `subject` never reads a made-up `subjectReference`;
 //! - `x.where(resolve() is T)` on literal references and `x.where(field = 'literal')`.
 //!
 //! Everything else is refused with [`FhirPathError::Unsupported`] at parse time, so a caller
@@ -46,8 +48,10 @@ enum Start {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Step {
-    /// `.name`, flattening arrays and resolving choice elements (`value` -> `valueString`).
-    Child(Box<str>),
+    /// `.name`, flattening arrays. With `choice` (the step is immediately followed by a type
+    /// filter), an absent `name` falls back to the choice element `name[x]` (`value` ->
+    /// `valueString`).
+    Child { name: Box<str>, choice: bool },
     /// `as T`, `.as(T)`, `.ofType(T)`.
     OfType(Box<str>),
     /// `.where(resolve() is T)`.
@@ -162,9 +166,9 @@ fn root_type_matches(root: &str, resource_type: Option<&str>) -> bool {
 
 fn apply_step<'a>(step: &Step, node: Node<'a>, out: &mut Vec<Node<'a>>) {
     match step {
-        Step::Child(name) => {
+        Step::Child { name, choice } => {
             if let Value::Object(object) = node.value {
-                push_children(object, name, out);
+                push_children(object, name, *choice, out);
             }
         }
         Step::OfType(type_name) => {
@@ -185,11 +189,19 @@ fn apply_step<'a>(step: &Step, node: Node<'a>, out: &mut Vec<Node<'a>>) {
     }
 }
 
-/// Pushes the child `name` of `object`, flattened; falls back to a choice element
-/// (`name` + a FHIR type name) when `name` itself is absent.
-fn push_children<'a>(object: &'a Map<String, Value>, name: &str, out: &mut Vec<Node<'a>>) {
+/// Pushes the child `name` of `object`, flattened; with `choice`, falls back to a choice
+/// element (`name` + a FHIR type name) when `name` itself is absent.
+fn push_children<'a>(
+    object: &'a Map<String, Value>,
+    name: &str,
+    choice: bool,
+    out: &mut Vec<Node<'a>>,
+) {
     if let Some(child) = object.get(name) {
         push_flattened(child, None, out);
+        return;
+    }
+    if !choice {
         return;
     }
     for (key, child) in object {
@@ -385,12 +397,40 @@ fn child_equals(value: &Value, field: &str, literal: &str) -> bool {
         return false;
     };
     let mut children = Vec::new();
-    push_children(object, field, &mut children);
+    push_children(object, field, false, &mut children);
     matches!(children.as_slice(), [only] if only.value.as_str() == Some(literal))
 }
 
 // ---------------------------------------------------------------------------------------
 // Parsing
+
+/// Appends the type filter `type_name` to `path`, letting the step it filters read a choice
+/// element: the child step right before it, or the last child step of each branch of a
+/// parenthesised union it directly follows (`(a.value | b.value).ofType(T)`).
+fn push_type_filter(path: &mut Path, type_name: Box<str>) {
+    match (path.steps.last_mut(), &mut path.start) {
+        (Some(step), _) => allow_choice(step),
+        (None, Start::Group(branches)) => allow_choice_in_branches(branches),
+        (None, _) => {}
+    }
+    path.steps.push(Step::OfType(type_name));
+}
+
+fn allow_choice(step: &mut Step) {
+    if let Step::Child { choice, .. } = step {
+        *choice = true;
+    }
+}
+
+fn allow_choice_in_branches(branches: &mut [Path]) {
+    for branch in branches {
+        match (branch.steps.last_mut(), &mut branch.start) {
+            (Some(step), _) => allow_choice(step),
+            (None, Start::Group(inner)) => allow_choice_in_branches(inner),
+            (None, _) => {}
+        }
+    }
+}
 
 struct Parser<'t> {
     text: &'t str,
@@ -437,7 +477,7 @@ impl<'t> Parser<'t> {
                     self.position += word.len();
                     self.skip_whitespace();
                     let type_name = self.type_specifier()?;
-                    path.steps.push(Step::OfType(type_name));
+                    push_type_filter(&mut path, type_name);
                 }
                 "is" => {
                     return Err(
@@ -477,7 +517,10 @@ impl<'t> Parser<'t> {
                 } else {
                     Path {
                         start: Start::AnyResource,
-                        steps: vec![Step::Child(name.into())],
+                        steps: vec![Step::Child {
+                            name: name.into(),
+                            choice: false,
+                        }],
                     }
                 }
             }
@@ -488,7 +531,10 @@ impl<'t> Parser<'t> {
                 Some(b'.') => {
                     self.position += 1;
                     self.skip_whitespace();
-                    path.steps.push(self.invocation()?);
+                    match self.invocation()? {
+                        Step::OfType(type_name) => push_type_filter(&mut path, type_name),
+                        step => path.steps.push(step),
+                    }
                 }
                 Some(b'[') => return Err("indexers ([n]) are not supported".into()),
                 _ => return Ok(path),
@@ -504,7 +550,10 @@ impl<'t> Parser<'t> {
             if self.peek() == Some(b'[') {
                 return Err("indexers ([n]) are not supported".into());
             }
-            return Ok(Step::Child(name.into()));
+            return Ok(Step::Child {
+                name: name.into(),
+                choice: false,
+            });
         }
         self.position += 1;
         self.skip_whitespace();
@@ -780,11 +829,16 @@ mod tests {
     #[test]
     fn choice_elements_record_their_type() {
         let resource = observation();
-        let nodes = Expression::parse("Observation.component.value")
+        let nodes = Expression::parse("(Observation.component.value).ofType(string)")
             .unwrap()
             .evaluate(&resource);
         let types: Vec<_> = nodes.iter().map(|node| node.type_name).collect();
-        assert_eq!(types, [Some("String"), Some("Quantity")]);
+        assert_eq!(types, [Some("String")]);
+        let nodes = Expression::parse("Observation.component.value.ofType(Quantity)")
+            .unwrap()
+            .evaluate(&resource);
+        let types: Vec<_> = nodes.iter().map(|node| node.type_name).collect();
+        assert_eq!(types, [Some("Quantity")]);
         assert_eq!(
             values("Observation.component.value as string", &resource),
             [&json!("a")]
@@ -806,6 +860,44 @@ mod tests {
         // A present element wins over choice lookups.
         let odd = json!({"resourceType": "Basic", "value": "plain", "valueString": "choice"});
         assert_eq!(values("Basic.value", &odd), [&json!("plain")]);
+    }
+
+    #[test]
+    fn choice_elements_are_read_only_right_before_a_type_filter() {
+        let resource = observation();
+        // Without a type filter, `value` is the element `value`, never `value[x]`.
+        assert!(values("Observation.value", &resource).is_empty());
+        assert!(values("Observation.component.value", &resource).is_empty());
+        assert!(values("(Observation.value)", &resource).is_empty());
+        // ...nor a filter further down the path.
+        assert!(values("Observation.value.text.ofType(string)", &resource).is_empty());
+        assert!(values("Observation.value.where(text = 'positive')", &resource).is_empty());
+        // Every form of type filter right after the step reads it.
+        for expression in [
+            "Observation.value as CodeableConcept",
+            "Observation.value.as(CodeableConcept)",
+            "Observation.value.ofType(CodeableConcept)",
+            "(Observation.value).ofType(CodeableConcept)",
+            "(Observation.status | (Observation.value)) as CodeableConcept",
+        ] {
+            assert_eq!(
+                values(expression, &resource),
+                [&json!({"text": "positive"})],
+                "{expression}"
+            );
+        }
+        // Made-up keys never stand for a non-choice element.
+        let invented = json!({
+            "resourceType": "Observation",
+            "subjectReference": {"reference": "Patient/123"},
+            "categoryCoding": [{"code": "laboratory"}],
+            "telecom": [{"systemCode": "email", "value": "a@b.example"}]
+        });
+        assert!(values("Observation.subject", &invented).is_empty());
+        assert!(values("Observation.subject.where(resolve() is Patient)", &invented).is_empty());
+        assert!(values("Observation.category", &invented).is_empty());
+        assert!(values("subject", &invented).is_empty());
+        assert!(values("Observation.telecom.where(system = 'email')", &invented).is_empty());
     }
 
     #[test]

@@ -3,36 +3,86 @@
 
 /// The resource type and id a literal reference points to.
 ///
-/// Relative (`Patient/123`), versioned (`Patient/123/_history/2`) and absolute URLs ending in
-/// `/Patient/123` resolve; contained (`#p1`), `urn:` and logical (identifier-only) references
-/// do not, because nothing proves which resource they denote (FHIR R4 references.html §2.3.0).
+/// A relative reference is exactly `Type/id` or `Type/id/_history/vid`. An absolute one,
+/// `http(s)://authority/base/Type/id` (optionally `/_history/vid`), resolves to its last
+/// `Type/id` because the engine does not know the server's base URL (docs/semantics.md):
+/// any `http`/`https` base with a non-empty authority is accepted, but not one with an
+/// empty, `.` or `..` path segment. Contained (`#p1`), `urn:`, logical (identifier-only)
+/// references and anything carrying a query or fragment do not resolve, because nothing
+/// proves which resource they denote (FHIR R4 references.html §2.3.0). Fail closed: when in
+/// doubt, `None`.
 pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
-    if reference.starts_with('#') || reference.starts_with("urn:") {
+    if reference
+        .chars()
+        .any(|c| matches!(c, '?' | '#' | '\\') || c.is_whitespace() || c.is_control())
+    {
         return None;
     }
-    let without_query = reference.split(['?', '#']).next().unwrap_or_default();
-    let mut segments: Vec<&str> = without_query.split('/').collect();
-    if segments.len() >= 4 && segments[segments.len() - 2] == "_history" {
-        segments.truncate(segments.len() - 2);
+    match reference.split_once("://") {
+        Some((scheme, rest)) => {
+            if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+                return None;
+            }
+            let (authority, path) = rest.split_once('/')?;
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            if host.is_empty() || host.starts_with(':') {
+                return None;
+            }
+            let segments: Vec<&str> = path.split('/').collect();
+            if !segments.iter().all(|segment| is_plain_segment(segment)) {
+                return None;
+            }
+            let versioned = segments.len() >= 4 && segments[segments.len() - 2] == "_history";
+            let tail = if versioned { 4 } else { 2 };
+            resource_type_and_id(&segments[segments.len().checked_sub(tail)?..])
+        }
+        // `urn:`, `mailto:`, `Patient/a:b`, ...: not a relative `Type/id`.
+        None if reference.contains(':') => None,
+        None => resource_type_and_id(&reference.split('/').collect::<Vec<_>>()),
     }
-    let [.., resource_type, id] = segments[..] else {
-        return None;
+}
+
+/// `Type/id` or `Type/id/_history/vid`, exactly.
+fn resource_type_and_id<'a>(segments: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    let (resource_type, id) = match *segments {
+        [resource_type, id] => (resource_type, id),
+        [resource_type, id, "_history", version_id] if is_valid_id(version_id) => {
+            (resource_type, id)
+        }
+        _ => return None,
     };
-    let type_ok = resource_type.starts_with(|first: char| first.is_ascii_uppercase())
-        && resource_type.chars().all(|c| c.is_ascii_alphabetic());
-    let id_ok = !id.is_empty()
-        && id.len() <= 64
+    (is_resource_type_name(resource_type) && is_valid_id(id)).then_some((resource_type, id))
+}
+
+/// A resource type name: an upper-case ASCII letter followed by ASCII letters.
+fn is_resource_type_name(name: &str) -> bool {
+    name.starts_with(|first: char| first.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+/// A path segment of an absolute reference's base: not empty and not a dot segment, even
+/// percent-encoded (RFC 3986 §5.2.4 would remove it and change the base).
+fn is_plain_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    !segment.is_empty() && decoded != "." && decoded != ".."
+}
+
+/// The FHIR `id` grammar: `[A-Za-z0-9\-.]{1,64}`, except `.` and `..`, which as a URL path
+/// segment would denote another resource (RFC 3986 §5.2.4).
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && is_plain_segment(id)
         && id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    (type_ok && id_ok).then_some((resource_type, id))
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// The id of a `Patient` (or of a `Type/id` reference of `expected_type`), accepting a bare
-/// id too: `123`, `Patient/123`, or an absolute URL ending in `/Patient/123`.
+/// id too: `123`, `Patient/123`, or an absolute URL ending in `/Patient/123`. A bare id must
+/// follow the FHIR id grammar (`[A-Za-z0-9\-.]{1,64}`), so `123,456` or `a|b` is `None`.
 pub fn id_of<'a>(expected_type: &str, text: &'a str) -> Option<&'a str> {
     if !text.contains('/') {
-        return (!text.is_empty()).then_some(text);
+        return is_valid_id(text).then_some(text);
     }
     match parse_reference(text) {
         Some((resource_type, id)) if resource_type == expected_type => Some(id),
@@ -55,6 +105,19 @@ mod tests {
             parse_reference("https://ehr.example.org/fhir/R4/Patient/abc-1"),
             Some(("Patient", "abc-1"))
         );
+        assert_eq!(
+            parse_reference("http://ehr.example.org:8080/Patient/1/_history/2"),
+            Some(("Patient", "1"))
+        );
+        assert_eq!(
+            parse_reference("HTTPS://ehr.example.org/Patient/1"),
+            Some(("Patient", "1"))
+        );
+        // Any server's base: the engine does not know the base URL (docs/semantics.md).
+        assert_eq!(
+            parse_reference("https://ehr.example.org/Group/1/Patient/123"),
+            Some(("Patient", "123"))
+        );
     }
 
     #[test]
@@ -62,11 +125,66 @@ mod tests {
         for reference in [
             "#p1",
             "urn:uuid:1234",
+            "urn:oid:1.2.3/Patient/1",
             "Patient",
             "",
             "Patient/",
             "patient/1",
             "/1",
+            "Patient/123/_history/",
+            "Patient/123/_history",
+            "Patient/a b",
+            "Patient/123?_format=json",
+            "Patient/123#x",
+        ] {
+            assert_eq!(parse_reference(reference), None, "{reference}");
+        }
+    }
+
+    #[test]
+    fn a_relative_reference_is_exactly_type_and_id() {
+        for reference in [
+            "Group/1/Patient/123",
+            "Patient/456/Patient/123",
+            "Patient/../Patient/123",
+            "./Patient/123",
+            "/Patient/123",
+            "fhir/Patient/123",
+            "Patient/123/",
+            "Patient//123",
+            "Patient/123/_history/2/x",
+            "Patient/123/history/2",
+            "Patient/123/_history/a|b",
+            "Patient/.",
+            "Patient/..",
+        ] {
+            assert_eq!(parse_reference(reference), None, "{reference}");
+        }
+    }
+
+    #[test]
+    fn an_absolute_reference_needs_a_plausible_base_without_dot_segments() {
+        for reference in [
+            "https://ehr.example/fhir/../Patient/123",
+            "https://ehr.example/fhir/./Patient/123",
+            "https://ehr.example/fhir/%2e%2e/Patient/123",
+            "https://ehr.example/fhir/.%2E/Patient/123",
+            "https://ehr.example//Patient/123",
+            "https://ehr.example/Patient/123/",
+            "https://ehr.example/Patient/../Patient/123",
+            "https:///Patient/123",
+            "https://user@/Patient/123",
+            "https://:443/Patient/123",
+            "https://ehr.example",
+            "https://ehr.example/123",
+            "ftp://ehr.example/Patient/123",
+            "file://host/Patient/123",
+            "javascript://x/Patient/123",
+            "urn://x/Patient/123",
+            "https://ehr.example/fhir\\Patient/123",
+            "https://ehr.example/Patient/123?x=1",
+            "https://ehr.example/Bundle/1#Patient/123",
+            "https://ehr example/Patient/123",
         ] {
             assert_eq!(parse_reference(reference), None, "{reference}");
         }
@@ -75,8 +193,35 @@ mod tests {
     #[test]
     fn id_of_accepts_bare_ids_and_checks_the_type() {
         assert_eq!(id_of("Patient", "123"), Some("123"));
+        assert_eq!(id_of("Patient", "a-b.C9"), Some("a-b.C9"));
         assert_eq!(id_of("Patient", "Patient/123"), Some("123"));
+        assert_eq!(
+            id_of("Patient", "https://ehr.example/Patient/123"),
+            Some("123")
+        );
         assert_eq!(id_of("Patient", "Practitioner/123"), None);
+        assert_eq!(id_of("Patient", "Group/1/Patient/123"), None);
         assert_eq!(id_of("Patient", ""), None);
+    }
+
+    #[test]
+    fn id_of_requires_the_fhir_id_grammar_for_bare_ids() {
+        let longest = "a".repeat(64);
+        assert_eq!(id_of("Patient", &longest), Some(longest.as_str()));
+        for text in [
+            "123,456",
+            "a|b",
+            "123 456",
+            " 123",
+            "",
+            "urn:uuid:1",
+            "a_b",
+            "é",
+            ".",
+            "..",
+            &"a".repeat(65),
+        ] {
+            assert_eq!(id_of("Patient", text), None, "{text:?}");
+        }
     }
 }

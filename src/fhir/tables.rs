@@ -86,12 +86,14 @@ impl VersionTables {
         }
     }
 
-    /// The search parameter `code` of `resource_type`, including the parameters every
-    /// resource inherits from `Resource` and `DomainResource`.
+    /// The search parameter `code` of `resource_type`, including the inherited ones, nearest
+    /// ancestor first: those of `DomainResource` (for the types that specialise it) and those
+    /// of `Resource` (for every type).
     pub fn search_param(&self, resource_type: &str, code: &str) -> Option<&'static SearchParamDef> {
-        ["", "Resource", "DomainResource"]
+        let domain_resource = is_domain_resource(resource_type).then_some("DomainResource");
+        [Some(resource_type), domain_resource, Some("Resource")]
             .into_iter()
-            .map(|base| if base.is_empty() { resource_type } else { base })
+            .flatten()
             .find_map(|base| {
                 let params = self.own_search_params(base);
                 params
@@ -109,4 +111,74 @@ impl VersionTables {
     }
 }
 
+/// True unless `resource_type` is `Resource` or one of the resource types that specialise it
+/// directly, not through `DomainResource`: `Binary`, `Bundle` and `Parameters` (the same in
+/// R4, R4B and R5; their instances carry no narrative, extensions or contained resources).
+fn is_domain_resource(resource_type: &str) -> bool {
+    !matches!(
+        resource_type,
+        "Resource" | "Binary" | "Bundle" | "Parameters"
+    )
+}
+
 include!(concat!(env!("OUT_DIR"), "/fhir_tables.rs"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_domain_resources_inherit_domain_resource_parameters() {
+        for non_domain in ["Binary", "Bundle", "Parameters"] {
+            assert_eq!(R4.search_param(non_domain, "_text"), None, "{non_domain}");
+            assert_eq!(
+                R4.search_param(non_domain, "_id").map(|param| param.code),
+                Some("_id"),
+                "{non_domain}"
+            );
+        }
+        assert_eq!(
+            R4.search_param("Observation", "_text")
+                .map(|param| param.code),
+            Some("_text")
+        );
+        assert_eq!(
+            R4.search_param("Binary", "_lastUpdated")
+                .map(|param| param.kind),
+            Some(SearchParamKind::Date)
+        );
+        assert_eq!(
+            R4.search_param("Bundle", "identifier")
+                .map(|param| param.code),
+            Some("identifier")
+        );
+        // R4B and R5 also define `_text` on Resource (`Resource-text`), which every type
+        // inherits; a DomainResource gets its nearer `DomainResource-text`.
+        for tables in [&R4B, &R5] {
+            assert_eq!(
+                tables
+                    .search_param("Binary", "_text")
+                    .map(|param| param.code),
+                Some("_text")
+            );
+            for resource_type in ["Observation", "Binary"] {
+                for code in ["_id", "_text", "_lastUpdated"] {
+                    assert!(
+                        tables.search_param(resource_type, code).is_some(),
+                        "{resource_type}.{code}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            R5.search_param("Observation", "_text")
+                .map(|param| param.kind),
+            Some(SearchParamKind::Special)
+        );
+        assert_eq!(
+            R5.search_param("Binary", "_text").map(|param| param.kind),
+            Some(SearchParamKind::String)
+        );
+        assert_eq!(R4.search_param("Observation", "nonsense"), None);
+    }
+}

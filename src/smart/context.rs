@@ -59,6 +59,8 @@ impl TokenContext {
         let text = |name: &'static str| -> Result<Option<String>, ClaimsError> {
             match claims.get(name) {
                 None | Some(Value::Null) => Ok(None),
+                // An empty claim is an absent claim: it must never stand for an identity.
+                Some(Value::String(value)) if value.trim().is_empty() => Ok(None),
                 Some(Value::String(value)) => Ok(Some(value.clone())),
                 Some(_) => Err(ClaimsError::WrongType(name)),
             }

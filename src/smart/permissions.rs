@@ -53,6 +53,8 @@ impl Permissions {
     pub const NONE: Permissions = Permissions(0);
     /// `cruds`, what the v1 `*` means.
     pub const ALL: Permissions = Permissions(0b1_1111);
+    /// `rs`, what the v1 `read` means.
+    pub const READ_AND_SEARCH: Permissions = Permissions(0b1_0010);
 
     pub fn of(permissions: &[Permission]) -> Self {
         permissions

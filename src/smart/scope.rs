@@ -118,6 +118,8 @@ impl Scope {
 pub enum ScopeError {
     #[error("empty scope")]
     Empty,
+    #[error("more than {0} scopes in one token: ignored")]
+    TooMany(usize),
     #[error("not a SMART scope")]
     Unrecognised,
     #[error("unknown context {0:?}: expected patient, user or system")]

@@ -1,8 +1,13 @@
 //! The scopes granted to a token, each parsed on its own: one bad scope never invalidates the
 //! others, because scopes combine as a union (§3.0.2.2).
 
+use std::collections::HashSet;
+
 use super::scope::{ResourceScope, Scope, ScopeError, parse_scope};
 use crate::fhir::FhirVersion;
+
+/// Most scopes of one token that are evaluated; real tokens carry a few dozen at most.
+pub const MAX_SCOPES: usize = 256;
 
 /// One granted scope as written in the token, with its parse result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,17 +41,24 @@ impl ScopeSet {
         ScopeSet::from_list(scope.split_ascii_whitespace(), version)
     }
 
-    /// Parses a list of scopes, such as an `scp` array claim.
+    /// Parses a list of scopes, such as an `scp` array claim. Scopes past [`MAX_SCOPES`] are
+    /// kept as invalid, so a hostile token cannot make every decision slow.
     pub fn from_list<'a>(scopes: impl IntoIterator<Item = &'a str>, version: FhirVersion) -> Self {
         let mut entries: Vec<ScopeEntry> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for text in scopes {
             let text = text.trim();
-            if text.is_empty() || entries.iter().any(|entry| entry.text == text) {
+            if text.is_empty() || !seen.insert(text) {
                 continue;
             }
+            let parsed = if entries.len() < MAX_SCOPES {
+                parse_scope(text, version)
+            } else {
+                Err(ScopeError::TooMany(MAX_SCOPES))
+            };
             entries.push(ScopeEntry {
                 text: text.to_owned(),
-                parsed: parse_scope(text, version),
+                parsed,
             });
         }
         ScopeSet { entries }
@@ -101,6 +113,20 @@ mod tests {
         let set = ScopeSet::from_list(["user/*.rs", "user/*.rs", " "], FhirVersion::R4);
         assert_eq!(set.entries.len(), 1);
         assert_eq!(set.to_scope_string(), "user/*.rs");
+    }
+
+    #[test]
+    fn scopes_past_the_limit_grant_nothing() {
+        let many: Vec<String> = (0..MAX_SCOPES + 10)
+            .map(|index| format!("__ext{index}"))
+            .collect();
+        let set = ScopeSet::from_list(many.iter().map(String::as_str), FhirVersion::R4);
+        assert_eq!(set.entries.len(), MAX_SCOPES + 10);
+        assert_eq!(set.invalid().count(), 10);
+        assert!(matches!(
+            set.entries[MAX_SCOPES].parsed,
+            Err(ScopeError::TooMany(MAX_SCOPES))
+        ));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{Access, Refusal, Session};
 use crate::decision::policy::NonCompartmentAccess;
 use crate::decision::{Grant, Reason};
-use crate::fhir::Resource;
+use crate::fhir::FhirVersion;
 use crate::fhir::reference::parse_reference;
 
 /// The pseudo resource type under which a search across types checks its parameters.
@@ -20,7 +20,7 @@ impl Session<'_> {
     ) -> Result<(), Refusal> {
         let version = self.version();
         let Some(params) = version.patient_compartment().params(resource_type) else {
-            return self.check_outside_compartment_type(patient, resource_type, access);
+            return self.check_outside_compartment_type(grant, patient, resource_type, access);
         };
         if access == Access::Search {
             self.check_search_names_only(patient, resource_type)?;
@@ -35,31 +35,35 @@ impl Session<'_> {
             ));
         }
         let mut verified = true;
-        let checks: &[(&str, Option<&Resource>)] = match access {
-            Access::Read | Access::Delete => &[("stored", self.versions.stored)],
-            Access::Create => &[("new", self.versions.proposed)],
-            _ => &[
-                ("stored", self.versions.stored),
-                ("new", self.versions.proposed),
-            ],
-        };
-        for (label, resource) in checks {
-            match resource {
-                Some(resource) => {
-                    if !resource
-                        .patient_compartments(version, resource_type)
-                        .iter()
-                        .any(|id| id == patient)
-                    {
-                        return Err(Refusal::new(
-                            Reason::OutsideCompartment,
-                            format!(
-                                "the {label} {resource_type} is not in the compartment of Patient/{patient}"
-                            ),
-                        ));
-                    }
-                }
-                None => verified = false,
+        let mut stored_members: Vec<String> = Vec::new();
+        for (label, resource) in self.versions.touched_by(access) {
+            let Some(resource) = resource else {
+                verified = false;
+                continue;
+            };
+            let members = resource.patient_compartments(version, resource_type);
+            if !members.iter().any(|id| id == patient) {
+                return Err(Refusal::new(
+                    Reason::OutsideCompartment,
+                    format!(
+                        "the {label} {resource_type} is not in the compartment of Patient/{patient}"
+                    ),
+                ));
+            }
+            if label == "stored" {
+                stored_members = members;
+                continue;
+            }
+            // A write may not put the resource into another patient's compartment as well:
+            // only the other patients the stored version already had may stay (§3).
+            if let Some(other) = members
+                .iter()
+                .find(|id| *id != patient && !stored_members.contains(id))
+            {
+                return Err(Refusal::new(
+                    Reason::OutsideCompartment,
+                    format!("the new {resource_type} would also belong to Patient/{other}"),
+                ));
             }
         }
         if resource_type == "Patient"
@@ -90,6 +94,7 @@ impl Session<'_> {
     /// searchable unless known to belong to another patient, never writable.
     fn check_outside_compartment_type(
         &self,
+        grant: &mut Grant,
         patient: &str,
         resource_type: &str,
         access: Access,
@@ -111,14 +116,23 @@ impl Session<'_> {
                 ),
             ));
         }
-        if access == Access::Search {
-            return self.check_search_names_only(patient, resource_type);
-        }
-        if let Some(stored) = self.versions.stored
-            && let Some(other) = stored
-                .referenced_patients(self.version(), resource_type)
-                .into_iter()
-                .find(|id| id != patient)
+        let stored = match access {
+            Access::Search => {
+                self.check_search_names_only(patient, resource_type)?;
+                None
+            }
+            _ => self.versions.stored,
+        };
+        let Some(stored) = stored else {
+            // Not verified here: the server must leave out what points to another patient.
+            grant.exclude_other_patients_via =
+                patient_reference_params(self.version(), resource_type);
+            return Ok(());
+        };
+        if let Some(other) = stored
+            .referenced_patients(self.version(), resource_type)
+            .into_iter()
+            .find(|id| id != patient)
         {
             return Err(Refusal::new(
                 Reason::OutsideCompartment,
@@ -214,6 +228,17 @@ impl Session<'_> {
             (!named.is_empty() && named != patient).then_some(named)
         })
     }
+}
+
+/// The reference search parameters of `resource_type` that can point to a Patient.
+fn patient_reference_params(version: FhirVersion, resource_type: &str) -> Vec<String> {
+    version
+        .tables()
+        .own_search_params(resource_type)
+        .iter()
+        .filter(|param| param.targets_type("Patient"))
+        .map(|param| param.code.to_owned())
+        .collect()
 }
 
 /// The parameters linking `resource_type` to the Patient compartment, for the server's

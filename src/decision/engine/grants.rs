@@ -13,6 +13,7 @@ pub(super) fn new_grant(candidate: &Candidate<'_>, resource_types: Vec<String>) 
         context: candidate.scope.context,
         compartment: None,
         compartment_params: Vec::new(),
+        exclude_other_patients_via: Vec::new(),
         filters: Vec::new(),
         resource_types,
         obligation: match candidate.scope.context {
@@ -32,6 +33,9 @@ pub(super) fn drop_subsumed(grants: Vec<Grant>) -> Vec<Grant> {
     }
     let at_most_as_constrained = |a: &Grant, b: &Grant| {
         (a.compartment.is_none() || a.compartment == b.compartment)
+            && a.exclude_other_patients_via
+                .iter()
+                .all(|param| b.exclude_other_patients_via.contains(param))
             && a.filters.iter().all(|item| b.filters.contains(item))
             && (a.obligation != Obligation::UserPermissions
                 || b.obligation == Obligation::UserPermissions)

@@ -1,23 +1,19 @@
 //! The operation table (docs/semantics.md §2 "operations"): `$everything`, `$lastn`,
 //! `$stats`, `$export`, `$validate`, and operations configured in the policy.
 
-use std::collections::BTreeSet;
-
 use super::grants::new_grant;
 use super::{Access, Candidate, Findings, Refusal, Session};
-use crate::decision::Reason;
 use crate::decision::policy::OperationRule;
-use crate::smart::{Permission, Permissions, ResourceScope, ResourceSelector, ScopeContext};
+use crate::decision::{Grant, Reason};
+use crate::smart::{Permission, Permissions, ResourceSelector, ScopeContext};
 
 impl Session<'_> {
     /// The operation table of docs/semantics.md §2.
     pub(super) fn operation(&self) -> Findings {
         let request = self.request;
         let name = request.operation.as_deref().unwrap_or_default();
-        let unsupported = |message: String| Findings {
-            grants: Vec::new(),
-            refusal: Some(Refusal::new(Reason::UnsupportedRequest, message)),
-        };
+        let unsupported =
+            |message: String| Findings::refused(Refusal::new(Reason::UnsupportedRequest, message));
         let Some(rule) = self.policy.operations.get(name) else {
             return unsupported(format!("operation ${name} is not enabled by the policy"));
         };
@@ -26,7 +22,10 @@ impl Session<'_> {
             (OperationRule::Deny, ..) => {
                 unsupported(format!("operation ${name} is denied by the policy"))
             }
-            (OperationRule::ValidToken, ..) => Findings::default(),
+            (OperationRule::ValidToken, ..) => Findings {
+                valid_token_suffices: true,
+                ..Findings::default()
+            },
             (OperationRule::TypeSearch, Some(resource_type), None) => {
                 self.one_type(resource_type, Access::Search)
             }
@@ -59,18 +58,23 @@ impl Session<'_> {
         }
     }
 
-    /// A configured operation needing `letters` on the type: judged like a read of the
-    /// instance (instance level) or a search of the type (type level).
+    /// A configured operation needing `letters` on the type. With a write letter it is judged
+    /// like an update of the instance (instance level) or a create (type level), so the
+    /// write rules of docs/semantics.md §3 apply; otherwise like a read or a search.
     fn operation_with_letters(
         &self,
         resource_type: &str,
         instance: bool,
         letters: Permissions,
     ) -> Findings {
-        let access = if instance {
-            Access::Read
-        } else {
-            Access::Search
+        let writes = [Permission::Create, Permission::Update, Permission::Delete]
+            .into_iter()
+            .any(|letter| letters.contains(letter));
+        let access = match (writes, instance) {
+            (true, true) => Access::Update,
+            (true, false) => Access::Create,
+            (false, true) => Access::Read,
+            (false, false) => Access::Search,
         };
         let mut findings = Findings::default();
         for candidate in &self.candidates {
@@ -90,156 +94,146 @@ impl Session<'_> {
         findings
     }
 
-    /// `Patient/[id]/$everything`: for `patient/` scopes the context must be `id`; the result
-    /// covers the types the token can both read and search.
+    /// `Patient/[id]/$everything`: the types the token can both read and search; for
+    /// `patient/` scopes the context must be `id`.
     fn patient_everything(&self, id: &str) -> Findings {
         let mut findings = Findings::default();
-        let usable: Vec<&Candidate<'_>> = self
-            .candidates
-            .iter()
-            .filter(|candidate| match candidate.patient {
-                Some(patient) if patient != id => {
-                    findings.refuse(Refusal::new(
-                        Reason::OutsideCompartment,
-                        format!("$everything on Patient/{id}, but the patient in context is Patient/{patient}"),
-                    ));
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        let covered = readable_and_searchable(usable.iter().map(|candidate| candidate.scope));
-        self.grant_covered(&mut findings, &usable, &covered, Some(id));
-        if findings.grants.is_empty() {
-            self.refuse_unusable(
-                &mut findings,
-                "Patient",
-                Permissions::NONE.with(Permission::Read),
-            );
-            findings.refuse(Refusal::new(
-                Reason::NoMatchingScope,
-                "$everything needs scopes that can both read and search some type",
-            ));
-        }
-        findings
-    }
-
-    /// Bulk export: only `system/` scopes, with `r` and `s` on every exported type.
-    fn bulk_export(&self) -> Findings {
-        let system: Vec<&Candidate<'_>> = self
-            .candidates
-            .iter()
-            .filter(|candidate| candidate.scope.context == ScopeContext::System)
-            .collect();
-        let covered = readable_and_searchable(system.iter().map(|candidate| candidate.scope));
-        let mut findings = Findings::default();
-        let listed = match self.listed_types() {
-            Ok(listed) => listed,
-            Err(refusal) => {
-                return Findings {
-                    grants: Vec::new(),
-                    refusal: Some(refusal),
-                };
-            }
-        };
-        if let Some(missing) = listed.iter().find(|listed| !covered.covers(listed)) {
-            findings.refuse(Refusal::new(
-                Reason::NoMatchingScope,
-                format!("bulk export of {missing} needs system/ scopes with read and search on it"),
-            ));
-            return findings;
-        }
-        let covered = if listed.is_empty() {
-            covered
-        } else {
-            Coverage::Types(listed.iter().map(|listed| (*listed).to_owned()).collect())
-        };
-        self.grant_covered(&mut findings, &system, &covered, None);
-        if findings.grants.is_empty() {
-            findings.refuse(Refusal::new(
-                Reason::NoMatchingScope,
-                "bulk export needs system/ scopes with read and search",
-            ));
-        }
-        findings
-    }
-
-    /// One grant per candidate that contributes to `covered`, listing the covered types.
-    fn grant_covered(
-        &self,
-        findings: &mut Findings,
-        candidates: &[&Candidate<'_>],
-        covered: &Coverage,
-        compartment_of: Option<&str>,
-    ) {
-        for candidate in candidates {
-            let letters = candidate.scope.permissions;
-            if !letters.contains(Permission::Read) && !letters.contains(Permission::Search) {
+        for pair in self.read_and_search_pairs() {
+            if let Some(patient) = pair.reader.patient
+                && patient != id
+            {
+                findings.refuse(Refusal::new(
+                    Reason::OutsideCompartment,
+                    format!("$everything on Patient/{id}, but the patient in context is Patient/{patient}"),
+                ));
                 continue;
             }
-            let resource_types = match (&candidate.scope.resource, covered) {
-                (_, Coverage::Types(types)) if types.is_empty() => continue,
-                (ResourceSelector::All, Coverage::All) => vec!["*".to_owned()],
-                (ResourceSelector::All, Coverage::Types(types)) => types.iter().cloned().collect(),
-                (ResourceSelector::Type(resource_type), covered)
-                    if covered.covers(resource_type) =>
-                {
-                    vec![resource_type.clone()]
-                }
-                _ => continue,
-            };
-            let mut grant = new_grant(candidate, resource_types);
-            grant.filters = candidate.scope.filter.clone();
-            if candidate.patient.is_some() {
-                grant.compartment = compartment_of.map(|id| format!("Patient/{id}"));
+            let mut grant = pair.grant(vec![pair.types.to_owned()]);
+            if pair.reader.patient.is_some() {
+                grant.compartment = Some(format!("Patient/{id}"));
             }
             findings.grants.push(grant);
         }
-    }
-}
-
-/// The types a set of scopes can both read and search.
-enum Coverage {
-    All,
-    Types(BTreeSet<String>),
-}
-
-impl Coverage {
-    pub(super) fn covers(&self, resource_type: &str) -> bool {
-        match self {
-            Coverage::All => true,
-            Coverage::Types(types) => types.contains(resource_type),
+        if findings.grants.is_empty() {
+            self.refuse_unusable(&mut findings, "Patient", Permissions::READ_AND_SEARCH);
+            findings.refuse(Refusal::new(
+                Reason::NoMatchingScope,
+                "$everything needs scopes that can both read and search",
+            ));
         }
+        findings
+    }
+
+    /// Bulk export: only `system/` scopes with `r` and `s`; with `_type`, every listed type
+    /// must be covered by one of them.
+    fn bulk_export(&self) -> Findings {
+        let listed = match self.listed_types() {
+            Ok(listed) => listed,
+            Err(refusal) => return Findings::refused(refusal),
+        };
+        let exporters: Vec<ReadAndSearch<'_, '_>> = self
+            .read_and_search_pairs()
+            .into_iter()
+            .filter(|pair| pair.reader.scope.context == ScopeContext::System)
+            .collect();
+        let covers = |resource_type: &str| exporters.iter().any(|pair| pair.covers(resource_type));
+        if let Some(missing) = listed.iter().find(|listed| !covers(listed)) {
+            return Findings::refused(Refusal::new(
+                Reason::NoMatchingScope,
+                format!(
+                    "bulk export of {missing} needs system/ scopes that can read and search it"
+                ),
+            ));
+        }
+        let mut findings = Findings::default();
+        for pair in &exporters {
+            let resource_types: Vec<String> = if listed.is_empty() {
+                vec![pair.types.to_owned()]
+            } else {
+                listed
+                    .iter()
+                    .filter(|listed| pair.covers(listed))
+                    .map(|listed| (*listed).to_owned())
+                    .collect()
+            };
+            if !resource_types.is_empty() {
+                findings.grants.push(pair.grant(resource_types));
+            }
+        }
+        if findings.grants.is_empty() {
+            findings.refuse(Refusal::new(
+                Reason::NoMatchingScope,
+                "bulk export needs system/ scopes that can read and search",
+            ));
+        }
+        findings
+    }
+
+    /// Every way the token can both read and search some types: a scope with `rs`, or a
+    /// reading and a searching scope of the same context whose types overlap. A pair's grant
+    /// carries the filters of both scopes (AND), so combining two scopes never widens either.
+    fn read_and_search_pairs(&self) -> Vec<ReadAndSearch<'_, '_>> {
+        let with = |permission: Permission| {
+            self.candidates
+                .iter()
+                .filter(move |candidate| candidate.scope.permissions.contains(permission))
+        };
+        let mut pairs = Vec::new();
+        for reader in with(Permission::Read) {
+            for searcher in with(Permission::Search) {
+                if pairs.len() == MAX_PAIRS {
+                    return pairs;
+                }
+                if reader.scope.context != searcher.scope.context {
+                    continue;
+                }
+                let types = match (&reader.scope.resource, &searcher.scope.resource) {
+                    (ResourceSelector::All, other) | (other, ResourceSelector::All) => {
+                        other.as_str()
+                    }
+                    (ResourceSelector::Type(a), ResourceSelector::Type(b)) if a == b => a.as_str(),
+                    _ => continue,
+                };
+                pairs.push(ReadAndSearch {
+                    reader,
+                    searcher,
+                    types,
+                });
+            }
+        }
+        pairs
     }
 }
 
-fn readable_and_searchable<'s>(
-    scopes: impl Iterator<Item = &'s ResourceScope> + Clone,
-) -> Coverage {
-    let selectors = |permission: Permission| {
-        let mut all = false;
-        let mut named = BTreeSet::new();
-        for scope in scopes
-            .clone()
-            .filter(|scope| scope.permissions.contains(permission))
-        {
-            match &scope.resource {
-                ResourceSelector::All => all = true,
-                ResourceSelector::Type(name) => {
-                    named.insert(name.clone());
+/// Bounds the pairs formed from one token (at most [`crate::smart::scope_set::MAX_SCOPES`]
+/// squared otherwise); fewer pairs only ever means fewer grants.
+const MAX_PAIRS: usize = 1024;
+
+/// A reading scope and a searching scope (the same one for an `rs` scope), and the types
+/// both cover (`*` for all).
+struct ReadAndSearch<'c, 'a> {
+    reader: &'c Candidate<'a>,
+    searcher: &'c Candidate<'a>,
+    types: &'c str,
+}
+
+impl ReadAndSearch<'_, '_> {
+    fn covers(&self, resource_type: &str) -> bool {
+        self.types == "*" || self.types == resource_type
+    }
+
+    fn grant(&self, resource_types: Vec<String>) -> Grant {
+        let mut grant = new_grant(self.reader, resource_types);
+        let mut filters = self.reader.scope.filter.clone();
+        if !std::ptr::eq(self.reader, self.searcher) {
+            grant.scope = format!("{} {}", self.reader.text, self.searcher.text);
+            for item in &self.searcher.scope.filter {
+                if !filters.contains(item) {
+                    filters.push(item.clone());
                 }
             }
         }
-        (all, named)
-    };
-    let (read_all, read_named) = selectors(Permission::Read);
-    let (search_all, search_named) = selectors(Permission::Search);
-    match (read_all, search_all) {
-        (true, true) => Coverage::All,
-        (true, false) => Coverage::Types(search_named),
-        (false, true) => Coverage::Types(read_named),
-        (false, false) => {
-            Coverage::Types(read_named.intersection(&search_named).cloned().collect())
-        }
+        grant.filters = filters;
+        grant
     }
 }

@@ -14,10 +14,7 @@ impl<'a> Session<'a> {
         let types = match self.listed_types() {
             Ok(types) => types,
             Err(refusal) => {
-                return Findings {
-                    grants: Vec::new(),
-                    refusal: Some(refusal),
-                };
+                return Findings::refused(refusal);
             }
         };
         if !types.is_empty() {
@@ -94,10 +91,7 @@ impl<'a> Session<'a> {
                         format!("no scope grants {} on {resource_type}", access.verb()),
                     )
                 });
-                return Findings {
-                    grants: Vec::new(),
-                    refusal: Some(refusal),
-                };
+                return Findings::refused(refusal);
             }
             for grant in findings.grants {
                 merge_grant(&mut merged.grants, grant);
@@ -107,22 +101,20 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Adds `grant` to `grants`, merging its types into an existing grant of the same scope.
+/// Adds `grant` to `grants`, merging its types into an existing grant of the same scope with
+/// the same constraints; types linked to the compartment by other parameters stay apart, so
+/// each grant's `compartment_params` hold for all its types.
 fn merge_grant(grants: &mut Vec<Grant>, grant: Grant) {
     match grants.iter_mut().find(|existing| {
         existing.scope == grant.scope
             && existing.compartment == grant.compartment
+            && existing.compartment_params == grant.compartment_params
             && existing.filters == grant.filters
     }) {
         Some(existing) => {
             for resource_type in grant.resource_types {
                 if !existing.resource_types.contains(&resource_type) {
                     existing.resource_types.push(resource_type);
-                }
-            }
-            for param in grant.compartment_params {
-                if !existing.compartment_params.contains(&param) {
-                    existing.compartment_params.push(param);
                 }
             }
         }

@@ -1,0 +1,196 @@
+//! Findings of the engine review (fail-open paths), each pinned by a case.
+
+use serde_json::json;
+
+use super::fixtures::*;
+use super::harness::*;
+use crate::decision::{OperationRule, Reason};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case(
+            S3P,
+            "create: the new resource may not also land in another patient's compartment",
+        )
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            obs_of("456"),
+            "performer",
+            json!([reference("Patient/123")]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "update: moving the subject to another patient is denied even if 123 performs it",
+        )
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("PUT", "Observation/1")
+        .stored(obs_of("123"))
+        .proposed(with(
+            obs_of("456"),
+            "performer",
+            json!([reference("Patient/123")]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "update: another patient already in the stored version may stay",
+        )
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("PUT", "Observation/1")
+        .stored(with(
+            obs_of("123"),
+            "performer",
+            json!([reference("Patient/456")]),
+        ))
+        .proposed(with(
+            obs_of("123"),
+            "performer",
+            json!([reference("Patient/456")]),
+        ))
+        .allow()
+        .no_compartment(),
+        case(
+            S3P,
+            "update of the own Patient may not add a link to another patient",
+        )
+        .scopes("patient/Patient.ru")
+        .patient("123")
+        .line("PUT", "Patient/123")
+        .stored(patient("123"))
+        .proposed(patient_linked("123", "456"))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S2,
+            "$everything never combines a filtered read with an unfiltered search unfiltered",
+        )
+        .scopes("patient/Observation.r?category=laboratory patient/Observation.s")
+        .patient("123")
+        .line("GET", "Patient/123/$everything")
+        .allow()
+        .filters(&[("category", &["laboratory"])]),
+        case(S2, "$export keeps the filter of the searching scope")
+            .scopes("system/*.r system/Observation.s?category=laboratory")
+            .line("GET", "$export?_type=Observation")
+            .allow()
+            .filters(&[("category", &["laboratory"])]),
+        case(
+            S3P,
+            "a Device read without its stored version carries the not-another-patient constraint",
+        )
+        .scopes("patient/Device.rs")
+        .patient("123")
+        .line("GET", "Device/d1")
+        .allow()
+        .expect(|decision| {
+            match decision.grants[0].exclude_other_patients_via.as_slice() {
+                [param] if param == "patient" => Ok(()),
+                other => Err(format!(
+                    "expected exclude_other_patients_via [patient], got {other:?}"
+                )),
+            }
+        }),
+        case(
+            S3P,
+            "a Device search carries the not-another-patient constraint",
+        )
+        .scopes("patient/Device.rs")
+        .patient("123")
+        .line("GET", "Device?type=x")
+        .allow()
+        .expect(|decision| {
+            let params = &decision.grants[0].exclude_other_patients_via;
+            (params == &["patient".to_owned()])
+                .then_some(())
+                .ok_or(format!("got {params:?}"))
+        }),
+        case(
+            S5,
+            "Device facts naming another patient through a search value are denied",
+        )
+        .scopes("patient/Device.rs")
+        .patient("123")
+        .line("GET", "Device/d1")
+        .stored_facts(facts(&[], &[("patient", "Patient/456")]))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a subject nested under another reference path is no member",
+        )
+        .scopes("patient/Observation.c")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(observation("Group/1/Patient/123"))
+        .deny(Reason::OutsideCompartment),
+        case(S3P, "dot segments never make a reference a member")
+            .scopes("patient/Observation.c")
+            .patient("123")
+            .line("POST", "Observation")
+            .proposed(observation("Patient/../Patient/123"))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a made-up choice element is no compartment link")
+            .scopes("patient/Observation.c")
+            .patient("123")
+            .line("POST", "Observation")
+            .proposed(json!({
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "x"},
+                "subjectReference": {"reference": "Patient/123"}
+            }))
+            .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "grants of a multi-type search keep each type's compartment parameters",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "?_type=Patient,Observation")
+        .allow()
+        .expect(|decision| {
+            for grant in &decision.grants {
+                let mixed = grant.compartment_params.contains(&"_id".to_owned())
+                    && grant.compartment_params.contains(&"subject".to_owned());
+                if mixed {
+                    return Err(format!("one grant mixes types' parameters: {grant:?}"));
+                }
+            }
+            Ok(())
+        }),
+        case(S3U, "an empty fhirUser is no user identity")
+            .scopes("user/Observation.rs")
+            .fhir_user("")
+            .line("GET", "Observation/1")
+            .deny(Reason::MissingUserIdentity),
+        case(S3P, "an empty patient claim is no patient context")
+            .scopes("patient/Observation.rs")
+            .patient("")
+            .line("GET", "Observation/1")
+            .deny(Reason::MissingPatientContext),
+        case(
+            S2,
+            "a configured write operation on a non-compartment type is a write",
+        )
+        .policy(|policy| {
+            policy.operations.insert(
+                "meta-add".into(),
+                OperationRule::Permissions {
+                    letters: "u".into(),
+                },
+            );
+        })
+        .scopes("patient/*.u")
+        .patient("123")
+        .line("POST", "Practitioner/1/$meta-add")
+        .deny(Reason::OutsideCompartment),
+        case(S1, "a DomainResource parameter is unknown on Binary")
+            .scopes("system/Binary.rs?_text=y")
+            .line("GET", "Binary/1")
+            .deny(Reason::NoMatchingScope)
+            .ignored(&["system/Binary.rs?_text=y"]),
+    ]
+}

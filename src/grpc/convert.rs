@@ -1,0 +1,393 @@
+//! Protobuf <-> domain conversions. Malformed input becomes `INVALID_ARGUMENT` here, before
+//! any decision; nothing in this file decides anything.
+
+use serde_json::Value;
+use tonic::Status;
+
+use super::pb;
+use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
+use crate::fhir::request_line::MAX_QUERY_PARAMS;
+use crate::fhir::{
+    CompartmentRef, FhirRequest, Interaction, Resource, ResourceFacts, SearchParam,
+    parse_request_line,
+};
+use crate::smart::{Scope, ScopeContext, ScopeSet};
+use crate::token::{Authenticated, TokenError, TokenSource, VerifiedToken};
+
+/// Resource JSON larger than this is parsed off the async runtime.
+pub const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// The FHIR request of a `CheckAccessRequest` or a batch entry.
+pub fn fhir_request(
+    fhir: Option<pb::FhirRequest>,
+    http: Option<pb::HttpRequest>,
+    field: &str,
+) -> Result<FhirRequest, Status> {
+    match (fhir, http) {
+        (Some(fhir), None) => structured_request(fhir, field),
+        (None, Some(http)) => parse_request_line(&http.method, &http.path)
+            .map_err(|error| Status::invalid_argument(format!("{field}.http: {error}"))),
+        _ => Err(Status::invalid_argument(format!(
+            "{field}: set exactly one of fhir or http"
+        ))),
+    }
+}
+
+fn structured_request(fhir: pb::FhirRequest, field: &str) -> Result<FhirRequest, Status> {
+    let interaction = pb::Interaction::try_from(fhir.interaction)
+        .ok()
+        .and_then(interaction)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("{field}.fhir.interaction: set a valid interaction"))
+        })?;
+    if fhir.params.len() > MAX_QUERY_PARAMS {
+        return Err(Status::invalid_argument(format!(
+            "{field}.fhir.params: at most {MAX_QUERY_PARAMS} parameters"
+        )));
+    }
+    let compartment = match non_empty(fhir.compartment) {
+        None => None,
+        Some(text) => Some(CompartmentRef::parse(&text).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{field}.fhir.compartment: expected Type/id, got {text:?}"
+            ))
+        })?),
+    };
+    Ok(FhirRequest {
+        interaction,
+        resource_type: non_empty(fhir.resource_type),
+        id: non_empty(fhir.id),
+        version_id: non_empty(fhir.version_id),
+        compartment,
+        operation: non_empty(fhir.operation).map(|name| name.trim_start_matches('$').to_owned()),
+        params: fhir
+            .params
+            .into_iter()
+            .map(|param| SearchParam::new(param.name, param.value))
+            .collect(),
+    })
+}
+
+fn interaction(interaction: pb::Interaction) -> Option<Interaction> {
+    use pb::Interaction as P;
+    Some(match interaction {
+        P::Unspecified => return None,
+        P::Read => Interaction::Read,
+        P::Vread => Interaction::Vread,
+        P::Update => Interaction::Update,
+        P::Patch => Interaction::Patch,
+        P::Delete => Interaction::Delete,
+        P::HistoryInstance => Interaction::HistoryInstance,
+        P::HistoryType => Interaction::HistoryType,
+        P::HistorySystem => Interaction::HistorySystem,
+        P::Create => Interaction::Create,
+        P::SearchType => Interaction::SearchType,
+        P::SearchSystem => Interaction::SearchSystem,
+        P::SearchCompartment => Interaction::SearchCompartment,
+        P::Capabilities => Interaction::Capabilities,
+        P::SmartConfiguration => Interaction::SmartConfiguration,
+        P::Operation => Interaction::Operation,
+    })
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// A resource version: JSON (parsed off the runtime when large) or precomputed facts.
+pub async fn resource(
+    resource: Option<pb::Resource>,
+    field: &str,
+) -> Result<Option<Resource>, Status> {
+    let Some(content) = resource.and_then(|resource| resource.content) else {
+        return Ok(None);
+    };
+    let resource = match content {
+        pb::resource::Content::Json(bytes) if bytes.len() > BLOCKING_PARSE_BYTES => {
+            tokio::task::spawn_blocking(move || Resource::from_json_bytes(&bytes))
+                .await
+                .map_err(|_| Status::internal("resource parsing was cancelled"))?
+        }
+        pb::resource::Content::Json(bytes) => Resource::from_json_bytes(&bytes),
+        pb::resource::Content::Facts(facts) => return facts_resource(facts, field).map(Some),
+    };
+    resource
+        .map(Some)
+        .map_err(|error| Status::invalid_argument(format!("{field}.json: {error}")))
+}
+
+fn facts_resource(facts: pb::ResourceFacts, field: &str) -> Result<Resource, Status> {
+    let compartments = facts
+        .compartments
+        .iter()
+        .map(|text| {
+            CompartmentRef::parse(text).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "{field}.facts.compartments: expected Type/id, got {text:?}"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Resource::Facts(ResourceFacts {
+        compartments,
+        search_values: facts
+            .search_values
+            .into_iter()
+            .map(|param| SearchParam::new(param.name, param.value))
+            .collect(),
+    }))
+}
+
+pub fn bundle_kind(bundle_type: i32) -> Result<BundleKind, Status> {
+    match pb::BundleType::try_from(bundle_type) {
+        Ok(pb::BundleType::Batch) => Ok(BundleKind::Batch),
+        Ok(pb::BundleType::Transaction) => Ok(BundleKind::Transaction),
+        _ => Err(Status::invalid_argument(
+            "bundle_type: set BATCH or TRANSACTION",
+        )),
+    }
+}
+
+/// The response for a decision of the engine.
+pub fn decision_response(decision: Decision) -> pb::CheckAccessResponse {
+    pb::CheckAccessResponse {
+        decision: outcome(decision.outcome) as i32,
+        reason: reason(decision.reason) as i32,
+        message: decision.message,
+        grants: decision.grants.into_iter().map(grant).collect(),
+        subject: None,
+        ignored_scopes: decision
+            .ignored_scopes
+            .into_iter()
+            .map(|ignored| pb::IgnoredScope {
+                scope: ignored.scope,
+                reason: ignored.reason,
+            })
+            .collect(),
+        include_readable_types: decision
+            .included_resources
+            .map(|included| included.readable_types)
+            .unwrap_or_default(),
+    }
+}
+
+/// The response for a refused token: a deny with the token's reason, and nothing else.
+pub fn token_denied(error: &TokenError) -> pb::CheckAccessResponse {
+    pb::CheckAccessResponse {
+        decision: pb::Decision::Deny as i32,
+        reason: token_reason(error) as i32,
+        message: format!("denied: {error}"),
+        ..pb::CheckAccessResponse::default()
+    }
+}
+
+pub fn bundle_response(
+    decision: BundleDecision,
+    subject: Option<pb::Subject>,
+) -> pb::BatchCheckAccessResponse {
+    pb::BatchCheckAccessResponse {
+        decision: outcome(decision.outcome) as i32,
+        reason: reason(decision.reason) as i32,
+        message: decision.message,
+        entries: decision
+            .entries
+            .into_iter()
+            .map(decision_response)
+            .collect(),
+        subject,
+    }
+}
+
+pub fn bundle_token_denied(error: &TokenError) -> pb::BatchCheckAccessResponse {
+    pb::BatchCheckAccessResponse {
+        decision: pb::Decision::Deny as i32,
+        reason: token_reason(error) as i32,
+        message: format!("denied: {error}"),
+        ..pb::BatchCheckAccessResponse::default()
+    }
+}
+
+fn outcome(outcome: Outcome) -> pb::Decision {
+    match outcome {
+        Outcome::Allow => pb::Decision::Allow,
+        Outcome::Deny => pb::Decision::Deny,
+    }
+}
+
+fn reason(reason: Reason) -> pb::Reason {
+    match reason {
+        Reason::Unspecified => pb::Reason::Unspecified,
+        Reason::Granted => pb::Reason::Granted,
+        Reason::PublicEndpoint => pb::Reason::PublicEndpoint,
+        Reason::NoMatchingScope => pb::Reason::NoMatchingScope,
+        Reason::MissingPatientContext => pb::Reason::MissingPatientContext,
+        Reason::MissingUserIdentity => pb::Reason::MissingUserIdentity,
+        Reason::OutsideCompartment => pb::Reason::OutsideCompartment,
+        Reason::FilterMismatch => pb::Reason::FilterMismatch,
+        Reason::UnsupportedRequest => pb::Reason::UnsupportedRequest,
+    }
+}
+
+fn token_reason(error: &TokenError) -> pb::Reason {
+    match error {
+        TokenError::Missing => pb::Reason::TokenMissing,
+        TokenError::Malformed(_) => pb::Reason::TokenMalformed,
+        TokenError::BadSignature(_) => pb::Reason::TokenBadSignature,
+        TokenError::WrongIssuer(_) => pb::Reason::TokenWrongIssuer,
+        TokenError::WrongAudience => pb::Reason::TokenWrongAudience,
+        TokenError::Expired => pb::Reason::TokenExpired,
+        TokenError::NotYetValid => pb::Reason::TokenNotYetValid,
+        TokenError::Inactive => pb::Reason::TokenInactive,
+    }
+}
+
+fn grant(grant: crate::decision::Grant) -> pb::Grant {
+    pb::Grant {
+        scope: grant.scope,
+        context: scope_context(grant.context) as i32,
+        compartment: grant.compartment.unwrap_or_default(),
+        compartment_params: grant.compartment_params,
+        exclude_other_patients_via: grant.exclude_other_patients_via,
+        filters: grant
+            .filters
+            .into_iter()
+            .map(|item| pb::Filter {
+                param: item.param,
+                values: item.values,
+            })
+            .collect(),
+        resource_types: grant.resource_types,
+        obligation: match grant.obligation {
+            Obligation::None => pb::Obligation::None,
+            Obligation::UserPermissions => pb::Obligation::UserPermissions,
+            Obligation::ClientPolicy => pb::Obligation::ClientPolicy,
+        } as i32,
+    }
+}
+
+fn scope_context(context: ScopeContext) -> pb::ScopeContext {
+    match context {
+        ScopeContext::Patient => pb::ScopeContext::Patient,
+        ScopeContext::User => pb::ScopeContext::User,
+        ScopeContext::System => pb::ScopeContext::System,
+    }
+}
+
+/// Who the verified token speaks for.
+pub fn subject(token: &VerifiedToken) -> pb::Subject {
+    let context = &token.context;
+    pb::Subject {
+        client_id: context.client_id.clone().unwrap_or_default(),
+        sub: context.sub.clone().unwrap_or_default(),
+        fhir_user: context.fhir_user.clone().unwrap_or_default(),
+        patient: context.patient.clone().unwrap_or_default(),
+        encounter: context.encounter.clone().unwrap_or_default(),
+        scope: context.scopes.to_scope_string(),
+        expires_at: token.expires_at.unwrap_or_default(),
+    }
+}
+
+/// RFC 7662 §2.2 and SMART token-introspection fields of an active token.
+pub fn introspection(authenticated: &Authenticated) -> pb::IntrospectTokenResponse {
+    let token = &authenticated.token;
+    let claims = &token.claims;
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let number = |name: &str| claims.get(name).and_then(Value::as_i64).unwrap_or_default();
+    let context = &token.context;
+    pb::IntrospectTokenResponse {
+        active: true,
+        scope: context.scopes.to_scope_string(),
+        client_id: context.client_id.clone().unwrap_or_default(),
+        sub: text("sub"),
+        iss: text("iss"),
+        aud: match claims.get("aud") {
+            Some(Value::String(audience)) => vec![audience.clone()],
+            Some(Value::Array(audiences)) => audiences
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        },
+        exp: number("exp"),
+        iat: number("iat"),
+        nbf: number("nbf"),
+        jti: text("jti"),
+        token_type: Some(text("token_type"))
+            .filter(|kind| !kind.is_empty())
+            .unwrap_or_else(|| "Bearer".to_owned()),
+        patient: context.patient.clone().unwrap_or_default(),
+        encounter: context.encounter.clone().unwrap_or_default(),
+        fhir_user: context.fhir_user.clone().unwrap_or_default(),
+        fhir_context: fhir_context(claims.get("fhirContext")),
+        need_patient_banner: claims
+            .get("need_patient_banner")
+            .and_then(Value::as_bool)
+            .unwrap_or_default(),
+        intent: text("intent"),
+        tenant: text("tenant"),
+        smart_style_url: text("smart_style_url"),
+        scopes: parsed_scopes(&context.scopes),
+        ignored_scopes: context
+            .scopes
+            .invalid()
+            .map(|(scope, error)| pb::IgnoredScope {
+                scope: scope.to_owned(),
+                reason: error.to_string(),
+            })
+            .collect(),
+        source: match token.source {
+            TokenSource::LocalJwt => pb::TokenSource::LocalJwt,
+            TokenSource::RemoteIntrospection => pb::TokenSource::RemoteIntrospection,
+        } as i32,
+        cached: authenticated.cached,
+    }
+}
+
+/// SMART 2.2 `fhirContext` objects as compact JSON; 2.0 strings become `{"reference": s}`.
+fn fhir_context(value: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Value::String(reference) => {
+                Some(serde_json::json!({ "reference": reference }).to_string())
+            }
+            Value::Object(_) => Some(item.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn parsed_scopes(scopes: &ScopeSet) -> Vec<pb::ParsedScope> {
+    scopes
+        .entries
+        .iter()
+        .map(|entry| match &entry.parsed {
+            Ok(scope) => pb::ParsedScope {
+                scope: entry.text.clone(),
+                kind: scope.kind().to_owned(),
+                canonical: if matches!(scope, Scope::Resource(_)) {
+                    scope.to_string()
+                } else {
+                    String::new()
+                },
+                error: String::new(),
+            },
+            Err(error) => pb::ParsedScope {
+                scope: entry.text.clone(),
+                kind: "invalid".to_owned(),
+                canonical: String::new(),
+                error: error.to_string(),
+            },
+        })
+        .collect()
+}

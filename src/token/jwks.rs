@@ -1,0 +1,609 @@
+//! One issuer's public keys (a JWK Set, RFC 7517 §5): loaded from inline JSON, a file or a
+//! `jwks_uri`, refreshed in the background and on demand when a token names an unknown `kid`
+//! (the usual sign of a key rotation, RFC 7517 §4.5).
+//!
+//! Readers take a cheap `Arc` snapshot of the keys under a `std::sync::RwLock` that is never
+//! held across an `.await`; reloads are serialised by a `tokio::sync::Mutex` so that many
+//! requests naming one new `kid` cause one fetch, and rate-limited by `min_refresh_interval`
+//! so that tokens with made-up `kid`s cannot turn the service into a fetch amplifier.
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::{IssuerConfig, KeySource};
+
+/// Largest JWK Set accepted from a `jwks_uri`: real sets are a few kilobytes, and an
+/// unbounded body would let a broken or hostile endpoint exhaust memory.
+pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// Why a key set could not be loaded. The last good keys stay in use.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    /// The `jwks_file` could not be read.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The `jwks_uri` could not be reached or the transfer failed (or timed out).
+    #[error("cannot fetch the key set: {0}")]
+    Fetch(String),
+    /// The `jwks_uri` answered with a non-2xx status.
+    #[error("the key set endpoint answered HTTP {0}")]
+    Status(u16),
+    /// The body exceeded [`MAX_JWKS_BYTES`].
+    #[error("the key set is larger than {MAX_JWKS_BYTES} bytes")]
+    TooLarge,
+    /// The text is not a JSON object with a `keys` array.
+    #[error("the key set is not a JWK Set (RFC 7517 §5): {0}")]
+    NotAJwkSet(String),
+    /// Every key was skipped (see [`parse_jwks`]).
+    #[error("the key set has no usable signature verification key")]
+    NoUsableKey,
+}
+
+/// A public key ready for verification, with what the JWK says about its use.
+pub struct VerificationKey {
+    /// The JWK `kid` (RFC 7517 §4.5), matched against the JWS header `kid`.
+    pub key_id: Option<String>,
+    /// The JWK `alg` (RFC 7517 §4.4): when present, the only algorithm the key may verify.
+    pub key_algorithm: Option<KeyAlgorithm>,
+    /// The curve of an EC or OKP key, so an ES384 token is never checked with a P-256 key.
+    pub curve: Option<EllipticCurve>,
+    /// The key itself.
+    pub decoding_key: DecodingKey,
+}
+
+impl VerificationKey {
+    /// Whether this key may verify a signature made with `algorithm`: same family, the
+    /// JWK `alg` (if any) equal to it, and the matching curve (RFC 8725 §3.1: the key, not
+    /// the token, decides the algorithm).
+    pub fn fits(&self, algorithm: Algorithm) -> bool {
+        if self.decoding_key.family() != algorithm.family() {
+            return false;
+        }
+        if self
+            .key_algorithm
+            .is_some_and(|declared| declared != KeyAlgorithm::from(algorithm))
+        {
+            return false;
+        }
+        match (&self.curve, algorithm) {
+            (Some(curve), Algorithm::ES256) => *curve == EllipticCurve::P256,
+            (Some(curve), Algorithm::ES384) => *curve == EllipticCurve::P384,
+            (Some(curve), Algorithm::EdDSA) => *curve == EllipticCurve::Ed25519,
+            _ => true,
+        }
+    }
+}
+
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("VerificationKey")
+            .field("key_id", &self.key_id)
+            .field("key_algorithm", &self.key_algorithm)
+            .field("curve", &self.curve)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no key could be chosen for a token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeySelectionError {
+    /// No key has the header's `kid`; a reload may bring it.
+    #[error("unknown key id {0:?}")]
+    UnknownKeyId(String),
+    /// The `kid` names a key of another type, curve or declared `alg`.
+    #[error("key {key_id:?} is not a {algorithm:?} key")]
+    KeyDoesNotFit {
+        /// The header's `kid`.
+        key_id: String,
+        /// The header's `alg`.
+        algorithm: Algorithm,
+    },
+    /// No `kid`, and no key fits the algorithm.
+    #[error("the token has no kid and no {0:?} key is known")]
+    NoKeyForAlgorithm(Algorithm),
+    /// No `kid`, and several keys fit: guessing would mean trying keys until one works.
+    #[error("the token has no kid and {count} {algorithm:?} keys are known")]
+    AmbiguousKey {
+        /// How many keys fit.
+        count: usize,
+        /// The header's `alg`.
+        algorithm: Algorithm,
+    },
+}
+
+/// An immutable snapshot of an issuer's usable keys.
+#[derive(Debug, Default)]
+pub struct KeyMap {
+    keys: Vec<VerificationKey>,
+}
+
+impl KeyMap {
+    /// The usable keys, in JWK Set order.
+    pub fn keys(&self) -> &[VerificationKey] {
+        &self.keys
+    }
+
+    /// The key for a token's header: by `kid` when the header has one (RFC 7515 §4.1.4),
+    /// otherwise the only key that fits `algorithm`.
+    pub fn select(
+        &self,
+        key_id: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<&VerificationKey, KeySelectionError> {
+        match key_id {
+            Some(key_id) => self.select_by_id(key_id, algorithm),
+            None => self.select_by_algorithm(algorithm),
+        }
+    }
+
+    fn select_by_id(
+        &self,
+        key_id: &str,
+        algorithm: Algorithm,
+    ) -> Result<&VerificationKey, KeySelectionError> {
+        let mut named = self
+            .keys
+            .iter()
+            .filter(|key| key.key_id.as_deref() == Some(key_id))
+            .peekable();
+        if named.peek().is_none() {
+            return Err(KeySelectionError::UnknownKeyId(key_id.to_owned()));
+        }
+        named
+            .find(|key| key.fits(algorithm))
+            .ok_or_else(|| KeySelectionError::KeyDoesNotFit {
+                key_id: key_id.to_owned(),
+                algorithm,
+            })
+    }
+
+    fn select_by_algorithm(
+        &self,
+        algorithm: Algorithm,
+    ) -> Result<&VerificationKey, KeySelectionError> {
+        let mut fitting = self.keys.iter().filter(|key| key.fits(algorithm));
+        let first = fitting
+            .next()
+            .ok_or(KeySelectionError::NoKeyForAlgorithm(algorithm))?;
+        let others = fitting.count();
+        if others > 0 {
+            return Err(KeySelectionError::AmbiguousKey {
+                count: others + 1,
+                algorithm,
+            });
+        }
+        Ok(first)
+    }
+}
+
+/// Parses a JWK Set (RFC 7517 §5). Keys that cannot verify signatures (encryption keys,
+/// symmetric `oct` keys, unsupported types) are skipped with a warning, so one odd key in an
+/// issuer's set does not lock every token out; a set with no usable key is an error.
+pub fn parse_jwks(text: &[u8]) -> Result<KeyMap, JwksError> {
+    #[derive(Deserialize)]
+    struct RawJwkSet {
+        keys: Vec<Value>,
+    }
+    let set: RawJwkSet =
+        serde_json::from_slice(text).map_err(|error| JwksError::NotAJwkSet(error.to_string()))?;
+    let keys: Vec<VerificationKey> = set
+        .keys
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, raw)| match verification_key(raw) {
+            Ok(key) => Some(key),
+            Err(reason) => {
+                tracing::warn!(
+                    index,
+                    reason,
+                    "skipping a JWK that cannot verify signatures"
+                );
+                None
+            }
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(JwksError::NoUsableKey);
+    }
+    Ok(KeyMap { keys })
+}
+
+/// One JWK as a verification key, or why it cannot be one.
+fn verification_key(raw: Value) -> Result<VerificationKey, String> {
+    let jwk: Jwk = serde_json::from_value(raw).map_err(|error| format!("not a JWK: {error}"))?;
+    if matches!(jwk.common.public_key_use, Some(ref key_use) if *key_use != PublicKeyUse::Signature)
+    {
+        return Err("its use is not sig (RFC 7517 §4.2)".to_owned());
+    }
+    if let Some(operations) = &jwk.common.key_operations
+        && !operations.contains(&KeyOperations::Verify)
+    {
+        return Err("its key_ops lack verify (RFC 7517 §4.3)".to_owned());
+    }
+    if let Some(declared) = jwk.common.key_algorithm
+        && Algorithm::try_from(declared).is_err()
+    {
+        return Err(format!(
+            "its alg {declared} is not a supported signature algorithm"
+        ));
+    }
+    let curve = match &jwk.algorithm {
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("it is a symmetric key; public key sets must not carry secrets".to_owned());
+        }
+        AlgorithmParameters::EllipticCurve(parameters) => Some(parameters.curve.clone()),
+        AlgorithmParameters::OctetKeyPair(parameters) => Some(parameters.curve.clone()),
+        _ => None,
+    };
+    let decoding_key =
+        DecodingKey::from_jwk(&jwk).map_err(|error| format!("unusable key material: {error}"))?;
+    if decoding_key.family() == AlgorithmFamily::Hmac {
+        return Err("it is a symmetric key".to_owned());
+    }
+    Ok(VerificationKey {
+        key_id: jwk.common.key_id,
+        key_algorithm: jwk.common.key_algorithm,
+        curve,
+        decoding_key,
+    })
+}
+
+/// The keys of an issuer could not be obtained; its tokens cannot be judged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeysUnavailable(pub String);
+
+/// Bookkeeping of reloads, guarded by the refresh mutex.
+#[derive(Debug, Default)]
+struct RefreshState {
+    last_attempt: Option<Instant>,
+    last_error: Option<JwksError>,
+}
+
+/// One issuer's key set: the current keys, where they come from and how they are reloaded.
+pub struct KeySet {
+    issuer: String,
+    source: KeySource,
+    http: Option<reqwest::Client>,
+    min_refresh_interval: Duration,
+    current: RwLock<Option<Arc<KeyMap>>>,
+    refresh: tokio::sync::Mutex<RefreshState>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KeySet")
+            .field("issuer", &self.issuer)
+            .field("source", &self.source)
+            .field("loaded", &self.snapshot().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    /// A key set with nothing loaded yet. `Uri` sources get an HTTP client whose timeout is
+    /// the issuer's `fetch_timeout`, so a hung endpoint cannot stall requests for long.
+    pub fn new(issuer: &IssuerConfig) -> Result<Self, reqwest::Error> {
+        let http = match issuer.keys {
+            KeySource::Uri(_) => Some(
+                reqwest::Client::builder()
+                    .timeout(issuer.fetch_timeout)
+                    .connect_timeout(issuer.fetch_timeout)
+                    .build()?,
+            ),
+            KeySource::File(_) | KeySource::Inline(_) => None,
+        };
+        Ok(KeySet {
+            issuer: issuer.issuer.clone(),
+            source: issuer.keys.clone(),
+            http,
+            min_refresh_interval: issuer.min_refresh_interval,
+            current: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(RefreshState::default()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The issuer these keys belong to.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Whether the source can change after startup (and so is worth reloading).
+    pub fn is_reloadable(&self) -> bool {
+        !matches!(self.source, KeySource::Inline(_))
+    }
+
+    /// How many loads were attempted (fetches or file reads), for metrics and tests.
+    pub fn load_attempts(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The current keys, if any were ever loaded.
+    pub fn snapshot(&self) -> Option<Arc<KeyMap>> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, keys: Arc<KeyMap>) {
+        match self.current.write() {
+            Ok(mut guard) => *guard = Some(keys),
+            Err(poisoned) => *poisoned.into_inner() = Some(keys),
+        }
+    }
+
+    /// Loads the keys now, whatever the rate limit; used at startup and by the periodic
+    /// reload. On failure the last good keys stay in use.
+    pub async fn refresh(&self) -> Result<Arc<KeyMap>, JwksError> {
+        let mut state = self.refresh.lock().await;
+        self.refresh_locked(&mut state).await
+    }
+
+    /// The current keys; when none were ever loaded, one rate-limited load attempt first,
+    /// so an issuer whose `jwks_uri` was down at startup recovers without waiting for the
+    /// periodic reload.
+    pub async fn current(&self) -> Result<Arc<KeyMap>, KeysUnavailable> {
+        if let Some(keys) = self.snapshot() {
+            return Ok(keys);
+        }
+        self.refresh_if_due(None).await
+    }
+
+    /// Called when a token names a `kid` missing from `seen`: reloads unless another caller
+    /// already did after `seen` was taken, or the last attempt is more recent than
+    /// `min_refresh_interval`. Returns the keys to retry with.
+    pub async fn refresh_for_unknown_key(
+        &self,
+        seen: &Arc<KeyMap>,
+    ) -> Result<Arc<KeyMap>, KeysUnavailable> {
+        self.refresh_if_due(Some(seen)).await
+    }
+
+    async fn refresh_if_due(
+        &self,
+        seen: Option<&Arc<KeyMap>>,
+    ) -> Result<Arc<KeyMap>, KeysUnavailable> {
+        let mut state = self.refresh.lock().await;
+        let current = self.snapshot();
+        if let Some(current) = &current {
+            let replaced_while_waiting = seen.is_none_or(|seen| !Arc::ptr_eq(seen, current));
+            if replaced_while_waiting {
+                return Ok(Arc::clone(current));
+            }
+        }
+        let recently_tried = state
+            .last_attempt
+            .is_some_and(|last| last.elapsed() < self.min_refresh_interval);
+        if recently_tried || !self.is_reloadable() {
+            return current.ok_or_else(|| unavailable(&state));
+        }
+        match self.refresh_locked(&mut state).await {
+            Ok(keys) => Ok(keys),
+            Err(_) => current.ok_or_else(|| unavailable(&state)),
+        }
+    }
+
+    async fn refresh_locked(&self, state: &mut RefreshState) -> Result<Arc<KeyMap>, JwksError> {
+        state.last_attempt = Some(Instant::now());
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.load().await {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                self.store(Arc::clone(&keys));
+                state.last_error = None;
+                tracing::debug!(issuer = %self.issuer, keys = keys.keys().len(), "issuer keys loaded");
+                Ok(keys)
+            }
+            Err(error) => {
+                tracing::warn!(issuer = %self.issuer, %error, "loading issuer keys failed; keeping the last good keys");
+                state.last_error = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<KeyMap, JwksError> {
+        match &self.source {
+            KeySource::Inline(text) => parse_jwks(text.as_bytes()),
+            KeySource::File(path) => {
+                let path = path.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path).map_err(|error| JwksError::Read {
+                        path: path.display().to_string(),
+                        message: error.to_string(),
+                    })
+                })
+                .await
+                .map_err(|error| JwksError::Fetch(format!("file read task failed: {error}")))??;
+                parse_jwks(&read)
+            }
+            KeySource::Uri(uri) => match &self.http {
+                Some(http) => parse_jwks(&fetch(http, uri).await?),
+                None => Err(JwksError::Fetch("no HTTP client".to_owned())),
+            },
+        }
+    }
+}
+
+fn unavailable(state: &RefreshState) -> KeysUnavailable {
+    KeysUnavailable(match &state.last_error {
+        Some(error) => error.to_string(),
+        None => "keys not loaded yet".to_owned(),
+    })
+}
+
+/// GETs a JWK Set; any non-2xx answer is a failure, and the body is capped at
+/// [`MAX_JWKS_BYTES`].
+async fn fetch(http: &reqwest::Client, uri: &str) -> Result<Vec<u8>, JwksError> {
+    let fetch_error = |error: reqwest::Error| JwksError::Fetch(error.without_url().to_string());
+    let mut response = http
+        .get(uri)
+        .header(
+            reqwest::header::ACCEPT,
+            "application/jwk-set+json, application/json",
+        )
+        .send()
+        .await
+        .map_err(fetch_error)?;
+    if !response.status().is_success() {
+        return Err(JwksError::Status(response.status().as_u16()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_JWKS_BYTES as u64)
+    {
+        return Err(JwksError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(JwksError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reloads `keys` every `interval` until the key set is dropped. While nothing was ever
+/// loaded it retries every `retry_interval` instead, so a `jwks_uri` that was down at startup
+/// is picked up quickly. Holding only a `Weak` lets the `Authenticator` own the keys alone.
+pub async fn refresh_periodically(
+    keys: Weak<KeySet>,
+    interval: Duration,
+    retry_interval: Duration,
+) {
+    loop {
+        let loaded = match keys.upgrade() {
+            Some(keys) => keys.snapshot().is_some(),
+            None => return,
+        };
+        let pause = if loaded {
+            interval
+        } else {
+            retry_interval.max(Duration::from_secs(1))
+        };
+        tokio::time::sleep(pause).await;
+        let Some(keys) = keys.upgrade() else { return };
+        // A failure is logged and keeps the last good keys.
+        let _ = keys.refresh().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RSA_1: &str = include_str!("../../tests/fixtures/keys/rsa-1.jwk.json");
+    const EC_1: &str = include_str!("../../tests/fixtures/keys/ec-1.jwk.json");
+    const ED_1: &str = include_str!("../../tests/fixtures/keys/ed-1.jwk.json");
+
+    fn set_of(keys: &[&str]) -> String {
+        format!("{{\"keys\":[{}]}}", keys.join(","))
+    }
+
+    #[test]
+    fn parses_rsa_ec_and_okp_keys() {
+        let keys = parse_jwks(set_of(&[RSA_1, EC_1, ED_1]).as_bytes()).unwrap();
+        assert_eq!(keys.keys().len(), 3);
+        assert!(keys.select(Some("ec-1"), Algorithm::ES256).is_ok());
+        assert!(keys.select(Some("ed-1"), Algorithm::EdDSA).is_ok());
+    }
+
+    #[test]
+    fn skips_unusable_keys_but_keeps_the_rest() {
+        let secret = r#"{"kty":"oct","kid":"s","k":"c2VjcmV0"}"#;
+        let encryption = RSA_1
+            .replace("\"sig\"", "\"enc\"")
+            .replace("rsa-1", "rsa-enc");
+        let keys = parse_jwks(set_of(&[secret, &encryption, r#"{"kty":"XYZ"}"#, RSA_1]).as_bytes())
+            .unwrap();
+        assert_eq!(keys.keys().len(), 1);
+        assert_eq!(keys.keys()[0].key_id.as_deref(), Some("rsa-1"));
+    }
+
+    #[test]
+    fn a_set_without_usable_keys_is_an_error() {
+        let secret = r#"{"kty":"oct","kid":"s","k":"c2VjcmV0"}"#;
+        assert_eq!(
+            parse_jwks(set_of(&[secret]).as_bytes()).unwrap_err(),
+            JwksError::NoUsableKey
+        );
+        assert!(matches!(
+            parse_jwks(b"[1,2]"),
+            Err(JwksError::NotAJwkSet(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_with_a_declared_alg_fits_only_that_alg() {
+        let keys = parse_jwks(set_of(&[RSA_1]).as_bytes()).unwrap();
+        assert!(keys.select(Some("rsa-1"), Algorithm::RS256).is_ok());
+        assert_eq!(
+            keys.select(Some("rsa-1"), Algorithm::PS256).unwrap_err(),
+            KeySelectionError::KeyDoesNotFit {
+                key_id: "rsa-1".into(),
+                algorithm: Algorithm::PS256
+            }
+        );
+        assert_eq!(
+            keys.select(Some("rsa-1"), Algorithm::ES256).unwrap_err(),
+            KeySelectionError::KeyDoesNotFit {
+                key_id: "rsa-1".into(),
+                algorithm: Algorithm::ES256
+            }
+        );
+    }
+
+    #[test]
+    fn without_kid_the_single_fitting_key_is_used() {
+        let keys = parse_jwks(set_of(&[RSA_1, EC_1]).as_bytes()).unwrap();
+        assert_eq!(
+            keys.select(None, Algorithm::ES256)
+                .unwrap()
+                .key_id
+                .as_deref(),
+            Some("ec-1")
+        );
+        assert_eq!(
+            keys.select(None, Algorithm::EdDSA).unwrap_err(),
+            KeySelectionError::NoKeyForAlgorithm(Algorithm::EdDSA)
+        );
+        let rsa_2 = include_str!("../../tests/fixtures/keys/rsa-2.jwk.json");
+        let two = parse_jwks(set_of(&[RSA_1, rsa_2]).as_bytes()).unwrap();
+        assert_eq!(
+            two.select(None, Algorithm::RS256).unwrap_err(),
+            KeySelectionError::AmbiguousKey {
+                count: 2,
+                algorithm: Algorithm::RS256
+            }
+        );
+    }
+
+    #[test]
+    fn an_ec_key_never_fits_a_different_curve() {
+        let without_alg = EC_1.replace("\"alg\": \"ES256\",", "");
+        let keys = parse_jwks(set_of(&[&without_alg]).as_bytes()).unwrap();
+        assert!(keys.keys()[0].key_algorithm.is_none());
+        assert!(keys.select(Some("ec-1"), Algorithm::ES256).is_ok());
+        assert!(keys.select(Some("ec-1"), Algorithm::ES384).is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Verification of one JWT access token (RFC 7519, a JWS in compact form, RFC 7515 §7.1)
+//! against the keys of the issuer named in it, following the JWT best practices of RFC 8725:
+//! the algorithm comes from an allow-list and must fit the key (§3.1), `none` and HMAC are
+//! never accepted (§3.2), and `iss`, `aud`, `exp` and `nbf` are all checked (§3.8, §3.9).
+//!
+//! The header and the `iss` claim are read before the signature is checked, because they
+//! choose the issuer and the key; nothing else unverified is ever used.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::jwks::{KeySelectionError, KeySet, VerificationKey};
+use super::{AuthError, TokenError, TokenSource, VerifiedToken};
+use crate::config::IssuerConfig;
+use crate::fhir::FhirVersion;
+use crate::smart::TokenContext;
+
+/// The three base64url segments of a compact JWS (RFC 7515 §7.1), still encoded.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactJws<'a> {
+    /// The JOSE header (RFC 7515 §4).
+    pub header: &'a str,
+    /// The claims set (RFC 7519 §4).
+    pub payload: &'a str,
+    /// The signature; empty for an unsecured JWS, which is always refused.
+    pub signature: &'a str,
+}
+
+/// Splits a token into its three segments; anything else (a JWE has five, RFC 7516 §7.1)
+/// is not a token this service can verify.
+pub fn split_compact(token: &str) -> Result<CompactJws<'_>, TokenError> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None)
+            if !header.is_empty() && !payload.is_empty() =>
+        {
+            Ok(CompactJws {
+                header,
+                payload,
+                signature,
+            })
+        }
+        _ => Err(TokenError::Malformed(
+            "not a compact JWS (three dot-separated parts)".to_owned(),
+        )),
+    }
+}
+
+/// The JOSE header fields this service acts on (RFC 7515 §4.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwsHeader {
+    /// The signing algorithm, already known to be asymmetric.
+    pub algorithm: Algorithm,
+    /// The key id, to pick the key from the issuer's JWK Set (RFC 7515 §4.1.4).
+    pub key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+}
+
+/// Reads the header. Refuses `none` (RFC 7518 §3.6: an unsecured JWS is no proof at all),
+/// HMAC (a public key must never be usable as a shared secret, RFC 8725 §3.2), unknown
+/// algorithms, and a `typ` that marks another kind of JWT (RFC 8725 §3.11, RFC 9068 §2.1).
+pub fn parse_header(encoded: &str) -> Result<JwsHeader, TokenError> {
+    let bytes = decode_segment(encoded, "header")?;
+    let raw: RawHeader<'_> = serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Malformed("the header is not a JSON object".to_owned()))?;
+    let Some(name) = raw.alg else {
+        return Err(TokenError::Malformed("the header has no alg".to_owned()));
+    };
+    let algorithm = parse_algorithm(&name)?;
+    if let Some(typ) = raw.typ.as_deref()
+        && !is_access_token_type(typ)
+    {
+        return Err(TokenError::Malformed(format!(
+            "header typ {typ:?} is not an access token type"
+        )));
+    }
+    Ok(JwsHeader {
+        algorithm,
+        key_id: raw.kid.map(Cow::into_owned),
+    })
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, TokenError> {
+    if name.eq_ignore_ascii_case("none") {
+        return Err(TokenError::BadSignature(
+            "alg none is never accepted (RFC 8725 §3.1)".to_owned(),
+        ));
+    }
+    let algorithm = Algorithm::from_str(name)
+        .map_err(|_| TokenError::BadSignature(format!("unknown algorithm {name:?}")))?;
+    if algorithm.family() == AlgorithmFamily::Hmac {
+        return Err(TokenError::BadSignature(format!(
+            "{name} is an HMAC algorithm; only asymmetric signatures are accepted (RFC 8725 §3.2)"
+        )));
+    }
+    Ok(algorithm)
+}
+
+/// `JWT` (RFC 7519 §5.1) and `at+jwt` (RFC 9068 §2.1), with or without `application/`.
+fn is_access_token_type(typ: &str) -> bool {
+    let typ = strip_prefix_ignore_case(typ, "application/").unwrap_or(typ);
+    typ.eq_ignore_ascii_case("jwt") || typ.eq_ignore_ascii_case("at+jwt")
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// The unverified `iss` of a payload, used only to choose which issuer's keys and rules
+/// apply; the signature check that follows confirms it.
+pub fn peek_issuer(encoded_payload: &str) -> Result<String, TokenError> {
+    #[derive(Deserialize)]
+    struct IssuerOnly<'a> {
+        #[serde(borrow, default)]
+        iss: Option<Cow<'a, str>>,
+    }
+    let bytes = decode_segment(encoded_payload, "payload")?;
+    let claims: IssuerOnly<'_> = serde_json::from_slice(&bytes).map_err(|_| {
+        TokenError::Malformed("the payload is not a JSON object with a string iss".to_owned())
+    })?;
+    match claims.iss {
+        Some(issuer) => Ok(issuer.into_owned()),
+        None => Err(TokenError::Malformed(
+            "the token has no iss claim".to_owned(),
+        )),
+    }
+}
+
+fn decode_segment(encoded: &str, what: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))
+}
+
+/// One trusted issuer: its configuration, its keys and its precomputed validation rules.
+#[derive(Debug)]
+pub struct IssuerVerifier {
+    config: IssuerConfig,
+    keys: std::sync::Arc<KeySet>,
+    /// One rule set per allowed algorithm: jsonwebtoken wants every algorithm of a
+    /// `Validation` in the key's family, and a single algorithm is the strictest anyway.
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+impl IssuerVerifier {
+    /// The verifier of `config`'s tokens with `keys`.
+    pub fn new(config: IssuerConfig, keys: std::sync::Arc<KeySet>) -> Self {
+        let validations = config
+            .algorithms
+            .iter()
+            .map(|algorithm| (*algorithm, validation_for(&config, *algorithm)))
+            .collect();
+        IssuerVerifier {
+            config,
+            keys,
+            validations,
+        }
+    }
+
+    /// The configured issuer.
+    pub fn config(&self) -> &IssuerConfig {
+        &self.config
+    }
+
+    /// The issuer's key set.
+    pub fn keys(&self) -> &std::sync::Arc<KeySet> {
+        &self.keys
+    }
+
+    /// Checks the algorithm against the allow-list, picks the key (reloading the key set
+    /// once if the `kid` is unknown), verifies the signature and claims, and reads the
+    /// launch context.
+    pub async fn verify(
+        &self,
+        token: &str,
+        header: &JwsHeader,
+        fhir_version: FhirVersion,
+    ) -> Result<VerifiedToken, AuthError> {
+        let validation = self.validation(header.algorithm)?;
+        let unavailable = |error: super::jwks::KeysUnavailable| AuthError::Unavailable {
+            issuer: self.config.issuer.clone(),
+            detail: error.0,
+        };
+        let mut keys = self.keys.current().await.map_err(unavailable)?;
+        let key_id = header.key_id.as_deref();
+        if matches!(
+            keys.select(key_id, header.algorithm),
+            Err(KeySelectionError::UnknownKeyId(_))
+        ) {
+            keys = self
+                .keys
+                .refresh_for_unknown_key(&keys)
+                .await
+                .map_err(unavailable)?;
+        }
+        let key = keys
+            .select(key_id, header.algorithm)
+            .map_err(|error| TokenError::BadSignature(error.to_string()))?;
+        Ok(self.decode(token, validation, header.algorithm, key, fhir_version)?)
+    }
+
+    /// The rules for `algorithm`, if the issuer's allow-list has it (RFC 8725 §3.1).
+    fn validation(&self, algorithm: Algorithm) -> Result<&Validation, TokenError> {
+        let allowed = self
+            .validations
+            .iter()
+            .find(|(allowed, _)| *allowed == algorithm);
+        if let Some((_, validation)) = allowed {
+            return Ok(validation);
+        }
+        Err(TokenError::BadSignature(format!(
+            "algorithm {algorithm:?} is not allowed for issuer {}",
+            self.config.issuer
+        )))
+    }
+
+    fn decode(
+        &self,
+        token: &str,
+        validation: &Validation,
+        algorithm: Algorithm,
+        key: &VerificationKey,
+        fhir_version: FhirVersion,
+    ) -> Result<VerifiedToken, TokenError> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, validation)
+            .map_err(|error| self.token_error(error.kind(), algorithm))?;
+        verified_token(data.claims, fhir_version)
+    }
+
+    fn token_error(&self, kind: &ErrorKind, algorithm: Algorithm) -> TokenError {
+        match kind {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer(self.config.issuer.clone()),
+            ErrorKind::InvalidSignature => {
+                TokenError::BadSignature("signature does not match".to_owned())
+            }
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
+                TokenError::BadSignature(format!("the key cannot verify {algorithm:?}"))
+            }
+            ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_) => {
+                TokenError::BadSignature("the issuer key is not usable".to_owned())
+            }
+            ErrorKind::MissingRequiredClaim(claim) => {
+                TokenError::Malformed(format!("missing required claim {claim}"))
+            }
+            ErrorKind::InvalidClaimFormat(claim) => {
+                TokenError::Malformed(format!("claim {claim} has the wrong type"))
+            }
+            ErrorKind::Base64(_) => TokenError::Malformed("a segment is not base64url".to_owned()),
+            ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+                TokenError::Malformed("a segment is not JSON".to_owned())
+            }
+            _ => TokenError::Malformed("not a valid JWT".to_owned()),
+        }
+    }
+}
+
+/// The claim rules of one issuer (RFC 7519 §4.1): `iss` equal to it, `aud` one of its
+/// audiences, `exp` required and in the future, `nbf` (when present) in the past, both
+/// with the configured leeway (RFC 8725 §3.8, §3.9).
+fn validation_for(config: &IssuerConfig, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.set_issuer(&[config.issuer.as_str()]);
+    validation.set_audience(&config.audiences);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = true;
+    validation.leeway = config.leeway.as_secs();
+    validation
+}
+
+/// Builds the verified token from claims whose signature and rules were checked.
+fn verified_token(
+    claims: Map<String, Value>,
+    fhir_version: FhirVersion,
+) -> Result<VerifiedToken, TokenError> {
+    let claims = Value::Object(claims);
+    let context = TokenContext::from_claims(&claims, fhir_version)
+        .map_err(|error| TokenError::Malformed(error.to_string()))?;
+    let Value::Object(claims) = claims else {
+        return Err(TokenError::Malformed(
+            "token claims are not a JSON object".to_owned(),
+        ));
+    };
+    let expires_at = claims.get("exp").and_then(numeric_date);
+    Ok(VerifiedToken {
+        context,
+        claims,
+        expires_at,
+        source: TokenSource::LocalJwt,
+    })
+}
+
+/// A NumericDate (RFC 7519 §2): integer or fractional seconds since the epoch.
+fn numeric_date(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|seconds| seconds.is_finite())
+            .map(|seconds| seconds as i64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    #[test]
+    fn splits_exactly_three_parts() {
+        assert!(split_compact("a.b.c").is_ok());
+        assert!(split_compact("a.b.").is_ok());
+        for bad in ["", "a", "a.b", "a.b.c.d", "a.b.c.d.e", ".b.c", "a..c"] {
+            assert!(
+                matches!(split_compact(bad), Err(TokenError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_none_hmac_and_unknown_algorithms() {
+        for alg in ["none", "NONE", "HS256", "HS512", "XS999"] {
+            let header = encoded(&format!(r#"{{"alg":"{alg}"}}"#));
+            assert!(
+                matches!(parse_header(&header), Err(TokenError::BadSignature(_))),
+                "{alg}"
+            );
+        }
+        assert!(matches!(
+            parse_header(&encoded("{}")),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(parse_header("!!"), Err(TokenError::Malformed(_))));
+    }
+
+    #[test]
+    fn reads_alg_kid_and_accepts_access_token_types() {
+        for typ in ["JWT", "jwt", "at+jwt", "application/at+JWT"] {
+            let header = encoded(&format!(r#"{{"alg":"ES256","kid":"k1","typ":"{typ}"}}"#));
+            assert_eq!(
+                parse_header(&header),
+                Ok(JwsHeader {
+                    algorithm: Algorithm::ES256,
+                    key_id: Some("k1".into())
+                })
+            );
+        }
+        let logout = encoded(r#"{"alg":"RS256","typ":"logout+jwt"}"#);
+        assert!(matches!(
+            parse_header(&logout),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn peeks_only_a_string_iss() {
+        assert_eq!(
+            peek_issuer(&encoded(r#"{"iss":"https://a","x":[1]}"#)),
+            Ok("https://a".into())
+        );
+        assert!(matches!(
+            peek_issuer(&encoded(r#"{"sub":"x"}"#)),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            peek_issuer(&encoded(r#"{"iss":7}"#)),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            peek_issuer(&encoded("[]")),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn numeric_dates_may_be_fractional() {
+        assert_eq!(numeric_date(&serde_json::json!(10)), Some(10));
+        assert_eq!(numeric_date(&serde_json::json!(10.7)), Some(10));
+        assert_eq!(numeric_date(&serde_json::json!("10")), None);
+    }
+}

@@ -1,0 +1,699 @@
+//! Tests of the whole token path: signing with the fixture keys, verifying through the
+//! `Authenticator`, the cache, and key sets served over HTTP on 127.0.0.1.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use super::*;
+use crate::config::DEFAULT_ALGORITHMS;
+
+const ISSUER: &str = "https://ehr.example/auth";
+const AUDIENCE: &str = "https://ehr.example/fhir";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+fn public_jwk(name: &str) -> &'static str {
+    match name {
+        "rsa-1" => include_str!("../../tests/fixtures/keys/rsa-1.jwk.json"),
+        "rsa-2" => include_str!("../../tests/fixtures/keys/rsa-2.jwk.json"),
+        "ec-1" => include_str!("../../tests/fixtures/keys/ec-1.jwk.json"),
+        "ed-1" => include_str!("../../tests/fixtures/keys/ed-1.jwk.json"),
+        other => panic!("no fixture key {other}"),
+    }
+}
+
+fn private_key(name: &str) -> EncodingKey {
+    let key = match name {
+        "rsa-1" => EncodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/keys/rsa-1.pem")),
+        "rsa-2" => EncodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/keys/rsa-2.pem")),
+        "ec-1" => EncodingKey::from_ec_pem(include_bytes!("../../tests/fixtures/keys/ec-1.pem")),
+        "ed-1" => EncodingKey::from_ed_pem(include_bytes!("../../tests/fixtures/keys/ed-1.pem")),
+        other => panic!("no fixture key {other}"),
+    };
+    key.unwrap()
+}
+
+fn jwks_of(names: &[&str]) -> String {
+    let keys: Vec<&str> = names.iter().map(|name| public_jwk(name)).collect();
+    format!("{{\"keys\":[{}]}}", keys.join(","))
+}
+
+fn issuer_with(keys: KeySource) -> IssuerConfig {
+    IssuerConfig {
+        issuer: ISSUER.to_owned(),
+        audiences: vec![AUDIENCE.to_owned(), "https://other.example/fhir".to_owned()],
+        keys,
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
+        leeway: Duration::ZERO,
+        refresh_interval: Duration::from_secs(300),
+        min_refresh_interval: Duration::ZERO,
+        fetch_timeout: Duration::from_secs(2),
+    }
+}
+
+fn inline_issuer() -> IssuerConfig {
+    issuer_with(KeySource::Inline(jwks_of(&["rsa-1", "ec-1", "ed-1"])))
+}
+
+async fn authenticator(issuers: Vec<IssuerConfig>) -> Arc<Authenticator> {
+    Authenticator::new(&issuers, &CacheConfig::default(), FhirVersion::R4)
+        .await
+        .unwrap()
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "exp": now() + 600,
+        "iat": now(),
+        "sub": "user-1",
+        "client_id": "growth-chart",
+        "scope": "launch/patient patient/Observation.rs",
+        "patient": "Patient/123"
+    })
+}
+
+fn with(claims: Value, changes: Value) -> Value {
+    let (Value::Object(mut claims), Value::Object(changes)) = (claims, changes) else {
+        panic!("objects expected");
+    };
+    for (name, value) in changes {
+        if value.is_null() {
+            claims.remove(&name);
+        } else {
+            claims.insert(name, value);
+        }
+    }
+    Value::Object(claims)
+}
+
+fn sign_with(key_name: &str, algorithm: Algorithm, key_id: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = key_id.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &private_key(key_name)).unwrap()
+}
+
+fn sign(key_name: &str, algorithm: Algorithm, claims: &Value) -> String {
+    sign_with(key_name, algorithm, Some(key_name), claims)
+}
+
+fn rs256(claims: &Value) -> String {
+    sign("rsa-1", Algorithm::RS256, claims)
+}
+
+async fn refusal(authenticator: &Authenticator, token: &str) -> TokenError {
+    match authenticator.authenticate(token).await {
+        Err(AuthError::Rejected(error)) => error,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn is_bad_signature(error: &TokenError, fragment: &str) -> bool {
+    matches!(error, TokenError::BadSignature(message) if message.contains(fragment))
+}
+
+// ---------------------------------------------------------------- valid tokens
+
+#[tokio::test]
+async fn accepts_rs256_es256_and_eddsa_tokens() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    for (key, algorithm) in [
+        ("rsa-1", Algorithm::RS256),
+        ("ec-1", Algorithm::ES256),
+        ("ed-1", Algorithm::EdDSA),
+    ] {
+        let claims = claims();
+        let answer = authenticator
+            .authenticate(&sign(key, algorithm, &claims))
+            .await
+            .unwrap();
+        assert!(!answer.cached, "{key}");
+        let token = &answer.token;
+        assert_eq!(token.source, TokenSource::LocalJwt);
+        assert_eq!(token.context.patient.as_deref(), Some("123"));
+        assert_eq!(token.context.client_id.as_deref(), Some("growth-chart"));
+        assert_eq!(token.context.scopes.entries.len(), 2);
+        assert_eq!(token.expires_at, claims["exp"].as_i64());
+        assert_eq!(token.claims.get("sub"), Some(&json!("user-1")));
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_kid_uses_the_single_fitting_key() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = sign_with("ec-1", Algorithm::ES256, None, &claims());
+    assert!(authenticator.authenticate(&token).await.is_ok());
+}
+
+#[tokio::test]
+async fn accepts_the_bearer_scheme_in_any_case() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&claims());
+    for raw in [
+        format!("Bearer {token}"),
+        format!("  bearer   {token} "),
+        format!("BEARER\t{token}"),
+        format!(" {token}\n"),
+    ] {
+        assert!(authenticator.authenticate(&raw).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn reads_scp_arrays() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let claims = with(
+        claims(),
+        json!({"scope": null, "scp": ["patient/Observation.rs", "launch/patient", "openid"]}),
+    );
+    let answer = authenticator.authenticate(&rs256(&claims)).await.unwrap();
+    assert_eq!(answer.token.context.scopes.entries.len(), 3);
+}
+
+#[tokio::test]
+async fn accepts_an_audience_array_containing_this_server() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let claims = with(claims(), json!({"aud": ["https://elsewhere", AUDIENCE]}));
+    assert!(authenticator.authenticate(&rs256(&claims)).await.is_ok());
+}
+
+// ---------------------------------------------------------------- time claims
+
+#[tokio::test]
+async fn refuses_expired_and_not_yet_valid_tokens() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let expired = with(claims(), json!({"exp": now() - 10}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&expired)).await,
+        TokenError::Expired
+    );
+    let early = with(claims(), json!({"nbf": now() + 100}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&early)).await,
+        TokenError::NotYetValid
+    );
+}
+
+#[tokio::test]
+async fn tolerates_clock_skew_within_the_leeway() {
+    let issuer = IssuerConfig {
+        leeway: Duration::from_secs(30),
+        ..inline_issuer()
+    };
+    let authenticator = authenticator(vec![issuer]).await;
+    let just_expired = with(claims(), json!({"exp": now() - 10}));
+    assert!(
+        authenticator
+            .authenticate(&rs256(&just_expired))
+            .await
+            .is_ok()
+    );
+    let almost_valid = with(claims(), json!({"nbf": now() + 10}));
+    assert!(
+        authenticator
+            .authenticate(&rs256(&almost_valid))
+            .await
+            .is_ok()
+    );
+    let long_expired = with(claims(), json!({"exp": now() - 60}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&long_expired)).await,
+        TokenError::Expired
+    );
+    let far_future = with(claims(), json!({"nbf": now() + 60}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&far_future)).await,
+        TokenError::NotYetValid
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_exp_is_malformed() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let error = refusal(
+        &authenticator,
+        &rs256(&with(claims(), json!({"exp": null}))),
+    )
+    .await;
+    assert!(
+        matches!(error, TokenError::Malformed(ref message) if message.contains("exp")),
+        "{error:?}"
+    );
+    let error = refusal(
+        &authenticator,
+        &rs256(&with(claims(), json!({"exp": "tomorrow"}))),
+    )
+    .await;
+    assert!(matches!(error, TokenError::Malformed(_)), "{error:?}");
+}
+
+// ---------------------------------------------------------------- iss and aud
+
+#[tokio::test]
+async fn refuses_a_token_for_another_audience() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let claims = with(claims(), json!({"aud": "https://attacker.example/fhir"}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&claims)).await,
+        TokenError::WrongAudience
+    );
+    let no_audience = with(self::claims(), json!({"aud": null}));
+    assert!(matches!(
+        refusal(&authenticator, &rs256(&no_audience)).await,
+        TokenError::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn refuses_an_unknown_issuer() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let claims = with(claims(), json!({"iss": "https://other.example"}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&claims)).await,
+        TokenError::WrongIssuer("https://other.example".to_owned())
+    );
+    let no_issuer = with(self::claims(), json!({"iss": null}));
+    assert!(matches!(
+        refusal(&authenticator, &rs256(&no_issuer)).await,
+        TokenError::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn chooses_the_issuer_by_iss() {
+    let second = IssuerConfig {
+        issuer: "https://second.example".to_owned(),
+        keys: KeySource::Inline(jwks_of(&["rsa-2"])),
+        ..inline_issuer()
+    };
+    let authenticator = authenticator(vec![inline_issuer(), second]).await;
+    let claims = with(claims(), json!({"iss": "https://second.example"}));
+    assert!(
+        authenticator
+            .authenticate(&sign("rsa-2", Algorithm::RS256, &claims))
+            .await
+            .is_ok()
+    );
+    // The second issuer does not trust the first issuer's keys.
+    let error = refusal(&authenticator, &rs256(&claims)).await;
+    assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+}
+
+#[tokio::test]
+async fn refuses_invalid_launch_context_claims() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let claims = with(claims(), json!({"patient": 123}));
+    assert!(matches!(
+        refusal(&authenticator, &rs256(&claims)).await,
+        TokenError::Malformed(_)
+    ));
+}
+
+// ---------------------------------------------------------------- signatures and algorithms
+
+#[tokio::test]
+async fn refuses_an_unknown_kid() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = sign_with("rsa-1", Algorithm::RS256, Some("rsa-9"), &claims());
+    let error = refusal(&authenticator, &token).await;
+    assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+}
+
+#[tokio::test]
+async fn refuses_a_key_of_another_type() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = sign_with("rsa-1", Algorithm::RS256, Some("ec-1"), &claims());
+    assert!(matches!(
+        refusal(&authenticator, &token).await,
+        TokenError::BadSignature(_)
+    ));
+}
+
+#[tokio::test]
+async fn refuses_a_tampered_payload() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&claims());
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = with(
+        claims(),
+        json!({"patient": "Patient/999", "scope": "patient/*.cruds"}),
+    );
+    let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+    let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    let error = refusal(&authenticator, &tampered).await;
+    assert!(is_bad_signature(&error, "signature"), "{error:?}");
+}
+
+#[tokio::test]
+async fn refuses_alg_none() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+    let error = refusal(&authenticator, &format!("{header}.{payload}.")).await;
+    assert!(is_bad_signature(&error, "none"), "{error:?}");
+}
+
+#[tokio::test]
+async fn refuses_hs256_signed_with_the_public_key() {
+    // The classic key-confusion attack (RFC 8725 §2.1): HMAC with the RSA public key as secret.
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let secret =
+        EncodingKey::from_secret(include_bytes!("../../tests/fixtures/keys/rsa-1.public.pem"))
+            .unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa-1".to_owned());
+    let token = jsonwebtoken::encode(&header, &claims(), &secret).unwrap();
+    let error = refusal(&authenticator, &token).await;
+    assert!(is_bad_signature(&error, "HMAC"), "{error:?}");
+}
+
+#[tokio::test]
+async fn refuses_an_algorithm_outside_the_allow_list() {
+    let issuer = IssuerConfig {
+        algorithms: vec![Algorithm::ES256],
+        ..inline_issuer()
+    };
+    let authenticator = authenticator(vec![issuer]).await;
+    let error = refusal(&authenticator, &rs256(&claims())).await;
+    assert!(is_bad_signature(&error, "not allowed"), "{error:?}");
+    assert!(
+        authenticator
+            .authenticate(&sign("ec-1", Algorithm::ES256, &claims()))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn refuses_garbage() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    assert_eq!(refusal(&authenticator, "").await, TokenError::Missing);
+    assert_eq!(
+        refusal(&authenticator, "Bearer ").await,
+        TokenError::Missing
+    );
+    assert_eq!(refusal(&authenticator, "   ").await, TokenError::Missing);
+    let oversized = "a".repeat(MAX_TOKEN_BYTES + 1);
+    for garbage in [
+        "garbage",
+        "two.parts",
+        "a.b.c",
+        "a.b.c.d.e",
+        "....",
+        "é.é.é",
+        oversized.as_str(),
+    ] {
+        assert!(
+            matches!(
+                refusal(&authenticator, garbage).await,
+                TokenError::Malformed(_)
+            ),
+            "{garbage:.20}"
+        );
+    }
+}
+
+#[test]
+fn strips_the_bearer_scheme() {
+    assert_eq!(bearer_token("Bearer abc"), Ok("abc"));
+    assert_eq!(bearer_token("bearer\t abc "), Ok("abc"));
+    assert_eq!(bearer_token("abc"), Ok("abc"));
+    assert_eq!(bearer_token("Bearerabc"), Ok("Bearerabc"));
+    assert_eq!(bearer_token("Bearer"), Err(TokenError::Missing));
+    assert_eq!(bearer_token(""), Err(TokenError::Missing));
+}
+
+// ---------------------------------------------------------------- cache
+
+#[tokio::test]
+async fn the_second_call_is_a_cache_hit() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&claims());
+    let first = authenticator.authenticate(&token).await.unwrap();
+    let second = authenticator
+        .authenticate(&format!("Bearer {token}"))
+        .await
+        .unwrap();
+    assert!(!first.cached);
+    assert!(second.cached);
+    assert!(Arc::ptr_eq(&first.token, &second.token));
+    assert_eq!(authenticator.verifications(), 1);
+    authenticator.cache().run_pending_tasks().await;
+    assert_eq!(authenticator.entry_count(), 1);
+}
+
+#[tokio::test]
+async fn refusals_are_not_cached() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&with(claims(), json!({"aud": "https://attacker.example"})));
+    for _ in 0..2 {
+        assert_eq!(
+            refusal(&authenticator, &token).await,
+            TokenError::WrongAudience
+        );
+    }
+    assert_eq!(authenticator.verifications(), 2);
+}
+
+#[tokio::test]
+async fn a_cached_token_expires_with_its_exp() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let expires_at = now() + 1;
+    let token = rs256(&with(claims(), json!({"exp": expires_at})));
+    assert!(authenticator.authenticate(&token).await.is_ok());
+    // jsonwebtoken accepts `exp == now`; wait until the second after `exp` has begun.
+    let refused_from =
+        UNIX_EPOCH + Duration::from_secs(expires_at as u64 + 1) + Duration::from_millis(50);
+    let wait = refused_from
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    assert!(wait <= Duration::from_millis(2_100));
+    tokio::time::sleep(wait).await;
+    assert_eq!(refusal(&authenticator, &token).await, TokenError::Expired);
+    assert_eq!(authenticator.verifications(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_calls_verify_once() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = Arc::new(sign("ec-1", Algorithm::ES256, &claims()));
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (authenticator, token, barrier) =
+                (authenticator.clone(), token.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                authenticator.authenticate(&token).await
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        fresh += usize::from(!task.await.unwrap().unwrap().cached);
+    }
+    assert_eq!(authenticator.verifications(), 1);
+    assert_eq!(fresh, 1);
+}
+
+// ---------------------------------------------------------------- key sources
+
+#[tokio::test]
+async fn a_bad_inline_or_file_key_set_is_a_setup_error() {
+    let bad_inline = issuer_with(KeySource::Inline("{\"keys\": 5}".to_owned()));
+    let error = Authenticator::new(&[bad_inline], &CacheConfig::default(), FhirVersion::R4)
+        .await
+        .unwrap_err();
+    assert_eq!(error.key, "issuers[0].jwks");
+    let no_usable_key = issuer_with(KeySource::Inline(
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.to_owned(),
+    ));
+    let error = Authenticator::new(
+        &[inline_issuer(), no_usable_key],
+        &CacheConfig::default(),
+        FhirVersion::R4,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.key, "issuers[1].jwks");
+    let missing_file = issuer_with(KeySource::File("/nonexistent/jwks.json".into()));
+    let error = Authenticator::new(&[missing_file], &CacheConfig::default(), FhirVersion::R4)
+        .await
+        .unwrap_err();
+    assert_eq!(error.key, "issuers[0].jwks_file");
+    assert!(error.message.contains("/nonexistent/jwks.json"));
+}
+
+#[tokio::test]
+async fn a_file_key_set_is_reloaded_on_an_unknown_kid() {
+    let path = std::env::temp_dir().join(format!(
+        "smart-authz-jwks-{}-{}.json",
+        std::process::id(),
+        now()
+    ));
+    std::fs::write(&path, jwks_of(&["rsa-1"])).unwrap();
+    let authenticator = authenticator(vec![issuer_with(KeySource::File(path.clone()))]).await;
+    assert!(authenticator.authenticate(&rs256(&claims())).await.is_ok());
+    std::fs::write(&path, jwks_of(&["rsa-2"])).unwrap();
+    let rotated = sign("rsa-2", Algorithm::RS256, &claims());
+    let result = authenticator.authenticate(&rotated).await;
+    let _ = std::fs::remove_file(&path);
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// A JWK Set endpoint whose answer the test changes.
+struct JwksEndpoint {
+    answer: Mutex<(StatusCode, String)>,
+    delay: Mutex<Duration>,
+    hits: AtomicUsize,
+}
+
+impl JwksEndpoint {
+    fn set(&self, status: StatusCode, body: String) {
+        *self.answer.lock().unwrap() = (status, body);
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer_jwks(State(endpoint): State<Arc<JwksEndpoint>>) -> (StatusCode, String) {
+    endpoint.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = *endpoint.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
+    endpoint.answer.lock().unwrap().clone()
+}
+
+/// Serves `body` at `http://127.0.0.1:<port>/jwks` until the runtime ends.
+async fn serve_jwks(status: StatusCode, body: String) -> (String, Arc<JwksEndpoint>) {
+    let endpoint = Arc::new(JwksEndpoint {
+        answer: Mutex::new((status, body)),
+        delay: Mutex::new(Duration::ZERO),
+        hits: AtomicUsize::new(0),
+    });
+    let router = axum::Router::new()
+        .route("/jwks", axum::routing::get(answer_jwks))
+        .with_state(endpoint.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{address}/jwks"), endpoint)
+}
+
+#[tokio::test]
+async fn follows_a_key_rotation_at_the_jwks_uri() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    assert!(authenticator.authenticate(&rs256(&claims())).await.is_ok());
+    assert_eq!(endpoint.hits(), 1);
+
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2"]));
+    let rotated = sign("rsa-2", Algorithm::RS256, &claims());
+    let answer = authenticator.authenticate(&rotated).await.unwrap();
+    assert!(!answer.cached);
+    assert_eq!(endpoint.hits(), 2);
+    // The retired key is gone: a new rsa-1 token is refused after one more (allowed) refresh.
+    let old = rs256(&with(claims(), json!({"jti": "new"})));
+    let error = refusal(&authenticator, &old).await;
+    assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+}
+
+#[tokio::test]
+async fn unknown_kids_do_not_refetch_within_the_minimum_interval() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let issuer = IssuerConfig {
+        min_refresh_interval: Duration::from_secs(60),
+        ..issuer_with(KeySource::Uri(uri))
+    };
+    let authenticator = authenticator(vec![issuer]).await;
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2"]));
+    for index in 0..3 {
+        let token = sign(
+            "rsa-2",
+            Algorithm::RS256,
+            &with(claims(), json!({"jti": index})),
+        );
+        let error = refusal(&authenticator, &token).await;
+        assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+    }
+    assert_eq!(endpoint.hits(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_uri_makes_tokens_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let issuer = issuer_with(KeySource::Uri(format!("http://{address}/jwks")));
+    let authenticator = authenticator(vec![issuer]).await;
+    match authenticator.authenticate(&rs256(&claims())).await {
+        Err(AuthError::Unavailable { issuer, detail }) => {
+            assert_eq!(issuer, ISSUER);
+            assert!(!detail.is_empty());
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_that_arrive_late_are_fetched_once_for_concurrent_calls() {
+    let (uri, endpoint) = serve_jwks(StatusCode::INTERNAL_SERVER_ERROR, "down".to_owned()).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    let token = Arc::new(rs256(&claims()));
+    let error = authenticator.authenticate(&token).await.unwrap_err();
+    assert!(
+        matches!(error, AuthError::Unavailable { ref detail, .. } if detail.contains("500")),
+        "{error:?}"
+    );
+    assert_eq!(endpoint.hits(), 2);
+
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-1"]));
+    *endpoint.delay.lock().unwrap() = Duration::from_millis(200);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (authenticator, token) = (authenticator.clone(), token.clone());
+            tokio::spawn(async move { authenticator.authenticate(&token).await })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        fresh += usize::from(!task.await.unwrap().unwrap().cached);
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(authenticator.verifications(), 2);
+    assert_eq!(endpoint.hits(), 3);
+}
+
+#[tokio::test]
+async fn background_reloads_run_until_the_authenticator_is_dropped() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let issuer = IssuerConfig {
+        refresh_interval: Duration::from_millis(50),
+        ..issuer_with(KeySource::Uri(uri))
+    };
+    let authenticator = authenticator(vec![issuer]).await;
+    let keys = Arc::downgrade(authenticator.key_set(ISSUER).unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(endpoint.hits() >= 3, "{}", endpoint.hits());
+
+    drop(authenticator);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let hits = endpoint.hits();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(endpoint.hits(), hits);
+    assert!(keys.upgrade().is_none());
+}

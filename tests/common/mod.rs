@@ -1,0 +1,285 @@
+//! Shared helpers for the black-box tests: a token issuer whose JWKS is served over real
+//! HTTP on loopback, and the real server on an ephemeral loopback port.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::get;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use smart_authz::config::Config;
+use smart_authz::grpc::pb;
+use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The audience every test token is issued for: this FHIR server's base URL.
+pub const AUDIENCE: &str = "https://fhir.test/r4";
+
+/// A test key: its private PEM, algorithm, and public JWK.
+pub struct TestKey {
+    pub kid: &'static str,
+    pub algorithm: Algorithm,
+    pub private_pem: &'static str,
+    pub public_pem: &'static str,
+    pub jwk: &'static str,
+}
+
+pub const RSA_1: TestKey = TestKey {
+    kid: "rsa-1",
+    algorithm: Algorithm::RS256,
+    private_pem: include_str!("../fixtures/keys/rsa-1.pem"),
+    public_pem: include_str!("../fixtures/keys/rsa-1.public.pem"),
+    jwk: include_str!("../fixtures/keys/rsa-1.jwk.json"),
+};
+pub const RSA_2: TestKey = TestKey {
+    kid: "rsa-2",
+    algorithm: Algorithm::RS256,
+    private_pem: include_str!("../fixtures/keys/rsa-2.pem"),
+    public_pem: include_str!("../fixtures/keys/rsa-2.public.pem"),
+    jwk: include_str!("../fixtures/keys/rsa-2.jwk.json"),
+};
+pub const EC_1: TestKey = TestKey {
+    kid: "ec-1",
+    algorithm: Algorithm::ES256,
+    private_pem: include_str!("../fixtures/keys/ec-1.pem"),
+    public_pem: include_str!("../fixtures/keys/ec-1.public.pem"),
+    jwk: include_str!("../fixtures/keys/ec-1.jwk.json"),
+};
+pub const ED_1: TestKey = TestKey {
+    kid: "ed-1",
+    algorithm: Algorithm::EdDSA,
+    private_pem: include_str!("../fixtures/keys/ed-1.pem"),
+    public_pem: include_str!("../fixtures/keys/ed-1.public.pem"),
+    jwk: include_str!("../fixtures/keys/ed-1.jwk.json"),
+};
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token issuer: signs tokens with the test keys and serves its JWKS on loopback HTTP.
+pub struct TestIssuer {
+    pub issuer: String,
+    pub jwks_uri: String,
+    published: Arc<RwLock<Value>>,
+    server: JoinHandle<()>,
+}
+
+impl TestIssuer {
+    /// Starts the JWKS server publishing `keys`.
+    pub async fn start(keys: &[&TestKey]) -> Self {
+        let published = Arc::new(RwLock::new(jwks(keys)));
+        let shared = published.clone();
+        let router = Router::new().route(
+            "/jwks",
+            get(move || {
+                let shared = shared.clone();
+                async move { axum::Json(shared.read().unwrap().clone()) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        TestIssuer {
+            issuer: format!("http://{address}/issuer"),
+            jwks_uri: format!("http://{address}/jwks"),
+            published,
+            server,
+        }
+    }
+
+    /// Replaces the published key set (key rotation).
+    pub fn publish(&self, keys: &[&TestKey]) {
+        *self.published.write().unwrap() = jwks(keys);
+    }
+
+    /// Claims of a valid token with `scope`, for `patient` when given.
+    pub fn claims(&self, scope: &str) -> Value {
+        json!({
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": "user-1",
+            "client_id": "test-client",
+            "scope": scope,
+            "iat": now(),
+            "exp": now() + 600,
+        })
+    }
+
+    /// A patient-context token with `scope`.
+    pub fn patient_token(&self, scope: &str, patient: &str) -> String {
+        let mut claims = self.claims(scope);
+        claims["patient"] = json!(patient);
+        sign(&RSA_1, &claims)
+    }
+
+    /// The `[[issuers]]` TOML of this issuer.
+    pub fn issuer_toml(&self) -> String {
+        format!(
+            "[[issuers]]\nissuer = \"{}\"\naudiences = [\"{AUDIENCE}\"]\njwks_uri = \"{}\"\njwks_min_refresh_secs = 1\n",
+            self.issuer, self.jwks_uri
+        )
+    }
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn jwks(keys: &[&TestKey]) -> Value {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|key| serde_json::from_str(key.jwk).unwrap())
+        .collect();
+    json!({ "keys": keys })
+}
+
+/// Signs `claims` with `key`, with its `kid`.
+pub fn sign(key: &TestKey, claims: &Value) -> String {
+    let mut header = Header::new(key.algorithm);
+    header.kid = Some(key.kid.to_owned());
+    let encoding = match key.algorithm {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(key.private_pem.as_bytes()),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(key.private_pem.as_bytes()),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(key.private_pem.as_bytes()),
+        other => panic!("no test key for {other:?}"),
+    }
+    .unwrap();
+    jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+}
+
+/// The real server on 127.0.0.1, an ephemeral port, and a connected client.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub channel: Channel,
+    pub client: AuthzServiceClient<Channel>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts the server on `config_toml` (its `listen` is ignored).
+    pub async fn start(config_toml: &str) -> Self {
+        let config = Config::from_toml(config_toml).expect("valid test configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            smart_authz::app::run(listener, config, async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let channel = connect(address).await;
+        TestServer {
+            address,
+            client: AuthzServiceClient::new(channel.clone()),
+            channel,
+            shutdown: Some(shutdown),
+            handle: Some(handle),
+        }
+    }
+
+    /// Starts the server trusting `issuer`, with `extra` top-level TOML before it.
+    pub async fn for_issuer(issuer: &TestIssuer, extra: &str) -> Self {
+        TestServer::start(&format!("{extra}\n{}", issuer.issuer_toml())).await
+    }
+
+    /// Stops the server and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap();
+        }
+    }
+
+    /// `CheckAccess` with an HTTP request line.
+    pub async fn check(&self, token: &str, method: &str, path: &str) -> pb::CheckAccessResponse {
+        self.check_request(check_http(token, method, path)).await
+    }
+
+    pub async fn check_request(&self, request: pb::CheckAccessRequest) -> pb::CheckAccessResponse {
+        self.client
+            .clone()
+            .check_access(request)
+            .await
+            .expect("CheckAccess answers")
+            .into_inner()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn connect(address: SocketAddr) -> Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the server did not start on {address}");
+}
+
+/// A `CheckAccessRequest` with an HTTP request line.
+pub fn check_http(token: &str, method: &str, path: &str) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+        })),
+        ..pb::CheckAccessRequest::default()
+    }
+}
+
+/// A resource given as JSON.
+pub fn json_resource(resource: &Value) -> Option<pb::Resource> {
+    Some(pb::Resource {
+        content: Some(pb::resource::Content::Json(
+            resource.to_string().into_bytes(),
+        )),
+    })
+}
+
+pub fn decision(response: &pb::CheckAccessResponse) -> pb::Decision {
+    pb::Decision::try_from(response.decision).unwrap()
+}
+
+pub fn reason(response: &pb::CheckAccessResponse) -> pb::Reason {
+    pb::Reason::try_from(response.reason).unwrap()
+}
+
+/// An Observation about `Patient/<patient>`.
+pub fn observation(patient: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "id": "obs-1",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+        "subject": {"reference": format!("Patient/{patient}")}
+    })
+}

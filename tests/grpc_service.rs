@@ -1,0 +1,237 @@
+//! The rest of the API over real gRPC: batches and transactions, IntrospectToken, health,
+//! reflection, and graceful shutdown.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use smart_authz::grpc::pb;
+use tonic::Code;
+
+fn entry(method: &str, path: &str, proposed: Option<serde_json::Value>) -> pb::BatchEntry {
+    pb::BatchEntry {
+        request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+            method: method.into(),
+            path: path.into(),
+        })),
+        stored: None,
+        proposed: proposed.as_ref().and_then(json_resource),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_all_or_nothing_batches_entry_by_entry() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.crs", "123");
+    let entries = vec![
+        entry("POST", "Observation", Some(observation("123"))),
+        entry("GET", "Observation?code=x", None),
+        entry("POST", "Observation", Some(observation("456"))),
+    ];
+    let mut client = server.client.clone();
+    for (bundle_type, expected) in [
+        (pb::BundleType::Transaction, pb::Decision::Deny),
+        (pb::BundleType::Batch, pb::Decision::Deny),
+    ] {
+        let response = client
+            .batch_check_access(pb::BatchCheckAccessRequest {
+                access_token: token.clone(),
+                bundle_type: bundle_type as i32,
+                entries: entries.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(pb::Decision::try_from(response.decision).unwrap(), expected);
+        let per_entry: Vec<i32> = response
+            .entries
+            .iter()
+            .map(|entry| entry.decision)
+            .collect();
+        assert_eq!(
+            per_entry,
+            [
+                pb::Decision::Allow as i32,
+                pb::Decision::Allow as i32,
+                pb::Decision::Deny as i32
+            ]
+        );
+        assert_eq!(
+            response.entries[2].reason,
+            pb::Reason::OutsideCompartment as i32
+        );
+        assert_eq!(response.subject.unwrap().patient, "123");
+    }
+    let allowed = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            bundle_type: pb::BundleType::Transaction as i32,
+            entries: entries[..2].to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(allowed.decision, pb::Decision::Allow as i32);
+
+    let expired = {
+        let mut claims = issuer.claims("patient/*.crs");
+        claims["exp"] = json!(now() - 3600);
+        sign(&RSA_1, &claims)
+    };
+    let denied = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: expired,
+            bundle_type: pb::BundleType::Batch as i32,
+            entries: entries.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.decision, pb::Decision::Deny as i32);
+    assert_eq!(denied.reason, pb::Reason::TokenExpired as i32);
+
+    let status = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token,
+            bundle_type: 0,
+            entries,
+        })
+        .await
+        .expect_err("bundle type is required");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_reports_claims_scopes_and_the_cache() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let mut claims = issuer.claims("launch/patient openid patient/Observation.rs patient/Foo.rs");
+    claims["patient"] = json!("Patient/123");
+    claims["fhirUser"] = json!("Patient/123");
+    claims["need_patient_banner"] = json!(true);
+    claims["fhirContext"] = json!([{"reference": "Encounter/9"}, "DocumentReference/2"]);
+    claims["jti"] = json!("abc");
+    let token = sign(&RSA_1, &claims);
+    let mut client = server.client.clone();
+    let introspect = |token: String| pb::IntrospectTokenRequest { token };
+
+    let first = client
+        .introspect_token(introspect(token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.active);
+    assert_eq!(first.patient, "123");
+    assert_eq!(first.fhir_user, "Patient/123");
+    assert_eq!(first.aud, [AUDIENCE]);
+    assert_eq!(first.iss, issuer.issuer);
+    assert_eq!(first.jti, "abc");
+    assert!(first.need_patient_banner);
+    assert_eq!(
+        first.fhir_context,
+        [
+            r#"{"reference":"Encounter/9"}"#,
+            r#"{"reference":"DocumentReference/2"}"#
+        ]
+    );
+    assert_eq!(first.source, pb::TokenSource::LocalJwt as i32);
+    assert!(!first.cached);
+    assert_eq!(first.scopes.len(), 4);
+    assert_eq!(first.ignored_scopes[0].scope, "patient/Foo.rs");
+
+    let second = client
+        .introspect_token(introspect(token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.cached);
+
+    claims["exp"] = json!(now() - 10);
+    let expired = client
+        .introspect_token(introspect(sign(&RSA_1, &claims)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        expired,
+        pb::IntrospectTokenResponse::default(),
+        "inactive: active = false and nothing else"
+    );
+
+    let status = client
+        .introspect_token(introspect(String::new()))
+        .await
+        .expect_err("token required");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    for service in ["", "smartauthz.v1.AuthzService"] {
+        let response = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status, serving, "{service:?}");
+    }
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(server.channel.clone());
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer {response:?}");
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    assert!(
+        names.contains(&"smartauthz.v1.AuthzService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_and_stops_listening() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let address = server.address;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    assert_eq!(
+        decision(&server.check(&token, "GET", "Observation/1").await),
+        pb::Decision::Allow
+    );
+    server.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "still listening after shutdown"
+    );
+}
