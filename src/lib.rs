@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! The pure core (no I/O, no async, no clock):
 //! - [`smart`]: the scope grammar (`patient/Observation.rs?category=...`, v1 words, launch,
 //!   identity and extension scopes) and the launch context read from a token's claims.
 //! - [`fhir`]: FHIR versions with tables generated from the official definitions
@@ -15,10 +16,18 @@
 //! - [`decision`]: the engine. `decide(token, request, stored, proposed)` returns a
 //!   [`decision::Decision`]; batches and transactions are decided entry by entry. Policy knobs
 //!   live in [`decision::Policy`].
-//! - [`explain`]: the `smart-authz explain` command, which prints one decision for a person.
 //!
-//! `smart`, `fhir` and `decision` are pure: no I/O, no async, no clock. A deny is a
-//! `Decision`, never an error; an error means the engine could not decide.
+//! The edges:
+//! - [`token`]: JWT verification against each issuer's keys (fetched and refreshed), and
+//!   the cache of verified tokens.
+//! - [`grpc`]: the `smartauthz.v1.AuthzService` face and its protobuf conversions.
+//! - [`app`]: wiring: one server with the API, health and reflection; graceful shutdown.
+//! - [`config`]: the TOML file and `SMART_AUTHZ_*` environment, validated.
+//! - [`telemetry`]: logging.
+//! - [`explain`] and [`mint`]: the `explain` and `token` commands.
+//!
+//! A deny is a `Decision`, never an error; an error means the service could not decide, and
+//! never becomes an allow.
 
 #![forbid(unsafe_code)]
 

@@ -24,14 +24,26 @@ fn binary() -> Command {
 }
 
 fn mint(args: &[&str]) -> String {
-    let output = binary().arg("token").args(args).output().expect("token runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = binary()
+        .arg("token")
+        .args(args)
+        .output()
+        .expect("token runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_in_development_configuration_answers() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let address = format!("127.0.0.1:{port}");
     let _server = Running(
         binary()
@@ -54,14 +66,31 @@ async fn the_built_in_development_configuration_answers() {
     let mut client = AuthzServiceClient::new(channel.expect("the server listens"));
 
     let token = mint(&["--scope", "patient/*.rs", "--patient", "123"]);
-    let allowed = client.check_access(check_http(&token, "GET", "Observation?code=x")).await.unwrap().into_inner();
-    assert_eq!(decision(&allowed), pb::Decision::Allow, "{}", allowed.message);
+    let allowed = client
+        .check_access(check_http(&token, "GET", "Observation?code=x"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        decision(&allowed),
+        pb::Decision::Allow,
+        "{}",
+        allowed.message
+    );
     assert_eq!(allowed.grants[0].compartment, "Patient/123");
 
-    let denied = client.check_access(check_http(&token, "GET", "Patient/456/Observation")).await.unwrap().into_inner();
+    let denied = client
+        .check_access(check_http(&token, "GET", "Patient/456/Observation"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(decision(&denied), pb::Decision::Deny);
     assert_eq!(denied.reason, pb::Reason::OutsideCompartment as i32);
 
-    let write = client.check_access(check_http(&token, "POST", "Observation")).await.unwrap().into_inner();
+    let write = client
+        .check_access(check_http(&token, "POST", "Observation"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(write.reason, pb::Reason::NoMatchingScope as i32);
 }
