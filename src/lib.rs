@@ -23,7 +23,7 @@
 //! - [`grpc`]: the `smartauthz.v1.AuthzService` face and its protobuf conversions.
 //! - [`app`]: wiring: one server with the API, health and reflection; graceful shutdown.
 //! - [`config`]: the TOML file and `SMART_AUTHZ_*` environment, validated.
-//! - [`telemetry`]: logging.
+//! - [`telemetry`]: log output.
 //! - [`explain`] and [`mint`]: the `explain` and `token` commands.
 //!
 //! A deny is a `Decision`, never an error; an error means the service could not decide, and
