@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod oauth;
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
