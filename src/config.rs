@@ -15,6 +15,7 @@ use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Policy;
+use crate::envoy::EnvoyConfig;
 use crate::fhir::FhirVersion;
 
 /// The development configuration used when no file is given: the issuer of
@@ -47,6 +48,8 @@ pub struct ConfigFile {
     pub cache: CacheConfig,
     pub policy: Policy,
     pub log: LogConfig,
+    /// The Envoy ext_authz face (docs/envoy.md).
+    pub envoy: EnvoyConfig,
 }
 
 impl Default for ConfigFile {
@@ -59,6 +62,7 @@ impl Default for ConfigFile {
             cache: CacheConfig::default(),
             policy: Policy::default(),
             log: LogConfig::default(),
+            envoy: EnvoyConfig::default(),
         }
     }
 }
@@ -71,7 +75,8 @@ pub struct IssuerFile {
     pub issuer: String,
     /// Accepted `aud` values: the FHIR base URL(s) of this server.
     pub audiences: Vec<String>,
-    /// Where its keys are: exactly one of these three.
+    /// Where its keys are: at most one of these three. With none of them and no
+    /// `introspection_endpoint`, they are discovered.
     pub jwks_uri: Option<String>,
     pub jwks_file: Option<PathBuf>,
     /// The JWK Set itself, as JSON text.
@@ -80,29 +85,84 @@ pub struct IssuerFile {
     pub algorithms: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway_secs: u64,
-    /// How often keys from `jwks_uri` (or `jwks_file`) are reloaded.
+    /// How often keys from `jwks_uri` (or `jwks_file`) and the discovery document are
+    /// reloaded.
     pub jwks_refresh_secs: u64,
     /// Least time between two reloads caused by an unknown `kid`.
     pub jwks_min_refresh_secs: u64,
-    /// Timeout of one `jwks_uri` fetch.
+    /// Timeout of one `jwks_uri` or discovery fetch.
     pub jwks_timeout_ms: u64,
+    /// Forces (`true`) or disables (`false`) OpenID Connect discovery of `jwks_uri` and
+    /// `introspection_endpoint`; by default an issuer with neither a key source nor an
+    /// `introspection_endpoint` is discovered.
+    pub discovery: Option<bool>,
+    /// The issuer's RFC 7662 token introspection endpoint.
+    pub introspection_endpoint: Option<String>,
+    /// Introspect this issuer's JWTs too, never verify them locally.
+    pub introspection_only: bool,
+    /// Send tokens that are not JWTs of a configured issuer to this issuer's introspection
+    /// endpoint; default: true when the issuer has introspection. At most one issuer may.
+    pub opaque_tokens: Option<bool>,
+    /// `client_secret_basic` (default), `client_secret_post` or `bearer`.
+    pub introspection_auth: Option<String>,
+    /// This server's client id at the issuer, for introspection.
+    pub client_id: Option<String>,
+    /// Its client secret (or, for `bearer`, the bearer token); or `client_secret_file`.
+    pub client_secret: Option<Secret>,
+    /// A file holding the client secret, read at startup (surrounding whitespace ignored).
+    pub client_secret_file: Option<PathBuf>,
+    /// Timeout of one introspection request (default 3000).
+    pub introspection_timeout_ms: u64,
+    /// Most introspection requests in flight to this issuer at once (default 32).
+    pub introspection_max_concurrency: usize,
 }
 
-/// The verified-token cache.
+/// A credential: never shown by `Debug`, so it cannot leak into logs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
+    }
+
+    /// The credential itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The token cache, shared by locally verified JWTs and introspected tokens.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Most tokens kept.
-    pub max_entries: u64,
-    /// Longest a verified token is kept, even if its `exp` is later.
+    /// Bound of the cache, in approximate bytes of its entries (claims and strings).
+    pub max_bytes: u64,
+    /// Longest a locally verified JWT is kept, even if its `exp` is later.
     pub max_ttl_secs: u64,
+    /// Longest an introspected token is kept: a revocation at the issuer is seen within
+    /// this bound.
+    pub introspection_max_ttl_secs: u64,
+    /// How long a refused token (invalid, inactive) is remembered, so a flood of bad tokens
+    /// does not reach the issuer; 0 disables negative caching.
+    pub negative_ttl_secs: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
             max_ttl_secs: 300,
+            introspection_max_ttl_secs: 300,
+            negative_ttl_secs: 10,
         }
     }
 }
@@ -143,6 +203,7 @@ pub struct Config {
     /// The engine's policy, with the configured FHIR version.
     pub policy: Policy,
     pub log: LogConfig,
+    pub envoy: EnvoyConfig,
     /// True when running on [`DEVELOPMENT_CONFIG`].
     pub development: bool,
 }
@@ -152,12 +213,82 @@ pub struct Config {
 pub struct IssuerConfig {
     pub issuer: String,
     pub audiences: Vec<String>,
-    pub keys: KeySource,
+    /// Configured keys; `None` when they are discovered or the issuer is introspection-only.
+    pub keys: Option<KeySource>,
+    /// Whether `jwks_uri` / `introspection_endpoint` come from the discovery documents
+    /// (for whichever of them is not configured).
+    pub discovery: bool,
+    /// RFC 7662 introspection of this issuer's tokens, when configured.
+    pub introspection: Option<IntrospectionConfig>,
+    /// This issuer's JWTs are introspected, never verified locally.
+    pub introspection_only: bool,
+    /// Tokens that are not JWTs of a configured issuer are introspected by this issuer.
+    pub opaque_tokens: bool,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
     pub refresh_interval: Duration,
     pub min_refresh_interval: Duration,
     pub fetch_timeout: Duration,
+}
+
+impl IssuerConfig {
+    /// An issuer whose JWTs are verified locally with `keys`, with the defaults of the file.
+    pub fn with_keys(issuer: impl Into<String>, audiences: Vec<String>, keys: KeySource) -> Self {
+        IssuerConfig {
+            issuer: issuer.into(),
+            audiences,
+            keys: Some(keys),
+            discovery: false,
+            introspection: None,
+            introspection_only: false,
+            opaque_tokens: false,
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: Duration::ZERO,
+            refresh_interval: Duration::from_secs(DEFAULT_REFRESH_SECS),
+            min_refresh_interval: Duration::from_secs(DEFAULT_MIN_REFRESH_SECS),
+            fetch_timeout: Duration::from_millis(DEFAULT_FETCH_TIMEOUT_MS),
+        }
+    }
+}
+
+/// How this server introspects an issuer's tokens (RFC 7662 §2).
+#[derive(Clone, Debug)]
+pub struct IntrospectionConfig {
+    /// The endpoint; `None` until discovery finds it.
+    pub endpoint: Option<String>,
+    /// How this server authenticates to the endpoint.
+    pub auth: IntrospectionAuth,
+    /// The client id (optional for `bearer`).
+    pub client_id: Option<String>,
+    /// The client secret, or the bearer token.
+    pub client_secret: Secret,
+    /// Timeout of one request (and of the wait for a free slot).
+    pub timeout: Duration,
+    /// Most requests in flight at once.
+    pub max_concurrency: usize,
+}
+
+/// Client authentication at the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1;
+/// SMART 2.2 token introspection also allows a bearer token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntrospectionAuth {
+    /// HTTP Basic with the form-encoded client id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// `Authorization: Bearer <client_secret>`.
+    Bearer,
+}
+
+impl IntrospectionAuth {
+    /// The configuration spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            IntrospectionAuth::ClientSecretBasic => "client_secret_basic",
+            IntrospectionAuth::ClientSecretPost => "client_secret_post",
+            IntrospectionAuth::Bearer => "bearer",
+        }
+    }
 }
 
 /// Where an issuer's public keys come from.
@@ -167,6 +298,14 @@ pub enum KeySource {
     File(PathBuf),
     Inline(String),
 }
+
+const DEFAULT_REFRESH_SECS: u64 = 300;
+const DEFAULT_MIN_REFRESH_SECS: u64 = 10;
+const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_INTROSPECTION_TIMEOUT_MS: u64 = 3_000;
+const DEFAULT_INTROSPECTION_MAX_CONCURRENCY: usize = 32;
+/// Least cache size accepted: a few entries.
+const MIN_CACHE_BYTES: u64 = 4096;
 
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +372,10 @@ impl Config {
     }
 
     fn validate(shape: ConfigFile, development: bool) -> Result<Config, ConfigError> {
+        shape
+            .envoy
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         let listen = shape.listen.parse().map_err(|_| {
             invalid(
                 "listen",
@@ -262,12 +405,24 @@ impl Config {
                 return Err(invalid(format!("issuers[{index}].issuer"), "listed twice"));
             }
         }
-        if shape.cache.max_entries == 0 {
-            return Err(invalid("cache.max_entries", "must be at least 1"));
+        if let Some((index, _)) = issuers
+            .iter()
+            .enumerate()
+            .filter(|(_, issuer)| issuer.opaque_tokens)
+            .nth(1)
+        {
+            let first = issuers
+                .iter()
+                .position(|issuer| issuer.opaque_tokens)
+                .unwrap_or_default();
+            return Err(invalid(
+                format!("issuers[{index}].opaque_tokens"),
+                format!(
+                    "issuers[{first}] already accepts opaque tokens; an opaque token names no issuer, so only one issuer may receive them (never send a token to the wrong authorization server): set opaque_tokens = false on all but one"
+                ),
+            ));
         }
-        if shape.cache.max_ttl_secs == 0 {
-            return Err(invalid("cache.max_ttl_secs", "must be at least 1"));
-        }
+        validate_cache(&shape.cache)?;
         for (name, rule) in &shape.policy.operations {
             if matches!(rule, crate::decision::OperationRule::Permissions { .. })
                 && rule.letters().is_none()
@@ -289,14 +444,41 @@ impl Config {
             cache: shape.cache,
             policy,
             log: shape.log,
+            envoy: shape.envoy,
             development,
         })
     }
 }
 
+fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
+    if cache.max_bytes < MIN_CACHE_BYTES {
+        return Err(invalid(
+            "cache.max_bytes",
+            format!("must be at least {MIN_CACHE_BYTES}"),
+        ));
+    }
+    if cache.max_ttl_secs == 0 {
+        return Err(invalid("cache.max_ttl_secs", "must be at least 1"));
+    }
+    if cache.introspection_max_ttl_secs == 0 {
+        return Err(invalid(
+            "cache.introspection_max_ttl_secs",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+fn is_http_url(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
 fn validate_issuer(
     index: usize,
-    file: IssuerFile,
+    mut file: IssuerFile,
     development: bool,
 ) -> Result<IssuerConfig, ConfigError> {
     let key = |name: &str| format!("issuers[{index}].{name}");
@@ -309,22 +491,104 @@ fn validate_issuer(
             "list the FHIR base URL(s) tokens must be issued for",
         ));
     }
-    let keys = match (file.jwks_uri, file.jwks_file, file.jwks) {
+    let mut keys = match (
+        file.jwks_uri.take(),
+        file.jwks_file.take(),
+        file.jwks.take(),
+    ) {
         (Some(uri), None, None) => {
-            if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+            if !is_http_url(&uri) {
                 return Err(invalid(key("jwks_uri"), "must be an http(s) URL"));
             }
-            KeySource::Uri(uri)
+            Some(KeySource::Uri(uri))
         }
-        (None, Some(path), None) => KeySource::File(path),
-        (None, None, Some(jwks)) => KeySource::Inline(jwks),
-        (None, None, None) if development => KeySource::Inline(DEVELOPMENT_JWKS.to_owned()),
+        (None, Some(path), None) => Some(KeySource::File(path)),
+        (None, None, Some(jwks)) => Some(KeySource::Inline(jwks)),
+        (None, None, None) => None,
         _ => {
             return Err(invalid(
                 key("jwks_uri"),
-                "set exactly one of jwks_uri, jwks_file, jwks",
+                "set at most one of jwks_uri, jwks_file, jwks",
             ));
         }
+    };
+    if let Some(endpoint) = &file.introspection_endpoint
+        && !is_http_url(endpoint)
+    {
+        return Err(invalid(
+            key("introspection_endpoint"),
+            "must be an http(s) URL",
+        ));
+    }
+    if keys.is_none()
+        && file.introspection_endpoint.is_none()
+        && file.discovery.is_none()
+        && development
+    {
+        keys = Some(KeySource::Inline(DEVELOPMENT_JWKS.to_owned()));
+    }
+    let discovery = file
+        .discovery
+        .unwrap_or(keys.is_none() && file.introspection_endpoint.is_none());
+    if discovery && !is_http_url(&file.issuer) {
+        return Err(invalid(
+            key("issuer"),
+            "discovery needs an http(s) issuer URL; otherwise set jwks_uri, jwks_file, jwks or introspection_endpoint",
+        ));
+    }
+    let has_credentials = file.client_id.is_some()
+        || file.client_secret.is_some()
+        || file.client_secret_file.is_some();
+    let wants_introspection =
+        file.introspection_endpoint.is_some() || (discovery && has_credentials);
+    if !wants_introspection {
+        if has_credentials {
+            return Err(invalid(
+                key("introspection_endpoint"),
+                "client credentials are set but there is no introspection endpoint: set introspection_endpoint, or discovery = true",
+            ));
+        }
+        if file.introspection_auth.is_some() {
+            return Err(invalid(
+                key("introspection_auth"),
+                "this issuer has no introspection endpoint",
+            ));
+        }
+    }
+    if keys.is_none() && !discovery && file.introspection_endpoint.is_none() {
+        return Err(invalid(
+            key("jwks_uri"),
+            "set one of jwks_uri, jwks_file, jwks or introspection_endpoint, or leave discovery enabled",
+        ));
+    }
+    let introspection = if wants_introspection {
+        Some(introspection_config(&key, &file)?)
+    } else {
+        None
+    };
+    if file.introspection_only {
+        if introspection.is_none() {
+            return Err(invalid(
+                key("introspection_only"),
+                "needs an introspection endpoint (introspection_endpoint, or discovery with client credentials)",
+            ));
+        }
+        if keys.is_some() {
+            return Err(invalid(
+                key("introspection_only"),
+                "its JWTs are never verified locally: remove jwks_uri, jwks_file and jwks",
+            ));
+        }
+    }
+    let opaque_tokens = match file.opaque_tokens {
+        Some(true) if introspection.is_none() => {
+            return Err(invalid(
+                key("opaque_tokens"),
+                "opaque tokens need an introspection endpoint",
+            ));
+        }
+        Some(accepts) => accepts,
+        None => introspection.is_some(),
     };
     let algorithms = if file.algorithms.is_empty() {
         DEFAULT_ALGORITHMS.to_vec()
@@ -342,15 +606,95 @@ fn validate_issuer(
         issuer: file.issuer,
         audiences: file.audiences,
         keys,
+        discovery,
+        introspection,
+        introspection_only: file.introspection_only,
+        opaque_tokens,
         algorithms,
         leeway: Duration::from_secs(file.leeway_secs),
-        refresh_interval: seconds(file.jwks_refresh_secs, 300),
-        min_refresh_interval: seconds(file.jwks_min_refresh_secs, 10),
+        refresh_interval: seconds(file.jwks_refresh_secs, DEFAULT_REFRESH_SECS),
+        min_refresh_interval: seconds(file.jwks_min_refresh_secs, DEFAULT_MIN_REFRESH_SECS),
         fetch_timeout: Duration::from_millis(if file.jwks_timeout_ms == 0 {
-            5_000
+            DEFAULT_FETCH_TIMEOUT_MS
         } else {
             file.jwks_timeout_ms
         }),
+    })
+}
+
+/// The introspection client settings of an issuer; the secret file is read here, at startup.
+fn introspection_config(
+    key: &dyn Fn(&str) -> String,
+    file: &IssuerFile,
+) -> Result<IntrospectionConfig, ConfigError> {
+    let auth = match file.introspection_auth.as_deref() {
+        None | Some("client_secret_basic") => IntrospectionAuth::ClientSecretBasic,
+        Some("client_secret_post") => IntrospectionAuth::ClientSecretPost,
+        Some("bearer") => IntrospectionAuth::Bearer,
+        Some(other) => {
+            return Err(invalid(
+                key("introspection_auth"),
+                format!("{other:?} is not one of client_secret_basic, client_secret_post, bearer"),
+            ));
+        }
+    };
+    let client_id = file.client_id.clone().filter(|id| !id.is_empty());
+    if client_id.is_none() && auth != IntrospectionAuth::Bearer {
+        return Err(invalid(
+            key("client_id"),
+            format!(
+                "introspection with {} needs this server's client id",
+                auth.name()
+            ),
+        ));
+    }
+    let client_secret = match (&file.client_secret, &file.client_secret_file) {
+        (Some(secret), None) => secret.clone(),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                invalid(
+                    key("client_secret_file"),
+                    format!("cannot read {}: {error}", path.display()),
+                )
+            })?;
+            Secret::new(text.trim())
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key("client_secret"),
+                "set client_secret or client_secret_file, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                key("client_secret"),
+                "introspection needs a client_secret or client_secret_file",
+            ));
+        }
+    };
+    if client_secret.expose().is_empty() {
+        let name = if file.client_secret_file.is_some() {
+            "client_secret_file"
+        } else {
+            "client_secret"
+        };
+        return Err(invalid(key(name), "is empty"));
+    }
+    Ok(IntrospectionConfig {
+        endpoint: file.introspection_endpoint.clone(),
+        auth,
+        client_id,
+        client_secret,
+        timeout: Duration::from_millis(if file.introspection_timeout_ms == 0 {
+            DEFAULT_INTROSPECTION_TIMEOUT_MS
+        } else {
+            file.introspection_timeout_ms
+        }),
+        max_concurrency: if file.introspection_max_concurrency == 0 {
+            DEFAULT_INTROSPECTION_MAX_CONCURRENCY
+        } else {
+            file.introspection_max_concurrency
+        },
     })
 }
 

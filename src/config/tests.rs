@@ -7,6 +7,24 @@ audiences = ["https://fhir.example/r4"]
 jwks_uri = "https://issuer.example/jwks"
 "#;
 
+/// An issuer with introspection settings but neither keys nor endpoint: discovered.
+const INTROSPECTING: &str = r#"
+[[issuers]]
+issuer = "https://as.example"
+audiences = ["https://fhir.example/r4"]
+client_id = "rs"
+client_secret = "s3cret"
+"#;
+
+const INTROSPECTING_WITH_ENDPOINT: &str = r#"
+[[issuers]]
+issuer = "https://as.example"
+audiences = ["https://fhir.example/r4"]
+introspection_endpoint = "https://as.example/introspect"
+client_id = "rs"
+client_secret = "s3cret"
+"#;
+
 fn error_of(text: &str) -> String {
     Config::from_toml(text).expect_err("invalid").to_string()
 }
@@ -19,9 +37,15 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(config.issuers[0].algorithms, DEFAULT_ALGORITHMS.to_vec());
     assert_eq!(
         config.issuers[0].keys,
-        KeySource::Uri("https://issuer.example/jwks".into())
+        Some(KeySource::Uri("https://issuer.example/jwks".into()))
     );
+    assert!(!config.issuers[0].discovery);
+    assert!(config.issuers[0].introspection.is_none());
+    assert!(!config.issuers[0].opaque_tokens);
     assert_eq!(config.cache.max_ttl_secs, 300);
+    assert_eq!(config.cache.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.cache.introspection_max_ttl_secs, 300);
+    assert_eq!(config.cache.negative_ttl_secs, 10);
     assert!(config.policy.patient_from_fhir_user);
     assert!(config.policy.operations.contains_key("everything"));
     assert!(!config.development);
@@ -34,8 +58,9 @@ fn the_development_configuration_loads_from_any_directory() {
     assert!(config.development);
     assert_eq!(
         config.issuers[0].keys,
-        KeySource::Inline(DEVELOPMENT_JWKS.to_owned())
+        Some(KeySource::Inline(DEVELOPMENT_JWKS.to_owned()))
     );
+    assert!(!config.issuers[0].discovery);
     assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
 }
 
@@ -91,8 +116,72 @@ fn errors_name_the_key() {
             "`issuers[0].jwks_uri`",
         ),
         (
-            format!("{MINIMAL}[cache]\nmax_entries = 0\n"),
-            "`cache.max_entries`",
+            format!("{MINIMAL}[cache]\nmax_bytes = 100\n"),
+            "`cache.max_bytes`",
+        ),
+        (
+            format!("{MINIMAL}[cache]\nintrospection_max_ttl_secs = 0\n"),
+            "`cache.introspection_max_ttl_secs`",
+        ),
+        (
+            format!("{INTROSPECTING}introspection_endpoint = \"ftp://x\"\n"),
+            "`issuers[0].introspection_endpoint`",
+        ),
+        (
+            INTROSPECTING_WITH_ENDPOINT.replace("client_id = \"rs\"\n", ""),
+            "`issuers[0].client_id`",
+        ),
+        (
+            INTROSPECTING_WITH_ENDPOINT.replace("client_secret = \"s3cret\"\n", ""),
+            "`issuers[0].client_secret`",
+        ),
+        (
+            format!("{INTROSPECTING_WITH_ENDPOINT}client_secret_file = \"/x\"\n"),
+            "`issuers[0].client_secret`",
+        ),
+        (
+            INTROSPECTING_WITH_ENDPOINT.replace(
+                "client_secret = \"s3cret\"",
+                "client_secret_file = \"/nonexistent/secret\"",
+            ),
+            "`issuers[0].client_secret_file`",
+        ),
+        (
+            format!("{INTROSPECTING_WITH_ENDPOINT}introspection_auth = \"private_key_jwt\"\n"),
+            "`issuers[0].introspection_auth`",
+        ),
+        (
+            format!("{MINIMAL}client_id = \"rs\"\nclient_secret = \"x\"\n"),
+            "`issuers[0].introspection_endpoint`",
+        ),
+        (
+            format!("{MINIMAL}introspection_only = true\n"),
+            "`issuers[0].introspection_only`",
+        ),
+        (
+            format!("{INTROSPECTING_WITH_ENDPOINT}jwks_uri = \"https://as.example/jwks\"\nintrospection_only = true\n"),
+            "`issuers[0].introspection_only`",
+        ),
+        (
+            format!("{MINIMAL}opaque_tokens = true\n"),
+            "`issuers[0].opaque_tokens`",
+        ),
+        (
+            format!(
+                "{INTROSPECTING_WITH_ENDPOINT}{}",
+                INTROSPECTING_WITH_ENDPOINT.replace("https://as.example", "https://as2.example")
+            ),
+            "`issuers[1].opaque_tokens`",
+        ),
+        (
+            "[[issuers]]\nissuer = \"not-a-url\"\naudiences = [\"https://fhir.example/r4\"]\n"
+                .to_owned(),
+            "`issuers[0].issuer`",
+        ),
+        (
+            "[[issuers]]\nissuer = \"https://as.example\"\naudiences = [\"https://fhir.example/r4\"]\ndiscovery = false\n"
+                .to_owned(),
+            "`issuers[0].jwks_uri`",
         ),
         (
             format!("{MINIMAL}[policy.operations.meta]\nrule = \"permissions\"\nletters = \"x\"\n"),
@@ -113,4 +202,109 @@ fn unknown_keys_and_wrong_types_are_refused_by_name() {
     assert!(error.contains("leeway_secs"), "{error}");
     let error = error_of(&format!("fhir_version = \"r6\"\n{MINIMAL}"));
     assert!(error.contains("fhir_version"), "{error}");
+}
+
+#[test]
+fn an_issuer_alone_is_discovered() {
+    let config = Config::from_toml(
+        "[[issuers]]\nissuer = \"https://as.example\"\naudiences = [\"https://fhir.example/r4\"]\n",
+    )
+    .unwrap();
+    let issuer = &config.issuers[0];
+    assert!(issuer.discovery);
+    assert_eq!(issuer.keys, None);
+    assert!(issuer.introspection.is_none());
+    assert!(!issuer.opaque_tokens);
+
+    let config = Config::from_toml(INTROSPECTING).unwrap();
+    let issuer = &config.issuers[0];
+    assert!(issuer.discovery);
+    let introspection = issuer.introspection.as_ref().unwrap();
+    assert_eq!(introspection.endpoint, None);
+    assert!(issuer.opaque_tokens);
+}
+
+#[test]
+fn introspection_settings_and_their_defaults() {
+    let config = Config::from_toml(INTROSPECTING_WITH_ENDPOINT).unwrap();
+    let issuer = &config.issuers[0];
+    assert!(!issuer.discovery);
+    assert!(issuer.opaque_tokens);
+    assert!(!issuer.introspection_only);
+    let introspection = issuer.introspection.as_ref().unwrap();
+    assert_eq!(
+        introspection.endpoint.as_deref(),
+        Some("https://as.example/introspect")
+    );
+    assert_eq!(introspection.auth, IntrospectionAuth::ClientSecretBasic);
+    assert_eq!(introspection.client_id.as_deref(), Some("rs"));
+    assert_eq!(introspection.client_secret.expose(), "s3cret");
+    assert_eq!(introspection.timeout, Duration::from_millis(3000));
+    assert_eq!(introspection.max_concurrency, 32);
+
+    let custom = Config::from_toml(&format!(
+        "{INTROSPECTING_WITH_ENDPOINT}introspection_auth = \"client_secret_post\"\nintrospection_timeout_ms = 700\nintrospection_max_concurrency = 4\nopaque_tokens = false\ndiscovery = true\n"
+    ))
+    .unwrap();
+    let issuer = &custom.issuers[0];
+    assert!(issuer.discovery && !issuer.opaque_tokens);
+    let introspection = issuer.introspection.as_ref().unwrap();
+    assert_eq!(introspection.auth, IntrospectionAuth::ClientSecretPost);
+    assert_eq!(introspection.timeout, Duration::from_millis(700));
+    assert_eq!(introspection.max_concurrency, 4);
+
+    // A bearer token needs no client id.
+    let bearer = Config::from_toml(&format!(
+        "{}introspection_auth = \"bearer\"\n",
+        INTROSPECTING_WITH_ENDPOINT.replace("client_id = \"rs\"\n", "")
+    ))
+    .unwrap();
+    let introspection = bearer.issuers[0].introspection.as_ref().unwrap();
+    assert_eq!(introspection.auth, IntrospectionAuth::Bearer);
+    assert_eq!(introspection.client_id, None);
+}
+
+#[test]
+fn one_opaque_issuer_among_several_is_fine() {
+    let second = INTROSPECTING_WITH_ENDPOINT.replace("https://as.example", "https://as2.example");
+    let config = Config::from_toml(&format!(
+        "{INTROSPECTING_WITH_ENDPOINT}{second}opaque_tokens = false\nintrospection_only = true\n"
+    ))
+    .unwrap();
+    assert!(config.issuers[0].opaque_tokens);
+    assert!(!config.issuers[1].opaque_tokens);
+    assert!(config.issuers[1].introspection_only);
+}
+
+#[test]
+fn the_client_secret_file_is_read_at_startup_and_trimmed() {
+    let path = std::env::temp_dir().join(format!(
+        "smart-authz-secret-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, "file-secret\n").unwrap();
+    let text = INTROSPECTING_WITH_ENDPOINT.replace(
+        "client_secret = \"s3cret\"",
+        &format!("client_secret_file = {:?}", path.display().to_string()),
+    );
+    let config = Config::from_toml(&text);
+    std::fs::remove_file(&path).unwrap();
+    let config = config.unwrap();
+    let introspection = config.issuers[0].introspection.as_ref().unwrap();
+    assert_eq!(introspection.client_secret.expose(), "file-secret");
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let config = Config::from_toml(INTROSPECTING_WITH_ENDPOINT).unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn the_renamed_max_entries_is_refused_by_name() {
+    let error = error_of(&format!("{MINIMAL}[cache]\nmax_entries = 10\n"));
+    assert!(error.contains("max_entries"), "{error}");
 }

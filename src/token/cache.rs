@@ -1,19 +1,32 @@
-//! The verified-token cache: a signature check costs ~30-80 µs, a hit ~1 µs, and a client
-//! sends the same access token with every request until it expires.
+//! The token cache, shared by both paths: a signature check costs ~30-80 µs and an
+//! introspection a network round trip, a hit ~1 µs, and a client sends the same access token
+//! with every request until it expires.
 //!
 //! Entries are keyed by the SHA-256 of the token, so the cache never holds a usable
-//! credential, and live until the token's `exp` (RFC 7519 §4.1.4) or `max_ttl_secs`,
-//! whichever comes first, so a revoked key or changed configuration is noticed within
-//! `max_ttl_secs`. Refusals are never cached.
+//! credential. An accepted token ([`CachedVerdict::Active`]) lives until its `exp`
+//! (RFC 7519 §4.1.4) or the maximum TTL of its path, whichever comes first: `max_ttl_secs`
+//! for local JWTs (a revoked key or changed configuration is noticed within it),
+//! `introspection_max_ttl_secs` for introspected tokens (a revocation at the issuer is seen
+//! within it, RFC 7662 §4). A refused token ([`CachedVerdict::Refused`]) lives
+//! `negative_ttl_secs`, so a flood of bad tokens reaches neither the CPU-heavy verification
+//! nor the issuer. "Could not judge" ([`super::AuthError::Unavailable`]) is never cached.
+//!
+//! The cache is bounded by approximate bytes ([`verdict_weight`]), not entry count, since an
+//! entry's claims can be anywhere from a few hundred bytes to tens of kilobytes.
 
+use std::mem::size_of;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
+use moka::notification::RemovalCause;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::VerifiedToken;
+use super::{TokenError, TokenSource, VerifiedToken};
 use crate::config::CacheConfig;
+use crate::smart::TokenContext;
 
 /// The cache key: SHA-256 of the token's bytes, never the token itself.
 pub type TokenKey = [u8; 32];
@@ -27,6 +40,15 @@ pub fn token_key(token: &str) -> TokenKey {
 /// useless for replaying it.
 pub fn token_fingerprint(key: &TokenKey) -> String {
     key[..4].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What the cache remembers about one token.
+#[derive(Clone, Debug)]
+pub enum CachedVerdict {
+    /// The token was accepted: shared, so a hit costs one `Arc` clone.
+    Active(Arc<VerifiedToken>),
+    /// The token was judged and refused (invalid, expired, inactive): negative caching.
+    Refused(TokenError),
 }
 
 /// How long a verified token may stay cached: until its `exp`, capped by `max_ttl`, and not
@@ -45,70 +67,248 @@ pub fn time_to_keep(expires_at: Option<i64>, now: SystemTime, max_ttl: Duration)
         .min(max_ttl)
 }
 
-/// Per-entry expiry for moka: [`time_to_keep`] at insertion, unchanged by reads.
+/// Per-entry expiry for moka: [`TokenExpiry::time_to_live`] at insertion, unchanged by reads.
 #[derive(Clone, Copy, Debug)]
 pub struct TokenExpiry {
-    /// The cap from `CacheConfig::max_ttl_secs`.
-    pub max_ttl: Duration,
+    /// Cap for locally verified JWTs (`max_ttl_secs`).
+    pub local_max_ttl: Duration,
+    /// Cap for introspected tokens (`introspection_max_ttl_secs`).
+    pub introspection_max_ttl: Duration,
+    /// Lifetime of a refusal (`negative_ttl_secs`).
+    pub negative_ttl: Duration,
 }
 
-impl Expiry<TokenKey, Arc<VerifiedToken>> for TokenExpiry {
+impl TokenExpiry {
+    /// The expiry rules of `config`.
+    pub fn from_config(config: &CacheConfig) -> Self {
+        TokenExpiry {
+            local_max_ttl: Duration::from_secs(config.max_ttl_secs),
+            introspection_max_ttl: Duration::from_secs(config.introspection_max_ttl_secs),
+            negative_ttl: Duration::from_secs(config.negative_ttl_secs),
+        }
+    }
+
+    /// How long `verdict`, cached at `now`, stays: an accepted token until its `exp` capped
+    /// by the maximum TTL of the path that accepted it; a refusal for the negative TTL.
+    pub fn time_to_live(&self, verdict: &CachedVerdict, now: SystemTime) -> Duration {
+        match verdict {
+            CachedVerdict::Active(token) => {
+                let max_ttl = match token.source {
+                    TokenSource::LocalJwt => self.local_max_ttl,
+                    TokenSource::RemoteIntrospection => self.introspection_max_ttl,
+                };
+                time_to_keep(token.expires_at, now, max_ttl)
+            }
+            CachedVerdict::Refused(_) => self.negative_ttl,
+        }
+    }
+}
+
+impl Expiry<TokenKey, CachedVerdict> for TokenExpiry {
     fn expire_after_create(
         &self,
         _key: &TokenKey,
-        token: &Arc<VerifiedToken>,
+        verdict: &CachedVerdict,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(time_to_keep(
-            token.expires_at,
-            SystemTime::now(),
-            self.max_ttl,
-        ))
+        Some(self.time_to_live(verdict, SystemTime::now()))
     }
 }
 
-/// Verified tokens by [`TokenKey`].
+/// Bytes moka and this module spend per entry beyond its content: the key, its `Arc`, the
+/// entry node with its access-order and timer links, and the hash table slot.
+const ENTRY_OVERHEAD: usize = 192;
+
+/// The approximate memory of one cached verdict, in bytes: the entry overhead, the claims
+/// (every JSON node and string), and the parsed context (each scope is held as text and
+/// parsed). Computed once, when the entry is inserted.
+pub fn verdict_weight(verdict: &CachedVerdict) -> u32 {
+    let bytes = ENTRY_OVERHEAD
+        + match verdict {
+            CachedVerdict::Active(token) => {
+                size_of::<VerifiedToken>()
+                    + token
+                        .claims
+                        .iter()
+                        .map(|(name, value)| map_entry_bytes(name, value))
+                        .sum::<usize>()
+                    + context_bytes(&token.context)
+            }
+            CachedVerdict::Refused(error) => size_of::<TokenError>() + refusal_text_bytes(error),
+        };
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn refusal_text_bytes(error: &TokenError) -> usize {
+    match error {
+        TokenError::Malformed(text) | TokenError::BadSignature(text) => text.len(),
+        TokenError::WrongIssuer(issuer) => issuer.len(),
+        _ => 0,
+    }
+}
+
+/// A map entry: its key string, its value, and the map's per-entry bookkeeping.
+fn map_entry_bytes(name: &str, value: &Value) -> usize {
+    size_of::<String>() + name.len() + json_bytes(value) + 2 * size_of::<usize>()
+}
+
+/// The heap and inline size of a JSON value. Claims come from `serde_json`, whose recursion
+/// limit bounds the depth.
+fn json_bytes(value: &Value) -> usize {
+    size_of::<Value>()
+        + match value {
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(json_bytes).sum(),
+            Value::Object(map) => map
+                .iter()
+                .map(|(name, value)| map_entry_bytes(name, value))
+                .sum(),
+        }
+}
+
+fn context_bytes(context: &TokenContext) -> usize {
+    let scopes: usize = context
+        .scopes
+        .entries
+        .iter()
+        .map(|entry| size_of_val(entry) + 2 * entry.text.len())
+        .sum();
+    let texts = [
+        &context.patient,
+        &context.encounter,
+        &context.fhir_user,
+        &context.client_id,
+        &context.sub,
+    ];
+    scopes
+        + texts
+            .iter()
+            .filter_map(|text| text.as_ref())
+            .map(String::len)
+            .sum::<usize>()
+}
+
+/// A snapshot of the cache's counters, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answers served without verifying or introspecting: cached entries, and callers that
+    /// waited for a concurrent caller's verification of the same token.
+    pub hits: u64,
+    /// Of the hits, those that were a cached refusal (negative caching at work).
+    pub negative_hits: u64,
+    /// Answers that needed a verification or introspection by this call, or that failed
+    /// with "unavailable".
+    pub misses: u64,
+    /// Entries evicted to stay within `max_bytes`.
+    pub evictions: u64,
+    /// Entries dropped at their expiry (`exp`, maximum TTL or negative TTL).
+    pub expirations: u64,
+    /// Entries in the cache (moka updates it lazily).
+    pub entry_count: u64,
+    /// Their approximate size in bytes ([`verdict_weight`]), bounded by `max_bytes`.
+    pub weighted_size: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    negative_hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+/// Verdicts by [`TokenKey`], for both verification paths.
 #[derive(Clone, Debug)]
 pub struct TokenCache {
-    entries: moka::future::Cache<TokenKey, Arc<VerifiedToken>>,
+    entries: moka::future::Cache<TokenKey, CachedVerdict>,
+    counters: Arc<Counters>,
 }
 
 impl TokenCache {
-    /// An empty cache bounded by `config.max_entries`.
+    /// An empty cache bounded by `config.max_bytes`, with the TTLs of `config`.
     pub fn new(config: &CacheConfig) -> Self {
+        let counters = Arc::new(Counters::default());
+        let listener_counters = Arc::clone(&counters);
         let entries = moka::future::Cache::builder()
-            .max_capacity(config.max_entries)
-            .expire_after(TokenExpiry {
-                max_ttl: Duration::from_secs(config.max_ttl_secs),
+            .max_capacity(config.max_bytes)
+            .weigher(|_key, verdict| verdict_weight(verdict))
+            .expire_after(TokenExpiry::from_config(config))
+            .eviction_listener(move |_key, _verdict, cause| {
+                let counter = match cause {
+                    RemovalCause::Size => &listener_counters.evictions,
+                    RemovalCause::Expired => &listener_counters.expirations,
+                    RemovalCause::Explicit | RemovalCause::Replaced => return,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
             })
             .build();
-        TokenCache { entries }
+        TokenCache { entries, counters }
     }
 
-    /// The cached token for `key`, or the result of `verify` (cached when it succeeds).
-    /// Concurrent callers with one uncached key share one `verify`. The flag is true when
-    /// the value was not produced by this call's `verify`.
+    /// The cached verdict for `key`, or the result of `verify` (cached whether it accepts
+    /// or refuses; an `Err`, i.e. "could not judge", is not cached). Concurrent callers with
+    /// one uncached key share one `verify`. A cached refusal comes back as `Err`. The flag
+    /// is true when the answer was not produced by this call's `verify`.
+    ///
+    /// A hit is a hash-table lookup and an `Arc` clone: `verify` is only polled on a miss,
+    /// so hits never wait on the network, the introspection semaphore or a key reload.
     pub async fn get_or_verify<E>(
         &self,
         key: &TokenKey,
-        verify: impl Future<Output = Result<Arc<VerifiedToken>, E>>,
+        verify: impl Future<Output = Result<CachedVerdict, E>>,
     ) -> Result<(Arc<VerifiedToken>, bool), E>
     where
-        E: Clone + Send + Sync + 'static,
+        E: From<TokenError> + Clone + Send + Sync + 'static,
     {
-        let entry = self
+        let entry = match self
             .entries
             .entry_by_ref(key)
             .or_try_insert_with(verify)
             .await
-            .map_err(Arc::unwrap_or_clone)?;
+        {
+            Ok(entry) => entry,
+            Err(error) => {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                return Err(Arc::unwrap_or_clone(error));
+            }
+        };
         let cached = !entry.is_fresh();
-        Ok((entry.into_value(), cached))
+        let counter = if cached {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match entry.into_value() {
+            CachedVerdict::Active(token) => Ok((token, cached)),
+            CachedVerdict::Refused(error) => {
+                if cached {
+                    self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(E::from(error))
+            }
+        }
     }
 
     /// Approximate number of cached tokens (moka updates it lazily), for metrics.
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()
+    }
+
+    /// The counters and sizes now.
+    pub fn stats(&self) -> CacheStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        CacheStats {
+            hits: load(&self.counters.hits),
+            negative_hits: load(&self.counters.negative_hits),
+            misses: load(&self.counters.misses),
+            evictions: load(&self.counters.evictions),
+            expirations: load(&self.counters.expirations),
+            entry_count: self.entries.entry_count(),
+            weighted_size: self.entries.weighted_size(),
+        }
     }
 
     /// Applies pending evictions and counts, so `entry_count` is exact (tests, shutdown).
@@ -139,6 +339,124 @@ mod tests {
             time_to_keep(Some(1_000_001), between_seconds, MAX),
             Duration::from_millis(600)
         );
+    }
+
+    fn token(source: TokenSource, expires_at: Option<i64>, scope: &str) -> Arc<VerifiedToken> {
+        let claims = serde_json::json!({"scope": scope, "sub": "user-1"});
+        let context = TokenContext::from_claims(&claims, crate::fhir::FhirVersion::R4).unwrap();
+        let Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        Arc::new(VerifiedToken {
+            context,
+            claims,
+            expires_at,
+            source,
+        })
+    }
+
+    #[test]
+    fn each_path_has_its_maximum_ttl_and_refusals_the_negative_ttl() {
+        let expiry = TokenExpiry {
+            local_max_ttl: Duration::from_secs(300),
+            introspection_max_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(10),
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let later = Some(1_000_000 + 3_600);
+        let local = CachedVerdict::Active(token(TokenSource::LocalJwt, later, "a"));
+        let remote = CachedVerdict::Active(token(TokenSource::RemoteIntrospection, later, "a"));
+        assert_eq!(expiry.time_to_live(&local, now), Duration::from_secs(300));
+        assert_eq!(expiry.time_to_live(&remote, now), Duration::from_secs(60));
+        let soon = CachedVerdict::Active(token(
+            TokenSource::RemoteIntrospection,
+            Some(1_000_005),
+            "a",
+        ));
+        assert_eq!(expiry.time_to_live(&soon, now), Duration::from_secs(5));
+        let refused = CachedVerdict::Refused(TokenError::Inactive);
+        assert_eq!(expiry.time_to_live(&refused, now), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_weight_grows_with_the_claims() {
+        let small = verdict_weight(&CachedVerdict::Active(token(
+            TokenSource::LocalJwt,
+            None,
+            "patient/*.rs",
+        )));
+        let scopes: Vec<String> = (0..100)
+            .map(|index| format!("patient/Observation.rs?category=c{index}"))
+            .collect();
+        let scopes = scopes.join(" ");
+        let large = verdict_weight(&CachedVerdict::Active(token(
+            TokenSource::LocalJwt,
+            None,
+            &scopes,
+        )));
+        assert!(small > ENTRY_OVERHEAD as u32);
+        // The scope text is held in the claims and in the parsed context.
+        assert!(large >= small + 3 * scopes.len() as u32, "{small} {large}");
+        let refused = verdict_weight(&CachedVerdict::Refused(TokenError::Malformed(
+            "x".repeat(1000),
+        )));
+        assert!(refused > 1000 && refused < small + 1000);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_by_bytes_and_counts_evictions() {
+        let config = CacheConfig {
+            max_bytes: 64 * 1024,
+            ..CacheConfig::default()
+        };
+        let cache = TokenCache::new(&config);
+        let scopes: Vec<String> = (0..40)
+            .map(|index| format!("patient/Observation.rs?category=c{index}"))
+            .collect();
+        let scopes = scopes.join(" ");
+        let entry = token(TokenSource::LocalJwt, None, &scopes);
+        let weight = u64::from(verdict_weight(&CachedVerdict::Active(entry.clone())));
+        for index in 0..200 {
+            let verdict = CachedVerdict::Active(entry.clone());
+            let key = token_key(&format!("token-{index}"));
+            let answer = cache
+                .get_or_verify(&key, async { Ok::<_, TokenError>(verdict) })
+                .await;
+            assert!(answer.is_ok());
+        }
+        cache.run_pending_tasks().await;
+        let stats = cache.stats();
+        assert!(stats.weighted_size <= config.max_bytes, "{stats:?}");
+        assert!(stats.entry_count <= config.max_bytes / weight, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+        assert_eq!(stats.misses, 200);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_cached_and_an_error_is_not() {
+        let cache = TokenCache::new(&CacheConfig::default());
+        let key = token_key("bad");
+        for _ in 0..2 {
+            let answer = cache
+                .get_or_verify(&key, async {
+                    Ok::<_, TokenError>(CachedVerdict::Refused(TokenError::Inactive))
+                })
+                .await;
+            assert_eq!(answer.unwrap_err(), TokenError::Inactive);
+        }
+        let flaky = token_key("flaky");
+        for _ in 0..2 {
+            let answer = cache
+                .get_or_verify(&flaky, async {
+                    Err::<CachedVerdict, _>(TokenError::Missing)
+                })
+                .await;
+            assert!(answer.is_err());
+        }
+        cache.run_pending_tasks().await;
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.negative_hits, stats.misses), (1, 1, 3));
+        assert_eq!(stats.entry_count, 1);
     }
 
     #[test]

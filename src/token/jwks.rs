@@ -1,5 +1,5 @@
-//! One issuer's public keys (a JWK Set, RFC 7517 §5): loaded from inline JSON, a file or a
-//! `jwks_uri`, refreshed in the background and on demand when a token names an unknown `kid`
+//! One issuer's public keys (a JWK Set, RFC 7517 §5): loaded from inline JSON, a file, a
+//! configured `jwks_uri` or one found by discovery ([`super::discovery`]), refreshed in the background and on demand when a token names an unknown `kid`
 //! (the usual sign of a key rotation, RFC 7517 §4.5).
 //!
 //! Readers take a cheap `Arc` snapshot of the keys under a `std::sync::RwLock` that is never
@@ -50,6 +50,9 @@ pub enum JwksError {
     /// Every key was skipped (see [`parse_jwks`]).
     #[error("the key set has no usable signature verification key")]
     NoUsableKey,
+    /// The keys come from a discovered `jwks_uri`, and discovery has not found it yet.
+    #[error("the jwks_uri is not discovered yet")]
+    NotDiscovered,
 }
 
 /// A public key ready for verification, with what the JWK says about its use.
@@ -274,10 +277,19 @@ struct RefreshState {
     last_error: Option<JwksError>,
 }
 
+/// Where a key set loads from.
+#[derive(Debug)]
+enum KeyOrigin {
+    /// A configured source.
+    Configured(KeySource),
+    /// The `jwks_uri` of the issuer's discovery document, once known.
+    Discovered(RwLock<Option<String>>),
+}
+
 /// One issuer's key set: the current keys, where they come from and how they are reloaded.
 pub struct KeySet {
     issuer: String,
-    source: KeySource,
+    source: KeyOrigin,
     http: Option<reqwest::Client>,
     min_refresh_interval: Duration,
     current: RwLock<Option<Arc<KeyMap>>>,
@@ -297,21 +309,27 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// A key set with nothing loaded yet. `Uri` sources get an HTTP client whose timeout is
-    /// the issuer's `fetch_timeout`, so a hung endpoint cannot stall requests for long.
+    /// A key set with nothing loaded yet: from `issuer.keys`, or from a discovered
+    /// `jwks_uri` when none is configured. `Uri` and discovered sources get an HTTP client
+    /// whose timeout is the issuer's `fetch_timeout`, so a hung endpoint cannot stall
+    /// requests for long.
     pub fn new(issuer: &IssuerConfig) -> Result<Self, reqwest::Error> {
-        let http = match issuer.keys {
-            KeySource::Uri(_) => Some(
+        let source = match &issuer.keys {
+            Some(keys) => KeyOrigin::Configured(keys.clone()),
+            None => KeyOrigin::Discovered(RwLock::new(None)),
+        };
+        let http = match source {
+            KeyOrigin::Configured(KeySource::Uri(_)) | KeyOrigin::Discovered(_) => Some(
                 reqwest::Client::builder()
                     .timeout(issuer.fetch_timeout)
                     .connect_timeout(issuer.fetch_timeout)
                     .build()?,
             ),
-            KeySource::File(_) | KeySource::Inline(_) => None,
+            KeyOrigin::Configured(KeySource::File(_) | KeySource::Inline(_)) => None,
         };
         Ok(KeySet {
             issuer: issuer.issuer.clone(),
-            source: issuer.keys.clone(),
+            source,
             http,
             min_refresh_interval: issuer.min_refresh_interval,
             current: RwLock::new(None),
@@ -327,7 +345,42 @@ impl KeySet {
 
     /// Whether the source can change after startup (and so is worth reloading).
     pub fn is_reloadable(&self) -> bool {
-        !matches!(self.source, KeySource::Inline(_))
+        !matches!(self.source, KeyOrigin::Configured(KeySource::Inline(_)))
+    }
+
+    /// The `jwks_uri` the keys load from, configured or discovered.
+    pub fn uri(&self) -> Option<String> {
+        match &self.source {
+            KeyOrigin::Configured(KeySource::Uri(uri)) => Some(uri.clone()),
+            KeyOrigin::Configured(_) => None,
+            KeyOrigin::Discovered(uri) => read_lock(uri).clone(),
+        }
+    }
+
+    /// True for a discovered key set whose `jwks_uri` is not known yet: loading it is
+    /// pointless until discovery succeeds.
+    pub fn awaiting_discovery(&self) -> bool {
+        match &self.source {
+            KeyOrigin::Discovered(uri) => read_lock(uri).is_none(),
+            KeyOrigin::Configured(_) => false,
+        }
+    }
+
+    /// Sets the discovered `jwks_uri`; true when it changed (the caller then reloads).
+    /// Ignored for configured sources.
+    pub fn set_discovered_uri(&self, new_uri: &str) -> bool {
+        let KeyOrigin::Discovered(uri) = &self.source else {
+            return false;
+        };
+        let mut guard = match uri.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if guard.as_deref() == Some(new_uri) {
+            return false;
+        }
+        *guard = Some(new_uri.to_owned());
+        true
     }
 
     /// How many loads were attempted (fetches or file reads), for metrics and tests.
@@ -422,7 +475,17 @@ impl KeySet {
     }
 
     async fn load(&self) -> Result<KeyMap, JwksError> {
-        match &self.source {
+        let source = match &self.source {
+            KeyOrigin::Configured(source) => source,
+            KeyOrigin::Discovered(uri) => {
+                let uri = read_lock(uri).clone().ok_or(JwksError::NotDiscovered)?;
+                return match &self.http {
+                    Some(http) => parse_jwks(&fetch(http, &uri).await?),
+                    None => Err(JwksError::Fetch("no HTTP client".to_owned())),
+                };
+            }
+        };
+        match source {
             KeySource::Inline(text) => parse_jwks(text.as_bytes()),
             KeySource::File(path) => {
                 let path = path.clone();
@@ -441,6 +504,15 @@ impl KeySet {
                 None => Err(JwksError::Fetch("no HTTP client".to_owned())),
             },
         }
+    }
+}
+
+/// Reads a lock that is never held across an `.await`; a poisoned lock still holds a
+/// consistent value (every writer replaces it whole).
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -503,6 +575,10 @@ pub async fn refresh_periodically(
         };
         tokio::time::sleep(pause).await;
         let Some(keys) = keys.upgrade() else { return };
+        if keys.awaiting_discovery() {
+            // Discovery loads the keys as soon as it finds the jwks_uri.
+            continue;
+        }
         // A failure is logged and keeps the last good keys.
         let _ = keys.refresh().await;
     }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::jwks::{KeySelectionError, KeySet, VerificationKey};
-use super::{AuthError, TokenError, TokenSource, VerifiedToken};
+use super::{AuthError, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
 use crate::fhir::FhirVersion;
 use crate::smart::TokenContext;
@@ -194,10 +194,26 @@ impl IssuerVerifier {
         header: &JwsHeader,
         fhir_version: FhirVersion,
     ) -> Result<VerifiedToken, AuthError> {
+        self.judge(token, header, fhir_version)
+            .await
+            .map_err(Rejection::into_auth_error)
+    }
+
+    /// [`IssuerVerifier::verify`], telling apart a refusal that may be cached from one that
+    /// a key reload may soon turn around (an unknown `kid`: the issuer may be rotating keys
+    /// and publish the new one in a moment, RFC 7517 §4.5).
+    pub(super) async fn judge(
+        &self,
+        token: &str,
+        header: &JwsHeader,
+        fhir_version: FhirVersion,
+    ) -> Result<VerifiedToken, Rejection> {
         let validation = self.validation(header.algorithm)?;
-        let unavailable = |error: super::jwks::KeysUnavailable| AuthError::Unavailable {
-            issuer: self.config.issuer.clone(),
-            detail: error.0,
+        let unavailable = |error: super::jwks::KeysUnavailable| {
+            Rejection::Unavailable(AuthError::Unavailable {
+                issuer: self.config.issuer.clone(),
+                detail: error.0,
+            })
         };
         let mut keys = self.keys.current().await.map_err(unavailable)?;
         let key_id = header.key_id.as_deref();
@@ -211,9 +227,15 @@ impl IssuerVerifier {
                 .await
                 .map_err(unavailable)?;
         }
-        let key = keys
-            .select(key_id, header.algorithm)
-            .map_err(|error| TokenError::BadSignature(error.to_string()))?;
+        let key = match keys.select(key_id, header.algorithm) {
+            Ok(key) => key,
+            Err(error @ KeySelectionError::UnknownKeyId(_)) => {
+                return Err(Rejection::RefusedForNow(TokenError::BadSignature(
+                    error.to_string(),
+                )));
+            }
+            Err(error) => return Err(TokenError::BadSignature(error.to_string()).into()),
+        };
         Ok(self.decode(token, validation, header.algorithm, key, fhir_version)?)
     }
 
@@ -315,7 +337,7 @@ fn verified_token(
 }
 
 /// A NumericDate (RFC 7519 §2): integer or fractional seconds since the epoch.
-fn numeric_date(value: &Value) -> Option<i64> {
+pub(super) fn numeric_date(value: &Value) -> Option<i64> {
     value.as_i64().or_else(|| {
         value
             .as_f64()

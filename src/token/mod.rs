@@ -1,18 +1,31 @@
-//! Access tokens: local JWT verification against each configured issuer's keys, and the
-//! cache of verified tokens. I/O lives here (key fetching), never in the engine.
+//! Access tokens: local JWT verification against each configured issuer's keys, RFC 7662
+//! introspection of opaque tokens (and of JWTs of introspection-only issuers), issuer
+//! discovery, and the cache in front of both. I/O lives here, never in the engine.
 //!
 //! [`Authenticator::authenticate`] takes the `Authorization` header value (or the bare
-//! token), looks the token's SHA-256 up in the [`cache::TokenCache`], and on a miss verifies
-//! it with [`jwt`] against the keys of the issuer named by its `iss` ([`jwks`]).
+//! token) and looks the token's SHA-256 up in the [`cache::TokenCache`]. On a miss it routes
+//! the token:
+//! - a JWT whose `iss` is a configured issuer: verified locally with [`jwt`] against that
+//!   issuer's keys ([`jwks`], configured or [`discovery`]-found), or introspected by that
+//!   issuer ([`introspect`]) when it is introspection-only or has no keys;
+//! - a JWT whose `iss` is not configured: refused (`WrongIssuer`), never sent anywhere;
+//! - anything else (an opaque token): introspected by the one issuer configured with
+//!   `opaque_tokens`, or refused as malformed when there is none.
 
 pub mod cache;
+pub mod discovery;
+pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
+
+pub use cache::CacheStats;
+use cache::CachedVerdict;
 
 use crate::config::{CacheConfig, IssuerConfig, KeySource};
 use crate::fhir::FhirVersion;
@@ -75,27 +88,66 @@ pub enum AuthError {
     /// The token was judged and refused.
     #[error(transparent)]
     Rejected(#[from] TokenError),
-    /// The issuer's keys never loaded (e.g. its `jwks_uri` is down); retrying may help.
-    #[error("keys of issuer {issuer} are unavailable: {detail}")]
+    /// The token could not be judged: the issuer's keys never loaded (e.g. its `jwks_uri`
+    /// is down), its discovery has not succeeded, or its introspection endpoint failed
+    /// (down, slow, HTTP error, garbage). Retrying may help; it is never an allow.
+    #[error("issuer {issuer} is unavailable: {detail}")]
     Unavailable {
         /// The configured issuer.
         issuer: String,
-        /// Why its keys are missing, without any token content.
+        /// What failed, without any token content.
         detail: String,
     },
+}
+
+/// Why a cache miss did not accept a token, and so whether the answer may be cached.
+#[derive(Clone, Debug)]
+pub(crate) enum Rejection {
+    /// Judged and refused: cached for the negative TTL.
+    Refused(TokenError),
+    /// Refused for now: the token names a key its issuer has not published (yet). Not
+    /// cached, so a key rotation is picked up by the next call's (rate-limited) key reload.
+    RefusedForNow(TokenError),
+    /// Could not judge: never cached.
+    Unavailable(AuthError),
+}
+
+impl Rejection {
+    /// The error the caller sees.
+    pub(crate) fn into_auth_error(self) -> AuthError {
+        match self {
+            Rejection::Refused(error) | Rejection::RefusedForNow(error) => error.into(),
+            Rejection::Unavailable(error) => error,
+        }
+    }
+}
+
+impl From<TokenError> for Rejection {
+    fn from(error: TokenError) -> Self {
+        Rejection::Refused(error)
+    }
+}
+
+impl From<AuthError> for Rejection {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Rejected(error) => Rejection::Refused(error),
+            unavailable => Rejection::Unavailable(unavailable),
+        }
+    }
 }
 
 /// The answer for one token, and whether it came from the cache.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
-    /// The verified token, shared with the cache.
+    /// The verified token, shared with the cache; its `source` tells local from remote.
     pub token: Arc<VerifiedToken>,
-    /// True when this call did not verify the token itself (a cache hit, or a concurrent
-    /// call's verification).
+    /// True when this call did not verify or introspect the token itself (a cache hit, or
+    /// a concurrent call's verification).
     pub cached: bool,
 }
 
-/// Startup failure of the key sets (a bad `jwks_file` or inline JWKS).
+/// Startup failure of the key sets (a bad `jwks_file` or inline JWKS) or of an HTTP client.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration key `{key}`: {message}")]
 pub struct KeySetupError {
@@ -109,15 +161,76 @@ pub struct KeySetupError {
 /// hashing and parsing of hostile input bounded.
 pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
 
-/// Verifies tokens of the configured issuers, with a cache in front.
+/// Startup timing of discovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiscoveryTiming {
+    /// Pause after the first failed attempt; doubled after each further failure, up to the
+    /// issuer's refresh interval.
+    pub first_retry: Duration,
+    /// How long startup waits for every discovery to succeed before serving anyway.
+    pub startup_budget: Duration,
+}
+
+impl Default for DiscoveryTiming {
+    /// Attempts at about 0, 0.25, 0.75, 1.75 and 3.75 s within a 5 s startup budget.
+    fn default() -> Self {
+        DiscoveryTiming {
+            first_retry: Duration::from_millis(250),
+            startup_budget: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One configured issuer and the ways its tokens can be judged.
+#[derive(Debug)]
+struct TrustedIssuer {
+    config: IssuerConfig,
+    /// Local verification, unless the issuer is introspection-only; its key set may wait for
+    /// discovery.
+    verifier: Option<jwt::IssuerVerifier>,
+    introspector: Option<Arc<introspect::Introspector>>,
+    discovery: Option<Arc<discovery::Discovery>>,
+}
+
+impl TrustedIssuer {
+    /// The verifier, when its keys are usable (configured, or their `jwks_uri` discovered).
+    fn local_verifier(&self) -> Option<&jwt::IssuerVerifier> {
+        self.verifier
+            .as_ref()
+            .filter(|verifier| !verifier.keys().awaiting_discovery())
+    }
+
+    /// The introspector, when its endpoint is known.
+    fn ready_introspector(&self) -> Option<&introspect::Introspector> {
+        self.introspector
+            .as_deref()
+            .filter(|introspector| introspector.endpoint().is_some())
+    }
+
+    /// Why no path is usable now: discovery pending, or nothing found.
+    fn unavailable(&self, nothing_found: &str) -> AuthError {
+        let detail = match &self.discovery {
+            Some(discovery) if !discovery.is_ready() => discovery.pending_detail(),
+            _ => nothing_found.to_owned(),
+        };
+        AuthError::Unavailable {
+            issuer: self.config.issuer.clone(),
+            detail,
+        }
+    }
+}
+
+/// Verifies and introspects tokens of the configured issuers, with a cache in front.
 ///
-/// Dropping it stops the background key reloads.
+/// Dropping it stops the background key reloads and discovery refreshes.
 pub struct Authenticator {
-    issuers: Vec<jwt::IssuerVerifier>,
+    issuers: Vec<TrustedIssuer>,
+    /// The index of the issuer that introspects opaque tokens.
+    opaque_issuer: Option<usize>,
     cache: cache::TokenCache,
     fhir_version: FhirVersion,
     verifications: AtomicU64,
-    refresh_tasks: Vec<tokio::task::AbortHandle>,
+    background_tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -132,48 +245,107 @@ impl std::fmt::Debug for Authenticator {
 
 impl Drop for Authenticator {
     fn drop(&mut self) {
-        for task in &self.refresh_tasks {
+        for task in &self.background_tasks {
             task.abort();
         }
     }
 }
 
 impl Authenticator {
-    /// Loads every issuer's keys and starts their background reloads (needs a tokio
-    /// runtime). A bad inline or file JWK Set is a startup error; an unreachable
-    /// `jwks_uri` is only logged, and that issuer's tokens are `Unavailable` until its
-    /// keys arrive.
+    /// Loads every issuer's keys, starts their background reloads and discoveries (needs a
+    /// tokio runtime), and waits up to [`DiscoveryTiming::startup_budget`] for the
+    /// discoveries. A bad inline or file JWK Set is a startup error; an unreachable
+    /// `jwks_uri` or discovery document is only logged, and that issuer's tokens are
+    /// `Unavailable` until its keys or endpoints arrive.
     pub async fn new(
         issuers: &[IssuerConfig],
         cache: &CacheConfig,
         fhir_version: FhirVersion,
     ) -> Result<Arc<Self>, KeySetupError> {
-        let mut verifiers = Vec::with_capacity(issuers.len());
-        let mut refresh_tasks = Vec::new();
+        Self::with_timing(issuers, cache, fhir_version, DiscoveryTiming::default()).await
+    }
+
+    /// [`Authenticator::new`] with the discovery timing given (tests shorten it).
+    pub async fn with_timing(
+        issuers: &[IssuerConfig],
+        cache: &CacheConfig,
+        fhir_version: FhirVersion,
+        timing: DiscoveryTiming,
+    ) -> Result<Arc<Self>, KeySetupError> {
+        let mut trusted = Vec::with_capacity(issuers.len());
+        let mut background_tasks = Vec::new();
         for (index, issuer) in issuers.iter().enumerate() {
-            let keys = Arc::new(load_key_set(index, issuer).await?);
-            if keys.is_reloadable() {
-                let task = tokio::spawn(jwks::refresh_periodically(
-                    Arc::downgrade(&keys),
-                    issuer.refresh_interval,
-                    issuer.min_refresh_interval,
+            let setup_error = |name: &str, message: String| KeySetupError {
+                key: format!("issuers[{index}].{name}"),
+                message,
+            };
+            let needs = discovery::Needs::of(issuer);
+            let verifier = if issuer.introspection_only
+                || (issuer.keys.is_none() && needs.jwks_uri == discovery::Need::No)
+            {
+                None
+            } else {
+                let keys = Arc::new(load_key_set(index, issuer).await?);
+                if keys.is_reloadable() {
+                    let task = tokio::spawn(jwks::refresh_periodically(
+                        Arc::downgrade(&keys),
+                        issuer.refresh_interval,
+                        issuer.min_refresh_interval,
+                    ));
+                    background_tasks.push(task.abort_handle());
+                }
+                Some(jwt::IssuerVerifier::new(issuer.clone(), keys))
+            };
+            let introspector = match &issuer.introspection {
+                Some(_) => Some(Arc::new(
+                    introspect::Introspector::new(issuer, fhir_version).map_err(|error| {
+                        setup_error("introspection_endpoint", error.to_string())
+                    })?,
+                )),
+                None => None,
+            };
+            let discovery = if needs.is_empty() {
+                None
+            } else {
+                let keys = verifier
+                    .as_ref()
+                    .filter(|_| issuer.keys.is_none())
+                    .map(|verifier| Arc::clone(verifier.keys()));
+                let discovery = Arc::new(
+                    discovery::Discovery::new(issuer, keys, introspector.clone())
+                        .map_err(|error| setup_error("discovery", error.to_string()))?,
+                );
+                let task = tokio::spawn(discovery::run(
+                    Arc::downgrade(&discovery),
+                    timing.first_retry,
                 ));
-                refresh_tasks.push(task.abort_handle());
-            }
-            verifiers.push(jwt::IssuerVerifier::new(issuer.clone(), keys));
+                background_tasks.push(task.abort_handle());
+                Some(discovery)
+            };
+            trusted.push(TrustedIssuer {
+                config: issuer.clone(),
+                verifier,
+                introspector,
+                discovery,
+            });
         }
+        wait_for_discovery(&trusted, timing.startup_budget).await;
         Ok(Arc::new(Authenticator {
-            issuers: verifiers,
+            opaque_issuer: trusted
+                .iter()
+                .position(|issuer| issuer.config.opaque_tokens && issuer.introspector.is_some()),
+            issuers: trusted,
             cache: cache::TokenCache::new(cache),
             fhir_version,
             verifications: AtomicU64::new(0),
-            refresh_tasks,
+            background_tasks,
         }))
     }
 
     /// Judges one token: `raw_token` is the `Authorization` header value (`Bearer ` is
-    /// optional, RFC 6750 §2.1) or the bare token. A cached verification is reused until the
-    /// token's `exp` or the cache TTL; refusals are not cached.
+    /// optional, RFC 6750 §2.1) or the bare token. A cached verdict is reused until the
+    /// token's `exp` or the cache TTL of its path (a refusal for the negative TTL); an
+    /// `Unavailable` answer is never cached.
     pub async fn authenticate(&self, raw_token: &str) -> Result<Authenticated, AuthError> {
         let token = bearer_token(raw_token)?;
         let key = cache::token_key(token);
@@ -187,9 +359,18 @@ impl Authenticator {
         }
     }
 
-    /// Full verifications performed (cache misses), for metrics and tests.
+    /// Full verifications and introspections started (cache misses), for metrics and tests.
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent to introspection endpoints, for metrics and tests.
+    pub fn introspection_calls(&self) -> u64 {
+        self.issuers
+            .iter()
+            .filter_map(|issuer| issuer.introspector.as_ref())
+            .map(|introspector| introspector.calls())
+            .sum()
     }
 
     /// Approximate number of cached tokens, for metrics.
@@ -197,32 +378,105 @@ impl Authenticator {
         self.cache.entry_count()
     }
 
-    /// The verified-token cache.
+    /// Hits, misses, evictions and sizes of the token cache, for metrics.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The token cache.
     pub fn cache(&self) -> &cache::TokenCache {
         &self.cache
     }
 
-    /// The key set of `issuer`, if it is configured (for readiness checks).
+    /// The key set of `issuer`, if it is configured and verifies locally (for readiness
+    /// checks).
     pub fn key_set(&self, issuer: &str) -> Option<&Arc<jwks::KeySet>> {
-        self.issuer(issuer).map(jwt::IssuerVerifier::keys)
+        self.issuer(issuer)?
+            .verifier
+            .as_ref()
+            .map(jwt::IssuerVerifier::keys)
     }
 
-    fn issuer(&self, issuer: &str) -> Option<&jwt::IssuerVerifier> {
+    /// Whether `issuer`'s discovery has succeeded; `None` when it is not discovered.
+    pub fn is_discovered(&self, issuer: &str) -> Option<bool> {
+        let discovery = self.issuer(issuer)?.discovery.as_ref()?;
+        Some(discovery.is_ready())
+    }
+
+    fn issuer(&self, issuer: &str) -> Option<&TrustedIssuer> {
         self.issuers
             .iter()
-            .find(|verifier| verifier.config().issuer == issuer)
+            .find(|trusted| trusted.config.issuer == issuer)
     }
 
-    async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
+    /// A cache miss: judges the token; a refusal becomes a cached verdict, "could not
+    /// judge" and "refused for now" stay errors (not cached).
+    async fn verify(&self, token: &str) -> Result<CachedVerdict, AuthError> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let parts = jwt::split_compact(token)?;
-        let header = jwt::parse_header(parts.header)?;
-        let issuer = jwt::peek_issuer(parts.payload)?;
-        let verifier = self
+        match self.judge(token).await {
+            Ok(verified) => Ok(CachedVerdict::Active(Arc::new(verified))),
+            Err(Rejection::Refused(error)) => Ok(CachedVerdict::Refused(error)),
+            Err(uncached) => Err(uncached.into_auth_error()),
+        }
+    }
+
+    /// Routes the token (see the module documentation) and judges it.
+    async fn judge(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+        let jwt = jwt::split_compact(token)
+            .and_then(|parts| jwt::peek_issuer(parts.payload).map(|issuer| (parts, issuer)));
+        let (parts, issuer) = match jwt {
+            Ok(jwt) => jwt,
+            Err(not_a_jwt) => {
+                let Some(opaque) = self.opaque_issuer.map(|index| &self.issuers[index]) else {
+                    return Err(not_a_jwt.into());
+                };
+                return match opaque.ready_introspector() {
+                    Some(introspector) => Ok(introspector.introspect(token).await?),
+                    None => Err(opaque
+                        .unavailable("no introspection endpoint is known")
+                        .into()),
+                };
+            }
+        };
+        let trusted = self
             .issuer(&issuer)
             .ok_or(TokenError::WrongIssuer(issuer))?;
-        let verified = verifier.verify(token, &header, self.fhir_version).await?;
-        Ok(Arc::new(verified))
+        if !trusted.config.introspection_only
+            && let Some(verifier) = trusted.local_verifier()
+        {
+            let header = jwt::parse_header(parts.header)?;
+            return verifier.judge(token, &header, self.fhir_version).await;
+        }
+        match trusted.ready_introspector() {
+            Some(introspector) => Ok(introspector.introspect(token).await?),
+            None => Err(trusted
+                .unavailable("neither keys nor an introspection endpoint are known")
+                .into()),
+        }
+    }
+}
+
+/// Waits until every discovery succeeded, or `budget` passed (then the service starts
+/// anyway and the background tasks keep trying).
+async fn wait_for_discovery(issuers: &[TrustedIssuer], budget: Duration) {
+    let discoveries: Vec<&Arc<discovery::Discovery>> = issuers
+        .iter()
+        .filter_map(|issuer| issuer.discovery.as_ref())
+        .collect();
+    if discoveries.is_empty() {
+        return;
+    }
+    let all_ready = async {
+        for discovery in &discoveries {
+            discovery.wait_ready().await;
+        }
+    };
+    if tokio::time::timeout(budget, all_ready).await.is_err() {
+        for issuer in issuers {
+            if let Some(discovery) = issuer.discovery.as_ref().filter(|d| !d.is_ready()) {
+                tracing::warn!(issuer = %issuer.config.issuer, detail = %discovery.pending_detail(), "starting without this issuer's discovery; its tokens are unavailable until it succeeds");
+            }
+        }
     }
 }
 
@@ -247,7 +501,8 @@ pub fn bearer_token(raw_token: &str) -> Result<&str, TokenError> {
 }
 
 /// Creates an issuer's key set and loads it once: inline and file sets must load, a
-/// `jwks_uri` may fail (the service starts and retries).
+/// `jwks_uri` may fail (the service starts and retries); a discovered set waits for its
+/// discovery.
 async fn load_key_set(index: usize, issuer: &IssuerConfig) -> Result<jwks::KeySet, KeySetupError> {
     let setup_error = |name: &str, message: String| KeySetupError {
         key: format!("issuers[{index}].{name}"),
@@ -255,8 +510,10 @@ async fn load_key_set(index: usize, issuer: &IssuerConfig) -> Result<jwks::KeySe
     };
     let keys =
         jwks::KeySet::new(issuer).map_err(|error| setup_error("jwks_uri", error.to_string()))?;
-    let loaded = keys.refresh().await;
-    match (&issuer.keys, loaded) {
+    let Some(source) = &issuer.keys else {
+        return Ok(keys);
+    };
+    match (source, keys.refresh().await) {
         (_, Ok(_)) => Ok(keys),
         (KeySource::Uri(_), Err(error)) => {
             tracing::warn!(issuer = %issuer.issuer, %error, "issuer keys unavailable at startup; its tokens are refused until they load");
@@ -267,5 +524,7 @@ async fn load_key_set(index: usize, issuer: &IssuerConfig) -> Result<jwks::KeySe
     }
 }
 
+#[cfg(test)]
+mod test_double;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use super::*;
-use crate::config::DEFAULT_ALGORITHMS;
 
 const ISSUER: &str = "https://ehr.example/auth";
 const AUDIENCE: &str = "https://ehr.example/fhir";
@@ -52,14 +51,15 @@ fn jwks_of(names: &[&str]) -> String {
 
 fn issuer_with(keys: KeySource) -> IssuerConfig {
     IssuerConfig {
-        issuer: ISSUER.to_owned(),
-        audiences: vec![AUDIENCE.to_owned(), "https://other.example/fhir".to_owned()],
-        keys,
-        algorithms: DEFAULT_ALGORITHMS.to_vec(),
         leeway: Duration::ZERO,
         refresh_interval: Duration::from_secs(300),
         min_refresh_interval: Duration::ZERO,
         fetch_timeout: Duration::from_secs(2),
+        ..IssuerConfig::with_keys(
+            ISSUER,
+            vec![AUDIENCE.to_owned(), "https://other.example/fhir".to_owned()],
+            keys,
+        )
     }
 }
 
@@ -296,7 +296,7 @@ async fn refuses_an_unknown_issuer() {
 async fn chooses_the_issuer_by_iss() {
     let second = IssuerConfig {
         issuer: "https://second.example".to_owned(),
-        keys: KeySource::Inline(jwks_of(&["rsa-2"])),
+        keys: Some(KeySource::Inline(jwks_of(&["rsa-2"]))),
         ..inline_issuer()
     };
     let authenticator = authenticator(vec![inline_issuer(), second]).await;
@@ -456,8 +456,29 @@ async fn the_second_call_is_a_cache_hit() {
 }
 
 #[tokio::test]
-async fn refusals_are_not_cached() {
+async fn refusals_are_cached_for_the_negative_ttl() {
     let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&with(claims(), json!({"aud": "https://attacker.example"})));
+    for _ in 0..2 {
+        assert_eq!(
+            refusal(&authenticator, &token).await,
+            TokenError::WrongAudience
+        );
+    }
+    assert_eq!(authenticator.verifications(), 1);
+    let stats = authenticator.cache_stats();
+    assert_eq!((stats.misses, stats.hits, stats.negative_hits), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn without_negative_ttl_refusals_are_judged_again() {
+    let cache = CacheConfig {
+        negative_ttl_secs: 0,
+        ..CacheConfig::default()
+    };
+    let authenticator = Authenticator::new(&[inline_issuer()], &cache, FhirVersion::R4)
+        .await
+        .unwrap();
     let token = rs256(&with(claims(), json!({"aud": "https://attacker.example"})));
     for _ in 0..2 {
         assert_eq!(
@@ -610,6 +631,19 @@ async fn follows_a_key_rotation_at_the_jwks_uri() {
     let old = rs256(&with(claims(), json!({"jti": "new"})));
     let error = refusal(&authenticator, &old).await;
     assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_token_of_a_key_published_late_is_not_negatively_cached() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    let rotated = sign("rsa-2", Algorithm::RS256, &claims());
+    let error = refusal(&authenticator, &rotated).await;
+    assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+    // The issuer publishes the new key a moment later: the same token now passes.
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-1", "rsa-2"]));
+    assert!(authenticator.authenticate(&rotated).await.is_ok());
+    assert_eq!(authenticator.verifications(), 2);
 }
 
 #[tokio::test]
