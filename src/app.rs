@@ -3,12 +3,14 @@
 
 use std::future::Future;
 
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::config::Config;
 use crate::decision::Engine;
+use crate::envoy::EnvoyAuthz;
 use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
@@ -25,7 +27,8 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `AuthzService`, gRPC health and reflection on `listener` until `shutdown`.
+/// Serves `AuthzService`, Envoy's `Authorization` (ext_authz), gRPC health and reflection
+/// on `listener` until `shutdown`.
 ///
 /// Tests bind `127.0.0.1:0` themselves and pass the listener, so they know the port.
 pub async fn run(
@@ -35,11 +38,15 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
+    let envoy = EnvoyAuthz::new(config.envoy.clone(), &config.policy, authenticator.clone());
     let authz = AuthzGrpc::new(Engine::new(config.policy.clone()), authenticator);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AuthzServiceServer<AuthzGrpc>>()
+        .await;
+    health_reporter
+        .set_serving::<AuthorizationServer<EnvoyAuthz>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -62,6 +69,9 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(authz)
+        .add_service(
+            AuthorizationServer::new(envoy).max_decoding_message_size(config.max_request_bytes),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight calls");

@@ -21,6 +21,7 @@
 //! - [`token`]: JWT verification against each issuer's keys (fetched and refreshed), and
 //!   the cache of verified tokens.
 //! - [`grpc`]: the `smartauthz.v1.AuthzService` face and its protobuf conversions.
+//! - [`envoy`]: the Envoy ext_authz v3 face (service meshes), on the same engine and cache.
 //! - [`app`]: wiring: one server with the API, health and reflection; graceful shutdown.
 //! - [`config`]: the TOML file and `SMART_AUTHZ_*` environment, validated.
 //! - [`telemetry`]: log output.
@@ -34,6 +35,7 @@
 pub mod app;
 pub mod config;
 pub mod decision;
+pub mod envoy;
 pub mod explain;
 pub mod fhir;
 pub mod grpc;

@@ -1,0 +1,127 @@
+//! The `[envoy]` configuration: where the FHIR API lives in the proxied paths, which paths
+//! are public, and whether searches are narrowed to the compartment.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fhir::FhirVersion;
+
+/// How the ext_authz face reads proxied requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvoyConfig {
+    /// FHIR bases as path prefixes, e.g. `/fhir/R4/`; the longest matching prefix wins.
+    /// A request under none of them is denied.
+    pub bases: Vec<FhirBase>,
+    /// Paths relative to a base that pass without a token, besides `metadata` and
+    /// `.well-known/smart-configuration` (which always do).
+    pub public_paths: Vec<String>,
+    /// Set the compartment's own search parameter (`patient=123`, or `_id=123` on Patient)
+    /// on allowed type searches whose every grant carries that compartment.
+    pub narrow_searches: bool,
+}
+
+impl Default for EnvoyConfig {
+    fn default() -> Self {
+        EnvoyConfig {
+            bases: vec![FhirBase {
+                prefix: "/".to_owned(),
+                fhir_version: None,
+            }],
+            public_paths: Vec::new(),
+            narrow_searches: false,
+        }
+    }
+}
+
+/// One FHIR base behind the proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirBase {
+    /// The path prefix, starting and ending with `/`.
+    pub prefix: String,
+    /// The FHIR version served there; the service's `fhir_version` when absent.
+    #[serde(default)]
+    pub fhir_version: Option<FhirVersion>,
+}
+
+impl EnvoyConfig {
+    /// Checks the prefixes; the message names the key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.bases.is_empty() {
+            return Err((
+                "envoy.bases".to_owned(),
+                "list at least one FHIR base".to_owned(),
+            ));
+        }
+        for (index, base) in self.bases.iter().enumerate() {
+            if !base.prefix.starts_with('/') || !base.prefix.ends_with('/') {
+                return Err((
+                    format!("envoy.bases[{index}].prefix"),
+                    format!("{:?} must start and end with '/'", base.prefix),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The base whose prefix is the longest one `path` starts with, and the rest of the path.
+    pub fn base_of<'p>(&self, path: &'p str) -> Option<(&FhirBase, &'p str)> {
+        self.bases
+            .iter()
+            .filter_map(|base| {
+                let rest = path.strip_prefix(&base.prefix).or_else(|| {
+                    // `/fhir/R4` and `/fhir/R4?...` are the base itself.
+                    let bare = base.prefix.trim_end_matches('/');
+                    let rest = path.strip_prefix(bare)?;
+                    (rest.is_empty() || rest.starts_with('?')).then_some(rest)
+                })?;
+                Some((base, rest))
+            })
+            .max_by_key(|(base, _)| base.prefix.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let config = EnvoyConfig {
+            bases: vec![
+                FhirBase {
+                    prefix: "/fhir/".into(),
+                    fhir_version: None,
+                },
+                FhirBase {
+                    prefix: "/fhir/R5/".into(),
+                    fhir_version: Some(FhirVersion::R5),
+                },
+            ],
+            ..EnvoyConfig::default()
+        };
+        let (base, rest) = config.base_of("/fhir/R5/Observation?code=x").unwrap();
+        assert_eq!(base.fhir_version, Some(FhirVersion::R5));
+        assert_eq!(rest, "Observation?code=x");
+        assert_eq!(config.base_of("/fhir/Patient/1").unwrap().1, "Patient/1");
+        assert_eq!(config.base_of("/fhir/R5").unwrap().1, "");
+        assert_eq!(
+            config.base_of("/fhir/R5?_type=Patient").unwrap().1,
+            "?_type=Patient"
+        );
+        assert!(config.base_of("/admin/users").is_none());
+        assert!(config.base_of("/fhirish/Patient").is_none());
+    }
+
+    #[test]
+    fn prefixes_must_be_slash_delimited() {
+        let config = EnvoyConfig {
+            bases: vec![FhirBase {
+                prefix: "/fhir".into(),
+                fhir_version: None,
+            }],
+            ..EnvoyConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().0, "envoy.bases[0].prefix");
+    }
+}

@@ -1,0 +1,293 @@
+//! The service-mesh face: Envoy's `envoy.service.auth.v3.Authorization/Check` (ext_authz),
+//! served on the same port and deciding with the same engine and token cache as
+//! `CheckAccess`. Envoy or Istio forward each HTTP request's attributes; the answer lets the
+//! request through with `x-smart-*` headers, or denies it with 401/403 and a FHIR
+//! `OperationOutcome`. See docs/envoy.md for proxy configuration.
+
+pub mod config;
+mod response;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+pub use self::config::{EnvoyConfig, FhirBase};
+pub use self::response::{
+    CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
+};
+use crate::decision::{Decision, Engine, Policy, bundle_entries};
+use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_request_line};
+use crate::smart::TokenContext;
+use crate::token::{AuthError, Authenticator, TokenError, VerifiedToken};
+
+/// Bodies larger than this are parsed off the async runtime.
+const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// The ext_authz service.
+#[derive(Clone)]
+pub struct EnvoyAuthz {
+    config: Arc<EnvoyConfig>,
+    default_version: FhirVersion,
+    /// One engine per FHIR version served behind the proxy.
+    engines: Arc<Vec<(FhirVersion, Engine)>>,
+    authenticator: Arc<Authenticator>,
+}
+
+impl EnvoyAuthz {
+    pub fn new(config: EnvoyConfig, policy: &Policy, authenticator: Arc<Authenticator>) -> Self {
+        let mut versions = vec![policy.fhir_version];
+        for version in config.bases.iter().filter_map(|base| base.fhir_version) {
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        }
+        let engines = versions
+            .into_iter()
+            .map(|fhir_version| {
+                (
+                    fhir_version,
+                    Engine::new(Policy {
+                        fhir_version,
+                        ..policy.clone()
+                    }),
+                )
+            })
+            .collect();
+        EnvoyAuthz {
+            config: Arc::new(config),
+            default_version: policy.fhir_version,
+            engines: Arc::new(engines),
+            authenticator,
+        }
+    }
+
+    fn engine(&self, version: FhirVersion) -> &Engine {
+        self.engines
+            .iter()
+            .find(|(candidate, _)| *candidate == version)
+            .map(|(_, engine)| engine)
+            .expect("an engine exists for every configured version")
+    }
+
+    async fn decide(&self, http: &HttpRequest) -> Result<CheckResponse, Status> {
+        let Some((base, relative)) = self.config.base_of(&http.path) else {
+            return Ok(response::forbidden(
+                "the path is under no configured FHIR base",
+            ));
+        };
+        let version = base.fhir_version.unwrap_or(self.default_version);
+        let request = match parse_request_line(&http.method, relative) {
+            Ok(request) => request,
+            Err(error) => {
+                return Ok(response::bad_request(&format!(
+                    "invalid FHIR request: {error}"
+                )));
+            }
+        };
+        if self.is_public(&request, relative) {
+            return Ok(response::allowed(
+                &Decision::public_endpoint(),
+                None,
+                &http.headers,
+                None,
+            ));
+        }
+        let raw_token = http
+            .headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let token = match self.authenticator.authenticate(raw_token).await {
+            Ok(authenticated) => authenticated.token,
+            Err(AuthError::Rejected(error)) => return Ok(response::token_denied(&error)),
+            Err(unavailable @ AuthError::Unavailable { .. }) => {
+                // A gRPC error: Envoy's `failure_mode_allow` decides (keep it false).
+                return Err(Status::unavailable(unavailable.to_string()));
+            }
+        };
+        let context = match context_for(&token, version, self.default_version) {
+            Ok(context) => context,
+            Err(error) => return Ok(response::token_denied(&error)),
+        };
+        let body = request_body(http);
+        if request.interaction == Interaction::Batch {
+            return Ok(self
+                .decide_bundle(version, &context, &token, body, &http.headers)
+                .await);
+        }
+        let proposed = match (request.interaction, body) {
+            (Interaction::Create | Interaction::Update, Some(body)) => {
+                match parse_resource(body).await {
+                    Ok(resource) => Some(resource),
+                    Err(message) => return Ok(response::bad_request(&message)),
+                }
+            }
+            _ => None,
+        };
+        let decision = self
+            .engine(version)
+            .decide(&context, &request, None, proposed.as_ref());
+        if !decision.is_allowed() {
+            return Ok(response::decision_denied(&decision));
+        }
+        let narrowing = self.narrowing(&request, &decision, version);
+        Ok(response::allowed(
+            &decision,
+            Some(&token),
+            &http.headers,
+            narrowing,
+        ))
+    }
+
+    /// A batch or transaction: its entries come from the forwarded body.
+    async fn decide_bundle(
+        &self,
+        version: FhirVersion,
+        context: &TokenContext,
+        token: &VerifiedToken,
+        body: Option<&[u8]>,
+        headers: &HashMap<String, String>,
+    ) -> CheckResponse {
+        let Some(body) = body else {
+            return response::forbidden(
+                "a batch or transaction is decided entry by entry: forward the body (with_request_body)",
+            );
+        };
+        let bundle: Value = match serde_json::from_slice(body) {
+            Ok(bundle) => bundle,
+            Err(error) => {
+                return response::bad_request(&format!("the Bundle is not JSON: {error}"));
+            }
+        };
+        let (kind, entries) = match bundle_entries(&bundle) {
+            Ok(read) => read,
+            Err(error) => return response::bad_request(&error.to_string()),
+        };
+        let decision = self.engine(version).decide_bundle(context, kind, &entries);
+        let Some(denied) = decision.entries.iter().find(|entry| !entry.is_allowed()) else {
+            return response::allowed_bundle(&decision, token, headers);
+        };
+        let mut denied = denied.clone();
+        denied.message = decision.message.clone();
+        response::decision_denied(&denied)
+    }
+
+    /// `metadata`, `.well-known/smart-configuration` and the configured public paths.
+    fn is_public(&self, request: &FhirRequest, relative: &str) -> bool {
+        if matches!(
+            request.interaction,
+            Interaction::Capabilities | Interaction::SmartConfiguration
+        ) {
+            return true;
+        }
+        let path = relative
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('/');
+        self.config
+            .public_paths
+            .iter()
+            .any(|public| public.trim_matches('/') == path)
+    }
+
+    /// For a type search whose every grant carries one Patient compartment: the query
+    /// parameter that limits the search to it (`patient=123`, or `_id=123` on Patient).
+    fn narrowing(
+        &self,
+        request: &FhirRequest,
+        decision: &Decision,
+        version: FhirVersion,
+    ) -> Option<(&'static str, String)> {
+        if !self.config.narrow_searches || request.interaction != Interaction::SearchType {
+            return None;
+        }
+        let compartment = decision.grants.first()?.compartment.as_deref()?;
+        if decision
+            .grants
+            .iter()
+            .any(|grant| grant.compartment.as_deref() != Some(compartment))
+        {
+            return None;
+        }
+        let id = compartment.strip_prefix("Patient/")?;
+        let resource_type = request.resource_type.as_deref()?;
+        if resource_type == "Patient" {
+            return Some(("_id", id.to_owned()));
+        }
+        let param = version.search_param(resource_type, "patient")?;
+        param
+            .targets_type("Patient")
+            .then(|| ("patient", format!("Patient/{id}")))
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for EnvoyAuthz {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let check = request.into_inner();
+        let http = check
+            .attributes
+            .as_ref()
+            .and_then(|attributes| attributes.request.as_ref())
+            .and_then(|request| request.http.as_ref());
+        let response = match http {
+            Some(http) => self.decide(http).await?,
+            None => response::bad_request("the CheckRequest carries no HTTP request"),
+        };
+        Ok(Response::new(response))
+    }
+}
+
+/// The token's context for `version`: the cached one, or re-read from the claims for a base
+/// of another FHIR version (scopes name version-specific types).
+fn context_for(
+    token: &VerifiedToken,
+    version: FhirVersion,
+    default_version: FhirVersion,
+) -> Result<Cow<'_, TokenContext>, TokenError> {
+    if version == default_version {
+        return Ok(Cow::Borrowed(&token.context));
+    }
+    TokenContext::from_claims(&Value::Object(token.claims.clone()), version)
+        .map(Cow::Owned)
+        .map_err(|error| TokenError::Malformed(error.to_string()))
+}
+
+/// The forwarded body, unless Envoy truncated it (`allow_partial_message`): a partial
+/// resource proves nothing, so the decision then carries the constraints instead.
+fn request_body(http: &HttpRequest) -> Option<&[u8]> {
+    if http
+        .headers
+        .get("x-envoy-auth-partial-body")
+        .is_some_and(|value| value == "true")
+    {
+        return None;
+    }
+    let body = if http.raw_body.is_empty() {
+        http.body.as_bytes()
+    } else {
+        http.raw_body.as_slice()
+    };
+    (!body.is_empty()).then_some(body)
+}
+
+/// Parses a forwarded resource, off the async runtime when it is large.
+async fn parse_resource(body: &[u8]) -> Result<Resource, String> {
+    let describe = |error: crate::fhir::facts::FactsError| format!("the request body: {error}");
+    if body.len() <= BLOCKING_PARSE_BYTES {
+        return Resource::from_json_bytes(body).map_err(describe);
+    }
+    let body = body.to_vec();
+    tokio::task::spawn_blocking(move || Resource::from_json_bytes(&body).map_err(describe))
+        .await
+        .map_err(|_| "body parsing was cancelled".to_owned())?
+}

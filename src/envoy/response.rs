@@ -1,0 +1,205 @@
+//! The ext_authz answers: an `OkHttpResponse` that tells the FHIR server who is asking and
+//! what it must still enforce, or a `DeniedHttpResponse` with a FHIR `OperationOutcome`.
+
+use std::collections::HashMap;
+
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStatusCode};
+use envoy_types::ext_authz::v3::{
+    CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
+};
+use serde_json::{Value, json};
+use tonic::Status;
+
+use crate::decision::{BundleDecision, Decision, Reason};
+use crate::token::{TokenError, VerifiedToken};
+
+/// Headers the service sets for the FHIR server; a client may never send them itself.
+pub const PATIENT_HEADER: &str = "x-smart-patient";
+pub const CLIENT_ID_HEADER: &str = "x-smart-client-id";
+pub const FHIR_USER_HEADER: &str = "x-smart-fhir-user";
+pub const SCOPES_HEADER: &str = "x-smart-scopes";
+/// The decision's grants (the constraints) as compact JSON.
+pub const CONSTRAINTS_HEADER: &str = "x-smart-constraints";
+/// Every header starting with this prefix is the service's to set.
+pub const SMART_HEADER_PREFIX: &str = "x-smart-";
+
+/// An allow: set the `x-smart-*` headers from the token and decision, overwriting and
+/// removing whatever the client sent under that prefix, and narrow the query if asked.
+pub fn allowed(
+    decision: &Decision,
+    token: Option<&VerifiedToken>,
+    client_headers: &HashMap<String, String>,
+    narrowing: Option<(&str, String)>,
+) -> CheckResponse {
+    allowed_with(constraints(decision), token, client_headers, narrowing)
+}
+
+/// An allowed batch or transaction: the constraints header lists each entry's grants.
+pub fn allowed_bundle(
+    decision: &BundleDecision,
+    token: &VerifiedToken,
+    client_headers: &HashMap<String, String>,
+) -> CheckResponse {
+    let entries: Vec<Value> = decision
+        .entries
+        .iter()
+        .map(|entry| json!({ "grants": entry.grants }))
+        .collect();
+    let constraints = json!({ "reason": decision.reason, "entries": entries }).to_string();
+    allowed_with(constraints, Some(token), client_headers, None)
+}
+
+fn allowed_with(
+    constraints: String,
+    token: Option<&VerifiedToken>,
+    client_headers: &HashMap<String, String>,
+    narrowing: Option<(&str, String)>,
+) -> CheckResponse {
+    let mut ok = OkHttpResponseBuilder::new();
+    let context = token.map(|token| &token.context);
+    let values = [
+        (
+            PATIENT_HEADER,
+            context.and_then(|context| context.patient.clone()),
+        ),
+        (
+            CLIENT_ID_HEADER,
+            context.and_then(|context| context.client_id.clone()),
+        ),
+        (
+            FHIR_USER_HEADER,
+            context.and_then(|context| context.fhir_user.clone()),
+        ),
+        (
+            SCOPES_HEADER,
+            context.map(|context| context.scopes.to_scope_string()),
+        ),
+        (CONSTRAINTS_HEADER, Some(constraints)),
+    ];
+    let mut set = Vec::with_capacity(values.len());
+    for (name, value) in values {
+        if let Some(value) = value.filter(|value| !value.is_empty()) {
+            ok.add_header(
+                name,
+                value,
+                Some(HeaderAppendAction::OverwriteIfExistsOrAdd),
+                false,
+            );
+            set.push(name);
+        }
+    }
+    // No spoofing: drop every other `x-smart-*` header the client sent.
+    for name in client_headers.keys() {
+        if name.starts_with(SMART_HEADER_PREFIX) && !set.contains(&name.as_str()) {
+            ok.remove_header(name.clone());
+        }
+    }
+    if let Some((name, value)) = narrowing {
+        ok.set_query_parameter(name, value);
+    }
+    let mut response = CheckResponse::with_status(Status::ok(""));
+    response.set_http_response(ok);
+    response
+}
+
+/// The grants and the include rule as one compact JSON object.
+fn constraints(decision: &Decision) -> String {
+    let mut value = json!({ "reason": decision.reason, "grants": decision.grants });
+    if let Some(included) = &decision.included_resources {
+        value["include_readable_types"] = json!(included.readable_types);
+    }
+    value.to_string()
+}
+
+/// A refused token: 401 with `WWW-Authenticate` (RFC 6750 §3: no error code when no token
+/// was sent, `invalid_token` otherwise).
+pub fn token_denied(error: &TokenError) -> CheckResponse {
+    let challenge = match error {
+        TokenError::Missing => "Bearer".to_owned(),
+        other => format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            quoted(&other.to_string())
+        ),
+    };
+    denied(
+        HttpStatusCode::Unauthorized,
+        Some(challenge),
+        "login",
+        &error.to_string(),
+    )
+}
+
+/// A deny of the engine: 403 `insufficient_scope` for scope denials, 400 for a request the
+/// service cannot read.
+pub fn decision_denied(decision: &Decision) -> CheckResponse {
+    if decision.reason == Reason::UnsupportedRequest {
+        return bad_request(&decision.message);
+    }
+    let challenge = format!(
+        "Bearer error=\"insufficient_scope\", error_description=\"{}\"",
+        quoted(&decision.message)
+    );
+    denied(
+        HttpStatusCode::Forbidden,
+        Some(challenge),
+        "forbidden",
+        &decision.message,
+    )
+}
+
+/// A request outside what the service may judge (no FHIR base, a batch without its body).
+pub fn forbidden(message: &str) -> CheckResponse {
+    denied(HttpStatusCode::Forbidden, None, "forbidden", message)
+}
+
+/// A request that is not a FHIR request the service can read.
+pub fn bad_request(message: &str) -> CheckResponse {
+    denied(HttpStatusCode::BadRequest, None, "invalid", message)
+}
+
+fn denied(
+    status: HttpStatusCode,
+    challenge: Option<String>,
+    issue_code: &str,
+    message: &str,
+) -> CheckResponse {
+    let mut denied = DeniedHttpResponseBuilder::new();
+    denied.set_http_status(status);
+    denied.add_header("content-type", "application/fhir+json", None, false);
+    if let Some(challenge) = challenge {
+        denied.add_header("www-authenticate", challenge, None, false);
+    }
+    denied.set_body(operation_outcome(issue_code, message));
+    let grpc_status = match status {
+        HttpStatusCode::Unauthorized => Status::unauthenticated(message),
+        HttpStatusCode::BadRequest => Status::invalid_argument(message),
+        _ => Status::permission_denied(message),
+    };
+    let mut response = CheckResponse::with_status(grpc_status);
+    response.set_http_response(denied);
+    response
+}
+
+/// A FHIR `OperationOutcome` stating the reason (FHIR R4 operationoutcome.html). The
+/// message comes from the engine or the token check and never contains the token.
+fn operation_outcome(code: &str, message: &str) -> String {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "error", "code": code, "diagnostics": message }]
+    })
+    .to_string()
+}
+
+/// Makes `text` safe inside a quoted-string of an HTTP header (RFC 9110 §5.6.4).
+fn quoted(text: &str) -> String {
+    text.chars()
+        .filter(|character| !character.is_control())
+        .map(|character| {
+            if character == '"' || character == '\\' {
+                '\''
+            } else {
+                character
+            }
+        })
+        .collect()
+}

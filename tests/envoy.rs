@@ -1,0 +1,447 @@
+//! The ext_authz face, called as Envoy calls it: a tonic client of
+//! `envoy.service.auth.v3.Authorization/Check` built from the same `envoy-types` crate,
+//! sending realistic `CheckRequest`s and asserting the whole answer.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use serde_json::{Value, json};
+use tonic::Code;
+
+const ENVOY_CONFIG: &str = r#"
+[envoy]
+narrow_searches = true
+bases = [
+  { prefix = "/fhir/R4/" },
+  { prefix = "/fhir/R5/", fhir_version = "r5" },
+]
+"#;
+
+fn check_request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra_headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> CheckRequest {
+    let mut headers: HashMap<String, String> = extra_headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    headers.insert(":authority".into(), "fhir.example".into());
+    if let Some(token) = token {
+        headers.insert("authorization".into(), format!("Bearer {token}"));
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    headers,
+                    body: body.map(Value::to_string).unwrap_or_default(),
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+async fn envoy_check(server: &TestServer, request: CheckRequest) -> CheckResponse {
+    AuthorizationClient::new(server.channel.clone())
+        .check(request)
+        .await
+        .expect("Check answers")
+        .into_inner()
+}
+
+struct Allowed<'a> {
+    set: HashMap<&'a str, &'a str>,
+    removed: Vec<&'a str>,
+    query: Vec<(&'a str, &'a str)>,
+}
+
+fn ok_response(response: &CheckResponse) -> Allowed<'_> {
+    assert_eq!(
+        response.status.as_ref().unwrap().code,
+        Code::Ok as i32,
+        "{response:?}"
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+        panic!("expected an OkHttpResponse: {response:?}");
+    };
+    Allowed {
+        set: ok
+            .headers
+            .iter()
+            .map(|option| {
+                let header = option.header.as_ref().unwrap();
+                (header.key.as_str(), header.value.as_str())
+            })
+            .collect(),
+        removed: ok.headers_to_remove.iter().map(String::as_str).collect(),
+        query: ok
+            .query_parameters_to_set
+            .iter()
+            .map(|param| (param.key.as_str(), param.value.as_str()))
+            .collect(),
+    }
+}
+
+fn denied_response(response: &CheckResponse, http_status: u16) -> (HashMap<&str, &str>, Value) {
+    let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+        panic!("expected a DeniedHttpResponse: {response:?}");
+    };
+    assert_eq!(denied.status.as_ref().unwrap().code, http_status as i32);
+    assert_ne!(response.status.as_ref().unwrap().code, Code::Ok as i32);
+    let headers = denied
+        .headers
+        .iter()
+        .map(|option| {
+            let header = option.header.as_ref().unwrap();
+            (header.key.as_str(), header.value.as_str())
+        })
+        .collect();
+    let body: Value = serde_json::from_str(&denied.body).expect("an OperationOutcome");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    (headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_searches_pass_with_the_smart_headers() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs launch/patient", "123");
+
+    let read = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Observation/1", Some(&token), &[], None),
+    )
+    .await;
+    let ok = ok_response(&read);
+    assert_eq!(ok.set["x-smart-patient"], "123");
+    assert_eq!(ok.set["x-smart-client-id"], "test-client");
+    assert_eq!(
+        ok.set["x-smart-scopes"],
+        "patient/Observation.rs launch/patient"
+    );
+    let constraints: Value = serde_json::from_str(ok.set["x-smart-constraints"]).unwrap();
+    assert_eq!(constraints["grants"][0]["compartment"], "Patient/123");
+    assert_eq!(
+        constraints["grants"][0]["compartment_params"],
+        json!(["subject", "performer"])
+    );
+    assert!(ok.query.is_empty(), "reads are never narrowed");
+
+    let search = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R4/Observation?code=2345-7",
+            Some(&token),
+            &[],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(ok_response(&search).query, [("patient", "Patient/123")]);
+
+    let compartment = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R4/Patient/123/Observation",
+            Some(&token),
+            &[],
+            None,
+        ),
+    )
+    .await;
+    assert!(
+        ok_response(&compartment).query.is_empty(),
+        "a compartment search is already narrowed"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scope_denials_are_403_with_an_operation_outcome() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    for path in [
+        "/fhir/R4/Patient/456/Observation",
+        "/fhir/R4/Observation?subject=Patient/456",
+        "/fhir/R4/Condition/1",
+    ] {
+        let response =
+            envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await;
+        let (headers, body) = denied_response(&response, 403);
+        assert!(
+            headers["www-authenticate"].starts_with("Bearer error=\"insufficient_scope\""),
+            "{path}"
+        );
+        assert_eq!(headers["content-type"], "application/fhir+json");
+        assert!(
+            !body.to_string().contains(&token),
+            "the body never contains the token"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_problems_are_401() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let missing = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Observation/1", None, &[], None),
+    )
+    .await;
+    let (headers, _) = denied_response(&missing, 401);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+
+    let mut claims = issuer.claims("patient/*.rs");
+    claims["patient"] = json!("123");
+    claims["exp"] = json!(now() - 3600);
+    let expired = sign(&RSA_1, &claims);
+    let response = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Observation/1", Some(&expired), &[], None),
+    )
+    .await;
+    let (headers, body) = denied_response(&response, 401);
+    assert!(headers["www-authenticate"].starts_with("Bearer error=\"invalid_token\""));
+    assert_eq!(body["issue"][0]["diagnostics"], "token expired");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_endpoints_pass_without_a_token() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    for path in [
+        "/fhir/R4/metadata",
+        "/fhir/R5/.well-known/smart-configuration",
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request("GET", path, None, &[("x-smart-patient", "999")], None),
+        )
+        .await;
+        let ok = ok_response(&response);
+        assert!(!ok.set.contains_key("x-smart-patient"), "{path}");
+        assert!(
+            ok.removed.contains(&"x-smart-patient"),
+            "{path}: a spoofed header is removed"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_are_checked_against_the_forwarded_body() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.c", "123");
+    let own = envoy_check(
+        &server,
+        check_request(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+            Some(&observation("123")),
+        ),
+    )
+    .await;
+    let constraints: Value =
+        serde_json::from_str(ok_response(&own).set["x-smart-constraints"]).unwrap();
+    assert_eq!(
+        constraints["grants"][0].get("compartment"),
+        None,
+        "membership was verified on the body"
+    );
+
+    let other = envoy_check(
+        &server,
+        check_request(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+            Some(&observation("456")),
+        ),
+    )
+    .await;
+    denied_response(&other, 403);
+
+    let garbage = envoy_check(
+        &server,
+        check_request(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+            Some(&json!("not a resource")),
+        ),
+    )
+    .await;
+    denied_response(&garbage, 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_sent_smart_headers_are_replaced_or_removed() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let spoofed = [
+        ("x-smart-patient", "999"),
+        ("x-smart-fhir-user", "Practitioner/1"),
+        ("x-smart-role", "admin"),
+    ];
+    let response = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R4/Observation/1",
+            Some(&token),
+            &spoofed,
+            None,
+        ),
+    )
+    .await;
+    let ok = ok_response(&response);
+    assert_eq!(
+        ok.set["x-smart-patient"], "123",
+        "overwritten with the token's patient"
+    );
+    let mut removed = ok.removed.clone();
+    removed.sort_unstable();
+    assert_eq!(
+        removed,
+        ["x-smart-fhir-user", "x-smart-role"],
+        "the token has no fhirUser: the spoofed one goes"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bases_choose_the_fhir_version_and_other_paths_are_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token(
+        "patient/DeviceUsage.rs patient/DeviceUseStatement.rs",
+        "123",
+    );
+    ok_response(
+        &envoy_check(
+            &server,
+            check_request(
+                "GET",
+                "/fhir/R5/DeviceUsage?code=x",
+                Some(&token),
+                &[],
+                None,
+            ),
+        )
+        .await,
+    );
+    ok_response(
+        &envoy_check(
+            &server,
+            check_request(
+                "GET",
+                "/fhir/R4/DeviceUseStatement?code=x",
+                Some(&token),
+                &[],
+                None,
+            ),
+        )
+        .await,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request(
+                "GET",
+                "/fhir/R4/DeviceUsage?code=x",
+                Some(&token),
+                &[],
+                None,
+            ),
+        )
+        .await,
+        400,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request("GET", "/admin/users", Some(&token), &[], None),
+        )
+        .await,
+        403,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request(
+                "GET",
+                "/fhir/R4/Observation/1/2/3/4/5",
+                Some(&token),
+                &[],
+                None,
+            ),
+        )
+        .await,
+        400,
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_decided_from_the_forwarded_bundle() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.c", "123");
+    let bundle = |patient: &str| {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": observation("123"), "request": {"method": "POST", "url": "Observation"}},
+            {"resource": observation(patient), "request": {"method": "POST", "url": "Observation"}}
+        ]})
+    };
+    ok_response(
+        &envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&bundle("123"))),
+        )
+        .await,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&bundle("456"))),
+        )
+        .await,
+        403,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], None),
+        )
+        .await,
+        403,
+    );
+    server.stop().await;
+}
