@@ -262,6 +262,17 @@ impl TokenCache {
     where
         E: From<TokenError> + Clone + Send + Sync + 'static,
     {
+        // The hot path: a plain lookup, without the single-flight machinery of `entry`.
+        if let Some(verdict) = self.entries.get(key).await {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return match verdict {
+                CachedVerdict::Active(token) => Ok((token, true)),
+                CachedVerdict::Refused(error) => {
+                    self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
+                    Err(E::from(error))
+                }
+            };
+        }
         let entry = match self
             .entries
             .entry_by_ref(key)
