@@ -1,9 +1,12 @@
 //! Wiring: builds the shared state from a [`Config`] and serves every gRPC service on one
-//! listener until `shutdown` resolves, then drains in-flight calls.
+//! listener until `shutdown` resolves, then drains in-flight calls. Prometheus metrics are
+//! served on a second listener (`[telemetry] metrics_listen`) for as long.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -14,6 +17,7 @@ use crate::envoy::EnvoyAuthz;
 use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
+use crate::telemetry::{self, Observer};
 use crate::token::{Authenticator, KeySetupError};
 
 /// Why the service could not start or stopped with an error.
@@ -27,19 +31,64 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// The sockets the service answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC: the API, ext_authz, health and reflection.
+    pub api: TcpListener,
+    /// Prometheus `/metrics`; `None` serves no metrics.
+    pub metrics: Option<TcpListener>,
+}
+
 /// Serves `AuthzService`, Envoy's `Authorization` (ext_authz), gRPC health and reflection
-/// on `listener` until `shutdown`.
+/// on `listener` until `shutdown`, and metrics on `[telemetry] metrics_listen`.
 ///
-/// Tests bind `127.0.0.1:0` themselves and pass the listener, so they know the port.
+/// Tests bind `127.0.0.1:0` themselves and pass the listener, so they know the port. A
+/// metrics address that cannot be bound is logged and skipped: observability never stops
+/// the authorizer.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AppError> {
+    let metrics = match config.telemetry.metrics_listen {
+        Some(address) => match TcpListener::bind(address).await {
+            Ok(metrics) => Some(metrics),
+            Err(error) => {
+                tracing::error!(%address, %error, "cannot bind telemetry.metrics_listen; serving without /metrics");
+                None
+            }
+        },
+        None => None,
+    };
+    let listeners = Listeners {
+        api: listener,
+        metrics,
+    };
+    serve(listeners, config, shutdown).await
+}
+
+/// [`run`] on listeners bound by the caller (`config.listen` and
+/// `config.telemetry.metrics_listen` are not used).
+pub async fn serve(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AppError> {
+    let listener = listeners.api;
+    // Before the issuers' keys load, so the startup loads are counted.
+    let metrics = listeners
+        .metrics
+        .and_then(|metrics| telemetry::metrics::install_recorder().map(|handle| (metrics, handle)));
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
-    let envoy = EnvoyAuthz::new(config.envoy.clone(), &config.policy, authenticator.clone());
-    let authz = AuthzGrpc::new(Engine::new(config.policy.clone()), authenticator);
+    let observer = Observer::new(config.telemetry.audit);
+    let envoy = EnvoyAuthz::new(config.envoy.clone(), &config.policy, authenticator.clone())
+        .with_observer(observer);
+    let authz = AuthzGrpc::new(Engine::new(config.policy.clone()), authenticator.clone())
+        .with_observer(observer);
+    let _metrics_server =
+        metrics.map(|(metrics, handle)| start_metrics(metrics, handle, authenticator));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -78,4 +127,31 @@ pub async fn run(
         })
         .await?;
     Ok(())
+}
+
+/// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.
+fn start_metrics(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    authenticator: Arc<Authenticator>,
+) -> AbortOnDrop {
+    let address = listener
+        .local_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_default();
+    tracing::info!(listen = %address, "serving Prometheus metrics on /metrics");
+    AbortOnDrop(tokio::spawn(async move {
+        if let Err(error) = telemetry::metrics::serve(listener, handle, authenticator).await {
+            tracing::error!(%error, "the metrics listener stopped");
+        }
+    }))
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

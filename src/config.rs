@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::decision::Policy;
 use crate::envoy::EnvoyConfig;
 use crate::fhir::FhirVersion;
+use crate::telemetry::AuditMode;
 
 /// The development configuration used when no file is given: the issuer of
 /// `examples/dev/`, whose private key is in the repository. Never use it in production.
@@ -50,6 +51,8 @@ pub struct ConfigFile {
     pub log: LogConfig,
     /// The Envoy ext_authz face (docs/envoy.md).
     pub envoy: EnvoyConfig,
+    /// Traces, metrics and the decision audit log.
+    pub telemetry: TelemetryFile,
 }
 
 impl Default for ConfigFile {
@@ -63,6 +66,62 @@ impl Default for ConfigFile {
             policy: Policy::default(),
             log: LogConfig::default(),
             envoy: EnvoyConfig::default(),
+            telemetry: TelemetryFile::default(),
+        }
+    }
+}
+
+/// The `[telemetry]` section, as written by operators.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryFile {
+    /// OTLP/gRPC collector for traces, e.g. `http://otel-collector:4317`; empty: traces are
+    /// exported only when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and are off otherwise.
+    pub otlp_endpoint: String,
+    /// Address of the Prometheus `/metrics` listener; empty disables it.
+    pub metrics_listen: String,
+    /// Which decisions get an audit line on stdout: `off`, `denies` (default) or `all`.
+    pub audit: AuditMode,
+    /// Share of new traces sampled, 0 to 1, as `parentbased_traceidratio` (a caller's
+    /// sampled flag still wins); unset: `OTEL_TRACES_SAMPLER`, else parent-based always-on.
+    pub trace_sampling_ratio: Option<f64>,
+}
+
+impl Default for TelemetryFile {
+    fn default() -> Self {
+        TelemetryFile {
+            otlp_endpoint: String::new(),
+            metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
+            audit: AuditMode::default(),
+            trace_sampling_ratio: None,
+        }
+    }
+}
+
+/// Where `/metrics` is served unless configured: 9464 is the port OpenTelemetry and most
+/// exporters use for Prometheus.
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";
+
+/// The validated `[telemetry]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    /// The configured OTLP endpoint; the standard `OTEL_*` variables are read at install.
+    pub otlp_endpoint: Option<String>,
+    /// `None` when metrics are disabled.
+    pub metrics_listen: Option<SocketAddr>,
+    pub audit: AuditMode,
+    pub trace_sampling_ratio: Option<f64>,
+}
+
+impl Default for TelemetryConfig {
+    /// Everything off but the audit of denies: what tests and tools get.
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            metrics_listen: None,
+            audit: AuditMode::default(),
+            trace_sampling_ratio: None,
         }
     }
 }
@@ -204,6 +263,7 @@ pub struct Config {
     pub policy: Policy,
     pub log: LogConfig,
     pub envoy: EnvoyConfig,
+    pub telemetry: TelemetryConfig,
     /// True when running on [`DEVELOPMENT_CONFIG`].
     pub development: bool,
 }
@@ -423,6 +483,7 @@ impl Config {
             ));
         }
         validate_cache(&shape.cache)?;
+        let telemetry = validate_telemetry(&shape.telemetry, listen)?;
         for (name, rule) in &shape.policy.operations {
             if matches!(rule, crate::decision::OperationRule::Permissions { .. })
                 && rule.letters().is_none()
@@ -445,6 +506,7 @@ impl Config {
             policy,
             log: shape.log,
             envoy: shape.envoy,
+            telemetry,
             development,
         })
     }
@@ -467,6 +529,56 @@ fn validate_cache(cache: &CacheConfig) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+fn validate_telemetry(
+    file: &TelemetryFile,
+    listen: SocketAddr,
+) -> Result<TelemetryConfig, ConfigError> {
+    let otlp_endpoint = match file.otlp_endpoint.trim() {
+        "" => None,
+        endpoint if is_http_url(endpoint) => Some(endpoint.to_owned()),
+        _ => {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http(s) URL of an OTLP/gRPC collector, e.g. http://otel-collector:4317, or empty",
+            ));
+        }
+    };
+    let metrics_listen = match file.metrics_listen.trim() {
+        "" => None,
+        address => {
+            let address: SocketAddr = address.parse().map_err(|_| {
+                invalid(
+                    "telemetry.metrics_listen",
+                    format!(
+                        "{address:?} is not an address like {DEFAULT_METRICS_LISTEN}; empty disables metrics"
+                    ),
+                )
+            })?;
+            if address == listen && address.port() != 0 {
+                return Err(invalid(
+                    "telemetry.metrics_listen",
+                    "must differ from `listen`: metrics are served on their own port",
+                ));
+            }
+            Some(address)
+        }
+    };
+    if let Some(ratio) = file.trace_sampling_ratio
+        && !(0.0..=1.0).contains(&ratio)
+    {
+        return Err(invalid(
+            "telemetry.trace_sampling_ratio",
+            "must be between 0 and 1",
+        ));
+    }
+    Ok(TelemetryConfig {
+        otlp_endpoint,
+        metrics_listen,
+        audit: file.audit,
+        trace_sampling_ratio: file.trace_sampling_ratio,
+    })
 }
 
 fn is_http_url(text: &str) -> bool {

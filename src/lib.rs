@@ -24,7 +24,7 @@
 //! - [`envoy`]: the Envoy ext_authz v3 face (service meshes), on the same engine and cache.
 //! - [`app`]: wiring: one server with the API, health and reflection; graceful shutdown.
 //! - [`config`]: the TOML file and `SMART_AUTHZ_*` environment, validated.
-//! - [`telemetry`]: log output.
+//! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics and the audit log.
 //! - [`explain`] and [`mint`]: the `explain` and `token` commands.
 //!
 //! A deny is a `Decision`, never an error; an error means the service could not decide, and

@@ -90,9 +90,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    smart_authz::telemetry::init_logging(&config.log);
     // At least two workers, even on one CPU: a single worker would let one slow call stall
-    // every other (and the OpenTelemetry exporter later needs its own).
+    // every other, and flushing the OpenTelemetry exporter at shutdown needs a free worker
+    // to send its last batch (with one, the shutdown hangs until its timeout).
     let workers = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(2)
@@ -102,13 +102,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    // The OTLP exporter's channel is created on the runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        smart_authz::telemetry::install(
+            &config.log,
+            &config.telemetry,
+            &smart_authz::telemetry::process_environment,
+        )
+        .context("configuring telemetry")?
+    };
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         smart_authz::app::run(listener, config, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // From this thread, while the runtime's workers still run: the last spans are sent.
+    telemetry.shutdown(std::time::Duration::from_secs(5));
+    served
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends before killing a pod).

@@ -308,3 +308,79 @@ fn the_renamed_max_entries_is_refused_by_name() {
     let error = error_of(&format!("{MINIMAL}[cache]\nmax_entries = 10\n"));
     assert!(error.contains("max_entries"), "{error}");
 }
+
+#[test]
+fn telemetry_defaults_serve_metrics_and_audit_denies() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(
+        config.telemetry,
+        TelemetryConfig {
+            otlp_endpoint: None,
+            metrics_listen: Some(DEFAULT_METRICS_LISTEN.parse().unwrap()),
+            audit: AuditMode::Denies,
+            trace_sampling_ratio: None,
+        }
+    );
+}
+
+#[test]
+fn telemetry_is_configured_in_its_section() {
+    let config = Config::from_toml(&format!(
+        "[telemetry]\notlp_endpoint = \"http://otel-collector:4317\"\nmetrics_listen = \"127.0.0.1:9100\"\naudit = \"all\"\ntrace_sampling_ratio = 0.05\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.telemetry,
+        TelemetryConfig {
+            otlp_endpoint: Some("http://otel-collector:4317".into()),
+            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            audit: AuditMode::All,
+            trace_sampling_ratio: Some(0.05),
+        }
+    );
+    let off = Config::from_toml(&format!(
+        "[telemetry]\nmetrics_listen = \"\"\naudit = \"off\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(off.telemetry.metrics_listen, None);
+    assert_eq!(off.telemetry.audit, AuditMode::Off);
+}
+
+#[test]
+fn the_environment_can_disable_metrics() {
+    let env = Serialized::defaults(serde_json::json!({
+        "telemetry": {"metrics_listen": "", "audit": "all"}
+    }));
+    let config = Config::load_with_env(None, env).unwrap();
+    assert_eq!(config.telemetry.metrics_listen, None);
+    assert_eq!(config.telemetry.audit, AuditMode::All);
+}
+
+#[test]
+fn telemetry_errors_name_the_key() {
+    let cases = [
+        ("metrics_listen = \"nowhere\"", "`telemetry.metrics_listen`"),
+        (
+            "metrics_listen = \"0.0.0.0:50051\"",
+            "`telemetry.metrics_listen`",
+        ),
+        (
+            "otlp_endpoint = \"otel-collector:4317\"",
+            "`telemetry.otlp_endpoint`",
+        ),
+        (
+            "trace_sampling_ratio = 1.5",
+            "`telemetry.trace_sampling_ratio`",
+        ),
+        (
+            "trace_sampling_ratio = -0.1",
+            "`telemetry.trace_sampling_ratio`",
+        ),
+        ("audit = \"sometimes\"", "telemetry.audit"),
+        ("sampling = 0.5", "sampling"),
+    ];
+    for (line, key) in cases {
+        let error = error_of(&format!("[telemetry]\n{line}\n{MINIMAL}"));
+        assert!(error.contains(key), "{line}: {error}");
+    }
+}

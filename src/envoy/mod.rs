@@ -8,21 +8,22 @@ pub mod config;
 mod response;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
+use tracing::Span;
 
 pub use self::config::{EnvoyConfig, FhirBase};
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
-use crate::decision::{Decision, Engine, Policy, bundle_entries};
+use crate::decision::{Decision, Engine, Grant, Outcome, Policy, Reason, bundle_entries};
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_request_line};
 use crate::smart::TokenContext;
+use crate::telemetry::{self, DecisionEvent, Observer, Rpc, traces};
 use crate::token::{AuthError, Authenticator, TokenError, VerifiedToken};
 
 /// Bodies larger than this are parsed off the async runtime.
@@ -36,6 +37,29 @@ pub struct EnvoyAuthz {
     /// One engine per FHIR version served behind the proxy.
     engines: Arc<Vec<(FhirVersion, Engine)>>,
     authenticator: Arc<Authenticator>,
+    observer: Observer,
+}
+
+/// What one answer decided, for the [`Observer`].
+#[derive(Clone, Copy)]
+struct Judged<'a> {
+    outcome: Outcome,
+    reason: &'static str,
+    request: Option<&'a FhirRequest>,
+    grants: &'a [Grant],
+    token: Option<&'a TokenContext>,
+}
+
+impl<'a> Judged<'a> {
+    fn deny(reason: &'static str, request: Option<&'a FhirRequest>) -> Self {
+        Judged {
+            outcome: Outcome::Deny,
+            reason,
+            request,
+            grants: &[],
+            token: None,
+        }
+    }
 }
 
 impl EnvoyAuthz {
@@ -63,7 +87,30 @@ impl EnvoyAuthz {
             default_version: policy.fhir_version,
             engines: Arc::new(engines),
             authenticator,
+            observer: Observer::default(),
         }
+    }
+
+    /// Reports decisions to `observer` (metrics, audit lines, span attributes).
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    fn report(&self, judged: Judged<'_>, raw_token: &str, span: &Span) {
+        self.observer.decided(
+            &DecisionEvent {
+                rpc: Rpc::EnvoyCheck,
+                outcome: judged.outcome,
+                reason: judged.reason,
+                request: judged.request,
+                grants: judged.grants,
+                token: judged.token,
+                raw_token,
+                entry: None,
+            },
+            span,
+        );
     }
 
     fn engine(&self, version: FhirVersion) -> &Engine {
@@ -74,8 +121,19 @@ impl EnvoyAuthz {
             .expect("an engine exists for every configured version")
     }
 
-    async fn decide(&self, http: &HttpRequest) -> Result<CheckResponse, Status> {
+    async fn decide(&self, http: &HttpRequest, span: &Span) -> Result<CheckResponse, Status> {
+        let raw_token = http
+            .headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let unsupported = Reason::UnsupportedRequest.as_str();
         let Some((base, relative)) = self.config.base_of(&http.path) else {
+            self.report(
+                Judged::deny(telemetry::REASON_NO_FHIR_BASE, None),
+                raw_token,
+                span,
+            );
             return Ok(response::forbidden(
                 "the path is under no configured FHIR base",
             ));
@@ -84,27 +142,37 @@ impl EnvoyAuthz {
         let request = match parse_request_line(&http.method, relative) {
             Ok(request) => request,
             Err(error) => {
+                self.report(Judged::deny(unsupported, None), raw_token, span);
                 return Ok(response::bad_request(&format!(
                     "invalid FHIR request: {error}"
                 )));
             }
         };
         if self.is_public(&request, relative) {
-            return Ok(response::allowed(
-                &Decision::public_endpoint(),
-                None,
-                &http.headers,
-                None,
-            ));
+            let decision = Decision::public_endpoint();
+            self.report(
+                Judged {
+                    outcome: decision.outcome,
+                    reason: decision.reason.as_str(),
+                    request: Some(&request),
+                    grants: &[],
+                    token: None,
+                },
+                "",
+                span,
+            );
+            return Ok(response::allowed(&decision, None, &http.headers, None));
         }
-        let raw_token = http
-            .headers
-            .get("authorization")
-            .map(String::as_str)
-            .unwrap_or_default();
         let token = match self.authenticator.authenticate(raw_token).await {
-            Ok(authenticated) => authenticated.token,
-            Err(AuthError::Rejected(error)) => return Ok(response::token_denied(&error)),
+            Ok(authenticated) => {
+                traces::record_token(span, &authenticated);
+                authenticated.token
+            }
+            Err(AuthError::Rejected(error)) => {
+                let reason = telemetry::token_reason(&error);
+                self.report(Judged::deny(reason, Some(&request)), raw_token, span);
+                return Ok(response::token_denied(&error));
+            }
             Err(unavailable @ AuthError::Unavailable { .. }) => {
                 // A gRPC error: Envoy's `failure_mode_allow` decides (keep it false).
                 return Err(Status::unavailable(unavailable.to_string()));
@@ -112,19 +180,30 @@ impl EnvoyAuthz {
         };
         let context = match context_for(&token, version, self.default_version) {
             Ok(context) => context,
-            Err(error) => return Ok(response::token_denied(&error)),
+            Err(error) => {
+                let reason = telemetry::token_reason(&error);
+                self.report(Judged::deny(reason, Some(&request)), raw_token, span);
+                return Ok(response::token_denied(&error));
+            }
         };
         let body = request_body(http);
         if request.interaction == Interaction::Batch {
             return Ok(self
-                .decide_bundle(version, &context, &token, body, &http.headers)
+                .decide_bundle(version, &context, &token, body, http, span)
                 .await);
         }
         let proposed = match (request.interaction, body) {
             (Interaction::Create | Interaction::Update, Some(body)) => {
                 match parse_resource(body).await {
                     Ok(resource) => Some(resource),
-                    Err(message) => return Ok(response::bad_request(&message)),
+                    Err(message) => {
+                        let judged = Judged {
+                            token: Some(&*context),
+                            ..Judged::deny(unsupported, Some(&request))
+                        };
+                        self.report(judged, raw_token, span);
+                        return Ok(response::bad_request(&message));
+                    }
                 }
             }
             _ => None,
@@ -132,6 +211,17 @@ impl EnvoyAuthz {
         let decision = self
             .engine(version)
             .decide(&context, &request, None, proposed.as_ref());
+        self.report(
+            Judged {
+                outcome: decision.outcome,
+                reason: decision.reason.as_str(),
+                request: Some(&request),
+                grants: &decision.grants,
+                token: Some(&*context),
+            },
+            raw_token,
+            span,
+        );
         if !decision.is_allowed() {
             return Ok(response::decision_denied(&decision));
         }
@@ -151,9 +241,20 @@ impl EnvoyAuthz {
         context: &TokenContext,
         token: &VerifiedToken,
         body: Option<&[u8]>,
-        headers: &HashMap<String, String>,
+        http: &HttpRequest,
+        span: &Span,
     ) -> CheckResponse {
+        let raw_token = http
+            .headers
+            .get("authorization")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let unsupported = Judged {
+            token: Some(context),
+            ..Judged::deny(Reason::UnsupportedRequest.as_str(), None)
+        };
         let Some(body) = body else {
+            self.report(unsupported, raw_token, span);
             return response::forbidden(
                 "a batch or transaction is decided entry by entry: forward the body (with_request_body)",
             );
@@ -161,16 +262,37 @@ impl EnvoyAuthz {
         let bundle: Value = match serde_json::from_slice(body) {
             Ok(bundle) => bundle,
             Err(error) => {
+                self.report(unsupported, raw_token, span);
                 return response::bad_request(&format!("the Bundle is not JSON: {error}"));
             }
         };
         let (kind, entries) = match bundle_entries(&bundle) {
             Ok(read) => read,
-            Err(error) => return response::bad_request(&error.to_string()),
+            Err(error) => {
+                self.report(unsupported, raw_token, span);
+                return response::bad_request(&error.to_string());
+            }
         };
+        traces::record_bundle_size(span, entries.len());
         let decision = self.engine(version).decide_bundle(context, kind, &entries);
+        for (index, (entry, entry_decision)) in entries.iter().zip(&decision.entries).enumerate() {
+            self.observer.decided(
+                &DecisionEvent {
+                    rpc: Rpc::EnvoyCheck,
+                    outcome: entry_decision.outcome,
+                    reason: entry_decision.reason.as_str(),
+                    request: entry.request.as_ref().ok(),
+                    grants: &entry_decision.grants,
+                    token: Some(context),
+                    raw_token,
+                    entry: Some(index),
+                },
+                span,
+            );
+        }
+        traces::record_decision(span, decision.outcome, decision.reason.as_str(), None, &[]);
         let Some(denied) = decision.entries.iter().find(|entry| !entry.is_allowed()) else {
-            return response::allowed_bundle(&decision, token, headers);
+            return response::allowed_bundle(&decision, token, &http.headers);
         };
         let mut denied = denied.clone();
         denied.message = decision.message.clone();
@@ -233,17 +355,29 @@ impl Authorization for EnvoyAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let check = request.into_inner();
+        let (metadata, _, check) = request.into_parts();
         let http = check
             .attributes
             .as_ref()
             .and_then(|attributes| attributes.request.as_ref())
             .and_then(|request| request.http.as_ref());
-        let response = match http {
-            Some(http) => self.decide(http).await?,
-            None => response::bad_request("the CheckRequest carries no HTTP request"),
+        let span = traces::rpc_span_with_headers(
+            Rpc::EnvoyCheck,
+            &metadata,
+            http.map(|http| &http.headers),
+        );
+        let call = async {
+            let response = match http {
+                Some(http) => self.decide(http, &span).await?,
+                None => {
+                    let unsupported = Reason::UnsupportedRequest.as_str();
+                    self.report(Judged::deny(unsupported, None), "", &span);
+                    response::bad_request("the CheckRequest carries no HTTP request")
+                }
+            };
+            Ok(Response::new(response))
         };
-        Ok(Response::new(response))
+        telemetry::observe(Rpc::EnvoyCheck, &span, call).await
     }
 }
 

@@ -22,10 +22,13 @@ use std::time::Duration;
 use reqwest::header::ACCEPT;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::introspect::{Introspector, read_limited};
 use super::jwks::KeySet;
 use crate::config::IssuerConfig;
+use crate::telemetry;
+use crate::telemetry::traces::{self, Upstream};
 
 /// Largest discovery document read.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -332,9 +335,12 @@ impl Discovery {
     /// the last good endpoints stay in use.
     pub async fn refresh(&self) -> Result<Arc<DiscoveredEndpoints>, DiscoveryError> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        let endpoints = match self.discover().await {
+        let span = traces::upstream_span(Upstream::Discovery, &self.issuer);
+        let endpoints = match self.discover().instrument(span.clone()).await {
             Ok(endpoints) => Arc::new(endpoints),
             Err(error) => {
+                traces::record_upstream_error(&span, "discovery_failed");
+                telemetry::metrics::record_discovery_failure();
                 tracing::warn!(issuer = %self.issuer, %error, "issuer discovery failed");
                 self.write_state().last_error = Some(error.clone());
                 return Err(error);

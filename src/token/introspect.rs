@@ -19,11 +19,15 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{AuthError, TokenError, TokenSource, VerifiedToken, jwt};
 use crate::config::{IntrospectionAuth, IssuerConfig};
 use crate::fhir::FhirVersion;
 use crate::smart::TokenContext;
+use crate::telemetry::metrics::{self, IntrospectionFailure};
+use crate::telemetry::traces::{self, Upstream};
 
 /// Largest introspection response read: real ones are well under a kilobyte or two.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -207,21 +211,38 @@ impl Introspector {
 
     /// Asks the endpoint about `token` and judges the answer ([`judge_response`]).
     pub async fn introspect(&self, token: &str) -> Result<VerifiedToken, AuthError> {
+        let span = traces::upstream_span(Upstream::Introspection, &self.rules.issuer);
+        let result = self.introspect_once(token).instrument(span.clone()).await;
+        if let Err(Failure(Some(kind), _)) = &result {
+            metrics::record_introspection_failure(*kind);
+            traces::record_upstream_error(&span, kind.as_str());
+        }
+        result.map_err(|failure| failure.1)
+    }
+
+    async fn introspect_once(&self, token: &str) -> Result<VerifiedToken, Failure> {
         let Some(endpoint) = self.endpoint() else {
-            return Err(self.unavailable("the introspection endpoint is not known yet"));
+            return Err(self.unavailable(
+                IntrospectionFailure::NoEndpoint,
+                "the introspection endpoint is not known yet",
+            ));
         };
         // Waiting for a slot counts against the timeout too: a saturated endpoint answers
         // UNAVAILABLE instead of queueing requests without bound.
         let _permit = match tokio::time::timeout(self.timeout, self.permits.acquire()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) | Err(_) => {
-                return Err(self.unavailable(format!(
-                    "no free introspection slot within {} ms: the endpoint is saturated",
-                    self.timeout.as_millis()
-                )));
+                return Err(self.unavailable(
+                    IntrospectionFailure::Saturated,
+                    format!(
+                        "no free introspection slot within {} ms: the endpoint is saturated",
+                        self.timeout.as_millis()
+                    ),
+                ));
             }
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let mut request = self
             .http
             .post(&endpoint)
@@ -237,28 +258,47 @@ impl Introspector {
             request = request.header(AUTHORIZATION, authorization.clone());
         }
         let response = request.send().await.map_err(|error| {
-            self.unavailable(if error.is_timeout() {
-                format!(
-                    "the introspection endpoint did not answer within {} ms",
-                    self.timeout.as_millis()
+            metrics::record_introspection(started.elapsed());
+            if error.is_timeout() {
+                self.unavailable(
+                    IntrospectionFailure::Timeout,
+                    format!(
+                        "the introspection endpoint did not answer within {} ms",
+                        self.timeout.as_millis()
+                    ),
                 )
             } else {
-                format!(
-                    "cannot reach the introspection endpoint: {}",
-                    error.without_url()
+                self.unavailable(
+                    IntrospectionFailure::Unreachable,
+                    format!(
+                        "cannot reach the introspection endpoint: {}",
+                        error.without_url()
+                    ),
                 )
-            })
+            }
         })?;
         let status = response.status().as_u16();
-        let body = read_limited(response, MAX_RESPONSE_BYTES)
-            .await
-            .map_err(|error| {
-                self.unavailable(format!("reading the introspection response: {error}"))
-            })?;
+        let body = read_limited(response, MAX_RESPONSE_BYTES).await;
+        metrics::record_introspection(started.elapsed());
+        let body = body.map_err(|error| {
+            self.unavailable(
+                IntrospectionFailure::InvalidResponse,
+                format!("reading the introspection response: {error}"),
+            )
+        })?;
         if status != 200 {
-            return Err(self.unavailable(self.status_detail(status, &body)));
+            return Err(self.unavailable(
+                IntrospectionFailure::HttpStatus,
+                self.status_detail(status, &body),
+            ));
         }
-        judge_response(&body, &self.rules, unix_now())
+        judge_response(&body, &self.rules, unix_now()).map_err(|error| match error {
+            AuthError::Unavailable { .. } => {
+                Failure(Some(IntrospectionFailure::InvalidResponse), error)
+            }
+            // A refusal (inactive token) is an answer, not a failure of the endpoint.
+            refused => Failure(None, refused),
+        })
     }
 
     /// Why a non-200 answer is not an answer, naming the likely cause for client errors.
@@ -275,15 +315,22 @@ impl Introspector {
         format!("the introspection endpoint answered HTTP {status}{shown}")
     }
 
-    fn unavailable(&self, detail: impl Into<String>) -> AuthError {
+    fn unavailable(&self, kind: IntrospectionFailure, detail: impl Into<String>) -> Failure {
         let detail = detail.into();
         tracing::warn!(issuer = %self.rules.issuer, %detail, "token introspection failed");
-        AuthError::Unavailable {
-            issuer: self.rules.issuer.clone(),
-            detail,
-        }
+        Failure(
+            Some(kind),
+            AuthError::Unavailable {
+                issuer: self.rules.issuer.clone(),
+                detail,
+            },
+        )
     }
 }
+
+/// An introspection that did not accept the token: why, for metrics (`None` for a
+/// refusal, which is an answer), and the error the caller sees.
+struct Failure(Option<IntrospectionFailure>, AuthError);
 
 /// The OAuth `error` code of an error body (RFC 6749 §5.2), when it is a short plain code
 /// (it is shown in messages, so nothing else from the body is).

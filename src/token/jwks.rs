@@ -17,8 +17,11 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::{Instrument as _, Span};
 
 use crate::config::{IssuerConfig, KeySource};
+use crate::telemetry;
+use crate::telemetry::traces::{self, Upstream};
 
 /// Largest JWK Set accepted from a `jwks_uri`: real sets are a few kilobytes, and an
 /// unbounded body would let a broken or hostile endpoint exhaust memory.
@@ -458,7 +461,18 @@ impl KeySet {
         state.last_attempt = Some(Instant::now());
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self.load().await {
+        let fetched = matches!(
+            self.source,
+            KeyOrigin::Configured(KeySource::Uri(_)) | KeyOrigin::Discovered(_)
+        );
+        let span = if fetched {
+            traces::upstream_span(Upstream::JwksFetch, &self.issuer)
+        } else {
+            Span::none()
+        };
+        let loaded = self.load().instrument(span.clone()).await;
+        telemetry::metrics::record_jwks_refresh(loaded.is_ok());
+        match loaded {
             Ok(keys) => {
                 let keys = Arc::new(keys);
                 self.store(Arc::clone(&keys));
@@ -467,6 +481,7 @@ impl KeySet {
                 Ok(keys)
             }
             Err(error) => {
+                traces::record_upstream_error(&span, "jwks_unavailable");
                 tracing::warn!(issuer = %self.issuer, %error, "loading issuer keys failed; keeping the last good keys");
                 state.last_error = Some(error.clone());
                 Err(error)

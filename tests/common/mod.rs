@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod oauth;
+pub mod otlp;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -167,6 +168,8 @@ pub fn sign(key: &TestKey, claims: &Value) -> String {
 /// The real server on 127.0.0.1, an ephemeral port, and a connected client.
 pub struct TestServer {
     pub address: SocketAddr,
+    /// Where `/metrics` is served, for servers started with [`TestServer::start_with_metrics`].
+    pub metrics_address: Option<SocketAddr>,
     pub channel: Channel,
     pub client: AuthzServiceClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -174,14 +177,36 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts the server on `config_toml` (its `listen` is ignored).
+    /// Starts the server on `config_toml` (its `listen` and `metrics_listen` are ignored:
+    /// no metrics listener).
     pub async fn start(config_toml: &str) -> Self {
+        TestServer::start_serving(config_toml, false).await
+    }
+
+    /// Starts the server with `/metrics` on an ephemeral loopback port.
+    pub async fn start_with_metrics(config_toml: &str) -> Self {
+        TestServer::start_serving(config_toml, true).await
+    }
+
+    async fn start_serving(config_toml: &str, metrics: bool) -> Self {
         let config = Config::from_toml(config_toml).expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let metrics_listener = if metrics {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        } else {
+            None
+        };
+        let metrics_address = metrics_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            smart_authz::app::run(listener, config, async {
+            let listeners = smart_authz::app::Listeners {
+                api: listener,
+                metrics: metrics_listener,
+            };
+            smart_authz::app::serve(listeners, config, async {
                 let _ = stop.await;
             })
             .await
@@ -190,6 +215,7 @@ impl TestServer {
         let channel = connect(address).await;
         TestServer {
             address,
+            metrics_address,
             client: AuthzServiceClient::new(channel.clone()),
             channel,
             shutdown: Some(shutdown),

@@ -1,0 +1,173 @@
+//! The decision path's cost with telemetry off and on: one `CheckAccess` with a cached
+//! 1 KB RS256 token, called on the service in process (no network), so the figures show
+//! what telemetry adds to a decision. Run with `cargo bench --bench telemetry`; medians are
+//! recorded in README.md.
+//!
+//! Telemetry is process-wide and installed once, so the variants run in this order:
+//! off; metrics only; then metrics + audit + OTLP traces (exported by the batch processor
+//! to an in-process OTLP receiver, sampling ratio 0.1) with a sampled `traceparent`, with
+//! an unsampled one, without any (the 10% ratio decides), and with every decision audited.
+
+#[allow(dead_code)]
+#[path = "../tests/common/otlp.rs"]
+mod otlp;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use smart_authz::config::{Config, LogConfig, TelemetryConfig};
+use smart_authz::decision::Engine;
+use smart_authz::grpc::AuthzGrpc;
+use smart_authz::grpc::pb;
+use smart_authz::grpc::pb::authz_service_server::AuthzService;
+use smart_authz::telemetry::{self, AuditMode, Observer, Outputs};
+use smart_authz::token::Authenticator;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+const ISSUER: &str = "https://issuer.bench";
+const AUDIENCE: &str = "https://fhir.bench/r4";
+
+fn config() -> Config {
+    let key: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/keys/rsa-1.jwk.json")).unwrap();
+    let jwks = json!({ "keys": [key] }).to_string().replace('\'', "");
+    Config::from_toml(&format!(
+        "[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{jwks}'\n"
+    ))
+    .unwrap()
+}
+
+/// A token of about 1 KB, as in the `token` benchmark.
+fn token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
+        "iat": now, "exp": now + 3600, "jti": "c2f1d2b0-5b8e-4c5e-9d44-0a6d1b1e8f11",
+        "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
+        "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
+        "need_patient_banner": true
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    let key =
+        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/keys/rsa-1.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn request(token: &str, traceparent: Option<&str>) -> tonic::Request<pb::CheckAccessRequest> {
+    let mut request = tonic::Request::new(pb::CheckAccessRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: "Condition?clinical-status=active&_count=50".into(),
+        })),
+        ..pb::CheckAccessRequest::default()
+    });
+    if let Some(traceparent) = traceparent {
+        request
+            .metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+    }
+    request
+}
+
+fn benchmarks(criterion: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config();
+    let token = token();
+    let authenticator: Arc<Authenticator> = runtime.block_on(async {
+        Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version)
+            .await
+            .unwrap()
+    });
+    let service = |audit| {
+        AuthzGrpc::new(Engine::new(config.policy.clone()), authenticator.clone())
+            .with_observer(Observer::new(audit))
+    };
+    let audits_denies = service(AuditMode::Denies);
+    let audits_all = service(AuditMode::All);
+    let allowed = runtime
+        .block_on(audits_denies.check_access(request(&token, None)))
+        .unwrap()
+        .into_inner();
+    assert_eq!(allowed.decision, pb::Decision::Allow as i32, "{allowed:?}");
+
+    let mut group = criterion.benchmark_group("CheckAccess, cached token");
+    let mut measure = |name: &str, service: &AuthzGrpc, traceparent: Option<&str>| {
+        group.bench_function(name, |bench| {
+            bench.to_async(&runtime).iter(|| async {
+                let response = service
+                    .check_access(black_box(request(&token, traceparent)))
+                    .await
+                    .unwrap();
+                black_box(response)
+            })
+        });
+    };
+
+    measure("telemetry off", &audits_denies, None);
+
+    telemetry::metrics::install_recorder().expect("the recorder installs");
+    measure("metrics", &audits_denies, None);
+
+    let receiver = runtime.block_on(otlp::OtlpReceiver::start());
+    let telemetry_config = TelemetryConfig {
+        otlp_endpoint: Some(receiver.endpoint()),
+        trace_sampling_ratio: Some(0.1),
+        ..TelemetryConfig::default()
+    };
+    let outputs = Outputs {
+        logs: BoxMakeWriter::new(std::io::sink),
+        audit: BoxMakeWriter::new(std::io::sink),
+    };
+    let guard = {
+        let _runtime = runtime.enter();
+        telemetry::install_with(&LogConfig::default(), &telemetry_config, &|_| None, outputs)
+            .unwrap()
+    };
+    assert!(guard.exports_traces());
+    let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    measure(
+        "metrics + traces, sampled parent",
+        &audits_denies,
+        Some(sampled),
+    );
+    measure(
+        "metrics + traces, unsampled parent",
+        &audits_denies,
+        Some(unsampled),
+    );
+    measure(
+        "metrics + traces, no parent (ratio 0.1)",
+        &audits_denies,
+        None,
+    );
+    measure(
+        "metrics + traces, sampled parent + audit all",
+        &audits_all,
+        Some(sampled),
+    );
+    group.finish();
+
+    guard.force_flush();
+    assert!(
+        !receiver.spans().is_empty(),
+        "the spans reached the OTLP receiver"
+    );
+    guard.shutdown(std::time::Duration::from_secs(5));
+}
+
+criterion_group!(benches, benchmarks);
+criterion_main!(benches);

@@ -1,0 +1,228 @@
+//! The decision audit log: one JSON line per decision, written by [`AuditLayer`] for the
+//! events of the [`AUDIT_TARGET`] target, so it can be routed apart from ordinary logs
+//! (stdout, whatever the log format, while logs go to stderr).
+//!
+//! A line says who (client, user, patient) did what (interaction, type, id), the answer and
+//! why (decision, reason, granting scopes), and when (time, trace id). The token itself
+//! never appears: only its fingerprint, the first 8 hex digits of its SHA-256, enough to
+//! correlate the lines of one token and useless for replaying it.
+//!
+//! ```json
+//! {"time":"2026-11-02T10:15:03.123456Z","face":"grpc","rpc":"CheckAccess","decision":"deny","reason":"outside_compartment","interaction":"read","resource_type":"Observation","resource_id":"obs-9","client_id":"growth-chart","sub":"user-1","patient":"123","token_fingerprint":"3f9a0c1d","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}
+//! ```
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use serde::{Deserialize, Serialize};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Span, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+use tracing_subscriber::layer::{Context, Layer};
+
+use super::{DecisionEvent, traces};
+use crate::decision::Outcome;
+use crate::token::bearer_token;
+use crate::token::cache::{token_fingerprint, token_key};
+
+/// The `tracing` target of audit events.
+pub const AUDIT_TARGET: &str = "smart_authz::audit";
+
+/// Which decisions are audited (`[telemetry] audit`).
+///
+/// The default is `denies`: a deny is the security signal (a probing client, a stolen or
+/// expired token, a misconfigured app) and rare, while allows are the bulk of the traffic,
+/// are already in the FHIR server's own access log, and would cost an output line per FHIR
+/// request. Set `all` where every access must be traceable from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    Off,
+    #[default]
+    Denies,
+    All,
+}
+
+impl AuditMode {
+    /// Whether a decision with `outcome` gets an audit line.
+    pub fn covers(self, outcome: Outcome) -> bool {
+        match self {
+            AuditMode::Off => false,
+            AuditMode::Denies => outcome == Outcome::Deny,
+            AuditMode::All => true,
+        }
+    }
+}
+
+/// Emits the audit event of one decision.
+pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
+    let fingerprint = bearer_token(event.raw_token)
+        .ok()
+        .map(|token| token_fingerprint(&token_key(token)));
+    let trace_id = traces::trace_id(span);
+    let context = event.token;
+    let request = event.request;
+    let scopes: Option<String> = (!event.grants.is_empty()).then(|| {
+        let mut scopes = String::new();
+        for grant in event.grants {
+            if scopes.split(' ').all(|seen| seen != grant.scope) {
+                if !scopes.is_empty() {
+                    scopes.push(' ');
+                }
+                scopes.push_str(&grant.scope);
+            }
+        }
+        scopes
+    });
+    let compartment = request
+        .and_then(|request| request.compartment.as_ref())
+        .map(ToString::to_string);
+    tracing::info!(
+        target: AUDIT_TARGET,
+        face = event.rpc.face().as_str(),
+        rpc = event.rpc.as_str(),
+        entry = event.entry,
+        decision = traces::outcome_label(event.outcome),
+        reason = event.reason,
+        interaction = request.map(|request| request.interaction.as_str()),
+        resource_type = request.and_then(|request| request.resource_type.as_deref()),
+        resource_id = request.and_then(|request| request.id.as_deref()),
+        compartment = compartment.as_deref(),
+        operation = request.and_then(|request| request.operation.as_deref()),
+        client_id = context.and_then(|context| context.client_id.as_deref()),
+        sub = context.and_then(|context| context.sub.as_deref()),
+        fhirUser = context.and_then(|context| context.fhir_user.as_deref()),
+        patient = context.and_then(|context| context.patient.as_deref()),
+        scopes = scopes.as_deref(),
+        token_fingerprint = fingerprint.as_deref(),
+        trace_id = trace_id.as_deref(),
+    );
+}
+
+/// Writes every event it sees as one JSON object per line: `time` (RFC 3339, UTC) and the
+/// event's fields. Install it with a filter on [`AUDIT_TARGET`].
+pub struct AuditLayer<W> {
+    writer: W,
+}
+
+impl<W> AuditLayer<W>
+where
+    W: for<'writer> MakeWriter<'writer> + 'static,
+{
+    pub fn new(writer: W) -> Self {
+        AuditLayer { writer }
+    }
+}
+
+impl<S, W> Layer<S> for AuditLayer<W>
+where
+    S: Subscriber,
+    W: for<'writer> MakeWriter<'writer> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        let mut line = String::with_capacity(512);
+        line.push_str("{\"time\":\"");
+        let _ = SystemTime.format_time(&mut Writer::new(&mut line));
+        line.push('"');
+        event.record(&mut JsonFields { line: &mut line });
+        line.push_str("}\n");
+        // An audit line that cannot be written is lost, never a failed decision.
+        let _ = self.writer.make_writer().write_all(line.as_bytes());
+    }
+}
+
+/// Appends `,"name":value` for every field.
+struct JsonFields<'a> {
+    line: &'a mut String,
+}
+
+impl JsonFields<'_> {
+    fn push(&mut self, field: &Field, value: &serde_json::Value) {
+        let _ = write!(
+            self.line,
+            ",{}:{}",
+            serde_json::Value::from(field.name()),
+            value
+        );
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, &value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, &value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, &value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, &value.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.push(field, &format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    #[test]
+    fn modes_choose_the_audited_outcomes() {
+        assert!(!AuditMode::Off.covers(Outcome::Deny));
+        assert!(AuditMode::Denies.covers(Outcome::Deny));
+        assert!(!AuditMode::Denies.covers(Outcome::Allow));
+        assert!(AuditMode::All.covers(Outcome::Allow));
+        assert_eq!(AuditMode::default(), AuditMode::Denies);
+    }
+
+    #[test]
+    fn each_event_is_one_json_line_with_its_fields_escaped() {
+        let written = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&written);
+        let writer = move || CaptureWriter(Arc::clone(&sink));
+        let subscriber = tracing_subscriber::registry().with(AuditLayer::new(writer));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                target: AUDIT_TARGET,
+                decision = "deny",
+                resource_id = "a\"b\\c\nd",
+                entry = 3_usize,
+                absent = Option::<&str>::None,
+            );
+        });
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["decision"], "deny");
+        assert_eq!(line["resource_id"], "a\"b\\c\nd");
+        assert_eq!(line["entry"], 3);
+        assert!(line.get("absent").is_none());
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CaptureWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Prometheus metrics: the names, the recorder (`metrics` + `metrics-exporter-prometheus`)
+//! and the `/metrics` listener, separate from the API port.
+//!
+//! Every label value comes from an enum of the crate (`&'static str` only), never from a
+//! request or a token, so the number of series is bounded. Until the recorder is installed
+//! (metrics disabled) every function here returns after one atomic load.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use metrics::{Gauge, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use super::{DecisionEvent, Rpc, traces};
+use crate::token::Authenticator;
+
+/// Decisions, by `face`, `decision`, `reason`, `interaction` and `context`.
+pub const DECISIONS: &str = "smart_authz_decisions_total";
+/// Latency of each RPC, by `rpc`.
+pub const RPC_DURATION: &str = "smart_authz_rpc_duration_seconds";
+/// RPCs answered with a gRPC error, by `rpc` and `code`.
+pub const RPC_ERRORS: &str = "smart_authz_rpc_errors_total";
+/// RPCs being served, by `rpc`.
+pub const REQUESTS_IN_FLIGHT: &str = "smart_authz_requests_in_flight";
+pub const CACHE_HITS: &str = "smart_authz_token_cache_hits_total";
+pub const CACHE_NEGATIVE_HITS: &str = "smart_authz_token_cache_negative_hits_total";
+pub const CACHE_MISSES: &str = "smart_authz_token_cache_misses_total";
+pub const CACHE_EVICTIONS: &str = "smart_authz_token_cache_evictions_total";
+pub const CACHE_EXPIRATIONS: &str = "smart_authz_token_cache_expirations_total";
+pub const CACHE_ENTRIES: &str = "smart_authz_token_cache_entries";
+pub const CACHE_SIZE: &str = "smart_authz_token_cache_size_bytes";
+/// Full verifications and introspections (cache misses that judged a token).
+pub const TOKEN_VERIFICATIONS: &str = "smart_authz_token_verifications_total";
+/// JWK Set loads attempted, and those that failed.
+pub const JWKS_REFRESHES: &str = "smart_authz_jwks_refreshes_total";
+pub const JWKS_REFRESH_FAILURES: &str = "smart_authz_jwks_refresh_failures_total";
+/// Discovery attempts that failed.
+pub const DISCOVERY_FAILURES: &str = "smart_authz_discovery_failures_total";
+/// Round trip of one introspection request.
+pub const INTROSPECTION_DURATION: &str = "smart_authz_introspection_duration_seconds";
+/// Introspections that could not judge the token, by `kind`.
+pub const INTROSPECTION_ERRORS: &str = "smart_authz_introspection_errors_total";
+/// Always 1, labelled with the `version`.
+pub const BUILD_INFO: &str = "smart_authz_build_info";
+
+/// Bounds of the RPC latency buckets: a cached decision takes tens of microseconds, a cold
+/// one with introspection up to the introspection timeout.
+const RPC_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
+const UPSTREAM_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Whether metrics are recorded.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Installs the process-wide recorder once (later calls return the same handle); `None`
+/// when another recorder was installed first.
+pub fn install_recorder() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(RPC_DURATION.to_owned()), &RPC_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(INTROSPECTION_DURATION.to_owned()),
+                        &UPSTREAM_BUCKETS,
+                    )
+                });
+            let installed = builder.and_then(PrometheusBuilder::install_recorder);
+            match installed {
+                Ok(handle) => {
+                    describe();
+                    ENABLED.store(true, Ordering::Relaxed);
+                    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+                    Some(handle)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "metrics recorder not installed; /metrics stays empty");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        DECISIONS,
+        "Authorization decisions by face, decision, reason, interaction and SMART context"
+    );
+    describe_histogram!(RPC_DURATION, Unit::Seconds, "Latency of each RPC");
+    describe_counter!(RPC_ERRORS, "RPCs answered with a gRPC error, by code");
+    describe_gauge!(REQUESTS_IN_FLIGHT, "RPCs being served");
+    describe_counter!(
+        CACHE_HITS,
+        "Tokens answered from the cache (or a concurrent call's verification)"
+    );
+    describe_counter!(CACHE_NEGATIVE_HITS, "Cache hits that were a cached refusal");
+    describe_counter!(
+        CACHE_MISSES,
+        "Tokens that needed a verification or introspection"
+    );
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "Cache entries evicted to stay within max_bytes"
+    );
+    describe_counter!(CACHE_EXPIRATIONS, "Cache entries dropped at their expiry");
+    describe_gauge!(CACHE_ENTRIES, "Tokens in the cache");
+    describe_gauge!(
+        CACHE_SIZE,
+        Unit::Bytes,
+        "Approximate size of the token cache"
+    );
+    describe_counter!(TOKEN_VERIFICATIONS, "Full verifications and introspections");
+    describe_counter!(JWKS_REFRESHES, "JWK Set loads attempted");
+    describe_counter!(JWKS_REFRESH_FAILURES, "JWK Set loads that failed");
+    describe_counter!(DISCOVERY_FAILURES, "Issuer discovery attempts that failed");
+    describe_histogram!(
+        INTROSPECTION_DURATION,
+        Unit::Seconds,
+        "Round trip of one token introspection request"
+    );
+    describe_counter!(
+        INTROSPECTION_ERRORS,
+        "Introspections that could not judge the token, by kind"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version label names the build");
+}
+
+/// Counts one decision.
+pub fn record_decision(event: &DecisionEvent<'_>) {
+    if !enabled() {
+        return;
+    }
+    counter!(
+        DECISIONS,
+        "face" => event.rpc.face().as_str(),
+        "decision" => traces::outcome_label(event.outcome),
+        "reason" => event.reason,
+        "interaction" => event.interaction(),
+        "context" => event.context(),
+    )
+    .increment(1);
+}
+
+/// The per-RPC handles, looked up once: the hot path then only touches atomics.
+struct RpcHandles {
+    in_flight: Gauge,
+    duration: Histogram,
+}
+
+fn rpc_handles(rpc: Rpc) -> &'static RpcHandles {
+    static HANDLES: [OnceLock<RpcHandles>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let index = match rpc {
+        Rpc::CheckAccess => 0,
+        Rpc::BatchCheckAccess => 1,
+        Rpc::IntrospectToken => 2,
+        Rpc::EnvoyCheck => 3,
+    };
+    HANDLES[index].get_or_init(|| RpcHandles {
+        in_flight: gauge!(REQUESTS_IN_FLIGHT, "rpc" => rpc.as_str()),
+        duration: histogram!(RPC_DURATION, "rpc" => rpc.as_str()),
+    })
+}
+
+/// Times one RPC and counts it in flight until [`RpcTimer::finish`] or drop (a call the
+/// client cancelled is recorded as `cancelled`).
+pub struct RpcTimer {
+    rpc: Rpc,
+    started: Option<Instant>,
+}
+
+impl RpcTimer {
+    pub fn start(rpc: Rpc) -> Self {
+        if !enabled() {
+            return RpcTimer { rpc, started: None };
+        }
+        rpc_handles(rpc).in_flight.increment(1.0);
+        RpcTimer {
+            rpc,
+            started: Some(Instant::now()),
+        }
+    }
+
+    /// Records the latency and, for an error, its code.
+    pub fn finish(mut self, code: Option<tonic::Code>) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: Option<tonic::Code>) {
+        let Some(started) = self.started.take() else {
+            return;
+        };
+        let handles = rpc_handles(self.rpc);
+        handles.duration.record(started.elapsed().as_secs_f64());
+        handles.in_flight.decrement(1.0);
+        if let Some(code) = code.filter(|code| *code != tonic::Code::Ok) {
+            counter!(RPC_ERRORS, "rpc" => self.rpc.as_str(), "code" => code_label(code))
+                .increment(1);
+        }
+    }
+}
+
+impl Drop for RpcTimer {
+    fn drop(&mut self) {
+        self.record(Some(tonic::Code::Cancelled));
+    }
+}
+
+/// The gRPC status code as its canonical lower-case name.
+pub fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// Counts one JWK Set load.
+pub fn record_jwks_refresh(succeeded: bool) {
+    if !enabled() {
+        return;
+    }
+    counter!(JWKS_REFRESHES).increment(1);
+    if !succeeded {
+        counter!(JWKS_REFRESH_FAILURES).increment(1);
+    }
+}
+
+/// Counts a failed discovery attempt.
+pub fn record_discovery_failure() {
+    if enabled() {
+        counter!(DISCOVERY_FAILURES).increment(1);
+    }
+}
+
+/// Why an introspection could not judge a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntrospectionFailure {
+    /// The endpoint is not known yet (discovery pending).
+    NoEndpoint,
+    /// Every concurrency slot stayed busy for the whole timeout.
+    Saturated,
+    /// No answer within the timeout.
+    Timeout,
+    /// Connection refused, DNS, TLS.
+    Unreachable,
+    /// A non-200 answer.
+    HttpStatus,
+    /// An answer that is not an RFC 7662 response (or could not be read).
+    InvalidResponse,
+}
+
+impl IntrospectionFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntrospectionFailure::NoEndpoint => "no_endpoint",
+            IntrospectionFailure::Saturated => "saturated",
+            IntrospectionFailure::Timeout => "timeout",
+            IntrospectionFailure::Unreachable => "unreachable",
+            IntrospectionFailure::HttpStatus => "http_status",
+            IntrospectionFailure::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
+/// Records the round trip of one introspection request.
+pub fn record_introspection(elapsed: Duration) {
+    if enabled() {
+        histogram!(INTROSPECTION_DURATION).record(elapsed.as_secs_f64());
+    }
+}
+
+/// Counts an introspection that could not judge the token.
+pub fn record_introspection_failure(kind: IntrospectionFailure) {
+    if enabled() {
+        counter!(INTROSPECTION_ERRORS, "kind" => kind.as_str()).increment(1);
+    }
+}
+
+/// Copies the token cache's counters into the registry (they are kept by the cache itself,
+/// so the hot path does not count twice).
+pub fn publish_cache_stats(authenticator: &Authenticator) {
+    if !enabled() {
+        return;
+    }
+    let stats = authenticator.cache_stats();
+    counter!(CACHE_HITS).absolute(stats.hits);
+    counter!(CACHE_NEGATIVE_HITS).absolute(stats.negative_hits);
+    counter!(CACHE_MISSES).absolute(stats.misses);
+    counter!(CACHE_EVICTIONS).absolute(stats.evictions);
+    counter!(CACHE_EXPIRATIONS).absolute(stats.expirations);
+    gauge!(CACHE_ENTRIES).set(stats.entry_count as f64);
+    gauge!(CACHE_SIZE).set(stats.weighted_size as f64);
+    counter!(TOKEN_VERIFICATIONS).absolute(authenticator.verifications());
+}
+
+/// Serves `GET /metrics` (Prometheus text format 0.0.4) on `listener` until the task is
+/// aborted; also runs the recorder's upkeep every few seconds so histograms stay bounded
+/// when nobody scrapes.
+pub async fn serve(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    authenticator: Arc<Authenticator>,
+) -> std::io::Result<()> {
+    let _upkeep = {
+        let handle = handle.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                interval.tick().await;
+                handle.run_upkeep();
+            }
+        }))
+    };
+    let router = Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            let authenticator = Arc::clone(&authenticator);
+            async move {
+                // The cache figures are absolute values of this server's cache: publish and
+                // render together, so two servers of one process (tests) cannot interleave.
+                static SCRAPE: Mutex<()> = Mutex::new(());
+                let text = {
+                    let _scrape = SCRAPE.lock().unwrap_or_else(PoisonError::into_inner);
+                    publish_cache_stats(&authenticator);
+                    handle.run_upkeep();
+                    handle.render()
+                };
+                (
+                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    text,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, router).await
+}
+
+/// Stops a background task when the task that owns it ends or is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,381 @@
+//! Observability: log output, OpenTelemetry traces, Prometheus metrics and the decision
+//! audit log. Everything here watches decisions and never takes part in them: a failing
+//! exporter is logged, and the answer of a call stays the same whether telemetry is on or off.
+//!
+//! - [`install`] sets the process-wide `tracing` subscriber once: logs to stderr (text or
+//!   JSON), the audit target as JSON lines to stdout, and, when an OTLP endpoint is
+//!   configured, the OpenTelemetry layer ([`traces`]).
+//! - [`metrics`]: the Prometheus recorder and the `/metrics` listener.
+//! - [`audit`]: one JSON line per decision on the [`AUDIT_TARGET`] target.
+//! - [`Observer`]: what the gRPC and Envoy faces call for every decision.
+//!
+//! Label values of metrics and span attributes that name a category come from enums
+//! ([`Rpc`], [`Face`], `Outcome`, `Reason`, `Interaction`, `ScopeContext`), never from
+//! request text; the token is never recorded anywhere, only its
+//! [`token_fingerprint`](crate::token::cache::token_fingerprint) in audit lines.
+
+pub mod audit;
+pub mod metrics;
+pub mod traces;
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tracing::Span;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+pub use self::audit::{AUDIT_TARGET, AuditLayer, AuditMode};
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+use crate::decision::{Grant, Outcome, Reason};
+use crate::fhir::FhirRequest;
+use crate::smart::TokenContext;
+use crate::token::TokenError;
+
+/// Why telemetry could not be installed: the message names the key or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("OTLP trace exporter: {0}")]
+    Exporter(String),
+}
+
+/// Where the outputs go; [`Outputs::standard`] in production, injectable for tests and
+/// benchmarks.
+pub struct Outputs {
+    /// Ordinary logs.
+    pub logs: BoxMakeWriter,
+    /// Audit lines.
+    pub audit: BoxMakeWriter,
+}
+
+impl Outputs {
+    /// Logs to stderr, audit lines to stdout: a log shipper can route the two apart
+    /// whatever the log format.
+    pub fn standard() -> Self {
+        Outputs {
+            logs: BoxMakeWriter::new(io::stderr),
+            audit: BoxMakeWriter::new(io::stdout),
+        }
+    }
+}
+
+/// Looks an environment variable up; production passes the process environment, tests a
+/// map (they never mutate the process environment).
+pub type Environment<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, for [`install`].
+pub fn process_environment(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the trace pipeline alive; [`TelemetryGuard::shutdown`] flushes it.
+#[must_use = "dropping the guard does not flush pending spans: call shutdown"]
+#[derive(Debug, Default)]
+pub struct TelemetryGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Whether spans are exported.
+    pub fn exports_traces(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans ended so far, waiting for the collector (at most its timeout).
+    pub fn force_flush(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(error) = provider.force_flush()
+        {
+            tracing::warn!(%error, "flushing traces failed");
+        }
+    }
+
+    /// Flushes and stops the trace pipeline, waiting at most `timeout`. Call it from a
+    /// thread that is not the runtime's only worker: the exporter needs the runtime to send.
+    pub fn shutdown(self, timeout: Duration) {
+        if let Some(provider) = self.provider {
+            traces::disable();
+            if let Err(error) = provider.shutdown_with_timeout(timeout) {
+                tracing::warn!(%error, "stopping the trace exporter failed; some spans may be lost");
+            }
+        }
+    }
+}
+
+/// Installs logging, the audit output and (when configured) trace export for the process,
+/// with the standard outputs.
+///
+/// Needs a tokio runtime context when traces are exported (the gRPC exporter's channel is
+/// created on it). Only the first call in a process installs anything; later calls return
+/// an inert guard, so tests may call it freely.
+pub fn install(
+    log: &LogConfig,
+    telemetry: &TelemetryConfig,
+    environment: Environment<'_>,
+) -> Result<TelemetryGuard, TelemetryError> {
+    install_with(log, telemetry, environment, Outputs::standard())
+}
+
+/// [`install`] with the outputs given.
+pub fn install_with(
+    log: &LogConfig,
+    telemetry: &TelemetryConfig,
+    environment: Environment<'_>,
+    outputs: Outputs,
+) -> Result<TelemetryGuard, TelemetryError> {
+    // Resolved before claiming the installation, so a bad variable is reported every time.
+    let trace_settings = traces::TraceSettings::resolve(telemetry, environment)?;
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return Ok(TelemetryGuard::default());
+    }
+    let provider = match &trace_settings {
+        Some(settings) => match traces::build_provider(settings) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                INSTALLED.store(false, Ordering::SeqCst);
+                return Err(error);
+            }
+        },
+        None => None,
+    };
+
+    // Audit events have their own output; the RPC and upstream spans exist for trace
+    // export only (formatting their fields for log lines would double their cost).
+    let log_filter = [AUDIT_TARGET, traces::RPC_TARGET, traces::UPSTREAM_TARGET]
+        .into_iter()
+        .fold(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter)),
+            |filter, target| {
+                filter.add_directive(format!("{target}=off").parse().expect("a valid directive"))
+            },
+        );
+    let log_layer = match log.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(outputs.logs)
+            .with_filter(log_filter)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(outputs.logs)
+            .with_filter(log_filter)
+            .boxed(),
+    };
+    let audit_layer = AuditLayer::new(outputs.audit)
+        .with_filter(Targets::new().with_target(AUDIT_TARGET, LevelFilter::INFO));
+    // Only this crate's spans are exported (not the exporter's own, which would loop), and
+    // never the audit events: they stay in the audit output.
+    let trace_layer = provider.as_ref().map(|provider| {
+        traces::layer(provider).with_filter(
+            Targets::new()
+                .with_target("smart_authz", LevelFilter::INFO)
+                .with_target(AUDIT_TARGET, LevelFilter::OFF),
+        )
+    });
+    let installed = tracing_subscriber::registry()
+        .with(log_layer)
+        .with(audit_layer)
+        .with(trace_layer)
+        .try_init();
+    if installed.is_err() {
+        // Another subscriber was set (a test harness): leave it, export nothing.
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
+        return Ok(TelemetryGuard::default());
+    }
+    if let Some(settings) = &trace_settings {
+        traces::enable();
+        tracing::info!(endpoint = %settings.endpoint, sampler = %settings.sampler_name, service = %settings.service_name, "exporting traces over OTLP/gRPC");
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+/// The four RPCs served, as metric labels and span names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    CheckAccess,
+    BatchCheckAccess,
+    IntrospectToken,
+    /// Envoy's `Authorization/Check` (ext_authz).
+    EnvoyCheck,
+}
+
+impl Rpc {
+    /// The `rpc` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rpc::CheckAccess => "CheckAccess",
+            Rpc::BatchCheckAccess => "BatchCheckAccess",
+            Rpc::IntrospectToken => "IntrospectToken",
+            Rpc::EnvoyCheck => "ext_authz.Check",
+        }
+    }
+
+    /// The fully qualified gRPC service (OpenTelemetry `rpc.service`).
+    pub fn service(self) -> &'static str {
+        match self {
+            Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization",
+            _ => "smartauthz.v1.AuthzService",
+        }
+    }
+
+    /// The gRPC method (OpenTelemetry `rpc.method`).
+    pub fn method(self) -> &'static str {
+        match self {
+            Rpc::CheckAccess => "CheckAccess",
+            Rpc::BatchCheckAccess => "BatchCheckAccess",
+            Rpc::IntrospectToken => "IntrospectToken",
+            Rpc::EnvoyCheck => "Check",
+        }
+    }
+
+    /// The span name, `service/method` as the OpenTelemetry gRPC conventions have it.
+    pub fn span_name(self) -> &'static str {
+        match self {
+            Rpc::CheckAccess => "smartauthz.v1.AuthzService/CheckAccess",
+            Rpc::BatchCheckAccess => "smartauthz.v1.AuthzService/BatchCheckAccess",
+            Rpc::IntrospectToken => "smartauthz.v1.AuthzService/IntrospectToken",
+            Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization/Check",
+        }
+    }
+
+    /// The face the RPC belongs to.
+    pub fn face(self) -> Face {
+        match self {
+            Rpc::EnvoyCheck => Face::Envoy,
+            _ => Face::Grpc,
+        }
+    }
+}
+
+/// Which API answered: the service's own gRPC API or Envoy's ext_authz.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Face {
+    Grpc,
+    Envoy,
+}
+
+impl Face {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Face::Grpc => "grpc",
+            Face::Envoy => "envoy",
+        }
+    }
+}
+
+/// The `reason` label of a refused token, as the API names it (`TOKEN_EXPIRED` ...).
+pub fn token_reason(error: &TokenError) -> &'static str {
+    match error {
+        TokenError::Missing => "token_missing",
+        TokenError::Malformed(_) => "token_malformed",
+        TokenError::BadSignature(_) => "token_bad_signature",
+        TokenError::WrongIssuer(_) => "token_wrong_issuer",
+        TokenError::WrongAudience => "token_wrong_audience",
+        TokenError::Expired => "token_expired",
+        TokenError::NotYetValid => "token_not_yet_valid",
+        TokenError::Inactive => "token_inactive",
+    }
+}
+
+/// The `reason` of an Envoy deny for a path under no configured FHIR base.
+pub const REASON_NO_FHIR_BASE: &str = "no_fhir_base";
+
+/// One decision, as the faces report it to the [`Observer`].
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionEvent<'a> {
+    pub rpc: Rpc,
+    pub outcome: Outcome,
+    /// From [`Reason::as_str`], [`token_reason`] or a constant of this module.
+    pub reason: &'static str,
+    /// The request decided on, when it could be read.
+    pub request: Option<&'a FhirRequest>,
+    /// The grants of an allow.
+    pub grants: &'a [Grant],
+    /// The verified token's context, when the token was accepted.
+    pub token: Option<&'a TokenContext>,
+    /// The `Authorization` value or bare token: hashed into the fingerprint of an audit
+    /// line (only when one is written), never recorded itself.
+    pub raw_token: &'a str,
+    /// The entry's index, for the entries of a batch or transaction.
+    pub entry: Option<usize>,
+}
+
+impl DecisionEvent<'_> {
+    /// A decision's `reason` label.
+    pub fn reason_of(reason: Reason) -> &'static str {
+        reason.as_str()
+    }
+
+    /// The `context` label: the SMART context (`patient`, `user`, `system`) of the first
+    /// grant of an allow; `none` for a deny or a public endpoint.
+    pub fn context(&self) -> &'static str {
+        self.grants
+            .first()
+            .map(|grant| grant.context.as_str())
+            .unwrap_or("none")
+    }
+
+    /// The `interaction` label.
+    pub fn interaction(&self) -> &'static str {
+        self.request
+            .map(|request| request.interaction.as_str())
+            .unwrap_or("unknown")
+    }
+}
+
+/// What a face does with each decision: count it, write its audit line, and put it on the
+/// call's span. Cheap to copy; one per server, from `[telemetry]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Observer {
+    audit: AuditMode,
+}
+
+impl Observer {
+    pub fn new(audit: AuditMode) -> Self {
+        Observer { audit }
+    }
+
+    /// Records one decision: the decisions counter, the audit line when the mode asks for
+    /// it, and (unless it is a bundle entry) the attributes of `span`.
+    pub fn decided(&self, event: &DecisionEvent<'_>, span: &Span) {
+        metrics::record_decision(event);
+        if self.audit.covers(event.outcome) {
+            audit::write(event, span);
+        }
+        if event.entry.is_none() {
+            traces::record_decision(
+                span,
+                event.outcome,
+                event.reason,
+                event.request,
+                event.grants,
+            );
+        }
+    }
+}
+
+/// Runs one RPC under its span, with its latency, in-flight count and status recorded. The
+/// answer of `call` is returned unchanged.
+pub async fn observe<T>(
+    rpc: Rpc,
+    span: &Span,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let timer = metrics::RpcTimer::start(rpc);
+    let result = traces::in_span(span, call).await;
+    let code = result.as_ref().err().map(tonic::Status::code);
+    timer.finish(code);
+    traces::record_status(span, code);
+    result
+}

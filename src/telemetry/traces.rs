@@ -1,0 +1,583 @@
+//! OpenTelemetry traces: a span per RPC exported over OTLP/gRPC by a batch processor (off
+//! the request path), joined to the caller's trace by the W3C `traceparent` of the request.
+//!
+//! Off unless `[telemetry] otlp_endpoint`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. When off no OpenTelemetry layer is installed and
+//! [`rpc_span`] returns a disabled span without reading the metadata, so a call pays one
+//! relaxed atomic load.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tonic::metadata::{KeyRef, MetadataMap};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::{Environment, Rpc, TelemetryError};
+use crate::config::TelemetryConfig;
+use crate::decision::{Grant, Outcome};
+use crate::fhir::FhirRequest;
+use crate::token::{Authenticated, TokenSource};
+
+/// The `service.name` unless `OTEL_SERVICE_NAME` says otherwise.
+pub const DEFAULT_SERVICE_NAME: &str = "smart-authz";
+
+/// The `tracing` target of RPC spans.
+pub const RPC_TARGET: &str = "smart_authz::rpc";
+/// The `tracing` target of the spans of upstream calls.
+pub const UPSTREAM_TARGET: &str = "smart_authz::upstream";
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are being exported (the OpenTelemetry layer is installed).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+pub(super) fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+pub(super) fn disable() {
+    ENABLED.store(false, Ordering::Relaxed);
+}
+
+/// Which spans are sampled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerChoice {
+    AlwaysOn,
+    AlwaysOff,
+    Ratio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedRatio(f64),
+}
+
+impl SamplerChoice {
+    fn sampler(self) -> Sampler {
+        match self {
+            SamplerChoice::AlwaysOn => Sampler::AlwaysOn,
+            SamplerChoice::AlwaysOff => Sampler::AlwaysOff,
+            SamplerChoice::Ratio(ratio) => Sampler::TraceIdRatioBased(ratio),
+            SamplerChoice::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            SamplerChoice::ParentBasedAlwaysOff => {
+                Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
+            }
+            SamplerChoice::ParentBasedRatio(ratio) => {
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for SamplerChoice {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SamplerChoice::AlwaysOn => formatter.write_str("always_on"),
+            SamplerChoice::AlwaysOff => formatter.write_str("always_off"),
+            SamplerChoice::Ratio(ratio) => write!(formatter, "traceidratio({ratio})"),
+            SamplerChoice::ParentBasedAlwaysOn => formatter.write_str("parentbased_always_on"),
+            SamplerChoice::ParentBasedAlwaysOff => formatter.write_str("parentbased_always_off"),
+            SamplerChoice::ParentBasedRatio(ratio) => {
+                write!(formatter, "parentbased_traceidratio({ratio})")
+            }
+        }
+    }
+}
+
+/// The trace pipeline's settings, from `[telemetry]` and the standard `OTEL_*` variables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceSettings {
+    pub endpoint: String,
+    pub sampler: SamplerChoice,
+    pub sampler_name: String,
+    pub service_name: String,
+}
+
+impl TraceSettings {
+    /// `None` when traces are off: no endpoint anywhere, `OTEL_SDK_DISABLED=true` or
+    /// `OTEL_TRACES_EXPORTER=none`.
+    ///
+    /// The configuration file wins over the environment (it is the more specific);
+    /// `OTEL_TRACES_SAMPLER` values this SDK does not know fall back to the default, as the
+    /// OpenTelemetry specification asks, while a malformed endpoint stops start-up.
+    pub fn resolve(
+        config: &TelemetryConfig,
+        environment: Environment<'_>,
+    ) -> Result<Option<TraceSettings>, TelemetryError> {
+        let variable = |name: &str| {
+            environment(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        if variable("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        if variable("OTEL_TRACES_EXPORTER").is_some_and(|value| {
+            value
+                .split(',')
+                .any(|exporter| exporter.trim().eq_ignore_ascii_case("none"))
+        }) {
+            return Ok(None);
+        }
+        let endpoint = match &config.otlp_endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => {
+                let found = [
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                ]
+                .into_iter()
+                .find_map(|name| variable(name).map(|value| (name, value)));
+                let Some((name, endpoint)) = found else {
+                    return Ok(None);
+                };
+                if !is_http_url(&endpoint) {
+                    return Err(TelemetryError::Invalid {
+                        key: name.to_owned(),
+                        message: format!("{endpoint:?} is not an http(s) URL"),
+                    });
+                }
+                endpoint
+            }
+        };
+        let sampler = match config.trace_sampling_ratio {
+            Some(ratio) => SamplerChoice::ParentBasedRatio(ratio),
+            None => sampler_from_environment(
+                variable("OTEL_TRACES_SAMPLER").as_deref(),
+                variable("OTEL_TRACES_SAMPLER_ARG").as_deref(),
+            ),
+        };
+        Ok(Some(TraceSettings {
+            endpoint,
+            sampler_name: sampler.to_string(),
+            sampler,
+            service_name: variable("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned()),
+        }))
+    }
+}
+
+/// The sampler named by `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (OpenTelemetry
+/// SDK environment variables); parent-based always-on when unset or unknown, ratio 1.0
+/// when the argument is missing or not in 0..=1.
+pub fn sampler_from_environment(name: Option<&str>, argument: Option<&str>) -> SamplerChoice {
+    let ratio = || {
+        argument
+            .and_then(|text| text.parse::<f64>().ok())
+            .filter(|ratio| (0.0..=1.0).contains(ratio))
+            .unwrap_or(1.0)
+    };
+    match name.map(str::to_ascii_lowercase).as_deref() {
+        Some("always_on") => SamplerChoice::AlwaysOn,
+        Some("always_off") => SamplerChoice::AlwaysOff,
+        Some("traceidratio") => SamplerChoice::Ratio(ratio()),
+        Some("parentbased_always_off") => SamplerChoice::ParentBasedAlwaysOff,
+        Some("parentbased_traceidratio") => SamplerChoice::ParentBasedRatio(ratio()),
+        _ => SamplerChoice::ParentBasedAlwaysOn,
+    }
+}
+
+fn is_http_url(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// The tracer provider: OTLP/gRPC exporter behind the SDK's batch processor, which exports
+/// from its own thread, so no request waits for the collector. Needs a tokio runtime
+/// context (the exporter's channel runs on it).
+pub(super) fn build_provider(
+    settings: &TraceSettings,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(settings.endpoint.clone());
+    if settings.endpoint.starts_with("https://") {
+        builder =
+            builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_enabled_roots());
+    }
+    let exporter = builder
+        .build()
+        .map_err(|error| TelemetryError::Exporter(error.to_string()))?;
+    let resource = Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(settings.sampler.sampler())
+        .with_resource(resource)
+        .build())
+}
+
+/// The `tracing` layer that turns this crate's spans into OpenTelemetry spans.
+pub(super) fn layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("smart-authz"))
+        // Source locations, thread names, targets and busy/idle times say nothing about a
+        // decision and cost on every span; nothing here reads `opentelemetry::Context::current`
+        // (parents are explicit), so entering a span need not activate its context.
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+}
+
+/// Reads W3C trace context from gRPC metadata.
+struct MetadataExtractor<'a>(&'a MetadataMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|key| match key {
+                KeyRef::Ascii(key) => Some(key.as_str()),
+                KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The span of one RPC, a child of the caller's span when the metadata carries a valid
+/// `traceparent` (W3C Trace Context); disabled when traces are off.
+pub fn rpc_span(rpc: Rpc, metadata: &MetadataMap) -> Span {
+    rpc_span_with_headers(rpc, metadata, None)
+}
+
+/// [`rpc_span`], falling back to the `traceparent` among `forwarded` headers (the HTTP
+/// request Envoy asks about) when the gRPC metadata carries none.
+pub fn rpc_span_with_headers(
+    rpc: Rpc,
+    metadata: &MetadataMap,
+    forwarded: Option<&HashMap<String, String>>,
+) -> Span {
+    if !enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: RPC_TARGET,
+        "rpc",
+        otel.name = rpc.span_name(),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rpc.system = "grpc",
+        rpc.service = rpc.service(),
+        rpc.method = rpc.method(),
+        rpc.grpc.status_code = Empty,
+        authz.decision = Empty,
+        authz.reason = Empty,
+        authz.context = Empty,
+        authz.bundle.entries = Empty,
+        fhir.interaction = Empty,
+        fhir.resource_type = Empty,
+        token.cache = Empty,
+        token.source = Empty,
+        token.active = Empty,
+        upstream.calls = Empty,
+    );
+    let propagator = TraceContextPropagator::new();
+    let mut parent = propagator.extract(&MetadataExtractor(metadata));
+    if !parent.span().span_context().is_valid()
+        && let Some(headers) = forwarded
+    {
+        parent = propagator.extract(headers);
+    }
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// An outgoing call of the token layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// RFC 7662 token introspection.
+    Introspection,
+    /// A JWK Set load.
+    JwksFetch,
+    /// OpenID Connect / OAuth metadata discovery.
+    Discovery,
+}
+
+impl Upstream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upstream::Introspection => "token introspection",
+            Upstream::JwksFetch => "jwks fetch",
+            Upstream::Discovery => "issuer discovery",
+        }
+    }
+}
+
+/// The client span of an upstream call of `issuer` (disabled when traces are off), counted
+/// in the enclosing RPC span's `upstream.calls`.
+pub fn upstream_span(kind: Upstream, issuer: &str) -> Span {
+    let _ = UPSTREAM_CALLS.try_with(|calls| calls.set(calls.get() + 1));
+    if !enabled() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: UPSTREAM_TARGET,
+        "upstream",
+        otel.name = kind.as_str(),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        issuer = issuer,
+        error.type = Empty,
+    )
+}
+
+/// Marks an upstream span failed, with a category (an enum's label, never free text).
+pub fn record_upstream_error(span: &Span, kind: &'static str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", kind);
+}
+
+tokio::task_local! {
+    /// Upstream calls made while serving the current RPC.
+    static UPSTREAM_CALLS: Cell<u64>;
+}
+
+/// Runs `call` inside `span`, counting its upstream calls into `upstream.calls`.
+pub async fn in_span<F: Future>(span: &Span, call: F) -> F::Output {
+    if span.is_disabled() {
+        return call.await;
+    }
+    UPSTREAM_CALLS
+        .scope(Cell::new(0), async {
+            let output = call.instrument(span.clone()).await;
+            span.record("upstream.calls", UPSTREAM_CALLS.with(Cell::get));
+            output
+        })
+        .await
+}
+
+/// Puts a decision on the RPC span.
+pub fn record_decision(
+    span: &Span,
+    outcome: Outcome,
+    reason: &'static str,
+    request: Option<&FhirRequest>,
+    grants: &[Grant],
+) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("authz.decision", outcome_label(outcome));
+    span.record("authz.reason", reason);
+    if let Some(grant) = grants.first() {
+        span.record("authz.context", grant.context.as_str());
+    }
+    if let Some(request) = request {
+        span.record("fhir.interaction", request.interaction.as_str());
+        if let Some(resource_type) = &request.resource_type {
+            span.record("fhir.resource_type", resource_type.as_str());
+        }
+    }
+}
+
+/// Puts the number of entries of a batch or transaction on the RPC span.
+pub fn record_bundle_size(span: &Span, entries: usize) {
+    span.record("authz.bundle.entries", entries);
+}
+
+/// Puts how the token was judged on the RPC span: from the cache or not, locally or by
+/// the issuer.
+pub fn record_token(span: &Span, authenticated: &Authenticated) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record(
+        "token.cache",
+        if authenticated.cached { "hit" } else { "miss" },
+    );
+    span.record(
+        "token.source",
+        match authenticated.token.source {
+            TokenSource::LocalJwt => "jwt",
+            TokenSource::RemoteIntrospection => "introspection",
+        },
+    );
+}
+
+/// Puts the result of `IntrospectToken` on its span.
+pub fn record_token_active(span: &Span, active: bool) {
+    span.record("token.active", active);
+}
+
+/// Puts the gRPC status on the span; server errors (not a caller's mistakes) mark it
+/// failed, as the OpenTelemetry gRPC conventions ask.
+pub fn record_status(span: &Span, code: Option<tonic::Code>) {
+    if span.is_disabled() {
+        return;
+    }
+    let code = code.unwrap_or(tonic::Code::Ok);
+    span.record("rpc.grpc.status_code", code as i64);
+    if matches!(
+        code,
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    ) {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The trace id of `span` as 32 hex digits, when it is exported.
+pub fn trace_id(span: &Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let context: Context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+pub(super) fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Allow => "allow",
+        Outcome::Deny => "deny",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environment(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint() {
+        let none = TraceSettings::resolve(&TelemetryConfig::default(), &environment(&[]));
+        assert_eq!(none.unwrap(), None);
+    }
+
+    #[test]
+    fn the_standard_variables_turn_traces_on() {
+        let env = environment(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_SERVICE_NAME", "authz-eu"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]);
+        let settings = TraceSettings::resolve(&TelemetryConfig::default(), &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.endpoint, "http://collector:4317");
+        assert_eq!(settings.service_name, "authz-eu");
+        assert_eq!(settings.sampler, SamplerChoice::Ratio(0.25));
+    }
+
+    #[test]
+    fn the_configuration_wins_over_the_environment() {
+        let config = TelemetryConfig {
+            otlp_endpoint: Some("http://sidecar:4317".into()),
+            trace_sampling_ratio: Some(0.1),
+            ..TelemetryConfig::default()
+        };
+        let env = environment(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+        ]);
+        let settings = TraceSettings::resolve(&config, &env).unwrap().unwrap();
+        assert_eq!(settings.endpoint, "http://sidecar:4317");
+        assert_eq!(settings.sampler, SamplerChoice::ParentBasedRatio(0.1));
+        assert_eq!(settings.service_name, DEFAULT_SERVICE_NAME);
+    }
+
+    #[test]
+    fn the_traces_endpoint_wins_over_the_general_one() {
+        let env = environment(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://traces:4317"),
+        ]);
+        let settings = TraceSettings::resolve(&TelemetryConfig::default(), &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.endpoint, "https://traces:4317");
+        assert_eq!(settings.sampler, SamplerChoice::ParentBasedAlwaysOn);
+    }
+
+    #[test]
+    fn disabling_variables_win() {
+        for disabling in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            let env = environment(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+                disabling,
+            ]);
+            let settings = TraceSettings::resolve(&TelemetryConfig::default(), &env).unwrap();
+            assert_eq!(settings, None, "{disabling:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_endpoint_variable_is_named() {
+        let env = environment(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")]);
+        let error = TraceSettings::resolve(&TelemetryConfig::default(), &env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("OTEL_EXPORTER_OTLP_ENDPOINT:"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_samplers_fall_back_to_the_default() {
+        assert_eq!(
+            sampler_from_environment(Some("jaeger_remote"), None),
+            SamplerChoice::ParentBasedAlwaysOn
+        );
+        assert_eq!(
+            sampler_from_environment(Some("parentbased_traceidratio"), Some("2")),
+            SamplerChoice::ParentBasedRatio(1.0)
+        );
+        assert_eq!(
+            sampler_from_environment(Some("ALWAYS_OFF"), None),
+            SamplerChoice::AlwaysOff
+        );
+    }
+
+    #[test]
+    fn spans_are_disabled_when_traces_are_off() {
+        let span = rpc_span(Rpc::CheckAccess, &MetadataMap::new());
+        assert!(span.is_disabled());
+        assert_eq!(trace_id(&span), None);
+    }
+}

@@ -1,0 +1,413 @@
+//! The decision audit log: one JSON line per decision on its own output, never the token.
+//!
+//! In process, the audit writer is injected (the subscriber is process-wide, so one test
+//! installs it and runs every in-process case in turn); as a subprocess, the binary writes
+//! audit lines to stdout and its other logs to stderr, and stops promptly on SIGTERM even
+//! with an OTLP endpoint that refuses connections.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use serde_json::{Value, json};
+use smart_authz::config::{LogConfig, TelemetryConfig};
+use smart_authz::grpc::pb;
+use smart_authz::telemetry::{self, Outputs};
+use smart_authz::token::cache::{token_fingerprint, token_key};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+/// A shared in-memory output.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    fn writer(&self) -> BoxMakeWriter {
+        let capture = self.clone();
+        BoxMakeWriter::new(move || capture.clone())
+    }
+
+    /// Takes what was written, as lines.
+    fn take_lines(&self) -> Vec<String> {
+        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn parse(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect()
+}
+
+/// No field of any line holds the token, its signature or a long piece of it.
+fn assert_no_token(lines: &[Value], token: &str) {
+    let signature = token.rsplit('.').next().unwrap();
+    for line in lines {
+        for (name, value) in line.as_object().unwrap() {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            assert!(
+                !text.contains(token) && !text.contains(signature),
+                "{name} holds the token: {line}"
+            );
+            assert!(
+                text.len() < 16 || !token.contains(&text),
+                "{name} holds a piece of the token: {line}"
+            );
+        }
+    }
+}
+
+fn fingerprint(token: &str) -> String {
+    token_fingerprint(&token_key(token))
+}
+
+fn find<'a>(lines: &'a [Value], pairs: &[(&str, &str)]) -> &'a Value {
+    lines
+        .iter()
+        .find(|line| pairs.iter().all(|(key, value)| line[key] == *value))
+        .unwrap_or_else(|| panic!("no line with {pairs:?} in {lines:#?}"))
+}
+
+fn envoy_request(path: &str, token: &str) -> CheckRequest {
+    let headers = HashMap::from([
+        (":authority".to_owned(), "fhir.example".to_owned()),
+        ("authorization".to_owned(), format!("Bearer {token}")),
+    ]);
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: path.into(),
+                    headers,
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decision_gets_one_json_line_without_the_token() {
+    let audit = Capture::default();
+    let logs = Capture::default();
+    let outputs = Outputs {
+        logs: logs.writer(),
+        audit: audit.writer(),
+    };
+    let _guard = telemetry::install_with(
+        &LogConfig::default(),
+        &TelemetryConfig::default(),
+        &|_| None,
+        outputs,
+    )
+    .expect("telemetry installs");
+
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "[telemetry]\naudit = \"all\"\n[envoy]\nbases = [{ prefix = \"/fhir/R4/\" }]\n",
+    )
+    .await;
+    let token = issuer.patient_token("patient/Observation.rs patient/Patient.rs", "123");
+    let expired = {
+        let mut claims = issuer.claims("patient/*.rs");
+        claims["exp"] = json!(now() - 3600);
+        sign(&RSA_1, &claims)
+    };
+    audit.take_lines();
+
+    let allowed = server.check(&token, "GET", "Observation/obs-1").await;
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    let denied = server.check(&token, "DELETE", "Observation/obs-1").await;
+    assert_eq!(decision(&denied), pb::Decision::Deny);
+    let refused = server.check(&expired, "GET", "Observation/obs-1").await;
+    assert_eq!(reason(&refused), pb::Reason::TokenExpired);
+    let public = server.check("", "GET", "metadata").await;
+    assert_eq!(decision(&public), pb::Decision::Allow);
+    let batch = server
+        .client
+        .clone()
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: format!("Bearer {token}"),
+            bundle_type: pb::BundleType::Batch as i32,
+            entries: ["Patient/123", "Patient/456"]
+                .into_iter()
+                .map(|path| pb::BatchEntry {
+                    request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                        method: "GET".into(),
+                        path: path.into(),
+                    })),
+                    stored: None,
+                    proposed: None,
+                })
+                .collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.entries.len(), 2);
+    let envoy = AuthorizationClient::new(server.channel.clone())
+        .check(envoy_request("/fhir/R4/Condition/c-1", &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(envoy.status.unwrap().code, 0);
+
+    let lines = audit.take_lines();
+    let records = parse(&lines);
+    assert_eq!(records.len(), 7, "{lines:#?}");
+    for record in &records {
+        assert!(record["time"].as_str().unwrap().ends_with('Z'), "{record}");
+    }
+    assert_no_token(&records, &token);
+    assert_no_token(&records, &expired);
+
+    let allow = find(&records, &[("decision", "allow"), ("interaction", "read")]);
+    assert_eq!(allow["face"], "grpc");
+    assert_eq!(allow["rpc"], "CheckAccess");
+    assert_eq!(allow["reason"], "granted");
+    assert_eq!(allow["resource_type"], "Observation");
+    assert_eq!(allow["resource_id"], "obs-1");
+    assert_eq!(allow["client_id"], "test-client");
+    assert_eq!(allow["sub"], "user-1");
+    assert_eq!(allow["patient"], "123");
+    assert_eq!(allow["scopes"], "patient/Observation.rs");
+    assert_eq!(allow["token_fingerprint"], fingerprint(&token));
+    assert!(allow.get("trace_id").is_none(), "traces are off: {allow}");
+
+    let deny = find(&records, &[("interaction", "delete")]);
+    assert_eq!(deny["decision"], "deny");
+    assert_eq!(deny["reason"], "no_matching_scope");
+    assert!(deny.get("scopes").is_none());
+
+    let expired_line = find(&records, &[("reason", "token_expired")]);
+    assert_eq!(expired_line["decision"], "deny");
+    assert_eq!(expired_line["token_fingerprint"], fingerprint(&expired));
+    assert!(
+        expired_line.get("client_id").is_none(),
+        "an unverified token names no one"
+    );
+
+    let public_line = find(&records, &[("reason", "public_endpoint")]);
+    assert!(public_line.get("token_fingerprint").is_none());
+
+    let first_entry = find(
+        &records,
+        &[("rpc", "BatchCheckAccess"), ("resource_id", "123")],
+    );
+    assert_eq!(first_entry["entry"], 0);
+    assert_eq!(first_entry["decision"], "allow");
+    assert_eq!(first_entry["token_fingerprint"], fingerprint(&token));
+    let second_entry = find(
+        &records,
+        &[("rpc", "BatchCheckAccess"), ("resource_id", "456")],
+    );
+    assert_eq!(second_entry["entry"], 1);
+    assert_eq!(second_entry["decision"], "deny");
+
+    let envoy_line = find(&records, &[("face", "envoy")]);
+    assert_eq!(envoy_line["rpc"], "ext_authz.Check");
+    assert_eq!(envoy_line["decision"], "deny");
+    assert_eq!(envoy_line["resource_type"], "Condition");
+    assert_eq!(envoy_line["token_fingerprint"], fingerprint(&token));
+
+    // Audit events stay out of the ordinary log output.
+    let log_lines = logs.take_lines();
+    assert!(
+        log_lines
+            .iter()
+            .all(|line| !line.contains("token_fingerprint")),
+        "{log_lines:#?}"
+    );
+    server.stop().await;
+
+    // `denies`, the default: allows are not audited.
+    let server = TestServer::for_issuer(&issuer, "").await;
+    audit.take_lines();
+    server.check(&token, "GET", "Observation/obs-1").await;
+    server.check(&token, "GET", "Condition/c-1").await;
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["decision"], "deny");
+    server.stop().await;
+
+    let server = TestServer::for_issuer(&issuer, "[telemetry]\naudit = \"off\"\n").await;
+    audit.take_lines();
+    server.check(&token, "GET", "Condition/c-1").await;
+    assert!(audit.take_lines().is_empty());
+    server.stop().await;
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_smart-authz"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let address = format!("127.0.0.1:{}", free_port());
+    // Nothing listens there: every export fails, which must not matter.
+    let collector = format!("http://127.0.0.1:{}", free_port());
+    let mut child = binary()
+        .args(["serve", "--listen", &address])
+        .env_remove("SMART_AUTHZ_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
+        .env("SMART_AUTHZ_LOG__FORMAT", "json")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (line_sender, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line_sender.send(line);
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+
+    let token = {
+        let output = binary()
+            .args(["token", "--scope", "patient/*.rs", "--patient", "123"])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
+    let mut channel = None;
+    for _ in 0..150 {
+        if let Ok(connected) = endpoint.connect().await {
+            channel = Some(connected);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client =
+        pb::authz_service_client::AuthzServiceClient::new(channel.expect("the server listens"));
+    let allowed = client
+        .check_access(check_http(&token, "GET", "Observation?code=x"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    let denied = client
+        .check_access(check_http(&token, "GET", "Patient/456/Observation"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&denied), pb::Decision::Deny);
+
+    let line = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an audit line on stdout");
+    let record: Value = serde_json::from_str(&line).expect("the audit line is JSON");
+    assert_eq!(record["decision"], "deny", "{line}");
+    assert_eq!(record["reason"], "outside_compartment");
+    assert_eq!(record["compartment"], "Patient/456");
+    assert_eq!(record["token_fingerprint"], fingerprint(&token));
+    // Traces are exported (to nowhere): the line names the trace.
+    assert_eq!(
+        record["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{line}"
+    );
+    assert_no_token(&[record], &token);
+
+    // SIGTERM: drains, flushes the trace exporter (which fails) and exits promptly.
+    let stopping = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopping.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the server did not stop within 20 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        stopping.elapsed()
+    );
+    assert!(
+        lines.recv_timeout(Duration::from_secs(1)).is_err(),
+        "only the deny is audited by default"
+    );
+    let errors = errors.join().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|line| line.contains("smart-authz serving")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|line| !line.contains("token_fingerprint")),
+        "{errors:#?}"
+    );
+    // The failed export is logged, not fatal.
+    assert!(
+        errors
+            .iter()
+            .any(|line| line.contains(r#""target":"opentelemetry"#)
+                && (line.contains(r#""level":"ERROR""#) || line.contains(r#""level":"WARN""#))),
+        "{errors:#?}"
+    );
+    for line in &errors {
+        assert!(!line.contains(&token), "a log line holds the token: {line}");
+        serde_json::from_str::<Value>(line).expect("logs are JSON lines");
+    }
+}

@@ -1,0 +1,149 @@
+//! Traces end to end: the server exports its spans over OTLP/gRPC to an in-test receiver
+//! (a tonic server implementing the collector's `TraceService`), and a CheckAccess span
+//! joins the trace of the `traceparent` the caller sent.
+//!
+//! OpenTelemetry pipelines are process-wide, so this file is its own test binary with a
+//! single test that installs telemetry once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::otlp::{OtlpReceiver, ReceivedSpan};
+use common::*;
+use smart_authz::config::{LogConfig, TelemetryConfig};
+use smart_authz::grpc::pb;
+use smart_authz::telemetry::{self, Outputs};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn with_traceparent<T>(message: T, traceparent: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
+    let receiver = OtlpReceiver::start().await;
+    let telemetry_config = TelemetryConfig {
+        otlp_endpoint: Some(receiver.endpoint()),
+        ..TelemetryConfig::default()
+    };
+    let environment =
+        |name: &str| (name == "OTEL_SERVICE_NAME").then(|| "authz-under-test".to_owned());
+    let outputs = Outputs {
+        logs: BoxMakeWriter::new(std::io::sink),
+        audit: BoxMakeWriter::new(std::io::sink),
+    };
+    let guard = telemetry::install_with(
+        &LogConfig::default(),
+        &telemetry_config,
+        &environment,
+        outputs,
+    )
+    .expect("telemetry installs");
+    assert!(guard.exports_traces());
+    assert!(telemetry::traces::enabled());
+    // Installing twice is harmless: the second call is inert.
+    let second = telemetry::install(&LogConfig::default(), &telemetry_config, &environment)
+        .expect("a second install is accepted");
+    assert!(!second.exports_traces());
+
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01");
+
+    let allowed = server
+        .client
+        .clone()
+        .check_access(with_traceparent(
+            check_http(&token, "GET", "Observation/obs-1"),
+            &traceparent,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    // A second call without traceparent: served from the cache, a trace of its own.
+    let denied = server.check(&token, "DELETE", "Observation/obs-1").await;
+    assert_eq!(decision(&denied), pb::Decision::Deny);
+
+    let flush = || tokio::task::block_in_place(|| guard.force_flush());
+    let is_check_access =
+        |span: &ReceivedSpan| span.span.name == "smartauthz.v1.AuthzService/CheckAccess";
+    let joined = receiver
+        .wait_for(Duration::from_secs(20), flush, |span| {
+            is_check_access(span) && hex(&span.span.trace_id) == TRACE_ID
+        })
+        .await
+        .expect("the CheckAccess span of the traced call reaches the collector");
+    assert_eq!(hex(&joined.span.parent_span_id), PARENT_SPAN_ID);
+    assert_eq!(joined.service_name.as_deref(), Some("authz-under-test"));
+    // SPAN_KIND_SERVER
+    assert_eq!(joined.span.kind, 2);
+    let expected = [
+        ("rpc.system", "grpc"),
+        ("rpc.service", "smartauthz.v1.AuthzService"),
+        ("rpc.method", "CheckAccess"),
+        ("rpc.grpc.status_code", "0"),
+        ("authz.decision", "allow"),
+        ("authz.reason", "granted"),
+        ("authz.context", "patient"),
+        ("fhir.interaction", "read"),
+        ("fhir.resource_type", "Observation"),
+        ("token.cache", "miss"),
+        ("token.source", "jwt"),
+        ("upstream.calls", "0"),
+    ];
+    for (key, value) in expected {
+        assert_eq!(
+            joined.attribute(key).as_deref(),
+            Some(value),
+            "{key} of {:?}",
+            joined.span.attributes
+        );
+    }
+
+    let cached = receiver
+        .wait_for(Duration::from_secs(20), flush, |span| {
+            is_check_access(span) && span.attribute("authz.decision").as_deref() == Some("deny")
+        })
+        .await
+        .expect("the span of the untraced call reaches the collector");
+    assert_ne!(hex(&cached.span.trace_id), TRACE_ID);
+    assert!(cached.span.parent_span_id.is_empty());
+    assert_eq!(cached.attribute("token.cache").as_deref(), Some("hit"));
+    assert_eq!(
+        cached.attribute("authz.reason").as_deref(),
+        Some("no_matching_scope")
+    );
+    assert_eq!(
+        cached.attribute("fhir.interaction").as_deref(),
+        Some("delete")
+    );
+
+    for span in receiver.spans() {
+        for value in span.attribute_values() {
+            assert!(
+                !value.contains(&token) && !token.contains(&value) || value.len() < 16,
+                "span {} carries the token in {value:?}",
+                span.span.name
+            );
+        }
+        assert!(!span.span.name.contains(&token));
+    }
+
+    server.stop().await;
+    tokio::task::block_in_place(|| guard.shutdown(Duration::from_secs(5)));
+    assert!(!telemetry::traces::enabled());
+}
