@@ -22,6 +22,8 @@ use crate::telemetry::AuditMode;
 /// The development configuration used when no file is given: the issuer of
 /// `examples/dev/`, whose private key is in the repository. Never use it in production.
 pub const DEVELOPMENT_CONFIG: &str = include_str!("../examples/dev/config.toml");
+/// The issuer of the development configuration, whose private key is public.
+pub const DEVELOPMENT_ISSUER: &str = "https://smart-authz.dev/issuer";
 /// The development issuer's public keys, embedded so the default works from any directory.
 pub const DEVELOPMENT_JWKS: &str = include_str!("../examples/dev/jwks.json");
 /// The development issuer's private key, for `smart-authz token`.
@@ -442,6 +444,12 @@ impl Config {
                 format!("{:?} is not an address like 0.0.0.0:50051", shape.listen),
             )
         })?;
+        if development && !listen_is_loopback(&listen) {
+            return Err(invalid(
+                "listen",
+                "the development configuration's signing key is public: listen on a loopback address, or pass --config",
+            ));
+        }
         if shape.max_request_bytes < 1024 {
             return Err(invalid("max_request_bytes", "must be at least 1024"));
         }
@@ -588,6 +596,14 @@ fn is_http_url(text: &str) -> bool {
     rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
 }
 
+/// Largest accepted `leeway_secs`.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+
+/// Whether a listen address accepts connections from this machine only.
+pub fn listen_is_loopback(listen: &SocketAddr) -> bool {
+    listen.ip().is_loopback()
+}
+
 fn validate_issuer(
     index: usize,
     mut file: IssuerFile,
@@ -596,6 +612,13 @@ fn validate_issuer(
     let key = |name: &str| format!("issuers[{index}].{name}");
     if file.issuer.is_empty() {
         return Err(invalid(key("issuer"), "missing"));
+    }
+    // A clock skew beyond minutes would let expired tokens through (RFC 7519 §4.1.4).
+    if file.leeway_secs > MAX_LEEWAY_SECS {
+        return Err(invalid(
+            key("leeway_secs"),
+            format!("at most {MAX_LEEWAY_SECS}"),
+        ));
     }
     if file.audiences.is_empty() || file.audiences.iter().any(String::is_empty) {
         return Err(invalid(
@@ -632,10 +655,13 @@ fn validate_issuer(
             "must be an http(s) URL",
         ));
     }
+    // The public development key belongs to the development issuer alone: an issuer added
+    // through the environment on top of the development configuration never gets it.
     if keys.is_none()
         && file.introspection_endpoint.is_none()
         && file.discovery.is_none()
         && development
+        && file.issuer == DEVELOPMENT_ISSUER
     {
         keys = Some(KeySource::Inline(DEVELOPMENT_JWKS.to_owned()));
     }

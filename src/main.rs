@@ -88,6 +88,10 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
+        anyhow::ensure!(
+            !config.development || smart_authz::config::listen_is_loopback(&listen),
+            "--listen {listen}: the development configuration's signing key is public: listen on a loopback address, or pass --config"
+        );
         config.listen = listen;
     }
     // At least two workers, even on one CPU: a single worker would let one slow call stall

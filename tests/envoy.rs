@@ -474,3 +474,98 @@ async fn an_authorizer_that_cannot_decide_answers_with_a_grpc_error() {
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_searches_are_decided_on_their_body_parameters() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let search = |body: Option<&str>, headers: &[(&str, &str)]| {
+        let mut request = check_request(
+            "POST",
+            "/fhir/R4/Observation/_search",
+            Some(&token),
+            headers,
+            None,
+        );
+        let http = request
+            .attributes
+            .as_mut()
+            .unwrap()
+            .request
+            .as_mut()
+            .unwrap()
+            .http
+            .as_mut()
+            .unwrap();
+        http.body = body.unwrap_or_default().to_owned();
+        request
+    };
+    ok_response(
+        &envoy_check(
+            &server,
+            search(Some("code=2345-7&patient=Patient%2F123"), &[]),
+        )
+        .await,
+    );
+    denied_response(
+        &envoy_check(&server, search(Some("patient=Patient%2F999"), &[])).await,
+        403,
+    );
+    // Not forwarded (or truncated): cannot be judged.
+    denied_response(&envoy_check(&server, search(None, &[])).await, 403);
+    ok_response(&envoy_check(&server, search(None, &[("content-length", "0")])).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_paths_are_public_for_reads_only_and_dot_segments_never_pass() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config = ENVOY_CONFIG.replace(
+        "narrow_searches = true",
+        "narrow_searches = true\npublic_paths = [\"Questionnaire\"]",
+    );
+    let server = TestServer::for_issuer(&issuer, &config).await;
+    ok_response(
+        &envoy_check(
+            &server,
+            check_request("GET", "/fhir/R4/Questionnaire", None, &[], None),
+        )
+        .await,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/Questionnaire", None, &[], None),
+        )
+        .await,
+        401,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            check_request(
+                "DELETE",
+                "/fhir/R4/Questionnaire?status=active",
+                None,
+                &[],
+                None,
+            ),
+        )
+        .await,
+        401,
+    );
+
+    let token = issuer.patient_token("user/Observation.r", "123");
+    for path in [
+        "/fhir/R4/Observation/..?_type=Patient",
+        "/fhir/R4/Observation/../_history",
+        "/fhir/R4/metadata/../Patient/1",
+    ] {
+        denied_response(
+            &envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await,
+            400,
+        );
+    }
+    server.stop().await;
+}

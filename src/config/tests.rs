@@ -384,3 +384,28 @@ fn telemetry_errors_name_the_key() {
         assert!(error.contains(key), "{line}: {error}");
     }
 }
+
+#[test]
+fn the_development_key_never_serves_another_issuer_or_another_interface() {
+    let env = Serialized::defaults(serde_json::json!({
+        "issuers": [{"issuer": "https://idp.example.org", "audiences": ["https://fhir.example/r4"]}]
+    }));
+    let config = Config::load_with_env(None, env).unwrap();
+    assert_ne!(
+        config.issuers[0].keys,
+        Some(KeySource::Inline(DEVELOPMENT_JWKS.to_owned())),
+        "an issuer from the environment must not get the public development key"
+    );
+    let env = Serialized::defaults(serde_json::json!({"listen": "0.0.0.0:50051"}));
+    let error = Config::load_with_env(None, env).unwrap_err().to_string();
+    assert!(
+        error.contains("`listen`") && error.contains("public"),
+        "{error}"
+    );
+}
+
+#[test]
+fn leeway_is_bounded() {
+    let error = error_of(&format!("{MINIMAL}leeway_secs = 86400\n"));
+    assert!(error.contains("`issuers[0].leeway_secs`"), "{error}");
+}

@@ -21,6 +21,7 @@ pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
 use crate::decision::{Decision, Engine, Grant, Outcome, Policy, Reason, bundle_entries};
+use crate::fhir::request_line::parse_query;
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_request_line};
 use crate::smart::TokenContext;
 use crate::telemetry::{self, DecisionEvent, Observer, Rpc, traces};
@@ -139,7 +140,7 @@ impl EnvoyAuthz {
             ));
         };
         let version = base.fhir_version.unwrap_or(self.default_version);
-        let request = match parse_request_line(&http.method, relative) {
+        let mut request = match parse_request_line(&http.method, relative) {
             Ok(request) => request,
             Err(error) => {
                 self.report(Judged::deny(unsupported, None), raw_token, span);
@@ -148,7 +149,7 @@ impl EnvoyAuthz {
                 )));
             }
         };
-        if self.is_public(&request, relative) {
+        if self.is_public(&request, &http.method, relative) {
             let decision = Decision::public_endpoint();
             self.report(
                 Judged {
@@ -187,6 +188,14 @@ impl EnvoyAuthz {
             }
         };
         let body = request_body(http);
+        if http.method.eq_ignore_ascii_case("POST") && request.interaction.is_search() {
+            // `POST [type]/_search` carries its parameters in the body (FHIR R4 http.html
+            // §3.1.0.7.1): they must be seen, or a search for another patient would pass.
+            if let Err(message) = add_body_params(&mut request, body, http) {
+                self.report(Judged::deny(unsupported, Some(&request)), raw_token, span);
+                return Ok(response::forbidden(&message));
+            }
+        }
         if request.interaction == Interaction::Batch {
             return Ok(self
                 .decide_bundle(version, &context, &token, body, http, span)
@@ -259,7 +268,7 @@ impl EnvoyAuthz {
                 "a batch or transaction is decided entry by entry: forward the body (with_request_body)",
             );
         };
-        let bundle: Value = match serde_json::from_slice(body) {
+        let bundle: Value = match parse_json(body).await {
             Ok(bundle) => bundle,
             Err(error) => {
                 self.report(unsupported, raw_token, span);
@@ -300,12 +309,16 @@ impl EnvoyAuthz {
     }
 
     /// `metadata`, `.well-known/smart-configuration` and the configured public paths.
-    fn is_public(&self, request: &FhirRequest, relative: &str) -> bool {
+    fn is_public(&self, request: &FhirRequest, method: &str, relative: &str) -> bool {
         if matches!(
             request.interaction,
             Interaction::Capabilities | Interaction::SmartConfiguration
         ) {
             return true;
+        }
+        // Only a GET (or HEAD) can be public: `POST Questionnaire` never is.
+        if !(method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")) {
+            return false;
         }
         let path = relative
             .split('?')
@@ -412,6 +425,46 @@ fn request_body(http: &HttpRequest) -> Option<&[u8]> {
         http.raw_body.as_slice()
     };
     (!body.is_empty()).then_some(body)
+}
+
+/// Adds the form-encoded parameters of a `POST _search` body to `request`. A body Envoy did
+/// not forward (or truncated) cannot be judged, unless the request says it has none.
+fn add_body_params(
+    request: &mut FhirRequest,
+    body: Option<&[u8]>,
+    http: &HttpRequest,
+) -> Result<(), String> {
+    let Some(body) = body else {
+        let empty = http
+            .headers
+            .get("content-length")
+            .is_some_and(|length| length.trim() == "0");
+        return if empty {
+            Ok(())
+        } else {
+            Err(
+                "a POST search is decided on its parameters: forward the body (with_request_body)"
+                    .to_owned(),
+            )
+        };
+    };
+    let form = std::str::from_utf8(body).map_err(|_| "the search body is not UTF-8".to_owned())?;
+    let params = parse_query(form.trim()).map_err(|error| format!("the search body: {error}"))?;
+    request.params.extend(params);
+    Ok(())
+}
+
+/// Parses forwarded JSON, off the async runtime when it is large (a Bundle may be).
+async fn parse_json(body: &[u8]) -> Result<Value, String> {
+    if body.len() <= BLOCKING_PARSE_BYTES {
+        return serde_json::from_slice(body).map_err(|error| error.to_string());
+    }
+    let body = body.to_vec();
+    tokio::task::spawn_blocking(move || {
+        serde_json::from_slice(&body).map_err(|error| error.to_string())
+    })
+    .await
+    .map_err(|_| "body parsing was cancelled".to_owned())?
 }
 
 /// Parses a forwarded resource, off the async runtime when it is large.

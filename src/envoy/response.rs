@@ -20,6 +20,14 @@ pub const FHIR_USER_HEADER: &str = "x-smart-fhir-user";
 pub const SCOPES_HEADER: &str = "x-smart-scopes";
 /// The decision's grants (the constraints) as compact JSON.
 pub const CONSTRAINTS_HEADER: &str = "x-smart-constraints";
+/// The headers the service always sets or removes.
+const FIXED_HEADERS: [&str; 5] = [
+    PATIENT_HEADER,
+    CLIENT_ID_HEADER,
+    FHIR_USER_HEADER,
+    SCOPES_HEADER,
+    CONSTRAINTS_HEADER,
+];
 /// Every header starting with this prefix is the service's to set.
 pub const SMART_HEADER_PREFIX: &str = "x-smart-";
 
@@ -78,19 +86,31 @@ fn allowed_with(
     ];
     let mut set = Vec::with_capacity(values.len());
     for (name, value) in values {
-        if let Some(value) = value.filter(|value| !value.is_empty()) {
-            ok.add_header(
-                name,
-                value,
-                Some(HeaderAppendAction::OverwriteIfExistsOrAdd),
-                false,
-            );
-            set.push(name);
+        match value.filter(|value| !value.is_empty()) {
+            Some(value) => {
+                ok.add_header(
+                    name,
+                    value,
+                    Some(HeaderAppendAction::OverwriteIfExistsOrAdd),
+                    false,
+                );
+                set.push(name);
+            }
+            // Removed whether or not Envoy forwarded it to us (`allowed_headers` may hide
+            // it): a client can never supply a header the service leaves unset.
+            None => {
+                ok.remove_header(name);
+            }
         }
     }
-    // No spoofing: drop every other `x-smart-*` header the client sent.
+    // No spoofing: drop every other `x-smart-*` header the client sent (header names
+    // arrive lower-cased from Envoy; compare without case anyway).
     for name in client_headers.keys() {
-        if name.starts_with(SMART_HEADER_PREFIX) && !set.contains(&name.as_str()) {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with(SMART_HEADER_PREFIX)
+            && !set.contains(&lower.as_str())
+            && !FIXED_HEADERS.contains(&lower.as_str())
+        {
             ok.remove_header(name.clone());
         }
     }

@@ -481,8 +481,13 @@ fn parse_operation(segment: &str) -> Result<String, RequestLineError> {
 }
 
 /// FHIR R4 datatypes.html#id: `[A-Za-z0-9\-\.]{1,64}`.
+/// A FHIR id, except `.` and `..`: they match the id grammar, but a proxy or server that
+/// normalises paths reads them as dot segments, so `Observation/..?_type=Patient` would be
+/// decided as one request and executed as another (RFC 3986 §5.2.4).
 fn is_fhir_id(segment: &str) -> bool {
     !segment.is_empty()
+        && segment != "."
+        && segment != ".."
         && segment.len() <= MAX_ID_CHARS
         && segment
             .bytes()
@@ -1193,5 +1198,19 @@ mod tests {
             );
             prop_assert_eq!(parse_query(&query), Ok(vec![SearchParam::new(name, value)]));
         }
+    }
+
+    #[test]
+    fn dot_segments_are_never_ids() {
+        for path in [
+            "Observation/..?_type=Patient",
+            "Observation/.",
+            "Observation/../_history",
+            "Patient/1/_history/..",
+            "Patient/../Observation",
+        ] {
+            assert!(parse_request_line("GET", path).is_err(), "{path}");
+        }
+        assert!(parse_request_line("GET", "Observation/a..b").is_ok());
     }
 }

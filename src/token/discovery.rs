@@ -272,6 +272,9 @@ impl Discovery {
         let http = reqwest::Client::builder()
             .timeout(issuer.fetch_timeout)
             .connect_timeout(issuer.fetch_timeout)
+            // Never follow redirects: keys and endpoints come only from the configured host,
+            // never from wherever a redirect points (fail closed).
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Discovery {
             issuer: issuer.issuer.clone(),

@@ -165,6 +165,9 @@ impl Introspector {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
+            // Never follow redirects: a redirect could carry the token and client credentials
+            // to another host (RFC 7662 §4, RFC 9700 §4.11).
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Introspector {
             rules: ResponseRules {

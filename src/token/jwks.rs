@@ -326,6 +326,9 @@ impl KeySet {
                 reqwest::Client::builder()
                     .timeout(issuer.fetch_timeout)
                     .connect_timeout(issuer.fetch_timeout)
+                    // Never follow redirects: keys and endpoints come only from the configured host,
+                    // never from wherever a redirect points (fail closed).
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()?,
             ),
             KeyOrigin::Configured(KeySource::File(_) | KeySource::Inline(_)) => None,
