@@ -13,12 +13,9 @@ use crate::fhir::{
 };
 use crate::smart::{Scope, ScopeSet, TokenContext};
 
-/// The arguments of `explain`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct ExplainArgs {
-    /// The granted scopes, space-separated, e.g. "patient/*.rs openid".
-    #[arg(long, default_value = "")]
-    pub scope: String,
+/// The launch context of a token, as `explain` and `token` take it.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct LaunchArgs {
     /// The patient in context (id or Patient/id).
     #[arg(long)]
     pub patient: Option<String>,
@@ -28,6 +25,16 @@ pub struct ExplainArgs {
     /// The encounter in context.
     #[arg(long)]
     pub encounter: Option<String>,
+}
+
+/// The arguments of `explain`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The granted scopes, space-separated, e.g. "patient/*.rs openid".
+    #[arg(long, default_value = "")]
+    pub scope: String,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
     /// The FHIR release: r4, r4b or r5.
     #[arg(long, default_value = "r4")]
     pub fhir_version: FhirVersion,
@@ -136,7 +143,7 @@ fn explain_bundle(
 }
 
 fn token_context(args: &ExplainArgs) -> Result<TokenContext, ExplainError> {
-    let patient = match args.patient.as_deref() {
+    let patient = match args.launch.patient.as_deref() {
         None => None,
         Some(patient) => Some(
             crate::fhir::reference::id_of("Patient", patient)
@@ -147,8 +154,8 @@ fn token_context(args: &ExplainArgs) -> Result<TokenContext, ExplainError> {
     Ok(TokenContext {
         scopes: ScopeSet::parse(&args.scope, args.fhir_version),
         patient,
-        encounter: args.encounter.clone(),
-        fhir_user: args.fhir_user.clone(),
+        encounter: args.launch.encounter.clone(),
+        fhir_user: args.launch.fhir_user.clone(),
         client_id: None,
         sub: None,
     })

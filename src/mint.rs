@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, DEVELOPMENT_JWKS, DEVELOPMENT_PRIVATE_KEY};
+use crate::explain::LaunchArgs;
 
 /// The arguments of `token`.
 #[derive(Clone, Debug, clap::Args)]
@@ -16,15 +17,8 @@ pub struct MintArgs {
     /// Granted scopes, space-separated, e.g. "patient/*.rs openid".
     #[arg(long)]
     pub scope: String,
-    /// The patient in context.
-    #[arg(long)]
-    pub patient: Option<String>,
-    /// The user's FHIR resource, e.g. Practitioner/7.
-    #[arg(long)]
-    pub fhir_user: Option<String>,
-    /// The encounter in context.
-    #[arg(long)]
-    pub encounter: Option<String>,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
     /// The OAuth client id.
     #[arg(long, default_value = "dev-client")]
     pub client_id: String,
@@ -63,9 +57,9 @@ pub fn mint(args: &MintArgs) -> Result<String, MintError> {
     claims.insert("exp".into(), json!(now + args.expires_in));
     claims.insert("jti".into(), json!(token_id(now, args)));
     let optional = [
-        ("patient", &args.patient),
-        ("fhirUser", &args.fhir_user),
-        ("encounter", &args.encounter),
+        ("patient", &args.launch.patient),
+        ("fhirUser", &args.launch.fhir_user),
+        ("encounter", &args.launch.encounter),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
