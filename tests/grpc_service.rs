@@ -235,3 +235,42 @@ async fn shutdown_drains_and_stops_listening() {
         "still listening after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_calls_finish_during_shutdown() {
+    // An introspection endpoint that accepts connections and never answers: the call stays
+    // in flight until the introspection timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_address = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let config = format!(
+        "[[issuers]]\nissuer = \"https://opaque.example\"\naudiences = [\"{AUDIENCE}\"]\nintrospection_endpoint = \"http://{silent_address}/introspect\"\nclient_id = \"rs\"\nclient_secret = \"secret\"\nintrospection_timeout_ms = 1500\n"
+    );
+    let server = TestServer::start(&config).await;
+    let mut client = server.client.clone();
+    let in_flight = tokio::spawn(async move {
+        client
+            .check_access(check_http("an-opaque-token", "GET", "Observation/1"))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!in_flight.is_finished(), "the call is in flight");
+    let started = std::time::Instant::now();
+    server.stop().await;
+    let answer = in_flight.await.unwrap();
+    // The call ran to its own end (the introspection timeout), answered by the service.
+    let status = answer.expect_err("the silent issuer makes it UNAVAILABLE");
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    assert!(
+        status.message().contains("opaque.example"),
+        "{}",
+        status.message()
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    holder.abort();
+}
