@@ -569,3 +569,27 @@ async fn public_paths_are_public_for_reads_only_and_dot_segments_never_pass() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_override_is_refused_rather_than_misjudged() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let overridden = check_request(
+        "GET",
+        "/fhir/R4/Observation/1",
+        Some(&token),
+        &[("x-http-method-override", "DELETE")],
+        None,
+    );
+    denied_response(&envoy_check(&server, overridden).await, 400);
+    let same = check_request(
+        "GET",
+        "/fhir/R4/Observation/1",
+        Some(&token),
+        &[("x-http-method-override", "get")],
+        None,
+    );
+    ok_response(&envoy_check(&server, same).await);
+    server.stop().await;
+}

@@ -27,6 +27,13 @@ use crate::smart::TokenContext;
 use crate::telemetry::{self, DecisionEvent, Observer, Rpc, traces};
 use crate::token::{AuthError, Authenticator, TokenError, VerifiedToken};
 
+/// Headers some frameworks read as the real method of a `POST`.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Bodies larger than this are parsed off the async runtime.
 const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
@@ -140,6 +147,18 @@ impl EnvoyAuthz {
             ));
         };
         let version = base.fhir_version.unwrap_or(self.default_version);
+        // Some servers execute the method named in an override header rather than the
+        // request's own: decide on neither, refuse the request.
+        if let Some(other) = METHOD_OVERRIDE_HEADERS
+            .iter()
+            .find_map(|name| http.headers.get(*name))
+            .filter(|method| !method.eq_ignore_ascii_case(&http.method))
+        {
+            self.report(Judged::deny(unsupported, None), raw_token, span);
+            return Ok(response::bad_request(&format!(
+                "method override to {other:?} is not accepted: send the method itself"
+            )));
+        }
         let mut request = match parse_request_line(&http.method, relative) {
             Ok(request) => request,
             Err(error) => {
