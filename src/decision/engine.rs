@@ -415,10 +415,14 @@ impl<'a> Session<'a> {
             | Interaction::SearchSystem
             | Interaction::HistorySystem => self.system_search(),
             Interaction::Operation => self.operation(),
+            // Answered before evaluation; a refusal (never a panic) should that ever change.
             Interaction::Capabilities
             | Interaction::SmartConfiguration
             | Interaction::Batch
-            | Interaction::Transaction => unreachable!("handled before evaluation"),
+            | Interaction::Transaction => Findings::refused(Refusal::new(
+                Reason::UnsupportedRequest,
+                format!("{} is not decided here", request.interaction),
+            )),
         }
     }
 
