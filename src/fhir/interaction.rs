@@ -1,7 +1,7 @@
 //! FHIR RESTful interactions and the request the engine decides on.
 //!
 //! The shape mirrors the service's API (`FhirRequest` in the proto): one flat struct whose
-//! fields are meaningful per interaction, checked by [`FhirRequest::validate`] before any
+//! fields are meaningful per interaction, checked by the engine before any
 //! decision is made.
 
 use std::fmt;
