@@ -448,17 +448,9 @@ async fn transactions_are_decided_from_the_forwarded_bundle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorizer_that_cannot_decide_answers_with_a_grpc_error() {
-    // Nothing listens on this port once the probe listener is dropped.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "{ENVOY_CONFIG}\n[[issuers]]\nissuer = \"https://down.example\"\naudiences = [\"{AUDIENCE}\"]\njwks_uri = \"http://127.0.0.1:{port}/jwks\"\njwks_timeout_ms = 500\n"
-    );
+    let config = format!("{ENVOY_CONFIG}\n{}", unreachable_issuer_toml());
     let server = TestServer::start(&config).await;
-    let claims = json!({"iss": "https://down.example", "aud": AUDIENCE, "exp": now() + 600, "scope": "patient/*.rs", "patient": "123"});
+    let claims = json!({"iss": UNREACHABLE_ISSUER, "aud": AUDIENCE, "exp": now() + 600, "scope": "patient/*.rs", "patient": "123"});
     let request = check_request(
         "GET",
         "/fhir/R4/Observation/1",

@@ -161,17 +161,9 @@ async fn a_rotated_key_is_picked_up_from_the_jwks_uri() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_keys_are_unavailable_never_an_allow() {
-    // Nothing listens on this port once the probe listener is dropped.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = format!(
-        "[[issuers]]\nissuer = \"https://down.example\"\naudiences = [\"{AUDIENCE}\"]\njwks_uri = \"http://127.0.0.1:{port}/jwks\"\njwks_timeout_ms = 500\n"
-    );
+    let config = unreachable_issuer_toml();
     let server = TestServer::start(&config).await;
-    let claims = json!({"iss": "https://down.example", "aud": AUDIENCE, "exp": now() + 600, "scope": SCOPE, "patient": "123"});
+    let claims = json!({"iss": UNREACHABLE_ISSUER, "aud": AUDIENCE, "exp": now() + 600, "scope": SCOPE, "patient": "123"});
     let status = server
         .client
         .clone()

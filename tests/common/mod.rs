@@ -312,3 +312,19 @@ pub fn observation(patient: &str) -> Value {
         "subject": {"reference": format!("Patient/{patient}")}
     })
 }
+
+/// The issuer of [`unreachable_issuer_toml`].
+pub const UNREACHABLE_ISSUER: &str = "https://down.example";
+
+/// An `[[issuers]]` entry whose `jwks_uri` nobody answers: its tokens cannot be judged.
+pub fn unreachable_issuer_toml() -> String {
+    // Nothing listens on this port once the probe listener is dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!(
+        "[[issuers]]\nissuer = \"{UNREACHABLE_ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks_uri = \"http://127.0.0.1:{port}/jwks\"\njwks_timeout_ms = 500\n"
+    )
+}
