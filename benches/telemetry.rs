@@ -19,12 +19,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use smart_authz::config::AuditMode;
 use smart_authz::config::{Config, LogConfig, TelemetryConfig};
 use smart_authz::decision::Engine;
 use smart_authz::grpc::AuthzGrpc;
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_server::AuthzService;
-use smart_authz::telemetry::{self, AuditMode, Observer, Outputs};
+use smart_authz::telemetry::{self, Observer, Outputs};
 use smart_authz::token::Authenticator;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 

@@ -30,16 +30,13 @@
 //! A deny is a `Decision`, never an error; an error means the service could not decide, and
 //! never becomes an allow.
 
-#![forbid(unsafe_code)]
+pub use smart_authz_engine::{decision, fhir, smart};
 
 pub mod app;
 pub mod config;
-pub mod decision;
 pub mod envoy;
 pub mod explain;
-pub mod fhir;
 pub mod grpc;
 pub mod mint;
-pub mod smart;
 pub mod telemetry;
 pub mod token;

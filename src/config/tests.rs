@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::*;
+use crate::decision::Outcome;
 
 const MINIMAL: &str = r#"
 [[issuers]]
@@ -408,4 +411,13 @@ fn the_development_key_never_serves_another_issuer_or_another_interface() {
 fn leeway_is_bounded() {
     let error = error_of(&format!("{MINIMAL}leeway_secs = 86400\n"));
     assert!(error.contains("`issuers[0].leeway_secs`"), "{error}");
+}
+
+#[test]
+fn modes_choose_the_audited_outcomes() {
+    assert!(!AuditMode::Off.covers(Outcome::Deny));
+    assert!(AuditMode::Denies.covers(Outcome::Deny));
+    assert!(!AuditMode::Denies.covers(Outcome::Allow));
+    assert!(AuditMode::All.covers(Outcome::Allow));
+    assert_eq!(AuditMode::default(), AuditMode::Denies);
 }

@@ -4,7 +4,6 @@
 //! request through with `x-smart-*` headers, or denies it with 401/403 and a FHIR
 //! `OperationOutcome`. See docs/envoy.md for proxy configuration.
 
-pub mod config;
 mod response;
 
 use std::borrow::Cow;
@@ -16,10 +15,10 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
-pub use self::config::{EnvoyConfig, FhirBase};
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
+use crate::config::EnvoyConfig;
 use crate::decision::{Decision, Engine, Grant, Outcome, Policy, Reason, bundle_entries};
 use crate::fhir::request_line::parse_query;
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_request_line};

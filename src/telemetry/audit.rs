@@ -14,7 +14,6 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Span, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
@@ -23,38 +22,11 @@ use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::layer::{Context, Layer};
 
 use super::{DecisionEvent, traces};
-use crate::decision::Outcome;
 use crate::token::bearer_token;
 use crate::token::cache::{token_fingerprint, token_key};
 
 /// The `tracing` target of audit events.
 pub const AUDIT_TARGET: &str = "smart_authz::audit";
-
-/// Which decisions are audited (`[telemetry] audit`).
-///
-/// The default is `denies`: a deny is the security signal (a probing client, a stolen or
-/// expired token, a misconfigured app) and rare, while allows are the bulk of the traffic,
-/// are already in the FHIR server's own access log, and would cost an output line per FHIR
-/// request. Set `all` where every access must be traceable from here.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuditMode {
-    Off,
-    #[default]
-    Denies,
-    All,
-}
-
-impl AuditMode {
-    /// Whether a decision with `outcome` gets an audit line.
-    pub fn covers(self, outcome: Outcome) -> bool {
-        match self {
-            AuditMode::Off => false,
-            AuditMode::Denies => outcome == Outcome::Deny,
-            AuditMode::All => true,
-        }
-    }
-}
 
 /// Emits the audit event of one decision.
 pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
@@ -178,15 +150,6 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
-
-    #[test]
-    fn modes_choose_the_audited_outcomes() {
-        assert!(!AuditMode::Off.covers(Outcome::Deny));
-        assert!(AuditMode::Denies.covers(Outcome::Deny));
-        assert!(!AuditMode::Denies.covers(Outcome::Allow));
-        assert!(AuditMode::All.covers(Outcome::Allow));
-        assert_eq!(AuditMode::default(), AuditMode::Denies);
-    }
 
     #[test]
     fn each_event_is_one_json_line_with_its_fields_escaped() {

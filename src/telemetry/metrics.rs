@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 use super::{DecisionEvent, Rpc, traces};
 use crate::token::Authenticator;
+use crate::token::metrics::{INTROSPECTION_DURATION, TOKEN_VERIFICATIONS};
 
 /// Decisions, by `face`, `decision`, `reason`, `interaction` and `context`.
 pub const DECISIONS: &str = "smart_authz_decisions_total";
@@ -34,17 +35,6 @@ pub const CACHE_EVICTIONS: &str = "smart_authz_token_cache_evictions_total";
 pub const CACHE_EXPIRATIONS: &str = "smart_authz_token_cache_expirations_total";
 pub const CACHE_ENTRIES: &str = "smart_authz_token_cache_entries";
 pub const CACHE_SIZE: &str = "smart_authz_token_cache_size_bytes";
-/// Full verifications and introspections (cache misses that judged a token).
-pub const TOKEN_VERIFICATIONS: &str = "smart_authz_token_verifications_total";
-/// JWK Set loads attempted, and those that failed.
-pub const JWKS_REFRESHES: &str = "smart_authz_jwks_refreshes_total";
-pub const JWKS_REFRESH_FAILURES: &str = "smart_authz_jwks_refresh_failures_total";
-/// Discovery attempts that failed.
-pub const DISCOVERY_FAILURES: &str = "smart_authz_discovery_failures_total";
-/// Round trip of one introspection request.
-pub const INTROSPECTION_DURATION: &str = "smart_authz_introspection_duration_seconds";
-/// Introspections that could not judge the token, by `kind`.
-pub const INTROSPECTION_ERRORS: &str = "smart_authz_introspection_errors_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "smart_authz_build_info";
 
@@ -125,19 +115,7 @@ fn describe() {
         Unit::Bytes,
         "Approximate size of the token cache"
     );
-    describe_counter!(TOKEN_VERIFICATIONS, "Full verifications and introspections");
-    describe_counter!(JWKS_REFRESHES, "JWK Set loads attempted");
-    describe_counter!(JWKS_REFRESH_FAILURES, "JWK Set loads that failed");
-    describe_counter!(DISCOVERY_FAILURES, "Issuer discovery attempts that failed");
-    describe_histogram!(
-        INTROSPECTION_DURATION,
-        Unit::Seconds,
-        "Round trip of one token introspection request"
-    );
-    describe_counter!(
-        INTROSPECTION_ERRORS,
-        "Introspections that could not judge the token, by kind"
-    );
+    crate::token::metrics::describe();
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the build");
 }
 
@@ -247,68 +225,6 @@ pub fn code_label(code: tonic::Code) -> &'static str {
         Code::Unavailable => "unavailable",
         Code::DataLoss => "data_loss",
         Code::Unauthenticated => "unauthenticated",
-    }
-}
-
-/// Counts one JWK Set load.
-pub fn record_jwks_refresh(succeeded: bool) {
-    if !enabled() {
-        return;
-    }
-    counter!(JWKS_REFRESHES).increment(1);
-    if !succeeded {
-        counter!(JWKS_REFRESH_FAILURES).increment(1);
-    }
-}
-
-/// Counts a failed discovery attempt.
-pub fn record_discovery_failure() {
-    if enabled() {
-        counter!(DISCOVERY_FAILURES).increment(1);
-    }
-}
-
-/// Why an introspection could not judge a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IntrospectionFailure {
-    /// The endpoint is not known yet (discovery pending).
-    NoEndpoint,
-    /// Every concurrency slot stayed busy for the whole timeout.
-    Saturated,
-    /// No answer within the timeout.
-    Timeout,
-    /// Connection refused, DNS, TLS.
-    Unreachable,
-    /// A non-200 answer.
-    HttpStatus,
-    /// An answer that is not an RFC 7662 response (or could not be read).
-    InvalidResponse,
-}
-
-impl IntrospectionFailure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntrospectionFailure::NoEndpoint => "no_endpoint",
-            IntrospectionFailure::Saturated => "saturated",
-            IntrospectionFailure::Timeout => "timeout",
-            IntrospectionFailure::Unreachable => "unreachable",
-            IntrospectionFailure::HttpStatus => "http_status",
-            IntrospectionFailure::InvalidResponse => "invalid_response",
-        }
-    }
-}
-
-/// Records the round trip of one introspection request.
-pub fn record_introspection(elapsed: Duration) {
-    if enabled() {
-        histogram!(INTROSPECTION_DURATION).record(elapsed.as_secs_f64());
-    }
-}
-
-/// Counts an introspection that could not judge the token.
-pub fn record_introspection_failure(kind: IntrospectionFailure) {
-    if enabled() {
-        counter!(INTROSPECTION_ERRORS, "kind" => kind.as_str()).increment(1);
     }
 }
 

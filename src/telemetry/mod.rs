@@ -30,12 +30,13 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-pub use self::audit::{AUDIT_TARGET, AuditLayer, AuditMode};
-use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+pub use self::audit::{AUDIT_TARGET, AuditLayer};
+use crate::config::{AuditMode, LogConfig, LogFormat, TelemetryConfig};
 use crate::decision::{Grant, Outcome, Reason};
 use crate::fhir::FhirRequest;
 use crate::smart::TokenContext;
 use crate::token::TokenError;
+use crate::token::metrics::UPSTREAM_TARGET;
 
 /// Why telemetry could not be installed: the message names the key or variable.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +151,7 @@ pub fn install_with(
 
     // Audit events have their own output; the RPC and upstream spans exist for trace
     // export only (formatting their fields for log lines would double their cost).
-    let log_filter = [AUDIT_TARGET, traces::RPC_TARGET, traces::UPSTREAM_TARGET]
+    let log_filter = [AUDIT_TARGET, traces::RPC_TARGET, UPSTREAM_TARGET]
         .into_iter()
         .fold(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter)),

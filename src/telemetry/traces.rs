@@ -6,7 +6,6 @@
 //! [`rpc_span`] returns a disabled span without reading the metadata, so a call pays one
 //! relaxed atomic load.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +26,7 @@ use super::{Environment, Rpc, TelemetryError};
 use crate::config::TelemetryConfig;
 use crate::decision::{Grant, Outcome};
 use crate::fhir::FhirRequest;
+use crate::token::metrics::counting_upstream_calls;
 use crate::token::{Authenticated, TokenSource};
 
 /// The `service.name` unless `OTEL_SERVICE_NAME` says otherwise.
@@ -34,8 +34,6 @@ pub const DEFAULT_SERVICE_NAME: &str = "smart-authz";
 
 /// The `tracing` target of RPC spans.
 pub const RPC_TARGET: &str = "smart_authz::rpc";
-/// The `tracing` target of the spans of upstream calls.
-pub const UPSTREAM_TARGET: &str = "smart_authz::upstream";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -310,68 +308,14 @@ pub fn rpc_span_with_headers(
     span
 }
 
-/// An outgoing call of the token layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Upstream {
-    /// RFC 7662 token introspection.
-    Introspection,
-    /// A JWK Set load.
-    JwksFetch,
-    /// OpenID Connect / OAuth metadata discovery.
-    Discovery,
-}
-
-impl Upstream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Upstream::Introspection => "token introspection",
-            Upstream::JwksFetch => "jwks fetch",
-            Upstream::Discovery => "issuer discovery",
-        }
-    }
-}
-
-/// The client span of an upstream call of `issuer` (disabled when traces are off), counted
-/// in the enclosing RPC span's `upstream.calls`.
-pub fn upstream_span(kind: Upstream, issuer: &str) -> Span {
-    let _ = UPSTREAM_CALLS.try_with(|calls| calls.set(calls.get() + 1));
-    if !enabled() {
-        return Span::none();
-    }
-    tracing::info_span!(
-        target: UPSTREAM_TARGET,
-        "upstream",
-        otel.name = kind.as_str(),
-        otel.kind = "client",
-        otel.status_code = Empty,
-        issuer = issuer,
-        error.type = Empty,
-    )
-}
-
-/// Marks an upstream span failed, with a category (an enum's label, never free text).
-pub fn record_upstream_error(span: &Span, kind: &'static str) {
-    span.record("otel.status_code", "ERROR");
-    span.record("error.type", kind);
-}
-
-tokio::task_local! {
-    /// Upstream calls made while serving the current RPC.
-    static UPSTREAM_CALLS: Cell<u64>;
-}
-
 /// Runs `call` inside `span`, counting its upstream calls into `upstream.calls`.
 pub async fn in_span<F: Future>(span: &Span, call: F) -> F::Output {
     if span.is_disabled() {
         return call.await;
     }
-    UPSTREAM_CALLS
-        .scope(Cell::new(0), async {
-            let output = call.instrument(span.clone()).await;
-            span.record("upstream.calls", UPSTREAM_CALLS.with(Cell::get));
-            output
-        })
-        .await
+    let (output, calls) = counting_upstream_calls(call.instrument(span.clone())).await;
+    span.record("upstream.calls", calls);
+    output
 }
 
 /// Puts a decision on the RPC span.

@@ -26,9 +26,8 @@ use tracing::Instrument as _;
 
 use super::introspect::{Introspector, read_limited};
 use super::jwks::KeySet;
+use super::metrics::{self, Upstream};
 use crate::config::IssuerConfig;
-use crate::telemetry;
-use crate::telemetry::traces::{self, Upstream};
 
 /// Largest discovery document read.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -338,12 +337,12 @@ impl Discovery {
     /// the last good endpoints stay in use.
     pub async fn refresh(&self) -> Result<Arc<DiscoveredEndpoints>, DiscoveryError> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        let span = traces::upstream_span(Upstream::Discovery, &self.issuer);
+        let span = metrics::upstream_span(Upstream::Discovery, &self.issuer);
         let endpoints = match self.discover().instrument(span.clone()).await {
             Ok(endpoints) => Arc::new(endpoints),
             Err(error) => {
-                traces::record_upstream_error(&span, "discovery_failed");
-                telemetry::metrics::record_discovery_failure();
+                metrics::record_upstream_error(&span, "discovery_failed");
+                metrics::record_discovery_failure();
                 tracing::warn!(issuer = %self.issuer, %error, "issuer discovery failed");
                 self.write_state().last_error = Some(error.clone());
                 return Err(error);

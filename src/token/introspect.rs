@@ -22,12 +22,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::metrics::{self, IntrospectionFailure, Upstream};
 use super::{AuthError, TokenError, TokenSource, VerifiedToken, jwt};
 use crate::config::{IntrospectionAuth, IssuerConfig};
 use crate::fhir::FhirVersion;
 use crate::smart::TokenContext;
-use crate::telemetry::metrics::{self, IntrospectionFailure};
-use crate::telemetry::traces::{self, Upstream};
 
 /// Largest introspection response read: real ones are well under a kilobyte or two.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -214,11 +213,11 @@ impl Introspector {
 
     /// Asks the endpoint about `token` and judges the answer ([`judge_response`]).
     pub async fn introspect(&self, token: &str) -> Result<VerifiedToken, AuthError> {
-        let span = traces::upstream_span(Upstream::Introspection, &self.rules.issuer);
+        let span = metrics::upstream_span(Upstream::Introspection, &self.rules.issuer);
         let result = self.introspect_once(token).instrument(span.clone()).await;
         if let Err(Failure(Some(kind), _)) = &result {
             metrics::record_introspection_failure(*kind);
-            traces::record_upstream_error(&span, kind.as_str());
+            metrics::record_upstream_error(&span, kind.as_str());
         }
         result.map_err(|failure| failure.1)
     }

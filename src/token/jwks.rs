@@ -19,9 +19,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{Instrument as _, Span};
 
+use super::metrics::{self, Upstream};
 use crate::config::{IssuerConfig, KeySource};
-use crate::telemetry;
-use crate::telemetry::traces::{self, Upstream};
 
 /// Largest JWK Set accepted from a `jwks_uri`: real sets are a few kilobytes, and an
 /// unbounded body would let a broken or hostile endpoint exhaust memory.
@@ -469,12 +468,12 @@ impl KeySet {
             KeyOrigin::Configured(KeySource::Uri(_)) | KeyOrigin::Discovered(_)
         );
         let span = if fetched {
-            traces::upstream_span(Upstream::JwksFetch, &self.issuer)
+            metrics::upstream_span(Upstream::JwksFetch, &self.issuer)
         } else {
             Span::none()
         };
         let loaded = self.load().instrument(span.clone()).await;
-        telemetry::metrics::record_jwks_refresh(loaded.is_ok());
+        metrics::record_jwks_refresh(loaded.is_ok());
         match loaded {
             Ok(keys) => {
                 let keys = Arc::new(keys);
@@ -484,7 +483,7 @@ impl KeySet {
                 Ok(keys)
             }
             Err(error) => {
-                traces::record_upstream_error(&span, "jwks_unavailable");
+                metrics::record_upstream_error(&span, "jwks_unavailable");
                 tracing::warn!(issuer = %self.issuer, %error, "loading issuer keys failed; keeping the last good keys");
                 state.last_error = Some(error.clone());
                 Err(error)

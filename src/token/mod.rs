@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use smart_authz::fhir::FhirVersion;
-use smart_authz::fhir::tables::SearchParamKind;
+use smart_authz_engine::fhir::FhirVersion;
+use smart_authz_engine::fhir::tables::SearchParamKind;
 
 fn folder(version: FhirVersion) -> &'static str {
     match version {
@@ -24,7 +24,7 @@ fn data_dir(version: FhirVersion) -> PathBuf {
 
 fn shared_dir(version: FhirVersion) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fhir")
+        .join("../../../shared/fhir")
         .join(folder(version))
 }
 

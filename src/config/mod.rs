@@ -1,0 +1,260 @@
+//! Configuration: a TOML file (or the built-in development configuration) with environment
+//! overrides, validated into a [`Config`] before anything starts. Every error names its key.
+//!
+//! Environment variables use the prefix `SMART_AUTHZ_` and `__` between nested keys, e.g.
+//! `SMART_AUTHZ_LISTEN=0.0.0.0:8443`, `SMART_AUTHZ_CACHE__MAX_TTL_SECS=60`,
+//! `SMART_AUTHZ_POLICY__STRICT_SCOPES=true`.
+//!
+//! A leaf of the service: every configuration type lives here, one file per section
+//! (`issuer`, `cache`, `telemetry`, `envoy`), and this module imports nothing of the
+//! service but the engine's [`Policy`] and [`FhirVersion`].
+
+mod cache;
+mod envoy;
+mod issuer;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use self::cache::CacheConfig;
+pub use self::envoy::{EnvoyConfig, FhirBase};
+pub use self::issuer::{
+    DEFAULT_ALGORITHMS, IntrospectionAuth, IntrospectionConfig, IssuerConfig, IssuerFile,
+    KeySource, MAX_LEEWAY_SECS, Secret,
+};
+pub use self::telemetry::{
+    AuditMode, DEFAULT_METRICS_LISTEN, LogConfig, LogFormat, TelemetryConfig, TelemetryFile,
+};
+use crate::decision::Policy;
+use crate::fhir::FhirVersion;
+
+/// The development configuration used when no file is given: the issuer of
+/// `examples/dev/`, whose private key is in the repository. Never use it in production.
+pub const DEVELOPMENT_CONFIG: &str = include_str!("../../examples/dev/config.toml");
+/// The issuer of the development configuration, whose private key is public.
+pub const DEVELOPMENT_ISSUER: &str = "https://smart-authz.dev/issuer";
+/// The development issuer's public keys, embedded so the default works from any directory.
+pub const DEVELOPMENT_JWKS: &str = include_str!("../../examples/dev/jwks.json");
+/// The development issuer's private key, for `smart-authz token`.
+pub const DEVELOPMENT_PRIVATE_KEY: &str = include_str!("../../examples/dev/private-key.pem");
+
+/// The file shape, as written by operators.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: String,
+    pub fhir_version: FhirVersion,
+    /// Largest accepted gRPC request, in bytes.
+    pub max_request_bytes: usize,
+    pub issuers: Vec<IssuerFile>,
+    pub cache: CacheConfig,
+    pub policy: Policy,
+    pub log: LogConfig,
+    /// The Envoy ext_authz face (docs/envoy.md).
+    pub envoy: EnvoyConfig,
+    /// Traces, metrics and the decision audit log.
+    pub telemetry: TelemetryFile,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            listen: "0.0.0.0:50051".to_owned(),
+            fhir_version: FhirVersion::R4,
+            max_request_bytes: 4 * 1024 * 1024,
+            issuers: Vec::new(),
+            cache: CacheConfig::default(),
+            policy: Policy::default(),
+            log: LogConfig::default(),
+            envoy: EnvoyConfig::default(),
+            telemetry: TelemetryFile::default(),
+        }
+    }
+}
+
+/// The validated configuration the service runs on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_request_bytes: usize,
+    pub issuers: Vec<IssuerConfig>,
+    pub cache: CacheConfig,
+    /// The engine's policy, with the configured FHIR version.
+    pub policy: Policy,
+    pub log: LogConfig,
+    pub envoy: EnvoyConfig,
+    pub telemetry: TelemetryConfig,
+    /// True when running on [`DEVELOPMENT_CONFIG`].
+    pub development: bool,
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads `file` (or the development configuration when `None`) with the process
+    /// environment's `SMART_AUTHZ_*` overrides.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_env(file, Env::prefixed("SMART_AUTHZ_").split("__"))
+    }
+
+    /// Like [`Config::load`], with the environment source given, so tests need not touch
+    /// the process environment.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl figment::Provider,
+    ) -> Result<Config, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(ConfigFile::default()));
+        let figment = match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(invalid(
+                        "--config",
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+                figment.merge(Toml::file(path))
+            }
+            None => figment.merge(Toml::string(DEVELOPMENT_CONFIG)),
+        };
+        let shape: ConfigFile = figment.merge(env).extract().map_err(Box::new)?;
+        Config::validate(shape, file.is_none())
+    }
+
+    /// The built-in development configuration alone, without the environment.
+    pub fn from_development() -> Result<Config, ConfigError> {
+        let shape: ConfigFile = Figment::from(Serialized::defaults(ConfigFile::default()))
+            .merge(Toml::string(DEVELOPMENT_CONFIG))
+            .extract()
+            .map_err(Box::new)?;
+        Config::validate(shape, true)
+    }
+
+    /// Parses a TOML document (no environment), for tests and tools.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let shape: ConfigFile = Figment::from(Serialized::defaults(ConfigFile::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
+        Config::validate(shape, false)
+    }
+
+    fn validate(shape: ConfigFile, development: bool) -> Result<Config, ConfigError> {
+        shape
+            .envoy
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
+        let listen = shape.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{:?} is not an address like 0.0.0.0:50051", shape.listen),
+            )
+        })?;
+        if development && !listen_is_loopback(&listen) {
+            return Err(invalid(
+                "listen",
+                "the development configuration's signing key is public: listen on a loopback address, or pass --config",
+            ));
+        }
+        if shape.max_request_bytes < 1024 {
+            return Err(invalid("max_request_bytes", "must be at least 1024"));
+        }
+        if shape.issuers.is_empty() {
+            return Err(invalid(
+                "issuers",
+                "at least one [[issuers]] entry is needed",
+            ));
+        }
+        let issuers = shape
+            .issuers
+            .into_iter()
+            .enumerate()
+            .map(|(index, issuer)| issuer::validate_issuer(index, issuer, development))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (index, issuer) in issuers.iter().enumerate() {
+            if issuers[..index]
+                .iter()
+                .any(|earlier| earlier.issuer == issuer.issuer)
+            {
+                return Err(invalid(format!("issuers[{index}].issuer"), "listed twice"));
+            }
+        }
+        if let Some((index, _)) = issuers
+            .iter()
+            .enumerate()
+            .filter(|(_, issuer)| issuer.opaque_tokens)
+            .nth(1)
+        {
+            let first = issuers
+                .iter()
+                .position(|issuer| issuer.opaque_tokens)
+                .unwrap_or_default();
+            return Err(invalid(
+                format!("issuers[{index}].opaque_tokens"),
+                format!(
+                    "issuers[{first}] already accepts opaque tokens; an opaque token names no issuer, so only one issuer may receive them (never send a token to the wrong authorization server): set opaque_tokens = false on all but one"
+                ),
+            ));
+        }
+        cache::validate_cache(&shape.cache)?;
+        let telemetry = telemetry::validate_telemetry(&shape.telemetry, listen)?;
+        for (name, rule) in &shape.policy.operations {
+            if matches!(rule, crate::decision::OperationRule::Permissions { .. })
+                && rule.letters().is_none()
+            {
+                return Err(invalid(
+                    format!("policy.operations.{name}.letters"),
+                    "must be letters of cruds",
+                ));
+            }
+        }
+        let policy = Policy {
+            fhir_version: shape.fhir_version,
+            ..shape.policy
+        };
+        Ok(Config {
+            listen,
+            max_request_bytes: shape.max_request_bytes,
+            issuers,
+            cache: shape.cache,
+            policy,
+            log: shape.log,
+            envoy: shape.envoy,
+            telemetry,
+            development,
+        })
+    }
+}
+
+pub(super) fn is_http_url(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// Whether a listen address accepts connections from this machine only.
+pub fn listen_is_loopback(listen: &SocketAddr) -> bool {
+    listen.ip().is_loopback()
+}
+
+#[cfg(test)]
+mod tests;
