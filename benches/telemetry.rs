@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use smart_authz::authorize::Authorizer;
 use smart_authz::config::AuditMode;
 use smart_authz::config::{Config, LogConfig, TelemetryConfig};
 use smart_authz::decision::Engine;
@@ -68,6 +69,7 @@ fn request(token: &str, traceparent: Option<&str>) -> tonic::Request<pb::CheckAc
         request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
             method: "GET".into(),
             path: "Condition?clinical-status=active&_count=50".into(),
+            ..Default::default()
         })),
         ..pb::CheckAccessRequest::default()
     });
@@ -93,8 +95,11 @@ fn benchmarks(criterion: &mut Criterion) {
             .unwrap()
     });
     let service = |audit| {
-        AuthzGrpc::new(Engine::new(config.policy.clone()), authenticator.clone())
-            .with_observer(Observer::new(audit))
+        let authorizer = Authorizer::new(authenticator.clone(), Observer::new(audit), Vec::new());
+        AuthzGrpc::new(
+            Arc::new(Engine::new(config.policy.clone())),
+            Arc::new(authorizer),
+        )
     };
     let audits_denies = service(AuditMode::Denies);
     let audits_all = service(AuditMode::All);

@@ -56,6 +56,7 @@ async fn main() {
         request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
             method: "GET".into(),
             path: "Observation?code=http://loinc.org|8867-4&_count=50".into(),
+            ..Default::default()
         })),
         ..pb::CheckAccessRequest::default()
     };

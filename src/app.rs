@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::authorize::Authorizer;
 use crate::config::Config;
 use crate::decision::Engine;
 use crate::envoy::EnvoyAuthz;
@@ -82,11 +83,14 @@ pub async fn serve(
         .and_then(|metrics| telemetry::metrics::install_recorder().map(|handle| (metrics, handle)));
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
-    let observer = Observer::new(config.telemetry.audit);
-    let envoy = EnvoyAuthz::new(config.envoy.clone(), &config.policy, authenticator.clone())
-        .with_observer(observer);
-    let authz = AuthzGrpc::new(Engine::new(config.policy.clone()), authenticator.clone())
-        .with_observer(observer);
+    let authorizer = Arc::new(Authorizer::new(
+        Arc::clone(&authenticator),
+        Observer::new(config.telemetry.audit),
+        config.envoy.public_paths.clone(),
+    ));
+    let engine = Arc::new(Engine::new(config.policy.clone()));
+    let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&engine), Arc::clone(&authorizer));
+    let authz = AuthzGrpc::new(engine, authorizer);
     let _metrics_server =
         metrics.map(|(metrics, handle)| start_metrics(metrics, handle, authenticator));
 

@@ -33,6 +33,7 @@
 pub use smart_authz_engine::{decision, fhir, smart};
 
 pub mod app;
+pub mod authorize;
 pub mod config;
 pub mod envoy;
 pub mod explain;

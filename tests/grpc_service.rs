@@ -13,6 +13,7 @@ fn entry(method: &str, path: &str, proposed: Option<serde_json::Value>) -> pb::B
         request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
             method: method.into(),
             path: path.into(),
+            ..Default::default()
         })),
         stored: None,
         proposed: proposed.as_ref().and_then(json_resource),

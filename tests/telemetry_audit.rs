@@ -167,6 +167,7 @@ async fn every_decision_gets_one_json_line_without_the_token() {
                     request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
                         method: "GET".into(),
                         path: path.into(),
+                        ..Default::default()
                     })),
                     stored: None,
                     proposed: None,

@@ -68,16 +68,20 @@ impl EnvoyConfig {
     pub fn base_of<'p>(&self, path: &'p str) -> Option<(&FhirBase, &'p str)> {
         self.bases
             .iter()
-            .filter_map(|base| {
-                let rest = path.strip_prefix(&base.prefix).or_else(|| {
-                    // `/fhir/R4` and `/fhir/R4?...` are the base itself.
-                    let bare = base.prefix.trim_end_matches('/');
-                    let rest = path.strip_prefix(bare)?;
-                    (rest.is_empty() || rest.starts_with('?')).then_some(rest)
-                })?;
-                Some((base, rest))
-            })
+            .filter_map(|base| Some((base, base.relative_path(path)?)))
             .max_by_key(|(base, _)| base.prefix.len())
+    }
+}
+
+impl FhirBase {
+    /// `path` relative to this base, when it is under it: `/fhir/R4` and `/fhir/R4?...` are
+    /// the base itself.
+    pub fn relative_path<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.strip_prefix(&self.prefix).or_else(|| {
+            let bare = self.prefix.trim_end_matches('/');
+            let rest = path.strip_prefix(bare)?;
+            (rest.is_empty() || rest.starts_with('?')).then_some(rest)
+        })
     }
 }
 

@@ -8,8 +8,8 @@ use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
 use serde_json::{Value, json};
-use tonic::Status;
 
+use crate::authorize::{Refusal, Status, decision_status};
 use crate::decision::{BundleDecision, Decision, Reason};
 use crate::token::{TokenError, VerifiedToken};
 
@@ -117,7 +117,7 @@ fn allowed_with(
     if let Some((name, value)) = narrowing {
         ok.set_query_parameter(name, value);
     }
-    let mut response = CheckResponse::with_status(Status::ok(""));
+    let mut response = CheckResponse::with_status(tonic::Status::ok(""));
     response.set_http_response(ok);
     response
 }
@@ -131,9 +131,25 @@ fn constraints(decision: &Decision) -> String {
     value.to_string()
 }
 
+/// A refusal of the pipeline: a refused token, or a request that cannot be judged.
+pub fn refused(refusal: &Refusal) -> CheckResponse {
+    match refusal {
+        Refusal::Token(error) => token_denied(error),
+        other => {
+            let status = other.status();
+            let issue_code = if status.http == 400 {
+                "invalid"
+            } else {
+                "forbidden"
+            };
+            denied(status, None, issue_code, &other.to_string())
+        }
+    }
+}
+
 /// A refused token: 401 with `WWW-Authenticate` (RFC 6750 §3: no error code when no token
 /// was sent, `invalid_token` otherwise).
-pub fn token_denied(error: &TokenError) -> CheckResponse {
+fn token_denied(error: &TokenError) -> CheckResponse {
     let challenge = match error {
         TokenError::Missing => "Bearer".to_owned(),
         other => format!(
@@ -141,8 +157,9 @@ pub fn token_denied(error: &TokenError) -> CheckResponse {
             quoted(&other.to_string())
         ),
     };
+    let refusal = Refusal::Token(error.clone());
     denied(
-        HttpStatusCode::Unauthorized,
+        refusal.status(),
         Some(challenge),
         "login",
         &error.to_string(),
@@ -152,52 +169,42 @@ pub fn token_denied(error: &TokenError) -> CheckResponse {
 /// A deny of the engine: 403 `insufficient_scope` for scope denials, 400 for a request the
 /// service cannot read.
 pub fn decision_denied(decision: &Decision) -> CheckResponse {
+    let status = decision_status(decision.reason);
     if decision.reason == Reason::UnsupportedRequest {
-        return bad_request(&decision.message);
+        return denied(status, None, "invalid", &decision.message);
     }
     let challenge = format!(
         "Bearer error=\"insufficient_scope\", error_description=\"{}\"",
         quoted(&decision.message)
     );
-    denied(
-        HttpStatusCode::Forbidden,
-        Some(challenge),
-        "forbidden",
-        &decision.message,
-    )
-}
-
-/// A request outside what the service may judge (no FHIR base, a batch without its body).
-pub fn forbidden(message: &str) -> CheckResponse {
-    denied(HttpStatusCode::Forbidden, None, "forbidden", message)
-}
-
-/// A request that is not a FHIR request the service can read.
-pub fn bad_request(message: &str) -> CheckResponse {
-    denied(HttpStatusCode::BadRequest, None, "invalid", message)
+    denied(status, Some(challenge), "forbidden", &decision.message)
 }
 
 fn denied(
-    status: HttpStatusCode,
+    status: Status,
     challenge: Option<String>,
     issue_code: &str,
     message: &str,
 ) -> CheckResponse {
     let mut denied = DeniedHttpResponseBuilder::new();
-    denied.set_http_status(status);
+    denied.set_http_status(http_status(status.http));
     denied.add_header("content-type", "application/fhir+json", None, false);
     if let Some(challenge) = challenge {
         denied.add_header("www-authenticate", challenge, None, false);
     }
     denied.set_body(operation_outcome(issue_code, message));
-    let grpc_status = match status {
-        HttpStatusCode::Unauthorized => Status::unauthenticated(message),
-        HttpStatusCode::BadRequest => Status::invalid_argument(message),
-        _ => Status::permission_denied(message),
-    };
-    let mut response = CheckResponse::with_status(grpc_status);
+    let mut response = CheckResponse::with_status(tonic::Status::new(status.grpc, message));
     response.set_http_response(denied);
     response
+}
+
+/// The Envoy code of an HTTP status the service answers with.
+fn http_status(status: u16) -> HttpStatusCode {
+    match status {
+        400 => HttpStatusCode::BadRequest,
+        401 => HttpStatusCode::Unauthorized,
+        _ => HttpStatusCode::Forbidden,
+    }
 }
 
 /// A FHIR `OperationOutcome` stating the reason (FHIR R4 operationoutcome.html). The

@@ -5,35 +5,63 @@ use serde_json::Value;
 use tonic::Status;
 
 use super::pb;
+use crate::authorize::{HttpLine, Refusal, Verdict};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
-use crate::fhir::{
-    CompartmentRef, FhirRequest, Interaction, Resource, ResourceFacts, SearchParam,
-    parse_request_line,
-};
+use crate::fhir::{CompartmentRef, FhirRequest, Interaction, Resource, ResourceFacts, SearchParam};
 use crate::smart::{Scope, ScopeContext, ScopeSet};
 use crate::token::{Authenticated, TokenError, TokenSource, VerifiedToken};
 
 /// Resource JSON larger than this is parsed off the async runtime.
 pub const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
-/// The FHIR request of a `CheckAccessRequest` or a batch entry.
-pub fn fhir_request(
-    fhir: Option<pb::FhirRequest>,
-    http: Option<pb::HttpRequest>,
+/// The FHIR request of a `CheckAccessRequest`, and its HTTP line when it came as one.
+pub fn check_request(
+    request: Option<&pb::check_access_request::Request>,
+) -> Result<(FhirRequest, Option<HttpLine<'_>>), Status> {
+    match request {
+        Some(pb::check_access_request::Request::Fhir(fhir)) => {
+            Ok((structured_request(fhir, "request")?, None))
+        }
+        Some(pb::check_access_request::Request::Http(http)) => http_request(http, "request"),
+        None => Err(Status::invalid_argument(
+            "request: set exactly one of fhir or http",
+        )),
+    }
+}
+
+/// The FHIR request of a batch entry, and its HTTP line when it came as one.
+pub fn entry_request<'m>(
+    request: Option<&'m pb::batch_entry::Request>,
     field: &str,
-) -> Result<FhirRequest, Status> {
-    match (fhir, http) {
-        (Some(fhir), None) => structured_request(fhir, field),
-        (None, Some(http)) => parse_request_line(&http.method, &http.path)
-            .map_err(|error| Status::invalid_argument(format!("{field}.http: {error}"))),
-        _ => Err(Status::invalid_argument(format!(
+) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
+    match request {
+        Some(pb::batch_entry::Request::Fhir(fhir)) => Ok((structured_request(fhir, field)?, None)),
+        Some(pb::batch_entry::Request::Http(http)) => http_request(http, field),
+        None => Err(Status::invalid_argument(format!(
             "{field}: set exactly one of fhir or http"
         ))),
     }
 }
 
-fn structured_request(fhir: pb::FhirRequest, field: &str) -> Result<FhirRequest, Status> {
+/// An HTTP request line, read by the pipeline's rules.
+fn http_request<'m>(
+    http: &'m pb::HttpRequest,
+    field: &str,
+) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
+    let line = HttpLine {
+        method: &http.method,
+        path: &http.path,
+    };
+    let request = line
+        .read(|name| http.headers.get(name).map(String::as_str))
+        .map_err(|refusal| {
+            Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
+        })?;
+    Ok((request, Some(line)))
+}
+
+fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest, Status> {
     let interaction = pb::Interaction::try_from(fhir.interaction)
         .ok()
         .and_then(interaction)
@@ -45,7 +73,7 @@ fn structured_request(fhir: pb::FhirRequest, field: &str) -> Result<FhirRequest,
             "{field}.fhir.params: at most {MAX_QUERY_PARAMS} parameters"
         )));
     }
-    let compartment = match non_empty(fhir.compartment) {
+    let compartment = match non_empty(&fhir.compartment) {
         None => None,
         Some(text) => Some(CompartmentRef::parse(&text).ok_or_else(|| {
             Status::invalid_argument(format!(
@@ -55,15 +83,15 @@ fn structured_request(fhir: pb::FhirRequest, field: &str) -> Result<FhirRequest,
     };
     Ok(FhirRequest {
         interaction,
-        resource_type: non_empty(fhir.resource_type),
-        id: non_empty(fhir.id),
-        version_id: non_empty(fhir.version_id),
+        resource_type: non_empty(&fhir.resource_type),
+        id: non_empty(&fhir.id),
+        version_id: non_empty(&fhir.version_id),
         compartment,
-        operation: non_empty(fhir.operation).map(|name| name.trim_start_matches('$').to_owned()),
+        operation: non_empty(&fhir.operation).map(|name| name.trim_start_matches('$').to_owned()),
         params: fhir
             .params
-            .into_iter()
-            .map(|param| SearchParam::new(param.name, param.value))
+            .iter()
+            .map(|param| SearchParam::new(param.name.clone(), param.value.clone()))
             .collect(),
     })
 }
@@ -90,8 +118,8 @@ fn interaction(interaction: pb::Interaction) -> Option<Interaction> {
     })
 }
 
-fn non_empty(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// A resource version: JSON (parsed off the runtime when large) or precomputed facts.
@@ -148,8 +176,42 @@ pub fn bundle_kind(bundle_type: i32) -> Result<BundleKind, Status> {
     }
 }
 
+/// The answer of `CheckAccess`: a token refusal is a deny with the token's reason; any
+/// other refusal is a gRPC error with the refusal's code.
+pub fn check_response(verdict: Verdict<Decision>) -> Result<pb::CheckAccessResponse, Status> {
+    match verdict {
+        Verdict::Public(decision) => Ok(decision_response(decision)),
+        Verdict::Refused(Refusal::Token(error)) => Ok(token_denied(&error)),
+        Verdict::Refused(refusal) => Err(refusal_status(&refusal)),
+        Verdict::Decided { decision, token } => {
+            let mut response = decision_response(decision);
+            response.subject = Some(subject(&token));
+            Ok(response)
+        }
+    }
+}
+
+/// The answer of `BatchCheckAccess`, as [`check_response`].
+pub fn bundle_check_response(
+    verdict: Verdict<BundleDecision>,
+) -> Result<pb::BatchCheckAccessResponse, Status> {
+    match verdict {
+        Verdict::Public(decision) => Ok(bundle_response(decision, None)),
+        Verdict::Refused(Refusal::Token(error)) => Ok(bundle_token_denied(&error)),
+        Verdict::Refused(refusal) => Err(refusal_status(&refusal)),
+        Verdict::Decided { decision, token } => {
+            Ok(bundle_response(decision, Some(subject(&token))))
+        }
+    }
+}
+
+/// A refusal as the gRPC error of a call.
+pub fn refusal_status(refusal: &Refusal) -> Status {
+    Status::new(refusal.status().grpc, refusal.to_string())
+}
+
 /// The response for a decision of the engine.
-pub fn decision_response(decision: Decision) -> pb::CheckAccessResponse {
+fn decision_response(decision: Decision) -> pb::CheckAccessResponse {
     pb::CheckAccessResponse {
         decision: outcome(decision.outcome) as i32,
         reason: reason(decision.reason) as i32,
@@ -172,7 +234,7 @@ pub fn decision_response(decision: Decision) -> pb::CheckAccessResponse {
 }
 
 /// The response for a refused token: a deny with the token's reason, and nothing else.
-pub fn token_denied(error: &TokenError) -> pb::CheckAccessResponse {
+fn token_denied(error: &TokenError) -> pb::CheckAccessResponse {
     pb::CheckAccessResponse {
         decision: pb::Decision::Deny as i32,
         reason: token_reason(error) as i32,
@@ -181,7 +243,7 @@ pub fn token_denied(error: &TokenError) -> pb::CheckAccessResponse {
     }
 }
 
-pub fn bundle_response(
+fn bundle_response(
     decision: BundleDecision,
     subject: Option<pb::Subject>,
 ) -> pb::BatchCheckAccessResponse {
@@ -198,7 +260,7 @@ pub fn bundle_response(
     }
 }
 
-pub fn bundle_token_denied(error: &TokenError) -> pb::BatchCheckAccessResponse {
+fn bundle_token_denied(error: &TokenError) -> pb::BatchCheckAccessResponse {
     pb::BatchCheckAccessResponse {
         decision: pb::Decision::Deny as i32,
         reason: token_reason(error) as i32,
@@ -274,7 +336,7 @@ fn scope_context(context: ScopeContext) -> pb::ScopeContext {
 }
 
 /// Who the verified token speaks for.
-pub fn subject(token: &VerifiedToken) -> pb::Subject {
+fn subject(token: &VerifiedToken) -> pb::Subject {
     let context = &token.context;
     pb::Subject {
         client_id: context.client_id.clone().unwrap_or_default(),

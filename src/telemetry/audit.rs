@@ -22,17 +22,15 @@ use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::layer::{Context, Layer};
 
 use super::{DecisionEvent, traces};
-use crate::token::bearer_token;
-use crate::token::cache::{token_fingerprint, token_key};
 
 /// The `tracing` target of audit events.
 pub const AUDIT_TARGET: &str = "smart_authz::audit";
 
 /// Emits the audit event of one decision.
 pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
-    let fingerprint = bearer_token(event.raw_token)
-        .ok()
-        .map(|token| token_fingerprint(&token_key(token)));
+    let fingerprint = event
+        .token_fingerprint
+        .map(|fingerprint| fingerprint.to_string());
     let trace_id = traces::trace_id(span);
     let context = event.token;
     let request = event.request;

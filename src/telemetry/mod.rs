@@ -12,7 +12,7 @@
 //! Label values of metrics and span attributes that name a category come from enums
 //! ([`Rpc`], [`Face`], `Outcome`, `Reason`, `Interaction`, `ScopeContext`), never from
 //! request text; the token is never recorded anywhere, only its
-//! [`token_fingerprint`](crate::token::cache::token_fingerprint) in audit lines.
+//! [`TokenFingerprint`] in audit lines.
 
 pub mod audit;
 pub mod metrics;
@@ -32,10 +32,10 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use self::audit::{AUDIT_TARGET, AuditLayer};
 use crate::config::{AuditMode, LogConfig, LogFormat, TelemetryConfig};
-use crate::decision::{Grant, Outcome, Reason};
+use crate::decision::{Grant, Outcome};
 use crate::fhir::FhirRequest;
 use crate::smart::TokenContext;
-use crate::token::TokenError;
+use crate::token::TokenFingerprint;
 use crate::token::metrics::UPSTREAM_TARGET;
 
 /// Why telemetry could not be installed: the message names the key or variable.
@@ -275,29 +275,12 @@ impl Face {
     }
 }
 
-/// The `reason` label of a refused token, as the API names it (`TOKEN_EXPIRED` ...).
-pub fn token_reason(error: &TokenError) -> &'static str {
-    match error {
-        TokenError::Missing => "token_missing",
-        TokenError::Malformed(_) => "token_malformed",
-        TokenError::BadSignature(_) => "token_bad_signature",
-        TokenError::WrongIssuer(_) => "token_wrong_issuer",
-        TokenError::WrongAudience => "token_wrong_audience",
-        TokenError::Expired => "token_expired",
-        TokenError::NotYetValid => "token_not_yet_valid",
-        TokenError::Inactive => "token_inactive",
-    }
-}
-
-/// The `reason` of an Envoy deny for a path under no configured FHIR base.
-pub const REASON_NO_FHIR_BASE: &str = "no_fhir_base";
-
 /// One decision, as the faces report it to the [`Observer`].
 #[derive(Clone, Copy, Debug)]
 pub struct DecisionEvent<'a> {
     pub rpc: Rpc,
     pub outcome: Outcome,
-    /// From [`Reason::as_str`], [`token_reason`] or a constant of this module.
+    /// From `Reason::as_str` or `authorize::Refusal::as_str`.
     pub reason: &'static str,
     /// The request decided on, when it could be read.
     pub request: Option<&'a FhirRequest>,
@@ -305,19 +288,13 @@ pub struct DecisionEvent<'a> {
     pub grants: &'a [Grant],
     /// The verified token's context, when the token was accepted.
     pub token: Option<&'a TokenContext>,
-    /// The `Authorization` value or bare token: hashed into the fingerprint of an audit
-    /// line (only when one is written), never recorded itself.
-    pub raw_token: &'a str,
+    /// The token's fingerprint, when a token was sent (the token itself is never recorded).
+    pub token_fingerprint: Option<TokenFingerprint>,
     /// The entry's index, for the entries of a batch or transaction.
     pub entry: Option<usize>,
 }
 
 impl DecisionEvent<'_> {
-    /// A decision's `reason` label.
-    pub fn reason_of(reason: Reason) -> &'static str {
-        reason.as_str()
-    }
-
     /// The `context` label: the SMART context (`patient`, `user`, `system`) of the first
     /// grant of an allow; `none` for a deny or a public endpoint.
     pub fn context(&self) -> &'static str {
@@ -345,6 +322,11 @@ pub struct Observer {
 impl Observer {
     pub fn new(audit: AuditMode) -> Self {
         Observer { audit }
+    }
+
+    /// Whether a decision with `outcome` gets an audit line.
+    pub fn audits(&self, outcome: Outcome) -> bool {
+        self.audit.covers(outcome)
     }
 
     /// Records one decision: the decisions counter, the audit line when the mode asks for

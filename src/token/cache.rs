@@ -39,7 +39,7 @@ pub fn token_key(token: &str) -> TokenKey {
 /// The first 8 hex digits of a token key: enough to correlate log lines about one token,
 /// useless for replaying it.
 pub fn token_fingerprint(key: &TokenKey) -> String {
-    key[..4].iter().map(|byte| format!("{byte:02x}")).collect()
+    super::TokenFingerprint::of(key).to_string()
 }
 
 /// What the cache remembers about one token.

@@ -83,6 +83,74 @@ pub enum TokenError {
     Inactive,
 }
 
+impl TokenError {
+    /// The refusal's code, as the API's `Reason` names it (`TOKEN_EXPIRED` is
+    /// `token_expired`): the `reason` of metrics, audit lines and spans.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "token_missing",
+            TokenError::Malformed(_) => "token_malformed",
+            TokenError::BadSignature(_) => "token_bad_signature",
+            TokenError::WrongIssuer(_) => "token_wrong_issuer",
+            TokenError::WrongAudience => "token_wrong_audience",
+            TokenError::Expired => "token_expired",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::Inactive => "token_inactive",
+        }
+    }
+}
+
+/// A token read from its `Authorization` value and hashed once: the hash is both its cache
+/// key and, cut short, the fingerprint that correlates its log and audit lines.
+#[derive(Clone, Copy)]
+pub struct BearerToken<'a> {
+    text: &'a str,
+    key: cache::TokenKey,
+}
+
+impl<'a> BearerToken<'a> {
+    /// Reads the token of an `Authorization` header value (or a bare token); see
+    /// [`bearer_token`].
+    pub fn from_header(raw_token: &'a str) -> Result<Self, TokenError> {
+        let text = bearer_token(raw_token)?;
+        Ok(BearerToken {
+            text,
+            key: cache::token_key(text),
+        })
+    }
+
+    /// The short, non-reversible name of the token for logs.
+    pub fn fingerprint(&self) -> TokenFingerprint {
+        TokenFingerprint::of(&self.key)
+    }
+}
+
+impl std::fmt::Debug for BearerToken<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "BearerToken({})", self.fingerprint())
+    }
+}
+
+/// The first 4 bytes of a token's SHA-256, shown as 8 hex digits: enough to correlate the
+/// lines about one token, useless for replaying it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenFingerprint([u8; 4]);
+
+impl TokenFingerprint {
+    fn of(key: &cache::TokenKey) -> Self {
+        TokenFingerprint([key[0], key[1], key[2], key[3]])
+    }
+}
+
+impl std::fmt::Display for TokenFingerprint {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0 {
+            write!(formatter, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a token could not be judged: the caller must not allow, and may retry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -348,16 +416,31 @@ impl Authenticator {
     /// token's `exp` or the cache TTL of its path (a refusal for the negative TTL); an
     /// `Unavailable` answer is never cached.
     pub async fn authenticate(&self, raw_token: &str) -> Result<Authenticated, AuthError> {
-        let token = bearer_token(raw_token)?;
-        let key = cache::token_key(token);
-        let result = self.cache.get_or_verify(&key, self.verify(token)).await;
+        let bearer = BearerToken::from_header(raw_token)?;
+        self.authenticate_bearer(&bearer).await
+    }
+
+    /// [`Authenticator::authenticate`] for a token already read from its header.
+    pub async fn authenticate_bearer(
+        &self,
+        bearer: &BearerToken<'_>,
+    ) -> Result<Authenticated, AuthError> {
+        let result = self
+            .cache
+            .get_or_verify(&bearer.key, self.verify(bearer.text))
+            .await;
         match result {
             Ok((token, cached)) => Ok(Authenticated { token, cached }),
             Err(error) => {
-                tracing::debug!(token = %cache::token_fingerprint(&key), %error, "token refused");
+                tracing::debug!(token = %bearer.fingerprint(), %error, "token refused");
                 Err(error)
             }
         }
+    }
+
+    /// The FHIR version token contexts are read for.
+    pub fn fhir_version(&self) -> FhirVersion {
+        self.fhir_version
     }
 
     /// Full verifications and introspections started (cache misses), for metrics and tests.

@@ -279,6 +279,7 @@ pub fn check_http(token: &str, method: &str, path: &str) -> pb::CheckAccessReque
         request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
             method: method.to_owned(),
             path: path.to_owned(),
+            ..Default::default()
         })),
         ..pb::CheckAccessRequest::default()
     }

@@ -208,10 +208,7 @@ impl Engine {
         stored: Option<&Resource>,
         proposed: Option<&Resource>,
     ) -> Decision {
-        if matches!(
-            request.interaction,
-            Interaction::Capabilities | Interaction::SmartConfiguration
-        ) {
+        if request.interaction.is_public() {
             return Decision::public_endpoint();
         }
         let session = Session::new(&self.policy, token, request, Versions { stored, proposed });

@@ -59,6 +59,16 @@ impl Interaction {
         }
     }
 
+    /// True for the endpoints every client may call without a token: the CapabilityStatement
+    /// (FHIR R4 http.html#capabilities) and the SMART configuration (SMART App Launch 2.2
+    /// conformance.html), which a client reads before it has one.
+    pub fn is_public(self) -> bool {
+        matches!(
+            self,
+            Interaction::Capabilities | Interaction::SmartConfiguration
+        )
+    }
+
     /// True for the interactions that return many resources and take search parameters.
     pub fn is_search(self) -> bool {
         matches!(

@@ -1,0 +1,85 @@
+//! The deny vocabulary of the layer around the engine: why a request was refused before the
+//! engine could decide it, and how each refusal is answered on HTTP (Envoy) and gRPC.
+//!
+//! The engine's own denies are [`Reason`]s of a [`Decision`](crate::decision::Decision);
+//! a refused token is a [`TokenError`]. Both name themselves with `as_str()`, and
+//! [`Refusal::as_str`] is the one place that names the rest.
+
+use tonic::Code;
+
+use crate::decision::Reason;
+use crate::token::TokenError;
+
+/// Why a request was not decided by the engine.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The token was refused (RFC 6750 §3.1 `invalid_token`).
+    #[error("denied: {0}")]
+    Token(TokenError),
+    /// The request cannot be read as a FHIR request, or breaks a limit.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// An HTTP path under no configured FHIR base (Envoy face).
+    #[error("the path is under no configured FHIR base")]
+    NoFhirBase,
+    /// The request is decided on its body, which was not forwarded whole.
+    #[error("{0}")]
+    BodyRequired(String),
+}
+
+/// How an answer is carried on each face.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The HTTP status of an Envoy denied response.
+    pub http: u16,
+    /// The gRPC code: of the `CheckResponse.status` on the Envoy face, and of the error of a
+    /// refused `CheckAccess` call where the refusal is not a token's.
+    pub grpc: Code,
+}
+
+impl Status {
+    const UNAUTHORIZED: Status = Status {
+        http: 401,
+        grpc: Code::Unauthenticated,
+    };
+    const BAD_REQUEST: Status = Status {
+        http: 400,
+        grpc: Code::InvalidArgument,
+    };
+    const FORBIDDEN: Status = Status {
+        http: 403,
+        grpc: Code::PermissionDenied,
+    };
+}
+
+impl Refusal {
+    /// The `reason` label of metrics, audit lines and spans.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Token(error) => error.as_str(),
+            Refusal::InvalidRequest(_) | Refusal::BodyRequired(_) => {
+                Reason::UnsupportedRequest.as_str()
+            }
+            Refusal::NoFhirBase => "no_fhir_base",
+        }
+    }
+
+    /// The answer's status on each face.
+    pub fn status(&self) -> Status {
+        match self {
+            Refusal::Token(_) => Status::UNAUTHORIZED,
+            Refusal::InvalidRequest(_) => Status::BAD_REQUEST,
+            Refusal::NoFhirBase | Refusal::BodyRequired(_) => Status::FORBIDDEN,
+        }
+    }
+}
+
+/// The status of an engine's deny: 400 for a request it cannot read, 403 otherwise (RFC 6750
+/// §3.1 `insufficient_scope`).
+pub fn decision_status(reason: Reason) -> Status {
+    if reason == Reason::UnsupportedRequest {
+        Status::BAD_REQUEST
+    } else {
+        Status::FORBIDDEN
+    }
+}

@@ -1,0 +1,126 @@
+use tonic::Code;
+
+use super::*;
+use crate::decision::Reason;
+use crate::fhir::Interaction;
+
+fn no_headers(_: &str) -> Option<&'static str> {
+    None
+}
+
+#[test]
+fn each_refusal_has_one_label_and_one_status() {
+    let token = Refusal::Token(TokenError::Expired);
+    assert_eq!(token.as_str(), "token_expired");
+    assert_eq!(
+        (token.status().http, token.status().grpc),
+        (401, Code::Unauthenticated)
+    );
+    let invalid = Refusal::InvalidRequest("x".to_owned());
+    assert_eq!(invalid.as_str(), "unsupported_request");
+    assert_eq!(
+        (invalid.status().http, invalid.status().grpc),
+        (400, Code::InvalidArgument)
+    );
+    assert_eq!(Refusal::NoFhirBase.as_str(), "no_fhir_base");
+    assert_eq!(Refusal::NoFhirBase.status().http, 403);
+    let body = Refusal::BodyRequired("x".to_owned());
+    assert_eq!(body.status().grpc, Code::PermissionDenied);
+    assert_eq!(decision_status(Reason::NoMatchingScope).http, 403);
+    assert_eq!(decision_status(Reason::UnsupportedRequest).http, 400);
+}
+
+#[test]
+fn every_token_error_is_named_as_the_api_names_it() {
+    let errors = [
+        (TokenError::Missing, "token_missing"),
+        (TokenError::Malformed(String::new()), "token_malformed"),
+        (
+            TokenError::BadSignature(String::new()),
+            "token_bad_signature",
+        ),
+        (TokenError::WrongIssuer(String::new()), "token_wrong_issuer"),
+        (TokenError::WrongAudience, "token_wrong_audience"),
+        (TokenError::Expired, "token_expired"),
+        (TokenError::NotYetValid, "token_not_yet_valid"),
+        (TokenError::Inactive, "token_inactive"),
+    ];
+    for (error, name) in errors {
+        assert_eq!(Refusal::Token(error).as_str(), name);
+    }
+}
+
+#[test]
+fn an_http_line_is_read_into_a_fhir_request() {
+    let line = HttpLine {
+        method: "GET",
+        path: "Observation/o1",
+    };
+    let request = line.read(no_headers).unwrap();
+    assert_eq!(request.interaction, Interaction::Read);
+    assert_eq!(request.id.as_deref(), Some("o1"));
+    let garbage = HttpLine {
+        method: "GET",
+        path: "Observation/1/2/3/4/5",
+    };
+    assert!(matches!(
+        garbage.read(no_headers),
+        Err(Refusal::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn a_method_override_to_another_method_is_refused() {
+    let line = HttpLine {
+        method: "POST",
+        path: "Observation/_search",
+    };
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        let refused = line.read(|header| (header == name).then_some("DELETE"));
+        assert!(
+            matches!(&refused, Err(Refusal::InvalidRequest(message)) if message.contains("DELETE")),
+            "{name}: {refused:?}"
+        );
+    }
+    // Naming the request's own method changes nothing.
+    let same = line.read(|header| (header == "x-http-method-override").then_some("post"));
+    assert_eq!(same.unwrap().interaction, Interaction::SearchType);
+}
+
+#[test]
+fn only_reads_of_a_public_path_are_public() {
+    let public = vec!["/Questionnaire/intake/".to_owned()];
+    let get = HttpLine {
+        method: "GET",
+        path: "Questionnaire/intake?_format=json",
+    };
+    assert!(get.is_public_path(&public));
+    let head = HttpLine {
+        method: "HEAD",
+        ..get
+    };
+    assert!(head.is_public_path(&public));
+    let post = HttpLine {
+        method: "POST",
+        ..get
+    };
+    assert!(!post.is_public_path(&public));
+    let other = HttpLine {
+        method: "GET",
+        path: "Questionnaire/other",
+    };
+    assert!(!other.is_public_path(&public));
+    assert!(!get.is_public_path(&[]));
+}
+
+#[test]
+fn a_batch_is_refused_past_its_limit() {
+    assert!(batch_size_refusal(MAX_BATCH_ENTRIES).is_none());
+    let refusal = batch_size_refusal(MAX_BATCH_ENTRIES + 1).unwrap();
+    assert_eq!(refusal.status().grpc, Code::InvalidArgument);
+    assert!(refusal.to_string().contains("10000"));
+}
