@@ -1,6 +1,13 @@
 //! The engine's hot paths: scope parsing, one decision, request-line parsing, compartment
 //! membership. Run with `cargo bench --bench engine`; medians are recorded in README.md.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark or example stops on a broken set-up"
+)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -8,6 +8,13 @@
 //! to an in-process OTLP receiver, sampling ratio 0.1) with a sampled `traceparent`, with
 //! an unsampled one, without any (the 10% ratio decides), and with every decision audited.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark or example stops on a broken set-up"
+)]
+
 #[allow(dead_code)]
 #[path = "../tests/common/otlp.rs"]
 mod otlp;

@@ -6,6 +6,13 @@
 //! `cargo run --release --example load -- [SECONDS] [CONCURRENCY] [CHANNELS]`
 //! (defaults: 10 s, 64 calls in flight, 4 HTTP/2 connections).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark or example stops on a broken set-up"
+)]
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

@@ -101,10 +101,10 @@ pub async fn serve(
     health_reporter
         .set_serving::<AuthorizationServer<EnvoyAuthz>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl before 1.8.8, Evans, older grpcui, Postman before 11,
+    // Kreya and Insomnia speak only v1alpha.
+    let reflection_v1 = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let authz = AuthzServiceServer::new(authz).max_decoding_message_size(config.max_request_bytes);
 
     tracing::info!(
@@ -120,7 +120,8 @@ pub async fn serve(
     }
     Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(authz)
         .add_service(
             AuthorizationServer::new(envoy).max_decoding_message_size(config.max_request_bytes),
@@ -131,6 +132,13 @@ pub async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// The reflection service's descriptors: the API and health.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.

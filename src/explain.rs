@@ -67,6 +67,8 @@ pub enum ExplainError {
     Resource { path: PathBuf, message: String },
     #[error("invalid --patient: {0}")]
     Patient(String),
+    #[error("cannot write the JSON report: {0}")]
+    Report(serde_json::Error),
 }
 
 /// The rendered report and whether the request was allowed.
@@ -105,7 +107,7 @@ pub fn explain(args: &ExplainArgs) -> Result<Explanation, ExplainError> {
             fhir_version: args.fhir_version,
             scopes: scope_report(&token.scopes),
         };
-        serde_json::to_string_pretty(&report).expect("reports serialise")
+        serde_json::to_string_pretty(&report).map_err(ExplainError::Report)?
     } else {
         render_text(&decision, &request, &token)
     };
@@ -132,7 +134,7 @@ fn explain_bundle(
     })?;
     let decision = engine.decide_bundle(token, kind, &entries);
     let output = if args.json {
-        serde_json::to_string_pretty(&decision).expect("reports serialise")
+        serde_json::to_string_pretty(&decision).map_err(ExplainError::Report)?
     } else {
         render_bundle(&decision)
     };

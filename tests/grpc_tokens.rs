@@ -1,6 +1,13 @@
 //! Every way a token can fail, over real gRPC: each is a DENY with its reason, never an
 //! error and never an allow. Keys come from a JWKS served over HTTP on loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use base64::Engine as _;

@@ -1,6 +1,13 @@
 //! Opaque tokens, discovery and the token cache against real authorization servers from the
 //! npm registry (oidc-provider, oauth2-mock-server), started on loopback by the tests.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

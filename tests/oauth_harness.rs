@@ -1,6 +1,13 @@
 //! Smoke tests of the OAuth test harness: real `oidc-provider` and `oauth2-mock-server`
 //! (Node.js, 127.0.0.1), and the stoppable TCP proxy.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,13 @@
 //! audit lines to stdout and its other logs to stderr, and stops promptly on SIGTERM even
 //! with an OTLP endpoint that refuses connections.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -4,6 +4,13 @@
 //! The recorder is process-wide, so this file is its own test binary; its tests count with
 //! labels the other does not touch.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use common::*;

@@ -5,6 +5,13 @@
 //! OpenTelemetry pipelines are process-wide, so this file is its own test binary with a
 //! single test that installs telemetry once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tracing::Span;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::{Directive, LevelFilter, Targets};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -155,8 +155,10 @@ pub fn install_with(
         .into_iter()
         .fold(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter)),
-            |filter, target| {
-                filter.add_directive(format!("{target}=off").parse().expect("a valid directive"))
+            // The targets are constants of this crate, so each directive parses.
+            |filter, target| match format!("{target}=off").parse::<Directive>() {
+                Ok(directive) => filter.add_directive(directive),
+                Err(_) => filter,
             },
         );
     let log_layer = match log.format {

@@ -2,6 +2,13 @@
 //! are byte-identical to the reference copies in `../shared/fhir/` (when present, as in CI),
 //! and the tables `build.rs` generated agree with the JSON in every entry.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

@@ -68,6 +68,8 @@ pub struct VersionTables {
     /// list sorted by code.
     pub search_params: &'static [(&'static str, &'static [SearchParamDef])],
     pub compartments: &'static [CompartmentTable],
+    /// The Patient CompartmentDefinition, also in `compartments`: every version has one.
+    pub patient_compartment: &'static CompartmentTable,
 }
 
 impl VersionTables {

@@ -46,9 +46,7 @@ impl FhirVersion {
 
     /// The Patient CompartmentDefinition of this version.
     pub fn patient_compartment(self) -> &'static CompartmentTable {
-        self.tables()
-            .compartment("Patient")
-            .expect("every version has a Patient CompartmentDefinition")
+        self.tables().patient_compartment
     }
 }
 
