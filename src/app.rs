@@ -134,12 +134,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// The reflection service's descriptors: the API and health.
+/// The reflection service's descriptors: the API, Envoy's ext_authz and health.
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
+
+/// Envoy's ext_authz v3 service and its imports, compiled by `build.rs` from
+/// `proto/third_party/`.
+const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/envoy_ext_authz_descriptor.bin"));
 
 /// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.
 fn start_metrics(

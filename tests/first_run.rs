@@ -186,4 +186,13 @@ async fn the_readme_walkthrough_runs_with_grpcurl() {
     ]);
     let described = run(&mut describe);
     assert!(described.contains("rpc CheckAccess"), "{described}");
+    let mut describe_envoy = grpcurl().unwrap();
+    describe_envoy.args([
+        "-plaintext",
+        &address,
+        "describe",
+        "envoy.service.auth.v3.Authorization",
+    ]);
+    let described = run(&mut describe_envoy);
+    assert!(described.contains("rpc Check"), "{described}");
 }

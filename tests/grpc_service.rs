@@ -256,12 +256,16 @@ async fn reflection_v1alpha_is_served_for_older_clients() {
     let Some(MessageResponse::ListServicesResponse(list)) = listed.message_response else {
         panic!("unexpected reflection answer {listed:?}");
     };
-    assert!(
-        list.service
-            .iter()
-            .any(|service| service.name == "smartauthz.v1.AuthzService"),
-        "{list:?}"
-    );
+    for name in [
+        "smartauthz.v1.AuthzService",
+        "envoy.service.auth.v3.Authorization",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            list.service.iter().any(|service| service.name == name),
+            "{name}: {list:?}"
+        );
+    }
     let described = responses.message().await.unwrap().expect("a descriptor");
     let Some(MessageResponse::FileDescriptorResponse(files)) = described.message_response else {
         panic!("unexpected reflection answer {described:?}");
