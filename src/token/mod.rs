@@ -448,8 +448,9 @@ impl Authenticator {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// Requests sent to introspection endpoints, for metrics and tests.
-    pub fn introspection_calls(&self) -> u64 {
+    /// Requests sent to introspection endpoints, for tests.
+    #[cfg(test)]
+    pub(crate) fn introspection_calls(&self) -> u64 {
         self.issuers
             .iter()
             .filter_map(|issuer| issuer.introspector.as_ref())
@@ -457,8 +458,9 @@ impl Authenticator {
             .sum()
     }
 
-    /// Approximate number of cached tokens, for metrics.
-    pub fn entry_count(&self) -> u64 {
+    /// Approximate number of cached tokens, for tests (metrics read `cache_stats`).
+    #[cfg(test)]
+    pub(crate) fn entry_count(&self) -> u64 {
         self.cache.entry_count()
     }
 
@@ -467,22 +469,25 @@ impl Authenticator {
         self.cache.stats()
     }
 
-    /// The token cache.
-    pub fn cache(&self) -> &cache::TokenCache {
+    /// The token cache, for tests.
+    #[cfg(test)]
+    pub(crate) fn cache(&self) -> &cache::TokenCache {
         &self.cache
     }
 
-    /// The key set of `issuer`, if it is configured and verifies locally (for readiness
-    /// checks).
-    pub fn key_set(&self, issuer: &str) -> Option<&Arc<jwks::KeySet>> {
+    /// The key set of `issuer`, if it is configured and verifies locally, for tests.
+    #[cfg(test)]
+    pub(crate) fn key_set(&self, issuer: &str) -> Option<&Arc<jwks::KeySet>> {
         self.issuer(issuer)?
             .verifier
             .as_ref()
             .map(jwt::IssuerVerifier::keys)
     }
 
-    /// Whether `issuer`'s discovery has succeeded; `None` when it is not discovered.
-    pub fn is_discovered(&self, issuer: &str) -> Option<bool> {
+    /// Whether `issuer`'s discovery has succeeded; `None` when it is not discovered. For
+    /// tests.
+    #[cfg(test)]
+    pub(crate) fn is_discovered(&self, issuer: &str) -> Option<bool> {
         let discovery = self.issuer(issuer)?.discovery.as_ref()?;
         Some(discovery.is_ready())
     }
@@ -613,7 +618,5 @@ async fn load_key_set(index: usize, issuer: &IssuerConfig) -> Result<jwks::KeySe
     }
 }
 
-#[cfg(test)]
-mod test_double;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use crate::config::{
     CacheConfig, IntrospectionAuth, IntrospectionConfig, IssuerConfig, KeySource, Secret,
 };
 use crate::fhir::FhirVersion;
-use crate::token::test_double::{Answer, FakeServer};
+use crate::token::tests::test_double::{Answer, FakeServer};
 use crate::token::{AuthError, Authenticator, DiscoveryTiming, TokenSource};
 
 const AUDIENCE: &str = "https://fhir.example/r4";

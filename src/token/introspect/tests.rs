@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::{CacheConfig, IntrospectionConfig, KeySource, Secret};
-use crate::token::test_double::{Answer, FakeServer};
+use crate::token::tests::test_double::{Answer, FakeServer};
 use crate::token::{AuthError, Authenticator, TokenError};
 
 const AS: &str = "https://as.example";

@@ -459,5 +459,4 @@ impl fmt::Display for Scope {
 }
 
 #[cfg(test)]
-#[path = "scope_tests.rs"]
 mod tests;

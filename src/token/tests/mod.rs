@@ -1,6 +1,8 @@
 //! Tests of the whole token path: signing with the fixture keys, verifying through the
 //! `Authenticator`, the cache, and key sets served over HTTP on 127.0.0.1.
 
+pub(crate) mod test_double;
+
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,20 +27,24 @@ fn now() -> i64 {
 
 fn public_jwk(name: &str) -> &'static str {
     match name {
-        "rsa-1" => include_str!("../../tests/fixtures/keys/rsa-1.jwk.json"),
-        "rsa-2" => include_str!("../../tests/fixtures/keys/rsa-2.jwk.json"),
-        "ec-1" => include_str!("../../tests/fixtures/keys/ec-1.jwk.json"),
-        "ed-1" => include_str!("../../tests/fixtures/keys/ed-1.jwk.json"),
+        "rsa-1" => include_str!("../../../tests/fixtures/keys/rsa-1.jwk.json"),
+        "rsa-2" => include_str!("../../../tests/fixtures/keys/rsa-2.jwk.json"),
+        "ec-1" => include_str!("../../../tests/fixtures/keys/ec-1.jwk.json"),
+        "ed-1" => include_str!("../../../tests/fixtures/keys/ed-1.jwk.json"),
         other => panic!("no fixture key {other}"),
     }
 }
 
 fn private_key(name: &str) -> EncodingKey {
     let key = match name {
-        "rsa-1" => EncodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/keys/rsa-1.pem")),
-        "rsa-2" => EncodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/keys/rsa-2.pem")),
-        "ec-1" => EncodingKey::from_ec_pem(include_bytes!("../../tests/fixtures/keys/ec-1.pem")),
-        "ed-1" => EncodingKey::from_ed_pem(include_bytes!("../../tests/fixtures/keys/ed-1.pem")),
+        "rsa-1" => {
+            EncodingKey::from_rsa_pem(include_bytes!("../../../tests/fixtures/keys/rsa-1.pem"))
+        }
+        "rsa-2" => {
+            EncodingKey::from_rsa_pem(include_bytes!("../../../tests/fixtures/keys/rsa-2.pem"))
+        }
+        "ec-1" => EncodingKey::from_ec_pem(include_bytes!("../../../tests/fixtures/keys/ec-1.pem")),
+        "ed-1" => EncodingKey::from_ed_pem(include_bytes!("../../../tests/fixtures/keys/ed-1.pem")),
         other => panic!("no fixture key {other}"),
     };
     key.unwrap()
@@ -370,9 +376,10 @@ async fn refuses_alg_none() {
 async fn refuses_hs256_signed_with_the_public_key() {
     // The classic key-confusion attack (RFC 8725 §2.1): HMAC with the RSA public key as secret.
     let authenticator = authenticator(vec![inline_issuer()]).await;
-    let secret =
-        EncodingKey::from_secret(include_bytes!("../../tests/fixtures/keys/rsa-1.public.pem"))
-            .unwrap();
+    let secret = EncodingKey::from_secret(include_bytes!(
+        "../../../tests/fixtures/keys/rsa-1.public.pem"
+    ))
+    .unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".to_owned());
     let token = jsonwebtoken::encode(&header, &claims(), &secret).unwrap();

@@ -1,0 +1,136 @@
+//! The Patient compartments of a resource, and the patients it references: from the official
+//! CompartmentDefinition parameters, or from facts the caller computed.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::super::fhirpath::Expression;
+use super::super::reference::{id_of, is_valid_id, parse_reference};
+use super::super::version::FhirVersion;
+use super::ResourceFacts;
+
+/// Patient ids in first-seen order, without duplicates; linear in the number pushed.
+#[derive(Default)]
+pub(super) struct PatientIds {
+    ordered: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl PatientIds {
+    pub(super) fn push(&mut self, id: &str) {
+        if !self.seen.contains(id) {
+            self.seen.insert(id.to_owned());
+            self.ordered.push(id.to_owned());
+        }
+    }
+
+    pub(super) fn into_vec(self) -> Vec<String> {
+        self.ordered
+    }
+}
+
+pub(super) fn push_fact_patients(facts: &ResourceFacts, ids: &mut PatientIds) {
+    for compartment in &facts.compartments {
+        if compartment.compartment_type == "Patient" {
+            ids.push(&compartment.id);
+        }
+    }
+}
+
+/// Pushes the Patients named by the facts' values of reference parameters of `resource_type`
+/// that can target Patient: `Patient/456` (relative, versioned or absolute) or a bare id.
+pub(super) fn push_fact_patient_references(
+    version: FhirVersion,
+    resource_type: &str,
+    facts: &ResourceFacts,
+    ids: &mut PatientIds,
+) {
+    for entry in &facts.search_values {
+        let targets_patient = version
+            .search_param(resource_type, &entry.name)
+            .is_some_and(|definition| definition.targets_type("Patient"));
+        if targets_patient && let Some(id) = id_of("Patient", &entry.value) {
+            ids.push(id);
+        }
+    }
+}
+
+/// Pushes the Patient compartments of `resource`, read as a `resource_type`.
+pub(super) fn push_compartment_patients(
+    version: FhirVersion,
+    resource_type: &str,
+    resource: &Value,
+    ids: &mut PatientIds,
+) {
+    if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+        return;
+    }
+    let Some(params) = version.patient_compartment().params(resource_type) else {
+        return;
+    };
+    if resource_type == "Patient"
+        && let Some(id) = resource.get("id").and_then(Value::as_str)
+        && is_valid_patient_id(id)
+    {
+        ids.push(id);
+    }
+    for param in params {
+        if let Some(expression) = version
+            .search_param(resource_type, param)
+            .and_then(|definition| definition.expression)
+        {
+            push_patient_references(expression, resource, ids);
+        }
+    }
+}
+
+/// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.
+fn is_valid_patient_id(id: &str) -> bool {
+    is_valid_id(id)
+}
+
+/// Pushes the ids of the Patients that `expression`'s references resolve to; false (and
+/// nothing pushed) when the expression is outside the supported subset.
+pub(super) fn push_patient_references(
+    expression: &str,
+    resource: &Value,
+    ids: &mut PatientIds,
+) -> bool {
+    let Ok(expression) = Expression::parse(expression) else {
+        return false;
+    };
+    for node in expression.evaluate(resource) {
+        push_patient_reference(node.value, ids);
+    }
+    true
+}
+
+fn push_patient_reference(value: &Value, ids: &mut PatientIds) {
+    let target = value
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(parse_reference);
+    if let Some(("Patient", id)) = target {
+        ids.push(id);
+    }
+}
+
+/// Pushes every literal Patient reference anywhere in `resource`, contained resources
+/// included.
+pub(super) fn push_every_patient_reference(resource: &Value, ids: &mut PatientIds) {
+    let mut pending = vec![resource];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                push_patient_reference(value, ids);
+                pending.extend(object.values().rev());
+            }
+            Value::Array(items) => pending.extend(items.iter().rev()),
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Filters

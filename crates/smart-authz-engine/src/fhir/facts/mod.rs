@@ -1,0 +1,254 @@
+//! Facts the engine reads from a resource: the Patient compartments it belongs to, the
+//! patients it references, and whether it matches a granular scope's filter.
+//!
+//! A caller gives either the resource JSON, from which the facts are computed with the
+//! official CompartmentDefinition parameters and search parameter expressions, or the
+//! facts precomputed (docs/semantics.md §5).
+//!
+//! This file reads a resource and answers the engine's questions; [`compartments`] finds the
+//! patients a resource belongs to or references, [`filters`] matches granular filters.
+
+mod compartments;
+mod filters;
+
+use serde_json::Value;
+
+use self::compartments::{
+    PatientIds, push_compartment_patients, push_every_patient_reference,
+    push_fact_patient_references, push_fact_patients, push_patient_references,
+};
+use self::filters::{
+    kind_name, match_facts, parse_token, reads_choice_without_type_filter, reference_node_matches,
+    string_node_matches, token_node_matches,
+};
+use super::fhirpath::Expression;
+use super::interaction::{CompartmentRef, SearchParam};
+use super::tables::SearchParamKind;
+use super::version::FhirVersion;
+
+/// One version of a resource, as JSON or as precomputed facts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resource {
+    Json(Value),
+    Facts(ResourceFacts),
+}
+
+/// Facts about a resource computed by the caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceFacts {
+    /// Every compartment the resource belongs to, e.g. `Patient/123`.
+    pub compartments: Vec<CompartmentRef>,
+    /// Values of the search parameters a granular scope filters on; tokens as `system|code`
+    /// or `code`.
+    pub search_values: Vec<SearchParam>,
+}
+
+/// Whether a resource satisfies one filter item of a granular scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterMatch {
+    Match,
+    NoMatch,
+    /// The parameter's type or expression cannot be evaluated here; the engine denies.
+    NotEnforceable(String),
+}
+
+/// Why resource JSON cannot be used for a decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactsError {
+    #[error("resource is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("resource is not a JSON object")]
+    NotAnObject,
+    #[error("resource has no resourceType")]
+    MissingResourceType,
+}
+
+impl Resource {
+    /// Parses resource JSON, requiring an object with a `resourceType`.
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, FactsError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|error| FactsError::InvalidJson(error.to_string()))?;
+        Resource::from_json(value)
+    }
+
+    /// Wraps parsed resource JSON, requiring an object with a `resourceType`.
+    pub fn from_json(value: Value) -> Result<Self, FactsError> {
+        let Value::Object(object) = &value else {
+            return Err(FactsError::NotAnObject);
+        };
+        match object.get("resourceType").and_then(Value::as_str) {
+            Some(resource_type) if !resource_type.is_empty() => Ok(Resource::Json(value)),
+            _ => Err(FactsError::MissingResourceType),
+        }
+    }
+
+    /// The JSON's `resourceType`; `None` for precomputed facts.
+    pub fn resource_type(&self) -> Option<&str> {
+        match self {
+            Resource::Json(value) => value.get("resourceType").and_then(Value::as_str),
+            Resource::Facts(_) => None,
+        }
+    }
+
+    /// The JSON's `id`; `None` for precomputed facts.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Resource::Json(value) => value.get("id").and_then(Value::as_str),
+            Resource::Facts(_) => None,
+        }
+    }
+
+    /// Ids of the Patient compartments this resource of `resource_type` belongs to.
+    ///
+    /// Uses exactly the parameters of the version's Patient CompartmentDefinition
+    /// (docs/semantics.md §3): a parameter that is absent, has no expression or an
+    /// unsupported one makes nobody a member. JSON whose `resourceType` is not
+    /// `resource_type` belongs to no compartment.
+    pub fn patient_compartments(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
+        let mut ids = PatientIds::default();
+        match self {
+            Resource::Json(resource) => {
+                push_compartment_patients(version, resource_type, resource, &mut ids);
+            }
+            Resource::Facts(facts) => push_fact_patients(facts, &mut ids),
+        }
+        ids.into_vec()
+    }
+
+    /// Ids of every Patient this resource references through any reference search parameter
+    /// of its type that can target Patient.
+    ///
+    /// A superset of [`Resource::patient_compartments`], used to deny patient-scoped access to
+    /// a resource outside the compartment that belongs to another patient (R4
+    /// `Device.patient`). When `resource_type` differs from the JSON's `resourceType`, the
+    /// parameters of both types are used, so a mislabelled resource reveals more, not fewer,
+    /// patients. Precomputed facts give their Patient compartments and the values of the
+    /// reference parameters of `resource_type` that can target Patient (`Patient/456`, an
+    /// absolute URL ending in `/Patient/456`, or a bare id).
+    pub fn referenced_patients(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
+        let mut ids = PatientIds::default();
+        let resource = match self {
+            Resource::Json(resource) => resource,
+            Resource::Facts(facts) => {
+                push_fact_patients(facts, &mut ids);
+                push_fact_patient_references(version, resource_type, facts, &mut ids);
+                return ids.into_vec();
+            }
+        };
+        let actual_type = resource.get("resourceType").and_then(Value::as_str);
+        let mut types = vec![resource_type];
+        if let Some(actual_type) = actual_type.filter(|actual| *actual != resource_type) {
+            types.push(actual_type);
+        }
+        for each_type in &types {
+            push_compartment_patients(version, each_type, resource, &mut ids);
+        }
+        for each_type in types {
+            for param in version.tables().own_search_params(each_type) {
+                if !param.targets_type("Patient") {
+                    continue;
+                }
+                let Some(expression) = param.expression else {
+                    continue;
+                };
+                if !push_patient_references(expression, resource, &mut ids) {
+                    // Outside the FHIRPath subset (R5 QuestionnaireResponse.item-subject):
+                    // over-approximate with every literal Patient reference in the resource.
+                    push_every_patient_reference(resource, &mut ids);
+                }
+            }
+        }
+        ids.into_vec()
+    }
+
+    /// Whether this resource matches the filter item `param=values[0],values[1],...`.
+    ///
+    /// FHIR search semantics (R4 search.html §3.1.1.4) for token, string, uri and reference
+    /// parameters; every other kind, an unknown parameter, or an expression outside the
+    /// supported FHIRPath subset is [`FilterMatch::NotEnforceable`]. Precomputed facts are
+    /// compared with the token rules for token parameters and exactly for the others; a
+    /// parameter without facts does not match.
+    pub fn matches_filter(
+        &self,
+        version: FhirVersion,
+        resource_type: &str,
+        param: &str,
+        values: &[String],
+    ) -> FilterMatch {
+        let Some(definition) = version.search_param(resource_type, param) else {
+            return FilterMatch::NotEnforceable(format!(
+                "unknown search parameter {param} for {resource_type} in FHIR {version}"
+            ));
+        };
+        let kind = definition.kind;
+        if !matches!(
+            kind,
+            SearchParamKind::Token
+                | SearchParamKind::String
+                | SearchParamKind::Uri
+                | SearchParamKind::Reference
+        ) {
+            return FilterMatch::NotEnforceable(format!(
+                "cannot evaluate {} parameter {param} locally",
+                kind_name(kind)
+            ));
+        }
+        let resource = match self {
+            Resource::Facts(facts) => return match_facts(facts, kind, param, values),
+            Resource::Json(resource) => resource,
+        };
+        let Some(expression_text) = definition.expression else {
+            return FilterMatch::NotEnforceable(format!(
+                "search parameter {param} of {resource_type} has no expression"
+            ));
+        };
+        if reads_choice_without_type_filter(version, resource_type, param) {
+            // The expression names a choice element `name[x]` without a type filter; the
+            // evaluator reads `name[x]` only before one (fhirpath.rs), so it would select
+            // nothing here.
+            return FilterMatch::NotEnforceable(format!(
+                "search parameter {param} of {resource_type} reads a choice element without a type filter"
+            ));
+        }
+        if kind == SearchParamKind::Reference && expression_text == "Resource.id" {
+            // R5 `_in`: membership in a List, Group or CareTeam, which the resource's own id
+            // cannot show.
+            return FilterMatch::NotEnforceable(format!(
+                "search parameter {param} tests membership in another resource"
+            ));
+        }
+        let expression = match Expression::parse(expression_text) {
+            Ok(expression) => expression,
+            Err(error) => return FilterMatch::NotEnforceable(error.to_string()),
+        };
+        if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+            return FilterMatch::NoMatch;
+        }
+        let nodes = expression.evaluate(resource);
+        let matched = values.iter().any(|value| match kind {
+            SearchParamKind::Token => parse_token(value)
+                .is_some_and(|filter| nodes.iter().any(|node| token_node_matches(*node, &filter))),
+            SearchParamKind::String => {
+                !value.is_empty() && nodes.iter().any(|node| string_node_matches(*node, value))
+            }
+            SearchParamKind::Uri => {
+                !value.is_empty() && nodes.iter().any(|node| node.value.as_str() == Some(value))
+            }
+            SearchParamKind::Reference => {
+                !value.is_empty()
+                    && nodes
+                        .iter()
+                        .any(|node| reference_node_matches(*node, value))
+            }
+            _ => false,
+        });
+        if matched {
+            FilterMatch::Match
+        } else {
+            FilterMatch::NoMatch
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+use serde_json::json;
+
+use super::*;
+
+#[test]
+fn reads_launch_context_claims() {
+    let claims = json!({
+        "scope": "launch/patient patient/*.rs openid fhirUser",
+        "patient": "Patient/123",
+        "encounter": "enc-1",
+        "fhirUser": "https://ehr.example/fhir/Practitioner/7",
+        "azp": "growth-chart",
+        "sub": "u-1"
+    });
+    let context = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
+    assert_eq!(context.patient.as_deref(), Some("123"));
+    assert_eq!(context.encounter.as_deref(), Some("enc-1"));
+    assert_eq!(context.client_id.as_deref(), Some("growth-chart"));
+    assert_eq!(context.scopes.entries.len(), 4);
+}
+
+#[test]
+fn accepts_scp_as_an_array() {
+    let claims = json!({"scp": ["system/*.rs", "system/Patient.c"], "client_id": "bulk"});
+    let context = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
+    assert_eq!(context.scopes.resource_scopes().count(), 2);
+    assert_eq!(context.client_id.as_deref(), Some("bulk"));
+}
+
+#[test]
+fn rejects_claims_of_the_wrong_type() {
+    let wrong = [
+        (json!({"scope": ["a"]}), ClaimsError::WrongType("scope")),
+        (json!({"scp": [1]}), ClaimsError::WrongType("scp")),
+        (json!({"patient": 123}), ClaimsError::WrongType("patient")),
+        (
+            json!({"patient": "Practitioner/1"}),
+            ClaimsError::BadPatient("Practitioner/1".into()),
+        ),
+        (json!("x"), ClaimsError::NotAnObject),
+    ];
+    for (claims, expected) in wrong {
+        assert_eq!(
+            TokenContext::from_claims(&claims, FhirVersion::R4),
+            Err(expected)
+        );
+    }
+}

@@ -1,0 +1,45 @@
+use super::*;
+
+#[test]
+fn one_bad_scope_never_invalidates_the_others() {
+    let set = ScopeSet::parse(
+        "openid  fhirUser patient/Observation.sr patient/Condition.rs launch/patient",
+        FhirVersion::R4,
+    );
+    assert_eq!(set.entries.len(), 5);
+    let resource: Vec<&str> = set.resource_scopes().map(|(text, _)| text).collect();
+    assert_eq!(resource, ["patient/Condition.rs"]);
+    let invalid: Vec<&str> = set.invalid().map(|(text, _)| text).collect();
+    assert_eq!(invalid, ["patient/Observation.sr"]);
+}
+
+#[test]
+fn accepts_scp_arrays_and_drops_duplicates() {
+    let set = ScopeSet::from_list(["user/*.rs", "user/*.rs", " "], FhirVersion::R4);
+    assert_eq!(set.entries.len(), 1);
+    assert_eq!(set.to_scope_string(), "user/*.rs");
+}
+
+#[test]
+fn scopes_past_the_limit_grant_nothing() {
+    let many: Vec<String> = (0..MAX_SCOPES + 10)
+        .map(|index| format!("__ext{index}"))
+        .collect();
+    let set = ScopeSet::from_list(many.iter().map(String::as_str), FhirVersion::R4);
+    assert_eq!(set.entries.len(), MAX_SCOPES + 10);
+    assert_eq!(set.invalid().count(), 10);
+    assert!(matches!(
+        set.entries[MAX_SCOPES].parsed,
+        Err(ScopeError::TooMany(MAX_SCOPES))
+    ));
+}
+
+#[test]
+fn tells_v1_from_v2() {
+    let set = ScopeSet::parse(
+        "patient/*.read user/*.rs system/*.* openid",
+        FhirVersion::R4,
+    );
+    let v1: Vec<bool> = set.entries.iter().map(ScopeEntry::is_v1).collect();
+    assert_eq!(v1, [true, false, true, false]);
+}

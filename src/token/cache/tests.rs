@@ -1,0 +1,146 @@
+use super::*;
+
+const MAX: Duration = Duration::from_secs(300);
+
+#[test]
+fn keeps_until_exp_capped_by_max_ttl() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    assert_eq!(
+        time_to_keep(Some(1_000_002), now, MAX),
+        Duration::from_secs(2)
+    );
+    assert_eq!(time_to_keep(Some(1_000_000 + 10_000), now, MAX), MAX);
+    assert_eq!(time_to_keep(Some(999_990), now, MAX), Duration::ZERO);
+    assert_eq!(time_to_keep(Some(-1), now, MAX), Duration::ZERO);
+    assert_eq!(time_to_keep(None, now, MAX), MAX);
+    let between_seconds = now + Duration::from_millis(400);
+    assert_eq!(
+        time_to_keep(Some(1_000_001), between_seconds, MAX),
+        Duration::from_millis(600)
+    );
+}
+
+fn token(source: TokenSource, expires_at: Option<i64>, scope: &str) -> Arc<VerifiedToken> {
+    let claims = serde_json::json!({"scope": scope, "sub": "user-1"});
+    let context = TokenContext::from_claims(&claims, crate::fhir::FhirVersion::R4).unwrap();
+    let Value::Object(claims) = claims else {
+        unreachable!()
+    };
+    Arc::new(VerifiedToken {
+        context,
+        claims,
+        expires_at,
+        source,
+    })
+}
+
+#[test]
+fn each_path_has_its_maximum_ttl_and_refusals_the_negative_ttl() {
+    let expiry = TokenExpiry {
+        local_max_ttl: Duration::from_secs(300),
+        introspection_max_ttl: Duration::from_secs(60),
+        negative_ttl: Duration::from_secs(10),
+    };
+    let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let later = Some(1_000_000 + 3_600);
+    let local = CachedVerdict::Active(token(TokenSource::LocalJwt, later, "a"));
+    let remote = CachedVerdict::Active(token(TokenSource::RemoteIntrospection, later, "a"));
+    assert_eq!(expiry.time_to_live(&local, now), Duration::from_secs(300));
+    assert_eq!(expiry.time_to_live(&remote, now), Duration::from_secs(60));
+    let soon = CachedVerdict::Active(token(
+        TokenSource::RemoteIntrospection,
+        Some(1_000_005),
+        "a",
+    ));
+    assert_eq!(expiry.time_to_live(&soon, now), Duration::from_secs(5));
+    let refused = CachedVerdict::Refused(TokenError::Inactive);
+    assert_eq!(expiry.time_to_live(&refused, now), Duration::from_secs(10));
+}
+
+#[test]
+fn the_weight_grows_with_the_claims() {
+    let small = verdict_weight(&CachedVerdict::Active(token(
+        TokenSource::LocalJwt,
+        None,
+        "patient/*.rs",
+    )));
+    let scopes: Vec<String> = (0..100)
+        .map(|index| format!("patient/Observation.rs?category=c{index}"))
+        .collect();
+    let scopes = scopes.join(" ");
+    let large = verdict_weight(&CachedVerdict::Active(token(
+        TokenSource::LocalJwt,
+        None,
+        &scopes,
+    )));
+    assert!(small > ENTRY_OVERHEAD as u32);
+    // The scope text is held in the claims and in the parsed context.
+    assert!(large >= small + 3 * scopes.len() as u32, "{small} {large}");
+    let refused = verdict_weight(&CachedVerdict::Refused(TokenError::Malformed(
+        "x".repeat(1000),
+    )));
+    assert!(refused > 1000 && refused < small + 1000);
+}
+
+#[tokio::test]
+async fn the_cache_is_bounded_by_bytes_and_counts_evictions() {
+    let config = CacheConfig {
+        max_bytes: 64 * 1024,
+        ..CacheConfig::default()
+    };
+    let cache = TokenCache::new(&config);
+    let scopes: Vec<String> = (0..40)
+        .map(|index| format!("patient/Observation.rs?category=c{index}"))
+        .collect();
+    let scopes = scopes.join(" ");
+    let entry = token(TokenSource::LocalJwt, None, &scopes);
+    let weight = u64::from(verdict_weight(&CachedVerdict::Active(entry.clone())));
+    for index in 0..200 {
+        let verdict = CachedVerdict::Active(entry.clone());
+        let key = token_key(&format!("token-{index}"));
+        let answer = cache
+            .get_or_verify(&key, async { Ok::<_, TokenError>(verdict) })
+            .await;
+        assert!(answer.is_ok());
+    }
+    cache.run_pending_tasks().await;
+    let stats = cache.stats();
+    assert!(stats.weighted_size <= config.max_bytes, "{stats:?}");
+    assert!(stats.entry_count <= config.max_bytes / weight, "{stats:?}");
+    assert!(stats.evictions > 0, "{stats:?}");
+    assert_eq!(stats.misses, 200);
+}
+
+#[tokio::test]
+async fn a_refusal_is_cached_and_an_error_is_not() {
+    let cache = TokenCache::new(&CacheConfig::default());
+    let key = token_key("bad");
+    for _ in 0..2 {
+        let answer = cache
+            .get_or_verify(&key, async {
+                Ok::<_, TokenError>(CachedVerdict::Refused(TokenError::Inactive))
+            })
+            .await;
+        assert_eq!(answer.unwrap_err(), TokenError::Inactive);
+    }
+    let flaky = token_key("flaky");
+    for _ in 0..2 {
+        let answer = cache
+            .get_or_verify(&flaky, async {
+                Err::<CachedVerdict, _>(TokenError::Missing)
+            })
+            .await;
+        assert!(answer.is_err());
+    }
+    cache.run_pending_tasks().await;
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.negative_hits, stats.misses), (1, 1, 3));
+    assert_eq!(stats.entry_count, 1);
+}
+
+#[test]
+fn keys_are_hashes_not_tokens() {
+    let key = token_key("abc");
+    assert_eq!(token_fingerprint(&key), "ba7816bf");
+    assert_ne!(token_key("abd"), key);
+}
