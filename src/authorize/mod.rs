@@ -59,10 +59,10 @@ pub struct Unavailable {
     pub detail: String,
 }
 
-impl Unavailable {
-    /// The gRPC error of every face.
-    pub fn into_status(self) -> tonic::Status {
-        tonic::Status::unavailable(self.to_string())
+/// The gRPC error of every face.
+impl From<Unavailable> for tonic::Status {
+    fn from(unavailable: Unavailable) -> Self {
+        tonic::Status::unavailable(unavailable.to_string())
     }
 }
 

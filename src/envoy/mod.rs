@@ -138,11 +138,7 @@ impl EnvoyAuthz {
             stored: None,
             proposed: proposed.as_ref(),
         };
-        let verdict = self
-            .authorizer
-            .check(call, &served.engine, check)
-            .await
-            .map_err(|unavailable| unavailable.into_status())?;
+        let verdict = self.authorizer.check(call, &served.engine, check).await?;
         Ok(match verdict {
             Verdict::Public(decision) => response::allowed(&decision, None, &http.headers, None),
             Verdict::Refused(refusal) => response::refused(&refusal),
@@ -196,8 +192,7 @@ impl EnvoyAuthz {
         let verdict = self
             .authorizer
             .check_bundle(call, &served.engine, check)
-            .await
-            .map_err(|unavailable| unavailable.into_status())?;
+            .await?;
         let (decision, token) = match verdict {
             Verdict::Decided { decision, token } => (decision, token),
             Verdict::Refused(refusal) => return Ok(response::refused(&refusal)),

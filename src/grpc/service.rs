@@ -43,11 +43,7 @@ impl AuthzGrpc {
             stored: stored.as_ref(),
             proposed: proposed.as_ref(),
         };
-        let verdict = self
-            .authorizer
-            .check(call, &self.engine, check)
-            .await
-            .map_err(|unavailable| unavailable.into_status())?;
+        let verdict = self.authorizer.check(call, &self.engine, check).await?;
         convert::check_response(verdict).map(Response::new)
     }
 
@@ -86,8 +82,7 @@ impl AuthzGrpc {
         let verdict = self
             .authorizer
             .check_bundle(call, &self.engine, check)
-            .await
-            .map_err(|unavailable| unavailable.into_status())?;
+            .await?;
         convert::bundle_check_response(verdict).map(Response::new)
     }
 
@@ -103,12 +98,7 @@ impl AuthzGrpc {
         if token.trim().is_empty() {
             return Err(Status::invalid_argument("token: required (RFC 7662 §2.1)"));
         }
-        let response = match self
-            .authorizer
-            .introspect(call, &token)
-            .await
-            .map_err(|unavailable| unavailable.into_status())?
-        {
+        let response = match self.authorizer.introspect(call, &token).await? {
             Some(authenticated) => convert::introspection(&authenticated),
             // RFC 7662 §2.2: an inactive token yields `active: false` and nothing else.
             None => pb::IntrospectTokenResponse::default(),

@@ -256,8 +256,7 @@ const NAME_AND_ADDRESS_PARTS: &[&str] = &[
 ];
 
 /// Keys of a HumanName or Address that carry no searchable text.
-const NAME_AND_ADDRESS_OTHER_KEYS: &[&str] =
-    &["id", "extension", "use", "type", "period"];
+const NAME_AND_ADDRESS_OTHER_KEYS: &[&str] = &["id", "extension", "use", "type", "period"];
 
 /// String matching (search.html §3.1.1.4.13): case-insensitive "starts with" on a string, or
 /// on any part of a HumanName or Address. Other objects never match.
