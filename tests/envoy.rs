@@ -592,3 +592,39 @@ async fn a_method_override_is_refused_rather_than_misjudged() {
     ok_response(&envoy_check(&server, same).await);
     server.stop().await;
 }
+
+/// The token is judged before the body is read: a caller without a valid token learns
+/// nothing about its body, and costs no parsing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_answered_before_the_body_is_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let garbage = json!("not a resource");
+    for (method, path) in [
+        ("POST", "/fhir/R4/Observation"),
+        ("POST", "/fhir/R4/"),
+        ("POST", "/fhir/R4/Observation/_search"),
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request(method, path, Some("not-a-token"), &[], Some(&garbage)),
+        )
+        .await;
+        denied_response(&response, 401);
+    }
+    // With a valid token the same body is what is refused.
+    let token = issuer.patient_token("patient/Observation.cruds", "123");
+    let response = envoy_check(
+        &server,
+        check_request(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+            Some(&garbage),
+        ),
+    )
+    .await;
+    denied_response(&response, 400);
+    server.stop().await;
+}

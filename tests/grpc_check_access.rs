@@ -277,3 +277,35 @@ async fn bad_requests_are_invalid_argument_never_a_decision() {
     assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
     server.stop().await;
 }
+
+/// The rules of HTTP request lines are the pipeline's, the same as on the Envoy face.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "[envoy]\npublic_paths = [\"Questionnaire/intake\"]\n",
+    )
+    .await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut client = server.client.clone();
+
+    // A method override naming another method: refused, as Envoy refuses it.
+    let mut overridden = check_http(&token, "POST", "Observation/_search");
+    if let Some(pb::check_access_request::Request::Http(http)) = &mut overridden.request {
+        http.headers
+            .insert("x-http-method-override".into(), "DELETE".into());
+    }
+    let status = client.check_access(overridden).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("method override"), "{status:?}");
+
+    // The configured public paths are public for reads, without a token.
+    let public = server.check("", "GET", "Questionnaire/intake").await;
+    assert_eq!(decision(&public), pb::Decision::Allow);
+    assert_eq!(reason(&public), pb::Reason::PublicEndpoint);
+    let write = server.check("", "DELETE", "Questionnaire/intake").await;
+    assert_eq!(decision(&write), pb::Decision::Deny);
+    assert_eq!(reason(&write), pb::Reason::TokenMissing);
+    server.stop().await;
+}

@@ -1,5 +1,5 @@
 //! The one authorization pipeline every face calls: public check, authenticate, decide, and
-//! one event reported per decision.
+//! one event reported per answer.
 //!
 //! A face (the gRPC API, Envoy's ext_authz) decodes its wire format into domain types, hands
 //! them to the [`Authorizer`], and encodes the [`Verdict`] it gets back. Every rule that is not
@@ -12,19 +12,24 @@
 //! - a token verified for one FHIR version is re-read for an engine of another;
 //! - the deny vocabulary ([`Refusal`]) and its statuses.
 //!
+//! [`Authorizer::check`] and [`Authorizer::check_bundle`] run the whole pipeline on a request
+//! decoded up front. A face that must read more of the request once the token is known (the
+//! body Envoy forwards: no body is parsed for a caller without a valid token) calls
+//! [`Authorizer::admit`] and then decides through the [`Admitted`] token.
+//!
 //! An issuer that cannot be reached is [`Unavailable`]: never an allow.
 
+mod admitted;
 mod refusal;
 mod request;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::Value;
 use tracing::Span;
 
+pub use self::admitted::Admitted;
 pub use self::refusal::{Refusal, Status, decision_status};
 pub use self::request::HttpLine;
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine, Outcome};
@@ -71,13 +76,25 @@ impl From<Unavailable> for tonic::Status {
 pub enum Verdict<D> {
     /// A public endpoint: allowed without a token.
     Public(D),
-    /// Refused before the engine decided (today: a refused token, a batch over the limit).
+    /// Refused before the engine decided: a refused token, a request over a limit, a body
+    /// that cannot be read.
     Refused(Refusal),
     /// The engine's decision for a verified token.
     Decided {
         decision: D,
         token: Arc<VerifiedToken>,
     },
+}
+
+/// Whether the pipeline goes on to the engine, after the public check and the token.
+#[derive(Debug)]
+pub enum Admission<'a> {
+    /// A public endpoint: allowed without a token.
+    Public(Decision),
+    /// The token was refused.
+    Refused(Refusal),
+    /// The token was verified: decide through it.
+    Admitted(Admitted<'a>),
 }
 
 /// One call of a face: the RPC it serves and its span.
@@ -112,19 +129,13 @@ pub struct BundleCheck<'a> {
     pub entries: &'a [BundleEntry],
 }
 
-/// Runs the pipeline for every face; cheap to share.
+/// Runs the pipeline for every face; shared by them.
 #[derive(Debug)]
 pub struct Authorizer {
     authenticator: Arc<Authenticator>,
     observer: Observer,
     /// Paths relative to a FHIR base that need no token (`[envoy] public_paths`).
     public_paths: Vec<String>,
-}
-
-/// A token that passed, with what the events of its decisions carry.
-struct Admitted {
-    token: Arc<VerifiedToken>,
-    fingerprint: TokenFingerprint,
 }
 
 impl Authorizer {
@@ -152,39 +163,21 @@ impl Authorizer {
         engine: &Engine,
         check: Check<'_>,
     ) -> Result<Verdict<Decision>, Unavailable> {
-        let public = check.request.interaction.is_public()
-            || check
-                .line
-                .is_some_and(|line| line.is_public_path(&self.public_paths));
-        if public {
-            let decision = Decision::public_endpoint();
-            self.report_decision(call, &decision, Some(check.request), None, None);
-            return Ok(Verdict::Public(decision));
-        }
-        let admitted = match self.admit(call, check.raw_token).await? {
-            Ok(admitted) => admitted,
-            Err((error, fingerprint)) => {
-                return Ok(self.token_refused(call, error, Some(check.request), fingerprint));
+        let admission = self
+            .admit(
+                call,
+                engine,
+                check.raw_token,
+                Some(check.request),
+                check.line,
+            )
+            .await?;
+        Ok(match admission {
+            Admission::Public(decision) => Verdict::Public(decision),
+            Admission::Refused(refusal) => Verdict::Refused(refusal),
+            Admission::Admitted(admitted) => {
+                admitted.decide(check.request, check.stored, check.proposed)
             }
-        };
-        let context = match context_for(&admitted.token, engine, &self.authenticator) {
-            Ok(context) => context,
-            Err(error) => {
-                let fingerprint = Some(admitted.fingerprint);
-                return Ok(self.token_refused(call, error, Some(check.request), fingerprint));
-            }
-        };
-        let decision = engine.decide(&context, check.request, check.stored, check.proposed);
-        self.report_decision(
-            call,
-            &decision,
-            Some(check.request),
-            Some(&context),
-            Some(admitted.fingerprint),
-        );
-        Ok(Verdict::Decided {
-            decision,
-            token: admitted.token,
         })
     }
 
@@ -196,52 +189,62 @@ impl Authorizer {
         check: BundleCheck<'_>,
     ) -> Result<Verdict<BundleDecision>, Unavailable> {
         traces::record_bundle_size(call.span, check.entries.len());
-        if let Some(refusal) = batch_size_refusal(check.entries.len()) {
-            self.refused(call, check.raw_token, check.request, &refusal);
-            return Ok(Verdict::Refused(refusal));
-        }
-        let admitted = match self.admit(call, check.raw_token).await? {
-            Ok(admitted) => admitted,
-            Err((error, fingerprint)) => {
-                return Ok(self.token_refused(call, error, check.request, fingerprint));
+        // A Bundle is never public: no request line is matched.
+        let admission = self
+            .admit(call, engine, check.raw_token, check.request, None)
+            .await?;
+        Ok(match admission {
+            Admission::Admitted(admitted) => {
+                admitted.decide_bundle(check.request, check.kind, check.entries)
             }
-        };
-        let context = match context_for(&admitted.token, engine, &self.authenticator) {
-            Ok(context) => context,
-            Err(error) => {
-                let fingerprint = Some(admitted.fingerprint);
-                return Ok(self.token_refused(call, error, check.request, fingerprint));
+            Admission::Refused(refusal) => Verdict::Refused(refusal),
+            Admission::Public(_) => {
+                let refusal = Refusal::InvalidRequest("a batch is never public".to_owned());
+                self.refused(call, check.raw_token, check.request, &refusal);
+                Verdict::Refused(refusal)
             }
-        };
-        let decision = engine.decide_bundle(&context, check.kind, check.entries);
-        for (index, (entry, entry_decision)) in
-            check.entries.iter().zip(&decision.entries).enumerate()
-        {
-            self.observer.decided(
-                &DecisionEvent {
-                    rpc: call.rpc,
-                    outcome: entry_decision.outcome,
-                    reason: entry_decision.reason.as_str(),
-                    request: entry.request.as_ref().ok(),
-                    grants: &entry_decision.grants,
-                    token: Some(&context),
-                    token_fingerprint: Some(admitted.fingerprint),
-                    entry: Some(index),
-                },
-                call.span,
-            );
-        }
-        traces::record_decision(
-            call.span,
-            decision.outcome,
-            decision.reason.as_str(),
-            None,
-            &[],
-        );
-        Ok(Verdict::Decided {
-            decision,
-            token: admitted.token,
         })
+    }
+
+    /// The first half of the pipeline: a public endpoint passes; otherwise the token is
+    /// authenticated (a refusal is reported here) and read for `engine`'s FHIR version.
+    /// `request` is what a refusal's event names.
+    pub async fn admit<'a>(
+        &'a self,
+        call: Call<'a>,
+        engine: &'a Engine,
+        raw_token: &str,
+        request: Option<&FhirRequest>,
+        line: Option<HttpLine<'_>>,
+    ) -> Result<Admission<'a>, Unavailable> {
+        let public = request.is_some_and(|request| request.interaction.is_public())
+            || line.is_some_and(|line| line.is_public_path(&self.public_paths));
+        if public {
+            let decision = Decision::public_endpoint();
+            self.report_decision(call, &decision, request, None, None);
+            return Ok(Admission::Public(decision));
+        }
+        let bearer = match BearerToken::from_header(raw_token) {
+            Ok(bearer) => bearer,
+            Err(error) => return Ok(self.token_refused(call, error, request, None)),
+        };
+        let fingerprint = bearer.fingerprint();
+        let token = match self.authenticator.authenticate_bearer(&bearer).await {
+            Ok(authenticated) => {
+                traces::record_token(call.span, &authenticated);
+                authenticated.token
+            }
+            Err(AuthError::Rejected(error)) => {
+                return Ok(self.token_refused(call, error, request, Some(fingerprint)));
+            }
+            Err(AuthError::Unavailable { issuer, detail }) => {
+                return Err(Unavailable { issuer, detail });
+            }
+        };
+        match Admitted::new(self, call, engine, token, fingerprint) {
+            Ok(admitted) => Ok(Admission::Admitted(admitted)),
+            Err(error) => Ok(self.token_refused(call, error, request, Some(fingerprint))),
+        }
     }
 
     /// Judges a token alone (RFC 7662 introspection of this service): `None` when it is
@@ -261,8 +264,8 @@ impl Authorizer {
         }
     }
 
-    /// Reports a refusal a face found while decoding (a request it cannot read, a body it
-    /// was not sent): one deny event, like every other answer.
+    /// Reports a refusal a face found before the token was judged (a request it cannot
+    /// read): one deny event, like every other answer.
     pub fn refused(
         &self,
         call: Call<'_>,
@@ -278,50 +281,28 @@ impl Authorizer {
         } else {
             None
         };
-        self.report_refusal(call, refusal, request, fingerprint);
+        self.report_refusal(call, refusal, request, None, fingerprint);
     }
 
-    /// Authenticates the token: `Ok(Err(..))` for a refused one.
-    async fn admit(
-        &self,
-        call: Call<'_>,
-        raw_token: &str,
-    ) -> Result<Result<Admitted, (TokenError, Option<TokenFingerprint>)>, Unavailable> {
-        let bearer = match BearerToken::from_header(raw_token) {
-            Ok(bearer) => bearer,
-            Err(error) => return Ok(Err((error, None))),
-        };
-        let fingerprint = bearer.fingerprint();
-        match self.authenticator.authenticate_bearer(&bearer).await {
-            Ok(authenticated) => {
-                traces::record_token(call.span, &authenticated);
-                Ok(Ok(Admitted {
-                    token: authenticated.token,
-                    fingerprint,
-                }))
-            }
-            Err(AuthError::Rejected(error)) => Ok(Err((error, Some(fingerprint)))),
-            Err(AuthError::Unavailable { issuer, detail }) => Err(Unavailable { issuer, detail }),
-        }
-    }
-
-    fn token_refused<D>(
+    fn token_refused(
         &self,
         call: Call<'_>,
         error: TokenError,
         request: Option<&FhirRequest>,
         fingerprint: Option<TokenFingerprint>,
-    ) -> Verdict<D> {
+    ) -> Admission<'static> {
         let refusal = Refusal::Token(error);
-        self.report_refusal(call, &refusal, request, fingerprint);
-        Verdict::Refused(refusal)
+        self.report_refusal(call, &refusal, request, None, fingerprint);
+        Admission::Refused(refusal)
     }
 
+    /// The event of a deny that is not the engine's.
     fn report_refusal(
         &self,
         call: Call<'_>,
         refusal: &Refusal,
         request: Option<&FhirRequest>,
+        token: Option<&TokenContext>,
         fingerprint: Option<TokenFingerprint>,
     ) {
         self.observer.decided(
@@ -331,7 +312,7 @@ impl Authorizer {
                 reason: refusal.as_str(),
                 request,
                 grants: &[],
-                token: None,
+                token,
                 token_fingerprint: fingerprint,
                 entry: None,
             },
@@ -339,13 +320,14 @@ impl Authorizer {
         );
     }
 
+    /// The event of a decision; `entry` for an entry of a batch or transaction.
     fn report_decision(
         &self,
         call: Call<'_>,
         decision: &Decision,
         request: Option<&FhirRequest>,
-        token: Option<&TokenContext>,
-        fingerprint: Option<TokenFingerprint>,
+        token: Option<(&TokenContext, TokenFingerprint)>,
+        entry: Option<usize>,
     ) {
         self.observer.decided(
             &DecisionEvent {
@@ -354,27 +336,11 @@ impl Authorizer {
                 reason: decision.reason.as_str(),
                 request,
                 grants: &decision.grants,
-                token,
-                token_fingerprint: fingerprint,
-                entry: None,
+                token: token.map(|(context, _)| context),
+                token_fingerprint: token.map(|(_, fingerprint)| fingerprint),
+                entry,
             },
             call.span,
         );
     }
-}
-
-/// The token's context for `engine`: the cached one, or re-read from the claims for an
-/// engine of another FHIR version (scopes name version-specific types).
-fn context_for<'t>(
-    token: &'t VerifiedToken,
-    engine: &Engine,
-    authenticator: &Authenticator,
-) -> Result<Cow<'t, TokenContext>, TokenError> {
-    let version = engine.fhir_version();
-    if version == authenticator.fhir_version() {
-        return Ok(Cow::Borrowed(&token.context));
-    }
-    TokenContext::from_claims(&Value::Object(token.claims.clone()), version)
-        .map(Cow::Owned)
-        .map_err(|error| TokenError::Malformed(error.to_string()))
 }

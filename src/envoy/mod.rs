@@ -20,7 +20,7 @@ use tracing::Span;
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
-use crate::authorize::{Authorizer, BundleCheck, Call, Check, HttpLine, Refusal, Verdict};
+use crate::authorize::{Admission, Admitted, Authorizer, Call, HttpLine, Refusal, Verdict};
 use crate::config::{EnvoyConfig, FhirBase};
 use crate::decision::{Decision, Engine, Policy, bundle_entries};
 use crate::fhir::request_line::parse_query;
@@ -107,107 +107,47 @@ impl EnvoyAuthz {
             Ok(request) => request,
             Err(refusal) => return Ok(self.refuse(call, raw_token, None, refusal)),
         };
+        // The token first: no body is parsed for a caller without a valid one.
+        let admission = self
+            .authorizer
+            .admit(call, &served.engine, raw_token, Some(&request), Some(line))
+            .await?;
+        let admitted = match admission {
+            Admission::Public(decision) => {
+                return Ok(response::allowed(&decision, None, &http.headers, None));
+            }
+            Admission::Refused(refusal) => return Ok(response::refused(&refusal)),
+            Admission::Admitted(admitted) => admitted,
+        };
         let body = request_body(http);
         if http.method.eq_ignore_ascii_case("POST") && request.interaction.is_search() {
             // `POST [type]/_search` carries its parameters in the body (FHIR R4 http.html
             // §3.1.0.7.1): they must be seen, or a search for another patient would pass.
             if let Err(refusal) = add_body_params(&mut request, body, http) {
-                return Ok(self.refuse(call, raw_token, Some(&request), refusal));
+                return Ok(answer_refusal(admitted, &request, refusal));
             }
         }
         if request.interaction == Interaction::Batch {
-            return self
-                .decide_bundle(call, served, raw_token, &request, body, http)
-                .await;
+            return Ok(decide_bundle(admitted, &request, body, http).await);
         }
         let proposed = match (request.interaction, body) {
             (Interaction::Create | Interaction::Update, Some(body)) => {
                 match parse_resource(body).await {
                     Ok(resource) => Some(resource),
-                    Err(refusal) => {
-                        return Ok(self.refuse(call, raw_token, Some(&request), refusal));
-                    }
+                    Err(refusal) => return Ok(answer_refusal(admitted, &request, refusal)),
                 }
             }
             _ => None,
         };
-        let check = Check {
-            raw_token,
-            request: &request,
-            line: Some(line),
-            stored: None,
-            proposed: proposed.as_ref(),
-        };
-        let verdict = self.authorizer.check(call, &served.engine, check).await?;
-        Ok(match verdict {
-            Verdict::Public(decision) => response::allowed(&decision, None, &http.headers, None),
-            Verdict::Refused(refusal) => response::refused(&refusal),
-            Verdict::Decided { decision, .. } if !decision.is_allowed() => {
-                response::decision_denied(&decision)
-            }
-            Verdict::Decided { decision, token } => {
+        Ok(match admitted.decide(&request, None, proposed.as_ref()) {
+            Verdict::Decided { decision, token } if decision.is_allowed() => {
                 let narrowing = self.narrowing(&request, &decision, served.engine.fhir_version());
                 response::allowed(&decision, Some(&token), &http.headers, narrowing)
             }
+            Verdict::Decided { decision, .. } => response::decision_denied(&decision),
+            Verdict::Public(decision) => response::allowed(&decision, None, &http.headers, None),
+            Verdict::Refused(refusal) => response::refused(&refusal),
         })
-    }
-
-    /// A batch or transaction: its entries come from the forwarded body.
-    async fn decide_bundle(
-        &self,
-        call: Call<'_>,
-        served: &ServedBase,
-        raw_token: &str,
-        request: &FhirRequest,
-        body: Option<&[u8]>,
-        http: &HttpRequest,
-    ) -> Result<CheckResponse, Status> {
-        let Some(body) = body else {
-            let refusal = Refusal::BodyRequired(
-                "a batch or transaction is decided entry by entry: forward the body (with_request_body)"
-                    .to_owned(),
-            );
-            return Ok(self.refuse(call, raw_token, Some(request), refusal));
-        };
-        let bundle: Value = match parse_json(body).await {
-            Ok(bundle) => bundle,
-            Err(error) => {
-                let refusal = Refusal::InvalidRequest(format!("the Bundle is not JSON: {error}"));
-                return Ok(self.refuse(call, raw_token, Some(request), refusal));
-            }
-        };
-        let (kind, entries) = match bundle_entries(&bundle) {
-            Ok(read) => read,
-            Err(error) => {
-                let refusal = Refusal::InvalidRequest(error.to_string());
-                return Ok(self.refuse(call, raw_token, Some(request), refusal));
-            }
-        };
-        let check = BundleCheck {
-            raw_token,
-            request: Some(request),
-            kind,
-            entries: &entries,
-        };
-        let verdict = self
-            .authorizer
-            .check_bundle(call, &served.engine, check)
-            .await?;
-        let (decision, token) = match verdict {
-            Verdict::Decided { decision, token } => (decision, token),
-            Verdict::Refused(refusal) => return Ok(response::refused(&refusal)),
-            // A Bundle is never public: fail closed should that ever change.
-            Verdict::Public(_) => {
-                let refusal = Refusal::InvalidRequest("a batch is never public".to_owned());
-                return Ok(response::refused(&refusal));
-            }
-        };
-        let Some(denied) = decision.entries.iter().find(|entry| !entry.is_allowed()) else {
-            return Ok(response::allowed_bundle(&decision, &token, &http.headers));
-        };
-        let mut denied = denied.clone();
-        denied.message = decision.message.clone();
-        Ok(response::decision_denied(&denied))
     }
 
     /// Reports a refusal found while decoding, and answers it.
@@ -288,6 +228,66 @@ impl Authorization for EnvoyAuthz {
         };
         telemetry::observe(Rpc::EnvoyCheck, &span, call).await
     }
+}
+
+/// A request the face could not read once the token was known: reported with the token's
+/// context, answered with the refusal's status.
+fn answer_refusal(
+    admitted: Admitted<'_>,
+    request: &FhirRequest,
+    refusal: Refusal,
+) -> CheckResponse {
+    let answer = response::refused(&refusal);
+    admitted.refuse(Some(request), refusal);
+    answer
+}
+
+/// A batch or transaction: its entries come from the forwarded body.
+async fn decide_bundle(
+    admitted: Admitted<'_>,
+    request: &FhirRequest,
+    body: Option<&[u8]>,
+    http: &HttpRequest,
+) -> CheckResponse {
+    let Some(body) = body else {
+        let refusal = Refusal::BodyRequired(
+            "a batch or transaction is decided entry by entry: forward the body (with_request_body)"
+                .to_owned(),
+        );
+        return answer_refusal(admitted, request, refusal);
+    };
+    let bundle = match parse_json(body).await {
+        Ok(bundle) => bundle,
+        Err(error) => {
+            let refusal = Refusal::InvalidRequest(format!("the Bundle is not JSON: {error}"));
+            return answer_refusal(admitted, request, refusal);
+        }
+    };
+    let (kind, entries) = match bundle_entries(&bundle) {
+        Ok(read) => read,
+        Err(error) => {
+            return answer_refusal(
+                admitted,
+                request,
+                Refusal::InvalidRequest(error.to_string()),
+            );
+        }
+    };
+    let (decision, token) = match admitted.decide_bundle(Some(request), kind, &entries) {
+        Verdict::Decided { decision, token } => (decision, token),
+        Verdict::Refused(refusal) => return response::refused(&refusal),
+        // A Bundle is never public: fail closed should that ever change.
+        Verdict::Public(_) => {
+            let refusal = Refusal::InvalidRequest("a batch is never public".to_owned());
+            return response::refused(&refusal);
+        }
+    };
+    let Some(denied) = decision.entries.iter().find(|entry| !entry.is_allowed()) else {
+        return response::allowed_bundle(&decision, &token, &http.headers);
+    };
+    let mut denied = denied.clone();
+    denied.message = decision.message.clone();
+    response::decision_denied(&denied)
 }
 
 /// The engine of `version`, with the rest of `policy`.

@@ -57,10 +57,9 @@ impl AuthzGrpc {
             span,
         };
         let kind = convert::bundle_kind(message.bundle_type)?;
-        // Refused before the entries are decoded, by the pipeline's own rule.
+        // Refused before the entries are decoded, by the pipeline's own rule (a request that
+        // cannot be read is an error on this face, not a decision).
         if let Some(refusal) = batch_size_refusal(message.entries.len()) {
-            self.authorizer
-                .refused(call, &message.access_token, None, &refusal);
             return Err(convert::refusal_status(&refusal));
         }
         let mut entries = Vec::with_capacity(message.entries.len());

@@ -1,0 +1,135 @@
+//! The second half of the pipeline: decisions for a token that passed.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{Authorizer, Call, Refusal, Verdict};
+use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine};
+use crate::fhir::{FhirRequest, Resource};
+use crate::smart::TokenContext;
+use crate::telemetry::traces;
+use crate::token::{TokenError, TokenFingerprint, VerifiedToken};
+
+/// A verified token, ready to decide with one engine. Every answer through it is reported
+/// once, with the token's context and fingerprint.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    authorizer: &'a Authorizer,
+    call: Call<'a>,
+    engine: &'a Engine,
+    token: Arc<VerifiedToken>,
+    /// The token's context read again for the engine's FHIR version, when it differs from
+    /// the version the token was verified for (scopes name version-specific types).
+    reread: Option<TokenContext>,
+    fingerprint: TokenFingerprint,
+}
+
+impl<'a> Admitted<'a> {
+    pub(super) fn new(
+        authorizer: &'a Authorizer,
+        call: Call<'a>,
+        engine: &'a Engine,
+        token: Arc<VerifiedToken>,
+        fingerprint: TokenFingerprint,
+    ) -> Result<Self, TokenError> {
+        let version = engine.fhir_version();
+        let reread = if version == authorizer.authenticator.fhir_version() {
+            None
+        } else {
+            let claims = Value::Object(token.claims.clone());
+            let context = TokenContext::from_claims(&claims, version)
+                .map_err(|error| TokenError::Malformed(error.to_string()))?;
+            Some(context)
+        };
+        Ok(Admitted {
+            authorizer,
+            call,
+            engine,
+            token,
+            reread,
+            fingerprint,
+        })
+    }
+
+    /// The verified token.
+    pub fn token(&self) -> &Arc<VerifiedToken> {
+        &self.token
+    }
+
+    /// What the engine decides on.
+    fn context(&self) -> &TokenContext {
+        self.reread.as_ref().unwrap_or(&self.token.context)
+    }
+
+    /// Decides one request.
+    pub fn decide(
+        self,
+        request: &FhirRequest,
+        stored: Option<&Resource>,
+        proposed: Option<&Resource>,
+    ) -> Verdict<Decision> {
+        let decision = self
+            .engine
+            .decide(self.context(), request, stored, proposed);
+        self.authorizer.report_decision(
+            self.call,
+            &decision,
+            Some(request),
+            Some((self.context(), self.fingerprint)),
+            None,
+        );
+        Verdict::Decided {
+            decision,
+            token: self.token,
+        }
+    }
+
+    /// Decides a batch or transaction entry by entry; one event per entry. `request` is the
+    /// request that carried the Bundle, when there was one.
+    pub fn decide_bundle(
+        self,
+        request: Option<&FhirRequest>,
+        kind: BundleKind,
+        entries: &[BundleEntry],
+    ) -> Verdict<BundleDecision> {
+        traces::record_bundle_size(self.call.span, entries.len());
+        if let Some(refusal) = super::batch_size_refusal(entries.len()) {
+            self.refuse(request, refusal.clone());
+            return Verdict::Refused(refusal);
+        }
+        let decision = self.engine.decide_bundle(self.context(), kind, entries);
+        for (index, (entry, entry_decision)) in entries.iter().zip(&decision.entries).enumerate() {
+            self.authorizer.report_decision(
+                self.call,
+                entry_decision,
+                entry.request.as_ref().ok(),
+                Some((self.context(), self.fingerprint)),
+                Some(index),
+            );
+        }
+        traces::record_decision(
+            self.call.span,
+            decision.outcome,
+            decision.reason.as_str(),
+            None,
+            &[],
+        );
+        Verdict::Decided {
+            decision,
+            token: self.token,
+        }
+    }
+
+    /// Refuses the request for what the face found once the token was known (a body it
+    /// cannot read): one deny event with the token's context.
+    pub fn refuse(self, request: Option<&FhirRequest>, refusal: Refusal) {
+        self.authorizer.report_refusal(
+            self.call,
+            &refusal,
+            request,
+            Some(self.context()),
+            Some(self.fingerprint),
+        );
+    }
+}
