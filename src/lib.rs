@@ -7,25 +7,24 @@
 //!
 //! # Layout
 //!
-//! The pure core (no I/O, no async, no clock):
-//! - [`smart`]: the scope grammar (`patient/Observation.rs?category=...`, v1 words, launch,
-//!   identity and extension scopes) and the launch context read from a token's claims.
-//! - [`fhir`]: FHIR versions with tables generated from the official definitions
-//!   (`data/fhir/`, by `build.rs`), interactions, the REST request-line parser, references,
-//!   the FHIRPath subset, and the facts read from a resource (compartments, search values).
-//! - [`decision`]: the engine. `decide(token, request, stored, proposed)` returns a
-//!   [`decision::Decision`]; batches and transactions are decided entry by entry. Policy knobs
-//!   live in [`decision::Policy`].
-//!
-//! The edges:
-//! - [`token`]: JWT verification against each issuer's keys (fetched and refreshed), and
-//!   the cache of verified tokens.
-//! - [`grpc`]: the `smartauthz.v1.AuthzService` face and its protobuf conversions.
-//! - [`envoy`]: the Envoy ext_authz v3 face (service meshes), on the same engine and cache.
-//! - [`app`]: wiring: one server with the API, health and reflection; graceful shutdown.
-//! - [`config`]: the TOML file and `SMART_AUTHZ_*` environment, validated.
+//! Each layer imports only the ones below it (`tests/architecture.rs` checks every import),
+//! top first:
+//! - [`app`]: wiring: one server with the API, ext_authz, health and reflection; graceful
+//!   shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
+//! - [`grpc`] and [`envoy`]: the faces. `smartauthz.v1.AuthzService` and Envoy's ext_authz
+//!   v3 `Check` decode their wire format, call the pipeline, encode its verdict.
+//! - [`authorize`]: the one pipeline both faces call: public check, token, engine, one event
+//!   per answer; the deny vocabulary and its HTTP and gRPC statuses.
 //! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics and the audit log.
-//! - [`explain`] and [`mint`]: the `explain` and `token` commands.
+//! - [`token`]: JWT verification against each issuer's keys (fetched and refreshed), RFC
+//!   7662 introspection, discovery, the cache of verified tokens; its own upstream metrics.
+//! - [`config`]: every configuration type: the TOML file and `SMART_AUTHZ_*` environment,
+//!   validated. A leaf above the engine.
+//! - The engine, the `smart-authz-engine` crate of this workspace (pure: no I/O, no async, no
+//!   clock), re-exported here: [`decision`] (`decide(token, request, stored, proposed)`
+//!   returns a [`decision::Decision`]), [`smart`] (the scope grammar and the launch context)
+//!   and [`fhir`] (versions and their generated tables, request lines, references, the
+//!   FHIRPath subset, the facts read from a resource).
 //!
 //! A deny is a `Decision`, never an error; an error means the service could not decide, and
 //! never becomes an allow.

@@ -213,3 +213,23 @@ fn bad_input_is_a_clear_error_with_exit_status_2() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn decides_batch_entries_whose_query_holds_a_url() {
+    let output = explain(&[
+        "--json",
+        "--scope",
+        "patient/Observation.rus",
+        "--patient",
+        "123",
+        "--resource",
+        "tests/fixtures/batch-system-urls.json",
+        "POST",
+        "/",
+    ]);
+    let report = json(&output);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert_eq!(report["kind"], "batch");
+    assert_eq!(report["decision"], "allow");
+    assert_eq!(report["entries"].as_array().unwrap().len(), 3);
+}

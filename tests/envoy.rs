@@ -628,3 +628,63 @@ async fn a_refused_token_is_answered_before_the_body_is_read() {
     denied_response(&response, 400);
     server.stop().await;
 }
+
+/// An entry url is relative when its path is: URLs in its query are ordinary FHIR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_entries_whose_query_holds_a_url_are_decided() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rus", "123");
+    let bundle = |kind: &str, entries: Value| json!({"resourceType": "Bundle", "type": kind, "entry": entries});
+    let searches = bundle(
+        "batch",
+        json!([
+            {"request": {"method": "GET", "url": "Observation?code=http://loinc.org|8867-4"}},
+            {"request": {"method": "GET", "url": "Observation?code=http%3A%2F%2Floinc.org%7C8867-4"}}
+        ]),
+    );
+    ok_response(
+        &envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&searches)),
+        )
+        .await,
+    );
+    let conditional = bundle(
+        "transaction",
+        json!([{
+            "resource": {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "weight"},
+                "subject": {"reference": "Patient/123"}
+            },
+            "request": {"method": "PUT", "url": "Observation?identifier=http://hospital.example/obs|6323"}
+        }]),
+    );
+    ok_response(
+        &envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&conditional)),
+        )
+        .await,
+    );
+    let absolute = bundle(
+        "batch",
+        json!([{"request": {"method": "GET", "url": "http://other.example.org/fhir/Observation/1"}}]),
+    );
+    let response = envoy_check(
+        &server,
+        check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&absolute)),
+    )
+    .await;
+    let (_, body) = denied_response(&response, 400);
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("absolute URL"),
+        "{body}"
+    );
+    server.stop().await;
+}

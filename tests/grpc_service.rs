@@ -329,3 +329,51 @@ async fn in_flight_calls_finish_during_shutdown() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     holder.abort();
 }
+
+/// Token parameters carry code-system URLs in almost every real query, and conditional
+/// updates name identifier systems: only the path decides whether an entry is relative.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_entries_whose_query_holds_a_url_are_decided() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut client = server.client.clone();
+    let response = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            bundle_type: pb::BundleType::Batch as i32,
+            entries: vec![
+                entry("GET", "Observation?code=http://loinc.org|8867-4", None),
+                entry(
+                    "GET",
+                    "Observation?code=http%3A%2F%2Floinc.org%7C8867-4",
+                    None,
+                ),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        response.decision,
+        pb::Decision::Allow as i32,
+        "{response:?}"
+    );
+
+    for path in [
+        "http://other.example.org/fhir/Observation/1",
+        "//other.example.org/fhir/Observation/1",
+    ] {
+        let status = client
+            .batch_check_access(pb::BatchCheckAccessRequest {
+                access_token: token.clone(),
+                bundle_type: pb::BundleType::Batch as i32,
+                entries: vec![entry("GET", path, None)],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{path}");
+        assert!(status.message().contains("absolute URL"), "{status:?}");
+    }
+    server.stop().await;
+}

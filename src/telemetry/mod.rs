@@ -7,7 +7,7 @@
 //!   configured, the OpenTelemetry layer ([`traces`]).
 //! - [`metrics`]: the Prometheus recorder and the `/metrics` listener.
 //! - [`audit`]: one JSON line per decision on the [`AUDIT_TARGET`] target.
-//! - [`Observer`]: what the gRPC and Envoy faces call for every decision.
+//! - [`Observer`]: what the authorization pipeline calls for every answer.
 //!
 //! Label values of metrics and span attributes that name a category come from enums
 //! ([`Rpc`], [`Face`], `Outcome`, `Reason`, `Interaction`, `ScopeContext`), never from
@@ -277,7 +277,7 @@ impl Face {
     }
 }
 
-/// One decision, as the faces report it to the [`Observer`].
+/// One answer, as the authorization pipeline reports it to the [`Observer`].
 #[derive(Clone, Copy, Debug)]
 pub struct DecisionEvent<'a> {
     pub rpc: Rpc,

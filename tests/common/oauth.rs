@@ -38,8 +38,10 @@ pub const RS_POST_CLIENT_ID: &str = "rs-post";
 /// The secret of both resource servers.
 pub const RS_CLIENT_SECRET: &str = "rs-secret";
 
-/// How long a server may take to print its ready line.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a server may take to print its ready line. oidc-provider loads in a second or
+/// two alone, but a suite starts one per test in parallel on a 2-core machine, where 20 s
+/// was seen to run out; a server that never starts still fails the test, later.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long to wait for another test process's `npm ci`.
 const NPM_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 /// At most this much of a server's stderr is kept.

@@ -76,12 +76,11 @@ fn read_entry(entry: &Value) -> BundleEntry {
     let url = request
         .and_then(|request| request.get("url"))
         .and_then(Value::as_str);
+    // An entry url is read exactly as a request line of the `http` form: relative to the
+    // FHIR base, with URLs allowed in its query (token systems, conditional references).
     let request = match (method, url) {
-        (Some(_), Some(url)) if url.contains("://") => Err(format!(
-            "entry url {url:?} must be relative to the FHIR base"
-        )),
         (Some(method), Some(url)) => {
-            parse_request_line(method, url).map_err(|error| error.to_string())
+            parse_request_line(method, url).map_err(|error| format!("entry url {url:?}: {error}"))
         }
         _ => Err("entry has no request.method and request.url".to_owned()),
     };

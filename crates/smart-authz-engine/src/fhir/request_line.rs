@@ -49,6 +49,11 @@ pub enum RequestLineError {
     /// A control character in the path or in a decoded query name or value.
     #[error("control character in the {location}")]
     ControlCharacter { location: &'static str },
+    /// An absolute URL (`http://...`) or a network-path reference (`//host/...`) where a path
+    /// relative to the FHIR base belongs (RFC 3986 §4.2). Only the path is looked at: a query
+    /// may hold URLs (`code=http://loinc.org|8867-4`).
+    #[error("{path:?} is an absolute URL: give the path relative to the FHIR base")]
+    AbsoluteUrl { path: String },
     /// `//` inside the path (or only slashes), which servers resolve inconsistently.
     #[error("empty path segment at position {position}")]
     EmptySegment { position: usize },
@@ -150,6 +155,11 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
     if contains_control_character(path_part) {
         return Err(RequestLineError::ControlCharacter { location: "path" });
     }
+    if is_absolute(path_part) {
+        return Err(RequestLineError::AbsoluteUrl {
+            path: excerpt(path_part),
+        });
+    }
     let params = parse_query(query)?;
     let segments = split_path_segments(path_part)?;
     let has_query = !params.is_empty();
@@ -161,6 +171,18 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
         Method::Delete => parse_write_shape(Interaction::Delete, method, &segments, has_query)?,
     };
     Ok(FhirRequest { params, ..request })
+}
+
+/// Whether the path part of a request line is an absolute URL or a network-path reference
+/// rather than a path relative to the FHIR base (RFC 3986 §4.2: a scheme ends at the first
+/// `:` before any `/`).
+fn is_absolute(path: &str) -> bool {
+    // `//host/...`; `//` or `///x` name no host and are only empty segments.
+    if let Some(authority) = path.strip_prefix("//") {
+        return !authority.is_empty() && !authority.starts_with('/');
+    }
+    let first_segment = path.split('/').next().unwrap_or_default();
+    first_segment.contains(':')
 }
 
 /// Parses a query string (without `?`) into percent-decoded parameters, in order.

@@ -628,6 +628,52 @@ fn bundles() -> Vec<Case> {
             .deny(Reason::UnsupportedRequest)
             .entries(&[Outcome::Deny, Outcome::Allow])
             .entry_reason(0, Reason::UnsupportedRequest),
+        case(S2, "batch entry with a network-path url is denied")
+            .scopes("system/*.rs")
+            .bundle(bundle(
+                "batch",
+                vec![
+                    entry("GET", "//other.example.org/fhir/Observation/1", None),
+                    entry("GET", "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", None),
+                ],
+            ))
+            .deny(Reason::UnsupportedRequest)
+            .entries(&[Outcome::Deny, Outcome::Deny]),
+        case(
+            S2,
+            "batch entries whose query holds a URL are read on their path alone",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .bundle(bundle(
+            "batch",
+            vec![
+                entry("GET", "Observation?code=http://loinc.org|8867-4", None),
+                entry("GET", "Observation?code=http%3A%2F%2Floinc.org%7C8867-4", None),
+                entry(
+                    "GET",
+                    "/Observation?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs&_count=10",
+                    None,
+                ),
+            ],
+        ))
+        .allow()
+        .entries(&[Outcome::Allow, Outcome::Allow, Outcome::Allow]),
+        case(
+            S2,
+            "a conditional update whose identifier names a system URL",
+        )
+        .scopes("system/Patient.cu")
+        .bundle(bundle(
+            "transaction",
+            vec![entry(
+                "PUT",
+                "Patient?identifier=http://hospital.example/mrn|123",
+                Some(json!({ "resourceType": "Patient" })),
+            )],
+        ))
+        .allow()
+        .entries(&[Outcome::Allow]),
         case(S2, "batch entry with an unparsable url is denied")
             .scopes("system/*.rs")
             .bundle(bundle("batch", vec![entry("GET", "Observation//1", None)]))

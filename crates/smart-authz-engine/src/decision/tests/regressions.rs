@@ -23,6 +23,19 @@ pub fn cases() -> Vec<Case> {
         .deny(Reason::OutsideCompartment),
         case(
             S3P,
+            "create: an own Observation performed by another patient writes into that record",
+        )
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            obs_of("123"),
+            "performer",
+            json!([reference("Patient/456")]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
             "update: moving the subject to another patient is denied even if 123 performs it",
         )
         .scopes("patient/Observation.cru")

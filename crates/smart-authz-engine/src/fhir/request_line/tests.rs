@@ -600,9 +600,12 @@ fn rejects_empty_segments() {
         parse_error("GET", "Observation//1"),
         RequestLineError::EmptySegment { position: 1 }
     );
+    // RFC 3986 §4.2 reads `//Observation` as a network-path reference to a host.
     assert_eq!(
         parse_error("GET", "//Observation"),
-        RequestLineError::EmptySegment { position: 0 }
+        RequestLineError::AbsoluteUrl {
+            path: "//Observation".to_owned()
+        }
     );
     assert_eq!(
         parse_error("GET", "Observation//"),
@@ -690,4 +693,35 @@ fn dot_segments_are_never_ids() {
         assert!(parse_request_line("GET", path).is_err(), "{path}");
     }
     assert!(parse_request_line("GET", "Observation/a..b").is_ok());
+}
+
+#[test]
+fn an_absolute_url_is_refused_by_its_path_alone() {
+    for path in [
+        "http://other.example.org/fhir/Observation/1",
+        "https://fhir.example.org/r4/Patient/123",
+        "//other.example.org/fhir/Observation/1",
+        "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a",
+    ] {
+        let error = parse_request_line("GET", path).unwrap_err();
+        assert!(
+            matches!(error, RequestLineError::AbsoluteUrl { .. }),
+            "{path}: {error:?}"
+        );
+        assert!(error.to_string().contains("relative to the FHIR base"));
+    }
+    // RFC 3986 allows `:` and `/` in a query: token systems and conditional updates.
+    for (method, path) in [
+        ("GET", "Observation?code=http://loinc.org|8867-4"),
+        ("GET", "Observation?code=http%3A%2F%2Floinc.org%7C8867-4"),
+        ("PUT", "Patient?identifier=http://hospital.example/mrn|123"),
+        (
+            "GET",
+            "/Observation?subject=https://ehr.example.org/fhir/Patient/123",
+        ),
+    ] {
+        assert!(parse_request_line(method, path).is_ok(), "{method} {path}");
+    }
+    let request = parse_request_line("GET", "Observation?code=http://loinc.org|8867-4").unwrap();
+    assert_eq!(request.params[0].value, "http://loinc.org|8867-4");
 }
