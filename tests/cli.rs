@@ -9,7 +9,7 @@
 
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn explain(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smart-authz"))
@@ -232,4 +232,38 @@ fn decides_batch_entries_whose_query_holds_a_url() {
     assert_eq!(report["kind"], "batch");
     assert_eq!(report["decision"], "allow");
     assert_eq!(report["entries"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn refuses_a_batch_entry_whose_url_is_absolute() {
+    let bundle =
+        std::env::temp_dir().join(format!("smart-authz-absolute-{}.json", std::process::id()));
+    std::fs::write(
+        &bundle,
+        json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "https://other.example.org/fhir/Observation/1"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let output = explain(&[
+        "--json",
+        "--scope",
+        "system/*.rs",
+        "--resource",
+        bundle.to_str().unwrap(),
+        "POST",
+        "/",
+    ]);
+    let _ = std::fs::remove_file(&bundle);
+    let report = json(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(report["entries"][0]["reason"], "unsupported_request");
+    assert!(
+        report["entries"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("absolute URL"),
+        "{report}"
+    );
 }
