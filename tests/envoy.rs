@@ -688,3 +688,70 @@ async fn bundle_entries_whose_query_holds_a_url_are_decided() {
     );
     server.stop().await;
 }
+
+/// Anything but a well-formed Bundle whose every entry was decided and allowed is a deny:
+/// a server that reads a single object as a one-entry list would otherwise run an entry
+/// nobody decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_whose_entries_were_not_all_decided_is_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/*.cruds", "123");
+    let delete = json!({"request": {"method": "DELETE", "url": "Observation/1"}});
+    for (name, bundle, status) in [
+        (
+            "no entry",
+            json!({"resourceType": "Bundle", "type": "transaction"}),
+            400,
+        ),
+        (
+            "entry: []",
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": []}),
+            400,
+        ),
+        (
+            "entry: null",
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": null}),
+            400,
+        ),
+        (
+            "entry: one object",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": delete}),
+            400,
+        ),
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&bundle)),
+        )
+        .await;
+        assert!(
+            response.status.as_ref().unwrap().code != 0,
+            "{name}: allowed"
+        );
+        denied_response(&response, status);
+    }
+    server.stop().await;
+}
+
+/// A resource outside the Patient compartment that is known to be about another patient is
+/// never written under patient/ scopes (reads of stored versions are checked through
+/// `CheckAccess`, which carries them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_of_another_patient_is_not_written_under_patient_scopes() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/*.cruds", "123");
+    let binary = json!({
+        "resourceType": "Binary",
+        "contentType": "application/pdf",
+        "securityContext": {"reference": "Patient/456"}
+    });
+    let response = envoy_check(
+        &server,
+        check_request("POST", "/fhir/R4/Binary", Some(&token), &[], Some(&binary)),
+    )
+    .await;
+    denied_response(&response, 403);
+    server.stop().await;
+}

@@ -309,3 +309,69 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
     assert_eq!(reason(&write), pb::Reason::TokenMissing);
     server.stop().await;
 }
+
+/// A resource outside the Patient compartment is denied under patient/ scopes when any
+/// reference it carries names another patient: a Binary's securityContext, the Composition
+/// of a document Bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_resources_outside_the_compartment_about_another_patient_are_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let binary = |patient: &str| {
+        json!({
+            "resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+            "securityContext": {"reference": format!("Patient/{patient}")}
+        })
+    };
+    let document = |patient: &str| {
+        json!({
+            "resourceType": "Bundle", "id": "d1", "type": "document",
+            "entry": [{"resource": {
+                "resourceType": "Composition", "status": "final",
+                "subject": {"reference": format!("Patient/{patient}")}
+            }}]
+        })
+    };
+    for (path, stored, expected) in [
+        ("Binary/b1", binary("456"), pb::Decision::Deny),
+        ("Binary/b1", binary("123"), pb::Decision::Allow),
+        ("Bundle/d1", document("456"), pb::Decision::Deny),
+        ("Bundle/d1", document("123"), pb::Decision::Allow),
+    ] {
+        let mut request = check_http(&token, "GET", path);
+        request.stored = json_resource(&stored);
+        let response = server.check_request(request).await;
+        assert_eq!(
+            decision(&response),
+            expected,
+            "{path}: {}",
+            response.message
+        );
+        if expected == pb::Decision::Deny {
+            assert_eq!(reason(&response), pb::Reason::OutsideCompartment);
+        }
+    }
+    server.stop().await;
+}
+
+/// The gRPC twin of the Envoy test: a batch with no entry is a deny, never an allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_batch_is_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.cruds", "123");
+    let response = server
+        .client
+        .clone()
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token,
+            bundle_type: pb::BundleType::Transaction as i32,
+            entries: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.decision, pb::Decision::Deny as i32);
+    server.stop().await;
+}

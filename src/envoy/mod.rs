@@ -282,10 +282,19 @@ async fn decide_bundle(
             return response::refused(&refusal);
         }
     };
-    let Some(denied) = decision.entries.iter().find(|entry| !entry.is_allowed()) else {
+    // Allowed only as the engine's whole answer: every entry decided and allowed (an empty
+    // Bundle is a deny).
+    let every_entry_allowed =
+        !decision.entries.is_empty() && decision.entries.iter().all(Decision::is_allowed);
+    if decision.is_allowed() && every_entry_allowed {
         return response::allowed_bundle(&decision, &token, &http.headers);
-    };
-    let mut denied = denied.clone();
+    }
+    let mut denied = decision
+        .entries
+        .iter()
+        .find(|entry| !entry.is_allowed())
+        .cloned()
+        .unwrap_or_else(|| Decision::deny(decision.reason, decision.message.clone()));
     denied.message = decision.message.clone();
     response::decision_denied(&denied)
 }

@@ -37,6 +37,13 @@ pub struct BundleDecision {
     pub entries: Vec<Decision>,
 }
 
+impl BundleDecision {
+    /// True only for an allow.
+    pub fn is_allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+}
+
 /// Why a JSON document is not a batch or transaction Bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleError {
@@ -44,6 +51,10 @@ pub enum BundleError {
     NotABundle,
     #[error("Bundle.type is {0:?}, not batch or transaction")]
     WrongType(String),
+    /// `entry` given as anything but an array: a server that reads a single object as a
+    /// one-entry list would run an entry nobody decided.
+    #[error("Bundle.entry must be an array")]
+    EntryNotAnArray,
 }
 
 /// Reads the entries of a batch or transaction Bundle: each `request.method` and relative
@@ -57,14 +68,13 @@ pub fn bundle_entries(bundle: &Value) -> Result<(BundleKind, Vec<BundleEntry>), 
         Some("transaction") => BundleKind::Transaction,
         other => return Err(BundleError::WrongType(other.unwrap_or_default().to_owned())),
     };
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(read_entry)
-        .collect();
+    // No `entry` is an empty Bundle, which the engine denies; `null`, an object or any other
+    // value is refused rather than guessed at.
+    let entries = match bundle.get("entry") {
+        None => Vec::new(),
+        Some(Value::Array(entries)) => entries.iter().map(read_entry).collect(),
+        Some(_) => return Err(BundleError::EntryNotAnArray),
+    };
     Ok((kind, entries))
 }
 

@@ -720,6 +720,22 @@ fn bundles() -> Vec<Case> {
             .scopes("system/*.cruds")
             .bundle(bundle("transaction", vec![]))
             .deny(Reason::UnsupportedRequest),
+        case(S2, "a batch without entries is denied")
+            .scopes("system/*.cruds")
+            .bundle(json!({ "resourceType": "Bundle", "type": "batch" }))
+            .deny(Reason::UnsupportedRequest),
+        case(S2, "a transaction whose entry is null is not read")
+            .scopes("system/*.cruds")
+            .bundle(json!({ "resourceType": "Bundle", "type": "transaction", "entry": null }))
+            .bad_bundle(),
+        case(S2, "a transaction whose entry is one object is not read")
+            .scopes("system/*.cruds")
+            .bundle(json!({
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": { "request": { "method": "DELETE", "url": "Observation/1" } }
+            }))
+            .bad_bundle(),
         case(S2, "a collection Bundle is not a batch")
             .scopes("system/*.cruds")
             .bundle(bundle(

@@ -122,6 +122,62 @@ pub fn cases() -> Vec<Case> {
                 .ok_or(format!("got {params:?}"))
         }),
         case(
+            S3P,
+            "a stored Binary whose securityContext is another patient is denied",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Binary/b1")
+        .stored(json!({
+            "resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+            "securityContext": {"reference": "Patient/456"}
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a stored Binary whose securityContext is the patient is allowed",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Binary/b1")
+        .stored(json!({
+            "resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+            "securityContext": {"reference": "Patient/123"}
+        }))
+        .allow(),
+        case(
+            S3P,
+            "a stored document Bundle about another patient is denied",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Bundle/d1")
+        .stored(json!({
+            "resourceType": "Bundle", "id": "d1", "type": "document",
+            "entry": [
+                {"resource": {"resourceType": "Composition", "status": "final",
+                    "subject": {"reference": "Patient/456"}}},
+                {"resource": {"resourceType": "Patient", "id": "456"}}
+            ]
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a stored document Bundle that also carries another patient is denied",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Bundle/d1")
+        .stored(json!({
+            "resourceType": "Bundle", "id": "d1", "type": "document",
+            "entry": [
+                {"resource": {"resourceType": "Composition", "status": "final",
+                    "subject": {"reference": "Patient/123"}}},
+                {"resource": {"resourceType": "Patient", "id": "456"}}
+            ]
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(
             S5,
             "Device facts naming another patient through a search value are denied",
         )

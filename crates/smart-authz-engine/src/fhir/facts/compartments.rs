@@ -116,14 +116,23 @@ fn push_patient_reference(value: &Value, ids: &mut PatientIds) {
     }
 }
 
-/// Pushes every literal Patient reference anywhere in `resource`, contained resources
-/// included.
+/// Pushes every literal Patient reference anywhere in `resource`, contained resources and
+/// the resources of a Bundle included, and the id of every Patient a Bundle entry or a
+/// Parameters parameter carries as its `resource` (a contained Patient's id is local to its
+/// container, `#p1`, and names no patient of the server).
 pub(super) fn push_every_patient_reference(resource: &Value, ids: &mut PatientIds) {
     let mut pending = vec![resource];
     while let Some(value) = pending.pop() {
         match value {
             Value::Object(object) => {
                 push_patient_reference(value, ids);
+                if let Some(carried) = object.get("resource")
+                    && carried.get("resourceType").and_then(Value::as_str) == Some("Patient")
+                    && let Some(id) = carried.get("id").and_then(Value::as_str)
+                    && is_valid_patient_id(id)
+                {
+                    ids.push(id);
+                }
                 pending.extend(object.values().rev());
             }
             Value::Array(items) => pending.extend(items.iter().rev()),

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use self::compartments::{
     PatientIds, push_compartment_patients, push_every_patient_reference,
-    push_fact_patient_references, push_fact_patients, push_patient_references,
+    push_fact_patient_references, push_fact_patients,
 };
 use self::filters::{
     kind_name, match_facts, parse_token, reads_choice_without_type_filter, reference_node_matches,
@@ -115,16 +115,18 @@ impl Resource {
         ids.into_vec()
     }
 
-    /// Ids of every Patient this resource references through any reference search parameter
-    /// of its type that can target Patient.
+    /// Ids of every Patient this resource is known to be about: its Patient compartments (as
+    /// `resource_type` and as its own `resourceType`), every literal Patient reference
+    /// anywhere in it (contained resources and the resources of a Bundle included), and the
+    /// Patients a Bundle or Parameters carries as resources.
     ///
     /// A superset of [`Resource::patient_compartments`], used to deny patient-scoped access to
-    /// a resource outside the compartment that belongs to another patient (R4
-    /// `Device.patient`). When `resource_type` differs from the JSON's `resourceType`, the
-    /// parameters of both types are used, so a mislabelled resource reveals more, not fewer,
-    /// patients. Precomputed facts give their Patient compartments and the values of the
-    /// reference parameters of `resource_type` that can target Patient (`Patient/456`, an
-    /// absolute URL ending in `/Patient/456`, or a bare id).
+    /// a resource outside the compartment that belongs to another patient: a Binary whose
+    /// `securityContext` is another patient, a document Bundle about another patient, an R4
+    /// Device of another patient (docs/semantics.md, part 2, patient/ scopes). Precomputed
+    /// facts give their Patient compartments and the values of the reference parameters of
+    /// `resource_type` that can target Patient (`Patient/456`, an absolute URL ending in
+    /// `/Patient/456`, or a bare id).
     pub fn referenced_patients(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
         let mut ids = PatientIds::default();
         let resource = match self {
@@ -135,29 +137,15 @@ impl Resource {
                 return ids.into_vec();
             }
         };
-        let actual_type = resource.get("resourceType").and_then(Value::as_str);
-        let mut types = vec![resource_type];
-        if let Some(actual_type) = actual_type.filter(|actual| *actual != resource_type) {
-            types.push(actual_type);
+        push_compartment_patients(version, resource_type, resource, &mut ids);
+        if let Some(actual_type) = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .filter(|actual| *actual != resource_type)
+        {
+            push_compartment_patients(version, actual_type, resource, &mut ids);
         }
-        for each_type in &types {
-            push_compartment_patients(version, each_type, resource, &mut ids);
-        }
-        for each_type in types {
-            for param in version.tables().own_search_params(each_type) {
-                if !param.targets_type("Patient") {
-                    continue;
-                }
-                let Some(expression) = param.expression else {
-                    continue;
-                };
-                if !push_patient_references(expression, resource, &mut ids) {
-                    // Outside the FHIRPath subset (R5 QuestionnaireResponse.item-subject):
-                    // over-approximate with every literal Patient reference in the resource.
-                    push_every_patient_reference(resource, &mut ids);
-                }
-            }
-        }
+        push_every_patient_reference(resource, &mut ids);
         ids.into_vec()
     }
 

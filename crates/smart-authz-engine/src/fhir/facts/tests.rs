@@ -343,18 +343,67 @@ fn device_is_never_a_member_but_references_its_patient() {
         device.referenced_patients(FhirVersion::R4, "Device"),
         ["123"]
     );
-    // R5 Device has no patient element nor any parameter targeting Patient.
+    // R5 Device has no patient element nor any parameter targeting Patient, but a literal
+    // reference to a patient still says whom the resource is about.
     assert_eq!(FhirVersion::R5.patient_compartment().params("Device"), None);
     assert!(
         device
             .patient_compartments(FhirVersion::R5, "Device")
             .is_empty()
     );
-    assert!(
-        device
-            .referenced_patients(FhirVersion::R5, "Device")
-            .is_empty()
+    assert_eq!(
+        device.referenced_patients(FhirVersion::R5, "Device"),
+        ["123"]
     );
+}
+
+#[test]
+fn every_reference_of_a_resource_outside_the_compartment_counts() {
+    let binary = Resource::Json(json!({
+        "resourceType": "Binary",
+        "id": "b1",
+        "contentType": "application/pdf",
+        "securityContext": {"reference": "Patient/456"},
+        "data": "JVBERi0="
+    }));
+    let document = Resource::Json(json!({
+        "resourceType": "Bundle",
+        "id": "d1",
+        "type": "document",
+        "entry": [
+            {"fullUrl": "urn:uuid:c1", "resource": {
+                "resourceType": "Composition", "status": "final",
+                "subject": {"reference": "Patient/456"}
+            }},
+            {"fullUrl": "urn:uuid:o1", "resource": {
+                "resourceType": "Observation", "status": "final",
+                "subject": {"reference": "http://other.example.org/fhir/Patient/789"}
+            }}
+        ]
+    }));
+    let carried = Resource::Json(json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": {"resourceType": "Patient", "id": "456"}}]
+    }));
+    let contained_only = Resource::Json(json!({
+        "resourceType": "Binary",
+        "contentType": "text/plain",
+        "contained": [{"resourceType": "Patient", "id": "p1"}]
+    }));
+    for version in FhirVersion::ALL {
+        assert_eq!(binary.referenced_patients(version, "Binary"), ["456"]);
+        assert_eq!(
+            document.referenced_patients(version, "Bundle"),
+            ["456", "789"]
+        );
+        assert_eq!(carried.referenced_patients(version, "Bundle"), ["456"]);
+        assert!(
+            contained_only
+                .referenced_patients(version, "Binary")
+                .is_empty()
+        );
+    }
 }
 
 #[test]
@@ -433,7 +482,7 @@ fn facts_give_patient_compartments_only() {
 }
 
 #[test]
-fn invented_choice_keys_make_no_member_and_no_reference() {
+fn invented_choice_keys_make_no_member_but_still_name_their_patients() {
     let invented = Resource::Json(json!({
         "resourceType": "Observation",
         "status": "final",
@@ -446,10 +495,10 @@ fn invented_choice_keys_make_no_member_and_no_reference() {
                 .patient_compartments(version, "Observation")
                 .is_empty()
         );
-        assert!(
-            invented
-                .referenced_patients(version, "Observation")
-                .is_empty()
+        // The deny check of resources outside the compartment reads every literal reference.
+        assert_eq!(
+            invented.referenced_patients(version, "Observation"),
+            ["456", "123"]
         );
         assert_eq!(
             filter(
@@ -467,9 +516,10 @@ fn invented_choice_keys_make_no_member_and_no_reference() {
     );
     assert!(
         device
-            .referenced_patients(FhirVersion::R4, "Device")
+            .patient_compartments(FhirVersion::R4, "Device")
             .is_empty()
     );
+    assert_eq!(device.referenced_patients(FhirVersion::R4, "Device"), ["7"]);
 }
 
 #[test]
