@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::decision::{BundleDecision, Decision, Engine, Policy, bundle_entries};
 use crate::fhir::{
     FhirRequest, FhirVersion, Interaction, RequestLineError, Resource, parse_request_line,
+    parse_strict,
 };
 use crate::smart::{Scope, ScopeSet, TokenContext};
 
@@ -168,7 +169,7 @@ fn read_json(path: &PathBuf) -> Result<Value, ExplainError> {
         path: path.clone(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|error| ExplainError::Resource {
+    parse_strict(text.as_bytes()).map_err(|error| ExplainError::Resource {
         path: path.clone(),
         message: error.to_string(),
     })

@@ -755,3 +755,41 @@ async fn a_binary_of_another_patient_is_not_written_under_patient_scopes() {
     denied_response(&response, 403);
     server.stop().await;
 }
+
+/// The raw body a client sent, as Envoy forwards it.
+fn with_raw_body(mut request: CheckRequest, body: &str) -> CheckRequest {
+    if let Some(http) = request
+        .attributes
+        .as_mut()
+        .and_then(|attributes| attributes.request.as_mut())
+        .and_then(|request| request.http.as_mut())
+    {
+        http.body = body.to_owned();
+    }
+    request
+}
+
+/// JSON with a member named twice is refused: a first-wins server behind the proxy would
+/// store what the service never decided on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_with_duplicate_json_members_are_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.crus", "123");
+    let resource = r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"reference": "Patient/456"}, "subject": {"reference": "Patient/123"}}"#;
+    let bundle = r#"{"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Observation/1", "method": "DELETE"}}]}"#;
+    for (path, body) in [("/fhir/R4/Observation", resource), ("/fhir/R4/", bundle)] {
+        let request = with_raw_body(check_request("POST", path, Some(&token), &[], None), body);
+        let (_, outcome) = denied_response(&envoy_check(&server, request).await, 400);
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate member"),
+            "{path}: {outcome}"
+        );
+    }
+    server.stop().await;
+}

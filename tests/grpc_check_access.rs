@@ -375,3 +375,28 @@ async fn an_empty_batch_is_denied() {
     assert_eq!(response.decision, pb::Decision::Deny as i32);
     server.stop().await;
 }
+
+/// JSON with a member named twice is refused, wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_with_duplicate_json_members_are_invalid() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.crus", "123");
+    let mut request = check_http(&token, "POST", "Observation");
+    request.proposed = Some(pb::Resource {
+        content: Some(pb::resource::Content::Json(
+            br#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "subject": {"reference": "Patient/456"}, "subject": {"reference": "Patient/123"}}"#
+                .to_vec(),
+        )),
+    });
+    let status = server
+        .client
+        .clone()
+        .check_access(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("duplicate member"), "{status:?}");
+    server.stop().await;
+}

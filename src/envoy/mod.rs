@@ -24,7 +24,7 @@ use crate::authorize::{Admission, Admitted, Authorizer, Call, HttpLine, Refusal,
 use crate::config::{EnvoyConfig, FhirBase};
 use crate::decision::{Decision, Engine, Policy, bundle_entries};
 use crate::fhir::request_line::parse_query;
-use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource};
+use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict};
 use crate::telemetry::{self, Rpc, traces};
 
 /// One FHIR base behind the proxy, with the engine of its FHIR version.
@@ -360,14 +360,12 @@ fn add_body_params(
 /// Parses forwarded JSON, off the async runtime when it is large (a Bundle may be).
 async fn parse_json(body: &[u8]) -> Result<Value, String> {
     if body.len() <= BLOCKING_PARSE_BYTES {
-        return serde_json::from_slice(body).map_err(|error| error.to_string());
+        return parse_strict(body).map_err(|error| error.to_string());
     }
     let body = body.to_vec();
-    tokio::task::spawn_blocking(move || {
-        serde_json::from_slice(&body).map_err(|error| error.to_string())
-    })
-    .await
-    .map_err(|_| "body parsing was cancelled".to_owned())?
+    tokio::task::spawn_blocking(move || parse_strict(&body).map_err(|error| error.to_string()))
+        .await
+        .map_err(|_| "body parsing was cancelled".to_owned())?
 }
 
 /// Parses a forwarded resource, off the async runtime when it is large.

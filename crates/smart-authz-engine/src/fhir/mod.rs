@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod fhirpath;
 pub mod interaction;
+pub mod json;
 pub mod reference;
 pub mod request_line;
 pub mod tables;
@@ -12,5 +13,6 @@ pub mod version;
 
 pub use facts::{FilterMatch, Resource, ResourceFacts};
 pub use interaction::{CompartmentRef, FhirRequest, Interaction, SearchParam};
+pub use json::{JsonError, parse_strict};
 pub use request_line::{RequestLineError, parse_request_line};
 pub use version::FhirVersion;

@@ -23,6 +23,7 @@ use self::filters::{
 };
 use super::fhirpath::Expression;
 use super::interaction::{CompartmentRef, SearchParam};
+use super::json::parse_strict;
 use super::tables::SearchParamKind;
 use super::version::FhirVersion;
 
@@ -66,8 +67,8 @@ pub enum FactsError {
 impl Resource {
     /// Parses resource JSON, requiring an object with a `resourceType`.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, FactsError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|error| FactsError::InvalidJson(error.to_string()))?;
+        let value =
+            parse_strict(bytes).map_err(|error| FactsError::InvalidJson(error.to_string()))?;
         Resource::from_json(value)
     }
 
