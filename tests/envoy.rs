@@ -793,3 +793,70 @@ async fn bodies_with_duplicate_json_members_are_refused() {
     }
     server.stop().await;
 }
+
+/// Hostile tokens and headers: nothing a client or a token says reaches the FHIR server's
+/// headers but the values the service checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_claims_and_headers_never_reach_the_fhir_server() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let path = "/fhir/R4/Observation?code=x";
+
+    // A signed claim with CR/LF would split the x-smart-fhir-user header.
+    let mut injected = issuer.claims("patient/*.rs");
+    injected["patient"] = json!("123");
+    injected["fhirUser"] = json!("Patient/123\r\nx-smart-role: admin");
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&sign(&RSA_1, &injected)), &[], None),
+    )
+    .await;
+    let (_, body) = denied_response(&response, 401);
+    assert!(body.to_string().contains("control character"), "{body}");
+
+    // A scope ending in a no-break space is not `system/*.rs`.
+    let mut look_alike = issuer.claims("system/*.rs\u{a0}");
+    look_alike["patient"] = json!("123");
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&sign(&RSA_1, &look_alike)), &[], None),
+    )
+    .await;
+    denied_response(&response, 403);
+
+    // An iat ten years ahead.
+    let mut future = issuer.claims("patient/*.rs");
+    future["patient"] = json!("123");
+    future["iat"] = json!(now() + 10 * 365 * 24 * 3600);
+    future["exp"] = json!(now() + 10 * 365 * 24 * 3600 + 600);
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&sign(&RSA_1, &future)), &[], None),
+    )
+    .await;
+    denied_response(&response, 401);
+
+    // Underscored names are the same headers to CGI, WSGI and PHP servers.
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let spoofed = [
+        ("x_smart_patient", "456"),
+        ("x-smart_fhir_user", "Practitioner/1"),
+        ("X_SMART_SCOPES", "system/*.cruds"),
+        ("x_smart_role", "admin"),
+    ];
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&token), &spoofed, None),
+    )
+    .await;
+    let ok = ok_response(&response);
+    for (name, _) in spoofed {
+        assert!(
+            ok.removed.contains(&name),
+            "{name} survives: {:?}",
+            ok.removed
+        );
+    }
+    assert_eq!(ok.set["x-smart-patient"], "123");
+    server.stop().await;
+}

@@ -180,3 +180,43 @@ async fn unreachable_keys_are_unavailable_never_an_allow() {
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     server.stop().await;
 }
+
+/// Hostile claims are refused, never copied: a control character in an identity claim, a
+/// look-alike scope, an `iat` from the future.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_claims_are_refused_or_grant_nothing() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+
+    let mut injected = issuer.claims("patient/*.rs");
+    injected["patient"] = json!("123");
+    injected["fhirUser"] = json!("Patient/123\r\nx-smart-role: admin");
+    let response = server
+        .check(&sign(&RSA_1, &injected), "GET", "Observation?code=x")
+        .await;
+    assert_eq!(decision(&response), pb::Decision::Deny);
+    assert_eq!(reason(&response), pb::Reason::TokenMalformed);
+
+    for scope in [
+        "system/*.rs\u{a0}",
+        "system/*.rs\tpatient/*.rs",
+        "system/*.rs\n",
+    ] {
+        let claims = issuer.claims(scope);
+        let response = server
+            .check(&sign(&RSA_1, &claims), "GET", "Observation?code=x")
+            .await;
+        assert_eq!(decision(&response), pb::Decision::Deny, "{scope:?}");
+        assert_eq!(response.ignored_scopes.len(), 1, "{scope:?}");
+        assert_eq!(response.ignored_scopes[0].scope, scope);
+    }
+
+    let mut future = issuer.claims("system/*.rs");
+    future["iat"] = json!(now() + 10 * 365 * 24 * 3600);
+    future["exp"] = json!(now() + 10 * 365 * 24 * 3600 + 600);
+    let response = server
+        .check(&sign(&RSA_1, &future), "GET", "Observation?code=x")
+        .await;
+    assert_eq!(reason(&response), pb::Reason::TokenNotYetValid);
+    server.stop().await;
+}

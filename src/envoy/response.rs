@@ -105,12 +105,12 @@ fn allowed_with(
     }
     // No spoofing: drop every other `x-smart-*` header the client sent (header names
     // arrive lower-cased from Envoy; compare without case anyway).
+    // CGI, WSGI and PHP servers read `_` as `-`: `x_smart_patient` is `x-smart-patient`
+    // to them, so such a header is the service's too.
     for name in client_headers.keys() {
         let lower = name.to_ascii_lowercase();
-        if lower.starts_with(SMART_HEADER_PREFIX)
-            && !set.contains(&lower.as_str())
-            && !FIXED_HEADERS.contains(&lower.as_str())
-        {
+        let is_fixed = set.contains(&lower.as_str()) || FIXED_HEADERS.contains(&lower.as_str());
+        if lower.replace('_', "-").starts_with(SMART_HEADER_PREFIX) && !is_fixed {
             ok.remove_header(name.clone());
         }
     }

@@ -11,7 +11,7 @@
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -294,7 +294,7 @@ impl Introspector {
                 self.status_detail(status, &body),
             ));
         }
-        judge_response(&body, &self.rules, unix_now()).map_err(|error| match error {
+        judge_response(&body, &self.rules, super::unix_now()).map_err(|error| match error {
             AuthError::Unavailable { .. } => {
                 Failure(Some(IntrospectionFailure::InvalidResponse), error)
             }
@@ -377,14 +377,6 @@ pub(super) async fn read_limited(
     Ok(body)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
-}
-
 /// Judges an HTTP 200 introspection answer at `now` (seconds since the epoch).
 ///
 /// Not a JSON object: `Unavailable` (the endpoint is broken, the token is not judged).
@@ -417,7 +409,9 @@ pub fn judge_response(
     if numeric_claim(&claims, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
         return Err(TokenError::NotYetValid.into());
     }
-    numeric_claim(&claims, "iat")?;
+    if numeric_claim(&claims, "iat")?.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(TokenError::NotYetValid.into());
+    }
     check_issuer(&mut claims, rules)?;
     check_audience(&claims, rules)?;
     check_smart_claims(&claims)?;

@@ -264,6 +264,7 @@ impl IssuerVerifier {
     ) -> Result<VerifiedToken, TokenError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, validation)
             .map_err(|error| self.token_error(error.kind(), algorithm))?;
+        check_issued_at(&data.claims, self.config.leeway, super::unix_now())?;
         verified_token(data.claims, fhir_version)
     }
 
@@ -334,6 +335,27 @@ fn verified_token(
         expires_at,
         source: TokenSource::LocalJwt,
     })
+}
+
+/// Refuses an `iat` ahead of `now` by more than the leeway, as `nbf` is refused: a token
+/// cannot have been issued in the future (RFC 7519 §4.1.6), and one that says so was minted
+/// with a wrong clock or to outlive its issuer's key. An `iat` that is not a NumericDate is
+/// malformed.
+pub(super) fn check_issued_at(
+    claims: &Map<String, Value>,
+    leeway: std::time::Duration,
+    now: i64,
+) -> Result<(), TokenError> {
+    let Some(issued_at) = claims.get("iat") else {
+        return Ok(());
+    };
+    let issued_at = numeric_date(issued_at)
+        .ok_or_else(|| TokenError::Malformed("claim iat has the wrong type".to_owned()))?;
+    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+    if issued_at > now.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// A NumericDate (RFC 7519 §2): integer or fractional seconds since the epoch.

@@ -594,6 +594,15 @@ pub fn bearer_token(raw_token: &str) -> Result<&str, TokenError> {
     Ok(token)
 }
 
+/// Seconds since the Unix epoch, the unit of `exp`, `nbf` and `iat` (RFC 7519 §2).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 /// Creates an issuer's key set and loads it once: inline and file sets must load, a
 /// `jwks_uri` may fail (the service starts and retries); a discovered set waits for its
 /// discovery.

@@ -20,7 +20,7 @@ const LOCAL: &str = "https://local.example";
 const PATH: &str = "/introspect";
 
 fn now() -> i64 {
-    unix_now()
+    crate::token::unix_now()
 }
 
 fn rules() -> ResponseRules {
@@ -197,6 +197,10 @@ fn active_answers_are_checked_like_tokens() {
     );
     assert_eq!(
         refusal_of(&active(json!({"nbf": now() + 60}))),
+        TokenError::NotYetValid
+    );
+    assert_eq!(
+        refusal_of(&active(json!({"iat": now() + 10 * 365 * 24 * 3600}))),
         TokenError::NotYetValid
     );
     for wrong in [

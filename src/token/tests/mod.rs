@@ -738,3 +738,29 @@ async fn background_reloads_run_until_the_authenticator_is_dropped() {
     assert_eq!(endpoint.hits(), hits);
     assert!(keys.upgrade().is_none());
 }
+
+#[test]
+fn an_iat_ahead_beyond_the_leeway_is_refused() {
+    use crate::token::jwt::check_issued_at;
+    let claims = |iat: Value| -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("iat".to_owned(), iat);
+        claims
+    };
+    let leeway = Duration::from_secs(30);
+    let now = 1_800_000_000;
+    assert_eq!(check_issued_at(&claims(json!(now)), leeway, now), Ok(()));
+    assert_eq!(
+        check_issued_at(&claims(json!(now + 30)), leeway, now),
+        Ok(())
+    );
+    assert_eq!(
+        check_issued_at(&claims(json!(now + 31)), leeway, now),
+        Err(TokenError::NotYetValid)
+    );
+    assert!(matches!(
+        check_issued_at(&claims(json!("yesterday")), leeway, now),
+        Err(TokenError::Malformed(_))
+    ));
+    assert_eq!(check_issued_at(&Map::new(), leeway, now), Ok(()));
+}

@@ -30,6 +30,10 @@ pub enum ClaimsError {
     WrongType(&'static str),
     #[error("claim patient {0:?} is not a Patient id or reference")]
     BadPatient(String),
+    /// An identity claim with a control character: such a value must never reach an HTTP
+    /// header (`x-smart-fhir-user`, ...) or a log line, so the claims are refused.
+    #[error("claim {0} holds a control character")]
+    ControlCharacter(&'static str),
 }
 
 impl TokenContext {
@@ -61,6 +65,9 @@ impl TokenContext {
                 None | Some(Value::Null) => Ok(None),
                 // An empty claim is an absent claim: it must never stand for an identity.
                 Some(Value::String(value)) if value.trim().is_empty() => Ok(None),
+                Some(Value::String(value)) if value.chars().any(char::is_control) => {
+                    Err(ClaimsError::ControlCharacter(name))
+                }
                 Some(Value::String(value)) => Ok(Some(value.clone())),
                 Some(_) => Err(ClaimsError::WrongType(name)),
             }

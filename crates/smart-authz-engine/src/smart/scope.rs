@@ -118,6 +118,12 @@ impl Scope {
 pub enum ScopeError {
     #[error("empty scope")]
     Empty,
+    /// RFC 6749 §3.3: scopes are separated by single spaces, and a scope-token is made of
+    /// visible ASCII other than `"` and `\`. Any other character (a tab, a newline, a
+    /// no-break space, a control character) makes the scope invalid rather than another
+    /// scope.
+    #[error("character {0:?} is not allowed in a scope (RFC 6749 §3.3)")]
+    InvalidCharacter(char),
     #[error("more than {0} scopes in one token: ignored")]
     TooMany(usize),
     #[error("not a SMART scope")]

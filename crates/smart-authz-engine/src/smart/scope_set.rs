@@ -36,9 +36,11 @@ pub struct ScopeSet {
 }
 
 impl ScopeSet {
-    /// Parses a space-separated `scope` claim (RFC 6749 §3.3).
+    /// Parses a `scope` claim: scopes separated by spaces (U+0020) and nothing else (RFC
+    /// 6749 §3.3). A scope holding any other whitespace or a control character is invalid as
+    /// a whole; it is never trimmed or split into another scope.
     pub fn parse(scope: &str, version: FhirVersion) -> Self {
-        ScopeSet::from_list(scope.split_ascii_whitespace(), version)
+        ScopeSet::from_list(scope.split(' '), version)
     }
 
     /// Parses a list of scopes, such as an `scp` array claim. Scopes past [`MAX_SCOPES`] are
@@ -47,14 +49,15 @@ impl ScopeSet {
         let mut entries: Vec<ScopeEntry> = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
         for text in scopes {
-            let text = text.trim();
             if text.is_empty() || !seen.insert(text) {
                 continue;
             }
-            let parsed = if entries.len() < MAX_SCOPES {
-                parse_scope(text, version)
-            } else {
+            let parsed = if entries.len() >= MAX_SCOPES {
                 Err(ScopeError::TooMany(MAX_SCOPES))
+            } else if let Some(invalid) = text.chars().find(|c| !is_scope_token_char(*c)) {
+                Err(ScopeError::InvalidCharacter(invalid))
+            } else {
+                parse_scope(text, version)
             };
             entries.push(ScopeEntry {
                 text: text.to_owned(),
@@ -80,15 +83,23 @@ impl ScopeSet {
         })
     }
 
-    /// The granted scopes joined by spaces, as they appeared.
+    /// The granted scopes joined by spaces, as they appeared, leaving out those with a
+    /// character no scope may hold: the string may travel in an HTTP header, and a newline
+    /// from a token must never reach one. Those scopes are reported with the invalid ones.
     pub fn to_scope_string(&self) -> String {
         let texts: Vec<&str> = self
             .entries
             .iter()
+            .filter(|entry| !matches!(entry.parsed, Err(ScopeError::InvalidCharacter(_))))
             .map(|entry| entry.text.as_str())
             .collect();
         texts.join(" ")
     }
+}
+
+/// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token_char(character: char) -> bool {
+    matches!(character, '\u{21}' | '\u{23}'..='\u{5B}' | '\u{5D}'..='\u{7E}')
 }
 
 #[cfg(test)]

@@ -46,3 +46,23 @@ fn rejects_claims_of_the_wrong_type() {
         );
     }
 }
+
+#[test]
+fn identity_claims_with_control_characters_are_refused() {
+    for name in [
+        "fhirUser",
+        "client_id",
+        "azp",
+        "sub",
+        "patient",
+        "encounter",
+    ] {
+        let mut claims = json!({"scope": "patient/*.rs", "patient": "123"});
+        claims[name] = json!("Patient/123\r\nx-smart-role: admin");
+        assert_eq!(
+            TokenContext::from_claims(&claims, FhirVersion::R4),
+            Err(ClaimsError::ControlCharacter(name)),
+            "{name}"
+        );
+    }
+}

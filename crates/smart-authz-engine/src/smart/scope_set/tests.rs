@@ -16,7 +16,9 @@ fn one_bad_scope_never_invalidates_the_others() {
 #[test]
 fn accepts_scp_arrays_and_drops_duplicates() {
     let set = ScopeSet::from_list(["user/*.rs", "user/*.rs", " "], FhirVersion::R4);
-    assert_eq!(set.entries.len(), 1);
+    // A blank item is an invalid scope, reported, not silently dropped.
+    assert_eq!(set.entries.len(), 2);
+    assert_eq!(set.invalid().count(), 1);
     assert_eq!(set.to_scope_string(), "user/*.rs");
 }
 
@@ -42,4 +44,36 @@ fn tells_v1_from_v2() {
     );
     let v1: Vec<bool> = set.entries.iter().map(ScopeEntry::is_v1).collect();
     assert_eq!(v1, [true, false, true, false]);
+}
+
+#[test]
+fn scopes_are_separated_by_spaces_only_and_never_trimmed_into_another_scope() {
+    for (claim, invalid) in [
+        ("system/*.rs\u{a0}", "system/*.rs\u{a0}"),
+        ("patient/*.rs\tsystem/*.rs", "patient/*.rs\tsystem/*.rs"),
+        ("openid\nsystem/*.rs", "openid\nsystem/*.rs"),
+        ("system/*.rs\u{c}", "system/*.rs\u{c}"),
+        ("\u{2003}system/*.rs", "\u{2003}system/*.rs"),
+    ] {
+        let set = ScopeSet::parse(claim, FhirVersion::R4);
+        assert_eq!(
+            set.resource_scopes().count(),
+            0,
+            "{claim:?} granted a scope"
+        );
+        let reported: Vec<&str> = set.invalid().map(|(text, _)| text).collect();
+        assert_eq!(reported, [invalid], "{claim:?}");
+        assert!(matches!(
+            set.entries[0].parsed,
+            Err(ScopeError::InvalidCharacter(_))
+        ));
+        // Never in the string that travels in headers.
+        assert_eq!(set.to_scope_string(), "", "{claim:?}");
+    }
+    // Repeated spaces separate like one.
+    let set = ScopeSet::parse("  patient/*.rs   openid ", FhirVersion::R4);
+    assert_eq!(set.to_scope_string(), "patient/*.rs openid");
+    // An scp array item holding a space is one invalid scope, not two.
+    let set = ScopeSet::from_list(["patient/*.rs openid"], FhirVersion::R4);
+    assert_eq!(set.resource_scopes().count(), 0);
 }
