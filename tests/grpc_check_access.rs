@@ -400,3 +400,43 @@ async fn resources_with_duplicate_json_members_are_invalid() {
     assert!(status.message().contains("duplicate member"), "{status:?}");
     server.stop().await;
 }
+
+/// The structured form is held to the request line's grammar: one parser for both forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_requests_are_held_to_the_request_line_grammar() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let mut vread = fhir(pb::Interaction::Vread, "Patient", "123");
+    vread.version_id = "../../456".into();
+    let mut public_with_type = fhir(pb::Interaction::Capabilities, "Patient", "456");
+    public_with_type.compartment = "Patient/456".into();
+    let mut smart_with_id = fhir(pb::Interaction::SmartConfiguration, "", "456");
+    smart_with_id.params = vec![pb::SearchParam {
+        name: "subject".into(),
+        value: "Patient/456".into(),
+    }];
+    let cases = [
+        ("version id", vread),
+        (
+            "id with a slash",
+            fhir(pb::Interaction::Read, "Patient", "123/../456"),
+        ),
+        ("dot id", fhir(pb::Interaction::Read, "Patient", "..")),
+        (
+            "lower-case type",
+            fhir(pb::Interaction::Read, "patient", "123"),
+        ),
+        ("public with a type", public_with_type),
+        ("public with an id", smart_with_id),
+    ];
+    let mut client = server.client.clone();
+    for (name, request) in cases {
+        let status = client
+            .check_access(check_fhir(&token, request))
+            .await
+            .expect_err(name);
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+    }
+    server.stop().await;
+}

@@ -8,7 +8,10 @@ use super::pb;
 use crate::authorize::{HttpLine, Refusal, Verdict};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
-use crate::fhir::{CompartmentRef, FhirRequest, Interaction, Resource, ResourceFacts, SearchParam};
+use crate::fhir::{
+    CompartmentRef, FhirRequest, Interaction, Resource, ResourceFacts, SearchParam,
+    validate_structured,
+};
 use crate::smart::{Scope, ScopeContext, ScopeSet};
 use crate::token::{Authenticated, TokenError, TokenSource, VerifiedToken};
 
@@ -68,6 +71,7 @@ fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest
         .ok_or_else(|| {
             Status::invalid_argument(format!("{field}.fhir.interaction: set a valid interaction"))
         })?;
+    // Checked before the request line is written out, so its size stays bounded.
     if fhir.params.len() > MAX_QUERY_PARAMS {
         return Err(Status::invalid_argument(format!(
             "{field}.fhir.params: at most {MAX_QUERY_PARAMS} parameters"
@@ -81,7 +85,7 @@ fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest
             ))
         })?),
     };
-    Ok(FhirRequest {
+    let request = FhirRequest {
         interaction,
         resource_type: non_empty(&fhir.resource_type),
         id: non_empty(&fhir.id),
@@ -93,7 +97,10 @@ fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest
             .iter()
             .map(|param| SearchParam::new(param.name.clone(), param.value.clone()))
             .collect(),
-    })
+    };
+    // The same rules as the request line it stands for: the engine's one parser decides.
+    validate_structured(&request)
+        .map_err(|error| Status::invalid_argument(format!("{field}.fhir: {error}")))
 }
 
 fn interaction(interaction: pb::Interaction) -> Option<Interaction> {

@@ -8,6 +8,7 @@ pub mod interaction;
 pub mod json;
 pub mod reference;
 pub mod request_line;
+pub mod structured;
 pub mod tables;
 pub mod version;
 
@@ -15,4 +16,5 @@ pub use facts::{FilterMatch, Resource, ResourceFacts};
 pub use interaction::{CompartmentRef, FhirRequest, Interaction, SearchParam};
 pub use json::{JsonError, parse_strict};
 pub use request_line::{RequestLineError, parse_request_line};
+pub use structured::{StructuredError, validate_structured};
 pub use version::FhirVersion;
