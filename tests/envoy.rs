@@ -860,3 +860,25 @@ async fn hostile_claims_and_headers_never_reach_the_fhir_server() {
     assert_eq!(ok.set["x-smart-patient"], "123");
     server.stop().await;
 }
+
+/// Through Envoy a history is allowed with the compartment in its constraints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_are_allowed_with_the_compartment_constraint() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    for path in [
+        "/fhir/R4/Observation/1/_history",
+        "/fhir/R4/Observation/1/_history/2",
+    ] {
+        let response =
+            envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await;
+        let ok = ok_response(&response);
+        let constraints: Value = serde_json::from_str(ok.set["x-smart-constraints"]).unwrap();
+        assert_eq!(
+            constraints["grants"][0]["compartment"], "Patient/123",
+            "{path}"
+        );
+    }
+    server.stop().await;
+}

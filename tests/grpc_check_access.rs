@@ -440,3 +440,26 @@ async fn structured_requests_are_held_to_the_request_line_grammar() {
     }
     server.stop().await;
 }
+
+/// A history or a vread is decided on the current version, which says nothing of the
+/// versions it returns: the compartment stays a constraint on every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_keep_the_compartment_for_every_version() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    for path in ["Observation/obs-1/_history", "Observation/obs-1/_history/1"] {
+        let mut request = check_http(&token, "GET", path);
+        request.stored = json_resource(&observation("123"));
+        let response = server.check_request(request).await;
+        assert_eq!(decision(&response), pb::Decision::Allow, "{path}");
+        assert_eq!(response.grants[0].compartment, "Patient/123", "{path}");
+    }
+    let mut current = check_http(&token, "GET", "Observation/obs-1");
+    current.stored = json_resource(&observation("123"));
+    assert_eq!(
+        server.check_request(current).await.grants[0].compartment,
+        ""
+    );
+    server.stop().await;
+}

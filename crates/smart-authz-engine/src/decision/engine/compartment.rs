@@ -3,8 +3,8 @@
 use super::{Access, Refusal, Session};
 use crate::decision::policy::NonCompartmentAccess;
 use crate::decision::{Grant, Reason};
-use crate::fhir::FhirVersion;
 use crate::fhir::reference::parse_reference;
+use crate::fhir::{FhirVersion, Interaction};
 
 /// The pseudo resource type under which a search across types checks its parameters.
 pub(super) const SYSTEM_LEVEL: &str = "Resource";
@@ -83,11 +83,22 @@ impl Session<'_> {
                 ));
             }
         }
-        if !verified {
+        // The stored resource is the current version: it says nothing of the versions a
+        // history or a vread returns, which may have belonged to another patient. The server
+        // applies the compartment to every version it returns.
+        if !verified || self.reads_past_versions() {
             grant.compartment = Some(format!("Patient/{patient}"));
             grant.compartment_params = compartment_params(resource_type, params);
         }
         Ok(())
+    }
+
+    /// True for the interactions that return versions other than the current one.
+    fn reads_past_versions(&self) -> bool {
+        matches!(
+            self.request.interaction,
+            Interaction::HistoryInstance | Interaction::Vread
+        )
     }
 
     /// Types never in the Patient compartment: configurable; by default readable and
@@ -123,10 +134,13 @@ impl Session<'_> {
             }
             _ => self.versions.stored,
         };
-        let Some(stored) = stored else {
-            // Not verified here: the server must leave out what points to another patient.
+        // Not verified here (no stored version, or past versions the current one does not
+        // speak for): the server must leave out what points to another patient.
+        if stored.is_none() || self.reads_past_versions() {
             grant.exclude_other_patients_via =
                 patient_reference_params(self.version(), resource_type);
+        }
+        let Some(stored) = stored else {
             return Ok(());
         };
         if let Some(other) = stored

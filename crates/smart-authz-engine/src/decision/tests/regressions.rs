@@ -123,6 +123,45 @@ pub fn cases() -> Vec<Case> {
         }),
         case(
             S3P,
+            "a read of the checked current version needs no compartment constraint",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1")
+        .stored(obs_of("123"))
+        .allow()
+        .no_compartment(),
+        case(
+            S3P,
+            "policy: an instance history keeps the compartment, whatever the current version",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1/_history")
+        .stored(obs_of("123"))
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "policy: a vread keeps the compartment, whatever the current version",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1/_history/1")
+        .stored(obs_of("123"))
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "a history whose current version is another patient's is denied",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1/_history")
+        .stored(obs_of("456"))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
             "a stored Binary whose securityContext is another patient is denied",
         )
         .scopes("patient/*.rs")
