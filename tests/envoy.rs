@@ -882,3 +882,45 @@ async fn histories_are_allowed_with_the_compartment_constraint() {
     }
     server.stop().await;
 }
+
+/// The searches a server runs on the token's behalf while it writes (ifNoneExist,
+/// conditional references, conditional deletes) are decided, not waved through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_parts_of_writes_are_decided_as_searches() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.cruds patient/Patient.rs", "123");
+    let mut own = observation("123");
+    own.as_object_mut().unwrap().remove("id");
+    let conditional_create = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": own,
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x|1"}
+    }]});
+    let mut conditional_reference = own.clone();
+    conditional_reference["performer"] =
+        json!([{"reference": "Patient?identifier=http://hospital.example/mrn|999"}]);
+    for (path, body) in [
+        ("/fhir/R4/", conditional_create),
+        ("/fhir/R4/Observation", conditional_reference),
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request("POST", path, Some(&token), &[], Some(&body)),
+        )
+        .await;
+        denied_response(&response, 403);
+    }
+    let response = envoy_check(
+        &server,
+        check_request(
+            "DELETE",
+            "/fhir/R4/Observation?subject=Patient/456",
+            Some(&token),
+            &[],
+            None,
+        ),
+    )
+    .await;
+    denied_response(&response, 403);
+    server.stop().await;
+}

@@ -463,3 +463,32 @@ async fn histories_keep_the_compartment_for_every_version() {
     );
     server.stop().await;
 }
+
+/// A conditional reference is a search the server runs for the token before any
+/// constraint applies: under patient/ scopes it is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_references_are_decided_as_searches() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.cruds patient/Patient.rs", "123");
+    let mut resource = observation("123");
+    resource.as_object_mut().unwrap().remove("id");
+    resource["performer"] =
+        json!([{"reference": "Patient?identifier=http://hospital.example/mrn|999"}]);
+    let mut request = check_http(&token, "POST", "Observation");
+    request.proposed = json_resource(&resource);
+    let response = server.check_request(request).await;
+    assert_eq!(
+        decision(&response),
+        pb::Decision::Deny,
+        "{}",
+        response.message
+    );
+    assert_eq!(reason(&response), pb::Reason::OutsideCompartment);
+    assert!(
+        response.message.contains("conditional reference"),
+        "{}",
+        response.message
+    );
+    server.stop().await;
+}

@@ -70,6 +70,7 @@ impl AuthzGrpc {
                 request: Ok(request),
                 stored: convert::resource(entry.stored, &format!("{field}.stored")).await?,
                 proposed: convert::resource(entry.proposed, &format!("{field}.proposed")).await?,
+                if_none_exist: None,
             });
         }
         let check = BundleCheck {

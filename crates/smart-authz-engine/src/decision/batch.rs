@@ -23,6 +23,9 @@ pub struct BundleEntry {
     pub request: Result<FhirRequest, String>,
     pub stored: Option<Resource>,
     pub proposed: Option<Resource>,
+    /// The `ifNoneExist` query of a conditional create (`identifier=x`): a search the server
+    /// runs for the token before it creates.
+    pub if_none_exist: Option<String>,
 }
 
 /// The decision on every entry, and on the bundle as a whole.
@@ -88,8 +91,12 @@ fn read_entry(entry: &Value) -> BundleEntry {
         .and_then(Value::as_str);
     // An entry url is read exactly as a request line of the `http` form: relative to the
     // FHIR base, with URLs allowed in its query (token systems, conditional references).
-    let request = match (method, url) {
-        (Some(method), Some(url)) => {
+    let if_none_exist = request.and_then(|request| request.get("ifNoneExist"));
+    let request = match (method, url, if_none_exist) {
+        (_, _, Some(condition)) if !condition.is_string() => {
+            Err("entry request.ifNoneExist must be a string".to_owned())
+        }
+        (Some(method), Some(url), _) => {
             parse_request_line(method, url).map_err(|error| format!("entry url {url:?}: {error}"))
         }
         _ => Err("entry has no request.method and request.url".to_owned()),
@@ -102,10 +109,34 @@ fn read_entry(entry: &Value) -> BundleEntry {
         request,
         stored: None,
         proposed,
+        if_none_exist: if_none_exist.and_then(Value::as_str).map(str::to_owned),
     }
 }
 
 impl Engine {
+    /// A conditional create's `ifNoneExist` is a search of the created type the server runs
+    /// for the token (FHIR R4 http.html §3.1.0.8.1): decided as one, or the entry is denied.
+    fn check_if_none_exist(
+        &self,
+        token: &TokenContext,
+        request: &FhirRequest,
+        query: &str,
+        decision: Decision,
+    ) -> Decision {
+        let resource_type = match (request.interaction, request.resource_type.as_deref()) {
+            (Interaction::Create, Some(resource_type)) => resource_type,
+            _ => {
+                return Decision::deny(
+                    Reason::UnsupportedRequest,
+                    "denied: ifNoneExist belongs to a create",
+                );
+            }
+        };
+        let search = format!("{resource_type}?{}", query.trim_start_matches('?'));
+        self.condition_refusal(token, "ifNoneExist", &search)
+            .unwrap_or(decision)
+    }
+
     /// Decides every entry with the same token.
     pub fn decide_bundle(
         &self,
@@ -130,12 +161,20 @@ impl Engine {
                         "denied: a bundle entry cannot be another batch",
                     )
                 }
-                Ok(request) => self.decide(
-                    token,
-                    request,
-                    entry.stored.as_ref(),
-                    entry.proposed.as_ref(),
-                ),
+                Ok(request) => {
+                    let decision = self.decide(
+                        token,
+                        request,
+                        entry.stored.as_ref(),
+                        entry.proposed.as_ref(),
+                    );
+                    match &entry.if_none_exist {
+                        Some(query) if decision.is_allowed() => {
+                            self.check_if_none_exist(token, request, query, decision)
+                        }
+                        _ => decision,
+                    }
+                }
             })
             .collect();
         let first_denied = decisions.iter().position(|decision| !decision.is_allowed());

@@ -17,6 +17,7 @@ use crate::smart::{
 };
 
 mod compartment;
+mod conditions;
 mod grants;
 mod operations;
 mod search;
@@ -219,7 +220,8 @@ impl Engine {
             )));
         }
         let findings = session.evaluate();
-        session.finish(findings)
+        let decision = session.finish(findings);
+        self.check_conditional_references(token, request, proposed, decision)
     }
 }
 

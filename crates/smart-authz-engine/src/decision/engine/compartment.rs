@@ -34,6 +34,11 @@ impl Session<'_> {
                 "a Patient cannot be created under patient/ scopes",
             ));
         }
+        // A conditional update, patch or delete (`DELETE Observation?subject=...`) runs its
+        // query as a search first: one naming another patient is refused as that search is.
+        if self.request.id.is_none() && !self.request.params.is_empty() {
+            self.check_search_names_only(patient, resource_type)?;
+        }
         let mut verified = true;
         let mut stored_members: Vec<String> = Vec::new();
         for (label, resource) in self.versions.touched_by(access) {

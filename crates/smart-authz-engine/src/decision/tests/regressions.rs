@@ -162,6 +162,78 @@ pub fn cases() -> Vec<Case> {
         .deny(Reason::OutsideCompartment),
         case(
             S3P,
+            "a conditional delete whose query names another patient is denied",
+        )
+        .scopes("patient/Observation.d")
+        .patient("123")
+        .line("DELETE", "Observation?subject=Patient/456")
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a conditional reference in a written resource is a search patient/ scopes cannot run unconstrained",
+        )
+        .scopes("patient/Observation.crus patient/Patient.rs")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            obs_of("123"),
+            "performer",
+            json!([{"reference": "Patient?identifier=http://hospital.example/mrn|999"}]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3S,
+            "a conditional reference system/ scopes may search is allowed",
+        )
+        .scopes("system/Observation.c system/Patient.s")
+        .line("POST", "Observation")
+        .proposed(observation(
+            "Patient?identifier=http://hospital.example/mrn|999",
+        ))
+        .allow(),
+        case(
+            S3S,
+            "a conditional reference system/ scopes may not search is denied",
+        )
+        .scopes("system/Observation.c")
+        .line("POST", "Observation")
+        .proposed(observation(
+            "Patient?identifier=http://hospital.example/mrn|999",
+        ))
+        .deny(Reason::NoMatchingScope),
+        case(
+            S2,
+            "a conditional create's ifNoneExist is decided as a search",
+        )
+        .scopes("system/Observation.c")
+        .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "resource": obs_of("123"),
+            "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x|1"}
+        }]}))
+        .deny(Reason::NoMatchingScope),
+        case(
+            S2,
+            "a conditional create's ifNoneExist passes when the search may run",
+        )
+        .scopes("system/Observation.cs")
+        .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "resource": obs_of("123"),
+            "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x|1"}
+        }]}))
+        .allow(),
+        case(
+            S3P,
+            "a patient's conditional create cannot have its ifNoneExist run unconstrained",
+        )
+        .scopes("patient/Observation.cs")
+        .patient("123")
+        .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "resource": obs_of("123"),
+            "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x|1"}
+        }]}))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
             "a stored Binary whose securityContext is another patient is denied",
         )
         .scopes("patient/*.rs")

@@ -1,0 +1,121 @@
+//! Searches a FHIR server runs on the token's behalf while it writes: the conditional
+//! references of a resource (`"subject": {"reference": "Patient?identifier=x"}`, FHIR R4
+//! http.html §3.1.0.11.2) and the `ifNoneExist` of a conditional create (§3.1.0.8.1).
+//!
+//! The server resolves them before the engine's constraints could apply, so the write
+//! stands only when the token may run that search with no constraint left for the server
+//! to apply (docs/semantics.md, part 2, Requests): a patient-scoped token cannot have a
+//! conditional reference resolved to whichever patient matches.
+
+use serde_json::Value;
+
+use super::Engine;
+use crate::decision::{Decision, Grant, Reason};
+use crate::fhir::{FhirRequest, Interaction, Resource, parse_request_line};
+use crate::smart::TokenContext;
+
+impl Engine {
+    /// `decision` for a write, denied when a conditional reference of `proposed` is a search
+    /// the token may not run unconstrained.
+    pub(super) fn check_conditional_references(
+        &self,
+        token: &TokenContext,
+        request: &FhirRequest,
+        proposed: Option<&Resource>,
+        decision: Decision,
+    ) -> Decision {
+        let writes = matches!(
+            request.interaction,
+            Interaction::Create | Interaction::Update | Interaction::Patch
+        );
+        let Some(Resource::Json(resource)) = proposed.filter(|_| writes && decision.is_allowed())
+        else {
+            return decision;
+        };
+        for search in conditional_references(resource) {
+            if let Some(refusal) = self.condition_refusal(token, "conditional reference", search) {
+                return refusal;
+            }
+        }
+        decision
+    }
+
+    /// A deny when the token may not run `search` (`Type?query`) with no constraint left,
+    /// `None` when it may. `what` names the condition in the message.
+    pub fn condition_refusal(
+        &self,
+        token: &TokenContext,
+        what: &str,
+        search: &str,
+    ) -> Option<Decision> {
+        let request = match parse_request_line("GET", search) {
+            Ok(request) if request.interaction == Interaction::SearchType => request,
+            Ok(_) => {
+                return Some(Decision::deny(
+                    Reason::UnsupportedRequest,
+                    format!("denied: {what} {search:?} is not a search of one type"),
+                ));
+            }
+            Err(error) => {
+                return Some(Decision::deny(
+                    Reason::UnsupportedRequest,
+                    format!("denied: {what} {search:?}: {error}"),
+                ));
+            }
+        };
+        let decision = self.decide(token, &request, None, None);
+        if !decision.is_allowed() {
+            return Some(Decision::deny(
+                decision.reason,
+                format!(
+                    "denied: {what} {search:?}: {}",
+                    decision.message.trim_start_matches("denied: ")
+                ),
+            ));
+        }
+        if !decision.grants.iter().any(is_unconstrained) {
+            return Some(Decision::deny(
+                Reason::OutsideCompartment,
+                format!(
+                    "denied: {what} {search:?} is a search the server would run before any constraint of these scopes could apply"
+                ),
+            ));
+        }
+        None
+    }
+}
+
+/// A grant that leaves the server nothing to filter.
+fn is_unconstrained(grant: &Grant) -> bool {
+    grant.compartment.is_none()
+        && grant.filters.is_empty()
+        && grant.exclude_other_patients_via.is_empty()
+}
+
+/// Every `reference` value of the form `Type?query` anywhere in `resource`.
+fn conditional_references(resource: &Value) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut pending = vec![resource];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(reference)) = object.get("reference")
+                    && is_conditional(reference)
+                {
+                    found.push(reference.as_str());
+                }
+                pending.extend(object.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// `Type?query`: a relative reference whose path is one segment and which has a query.
+fn is_conditional(reference: &str) -> bool {
+    reference
+        .split_once('?')
+        .is_some_and(|(path, _)| !path.is_empty() && !path.contains('/') && !path.contains(':'))
+}
