@@ -62,6 +62,9 @@ pub enum RequestLineError {
         "invalid resource type {segment:?}: must match [A-Z][A-Za-z]* and be at most 64 characters"
     )]
     InvalidResourceType { segment: String },
+    /// `.` or `..` where an id belongs: a normalising server would read another path.
+    #[error("dot segment {segment:?} is never an id: servers resolve it to another path")]
+    DotSegment { segment: String },
     /// An id segment that is not a FHIR id.
     #[error("invalid id {segment:?}: must match [A-Za-z0-9\\-.]{{1,64}}")]
     InvalidId { segment: String },
@@ -463,6 +466,11 @@ fn parse_resource_type(segment: &str) -> Result<String, RequestLineError> {
 
 /// A FHIR id that is not a reserved word.
 fn parse_id(segment: &str) -> Result<String, RequestLineError> {
+    if is_dot_segment(segment) {
+        return Err(RequestLineError::DotSegment {
+            segment: segment.to_owned(),
+        });
+    }
     if is_reserved_word(segment) {
         return Err(RequestLineError::ReservedWord {
             segment: excerpt(segment),
@@ -477,12 +485,22 @@ fn parse_id(segment: &str) -> Result<String, RequestLineError> {
 }
 
 fn parse_version_id(segment: &str) -> Result<String, RequestLineError> {
+    if is_dot_segment(segment) {
+        return Err(RequestLineError::DotSegment {
+            segment: segment.to_owned(),
+        });
+    }
     if !is_fhir_id(segment) {
         return Err(RequestLineError::InvalidVersionId {
             segment: excerpt(segment),
         });
     }
     Ok(segment.to_owned())
+}
+
+/// `.` and `..`, which RFC 3986 §5.2.4 removes from a path.
+fn is_dot_segment(segment: &str) -> bool {
+    matches!(segment, "." | "..")
 }
 
 /// `$` then `[A-Za-z][A-Za-z0-9_-]*`; returns the name without `$`.

@@ -725,3 +725,19 @@ fn an_absolute_url_is_refused_by_its_path_alone() {
     let request = parse_request_line("GET", "Observation?code=http://loinc.org|8867-4").unwrap();
     assert_eq!(request.params[0].value, "http://loinc.org|8867-4");
 }
+
+#[test]
+fn dot_segments_are_named_as_such() {
+    for path in [
+        "Observation/..",
+        "Observation/.",
+        "Observation/1/_history/..",
+    ] {
+        let error = parse_request_line("GET", path).unwrap_err();
+        assert!(
+            matches!(error, RequestLineError::DotSegment { .. }),
+            "{path}: {error:?}"
+        );
+        assert!(error.to_string().contains("dot segment"));
+    }
+}
