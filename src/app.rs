@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower::util::MapResponseLayer;
 
 use crate::authorize::Authorizer;
 use crate::config::Config;
@@ -119,6 +120,9 @@ pub async fn serve(
         );
     }
     Server::builder()
+        .layer(MapResponseLayer::new(size_limit_named(
+            config.max_request_bytes,
+        )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -146,6 +150,33 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
 /// `proto/third_party/`.
 const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/envoy_ext_authz_descriptor.bin"));
+
+/// tonic answers a request over `max_decoding_message_size` with `OUT_OF_RANGE`; the gRPC
+/// status code guide gives `RESOURCE_EXHAUSTED` to a message over the receiver's limit, and
+/// an operator needs the configuration key to raise it. Every other answer passes unchanged.
+fn size_limit_named(
+    max_request_bytes: usize,
+) -> impl Fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> + Clone {
+    move |mut response| {
+        let headers = response.headers_mut();
+        let out_of_range = headers
+            .get("grpc-status")
+            .is_some_and(|status| status == "11");
+        let too_large = headers
+            .get("grpc-message")
+            .and_then(|message| message.to_str().ok())
+            .is_some_and(|message| message.contains("message length too large"));
+        if out_of_range && too_large {
+            let message =
+                format!("the request is larger than max_request_bytes ({max_request_bytes} bytes)");
+            if let Ok(message) = http::HeaderValue::from_str(&message) {
+                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+                headers.insert("grpc-message", message);
+            }
+        }
+        response
+    }
+}
 
 /// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.
 fn start_metrics(

@@ -74,3 +74,59 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Scopes combine as a union (§3.0.2.2): a token with one more scope may do at least
+    /// what it could before.
+    #[test]
+    fn adding_a_scope_never_turns_an_allow_into_a_deny(
+        scopes in scope_text(),
+        extra in scope_text(),
+        method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
+        path in request_path(),
+        patient in prop::option::of("[0-9]{1,3}"),
+        stored in stored_resource(),
+        version in prop::sample::select(FhirVersion::ALL.to_vec()),
+    ) {
+        let Ok(request) = parse_request_line(method, &path) else { return Ok(()) };
+        let engine = Engine::new(Policy::for_version(version));
+        let token = |scopes: &str| TokenContext {
+            scopes: ScopeSet::parse(scopes, version),
+            patient: patient.clone(),
+            ..TokenContext::default()
+        };
+        let before = engine.decide(&token(&scopes), &request, stored.as_ref(), None);
+        let after = engine.decide(&token(&format!("{scopes} {extra}")), &request, stored.as_ref(), None);
+        if before.is_allowed() {
+            prop_assert!(after.is_allowed(), "{scopes:?} + {extra:?} on {method} {path}: {after:?}");
+        }
+    }
+
+    /// The `http` and structured forms of one request decide the same: the structured form
+    /// is the request line read back.
+    #[test]
+    fn both_request_forms_decide_the_same(
+        scopes in scope_text(),
+        method in prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
+        path in request_path(),
+        patient in prop::option::of("[0-9]{1,3}"),
+        version in prop::sample::select(FhirVersion::ALL.to_vec()),
+    ) {
+        let Ok(request) = parse_request_line(method, &path) else { return Ok(()) };
+        let Ok(structured) = crate::fhir::validate_structured(&request) else {
+            // Only a batch has no structured form.
+            prop_assert!(request.interaction == crate::fhir::Interaction::Batch);
+            return Ok(());
+        };
+        let engine = Engine::new(Policy::for_version(version));
+        let token = TokenContext {
+            scopes: ScopeSet::parse(&scopes, version),
+            patient,
+            ..TokenContext::default()
+        };
+        prop_assert_eq!(
+            engine.decide(&token, &request, None, None),
+            engine.decide(&token, &structured, None, None)
+        );
+    }
+}

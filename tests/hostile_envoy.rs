@@ -1,0 +1,299 @@
+//! The attacks on the Envoy face, one test each (docs/security.md lists them): what a
+//! client, a token or a body could make the service read differently from the FHIR server
+//! behind the proxy. Every answer here is a deny or a constraint, never a silent allow.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use common::envoy::*;
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_override_is_refused_rather_than_misjudged() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let overridden = check_request(
+        "GET",
+        "/fhir/R4/Observation/1",
+        Some(&token),
+        &[("x-http-method-override", "DELETE")],
+        None,
+    );
+    denied_response(&envoy_check(&server, overridden).await, 400);
+    let same = check_request(
+        "GET",
+        "/fhir/R4/Observation/1",
+        Some(&token),
+        &[("x-http-method-override", "get")],
+        None,
+    );
+    ok_response(&envoy_check(&server, same).await);
+    server.stop().await;
+}
+
+/// The token is judged before the body is read: a caller without a valid token learns
+/// nothing about its body, and costs no parsing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_answered_before_the_body_is_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let garbage = json!("not a resource");
+    for (method, path) in [
+        ("POST", "/fhir/R4/Observation"),
+        ("POST", "/fhir/R4/"),
+        ("POST", "/fhir/R4/Observation/_search"),
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request(method, path, Some("not-a-token"), &[], Some(&garbage)),
+        )
+        .await;
+        denied_response(&response, 401);
+    }
+    // With a valid token the same body is what is refused.
+    let token = issuer.patient_token("patient/Observation.cruds", "123");
+    let response = envoy_check(
+        &server,
+        check_request(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+            Some(&garbage),
+        ),
+    )
+    .await;
+    denied_response(&response, 400);
+    server.stop().await;
+}
+
+/// Anything but a well-formed Bundle whose every entry was decided and allowed is a deny:
+/// a server that reads a single object as a one-entry list would otherwise run an entry
+/// nobody decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_whose_entries_were_not_all_decided_is_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/*.cruds", "123");
+    let delete = json!({"request": {"method": "DELETE", "url": "Observation/1"}});
+    for (name, bundle, status) in [
+        (
+            "no entry",
+            json!({"resourceType": "Bundle", "type": "transaction"}),
+            400,
+        ),
+        (
+            "entry: []",
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": []}),
+            400,
+        ),
+        (
+            "entry: null",
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": null}),
+            400,
+        ),
+        (
+            "entry: one object",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": delete}),
+            400,
+        ),
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&bundle)),
+        )
+        .await;
+        assert!(
+            response.status.as_ref().unwrap().code != 0,
+            "{name}: allowed"
+        );
+        denied_response(&response, status);
+    }
+    server.stop().await;
+}
+
+/// A resource outside the Patient compartment that is known to be about another patient is
+/// never written under patient/ scopes (reads of stored versions are checked through
+/// `CheckAccess`, which carries them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_of_another_patient_is_not_written_under_patient_scopes() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/*.cruds", "123");
+    let binary = json!({
+        "resourceType": "Binary",
+        "contentType": "application/pdf",
+        "securityContext": {"reference": "Patient/456"}
+    });
+    let response = envoy_check(
+        &server,
+        check_request("POST", "/fhir/R4/Binary", Some(&token), &[], Some(&binary)),
+    )
+    .await;
+    denied_response(&response, 403);
+    server.stop().await;
+}
+
+/// JSON with a member named twice is refused: a first-wins server behind the proxy would
+/// store what the service never decided on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_with_duplicate_json_members_are_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.crus", "123");
+    let resource = r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"reference": "Patient/456"}, "subject": {"reference": "Patient/123"}}"#;
+    let bundle = r#"{"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Observation/1", "method": "DELETE"}}]}"#;
+    for (path, body) in [("/fhir/R4/Observation", resource), ("/fhir/R4/", bundle)] {
+        let request = with_raw_body(check_request("POST", path, Some(&token), &[], None), body);
+        let (_, outcome) = denied_response(&envoy_check(&server, request).await, 400);
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate member"),
+            "{path}: {outcome}"
+        );
+    }
+    server.stop().await;
+}
+
+/// Hostile tokens and headers: nothing a client or a token says reaches the FHIR server's
+/// headers but the values the service checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_claims_and_headers_never_reach_the_fhir_server() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let path = "/fhir/R4/Observation?code=x";
+
+    // A signed claim with CR/LF would split the x-smart-fhir-user header.
+    let mut injected = issuer.claims("patient/*.rs");
+    injected["patient"] = json!("123");
+    injected["fhirUser"] = json!("Patient/123\r\nx-smart-role: admin");
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&sign(&RSA_1, &injected)), &[], None),
+    )
+    .await;
+    let (_, body) = denied_response(&response, 401);
+    assert!(body.to_string().contains("control character"), "{body}");
+
+    // A scope ending in a no-break space is not `system/*.rs`.
+    let mut look_alike = issuer.claims("system/*.rs\u{a0}");
+    look_alike["patient"] = json!("123");
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&sign(&RSA_1, &look_alike)), &[], None),
+    )
+    .await;
+    denied_response(&response, 403);
+
+    // An iat ten years ahead.
+    let mut future = issuer.claims("patient/*.rs");
+    future["patient"] = json!("123");
+    future["iat"] = json!(now() + 10 * 365 * 24 * 3600);
+    future["exp"] = json!(now() + 10 * 365 * 24 * 3600 + 600);
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&sign(&RSA_1, &future)), &[], None),
+    )
+    .await;
+    denied_response(&response, 401);
+
+    // Underscored names are the same headers to CGI, WSGI and PHP servers.
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let spoofed = [
+        ("x_smart_patient", "456"),
+        ("x-smart_fhir_user", "Practitioner/1"),
+        ("X_SMART_SCOPES", "system/*.cruds"),
+        ("x_smart_role", "admin"),
+    ];
+    let response = envoy_check(
+        &server,
+        check_request("GET", path, Some(&token), &spoofed, None),
+    )
+    .await;
+    let ok = ok_response(&response);
+    for (name, _) in spoofed {
+        assert!(
+            ok.removed.contains(&name),
+            "{name} survives: {:?}",
+            ok.removed
+        );
+    }
+    assert_eq!(ok.set["x-smart-patient"], "123");
+    server.stop().await;
+}
+
+/// The searches a server runs on the token's behalf while it writes (ifNoneExist,
+/// conditional references, conditional deletes) are decided, not waved through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_parts_of_writes_are_decided_as_searches() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.cruds patient/Patient.rs", "123");
+    let mut own = observation("123");
+    own.as_object_mut().unwrap().remove("id");
+    let conditional_create = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": own,
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": "identifier=x|1"}
+    }]});
+    let mut conditional_reference = own.clone();
+    conditional_reference["performer"] =
+        json!([{"reference": "Patient?identifier=http://hospital.example/mrn|999"}]);
+    for (path, body) in [
+        ("/fhir/R4/", conditional_create),
+        ("/fhir/R4/Observation", conditional_reference),
+    ] {
+        let response = envoy_check(
+            &server,
+            check_request("POST", path, Some(&token), &[], Some(&body)),
+        )
+        .await;
+        denied_response(&response, 403);
+    }
+    let response = envoy_check(
+        &server,
+        check_request(
+            "DELETE",
+            "/fhir/R4/Observation?subject=Patient/456",
+            Some(&token),
+            &[],
+            None,
+        ),
+    )
+    .await;
+    denied_response(&response, 403);
+    server.stop().await;
+}
+
+/// Through Envoy a history is allowed with the compartment in its constraints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_are_allowed_with_the_compartment_constraint() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    for path in [
+        "/fhir/R4/Observation/1/_history",
+        "/fhir/R4/Observation/1/_history/2",
+    ] {
+        let response =
+            envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await;
+        let ok = ok_response(&response);
+        let constraints: Value = serde_json::from_str(ok.set["x-smart-constraints"]).unwrap();
+        assert_eq!(
+            constraints["grants"][0]["compartment"], "Patient/123",
+            "{path}"
+        );
+    }
+    server.stop().await;
+}

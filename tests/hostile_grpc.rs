@@ -1,0 +1,289 @@
+//! The attacks on the gRPC face, one test each (docs/security.md lists them): hostile
+//! tokens, resources, structured requests and batches. Every answer here is a deny, a
+//! constraint or INVALID_ARGUMENT, never a silent allow.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use smart_authz::grpc::pb;
+use tonic::Code;
+
+fn fhir(interaction: pb::Interaction, resource_type: &str, id: &str) -> pb::FhirRequest {
+    pb::FhirRequest {
+        interaction: interaction as i32,
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        ..pb::FhirRequest::default()
+    }
+}
+
+fn check_fhir(token: &str, request: pb::FhirRequest) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::check_access_request::Request::Fhir(request)),
+        ..pb::CheckAccessRequest::default()
+    }
+}
+
+/// The rules of HTTP request lines are the pipeline's, the same as on the Envoy face.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "[envoy]\npublic_paths = [\"Questionnaire/intake\"]\n",
+    )
+    .await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut client = server.client.clone();
+
+    // A method override naming another method: refused, as Envoy refuses it.
+    let mut overridden = check_http(&token, "POST", "Observation/_search");
+    if let Some(pb::check_access_request::Request::Http(http)) = &mut overridden.request {
+        http.headers
+            .insert("x-http-method-override".into(), "DELETE".into());
+    }
+    let status = client.check_access(overridden).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("method override"), "{status:?}");
+
+    // The configured public paths are public for reads, without a token.
+    let public = server.check("", "GET", "Questionnaire/intake").await;
+    assert_eq!(decision(&public), pb::Decision::Allow);
+    assert_eq!(reason(&public), pb::Reason::PublicEndpoint);
+    let write = server.check("", "DELETE", "Questionnaire/intake").await;
+    assert_eq!(decision(&write), pb::Decision::Deny);
+    assert_eq!(reason(&write), pb::Reason::TokenMissing);
+    server.stop().await;
+}
+
+/// A resource outside the Patient compartment is denied under patient/ scopes when any
+/// reference it carries names another patient: a Binary's securityContext, the Composition
+/// of a document Bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_resources_outside_the_compartment_about_another_patient_are_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let binary = |patient: &str| {
+        json!({
+            "resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+            "securityContext": {"reference": format!("Patient/{patient}")}
+        })
+    };
+    let document = |patient: &str| {
+        json!({
+            "resourceType": "Bundle", "id": "d1", "type": "document",
+            "entry": [{"resource": {
+                "resourceType": "Composition", "status": "final",
+                "subject": {"reference": format!("Patient/{patient}")}
+            }}]
+        })
+    };
+    for (path, stored, expected) in [
+        ("Binary/b1", binary("456"), pb::Decision::Deny),
+        ("Binary/b1", binary("123"), pb::Decision::Allow),
+        ("Bundle/d1", document("456"), pb::Decision::Deny),
+        ("Bundle/d1", document("123"), pb::Decision::Allow),
+    ] {
+        let mut request = check_http(&token, "GET", path);
+        request.stored = json_resource(&stored);
+        let response = server.check_request(request).await;
+        assert_eq!(
+            decision(&response),
+            expected,
+            "{path}: {}",
+            response.message
+        );
+        if expected == pb::Decision::Deny {
+            assert_eq!(reason(&response), pb::Reason::OutsideCompartment);
+        }
+    }
+    server.stop().await;
+}
+
+/// The gRPC twin of the Envoy test: a batch with no entry is a deny, never an allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_batch_is_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.cruds", "123");
+    let response = server
+        .client
+        .clone()
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token,
+            bundle_type: pb::BundleType::Transaction as i32,
+            entries: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.decision, pb::Decision::Deny as i32);
+    server.stop().await;
+}
+
+/// JSON with a member named twice is refused, wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_with_duplicate_json_members_are_invalid() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.crus", "123");
+    let mut request = check_http(&token, "POST", "Observation");
+    request.proposed = Some(pb::Resource {
+        content: Some(pb::resource::Content::Json(
+            br#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "subject": {"reference": "Patient/456"}, "subject": {"reference": "Patient/123"}}"#
+                .to_vec(),
+        )),
+    });
+    let status = server
+        .client
+        .clone()
+        .check_access(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("duplicate member"), "{status:?}");
+    server.stop().await;
+}
+
+/// The structured form is held to the request line's grammar: one parser for both forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_requests_are_held_to_the_request_line_grammar() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let mut vread = fhir(pb::Interaction::Vread, "Patient", "123");
+    vread.version_id = "../../456".into();
+    let mut public_with_type = fhir(pb::Interaction::Capabilities, "Patient", "456");
+    public_with_type.compartment = "Patient/456".into();
+    let mut smart_with_id = fhir(pb::Interaction::SmartConfiguration, "", "456");
+    smart_with_id.params = vec![pb::SearchParam {
+        name: "subject".into(),
+        value: "Patient/456".into(),
+    }];
+    let cases = [
+        ("version id", vread),
+        (
+            "id with a slash",
+            fhir(pb::Interaction::Read, "Patient", "123/../456"),
+        ),
+        ("dot id", fhir(pb::Interaction::Read, "Patient", "..")),
+        (
+            "lower-case type",
+            fhir(pb::Interaction::Read, "patient", "123"),
+        ),
+        ("public with a type", public_with_type),
+        ("public with an id", smart_with_id),
+    ];
+    let mut client = server.client.clone();
+    for (name, request) in cases {
+        let status = client
+            .check_access(check_fhir(&token, request))
+            .await
+            .expect_err(name);
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+    }
+    server.stop().await;
+}
+
+/// A history or a vread is decided on the current version, which says nothing of the
+/// versions it returns: the compartment stays a constraint on every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_keep_the_compartment_for_every_version() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    for path in ["Observation/obs-1/_history", "Observation/obs-1/_history/1"] {
+        let mut request = check_http(&token, "GET", path);
+        request.stored = json_resource(&observation("123"));
+        let response = server.check_request(request).await;
+        assert_eq!(decision(&response), pb::Decision::Allow, "{path}");
+        assert_eq!(response.grants[0].compartment, "Patient/123", "{path}");
+    }
+    let mut current = check_http(&token, "GET", "Observation/obs-1");
+    current.stored = json_resource(&observation("123"));
+    assert_eq!(
+        server.check_request(current).await.grants[0].compartment,
+        ""
+    );
+    server.stop().await;
+}
+
+/// A conditional reference is a search the server runs for the token before any
+/// constraint applies: under patient/ scopes it is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_references_are_decided_as_searches() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.cruds patient/Patient.rs", "123");
+    let mut resource = observation("123");
+    resource.as_object_mut().unwrap().remove("id");
+    resource["performer"] =
+        json!([{"reference": "Patient?identifier=http://hospital.example/mrn|999"}]);
+    let mut request = check_http(&token, "POST", "Observation");
+    request.proposed = json_resource(&resource);
+    let response = server.check_request(request).await;
+    assert_eq!(
+        decision(&response),
+        pb::Decision::Deny,
+        "{}",
+        response.message
+    );
+    assert_eq!(reason(&response), pb::Reason::OutsideCompartment);
+    assert!(
+        response.message.contains("conditional reference"),
+        "{}",
+        response.message
+    );
+    server.stop().await;
+}
+
+/// Hostile claims are refused, never copied: a control character in an identity claim, a
+/// look-alike scope, an `iat` from the future.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_claims_are_refused_or_grant_nothing() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+
+    let mut injected = issuer.claims("patient/*.rs");
+    injected["patient"] = json!("123");
+    injected["fhirUser"] = json!("Patient/123\r\nx-smart-role: admin");
+    let response = server
+        .check(&sign(&RSA_1, &injected), "GET", "Observation?code=x")
+        .await;
+    assert_eq!(decision(&response), pb::Decision::Deny);
+    assert_eq!(reason(&response), pb::Reason::TokenMalformed);
+
+    for scope in [
+        "system/*.rs\u{a0}",
+        "system/*.rs\tpatient/*.rs",
+        "system/*.rs\n",
+    ] {
+        let claims = issuer.claims(scope);
+        let response = server
+            .check(&sign(&RSA_1, &claims), "GET", "Observation?code=x")
+            .await;
+        assert_eq!(decision(&response), pb::Decision::Deny, "{scope:?}");
+        assert_eq!(response.ignored_scopes.len(), 1, "{scope:?}");
+        assert_eq!(response.ignored_scopes[0].scope, scope);
+    }
+
+    let mut future = issuer.claims("system/*.rs");
+    future["iat"] = json!(now() + 10 * 365 * 24 * 3600);
+    future["exp"] = json!(now() + 10 * 365 * 24 * 3600 + 600);
+    let response = server
+        .check(&sign(&RSA_1, &future), "GET", "Observation?code=x")
+        .await;
+    assert_eq!(reason(&response), pb::Reason::TokenNotYetValid);
+    server.stop().await;
+}
