@@ -162,10 +162,12 @@ fn size_limit_named(
         let out_of_range = headers
             .get("grpc-status")
             .is_some_and(|status| status == "11");
-        let too_large = headers
-            .get("grpc-message")
-            .and_then(|message| message.to_str().ok())
-            .is_some_and(|message| message.contains("message length too large"));
+        // grpc-message is percent-encoded (gRPC over HTTP/2, "Responses").
+        let too_large = headers.get("grpc-message").is_some_and(|message| {
+            percent_encoding::percent_decode(message.as_bytes())
+                .decode_utf8_lossy()
+                .contains("message length too large")
+        });
         if out_of_range && too_large {
             let message =
                 format!("the request is larger than max_request_bytes ({max_request_bytes} bytes)");

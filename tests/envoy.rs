@@ -13,7 +13,9 @@ mod common;
 
 use common::envoy::*;
 use common::*;
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use serde_json::{Value, json};
+use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_searches_pass_with_the_smart_headers() {
