@@ -16,23 +16,6 @@ use serde_json::json;
 use smart_authz::grpc::pb;
 use tonic::Code;
 
-fn fhir(interaction: pb::Interaction, resource_type: &str, id: &str) -> pb::FhirRequest {
-    pb::FhirRequest {
-        interaction: interaction as i32,
-        resource_type: resource_type.to_owned(),
-        id: id.to_owned(),
-        ..pb::FhirRequest::default()
-    }
-}
-
-fn check_fhir(token: &str, request: pb::FhirRequest) -> pb::CheckAccessRequest {
-    pb::CheckAccessRequest {
-        access_token: token.to_owned(),
-        request: Some(pb::check_access_request::Request::Fhir(request)),
-        ..pb::CheckAccessRequest::default()
-    }
-}
-
 /// The rules of HTTP request lines are the pipeline's, the same as on the Envoy face.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {

@@ -16,7 +16,8 @@ static TOKEN: LazyLock<TokenContext> = LazyLock::new(|| {
     });
     TokenContext::from_claims(&claims, FhirVersion::R4).unwrap_or_default()
 });
-static ENGINE: LazyLock<Engine> = LazyLock::new(|| Engine::new(Policy::for_version(FhirVersion::R4)));
+static ENGINE: LazyLock<Engine> =
+    LazyLock::new(|| Engine::new(Policy::for_version(FhirVersion::R4)));
 
 fuzz_target!(|data: &[u8]| {
     let Ok(bundle) = parse_strict(data) else {

@@ -20,5 +20,9 @@ fuzz_target!(|data: &[u8]| {
     ) {
         return;
     }
-    assert_eq!(validate_structured(&request), Ok(request.clone()), "{method} {path}");
+    assert_eq!(
+        validate_structured(&request),
+        Ok(request.clone()),
+        "{method} {path}"
+    );
 });

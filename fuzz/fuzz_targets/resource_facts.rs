@@ -7,9 +7,22 @@
 use libfuzzer_sys::fuzz_target;
 use smart_authz_engine::fhir::{FhirVersion, Resource};
 
-const TYPES: [&str; 6] = ["Observation", "Patient", "Binary", "Bundle", "Device", "Encounter"];
+const TYPES: [&str; 6] = [
+    "Observation",
+    "Patient",
+    "Binary",
+    "Bundle",
+    "Device",
+    "Encounter",
+];
 const FILTERS: [(&str, &[&str]); 4] = [
-    ("category", &["laboratory", "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"]),
+    (
+        "category",
+        &[
+            "laboratory",
+            "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+        ],
+    ),
     ("subject", &["Patient/123"]),
     ("name", &["Ann"]),
     ("code", &["http://loinc.org|"]),

@@ -273,6 +273,25 @@ async fn connect(address: SocketAddr) -> Channel {
     panic!("the server did not start on {address}");
 }
 
+/// A structured request of `interaction` on `resource_type` and `id` (empty: unset).
+pub fn fhir(interaction: pb::Interaction, resource_type: &str, id: &str) -> pb::FhirRequest {
+    pb::FhirRequest {
+        interaction: interaction as i32,
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        ..pb::FhirRequest::default()
+    }
+}
+
+/// A `CheckAccessRequest` with a structured request.
+pub fn check_fhir(token: &str, request: pb::FhirRequest) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::check_access_request::Request::Fhir(request)),
+        ..pb::CheckAccessRequest::default()
+    }
+}
+
 /// A `CheckAccessRequest` with an HTTP request line.
 pub fn check_http(token: &str, method: &str, path: &str) -> pb::CheckAccessRequest {
     pb::CheckAccessRequest {
