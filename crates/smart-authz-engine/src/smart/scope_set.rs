@@ -52,10 +52,10 @@ impl ScopeSet {
             if text.is_empty() || !seen.insert(text) {
                 continue;
             }
-            let parsed = if entries.len() >= MAX_SCOPES {
-                Err(ScopeError::TooMany(MAX_SCOPES))
-            } else if let Some(invalid) = text.chars().find(|c| !is_scope_token_char(*c)) {
+            let parsed = if let Some(invalid) = text.chars().find(|c| !is_scope_token_char(*c)) {
                 Err(ScopeError::InvalidCharacter(invalid))
+            } else if entries.len() >= MAX_SCOPES {
+                Err(ScopeError::TooMany(MAX_SCOPES))
             } else {
                 parse_scope(text, version)
             };
@@ -90,7 +90,7 @@ impl ScopeSet {
         let texts: Vec<&str> = self
             .entries
             .iter()
-            .filter(|entry| !matches!(entry.parsed, Err(ScopeError::InvalidCharacter(_))))
+            .filter(|entry| entry.text.chars().all(is_scope_token_char))
             .map(|entry| entry.text.as_str())
             .collect();
         texts.join(" ")

@@ -77,3 +77,20 @@ fn scopes_are_separated_by_spaces_only_and_never_trimmed_into_another_scope() {
     let set = ScopeSet::from_list(["patient/*.rs openid"], FhirVersion::R4);
     assert_eq!(set.resource_scopes().count(), 0);
 }
+
+/// Found by the `scope` fuzz target: a scope past the limit was reported as `TooMany`
+/// before its characters were looked at, and its control character reached the header
+/// string.
+#[test]
+fn a_scope_past_the_limit_with_a_control_character_stays_out_of_the_header() {
+    let mut scopes: Vec<String> = (0..MAX_SCOPES)
+        .map(|index| format!("__ext{index}"))
+        .collect();
+    scopes.push("lsd\u{f}".to_owned());
+    let set = ScopeSet::parse(&scopes.join(" "), FhirVersion::R4);
+    assert!(!set.to_scope_string().chars().any(char::is_control));
+    assert!(matches!(
+        set.entries.last().unwrap().parsed,
+        Err(ScopeError::InvalidCharacter('\u{f}'))
+    ));
+}
