@@ -297,3 +297,45 @@ async fn histories_are_allowed_with_the_compartment_constraint() {
     }
     server.stop().await;
 }
+
+/// A single conditional create's `If-None-Exist` is a search the server runs for the token;
+/// a write whose body Envoy truncated cannot be judged; every override header counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writes_are_decided_on_everything_the_server_will_use() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.crs", "123");
+    let mut own = observation("123");
+    own.as_object_mut().unwrap().remove("id");
+    let conditional = check_request(
+        "POST",
+        "/fhir/R4/Observation",
+        Some(&token),
+        &[(
+            "if-none-exist",
+            "subject=Patient/456&code=http://loinc.org|1234-5",
+        )],
+        Some(&own),
+    );
+    denied_response(&envoy_check(&server, conditional).await, 403);
+    let truncated = check_request(
+        "POST",
+        "/fhir/R4/Observation",
+        Some(&token),
+        &[("x-envoy-auth-partial-body", "true")],
+        Some(&own),
+    );
+    denied_response(&envoy_check(&server, truncated).await, 403);
+    let second_override = check_request(
+        "GET",
+        "/fhir/R4/Observation/1",
+        Some(&token),
+        &[
+            ("x-http-method-override", "GET"),
+            ("x-http-method", "DELETE"),
+        ],
+        None,
+    );
+    denied_response(&envoy_check(&server, second_override).await, 400);
+    server.stop().await;
+}

@@ -270,3 +270,59 @@ async fn hostile_claims_are_refused_or_grant_nothing() {
     assert_eq!(reason(&response), pb::Reason::TokenNotYetValid);
     server.stop().await;
 }
+
+/// The headers of an HTTP line are read as HTTP reads them: without case, a name given twice
+/// refused, every override header and `If-None-Exist` taken into account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_line_headers_are_read_as_http_reads_them() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.crs", "123");
+    let mut client = server.client.clone();
+    let with_headers = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut request = check_http(&token, method, path);
+        if let Some(pb::check_access_request::Request::Http(http)) = &mut request.request {
+            for (name, value) in headers {
+                http.headers.insert((*name).into(), (*value).into());
+            }
+        }
+        request
+    };
+    for headers in [
+        vec![("X-HTTP-Method-Override", "DELETE")],
+        vec![
+            ("x-http-method-override", "GET"),
+            ("x-http-method", "DELETE"),
+        ],
+        vec![
+            ("x-http-method-override", "GET"),
+            ("X-Http-Method-Override", "DELETE"),
+        ],
+    ] {
+        let status = client
+            .check_access(with_headers("GET", "Observation/1", &headers))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{headers:?}: {status:?}"
+        );
+    }
+    let mut own = observation("123");
+    own.as_object_mut().unwrap().remove("id");
+    let mut conditional = with_headers(
+        "POST",
+        "Observation",
+        &[("If-None-Exist", "subject=Patient/456")],
+    );
+    conditional.proposed = json_resource(&own);
+    let response = server.check_request(conditional).await;
+    assert_eq!(
+        decision(&response),
+        pb::Decision::Deny,
+        "{}",
+        response.message
+    );
+    server.stop().await;
+}

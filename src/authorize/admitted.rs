@@ -62,16 +62,22 @@ impl<'a> Admitted<'a> {
         self.reread.as_ref().unwrap_or(&self.token.context)
     }
 
-    /// Decides one request.
+    /// Decides one request; `if_none_exist` is the query of a conditional create.
     pub fn decide(
         self,
         request: &FhirRequest,
         stored: Option<&Resource>,
         proposed: Option<&Resource>,
+        if_none_exist: Option<&str>,
     ) -> Verdict<Decision> {
-        let decision = self
+        let mut decision = self
             .engine
             .decide(self.context(), request, stored, proposed);
+        if let Some(query) = if_none_exist.filter(|_| decision.is_allowed()) {
+            decision = self
+                .engine
+                .check_if_none_exist(self.context(), request, query, decision);
+        }
         self.authorizer.report_decision(
             self.call,
             &decision,

@@ -117,6 +117,8 @@ pub struct Check<'a> {
     pub stored: Option<&'a Resource>,
     /// The new version of the resource.
     pub proposed: Option<&'a Resource>,
+    /// The `If-None-Exist` query of a conditional create.
+    pub if_none_exist: Option<&'a str>,
 }
 
 /// A batch or transaction to decide, entry by entry.
@@ -175,9 +177,12 @@ impl Authorizer {
         Ok(match admission {
             Admission::Public(decision) => Verdict::Public(decision),
             Admission::Refused(refusal) => Verdict::Refused(refusal),
-            Admission::Admitted(admitted) => {
-                admitted.decide(check.request, check.stored, check.proposed)
-            }
+            Admission::Admitted(admitted) => admitted.decide(
+                check.request,
+                check.stored,
+                check.proposed,
+                check.if_none_exist,
+            ),
         })
     }
 

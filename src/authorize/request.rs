@@ -1,6 +1,7 @@
 //! HTTP request lines read the same way on every face: the method and path a FHIR server
 //! sees, with the headers that could make it run something else.
 
+use crate::fhir::request_line::parse_query;
 use crate::fhir::{FhirRequest, parse_request_line};
 
 use super::Refusal;
@@ -32,10 +33,11 @@ impl<'a> HttpLine<'a> {
         &self,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> Result<FhirRequest, Refusal> {
+        // Every override header counts: servers differ in which one they honour.
         if let Some(other) = METHOD_OVERRIDE_HEADERS
             .iter()
-            .find_map(|name| header(name))
-            .filter(|method| !method.eq_ignore_ascii_case(self.method))
+            .filter_map(|name| header(name))
+            .find(|method| !method.eq_ignore_ascii_case(self.method))
         {
             return Err(Refusal::InvalidRequest(format!(
                 "method override to {other:?} is not accepted: send the method itself"
@@ -46,19 +48,36 @@ impl<'a> HttpLine<'a> {
     }
 
     /// Whether the line is a `GET` (or `HEAD`) of one of `public_paths`: only a read can be
-    /// public (`POST Questionnaire` never is).
+    /// public (`POST Questionnaire` never is), and only of what the path names: a query that
+    /// brings in other resources (`_include`, `_revinclude`, `_has`, `_contained`, a chain)
+    /// or cannot be read is never public.
     pub fn is_public_path(&self, public_paths: &[String]) -> bool {
         if !(self.method.eq_ignore_ascii_case("GET") || self.method.eq_ignore_ascii_case("HEAD")) {
             return false;
         }
-        let path = self
-            .path
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_matches('/');
-        public_paths
+        let (path, query) = self.path.split_once('?').unwrap_or((self.path, ""));
+        let path = path.trim_matches('/');
+        if path.is_empty()
+            || !public_paths
+                .iter()
+                .any(|public| public.trim_matches('/') == path)
+        {
+            return false;
+        }
+        let Ok(params) = parse_query(query) else {
+            return false;
+        };
+        !params
             .iter()
-            .any(|public| public.trim_matches('/') == path)
+            .any(|param| reaches_other_resources(&param.name))
     }
+}
+
+/// Search parameters that return or filter by resources other than those the path names
+/// (FHIR R4 search.html §3.1.1.5.5 chaining, §3.1.1.5.6 `_has`, §3.2.1.5.5 includes).
+fn reaches_other_resources(name: &str) -> bool {
+    ["_include", "_revinclude", "_has", "_contained"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || name.contains('.')
 }

@@ -86,6 +86,16 @@ fn a_method_override_to_another_method_is_refused() {
             "{name}: {refused:?}"
         );
     }
+    // Every override header counts, not only the first one present.
+    let second = line.read(|header| match header {
+        "x-http-method-override" => Some("POST"),
+        "x-http-method" => Some("DELETE"),
+        _ => None,
+    });
+    assert!(
+        matches!(second, Err(Refusal::InvalidRequest(_))),
+        "{second:?}"
+    );
     // Naming the request's own method changes nothing.
     let same = line.read(|header| (header == "x-http-method-override").then_some("post"));
     assert_eq!(same.unwrap().interaction, Interaction::SearchType);
@@ -115,6 +125,21 @@ fn only_reads_of_a_public_path_are_public() {
     };
     assert!(!other.is_public_path(&public));
     assert!(!get.is_public_path(&[]));
+    // A query that brings in other resources is never public.
+    for query in [
+        "_revinclude=QuestionnaireResponse:questionnaire",
+        "_include=Questionnaire:subject",
+        "_has:QuestionnaireResponse:questionnaire:status=completed",
+        "subject.name=Ann",
+        "%5Finclude=x",
+        "code=%zz",
+    ] {
+        let line = HttpLine {
+            method: "GET",
+            path: &format!("Questionnaire/intake?{query}"),
+        };
+        assert!(!line.is_public_path(&public), "{query}");
+    }
 }
 
 #[test]

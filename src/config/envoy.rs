@@ -61,6 +61,14 @@ impl EnvoyConfig {
                 ));
             }
         }
+        for (index, public) in self.public_paths.iter().enumerate() {
+            if public.trim_matches('/').is_empty() {
+                return Err((
+                    format!("envoy.public_paths[{index}]"),
+                    "must name a path under the base (an empty path would make every system search public)".to_owned(),
+                ));
+            }
+        }
         Ok(())
     }
 

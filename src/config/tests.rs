@@ -421,3 +421,17 @@ fn modes_choose_the_audited_outcomes() {
     assert!(AuditMode::All.covers(Outcome::Allow));
     assert_eq!(AuditMode::default(), AuditMode::Denies);
 }
+
+#[test]
+fn an_empty_public_path_is_refused() {
+    for public in ["\"\"", "\"/\"", "\"//\""] {
+        let text = format!(
+            "[[issuers]]\nissuer = \"https://auth.example\"\naudiences = [\"https://fhir.example\"]\njwks = '{{\"keys\": []}}'\n[envoy]\npublic_paths = [{public}]\n"
+        );
+        let error = Config::from_toml(&text).unwrap_err();
+        assert!(
+            error.to_string().contains("envoy.public_paths[0]"),
+            "{error}"
+        );
+    }
+}

@@ -130,6 +130,24 @@ impl EnvoyAuthz {
         if request.interaction == Interaction::Batch {
             return Ok(decide_bundle(admitted, &request, body, http).await);
         }
+        // A write is decided on its whole body: a truncated one cannot show a second
+        // patient or a conditional reference, which no constraint can stand in for.
+        let truncated = http
+            .headers
+            .get("x-envoy-auth-partial-body")
+            .is_some_and(|value| value == "true");
+        if truncated
+            && matches!(
+                request.interaction,
+                Interaction::Create | Interaction::Update | Interaction::Patch
+            )
+        {
+            let refusal = Refusal::BodyRequired(
+                "a write is decided on its whole body: raise with_request_body.max_request_bytes"
+                    .to_owned(),
+            );
+            return Ok(answer_refusal(admitted, &request, refusal));
+        }
         let proposed = match (request.interaction, body) {
             (Interaction::Create | Interaction::Update, Some(body)) => {
                 match parse_resource(body).await {
@@ -139,15 +157,21 @@ impl EnvoyAuthz {
             }
             _ => None,
         };
-        Ok(match admitted.decide(&request, None, proposed.as_ref()) {
-            Verdict::Decided { decision, token } if decision.is_allowed() => {
-                let narrowing = self.narrowing(&request, &decision, served.engine.fhir_version());
-                response::allowed(&decision, Some(&token), &http.headers, narrowing)
-            }
-            Verdict::Decided { decision, .. } => response::decision_denied(&decision),
-            Verdict::Public(decision) => response::allowed(&decision, None, &http.headers, None),
-            Verdict::Refused(refusal) => response::refused(&refusal),
-        })
+        let if_none_exist = http.headers.get("if-none-exist").map(String::as_str);
+        Ok(
+            match admitted.decide(&request, None, proposed.as_ref(), if_none_exist) {
+                Verdict::Decided { decision, token } if decision.is_allowed() => {
+                    let narrowing =
+                        self.narrowing(&request, &decision, served.engine.fhir_version());
+                    response::allowed(&decision, Some(&token), &http.headers, narrowing)
+                }
+                Verdict::Decided { decision, .. } => response::decision_denied(&decision),
+                Verdict::Public(decision) => {
+                    response::allowed(&decision, None, &http.headers, None)
+                }
+                Verdict::Refused(refusal) => response::refused(&refusal),
+            },
+        )
     }
 
     /// Reports a refusal found while decoding, and answers it.

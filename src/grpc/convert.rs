@@ -47,21 +47,56 @@ pub fn entry_request<'m>(
     }
 }
 
-/// An HTTP request line, read by the pipeline's rules.
+/// An HTTP request line, read by the pipeline's rules. Header names are matched without
+/// case, as HTTP does; a name given twice (in any case) is refused rather than guessed at.
 fn http_request<'m>(
     http: &'m pb::HttpRequest,
     field: &str,
 ) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
+    let mut names = std::collections::HashSet::new();
+    if let Some(twice) = http
+        .headers
+        .keys()
+        .find(|name| !names.insert(name.to_ascii_lowercase()))
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field}.http.headers: {twice:?} is given twice"
+        )));
+    }
     let line = HttpLine {
         method: &http.method,
         path: &http.path,
     };
-    let request = line
-        .read(|name| http.headers.get(name).map(String::as_str))
-        .map_err(|refusal| {
-            Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
-        })?;
+    let request = line.read(|name| header(http, name)).map_err(|refusal| {
+        Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
+    })?;
     Ok((request, Some(line)))
+}
+
+/// A request header by its lower-case name, whatever the case it was given in.
+fn header<'m>(http: &'m pb::HttpRequest, name: &str) -> Option<&'m str> {
+    http.headers
+        .iter()
+        .find(|(given, _)| given.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// The `If-None-Exist` header of a `CheckAccess` request given as an HTTP line.
+pub fn if_none_exist(request: Option<&pb::check_access_request::Request>) -> Option<&str> {
+    match request {
+        Some(pb::check_access_request::Request::Http(http)) => header(http, "if-none-exist"),
+        _ => None,
+    }
+}
+
+/// The `If-None-Exist` header of a batch entry given as an HTTP line.
+pub fn entry_if_none_exist(request: Option<&pb::batch_entry::Request>) -> Option<String> {
+    match request {
+        Some(pb::batch_entry::Request::Http(http)) => {
+            header(http, "if-none-exist").map(str::to_owned)
+        }
+        _ => None,
+    }
 }
 
 fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest, Status> {

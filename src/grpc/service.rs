@@ -34,6 +34,7 @@ impl AuthzGrpc {
             span,
         };
         let (request, line) = convert::check_request(message.request.as_ref())?;
+        let if_none_exist = convert::if_none_exist(message.request.as_ref());
         let stored = convert::resource(message.stored, "stored").await?;
         let proposed = convert::resource(message.proposed, "proposed").await?;
         let check = Check {
@@ -42,6 +43,7 @@ impl AuthzGrpc {
             line,
             stored: stored.as_ref(),
             proposed: proposed.as_ref(),
+            if_none_exist,
         };
         let verdict = self.authorizer.check(call, &self.engine, check).await?;
         convert::check_response(verdict).map(Response::new)
@@ -70,7 +72,7 @@ impl AuthzGrpc {
                 request: Ok(request),
                 stored: convert::resource(entry.stored, &format!("{field}.stored")).await?,
                 proposed: convert::resource(entry.proposed, &format!("{field}.proposed")).await?,
-                if_none_exist: None,
+                if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
             });
         }
         let check = BundleCheck {

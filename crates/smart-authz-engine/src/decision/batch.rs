@@ -114,9 +114,11 @@ fn read_entry(entry: &Value) -> BundleEntry {
 }
 
 impl Engine {
-    /// A conditional create's `ifNoneExist` is a search of the created type the server runs
-    /// for the token (FHIR R4 http.html §3.1.0.8.1): decided as one, or the entry is denied.
-    fn check_if_none_exist(
+    /// A conditional create's `ifNoneExist` (a Bundle entry's, or the `If-None-Exist`
+    /// header of a single create) is a search of the created type the server runs for the
+    /// token (FHIR R4 http.html §3.1.0.8.1): `decision` stands only when that search may run
+    /// unconstrained.
+    pub fn check_if_none_exist(
         &self,
         token: &TokenContext,
         request: &FhirRequest,

@@ -527,7 +527,9 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        Ok(if verified {
+        // Like the compartment, a filter checked on the current version says nothing of the
+        // past versions a history or a vread returns.
+        Ok(if verified && !self.reads_past_versions() {
             Vec::new()
         } else {
             scope.filter.clone()

@@ -99,7 +99,7 @@ impl Session<'_> {
     }
 
     /// True for the interactions that return versions other than the current one.
-    fn reads_past_versions(&self) -> bool {
+    pub(super) fn reads_past_versions(&self) -> bool {
         matches!(
             self.request.interaction,
             Interaction::HistoryInstance | Interaction::Vread

@@ -113,9 +113,8 @@ fn conditional_references(resource: &Value) -> Vec<&str> {
     found
 }
 
-/// `Type?query`: a relative reference whose path is one segment and which has a query.
+/// A reference holding a query (`Type?query`, `/Type?query`, `http://host/fhir/Type?query`):
+/// servers read every such reference as a search, and no literal reference has a query.
 fn is_conditional(reference: &str) -> bool {
-    reference
-        .split_once('?')
-        .is_some_and(|(path, _)| !path.is_empty() && !path.contains('/') && !path.contains(':'))
+    reference.contains('?')
 }

@@ -152,6 +152,36 @@ pub fn cases() -> Vec<Case> {
         .allow()
         .compartment("Patient/123"),
         case(
+            S4,
+            "policy: a history keeps the granular filter, whatever the current version",
+        )
+        .scopes("patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs")
+        .patient("123")
+        .line("GET", "Observation/1/_history")
+        .stored(vital_signs_of("123"))
+        .allow()
+        .expect(|decision| {
+            (!decision.grants[0].filters.is_empty())
+                .then_some(())
+                .ok_or(format!("the filter was dropped: {decision:?}"))
+        }),
+        case(
+            S3P,
+            "a conditional reference written with a base or a slash is still a search",
+        )
+        .scopes("patient/Observation.crus patient/Patient.rs")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            obs_of("123"),
+            "performer",
+            json!([
+                {"reference": "/Patient?identifier=x"},
+                {"reference": "http://other.example.org/fhir/Patient?identifier=x"}
+            ]),
+        ))
+        .deny(Reason::UnsupportedRequest),
+        case(
             S3P,
             "a history whose current version is another patient's is denied",
         )
