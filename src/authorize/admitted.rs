@@ -52,11 +52,6 @@ impl<'a> Admitted<'a> {
         })
     }
 
-    /// The verified token.
-    pub fn token(&self) -> &Arc<VerifiedToken> {
-        &self.token
-    }
-
     /// What the engine decides on.
     fn context(&self) -> &TokenContext {
         self.reread.as_ref().unwrap_or(&self.token.context)

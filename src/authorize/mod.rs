@@ -153,11 +153,6 @@ impl Authorizer {
         }
     }
 
-    /// The authenticator behind the pipeline.
-    pub fn authenticator(&self) -> &Arc<Authenticator> {
-        &self.authenticator
-    }
-
     /// Decides one request with `engine`.
     pub async fn check(
         &self,
