@@ -324,5 +324,18 @@ async fn http_line_headers_are_read_as_http_reads_them() {
         "{}",
         response.message
     );
+    // On anything but a create the header is ignored, as servers ignore it.
+    let read = with_headers(
+        "GET",
+        "Observation?code=x",
+        &[("If-None-Exist", "subject=Patient/456")],
+    );
+    let response = server.check_request(read).await;
+    assert_eq!(
+        decision(&response),
+        pb::Decision::Allow,
+        "{}",
+        response.message
+    );
     server.stop().await;
 }

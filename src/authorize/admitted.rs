@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{Authorizer, Call, Refusal, Verdict};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine};
-use crate::fhir::{FhirRequest, Resource};
+use crate::fhir::{FhirRequest, Interaction, Resource};
 use crate::smart::TokenContext;
 use crate::telemetry::traces;
 use crate::token::{TokenError, TokenFingerprint, VerifiedToken};
@@ -68,7 +68,9 @@ impl<'a> Admitted<'a> {
         let mut decision = self
             .engine
             .decide(self.context(), request, stored, proposed);
-        if let Some(query) = if_none_exist.filter(|_| decision.is_allowed()) {
+        // Servers run the header's search for a create only, and ignore it elsewhere.
+        let conditional_create = request.interaction == Interaction::Create;
+        if let Some(query) = if_none_exist.filter(|_| conditional_create && decision.is_allowed()) {
             decision = self
                 .engine
                 .check_if_none_exist(self.context(), request, query, decision);
