@@ -26,10 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use smart_authz::authorize::Authorizer;
+use smart_authz::authorize::{Authorizer, Servers};
 use smart_authz::config::AuditMode;
 use smart_authz::config::{Config, LogConfig, TelemetryConfig};
-use smart_authz::decision::Engine;
 use smart_authz::grpc::AuthzGrpc;
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_server::AuthzService;
@@ -102,11 +101,13 @@ fn benchmarks(criterion: &mut Criterion) {
             .unwrap()
     });
     let service = |audit| {
-        let authorizer = Authorizer::new(authenticator.clone(), Observer::new(audit), Vec::new());
-        AuthzGrpc::new(
-            Arc::new(Engine::new(config.policy.clone())),
-            Arc::new(authorizer),
-        )
+        let authorizer = Authorizer::new(
+            authenticator.clone(),
+            Observer::new(audit),
+            Vec::new(),
+            Servers::from_config(&config),
+        );
+        AuthzGrpc::new(Arc::new(authorizer))
     };
     let audits_denies = service(AuditMode::Denies);
     let audits_all = service(AuditMode::All);

@@ -12,9 +12,8 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower::util::MapResponseLayer;
 
-use crate::authorize::Authorizer;
+use crate::authorize::{Authorizer, Servers};
 use crate::config::Config;
-use crate::decision::Engine;
 use crate::envoy::EnvoyAuthz;
 use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
@@ -88,10 +87,10 @@ pub async fn serve(
         Arc::clone(&authenticator),
         Observer::new(config.telemetry.audit),
         config.envoy.public_paths.clone(),
+        Servers::from_config(&config),
     ));
-    let engine = Arc::new(Engine::new(config.policy.clone()));
-    let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&engine), Arc::clone(&authorizer));
-    let authz = AuthzGrpc::new(engine, authorizer);
+    let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
+    let authz = AuthzGrpc::new(authorizer);
     let _metrics_server =
         metrics.map(|(metrics, handle)| start_metrics(metrics, handle, authenticator));
 

@@ -47,6 +47,7 @@ async fn transactions_are_all_or_nothing_batches_entry_by_entry() {
                 access_token: token.clone(),
                 bundle_type: bundle_type as i32,
                 entries: entries.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -76,6 +77,7 @@ async fn transactions_are_all_or_nothing_batches_entry_by_entry() {
             access_token: token.clone(),
             bundle_type: pb::BundleType::Transaction as i32,
             entries: entries[..2].to_vec(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -92,6 +94,7 @@ async fn transactions_are_all_or_nothing_batches_entry_by_entry() {
             access_token: expired,
             bundle_type: pb::BundleType::Batch as i32,
             entries: entries.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -104,6 +107,7 @@ async fn transactions_are_all_or_nothing_batches_entry_by_entry() {
             access_token: token,
             bundle_type: 0,
             entries,
+            ..Default::default()
         })
         .await
         .expect_err("bundle type is required");
@@ -123,7 +127,10 @@ async fn introspection_reports_claims_scopes_and_the_cache() {
     claims["jti"] = json!("abc");
     let token = sign(&RSA_1, &claims);
     let mut client = server.client.clone();
-    let introspect = |token: String| pb::IntrospectTokenRequest { token };
+    let introspect = |token: String| pb::IntrospectTokenRequest {
+        token,
+        ..Default::default()
+    };
 
     let first = client
         .introspect_token(introspect(token.clone()))
@@ -350,6 +357,7 @@ async fn batch_entries_whose_query_holds_a_url_are_decided() {
                     None,
                 ),
             ],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -369,6 +377,7 @@ async fn batch_entries_whose_query_holds_a_url_are_decided() {
                 access_token: token.clone(),
                 bundle_type: pb::BundleType::Batch as i32,
                 entries: vec![entry("GET", path, None)],
+                ..Default::default()
             })
             .await
             .unwrap_err();

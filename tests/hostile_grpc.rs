@@ -106,6 +106,7 @@ async fn an_empty_batch_is_denied() {
             access_token: token,
             bundle_type: pb::BundleType::Transaction as i32,
             entries: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

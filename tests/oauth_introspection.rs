@@ -37,6 +37,7 @@ async fn introspect(server: &TestServer, token: &str) -> pb::IntrospectTokenResp
         .clone()
         .introspect_token(pb::IntrospectTokenRequest {
             token: token.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -180,6 +180,7 @@ async fn every_decision_gets_one_json_line_without_the_token() {
                     proposed: None,
                 })
                 .collect(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -201,6 +201,7 @@ async fn an_unreachable_introspection_endpoint_is_counted() {
         .clone()
         .introspect_token(pb::IntrospectTokenRequest {
             token: "an-opaque-token".into(),
+            ..Default::default()
         })
         .await
         .expect_err("the issuer is down");

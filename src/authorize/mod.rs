@@ -8,7 +8,9 @@
 //!   configured public paths) need no token;
 //! - HTTP request lines, and their method override headers, are read by [`HttpLine`];
 //! - the limits of a request ([`MAX_BATCH_ENTRIES`]);
-//! - a token is judged once, its fingerprint computed where it is hashed;
+//! - which FHIR server a request is for, and whether the caller may ask for it ([`Servers`]);
+//! - a token is judged once, its fingerprint computed where it is hashed, and honoured only
+//!   by the servers it was issued for ([`FhirServer::accepts`]);
 //! - a token verified for one FHIR version is re-read for an engine of another;
 //! - the deny vocabulary ([`Refusal`]) and its statuses.
 //!
@@ -22,6 +24,7 @@
 mod admitted;
 mod refusal;
 mod request;
+mod servers;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +35,8 @@ use tracing::Span;
 pub use self::admitted::Admitted;
 pub use self::refusal::{Refusal, Status, decision_status};
 pub use self::request::HttpLine;
-use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine, Outcome};
+pub use self::servers::{Caller, FhirServer, Servers};
+use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
 use crate::fhir::{FhirRequest, Resource};
 use crate::smart::TokenContext;
 use crate::telemetry::{DecisionEvent, Observer, Rpc, traces};
@@ -138,6 +142,7 @@ pub struct Authorizer {
     observer: Observer,
     /// Paths relative to a FHIR base that need no token (`[envoy] public_paths`).
     public_paths: Vec<String>,
+    servers: Servers,
 }
 
 impl Authorizer {
@@ -145,25 +150,53 @@ impl Authorizer {
         authenticator: Arc<Authenticator>,
         observer: Observer,
         public_paths: Vec<String>,
+        servers: Servers,
     ) -> Self {
         Authorizer {
             authenticator,
             observer,
             public_paths,
+            servers,
         }
     }
 
-    /// Decides one request with `engine`.
+    /// The server a gRPC request names, if `caller` may ask for it; a refusal is reported.
+    pub fn server_named(
+        &self,
+        call: Call<'_>,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<&Arc<FhirServer>, Refusal> {
+        self.servers
+            .named(caller, name)
+            .inspect_err(|refusal| self.report_refusal(call, refusal, None, None, None))
+    }
+
+    /// The server of an Envoy request and its path relative to the server's base, if
+    /// `caller` may ask for it; a refusal is reported.
+    pub fn server_routed<'p>(
+        &self,
+        call: Call<'_>,
+        caller: &Caller,
+        authority: &str,
+        path: &'p str,
+    ) -> Result<(&Arc<FhirServer>, &'p str), Refusal> {
+        self.servers
+            .route(caller, authority, path)
+            .inspect_err(|refusal| self.report_refusal(call, refusal, None, None, None))
+    }
+
+    /// Decides one request for `server`.
     pub async fn check(
         &self,
         call: Call<'_>,
-        engine: &Engine,
+        server: &FhirServer,
         check: Check<'_>,
     ) -> Result<Verdict<Decision>, Unavailable> {
         let admission = self
             .admit(
                 call,
-                engine,
+                server,
                 check.raw_token,
                 Some(check.request),
                 check.line,
@@ -181,17 +214,17 @@ impl Authorizer {
         })
     }
 
-    /// Decides a batch or transaction with `engine`, entry by entry; one event per entry.
+    /// Decides a batch or transaction for `server`, entry by entry; one event per entry.
     pub async fn check_bundle(
         &self,
         call: Call<'_>,
-        engine: &Engine,
+        server: &FhirServer,
         check: BundleCheck<'_>,
     ) -> Result<Verdict<BundleDecision>, Unavailable> {
         traces::record_bundle_size(call.span, check.entries.len());
         // A Bundle is never public: no request line is matched.
         let admission = self
-            .admit(call, engine, check.raw_token, check.request, None)
+            .admit(call, server, check.raw_token, check.request, None)
             .await?;
         Ok(match admission {
             Admission::Admitted(admitted) => {
@@ -207,12 +240,12 @@ impl Authorizer {
     }
 
     /// The first half of the pipeline: a public endpoint passes; otherwise the token is
-    /// authenticated (a refusal is reported here) and read for `engine`'s FHIR version.
-    /// `request` is what a refusal's event names.
+    /// authenticated, must be one `server` honours (a refusal is reported here), and is read
+    /// for the server's FHIR version. `request` is what a refusal's event names.
     pub async fn admit<'a>(
         &'a self,
         call: Call<'a>,
-        engine: &'a Engine,
+        server: &'a FhirServer,
         raw_token: &str,
         request: Option<&FhirRequest>,
         line: Option<HttpLine<'_>>,
@@ -241,23 +274,37 @@ impl Authorizer {
                 return Err(Unavailable { issuer, detail });
             }
         };
-        match Admitted::new(self, call, engine, token, fingerprint) {
+        if let Err(error) = server.accepts(&token) {
+            return Ok(self.token_refused(call, error, request, Some(fingerprint)));
+        }
+        match Admitted::new(self, call, server.engine(), token, fingerprint) {
             Ok(admitted) => Ok(Admission::Admitted(admitted)),
             Err(error) => Ok(self.token_refused(call, error, request, Some(fingerprint))),
         }
     }
 
-    /// Judges a token alone (RFC 7662 introspection of this service): `None` when it is
-    /// refused.
+    /// Whether `caller` may introspect tokens; a refusal is reported.
+    pub fn may_introspect(&self, call: Call<'_>, caller: &Caller) -> Result<(), Refusal> {
+        self.servers
+            .may_introspect(caller)
+            .inspect_err(|refusal| self.report_refusal(call, refusal, None, None, None))
+    }
+
+    /// Judges a token alone, for `server` (RFC 7662 introspection of this service): `None`
+    /// when it is refused or not one `server` honours.
     pub async fn introspect(
         &self,
         call: Call<'_>,
+        server: &FhirServer,
         raw_token: &str,
     ) -> Result<Option<Authenticated>, Unavailable> {
         match self.authenticator.authenticate(raw_token).await {
             Ok(authenticated) => {
                 traces::record_token(call.span, &authenticated);
-                Ok(Some(authenticated))
+                Ok(server
+                    .accepts(&authenticated.token)
+                    .is_ok()
+                    .then_some(authenticated))
             }
             Err(AuthError::Rejected(_)) => Ok(None),
             Err(AuthError::Unavailable { issuer, detail }) => Err(Unavailable { issuer, detail }),

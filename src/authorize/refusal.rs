@@ -25,6 +25,15 @@ pub enum Refusal {
     /// The request is decided on its body, which was not forwarded whole.
     #[error("{0}")]
     BodyRequired(String),
+    /// The request names no configured FHIR server, or none when it must.
+    #[error("{0}")]
+    UnknownServer(String),
+    /// Mutual TLS: the connection presented no client certificate.
+    #[error("a client certificate is required")]
+    CallerUnauthenticated,
+    /// Mutual TLS: the caller's certificate is not bound to what it asked for.
+    #[error("{0}")]
+    CallerNotAllowed(String),
 }
 
 /// How an answer is carried on each face.
@@ -61,6 +70,9 @@ impl Refusal {
                 Reason::UnsupportedRequest.as_str()
             }
             Refusal::NoFhirBase => "no_fhir_base",
+            Refusal::UnknownServer(_) => "unknown_fhir_server",
+            Refusal::CallerUnauthenticated => "caller_unauthenticated",
+            Refusal::CallerNotAllowed(_) => "caller_not_allowed",
         }
     }
 
@@ -68,8 +80,15 @@ impl Refusal {
     pub fn status(&self) -> Status {
         match self {
             Refusal::Token(_) => Status::UNAUTHORIZED,
-            Refusal::InvalidRequest(_) => Status::BAD_REQUEST,
-            Refusal::NoFhirBase | Refusal::BodyRequired(_) => Status::FORBIDDEN,
+            // The proxy, not the app, lacks a certificate: the app is not asked to log in.
+            Refusal::CallerUnauthenticated => Status {
+                http: 403,
+                grpc: Code::Unauthenticated,
+            },
+            Refusal::InvalidRequest(_) | Refusal::UnknownServer(_) => Status::BAD_REQUEST,
+            Refusal::NoFhirBase | Refusal::BodyRequired(_) | Refusal::CallerNotAllowed(_) => {
+                Status::FORBIDDEN
+            }
         }
     }
 }

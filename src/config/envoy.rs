@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use crate::fhir::FhirVersion;
 
 /// How the ext_authz face reads proxied requests.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnvoyConfig {
-    /// FHIR bases as path prefixes, e.g. `/fhir/R4/`; the longest matching prefix wins.
-    /// A request under none of them is denied.
+    /// FHIR bases as path prefixes, e.g. `/fhir/R4/`, when no `[[fhir_servers]]` are
+    /// configured (each server has its `envoy_prefixes` then); default `/`. The longest
+    /// matching prefix wins; a request under none of them is denied.
     pub bases: Vec<FhirBase>,
     /// Paths relative to a base that pass without a token, besides `metadata` and
     /// `.well-known/smart-configuration` (which always do).
@@ -18,19 +19,6 @@ pub struct EnvoyConfig {
     /// Set the compartment's own search parameter (`patient=123`, or `_id=123` on Patient)
     /// on allowed type searches whose every grant carries that compartment.
     pub narrow_searches: bool,
-}
-
-impl Default for EnvoyConfig {
-    fn default() -> Self {
-        EnvoyConfig {
-            bases: vec![FhirBase {
-                prefix: "/".to_owned(),
-                fhir_version: None,
-            }],
-            public_paths: Vec::new(),
-            narrow_searches: false,
-        }
-    }
 }
 
 /// One FHIR base behind the proxy.
@@ -47,12 +35,6 @@ pub struct FhirBase {
 impl EnvoyConfig {
     /// Checks the prefixes; the message names the key.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.bases.is_empty() {
-            return Err((
-                "envoy.bases".to_owned(),
-                "list at least one FHIR base".to_owned(),
-            ));
-        }
         for (index, base) in self.bases.iter().enumerate() {
             if !base.prefix.starts_with('/') || !base.prefix.ends_with('/') {
                 return Err((
@@ -71,17 +53,17 @@ impl EnvoyConfig {
         }
         Ok(())
     }
-
-    /// The base whose prefix is the longest one `path` starts with, and the rest of the path.
-    pub fn base_of<'p>(&self, path: &'p str) -> Option<(&FhirBase, &'p str)> {
-        self.bases
-            .iter()
-            .filter_map(|base| Some((base, base.relative_path(path)?)))
-            .max_by_key(|(base, _)| base.prefix.len())
-    }
 }
 
 impl FhirBase {
+    /// The whole path space: `/`.
+    pub fn root() -> Self {
+        FhirBase {
+            prefix: "/".to_owned(),
+            fhir_version: None,
+        }
+    }
+
     /// `path` relative to this base, when it is under it: `/fhir/R4` and `/fhir/R4?...` are
     /// the base itself.
     pub fn relative_path<'p>(&self, path: &'p str) -> Option<&'p str> {

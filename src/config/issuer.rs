@@ -25,7 +25,9 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 6] = [
 pub struct IssuerFile {
     /// The exact `iss` of its tokens.
     pub issuer: String,
-    /// Accepted `aud` values: the FHIR base URL(s) of this server.
+    /// Accepted `aud` values: the FHIR base URL(s) of this server. Optional with
+    /// `[[fhir_servers]]`, whose `audiences` are checked per request; when given there too,
+    /// a token must name one of these as well.
     pub audiences: Vec<String>,
     /// Where its keys are: at most one of these three. With none of them and no
     /// `introspection_endpoint`, they are discovered.
@@ -207,11 +209,9 @@ pub(super) fn validate_issuer(
             format!("at most {MAX_LEEWAY_SECS}"),
         ));
     }
-    if file.audiences.is_empty() || file.audiences.iter().any(String::is_empty) {
-        return Err(invalid(
-            key("audiences"),
-            "list the FHIR base URL(s) tokens must be issued for",
-        ));
+    // Required unless `[[fhir_servers]]` name the audiences (checked with the servers).
+    if file.audiences.iter().any(String::is_empty) {
+        return Err(invalid(key("audiences"), "an audience may not be empty"));
     }
     let mut keys = match (
         file.jwks_uri.take(),

@@ -12,7 +12,9 @@
 mod cache;
 mod envoy;
 mod issuer;
+mod servers;
 mod telemetry;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,9 +29,11 @@ pub use self::issuer::{
     DEFAULT_ALGORITHMS, IntrospectionAuth, IntrospectionConfig, IssuerConfig, IssuerFile,
     KeySource, MAX_LEEWAY_SECS, Secret,
 };
+pub use self::servers::{DEFAULT_SERVER, FhirServerConfig, FhirServerFile};
 pub use self::telemetry::{
     AuditMode, DEFAULT_METRICS_LISTEN, LogConfig, LogFormat, TelemetryConfig, TelemetryFile,
 };
+pub use self::tls::{CallerConfig, CallerFile, TlsConfig, TlsFile};
 use crate::decision::Policy;
 use crate::fhir::FhirVersion;
 
@@ -59,6 +63,12 @@ pub struct ConfigFile {
     pub envoy: EnvoyConfig,
     /// Traces, metrics and the decision audit log.
     pub telemetry: TelemetryFile,
+    /// The FHIR servers decided for (docs/servers.md); none means one implicit server.
+    pub fhir_servers: Vec<FhirServerFile>,
+    /// TLS on the gRPC listener; plaintext when absent.
+    pub tls: TlsFile,
+    /// Client certificate identities and the servers they may ask for (mutual TLS).
+    pub callers: Vec<CallerFile>,
 }
 
 impl Default for ConfigFile {
@@ -73,6 +83,9 @@ impl Default for ConfigFile {
             log: LogConfig::default(),
             envoy: EnvoyConfig::default(),
             telemetry: TelemetryFile::default(),
+            fhir_servers: Vec::new(),
+            tls: TlsFile::default(),
+            callers: Vec::new(),
         }
     }
 }
@@ -84,11 +97,15 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub issuers: Vec<IssuerConfig>,
     pub cache: CacheConfig,
-    /// The engine's policy, with the configured FHIR version.
+    /// The top-level policy, with the configured FHIR version; each server has its own.
     pub policy: Policy,
     pub log: LogConfig,
     pub envoy: EnvoyConfig,
     pub telemetry: TelemetryConfig,
+    /// At least one: the implicit [`DEFAULT_SERVER`] when the file lists none.
+    pub fhir_servers: Vec<FhirServerConfig>,
+    pub tls: Option<TlsConfig>,
+    pub callers: Vec<CallerConfig>,
     /// True when running on [`DEVELOPMENT_CONFIG`].
     pub development: bool,
 }
@@ -226,6 +243,15 @@ impl Config {
                 ));
             }
         }
+        let fhir_servers = servers::validate_servers(
+            shape.fhir_servers,
+            &issuers,
+            shape.fhir_version,
+            &shape.policy,
+            &shape.envoy,
+        )?;
+        let tls = tls::validate_tls(shape.tls)?;
+        let callers = tls::validate_callers(shape.callers, tls.as_ref(), &fhir_servers)?;
         let policy = Policy {
             fhir_version: shape.fhir_version,
             ..shape.policy
@@ -239,6 +265,9 @@ impl Config {
             log: shape.log,
             envoy: shape.envoy,
             telemetry,
+            fhir_servers,
+            tls,
+            callers,
             development,
         })
     }

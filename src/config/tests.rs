@@ -435,3 +435,195 @@ fn an_empty_public_path_is_refused() {
         );
     }
 }
+
+/// Two issuers and two FHIR servers, each trusting one issuer.
+const TWO_SERVERS: &str = r#"
+[[issuers]]
+issuer = "https://as-a.example"
+jwks_uri = "https://as-a.example/jwks"
+
+[[issuers]]
+issuer = "https://as-b.example"
+jwks_uri = "https://as-b.example/jwks"
+
+[[fhir_servers]]
+name = "a"
+base_urls = ["https://a.example/fhir/"]
+issuers = ["https://as-a.example"]
+envoy_prefixes = ["/a/"]
+
+[[fhir_servers]]
+name = "b"
+base_urls = ["https://b.example/fhir"]
+audiences = ["https://b.example/fhir", "urn:b"]
+fhir_version = "r5"
+envoy_prefixes = ["/b/"]
+policy = { user_from_sub = true }
+"#;
+
+#[test]
+fn without_fhir_servers_one_implicit_server_keeps_the_issuer_audiences() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    let [server] = config.fhir_servers.as_slice() else {
+        panic!("one implicit server");
+    };
+    assert_eq!(server.name, DEFAULT_SERVER);
+    assert_eq!(server.base_urls, ["https://fhir.example/r4"]);
+    assert_eq!(server.audiences, None, "the issuer's audiences decide");
+    assert_eq!(server.issuers, None);
+    assert_eq!(server.envoy_bases, [FhirBase::root()]);
+    assert_eq!(server.policy, config.policy);
+    assert!(config.tls.is_none() && config.callers.is_empty());
+}
+
+#[test]
+fn fhir_servers_carry_their_audiences_issuers_versions_and_policies() {
+    let config = Config::from_toml(TWO_SERVERS).unwrap();
+    let [a, b] = config.fhir_servers.as_slice() else {
+        panic!("two servers");
+    };
+    assert_eq!(
+        a.base_urls,
+        ["https://a.example/fhir"],
+        "trailing / dropped"
+    );
+    assert_eq!(a.audiences.as_deref(), Some(&a.base_urls[..]));
+    assert_eq!(a.issuers, Some(vec!["https://as-a.example".to_owned()]));
+    assert_eq!(a.policy.fhir_version, FhirVersion::R4);
+    assert!(!a.policy.user_from_sub);
+    assert_eq!(b.issuers, None, "every issuer by default");
+    assert_eq!(
+        b.audiences,
+        Some(vec![
+            "https://b.example/fhir".to_owned(),
+            "urn:b".to_owned()
+        ])
+    );
+    assert_eq!(b.policy.fhir_version, FhirVersion::R5);
+    assert!(b.policy.user_from_sub, "the override");
+    assert_eq!(
+        b.policy.operations, config.policy.operations,
+        "the rest from [policy]"
+    );
+    assert_eq!(b.envoy_bases[0].prefix, "/b/");
+}
+
+#[test]
+fn a_single_fhir_server_gets_the_whole_envoy_path_space() {
+    let text = TWO_SERVERS
+        .split("[[fhir_servers]]\nname = \"b\"")
+        .next()
+        .unwrap()
+        .replace("envoy_prefixes = [\"/a/\"]", "");
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.fhir_servers[0].envoy_bases, [FhirBase::root()]);
+}
+
+#[test]
+fn server_and_tls_errors_name_the_key() {
+    let cases = [
+        (
+            TWO_SERVERS.replace(
+                "issuers = [\"https://as-a.example\"]",
+                "issuers = [\"https://nobody.example\"]",
+            ),
+            "`fhir_servers[0].issuers[0]`",
+        ),
+        (
+            TWO_SERVERS.replace("envoy_prefixes = [\"/b/\"]", "envoy_prefixes = [\"/a/\"]"),
+            "`fhir_servers[1].envoy_prefixes[0]`",
+        ),
+        (
+            TWO_SERVERS.replace("name = \"b\"", "name = \"a\""),
+            "`fhir_servers[1].name`",
+        ),
+        (
+            TWO_SERVERS.replace("name = \"b\"", "name = \"b c\""),
+            "`fhir_servers[1].name`",
+        ),
+        (
+            TWO_SERVERS.replace(
+                "base_urls = [\"https://b.example/fhir\"]",
+                "base_urls = [\"https://a.example/fhir\"]",
+            ),
+            "`fhir_servers[1].base_urls`",
+        ),
+        (
+            TWO_SERVERS.replace(
+                "base_urls = [\"https://b.example/fhir\"]",
+                "base_urls = [\"b.example/fhir\"]",
+            ),
+            "`fhir_servers[1].base_urls[0]`",
+        ),
+        (
+            TWO_SERVERS.replace("base_urls = [\"https://b.example/fhir\"]", ""),
+            "`fhir_servers[1].base_urls`",
+        ),
+        (
+            TWO_SERVERS.replace("envoy_prefixes = [\"/b/\"]", "envoy_prefixes = [\"/b\"]"),
+            "`fhir_servers[1].envoy_prefixes[0]`",
+        ),
+        (
+            TWO_SERVERS.replace("user_from_sub = true", "user_from_sub = 3"),
+            "`fhir_servers[1].policy`",
+        ),
+        (
+            format!("{TWO_SERVERS}\n[envoy]\nbases = [{{ prefix = \"/x/\" }}]\n"),
+            "`envoy.bases`",
+        ),
+        (
+            format!("{MINIMAL}\n[tls]\ncert_file = \"server.pem\"\n"),
+            "`tls.key_file`",
+        ),
+        (
+            format!("{MINIMAL}\n[tls]\nclient_ca_file = \"ca.pem\"\n"),
+            "`tls.client_ca_file`",
+        ),
+        (
+            format!("{MINIMAL}\n[[callers]]\nidentity = \"spiffe://x\"\n"),
+            "`callers`",
+        ),
+        (
+            format!(
+                "{TWO_SERVERS}\n[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n[[callers]]\nidentity = \"spiffe://x\"\nfhir_servers = [\"c\"]\n"
+            ),
+            "`callers[0].fhir_servers[0]`",
+        ),
+    ];
+    for (text, key) in cases {
+        let error = error_of(&text);
+        assert!(error.contains(key), "{key} not in {error:?}");
+    }
+}
+
+#[test]
+fn two_servers_may_share_a_prefix_on_distinct_authorities() {
+    let text = TWO_SERVERS
+        .replace(
+            "envoy_prefixes = [\"/a/\"]",
+            "envoy_prefixes = [\"/fhir/\"]\nauthorities = [\"a.example\"]",
+        )
+        .replace(
+            "envoy_prefixes = [\"/b/\"]",
+            "envoy_prefixes = [\"/fhir/\"]\nauthorities = [\"B.example\"]",
+        );
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.fhir_servers[1].authorities, ["b.example"]);
+    let overlapping = text.replace("[\"B.example\"]", "[\"b.example\", \"A.example\"]");
+    assert!(error_of(&overlapping).contains("`fhir_servers[1].envoy_prefixes[0]`"));
+}
+
+#[test]
+fn tls_and_callers_are_read() {
+    let text = format!(
+        "{TWO_SERVERS}\n[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n[[callers]]\nidentity = \"spiffe://example.org/a\"\nfhir_servers = [\"a\"]\n[[callers]]\nidentity = \"ops.example\"\nfhir_servers = [\"*\"]\nintrospect = true\n"
+    );
+    let config = Config::from_toml(&text).unwrap();
+    let tls = config.tls.unwrap();
+    assert_eq!(tls.reload_interval, Duration::from_secs(10));
+    assert_eq!(tls.client_ca_file.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(config.callers[0].fhir_servers, Some(vec!["a".to_owned()]));
+    assert!(!config.callers[0].introspect);
+    assert_eq!(config.callers[1].fhir_servers, None);
+    assert!(config.callers[1].introspect);
+}

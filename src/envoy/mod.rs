@@ -20,73 +20,36 @@ use tracing::Span;
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
-use crate::authorize::{Admission, Admitted, Authorizer, Call, HttpLine, Refusal, Verdict};
-use crate::config::{EnvoyConfig, FhirBase};
-use crate::decision::{Decision, Engine, Policy, bundle_entries};
+use crate::authorize::{Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict};
+use crate::config::EnvoyConfig;
+use crate::decision::{Decision, bundle_entries};
 use crate::fhir::request_line::parse_query;
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict};
 use crate::telemetry::{self, Rpc, traces};
 
-/// One FHIR base behind the proxy, with the engine of its FHIR version.
-struct ServedBase {
-    base: FhirBase,
-    engine: Arc<Engine>,
-}
-
 /// The ext_authz service.
 #[derive(Clone)]
 pub struct EnvoyAuthz {
-    bases: Arc<Vec<ServedBase>>,
     narrow_searches: bool,
     authorizer: Arc<Authorizer>,
 }
 
 impl EnvoyAuthz {
-    /// Resolves every configured base to its engine: `default_engine` for the bases of its
-    /// FHIR version, one engine per other version.
-    pub fn new(
-        config: &EnvoyConfig,
-        default_engine: Arc<Engine>,
-        authorizer: Arc<Authorizer>,
-    ) -> Self {
-        let mut engines: Vec<Arc<Engine>> = vec![Arc::clone(&default_engine)];
-        let mut bases = Vec::with_capacity(config.bases.len());
-        for base in &config.bases {
-            let version = base
-                .fhir_version
-                .unwrap_or_else(|| default_engine.fhir_version());
-            let engine = match engines
-                .iter()
-                .find(|engine| engine.fhir_version() == version)
-            {
-                Some(engine) => Arc::clone(engine),
-                None => {
-                    let engine = Arc::new(engine_for(default_engine.policy(), version));
-                    engines.push(Arc::clone(&engine));
-                    engine
-                }
-            };
-            bases.push(ServedBase {
-                base: base.clone(),
-                engine,
-            });
-        }
+    /// The face of `authorizer`, whose servers' `envoy_prefixes` (or `[envoy] bases`) route
+    /// each request.
+    pub fn new(config: &EnvoyConfig, authorizer: Arc<Authorizer>) -> Self {
         EnvoyAuthz {
-            bases: Arc::new(bases),
             narrow_searches: config.narrow_searches,
             authorizer,
         }
     }
 
-    /// The base whose prefix is the longest one `path` starts with, and the rest of the path.
-    fn base_of<'p>(&self, path: &'p str) -> Option<(&ServedBase, &'p str)> {
-        self.bases
-            .iter()
-            .filter_map(|served| Some((served, served.base.relative_path(path)?)))
-            .max_by_key(|(served, _)| served.base.prefix.len())
-    }
-
-    async fn decide(&self, http: &HttpRequest, span: &Span) -> Result<CheckResponse, Status> {
+    async fn decide(
+        &self,
+        caller: &Caller,
+        http: &HttpRequest,
+        span: &Span,
+    ) -> Result<CheckResponse, Status> {
         let call = Call {
             rpc: Rpc::EnvoyCheck,
             span,
@@ -96,8 +59,12 @@ impl EnvoyAuthz {
             .get("authorization")
             .map(String::as_str)
             .unwrap_or_default();
-        let Some((served, relative)) = self.base_of(&http.path) else {
-            return Ok(self.refuse(call, raw_token, None, Refusal::NoFhirBase));
+        let (server, relative) = match self
+            .authorizer
+            .server_routed(call, caller, &http.host, &http.path)
+        {
+            Ok(routed) => routed,
+            Err(refusal) => return Ok(response::refused(&refusal)),
         };
         let line = HttpLine {
             method: &http.method,
@@ -110,7 +77,7 @@ impl EnvoyAuthz {
         // The token first: no body is parsed for a caller without a valid one.
         let admission = self
             .authorizer
-            .admit(call, &served.engine, raw_token, Some(&request), Some(line))
+            .admit(call, server, raw_token, Some(&request), Some(line))
             .await?;
         let admitted = match admission {
             Admission::Public(decision) => {
@@ -162,7 +129,7 @@ impl EnvoyAuthz {
             match admitted.decide(&request, None, proposed.as_ref(), if_none_exist) {
                 Verdict::Decided { decision, token } if decision.is_allowed() => {
                     let narrowing =
-                        self.narrowing(&request, &decision, served.engine.fhir_version());
+                        self.narrowing(&request, &decision, server.engine().fhir_version());
                     response::allowed(&decision, Some(&token), &http.headers, narrowing)
                 }
                 Verdict::Decided { decision, .. } => response::decision_denied(&decision),
@@ -223,7 +190,8 @@ impl Authorization for EnvoyAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let (metadata, _, check) = request.into_parts();
+        let (metadata, extensions, check) = request.into_parts();
+        let caller = Caller::of(&extensions);
         let http = check
             .attributes
             .as_ref()
@@ -236,7 +204,7 @@ impl Authorization for EnvoyAuthz {
         );
         let call = async {
             let response = match http {
-                Some(http) => self.decide(http, &span).await?,
+                Some(http) => self.decide(&caller, http, &span).await?,
                 None => {
                     let call = Call {
                         rpc: Rpc::EnvoyCheck,
@@ -321,14 +289,6 @@ async fn decide_bundle(
         .unwrap_or_else(|| Decision::deny(decision.reason, decision.message.clone()));
     denied.message = decision.message.clone();
     response::decision_denied(&denied)
-}
-
-/// The engine of `version`, with the rest of `policy`.
-fn engine_for(policy: &Policy, version: FhirVersion) -> Engine {
-    Engine::new(Policy {
-        fhir_version: version,
-        ..policy.clone()
-    })
 }
 
 /// Bodies larger than this are parsed off the async runtime.

@@ -8,24 +8,24 @@ use tracing::Span;
 use super::convert;
 use super::pb;
 use super::pb::authz_service_server::AuthzService;
-use crate::authorize::{Authorizer, BundleCheck, Call, Check, batch_size_refusal};
-use crate::decision::{BundleEntry, Engine};
+use crate::authorize::{Authorizer, BundleCheck, Call, Caller, Check, batch_size_refusal};
+use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
 
 /// The service implementation: shared, cheap to clone.
 #[derive(Clone)]
 pub struct AuthzGrpc {
-    engine: Arc<Engine>,
     authorizer: Arc<Authorizer>,
 }
 
 impl AuthzGrpc {
-    pub fn new(engine: Arc<Engine>, authorizer: Arc<Authorizer>) -> Self {
-        AuthzGrpc { engine, authorizer }
+    pub fn new(authorizer: Arc<Authorizer>) -> Self {
+        AuthzGrpc { authorizer }
     }
 
     async fn check_access_observed(
         &self,
+        caller: Caller,
         message: pb::CheckAccessRequest,
         span: &Span,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
@@ -33,6 +33,10 @@ impl AuthzGrpc {
             rpc: Rpc::CheckAccess,
             span,
         };
+        let server = self
+            .authorizer
+            .server_named(call, &caller, &message.fhir_server)
+            .map_err(|refusal| convert::refusal_status(&refusal))?;
         let (request, line) = convert::check_request(message.request.as_ref())?;
         let if_none_exist = convert::if_none_exist(message.request.as_ref());
         let stored = convert::resource(message.stored, "stored").await?;
@@ -45,12 +49,13 @@ impl AuthzGrpc {
             proposed: proposed.as_ref(),
             if_none_exist,
         };
-        let verdict = self.authorizer.check(call, &self.engine, check).await?;
+        let verdict = self.authorizer.check(call, server, check).await?;
         convert::check_response(verdict).map(Response::new)
     }
 
     async fn batch_check_access_observed(
         &self,
+        caller: Caller,
         message: pb::BatchCheckAccessRequest,
         span: &Span,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
@@ -58,6 +63,10 @@ impl AuthzGrpc {
             rpc: Rpc::BatchCheckAccess,
             span,
         };
+        let server = self
+            .authorizer
+            .server_named(call, &caller, &message.fhir_server)
+            .map_err(|refusal| convert::refusal_status(&refusal))?;
         let kind = convert::bundle_kind(message.bundle_type)?;
         // Refused before the entries are decoded, by the pipeline's own rule (a request that
         // cannot be read is an error on this face, not a decision).
@@ -81,26 +90,32 @@ impl AuthzGrpc {
             kind,
             entries: &entries,
         };
-        let verdict = self
-            .authorizer
-            .check_bundle(call, &self.engine, check)
-            .await?;
+        let verdict = self.authorizer.check_bundle(call, server, check).await?;
         convert::bundle_check_response(verdict).map(Response::new)
     }
 
     async fn introspect_token_observed(
         &self,
-        token: String,
+        caller: Caller,
+        message: pb::IntrospectTokenRequest,
         span: &Span,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
         let call = Call {
             rpc: Rpc::IntrospectToken,
             span,
         };
+        self.authorizer
+            .may_introspect(call, &caller)
+            .map_err(|refusal| convert::refusal_status(&refusal))?;
+        let server = self
+            .authorizer
+            .server_named(call, &caller, &message.fhir_server)
+            .map_err(|refusal| convert::refusal_status(&refusal))?;
+        let token = message.token;
         if token.trim().is_empty() {
             return Err(Status::invalid_argument("token: required (RFC 7662 §2.1)"));
         }
-        let response = match self.authorizer.introspect(call, &token).await? {
+        let response = match self.authorizer.introspect(call, server, &token).await? {
             Some(authenticated) => convert::introspection(&authenticated),
             // RFC 7662 §2.2: an inactive token yields `active: false` and nothing else.
             None => pb::IntrospectTokenResponse::default(),
@@ -117,7 +132,8 @@ impl AuthzService for AuthzGrpc {
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let span = traces::rpc_span(Rpc::CheckAccess, request.metadata());
-        let call = self.check_access_observed(request.into_inner(), &span);
+        let caller = Caller::of(request.extensions());
+        let call = self.check_access_observed(caller, request.into_inner(), &span);
         telemetry::observe(Rpc::CheckAccess, &span, call).await
     }
 
@@ -126,7 +142,8 @@ impl AuthzService for AuthzGrpc {
         request: Request<pb::BatchCheckAccessRequest>,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
         let span = traces::rpc_span(Rpc::BatchCheckAccess, request.metadata());
-        let call = self.batch_check_access_observed(request.into_inner(), &span);
+        let caller = Caller::of(request.extensions());
+        let call = self.batch_check_access_observed(caller, request.into_inner(), &span);
         telemetry::observe(Rpc::BatchCheckAccess, &span, call).await
     }
 
@@ -135,7 +152,8 @@ impl AuthzService for AuthzGrpc {
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
         let span = traces::rpc_span(Rpc::IntrospectToken, request.metadata());
-        let call = self.introspect_token_observed(request.into_inner().token, &span);
+        let caller = Caller::of(request.extensions());
+        let call = self.introspect_token_observed(caller, request.into_inner(), &span);
         telemetry::observe(Rpc::IntrospectToken, &span, call).await
     }
 }

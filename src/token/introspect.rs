@@ -89,7 +89,7 @@ pub fn authorization_header(
 pub struct ResponseRules {
     /// The issuer; an `iss` in the answer must equal it.
     pub issuer: String,
-    /// This server's FHIR base URLs; an `aud` in the answer must name one.
+    /// The issuer's `audiences`; an `aud` in the answer must name one when there are any.
     pub audiences: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
@@ -414,6 +414,7 @@ pub fn judge_response(
     }
     check_issuer(&mut claims, rules)?;
     check_audience(&claims, rules)?;
+    let audiences = super::audiences_of(&claims)?;
     check_smart_claims(&claims)?;
     let claims = Value::Object(claims);
     let context = TokenContext::from_claims(&claims, rules.fhir_version)
@@ -426,6 +427,8 @@ pub fn judge_response(
         claims,
         expires_at,
         source: TokenSource::RemoteIntrospection,
+        issuer: rules.issuer.clone(),
+        audiences,
     })
 }
 
@@ -456,6 +459,9 @@ fn check_issuer(claims: &mut Map<String, Value>, rules: &ResponseRules) -> Resul
 /// RFC 7662 §2.2 `aud`: optional, but when present it must name this server (RFC 9068 §4
 /// asks the same of JWT access tokens).
 fn check_audience(claims: &Map<String, Value>, rules: &ResponseRules) -> Result<(), TokenError> {
+    if rules.audiences.is_empty() {
+        return Ok(());
+    }
     let ours = |audience: &str| rules.audiences.iter().any(|ours| ours == audience);
     match claims.get("aud") {
         None | Some(Value::Null) => Ok(()),

@@ -265,7 +265,7 @@ impl IssuerVerifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, validation)
             .map_err(|error| self.token_error(error.kind(), algorithm))?;
         check_issued_at(&data.claims, self.config.leeway, super::unix_now())?;
-        verified_token(data.claims, fhir_version)
+        verified_token(data.claims, &self.config.issuer, fhir_version)
     }
 
     fn token_error(&self, kind: &ErrorKind, algorithm: Algorithm) -> TokenError {
@@ -300,8 +300,8 @@ impl IssuerVerifier {
     }
 }
 
-/// The claim rules of one issuer (RFC 7519 §4.1): `iss` equal to it, `aud` one of its
-/// audiences, `exp` required and in the future, `nbf` (when present) in the past, both
+/// The claim rules of one issuer (RFC 7519 §4.1): `iss` equal to it, `aud` present and one
+/// of its audiences when it lists any, `exp` required and in the future, `nbf` (when present) in the past, both
 /// with the configured leeway (RFC 8725 §3.8, §3.9).
 fn validation_for(config: &IssuerConfig, algorithm: Algorithm) -> Validation {
     let mut validation = Validation::new(algorithm);
@@ -310,7 +310,8 @@ fn validation_for(config: &IssuerConfig, algorithm: Algorithm) -> Validation {
     validation.set_audience(&config.audiences);
     validation.validate_exp = true;
     validation.validate_nbf = true;
-    validation.validate_aud = true;
+    // Without issuer audiences, `aud` must still be present; the asking FHIR server checks it.
+    validation.validate_aud = !config.audiences.is_empty();
     validation.leeway = config.leeway.as_secs();
     validation
 }
@@ -318,8 +319,10 @@ fn validation_for(config: &IssuerConfig, algorithm: Algorithm) -> Validation {
 /// Builds the verified token from claims whose signature and rules were checked.
 fn verified_token(
     claims: Map<String, Value>,
+    issuer: &str,
     fhir_version: FhirVersion,
 ) -> Result<VerifiedToken, TokenError> {
+    let audiences = super::audiences_of(&claims)?;
     let claims = Value::Object(claims);
     let context = TokenContext::from_claims(&claims, fhir_version)
         .map_err(|error| TokenError::Malformed(error.to_string()))?;
@@ -334,6 +337,8 @@ fn verified_token(
         claims,
         expires_at,
         source: TokenSource::LocalJwt,
+        issuer: issuer.to_owned(),
+        audiences,
     })
 }
 

@@ -52,6 +52,43 @@ pub struct VerifiedToken {
     pub expires_at: Option<i64>,
     /// How the token was verified.
     pub source: TokenSource,
+    /// The configured issuer that signed it or vouched for it.
+    pub issuer: String,
+    /// Its `aud` values (RFC 7519 §4.1.3); empty when it has none.
+    pub audiences: Vec<String>,
+}
+
+impl VerifiedToken {
+    /// Whether `aud` names one of `audiences`. A trailing `/` is not a difference: both spell
+    /// the same FHIR base URL (SMART App Launch 2.2 §"Obtaining authorization", `aud`).
+    pub fn is_for(&self, audiences: &[String]) -> bool {
+        fn bare(url: &str) -> &str {
+            url.strip_suffix('/').unwrap_or(url)
+        }
+        self.audiences
+            .iter()
+            .any(|audience| audiences.iter().any(|ours| bare(ours) == bare(audience)))
+    }
+}
+
+/// The `aud` claim as a list: a string, or an array of strings (RFC 7519 §4.1.3).
+fn audiences_of(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+    match claims.get("aud") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(audience)) => Ok(vec![audience.clone()]),
+        Some(Value::Array(audiences)) => audiences
+            .iter()
+            .map(|audience| match audience {
+                Value::String(audience) => Ok(audience.clone()),
+                _ => Err(TokenError::Malformed(
+                    "claim aud is not a string array".to_owned(),
+                )),
+            })
+            .collect(),
+        Some(_) => Err(TokenError::Malformed(
+            "claim aud has the wrong type".to_owned(),
+        )),
+    }
 }
 
 /// Why a token is refused. Each is a deny, never an error of the service.
@@ -69,7 +106,7 @@ pub enum TokenError {
     /// `iss` names no configured issuer (RFC 7519 §4.1.1).
     #[error("issuer {0:?} is not trusted")]
     WrongIssuer(String),
-    /// `aud` names none of this server's FHIR base URLs (RFC 7519 §4.1.3).
+    /// `aud` names none of the asking FHIR server's audiences (RFC 7519 §4.1.3, RFC 8707).
     #[error("token audience is not this server")]
     WrongAudience,
     /// `exp` has passed, beyond the leeway (RFC 7519 §4.1.4).

@@ -1,31 +1,22 @@
 use super::*;
 
 #[test]
-fn the_longest_prefix_wins() {
-    let config = EnvoyConfig {
-        bases: vec![
-            FhirBase {
-                prefix: "/fhir/".into(),
-                fhir_version: None,
-            },
-            FhirBase {
-                prefix: "/fhir/R5/".into(),
-                fhir_version: Some(FhirVersion::R5),
-            },
-        ],
-        ..EnvoyConfig::default()
+fn a_path_is_relative_to_its_base() {
+    let base = FhirBase {
+        prefix: "/fhir/R5/".into(),
+        fhir_version: Some(FhirVersion::R5),
     };
-    let (base, rest) = config.base_of("/fhir/R5/Observation?code=x").unwrap();
-    assert_eq!(base.fhir_version, Some(FhirVersion::R5));
-    assert_eq!(rest, "Observation?code=x");
-    assert_eq!(config.base_of("/fhir/Patient/1").unwrap().1, "Patient/1");
-    assert_eq!(config.base_of("/fhir/R5").unwrap().1, "");
     assert_eq!(
-        config.base_of("/fhir/R5?_type=Patient").unwrap().1,
-        "?_type=Patient"
+        base.relative_path("/fhir/R5/Observation?code=x"),
+        Some("Observation?code=x")
     );
-    assert!(config.base_of("/admin/users").is_none());
-    assert!(config.base_of("/fhirish/Patient").is_none());
+    assert_eq!(base.relative_path("/fhir/R5"), Some(""));
+    assert_eq!(
+        base.relative_path("/fhir/R5?_type=Patient"),
+        Some("?_type=Patient")
+    );
+    assert_eq!(base.relative_path("/fhir/R5x/Patient"), None);
+    assert_eq!(base.relative_path("/admin/users"), None);
 }
 
 #[test]

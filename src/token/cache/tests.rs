@@ -31,6 +31,8 @@ fn token(source: TokenSource, expires_at: Option<i64>, scope: &str) -> Arc<Verif
         claims,
         expires_at,
         source,
+        issuer: "https://issuer.example".to_owned(),
+        audiences: Vec::new(),
     })
 }
 

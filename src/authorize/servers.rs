@@ -1,0 +1,256 @@
+//! Which FHIR server a request is for, whether that server honours the token, and whether
+//! the caller may ask for it.
+//!
+//! A token is for one FHIR server: its `aud` names that server's base URL (SMART App Launch
+//! 2.2 §"Obtaining authorization", RFC 8707) and its issuer is one the server trusts. A
+//! service shared by servers A and B that checked only "some configured audience" would
+//! honour A's tokens when B asks: a confused deputy. So every request names its server (gRPC
+//! `fhir_server`, Envoy's path prefix and `:authority`), and with mutual TLS a caller may be
+//! bound to the servers it may ask for, so backend A cannot ask about B's traffic.
+
+use std::sync::Arc;
+
+use super::Refusal;
+use crate::config::{CallerConfig, Config, FhirBase, FhirServerConfig};
+use crate::decision::{Engine, Policy};
+use crate::fhir::FhirVersion;
+use crate::token::{TokenError, VerifiedToken};
+
+/// One FHIR server and the engine of its FHIR version and policy.
+#[derive(Debug)]
+pub struct FhirServer {
+    config: FhirServerConfig,
+    engine: Engine,
+}
+
+impl FhirServer {
+    pub fn new(config: FhirServerConfig) -> Self {
+        let engine = Engine::new(config.policy.clone());
+        FhirServer { config, engine }
+    }
+
+    /// The same server, deciding for another FHIR version (an Envoy base that overrides it).
+    fn for_version(&self, version: FhirVersion) -> Self {
+        let mut config = self.config.clone();
+        config.policy = Policy {
+            fhir_version: version,
+            ..config.policy
+        };
+        FhirServer::new(config)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Refuses a token this server does not honour: an issuer it does not trust, or an `aud`
+    /// that does not name it. The implicit server (no `[[fhir_servers]]`) leaves both to the
+    /// issuer's own `audiences`, checked when the token was verified.
+    pub fn accepts(&self, token: &VerifiedToken) -> Result<(), TokenError> {
+        if let Some(issuers) = &self.config.issuers
+            && !issuers.contains(&token.issuer)
+        {
+            return Err(TokenError::WrongIssuer(token.issuer.clone()));
+        }
+        match &self.config.audiences {
+            Some(audiences) if !token.is_for(audiences) => Err(TokenError::WrongAudience),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `name` is this server's name or one of its base URLs (a trailing `/` aside).
+    fn is_named(&self, name: &str) -> bool {
+        self.config.name == name
+            || self
+                .config
+                .base_urls
+                .iter()
+                .any(|url| url == name.strip_suffix('/').unwrap_or(name))
+    }
+}
+
+/// Who is asking: the subject alternative names of the client certificate a mutual TLS
+/// connection presented, or nobody known (plaintext, or TLS without a client certificate).
+///
+/// The TLS listener attaches it to each connection; a face reads it with [`Caller::of`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    identities: Option<Arc<[String]>>,
+}
+
+impl Caller {
+    /// A caller whose certificate chain verified, known by its SANs (URIs and DNS names).
+    pub fn certified(identities: Vec<String>) -> Self {
+        Caller {
+            identities: Some(identities.into()),
+        }
+    }
+
+    /// The caller of a request: the one its connection carries, or an unknown one.
+    pub fn of(extensions: &tonic::Extensions) -> Self {
+        extensions.get::<Caller>().cloned().unwrap_or_default()
+    }
+
+    /// The certificate's identities; `None` without a certificate.
+    pub fn identities(&self) -> Option<&[String]> {
+        self.identities.as_deref()
+    }
+}
+
+/// An Envoy base prefix and the server it leads to.
+#[derive(Debug)]
+struct Route {
+    base: FhirBase,
+    server: Arc<FhirServer>,
+}
+
+/// The configured servers, their Envoy routes and the caller bindings.
+#[derive(Debug)]
+pub struct Servers {
+    servers: Vec<Arc<FhirServer>>,
+    routes: Vec<Route>,
+    /// Whether client certificates are verified (`[tls] client_ca_file`): a caller without
+    /// one is refused.
+    mutual_tls: bool,
+    /// `[[callers]]`; empty lets every certified caller ask for every server.
+    callers: Vec<CallerConfig>,
+}
+
+impl Servers {
+    pub fn from_config(config: &Config) -> Self {
+        let servers: Vec<Arc<FhirServer>> = config
+            .fhir_servers
+            .iter()
+            .map(|server| Arc::new(FhirServer::new(server.clone())))
+            .collect();
+        let mut routes = Vec::new();
+        for server in &servers {
+            for base in &server.config.envoy_bases {
+                let server = match base.fhir_version {
+                    Some(version) if version != server.engine.fhir_version() => {
+                        Arc::new(server.for_version(version))
+                    }
+                    _ => Arc::clone(server),
+                };
+                routes.push(Route {
+                    base: base.clone(),
+                    server,
+                });
+            }
+        }
+        Servers {
+            servers,
+            routes,
+            mutual_tls: config
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca_file.is_some()),
+            callers: config.callers.clone(),
+        }
+    }
+
+    /// The server a gRPC request names (by name or base URL), for `caller`. An empty name is
+    /// the only server when there is one; with several, a request must say which.
+    pub fn named(&self, caller: &Caller, name: &str) -> Result<&Arc<FhirServer>, Refusal> {
+        let server = if name.is_empty() {
+            match self.servers.as_slice() {
+                [only] => only,
+                _ => {
+                    return Err(Refusal::UnknownServer(
+                        "fhir_server: required, this service decides for several FHIR servers"
+                            .to_owned(),
+                    ));
+                }
+            }
+        } else {
+            self.servers
+                .iter()
+                .find(|server| server.is_named(name))
+                .ok_or_else(|| {
+                    Refusal::UnknownServer(format!(
+                        "fhir_server: {name:?} is no configured FHIR server"
+                    ))
+                })?
+        };
+        self.may_ask(caller, server)?;
+        Ok(server)
+    }
+
+    /// The server of an Envoy request: the longest base prefix `path` starts with among the
+    /// servers that serve `authority`; and the path relative to that base.
+    pub fn route<'p>(
+        &self,
+        caller: &Caller,
+        authority: &str,
+        path: &'p str,
+    ) -> Result<(&Arc<FhirServer>, &'p str), Refusal> {
+        let (route, relative) = self
+            .routes
+            .iter()
+            .filter(|route| route.server.config.serves_authority(authority))
+            .filter_map(|route| Some((route, route.base.relative_path(path)?)))
+            .max_by_key(|(route, _)| route.base.prefix.len())
+            .ok_or(Refusal::NoFhirBase)?;
+        self.may_ask(caller, &route.server)?;
+        Ok((&route.server, relative))
+    }
+
+    /// Whether `caller` may ask for `server`'s decisions.
+    fn may_ask(&self, caller: &Caller, server: &FhirServer) -> Result<(), Refusal> {
+        let Some(binding) = self.binding(caller)? else {
+            return Ok(());
+        };
+        match &binding.fhir_servers {
+            Some(names) if !names.iter().any(|name| name == server.name()) => {
+                Err(Refusal::CallerNotAllowed(format!(
+                    "caller {:?} may not ask for FHIR server {:?}",
+                    binding.identity,
+                    server.name()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `caller` may call `IntrospectToken`: with `[[callers]]`, only those marked
+    /// `introspect = true`, as the answer discloses a token's claims.
+    pub fn may_introspect(&self, caller: &Caller) -> Result<(), Refusal> {
+        match self.binding(caller)? {
+            Some(binding) if !binding.introspect => Err(Refusal::CallerNotAllowed(format!(
+                "caller {:?} may not introspect tokens",
+                binding.identity
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `[[callers]]` entry of `caller`: `None` when there are no entries. With mutual TLS
+    /// a caller without a certificate is refused; with entries, one that matches none.
+    fn binding(&self, caller: &Caller) -> Result<Option<&CallerConfig>, Refusal> {
+        if !self.mutual_tls {
+            return Ok(None);
+        }
+        let Some(identities) = caller.identities() else {
+            return Err(Refusal::CallerUnauthenticated);
+        };
+        if self.callers.is_empty() {
+            return Ok(None);
+        }
+        self.callers
+            .iter()
+            .find(|binding| identities.contains(&binding.identity))
+            .map(Some)
+            .ok_or_else(|| {
+                Refusal::CallerNotAllowed(format!(
+                    "no [[callers]] entry names the client certificate's identities {identities:?}"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

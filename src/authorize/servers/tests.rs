@@ -1,0 +1,252 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::fhir::FhirVersion;
+use crate::smart::TokenContext;
+use crate::token::TokenSource;
+
+const TWO_SERVERS: &str = r#"
+[[issuers]]
+issuer = "https://as-a.example"
+jwks_uri = "https://as-a.example/jwks"
+
+[[issuers]]
+issuer = "https://as-b.example"
+jwks_uri = "https://as-b.example/jwks"
+
+[[fhir_servers]]
+name = "a"
+base_urls = ["https://a.example/fhir"]
+issuers = ["https://as-a.example"]
+envoy_prefixes = ["/a/", "/shared/"]
+authorities = ["a.example"]
+
+[[fhir_servers]]
+name = "b"
+base_urls = ["https://b.example/fhir"]
+fhir_version = "r5"
+envoy_prefixes = ["/b/", "/shared/"]
+authorities = ["b.example"]
+"#;
+
+const MUTUAL_TLS: &str = r#"
+[tls]
+cert_file = "s.pem"
+key_file = "k.pem"
+client_ca_file = "ca.pem"
+"#;
+
+const CALLERS: &str = r#"
+[[callers]]
+identity = "spiffe://example.org/fhir-a"
+fhir_servers = ["a"]
+
+[[callers]]
+identity = "ops.example"
+fhir_servers = ["*"]
+introspect = true
+"#;
+
+fn servers(text: &str) -> Servers {
+    Servers::from_config(&Config::from_toml(text).unwrap())
+}
+
+fn token(issuer: &str, aud: Value) -> VerifiedToken {
+    let claims = json!({"scope": "patient/*.rs", "aud": aud});
+    let context = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
+    let Value::Object(claims) = claims else {
+        unreachable!()
+    };
+    let audiences = match claims.get("aud") {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(many)) => many
+            .iter()
+            .map(|one| one.as_str().unwrap().to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    VerifiedToken {
+        context,
+        claims,
+        expires_at: None,
+        source: TokenSource::LocalJwt,
+        issuer: issuer.to_owned(),
+        audiences,
+    }
+}
+
+fn certified(identity: &str) -> Caller {
+    Caller::certified(vec!["other.example".to_owned(), identity.to_owned()])
+}
+
+#[test]
+fn a_request_names_its_server_by_name_or_base_url() {
+    let servers = servers(TWO_SERVERS);
+    let anyone = Caller::default();
+    assert_eq!(servers.named(&anyone, "a").unwrap().name(), "a");
+    assert_eq!(
+        servers
+            .named(&anyone, "https://b.example/fhir/")
+            .unwrap()
+            .name(),
+        "b"
+    );
+    assert_eq!(
+        servers.named(&anyone, "b").unwrap().engine().fhir_version(),
+        FhirVersion::R5
+    );
+    for unknown in ["", "c", "https://c.example/fhir", "A"] {
+        let refusal = servers.named(&anyone, unknown).unwrap_err();
+        assert!(matches!(refusal, Refusal::UnknownServer(_)), "{unknown:?}");
+        assert_eq!(refusal.status().grpc, tonic::Code::InvalidArgument);
+    }
+}
+
+#[test]
+fn one_server_needs_no_name() {
+    let text = r#"
+[[issuers]]
+issuer = "https://as.example"
+audiences = ["https://fhir.example/r4"]
+jwks_uri = "https://as.example/jwks"
+"#;
+    let servers = servers(text);
+    let anyone = Caller::default();
+    assert_eq!(servers.named(&anyone, "").unwrap().name(), "default");
+    assert_eq!(
+        servers
+            .named(&anyone, "https://fhir.example/r4")
+            .unwrap()
+            .name(),
+        "default"
+    );
+    assert!(servers.named(&anyone, "https://other.example").is_err());
+}
+
+#[test]
+fn a_server_honours_only_tokens_for_it_from_issuers_it_trusts() {
+    let servers = servers(TWO_SERVERS);
+    let anyone = Caller::default();
+    let a = servers.named(&anyone, "a").unwrap();
+    let b = servers.named(&anyone, "b").unwrap();
+    let for_a = token("https://as-a.example", json!("https://a.example/fhir"));
+    assert_eq!(a.accepts(&for_a), Ok(()));
+    assert_eq!(b.accepts(&for_a), Err(TokenError::WrongAudience));
+    let slash = token(
+        "https://as-a.example",
+        json!(["x", "https://a.example/fhir/"]),
+    );
+    assert_eq!(a.accepts(&slash), Ok(()), "a trailing / is the same base");
+    let none = token("https://as-a.example", Value::Null);
+    assert_eq!(a.accepts(&none), Err(TokenError::WrongAudience));
+    // Issuer B's tokens for A: A trusts only issuer A.
+    let b_for_a = token("https://as-b.example", json!("https://a.example/fhir"));
+    assert!(matches!(
+        a.accepts(&b_for_a),
+        Err(TokenError::WrongIssuer(_))
+    ));
+    let b_for_b = token("https://as-b.example", json!("https://b.example/fhir"));
+    assert_eq!(b.accepts(&b_for_b), Ok(()));
+    let prefix = token("https://as-b.example", json!("https://b.example/fhir2"));
+    assert_eq!(b.accepts(&prefix), Err(TokenError::WrongAudience));
+}
+
+#[test]
+fn envoy_requests_route_by_prefix_and_authority() {
+    let servers = servers(TWO_SERVERS);
+    let anyone = Caller::default();
+    let (server, relative) = servers
+        .route(&anyone, "b.example", "/shared/Patient/1")
+        .unwrap();
+    assert_eq!((server.name(), relative), ("b", "Patient/1"));
+    let (server, _) = servers
+        .route(&anyone, "A.EXAMPLE", "/shared/Patient/1")
+        .unwrap();
+    assert_eq!(server.name(), "a");
+    assert_eq!(
+        servers
+            .route(&anyone, "b.example", "/a/Patient/1")
+            .unwrap_err(),
+        Refusal::NoFhirBase,
+        "a's prefix on b's authority"
+    );
+    assert_eq!(
+        servers
+            .route(&anyone, "c.example", "/shared/Patient/1")
+            .unwrap_err(),
+        Refusal::NoFhirBase
+    );
+}
+
+#[test]
+fn an_envoy_base_may_override_the_fhir_version() {
+    let text = r#"
+fhir_version = "r4"
+[[issuers]]
+issuer = "https://as.example"
+audiences = ["https://fhir.example"]
+jwks_uri = "https://as.example/jwks"
+[envoy]
+bases = [{ prefix = "/fhir/" }, { prefix = "/fhir/R5/", fhir_version = "r5" }]
+"#;
+    let servers = servers(text);
+    let anyone = Caller::default();
+    let (server, relative) = servers.route(&anyone, "", "/fhir/R5/Observation").unwrap();
+    assert_eq!(server.engine().fhir_version(), FhirVersion::R5);
+    assert_eq!(relative, "Observation");
+    let (server, _) = servers.route(&anyone, "", "/fhir/Observation").unwrap();
+    assert_eq!(server.engine().fhir_version(), FhirVersion::R4);
+    assert_eq!(server.name(), "default");
+}
+
+#[test]
+fn with_mutual_tls_a_caller_needs_a_certificate() {
+    let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}"));
+    assert_eq!(
+        servers.named(&Caller::default(), "a").unwrap_err(),
+        Refusal::CallerUnauthenticated
+    );
+    assert_eq!(
+        servers.may_introspect(&Caller::default()).unwrap_err(),
+        Refusal::CallerUnauthenticated
+    );
+    // Without [[callers]], every certified caller may ask for every server.
+    let caller = certified("anyone.example");
+    assert!(servers.named(&caller, "a").is_ok());
+    assert!(servers.named(&caller, "b").is_ok());
+    assert!(servers.may_introspect(&caller).is_ok());
+}
+
+#[test]
+fn a_bound_caller_asks_only_for_its_servers() {
+    let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}{CALLERS}"));
+    let fhir_a = certified("spiffe://example.org/fhir-a");
+    assert!(servers.named(&fhir_a, "a").is_ok());
+    assert!(servers.route(&fhir_a, "a.example", "/a/Patient/1").is_ok());
+    for refusal in [
+        servers.named(&fhir_a, "b").unwrap_err(),
+        servers
+            .route(&fhir_a, "b.example", "/b/Patient/1")
+            .unwrap_err(),
+        servers.may_introspect(&fhir_a).unwrap_err(),
+        servers
+            .named(&certified("stranger.example"), "a")
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(refusal, Refusal::CallerNotAllowed(_)),
+            "{refusal:?}"
+        );
+        assert_eq!(refusal.status().grpc, tonic::Code::PermissionDenied);
+    }
+    let ops = certified("ops.example");
+    assert!(servers.named(&ops, "b").is_ok());
+    assert!(servers.may_introspect(&ops).is_ok());
+}
+
+#[test]
+fn without_mutual_tls_callers_are_not_asked_for() {
+    let servers = servers(TWO_SERVERS);
+    assert!(servers.named(&Caller::default(), "b").is_ok());
+    assert!(servers.may_introspect(&Caller::default()).is_ok());
+}
