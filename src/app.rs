@@ -19,6 +19,7 @@ use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
 use crate::telemetry::{self, Observer};
+use crate::tls::{self, TlsError, TlsFiles};
 use crate::token::{Authenticator, KeySetupError};
 
 /// Why the service could not start or stopped with an error.
@@ -30,6 +31,8 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The sockets the service answers on.
@@ -77,6 +80,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AppError> {
     let listener = listeners.api;
+    // Before anything else: an unreadable certificate stops the start-up.
+    let tls = config.tls.as_ref().map(TlsFiles::load).transpose()?;
     // Before the issuers' keys load, so the startup loads are counted.
     let metrics = listeners
         .metrics
@@ -113,12 +118,28 @@ pub async fn serve(
         issuers = config.issuers.len(),
         "smart-authz serving"
     );
+    match &config.tls {
+        Some(tls) => tracing::info!(
+            mutual = tls.client_ca_file.is_some(),
+            callers = config.callers.len(),
+            "gRPC listener speaks TLS"
+        ),
+        None if !listener
+            .local_addr()
+            .is_ok_and(|address| address.ip().is_loopback()) =>
+        {
+            tracing::warn!(
+                "the gRPC listener is plaintext on a non-loopback address: tokens cross the network in clear unless a service mesh encrypts them; configure [tls]"
+            );
+        }
+        None => {}
+    }
     if config.development {
         tracing::warn!(
             "running on the built-in DEVELOPMENT configuration: its signing key is public; never expose this server"
         );
     }
-    Server::builder()
+    let router = Server::builder()
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
         )))
@@ -128,12 +149,24 @@ pub async fn serve(
         .add_service(authz)
         .add_service(
             AuthorizationServer::new(envoy).max_decoding_message_size(config.max_request_bytes),
-        )
-        .serve_with_incoming_shutdown(incoming(listener), async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
-        })
-        .await?;
+        );
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight calls");
+    };
+    match tls {
+        Some(files) => {
+            let _reload = AbortOnDrop(tls::reload_periodically(Arc::clone(&files)));
+            router
+                .serve_with_incoming_shutdown(tls::incoming(listener, files), shutdown)
+                .await?;
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }
 

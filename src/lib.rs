@@ -12,9 +12,12 @@
 //! - [`app`]: wiring: one server with the API, ext_authz, health and reflection; graceful
 //!   shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
 //! - [`grpc`] and [`envoy`]: the faces. `smartauthz.v1.AuthzService` and Envoy's ext_authz
-//!   v3 `Check` decode their wire format, call the pipeline, encode its verdict.
-//! - [`authorize`]: the one pipeline both faces call: public check, token, engine, one event
-//!   per answer; the deny vocabulary and its HTTP and gRPC statuses.
+//!   v3 `Check` decode their wire format, call the pipeline, encode its verdict. Beside
+//!   them [`tls`]: the listener's TLS and mutual TLS, certificates reloaded from disk, each
+//!   connection's client identity.
+//! - [`authorize`]: the one pipeline both faces call: which FHIR server is asking and
+//!   whether the caller may, public check, token, engine, one event per answer; the deny
+//!   vocabulary and its HTTP and gRPC statuses.
 //! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics and the audit log.
 //! - [`token`]: JWT verification against each issuer's keys (fetched and refreshed), RFC
 //!   7662 introspection, discovery, the cache of verified tokens; its own upstream metrics.
@@ -39,4 +42,5 @@ pub mod explain;
 pub mod grpc;
 pub mod mint;
 pub mod telemetry;
+pub mod tls;
 pub mod token;

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
     &["mint"],
     &["explain"],
-    &["grpc", "envoy"],
+    &["grpc", "envoy", "tls"],
     &["authorize"],
     &["telemetry"],
     &["token"],

@@ -59,13 +59,14 @@ impl EnvoyAuthz {
             .get("authorization")
             .map(String::as_str)
             .unwrap_or_default();
-        let (server, relative) = match self
-            .authorizer
-            .server_routed(call, caller, &http.host, &http.path)
-        {
-            Ok(routed) => routed,
-            Err(refusal) => return Ok(response::refused(&refusal)),
-        };
+        let (server, relative) =
+            match self
+                .authorizer
+                .server_routed(call, caller, authority(http), &http.path)
+            {
+                Ok(routed) => routed,
+                Err(refusal) => return Ok(response::refused(&refusal)),
+            };
         let line = HttpLine {
             method: &http.method,
             path: relative,
@@ -289,6 +290,19 @@ async fn decide_bundle(
         .unwrap_or_else(|| Decision::deny(decision.reason, decision.message.clone()));
     denied.message = decision.message.clone();
     response::decision_denied(&denied)
+}
+
+/// The request's `:authority`: Envoy's `host` attribute, or the header when a client of the
+/// face left the attribute out.
+fn authority(http: &HttpRequest) -> &str {
+    if http.host.is_empty() {
+        http.headers
+            .get(":authority")
+            .map(String::as_str)
+            .unwrap_or_default()
+    } else {
+        &http.host
+    }
 }
 
 /// Bodies larger than this are parsed off the async runtime.

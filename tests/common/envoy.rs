@@ -33,7 +33,9 @@ pub fn check_request(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    headers.insert(":authority".into(), "fhir.example".into());
+    headers
+        .entry(":authority".into())
+        .or_insert_with(|| "fhir.example".into());
     if let Some(token) = token {
         headers.insert("authorization".into(), format!("Bearer {token}"));
     }
@@ -43,6 +45,7 @@ pub fn check_request(
                 http: Some(HttpRequest {
                     method: method.into(),
                     path: path.into(),
+                    host: headers[":authority"].clone(),
                     headers,
                     body: body.map(Value::to_string).unwrap_or_default(),
                     ..HttpRequest::default()

@@ -7,6 +7,7 @@ pub mod envoy;
 pub mod oauth;
 pub mod otlp;
 pub mod proxy;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -181,15 +182,29 @@ impl TestServer {
     /// Starts the server on `config_toml` (its `listen` and `metrics_listen` are ignored:
     /// no metrics listener).
     pub async fn start(config_toml: &str) -> Self {
-        TestServer::start_serving(config_toml, false).await
+        TestServer::start_serving(config_toml, false, None).await
     }
 
     /// Starts the server with `/metrics` on an ephemeral loopback port.
     pub async fn start_with_metrics(config_toml: &str) -> Self {
-        TestServer::start_serving(config_toml, true).await
+        TestServer::start_serving(config_toml, true, None).await
     }
 
-    async fn start_serving(config_toml: &str, metrics: bool) -> Self {
+    /// Starts a server whose `[tls]` is set, with a client that trusts `ca_pem` and presents
+    /// `identity` when given.
+    pub async fn start_tls(
+        config_toml: &str,
+        ca_pem: &str,
+        identity: Option<tonic::transport::Identity>,
+    ) -> Self {
+        TestServer::start_serving(config_toml, false, Some((ca_pem, identity))).await
+    }
+
+    async fn start_serving(
+        config_toml: &str,
+        metrics: bool,
+        tls: Option<(&str, Option<tonic::transport::Identity>)>,
+    ) -> Self {
         let config = Config::from_toml(config_toml).expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -213,7 +228,10 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        let channel = connect(address).await;
+        let channel = match tls {
+            Some((ca_pem, identity)) => connect_tls(address, ca_pem, identity).await,
+            None => connect(address).await,
+        };
         TestServer {
             address,
             metrics_address,
@@ -260,6 +278,20 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
     }
+}
+
+async fn connect_tls(
+    address: SocketAddr,
+    ca_pem: &str,
+    identity: Option<tonic::transport::Identity>,
+) -> Channel {
+    for _ in 0..100 {
+        if let Ok(channel) = tls::connect(address, ca_pem, identity.clone()).await {
+            return channel;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the TLS server did not start on {address}");
 }
 
 async fn connect(address: SocketAddr) -> Channel {

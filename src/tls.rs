@@ -1,0 +1,350 @@
+//! TLS and mutual TLS on the gRPC listener: bearer tokens and resources cross the network
+//! between a FHIR server (or Envoy) and this service, so they travel encrypted, and with a
+//! client CA each caller is known by its certificate ([`Caller`]).
+//!
+//! The certificate, key and client CA are files, read again every `[tls] reload_secs`: when
+//! Kubernetes rotates a mounted Secret, new connections get the new certificate, while
+//! established connections (and their calls in flight) keep the session they have.
+//! A file that cannot be read or parsed at start-up stops the service, naming its key; after
+//! start-up it is logged and the last good configuration keeps serving.
+//!
+//! Handshakes run beside the accept loop, each bounded in time, so a client that never
+//! finishes one holds nothing but its own socket. A client without a certificate completes
+//! the handshake even under mutual TLS: health checks stay reachable, and the API answers
+//! it `UNAUTHENTICATED` by name instead of a bare handshake alert. A certificate that does
+//! not chain to the client CA fails the handshake.
+
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::crypto::aws_lc_rs;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::authorize::Caller;
+use crate::config::TlsConfig;
+
+/// Longest a client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshaken connections waiting for the server to take them.
+const ACCEPTED_BACKLOG: usize = 128;
+
+/// A TLS file that cannot be used; the message names its configuration key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration key `{key}`: {message}")]
+pub struct TlsError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn tls_error(key: &'static str, message: impl Into<String>) -> TlsError {
+    TlsError {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The listener's TLS configuration, swapped whole when its files change.
+#[derive(Debug)]
+pub struct TlsFiles {
+    config: TlsConfig,
+    current: RwLock<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    server: Arc<ServerConfig>,
+    /// The files' contents it was built from, to notice a change.
+    contents: Vec<u8>,
+}
+
+impl TlsFiles {
+    /// Reads and checks the files: an error here stops the start-up.
+    pub fn load(config: &TlsConfig) -> Result<Arc<Self>, TlsError> {
+        let contents = read_all(config)?;
+        let server = server_config(config, &contents)?;
+        Ok(Arc::new(TlsFiles {
+            config: config.clone(),
+            current: RwLock::new(Loaded { server, contents }),
+        }))
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        TlsAcceptor::from(Arc::clone(&current.server))
+    }
+
+    /// Reads the files again; builds and installs a new configuration when they changed.
+    /// Returns whether it did.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let contents = read_all(&self.config)?;
+        let unchanged = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contents
+            == contents;
+        if unchanged {
+            return Ok(false);
+        }
+        let server = server_config(&self.config, &contents)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Loaded { server, contents };
+        Ok(true)
+    }
+}
+
+/// Reloads `files` every `reload_secs` until the returned task is aborted.
+pub fn reload_periodically(files: Arc<TlsFiles>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(files.config.reload_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        let mut last_error = None;
+        loop {
+            interval.tick().await;
+            match files.reload() {
+                Ok(true) => {
+                    last_error = None;
+                    tracing::info!("TLS certificate reloaded; new connections use it");
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    let message = error.to_string();
+                    if last_error.as_ref() != Some(&message) {
+                        tracing::warn!(%message, "TLS files changed but cannot be used; still serving the previous certificate");
+                    }
+                    last_error = Some(message);
+                }
+            }
+        }
+    })
+}
+
+fn read_all(config: &TlsConfig) -> Result<Vec<u8>, TlsError> {
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path)
+            .map_err(|error| tls_error(key, format!("cannot read {}: {error}", path.display())))
+    };
+    let mut contents = read("tls.cert_file", &config.cert_file)?;
+    contents.push(0);
+    contents.extend(read("tls.key_file", &config.key_file)?);
+    if let Some(path) = &config.client_ca_file {
+        contents.push(0);
+        contents.extend(read("tls.client_ca_file", path)?);
+    }
+    Ok(contents)
+}
+
+/// The rustls configuration of the files whose contents `read_all` joined, with the
+/// aws-lc-rs provider the rest of the service (JWT verification, HTTPS clients) uses.
+fn server_config(config: &TlsConfig, contents: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut parts = contents.split(|byte| *byte == 0);
+    let cert_pem = parts.next().unwrap_or_default();
+    let key_pem = parts.next().unwrap_or_default();
+    let chain = certificates(cert_pem).map_err(|message| tls_error("tls.cert_file", message))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|error| tls_error("tls.key_file", format!("no usable private key: {error}")))?;
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| tls_error("tls", error.to_string()))?;
+    let builder = match (&config.client_ca_file, parts.next()) {
+        (Some(_), Some(ca_pem)) => {
+            let mut roots = RootCertStore::empty();
+            for ca in
+                certificates(ca_pem).map_err(|message| tls_error("tls.client_ca_file", message))?
+            {
+                roots.add(ca).map_err(|error| {
+                    tls_error(
+                        "tls.client_ca_file",
+                        format!("not a CA certificate: {error}"),
+                    )
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|error| tls_error("tls.client_ca_file", error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let mut server = builder.with_single_cert(chain, key).map_err(|error| {
+        tls_error(
+            "tls.key_file",
+            format!("the key does not fit the certificate: {error}"),
+        )
+    })?;
+    // gRPC is HTTP/2 only; clients such as grpc-go refuse a server that does not say so.
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(server))
+}
+
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("not PEM certificates: {error}"))?;
+    if chain.is_empty() {
+        return Err("holds no PEM certificate".to_owned());
+    }
+    Ok(chain)
+}
+
+/// One accepted TLS connection and who is on the other end.
+#[derive(Debug)]
+pub struct TlsConnection {
+    stream: TlsStream<TcpStream>,
+    caller: Caller,
+}
+
+impl Connected for TlsConnection {
+    /// Every request of the connection carries its [`Caller`] in its extensions.
+    type ConnectInfo = Caller;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.caller.clone()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(context, buffer)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(context)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The handshaken connections of a listener, for tonic's `serve_with_incoming`. Dropping it
+/// stops accepting.
+pub struct TlsIncoming {
+    accepted: mpsc::Receiver<TlsConnection>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsIncoming {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl tokio_stream::Stream for TlsIncoming {
+    type Item = Result<TlsConnection, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.accepted.poll_recv(context).map(|next| next.map(Ok))
+    }
+}
+
+/// Accepts on `listener` and hands over the connections whose handshake succeeded.
+pub fn incoming(listener: TcpListener, files: Arc<TlsFiles>) -> TlsIncoming {
+    let (sender, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
+    let accept_loop = tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was taken: wait a
+                    // little rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Small gRPC answers must not wait for the peer's delayed ACK.
+            let _ = stream.set_nodelay(true);
+            let acceptor = files.acceptor();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let caller = caller_of(&stream);
+                        let _ = sender.send(TlsConnection { stream, caller }).await;
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    TlsIncoming {
+        accepted,
+        accept_loop,
+    }
+}
+
+/// The identities of the verified client certificate: its URI (e.g. SPIFFE IDs) and DNS
+/// subject alternative names. The chain was verified during the handshake.
+fn caller_of(stream: &TlsStream<TcpStream>) -> Caller {
+    let Some(leaf) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[_]>::first)
+    else {
+        return Caller::default();
+    };
+    let mut identities = Vec::new();
+    if let Ok((_, certificate)) = X509Certificate::from_der(leaf.as_ref())
+        && let Ok(Some(names)) = certificate.subject_alternative_name()
+    {
+        for name in &names.value.general_names {
+            match name {
+                GeneralName::URI(uri) => identities.push((*uri).to_owned()),
+                GeneralName::DNSName(dns) => identities.push((*dns).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    Caller::certified(identities)
+}

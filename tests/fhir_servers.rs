@@ -1,0 +1,257 @@
+//! One service, two FHIR servers: a token is honoured only by the server its `aud` names,
+//! from an issuer that server trusts, on every face (CheckAccess, BatchCheckAccess,
+//! IntrospectToken, Envoy's Check). The confused deputy of a shared authorizer, closed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use common::envoy::{check_request, denied_response, envoy_check, ok_response};
+use common::{RSA_1, TestIssuer, TestServer, check_http, decision, reason, sign};
+use serde_json::json;
+use smart_authz::grpc::pb;
+use tonic::Code;
+
+const SERVER_A: &str = "https://a.example/fhir";
+const SERVER_B: &str = "https://b.example/fhir";
+
+/// Issuer `shared` is trusted by both servers, issuer `only_a` by A alone.
+struct Tenants {
+    shared: TestIssuer,
+    only_a: TestIssuer,
+    server: TestServer,
+}
+
+impl Tenants {
+    async fn start() -> Self {
+        let shared = TestIssuer::start(&[&RSA_1]).await;
+        let only_a = TestIssuer::start(&[&RSA_1]).await;
+        let config = format!(
+            r#"
+[[issuers]]
+issuer = "{shared_issuer}"
+jwks_uri = "{shared_jwks}"
+
+[[issuers]]
+issuer = "{only_a_issuer}"
+jwks_uri = "{only_a_jwks}"
+
+[[fhir_servers]]
+name = "a"
+base_urls = ["{SERVER_A}"]
+envoy_prefixes = ["/a/fhir/"]
+
+[[fhir_servers]]
+name = "b"
+base_urls = ["{SERVER_B}"]
+issuers = ["{shared_issuer}"]
+envoy_prefixes = ["/b/fhir/"]
+"#,
+            shared_issuer = shared.issuer,
+            shared_jwks = shared.jwks_uri,
+            only_a_issuer = only_a.issuer,
+            only_a_jwks = only_a.jwks_uri,
+        );
+        let server = TestServer::start(&config).await;
+        Tenants {
+            shared,
+            only_a,
+            server,
+        }
+    }
+}
+
+fn token(issuer: &TestIssuer, audience: &str) -> String {
+    let mut claims = issuer.claims("patient/*.rs");
+    claims["aud"] = json!(audience);
+    claims["patient"] = json!("123");
+    sign(&RSA_1, &claims)
+}
+
+fn asking(mut request: pb::CheckAccessRequest, server: &str) -> pb::CheckAccessRequest {
+    request.fhir_server = server.to_owned();
+    request
+}
+
+#[tokio::test]
+async fn a_token_for_one_server_is_refused_when_the_other_asks() {
+    let tenants = Tenants::start().await;
+    let for_a = token(&tenants.shared, SERVER_A);
+    let read = check_http(&for_a, "GET", "Patient/123");
+
+    let allowed = tenants
+        .server
+        .check_request(asking(read.clone(), "a"))
+        .await;
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    // Named by its base URL, with or without the trailing slash.
+    let by_url = asking(read.clone(), "https://a.example/fhir/");
+    assert_eq!(
+        decision(&tenants.server.check_request(by_url).await),
+        pb::Decision::Allow
+    );
+
+    let refused = tenants
+        .server
+        .check_request(asking(read.clone(), "b"))
+        .await;
+    assert_eq!(decision(&refused), pb::Decision::Deny);
+    assert_eq!(reason(&refused), pb::Reason::TokenWrongAudience);
+
+    let for_b = token(&tenants.shared, SERVER_B);
+    let refused = tenants
+        .server
+        .check_request(asking(check_http(&for_b, "GET", "Patient/123"), "a"))
+        .await;
+    assert_eq!(reason(&refused), pb::Reason::TokenWrongAudience);
+}
+
+#[tokio::test]
+async fn an_issuer_trusted_by_one_server_only_is_refused_by_the_other() {
+    let tenants = Tenants::start().await;
+    let a_issuer_for_a = token(&tenants.only_a, SERVER_A);
+    let allowed = tenants
+        .server
+        .check_request(asking(
+            check_http(&a_issuer_for_a, "GET", "Patient/123"),
+            "a",
+        ))
+        .await;
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+
+    // Even with B's audience, B does not trust this issuer.
+    let a_issuer_for_b = token(&tenants.only_a, SERVER_B);
+    let refused = tenants
+        .server
+        .check_request(asking(
+            check_http(&a_issuer_for_b, "GET", "Patient/123"),
+            "b",
+        ))
+        .await;
+    assert_eq!(decision(&refused), pb::Decision::Deny);
+    assert_eq!(reason(&refused), pb::Reason::TokenWrongIssuer);
+}
+
+#[tokio::test]
+async fn a_request_must_name_a_configured_server() {
+    let tenants = Tenants::start().await;
+    let for_a = token(&tenants.shared, SERVER_A);
+    for named in ["", "c", "https://c.example/fhir"] {
+        let error = tenants
+            .server
+            .client
+            .clone()
+            .check_access(asking(check_http(&for_a, "GET", "Patient/123"), named))
+            .await
+            .expect_err("no such server");
+        assert_eq!(error.code(), Code::InvalidArgument, "{named:?}");
+        assert!(error.message().contains("fhir_server"), "{error:?}");
+    }
+}
+
+#[tokio::test]
+async fn batches_are_decided_for_the_server_that_asks() {
+    let tenants = Tenants::start().await;
+    let for_a = token(&tenants.shared, SERVER_A);
+    let batch = |server: &str| pb::BatchCheckAccessRequest {
+        access_token: for_a.clone(),
+        bundle_type: pb::BundleType::Batch as i32,
+        entries: vec![pb::BatchEntry {
+            request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                method: "GET".into(),
+                path: "Observation?patient=123".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        fhir_server: server.to_owned(),
+    };
+    let mut client = tenants.server.client.clone();
+    let allowed = client
+        .batch_check_access(batch("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(allowed.decision, pb::Decision::Allow as i32);
+    let refused = client
+        .batch_check_access(batch("b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refused.decision, pb::Decision::Deny as i32);
+    assert_eq!(refused.reason, pb::Reason::TokenWrongAudience as i32);
+    let error = client.batch_check_access(batch("")).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn introspection_answers_for_the_server_that_asks() {
+    let tenants = Tenants::start().await;
+    let for_a = token(&tenants.shared, SERVER_A);
+    let introspect = |server: &str| pb::IntrospectTokenRequest {
+        token: for_a.clone(),
+        fhir_server: server.to_owned(),
+    };
+    let mut client = tenants.server.client.clone();
+    let active = client
+        .introspect_token(introspect("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(active.active);
+    let inactive = client
+        .introspect_token(introspect("b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        inactive,
+        pb::IntrospectTokenResponse::default(),
+        "active: false alone"
+    );
+    let error = client.introspect_token(introspect("")).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn envoy_requests_are_decided_for_the_server_of_their_prefix() {
+    let tenants = Tenants::start().await;
+    let for_a = token(&tenants.shared, SERVER_A);
+    let server = &tenants.server;
+
+    let allowed = envoy_check(
+        server,
+        check_request("GET", "/a/fhir/Patient/123", Some(&for_a), &[], None),
+    )
+    .await;
+    ok_response(&allowed);
+
+    let refused = envoy_check(
+        server,
+        check_request("GET", "/b/fhir/Patient/123", Some(&for_a), &[], None),
+    )
+    .await;
+    let (headers, outcome) = denied_response(&refused, 401);
+    assert!(
+        headers["www-authenticate"].contains("audience"),
+        "{headers:?}"
+    );
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|message| message.contains("audience")),
+        "{outcome}"
+    );
+
+    let nowhere = envoy_check(
+        server,
+        check_request("GET", "/c/fhir/Patient/123", Some(&for_a), &[], None),
+    )
+    .await;
+    denied_response(&nowhere, 403);
+}
