@@ -1,6 +1,7 @@
 //! One service, two FHIR servers: a token is honoured only by the server its `aud` names,
 //! from an issuer that server trusts, on every face (CheckAccess, BatchCheckAccess,
 //! IntrospectToken, Envoy's Check). The confused deputy of a shared authorizer, closed.
+//! Over real TLS, as a shared service is deployed.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +13,7 @@
 mod common;
 
 use common::envoy::{check_request, denied_response, envoy_check, ok_response};
+use common::tls::Pki;
 use common::{RSA_1, TestIssuer, TestServer, check_http, decision, reason, sign};
 use serde_json::json;
 use smart_authz::grpc::pb;
@@ -25,6 +27,7 @@ struct Tenants {
     shared: TestIssuer,
     only_a: TestIssuer,
     server: TestServer,
+    _pki: Pki,
 }
 
 impl Tenants {
@@ -57,11 +60,14 @@ envoy_prefixes = ["/b/fhir/"]
             only_a_issuer = only_a.issuer,
             only_a_jwks = only_a.jwks_uri,
         );
-        let server = TestServer::start(&config).await;
+        let pki = Pki::new("tenants CA");
+        let config = format!("{config}{}", pki.tls_toml(&pki.server(), None));
+        let server = TestServer::start_tls(&config, &pki.ca_pem(), None).await;
         Tenants {
             shared,
             only_a,
             server,
+            _pki: pki,
         }
     }
 }
@@ -254,4 +260,28 @@ async fn envoy_requests_are_decided_for_the_server_of_their_prefix() {
     )
     .await;
     denied_response(&nowhere, 403);
+}
+
+#[tokio::test]
+async fn absolute_references_are_local_only_under_the_servers_base_url() {
+    let tenants = Tenants::start().await;
+    let for_a = token(&tenants.shared, SERVER_A);
+    let read_with_subject = |subject: &str| {
+        let mut observation = common::observation("123");
+        observation["subject"] = json!({ "reference": subject });
+        let mut request = asking(check_http(&for_a, "GET", "Observation/obs-1"), "a");
+        request.stored = common::json_resource(&observation);
+        request
+    };
+    let ours = tenants
+        .server
+        .check_request(read_with_subject(&format!("{SERVER_A}/Patient/123")))
+        .await;
+    assert_eq!(decision(&ours), pb::Decision::Allow);
+    let theirs = tenants
+        .server
+        .check_request(read_with_subject(&format!("{SERVER_B}/Patient/123")))
+        .await;
+    assert_eq!(decision(&theirs), pb::Decision::Deny);
+    assert_eq!(reason(&theirs), pb::Reason::OutsideCompartment);
 }

@@ -405,3 +405,30 @@ async fn an_unreadable_certificate_stops_the_start_up_naming_the_key() {
         .expect_err("no key, no start");
     assert!(error.to_string().contains("`tls.key_file`"), "{error}");
 }
+
+#[tokio::test]
+async fn a_broken_rotation_keeps_the_last_good_certificate() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let pki = Pki::new("CA");
+    let config = format!(
+        "{}{}",
+        servers_toml(&issuer),
+        pki.tls_toml(&pki.server(), None)
+    );
+    let server = TestServer::start_tls(&config, &pki.ca_pem(), None).await;
+    // A half-written Secret: a key that does not parse.
+    pki.write(
+        "server.key",
+        "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n",
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let channel = connect(server.address, &pki.ca_pem(), None)
+        .await
+        .expect("new connections still get the last good certificate");
+    assert_eq!(
+        check(channel, &token(&issuer, SERVER_A), "a")
+            .await
+            .unwrap(),
+        pb::Decision::Allow
+    );
+}

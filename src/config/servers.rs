@@ -229,11 +229,12 @@ fn validate_server(
     }
     Ok(FhirServerConfig {
         name: file.name,
-        base_urls,
+        base_urls: base_urls.clone(),
         audiences: Some(audiences),
         issuers: trusted,
         policy: Policy {
             fhir_version: version,
+            base_urls,
             ..policy
         },
         envoy_bases,

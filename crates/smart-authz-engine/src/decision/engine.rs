@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use self::grants::{allow_message, drop_subsumed, new_grant};
 use super::policy::Policy;
 use super::{Decision, Grant, IgnoredScope, IncludedResources, Outcome, Reason};
-use crate::fhir::reference::parse_reference;
+use crate::fhir::reference::{Locality, parse_reference};
 use crate::fhir::{FhirRequest, FhirVersion, FilterMatch, Interaction, Resource};
 use crate::smart::{
     FilterItem, Permission, Permissions, ResourceScope, ScopeContext, TokenContext,
@@ -297,6 +297,11 @@ impl<'a> Session<'a> {
         self.policy.fhir_version
     }
 
+    /// Which absolute references in resources are the server's own.
+    fn locality(&self) -> Locality<'_> {
+        Locality::of(&self.policy.base_urls)
+    }
+
     /// Checks that the request is complete and names known types, and that the resources
     /// given are of the requested type.
     fn validate(&self) -> Result<(), String> {
@@ -504,8 +509,9 @@ impl<'a> Session<'a> {
                 continue;
             };
             for item in &scope.filter {
-                match resource.matches_filter(
+                match resource.matches_filter_at(
                     self.version(),
+                    self.locality(),
                     resource_type,
                     &item.param,
                     &item.values,

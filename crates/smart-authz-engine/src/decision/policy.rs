@@ -75,6 +75,12 @@ pub struct Policy {
     pub non_compartment_types: NonCompartmentAccess,
     /// Operation name (without `$`) to rule. Operations not listed are denied.
     pub operations: BTreeMap<String, OperationRule>,
+    /// The FHIR server's base URLs, without a trailing `/`: an absolute reference counts
+    /// toward a compartment or a granular filter only under one of them. Empty: unknown, and
+    /// any `http(s)` base is read by its `Type/id` tail. Set from `[[fhir_servers]]
+    /// base_urls`, not in `[policy]`.
+    #[serde(skip)]
+    pub base_urls: Vec<String>,
 }
 
 impl Default for Policy {
@@ -96,6 +102,7 @@ impl Default for Policy {
             strict_scopes: false,
             non_compartment_types: NonCompartmentAccess::ReadAndSearch,
             operations,
+            base_urls: Vec::new(),
         }
     }
 }

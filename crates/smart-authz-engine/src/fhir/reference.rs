@@ -77,6 +77,52 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
+/// Which absolute references name the server's own resources. An absolute reference under
+/// the server's base URL is a local one; under another base it names another server's
+/// resource (FHIR R4 references.html §2.3.0), which belongs to none of this server's
+/// compartments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Locality<'a> {
+    /// The server's base URLs, without a trailing `/`; empty when they are unknown.
+    bases: &'a [String],
+}
+
+impl<'a> Locality<'a> {
+    /// The base URL is unknown: an absolute `http(s)` reference is read by its `Type/id`
+    /// tail, whatever its base ([`parse_reference`]).
+    pub const ANY_BASE: Locality<'static> = Locality { bases: &[] };
+
+    /// The server at `bases` (without trailing `/`); no bases is [`Locality::ANY_BASE`].
+    pub fn of(bases: &'a [String]) -> Self {
+        Locality { bases }
+    }
+
+    /// The local `Type/id` a literal reference names: a relative one, or an absolute one
+    /// under one of the bases (compared exactly: another spelling of the base is refused,
+    /// never guessed). `None` for anything else, a foreign absolute reference included.
+    pub fn resolve<'r>(&self, reference: &'r str) -> Option<(&'r str, &'r str)> {
+        if self.bases.is_empty() || !reference.contains("://") {
+            return parse_reference(reference);
+        }
+        parse_reference(self.local_path(reference)?)
+    }
+
+    /// The part of an absolute `reference` after one of the bases and its `/`, e.g.
+    /// `Patient/1/_history/2`; `None` when the bases are unknown or none of them is its base.
+    pub fn local_path<'r>(&self, reference: &'r str) -> Option<&'r str> {
+        let path = self
+            .bases
+            .iter()
+            .find_map(|base| reference.strip_prefix(base.as_str())?.strip_prefix('/'))?;
+        (!path.contains(':')).then_some(path)
+    }
+
+    /// Whether the base URLs are known.
+    pub fn knows_bases(&self) -> bool {
+        !self.bases.is_empty()
+    }
+}
+
 /// The id of a `Patient` (or of a `Type/id` reference of `expected_type`), accepting a bare
 /// id too: `123`, `Patient/123`, or an absolute URL ending in `/Patient/123`. A bare id must
 /// follow the FHIR id grammar (`[A-Za-z0-9\-.]{1,64}`), so `123,456` or `a|b` is `None`.

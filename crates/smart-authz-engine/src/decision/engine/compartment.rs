@@ -46,7 +46,7 @@ impl Session<'_> {
                 verified = false;
                 continue;
             };
-            let members = resource.patient_compartments(version, resource_type);
+            let members = resource.patient_compartments_at(version, self.locality(), resource_type);
             if !members.iter().any(|id| id == patient) {
                 return Err(Refusal::new(
                     Reason::OutsideCompartment,
@@ -55,6 +55,13 @@ impl Session<'_> {
                     ),
                 ));
             }
+            // Another patient counts under any base: a base spelling the configuration does
+            // not list may still be this server's (fail closed).
+            let members = if self.locality().knows_bases() {
+                resource.patient_compartments(version, resource_type)
+            } else {
+                members
+            };
             if label == "stored" {
                 stored_members = members;
                 continue;

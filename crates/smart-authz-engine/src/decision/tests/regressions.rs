@@ -6,8 +6,58 @@ use super::fixtures::*;
 use super::harness::*;
 use crate::decision::{OperationRule, Reason};
 
+/// The base URL of the FHIR server the cases with a known base decide for.
+const BASE: &str = "https://a.example/fhir";
+
+fn known_base(policy: &mut crate::decision::Policy) {
+    policy.base_urls = vec![BASE.to_owned()];
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
+        case(
+            S3P,
+            "known base: an absolute reference under the server's base is local",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1")
+        .stored(observation(&format!("{BASE}/Patient/123")))
+        .allow(),
+        case(
+            S3P,
+            "known base: another server's Patient/123 is not this server's Patient/123",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1")
+        .stored(observation("https://b.example/fhir/Patient/123"))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "unknown base: any base reads as local (the configuration names none)",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1")
+        .stored(observation("https://b.example/fhir/Patient/123"))
+        .allow(),
+        case(
+            S3P,
+            "known base: a write naming Patient/456 under any base still writes into another record",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            obs_of("123"),
+            "performer",
+            json!([reference("https://a.example.internal/fhir/Patient/456")]),
+        ))
+        .deny(Reason::OutsideCompartment),
         case(
             S3P,
             "create: the new resource may not also land in another patient's compartment",

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::super::fhirpath::Expression;
-use super::super::reference::{id_of, is_valid_id, parse_reference};
+use super::super::reference::{Locality, id_of, is_valid_id};
 use super::super::version::FhirVersion;
 use super::ResourceFacts;
 
@@ -56,9 +56,11 @@ pub(super) fn push_fact_patient_references(
     }
 }
 
-/// Pushes the Patient compartments of `resource`, read as a `resource_type`.
+/// Pushes the Patient compartments of `resource`, read as a `resource_type`: its references
+/// to Patients local to `locality`.
 pub(super) fn push_compartment_patients(
     version: FhirVersion,
+    locality: Locality<'_>,
     resource_type: &str,
     resource: &Value,
     ids: &mut PatientIds,
@@ -80,7 +82,7 @@ pub(super) fn push_compartment_patients(
             .search_param(resource_type, param)
             .and_then(|definition| definition.expression)
         {
-            push_patient_references(expression, resource, ids);
+            push_patient_references(expression, resource, locality, ids);
         }
     }
 }
@@ -95,22 +97,23 @@ fn is_valid_patient_id(id: &str) -> bool {
 pub(super) fn push_patient_references(
     expression: &str,
     resource: &Value,
+    locality: Locality<'_>,
     ids: &mut PatientIds,
 ) -> bool {
     let Ok(expression) = Expression::parse(expression) else {
         return false;
     };
     for node in expression.evaluate(resource) {
-        push_patient_reference(node.value, ids);
+        push_patient_reference(node.value, locality, ids);
     }
     true
 }
 
-fn push_patient_reference(value: &Value, ids: &mut PatientIds) {
+fn push_patient_reference(value: &Value, locality: Locality<'_>, ids: &mut PatientIds) {
     let target = value
         .get("reference")
         .and_then(Value::as_str)
-        .and_then(parse_reference);
+        .and_then(|reference| locality.resolve(reference));
     if let Some(("Patient", id)) = target {
         ids.push(id);
     }
@@ -125,7 +128,9 @@ pub(super) fn push_every_patient_reference(resource: &Value, ids: &mut PatientId
     while let Some(value) = pending.pop() {
         match value {
             Value::Object(object) => {
-                push_patient_reference(value, ids);
+                // Any base: a mention of another server's Patient may still be one of this
+                // server's, under a base spelling it does not list (fail closed).
+                push_patient_reference(value, Locality::ANY_BASE, ids);
                 if let Some(carried) = object.get("resource")
                     && carried.get("resourceType").and_then(Value::as_str) == Some("Patient")
                     && let Some(id) = carried.get("id").and_then(Value::as_str)

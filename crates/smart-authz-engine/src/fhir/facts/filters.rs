@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::super::fhirpath::{CONTACT_POINT_SYSTEMS, Node};
-use super::super::reference::parse_reference;
+use super::super::reference::{Locality, parse_reference};
 use super::super::tables::SearchParamKind;
 use super::super::version::FhirVersion;
 use super::{FilterMatch, ResourceFacts};
@@ -299,7 +299,7 @@ fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
 /// Reference matching (search.html §3.1.1.4.10): `Type/id` against the type and id of a
 /// literal reference (relative, versioned or absolute), a bare `id` against its id, an
 /// absolute URL or versioned filter exactly; canonicals by URL, with or without `|version`.
-pub(super) fn reference_node_matches(node: Node<'_>, filter: &str) -> bool {
+pub(super) fn reference_node_matches(node: Node<'_>, filter: &str, locality: Locality<'_>) -> bool {
     if let Value::String(canonical) = node.value {
         // canonical/uri elements of a reference parameter; a bare id is never a canonical.
         return canonical.contains(':')
@@ -312,10 +312,13 @@ pub(super) fn reference_node_matches(node: Node<'_>, filter: &str) -> bool {
         return reference == filter;
     }
     if filter.contains("/_history/") {
+        if locality.knows_bases() && reference.contains("://") {
+            return locality.local_path(reference) == Some(filter);
+        }
         return reference == filter
             || (reference.contains("://") && reference.ends_with(&format!("/{filter}")));
     }
-    let Some((resource_type, id)) = parse_reference(reference) else {
+    let Some((resource_type, id)) = locality.resolve(reference) else {
         return false;
     };
     if !filter.contains('/') {

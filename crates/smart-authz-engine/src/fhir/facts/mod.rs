@@ -24,6 +24,7 @@ use self::filters::{
 use super::fhirpath::Expression;
 use super::interaction::{CompartmentRef, SearchParam};
 use super::json::parse_strict;
+use super::reference::Locality;
 use super::tables::SearchParamKind;
 use super::version::FhirVersion;
 
@@ -106,10 +107,21 @@ impl Resource {
     /// unsupported one makes nobody a member. JSON whose `resourceType` is not
     /// `resource_type` belongs to no compartment.
     pub fn patient_compartments(&self, version: FhirVersion, resource_type: &str) -> Vec<String> {
+        self.patient_compartments_at(version, Locality::ANY_BASE, resource_type)
+    }
+
+    /// [`Resource::patient_compartments`] on the server of `locality`: an absolute reference
+    /// under another base makes nobody a member.
+    pub fn patient_compartments_at(
+        &self,
+        version: FhirVersion,
+        locality: Locality<'_>,
+        resource_type: &str,
+    ) -> Vec<String> {
         let mut ids = PatientIds::default();
         match self {
             Resource::Json(resource) => {
-                push_compartment_patients(version, resource_type, resource, &mut ids);
+                push_compartment_patients(version, locality, resource_type, resource, &mut ids);
             }
             Resource::Facts(facts) => push_fact_patients(facts, &mut ids),
         }
@@ -138,13 +150,21 @@ impl Resource {
                 return ids.into_vec();
             }
         };
-        push_compartment_patients(version, resource_type, resource, &mut ids);
+        // Any base, as every mention below: this is the superset that must catch another
+        // patient even under a base spelling the configuration does not list.
+        push_compartment_patients(
+            version,
+            Locality::ANY_BASE,
+            resource_type,
+            resource,
+            &mut ids,
+        );
         if let Some(actual_type) = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .filter(|actual| *actual != resource_type)
         {
-            push_compartment_patients(version, actual_type, resource, &mut ids);
+            push_compartment_patients(version, Locality::ANY_BASE, actual_type, resource, &mut ids);
         }
         push_every_patient_reference(resource, &mut ids);
         ids.into_vec()
@@ -160,6 +180,19 @@ impl Resource {
     pub fn matches_filter(
         &self,
         version: FhirVersion,
+        resource_type: &str,
+        param: &str,
+        values: &[String],
+    ) -> FilterMatch {
+        self.matches_filter_at(version, Locality::ANY_BASE, resource_type, param, values)
+    }
+
+    /// [`Resource::matches_filter`] on the server of `locality`: a reference parameter
+    /// matches only references local to it.
+    pub fn matches_filter_at(
+        &self,
+        version: FhirVersion,
+        locality: Locality<'_>,
         resource_type: &str,
         param: &str,
         values: &[String],
@@ -227,7 +260,7 @@ impl Resource {
                 !value.is_empty()
                     && nodes
                         .iter()
-                        .any(|node| reference_node_matches(*node, value))
+                        .any(|node| reference_node_matches(*node, value, locality))
             }
             _ => false,
         });

@@ -1158,3 +1158,40 @@ fn token_values_split_at_the_first_unescaped_bar() {
     assert_eq!(parse_token(""), None);
     assert_eq!(parse_token("|"), None);
 }
+
+#[test]
+fn a_known_base_limits_membership_and_reference_filters_to_its_own_references() {
+    let bases = ["https://a.example/fhir".to_owned()];
+    let local = Locality::of(&bases);
+    let ours = observation_with("subject", "https://a.example/fhir/Patient/123");
+    let theirs = observation_with("subject", "https://b.example/fhir/Patient/123");
+    let version = FhirVersion::R4;
+    assert_eq!(
+        ours.patient_compartments_at(version, local, "Observation"),
+        ["123"]
+    );
+    assert!(
+        theirs
+            .patient_compartments_at(version, local, "Observation")
+            .is_empty()
+    );
+    assert_eq!(
+        theirs.patient_compartments(version, "Observation"),
+        ["123"],
+        "an unknown base reads every base"
+    );
+    // Mentions count under any base: the superset that catches another patient.
+    assert_eq!(theirs.referenced_patients(version, "Observation"), ["123"]);
+    let filter = |resource: &Resource, locality| {
+        resource.matches_filter_at(
+            version,
+            locality,
+            "Observation",
+            "subject",
+            &strings(&["Patient/123"]),
+        )
+    };
+    assert_eq!(filter(&ours, local), FilterMatch::Match);
+    assert_eq!(filter(&theirs, local), FilterMatch::NoMatch);
+    assert_eq!(filter(&theirs, Locality::ANY_BASE), FilterMatch::Match);
+}

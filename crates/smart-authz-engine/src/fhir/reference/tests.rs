@@ -130,3 +130,46 @@ fn id_of_requires_the_fhir_id_grammar_for_bare_ids() {
         assert_eq!(id_of("Patient", text), None, "{text:?}");
     }
 }
+
+#[test]
+fn a_known_base_makes_only_its_own_absolute_references_local() {
+    let bases = [
+        "https://a.example/fhir".to_owned(),
+        "http://a.internal/r4".to_owned(),
+    ];
+    let locality = Locality::of(&bases);
+    assert!(locality.knows_bases());
+    assert_eq!(locality.resolve("Patient/123"), Some(("Patient", "123")));
+    assert_eq!(
+        locality.resolve("https://a.example/fhir/Patient/123"),
+        Some(("Patient", "123"))
+    );
+    assert_eq!(
+        locality.resolve("http://a.internal/r4/Patient/123/_history/2"),
+        Some(("Patient", "123"))
+    );
+    for foreign in [
+        "https://b.example/fhir/Patient/123",
+        // Another spelling of the base, a longer base, a deeper path: never guessed.
+        "HTTPS://a.example/fhir/Patient/123",
+        "https://a.example/fhir2/Patient/123",
+        "https://a.example/fhir/Group/1/Patient/123",
+        "https://a.example/fhir/https://b.example/Patient/123",
+        "https://a.example/fhirPatient/123",
+    ] {
+        assert_eq!(locality.resolve(foreign), None, "{foreign}");
+    }
+    assert_eq!(
+        locality.local_path("https://a.example/fhir/Patient/1/_history/2"),
+        Some("Patient/1/_history/2")
+    );
+    assert_eq!(
+        Locality::ANY_BASE.local_path("https://a.example/fhir/Patient/1"),
+        None
+    );
+    assert_eq!(
+        Locality::ANY_BASE.resolve("https://b.example/fhir/Patient/123"),
+        Some(("Patient", "123")),
+        "an unknown base reads every base"
+    );
+}
