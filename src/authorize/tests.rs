@@ -26,6 +26,29 @@ fn each_refusal_has_one_label_and_one_status() {
     assert_eq!(Refusal::NoFhirBase.status().http, 403);
     let body = Refusal::BodyRequired("x".to_owned());
     assert_eq!(body.status().grpc, Code::PermissionDenied);
+    for (refusal, name, http, grpc) in [
+        (
+            Refusal::UnknownServer("x".to_owned()),
+            "unknown_fhir_server",
+            400,
+            Code::InvalidArgument,
+        ),
+        (
+            Refusal::CallerUnauthenticated,
+            "caller_unauthenticated",
+            403,
+            Code::Unauthenticated,
+        ),
+        (
+            Refusal::CallerNotAllowed("x".to_owned()),
+            "caller_not_allowed",
+            403,
+            Code::PermissionDenied,
+        ),
+    ] {
+        assert_eq!(refusal.as_str(), name);
+        assert_eq!((refusal.status().http, refusal.status().grpc), (http, grpc));
+    }
     assert_eq!(decision_status(Reason::NoMatchingScope).http, 403);
     assert_eq!(decision_status(Reason::UnsupportedRequest).http, 400);
 }

@@ -627,3 +627,16 @@ fn tls_and_callers_are_read() {
     assert_eq!(config.callers[1].fhir_servers, None);
     assert!(config.callers[1].introspect);
 }
+
+#[test]
+fn the_two_server_example_is_valid() {
+    let config = Config::from_toml(include_str!("../../examples/servers/config.toml")).unwrap();
+    assert_eq!(config.fhir_servers.len(), 2);
+    assert_eq!(config.fhir_servers[1].policy.fhir_version, FhirVersion::R5);
+    assert_eq!(
+        config.fhir_servers[1].policy.base_urls,
+        ["https://fhir.clinic-b.example/fhir"]
+    );
+    assert!(config.tls.unwrap().client_ca_file.is_some());
+    assert_eq!(config.callers.len(), 4);
+}
