@@ -205,6 +205,7 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     let allow = find(&records, &[("decision", "allow"), ("interaction", "read")]);
     assert_eq!(allow["face"], "grpc");
     assert_eq!(allow["rpc"], "CheckAccess");
+    assert_eq!(allow["fhir_server"], "default", "the implicit server");
     assert_eq!(allow["reason"], "granted");
     assert_eq!(allow["resource_type"], "Observation");
     assert_eq!(allow["resource_id"], "obs-1");
@@ -247,6 +248,7 @@ async fn every_decision_gets_one_json_line_without_the_token() {
 
     let envoy_line = find(&records, &[("face", "envoy")]);
     assert_eq!(envoy_line["rpc"], "ext_authz.Check");
+    assert_eq!(envoy_line["fhir_server"], "default");
     assert_eq!(envoy_line["decision"], "deny");
     assert_eq!(envoy_line["resource_type"], "Condition");
     assert_eq!(envoy_line["token_fingerprint"], fingerprint(&token));

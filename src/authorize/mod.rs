@@ -101,11 +101,32 @@ pub enum Admission<'a> {
     Admitted(Admitted<'a>),
 }
 
-/// One call of a face: the RPC it serves and its span.
+/// One call of a face: the RPC it serves, its span, and the FHIR server it is for once
+/// known (every event of the call names it).
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {
     pub rpc: Rpc,
     pub span: &'a Span,
+    pub fhir_server: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(rpc: Rpc, span: &'a Span) -> Self {
+        Call {
+            rpc,
+            span,
+            fhir_server: None,
+        }
+    }
+
+    /// The same call, now known to be for `server`; recorded on the span.
+    pub fn for_server(self, server: &'a FhirServer) -> Self {
+        traces::record_fhir_server(self.span, server.name());
+        Call {
+            fhir_server: Some(server.name()),
+            ..self
+        }
+    }
 }
 
 /// One request to decide, as the face decoded it.
@@ -362,6 +383,7 @@ impl Authorizer {
                 token,
                 token_fingerprint: fingerprint,
                 entry: None,
+                fhir_server: call.fhir_server,
             },
             call.span,
         );
@@ -386,6 +408,7 @@ impl Authorizer {
                 token: token.map(|(context, _)| context),
                 token_fingerprint: token.map(|(_, fingerprint)| fingerprint),
                 entry,
+                fhir_server: call.fhir_server,
             },
             call.span,
         );

@@ -50,10 +50,7 @@ impl EnvoyAuthz {
         http: &HttpRequest,
         span: &Span,
     ) -> Result<CheckResponse, Status> {
-        let call = Call {
-            rpc: Rpc::EnvoyCheck,
-            span,
-        };
+        let call = Call::new(Rpc::EnvoyCheck, span);
         let raw_token = http
             .headers
             .get("authorization")
@@ -67,6 +64,7 @@ impl EnvoyAuthz {
                 Ok(routed) => routed,
                 Err(refusal) => return Ok(response::refused(&refusal)),
             };
+        let call = call.for_server(server);
         let line = HttpLine {
             method: &http.method,
             path: relative,
@@ -207,10 +205,7 @@ impl Authorization for EnvoyAuthz {
             let response = match http {
                 Some(http) => self.decide(&caller, http, &span).await?,
                 None => {
-                    let call = Call {
-                        rpc: Rpc::EnvoyCheck,
-                        span: &span,
-                    };
+                    let call = Call::new(Rpc::EnvoyCheck, &span);
                     let refusal = Refusal::InvalidRequest(
                         "the CheckRequest carries no HTTP request".to_owned(),
                     );

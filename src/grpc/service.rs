@@ -29,14 +29,12 @@ impl AuthzGrpc {
         message: pb::CheckAccessRequest,
         span: &Span,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
-        let call = Call {
-            rpc: Rpc::CheckAccess,
-            span,
-        };
+        let call = Call::new(Rpc::CheckAccess, span);
         let server = self
             .authorizer
             .server_named(call, &caller, &message.fhir_server)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = call.for_server(server);
         let (request, line) = convert::check_request(message.request.as_ref())?;
         let if_none_exist = convert::if_none_exist(message.request.as_ref());
         let stored = convert::resource(message.stored, "stored").await?;
@@ -59,14 +57,12 @@ impl AuthzGrpc {
         message: pb::BatchCheckAccessRequest,
         span: &Span,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
-        let call = Call {
-            rpc: Rpc::BatchCheckAccess,
-            span,
-        };
+        let call = Call::new(Rpc::BatchCheckAccess, span);
         let server = self
             .authorizer
             .server_named(call, &caller, &message.fhir_server)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = call.for_server(server);
         let kind = convert::bundle_kind(message.bundle_type)?;
         // Refused before the entries are decoded, by the pipeline's own rule (a request that
         // cannot be read is an error on this face, not a decision).
@@ -100,10 +96,7 @@ impl AuthzGrpc {
         message: pb::IntrospectTokenRequest,
         span: &Span,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
-        let call = Call {
-            rpc: Rpc::IntrospectToken,
-            span,
-        };
+        let call = Call::new(Rpc::IntrospectToken, span);
         self.authorizer
             .may_introspect(call, &caller)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
@@ -111,6 +104,7 @@ impl AuthzGrpc {
             .authorizer
             .server_named(call, &caller, &message.fhir_server)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = call.for_server(server);
         let token = message.token;
         if token.trim().is_empty() {
             return Err(Status::invalid_argument("token: required (RFC 7662 §2.1)"));

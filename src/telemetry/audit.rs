@@ -8,7 +8,7 @@
 //! correlate the lines of one token and useless for replaying it.
 //!
 //! ```json
-//! {"time":"2026-11-02T10:15:03.123456Z","face":"grpc","rpc":"CheckAccess","decision":"deny","reason":"outside_compartment","interaction":"read","resource_type":"Observation","resource_id":"obs-9","client_id":"growth-chart","sub":"user-1","patient":"123","token_fingerprint":"3f9a0c1d","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}
+//! {"time":"2026-11-02T10:15:03.123456Z","face":"grpc","rpc":"CheckAccess","fhir_server":"a","decision":"deny","reason":"outside_compartment","interaction":"read","resource_type":"Observation","resource_id":"obs-9","client_id":"growth-chart","sub":"user-1","patient":"123","token_fingerprint":"3f9a0c1d","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}
 //! ```
 
 use std::fmt::Write as _;
@@ -53,6 +53,7 @@ pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
         target: AUDIT_TARGET,
         face = event.rpc.face().as_str(),
         rpc = event.rpc.as_str(),
+        fhir_server = event.fhir_server,
         entry = event.entry,
         decision = traces::outcome_label(event.outcome),
         reason = event.reason,

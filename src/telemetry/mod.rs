@@ -294,6 +294,8 @@ pub struct DecisionEvent<'a> {
     pub token_fingerprint: Option<TokenFingerprint>,
     /// The entry's index, for the entries of a batch or transaction.
     pub entry: Option<usize>,
+    /// The FHIR server the decision is for, once known.
+    pub fhir_server: Option<&'a str>,
 }
 
 impl DecisionEvent<'_> {

@@ -288,6 +288,7 @@ pub fn rpc_span_with_headers(
         authz.reason = Empty,
         authz.context = Empty,
         authz.bundle.entries = Empty,
+        authz.fhir_server = Empty,
         fhir.interaction = Empty,
         fhir.resource_type = Empty,
         token.cache = Empty,
@@ -345,6 +346,11 @@ pub fn record_decision(
 /// Puts the number of entries of a batch or transaction on the RPC span.
 pub fn record_bundle_size(span: &Span, entries: usize) {
     span.record("authz.bundle.entries", entries);
+}
+
+/// Puts the FHIR server the call is for on the RPC span.
+pub fn record_fhir_server(span: &Span, name: &str) {
+    span.record("authz.fhir_server", name);
 }
 
 /// Puts how the token was judged on the RPC span: from the cache or not, locally or by
