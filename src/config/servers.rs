@@ -67,14 +67,34 @@ pub struct FhirServerConfig {
 }
 
 impl FhirServerConfig {
-    /// Whether an Envoy request with this `:authority` may be for this server.
+    /// Whether an Envoy request with this `:authority` may be for this server: a configured
+    /// `host:port` must match exactly, a bare host matches that host on any port (host names
+    /// compare without case, RFC 3986 §3.2.2).
     pub fn serves_authority(&self, authority: &str) -> bool {
         self.authorities.is_empty()
-            || self
-                .authorities
-                .iter()
-                .any(|ours| ours.eq_ignore_ascii_case(authority))
+            || self.authorities.iter().any(|ours| {
+                ours.eq_ignore_ascii_case(authority)
+                    || (!has_port(ours) && ours.eq_ignore_ascii_case(host_of(authority)))
+            })
     }
+}
+
+/// The host of an authority: `[::1]:8080` is `[::1]`, `fhir.example:443` is `fhir.example`.
+fn host_of(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|byte| byte.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            host
+        }
+        _ => authority,
+    }
+}
+
+fn has_port(authority: &str) -> bool {
+    host_of(authority) != authority
 }
 
 /// The servers of a configuration: the implicit one when `files` is empty.

@@ -640,3 +640,34 @@ fn the_two_server_example_is_valid() {
     assert!(config.tls.unwrap().client_ca_file.is_some());
     assert_eq!(config.callers.len(), 4);
 }
+
+#[test]
+fn an_authority_without_port_matches_any_port_of_its_host() {
+    let server = |authorities: &[&str]| FhirServerConfig {
+        name: "a".into(),
+        base_urls: Vec::new(),
+        audiences: None,
+        issuers: None,
+        policy: Policy::default(),
+        envoy_bases: Vec::new(),
+        authorities: authorities.iter().map(|a| (*a).to_owned()).collect(),
+    };
+    let bare = server(&["fhir.example", "[::1]"]);
+    for served in ["fhir.example", "FHIR.example:8443", "[::1]:8080", "[::1]"] {
+        assert!(bare.serves_authority(served), "{served}");
+    }
+    for other in [
+        "fhir.example.evil",
+        "evil.fhir.example",
+        "fhir.example:",
+        "::1",
+        "",
+    ] {
+        assert!(!bare.serves_authority(other), "{other}");
+    }
+    let with_port = server(&["fhir.example:8443"]);
+    assert!(with_port.serves_authority("fhir.example:8443"));
+    assert!(!with_port.serves_authority("fhir.example"));
+    assert!(!with_port.serves_authority("fhir.example:443"));
+    assert!(server(&[]).serves_authority("anything"));
+}
