@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -41,6 +41,9 @@ use crate::config::TlsConfig;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_BACKLOG: usize = 128;
+/// Handshakes in progress at once; beyond it the listener stops accepting until one ends,
+/// so a flood of clients that never finish holds a bounded number of sockets.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// A TLS file that cannot be used; the message names its configuration key.
 #[derive(Debug, thiserror::Error)]
@@ -68,14 +71,22 @@ pub struct TlsFiles {
 struct Loaded {
     server: Arc<ServerConfig>,
     /// The files' contents it was built from, to notice a change.
-    contents: Vec<u8>,
+    contents: Contents,
+}
+
+/// The bytes of the three files.
+#[derive(Debug, PartialEq, Eq)]
+struct Contents {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
 }
 
 impl TlsFiles {
     /// Reads and checks the files: an error here stops the start-up.
     pub fn load(config: &TlsConfig) -> Result<Arc<Self>, TlsError> {
         let contents = read_all(config)?;
-        let server = server_config(config, &contents)?;
+        let server = server_config(&contents)?;
         Ok(Arc::new(TlsFiles {
             config: config.clone(),
             current: RwLock::new(Loaded { server, contents }),
@@ -103,7 +114,7 @@ impl TlsFiles {
         if unchanged {
             return Ok(false);
         }
-        let server = server_config(&self.config, &contents)?;
+        let server = server_config(&contents)?;
         *self
             .current
             .write()
@@ -121,7 +132,12 @@ pub fn reload_periodically(files: Arc<TlsFiles>) -> tokio::task::JoinHandle<()> 
         let mut last_error = None;
         loop {
             interval.tick().await;
-            match files.reload() {
+            // File reads block: off the runtime's workers.
+            let reloading = Arc::clone(&files);
+            let Ok(reloaded) = tokio::task::spawn_blocking(move || reloading.reload()).await else {
+                continue;
+            };
+            match reloaded {
                 Ok(true) => {
                     last_error = None;
                     tracing::info!("TLS certificate reloaded; new connections use it");
@@ -139,36 +155,36 @@ pub fn reload_periodically(files: Arc<TlsFiles>) -> tokio::task::JoinHandle<()> 
     })
 }
 
-fn read_all(config: &TlsConfig) -> Result<Vec<u8>, TlsError> {
+fn read_all(config: &TlsConfig) -> Result<Contents, TlsError> {
     let read = |key: &'static str, path: &Path| {
         std::fs::read(path)
             .map_err(|error| tls_error(key, format!("cannot read {}: {error}", path.display())))
     };
-    let mut contents = read("tls.cert_file", &config.cert_file)?;
-    contents.push(0);
-    contents.extend(read("tls.key_file", &config.key_file)?);
-    if let Some(path) = &config.client_ca_file {
-        contents.push(0);
-        contents.extend(read("tls.client_ca_file", path)?);
-    }
-    Ok(contents)
+    Ok(Contents {
+        cert: read("tls.cert_file", &config.cert_file)?,
+        key: read("tls.key_file", &config.key_file)?,
+        client_ca: config
+            .client_ca_file
+            .as_deref()
+            .map(|path| read("tls.client_ca_file", path))
+            .transpose()?,
+    })
 }
 
-/// The rustls configuration of the files whose contents `read_all` joined, with the
-/// aws-lc-rs provider the rest of the service (JWT verification, HTTPS clients) uses.
-fn server_config(config: &TlsConfig, contents: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut parts = contents.split(|byte| *byte == 0);
-    let cert_pem = parts.next().unwrap_or_default();
-    let key_pem = parts.next().unwrap_or_default();
-    let chain = certificates(cert_pem).map_err(|message| tls_error("tls.cert_file", message))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
+/// The rustls configuration of the files' contents, with the aws-lc-rs provider the rest
+/// of the service (JWT verification, HTTPS clients) uses; mutual TLS exactly when the
+/// contents hold a client CA, which they do exactly when one is configured.
+fn server_config(contents: &Contents) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain =
+        certificates(&contents.cert).map_err(|message| tls_error("tls.cert_file", message))?;
+    let key = PrivateKeyDer::from_pem_slice(&contents.key)
         .map_err(|error| tls_error("tls.key_file", format!("no usable private key: {error}")))?;
     let provider = Arc::new(aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| tls_error("tls", error.to_string()))?;
-    let builder = match (&config.client_ca_file, parts.next()) {
-        (Some(_), Some(ca_pem)) => {
+    let builder = match &contents.client_ca {
+        Some(ca_pem) => {
             let mut roots = RootCertStore::empty();
             for ca in
                 certificates(ca_pem).map_err(|message| tls_error("tls.client_ca_file", message))?
@@ -186,7 +202,7 @@ fn server_config(config: &TlsConfig, contents: &[u8]) -> Result<Arc<ServerConfig
                 .map_err(|error| tls_error("tls.client_ca_file", error.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
-        _ => builder.with_no_client_auth(),
+        None => builder.with_no_client_auth(),
     };
     let mut server = builder.with_single_cert(chain, key).map_err(|error| {
         tls_error(
@@ -289,8 +305,12 @@ impl tokio_stream::Stream for TlsIncoming {
 /// Accepts on `listener` and hands over the connections whose handshake succeeded.
 pub fn incoming(listener: TcpListener, files: Arc<TlsFiles>) -> TlsIncoming {
     let (sender, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let accept_loop = tokio::spawn(async move {
         loop {
+            let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+                return;
+            };
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -306,7 +326,10 @@ pub fn incoming(listener: TcpListener, files: Arc<TlsFiles>) -> TlsIncoming {
             let acceptor = files.acceptor();
             let sender = sender.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let handshake =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                drop(permit);
+                match handshake {
                     Ok(Ok(stream)) => {
                         let caller = caller_of(&stream);
                         let _ = sender.send(TlsConnection { stream, caller }).await;
@@ -334,17 +357,17 @@ fn caller_of(stream: &TlsStream<TcpStream>) -> Caller {
     else {
         return Caller::default();
     };
-    let mut identities = Vec::new();
+    let (mut uris, mut dns_names) = (Vec::new(), Vec::new());
     if let Ok((_, certificate)) = X509Certificate::from_der(leaf.as_ref())
         && let Ok(Some(names)) = certificate.subject_alternative_name()
     {
         for name in &names.value.general_names {
             match name {
-                GeneralName::URI(uri) => identities.push((*uri).to_owned()),
-                GeneralName::DNSName(dns) => identities.push((*dns).to_owned()),
+                GeneralName::URI(uri) => uris.push((*uri).to_owned()),
+                GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
                 _ => {}
             }
         }
     }
-    Caller::certified(identities)
+    Caller::certified(uris, dns_names)
 }

@@ -267,3 +267,66 @@ fn refuses_a_batch_entry_whose_url_is_absolute() {
         "{report}"
     );
 }
+
+/// `smart-authz serve --config FILE` on `config`: it must stop at once, so it is killed
+/// after a few seconds if it does not.
+fn serve_fails(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smart-authz"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("SMART_AUTHZ_CONFIG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        panic!("the service started on an invalid configuration");
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    String::from_utf8(output.stderr).unwrap()
+}
+
+const SERVE_BASE: &str = r#"
+listen = "127.0.0.1:0"
+[telemetry]
+metrics_listen = ""
+[[issuers]]
+issuer = "https://as.example"
+jwks_file = "examples/dev/jwks.json"
+"#;
+
+#[test]
+fn configuration_errors_stop_the_start_up_naming_the_key() {
+    let unknown_issuer = format!(
+        "{SERVE_BASE}[[fhir_servers]]\nname = \"a\"\nbase_urls = [\"https://a.example/fhir\"]\nissuers = [\"https://nobody.example\"]\n"
+    );
+    let stderr = serve_fails(&unknown_issuer);
+    assert!(stderr.contains("`fhir_servers[0].issuers[0]`"), "{stderr}");
+
+    let shared_prefix = format!(
+        "{SERVE_BASE}[[fhir_servers]]\nname = \"a\"\nbase_urls = [\"https://a.example/fhir\"]\nenvoy_prefixes = [\"/fhir/\"]\n[[fhir_servers]]\nname = \"b\"\nbase_urls = [\"https://b.example/fhir\"]\nenvoy_prefixes = [\"/fhir/\"]\n"
+    );
+    let stderr = serve_fails(&shared_prefix);
+    assert!(
+        stderr.contains("`fhir_servers[1].envoy_prefixes[0]`"),
+        "{stderr}"
+    );
+
+    let unreadable = format!(
+        "{SERVE_BASE}[[fhir_servers]]\nname = \"a\"\nbase_urls = [\"https://a.example/fhir\"]\n[tls]\ncert_file = \"/nonexistent/tls.crt\"\nkey_file = \"/nonexistent/tls.key\"\n"
+    );
+    let stderr = serve_fails(&unreadable);
+    assert!(stderr.contains("`tls.cert_file`"), "{stderr}");
+}

@@ -181,16 +181,18 @@ impl Authorizer {
         }
     }
 
-    /// The server a gRPC request names, if `caller` may ask for it; a refusal is reported.
+    /// The server a gRPC request names, if `caller` may ask for it; a refusal is reported
+    /// (`raw_token` only fingerprinted for the audit).
     pub fn server_named(
         &self,
         call: Call<'_>,
         caller: &Caller,
         name: &str,
+        raw_token: &str,
     ) -> Result<&Arc<FhirServer>, Refusal> {
         self.servers
             .named(caller, name)
-            .inspect_err(|refusal| self.report_refusal(call, refusal, None, None, None))
+            .inspect_err(|refusal| self.caller_refused(call, raw_token, refusal))
     }
 
     /// The server of an Envoy request and its path relative to the server's base, if
@@ -201,10 +203,20 @@ impl Authorizer {
         caller: &Caller,
         authority: &str,
         path: &'p str,
+        raw_token: &str,
     ) -> Result<(&Arc<FhirServer>, &'p str), Refusal> {
         self.servers
             .route(caller, authority, path)
-            .inspect_err(|refusal| self.report_refusal(call, refusal, None, None, None))
+            .inspect_err(|refusal| self.caller_refused(call, raw_token, refusal))
+    }
+
+    /// Reports a refusal of the server or caller checks; a caller refused by its
+    /// certificate is also logged with its details for the operator.
+    fn caller_refused(&self, call: Call<'_>, raw_token: &str, refusal: &Refusal) {
+        if let Refusal::CallerNotAllowed(detail) = refusal {
+            tracing::warn!(rpc = call.rpc.as_str(), %detail, "caller refused");
+        }
+        self.refused(call, raw_token, None, refusal);
     }
 
     /// Decides one request for `server`.
@@ -308,7 +320,7 @@ impl Authorizer {
     pub fn may_introspect(&self, call: Call<'_>, caller: &Caller) -> Result<(), Refusal> {
         self.servers
             .may_introspect(caller)
-            .inspect_err(|refusal| self.report_refusal(call, refusal, None, None, None))
+            .inspect_err(|refusal| self.caller_refused(call, "", refusal))
     }
 
     /// Judges a token alone, for `server` (RFC 7662 introspection of this service): `None`

@@ -79,14 +79,23 @@ impl FhirServer {
 /// The TLS listener attaches it to each connection; a face reads it with [`Caller::of`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
-    identities: Option<Arc<[String]>>,
+    certificate: Option<Arc<Identities>>,
+}
+
+/// The identities of a client certificate, by SAN type.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Identities {
+    /// URI SANs, e.g. SPIFFE IDs.
+    uris: Vec<String>,
+    /// DNS SANs.
+    dns_names: Vec<String>,
 }
 
 impl Caller {
-    /// A caller whose certificate chain verified, known by its SANs (URIs and DNS names).
-    pub fn certified(identities: Vec<String>) -> Self {
+    /// A caller whose certificate chain verified, known by its URI and DNS SANs.
+    pub fn certified(uris: Vec<String>, dns_names: Vec<String>) -> Self {
         Caller {
-            identities: Some(identities.into()),
+            certificate: Some(Arc::new(Identities { uris, dns_names })),
         }
     }
 
@@ -95,9 +104,30 @@ impl Caller {
         extensions.get::<Caller>().cloned().unwrap_or_default()
     }
 
-    /// The certificate's identities; `None` without a certificate.
-    pub fn identities(&self) -> Option<&[String]> {
-        self.identities.as_deref()
+    /// Whether its certificate names `identity`: a URI (it has a scheme, so a `:`) equal to
+    /// a URI SAN, or a DNS name equal, without case, to a DNS SAN. A DNS SAN spelled like a
+    /// URI never stands for a URI binding.
+    fn is(&self, identity: &str) -> bool {
+        let Some(certificate) = &self.certificate else {
+            return false;
+        };
+        if identity.contains(':') {
+            certificate.uris.iter().any(|uri| uri == identity)
+        } else {
+            certificate
+                .dns_names
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(identity))
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.certificate {
+            Some(certificate) => {
+                format!("URI {:?} DNS {:?}", certificate.uris, certificate.dns_names)
+            }
+            None => "without a certificate".to_owned(),
+        }
     }
 }
 
@@ -154,8 +184,10 @@ impl Servers {
     }
 
     /// The server a gRPC request names (by name or base URL), for `caller`. An empty name is
-    /// the only server when there is one; with several, a request must say which.
+    /// the only server when there is one; with several, a request must say which. The
+    /// caller is checked first, so one that may not ask learns nothing of the servers.
     pub fn named(&self, caller: &Caller, name: &str) -> Result<&Arc<FhirServer>, Refusal> {
+        let binding = self.binding(caller)?;
         let server = if name.is_empty() {
             match self.servers.as_slice() {
                 [only] => only,
@@ -176,7 +208,7 @@ impl Servers {
                     ))
                 })?
         };
-        self.may_ask(caller, server)?;
+        may_ask(binding, server)?;
         Ok(server)
     }
 
@@ -188,6 +220,7 @@ impl Servers {
         authority: &str,
         path: &'p str,
     ) -> Result<(&Arc<FhirServer>, &'p str), Refusal> {
+        let binding = self.binding(caller)?;
         let (route, relative) = self
             .routes
             .iter()
@@ -195,25 +228,8 @@ impl Servers {
             .filter_map(|route| Some((route, route.base.relative_path(path)?)))
             .max_by_key(|(route, _)| route.base.prefix.len())
             .ok_or(Refusal::NoFhirBase)?;
-        self.may_ask(caller, &route.server)?;
+        may_ask(binding, &route.server)?;
         Ok((&route.server, relative))
-    }
-
-    /// Whether `caller` may ask for `server`'s decisions.
-    fn may_ask(&self, caller: &Caller, server: &FhirServer) -> Result<(), Refusal> {
-        let Some(binding) = self.binding(caller)? else {
-            return Ok(());
-        };
-        match &binding.fhir_servers {
-            Some(names) if !names.iter().any(|name| name == server.name()) => {
-                Err(Refusal::CallerNotAllowed(format!(
-                    "caller {:?} may not ask for FHIR server {:?}",
-                    binding.identity,
-                    server.name()
-                )))
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Whether `caller` may call `IntrospectToken`: with `[[callers]]`, only those marked
@@ -229,26 +245,47 @@ impl Servers {
     }
 
     /// The `[[callers]]` entry of `caller`: `None` when there are no entries. With mutual TLS
-    /// a caller without a certificate is refused; with entries, one that matches none.
+    /// a caller without a certificate is refused; with entries, one that matches none, or
+    /// (rather than guessing which applies) several.
     fn binding(&self, caller: &Caller) -> Result<Option<&CallerConfig>, Refusal> {
         if !self.mutual_tls {
             return Ok(None);
         }
-        let Some(identities) = caller.identities() else {
+        if caller.certificate.is_none() {
             return Err(Refusal::CallerUnauthenticated);
-        };
+        }
         if self.callers.is_empty() {
             return Ok(None);
         }
-        self.callers
+        let mut matching = self
+            .callers
             .iter()
-            .find(|binding| identities.contains(&binding.identity))
-            .map(Some)
-            .ok_or_else(|| {
-                Refusal::CallerNotAllowed(format!(
-                    "no [[callers]] entry names the client certificate's identities {identities:?}"
-                ))
-            })
+            .filter(|binding| caller.is(&binding.identity));
+        match (matching.next(), matching.next()) {
+            (Some(binding), None) => Ok(Some(binding)),
+            (None, _) => Err(Refusal::CallerNotAllowed(format!(
+                "no [[callers]] entry names the client certificate ({})",
+                caller.describe()
+            ))),
+            (Some(first), Some(second)) => Err(Refusal::CallerNotAllowed(format!(
+                "the client certificate matches several [[callers]] entries ({:?}, {:?})",
+                first.identity, second.identity
+            ))),
+        }
+    }
+}
+
+/// Whether the caller of `binding` (none: any caller) may ask for `server`'s decisions.
+fn may_ask(binding: Option<&CallerConfig>, server: &FhirServer) -> Result<(), Refusal> {
+    match binding.and_then(|binding| Some((binding, binding.fhir_servers.as_ref()?))) {
+        Some((binding, names)) if !names.iter().any(|name| name == server.name()) => {
+            Err(Refusal::CallerNotAllowed(format!(
+                "caller {:?} may not ask for FHIR server {:?}",
+                binding.identity,
+                server.name()
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -67,34 +67,17 @@ pub struct FhirServerConfig {
 }
 
 impl FhirServerConfig {
-    /// Whether an Envoy request with this `:authority` may be for this server: a configured
-    /// `host:port` must match exactly, a bare host matches that host on any port (host names
-    /// compare without case, RFC 3986 §3.2.2).
+    /// Whether an Envoy request with this `:authority` may be for this server. Compared as
+    /// Envoy compares a virtual host's domains by default: the whole authority, port
+    /// included, host name without case. A looser match here (any port, say) would let the
+    /// service decide for one server while Envoy routes to another.
     pub fn serves_authority(&self, authority: &str) -> bool {
         self.authorities.is_empty()
-            || self.authorities.iter().any(|ours| {
-                ours.eq_ignore_ascii_case(authority)
-                    || (!has_port(ours) && ours.eq_ignore_ascii_case(host_of(authority)))
-            })
+            || self
+                .authorities
+                .iter()
+                .any(|ours| ours.eq_ignore_ascii_case(authority))
     }
-}
-
-/// The host of an authority: `[::1]:8080` is `[::1]`, `fhir.example:443` is `fhir.example`.
-fn host_of(authority: &str) -> &str {
-    match authority.rsplit_once(':') {
-        Some((host, port))
-            if !port.is_empty()
-                && port.bytes().all(|byte| byte.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']')) =>
-        {
-            host
-        }
-        _ => authority,
-    }
-}
-
-fn has_port(authority: &str) -> bool {
-    host_of(authority) != authority
 }
 
 /// The servers of a configuration: the implicit one when `files` is empty.
@@ -266,7 +249,16 @@ fn validate_server(
     })
 }
 
-/// Names, base URLs and Envoy routes must each lead to one server.
+/// A server's audiences, a trailing `/` aside.
+fn audiences_of(server: &FhirServerConfig) -> impl Iterator<Item = &str> {
+    server
+        .audiences
+        .iter()
+        .flatten()
+        .map(|audience| audience.strip_suffix('/').unwrap_or(audience))
+}
+
+/// Names, base URLs, audiences and Envoy routes must each lead to one server.
 fn check_unique(
     index: usize,
     server: &FhirServerConfig,
@@ -290,6 +282,17 @@ fn check_unique(
             return Err(invalid(
                 format!("fhir_servers[{index}].base_urls"),
                 format!("{url:?} is also a base URL of fhir_servers[{other_index}]"),
+            ));
+        }
+        // A token naming an audience of both would be honoured by both.
+        if let Some(audience) = audiences_of(server)
+            .find(|audience| audiences_of(other).any(|theirs| theirs == *audience))
+        {
+            return Err(invalid(
+                format!("fhir_servers[{index}].audiences"),
+                format!(
+                    "{audience:?} is also an audience of fhir_servers[{other_index}]: a token for one would be honoured by both"
+                ),
             ));
         }
         let shared_authority = server.authorities.is_empty()

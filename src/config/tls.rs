@@ -111,6 +111,12 @@ pub(super) fn validate_callers(
                 format!("{:?} is listed twice", file.identity),
             ));
         }
+        if file.fhir_servers.is_empty() {
+            return Err(invalid(
+                format!("callers[{index}].fhir_servers"),
+                "list the FHIR servers it may ask for, or [\"*\"] for all",
+            ));
+        }
         let fhir_servers = if file.fhir_servers.iter().any(|name| name == "*") {
             None
         } else {

@@ -56,14 +56,16 @@ impl EnvoyAuthz {
             .get("authorization")
             .map(String::as_str)
             .unwrap_or_default();
-        let (server, relative) =
-            match self
-                .authorizer
-                .server_routed(call, caller, authority(http), &http.path)
-            {
-                Ok(routed) => routed,
-                Err(refusal) => return Ok(response::refused(&refusal)),
-            };
+        let (server, relative) = match self.authorizer.server_routed(
+            call,
+            caller,
+            authority(http),
+            &http.path,
+            raw_token,
+        ) {
+            Ok(routed) => routed,
+            Err(refusal) => return Ok(response::refused(&refusal)),
+        };
         let call = call.for_server(server);
         let line = HttpLine {
             method: &http.method,

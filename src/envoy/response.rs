@@ -135,6 +135,14 @@ fn constraints(decision: &Decision) -> String {
 pub fn refused(refusal: &Refusal) -> CheckResponse {
     match refusal {
         Refusal::Token(error) => token_denied(error),
+        // The proxy's certificate, not the app's request, is refused: the app is told no
+        // more than that (the details are logged and audited).
+        Refusal::CallerUnauthenticated | Refusal::CallerNotAllowed(_) => denied(
+            refusal.status(),
+            None,
+            "forbidden",
+            "the proxy may not ask for decisions about this request",
+        ),
         other => {
             let status = other.status();
             let issue_code = if status.http == 400 {

@@ -32,7 +32,7 @@ impl AuthzGrpc {
         let call = Call::new(Rpc::CheckAccess, span);
         let server = self
             .authorizer
-            .server_named(call, &caller, &message.fhir_server)
+            .server_named(call, &caller, &message.fhir_server, &message.access_token)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
         let (request, line) = convert::check_request(message.request.as_ref())?;
@@ -60,7 +60,7 @@ impl AuthzGrpc {
         let call = Call::new(Rpc::BatchCheckAccess, span);
         let server = self
             .authorizer
-            .server_named(call, &caller, &message.fhir_server)
+            .server_named(call, &caller, &message.fhir_server, &message.access_token)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
         let kind = convert::bundle_kind(message.bundle_type)?;
@@ -102,7 +102,7 @@ impl AuthzGrpc {
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let server = self
             .authorizer
-            .server_named(call, &caller, &message.fhir_server)
+            .server_named(call, &caller, &message.fhir_server, &message.token)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
         let token = message.token;

@@ -76,7 +76,14 @@ fn token(issuer: &str, aud: Value) -> VerifiedToken {
 }
 
 fn certified(identity: &str) -> Caller {
-    Caller::certified(vec!["other.example".to_owned(), identity.to_owned()])
+    if identity.contains(':') {
+        Caller::certified(vec![identity.to_owned()], vec!["other.example".to_owned()])
+    } else {
+        Caller::certified(
+            Vec::new(),
+            vec!["other.example".to_owned(), identity.to_owned()],
+        )
+    }
 }
 
 #[test]
@@ -249,4 +256,42 @@ fn without_mutual_tls_callers_are_not_asked_for() {
     let servers = servers(TWO_SERVERS);
     assert!(servers.named(&Caller::default(), "b").is_ok());
     assert!(servers.may_introspect(&Caller::default()).is_ok());
+}
+
+#[test]
+fn identities_match_by_san_type() {
+    let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}{CALLERS}"));
+    // A DNS SAN spelled like the SPIFFE ID of a binding is not that URI.
+    let spoof = Caller::certified(Vec::new(), vec!["spiffe://example.org/fhir-a".to_owned()]);
+    assert!(matches!(
+        servers.named(&spoof, "a").unwrap_err(),
+        Refusal::CallerNotAllowed(_)
+    ));
+    // DNS names compare without case.
+    let ops = Caller::certified(Vec::new(), vec!["OPS.example".to_owned()]);
+    assert!(servers.named(&ops, "b").is_ok());
+    // A certificate naming two bound identities is refused, not guessed at.
+    let both = Caller::certified(
+        vec!["spiffe://example.org/fhir-a".to_owned()],
+        vec!["ops.example".to_owned()],
+    );
+    let refusal = servers.named(&both, "a").unwrap_err();
+    assert!(matches!(refusal, Refusal::CallerNotAllowed(message) if message.contains("several")));
+}
+
+#[test]
+fn a_caller_is_checked_before_the_server_it_names() {
+    let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}{CALLERS}"));
+    assert_eq!(
+        servers
+            .named(&Caller::default(), "nonexistent")
+            .unwrap_err(),
+        Refusal::CallerUnauthenticated
+    );
+    assert!(matches!(
+        servers
+            .route(&certified("stranger.example"), "x", "/nowhere/")
+            .unwrap_err(),
+        Refusal::CallerNotAllowed(_)
+    ));
 }

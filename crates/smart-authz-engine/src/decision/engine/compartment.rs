@@ -55,6 +55,12 @@ impl Session<'_> {
                     ),
                 ));
             }
+            if label == "stored" {
+                // Local members only: a foreign reference in the stored version must not let
+                // the new one name that patient on this server.
+                stored_members = members;
+                continue;
+            }
             // Another patient counts under any base: a base spelling the configuration does
             // not list may still be this server's (fail closed).
             let members = if self.locality().knows_bases() {
@@ -62,10 +68,6 @@ impl Session<'_> {
             } else {
                 members
             };
-            if label == "stored" {
-                stored_members = members;
-                continue;
-            }
             // A write may not put the resource into another patient's compartment as well:
             // only the other patients the stored version already had may stay (§3).
             if let Some(other) = members
@@ -194,8 +196,14 @@ impl Session<'_> {
                 return Err(Refusal::new(
                     Reason::OutsideCompartment,
                     format!(
-                        "search parameter {}={} names another patient (Patient/{other})",
-                        param.name, param.value
+                        "search parameter {}={} names another patient ({})",
+                        param.name,
+                        param.value,
+                        if other.contains('/') {
+                            other.to_owned()
+                        } else {
+                            format!("Patient/{other}")
+                        }
                     ),
                 ));
             }
@@ -203,8 +211,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// The id of a patient other than `patient` that the search parameter names, if any.
-    /// A bare id on a parameter that can target Patient counts as a Patient id (fail closed).
+    /// The id of a patient other than `patient` that the search parameter names, if any, or
+    /// the whole reference of a Patient on another server (its base URLs known). A bare id
+    /// on a parameter that can target Patient counts as a Patient id (fail closed).
     fn other_patient_named<'v>(
         &self,
         name: &str,
@@ -243,6 +252,13 @@ impl Session<'_> {
         value.split(',').find_map(|alternative| {
             let named = if alternative.contains('/') {
                 match parse_reference(alternative) {
+                    // Another server's Patient is never the patient in context.
+                    Some(("Patient", _))
+                        if self.locality().knows_bases()
+                            && self.locality().resolve(alternative).is_none() =>
+                    {
+                        return Some(alternative);
+                    }
                     Some(("Patient", id)) => id,
                     _ => return None,
                 }

@@ -46,6 +46,43 @@ pub fn cases() -> Vec<Case> {
         .allow(),
         case(
             S3P,
+            "known base: a foreign Patient/456 in the stored version does not let the update name the local one",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("PUT", "Observation/1")
+        .stored(with(
+            obs_of("123"),
+            "performer",
+            json!([reference("https://b.example/fhir/Patient/456")]),
+        ))
+        .proposed(with(
+            obs_of("123"),
+            "performer",
+            json!([reference("Patient/456")]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "known base: a search naming another server's Patient/123 names another patient",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation?subject=https://b.example/fhir/Patient/123")
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "known base: a search naming the patient under the server's own base is the patient",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", &format!("Observation?subject={BASE}/Patient/123"))
+        .allow(),
+        case(
+            S3P,
             "known base: a write naming Patient/456 under any base still writes into another record",
         )
         .policy(known_base)
