@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
 
 use crate::authorize::{Authorizer, Servers};
@@ -33,6 +34,11 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot bind health_listen {address}: {error}")]
+    HealthListen {
+        address: std::net::SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// The sockets the service answers on.
@@ -42,6 +48,8 @@ pub struct Listeners {
     pub api: TcpListener,
     /// Prometheus `/metrics`; `None` serves no metrics.
     pub metrics: Option<TcpListener>,
+    /// Plaintext `grpc.health.v1` only, for probes; `None`: none.
+    pub health: Option<TcpListener>,
 }
 
 /// Serves `AuthzService`, Envoy's `Authorization` (ext_authz), gRPC health and reflection
@@ -65,15 +73,29 @@ pub async fn run(
         },
         None => None,
     };
+    // Probes depend on it: a health port that cannot be bound stops the start-up.
+    let health = match config.health_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| AppError::HealthListen { address, error })?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         api: listener,
         metrics,
+        health,
     };
     serve(listeners, config, shutdown).await
 }
 
-/// [`run`] on listeners bound by the caller (`config.listen` and
+/// [`run`] on listeners bound by the caller (`config.listen`, `config.health_listen` and
 /// `config.telemetry.metrics_listen` are not used).
+///
+/// When `shutdown` resolves, health turns NOT_SERVING on every listener, and after
+/// `shutdown_delay_secs` (time for endpoints and load balancers to stop sending new calls)
+/// the listener stops accepting and in-flight calls drain.
 pub async fn serve(
     listeners: Listeners,
     config: Config,
@@ -143,16 +165,39 @@ pub async fn serve(
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
         )))
-        .add_service(health_service)
+        .add_service(health_service.clone())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authz)
         .add_service(
             AuthorizationServer::new(envoy).max_decoding_message_size(config.max_request_bytes),
         );
+    let _health_server = listeners.health.map(|listener| {
+        let health = Server::builder().add_service(health_service);
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) = health.serve_with_incoming(incoming(listener)).await {
+                tracing::error!(%error, "the health listener stopped");
+            }
+        }))
+    });
+    let delay = config.shutdown_delay;
     let shutdown = async move {
         shutdown.await;
-        tracing::info!("shutting down: draining in-flight calls");
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "shutting down: health is NOT_SERVING"
+        );
+        health_reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_not_serving::<AuthzServiceServer<AuthzGrpc>>()
+            .await;
+        health_reporter
+            .set_not_serving::<AuthorizationServer<EnvoyAuthz>>()
+            .await;
+        tokio::time::sleep(delay).await;
+        tracing::info!("draining in-flight calls");
     };
     match tls {
         Some(files) => {

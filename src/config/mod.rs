@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Json, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use self::cache::CacheConfig;
@@ -52,6 +52,12 @@ pub const DEVELOPMENT_PRIVATE_KEY: &str = include_str!("../../examples/dev/priva
 #[serde(default, deny_unknown_fields)]
 pub struct ConfigFile {
     pub listen: String,
+    /// A second, plaintext listener serving only `grpc.health.v1`, for probes that cannot
+    /// speak TLS (Kubernetes' gRPC probes); empty: none.
+    pub health_listen: String,
+    /// On SIGTERM, how long health answers NOT_SERVING before the drain starts, so load
+    /// balancers and endpoints stop sending new calls first.
+    pub shutdown_delay_secs: u64,
     pub fhir_version: FhirVersion,
     /// Largest accepted gRPC request, in bytes.
     pub max_request_bytes: usize,
@@ -75,6 +81,8 @@ impl Default for ConfigFile {
     fn default() -> Self {
         ConfigFile {
             listen: "0.0.0.0:50051".to_owned(),
+            health_listen: String::new(),
+            shutdown_delay_secs: 0,
             fhir_version: FhirVersion::R4,
             max_request_bytes: 4 * 1024 * 1024,
             issuers: Vec::new(),
@@ -94,6 +102,8 @@ impl Default for ConfigFile {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub health_listen: Option<SocketAddr>,
+    pub shutdown_delay: std::time::Duration,
     pub max_request_bytes: usize,
     pub issuers: Vec<IssuerConfig>,
     pub cache: CacheConfig,
@@ -148,7 +158,16 @@ impl Config {
                         format!("{} is not a readable file", path.display()),
                     ));
                 }
-                figment.merge(Toml::file(path))
+                // JSON too: what a Helm chart renders from YAML values (`toJson`) keeps
+                // integers integers, where its `toToml` writes `300.0`.
+                if path
+                    .extension()
+                    .is_some_and(|extension| extension == "json")
+                {
+                    figment.merge(Json::file(path))
+                } else {
+                    figment.merge(Toml::file(path))
+                }
             }
             None => figment.merge(Toml::string(DEVELOPMENT_CONFIG)),
         };
@@ -189,6 +208,27 @@ impl Config {
             return Err(invalid(
                 "listen",
                 "the development configuration's signing key is public: listen on a loopback address, or pass --config",
+            ));
+        }
+        let health_listen = match shape.health_listen.trim() {
+            "" => None,
+            address => {
+                let address: SocketAddr = address.parse().map_err(|_| {
+                    invalid(
+                        "health_listen",
+                        format!("{address:?} is not an address like 0.0.0.0:8081; empty: none"),
+                    )
+                })?;
+                if address == listen && address.port() != 0 {
+                    return Err(invalid("health_listen", "must differ from `listen`"));
+                }
+                Some(address)
+            }
+        };
+        if shape.shutdown_delay_secs > MAX_SHUTDOWN_DELAY_SECS {
+            return Err(invalid(
+                "shutdown_delay_secs",
+                format!("at most {MAX_SHUTDOWN_DELAY_SECS}"),
             ));
         }
         if shape.max_request_bytes < 1024 {
@@ -258,6 +298,8 @@ impl Config {
         };
         Ok(Config {
             listen,
+            health_listen,
+            shutdown_delay: std::time::Duration::from_secs(shape.shutdown_delay_secs),
             max_request_bytes: shape.max_request_bytes,
             issuers,
             cache: shape.cache,
@@ -272,6 +314,10 @@ impl Config {
         })
     }
 }
+
+/// Largest `shutdown_delay_secs`: Kubernetes' default grace period is 30 s, and the drain
+/// needs its share of it.
+pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 60;
 
 pub(super) fn is_http_url(text: &str) -> bool {
     let rest = text

@@ -676,3 +676,49 @@ fn an_authority_matches_as_envoy_matches_a_domain() {
     }
     assert!(server(&[]).serves_authority("anything"));
 }
+
+#[test]
+fn a_json_file_is_read_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        r#"{"listen": "127.0.0.1:50051", "health_listen": "0.0.0.0:8081", "shutdown_delay_secs": 5,
+            "issuers": [{"issuer": "https://issuer.example", "audiences": ["https://fhir.example/r4"],
+                         "jwks_uri": "https://issuer.example/jwks"}],
+            "cache": {"max_ttl_secs": 60}}"#,
+    )
+    .unwrap();
+    let config = Config::load_with_env(
+        Some(&path),
+        Serialized::defaults(figment::value::Dict::new()),
+    )
+    .unwrap();
+    assert_eq!(config.health_listen, Some("0.0.0.0:8081".parse().unwrap()));
+    assert_eq!(config.shutdown_delay, Duration::from_secs(5));
+    assert_eq!(config.cache.max_ttl_secs, 60);
+}
+
+#[test]
+fn health_listen_and_the_shutdown_delay_are_checked() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(config.health_listen, None);
+    assert_eq!(config.shutdown_delay, Duration::ZERO);
+    for (text, key) in [
+        (
+            format!("health_listen = \"nowhere\"\n{MINIMAL}"),
+            "`health_listen`",
+        ),
+        (
+            format!("listen = \"0.0.0.0:50051\"\nhealth_listen = \"0.0.0.0:50051\"\n{MINIMAL}"),
+            "`health_listen`",
+        ),
+        (
+            format!("shutdown_delay_secs = 600\n{MINIMAL}"),
+            "`shutdown_delay_secs`",
+        ),
+    ] {
+        let error = error_of(&text);
+        assert!(error.contains(key), "{key} not in {error:?}");
+    }
+}

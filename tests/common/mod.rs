@@ -221,6 +221,7 @@ impl TestServer {
             let listeners = smart_authz::app::Listeners {
                 api: listener,
                 metrics: metrics_listener,
+                health: None,
             };
             smart_authz::app::serve(listeners, config, async {
                 let _ = stop.await;

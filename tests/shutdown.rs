@@ -1,0 +1,118 @@
+//! The plaintext health listener the kubelet probes, and a shutdown that turns health
+//! NOT_SERVING before it drains, so a pod leaves its Service before it stops answering.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::tls::Pki;
+use common::{RSA_1, TestIssuer};
+use tokio::net::TcpListener;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+async fn health(address: std::net::SocketAddr, service: &str) -> HealthCheckResponse {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the health port is plaintext");
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_see_not_serving_before_the_drain_while_the_api_speaks_tls() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let pki = Pki::new("CA");
+    let config = format!(
+        "shutdown_delay_secs = 2\n{}{}",
+        issuer.issuer_toml(),
+        pki.tls_toml(&pki.server(), None)
+    );
+    let config = smart_authz::config::Config::from_toml(&config).unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_address = api.local_addr().unwrap();
+    let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_address = health_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(smart_authz::app::serve(
+        smart_authz::app::Listeners {
+            api,
+            metrics: None,
+            health: Some(health_listener),
+        },
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // The API speaks TLS only; the health port answers a plaintext probe.
+    let api = {
+        let mut connected = None;
+        for _ in 0..100 {
+            if let Ok(channel) = common::tls::connect(api_address, &pki.ca_pem(), None).await {
+                connected = Some(channel);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        connected.expect("the TLS API starts")
+    };
+    for service in [
+        "",
+        "smartauthz.v1.AuthzService",
+        "envoy.service.auth.v3.Authorization",
+    ] {
+        assert_eq!(
+            health(health_address, service).await.status,
+            ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // During the delay: probes see NOT_SERVING, calls are still answered.
+    for service in [
+        "",
+        "smartauthz.v1.AuthzService",
+        "envoy.service.auth.v3.Authorization",
+    ] {
+        assert_eq!(
+            health(health_address, service).await.status,
+            ServingStatus::NotServing as i32,
+            "{service:?}"
+        );
+    }
+    let still = HealthClient::new(api)
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("the API still answers during the delay");
+    assert_eq!(still.into_inner().status, ServingStatus::NotServing as i32);
+
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the drain ends")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the drain waited for shutdown_delay_secs"
+    );
+}
