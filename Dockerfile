@@ -1,0 +1,21 @@
+# The smart-authz image: the release binary on a distroless base, nothing else.
+#   docker build -t registry.example.org/smart-authz:0.1.0 .
+# Non-root (uid 65532), no shell, no package manager; runs read-only (the Helm chart sets
+# readOnlyRootFilesystem). The protobuf compiler is vendored by the build, and aws-lc builds
+# with the toolchain's C compiler.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin smart-authz \
+    && install -D -m 0755 target/release/smart-authz /out/smart-authz
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/smart-authz /usr/local/bin/smart-authz
+USER 65532:65532
+# gRPC (API, ext_authz, health, reflection), plaintext health for probes, Prometheus.
+EXPOSE 50051 8081 9464
+ENTRYPOINT ["/usr/local/bin/smart-authz"]
+# Without --config the built-in development configuration runs, on loopback only: give the
+# image a configuration (the chart mounts one).
+CMD ["serve"]
