@@ -243,10 +243,19 @@ fn the_pod_is_locked_down_and_probed_on_grpc_health() {
             .find(|port| port["name"] == "grpc-health")
             .unwrap()["containerPort"]
             .clone();
-        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        for (probe, service) in [
+            ("startupProbe", Some("liveness")),
+            ("readinessProbe", None),
+            ("livenessProbe", Some("liveness")),
+        ] {
             assert_eq!(
                 container[probe]["grpc"]["port"], health_port,
                 "{probe}: native gRPC probe on the plaintext health port"
+            );
+            assert_eq!(
+                container[probe]["grpc"]["service"].as_str(),
+                service,
+                "{probe}"
             );
         }
         // The service drains within the grace period, after its NOT_SERVING delay.

@@ -116,3 +116,70 @@ async fn probes_see_not_serving_before_the_drain_while_the_api_speaks_tls() {
         "the drain waited for shutdown_delay_secs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_live_at_once_and_ready_when_its_issuers_keys_load() {
+    // The issuer's address is known, but nothing answers there yet.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let issuer_address = reserved.local_addr().unwrap();
+    drop(reserved);
+    let config = format!(
+        "[[issuers]]\nissuer = \"http://{issuer_address}/issuer\"\naudiences = [\"{}\"]\njwks_uri = \"http://{issuer_address}/jwks\"\njwks_min_refresh_secs = 1\njwks_timeout_ms = 500\n",
+        common::AUDIENCE
+    );
+    let config = smart_authz::config::Config::from_toml(&config).unwrap();
+    let health_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let health_address = health_listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let _server = tokio::spawn(smart_authz::app::serve(
+        smart_authz::app::Listeners {
+            api: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            metrics: None,
+            health: Some(health_listener),
+        },
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let status = |service: &'static str| async move {
+        for _ in 0..100 {
+            if let Ok(channel) =
+                tonic::transport::Endpoint::from_shared(format!("http://{health_address}"))
+                    .unwrap()
+                    .connect()
+                    .await
+            {
+                return HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: service.to_owned(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the health port never answered");
+    };
+    assert_eq!(status("liveness").await, ServingStatus::Serving as i32);
+    assert_eq!(
+        status("").await,
+        ServingStatus::NotServing as i32,
+        "no keys yet"
+    );
+
+    // The issuer comes up: the keys load on the next retry, and the pod turns ready.
+    let _issuer = TestIssuer::serve(TcpListener::bind(issuer_address).await.unwrap(), &[&RSA_1]);
+    let mut ready = false;
+    for _ in 0..100 {
+        if status("").await == ServingStatus::Serving as i32 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready once the keys loaded");
+    assert_eq!(status("liveness").await, ServingStatus::Serving as i32);
+}

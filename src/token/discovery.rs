@@ -223,6 +223,9 @@ pub fn well_known_url(issuer: &str, document: &str) -> String {
     format!("{}/.well-known/{document}", issuer.trim_end_matches('/'))
 }
 
+/// The longest pause between two failed discovery attempts.
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+
 /// The pause before the next attempt after `failures` consecutive failures: `first`,
 /// doubling, capped at `cap`.
 pub fn retry_delay(failures: u32, first: Duration, cap: Duration) -> Duration {
@@ -464,10 +467,12 @@ pub async fn run(discovery: Weak<Discovery>, first_retry: Duration) {
         } else {
             failures.saturating_add(1)
         };
+        // Retries back off up to MAX_RETRY_PAUSE, not the refresh interval (minutes): an
+        // issuer back from an outage is found within seconds.
         let pause = if succeeded {
             interval
         } else {
-            retry_delay(failures, first_retry, interval)
+            retry_delay(failures, first_retry, interval.min(MAX_RETRY_PAUSE))
         };
         tokio::time::sleep(pause).await;
     }

@@ -475,6 +475,27 @@ impl Authenticator {
         }
     }
 
+    /// The issuers whose tokens cannot be judged yet: keys not loaded, or discovery not yet
+    /// successful. Empty once every issuer has what it needs; an issuer that later becomes
+    /// unreachable keeps its last good keys and endpoints, so it stays out of this list.
+    pub fn pending_issuers(&self) -> Vec<&str> {
+        self.issuers
+            .iter()
+            .filter(|issuer| {
+                let keys_pending = issuer
+                    .verifier
+                    .as_ref()
+                    .is_some_and(|verifier| verifier.keys().snapshot().is_none());
+                let discovery_pending = issuer
+                    .discovery
+                    .as_ref()
+                    .is_some_and(|discovery| !discovery.is_ready());
+                keys_pending || discovery_pending
+            })
+            .map(|issuer| issuer.config.issuer.as_str())
+            .collect()
+    }
+
     /// The FHIR version token contexts are read for.
     pub fn fhir_version(&self) -> FhirVersion {
         self.fhir_version

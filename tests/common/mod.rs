@@ -83,6 +83,12 @@ pub struct TestIssuer {
 impl TestIssuer {
     /// Starts the JWKS server publishing `keys`.
     pub async fn start(keys: &[&TestKey]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestIssuer::serve(listener, keys)
+    }
+
+    /// The issuer on a listener the test bound (e.g. a port the service already knows).
+    pub fn serve(listener: tokio::net::TcpListener, keys: &[&TestKey]) -> Self {
         let published = Arc::new(RwLock::new(jwks(keys)));
         let shared = published.clone();
         let router = Router::new().route(
@@ -92,7 +98,6 @@ impl TestIssuer {
                 async move { axum::Json(shared.read().unwrap().clone()) }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();

@@ -1,6 +1,9 @@
 //! Wiring: builds the shared state from a [`Config`] and serves every gRPC service on one
 //! listener until `shutdown` resolves, then drains in-flight calls. Prometheus metrics are
-//! served on a second listener (`[telemetry] metrics_listen`) for as long.
+//! served on a second listener (`[telemetry] metrics_listen`) for as long, and health alone on
+//! a third (`health_listen`) for probes. [`health`] says when the process is live and ready.
+
+pub mod health;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,9 +13,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 use tower::util::MapResponseLayer;
 
+use self::health::Health;
 use crate::authorize::{Authorizer, Servers};
 use crate::config::Config;
 use crate::envoy::EnvoyAuthz;
@@ -108,8 +111,21 @@ pub async fn serve(
     let metrics = listeners
         .metrics
         .and_then(|metrics| telemetry::metrics::install_recorder().map(|handle| (metrics, handle)));
+    // Health first, on its own port when there is one: probes get an answer (live, not
+    // ready) while the issuers' keys load.
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health::starting(health_reporter).await;
+    let _health_server = listeners.health.map(|listener| {
+        let health = Server::builder().add_service(health_service.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) = health.serve_with_incoming(incoming(listener)).await {
+                tracing::error!(%error, "the health listener stopped");
+            }
+        }))
+    });
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
+    health.ready_when_loaded(Arc::clone(&authenticator)).await;
     let authorizer = Arc::new(Authorizer::new(
         Arc::clone(&authenticator),
         Observer::new(config.telemetry.audit),
@@ -121,13 +137,6 @@ pub async fn serve(
     let _metrics_server =
         metrics.map(|(metrics, handle)| start_metrics(metrics, handle, authenticator));
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthzServiceServer<AuthzGrpc>>()
-        .await;
-    health_reporter
-        .set_serving::<AuthorizationServer<EnvoyAuthz>>()
-        .await;
     // Both reflection versions: grpcurl before 1.8.8, Evans, older grpcui, Postman before 11,
     // Kreya and Insomnia speak only v1alpha.
     let reflection_v1 = reflection_builder().build_v1()?;
@@ -165,21 +174,13 @@ pub async fn serve(
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
         )))
-        .add_service(health_service.clone())
+        .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authz)
         .add_service(
             AuthorizationServer::new(envoy).max_decoding_message_size(config.max_request_bytes),
         );
-    let _health_server = listeners.health.map(|listener| {
-        let health = Server::builder().add_service(health_service);
-        AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = health.serve_with_incoming(incoming(listener)).await {
-                tracing::error!(%error, "the health listener stopped");
-            }
-        }))
-    });
     let delay = config.shutdown_delay;
     let shutdown = async move {
         shutdown.await;
@@ -187,15 +188,7 @@ pub async fn serve(
             delay_secs = delay.as_secs(),
             "shutting down: health is NOT_SERVING"
         );
-        health_reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        health_reporter
-            .set_not_serving::<AuthzServiceServer<AuthzGrpc>>()
-            .await;
-        health_reporter
-            .set_not_serving::<AuthorizationServer<EnvoyAuthz>>()
-            .await;
+        health.shutting_down().await;
         tokio::time::sleep(delay).await;
         tracing::info!("draining in-flight calls");
     };
