@@ -4,6 +4,7 @@
 //! a third (`health_listen`) for probes. [`health`] says when the process is live and ready.
 
 pub mod health;
+mod overload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tonic::transport::server::TcpIncoming;
 use tower::util::MapResponseLayer;
 
 use self::health::Health;
+use self::overload::ShedLayer;
 use crate::authorize::{Authorizer, Servers};
 use crate::config::Config;
 use crate::envoy::EnvoyAuthz;
@@ -25,6 +27,13 @@ use crate::grpc::pb::authz_service_server::AuthzServiceServer;
 use crate::telemetry::{self, Observer};
 use crate::tls::{self, TlsError, TlsFiles};
 use crate::token::{Authenticator, KeySetupError};
+
+/// How often an idle HTTP/2 connection is pinged.
+const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the calls of a connection past `max_connection_age_secs` may take to finish.
+const MAX_CONNECTION_AGE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +179,17 @@ pub async fn serve(
             "running on the built-in DEVELOPMENT configuration: its signing key is public; never expose this server"
         );
     }
-    let router = Server::builder()
+    let mut server = Server::builder()
+        // Pings find peers that vanished without closing (a node lost, a NAT timeout).
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
+    if let Some(age) = config.max_connection_age {
+        server = server
+            .max_connection_age(age)
+            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
+    }
+    let router = server
+        .layer(ShedLayer::new(config.max_concurrent_calls))
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
         )))

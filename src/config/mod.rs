@@ -61,6 +61,12 @@ pub struct ConfigFile {
     pub fhir_version: FhirVersion,
     /// Largest accepted gRPC request, in bytes.
     pub max_request_bytes: usize,
+    /// Calls in flight at most, over every connection; one more is answered
+    /// RESOURCE_EXHAUSTED at once.
+    pub max_concurrent_calls: usize,
+    /// Close each connection gracefully after this long (0: never), so clients reconnect
+    /// and spread over replicas added since.
+    pub max_connection_age_secs: u64,
     pub issuers: Vec<IssuerFile>,
     pub cache: CacheConfig,
     pub policy: Policy,
@@ -85,6 +91,8 @@ impl Default for ConfigFile {
             shutdown_delay_secs: 0,
             fhir_version: FhirVersion::R4,
             max_request_bytes: 4 * 1024 * 1024,
+            max_concurrent_calls: 1024,
+            max_connection_age_secs: 0,
             issuers: Vec::new(),
             cache: CacheConfig::default(),
             policy: Policy::default(),
@@ -102,6 +110,9 @@ impl Default for ConfigFile {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub max_concurrent_calls: usize,
+    /// `None`: connections live as long as their clients keep them.
+    pub max_connection_age: Option<std::time::Duration>,
     pub health_listen: Option<SocketAddr>,
     pub shutdown_delay: std::time::Duration,
     pub max_request_bytes: usize,
@@ -231,6 +242,9 @@ impl Config {
                 format!("at most {MAX_SHUTDOWN_DELAY_SECS}"),
             ));
         }
+        if shape.max_concurrent_calls == 0 {
+            return Err(invalid("max_concurrent_calls", "must be at least 1"));
+        }
         if shape.max_request_bytes < 1024 {
             return Err(invalid("max_request_bytes", "must be at least 1024"));
         }
@@ -298,6 +312,9 @@ impl Config {
         };
         Ok(Config {
             listen,
+            max_concurrent_calls: shape.max_concurrent_calls,
+            max_connection_age: (shape.max_connection_age_secs > 0)
+                .then(|| std::time::Duration::from_secs(shape.max_connection_age_secs)),
             health_listen,
             shutdown_delay: std::time::Duration::from_secs(shape.shutdown_delay_secs),
             max_request_bytes: shape.max_request_bytes,

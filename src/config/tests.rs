@@ -704,6 +704,8 @@ fn health_listen_and_the_shutdown_delay_are_checked() {
     let config = Config::from_toml(MINIMAL).unwrap();
     assert_eq!(config.health_listen, None);
     assert_eq!(config.shutdown_delay, Duration::ZERO);
+    assert_eq!(config.max_concurrent_calls, 1024);
+    assert_eq!(config.max_connection_age, None);
     for (text, key) in [
         (
             format!("health_listen = \"nowhere\"\n{MINIMAL}"),
@@ -716,6 +718,10 @@ fn health_listen_and_the_shutdown_delay_are_checked() {
         (
             format!("shutdown_delay_secs = 600\n{MINIMAL}"),
             "`shutdown_delay_secs`",
+        ),
+        (
+            format!("max_concurrent_calls = 0\n{MINIMAL}"),
+            "`max_concurrent_calls`",
         ),
     ] {
         let error = error_of(&text);

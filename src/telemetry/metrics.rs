@@ -35,6 +35,8 @@ pub const CACHE_EVICTIONS: &str = "smart_authz_token_cache_evictions_total";
 pub const CACHE_EXPIRATIONS: &str = "smart_authz_token_cache_expirations_total";
 pub const CACHE_ENTRIES: &str = "smart_authz_token_cache_entries";
 pub const CACHE_SIZE: &str = "smart_authz_token_cache_size_bytes";
+/// Calls refused at once because too many were in flight (`max_concurrent_calls`).
+pub const SHED_CALLS: &str = "smart_authz_shed_calls_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "smart_authz_build_info";
 
@@ -50,6 +52,13 @@ const UPSTREAM_BUCKETS: [f64; 12] = [
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Counts a call shed by the overload limit.
+pub fn shed() {
+    if enabled() {
+        metrics::counter!(SHED_CALLS).increment(1);
+    }
+}
 
 /// Whether metrics are recorded.
 pub fn enabled() -> bool {
@@ -95,6 +104,10 @@ fn describe() {
     describe_histogram!(RPC_DURATION, Unit::Seconds, "Latency of each RPC");
     describe_counter!(RPC_ERRORS, "RPCs answered with a gRPC error, by code");
     describe_gauge!(REQUESTS_IN_FLIGHT, "RPCs being served");
+    describe_counter!(
+        SHED_CALLS,
+        "Calls answered RESOURCE_EXHAUSTED at once because max_concurrent_calls were in flight"
+    );
     describe_counter!(
         CACHE_HITS,
         "Tokens answered from the cache (or a concurrent call's verification)"

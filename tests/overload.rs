@@ -1,0 +1,100 @@
+//! Overload: beyond `max_concurrent_calls` in flight, a call is refused at once with
+//! RESOURCE_EXHAUSTED and counted, instead of queueing; health checks are never refused.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AUDIENCE, TestServer, check_http};
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_beyond_the_limit_is_refused_at_once_and_counted() {
+    // An introspection endpoint that accepts and never answers: a call that introspects
+    // stays in flight until the introspection timeout.
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck_address = stuck.local_addr().unwrap();
+    let (arrived, introspecting) = tokio::sync::oneshot::channel::<()>();
+    let _holder = tokio::spawn(async move {
+        let mut arrived = Some(arrived);
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stuck.accept().await {
+            held.push(socket);
+            if let Some(arrived) = arrived.take() {
+                let _ = arrived.send(());
+            }
+        }
+    });
+    let config = format!(
+        "max_concurrent_calls = 1\n[[issuers]]\nissuer = \"https://slow.example\"\naudiences = [\"{AUDIENCE}\"]\nintrospection_endpoint = \"http://{stuck_address}/introspect\"\nclient_id = \"rs\"\nclient_secret = \"s\"\nintrospection_timeout_ms = 3000\n"
+    );
+    let server = TestServer::start_with_metrics(&config).await;
+
+    let mut slow_client = server.client.clone();
+    let slow = tokio::spawn(async move {
+        slow_client
+            .introspect_token(smart_authz::grpc::pb::IntrospectTokenRequest {
+                token: "an-opaque-token".into(),
+                ..Default::default()
+            })
+            .await
+    });
+    // Once the slow call is at the issuer it holds the only slot: a fast call (a public
+    // endpoint, no token) is shed.
+    tokio::time::timeout(Duration::from_secs(10), introspecting)
+        .await
+        .expect("the slow call reaches the issuer")
+        .unwrap();
+    let refused = server
+        .client
+        .clone()
+        .check_access(check_http("", "GET", "metadata"))
+        .await
+        .expect_err("a second call is shed while the first is in flight");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_concurrent_calls"),
+        "{refused:?}"
+    );
+
+    // Health is never shed.
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health answers under overload");
+    assert_eq!(health.into_inner().status, 1);
+
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        server.metrics_address.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let shed = metrics
+        .lines()
+        .find(|line| line.starts_with("smart_authz_shed_calls_total"))
+        .expect("the shed counter");
+    let count: f64 = shed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{shed}");
+
+    // The slow call ends (its issuer is unavailable), and the slot is free again.
+    let slow = slow.await.unwrap().expect_err("the issuer never answered");
+    assert_eq!(slow.code(), Code::Unavailable);
+    let after = server
+        .client
+        .clone()
+        .check_access(check_http("", "GET", "metadata"))
+        .await
+        .expect("a slot is free once the slow call ended");
+    assert_eq!(after.into_inner().decision, 1, "metadata is public");
+}
