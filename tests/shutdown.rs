@@ -183,3 +183,90 @@ async fn a_pod_is_live_at_once_and_ready_when_its_issuers_keys_load() {
     assert!(ready, "ready once the keys loaded");
     assert_eq!(status("liveness").await, ServingStatus::Serving as i32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_are_refused() {
+    // An issuer whose introspection endpoint holds every request: a call stays in flight
+    // for the introspection timeout (2 s), across the start of the drain (0.5 s).
+    let stuck = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck_address = stuck.local_addr().unwrap();
+    let (arrived, introspecting) = tokio::sync::oneshot::channel::<()>();
+    let _holder = tokio::spawn(async move {
+        let mut arrived = Some(arrived);
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stuck.accept().await {
+            held.push(socket);
+            if let Some(arrived) = arrived.take() {
+                let _ = arrived.send(());
+            }
+        }
+    });
+    let config = format!(
+        "shutdown_delay_secs = 0\n[[issuers]]\nissuer = \"https://slow.example\"\naudiences = [\"{}\"]\nintrospection_endpoint = \"http://{stuck_address}/introspect\"\nclient_id = \"rs\"\nclient_secret = \"s\"\nintrospection_timeout_ms = 2000\n",
+        common::AUDIENCE
+    );
+    let config = smart_authz::config::Config::from_toml(&config).unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_address = api.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(smart_authz::app::serve(
+        smart_authz::app::Listeners {
+            api,
+            metrics: None,
+            health: None,
+        },
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{api_address}")).unwrap();
+    let mut channel = None;
+    for _ in 0..100 {
+        if let Ok(connected) = endpoint.connect().await {
+            channel = Some(connected);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = smart_authz::grpc::pb::authz_service_client::AuthzServiceClient::new(
+        channel.expect("the server starts"),
+    );
+    let in_flight = tokio::spawn(async move {
+        client
+            .check_access(common::check_http("an-opaque-token", "GET", "Patient/1"))
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), introspecting)
+        .await
+        .unwrap()
+        .unwrap();
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+
+    // The call in flight gets the service's own answer (its issuer timed out), not a cut
+    // connection.
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect_err("the issuer never answers");
+    assert_eq!(answer.code(), tonic::Code::Unavailable);
+    assert!(
+        answer.message().contains("slow.example"),
+        "the service answered, the transport did not fail: {answer:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the process exits once the call is answered")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "inside a grace period"
+    );
+    assert!(
+        endpoint.connect().await.is_err(),
+        "no new connection after the drain"
+    );
+}
