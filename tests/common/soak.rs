@@ -146,7 +146,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Rep
             let mut token = String::new();
             while Instant::now() < deadline {
                 tick.tick().await;
-                if made % CALLS_PER_TOKEN == 0 {
+                if made.is_multiple_of(CALLS_PER_TOKEN) {
                     token = mint(&key, worker, made / CALLS_PER_TOKEN);
                 }
                 made += 1;
