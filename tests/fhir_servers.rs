@@ -14,7 +14,7 @@ mod common;
 
 use common::envoy::{check_request, denied_response, envoy_check, ok_response};
 use common::tls::Pki;
-use common::{RSA_1, TestIssuer, TestServer, check_http, decision, reason, sign};
+use common::{RSA_1, TestIssuer, TestServer, check_http, decision, reason};
 use serde_json::json;
 use smart_authz::grpc::pb;
 use tonic::Code;
@@ -72,13 +72,6 @@ envoy_prefixes = ["/b/fhir/"]
     }
 }
 
-fn token(issuer: &TestIssuer, audience: &str) -> String {
-    let mut claims = issuer.claims("patient/*.rs");
-    claims["aud"] = json!(audience);
-    claims["patient"] = json!("123");
-    sign(&RSA_1, &claims)
-}
-
 fn asking(mut request: pb::CheckAccessRequest, server: &str) -> pb::CheckAccessRequest {
     request.fhir_server = server.to_owned();
     request
@@ -87,7 +80,7 @@ fn asking(mut request: pb::CheckAccessRequest, server: &str) -> pb::CheckAccessR
 #[tokio::test]
 async fn a_token_for_one_server_is_refused_when_the_other_asks() {
     let tenants = Tenants::start().await;
-    let for_a = token(&tenants.shared, SERVER_A);
+    let for_a = tenants.shared.token_for(SERVER_A);
     let read = check_http(&for_a, "GET", "Patient/123");
 
     let allowed = tenants
@@ -109,7 +102,7 @@ async fn a_token_for_one_server_is_refused_when_the_other_asks() {
     assert_eq!(decision(&refused), pb::Decision::Deny);
     assert_eq!(reason(&refused), pb::Reason::TokenWrongAudience);
 
-    let for_b = token(&tenants.shared, SERVER_B);
+    let for_b = tenants.shared.token_for(SERVER_B);
     let refused = tenants
         .server
         .check_request(asking(check_http(&for_b, "GET", "Patient/123"), "a"))
@@ -120,7 +113,7 @@ async fn a_token_for_one_server_is_refused_when_the_other_asks() {
 #[tokio::test]
 async fn an_issuer_trusted_by_one_server_only_is_refused_by_the_other() {
     let tenants = Tenants::start().await;
-    let a_issuer_for_a = token(&tenants.only_a, SERVER_A);
+    let a_issuer_for_a = tenants.only_a.token_for(SERVER_A);
     let allowed = tenants
         .server
         .check_request(asking(
@@ -131,7 +124,7 @@ async fn an_issuer_trusted_by_one_server_only_is_refused_by_the_other() {
     assert_eq!(decision(&allowed), pb::Decision::Allow);
 
     // Even with B's audience, B does not trust this issuer.
-    let a_issuer_for_b = token(&tenants.only_a, SERVER_B);
+    let a_issuer_for_b = tenants.only_a.token_for(SERVER_B);
     let refused = tenants
         .server
         .check_request(asking(
@@ -146,7 +139,7 @@ async fn an_issuer_trusted_by_one_server_only_is_refused_by_the_other() {
 #[tokio::test]
 async fn a_request_must_name_a_configured_server() {
     let tenants = Tenants::start().await;
-    let for_a = token(&tenants.shared, SERVER_A);
+    let for_a = tenants.shared.token_for(SERVER_A);
     for named in ["", "c", "https://c.example/fhir"] {
         let error = tenants
             .server
@@ -163,7 +156,7 @@ async fn a_request_must_name_a_configured_server() {
 #[tokio::test]
 async fn batches_are_decided_for_the_server_that_asks() {
     let tenants = Tenants::start().await;
-    let for_a = token(&tenants.shared, SERVER_A);
+    let for_a = tenants.shared.token_for(SERVER_A);
     let batch = |server: &str| pb::BatchCheckAccessRequest {
         access_token: for_a.clone(),
         bundle_type: pb::BundleType::Batch as i32,
@@ -198,7 +191,7 @@ async fn batches_are_decided_for_the_server_that_asks() {
 #[tokio::test]
 async fn introspection_answers_for_the_server_that_asks() {
     let tenants = Tenants::start().await;
-    let for_a = token(&tenants.shared, SERVER_A);
+    let for_a = tenants.shared.token_for(SERVER_A);
     let introspect = |server: &str| pb::IntrospectTokenRequest {
         token: for_a.clone(),
         fhir_server: server.to_owned(),
@@ -227,7 +220,7 @@ async fn introspection_answers_for_the_server_that_asks() {
 #[tokio::test]
 async fn envoy_requests_are_decided_for_the_server_of_their_prefix() {
     let tenants = Tenants::start().await;
-    let for_a = token(&tenants.shared, SERVER_A);
+    let for_a = tenants.shared.token_for(SERVER_A);
     let server = &tenants.server;
 
     let allowed = envoy_check(
@@ -265,7 +258,7 @@ async fn envoy_requests_are_decided_for_the_server_of_their_prefix() {
 #[tokio::test]
 async fn absolute_references_are_local_only_under_the_servers_base_url() {
     let tenants = Tenants::start().await;
-    let for_a = token(&tenants.shared, SERVER_A);
+    let for_a = tenants.shared.token_for(SERVER_A);
     let read_with_subject = |subject: &str| {
         let mut observation = common::observation("123");
         observation["subject"] = json!({ "reference": subject });

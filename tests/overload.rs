@@ -12,29 +12,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{AUDIENCE, TestServer, check_http};
+use common::{StuckEndpoint, TestServer, check_http};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_beyond_the_limit_is_refused_at_once_and_counted() {
-    // An introspection endpoint that accepts and never answers: a call that introspects
-    // stays in flight until the introspection timeout.
-    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stuck_address = stuck.local_addr().unwrap();
-    let (arrived, introspecting) = tokio::sync::oneshot::channel::<()>();
-    let _holder = tokio::spawn(async move {
-        let mut arrived = Some(arrived);
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = stuck.accept().await {
-            held.push(socket);
-            if let Some(arrived) = arrived.take() {
-                let _ = arrived.send(());
-            }
-        }
-    });
-    let config = format!(
-        "max_concurrent_calls = 1\n[[issuers]]\nissuer = \"https://slow.example\"\naudiences = [\"{AUDIENCE}\"]\nintrospection_endpoint = \"http://{stuck_address}/introspect\"\nclient_id = \"rs\"\nclient_secret = \"s\"\nintrospection_timeout_ms = 3000\n"
-    );
+    // A call that introspects stays in flight until the introspection timeout.
+    let mut stuck = StuckEndpoint::start().await;
+    let config = format!("max_concurrent_calls = 1\n{}", stuck.issuer_toml(3000));
     let server = TestServer::start_with_metrics(&config).await;
 
     let mut slow_client = server.client.clone();
@@ -48,7 +33,7 @@ async fn a_call_beyond_the_limit_is_refused_at_once_and_counted() {
     });
     // Once the slow call is at the issuer it holds the only slot: a fast call (a public
     // endpoint, no token) is shed.
-    tokio::time::timeout(Duration::from_secs(10), introspecting)
+    tokio::time::timeout(Duration::from_secs(10), &mut stuck.arrived)
         .await
         .expect("the slow call reaches the issuer")
         .unwrap();

@@ -62,17 +62,7 @@ async fn probes_see_not_serving_before_the_drain_while_the_api_speaks_tls() {
     ));
 
     // The API speaks TLS only; the health port answers a plaintext probe.
-    let api = {
-        let mut connected = None;
-        for _ in 0..100 {
-            if let Ok(channel) = common::tls::connect(api_address, &pki.ca_pem(), None).await {
-                connected = Some(channel);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        connected.expect("the TLS API starts")
-    };
+    let api = common::connect_tls(api_address, &pki.ca_pem(), None).await;
     for service in [
         "",
         "smartauthz.v1.AuthzService",
@@ -188,23 +178,8 @@ async fn a_pod_is_live_at_once_and_ready_when_its_issuers_keys_load() {
 async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_are_refused() {
     // An issuer whose introspection endpoint holds every request: a call stays in flight
     // for the introspection timeout (2 s), across the start of the drain (0.5 s).
-    let stuck = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stuck_address = stuck.local_addr().unwrap();
-    let (arrived, introspecting) = tokio::sync::oneshot::channel::<()>();
-    let _holder = tokio::spawn(async move {
-        let mut arrived = Some(arrived);
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = stuck.accept().await {
-            held.push(socket);
-            if let Some(arrived) = arrived.take() {
-                let _ = arrived.send(());
-            }
-        }
-    });
-    let config = format!(
-        "shutdown_delay_secs = 0\n[[issuers]]\nissuer = \"https://slow.example\"\naudiences = [\"{}\"]\nintrospection_endpoint = \"http://{stuck_address}/introspect\"\nclient_id = \"rs\"\nclient_secret = \"s\"\nintrospection_timeout_ms = 2000\n",
-        common::AUDIENCE
-    );
+    let mut stuck = common::StuckEndpoint::start().await;
+    let config = format!("shutdown_delay_secs = 0\n{}", stuck.issuer_toml(2000));
     let config = smart_authz::config::Config::from_toml(&config).unwrap();
     let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_address = api.local_addr().unwrap();
@@ -220,25 +195,15 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
             let _ = stopped.await;
         },
     ));
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{api_address}")).unwrap();
-    let mut channel = None;
-    for _ in 0..100 {
-        if let Ok(connected) = endpoint.connect().await {
-            channel = Some(connected);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let mut client = smart_authz::grpc::pb::authz_service_client::AuthzServiceClient::new(
-        channel.expect("the server starts"),
+        common::connect(api_address).await,
     );
     let in_flight = tokio::spawn(async move {
         client
             .check_access(common::check_http("an-opaque-token", "GET", "Patient/1"))
             .await
     });
-    tokio::time::timeout(Duration::from_secs(10), introspecting)
+    tokio::time::timeout(Duration::from_secs(10), &mut stuck.arrived)
         .await
         .unwrap()
         .unwrap();
@@ -265,6 +230,8 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
         started.elapsed() < Duration::from_secs(10),
         "inside a grace period"
     );
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{api_address}")).unwrap();
     assert!(
         endpoint.connect().await.is_err(),
         "no new connection after the drain"

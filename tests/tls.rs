@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use common::envoy::{check_request, denied_response, ok_response};
 use common::tls::{Pem, Pki, connect};
-use common::{RSA_1, TestIssuer, TestServer, check_http, decision, sign};
+use common::{RSA_1, TestIssuer, TestServer, check_http, decision};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use serde_json::json;
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use tonic::Code;
@@ -62,13 +61,6 @@ fhir_servers = ["*"]
 introspect = true
 "#;
 
-fn token(issuer: &TestIssuer, audience: &str) -> String {
-    let mut claims = issuer.claims("patient/*.rs");
-    claims["aud"] = json!(audience);
-    claims["patient"] = json!("123");
-    sign(&RSA_1, &claims)
-}
-
 async fn check(channel: Channel, token: &str, server: &str) -> Result<pb::Decision, tonic::Status> {
     let mut request = check_http(token, "GET", "Patient/123");
     request.fhir_server = server.to_owned();
@@ -89,7 +81,7 @@ async fn only_clients_that_trust_the_ca_and_speak_tls_are_answered() {
         pki.tls_toml(&pki.server(), None)
     );
     let server = TestServer::start_tls(&config, &pki.ca_pem(), None).await;
-    let for_a = token(&issuer, SERVER_A);
+    let for_a = issuer.token_for(SERVER_A);
 
     assert_eq!(
         check(server.channel.clone(), &for_a, "a").await.unwrap(),
@@ -131,7 +123,7 @@ async fn a_rotated_certificate_is_served_without_harming_calls_in_flight() {
         old_ca.tls_toml(&old_ca.server(), None)
     );
     let server = TestServer::start_tls(&config, &old_ca.ca_pem(), None).await;
-    let for_a = token(&issuer, SERVER_A);
+    let for_a = issuer.token_for(SERVER_A);
 
     // Calls keep flowing on the connection made before the rotation.
     let stop = Arc::new(AtomicBool::new(false));
@@ -232,7 +224,7 @@ impl MutualTls {
 #[tokio::test]
 async fn a_caller_without_a_certificate_is_unauthenticated() {
     let mtls = MutualTls::start().await;
-    let for_a = token(&mtls.issuer, SERVER_A);
+    let for_a = mtls.issuer.token_for(SERVER_A);
     let anonymous = mtls.client(None).await;
     let error = check(anonymous.clone(), &for_a, "a")
         .await
@@ -282,7 +274,7 @@ async fn a_certificate_from_an_unknown_ca_fails_the_handshake() {
         // Under TLS 1.3 the client finishes its side first and learns of the server's alert
         // on the first call: a transport error, not an answer of the service.
         Ok(channel) => {
-            let error = check(channel, &token(&mtls.issuer, SERVER_A), "a")
+            let error = check(channel, &mtls.issuer.token_for(SERVER_A), "a")
                 .await
                 .expect_err("a certificate that does not chain to the client CA");
             assert!(
@@ -299,8 +291,8 @@ async fn a_certificate_from_an_unknown_ca_fails_the_handshake() {
 #[tokio::test]
 async fn a_bound_caller_asks_only_for_its_own_server() {
     let mtls = MutualTls::start().await;
-    let for_a = token(&mtls.issuer, SERVER_A);
-    let for_b = token(&mtls.issuer, SERVER_B);
+    let for_a = mtls.issuer.token_for(SERVER_A);
+    let for_b = mtls.issuer.token_for(SERVER_B);
     let fhir_a = mtls.server.channel.clone();
 
     assert_eq!(
@@ -398,7 +390,7 @@ async fn a_certified_caller_in_no_binding_is_refused() {
         .pki
         .client("spiffe://cluster.local/ns/x/sa/y", "y.x.svc");
     let channel = mtls.client(Some(&stranger)).await;
-    let error = check(channel, &token(&mtls.issuer, SERVER_A), "a")
+    let error = check(channel, &mtls.issuer.token_for(SERVER_A), "a")
         .await
         .expect_err("not in [[callers]]");
     assert_eq!(error.code(), Code::PermissionDenied);
@@ -458,7 +450,7 @@ async fn a_broken_rotation_keeps_the_last_good_certificate() {
         .await
         .expect("new connections still get the last good certificate");
     assert_eq!(
-        check(channel, &token(&issuer, SERVER_A), "a")
+        check(channel, &issuer.token_for(SERVER_A), "a")
             .await
             .unwrap(),
         pb::Decision::Allow

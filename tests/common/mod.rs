@@ -135,6 +135,14 @@ impl TestIssuer {
         sign(&RSA_1, &claims)
     }
 
+    /// A token with `patient/*.rs` for Patient/123, issued for the FHIR server `audience`.
+    pub fn token_for(&self, audience: &str) -> String {
+        let mut claims = self.claims("patient/*.rs");
+        claims["aud"] = json!(audience);
+        claims["patient"] = json!("123");
+        sign(&RSA_1, &claims)
+    }
+
     /// The `[[issuers]]` TOML of this issuer.
     pub fn issuer_toml(&self) -> String {
         format!(
@@ -286,7 +294,7 @@ impl Drop for TestServer {
     }
 }
 
-async fn connect_tls(
+pub async fn connect_tls(
     address: SocketAddr,
     ca_pem: &str,
     identity: Option<tonic::transport::Identity>,
@@ -300,7 +308,7 @@ async fn connect_tls(
     panic!("the TLS server did not start on {address}");
 }
 
-async fn connect(address: SocketAddr) -> Channel {
+pub async fn connect(address: SocketAddr) -> Channel {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
     for _ in 0..100 {
         if let Ok(channel) = endpoint.connect().await {
@@ -370,6 +378,52 @@ pub fn observation(patient: &str) -> Value {
         "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
         "subject": {"reference": format!("Patient/{patient}")}
     })
+}
+
+/// An introspection endpoint that accepts every connection and never answers, so a call
+/// that introspects stays in flight until the introspection timeout.
+pub struct StuckEndpoint {
+    pub address: SocketAddr,
+    /// Resolves when the first request has arrived (the call is in flight).
+    pub arrived: oneshot::Receiver<()>,
+    holder: JoinHandle<()>,
+}
+
+impl StuckEndpoint {
+    pub async fn start() -> StuckEndpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (arrived_tx, arrived) = oneshot::channel::<()>();
+        let holder = tokio::spawn(async move {
+            let mut arrived_tx = Some(arrived_tx);
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                if let Some(arrived_tx) = arrived_tx.take() {
+                    let _ = arrived_tx.send(());
+                }
+            }
+        });
+        StuckEndpoint {
+            address,
+            arrived,
+            holder,
+        }
+    }
+
+    /// An `[[issuers]]` entry introspecting here, with `timeout_ms`.
+    pub fn issuer_toml(&self, timeout_ms: u64) -> String {
+        format!(
+            "[[issuers]]\nissuer = \"https://slow.example\"\naudiences = [\"{AUDIENCE}\"]\nintrospection_endpoint = \"http://{}/introspect\"\nclient_id = \"rs\"\nclient_secret = \"s\"\nintrospection_timeout_ms = {timeout_ms}\n",
+            self.address
+        )
+    }
+}
+
+impl Drop for StuckEndpoint {
+    fn drop(&mut self) {
+        self.holder.abort();
+    }
 }
 
 /// The issuer of [`unreachable_issuer_toml`].
