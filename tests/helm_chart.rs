@@ -425,3 +425,28 @@ fn the_schema_refuses_bad_values() {
         "{error}"
     );
 }
+
+/// `service.headless` adds a Service that lists every pod on the gRPC port, for consistent
+/// hashing (docs/operations.md); it selects the same pods and offers no metrics port, so the
+/// ServiceMonitor, which selects Services by the same labels, does not scrape a pod twice.
+#[test]
+fn a_headless_service_lists_every_pod_when_asked() {
+    let Some(helm) = helm() else { return };
+    let services = |extra: &[&str]| -> Vec<Value> {
+        objects(&template(&helm, None, "1.37.0", extra))
+            .into_iter()
+            .filter(|object| object["kind"] == "Service")
+            .collect()
+    };
+    assert_eq!(services(&[]).len(), 1, "no headless Service unless asked");
+    let services = services(&["--set", "service.headless=true"]);
+    assert_eq!(services.len(), 2);
+    let (plain, headless) = (&services[0], &services[1]);
+    assert_eq!(headless["metadata"]["name"], "release-smart-authz-headless");
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(headless["spec"]["selector"], plain["spec"]["selector"]);
+    let ports = headless["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["name"], "grpc");
+    assert_eq!(ports[0]["targetPort"], "grpc");
+}
