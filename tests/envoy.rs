@@ -11,9 +11,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::envoy::*;
 use common::*;
+use envoy_types::ext_authz::v3::pb::CheckResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::google::protobuf::value::Kind;
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -521,5 +525,133 @@ async fn bundle_entries_whose_query_holds_a_url_are_decided() {
             .contains("absolute URL"),
         "{body}"
     );
+    server.stop().await;
+}
+
+/// The `dynamic_metadata` Envoy's access log reads
+/// (`%DYNAMIC_METADATA(envoy.filters.http.ext_authz:reason)%`), on allows and denies alike.
+fn metadata(response: &CheckResponse) -> BTreeMap<String, String> {
+    response
+        .dynamic_metadata
+        .as_ref()
+        .expect("every answer carries dynamic_metadata")
+        .fields
+        .iter()
+        .map(|(name, value)| match &value.kind {
+            Some(Kind::StringValue(text)) => (name.clone(), text.clone()),
+            other => panic!("{name}: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_names_its_decision_in_dynamic_metadata() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let expected = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    };
+
+    let read = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Observation/1", Some(&token), &[], None),
+    )
+    .await;
+    ok_response(&read);
+    assert_eq!(
+        metadata(&read),
+        expected(&[
+            ("decision", "allow"),
+            ("reason", "granted"),
+            ("patient", "123"),
+            ("client_id", "test-client"),
+        ])
+    );
+
+    let other_type = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Condition/1", Some(&token), &[], None),
+    )
+    .await;
+    denied_response(&other_type, 403);
+    assert_eq!(
+        metadata(&other_type),
+        expected(&[
+            ("decision", "deny"),
+            ("reason", "no_matching_scope"),
+            ("patient", "123"),
+            ("client_id", "test-client"),
+        ])
+    );
+
+    let no_token = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Observation/1", None, &[], None),
+    )
+    .await;
+    denied_response(&no_token, 401);
+    assert_eq!(
+        metadata(&no_token),
+        expected(&[("decision", "deny"), ("reason", "token_missing")])
+    );
+
+    let public = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/metadata", None, &[], None),
+    )
+    .await;
+    ok_response(&public);
+    assert_eq!(
+        metadata(&public),
+        expected(&[("decision", "allow"), ("reason", "public_endpoint")])
+    );
+    server.stop().await;
+}
+
+/// `x-request-id` is echoed into the audit line and the span (tests/telemetry_audit.rs); one
+/// that could forge a log line or overflow it is refused, not cleaned up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_that_is_not_visible_ascii_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let long = "r".repeat(129);
+    for bad in ["two words", "quote\"d", long.as_str()] {
+        let response = envoy_check(
+            &server,
+            check_request(
+                "GET",
+                "/fhir/R4/Observation/1",
+                Some(&token),
+                &[("x-request-id", bad)],
+                None,
+            ),
+        )
+        .await;
+        let (_, body) = denied_response(&response, 400);
+        assert!(
+            body["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("request id"),
+            "{body}"
+        );
+    }
+    let fine = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R4/Observation/1",
+            Some(&token),
+            &[("x-request-id", "9e4c1f0a-5d3b-4b7e-8f21-6a0c2d9e7b34")],
+            None,
+        ),
+    )
+    .await;
+    ok_response(&fine);
     server.stop().await;
 }

@@ -169,6 +169,7 @@ async fn batches_are_decided_for_the_server_that_asks() {
             ..Default::default()
         }],
         fhir_server: server.to_owned(),
+        ..Default::default()
     };
     let mut client = tenants.server.client.clone();
     let allowed = client
@@ -195,6 +196,7 @@ async fn introspection_answers_for_the_server_that_asks() {
     let introspect = |server: &str| pb::IntrospectTokenRequest {
         token: for_a.clone(),
         fhir_server: server.to_owned(),
+        ..Default::default()
     };
     let mut client = tenants.server.client.clone();
     let active = client

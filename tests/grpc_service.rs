@@ -386,3 +386,66 @@ async fn batch_entries_whose_query_holds_a_url_are_decided() {
     }
     server.stop().await;
 }
+
+/// Every RPC echoes the caller's `request_id` (also on a deny and an inactive token); one
+/// that could forge a log line is INVALID_ARGUMENT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_echoes_its_request_id() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut client = server.client.clone();
+    let check = |request_id: &str| pb::CheckAccessRequest {
+        access_token: token.clone(),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: "Condition/1".into(),
+            ..Default::default()
+        })),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let denied = client
+        .check_access(check("a-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.decision(), pb::Decision::Deny);
+    assert_eq!(denied.request_id, "a-1");
+
+    let batch = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            bundle_type: pb::BundleType::Batch as i32,
+            entries: vec![entry("GET", "Observation/1", None)],
+            request_id: "b-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.request_id, "b-2");
+
+    let inactive = client
+        .introspect_token(pb::IntrospectTokenRequest {
+            token: "not-a-token".into(),
+            request_id: "c-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!inactive.active);
+    assert_eq!(inactive.request_id, "c-3");
+
+    for bad in ["with space", "new\nline", &"x".repeat(129)] {
+        let error = client.check_access(check(bad)).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(
+            error.message().contains("request id"),
+            "{}",
+            error.message()
+        );
+    }
+    server.stop().await;
+}

@@ -154,8 +154,24 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     };
     audit.take_lines();
 
-    let allowed = server.check(&token, "GET", "Observation/obs-1").await;
+    let allowed = server
+        .client
+        .clone()
+        .check_access(pb::CheckAccessRequest {
+            access_token: token.clone(),
+            request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+                method: "GET".into(),
+                path: "Observation/obs-1".into(),
+                ..Default::default()
+            })),
+            request_id: "fhir-req-7f3a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(decision(&allowed), pb::Decision::Allow);
+    assert_eq!(allowed.request_id, "fhir-req-7f3a", "echoed in the answer");
     let denied = server.check(&token, "DELETE", "Observation/obs-1").await;
     assert_eq!(decision(&denied), pb::Decision::Deny);
     let refused = server.check(&expired, "GET", "Observation/obs-1").await;
@@ -186,8 +202,20 @@ async fn every_decision_gets_one_json_line_without_the_token() {
         .unwrap()
         .into_inner();
     assert_eq!(batch.entries.len(), 2);
+    let mut forwarded = envoy_request("/fhir/R4/Condition/c-1", &token);
+    forwarded
+        .attributes
+        .as_mut()
+        .and_then(|attributes| attributes.request.as_mut())
+        .and_then(|request| request.http.as_mut())
+        .unwrap()
+        .headers
+        .insert(
+            "x-request-id".into(),
+            "0b5f3c52-9a1e-4a86-9d55-2f0c1a7e6b11".into(),
+        );
     let envoy = AuthorizationClient::new(server.channel.clone())
-        .check(envoy_request("/fhir/R4/Condition/c-1", &token))
+        .check(forwarded)
         .await
         .unwrap()
         .into_inner();
@@ -214,9 +242,11 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(allow["patient"], "123");
     assert_eq!(allow["scopes"], "patient/Observation.rs");
     assert_eq!(allow["token_fingerprint"], fingerprint(&token));
+    assert_eq!(allow["request_id"], "fhir-req-7f3a");
     assert!(allow.get("trace_id").is_none(), "traces are off: {allow}");
 
     let deny = find(&records, &[("interaction", "delete")]);
+    assert!(deny.get("request_id").is_none(), "none was sent: {deny}");
     assert_eq!(deny["decision"], "deny");
     assert_eq!(deny["reason"], "no_matching_scope");
     assert!(deny.get("scopes").is_none());
@@ -252,6 +282,10 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(envoy_line["decision"], "deny");
     assert_eq!(envoy_line["resource_type"], "Condition");
     assert_eq!(envoy_line["token_fingerprint"], fingerprint(&token));
+    assert_eq!(
+        envoy_line["request_id"],
+        "0b5f3c52-9a1e-4a86-9d55-2f0c1a7e6b11"
+    );
 
     // Audit events stay out of the ordinary log output.
     let log_lines = logs.take_lines();

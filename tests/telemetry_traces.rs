@@ -74,7 +74,10 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
         .client
         .clone()
         .check_access(with_traceparent(
-            check_http(&token, "GET", "Observation/obs-1"),
+            pb::CheckAccessRequest {
+                request_id: "fhir-req-42".into(),
+                ..check_http(&token, "GET", "Observation/obs-1")
+            },
             &traceparent,
         ))
         .await
@@ -106,6 +109,7 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
         ("authz.decision", "allow"),
         ("authz.reason", "granted"),
         ("authz.context", "patient"),
+        ("authz.request_id", "fhir-req-42"),
         ("fhir.interaction", "read"),
         ("fhir.resource_type", "Observation"),
         ("token.cache", "miss"),

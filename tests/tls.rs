@@ -321,6 +321,7 @@ async fn a_bound_caller_asks_only_for_its_own_server() {
         .introspect_token(pb::IntrospectTokenRequest {
             token: for_a.clone(),
             fhir_server: "a".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -375,6 +376,7 @@ async fn a_bound_caller_asks_only_for_its_own_server() {
         .introspect_token(pb::IntrospectTokenRequest {
             token: for_a,
             fhir_server: "a".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

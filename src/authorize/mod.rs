@@ -24,6 +24,7 @@
 mod admitted;
 mod refusal;
 mod request;
+mod request_id;
 mod servers;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ use tracing::Span;
 pub use self::admitted::Admitted;
 pub use self::refusal::{Refusal, Status, decision_status};
 pub use self::request::HttpLine;
+pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
 use crate::fhir::{FhirRequest, Resource};
@@ -101,12 +103,13 @@ pub enum Admission<'a> {
     Admitted(Admitted<'a>),
 }
 
-/// One call of a face: the RPC it serves, its span, and the FHIR server it is for once
-/// known (every event of the call names it).
+/// One call of a face: the RPC it serves, its span, the caller's request id and the FHIR
+/// server it is for once known (every event of the call names them).
 #[derive(Clone, Copy, Debug)]
 pub struct Call<'a> {
     pub rpc: Rpc,
     pub span: &'a Span,
+    pub request_id: Option<&'a str>,
     pub fhir_server: Option<&'a str>,
 }
 
@@ -115,8 +118,18 @@ impl<'a> Call<'a> {
         Call {
             rpc,
             span,
+            request_id: None,
             fhir_server: None,
         }
+    }
+
+    /// The same call with the caller's request id (read by [`request_id`]); recorded on the
+    /// span.
+    pub fn with_request_id(self, request_id: Option<&'a str>) -> Self {
+        if let Some(id) = request_id {
+            traces::record_request_id(self.span, id);
+        }
+        Call { request_id, ..self }
     }
 
     /// The same call, now known to be for `server`; recorded on the span.
@@ -396,6 +409,7 @@ impl Authorizer {
                 token_fingerprint: fingerprint,
                 entry: None,
                 fhir_server: call.fhir_server,
+                request_id: call.request_id,
             },
             call.span,
         );
@@ -421,6 +435,7 @@ impl Authorizer {
                 token_fingerprint: token.map(|(_, fingerprint)| fingerprint),
                 entry,
                 fhir_server: call.fhir_server,
+                request_id: call.request_id,
             },
             call.span,
         );

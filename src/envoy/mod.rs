@@ -20,7 +20,9 @@ use tracing::Span;
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
-use crate::authorize::{Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict};
+use crate::authorize::{
+    Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, request_id,
+};
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
 use crate::fhir::request_line::parse_query;
@@ -56,6 +58,16 @@ impl EnvoyAuthz {
             .get("authorization")
             .map(String::as_str)
             .unwrap_or_default();
+        // `x-request-id`, which Envoy generates or keeps; its `request.http.id` attribute is
+        // the same value, and stands in when `allowed_headers` hides the header.
+        let id = http
+            .headers
+            .get("x-request-id")
+            .map_or(http.id.as_str(), String::as_str);
+        let call = match request_id(id) {
+            Ok(id) => call.with_request_id(id),
+            Err(refusal) => return Ok(self.refuse(call, raw_token, None, refusal)),
+        };
         let (server, relative) = match self.authorizer.server_routed(
             call,
             caller,
@@ -133,7 +145,9 @@ impl EnvoyAuthz {
                         self.narrowing(&request, &decision, server.engine().fhir_version());
                     response::allowed(&decision, Some(&token), &http.headers, narrowing)
                 }
-                Verdict::Decided { decision, .. } => response::decision_denied(&decision),
+                Verdict::Decided { decision, token } => {
+                    response::decision_denied(&decision, Some(&token))
+                }
                 Verdict::Public(decision) => {
                     response::allowed(&decision, None, &http.headers, None)
                 }
@@ -286,7 +300,7 @@ async fn decide_bundle(
         .cloned()
         .unwrap_or_else(|| Decision::deny(decision.reason, decision.message.clone()));
     denied.message = decision.message.clone();
-    response::decision_denied(&denied)
+    response::decision_denied(&denied, Some(&token))
 }
 
 /// The request's `:authority`: Envoy's `host` attribute, or the header when a client of the

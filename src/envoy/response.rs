@@ -1,5 +1,8 @@
 //! The ext_authz answers: an `OkHttpResponse` that tells the FHIR server who is asking and
 //! what it must still enforce, or a `DeniedHttpResponse` with a FHIR `OperationOutcome`.
+//! Either way the answer carries `dynamic_metadata` (see [`metadata`]), which Envoy keeps
+//! under the filter's name (`envoy.filters.http.ext_authz`) for its access log and the
+//! filters after it.
 
 use std::collections::HashMap;
 
@@ -7,9 +10,11 @@ use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, HttpStat
 use envoy_types::ext_authz::v3::{
     CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
 };
+use envoy_types::pb::google::protobuf::{Struct, Value as ProtoValue, value::Kind};
 use serde_json::{Value, json};
 
 use crate::authorize::{Refusal, Status, decision_status};
+use crate::decision::Outcome;
 use crate::decision::{BundleDecision, Decision, Reason};
 use crate::token::{TokenError, VerifiedToken};
 
@@ -39,7 +44,9 @@ pub fn allowed(
     client_headers: &HashMap<String, String>,
     narrowing: Option<(&str, String)>,
 ) -> CheckResponse {
-    allowed_with(constraints(decision), token, client_headers, narrowing)
+    let mut response = allowed_with(constraints(decision), token, client_headers, narrowing);
+    response.dynamic_metadata = Some(metadata(Outcome::Allow, decision.reason.as_str(), token));
+    response
 }
 
 /// An allowed batch or transaction: the constraints header lists each entry's grants.
@@ -54,7 +61,13 @@ pub fn allowed_bundle(
         .map(|entry| json!({ "grants": entry.grants }))
         .collect();
     let constraints = json!({ "reason": decision.reason, "entries": entries }).to_string();
-    allowed_with(constraints, Some(token), client_headers, None)
+    let mut response = allowed_with(constraints, Some(token), client_headers, None);
+    response.dynamic_metadata = Some(metadata(
+        Outcome::Allow,
+        decision.reason.as_str(),
+        Some(token),
+    ));
+    response
 }
 
 fn allowed_with(
@@ -133,6 +146,12 @@ fn constraints(decision: &Decision) -> String {
 
 /// A refusal of the pipeline: a refused token, or a request that cannot be judged.
 pub fn refused(refusal: &Refusal) -> CheckResponse {
+    let mut response = refused_without_metadata(refusal);
+    response.dynamic_metadata = Some(metadata(Outcome::Deny, refusal.as_str(), None));
+    response
+}
+
+fn refused_without_metadata(refusal: &Refusal) -> CheckResponse {
     match refusal {
         Refusal::Token(error) => token_denied(error),
         // The proxy's certificate, not the app's request, is refused: the app is told no
@@ -176,7 +195,13 @@ fn token_denied(error: &TokenError) -> CheckResponse {
 
 /// A deny of the engine: 403 `insufficient_scope` for scope denials, 400 for a request the
 /// service cannot read.
-pub fn decision_denied(decision: &Decision) -> CheckResponse {
+pub fn decision_denied(decision: &Decision, token: Option<&VerifiedToken>) -> CheckResponse {
+    let mut response = engine_denied(decision);
+    response.dynamic_metadata = Some(metadata(Outcome::Deny, decision.reason.as_str(), token));
+    response
+}
+
+fn engine_denied(decision: &Decision) -> CheckResponse {
     let status = decision_status(decision.reason);
     if decision.reason == Reason::UnsupportedRequest {
         return denied(status, None, "invalid", &decision.message);
@@ -204,6 +229,36 @@ fn denied(
     let mut response = CheckResponse::with_status(tonic::Status::new(status.grpc, message));
     response.set_http_response(denied);
     response
+}
+
+/// The `dynamic_metadata` of every answer: `decision` (`allow`, `deny`), `reason` (the audit
+/// log's reason), and, when the token was verified, `patient` and `client_id`. Never the
+/// token or a scope string.
+fn metadata(outcome: Outcome, reason: &str, token: Option<&VerifiedToken>) -> Struct {
+    let context = token.map(|token| &token.context);
+    let values = [
+        ("decision", Some(outcome.as_str())),
+        ("reason", Some(reason)),
+        (
+            "patient",
+            context.and_then(|context| context.patient.as_deref()),
+        ),
+        (
+            "client_id",
+            context.and_then(|context| context.client_id.as_deref()),
+        ),
+    ];
+    Struct {
+        fields: values
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let value = ProtoValue {
+                    kind: Some(Kind::StringValue(value?.to_owned())),
+                };
+                Some((name.to_owned(), value))
+            })
+            .collect(),
+    }
 }
 
 /// The Envoy code of an HTTP status the service answers with.

@@ -272,6 +272,8 @@ fn decision_response(decision: Decision) -> pb::CheckAccessResponse {
             .included_resources
             .map(|included| included.readable_types)
             .unwrap_or_default(),
+        // Set by the service from the request.
+        request_id: String::new(),
     }
 }
 
@@ -299,6 +301,7 @@ fn bundle_response(
             .map(decision_response)
             .collect(),
         subject,
+        request_id: String::new(),
     }
 }
 
@@ -451,6 +454,7 @@ pub fn introspection(authenticated: &Authenticated) -> pb::IntrospectTokenRespon
             TokenSource::RemoteIntrospection => pb::TokenSource::RemoteIntrospection,
         } as i32,
         cached: authenticated.cached,
+        request_id: String::new(),
     }
 }
 

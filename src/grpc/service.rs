@@ -8,7 +8,9 @@ use tracing::Span;
 use super::convert;
 use super::pb;
 use super::pb::authz_service_server::AuthzService;
-use crate::authorize::{Authorizer, BundleCheck, Call, Caller, Check, batch_size_refusal};
+use crate::authorize::{
+    Authorizer, BundleCheck, Call, Caller, Check, batch_size_refusal, request_id,
+};
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
 
@@ -29,7 +31,9 @@ impl AuthzGrpc {
         message: pb::CheckAccessRequest,
         span: &Span,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
-        let call = Call::new(Rpc::CheckAccess, span);
+        let id =
+            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = Call::new(Rpc::CheckAccess, span).with_request_id(id);
         let server = self
             .authorizer
             .server_named(call, &caller, &message.fhir_server, &message.access_token)
@@ -48,7 +52,9 @@ impl AuthzGrpc {
             if_none_exist,
         };
         let verdict = self.authorizer.check(call, server, check).await?;
-        convert::check_response(verdict).map(Response::new)
+        let mut response = convert::check_response(verdict)?;
+        response.request_id.clone_from(&message.request_id);
+        Ok(Response::new(response))
     }
 
     async fn batch_check_access_observed(
@@ -57,7 +63,9 @@ impl AuthzGrpc {
         message: pb::BatchCheckAccessRequest,
         span: &Span,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
-        let call = Call::new(Rpc::BatchCheckAccess, span);
+        let id =
+            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = Call::new(Rpc::BatchCheckAccess, span).with_request_id(id);
         let server = self
             .authorizer
             .server_named(call, &caller, &message.fhir_server, &message.access_token)
@@ -87,7 +95,9 @@ impl AuthzGrpc {
             entries: &entries,
         };
         let verdict = self.authorizer.check_bundle(call, server, check).await?;
-        convert::bundle_check_response(verdict).map(Response::new)
+        let mut response = convert::bundle_check_response(verdict)?;
+        response.request_id.clone_from(&message.request_id);
+        Ok(Response::new(response))
     }
 
     async fn introspect_token_observed(
@@ -96,7 +106,9 @@ impl AuthzGrpc {
         message: pb::IntrospectTokenRequest,
         span: &Span,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
-        let call = Call::new(Rpc::IntrospectToken, span);
+        let id =
+            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = Call::new(Rpc::IntrospectToken, span).with_request_id(id);
         self.authorizer
             .may_introspect(call, &caller)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
@@ -109,11 +121,12 @@ impl AuthzGrpc {
         if token.trim().is_empty() {
             return Err(Status::invalid_argument("token: required (RFC 7662 §2.1)"));
         }
-        let response = match self.authorizer.introspect(call, server, &token).await? {
+        let mut response = match self.authorizer.introspect(call, server, &token).await? {
             Some(authenticated) => convert::introspection(&authenticated),
             // RFC 7662 §2.2: an inactive token yields `active: false` and nothing else.
             None => pb::IntrospectTokenResponse::default(),
         };
+        response.request_id.clone_from(&message.request_id);
         traces::record_token_active(span, response.active);
         Ok(Response::new(response))
     }

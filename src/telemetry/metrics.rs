@@ -16,7 +16,7 @@ use metrics::{Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use super::{DecisionEvent, Rpc, traces};
+use super::{DecisionEvent, Rpc};
 use crate::token::Authenticator;
 use crate::token::metrics::{INTROSPECTION_DURATION, TOKEN_VERIFICATIONS};
 
@@ -140,7 +140,7 @@ pub fn record_decision(event: &DecisionEvent<'_>) {
     counter!(
         DECISIONS,
         "face" => event.rpc.face().as_str(),
-        "decision" => traces::outcome_label(event.outcome),
+        "decision" => event.outcome.as_str(),
         "reason" => event.reason,
         "interaction" => event.interaction(),
         "context" => event.context(),

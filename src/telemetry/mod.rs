@@ -296,6 +296,8 @@ pub struct DecisionEvent<'a> {
     pub entry: Option<usize>,
     /// The FHIR server the decision is for, once known.
     pub fhir_server: Option<&'a str>,
+    /// The caller's request id, when it sent one.
+    pub request_id: Option<&'a str>,
 }
 
 impl DecisionEvent<'_> {

@@ -289,6 +289,7 @@ pub fn rpc_span_with_headers(
         authz.context = Empty,
         authz.bundle.entries = Empty,
         authz.fhir_server = Empty,
+        authz.request_id = Empty,
         fhir.interaction = Empty,
         fhir.resource_type = Empty,
         token.cache = Empty,
@@ -330,7 +331,7 @@ pub fn record_decision(
     if span.is_disabled() {
         return;
     }
-    span.record("authz.decision", outcome_label(outcome));
+    span.record("authz.decision", outcome.as_str());
     span.record("authz.reason", reason);
     if let Some(grant) = grants.first() {
         span.record("authz.context", grant.context.as_str());
@@ -351,6 +352,11 @@ pub fn record_bundle_size(span: &Span, entries: usize) {
 /// Puts the FHIR server the call is for on the RPC span.
 pub fn record_fhir_server(span: &Span, name: &str) {
     span.record("authz.fhir_server", name);
+}
+
+/// Puts the caller's request id on the RPC span.
+pub fn record_request_id(span: &Span, id: &str) {
+    span.record("authz.request_id", id);
 }
 
 /// Puts how the token was judged on the RPC span: from the cache or not, locally or by
@@ -408,13 +414,6 @@ pub fn trace_id(span: &Span) -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
-}
-
-pub(super) fn outcome_label(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Allow => "allow",
-        Outcome::Deny => "deny",
-    }
 }
 
 #[cfg(test)]

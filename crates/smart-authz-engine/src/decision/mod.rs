@@ -24,6 +24,16 @@ pub enum Outcome {
     Allow,
 }
 
+impl Outcome {
+    /// `allow` or `deny`, as in the audit log, metrics and Envoy's metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+        }
+    }
+}
+
 /// The machine-readable cause of a decision.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
