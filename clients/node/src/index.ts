@@ -1,0 +1,205 @@
+/**
+ * Typed Node.js client of smart-authz, the SMART on FHIR authorization decision service.
+ *
+ *     const authz = new AuthzClient('authz.internal:50051');
+ *     const decision = await authz.check(token, 'GET', 'Observation?code=8867-4');
+ *     if (decision.allowed) { ... apply decision.grants ... }
+ *
+ * The proto is loaded with the options that avoid proto-loader's traps: field names as
+ * in the proto (a snake_case name is otherwise silently dropped), enums as their names,
+ * int64 as numbers, and defaults on (a deny otherwise has no `decision` at all). An allow
+ * is read only from DECISION_ALLOW. Errors of the service reject with AuthzError, never
+ * with a decision.
+ */
+
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+import { fromServiceError } from './errors.js';
+import { batchDecision, decision, introspection } from './results.js';
+import type { BatchDecision, Decision, Introspection } from './results.js';
+
+export * from './errors.js';
+export type * from './results.js';
+export { isAllow } from './results.js';
+
+/** proto-loader's options for this API; exported for callers that load it themselves. */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  enums: String,
+  longs: Number,
+  defaults: true,
+  oneofs: true,
+};
+
+/** The gRPC metadata a proxy can hash on to send each token to one replica. */
+export const ROUTING_KEY_HEADER = 'x-smart-authz-routing-key';
+
+/** The first 16 hex digits of the bare token's SHA-256: stable per token, useless to replay. */
+export function routingKey(token: string): string {
+  const bare = token.slice(0, 7).toLowerCase() === 'bearer ' ? token.slice(7) : token;
+  return createHash('sha256').update(bare.trim()).digest('hex').slice(0, 16);
+}
+
+/** A resource: parsed JSON, or its JSON text or bytes. */
+export type ResourceJson = object | string | Uint8Array;
+
+/** A FHIR request in structured form (the proto's FhirRequest, by its field names). */
+export interface FhirRequest {
+  interaction: string;
+  resource_type?: string;
+  id?: string;
+  version_id?: string;
+  operation?: string;
+  compartment?: string;
+  params?: { name: string; value: string }[];
+}
+
+export interface CheckOptions {
+  /** The resource as stored now. */
+  stored?: ResourceJson;
+  /** The resource as it would be written. */
+  proposed?: ResourceJson;
+  /** Request headers the FHIR server reads (method overrides are checked). */
+  headers?: Record<string, string>;
+  requestId?: string;
+}
+
+/** One entry of a batch or transaction, as its HTTP line relative to the FHIR base. */
+export interface BatchEntry {
+  method: string;
+  path: string;
+  stored?: ResourceJson;
+  proposed?: ResourceJson;
+}
+
+export interface ClientOptions {
+  /** The FHIR server asking (name or base URL), when the service decides for several. */
+  fhirServer?: string;
+  /** Deadline of each call, in milliseconds (default 2000). */
+  timeoutMs?: number;
+  /** TLS (grpc.credentials.createSsl, with a client certificate for mutual TLS). */
+  credentials?: grpc.ChannelCredentials;
+  /** Send ROUTING_KEY_HEADER (default true). */
+  sendRoutingKey?: boolean;
+}
+
+function resource(value: ResourceJson | undefined): { json: Buffer } | null {
+  if (value === undefined) return null;
+  if (typeof value === 'string') return { json: Buffer.from(value) };
+  if (value instanceof Uint8Array) return { json: Buffer.from(value) };
+  return { json: Buffer.from(JSON.stringify(value)) };
+}
+
+const PROTO = fileURLToPath(new URL('./proto/smartauthz/v1/authz.proto', import.meta.url));
+
+type Unary = (
+  request: object,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response: any) => void,
+) => void;
+
+export class AuthzClient {
+  readonly #client: grpc.Client & Record<string, Unary>;
+  readonly #fhirServer: string;
+  readonly #timeoutMs: number;
+  readonly #sendRoutingKey: boolean;
+
+  constructor(target = '127.0.0.1:50051', options: ClientOptions = {}) {
+    const definition = protoLoader.loadSync(PROTO, LOADER_OPTIONS);
+    const loaded = grpc.loadPackageDefinition(definition) as any;
+    const Service = loaded.smartauthz.v1.AuthzService as grpc.ServiceClientConstructor;
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.#client = new Service(target, credentials) as grpc.Client & Record<string, Unary>;
+    this.#fhirServer = options.fhirServer ?? '';
+    this.#timeoutMs = options.timeoutMs ?? 2000;
+    this.#sendRoutingKey = options.sendRoutingKey ?? true;
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+
+  #call(method: string, request: object, token: string): Promise<any> {
+    const metadata = new grpc.Metadata();
+    if (this.#sendRoutingKey && token) metadata.set(ROUTING_KEY_HEADER, routingKey(token));
+    const deadline = new Date(Date.now() + this.#timeoutMs);
+    const unary = this.#client[method];
+    if (!unary) throw new Error(`no RPC ${method}`);
+    return new Promise((resolve, reject) => {
+      unary.call(this.#client, request, metadata, { deadline }, (error, response) => {
+        if (error) reject(fromServiceError(error));
+        else resolve(response);
+      });
+    });
+  }
+
+  /** Decides one FHIR request given as its method and path relative to the FHIR base. */
+  async check(
+    token: string,
+    method: string,
+    path: string,
+    options: CheckOptions = {},
+  ): Promise<Decision> {
+    const http = { method, path, headers: options.headers ?? {} };
+    return this.#check(token, { http }, options);
+  }
+
+  /** Decides one FHIR request given in structured form. */
+  async checkFhir(token: string, fhir: FhirRequest, options: CheckOptions = {}): Promise<Decision> {
+    return this.#check(token, { fhir }, options);
+  }
+
+  async #check(token: string, request: object, options: CheckOptions): Promise<Decision> {
+    const message = {
+      access_token: token,
+      ...request,
+      stored: resource(options.stored),
+      proposed: resource(options.proposed),
+      fhir_server: this.#fhirServer,
+      request_id: options.requestId ?? '',
+    };
+    return decision(await this.#call('CheckAccess', message, token));
+  }
+
+  /** Whether the request is allowed, ignoring its constraints. Rejects when the service
+   * gives no decision. */
+  async isAllowed(
+    token: string,
+    method: string,
+    path: string,
+    options: CheckOptions = {},
+  ): Promise<boolean> {
+    return (await this.check(token, method, path, options)).allowed;
+  }
+
+  /** Decides every entry of a batch or transaction; a transaction stands or falls whole. */
+  async checkBatch(
+    token: string,
+    entries: readonly BatchEntry[],
+    options: { transaction: boolean; requestId?: string },
+  ): Promise<BatchDecision> {
+    const message = {
+      access_token: token,
+      bundle_type: options.transaction ? 'BUNDLE_TYPE_TRANSACTION' : 'BUNDLE_TYPE_BATCH',
+      entries: entries.map((entry) => ({
+        http: { method: entry.method, path: entry.path },
+        stored: resource(entry.stored),
+        proposed: resource(entry.proposed),
+      })),
+      fhir_server: this.#fhirServer,
+      request_id: options.requestId ?? '',
+    };
+    return batchDecision(await this.#call('BatchCheckAccess', message, token));
+  }
+
+  /** Verifies or introspects a token (RFC 7662 with the SMART launch context). */
+  async introspect(token: string, options: { requestId?: string } = {}): Promise<Introspection> {
+    const message = { token, fhir_server: this.#fhirServer, request_id: options.requestId ?? '' };
+    return introspection(await this.#call('IntrospectToken', message, token));
+  }
+}

@@ -1,0 +1,168 @@
+// The answers of the service as typed, read-only values. Enum values are their proto names
+// ("REASON_GRANTED"); only `allowed` decides, and it is true for DECISION_ALLOW alone.
+
+/** A granular filter: the resource must match `param` on any of `values`. */
+export interface Filter {
+  readonly param: string;
+  readonly values: readonly string[];
+}
+
+/**
+ * One scope that grants the request, and what the FHIR server must still enforce. The
+ * grants of a decision are alternatives: the request is allowed under any one of them.
+ */
+export interface Grant {
+  readonly scope: string;
+  readonly context: string;
+  /** The compartment results must be limited to, e.g. "Patient/123"; null when none. */
+  readonly compartment: string | null;
+  readonly compartmentParams: readonly string[];
+  /** All must hold (AND); any value of each (OR). */
+  readonly filters: readonly Filter[];
+  readonly resourceTypes: readonly string[];
+  readonly obligation: string;
+  readonly excludeOtherPatientsVia: readonly string[];
+}
+
+/** Who is asking, from the verified token. */
+export interface Subject {
+  readonly clientId: string;
+  readonly sub: string;
+  readonly fhirUser: string | null;
+  readonly patient: string | null;
+  readonly encounter: string | null;
+  readonly scope: string;
+  readonly expiresAt: number;
+}
+
+export interface IgnoredScope {
+  readonly scope: string;
+  readonly reason: string;
+}
+
+/** The answer to one request. */
+export interface Decision {
+  /** True only when the service answered DECISION_ALLOW. */
+  readonly allowed: boolean;
+  readonly reason: string;
+  readonly message: string;
+  readonly grants: readonly Grant[];
+  readonly subject: Subject | null;
+  readonly ignoredScopes: readonly IgnoredScope[];
+  /** For _include/_revinclude: the types some scope can read ("*" for all). */
+  readonly includeReadableTypes: readonly string[];
+  readonly requestId: string;
+}
+
+/** The answer to a batch or transaction: `allowed` only when every entry is. */
+export interface BatchDecision {
+  readonly allowed: boolean;
+  readonly reason: string;
+  readonly message: string;
+  readonly entries: readonly Decision[];
+  readonly subject: Subject | null;
+  readonly requestId: string;
+}
+
+/** RFC 7662 introspection with the SMART launch context; inactive: `active` false only. */
+export interface Introspection {
+  readonly active: boolean;
+  readonly scope: string;
+  readonly clientId: string;
+  readonly sub: string;
+  readonly iss: string;
+  readonly aud: readonly string[];
+  readonly exp: number;
+  readonly patient: string | null;
+  readonly encounter: string | null;
+  readonly fhirUser: string | null;
+  readonly fhirContext: readonly unknown[];
+  readonly source: string;
+  readonly cached: boolean;
+  readonly requestId: string;
+}
+
+// The wire shapes, as proto-loader gives them with the client's options (keepCase,
+// enums as strings, longs as numbers, defaults on).
+type Wire = Record<string, any>;
+
+const orNull = (text: string | undefined): string | null => (text ? text : null);
+
+/** The one place an allow is read: the enum name, compared for equality. */
+export const isAllow = (decision: unknown): boolean => decision === 'DECISION_ALLOW';
+
+function grant(wire: Wire): Grant {
+  return {
+    scope: wire.scope,
+    context: wire.context,
+    compartment: orNull(wire.compartment),
+    compartmentParams: wire.compartment_params,
+    filters: (wire.filters as Wire[]).map((filter) => ({
+      param: filter.param,
+      values: filter.values,
+    })),
+    resourceTypes: wire.resource_types,
+    obligation: wire.obligation,
+    excludeOtherPatientsVia: wire.exclude_other_patients_via,
+  };
+}
+
+function subject(wire: Wire | null | undefined): Subject | null {
+  if (!wire) return null;
+  return {
+    clientId: wire.client_id,
+    sub: wire.sub,
+    fhirUser: orNull(wire.fhir_user),
+    patient: orNull(wire.patient),
+    encounter: orNull(wire.encounter),
+    scope: wire.scope,
+    expiresAt: Number(wire.expires_at),
+  };
+}
+
+export function decision(wire: Wire): Decision {
+  return {
+    allowed: isAllow(wire.decision),
+    reason: String(wire.reason),
+    message: wire.message,
+    grants: (wire.grants as Wire[]).map(grant),
+    subject: subject(wire.subject),
+    ignoredScopes: (wire.ignored_scopes as Wire[]).map((ignored) => ({
+      scope: ignored.scope,
+      reason: ignored.reason,
+    })),
+    includeReadableTypes: wire.include_readable_types,
+    requestId: wire.request_id,
+  };
+}
+
+export function batchDecision(wire: Wire): BatchDecision {
+  const entries = (wire.entries as Wire[]).map(decision);
+  return {
+    allowed: isAllow(wire.decision) && entries.length > 0 && entries.every((e) => e.allowed),
+    reason: String(wire.reason),
+    message: wire.message,
+    entries,
+    subject: subject(wire.subject),
+    requestId: wire.request_id,
+  };
+}
+
+export function introspection(wire: Wire): Introspection {
+  return {
+    active: wire.active === true,
+    scope: wire.scope,
+    clientId: wire.client_id,
+    sub: wire.sub,
+    iss: wire.iss,
+    aud: wire.aud,
+    exp: Number(wire.exp),
+    patient: orNull(wire.patient),
+    encounter: orNull(wire.encounter),
+    fhirUser: orNull(wire.fhir_user),
+    fhirContext: (wire.fhir_context as string[]).map((item) => JSON.parse(item) as unknown),
+    source: String(wire.source),
+    cached: wire.cached === true,
+    requestId: wire.request_id,
+  };
+}

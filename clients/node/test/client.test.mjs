@@ -1,0 +1,191 @@
+// The client against the real service: typed answers, allows only from DECISION_ALLOW,
+// errors rejected rather than read as decisions.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+import {
+  AuthzClient,
+  AuthzUnavailable,
+  InvalidRequest,
+  isAllow,
+  routingKey,
+} from '../dist/index.js';
+import { freePort, mint, startServer } from './server.mjs';
+
+const VITALS = 'http://terminology.hl7.org/CodeSystem/observation-category|vital-signs';
+
+function observation(patient, category = 'vital-signs') {
+  return {
+    resourceType: 'Observation',
+    id: 'o1',
+    status: 'final',
+    category: [
+      {
+        coding: [
+          { system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: category },
+        ],
+      },
+    ],
+    code: { text: 'heart rate' },
+    subject: { reference: `Patient/${patient}` },
+  };
+}
+
+let server;
+let authz;
+
+before(async () => {
+  server = await startServer();
+  authz = new AuthzClient(server.address);
+});
+
+after(async () => {
+  authz?.close();
+  await server?.stop();
+});
+
+test('a patient search is allowed with its compartment as a typed constraint', async () => {
+  const token = mint('patient/Observation.rs launch/patient', '123');
+  const decision = await authz.check(token, 'GET', 'Observation?code=8867-4');
+  assert.equal(decision.allowed, true);
+  assert.equal(decision.reason, 'REASON_GRANTED');
+  const [grant] = decision.grants;
+  assert.equal(grant.scope, 'patient/Observation.rs');
+  assert.equal(grant.context, 'SCOPE_CONTEXT_PATIENT');
+  assert.equal(grant.compartment, 'Patient/123');
+  assert.ok(grant.compartmentParams.includes('subject'));
+  assert.equal(grant.obligation, 'OBLIGATION_NONE');
+  assert.equal(decision.subject.patient, '123');
+  assert.equal(typeof decision.subject.expiresAt, 'number', 'int64 arrives as a number');
+});
+
+test('a deny is read as a deny, where proto-loader defaults would drop it', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const decision = await authz.check(token, 'GET', 'Patient/456/Observation');
+  assert.equal(decision.allowed, false);
+  assert.equal(decision.reason, 'REASON_OUTSIDE_COMPARTMENT');
+  assert.deepEqual(decision.grants, []);
+
+  // The traps the client closes, shown with proto-loader's default options: a deny has
+  // no `decision` at all, so `decision !== 'DECISION_DENY'` would let it through; and a
+  // snake_case field name is silently dropped, so the token never reaches the service.
+  const definition = protoLoader.loadSync(
+    new URL('../dist/proto/smartauthz/v1/authz.proto', import.meta.url).pathname,
+    { enums: String },
+  );
+  const { AuthzService } = grpc.loadPackageDefinition(definition).smartauthz.v1;
+  const raw = new AuthzService(server.address, grpc.credentials.createInsecure());
+  const call = (message) =>
+    new Promise((resolve, reject) =>
+      raw.CheckAccess(message, (error, response) => (error ? reject(error) : resolve(response))),
+    );
+  const denied = await call({
+    accessToken: token,
+    http: { method: 'GET', path: 'Patient/456/Observation' },
+  });
+  assert.equal(denied.decision, undefined);
+  assert.notEqual(denied.decision, 'DECISION_DENY', 'the naive check would allow this');
+  assert.equal(isAllow(denied.decision), false);
+  const dropped = await call({
+    access_token: token,
+    http: { method: 'GET', path: 'Observation/o1' },
+  });
+  assert.equal(dropped.reason, 'REASON_TOKEN_MISSING');
+  raw.close();
+});
+
+test('the stored resource is judged', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  assert.equal(await authz.isAllowed(token, 'GET', 'Observation/o1', { stored: observation('123') }), true);
+  assert.equal(await authz.isAllowed(token, 'GET', 'Observation/o1', { stored: observation('456') }), false);
+  assert.equal(
+    await authz.isAllowed(token, 'GET', 'Observation/o1', {
+      stored: JSON.stringify(observation('456')),
+    }),
+    false,
+  );
+});
+
+test('a granular scope comes back as a typed filter', async () => {
+  const token = mint(`patient/Observation.rs?category=${VITALS}`, '123');
+  const decision = await authz.check(token, 'GET', 'Observation');
+  assert.equal(decision.allowed, true);
+  assert.deepEqual(decision.grants[0].filters, [{ param: 'category', values: [VITALS] }]);
+  const laboratory = observation('123', 'laboratory');
+  assert.equal((await authz.check(token, 'GET', 'Observation/o1', { stored: laboratory })).allowed, false);
+});
+
+test('a transaction with one bad entry is refused whole', async () => {
+  const token = mint('patient/Observation.crs', '123');
+  const entries = [
+    { method: 'POST', path: 'Observation', proposed: observation('123') },
+    { method: 'POST', path: 'Observation', proposed: observation('456') },
+  ];
+  const transaction = await authz.checkBatch(token, entries, { transaction: true, requestId: 'tx-1' });
+  assert.equal(transaction.allowed, false);
+  assert.deepEqual(transaction.entries.map((entry) => entry.allowed), [true, false]);
+  assert.equal(transaction.requestId, 'tx-1');
+  const batch = await authz.checkBatch(token, entries.slice(0, 1), { transaction: false });
+  assert.equal(batch.allowed, true);
+});
+
+test('introspection reads the launch context', async () => {
+  const token = mint('patient/*.rs launch/patient openid fhirUser', '123');
+  const introspection = await authz.introspect(token, { requestId: 'i-1' });
+  assert.equal(introspection.active, true);
+  assert.equal(introspection.patient, '123');
+  assert.equal(introspection.source, 'TOKEN_SOURCE_LOCAL_JWT');
+  assert.equal(introspection.requestId, 'i-1');
+  assert.equal((await authz.introspect('not-a-token')).active, false);
+});
+
+test('the request id is echoed and a bad one rejects', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const decision = await authz.check(token, 'GET', 'Observation/o1', { requestId: 'req-9' });
+  assert.equal(decision.requestId, 'req-9');
+  await assert.rejects(
+    authz.check(token, 'GET', 'Observation/o1', { requestId: 'two words' }),
+    InvalidRequest,
+  );
+});
+
+test('a missing or bad token is a deny with its reason', async () => {
+  assert.equal((await authz.check('', 'GET', 'Observation/o1')).reason, 'REASON_TOKEN_MISSING');
+  const refused = await authz.check('not.a.jwt', 'GET', 'Observation/o1');
+  assert.equal(refused.allowed, false);
+  assert.equal(refused.reason, 'REASON_TOKEN_MALFORMED');
+});
+
+test('an unreachable service rejects instead of deciding', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const client = new AuthzClient(`127.0.0.1:${await freePort()}`, { timeoutMs: 500 });
+  try {
+    await assert.rejects(client.check(token, 'GET', 'Observation/o1'), (error) => {
+      assert.ok(error instanceof AuthzUnavailable);
+      assert.equal(error.retryable, true);
+      return true;
+    });
+  } finally {
+    client.close();
+  }
+});
+
+test('a structured request is decided too', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const decision = await authz.checkFhir(token, {
+    interaction: 'INTERACTION_SEARCH_TYPE',
+    resource_type: 'Observation',
+    params: [{ name: 'code', value: '8867-4' }],
+  });
+  assert.equal(decision.allowed, true);
+});
+
+test('the routing key ignores the Bearer prefix and hides the token', () => {
+  const key = routingKey('Bearer abc.def.ghi');
+  assert.equal(key, routingKey('abc.def.ghi'));
+  assert.equal(key.length, 16);
+  assert.ok(!key.includes('abc'));
+});

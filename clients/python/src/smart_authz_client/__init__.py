@@ -1,0 +1,41 @@
+"""Typed Python client of smart-authz, the SMART on FHIR authorization decision service.
+
+    from smart_authz_client import AuthzClient
+
+    with AuthzClient("authz.internal:50051") as authz:
+        decision = authz.check(token, "GET", "Observation?code=8867-4")
+        if decision.allowed:
+            ...  # apply decision.grants: each is an alternative set of constraints
+
+An allow is read only from ``DECISION_ALLOW``: a missing, unknown or zero decision is a
+deny. Errors of the service (unreachable, a malformed request) raise :class:`AuthzError`,
+never a decision, so a caller cannot mistake an outage for an answer.
+"""
+
+from .client import AuthzClient, BatchEntry, routing_key
+from .errors import AuthzError, AuthzUnavailable, InvalidRequest
+from .results import (
+    BatchDecision,
+    Decision,
+    Filter,
+    Grant,
+    IgnoredScope,
+    Introspection,
+    Subject,
+)
+
+__all__ = [
+    "AuthzClient",
+    "AuthzError",
+    "AuthzUnavailable",
+    "BatchDecision",
+    "BatchEntry",
+    "Decision",
+    "Filter",
+    "Grant",
+    "IgnoredScope",
+    "InvalidRequest",
+    "Introspection",
+    "Subject",
+    "routing_key",
+]

@@ -1,0 +1,170 @@
+"""The client: one channel, the three RPCs, typed answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+import grpc
+
+from ._pb.smartauthz.v1 import authz_pb2 as pb
+from ._pb.smartauthz.v1 import authz_pb2_grpc
+from .errors import from_rpc_error
+from .results import BatchDecision, Decision, Introspection
+
+#: A resource: parsed JSON, or its JSON text or bytes.
+ResourceJson = Union[Mapping[str, Any], str, bytes]
+
+#: The gRPC metadata a proxy can hash on to send each token to one replica
+#: (docs/operations.md); the service never reads it.
+ROUTING_KEY_HEADER = "x-smart-authz-routing-key"
+
+
+def routing_key(token: str) -> str:
+    """The first 16 hex digits of the bare token's SHA-256: the same for one token, and
+    useless for replaying it."""
+    bare = token[7:] if token[:7].lower() == "bearer " else token
+    return hashlib.sha256(bare.strip().encode()).hexdigest()[:16]
+
+
+def _resource(resource: Optional[ResourceJson]) -> Optional[pb.Resource]:
+    if resource is None:
+        return None
+    if isinstance(resource, bytes):
+        return pb.Resource(json=resource)
+    if isinstance(resource, str):
+        return pb.Resource(json=resource.encode())
+    return pb.Resource(json=json.dumps(resource, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One entry of a batch or transaction, as its HTTP line relative to the FHIR base."""
+
+    method: str
+    path: str
+    stored: Optional[ResourceJson] = None
+    proposed: Optional[ResourceJson] = None
+
+
+class AuthzClient:
+    """A client of one smart-authz service (or a load-balanced address of several).
+
+    ``fhir_server`` names the FHIR server asking (its configured name or base URL) when
+    the service decides for several. ``credentials`` gives TLS (``grpc.ssl_channel_credentials``,
+    with a client certificate for mutual TLS); without it the channel is plaintext. Pass
+    ``channel`` to use one of your own.
+    """
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        fhir_server: str = "",
+        timeout: float = 2.0,
+        credentials: Optional[grpc.ChannelCredentials] = None,
+        channel: Optional[grpc.Channel] = None,
+        send_routing_key: bool = True,
+    ):
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, credentials)
+                if credentials is not None
+                else grpc.insecure_channel(target)
+            )
+        self._channel = channel
+        self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
+        self._fhir_server = fhir_server
+        self._timeout = timeout
+        self._send_routing_key = send_routing_key
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "AuthzClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _metadata(self, token: str) -> Tuple[Tuple[str, str], ...]:
+        if self._send_routing_key and token:
+            return ((ROUTING_KEY_HEADER, routing_key(token)),)
+        return ()
+
+    def _call(self, method: Any, request: Any, token: str) -> Any:
+        try:
+            return method(request, timeout=self._timeout, metadata=self._metadata(token))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def check(
+        self,
+        token: str,
+        method: str = "",
+        path: str = "",
+        *,
+        fhir: Optional[pb.FhirRequest] = None,
+        stored: Optional[ResourceJson] = None,
+        proposed: Optional[ResourceJson] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        request_id: str = "",
+    ) -> Decision:
+        """Decides one FHIR request: ``method`` and ``path`` relative to the FHIR base
+        (``"GET", "Observation?code=x"``), or a structured ``fhir`` request. ``stored`` and
+        ``proposed`` are the resource as stored now and as it would be written."""
+        request = pb.CheckAccessRequest(
+            access_token=token,
+            stored=_resource(stored),
+            proposed=_resource(proposed),
+            fhir_server=self._fhir_server,
+            request_id=request_id,
+        )
+        if fhir is not None:
+            if method or path:
+                raise ValueError("give either method and path, or fhir")
+            request.fhir.CopyFrom(fhir)
+        else:
+            request.http.CopyFrom(pb.HttpRequest(method=method, path=path, headers=headers or {}))
+        return Decision._from(self._call(self._stub.CheckAccess, request, token))
+
+    def is_allowed(self, token: str, method: str, path: str, **kwargs: Any) -> bool:
+        """Whether the request is allowed, ignoring its constraints: for checks that need
+        none (a read with the stored resource given). Raises :class:`AuthzError` when the
+        service gives no decision."""
+        return self.check(token, method, path, **kwargs).allowed
+
+    def check_batch(
+        self,
+        token: str,
+        entries: Sequence[BatchEntry],
+        *,
+        transaction: bool,
+        request_id: str = "",
+    ) -> BatchDecision:
+        """Decides every entry of a batch or a transaction with one token. A transaction
+        must be refused whole unless ``allowed``."""
+        request = pb.BatchCheckAccessRequest(
+            access_token=token,
+            bundle_type=pb.BUNDLE_TYPE_TRANSACTION if transaction else pb.BUNDLE_TYPE_BATCH,
+            entries=[
+                pb.BatchEntry(
+                    http=pb.HttpRequest(method=entry.method, path=entry.path),
+                    stored=_resource(entry.stored),
+                    proposed=_resource(entry.proposed),
+                )
+                for entry in entries
+            ],
+            fhir_server=self._fhir_server,
+            request_id=request_id,
+        )
+        return BatchDecision._from(self._call(self._stub.BatchCheckAccess, request, token))
+
+    def introspect(self, token: str, *, request_id: str = "") -> Introspection:
+        """Verifies or introspects the token (RFC 7662 with the SMART launch context)."""
+        request = pb.IntrospectTokenRequest(
+            token=token, fhir_server=self._fhir_server, request_id=request_id
+        )
+        return Introspection._from(self._call(self._stub.IntrospectToken, request, token))

@@ -1,0 +1,188 @@
+"""The answers of the service as typed, immutable values.
+
+Enum values are given by their proto names (``"REASON_GRANTED"``,
+``"SCOPE_CONTEXT_PATIENT"``), so a value newer than these stubs still reads as its number
+rather than failing; only ``allowed`` decides, and it is true for ``DECISION_ALLOW`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+from ._pb.smartauthz.v1 import authz_pb2 as pb
+
+
+def _enum_name(enum: Any, value: int) -> str:
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A granular filter: the resource must match ``param`` on any of ``values``."""
+
+    param: str
+    values: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One scope that grants the request, and what the FHIR server must still enforce.
+    The grants of a decision are alternatives: the request is allowed under any one."""
+
+    scope: str
+    context: str
+    #: The compartment results must be limited to, e.g. ``"Patient/123"``; None when the
+    #: service checked membership itself or none applies.
+    compartment: Optional[str]
+    compartment_params: Tuple[str, ...]
+    #: All must hold (AND); any value of each (OR).
+    filters: Tuple[Filter, ...]
+    resource_types: Tuple[str, ...]
+    obligation: str
+    exclude_other_patients_via: Tuple[str, ...]
+
+    @classmethod
+    def _from(cls, grant: pb.Grant) -> "Grant":
+        return cls(
+            scope=grant.scope,
+            context=_enum_name(pb.ScopeContext, grant.context),
+            compartment=grant.compartment or None,
+            compartment_params=tuple(grant.compartment_params),
+            filters=tuple(Filter(f.param, tuple(f.values)) for f in grant.filters),
+            resource_types=tuple(grant.resource_types),
+            obligation=_enum_name(pb.Obligation, grant.obligation),
+            exclude_other_patients_via=tuple(grant.exclude_other_patients_via),
+        )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who is asking, from the verified token."""
+
+    client_id: str
+    sub: str
+    fhir_user: Optional[str]
+    patient: Optional[str]
+    encounter: Optional[str]
+    scope: str
+    expires_at: int
+
+    @classmethod
+    def _from(cls, subject: pb.Subject) -> "Subject":
+        return cls(
+            client_id=subject.client_id,
+            sub=subject.sub,
+            fhir_user=subject.fhir_user or None,
+            patient=subject.patient or None,
+            encounter=subject.encounter or None,
+            scope=subject.scope,
+            expires_at=subject.expires_at,
+        )
+
+
+@dataclass(frozen=True)
+class IgnoredScope:
+    scope: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one request."""
+
+    #: True only when the service answered ``DECISION_ALLOW``.
+    allowed: bool
+    reason: str
+    message: str
+    grants: Tuple[Grant, ...]
+    subject: Optional[Subject]
+    ignored_scopes: Tuple[IgnoredScope, ...]
+    #: For ``_include``/``_revinclude``: the types some scope can read (``"*"`` for all).
+    include_readable_types: Tuple[str, ...]
+    request_id: str
+
+    @classmethod
+    def _from(cls, response: pb.CheckAccessResponse) -> "Decision":
+        return cls(
+            allowed=response.decision == pb.DECISION_ALLOW,
+            reason=_enum_name(pb.Reason, response.reason),
+            message=response.message,
+            grants=tuple(Grant._from(grant) for grant in response.grants),
+            subject=Subject._from(response.subject) if response.HasField("subject") else None,
+            ignored_scopes=tuple(
+                IgnoredScope(ignored.scope, ignored.reason) for ignored in response.ignored_scopes
+            ),
+            include_readable_types=tuple(response.include_readable_types),
+            request_id=response.request_id,
+        )
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """The answer to a batch or transaction: ``allowed`` only when every entry is."""
+
+    allowed: bool
+    reason: str
+    message: str
+    entries: Tuple[Decision, ...]
+    subject: Optional[Subject]
+    request_id: str
+
+    @classmethod
+    def _from(cls, response: pb.BatchCheckAccessResponse) -> "BatchDecision":
+        entries = tuple(Decision._from(entry) for entry in response.entries)
+        return cls(
+            allowed=response.decision == pb.DECISION_ALLOW
+            and bool(entries)
+            and all(entry.allowed for entry in entries),
+            reason=_enum_name(pb.Reason, response.reason),
+            message=response.message,
+            entries=entries,
+            subject=Subject._from(response.subject) if response.HasField("subject") else None,
+            request_id=response.request_id,
+        )
+
+
+@dataclass(frozen=True)
+class Introspection:
+    """RFC 7662 introspection with the SMART launch context. An inactive token has
+    ``active`` false and nothing else."""
+
+    active: bool
+    scope: str
+    client_id: str
+    sub: str
+    iss: str
+    aud: Tuple[str, ...]
+    exp: int
+    patient: Optional[str]
+    encounter: Optional[str]
+    fhir_user: Optional[str]
+    fhir_context: Tuple[Any, ...]
+    source: str
+    cached: bool
+    request_id: str
+
+    @classmethod
+    def _from(cls, response: pb.IntrospectTokenResponse) -> "Introspection":
+        return cls(
+            active=response.active,
+            scope=response.scope,
+            client_id=response.client_id,
+            sub=response.sub,
+            iss=response.iss,
+            aud=tuple(response.aud),
+            exp=response.exp,
+            patient=response.patient or None,
+            encounter=response.encounter or None,
+            fhir_user=response.fhir_user or None,
+            fhir_context=tuple(json.loads(item) for item in response.fhir_context),
+            source=_enum_name(pb.TokenSource, response.source),
+            cached=response.cached,
+            request_id=response.request_id,
+        )

@@ -1,0 +1,166 @@
+"""The client against the real service: typed answers, allows only from DECISION_ALLOW,
+errors raised rather than read as decisions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from smart_authz_client import (
+    AuthzClient,
+    AuthzUnavailable,
+    BatchEntry,
+    Filter,
+    InvalidRequest,
+    routing_key,
+)
+from smart_authz_client._pb.smartauthz.v1 import authz_pb2 as pb
+from smart_authz_client._pb.smartauthz.v1 import authz_pb2_grpc
+
+VITALS = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+
+
+def observation(patient: str, category: str = "vital-signs") -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": category,
+                    }
+                ]
+            }
+        ],
+        "code": {"text": "heart rate"},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
+
+
+@pytest.fixture
+def authz(address):
+    with AuthzClient(address) as client:
+        yield client
+
+
+def test_a_patient_search_is_allowed_with_its_compartment_as_a_typed_constraint(authz, mint):
+    token = mint("patient/Observation.rs launch/patient", patient="123")
+    decision = authz.check(token, "GET", "Observation?code=8867-4")
+    assert decision.allowed is True
+    assert decision.reason == "REASON_GRANTED"
+    grant = decision.grants[0]
+    assert grant.scope == "patient/Observation.rs"
+    assert grant.context == "SCOPE_CONTEXT_PATIENT"
+    assert grant.compartment == "Patient/123"
+    assert "subject" in grant.compartment_params
+    assert grant.obligation == "OBLIGATION_NONE"
+    assert decision.subject is not None and decision.subject.patient == "123"
+
+
+def test_a_deny_has_no_decision_in_json_and_the_client_still_reads_a_deny(authz, address, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    decision = authz.check(token, "GET", "Patient/456/Observation")
+    assert decision.allowed is False
+    assert decision.reason == "REASON_OUTSIDE_COMPARTMENT"
+    assert decision.grants == ()
+    # The trap the client closes: proto3 JSON leaves the zero value out, so a check for
+    # "not DECISION_DENY" on the JSON form would let this deny through.
+    import grpc
+
+    with grpc.insecure_channel(address) as channel:
+        raw = authz_pb2_grpc.AuthzServiceStub(channel).CheckAccess(
+            pb.CheckAccessRequest(
+                access_token=token,
+                http=pb.HttpRequest(method="GET", path="Patient/456/Observation"),
+            )
+        )
+    as_json = MessageToDict(raw)
+    assert "decision" not in as_json
+    assert as_json.get("decision") != "DECISION_DENY"  # what a naive check would test
+
+
+def test_the_stored_resource_is_judged(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    assert authz.is_allowed(token, "GET", "Observation/o1", stored=observation("123"))
+    assert not authz.is_allowed(token, "GET", "Observation/o1", stored=observation("456"))
+    assert not authz.is_allowed(
+        token, "GET", "Observation/o1", stored=json.dumps(observation("456"))
+    )
+
+
+def test_a_granular_scope_comes_back_as_a_typed_filter(authz, mint):
+    token = mint(f"patient/Observation.rs?category={VITALS}", patient="123")
+    decision = authz.check(token, "GET", "Observation")
+    assert decision.allowed
+    assert decision.grants[0].filters == (Filter("category", (VITALS,)),)
+    laboratory = observation("123", category="laboratory")
+    assert not authz.check(token, "GET", "Observation/o1", stored=laboratory).allowed
+
+
+def test_a_transaction_with_one_bad_entry_is_refused_whole(authz, mint):
+    token = mint("patient/Observation.crs", patient="123")
+    entries = [
+        BatchEntry("POST", "Observation", proposed=observation("123")),
+        BatchEntry("POST", "Observation", proposed=observation("456")),
+    ]
+    transaction = authz.check_batch(token, entries, transaction=True, request_id="tx-1")
+    assert transaction.allowed is False
+    assert [entry.allowed for entry in transaction.entries] == [True, False]
+    assert transaction.request_id == "tx-1"
+    batch = authz.check_batch(token, entries[:1], transaction=False)
+    assert batch.allowed is True
+
+
+def test_introspection_reads_the_launch_context(authz, mint):
+    token = mint("patient/*.rs launch/patient openid fhirUser", patient="123")
+    introspection = authz.introspect(token, request_id="i-1")
+    assert introspection.active
+    assert introspection.patient == "123"
+    assert introspection.source == "TOKEN_SOURCE_LOCAL_JWT"
+    assert introspection.request_id == "i-1"
+    assert not authz.introspect("not-a-token").active
+
+
+def test_the_request_id_is_echoed_and_a_bad_one_raises(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    assert authz.check(token, "GET", "Observation/o1", request_id="req-9").request_id == "req-9"
+    with pytest.raises(InvalidRequest):
+        authz.check(token, "GET", "Observation/o1", request_id="two words")
+
+
+def test_a_missing_or_bad_token_is_a_deny_with_its_reason(authz, mint):
+    assert authz.check("", "GET", "Observation/o1").reason == "REASON_TOKEN_MISSING"
+    refused = authz.check("not.a.jwt", "GET", "Observation/o1")
+    assert refused.allowed is False
+    assert refused.reason == "REASON_TOKEN_MALFORMED"
+
+
+def test_an_unreachable_service_raises_instead_of_deciding(free_port, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    with AuthzClient(f"127.0.0.1:{free_port}", timeout=0.5) as client:
+        with pytest.raises(AuthzUnavailable) as raised:
+            client.check(token, "GET", "Observation/o1")
+    assert raised.value.retryable
+
+
+def test_the_routing_key_ignores_the_bearer_prefix_and_hides_the_token():
+    key = routing_key("Bearer abc.def.ghi")
+    assert key == routing_key("abc.def.ghi")
+    assert len(key) == 16 and "abc" not in key
+
+
+def test_a_structured_request_is_decided_too(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    request = pb.FhirRequest(
+        interaction=pb.INTERACTION_SEARCH_TYPE,
+        resource_type="Observation",
+        params=[pb.SearchParam(name="code", value="8867-4")],
+    )
+    assert authz.check(token, fhir=request).allowed
+    with pytest.raises(ValueError):
+        authz.check(token, "GET", "Observation", fhir=request)
