@@ -11,11 +11,11 @@
 //! top first:
 //! - [`app`]: wiring: one server with the API, ext_authz, health and reflection; graceful
 //!   shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
-//! - [`grpc`] and [`envoy`]: the faces. `smartauthz.v1.AuthzService` and Envoy's ext_authz
-//!   v3 `Check` decode their wire format, call the pipeline, encode its verdict. Beside
-//!   them [`tls`]: the listener's TLS and mutual TLS, certificates reloaded from disk, each
-//!   connection's client identity.
-//! - [`authorize`]: the one pipeline both faces call: which FHIR server is asking and
+//! - [`grpc`], [`envoy`] and [`authzen`]: the faces. `smartauthz.v1.AuthzService`, Envoy's
+//!   ext_authz v3 `Check` and the AuthZEN HTTP JSON API decode their wire format, call the
+//!   pipeline, encode its verdict. Beside them [`tls`]: the listener's TLS and mutual TLS,
+//!   certificates reloaded from disk, each connection's client identity.
+//! - [`authorize`]: the one pipeline every face calls: which FHIR server is asking and
 //!   whether the caller may, public check, token, engine, one event per answer; the deny
 //!   vocabulary and its HTTP and gRPC statuses.
 //! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics and the audit log.
@@ -36,6 +36,7 @@ pub use smart_authz_engine::{decision, fhir, smart};
 
 pub mod app;
 pub mod authorize;
+pub mod authzen;
 pub mod config;
 pub mod envoy;
 pub mod explain;

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
     &["mint"],
     &["explain"],
-    &["grpc", "envoy", "tls"],
+    &["grpc", "envoy", "authzen", "tls"],
     &["authorize"],
     &["telemetry"],
     &["token"],

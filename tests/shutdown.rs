@@ -54,6 +54,7 @@ async fn probes_see_not_serving_before_the_drain_while_the_api_speaks_tls() {
             api,
             metrics: None,
             health: Some(health_listener),
+            authzen: None,
         },
         config,
         async {
@@ -126,6 +127,7 @@ async fn a_pod_is_live_at_once_and_ready_when_its_issuers_keys_load() {
             api: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             metrics: None,
             health: Some(health_listener),
+            authzen: None,
         },
         config,
         async {
@@ -189,6 +191,7 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
             api,
             metrics: None,
             health: None,
+            authzen: None,
         },
         config,
         async {

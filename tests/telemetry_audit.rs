@@ -143,7 +143,7 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(
         &issuer,
-        "[telemetry]\naudit = \"all\"\n[envoy]\nbases = [{ prefix = \"/fhir/R4/\" }]\n",
+        "[telemetry]\naudit = \"all\"\n[envoy]\nbases = [{ prefix = \"/fhir/R4/\" }]\n[authzen]\nlisten = \"127.0.0.1:0\"\n",
     )
     .await;
     let token = issuer.patient_token("patient/Observation.rs patient/Patient.rs", "123");
@@ -220,10 +220,32 @@ async fn every_decision_gets_one_json_line_without_the_token() {
         .unwrap()
         .into_inner();
     assert_ne!(envoy.status.unwrap().code, 0);
+    let authzen: Value = reqwest::Client::new()
+        .post(format!(
+            "http://{}/access/v1/evaluation",
+            server.authzen_address.unwrap()
+        ))
+        .header("content-type", "application/json")
+        .header("x-request-id", "authzen-req-5")
+        .body(
+            json!({
+                "subject": { "type": "access_token", "id": token },
+                "action": { "name": "read" },
+                "resource": { "type": "Patient", "id": "123" },
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(authzen["decision"], true, "{authzen}");
 
     let lines = audit.take_lines();
     let records = parse(&lines);
-    assert_eq!(records.len(), 7, "{lines:#?}");
+    assert_eq!(records.len(), 8, "{lines:#?}");
     for record in &records {
         assert!(record["time"].as_str().unwrap().ends_with('Z'), "{record}");
     }
@@ -286,6 +308,13 @@ async fn every_decision_gets_one_json_line_without_the_token() {
         envoy_line["request_id"],
         "0b5f3c52-9a1e-4a86-9d55-2f0c1a7e6b11"
     );
+
+    let authzen_line = find(&records, &[("face", "authzen")]);
+    assert_eq!(authzen_line["rpc"], "authzen.evaluation");
+    assert_eq!(authzen_line["decision"], "allow");
+    assert_eq!(authzen_line["resource_type"], "Patient");
+    assert_eq!(authzen_line["request_id"], "authzen-req-5");
+    assert_eq!(authzen_line["token_fingerprint"], fingerprint(&token));
 
     // Audit events stay out of the ordinary log output.
     let log_lines = logs.take_lines();

@@ -404,6 +404,7 @@ async fn listeners() -> smart_authz::app::Listeners {
         api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         metrics: None,
         health: None,
+        authzen: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Wiring: builds the shared state from a [`Config`] and serves every gRPC service on one
 //! listener until `shutdown` resolves, then drains in-flight calls. Prometheus metrics are
-//! served on a second listener (`[telemetry] metrics_listen`) for as long, and health alone on
-//! a third (`health_listen`) for probes. [`health`] says when the process is live and ready.
+//! served on a second listener (`[telemetry] metrics_listen`) for as long, health alone on
+//! a third (`health_listen`) for probes, and the AuthZEN HTTP face on a fourth
+//! (`[authzen] listen`). [`health`] says when the process is live and ready.
 
 pub mod health;
 mod overload;
@@ -19,6 +20,7 @@ use tower::util::MapResponseLayer;
 use self::health::Health;
 use self::overload::ShedLayer;
 use crate::authorize::{Authorizer, Servers};
+use crate::authzen;
 use crate::config::Config;
 use crate::envoy::EnvoyAuthz;
 use crate::grpc::AuthzGrpc;
@@ -51,6 +53,11 @@ pub enum AppError {
         address: std::net::SocketAddr,
         error: std::io::Error,
     },
+    #[error("cannot bind authzen.listen {address}: {error}")]
+    AuthzenListen {
+        address: std::net::SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// The sockets the service answers on.
@@ -62,6 +69,8 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
     /// Plaintext `grpc.health.v1` only, for probes; `None`: none.
     pub health: Option<TcpListener>,
+    /// The AuthZEN HTTP face; `None`: off (it also needs `[authzen]` in the configuration).
+    pub authzen: Option<TcpListener>,
 }
 
 /// Serves `AuthzService`, Envoy's `Authorization` (ext_authz), gRPC health and reflection
@@ -94,16 +103,27 @@ pub async fn run(
         ),
         None => None,
     };
+    // An API face: one that cannot be bound stops the start-up too.
+    let authzen = match &config.authzen {
+        Some(authzen) => Some(TcpListener::bind(authzen.listen).await.map_err(|error| {
+            AppError::AuthzenListen {
+                address: authzen.listen,
+                error,
+            }
+        })?),
+        None => None,
+    };
     let listeners = Listeners {
         api: listener,
         metrics,
         health,
+        authzen,
     };
     serve(listeners, config, shutdown).await
 }
 
-/// [`run`] on listeners bound by the caller (`config.listen`, `config.health_listen` and
-/// `config.telemetry.metrics_listen` are not used).
+/// [`run`] on listeners bound by the caller (`config.listen`, `config.health_listen`,
+/// `config.telemetry.metrics_listen` and `config.authzen.listen` are not used).
 ///
 /// When `shutdown` resolves, health turns NOT_SERVING on every listener, and after
 /// `shutdown_delay_secs` (time for endpoints and load balancers to stop sending new calls)
@@ -142,6 +162,23 @@ pub async fn serve(
         Servers::from_config(&config),
     ));
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
+    // The HTTP face stops accepting when the gRPC one does, and finishes its requests.
+    let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+    let authzen_server = match (listeners.authzen, &config.authzen) {
+        (Some(listener), Some(settings)) => {
+            let router =
+                authzen::router(Arc::clone(&authorizer), settings, config.max_request_bytes);
+            tracing::info!(
+                listen = %listener.local_addr().map(|address| address.to_string()).unwrap_or_default(),
+                "serving the AuthZEN HTTP face"
+            );
+            let mut stopped = http_stopped;
+            Some(tokio::spawn(authzen::serve(listener, router, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })))
+        }
+        _ => None,
+    };
     let authz = AuthzGrpc::new(authorizer);
     let _metrics_server =
         metrics.map(|(metrics, handle)| start_metrics(metrics, handle, authenticator));
@@ -210,6 +247,7 @@ pub async fn serve(
         health.shutting_down().await;
         tokio::time::sleep(delay).await;
         tracing::info!("draining in-flight calls");
+        let _ = http_stop.send(true);
     };
     match tls {
         Some(files) => {
@@ -222,6 +260,13 @@ pub async fn serve(
             router
                 .serve_with_incoming_shutdown(incoming(listener), shutdown)
                 .await?;
+        }
+    }
+    if let Some(server) = authzen_server {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the AuthZEN listener stopped"),
+            Err(error) => tracing::error!(%error, "the AuthZEN listener failed"),
         }
     }
     Ok(())

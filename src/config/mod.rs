@@ -9,6 +9,7 @@
 //! (`issuer`, `cache`, `telemetry`, `envoy`), and this module imports nothing of the
 //! service but the engine's [`Policy`] and [`FhirVersion`].
 
+mod authzen;
 mod cache;
 mod envoy;
 mod issuer;
@@ -23,6 +24,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Json, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use self::authzen::{AuthzenConfig, AuthzenFile};
 pub use self::cache::CacheConfig;
 pub use self::envoy::{EnvoyConfig, FhirBase};
 pub use self::issuer::{
@@ -81,6 +83,8 @@ pub struct ConfigFile {
     pub tls: TlsFile,
     /// Client certificate identities and the servers they may ask for (mutual TLS).
     pub callers: Vec<CallerFile>,
+    /// The AuthZEN HTTP JSON face (docs/authzen.md); off unless it has a `listen`.
+    pub authzen: AuthzenFile,
 }
 
 impl Default for ConfigFile {
@@ -102,6 +106,7 @@ impl Default for ConfigFile {
             fhir_servers: Vec::new(),
             tls: TlsFile::default(),
             callers: Vec::new(),
+            authzen: AuthzenFile::default(),
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct Config {
     pub fhir_servers: Vec<FhirServerConfig>,
     pub tls: Option<TlsConfig>,
     pub callers: Vec<CallerConfig>,
+    /// The AuthZEN HTTP face, when configured.
+    pub authzen: Option<AuthzenConfig>,
     /// True when running on [`DEVELOPMENT_CONFIG`].
     pub development: bool,
 }
@@ -306,6 +313,9 @@ impl Config {
         )?;
         let tls = tls::validate_tls(shape.tls)?;
         let callers = tls::validate_callers(shape.callers, tls.as_ref(), &fhir_servers)?;
+        let grpc_listens: Vec<SocketAddr> = std::iter::once(listen).chain(health_listen).collect();
+        let authzen =
+            authzen::validate_authzen(shape.authzen, &grpc_listens, tls.as_ref(), development)?;
         let policy = Policy {
             fhir_version: shape.fhir_version,
             ..shape.policy
@@ -327,6 +337,7 @@ impl Config {
             fhir_servers,
             tls,
             callers,
+            authzen,
             development,
         })
     }

@@ -728,3 +728,68 @@ fn health_listen_and_the_shutdown_delay_are_checked() {
         assert!(error.contains(key), "{key} not in {error:?}");
     }
 }
+
+#[test]
+fn the_authzen_face_is_off_unless_it_has_a_listener() {
+    assert_eq!(Config::from_toml(MINIMAL).unwrap().authzen, None);
+    let on = Config::from_toml(&format!(
+        "{MINIMAL}\n[authzen]\nlisten = \"127.0.0.1:8181\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        on.authzen,
+        Some(AuthzenConfig {
+            listen: "127.0.0.1:8181".parse().unwrap(),
+            base_url: "http://127.0.0.1:8181".to_owned(),
+        })
+    );
+    let published = Config::from_toml(&format!(
+        "{MINIMAL}\n[authzen]\nlisten = \"0.0.0.0:8181\"\nbase_url = \"https://authz.example.org/\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        published.authzen.unwrap().base_url,
+        "https://authz.example.org"
+    );
+}
+
+#[test]
+fn the_authzen_face_never_weakens_the_grpc_listeners_tls() {
+    let tls = "[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\n";
+    for (text, message) in [
+        (
+            format!("{MINIMAL}\n[authzen]\nlisten = \"8181\"\n"),
+            "`authzen.listen`",
+        ),
+        (
+            format!(
+                "listen = \"127.0.0.1:50051\"\n{MINIMAL}\n[authzen]\nlisten = \"127.0.0.1:50051\"\n"
+            ),
+            "must differ",
+        ),
+        (
+            format!("{MINIMAL}\n{tls}\n[authzen]\nlisten = \"0.0.0.0:8181\"\n"),
+            "listen on loopback",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n{tls}client_ca_file = \"ca.pem\"\n[authzen]\nlisten = \"127.0.0.1:8181\"\n"
+            ),
+            "mutual TLS",
+        ),
+        (
+            format!("{MINIMAL}\n[authzen]\nlisten = \"127.0.0.1:8181\"\nbase_url = \"ftp://x\"\n"),
+            "`authzen.base_url`",
+        ),
+    ] {
+        let error = error_of(&text);
+        assert!(error.contains(message), "{error}");
+    }
+    // Behind TLS, loopback is fine: a local proxy terminates TLS for it.
+    assert!(
+        Config::from_toml(&format!(
+            "{MINIMAL}\n{tls}\n[authzen]\nlisten = \"127.0.0.1:8181\"\n"
+        ))
+        .is_ok()
+    );
+}

@@ -155,17 +155,14 @@ struct RpcHandles {
 }
 
 fn rpc_handles(rpc: Rpc) -> &'static RpcHandles {
-    static HANDLES: [OnceLock<RpcHandles>; 4] = [
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-        OnceLock::new(),
-    ];
+    static HANDLES: [OnceLock<RpcHandles>; 6] = [const { OnceLock::new() }; 6];
     let index = match rpc {
         Rpc::CheckAccess => 0,
         Rpc::BatchCheckAccess => 1,
         Rpc::IntrospectToken => 2,
         Rpc::EnvoyCheck => 3,
+        Rpc::AuthzenEvaluation => 4,
+        Rpc::AuthzenEvaluations => 5,
     };
     HANDLES[index].get_or_init(|| RpcHandles {
         in_flight: gauge!(REQUESTS_IN_FLIGHT, "rpc" => rpc.as_str()),

@@ -203,7 +203,7 @@ pub fn install_with(
     Ok(TelemetryGuard { provider })
 }
 
-/// The four RPCs served, as metric labels and span names.
+/// The calls served, as metric labels and span names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rpc {
     CheckAccess,
@@ -211,6 +211,10 @@ pub enum Rpc {
     IntrospectToken,
     /// Envoy's `Authorization/Check` (ext_authz).
     EnvoyCheck,
+    /// AuthZEN's `POST /access/v1/evaluation`.
+    AuthzenEvaluation,
+    /// AuthZEN's `POST /access/v1/evaluations`.
+    AuthzenEvaluations,
 }
 
 impl Rpc {
@@ -221,14 +225,26 @@ impl Rpc {
             Rpc::BatchCheckAccess => "BatchCheckAccess",
             Rpc::IntrospectToken => "IntrospectToken",
             Rpc::EnvoyCheck => "ext_authz.Check",
+            Rpc::AuthzenEvaluation => "authzen.evaluation",
+            Rpc::AuthzenEvaluations => "authzen.evaluations",
         }
     }
 
-    /// The fully qualified gRPC service (OpenTelemetry `rpc.service`).
+    /// The fully qualified gRPC service (OpenTelemetry `rpc.service`); for the HTTP face,
+    /// the API.
     pub fn service(self) -> &'static str {
         match self {
             Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization",
+            Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations => "authzen.access.v1",
             _ => "smartauthz.v1.AuthzService",
+        }
+    }
+
+    /// OpenTelemetry's `rpc.system`: `grpc`, or `http` for the AuthZEN face.
+    pub fn system(self) -> &'static str {
+        match self.face() {
+            Face::Authzen => "http",
+            Face::Grpc | Face::Envoy => "grpc",
         }
     }
 
@@ -239,6 +255,8 @@ impl Rpc {
             Rpc::BatchCheckAccess => "BatchCheckAccess",
             Rpc::IntrospectToken => "IntrospectToken",
             Rpc::EnvoyCheck => "Check",
+            Rpc::AuthzenEvaluation => "evaluation",
+            Rpc::AuthzenEvaluations => "evaluations",
         }
     }
 
@@ -249,6 +267,8 @@ impl Rpc {
             Rpc::BatchCheckAccess => "smartauthz.v1.AuthzService/BatchCheckAccess",
             Rpc::IntrospectToken => "smartauthz.v1.AuthzService/IntrospectToken",
             Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization/Check",
+            Rpc::AuthzenEvaluation => "POST /access/v1/evaluation",
+            Rpc::AuthzenEvaluations => "POST /access/v1/evaluations",
         }
     }
 
@@ -256,16 +276,18 @@ impl Rpc {
     pub fn face(self) -> Face {
         match self {
             Rpc::EnvoyCheck => Face::Envoy,
-            _ => Face::Grpc,
+            Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations => Face::Authzen,
+            Rpc::CheckAccess | Rpc::BatchCheckAccess | Rpc::IntrospectToken => Face::Grpc,
         }
     }
 }
 
-/// Which API answered: the service's own gRPC API or Envoy's ext_authz.
+/// Which API answered: the service's own gRPC API, Envoy's ext_authz, or AuthZEN's HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Face {
     Grpc,
     Envoy,
+    Authzen,
 }
 
 impl Face {
@@ -273,6 +295,7 @@ impl Face {
         match self {
             Face::Grpc => "grpc",
             Face::Envoy => "envoy",
+            Face::Authzen => "authzen",
         }
     }
 }

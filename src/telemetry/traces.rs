@@ -280,7 +280,7 @@ pub fn rpc_span_with_headers(
         otel.name = rpc.span_name(),
         otel.kind = "server",
         otel.status_code = Empty,
-        rpc.system = "grpc",
+        rpc.system = rpc.system(),
         rpc.service = rpc.service(),
         rpc.method = rpc.method(),
         rpc.grpc.status_code = Empty,

@@ -185,6 +185,9 @@ pub struct TestServer {
     pub address: SocketAddr,
     /// Where `/metrics` is served, for servers started with [`TestServer::start_with_metrics`].
     pub metrics_address: Option<SocketAddr>,
+    /// Where the AuthZEN HTTP face listens, when the configuration has `[authzen]` (its
+    /// `listen` is ignored: an ephemeral loopback port).
+    pub authzen_address: Option<SocketAddr>,
     pub channel: Channel,
     pub client: AuthzServiceClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -229,12 +232,20 @@ impl TestServer {
         let metrics_address = metrics_listener
             .as_ref()
             .map(|listener| listener.local_addr().unwrap());
+        let authzen_listener = match config.authzen {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        let authzen_address = authzen_listener
+            .as_ref()
+            .map(|listener| listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let listeners = smart_authz::app::Listeners {
                 api: listener,
                 metrics: metrics_listener,
                 health: None,
+                authzen: authzen_listener,
             };
             smart_authz::app::serve(listeners, config, async {
                 let _ = stop.await;
@@ -249,6 +260,7 @@ impl TestServer {
         TestServer {
             address,
             metrics_address,
+            authzen_address,
             client: AuthzServiceClient::new(channel.clone()),
             channel,
             shutdown: Some(shutdown),

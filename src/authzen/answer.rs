@@ -1,0 +1,111 @@
+//! AuthZEN answers: `{"decision": bool, "context": {...}}`, with the constraints of an
+//! allow in `context` (the same JSON as Envoy's `x-smart-constraints`), and errors.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::authorize::{Refusal, Verdict};
+use crate::decision::Decision;
+use crate::token::VerifiedToken;
+
+/// The answer to one evaluation, or why there is none.
+pub enum Answer {
+    /// A decision: `decision` and its `context`.
+    Decided(Value),
+    /// No decision: the request could not be read, or the pipeline refused it before the
+    /// token mattered (an unknown FHIR server).
+    Failed { status: StatusCode, message: String },
+}
+
+impl Answer {
+    pub fn failed(status: StatusCode, message: impl Into<String>) -> Self {
+        Answer::Failed {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The item of an `evaluations` answer: a failure is a deny with the error in its
+    /// context (it decided nothing, so it can never read as an allow).
+    pub fn into_item(self) -> Value {
+        match self {
+            Answer::Decided(value) => value,
+            Answer::Failed { status, message } => json!({
+                "decision": false,
+                "context": { "error": { "status": status.as_u16(), "message": message } },
+            }),
+        }
+    }
+
+    /// Whether this is an allow (for the short-circuit semantics of `evaluations`).
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Answer::Decided(value) if value["decision"] == Value::Bool(true))
+    }
+}
+
+/// The answer for a verdict of the pipeline.
+pub fn verdict(verdict: Verdict<Decision>) -> Answer {
+    match verdict {
+        Verdict::Public(decision) => Answer::Decided(decided(&decision, None)),
+        Verdict::Decided { decision, token } => Answer::Decided(decided(&decision, Some(&token))),
+        // A refused token is a deny with its reason, as on the gRPC API.
+        Verdict::Refused(Refusal::Token(error)) => Answer::Decided(json!({
+            "decision": false,
+            "context": { "reason": error.as_str(), "message": format!("denied: {error}") },
+        })),
+        Verdict::Refused(refusal) => refused(&refusal),
+    }
+}
+
+/// A refusal that is not a decision: answered with its HTTP status.
+pub fn refused(refusal: &Refusal) -> Answer {
+    let status = StatusCode::from_u16(refusal.status().http).unwrap_or(StatusCode::FORBIDDEN);
+    Answer::failed(status, refusal.to_string())
+}
+
+fn decided(decision: &Decision, token: Option<&VerifiedToken>) -> Value {
+    let mut context = json!({
+        "reason": decision.reason,
+        "message": decision.message,
+    });
+    if decision.is_allowed() {
+        context["grants"] = json!(decision.grants);
+        if let Some(included) = &decision.included_resources {
+            context["include_readable_types"] = json!(included.readable_types);
+        }
+    }
+    if let Some(token) = token {
+        let subject = &token.context;
+        context["subject"] = json!({
+            "client_id": subject.client_id,
+            "sub": subject.sub,
+            "fhir_user": subject.fhir_user,
+            "patient": subject.patient,
+        });
+    }
+    json!({ "decision": decision.is_allowed(), "context": context })
+}
+
+/// An HTTP answer: JSON, with the caller's `X-Request-ID` echoed (AuthZEN 1.0, request
+/// identification).
+pub fn http(status: StatusCode, body: &Value, request_id: Option<&str>) -> Response {
+    let mut response = (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The body of an HTTP error.
+pub fn error_body(status: StatusCode, message: &str) -> Value {
+    json!({ "error": { "status": status.as_u16(), "message": message } })
+}

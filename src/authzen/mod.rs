@@ -1,0 +1,404 @@
+//! The HTTP JSON face for clients without gRPC: the OpenID AuthZEN Authorization API 1.0
+//! access evaluation endpoints, deciding through the same [`Authorizer`] pipeline as
+//! `CheckAccess` and Envoy's `Check` (docs/authzen.md has the mapping).
+//!
+//! - `POST /access/v1/evaluation`: one evaluation (§6);
+//! - `POST /access/v1/evaluations`: several, with the request's subject, action, resource
+//!   and context as defaults and `options.evaluations_semantic` (§7);
+//! - `GET /.well-known/authzen-configuration`: the PDP metadata (§9).
+//!
+//! Bodies are read by the engine's strict JSON parser (a member named twice, or nesting
+//! past 128 levels, is a 400), as `application/json` only, within `max_request_bytes`.
+
+mod answer;
+mod request;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use self::answer::Answer;
+use self::request::Evaluation;
+use crate::authorize::{Authorizer, Call, Caller, Check, HttpLine, request_id};
+use crate::config::AuthzenConfig;
+use crate::fhir::{Resource, parse_strict};
+use crate::telemetry::{self, Rpc, traces};
+
+/// Most evaluations in one `evaluations` request (the limit of a gRPC batch).
+pub const MAX_EVALUATIONS: usize = crate::authorize::MAX_BATCH_ENTRIES;
+
+/// The face's shared state.
+#[derive(Clone)]
+struct Face {
+    authorizer: Arc<Authorizer>,
+    base_url: Arc<str>,
+}
+
+/// The routes of the face, bodies bounded by `max_request_bytes`.
+pub fn router(
+    authorizer: Arc<Authorizer>,
+    config: &AuthzenConfig,
+    max_request_bytes: usize,
+) -> Router {
+    let face = Face {
+        authorizer,
+        base_url: Arc::from(config.base_url.as_str()),
+    };
+    Router::new()
+        .route("/access/v1/evaluation", post(evaluation))
+        .route("/access/v1/evaluations", post(evaluations))
+        .route("/.well-known/authzen-configuration", get(configuration))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .with_state(face)
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn configuration(State(face): State<Face>) -> Response {
+    let base = &face.base_url;
+    let metadata = json!({
+        "policy_decision_point": &**base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    });
+    answer::http(StatusCode::OK, &metadata, None)
+}
+
+/// What every POST shares: the request id, the content type, the body as strict JSON.
+struct Posted {
+    request_id: Option<String>,
+    body: Map<String, Value>,
+}
+
+/// A POST refused before it is read: its status, why, and the request id to echo.
+struct Rejected {
+    status: StatusCode,
+    message: String,
+    request_id: Option<String>,
+}
+
+impl Rejected {
+    fn response(&self) -> Response {
+        answer::http(
+            self.status,
+            &answer::error_body(self.status, &self.message),
+            self.request_id.as_deref(),
+        )
+    }
+}
+
+fn read_post(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Posted, Rejected> {
+    let fail = |status: StatusCode, message: &str, id: Option<&str>| Rejected {
+        status,
+        message: message.to_owned(),
+        request_id: id.map(str::to_owned),
+    };
+    let id = headers
+        .get("x-request-id")
+        .map(|value| value.to_str().unwrap_or("\u{0}"))
+        .unwrap_or_default();
+    let request_id = match request_id(id) {
+        Ok(id) => id.map(str::to_owned),
+        Err(refusal) => return Err(fail(StatusCode::BAD_REQUEST, &refusal.to_string(), None)),
+    };
+    let echo = request_id.as_deref();
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        let status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return Err(fail(status, "send Content-Type: application/json", echo));
+    }
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "the request is larger than max_request_bytes".to_owned()
+            } else {
+                rejection.body_text()
+            };
+            return Err(fail(status, &message, echo));
+        }
+    };
+    match parse_strict(&bytes) {
+        Ok(Value::Object(body)) => Ok(Posted { request_id, body }),
+        Ok(_) => Err(fail(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+            echo,
+        )),
+        Err(error) => Err(fail(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not JSON: {error}"),
+            echo,
+        )),
+    }
+}
+
+async fn evaluation(
+    State(face): State<Face>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let posted = match read_post(&headers, body) {
+        Ok(posted) => posted,
+        Err(rejected) => return rejected.response(),
+    };
+    let rpc = Rpc::AuthzenEvaluation;
+    let span = traces::rpc_span(rpc, &tonic::metadata::MetadataMap::from_headers(headers));
+    let id = posted.request_id.as_deref();
+    let body = &posted.body;
+    let call = async {
+        let call = Call::new(rpc, &span).with_request_id(id);
+        let answer = face
+            .decide(
+                call,
+                body.get("subject"),
+                body.get("action"),
+                body.get("resource"),
+                body.get("context"),
+            )
+            .await?;
+        Ok(answer)
+    };
+    match telemetry::observe(rpc, &span, call).await {
+        Ok(Answer::Decided(value)) => answer::http(StatusCode::OK, &value, id),
+        Ok(Answer::Failed { status, message }) => {
+            answer::http(status, &answer::error_body(status, &message), id)
+        }
+        Err(unavailable) => unavailable_answer(&unavailable, id),
+    }
+}
+
+async fn evaluations(
+    State(face): State<Face>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let posted = match read_post(&headers, body) {
+        Ok(posted) => posted,
+        Err(rejected) => return rejected.response(),
+    };
+    let id = posted.request_id.as_deref();
+    let body = &posted.body;
+    let fail = |status: StatusCode, message: &str| {
+        answer::http(status, &answer::error_body(status, message), id)
+    };
+    let items = match body.get("evaluations") {
+        None => &[][..],
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(_) => return fail(StatusCode::BAD_REQUEST, "evaluations: must be an array"),
+    };
+    if items.len() > MAX_EVALUATIONS {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            &format!("evaluations: at most {MAX_EVALUATIONS}"),
+        );
+    }
+    let semantic = match Semantic::read(body.get("options")) {
+        Ok(semantic) => semantic,
+        Err(message) => return fail(StatusCode::BAD_REQUEST, &message),
+    };
+    let rpc = Rpc::AuthzenEvaluations;
+    let span = traces::rpc_span(rpc, &tonic::metadata::MetadataMap::from_headers(headers));
+    let call = async {
+        let call = Call::new(rpc, &span).with_request_id(id);
+        // AuthZEN 1.0 §7.1: without evaluations, the request is one evaluation.
+        if items.is_empty() {
+            let answer = face
+                .decide(
+                    call,
+                    body.get("subject"),
+                    body.get("action"),
+                    body.get("resource"),
+                    body.get("context"),
+                )
+                .await?;
+            return Ok(Err(answer));
+        }
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            let Some(item) = item.as_object() else {
+                answers.push(Answer::failed(
+                    StatusCode::BAD_REQUEST,
+                    "evaluations[]: must be an object",
+                ));
+                if semantic.stops_at(false) {
+                    break;
+                }
+                continue;
+            };
+            // Each part of an item replaces the request's default whole.
+            let part = |name: &str| item.get(name).or_else(|| body.get(name));
+            let answer = face
+                .decide(
+                    call,
+                    part("subject"),
+                    part("action"),
+                    part("resource"),
+                    part("context"),
+                )
+                .await?;
+            let allowed = answer.is_allow();
+            answers.push(answer);
+            if semantic.stops_at(allowed) {
+                break;
+            }
+        }
+        Ok(Ok(answers))
+    };
+    match telemetry::observe(rpc, &span, call).await {
+        Ok(Ok(answers)) => {
+            let items: Vec<Value> = answers.into_iter().map(Answer::into_item).collect();
+            answer::http(StatusCode::OK, &json!({ "evaluations": items }), id)
+        }
+        Ok(Err(Answer::Decided(value))) => answer::http(StatusCode::OK, &value, id),
+        Ok(Err(Answer::Failed { status, message })) => fail(status, &message),
+        Err(unavailable) => unavailable_answer(&unavailable, id),
+    }
+}
+
+/// An issuer could not be reached: no decision, a 503 (retry), never an allow.
+fn unavailable_answer(status: &tonic::Status, id: Option<&str>) -> Response {
+    let code = StatusCode::SERVICE_UNAVAILABLE;
+    answer::http(code, &answer::error_body(code, status.message()), id)
+}
+
+/// `options.evaluations_semantic` (AuthZEN 1.0 §7.1.2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+impl Semantic {
+    fn read(options: Option<&Value>) -> Result<Self, String> {
+        let Some(options) = options else {
+            return Ok(Semantic::ExecuteAll);
+        };
+        let options = options
+            .as_object()
+            .ok_or_else(|| "options: must be an object".to_owned())?;
+        match options.get("evaluations_semantic") {
+            None => Ok(Semantic::ExecuteAll),
+            Some(Value::String(name)) => match name.as_str() {
+                "execute_all" => Ok(Semantic::ExecuteAll),
+                "deny_on_first_deny" => Ok(Semantic::DenyOnFirstDeny),
+                "permit_on_first_permit" => Ok(Semantic::PermitOnFirstPermit),
+                other => Err(format!(
+                    "options.evaluations_semantic: {other:?} is not execute_all, deny_on_first_deny or permit_on_first_permit"
+                )),
+            },
+            Some(_) => Err("options.evaluations_semantic: must be a string".to_owned()),
+        }
+    }
+
+    /// Whether the evaluations stop after one that was (or was not) an allow.
+    fn stops_at(self, allowed: bool) -> bool {
+        match self {
+            Semantic::ExecuteAll => false,
+            Semantic::DenyOnFirstDeny => !allowed,
+            Semantic::PermitOnFirstPermit => allowed,
+        }
+    }
+}
+
+impl Face {
+    /// One evaluation through the pipeline. `Err` only when an issuer is unavailable.
+    async fn decide(
+        &self,
+        call: Call<'_>,
+        subject: Option<&Value>,
+        action: Option<&Value>,
+        resource: Option<&Value>,
+        context: Option<&Value>,
+    ) -> Result<Answer, tonic::Status> {
+        let evaluation = match request::read(subject, action, resource, context) {
+            Ok(evaluation) => evaluation,
+            Err(unreadable) => {
+                return Ok(Answer::failed(
+                    StatusCode::BAD_REQUEST,
+                    unreadable.to_string(),
+                ));
+            }
+        };
+        let Evaluation {
+            token,
+            method,
+            path,
+            headers,
+            stored,
+            proposed,
+            fhir_server,
+        } = &evaluation;
+        // No certificate on this face: with mutual TLS configured, it is never started.
+        let caller = Caller::default();
+        let server = match self
+            .authorizer
+            .server_named(call, &caller, fhir_server, token)
+        {
+            Ok(server) => server,
+            Err(refusal) => return Ok(answer::refused(&refusal)),
+        };
+        let call = call.for_server(server);
+        let line = HttpLine { method, path };
+        let request = match line.read(|name| headers.get(name).map(String::as_str)) {
+            Ok(request) => request,
+            Err(refusal) => {
+                self.authorizer.refused(call, token, None, &refusal);
+                return Ok(answer::refused(&refusal));
+            }
+        };
+        let mut resources = [None, None];
+        for (slot, (field, json)) in resources
+            .iter_mut()
+            .zip([("stored", stored), ("proposed", proposed)])
+        {
+            if let Some(json) = json {
+                match Resource::from_json(json.clone()) {
+                    Ok(resource) => *slot = Some(resource),
+                    Err(error) => {
+                        let refusal = crate::authorize::Refusal::InvalidRequest(format!(
+                            "resource.properties.{field}: {error}"
+                        ));
+                        self.authorizer
+                            .refused(call, token, Some(&request), &refusal);
+                        return Ok(answer::refused(&refusal));
+                    }
+                }
+            }
+        }
+        let [stored, proposed] = &resources;
+        let check = Check {
+            raw_token: token,
+            request: &request,
+            line: Some(line),
+            stored: stored.as_ref(),
+            proposed: proposed.as_ref(),
+            if_none_exist: headers.get("if-none-exist").map(String::as_str),
+        };
+        let verdict = self.authorizer.check(call, server, check).await?;
+        Ok(answer::verdict(verdict))
+    }
+}

@@ -1,0 +1,301 @@
+//! The AuthZEN HTTP JSON face, called with plain HTTP requests as a client without gRPC
+//! would: the metadata, one evaluation in both request forms, several with each
+//! semantic, and what it refuses.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const CONFIG: &str =
+    "[authzen]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://authz.example.org\"\n";
+
+struct Face {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Face {
+    fn of(server: &TestServer) -> Self {
+        Face {
+            base: format!(
+                "http://{}",
+                server.authzen_address.expect("[authzen] is configured")
+            ),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, "application/json", body.to_string(), None)
+            .await
+    }
+
+    async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+        request_id: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let echoed = response
+            .headers()
+            .get("x-request-id")
+            .map(|value| value.to_str().unwrap().to_owned());
+        if let Some(id) = request_id.filter(|_| status == 200) {
+            assert_eq!(echoed.as_deref(), Some(id), "X-Request-ID is echoed");
+        }
+        (status, response.json().await.unwrap())
+    }
+}
+
+fn subject(token: &str) -> Value {
+    json!({ "type": "access_token", "id": token })
+}
+
+fn http_line(method: &str, path: &str) -> (Value, Value) {
+    (
+        json!({ "name": method }),
+        json!({ "type": "fhir_request", "id": path }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_names_both_endpoints() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, CONFIG).await;
+    let face = Face::of(&server);
+    let metadata: Value = face
+        .http
+        .get(format!("{}/.well-known/authzen-configuration", face.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata,
+        json!({
+            "policy_decision_point": "https://authz.example.org",
+            "access_evaluation_endpoint": "https://authz.example.org/access/v1/evaluation",
+            "access_evaluations_endpoint": "https://authz.example.org/access/v1/evaluations",
+        })
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_evaluation_is_decided_with_its_constraints_in_the_context() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, CONFIG).await;
+    let face = Face::of(&server);
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+
+    let (action, resource) = http_line("GET", "Observation?code=8867-4");
+    let body = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let (status, answer) = face
+        .post_raw(
+            "/access/v1/evaluation",
+            "application/json; charset=utf-8",
+            body.to_string(),
+            Some("req-1"),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], true);
+    assert_eq!(answer["context"]["reason"], "granted");
+    assert_eq!(answer["context"]["grants"][0]["compartment"], "Patient/123");
+    assert_eq!(answer["context"]["subject"]["patient"], "123");
+
+    // The structured form decides the same request the same way.
+    let structured = json!({
+        "subject": subject(&token),
+        "action": { "name": "search-type" },
+        "resource": { "type": "Observation", "properties": { "query": "code=8867-4" } },
+    });
+    let (_, same) = face.post("/access/v1/evaluation", &structured).await;
+    assert_eq!(same, answer);
+
+    // A read judged on the stored resource: another patient's Observation is a deny.
+    let foreign = json!({
+        "subject": subject(&token),
+        "action": { "name": "read" },
+        "resource": { "type": "Observation", "id": "obs-1", "properties": { "stored": observation("456") } },
+    });
+    let (status, denied) = face.post("/access/v1/evaluation", &foreign).await;
+    assert_eq!(status, 200);
+    assert_eq!(denied["decision"], false, "{denied}");
+    assert_eq!(denied["context"]["reason"], "outside_compartment");
+    assert!(denied["context"].get("grants").is_none());
+
+    // A token problem is a deny with its reason, as on the gRPC API.
+    let (action, resource) = http_line("GET", "Observation/o1");
+    let missing = json!({ "subject": subject(""), "action": action, "resource": resource });
+    let (status, refused) = face.post("/access/v1/evaluation", &missing).await;
+    assert_eq!(status, 200);
+    assert_eq!(refused["decision"], false);
+    assert_eq!(refused["context"]["reason"], "token_missing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_evaluations_take_defaults_and_each_semantic() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, CONFIG).await;
+    let face = Face::of(&server);
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let items = json!([
+        { "resource": { "type": "fhir_request", "id": "Observation/o1" } },
+        { "resource": { "type": "fhir_request", "id": "Condition/c1" } },
+        { "action": { "name": "DELETE" }, "resource": { "type": "fhir_request", "id": "Observation/o1" } },
+        { "resource": { "type": "fhir_request", "id": "Observation?patient=123" } },
+    ]);
+    let request = |semantic: Option<&str>| {
+        let mut body = json!({
+            "subject": subject(&token),
+            "action": { "name": "GET" },
+            "evaluations": items,
+        });
+        if let Some(semantic) = semantic {
+            body["options"] = json!({ "evaluations_semantic": semantic });
+        }
+        body
+    };
+    let decisions = |answer: &Value| -> Vec<bool> {
+        answer["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["decision"].as_bool().unwrap())
+            .collect()
+    };
+    let (status, all) = face.post("/access/v1/evaluations", &request(None)).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(decisions(&all), [true, false, false, true]);
+    let (_, stop_deny) = face
+        .post(
+            "/access/v1/evaluations",
+            &request(Some("deny_on_first_deny")),
+        )
+        .await;
+    assert_eq!(decisions(&stop_deny), [true, false]);
+    let (_, stop_permit) = face
+        .post(
+            "/access/v1/evaluations",
+            &request(Some("permit_on_first_permit")),
+        )
+        .await;
+    assert_eq!(decisions(&stop_permit), [true]);
+    let (status, _) = face
+        .post("/access/v1/evaluations", &request(Some("first_come")))
+        .await;
+    assert_eq!(status, 400);
+
+    // An item that cannot be read is a deny in its place, with the error.
+    let mixed = json!({
+        "subject": subject(&token),
+        "action": { "name": "GET" },
+        "evaluations": [
+            { "resource": { "type": "fhir_request", "id": "Observation/o1" } },
+            { "resource": { "type": "fhir_request", "id": "Observation/../Patient/456" } },
+            { "action": { "name": "fetch" }, "resource": { "type": "fhir_request", "id": "Observation/o1" } },
+        ],
+    });
+    let (status, answer) = face.post("/access/v1/evaluations", &mixed).await;
+    assert_eq!(status, 200);
+    assert_eq!(decisions(&answer), [true, false, false]);
+    assert_eq!(answer["evaluations"][1]["context"]["error"]["status"], 400);
+    assert_eq!(answer["evaluations"][2]["context"]["error"]["status"], 400);
+
+    // Without evaluations, the request is one evaluation.
+    let (action, resource) = http_line("GET", "Observation/o1");
+    let single = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let (_, answer) = face.post("/access/v1/evaluations", &single).await;
+    assert_eq!(answer["decision"], true);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_could_be_read_two_ways_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server =
+        TestServer::for_issuer(&issuer, &format!("max_request_bytes = 4096\n{CONFIG}")).await;
+    let face = Face::of(&server);
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let (action, resource) = http_line("GET", "Observation/o1");
+    let body = json!({ "subject": subject(&token), "action": action, "resource": resource });
+
+    // A member named twice: which one the service would read is a guess.
+    let twice = format!(
+        r#"{{"subject": {{"type": "access_token", "id": "{token}"}}, "action": {{"name": "GET"}}, "resource": {{"type": "fhir_request", "id": "Patient/456", "id": "Observation/o1"}}}}"#
+    );
+    let (status, answer) = face
+        .post_raw("/access/v1/evaluation", "application/json", twice, None)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON")
+    );
+
+    let (status, _) = face
+        .post_raw(
+            "/access/v1/evaluation",
+            "text/plain",
+            body.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 415);
+    let (status, _) = face
+        .post_raw(
+            "/access/v1/evaluation",
+            "application/json",
+            "[1]".to_owned(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let padded = json!({ "subject": subject(&token), "action": { "name": "GET" }, "resource": resource, "context": { "pad": "x".repeat(5000) } });
+    let (status, answer) = face.post("/access/v1/evaluation", &padded).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = face
+        .post_raw(
+            "/access/v1/evaluation",
+            "application/json",
+            body.to_string(),
+            Some("two words"),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    // A path the FHIR server could read as another request.
+    let (action, resource) = http_line("GET", "Observation/./o1");
+    let dots = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let (status, _) = face.post("/access/v1/evaluation", &dots).await;
+    assert_eq!(status, 400);
+    // An unknown FHIR server.
+    let elsewhere = json!({ "subject": subject(&token), "action": { "name": "GET" }, "resource": { "type": "fhir_request", "id": "Observation/o1" }, "context": { "fhir_server": "nowhere" } });
+    let (status, answer) = face.post("/access/v1/evaluation", &elsewhere).await;
+    assert_eq!(status, 400, "{answer}");
+    server.stop().await;
+}
