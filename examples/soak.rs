@@ -2,7 +2,7 @@
 //! rotating tokens, resident memory and errors every second, a JSON report at the end.
 //!
 //! `cargo build --release && cargo run --release --example soak -- [SECONDS] [CALLS_PER_S]`
-//! (defaults: 600 s, 2000 calls/s). `SMART_AUTHZ_BIN` names another binary. Exits with 1 on
+//! (defaults: 600 s, 2000 calls/s). `AUTHZ_BIN` names another binary. Exits with 1 on
 //! any error or when memory grew after warm-up.
 
 #![allow(
@@ -25,7 +25,7 @@ async fn main() -> std::process::ExitCode {
     let seconds = args.next().unwrap_or(600);
     let rate = args.next().unwrap_or(2000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = std::env::var_os("SMART_AUTHZ_BIN")
+    let binary = std::env::var_os("AUTHZ_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/release/smart-authz"));
     assert!(binary.exists(), "build it first: cargo build --release");

@@ -110,18 +110,21 @@ pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Rep
         .unwrap()
         .local_addr()
         .unwrap();
-    let process = Process(
-        Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(config.path())
-            .args(["--listen", &address.to_string()])
-            .env_remove("SMART_AUTHZ_CONFIG")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary runs"),
-    );
+    let mut command = Command::new(binary);
+    command
+        .args(["serve", "--config"])
+        .arg(config.path())
+        .args(["--listen", &address.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // Every SMART_AUTHZ_* variable is configuration to the service: none of the caller's.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SMART_AUTHZ_") {
+            command.env_remove(name);
+        }
+    }
+    let process = Process(command.spawn().expect("the binary runs"));
     let pid = process.0.id();
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
     let channel = loop {

@@ -1,0 +1,77 @@
+//! The performance report of docs/performance.md: every scenario against the gRPC floor,
+//! the release binary in its own process pinned to CPU 0, this load generator on CPU 1
+//! (one thread), then the resident memory per cached token and under the cache's bound.
+//!
+//! `cargo build --release && cargo run --release --example perf -- [--smoke] [--json FILE]
+//! [--calls N] [--seconds S] [--concurrency C] [--connections K]`
+//! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections).
+//! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
+//! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark or example stops on a broken set-up"
+)]
+
+#[path = "../tests/common/perf.rs"]
+mod perf;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let mut options = perf::Options::full();
+    let mut json_file = None;
+    let mut with_h2load = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().expect("a value after the option");
+        match arg.as_str() {
+            "--smoke" => options = perf::Options::smoke(),
+            "--h2load" => with_h2load = true,
+            "--json" => json_file = Some(PathBuf::from(value())),
+            "--calls" => options.calls = value().parse().expect("a number"),
+            "--seconds" => options.seconds = value().parse().expect("a number"),
+            "--concurrency" => options.concurrency = value().parse().expect("a number"),
+            "--connections" => options.connections = value().parse().expect("a number"),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = std::env::var_os("AUTHZ_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/smart-authz"));
+    assert!(binary.exists(), "build it first: cargo build --release");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if options.pin_server && cpus >= 2 {
+        // Before the runtime starts: its threads inherit the affinity.
+        let pinned = Command::new("taskset")
+            .args(["-cp", "1", &std::process::id().to_string()])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        eprintln!("load generator pinned to CPU 1: {pinned}; server to CPU 0");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = root.join("tests/fixtures/keys");
+    if with_h2load {
+        let ((floor, cached), summaries) = runtime.block_on(perf::h2load(&binary, &keys, &options));
+        print!("{summaries}");
+        println!(
+            "h2load: Health/Check {floor:.0} req/s, cached CheckAccess {cached:.0} req/s, {:.2} of the floor",
+            cached / floor.max(1.0)
+        );
+        return;
+    }
+    let report = runtime.block_on(perf::run(&binary, &keys, &options));
+    print!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report.json()).unwrap();
+    match json_file {
+        Some(path) => std::fs::write(path, json).unwrap(),
+        None => println!("{json}"),
+    }
+}

@@ -1,0 +1,901 @@
+//! The performance report of docs/performance.md: every scenario side by side against the
+//! gRPC floor (`grpc.health.v1.Health/Check` on the same server, in the same run), each
+//! bounded in calls and time, printed as a table and as JSON. Shared by `examples/perf.rs`
+//! (the measurement) and `tests/perf_smoke.rs` (a few hundred calls, so the tool never rots).
+//!
+//! The server is the real `smart-authz` binary in its own process, pinned to CPU 0 when the
+//! machine has two or more (`taskset`); the caller should pin itself to the other. Besides
+//! throughput and latency, each scenario reports the server's CPU time per call, read from
+//! `/proc/<pid>/stat` (USER_HZ 100): the cost the service adds, whatever the client costs.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Value, json};
+use smart_authz::grpc::pb;
+use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const ISSUER: &str = "https://issuer.perf";
+const AUDIENCE: &str = "https://fhir.perf/r4";
+const SCOPE: &str = "openid fhirUser launch/patient patient/Patient.rs patient/Observation.rs patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs";
+const SEARCH: &str = "Observation?code=http://loinc.org|8867-4&_count=50";
+/// The server's clock ticks per second in `/proc/<pid>/stat` (USER_HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// How much to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Calls per scenario, at most.
+    pub calls: u64,
+    /// Seconds per scenario, at most.
+    pub seconds: f64,
+    /// Calls in flight.
+    pub concurrency: usize,
+    /// HTTP/2 connections they share.
+    pub connections: usize,
+    /// Distinct cached tokens of the working-set scenario.
+    pub working_set: usize,
+    /// Distinct tokens of each cold scenario, at most (each is one call).
+    pub cold_tokens: usize,
+    /// Distinct tokens of the memory measurement.
+    pub memory_tokens: usize,
+    /// The cache bound of the memory-bound measurement, in bytes.
+    pub memory_bound_bytes: u64,
+    /// Pin the server to CPU 0.
+    pub pin_server: bool,
+}
+
+impl Options {
+    /// The measurement of docs/performance.md.
+    pub fn full() -> Self {
+        Options {
+            calls: 200_000,
+            seconds: 10.0,
+            concurrency: 32,
+            connections: 4,
+            working_set: 10_000,
+            cold_tokens: 10_000,
+            memory_tokens: 100_000,
+            memory_bound_bytes: 64 * 1024 * 1024,
+            pin_server: true,
+        }
+    }
+
+    /// A few hundred calls: the tool runs, every scenario answers, nothing is measured.
+    pub fn smoke() -> Self {
+        Options {
+            calls: 300,
+            seconds: 10.0,
+            concurrency: 8,
+            connections: 2,
+            working_set: 50,
+            cold_tokens: 100,
+            memory_tokens: 300,
+            memory_bound_bytes: 64 * 1024,
+            pin_server: false,
+        }
+    }
+}
+
+/// One scenario's figures.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub name: &'static str,
+    pub calls: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Server CPU time per call, user + system.
+    pub server_cpu_us: f64,
+}
+
+impl Measured {
+    pub fn rate(&self) -> f64 {
+        self.calls as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// The memory figures.
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    pub tokens: usize,
+    pub idle_kib: u64,
+    pub filled_kib: u64,
+    pub bound_bytes: u64,
+    pub bounded_kib: u64,
+}
+
+impl Memory {
+    /// Resident bytes per cached token, with a cache large enough for all of them.
+    pub fn bytes_per_token(&self) -> f64 {
+        (self.filled_kib.saturating_sub(self.idle_kib) * 1024) as f64 / self.tokens.max(1) as f64
+    }
+
+    /// Resident memory once a `bound_bytes` cache is full, over `bound_bytes` + idle.
+    pub fn bound_ratio(&self) -> f64 {
+        (self.bounded_kib * 1024) as f64 / (self.bound_bytes + self.idle_kib * 1024) as f64
+    }
+}
+
+/// The whole report.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub scenarios: Vec<Measured>,
+    /// One RS256 and one ES256 signature verification in this process, in µs.
+    pub raw_rs256_us: f64,
+    pub raw_es256_us: f64,
+    pub memory: Memory,
+    pub options: Options,
+}
+
+impl Report {
+    fn floor(&self) -> f64 {
+        self.scenarios
+            .iter()
+            .find(|scenario| scenario.name == "health_floor")
+            .map_or(1.0, Measured::rate)
+    }
+
+    pub fn scenario(&self, name: &str) -> Option<&Measured> {
+        self.scenarios.iter().find(|scenario| scenario.name == name)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.scenarios.iter().map(|scenario| scenario.errors).sum()
+    }
+
+    pub fn table(&self) -> String {
+        let floor = self.floor();
+        let mut table = format!(
+            "{:<20} {:>8} {:>10} {:>6} {:>8} {:>8} {:>12} {:>6}\n",
+            "scenario", "calls", "calls/s", "floor", "p50 µs", "p99 µs", "server µs", "errors"
+        );
+        for scenario in &self.scenarios {
+            table.push_str(&format!(
+                "{:<20} {:>8} {:>10.0} {:>6.2} {:>8} {:>8} {:>12.1} {:>6}\n",
+                scenario.name,
+                scenario.calls,
+                scenario.rate(),
+                scenario.rate() / floor,
+                scenario.p50_us,
+                scenario.p99_us,
+                scenario.server_cpu_us,
+                scenario.errors
+            ));
+        }
+        table.push_str(&format!(
+            "raw signature verification in process: RS256 {:.1} µs, ES256 {:.1} µs\n",
+            self.raw_rs256_us, self.raw_es256_us
+        ));
+        let memory = &self.memory;
+        table.push_str(&format!(
+            "memory: idle {} KiB; {} cached tokens {} KiB, {:.0} bytes per token; cache bound {} KiB full at {} KiB resident, {:.2} of bound + idle\n",
+            memory.idle_kib,
+            memory.tokens,
+            memory.filled_kib,
+            memory.bytes_per_token(),
+            memory.bound_bytes / 1024,
+            memory.bounded_kib,
+            memory.bound_ratio()
+        ));
+        table
+    }
+
+    pub fn json(&self) -> Value {
+        let floor = self.floor();
+        json!({
+            "options": {
+                "calls": self.options.calls,
+                "seconds": self.options.seconds,
+                "concurrency": self.options.concurrency,
+                "connections": self.options.connections,
+                "working_set": self.options.working_set,
+                "pin_server": self.options.pin_server,
+            },
+            "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            "scenarios": self.scenarios.iter().map(|scenario| json!({
+                "name": scenario.name,
+                "calls": scenario.calls,
+                "errors": scenario.errors,
+                "seconds": scenario.seconds,
+                "calls_per_second": scenario.rate(),
+                "ratio_to_floor": scenario.rate() / floor,
+                "p50_us": scenario.p50_us,
+                "p99_us": scenario.p99_us,
+                "server_cpu_us_per_call": scenario.server_cpu_us,
+            })).collect::<Vec<_>>(),
+            "raw_verify_us": { "rs256": self.raw_rs256_us, "es256": self.raw_es256_us },
+            "memory": {
+                "tokens": self.memory.tokens,
+                "idle_kib": self.memory.idle_kib,
+                "filled_kib": self.memory.filled_kib,
+                "bytes_per_token": self.memory.bytes_per_token(),
+                "bound_bytes": self.memory.bound_bytes,
+                "bounded_kib": self.memory.bounded_kib,
+                "bound_ratio": self.memory.bound_ratio(),
+            },
+        })
+    }
+}
+
+/// The signing keys of the test issuer.
+pub struct Keys {
+    rsa: EncodingKey,
+    ec: EncodingKey,
+    rsa_public: DecodingKey,
+    ec_public: DecodingKey,
+    jwks: String,
+}
+
+impl Keys {
+    pub fn load(dir: &Path) -> Keys {
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let jwk = |name: &str| String::from_utf8(read(name)).unwrap().replace('\n', "");
+        Keys {
+            rsa: EncodingKey::from_rsa_pem(&read("rsa-1.pem")).unwrap(),
+            ec: EncodingKey::from_ec_pem(&read("ec-1.pem")).unwrap(),
+            rsa_public: DecodingKey::from_rsa_pem(&read("rsa-1.public.pem")).unwrap(),
+            ec_public: DecodingKey::from_ec_pem(&read("ec-1.public.pem")).unwrap(),
+            jwks: format!(
+                "{{\"keys\": [{}, {}]}}",
+                jwk("rsa-1.jwk.json"),
+                jwk("ec-1.jwk.json")
+            ),
+        }
+    }
+
+    /// A distinct patient-context token: RS256 (about 850 bytes) or ES256.
+    pub fn mint(&self, algorithm: Algorithm, serial: usize) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": format!("user-{serial}"),
+            "client_id": "perf", "iat": now, "exp": now + 3600, "patient": "123",
+            "jti": format!("{serial}-{now}"), "scope": SCOPE,
+        });
+        let (key, kid) = match algorithm {
+            Algorithm::ES256 => (&self.ec, "ec-1"),
+            _ => (&self.rsa, "rsa-1"),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    /// µs per signature verification (with the claims decoded), over `rounds`.
+    fn raw_verify_us(&self, algorithm: Algorithm, rounds: u32) -> f64 {
+        let token = self.mint(algorithm, 0);
+        let key = match algorithm {
+            Algorithm::ES256 => &self.ec_public,
+            _ => &self.rsa_public,
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_audience(&[AUDIENCE]);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            jsonwebtoken::decode::<Value>(&token, key, &validation).unwrap();
+        }
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+    }
+}
+
+/// The server process, killed when dropped.
+struct Server {
+    child: Child,
+    endpoint: tonic::transport::Endpoint,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    async fn start(binary: &Path, keys: &Keys, cache_bytes: u64, pin: bool) -> Server {
+        let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(
+            config.path(),
+            format!(
+                "max_concurrent_calls = 100000\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{}'\n[cache]\nmax_bytes = {cache_bytes}\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n[telemetry]\nmetrics_listen = \"\"\naudit = \"off\"\n",
+                keys.jwks
+            ),
+        )
+        .unwrap();
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let pinned = pin && Command::new("taskset").arg("--version").output().is_ok();
+        let mut command = if pinned {
+            let mut command = Command::new("taskset");
+            command.args(["-c", "0"]).arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        };
+        command
+            .args(["serve", "--config"])
+            .arg(config.path())
+            .args(["--listen", &address.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Every SMART_AUTHZ_* variable is configuration to the service.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SMART_AUTHZ_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command.spawn().expect("the binary runs");
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .tcp_nodelay(true);
+        let started = Instant::now();
+        while endpoint.connect().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Server {
+            child,
+            endpoint,
+            _config: config,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `count` HTTP/2 connections of their own (a cloned `Channel` shares one).
+    async fn channels(&self, count: usize) -> Vec<Channel> {
+        let mut channels = Vec::with_capacity(count);
+        for _ in 0..count {
+            channels.push(self.endpoint.connect().await.expect("the server answers"));
+        }
+        channels
+    }
+}
+
+/// User + system CPU of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let field = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs one scenario: `call(connection, serial)` answers whether the call succeeded.
+async fn drive<F, Fut>(
+    name: &'static str,
+    options: &Options,
+    pid: u32,
+    calls: u64,
+    call: F,
+) -> Measured
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let issued = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
+    let cpu_before = cpu_ticks(pid);
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..options.concurrency {
+        let (issued, call) = (Arc::clone(&issued), call.clone());
+        let connection = worker % options.connections.max(1);
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0_u64;
+            loop {
+                let serial = issued.fetch_add(1, Ordering::Relaxed);
+                if serial >= calls || Instant::now() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                if !call(connection, serial).await {
+                    errors += 1;
+                }
+                latencies.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(worker) = workers.join_next().await {
+        let (worker_latencies, worker_errors) = worker.unwrap();
+        latencies.extend(worker_latencies);
+        errors += worker_errors;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_ticks(pid).saturating_sub(cpu_before) as f64 / TICKS_PER_SECOND;
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let done = latencies.len() as u64;
+    Measured {
+        name,
+        calls: done,
+        errors,
+        seconds,
+        p50_us: percentile(0.50),
+        p99_us: percentile(0.99),
+        server_cpu_us: cpu * 1e6 / done.max(1) as f64,
+    }
+}
+
+fn check_request(token: &str, path: &str, stored: Option<Vec<u8>>) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            ..Default::default()
+        })),
+        stored: stored.map(|json| pb::Resource {
+            content: Some(pb::resource::Content::Json(json)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An Observation of Patient/123 of about 5 KB: a panel with components.
+pub fn observation_5kb() -> Vec<u8> {
+    let components: Vec<Value> = (0..24)
+        .map(|index| {
+            json!({
+                "code": { "coding": [{ "system": "http://loinc.org", "code": format!("{}-{}", 8000 + index, index % 10), "display": format!("Component measurement number {index}") }] },
+                "valueQuantity": { "value": 100 + index, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]" },
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "resourceType": "Observation",
+        "id": "obs-1",
+        "status": "final",
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs" }] }],
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel" }] },
+        "subject": { "reference": "Patient/123" },
+        "performer": [{ "reference": "Practitioner/pr1" }],
+        "effectiveDateTime": "2026-11-30T09:30:00Z",
+        "component": components,
+    }))
+    .unwrap()
+}
+
+fn envoy_request(token: &str) -> CheckRequest {
+    let headers = [
+        (":authority", "fhir.perf"),
+        ("authorization", &format!("Bearer {token}")),
+        ("x-request-id", "0b5f3c52-9a1e-4a86-9d55-2f0c1a7e6b11"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: format!("/fhir/{SEARCH}"),
+                    host: "fhir.perf".into(),
+                    headers,
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            ..AttributeContext::default()
+        }),
+    }
+}
+
+fn allowed(response: Result<tonic::Response<pb::CheckAccessResponse>, tonic::Status>) -> bool {
+    response.is_ok_and(|response| response.into_inner().decision == pb::Decision::Allow as i32)
+}
+
+/// Runs every scenario against `binary` and measures memory.
+pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
+    let keys = Arc::new(Keys::load(keys_dir));
+    let server = Server::start(binary, &keys, 1024 * 1024 * 1024, options.pin_server).await;
+    let pid = server.pid();
+    let channels = Arc::new(server.channels(options.connections.max(1)).await);
+    let token = Arc::new(keys.mint(Algorithm::RS256, 0));
+    let mut scenarios = Vec::new();
+
+    let health = Arc::clone(&channels);
+    scenarios.push(
+        drive(
+            "health_floor",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = HealthClient::new(health[connection].clone());
+                async move {
+                    client
+                        .check(HealthCheckRequest::default())
+                        .await
+                        .is_ok_and(|response| response.into_inner().status == 1)
+                }
+            },
+        )
+        .await,
+    );
+
+    let request = Arc::new(check_request(&token, SEARCH, None));
+    let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
+    scenarios.push(
+        drive(
+            "check_cached",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = AuthzServiceClient::new(cached[connection].clone());
+                let request = (*template).clone();
+                async move { allowed(client.check_access(request).await) }
+            },
+        )
+        .await,
+    );
+
+    // A working set of distinct cached tokens: verified once, then served from the cache.
+    let set: Arc<Vec<String>> = Arc::new(
+        (0..options.working_set)
+            .map(|serial| keys.mint(Algorithm::ES256, 1_000_000 + serial))
+            .collect(),
+    );
+    let warm_calls = set.len() as u64;
+    let (warm, tokens) = (Arc::clone(&channels), Arc::clone(&set));
+    let warm_up = drive(
+        "warm_up",
+        options,
+        pid,
+        warm_calls,
+        move |connection, serial| {
+            let mut client = AuthzServiceClient::new(warm[connection].clone());
+            let request = check_request(&tokens[serial as usize], SEARCH, None);
+            async move { allowed(client.check_access(request).await) }
+        },
+    )
+    .await;
+    assert_eq!(warm_up.errors, 0, "the working set is accepted");
+    let (working, tokens) = (Arc::clone(&channels), Arc::clone(&set));
+    scenarios.push(
+        drive(
+            "check_10k_tokens",
+            options,
+            pid,
+            options.calls,
+            move |connection, serial| {
+                let mut client = AuthzServiceClient::new(working[connection].clone());
+                let request = check_request(&tokens[serial as usize % tokens.len()], SEARCH, None);
+                async move { allowed(client.check_access(request).await) }
+            },
+        )
+        .await,
+    );
+
+    for (name, algorithm, offset) in [
+        ("cold_rs256", Algorithm::RS256, 2_000_000),
+        ("cold_es256", Algorithm::ES256, 3_000_000),
+    ] {
+        let fresh: Arc<Vec<String>> = Arc::new(
+            (0..options.cold_tokens)
+                .map(|serial| keys.mint(algorithm, offset + serial))
+                .collect(),
+        );
+        let (cold, tokens) = (Arc::clone(&channels), Arc::clone(&fresh));
+        let calls = options.calls.min(fresh.len() as u64);
+        scenarios.push(
+            drive(name, options, pid, calls, move |connection, serial| {
+                let mut client = AuthzServiceClient::new(cold[connection].clone());
+                let request = check_request(&tokens[serial as usize], SEARCH, None);
+                async move { allowed(client.check_access(request).await) }
+            })
+            .await,
+        );
+    }
+
+    let stored = Arc::new(check_request(
+        &token,
+        "Observation/obs-1",
+        Some(observation_5kb()),
+    ));
+    let with_resource = Arc::clone(&channels);
+    scenarios.push(
+        drive(
+            "resource_json_5kb",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = AuthzServiceClient::new(with_resource[connection].clone());
+                let request = (*stored).clone();
+                async move { allowed(client.check_access(request).await) }
+            },
+        )
+        .await,
+    );
+
+    let batch = Arc::new(pb::BatchCheckAccessRequest {
+        access_token: (*token).clone(),
+        bundle_type: pb::BundleType::Batch as i32,
+        entries: (0..20)
+            .map(|index| pb::BatchEntry {
+                request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                    method: "GET".into(),
+                    path: format!("Observation/o{index}"),
+                    ..Default::default()
+                })),
+                stored: None,
+                proposed: None,
+            })
+            .collect(),
+        ..Default::default()
+    });
+    let batches = Arc::clone(&channels);
+    scenarios.push(
+        drive(
+            "batch_20",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = AuthzServiceClient::new(batches[connection].clone());
+                let request = (*batch).clone();
+                async move {
+                    client
+                        .batch_check_access(request)
+                        .await
+                        .is_ok_and(|response| {
+                            response.into_inner().decision == pb::Decision::Allow as i32
+                        })
+                }
+            },
+        )
+        .await,
+    );
+
+    let introspection = Arc::new(pb::IntrospectTokenRequest {
+        token: (*token).clone(),
+        ..Default::default()
+    });
+    let introspecting = Arc::clone(&channels);
+    scenarios.push(
+        drive(
+            "introspect_cached",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = AuthzServiceClient::new(introspecting[connection].clone());
+                let request = (*introspection).clone();
+                async move {
+                    client
+                        .introspect_token(request)
+                        .await
+                        .is_ok_and(|response| response.into_inner().active)
+                }
+            },
+        )
+        .await,
+    );
+
+    let envoy = Arc::new(envoy_request(&token));
+    let proxied = Arc::clone(&channels);
+    scenarios.push(
+        drive(
+            "envoy_check",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = AuthorizationClient::new(proxied[connection].clone());
+                let request = (*envoy).clone();
+                async move {
+                    client.check(request).await.is_ok_and(|response| {
+                        response
+                            .into_inner()
+                            .status
+                            .is_some_and(|status| status.code == 0)
+                    })
+                }
+            },
+        )
+        .await,
+    );
+    drop(server);
+
+    let raw_rounds = if options.calls >= 10_000 { 2_000 } else { 20 };
+    let raw_rs256_us = keys.raw_verify_us(Algorithm::RS256, raw_rounds);
+    let raw_es256_us = keys.raw_verify_us(Algorithm::ES256, raw_rounds);
+    let memory = measure_memory(binary, &keys, options).await;
+    Report {
+        scenarios,
+        raw_rs256_us,
+        raw_es256_us,
+        memory,
+        options: options.clone(),
+    }
+}
+
+/// Resident memory idle, with `memory_tokens` distinct tokens cached (a cache large
+/// enough for all), and once a cache bounded at `memory_bound_bytes` is full.
+async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory {
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (0..options.memory_tokens)
+            // ES256 only to mint 100,000 quickly: the cache keeps the verified claims and
+            // context, never the token, so the signature's length costs no cache memory.
+            .map(|serial| keys.mint(Algorithm::ES256, 5_000_000 + serial))
+            .collect(),
+    );
+    let mut memory = Memory {
+        tokens: tokens.len(),
+        bound_bytes: options.memory_bound_bytes,
+        ..Memory::default()
+    };
+    for (bound, filled) in [
+        (1024 * 1024 * 1024, true),
+        (options.memory_bound_bytes, false),
+    ] {
+        let server = Server::start(binary, keys, bound, options.pin_server).await;
+        let pid = server.pid();
+        let channels = Arc::new(server.channels(options.connections.max(1)).await);
+        // One call first: the idle footprint of a serving process.
+        let mut client = AuthzServiceClient::new(channels[0].clone());
+        let _ = client
+            .check_access(check_request(&tokens[0], SEARCH, None))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let idle = rss_kib(pid);
+        let flood = Options {
+            seconds: 600.0,
+            ..options.clone()
+        };
+        let (loaded, all) = (Arc::clone(&channels), Arc::clone(&tokens));
+        let filling = drive(
+            "memory",
+            &flood,
+            pid,
+            all.len() as u64,
+            move |connection, serial| {
+                let mut client = AuthzServiceClient::new(loaded[connection].clone());
+                let request = check_request(&all[serial as usize], SEARCH, None);
+                async move { allowed(client.check_access(request).await) }
+            },
+        )
+        .await;
+        assert_eq!(filling.errors, 0, "every token is accepted");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if filled {
+            memory.idle_kib = idle;
+            memory.filled_kib = rss_kib(pid);
+        } else {
+            memory.bounded_kib = rss_kib(pid);
+        }
+    }
+    memory
+}
+
+/// One gRPC message as it travels: no compression, its length, its bytes.
+fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let body = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// requests/s of h2load's summary line ("finished in 2.01s, 49751.24 req/s, ...").
+fn h2load_rate(output: &str) -> Option<f64> {
+    output.lines().find_map(|line| {
+        let rest = line.strip_prefix("finished in ")?;
+        let (_, after) = rest.split_once(", ")?;
+        after.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The floor and the cached `CheckAccess` measured by h2load (nghttp2), an independent
+/// HTTP/2 load generator, sending pre-encoded gRPC frames; h2load pinned to CPU 1 when the
+/// server is pinned. Returns (Health/Check, CheckAccess) requests per second, and h2load's
+/// two summaries.
+pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64, f64), String) {
+    let keys = Keys::load(keys_dir);
+    let server = Server::start(binary, &keys, 1024 * 1024 * 1024, options.pin_server).await;
+    let token = keys.mint(Algorithm::RS256, 0);
+    let request = check_request(&token, SEARCH, None);
+    // The same bytes over tonic first: h2load counts any HTTP 200, a deny included.
+    let channel = server.channels(1).await.remove(0);
+    let answer = AuthzServiceClient::new(channel)
+        .check_access(request.clone())
+        .await
+        .unwrap();
+    assert_eq!(answer.into_inner().decision, pb::Decision::Allow as i32);
+    let frames = tempfile::tempdir().unwrap();
+    let health_frame = frames.path().join("health.bin");
+    let check_frame = frames.path().join("check.bin");
+    std::fs::write(&health_frame, grpc_frame(&HealthCheckRequest::default())).unwrap();
+    std::fs::write(&check_frame, grpc_frame(&request)).unwrap();
+    let base = server.endpoint.uri().to_string();
+    let base = base.trim_end_matches('/');
+    let mut summaries = String::new();
+    let mut rates = Vec::new();
+    for (path, frame) in [
+        ("grpc.health.v1.Health/Check", &health_frame),
+        ("smartauthz.v1.AuthzService/CheckAccess", &check_frame),
+    ] {
+        let mut command = if options.pin_server {
+            let mut command = Command::new("taskset");
+            command.args(["-c", "1", "h2load"]);
+            command
+        } else {
+            Command::new("h2load")
+        };
+        let streams = (options.concurrency / options.connections.max(1)).max(1);
+        let output = command
+            .args(["-n", &options.calls.to_string()])
+            .args(["-c", &options.connections.to_string()])
+            .args(["-m", &streams.to_string()])
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+            .arg("-d")
+            .arg(frame)
+            .arg(format!("{base}/{path}"))
+            .output()
+            .expect("h2load runs (Debian's nghttp2-client)");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        rates.push(h2load_rate(&text).unwrap_or(0.0));
+        summaries.push_str(&format!("== {path}\n{text}\n"));
+    }
+    ((rates[0], rates[1]), summaries)
+}

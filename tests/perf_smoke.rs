@@ -1,0 +1,55 @@
+//! The performance report's tool (`examples/perf.rs`) in smoke mode: a few hundred calls
+//! per scenario against this build's binary, so every scenario keeps working. Nothing here
+//! is a timing assertion; the figures are docs/performance.md's.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+#[path = "common/perf.rs"]
+mod perf;
+
+use std::path::Path;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_of_the_performance_report_runs_without_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let options = perf::Options::smoke();
+    let report = perf::run(
+        Path::new(env!("CARGO_BIN_EXE_smart-authz")),
+        &root.join("tests/fixtures/keys"),
+        &options,
+    )
+    .await;
+    let table = report.table();
+    for name in [
+        "health_floor",
+        "check_cached",
+        "check_10k_tokens",
+        "cold_rs256",
+        "cold_es256",
+        "resource_json_5kb",
+        "batch_20",
+        "introspect_cached",
+        "envoy_check",
+    ] {
+        let scenario = report
+            .scenario(name)
+            .unwrap_or_else(|| panic!("{name} missing:\n{table}"));
+        assert!(scenario.calls > 0, "{name}:\n{table}");
+        assert_eq!(scenario.errors, 0, "{name}:\n{table}");
+        assert!(table.contains(name));
+    }
+    assert!(report.raw_rs256_us > 0.0 && report.raw_es256_us > 0.0);
+    assert_eq!(report.memory.tokens, options.memory_tokens);
+    assert!(
+        report.memory.filled_kib > 0 && report.memory.bounded_kib > 0,
+        "{table}"
+    );
+    let json = report.json();
+    assert_eq!(json["scenarios"].as_array().unwrap().len(), 9);
+    assert!(json["memory"]["bytes_per_token"].is_number());
+}
