@@ -3,7 +3,7 @@
 //! (one thread), then the resident memory per cached token and under the cache's bound.
 //!
 //! `cargo build --release && cargo run --release --example perf -- [--smoke] [--json FILE]
-//! [--calls N] [--seconds S] [--concurrency C] [--connections K]`
+//! [--calls N] [--seconds S] [--concurrency C] [--connections K] [--only A,B] [--no-memory]`
 //! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections).
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
 //! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
@@ -31,6 +31,8 @@ fn main() {
         match arg.as_str() {
             "--smoke" => options = perf::Options::smoke(),
             "--h2load" => with_h2load = true,
+            "--only" => options.only = value().split(',').map(str::to_owned).collect(),
+            "--no-memory" => options.skip_memory = true,
             "--json" => json_file = Some(PathBuf::from(value())),
             "--calls" => options.calls = value().parse().expect("a number"),
             "--seconds" => options.seconds = value().parse().expect("a number"),

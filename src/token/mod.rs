@@ -464,7 +464,7 @@ impl Authenticator {
     ) -> Result<Authenticated, AuthError> {
         let result = self
             .cache
-            .get_or_verify(&bearer.key, self.verify(bearer.text))
+            .get_or_verify(&bearer.key, || self.verify(bearer.text))
             .await;
         match result {
             Ok((token, cached)) => Ok(Authenticated { token, cached }),

@@ -57,6 +57,16 @@ pub struct Options {
     pub memory_bound_bytes: u64,
     /// Pin the server to CPU 0.
     pub pin_server: bool,
+    /// Run only these scenarios (and the floor); all when empty. For profiling one path.
+    pub only: Vec<String>,
+    /// Skip the memory measurement.
+    pub skip_memory: bool,
+}
+
+impl Options {
+    fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|only| only == name)
+    }
 }
 
 impl Options {
@@ -72,6 +82,8 @@ impl Options {
             memory_tokens: 100_000,
             memory_bound_bytes: 64 * 1024 * 1024,
             pin_server: true,
+            only: Vec::new(),
+            skip_memory: false,
         }
     }
 
@@ -87,6 +99,8 @@ impl Options {
             memory_tokens: 300,
             memory_bound_bytes: 64 * 1024,
             pin_server: false,
+            only: Vec::new(),
+            skip_memory: false,
         }
     }
 }
@@ -572,64 +586,72 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         .await,
     );
 
-    let request = Arc::new(check_request(&token, SEARCH, None));
-    let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
-    scenarios.push(
-        drive(
-            "check_cached",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = AuthzServiceClient::new(cached[connection].clone());
-                let request = (*template).clone();
-                async move { allowed(client.check_access(request).await) }
-            },
-        )
-        .await,
-    );
+    if options.runs("check_cached") {
+        let request = Arc::new(check_request(&token, SEARCH, None));
+        let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
+        scenarios.push(
+            drive(
+                "check_cached",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthzServiceClient::new(cached[connection].clone());
+                    let request = (*template).clone();
+                    async move { allowed(client.check_access(request).await) }
+                },
+            )
+            .await,
+        );
+    }
 
-    // A working set of distinct cached tokens: verified once, then served from the cache.
-    let set: Arc<Vec<String>> = Arc::new(
-        (0..options.working_set)
-            .map(|serial| keys.mint(Algorithm::ES256, 1_000_000 + serial))
-            .collect(),
-    );
-    let warm_calls = set.len() as u64;
-    let (warm, tokens) = (Arc::clone(&channels), Arc::clone(&set));
-    let warm_up = drive(
-        "warm_up",
-        options,
-        pid,
-        warm_calls,
-        move |connection, serial| {
-            let mut client = AuthzServiceClient::new(warm[connection].clone());
-            let request = check_request(&tokens[serial as usize], SEARCH, None);
-            async move { allowed(client.check_access(request).await) }
-        },
-    )
-    .await;
-    assert_eq!(warm_up.errors, 0, "the working set is accepted");
-    let (working, tokens) = (Arc::clone(&channels), Arc::clone(&set));
-    scenarios.push(
-        drive(
-            "check_10k_tokens",
+    if options.runs("check_10k_tokens") {
+        // A working set of distinct cached tokens: verified once, then served from the cache.
+        let set: Arc<Vec<String>> = Arc::new(
+            (0..options.working_set)
+                .map(|serial| keys.mint(Algorithm::ES256, 1_000_000 + serial))
+                .collect(),
+        );
+        let warm_calls = set.len() as u64;
+        let (warm, tokens) = (Arc::clone(&channels), Arc::clone(&set));
+        let warm_up = drive(
+            "warm_up",
             options,
             pid,
-            options.calls,
+            warm_calls,
             move |connection, serial| {
-                let mut client = AuthzServiceClient::new(working[connection].clone());
-                let request = check_request(&tokens[serial as usize % tokens.len()], SEARCH, None);
+                let mut client = AuthzServiceClient::new(warm[connection].clone());
+                let request = check_request(&tokens[serial as usize], SEARCH, None);
                 async move { allowed(client.check_access(request).await) }
             },
         )
-        .await,
-    );
+        .await;
+        assert_eq!(warm_up.errors, 0, "the working set is accepted");
+        let (working, tokens) = (Arc::clone(&channels), Arc::clone(&set));
+        scenarios.push(
+            drive(
+                "check_10k_tokens",
+                options,
+                pid,
+                options.calls,
+                move |connection, serial| {
+                    let mut client = AuthzServiceClient::new(working[connection].clone());
+                    let request =
+                        check_request(&tokens[serial as usize % tokens.len()], SEARCH, None);
+                    async move { allowed(client.check_access(request).await) }
+                },
+            )
+            .await,
+        );
+    }
 
     for (name, algorithm, offset) in [
         ("cold_rs256", Algorithm::RS256, 2_000_000),
         ("cold_es256", Algorithm::ES256, 3_000_000),
     ] {
+        if !options.runs(name) {
+            continue;
+        }
         let fresh: Arc<Vec<String>> = Arc::new(
             (0..options.cold_tokens)
                 .map(|serial| keys.mint(algorithm, offset + serial))
@@ -647,120 +669,132 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         );
     }
 
-    let stored = Arc::new(check_request(
-        &token,
-        "Observation/obs-1",
-        Some(observation_5kb()),
-    ));
-    let with_resource = Arc::clone(&channels);
-    scenarios.push(
-        drive(
-            "resource_json_5kb",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = AuthzServiceClient::new(with_resource[connection].clone());
-                let request = (*stored).clone();
-                async move { allowed(client.check_access(request).await) }
-            },
-        )
-        .await,
-    );
+    if options.runs("resource_json_5kb") {
+        let stored = Arc::new(check_request(
+            &token,
+            "Observation/obs-1",
+            Some(observation_5kb()),
+        ));
+        let with_resource = Arc::clone(&channels);
+        scenarios.push(
+            drive(
+                "resource_json_5kb",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthzServiceClient::new(with_resource[connection].clone());
+                    let request = (*stored).clone();
+                    async move { allowed(client.check_access(request).await) }
+                },
+            )
+            .await,
+        );
+    }
 
-    let batch = Arc::new(pb::BatchCheckAccessRequest {
-        access_token: (*token).clone(),
-        bundle_type: pb::BundleType::Batch as i32,
-        entries: (0..20)
-            .map(|index| pb::BatchEntry {
-                request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
-                    method: "GET".into(),
-                    path: format!("Observation/o{index}"),
-                    ..Default::default()
-                })),
-                stored: None,
-                proposed: None,
-            })
-            .collect(),
-        ..Default::default()
-    });
-    let batches = Arc::clone(&channels);
-    scenarios.push(
-        drive(
-            "batch_20",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = AuthzServiceClient::new(batches[connection].clone());
-                let request = (*batch).clone();
-                async move {
-                    client
-                        .batch_check_access(request)
-                        .await
-                        .is_ok_and(|response| {
-                            response.into_inner().decision == pb::Decision::Allow as i32
+    if options.runs("batch_20") {
+        let batch = Arc::new(pb::BatchCheckAccessRequest {
+            access_token: (*token).clone(),
+            bundle_type: pb::BundleType::Batch as i32,
+            entries: (0..20)
+                .map(|index| pb::BatchEntry {
+                    request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                        method: "GET".into(),
+                        path: format!("Observation/o{index}"),
+                        ..Default::default()
+                    })),
+                    stored: None,
+                    proposed: None,
+                })
+                .collect(),
+            ..Default::default()
+        });
+        let batches = Arc::clone(&channels);
+        scenarios.push(
+            drive(
+                "batch_20",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthzServiceClient::new(batches[connection].clone());
+                    let request = (*batch).clone();
+                    async move {
+                        client
+                            .batch_check_access(request)
+                            .await
+                            .is_ok_and(|response| {
+                                response.into_inner().decision == pb::Decision::Allow as i32
+                            })
+                    }
+                },
+            )
+            .await,
+        );
+    }
+
+    if options.runs("introspect_cached") {
+        let introspection = Arc::new(pb::IntrospectTokenRequest {
+            token: (*token).clone(),
+            ..Default::default()
+        });
+        let introspecting = Arc::clone(&channels);
+        scenarios.push(
+            drive(
+                "introspect_cached",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthzServiceClient::new(introspecting[connection].clone());
+                    let request = (*introspection).clone();
+                    async move {
+                        client
+                            .introspect_token(request)
+                            .await
+                            .is_ok_and(|response| response.into_inner().active)
+                    }
+                },
+            )
+            .await,
+        );
+    }
+
+    if options.runs("envoy_check") {
+        let envoy = Arc::new(envoy_request(&token));
+        let proxied = Arc::clone(&channels);
+        scenarios.push(
+            drive(
+                "envoy_check",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthorizationClient::new(proxied[connection].clone());
+                    let request = (*envoy).clone();
+                    async move {
+                        client.check(request).await.is_ok_and(|response| {
+                            response
+                                .into_inner()
+                                .status
+                                .is_some_and(|status| status.code == 0)
                         })
-                }
-            },
-        )
-        .await,
-    );
-
-    let introspection = Arc::new(pb::IntrospectTokenRequest {
-        token: (*token).clone(),
-        ..Default::default()
-    });
-    let introspecting = Arc::clone(&channels);
-    scenarios.push(
-        drive(
-            "introspect_cached",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = AuthzServiceClient::new(introspecting[connection].clone());
-                let request = (*introspection).clone();
-                async move {
-                    client
-                        .introspect_token(request)
-                        .await
-                        .is_ok_and(|response| response.into_inner().active)
-                }
-            },
-        )
-        .await,
-    );
-
-    let envoy = Arc::new(envoy_request(&token));
-    let proxied = Arc::clone(&channels);
-    scenarios.push(
-        drive(
-            "envoy_check",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = AuthorizationClient::new(proxied[connection].clone());
-                let request = (*envoy).clone();
-                async move {
-                    client.check(request).await.is_ok_and(|response| {
-                        response
-                            .into_inner()
-                            .status
-                            .is_some_and(|status| status.code == 0)
-                    })
-                }
-            },
-        )
-        .await,
-    );
+                    }
+                },
+            )
+            .await,
+        );
+    }
     drop(server);
 
     let raw_rounds = if options.calls >= 10_000 { 2_000 } else { 20 };
     let raw_rs256_us = keys.raw_verify_us(Algorithm::RS256, raw_rounds);
     let raw_es256_us = keys.raw_verify_us(Algorithm::ES256, raw_rounds);
-    let memory = measure_memory(binary, &keys, options).await;
+    let memory = if options.skip_memory {
+        Memory::default()
+    } else {
+        measure_memory(binary, &keys, options).await
+    };
     Report {
         scenarios,
         raw_rs256_us,

@@ -101,7 +101,7 @@ async fn the_cache_is_bounded_by_bytes_and_counts_evictions() {
         let verdict = CachedVerdict::Active(entry.clone());
         let key = token_key(&format!("token-{index}"));
         let answer = cache
-            .get_or_verify(&key, async { Ok::<_, TokenError>(verdict) })
+            .get_or_verify(&key, || async { Ok::<_, TokenError>(verdict) })
             .await;
         assert!(answer.is_ok());
     }
@@ -119,7 +119,7 @@ async fn a_refusal_is_cached_and_an_error_is_not() {
     let key = token_key("bad");
     for _ in 0..2 {
         let answer = cache
-            .get_or_verify(&key, async {
+            .get_or_verify(&key, || async {
                 Ok::<_, TokenError>(CachedVerdict::Refused(TokenError::Inactive))
             })
             .await;
@@ -128,7 +128,7 @@ async fn a_refusal_is_cached_and_an_error_is_not() {
     let flaky = token_key("flaky");
     for _ in 0..2 {
         let answer = cache
-            .get_or_verify(&flaky, async {
+            .get_or_verify(&flaky, || async {
                 Err::<CachedVerdict, _>(TokenError::Missing)
             })
             .await;
