@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::{Authorizer, Call, Refusal, Verdict};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine};
 use crate::fhir::{FhirRequest, Interaction, Resource};
 use crate::smart::TokenContext;
 use crate::telemetry::traces;
-use crate::token::{TokenError, TokenFingerprint, VerifiedToken};
+use crate::token::{TokenFingerprint, VerifiedToken};
 
 /// A verified token, ready to decide with one engine. Every answer through it is reported
 /// once, with the token's context and fingerprint.
@@ -32,24 +30,18 @@ impl<'a> Admitted<'a> {
         engine: &'a Engine,
         token: Arc<VerifiedToken>,
         fingerprint: TokenFingerprint,
-    ) -> Result<Self, TokenError> {
+    ) -> Self {
         let version = engine.fhir_version();
-        let reread = if version == authorizer.authenticator.fhir_version() {
-            None
-        } else {
-            let claims = Value::Object(token.claims.clone());
-            let context = TokenContext::from_claims(&claims, version)
-                .map_err(|error| TokenError::Malformed(error.to_string()))?;
-            Some(context)
-        };
-        Ok(Admitted {
+        let reread = (version != authorizer.authenticator.fhir_version())
+            .then(|| token.context.for_version(version));
+        Admitted {
             authorizer,
             call,
             engine,
             token,
             reread,
             fingerprint,
-        })
+        }
     }
 
     /// What the engine decides on.

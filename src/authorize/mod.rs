@@ -323,10 +323,13 @@ impl Authorizer {
         if let Err(error) = server.accepts(&token) {
             return Ok(self.token_refused(call, error, request, Some(fingerprint)));
         }
-        match Admitted::new(self, call, server.engine(), token, fingerprint) {
-            Ok(admitted) => Ok(Admission::Admitted(admitted)),
-            Err(error) => Ok(self.token_refused(call, error, request, Some(fingerprint))),
-        }
+        Ok(Admission::Admitted(Admitted::new(
+            self,
+            call,
+            server.engine(),
+            token,
+            fingerprint,
+        )))
     }
 
     /// Whether `caller` may introspect tokens; a refusal is reported.

@@ -1,7 +1,6 @@
 //! Protobuf <-> domain conversions. Malformed input becomes `INVALID_ARGUMENT` here, before
 //! any decision; nothing in this file decides anything.
 
-use serde_json::Value;
 use tonic::Status;
 
 use super::pb;
@@ -398,48 +397,37 @@ fn subject(token: &VerifiedToken) -> pb::Subject {
 pub fn introspection(authenticated: &Authenticated) -> pb::IntrospectTokenResponse {
     let token = &authenticated.token;
     let claims = &token.claims;
-    let text = |name: &str| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let number = |name: &str| claims.get(name).and_then(Value::as_i64).unwrap_or_default();
+    let text = |value: &Option<Box<str>>| value.as_deref().unwrap_or_default().to_owned();
     let context = &token.context;
     pb::IntrospectTokenResponse {
         active: true,
         scope: context.scopes.to_scope_string(),
         client_id: context.client_id.clone().unwrap_or_default(),
-        sub: text("sub"),
-        iss: text("iss"),
-        aud: match claims.get("aud") {
-            Some(Value::String(audience)) => vec![audience.clone()],
-            Some(Value::Array(audiences)) => audiences
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        },
-        exp: number("exp"),
-        iat: number("iat"),
-        nbf: number("nbf"),
-        jti: text("jti"),
-        token_type: Some(text("token_type"))
+        sub: context.sub.clone().unwrap_or_default(),
+        iss: token.issuer.clone(),
+        aud: token.audiences.clone(),
+        exp: token.expires_at.unwrap_or_default(),
+        iat: claims.iat.unwrap_or_default(),
+        nbf: claims.nbf.unwrap_or_default(),
+        jti: text(&claims.jti),
+        token_type: claims
+            .token_type
+            .as_deref()
             .filter(|kind| !kind.is_empty())
-            .unwrap_or_else(|| "Bearer".to_owned()),
+            .unwrap_or("Bearer")
+            .to_owned(),
         patient: context.patient.clone().unwrap_or_default(),
         encounter: context.encounter.clone().unwrap_or_default(),
         fhir_user: context.fhir_user.clone().unwrap_or_default(),
-        fhir_context: fhir_context(claims.get("fhirContext")),
-        need_patient_banner: claims
-            .get("need_patient_banner")
-            .and_then(Value::as_bool)
-            .unwrap_or_default(),
-        intent: text("intent"),
-        tenant: text("tenant"),
-        smart_style_url: text("smart_style_url"),
+        fhir_context: claims
+            .fhir_context
+            .iter()
+            .map(|item| item.to_string())
+            .collect(),
+        need_patient_banner: claims.need_patient_banner.unwrap_or_default(),
+        intent: text(&claims.intent),
+        tenant: text(&claims.tenant),
+        smart_style_url: text(&claims.smart_style_url),
         scopes: parsed_scopes(&context.scopes),
         ignored_scopes: context
             .scopes
@@ -456,23 +444,6 @@ pub fn introspection(authenticated: &Authenticated) -> pb::IntrospectTokenRespon
         cached: authenticated.cached,
         request_id: String::new(),
     }
-}
-
-/// SMART 2.2 `fhirContext` objects as compact JSON; 2.0 strings become `{"reference": s}`.
-fn fhir_context(value: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(items)) = value else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| match item {
-            Value::String(reference) => {
-                Some(serde_json::json!({ "reference": reference }).to_string())
-            }
-            Value::Object(_) => Some(item.to_string()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn parsed_scopes(scopes: &ScopeSet) -> Vec<pb::ParsedScope> {

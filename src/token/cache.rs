@@ -21,12 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use moka::Expiry;
 use moka::notification::RemovalCause;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{TokenError, TokenSource, VerifiedToken};
 use crate::config::CacheConfig;
-use crate::smart::TokenContext;
+use crate::smart::{FilterItem, ResourceSelector, Scope, ScopeEntry, ScopeError, TokenContext};
 
 /// The cache key: SHA-256 of the token's bytes, never the token itself.
 pub type TokenKey = [u8; 32];
@@ -115,26 +114,42 @@ impl Expiry<TokenKey, CachedVerdict> for TokenExpiry {
     }
 }
 
-/// Bytes moka and this module spend per entry beyond its content: the key, its `Arc`, the
-/// entry node with its access-order and timer links, and the hash table slot.
-const ENTRY_OVERHEAD: usize = 192;
+/// Bytes moka spends per entry beyond what the value points to: the key's `Arc`, the value
+/// entry with the verdict inline, its access-order, write-order and timer nodes, and its
+/// share of the hash table; measured by `tests/cache_memory.rs` (moka 0.12).
+const ENTRY_OVERHEAD: usize = 470;
 
-/// The approximate memory of one cached verdict, in bytes: the entry overhead, the claims
-/// (every JSON node and string), and the parsed context (each scope is held as text and
-/// parsed). Computed once, when the entry is inserted.
+/// What glibc's malloc spends for `size` bytes: an 8-byte header, rounded up to 16, at
+/// least 32; nothing for an empty buffer, which allocates nothing.
+fn allocation(size: usize) -> usize {
+    if size == 0 {
+        0
+    } else {
+        (size + 8).next_multiple_of(16).max(32)
+    }
+}
+
+/// The memory one cached verdict holds, in bytes: moka's entry and every heap allocation
+/// the verdict owns, each counted as malloc spends it. Computed once, at insertion; the
+/// cache's `max_bytes` bound is a bound on these sums, and `tests/cache_memory.rs` checks
+/// them against a counting allocator, so the bound an operator sets is the memory used.
 pub fn verdict_weight(verdict: &CachedVerdict) -> u32 {
     let bytes = ENTRY_OVERHEAD
         + match verdict {
             CachedVerdict::Active(token) => {
-                size_of::<VerifiedToken>()
-                    + token
-                        .claims
-                        .iter()
-                        .map(|(name, value)| map_entry_bytes(name, value))
-                        .sum::<usize>()
+                // The `Arc`'s allocation: two counters and the token.
+                allocation(2 * size_of::<usize>() + size_of::<VerifiedToken>())
                     + context_bytes(&token.context)
+                    + token.claims.heap_bytes(allocation)
+                    + allocation(token.issuer.len())
+                    + allocation(token.audiences.len() * size_of::<String>())
+                    + token
+                        .audiences
+                        .iter()
+                        .map(|audience| allocation(audience.len()))
+                        .sum::<usize>()
             }
-            CachedVerdict::Refused(error) => size_of::<TokenError>() + refusal_text_bytes(error),
+            CachedVerdict::Refused(error) => allocation(refusal_text_bytes(error)),
         };
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
@@ -147,32 +162,11 @@ fn refusal_text_bytes(error: &TokenError) -> usize {
     }
 }
 
-/// A map entry: its key string, its value, and the map's per-entry bookkeeping.
-fn map_entry_bytes(name: &str, value: &Value) -> usize {
-    size_of::<String>() + name.len() + json_bytes(value) + 2 * size_of::<usize>()
-}
-
-/// The heap and inline size of a JSON value. Claims come from `serde_json`, whose recursion
-/// limit bounds the depth.
-fn json_bytes(value: &Value) -> usize {
-    size_of::<Value>()
-        + match value {
-            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-            Value::String(text) => text.len(),
-            Value::Array(items) => items.iter().map(json_bytes).sum(),
-            Value::Object(map) => map
-                .iter()
-                .map(|(name, value)| map_entry_bytes(name, value))
-                .sum(),
-        }
-}
-
 fn context_bytes(context: &TokenContext) -> usize {
-    let scopes: usize = context
-        .scopes
-        .entries
+    let entries = &context.scopes.entries;
+    let scopes: usize = entries
         .iter()
-        .map(|entry| size_of_val(entry) + 2 * entry.text.len())
+        .map(|entry| allocation(entry.text.len()) + scope_bytes(&entry.parsed))
         .sum();
     let texts = [
         &context.patient,
@@ -181,12 +175,46 @@ fn context_bytes(context: &TokenContext) -> usize {
         &context.client_id,
         &context.sub,
     ];
-    scopes
+    allocation(entries.len() * size_of::<ScopeEntry>())
+        + scopes
         + texts
             .iter()
             .filter_map(|text| text.as_ref())
-            .map(String::len)
+            .map(|text| allocation(text.len()))
             .sum::<usize>()
+}
+
+/// The heap a parsed scope holds: its resource type and granular filter, or its name.
+fn scope_bytes(parsed: &Result<Scope, ScopeError>) -> usize {
+    match parsed {
+        Ok(Scope::Resource(scope)) => {
+            let resource = match &scope.resource {
+                ResourceSelector::Type(name) => allocation(name.len()),
+                ResourceSelector::All => 0,
+            };
+            let filter: usize = scope
+                .filter
+                .iter()
+                .map(|item| {
+                    allocation(item.param.len())
+                        + allocation(item.values.len() * size_of::<String>())
+                        + item
+                            .values
+                            .iter()
+                            .map(|value| allocation(value.len()))
+                            .sum::<usize>()
+                })
+                .sum();
+            resource + allocation(scope.filter.len() * size_of::<FilterItem>()) + filter
+        }
+        Ok(
+            Scope::Identity(name)
+            | Scope::Launch(name)
+            | Scope::Refresh(name)
+            | Scope::Extension(name),
+        ) => allocation(name.len()),
+        Err(_) => 0,
+    }
 }
 
 /// A snapshot of the cache's counters, for metrics.

@@ -424,7 +424,7 @@ pub fn judge_response(
     };
     Ok(VerifiedToken {
         context,
-        claims,
+        claims: super::IntrospectionClaims::read(&claims),
         expires_at,
         source: TokenSource::RemoteIntrospection,
         issuer: rules.issuer.clone(),

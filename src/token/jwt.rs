@@ -334,7 +334,7 @@ fn verified_token(
     let expires_at = claims.get("exp").and_then(numeric_date);
     Ok(VerifiedToken {
         context,
-        claims,
+        claims: super::IntrospectionClaims::read(&claims),
         expires_at,
         source: TokenSource::LocalJwt,
         issuer: issuer.to_owned(),

@@ -13,6 +13,7 @@
 //!   `opaque_tokens`, or refused as malformed when there is none.
 
 pub mod cache;
+mod claims;
 pub mod discovery;
 pub mod introspect;
 pub mod jwks;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 
 pub use cache::CacheStats;
 use cache::CachedVerdict;
+pub use claims::IntrospectionClaims;
 
 use crate::config::{CacheConfig, IssuerConfig, KeySource};
 use crate::fhir::FhirVersion;
@@ -41,13 +43,17 @@ pub enum TokenSource {
     RemoteIntrospection,
 }
 
-/// A token that passed verification: its decision context and its claims.
+/// A token that passed verification: its decision context and what introspection answers
+/// need besides. It is what the cache keeps per token, so it keeps nothing twice: the scope,
+/// launch context, issuer, audiences and expiry are read once into their fields and dropped
+/// from `claims`.
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
     /// What the engine decides on: granted scopes and launch context.
     pub context: TokenContext,
-    /// Every claim of the token, for introspection answers.
-    pub claims: Map<String, Value>,
+    /// The claims introspection answers carry beyond the fields here; the others are
+    /// dropped once read.
+    pub claims: IntrospectionClaims,
     /// `exp`, seconds since the Unix epoch.
     pub expires_at: Option<i64>,
     /// How the token was verified.

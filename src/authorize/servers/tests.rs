@@ -67,7 +67,7 @@ fn token(issuer: &str, aud: Value) -> VerifiedToken {
     };
     VerifiedToken {
         context,
-        claims,
+        claims: crate::token::IntrospectionClaims::read(&claims),
         expires_at: None,
         source: TokenSource::LocalJwt,
         issuer: issuer.to_owned(),

@@ -1,3 +1,5 @@
+use serde_json::Value;
+
 use super::*;
 
 const MAX: Duration = Duration::from_secs(300);
@@ -28,7 +30,7 @@ fn token(source: TokenSource, expires_at: Option<i64>, scope: &str) -> Arc<Verif
     };
     Arc::new(VerifiedToken {
         context,
-        claims,
+        claims: crate::token::IntrospectionClaims::read(&claims),
         expires_at,
         source,
         issuer: "https://issuer.example".to_owned(),

@@ -153,7 +153,8 @@ async fn accepts_rs256_es256_and_eddsa_tokens() {
         assert_eq!(token.context.client_id.as_deref(), Some("growth-chart"));
         assert_eq!(token.context.scopes.entries.len(), 2);
         assert_eq!(token.expires_at, claims["exp"].as_i64());
-        assert_eq!(token.claims.get("sub"), Some(&json!("user-1")));
+        assert_eq!(token.context.sub.as_deref(), Some("user-1"));
+        assert_eq!(token.claims.iat, claims["iat"].as_i64());
     }
 }
 

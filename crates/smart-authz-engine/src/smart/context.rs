@@ -93,6 +93,19 @@ impl TokenContext {
             sub: text("sub")?,
         })
     }
+
+    /// The same context read for a server of another FHIR version: the scopes parsed again
+    /// from their texts (which resource types exist depends on the version), the launch
+    /// context unchanged.
+    pub fn for_version(&self, version: FhirVersion) -> TokenContext {
+        TokenContext {
+            scopes: ScopeSet::from_list(
+                self.scopes.entries.iter().map(|entry| entry.text.as_str()),
+                version,
+            ),
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

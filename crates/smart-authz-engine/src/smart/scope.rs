@@ -354,10 +354,13 @@ fn parse_filter(
     if query.is_empty() {
         return Err(QueryError::Empty);
     }
-    query
+    let mut items: Vec<FilterItem> = query
         .split('&')
         .map(|item| parse_filter_item(item, resource, version))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A parsed scope lives as long as its token is cached: no spare capacity.
+    items.shrink_to_fit();
+    Ok(items)
 }
 
 fn parse_filter_item(
@@ -375,17 +378,19 @@ fn parse_filter_item(
     if value.is_empty() {
         return Err(QueryError::EmptyValue(name.to_owned()));
     }
-    let values = value
+    let mut values: Vec<String> = value
         .split(',')
         .map(|alternative| {
-            let decoded = decode_percent_strict(alternative)
+            let mut decoded = decode_percent_strict(alternative)
                 .ok_or_else(|| QueryError::BadEncoding(item.to_owned()))?;
             if decoded.is_empty() {
                 return Err(QueryError::EmptyValue(name.to_owned()));
             }
+            decoded.shrink_to_fit();
             Ok(decoded)
         })
         .collect::<Result<_, _>>()?;
+    values.shrink_to_fit();
     Ok(FilterItem {
         param: name.to_owned(),
         values,

@@ -64,6 +64,8 @@ impl ScopeSet {
                 parsed,
             });
         }
+        // A token's scopes are kept as long as the token is cached: no spare capacity.
+        entries.shrink_to_fit();
         ScopeSet { entries }
     }
 

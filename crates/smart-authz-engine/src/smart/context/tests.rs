@@ -66,3 +66,25 @@ fn identity_claims_with_control_characters_are_refused() {
         );
     }
 }
+
+/// A server of another FHIR version re-reads the scopes (R5's `DeviceUsage` is no R4 type);
+/// the launch context stays as it was.
+#[test]
+fn a_context_is_read_again_for_another_fhir_version() {
+    let claims = json!({
+        "scope": "patient/DeviceUsage.rs patient/Observation.rs",
+        "patient": "123",
+        "client_id": "app",
+    });
+    let r4 = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
+    assert!(r4.scopes.entries[0].parsed.is_err());
+    let r5 = r4.for_version(FhirVersion::R5);
+    assert!(r5.scopes.entries[0].parsed.is_ok());
+    assert!(r5.scopes.entries[1].parsed.is_ok());
+    assert_eq!(r5.patient.as_deref(), Some("123"));
+    assert_eq!(r5.client_id.as_deref(), Some("app"));
+    assert_eq!(
+        r5.for_version(FhirVersion::R4).scopes.entries[0].parsed,
+        r4.scopes.entries[0].parsed
+    );
+}
