@@ -23,7 +23,7 @@ const SCOPES: &str = "openid fhirUser launch/patient offline_access patient/Pati
 
 fn token() -> TokenContext {
     TokenContext {
-        scopes: ScopeSet::parse(SCOPES, FhirVersion::R4),
+        scopes: std::sync::Arc::new(ScopeSet::parse(SCOPES, FhirVersion::R4)),
         patient: Some("123".into()),
         fhir_user: Some("Patient/123".into()),
         ..TokenContext::default()

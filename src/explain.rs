@@ -155,7 +155,7 @@ fn token_context(args: &ExplainArgs) -> Result<TokenContext, ExplainError> {
         ),
     };
     Ok(TokenContext {
-        scopes: ScopeSet::parse(&args.scope, args.fhir_version),
+        scopes: std::sync::Arc::new(ScopeSet::parse(&args.scope, args.fhir_version)),
         patient,
         encounter: args.launch.encounter.clone(),
         fhir_user: args.launch.fhir_user.clone(),

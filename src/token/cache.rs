@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use super::{TokenError, TokenSource, VerifiedToken};
 use crate::config::CacheConfig;
-use crate::smart::{FilterItem, ResourceSelector, Scope, ScopeEntry, ScopeError, TokenContext};
+use crate::smart::{
+    FilterItem, ResourceSelector, Scope, ScopeEntry, ScopeError, ScopeSet, TokenContext,
+};
 
 /// The cache key: SHA-256 of the token's bytes, never the token itself.
 pub type TokenKey = [u8; 32];
@@ -140,6 +142,7 @@ pub fn verdict_weight(verdict: &CachedVerdict) -> u32 {
                 // The `Arc`'s allocation: two counters and the token.
                 allocation(2 * size_of::<usize>() + size_of::<VerifiedToken>())
                     + context_bytes(&token.context)
+                    + scopes_bytes(&token.context.scopes)
                     + token.claims.heap_bytes(allocation)
                     + allocation(token.issuer.len())
                     + allocation(token.audiences.len() * size_of::<String>())
@@ -162,12 +165,23 @@ fn refusal_text_bytes(error: &TokenError) -> usize {
     }
 }
 
+/// A token's parsed scopes: in full for the token that brought them, nothing more for the
+/// tokens that share them (`token::shared_scopes`), whose `Arc` holds a second count.
+fn scopes_bytes(scopes: &Arc<ScopeSet>) -> usize {
+    if Arc::strong_count(scopes) > 1 {
+        return 0;
+    }
+    let entries = &scopes.entries;
+    allocation(2 * size_of::<usize>() + size_of::<ScopeSet>())
+        + allocation(entries.len() * size_of::<ScopeEntry>())
+        + entries
+            .iter()
+            .map(|entry| allocation(entry.text.len()) + scope_bytes(&entry.parsed))
+            .sum::<usize>()
+}
+
+/// The launch context's own texts (the scopes are weighed apart).
 fn context_bytes(context: &TokenContext) -> usize {
-    let entries = &context.scopes.entries;
-    let scopes: usize = entries
-        .iter()
-        .map(|entry| allocation(entry.text.len()) + scope_bytes(&entry.parsed))
-        .sum();
     let texts = [
         &context.patient,
         &context.encounter,
@@ -175,13 +189,11 @@ fn context_bytes(context: &TokenContext) -> usize {
         &context.client_id,
         &context.sub,
     ];
-    allocation(entries.len() * size_of::<ScopeEntry>())
-        + scopes
-        + texts
-            .iter()
-            .filter_map(|text| text.as_ref())
-            .map(|text| allocation(text.len()))
-            .sum::<usize>()
+    texts
+        .iter()
+        .filter_map(|text| text.as_ref())
+        .map(|text| allocation(text.len()))
+        .sum::<usize>()
 }
 
 /// The heap a parsed scope holds: its resource type and granular filter, or its name.

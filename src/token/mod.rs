@@ -19,6 +19,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 pub mod metrics;
+mod shared_scopes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -340,6 +341,8 @@ pub struct Authenticator {
     /// The index of the issuer that introspects opaque tokens.
     opaque_issuer: Option<usize>,
     cache: cache::TokenCache,
+    /// One parsed copy of each set of scopes, however many cached tokens carry it.
+    shared_scopes: shared_scopes::SharedScopes,
     fhir_version: FhirVersion,
     verifications: AtomicU64,
     background_tasks: Vec<tokio::task::AbortHandle>,
@@ -448,6 +451,7 @@ impl Authenticator {
                 .position(|issuer| issuer.config.opaque_tokens && issuer.introspector.is_some()),
             issuers: trusted,
             cache: cache::TokenCache::new(cache),
+            shared_scopes: shared_scopes::SharedScopes::default(),
             fhir_version,
             verifications: AtomicU64::new(0),
             background_tasks,
@@ -567,7 +571,11 @@ impl Authenticator {
     async fn verify(&self, token: &str) -> Result<CachedVerdict, AuthError> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         match self.judge(token).await {
-            Ok(verified) => Ok(CachedVerdict::Active(Arc::new(verified))),
+            Ok(mut verified) => {
+                let scopes = std::mem::take(&mut verified.context.scopes);
+                verified.context.scopes = self.shared_scopes.share(scopes, self.fhir_version);
+                Ok(CachedVerdict::Active(Arc::new(verified)))
+            }
             Err(Rejection::Refused(error)) => Ok(CachedVerdict::Refused(error)),
             Err(uncached) => Err(uncached.into_auth_error()),
         }

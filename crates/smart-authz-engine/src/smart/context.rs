@@ -1,6 +1,8 @@
 //! What a verified token says about who is asking and in which launch context
 //! (App Launch 2.2 §3.0.3 "launch context", token-introspection.html).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::scope_set::ScopeSet;
@@ -10,8 +12,9 @@ use crate::fhir::reference::id_of;
 /// The decision-relevant content of a verified access token.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenContext {
-    /// The *granted* scopes (never what the client asked for).
-    pub scopes: ScopeSet,
+    /// The *granted* scopes (never what the client asked for). Shared: the tokens of one
+    /// app carry the same scopes, and a service caching many of them keeps one parsed copy.
+    pub scopes: Arc<ScopeSet>,
     /// The patient in context, as a bare id (`Patient/123` is normalised to `123`).
     pub patient: Option<String>,
     pub encounter: Option<String>,
@@ -40,7 +43,7 @@ impl TokenContext {
     /// A context with scopes only, as for a backend-services token.
     pub fn with_scopes(scopes: ScopeSet) -> Self {
         TokenContext {
-            scopes,
+            scopes: Arc::new(scopes),
             ..TokenContext::default()
         }
     }
@@ -81,7 +84,7 @@ impl TokenContext {
             ),
         };
         Ok(TokenContext {
-            scopes,
+            scopes: Arc::new(scopes),
             patient,
             encounter: text("encounter")?.map(|encounter| {
                 id_of("Encounter", &encounter)
@@ -99,10 +102,10 @@ impl TokenContext {
     /// context unchanged.
     pub fn for_version(&self, version: FhirVersion) -> TokenContext {
         TokenContext {
-            scopes: ScopeSet::from_list(
+            scopes: Arc::new(ScopeSet::from_list(
                 self.scopes.entries.iter().map(|entry| entry.text.as_str()),
                 version,
-            ),
+            )),
             ..self.clone()
         }
     }

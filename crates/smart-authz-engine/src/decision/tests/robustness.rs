@@ -54,7 +54,7 @@ proptest! {
     ) {
         let Ok(request) = parse_request_line(method, &path) else { return Ok(()) };
         let token = TokenContext {
-            scopes: ScopeSet::parse(&scopes, version),
+            scopes: std::sync::Arc::new(ScopeSet::parse(&scopes, version)),
             patient,
             fhir_user,
             ..TokenContext::default()
@@ -91,7 +91,7 @@ proptest! {
         let Ok(request) = parse_request_line(method, &path) else { return Ok(()) };
         let engine = Engine::new(Policy::for_version(version));
         let token = |scopes: &str| TokenContext {
-            scopes: ScopeSet::parse(scopes, version),
+            scopes: std::sync::Arc::new(ScopeSet::parse(scopes, version)),
             patient: patient.clone(),
             ..TokenContext::default()
         };
@@ -120,7 +120,7 @@ proptest! {
         };
         let engine = Engine::new(Policy::for_version(version));
         let token = TokenContext {
-            scopes: ScopeSet::parse(&scopes, version),
+            scopes: std::sync::Arc::new(ScopeSet::parse(&scopes, version)),
             patient,
             ..TokenContext::default()
         };
