@@ -6,6 +6,7 @@
 
 pub mod health;
 mod overload;
+mod single_write;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tower::util::MapResponseLayer;
 
 use self::health::Health;
 use self::overload::ShedLayer;
+use self::single_write::SingleWrite;
 use crate::authorize::{Authorizer, Servers};
 use crate::authzen;
 use crate::config::Config;
@@ -342,10 +344,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// The accepted connections, with Nagle's algorithm off: small gRPC responses must not wait
-/// for the peer's delayed ACK (a 40 ms stall per call otherwise), and with TCP keepalive so
-/// dead peers behind a load balancer are noticed.
-fn incoming(listener: TcpListener) -> TcpIncoming {
+/// for the peer's delayed ACK (a 40 ms stall per call otherwise), with TCP keepalive so dead
+/// peers behind a load balancer are noticed, and answered in one write ([`SingleWrite`]).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<SingleWrite<tokio::net::TcpStream>>> {
+    use tokio_stream::StreamExt as _;
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(std::time::Duration::from_secs(60)))
+        .map(|accepted| accepted.map(SingleWrite))
 }
