@@ -77,3 +77,6 @@ impl<T: Connected> Connected for SingleWrite<T> {
         self.0.connect_info()
     }
 }
+
+#[cfg(test)]
+mod tests;
