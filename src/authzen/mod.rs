@@ -170,16 +170,7 @@ async fn evaluation(
     let body = &posted.body;
     let call = async {
         let call = Call::new(rpc, &span).with_request_id(id);
-        let answer = face
-            .decide(
-                call,
-                body.get("subject"),
-                body.get("action"),
-                body.get("resource"),
-                body.get("context"),
-            )
-            .await?;
-        Ok(answer)
+        face.decide(call, |name| body.get(name)).await
     };
     match telemetry::observe(rpc, &span, call).await {
         Ok(Answer::Decided(value)) => answer::http(StatusCode::OK, &value, id),
@@ -225,16 +216,7 @@ async fn evaluations(
         let call = Call::new(rpc, &span).with_request_id(id);
         // AuthZEN 1.0 §7.1: without evaluations, the request is one evaluation.
         if items.is_empty() {
-            let answer = face
-                .decide(
-                    call,
-                    body.get("subject"),
-                    body.get("action"),
-                    body.get("resource"),
-                    body.get("context"),
-                )
-                .await?;
-            return Ok(Err(answer));
+            return Ok(Err(face.decide(call, |name| body.get(name)).await?));
         }
         let mut answers = Vec::with_capacity(items.len());
         for item in items {
@@ -249,15 +231,8 @@ async fn evaluations(
                 continue;
             };
             // Each part of an item replaces the request's default whole.
-            let part = |name: &str| item.get(name).or_else(|| body.get(name));
             let answer = face
-                .decide(
-                    call,
-                    part("subject"),
-                    part("action"),
-                    part("resource"),
-                    part("context"),
-                )
+                .decide(call, |name| item.get(name).or_else(|| body.get(name)))
                 .await?;
             let allowed = answer.is_allow();
             answers.push(answer);
@@ -325,16 +300,20 @@ impl Semantic {
 }
 
 impl Face {
-    /// One evaluation through the pipeline. `Err` only when an issuer is unavailable.
-    async fn decide(
+    /// One evaluation through the pipeline, its subject, action, resource and context read
+    /// by `part`. `Err` only when an issuer is unavailable.
+    async fn decide<'b>(
         &self,
         call: Call<'_>,
-        subject: Option<&Value>,
-        action: Option<&Value>,
-        resource: Option<&Value>,
-        context: Option<&Value>,
+        part: impl Fn(&str) -> Option<&'b Value>,
     ) -> Result<Answer, tonic::Status> {
-        let evaluation = match request::read(subject, action, resource, context) {
+        let read = request::read(
+            part("subject"),
+            part("action"),
+            part("resource"),
+            part("context"),
+        );
+        let evaluation = match read {
             Ok(evaluation) => evaluation,
             Err(unreadable) => {
                 return Ok(Answer::failed(
