@@ -41,13 +41,18 @@ fn config() -> Config {
 
 /// A token of about 1 KB: a realistic SMART scope string and launch context.
 fn token(algorithm: Algorithm, kid: &str, private_pem: &str) -> String {
+    token_numbered(algorithm, kid, private_pem, 0)
+}
+
+/// [`token`] with `serial` in its `jti`, so every serial is a distinct token.
+fn token_numbered(algorithm: Algorithm, kid: &str, private_pem: &str, serial: usize) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let claims = json!({
         "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
-        "iat": now, "exp": now + 3600, "jti": "c2f1d2b0-5b8e-4c5e-9d44-0a6d1b1e8f11",
+        "iat": now, "exp": now + 3600, "jti": format!("c2f1d2b0-5b8e-4c5e-9d44-{serial:012}"),
         "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
         "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
         "need_patient_banner": true
@@ -103,6 +108,39 @@ fn benchmarks(criterion: &mut Criterion) {
 
     criterion.bench_function("sha-256 of the 1 KB token", |bench| {
         bench.iter(|| smart_authz::token::cache::token_key(black_box(&rs256)))
+    });
+
+    // Every call a token the cache has not seen (the cache holds a few entries, the pool is
+    // far larger): verification, claims, scopes and the insertion, without the transport.
+    let mut small = config.clone();
+    small.cache.max_bytes = 4096;
+    let cold: Arc<Authenticator> = runtime.block_on(async {
+        Authenticator::new(&small.issuers, &small.cache, FhirVersion::R4)
+            .await
+            .unwrap()
+    });
+    let pool: Vec<String> = (0..20_000)
+        .map(|serial| {
+            token_numbered(
+                Algorithm::ES256,
+                "ec-1",
+                include_str!("../tests/fixtures/keys/ec-1.pem"),
+                serial + 1,
+            )
+        })
+        .collect();
+    let mut next = 0;
+    criterion.bench_function("cache miss, authenticate ES256", |bench| {
+        bench.to_async(&runtime).iter(|| {
+            next = (next + 1) % pool.len();
+            let token = &pool[next];
+            let cold = &cold;
+            async move {
+                let authenticated = cold.authenticate(black_box(token)).await.unwrap();
+                assert!(!authenticated.cached);
+                authenticated
+            }
+        })
     });
 
     let issuer = config.issuers[0].clone();

@@ -3,7 +3,8 @@
 //! (one thread), then the resident memory per cached token and under the cache's bound.
 //!
 //! `cargo build --release && cargo run --release --example perf -- [--smoke] [--json FILE]
-//! [--calls N] [--seconds S] [--concurrency C] [--connections K] [--only A,B] [--no-memory]`
+//! [--calls N] [--seconds S] [--concurrency C] [--connections K] [--cold-tokens T]
+//! [--only A,B] [--no-memory] [--tls]`
 //! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections).
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
 //! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
@@ -17,6 +18,9 @@
 
 #[path = "../tests/common/perf.rs"]
 mod perf;
+#[path = "../tests/common/tls.rs"]
+#[allow(dead_code, reason = "the perf tool uses the server certificate only")]
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +42,8 @@ fn main() {
             "--seconds" => options.seconds = value().parse().expect("a number"),
             "--concurrency" => options.concurrency = value().parse().expect("a number"),
             "--connections" => options.connections = value().parse().expect("a number"),
+            "--cold-tokens" => options.cold_tokens = value().parse().expect("a number"),
+            "--tls" => options.tls = true,
             other => panic!("unknown option {other}"),
         }
     }

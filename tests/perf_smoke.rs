@@ -11,6 +11,9 @@
 
 #[path = "common/perf.rs"]
 mod perf;
+#[path = "common/tls.rs"]
+#[allow(dead_code, reason = "the perf tool uses the server certificate only")]
+mod tls;
 
 use std::path::Path;
 
@@ -52,4 +55,28 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
     let json = report.json();
     assert_eq!(json["scenarios"].as_array().unwrap().len(), 9);
     assert!(json["memory"]["bytes_per_token"].is_number());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_runs_over_tls() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut options = perf::Options::smoke();
+    options.tls = true;
+    options.skip_memory = true;
+    options.only = vec!["check_cached".to_owned(), "envoy_check".to_owned()];
+    let report = perf::run(
+        Path::new(env!("CARGO_BIN_EXE_smart-authz")),
+        &root.join("tests/fixtures/keys"),
+        &options,
+    )
+    .await;
+    let table = report.table();
+    for name in ["health_floor", "check_cached", "envoy_check"] {
+        let scenario = report
+            .scenario(name)
+            .unwrap_or_else(|| panic!("{name} missing:\n{table}"));
+        assert!(scenario.calls > 0, "{name}:\n{table}");
+        assert_eq!(scenario.errors, 0, "{name}:\n{table}");
+    }
+    assert!(report.scenario("cold_rs256").is_none(), "{table}");
 }

@@ -254,8 +254,12 @@ pub async fn serve(
     match tls {
         Some(files) => {
             let _reload = AbortOnDrop(tls::reload_periodically(Arc::clone(&files)));
+            use tokio_stream::StreamExt as _;
+            // h2 above the TLS stream writes each answer with its trailers too: one record.
+            let connections =
+                tls::incoming(listener, files).map(|accepted| accepted.map(SingleWrite));
             router
-                .serve_with_incoming_shutdown(tls::incoming(listener, files), shutdown)
+                .serve_with_incoming_shutdown(connections, shutdown)
                 .await?;
         }
         None => {

@@ -61,6 +61,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Skip the memory measurement.
     pub skip_memory: bool,
+    /// Serve gRPC over TLS (`[tls]`, a certificate made for the run) and call over TLS.
+    pub tls: bool,
 }
 
 impl Options {
@@ -84,6 +86,7 @@ impl Options {
             pin_server: true,
             only: Vec::new(),
             skip_memory: false,
+            tls: false,
         }
     }
 
@@ -101,6 +104,7 @@ impl Options {
             pin_server: false,
             only: Vec::new(),
             skip_memory: false,
+            tls: false,
         }
     }
 }
@@ -165,6 +169,14 @@ impl Report {
             .map_or(1.0, Measured::rate)
     }
 
+    /// What a cold call costs the server beyond a cached one (the transport and the decision
+    /// are the same): the verification and caching of a new token, to set against the raw
+    /// verification.
+    pub fn cold_extra_us(&self, cold: &str) -> Option<f64> {
+        let cached = self.scenario("check_cached")?.server_cpu_us;
+        Some(self.scenario(cold)?.server_cpu_us - cached)
+    }
+
     pub fn scenario(&self, name: &str) -> Option<&Measured> {
         self.scenarios.iter().find(|scenario| scenario.name == name)
     }
@@ -196,6 +208,17 @@ impl Report {
             "raw signature verification in process: RS256 {:.1} µs, ES256 {:.1} µs\n",
             self.raw_rs256_us, self.raw_es256_us
         ));
+        for (name, raw) in [
+            ("cold_rs256", self.raw_rs256_us),
+            ("cold_es256", self.raw_es256_us),
+        ] {
+            if let Some(extra) = self.cold_extra_us(name) {
+                table.push_str(&format!(
+                    "{name}: {extra:.1} µs server CPU per call beyond the cached call, {:.2}× the raw verification\n",
+                    extra / raw
+                ));
+            }
+        }
         let memory = &self.memory;
         table.push_str(&format!(
             "memory: idle {} KiB; {} cached tokens {} KiB, {:.0} bytes per token; cache bound {} KiB full at {} KiB resident, {:.2} of bound + idle\n",
@@ -220,6 +243,8 @@ impl Report {
                 "connections": self.options.connections,
                 "working_set": self.options.working_set,
                 "pin_server": self.options.pin_server,
+                "cold_tokens": self.options.cold_tokens,
+                "tls": self.options.tls,
             },
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             "scenarios": self.scenarios.iter().map(|scenario| json!({
@@ -234,6 +259,10 @@ impl Report {
                 "server_cpu_us_per_call": scenario.server_cpu_us,
             })).collect::<Vec<_>>(),
             "raw_verify_us": { "rs256": self.raw_rs256_us, "es256": self.raw_es256_us },
+            "cold_beyond_cached_us": {
+                "rs256": self.cold_extra_us("cold_rs256"),
+                "es256": self.cold_extra_us("cold_es256"),
+            },
             "memory": {
                 "tokens": self.memory.tokens,
                 "idle_kib": self.memory.idle_kib,
@@ -315,6 +344,8 @@ struct Server {
     child: Child,
     endpoint: tonic::transport::Endpoint,
     _config: tempfile::NamedTempFile,
+    /// The certificates of a TLS server, kept until it stops.
+    _pki: Option<super::tls::Pki>,
 }
 
 impl Drop for Server {
@@ -325,12 +356,17 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start(binary: &Path, keys: &Keys, cache_bytes: u64, pin: bool) -> Server {
+    async fn start(binary: &Path, keys: &Keys, cache_bytes: u64, pin: bool, tls: bool) -> Server {
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        let pki = tls.then(|| super::tls::Pki::new("perf"));
+        let tls_section = pki
+            .as_ref()
+            .map(|pki| pki.tls_toml(&pki.server(), None))
+            .unwrap_or_default();
         std::fs::write(
             config.path(),
             format!(
-                "max_concurrent_calls = 100000\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{}'\n[cache]\nmax_bytes = {cache_bytes}\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n[telemetry]\nmetrics_listen = \"\"\naudit = \"off\"\n",
+                "max_concurrent_calls = 100000\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{}'\n[cache]\nmax_bytes = {cache_bytes}\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n[telemetry]\nmetrics_listen = \"\"\naudit = \"off\"\n{tls_section}",
                 keys.jwks
             ),
         )
@@ -361,9 +397,19 @@ impl Server {
             }
         }
         let child = command.spawn().expect("the binary runs");
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let scheme = if tls { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
             .unwrap()
             .tcp_nodelay(true);
+        if let Some(pki) = &pki {
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pki.ca_pem()))
+                        .domain_name("localhost"),
+                )
+                .unwrap();
+        }
         let started = Instant::now();
         while endpoint.connect().await.is_err() {
             assert!(
@@ -376,6 +422,7 @@ impl Server {
             child,
             endpoint,
             _config: config,
+            _pki: pki,
         }
     }
 
@@ -557,10 +604,35 @@ fn allowed(response: Result<tonic::Response<pb::CheckAccessResponse>, tonic::Sta
     response.is_ok_and(|response| response.into_inner().decision == pb::Decision::Allow as i32)
 }
 
+/// `count` distinct tokens from serial `first` on. Signed off the runtime's one thread: RS256
+/// signing takes a millisecond each, and a runtime busy for seconds answers no HTTP/2 ping,
+/// so the server would close the connections on its keepalive timeout.
+async fn mint_many(
+    keys: &Arc<Keys>,
+    algorithm: Algorithm,
+    first: usize,
+    count: usize,
+) -> Arc<Vec<String>> {
+    let keys = Arc::clone(keys);
+    let tokens = tokio::task::spawn_blocking(move || {
+        (first..first + count)
+            .map(|serial| keys.mint(algorithm, serial))
+            .collect()
+    });
+    Arc::new(tokens.await.unwrap())
+}
+
 /// Runs every scenario against `binary` and measures memory.
 pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     let keys = Arc::new(Keys::load(keys_dir));
-    let server = Server::start(binary, &keys, 1024 * 1024 * 1024, options.pin_server).await;
+    let server = Server::start(
+        binary,
+        &keys,
+        1024 * 1024 * 1024,
+        options.pin_server,
+        options.tls,
+    )
+    .await;
     let pid = server.pid();
     let channels = Arc::new(server.channels(options.connections.max(1)).await);
     let token = Arc::new(keys.mint(Algorithm::RS256, 0));
@@ -607,11 +679,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
 
     if options.runs("check_10k_tokens") {
         // A working set of distinct cached tokens: verified once, then served from the cache.
-        let set: Arc<Vec<String>> = Arc::new(
-            (0..options.working_set)
-                .map(|serial| keys.mint(Algorithm::ES256, 1_000_000 + serial))
-                .collect(),
-        );
+        let set = mint_many(&keys, Algorithm::ES256, 1_000_000, options.working_set).await;
         let warm_calls = set.len() as u64;
         let (warm, tokens) = (Arc::clone(&channels), Arc::clone(&set));
         let warm_up = drive(
@@ -652,11 +720,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         if !options.runs(name) {
             continue;
         }
-        let fresh: Arc<Vec<String>> = Arc::new(
-            (0..options.cold_tokens)
-                .map(|serial| keys.mint(algorithm, offset + serial))
-                .collect(),
-        );
+        let fresh = mint_many(&keys, algorithm, offset, options.cold_tokens).await;
         let (cold, tokens) = (Arc::clone(&channels), Arc::clone(&fresh));
         let calls = options.calls.min(fresh.len() as u64);
         scenarios.push(
@@ -823,7 +887,7 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
         (1024 * 1024 * 1024, true),
         (options.memory_bound_bytes, false),
     ] {
-        let server = Server::start(binary, keys, bound, options.pin_server).await;
+        let server = Server::start(binary, keys, bound, options.pin_server, false).await;
         let pid = server.pid();
         let channels = Arc::new(server.channels(options.connections.max(1)).await);
         // One call first: the idle footprint of a serving process.
@@ -886,7 +950,8 @@ fn h2load_rate(output: &str) -> Option<f64> {
 /// two summaries.
 pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64, f64), String) {
     let keys = Keys::load(keys_dir);
-    let server = Server::start(binary, &keys, 1024 * 1024 * 1024, options.pin_server).await;
+    // h2load's pre-encoded frames go over cleartext HTTP/2 (h2c).
+    let server = Server::start(binary, &keys, 1024 * 1024 * 1024, options.pin_server, false).await;
     let token = keys.mint(Algorithm::RS256, 0);
     let request = check_request(&token, SEARCH, None);
     // The same bytes over tonic first: h2load counts any HTTP 200, a deny included.
