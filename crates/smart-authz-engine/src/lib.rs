@@ -9,8 +9,9 @@
 //!
 //! Each module imports only the ones below it:
 //! - [`decision`]: the engine. `decide(token, request, stored, proposed)` returns a
-//!   [`decision::Decision`]; batches and transactions are decided entry by entry. Policy
-//!   knobs live in [`decision::Policy`].
+//!   [`decision::Decision`]; batches and transactions are decided entry by entry, and a
+//!   FHIR server's answer is filtered on the way back, every resource judged as a read of
+//!   it (`Engine::filter_response`). Policy knobs live in [`decision::Policy`].
 //! - [`smart`]: the scope grammar (`patient/Observation.rs?category=...`, v1 words, launch,
 //!   identity and extension scopes) and the launch context read from a token's claims.
 //! - [`fhir`]: FHIR versions with tables generated from the official definitions

@@ -6,10 +6,12 @@
 mod batch;
 mod engine;
 mod policy;
+mod response;
 
 pub use batch::{BundleDecision, BundleEntry, BundleError, BundleKind, bundle_entries};
 pub use engine::{Engine, decide};
 pub use policy::{NonCompartmentAccess, OperationRule, Policy};
+pub use response::{EntryMode, EntryVerdict, FilteredResponse, ResponseError};
 
 use serde::Serialize;
 

@@ -1,0 +1,467 @@
+//! Enforcement on the way back: what a FHIR server answered, judged before it reaches the
+//! app (docs/response-filtering.md).
+//!
+//! An allowed search, history or `_include` still carries constraints the server must apply
+//! (the compartment `Patient/123`, granular filters, the types readable through includes),
+//! and a server that gets one wrong leaks another patient's data. Here every resource of the
+//! answer is judged exactly as a read of it would be, with the resource as the stored
+//! version, so the compartment and the filters are checked by the engine itself:
+//! - a Bundle (searchset, history, a batch's or an operation's answer) loses the entries
+//!   that fail; `total` is removed when any did (the count would tell how many resources of
+//!   others matched), and a searchset gains an `OperationOutcome` entry with
+//!   `search.mode = outcome` saying how many were withheld (other Bundle types may not carry
+//!   `search`, FHIR R4 bundle invariant bdl-2);
+//! - a single resource that fails denies the whole answer;
+//! - an `OperationOutcome` answer, or an entry in `outcome` mode, is the server's own
+//!   message and passes;
+//! - whatever cannot be judged is dropped: an entry with no resource (outside batch and
+//!   transaction answers), a resource without type or id, a Bundle nested in an entry.
+//!
+//! An entry is kept only when the read is allowed under a grant left with nothing to
+//! enforce: with the resource at hand the engine verifies compartments and filters, so a
+//! grant still carrying one means the engine could not, and that is a drop.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{Decision, Engine, Grant, Outcome, Reason};
+use crate::fhir::{FhirRequest, Interaction, Resource};
+use crate::smart::{Permission, ScopeContext, TokenContext};
+
+/// Why a response cannot be filtered: never an allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("the response is not a JSON object")]
+    NotAnObject,
+    #[error("the response has no resourceType")]
+    MissingResourceType,
+    /// A single object where an array belongs: a reader that takes it as a one-entry list
+    /// would show an entry nobody judged.
+    #[error("Bundle.entry must be an array")]
+    EntryNotAnArray,
+}
+
+/// The `search.mode` of a Bundle entry (FHIR R4 bundle.html, SearchEntryMode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryMode {
+    /// A match of the search, or an entry with no (or an unknown) mode.
+    Match,
+    /// Included by `_include` / `_revinclude`.
+    Include,
+    /// The server's `OperationOutcome` about the search.
+    Outcome,
+}
+
+/// The verdict on one entry (or on the single resource of the answer).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntryVerdict {
+    /// Position in the answer's `entry` array (0 for a single resource).
+    pub index: usize,
+    /// `Type/id` of the resource, when it has both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub mode: EntryMode,
+    pub kept: bool,
+    /// `Granted` for a kept entry; for a dropped one, why a read of it is denied.
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// The answer as it may go back to the app.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FilteredResponse {
+    /// Allow: `body` may be returned. Deny: nothing of the answer may.
+    #[serde(rename = "decision")]
+    pub outcome: Outcome,
+    pub reason: Reason,
+    pub message: String,
+    /// False when the request's grant needs no filtering (every resource it can return is
+    /// readable without constraint): the answer passes unread.
+    pub filtered: bool,
+    /// One verdict per entry of a Bundle, in order; one for a single resource.
+    pub entries: Vec<EntryVerdict>,
+    /// Entries removed.
+    pub withheld: usize,
+    /// The answer with the withheld entries removed; `Null` on a deny.
+    pub body: Value,
+}
+
+impl FilteredResponse {
+    pub fn is_allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+
+    /// Whether `body` differs from the answer (entries withheld, or denied).
+    pub fn changed(&self) -> bool {
+        self.withheld > 0 || !self.is_allowed()
+    }
+
+    fn denied(reason: Reason, message: String, entries: Vec<EntryVerdict>) -> Self {
+        FilteredResponse {
+            outcome: Outcome::Deny,
+            reason,
+            message,
+            filtered: true,
+            entries,
+            withheld: 0,
+            body: Value::Null,
+        }
+    }
+}
+
+/// Interactions whose request was decided with its resources on the way in: their answer
+/// is judged, but the request is not decided again without them.
+fn is_write(interaction: Interaction) -> bool {
+    matches!(
+        interaction,
+        Interaction::Create
+            | Interaction::Update
+            | Interaction::Patch
+            | Interaction::Delete
+            | Interaction::Batch
+            | Interaction::Transaction
+    )
+}
+
+/// A grant that leaves the server nothing to enforce on a resource: no compartment, no
+/// filter, no patient to exclude (its obligation is the server's, and unknowable here).
+fn is_unconstrained(grant: &Grant) -> bool {
+    grant.compartment.is_none()
+        && grant.filters.is_empty()
+        && grant.exclude_other_patients_via.is_empty()
+}
+
+/// Parameters that make an answer carry resources of other types than the one searched.
+fn brings_other_types(request: &FhirRequest) -> bool {
+    request.params.iter().any(|param| {
+        let name = param.name.split(':').next().unwrap_or_default();
+        matches!(name, "_include" | "_revinclude" | "_contained")
+    })
+}
+
+impl Engine {
+    /// Whether the answer to `request`, allowed by `decision` for `token`, must be read
+    /// before it goes back. Not for a public endpoint, nor under a grant with nothing to
+    /// enforce that covers every type the answer can carry: a `system/` or `user/` scope on
+    /// all types, or any such grant on the one type of a plain read, search or history with
+    /// no includes (a Bundle under a `patient/` grant excepted: it holds other resources).
+    /// Envoy's ext_proc face asks for no body then.
+    pub fn response_needs_filtering(
+        &self,
+        token: &TokenContext,
+        request: &FhirRequest,
+        decision: &Decision,
+    ) -> bool {
+        if decision.reason == Reason::PublicEndpoint {
+            return false;
+        }
+        if !decision.is_allowed() || is_write(request.interaction) {
+            return true;
+        }
+        let single_type = matches!(
+            request.interaction,
+            Interaction::Read
+                | Interaction::Vread
+                | Interaction::HistoryInstance
+                | Interaction::SearchType
+                | Interaction::HistoryType
+        ) && !brings_other_types(request);
+        let covers_its_type = |grant: &Grant| {
+            single_type
+                && !(grant.context == ScopeContext::Patient
+                    && request.resource_type.as_deref() == Some("Bundle"))
+                && grant
+                    .resource_types
+                    .iter()
+                    .any(|covered| Some(covered.as_str()) == request.resource_type.as_deref())
+        };
+        let reads_every_type = |grant: &Grant| {
+            grant.context != ScopeContext::Patient
+                && token.scopes.resource_scopes().any(|(text, scope)| {
+                    text == grant.scope
+                        && scope.resource.as_str() == "*"
+                        && scope.permissions.contains(Permission::Read)
+                        && scope.filter.is_empty()
+                })
+        };
+        !decision.grants.iter().any(|grant| {
+            is_unconstrained(grant) && (covers_its_type(grant) || reads_every_type(grant))
+        })
+    }
+
+    /// Judges the answer `response` (parsed JSON) to `request`, made with `token`, and
+    /// returns what of it may go back (module documentation).
+    pub fn filter_response(
+        &self,
+        token: &TokenContext,
+        request: &FhirRequest,
+        response: Value,
+    ) -> Result<FilteredResponse, ResponseError> {
+        let Value::Object(object) = response else {
+            return Err(ResponseError::NotAnObject);
+        };
+        let resource_type = match object.get("resourceType").and_then(Value::as_str) {
+            Some(resource_type) if !resource_type.is_empty() => resource_type.to_owned(),
+            _ => return Err(ResponseError::MissingResourceType),
+        };
+        let is_bundle_answer = resource_type == "Bundle"
+            && !(matches!(request.interaction, Interaction::Read | Interaction::Vread)
+                && request.resource_type.as_deref() == Some("Bundle"));
+        if is_bundle_answer && !matches!(object.get("entry"), None | Some(Value::Array(_))) {
+            return Err(ResponseError::EntryNotAnArray);
+        }
+        if !is_write(request.interaction) {
+            let decision = self.decide(token, request, None, None);
+            if !decision.is_allowed() {
+                let message = format!(
+                    "denied: the request itself is not allowed: {}",
+                    decision.message.trim_start_matches("denied: ")
+                );
+                return Ok(FilteredResponse::denied(
+                    decision.reason,
+                    message,
+                    Vec::new(),
+                ));
+            }
+            if !self.response_needs_filtering(token, request, &decision) {
+                return Ok(FilteredResponse {
+                    outcome: Outcome::Allow,
+                    reason: decision.reason,
+                    message: "allowed: the grant leaves nothing to check in the answer".to_owned(),
+                    filtered: false,
+                    entries: Vec::new(),
+                    withheld: 0,
+                    body: Value::Object(object),
+                });
+            }
+        }
+        if is_bundle_answer {
+            Ok(self.filter_bundle(token, object))
+        } else {
+            let (resource, verdict) = self.judge(token, Value::Object(object), 0, EntryMode::Match);
+            Ok(if verdict.kept {
+                FilteredResponse {
+                    outcome: Outcome::Allow,
+                    reason: Reason::Granted,
+                    message: verdict.message.clone(),
+                    filtered: true,
+                    entries: vec![verdict],
+                    withheld: 0,
+                    body: resource,
+                }
+            } else {
+                let (reason, message) = (verdict.reason, verdict.message.clone());
+                FilteredResponse::denied(reason, message, vec![verdict])
+            })
+        }
+    }
+
+    /// A Bundle answer, entry by entry.
+    fn filter_bundle(
+        &self,
+        token: &TokenContext,
+        mut bundle: Map<String, Value>,
+    ) -> FilteredResponse {
+        let bundle_type = bundle
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // A batch's or transaction's answer reports each entry's outcome; an entry there
+        // without a resource is a status line, not data.
+        let statuses_allowed = matches!(
+            bundle_type.as_str(),
+            "batch-response" | "transaction-response"
+        );
+        let entries = match bundle.shift_remove("entry") {
+            Some(Value::Array(entries)) => entries,
+            _ => Vec::new(),
+        };
+        let mut kept = Vec::with_capacity(entries.len());
+        let mut verdicts = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let (entry, verdict) = self.judge_entry(token, entry, index, statuses_allowed);
+            if verdict.kept {
+                kept.push(entry);
+            }
+            verdicts.push(verdict);
+        }
+        let withheld = verdicts.iter().filter(|verdict| !verdict.kept).count();
+        if withheld > 0 {
+            bundle.shift_remove("total");
+            if bundle_type == "searchset" {
+                kept.push(withheld_outcome(withheld));
+            }
+        }
+        if !kept.is_empty() {
+            bundle.insert("entry".to_owned(), Value::Array(kept));
+        }
+        let message = if withheld == 0 {
+            format!("allowed: all {} entries may be read", verdicts.len())
+        } else {
+            format!(
+                "allowed: {} of {} entries withheld: a read of them is denied",
+                withheld,
+                verdicts.len()
+            )
+        };
+        FilteredResponse {
+            outcome: Outcome::Allow,
+            reason: Reason::Granted,
+            message,
+            filtered: true,
+            entries: verdicts,
+            withheld,
+            body: Value::Object(bundle),
+        }
+    }
+
+    /// One Bundle entry: its resource judged, the entry given back whole.
+    fn judge_entry(
+        &self,
+        token: &TokenContext,
+        entry: Value,
+        index: usize,
+        statuses_allowed: bool,
+    ) -> (Value, EntryVerdict) {
+        let Value::Object(mut entry) = entry else {
+            return (
+                Value::Null,
+                dropped(index, None, EntryMode::Match, "the entry is not an object"),
+            );
+        };
+        let mode = match entry
+            .get("search")
+            .and_then(|search| search.get("mode"))
+            .and_then(Value::as_str)
+        {
+            Some("include") => EntryMode::Include,
+            Some("outcome") => EntryMode::Outcome,
+            _ => EntryMode::Match,
+        };
+        let Some(resource) = entry.shift_remove("resource") else {
+            let verdict = if statuses_allowed {
+                kept(index, None, mode, "kept: an entry's status, no resource")
+            } else {
+                dropped(index, None, mode, "the entry carries no resource to judge")
+            };
+            return (Value::Object(entry), verdict);
+        };
+        let (resource, verdict) = self.judge(token, resource, index, mode);
+        entry.insert("resource".to_owned(), resource);
+        (Value::Object(entry), verdict)
+    }
+
+    /// One resource, judged as a read of it with the resource as the stored version.
+    fn judge(
+        &self,
+        token: &TokenContext,
+        resource: Value,
+        index: usize,
+        mode: EntryMode,
+    ) -> (Value, EntryVerdict) {
+        let resource_type = resource.get("resourceType").and_then(Value::as_str);
+        let id = resource.get("id").and_then(Value::as_str);
+        let reference = resource_type
+            .zip(id)
+            .map(|(resource_type, id)| format!("{resource_type}/{id}"));
+        match resource_type {
+            Some("OperationOutcome") => {
+                return (
+                    resource,
+                    kept(
+                        index,
+                        reference,
+                        mode,
+                        "kept: the server's OperationOutcome",
+                    ),
+                );
+            }
+            Some("Bundle") => {
+                let message = "a Bundle inside the answer is not judged entry by entry";
+                return (resource, dropped(index, reference, mode, message));
+            }
+            _ => {}
+        }
+        let (Some(resource_type), Some(id)) = (resource_type, id) else {
+            let message = "the resource has no resourceType and id to judge a read by";
+            return (resource, dropped(index, reference, mode, message));
+        };
+        let read = FhirRequest::new(Interaction::Read)
+            .with_type(resource_type)
+            .with_id(id);
+        let stored = Resource::Json(resource);
+        let decision = self.decide(token, &read, Some(&stored), None);
+        let resource = match stored {
+            Resource::Json(resource) => resource,
+            Resource::Facts(_) => Value::Null,
+        };
+        let verdict = if !decision.is_allowed() {
+            EntryVerdict {
+                index,
+                reference,
+                mode,
+                kept: false,
+                reason: decision.reason,
+                message: decision.message,
+            }
+        } else if decision.grants.iter().any(is_unconstrained) {
+            kept(index, reference, mode, &decision.message)
+        } else {
+            EntryVerdict {
+                index,
+                reference,
+                mode,
+                kept: false,
+                reason: Reason::FilterMismatch,
+                message: "denied: the grant leaves a constraint the service cannot check here"
+                    .to_owned(),
+            }
+        };
+        (resource, verdict)
+    }
+}
+
+fn kept(index: usize, reference: Option<String>, mode: EntryMode, message: &str) -> EntryVerdict {
+    EntryVerdict {
+        index,
+        reference,
+        mode,
+        kept: true,
+        reason: Reason::Granted,
+        message: message.to_owned(),
+    }
+}
+
+fn dropped(index: usize, reference: Option<String>, mode: EntryMode, why: &str) -> EntryVerdict {
+    EntryVerdict {
+        index,
+        reference,
+        mode,
+        kept: false,
+        reason: Reason::UnsupportedRequest,
+        message: format!("denied: {why}"),
+    }
+}
+
+/// The searchset entry that says entries were withheld (issue type `suppressed`: "not
+/// returned because of access permission constraints", FHIR R4 valueset-issue-type).
+fn withheld_outcome(withheld: usize) -> Value {
+    json!({
+        "resource": {
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "information",
+                "code": "suppressed",
+                "diagnostics": format!(
+                    "{withheld} entries withheld: the access token may not read them"
+                ),
+            }],
+        },
+        "search": { "mode": "outcome" },
+    })
+}
+
+#[cfg(test)]
+mod tests;

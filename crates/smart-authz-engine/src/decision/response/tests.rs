@@ -1,0 +1,377 @@
+use serde_json::{Value, json};
+
+use super::{EntryMode, ResponseError};
+use crate::decision::{Engine, Outcome, Reason};
+use crate::fhir::{FhirVersion, parse_request_line};
+use crate::smart::TokenContext;
+
+fn token(scope: &str) -> TokenContext {
+    TokenContext::from_claims(
+        &json!({ "scope": scope, "patient": "123", "fhirUser": "Practitioner/7" }),
+        FhirVersion::R4,
+    )
+    .unwrap()
+}
+
+fn filter(scope: &str, line: &str, response: Value) -> super::FilteredResponse {
+    let (method, path) = line.split_once(' ').unwrap();
+    let request = parse_request_line(method, path).unwrap();
+    Engine::default()
+        .filter_response(&token(scope), &request, response)
+        .unwrap()
+}
+
+fn observation(id: &str, patient: &str, category: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "id": id, "status": "final",
+        "category": [{ "coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": category,
+        }]}],
+        "code": { "text": "x" },
+        "subject": { "reference": format!("Patient/{patient}") },
+    })
+}
+
+fn searchset(entries: Vec<(Value, &str)>) -> Value {
+    json!({
+        "resourceType": "Bundle", "type": "searchset", "total": entries.len(),
+        "link": [{ "relation": "self", "url": "https://fhir.example/Observation" }],
+        "entry": entries.into_iter().map(|(resource, mode)| json!({
+            "fullUrl": format!("https://fhir.example/{}/{}",
+                resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap()),
+            "resource": resource,
+            "search": { "mode": mode },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `Type/id` of every entry resource of `body`, in order.
+fn references(body: &Value) -> Vec<String> {
+    body["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|entry| {
+                    let resource = &entry["resource"];
+                    format!(
+                        "{}/{}",
+                        resource["resourceType"].as_str().unwrap_or("?"),
+                        resource["id"].as_str().unwrap_or("-")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_search_keeps_the_patients_entries_and_says_what_was_withheld() {
+    let no_patient = json!({ "resourceType": "Observation", "id": "o3", "status": "final",
+        "code": { "text": "x" } });
+    let answer = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (observation("o2", "456", "laboratory"), "match"),
+        (no_patient, "match"),
+    ]);
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer);
+    assert_eq!(filtered.outcome, Outcome::Allow);
+    assert!(filtered.filtered);
+    assert_eq!(filtered.withheld, 2);
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o1", "OperationOutcome/-"]
+    );
+    let kept: Vec<bool> = filtered.entries.iter().map(|entry| entry.kept).collect();
+    assert_eq!(kept, [true, false, false]);
+    assert_eq!(filtered.entries[1].reason, Reason::OutsideCompartment);
+    assert_eq!(
+        filtered.entries[1].reference.as_deref(),
+        Some("Observation/o2")
+    );
+    assert_eq!(filtered.entries[2].reason, Reason::OutsideCompartment);
+    // The count of matches would tell how many resources of others exist.
+    assert!(filtered.body.get("total").is_none());
+    let outcome = &filtered.body["entry"][1];
+    assert_eq!(outcome["search"]["mode"], "outcome");
+    assert_eq!(outcome["resource"]["issue"][0]["code"], "suppressed");
+    assert!(
+        outcome["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 entries withheld")
+    );
+    // Everything else of the Bundle is as the server wrote it, in its order.
+    assert_eq!(filtered.body["link"][0]["relation"], "self");
+    let members: Vec<&String> = filtered.body.as_object().unwrap().keys().collect();
+    assert_eq!(members, ["resourceType", "type", "link", "entry"]);
+}
+
+#[test]
+fn nothing_withheld_leaves_the_bundle_as_it_was() {
+    let answer = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer.clone());
+    assert_eq!(filtered.withheld, 0);
+    assert!(!filtered.changed());
+    assert_eq!(filtered.body, answer);
+}
+
+#[test]
+fn included_resources_pass_only_as_reads_of_them() {
+    let practitioner = json!({ "resourceType": "Practitioner", "id": "p7" });
+    let own = json!({ "resourceType": "Patient", "id": "123" });
+    let other = json!({ "resourceType": "Patient", "id": "456" });
+    let condition = json!({ "resourceType": "Condition", "id": "c1",
+        "subject": { "reference": "Patient/123" } });
+    let answer = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (own, "include"),
+        (other, "include"),
+        (practitioner, "include"),
+        (condition, "include"),
+    ]);
+    let line = "GET Observation?_include=Observation:subject&_include=Observation:performer";
+    let filtered = filter("patient/Observation.rs patient/Patient.r", line, answer);
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o1", "Patient/123", "OperationOutcome/-"]
+    );
+    let modes: Vec<EntryMode> = filtered.entries.iter().map(|entry| entry.mode).collect();
+    assert_eq!(modes[1..], [EntryMode::Include; 4]);
+    // Patient/456: outside the compartment; Practitioner and Condition: no scope reads them.
+    assert_eq!(filtered.entries[2].reason, Reason::OutsideCompartment);
+    assert_eq!(filtered.entries[3].reason, Reason::NoMatchingScope);
+    assert_eq!(filtered.entries[4].reason, Reason::NoMatchingScope);
+}
+
+#[test]
+fn granular_filters_are_checked_on_each_entry() {
+    let answer = searchset(vec![
+        (observation("o1", "123", "vital-signs"), "match"),
+        (observation("o2", "123", "laboratory"), "match"),
+    ]);
+    let scope = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
+    let filtered = filter(scope, "GET Observation", answer);
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o1", "OperationOutcome/-"]
+    );
+    assert_eq!(filtered.entries[1].reason, Reason::FilterMismatch);
+}
+
+#[test]
+fn a_history_bundle_loses_the_versions_of_another_patient_without_an_outcome_entry() {
+    let mut old = observation("o1", "456", "laboratory");
+    old["meta"] = json!({ "versionId": "1" });
+    let mut current = observation("o1", "123", "laboratory");
+    current["meta"] = json!({ "versionId": "2" });
+    let answer = json!({
+        "resourceType": "Bundle", "type": "history", "total": 3,
+        "entry": [
+            { "resource": current, "request": { "method": "PUT", "url": "Observation/o1" },
+              "response": { "status": "200" } },
+            { "resource": old, "request": { "method": "POST", "url": "Observation" },
+              "response": { "status": "201" } },
+            // A delete has no resource: nothing to judge it by.
+            { "request": { "method": "DELETE", "url": "Observation/o9" },
+              "response": { "status": "204" } },
+        ],
+    });
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation/o1/_history",
+        answer,
+    );
+    assert_eq!(filtered.withheld, 2);
+    assert_eq!(references(&filtered.body), ["Observation/o1"]);
+    assert_eq!(
+        filtered.body["entry"][0]["resource"]["meta"]["versionId"],
+        "2"
+    );
+    assert_eq!(filtered.body["entry"][0]["response"]["status"], "200");
+    assert!(filtered.body.get("total").is_none());
+    assert_eq!(filtered.entries[1].reason, Reason::OutsideCompartment);
+    assert_eq!(filtered.entries[2].reason, Reason::UnsupportedRequest);
+}
+
+#[test]
+fn a_single_resource_of_another_patient_denies_the_answer() {
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation/o2",
+        observation("o2", "456", "laboratory"),
+    );
+    assert_eq!(filtered.outcome, Outcome::Deny);
+    assert_eq!(filtered.reason, Reason::OutsideCompartment);
+    assert_eq!(filtered.body, Value::Null);
+    assert!(filtered.changed());
+
+    let own = observation("o1", "123", "laboratory");
+    let filtered = filter("patient/Observation.rs", "GET Observation/o1", own.clone());
+    assert_eq!(filtered.outcome, Outcome::Allow);
+    assert_eq!(filtered.body, own);
+    assert!(!filtered.changed());
+}
+
+#[test]
+fn the_servers_operation_outcomes_pass() {
+    let error = json!({ "resourceType": "OperationOutcome", "id": "e1",
+        "issue": [{ "severity": "error", "code": "not-found" }] });
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation/o9",
+        error.clone(),
+    );
+    assert!(filtered.is_allowed());
+    assert_eq!(filtered.body, error);
+
+    let answer = searchset(vec![(error, "outcome")]);
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer);
+    assert_eq!(filtered.withheld, 0);
+}
+
+#[test]
+fn what_cannot_be_judged_is_dropped() {
+    let answer = json!({
+        "resourceType": "Bundle", "type": "searchset",
+        "entry": [
+            "not an object",
+            { "resource": { "resourceType": "Observation",
+                "subject": { "reference": "Patient/123" } } },
+            { "resource": { "resourceType": "Bundle", "id": "b1", "type": "collection",
+                "entry": [{ "resource": observation("o2", "456", "laboratory") }] } },
+            { "search": { "mode": "match" } },
+            { "resource": { "resourceType": "NotAType", "id": "x" } },
+        ],
+    });
+    let filtered = filter("patient/*.rs", "GET Observation", answer);
+    assert!(filtered.is_allowed());
+    assert_eq!(filtered.withheld, 5);
+    assert_eq!(references(&filtered.body), ["OperationOutcome/-"]);
+    assert!(filtered.entries.iter().all(|entry| !entry.kept));
+}
+
+#[test]
+fn a_grant_with_nothing_to_enforce_passes_the_answer_unread() {
+    let answer = searchset(vec![(observation("o2", "456", "laboratory"), "match")]);
+    for (scope, line) in [
+        (
+            "system/*.rs",
+            "GET Observation?_include=Observation:subject",
+        ),
+        ("user/Observation.rs", "GET Observation?code=x"),
+        ("patient/Practitioner.rs", "GET Practitioner"),
+    ] {
+        let filtered = filter(scope, line, answer.clone());
+        assert!(filtered.is_allowed(), "{scope}");
+        assert!(!filtered.filtered, "{scope}");
+        assert_eq!(filtered.body, answer, "{scope}");
+    }
+    // A user/ grant of one type still has its includes judged: Patient is not readable.
+    let with_patient = searchset(vec![
+        (observation("o2", "456", "laboratory"), "match"),
+        (json!({ "resourceType": "Patient", "id": "456" }), "include"),
+    ]);
+    let filtered = filter(
+        "user/Observation.rs",
+        "GET Observation?_include=Observation:subject",
+        with_patient,
+    );
+    assert!(filtered.filtered);
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o2", "OperationOutcome/-"]
+    );
+}
+
+#[test]
+fn a_public_endpoint_needs_no_filtering() {
+    let capabilities = json!({ "resourceType": "CapabilityStatement", "status": "active" });
+    let filtered = filter("", "GET metadata", capabilities.clone());
+    assert!(filtered.is_allowed());
+    assert!(!filtered.filtered);
+    assert_eq!(filtered.body, capabilities);
+}
+
+#[test]
+fn an_answer_to_a_request_the_token_may_not_make_is_denied_whole() {
+    let answer = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
+    let filtered = filter("patient/Condition.rs", "GET Observation", answer);
+    assert_eq!(filtered.outcome, Outcome::Deny);
+    assert_eq!(filtered.reason, Reason::NoMatchingScope);
+    assert!(
+        filtered
+            .message
+            .contains("the request itself is not allowed")
+    );
+}
+
+#[test]
+fn a_read_of_a_bundle_resource_is_judged_as_one_resource() {
+    let document = json!({ "resourceType": "Bundle", "id": "d1", "type": "document",
+        "entry": [{ "resource": observation("o2", "456", "laboratory") }] });
+    // The rule book reads Bundle as a type outside the Patient compartment; its entries are
+    // other resources, so under a patient/ grant it cannot be judged: denied.
+    let filtered = filter("patient/*.rs", "GET Bundle/d1", document.clone());
+    assert_eq!(filtered.outcome, Outcome::Deny);
+    assert_eq!(filtered.entries.len(), 1);
+    let filtered = filter("system/*.rs", "GET Bundle/d1", document);
+    assert!(filtered.is_allowed() && !filtered.filtered);
+}
+
+#[test]
+fn a_batch_answer_keeps_its_status_entries() {
+    let answer = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [
+            { "response": { "status": "201", "location": "Observation/o5/_history/1" } },
+            { "resource": observation("o2", "456", "laboratory"),
+              "response": { "status": "200" } },
+        ],
+    });
+    let filtered = filter("patient/Observation.cruds", "POST /", answer);
+    assert_eq!(filtered.withheld, 1);
+    assert!(filtered.entries[0].kept);
+    assert_eq!(filtered.body["entry"].as_array().unwrap().len(), 1);
+    // Not a searchset: no search.mode outcome entry (bdl-2).
+    assert_eq!(filtered.body["entry"][0]["response"]["status"], "201");
+}
+
+#[test]
+fn malformed_answers_are_errors_never_allows() {
+    let engine = Engine::default();
+    let request = parse_request_line("GET", "Observation").unwrap();
+    let token = token("patient/Observation.rs");
+    for (answer, error) in [
+        (json!([1]), ResponseError::NotAnObject),
+        (json!({ "id": "x" }), ResponseError::MissingResourceType),
+        (
+            json!({ "resourceType": "Bundle", "type": "searchset",
+                "entry": { "resource": observation("o2", "456", "laboratory") } }),
+            ResponseError::EntryNotAnArray,
+        ),
+    ] {
+        assert_eq!(
+            engine
+                .filter_response(&token, &request, answer)
+                .unwrap_err(),
+            error
+        );
+    }
+}
+
+#[test]
+fn a_device_pointing_to_another_patient_is_withheld() {
+    // R4 Device is never in the Patient compartment; its `patient` reference still counts.
+    let mine = json!({ "resourceType": "Device", "id": "d1",
+        "patient": { "reference": "Patient/123" } });
+    let theirs = json!({ "resourceType": "Device", "id": "d2",
+        "patient": { "reference": "Patient/456" } });
+    let answer = searchset(vec![(mine, "match"), (theirs, "match")]);
+    let filtered = filter("patient/Device.rs", "GET Device", answer);
+    assert_eq!(
+        references(&filtered.body),
+        ["Device/d1", "OperationOutcome/-"]
+    );
+}
