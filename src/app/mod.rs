@@ -157,12 +157,15 @@ pub async fn serve(
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
     health.ready_when_loaded(Arc::clone(&authenticator)).await;
-    let authorizer = Arc::new(Authorizer::new(
-        Arc::clone(&authenticator),
-        Observer::new(config.telemetry.audit),
-        config.envoy.public_paths.clone(),
-        Servers::from_config(&config),
-    ));
+    let authorizer = Arc::new(
+        Authorizer::new(
+            Arc::clone(&authenticator),
+            Observer::new(config.telemetry.audit),
+            config.envoy.public_paths.clone(),
+            Servers::from_config(&config),
+        )
+        .with_max_answer_bytes(config.response_filter.max_body_bytes),
+    );
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
     // The HTTP face stops accepting when the gRPC one does, and finishes its requests.
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use super::{Authorizer, Call, Refusal, Verdict};
-use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine};
+use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine, Outcome};
 use crate::fhir::{FhirRequest, Interaction, Resource};
 use crate::smart::TokenContext;
-use crate::telemetry::traces;
+use crate::telemetry::{DecisionEvent, traces};
 use crate::token::{TokenFingerprint, VerifiedToken};
 
 /// A verified token, ready to decide with one engine. Every answer through it is reported
@@ -14,9 +14,9 @@ use crate::token::{TokenFingerprint, VerifiedToken};
 #[derive(Debug)]
 pub struct Admitted<'a> {
     authorizer: &'a Authorizer,
-    call: Call<'a>,
-    engine: &'a Engine,
-    token: Arc<VerifiedToken>,
+    pub(super) call: Call<'a>,
+    pub(super) engine: &'a Engine,
+    pub(super) token: Arc<VerifiedToken>,
     /// The token's context read again for the engine's FHIR version, when it differs from
     /// the version the token was verified for (scopes name version-specific types).
     reread: Option<TokenContext>,
@@ -45,7 +45,7 @@ impl<'a> Admitted<'a> {
     }
 
     /// What the engine decides on.
-    fn context(&self) -> &TokenContext {
+    pub(super) fn context(&self) -> &TokenContext {
         self.reread.as_ref().unwrap_or(&self.token.context)
     }
 
@@ -57,16 +57,34 @@ impl<'a> Admitted<'a> {
         proposed: Option<&Resource>,
         if_none_exist: Option<&str>,
     ) -> Verdict<Decision> {
-        let mut decision = self
+        let decision = self.decision(request, stored, proposed, if_none_exist);
+        self.conclude(request, decision)
+    }
+
+    /// The engine's decision, not yet reported.
+    pub(super) fn decision(
+        &self,
+        request: &FhirRequest,
+        stored: Option<&Resource>,
+        proposed: Option<&Resource>,
+        if_none_exist: Option<&str>,
+    ) -> Decision {
+        let decision = self
             .engine
             .decide(self.context(), request, stored, proposed);
         // Servers run the header's search for a create only, and ignore it elsewhere.
         let conditional_create = request.interaction == Interaction::Create;
-        if let Some(query) = if_none_exist.filter(|_| conditional_create && decision.is_allowed()) {
-            decision = self
-                .engine
-                .check_if_none_exist(self.context(), request, query, decision);
+        match if_none_exist.filter(|_| conditional_create && decision.is_allowed()) {
+            Some(query) => {
+                self.engine
+                    .check_if_none_exist(self.context(), request, query, decision)
+            }
+            None => decision,
         }
+    }
+
+    /// Reports `decision` and answers it.
+    pub(super) fn conclude(self, request: &FhirRequest, decision: Decision) -> Verdict<Decision> {
         self.authorizer.report_decision(
             self.call,
             &decision,
@@ -78,6 +96,30 @@ impl<'a> Admitted<'a> {
             decision,
             token: self.token,
         }
+    }
+
+    /// Reports the verdict on a FHIR server's answer to `request`.
+    pub(super) fn report_answer(
+        &self,
+        request: &FhirRequest,
+        outcome: Outcome,
+        reason: &'static str,
+    ) {
+        self.authorizer.observer.decided(
+            &DecisionEvent {
+                rpc: self.call.rpc,
+                outcome,
+                reason,
+                request: Some(request),
+                grants: &[],
+                token: Some(self.context()),
+                token_fingerprint: Some(self.fingerprint),
+                entry: None,
+                fhir_server: self.call.fhir_server,
+                request_id: self.call.request_id,
+            },
+            self.call.span,
+        );
     }
 
     /// Decides a batch or transaction entry by entry; one event per entry. `request` is the

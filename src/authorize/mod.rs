@@ -22,6 +22,7 @@
 //! An issuer that cannot be reached is [`Unavailable`]: never an allow.
 
 mod admitted;
+mod answer;
 mod refusal;
 mod request;
 mod request_id;
@@ -34,7 +35,8 @@ use std::sync::Arc;
 use tracing::Span;
 
 pub use self::admitted::Admitted;
-pub use self::refusal::{Refusal, Status, decision_status};
+pub use self::answer::{AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body};
+pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
 pub use self::request::HttpLine;
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
@@ -177,6 +179,8 @@ pub struct Authorizer {
     /// Paths relative to a FHIR base that need no token (`[envoy] public_paths`).
     public_paths: Vec<String>,
     servers: Servers,
+    /// Largest FHIR server answer filtered (`[response_filter] max_body_bytes`).
+    max_answer_bytes: usize,
 }
 
 impl Authorizer {
@@ -191,6 +195,15 @@ impl Authorizer {
             observer,
             public_paths,
             servers,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+        }
+    }
+
+    /// The same pipeline, filtering answers of at most `bytes`.
+    pub fn with_max_answer_bytes(self, bytes: usize) -> Self {
+        Authorizer {
+            max_answer_bytes: bytes,
+            ..self
         }
     }
 

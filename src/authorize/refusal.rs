@@ -34,6 +34,22 @@ pub enum Refusal {
     /// Mutual TLS: the caller's certificate is not bound to what it asked for.
     #[error("{0}")]
     CallerNotAllowed(String),
+    /// A FHIR server's answer that cannot be filtered, so may not go back unread.
+    #[error("{1}")]
+    Answer(AnswerProblem, String),
+}
+
+/// Why an answer cannot be filtered (docs/response-filtering.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerProblem {
+    /// Larger than `response_filter.max_body_bytes`.
+    TooLarge,
+    /// Not FHIR JSON the service reads (not JSON, a duplicate member, no resourceType).
+    Unreadable,
+    /// Compressed, or in a content type other than FHIR JSON.
+    Encoded,
+    /// The body was asked for and never came (the stream ended first).
+    Missing,
 }
 
 /// How an answer is carried on each face.
@@ -73,6 +89,10 @@ impl Refusal {
             Refusal::UnknownServer(_) => "unknown_fhir_server",
             Refusal::CallerUnauthenticated => "caller_unauthenticated",
             Refusal::CallerNotAllowed(_) => "caller_not_allowed",
+            Refusal::Answer(AnswerProblem::TooLarge, _) => "answer_too_large",
+            Refusal::Answer(AnswerProblem::Unreadable, _) => "answer_unreadable",
+            Refusal::Answer(AnswerProblem::Encoded, _) => "answer_encoded",
+            Refusal::Answer(AnswerProblem::Missing, _) => "answer_missing",
         }
     }
 
@@ -89,6 +109,15 @@ impl Refusal {
             Refusal::NoFhirBase | Refusal::BodyRequired(_) | Refusal::CallerNotAllowed(_) => {
                 Status::FORBIDDEN
             }
+            // The app's token is not at fault: the gateway cannot deliver what it cannot read.
+            Refusal::Answer(problem, _) => Status {
+                http: 502,
+                grpc: match problem {
+                    AnswerProblem::TooLarge => Code::ResourceExhausted,
+                    AnswerProblem::Missing => Code::Aborted,
+                    AnswerProblem::Unreadable | AnswerProblem::Encoded => Code::InvalidArgument,
+                },
+            },
         }
     }
 }

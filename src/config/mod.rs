@@ -13,6 +13,7 @@ mod authzen;
 mod cache;
 mod envoy;
 mod issuer;
+mod response_filter;
 mod servers;
 mod telemetry;
 mod tls;
@@ -31,6 +32,7 @@ pub use self::issuer::{
     DEFAULT_ALGORITHMS, IntrospectionAuth, IntrospectionConfig, IssuerConfig, IssuerFile,
     KeySource, MAX_LEEWAY_SECS, Secret,
 };
+pub use self::response_filter::ResponseFilterConfig;
 pub use self::servers::{DEFAULT_SERVER, FhirServerConfig, FhirServerFile};
 pub use self::telemetry::{
     AuditMode, DEFAULT_METRICS_LISTEN, LogConfig, LogFormat, TelemetryConfig, TelemetryFile,
@@ -85,6 +87,8 @@ pub struct ConfigFile {
     pub callers: Vec<CallerFile>,
     /// The AuthZEN HTTP JSON face (docs/authzen.md); off unless it has a `listen`.
     pub authzen: AuthzenFile,
+    /// Filtering of FHIR servers' answers (docs/response-filtering.md).
+    pub response_filter: ResponseFilterConfig,
 }
 
 impl Default for ConfigFile {
@@ -107,6 +111,7 @@ impl Default for ConfigFile {
             tls: TlsFile::default(),
             callers: Vec::new(),
             authzen: AuthzenFile::default(),
+            response_filter: ResponseFilterConfig::default(),
         }
     }
 }
@@ -134,6 +139,7 @@ pub struct Config {
     pub callers: Vec<CallerConfig>,
     /// The AuthZEN HTTP face, when configured.
     pub authzen: Option<AuthzenConfig>,
+    pub response_filter: ResponseFilterConfig,
     /// True when running on [`DEVELOPMENT_CONFIG`].
     pub development: bool,
 }
@@ -293,6 +299,7 @@ impl Config {
             ));
         }
         cache::validate_cache(&shape.cache)?;
+        response_filter::validate_response_filter(&shape.response_filter, shape.max_request_bytes)?;
         let telemetry = telemetry::validate_telemetry(&shape.telemetry, listen)?;
         for (name, rule) in &shape.policy.operations {
             if matches!(rule, crate::decision::OperationRule::Permissions { .. })
@@ -338,6 +345,7 @@ impl Config {
             tls,
             callers,
             authzen,
+            response_filter: shape.response_filter,
             development,
         })
     }

@@ -32,6 +32,21 @@ pub fn check_request(
     }
 }
 
+/// The FHIR request of a `FilterResourcesRequest`, and its HTTP line when it came as one.
+pub fn answered_request(
+    request: Option<&pb::filter_resources_request::Request>,
+) -> Result<(FhirRequest, Option<HttpLine<'_>>), Status> {
+    match request {
+        Some(pb::filter_resources_request::Request::Fhir(fhir)) => {
+            Ok((structured_request(fhir, "request")?, None))
+        }
+        Some(pb::filter_resources_request::Request::Http(http)) => http_request(http, "request"),
+        None => Err(Status::invalid_argument(
+            "request: set exactly one of fhir or http",
+        )),
+    }
+}
+
 /// The FHIR request of a batch entry, and its HTTP line when it came as one.
 pub fn entry_request<'m>(
     request: Option<&'m pb::batch_entry::Request>,
@@ -48,7 +63,7 @@ pub fn entry_request<'m>(
 
 /// An HTTP request line, read by the pipeline's rules. Header names are matched without
 /// case, as HTTP does; a name given twice (in any case) is refused rather than guessed at.
-fn http_request<'m>(
+pub(super) fn http_request<'m>(
     http: &'m pb::HttpRequest,
     field: &str,
 ) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
@@ -313,14 +328,14 @@ fn bundle_token_denied(error: &TokenError) -> pb::BatchCheckAccessResponse {
     }
 }
 
-fn outcome(outcome: Outcome) -> pb::Decision {
+pub(super) fn outcome(outcome: Outcome) -> pb::Decision {
     match outcome {
         Outcome::Allow => pb::Decision::Allow,
         Outcome::Deny => pb::Decision::Deny,
     }
 }
 
-fn reason(reason: Reason) -> pb::Reason {
+pub(super) fn reason(reason: Reason) -> pb::Reason {
     match reason {
         Reason::Unspecified => pb::Reason::Unspecified,
         Reason::Granted => pb::Reason::Granted,
@@ -334,7 +349,7 @@ fn reason(reason: Reason) -> pb::Reason {
     }
 }
 
-fn token_reason(error: &TokenError) -> pb::Reason {
+pub(super) fn token_reason(error: &TokenError) -> pb::Reason {
     match error {
         TokenError::Missing => pb::Reason::TokenMissing,
         TokenError::Malformed(_) => pb::Reason::TokenMalformed,
@@ -380,7 +395,7 @@ fn scope_context(context: ScopeContext) -> pb::ScopeContext {
 }
 
 /// Who the verified token speaks for.
-fn subject(token: &VerifiedToken) -> pb::Subject {
+pub(super) fn subject(token: &VerifiedToken) -> pb::Subject {
     let context = &token.context;
     pb::Subject {
         client_id: context.client_id.clone().unwrap_or_default(),

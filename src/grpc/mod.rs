@@ -4,6 +4,7 @@
 //! engine as such), the token goes to the [`Authenticator`](crate::token::Authenticator), the
 //! request to the [`Engine`](crate::decision::Engine), and the answer back to protobuf.
 
+mod answer;
 mod convert;
 mod service;
 

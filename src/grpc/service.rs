@@ -5,11 +5,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
-use super::convert;
 use super::pb;
 use super::pb::authz_service_server::AuthzService;
+use super::{answer, convert};
 use crate::authorize::{
-    Authorizer, BundleCheck, Call, Caller, Check, batch_size_refusal, request_id,
+    AnswerCheck, Authorizer, BundleCheck, Call, Caller, Check, batch_size_refusal, request_id,
 };
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
@@ -100,6 +100,34 @@ impl AuthzGrpc {
         Ok(Response::new(response))
     }
 
+    async fn filter_resources_observed(
+        &self,
+        caller: Caller,
+        mut message: pb::FilterResourcesRequest,
+        span: &Span,
+    ) -> Result<Response<pb::FilterResourcesResponse>, Status> {
+        let body = std::mem::take(&mut message.response);
+        let id =
+            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = Call::new(Rpc::FilterResources, span).with_request_id(id);
+        let server = self
+            .authorizer
+            .server_named(call, &caller, &message.fhir_server, &message.access_token)
+            .map_err(|refusal| convert::refusal_status(&refusal))?;
+        let call = call.for_server(server);
+        let (request, line) = convert::answered_request(message.request.as_ref())?;
+        let check = AnswerCheck {
+            raw_token: &message.access_token,
+            request: &request,
+            line,
+            body: &body,
+        };
+        let verdict = self.authorizer.filter_answer(call, server, check).await?;
+        let mut response = answer::filter_response(verdict, body)?;
+        response.request_id.clone_from(&message.request_id);
+        Ok(Response::new(response))
+    }
+
     async fn introspect_token_observed(
         &self,
         caller: Caller,
@@ -162,5 +190,15 @@ impl AuthzService for AuthzGrpc {
         let caller = Caller::of(request.extensions());
         let call = self.introspect_token_observed(caller, request.into_inner(), &span);
         telemetry::observe(Rpc::IntrospectToken, &span, call).await
+    }
+
+    async fn filter_resources(
+        &self,
+        request: Request<pb::FilterResourcesRequest>,
+    ) -> Result<Response<pb::FilterResourcesResponse>, Status> {
+        let span = traces::rpc_span(Rpc::FilterResources, request.metadata());
+        let caller = Caller::of(request.extensions());
+        let call = self.filter_resources_observed(caller, request.into_inner(), &span);
+        telemetry::observe(Rpc::FilterResources, &span, call).await
     }
 }

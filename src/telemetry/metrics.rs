@@ -37,6 +37,8 @@ pub const CACHE_ENTRIES: &str = "smart_authz_token_cache_entries";
 pub const CACHE_SIZE: &str = "smart_authz_token_cache_size_bytes";
 /// Calls refused at once because too many were in flight (`max_concurrent_calls`).
 pub const SHED_CALLS: &str = "smart_authz_shed_calls_total";
+/// Entries removed from FHIR servers' answers, by `face` (docs/response-filtering.md).
+pub const WITHHELD_ENTRIES: &str = "smart_authz_withheld_entries_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "smart_authz_build_info";
 
@@ -52,6 +54,14 @@ const UPSTREAM_BUCKETS: [f64; 12] = [
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Counts the entries withheld from one answer.
+pub fn record_withheld(rpc: Rpc, withheld: usize) {
+    if enabled() && withheld > 0 {
+        counter!(WITHHELD_ENTRIES, "face" => rpc.face().as_str())
+            .increment(u64::try_from(withheld).unwrap_or(u64::MAX));
+    }
+}
 
 /// Counts a call shed by the overload limit.
 pub fn shed() {
@@ -103,6 +113,10 @@ fn describe() {
     );
     describe_histogram!(RPC_DURATION, Unit::Seconds, "Latency of each RPC");
     describe_counter!(RPC_ERRORS, "RPCs answered with a gRPC error, by code");
+    describe_counter!(
+        WITHHELD_ENTRIES,
+        "Entries removed from FHIR servers' answers: a read of them is denied"
+    );
     describe_gauge!(REQUESTS_IN_FLIGHT, "RPCs being served");
     describe_counter!(
         SHED_CALLS,
@@ -155,7 +169,7 @@ struct RpcHandles {
 }
 
 fn rpc_handles(rpc: Rpc) -> &'static RpcHandles {
-    static HANDLES: [OnceLock<RpcHandles>; 6] = [const { OnceLock::new() }; 6];
+    static HANDLES: [OnceLock<RpcHandles>; 8] = [const { OnceLock::new() }; 8];
     let index = match rpc {
         Rpc::CheckAccess => 0,
         Rpc::BatchCheckAccess => 1,
@@ -163,6 +177,8 @@ fn rpc_handles(rpc: Rpc) -> &'static RpcHandles {
         Rpc::EnvoyCheck => 3,
         Rpc::AuthzenEvaluation => 4,
         Rpc::AuthzenEvaluations => 5,
+        Rpc::FilterResources => 6,
+        Rpc::EnvoyProcess => 7,
     };
     HANDLES[index].get_or_init(|| RpcHandles {
         in_flight: gauge!(REQUESTS_IN_FLIGHT, "rpc" => rpc.as_str()),

@@ -215,6 +215,9 @@ pub enum Rpc {
     AuthzenEvaluation,
     /// AuthZEN's `POST /access/v1/evaluations`.
     AuthzenEvaluations,
+    FilterResources,
+    /// Envoy's `ExternalProcessor/Process` (ext_proc): one stream per HTTP request.
+    EnvoyProcess,
 }
 
 impl Rpc {
@@ -227,6 +230,8 @@ impl Rpc {
             Rpc::EnvoyCheck => "ext_authz.Check",
             Rpc::AuthzenEvaluation => "authzen.evaluation",
             Rpc::AuthzenEvaluations => "authzen.evaluations",
+            Rpc::FilterResources => "FilterResources",
+            Rpc::EnvoyProcess => "ext_proc.Process",
         }
     }
 
@@ -235,6 +240,7 @@ impl Rpc {
     pub fn service(self) -> &'static str {
         match self {
             Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization",
+            Rpc::EnvoyProcess => "envoy.service.ext_proc.v3.ExternalProcessor",
             Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations => "authzen.access.v1",
             _ => "smartauthz.v1.AuthzService",
         }
@@ -257,6 +263,8 @@ impl Rpc {
             Rpc::EnvoyCheck => "Check",
             Rpc::AuthzenEvaluation => "evaluation",
             Rpc::AuthzenEvaluations => "evaluations",
+            Rpc::FilterResources => "FilterResources",
+            Rpc::EnvoyProcess => "Process",
         }
     }
 
@@ -269,15 +277,20 @@ impl Rpc {
             Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization/Check",
             Rpc::AuthzenEvaluation => "POST /access/v1/evaluation",
             Rpc::AuthzenEvaluations => "POST /access/v1/evaluations",
+            Rpc::FilterResources => "smartauthz.v1.AuthzService/FilterResources",
+            Rpc::EnvoyProcess => "envoy.service.ext_proc.v3.ExternalProcessor/Process",
         }
     }
 
     /// The face the RPC belongs to.
     pub fn face(self) -> Face {
         match self {
-            Rpc::EnvoyCheck => Face::Envoy,
+            Rpc::EnvoyCheck | Rpc::EnvoyProcess => Face::Envoy,
             Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations => Face::Authzen,
-            Rpc::CheckAccess | Rpc::BatchCheckAccess | Rpc::IntrospectToken => Face::Grpc,
+            Rpc::CheckAccess
+            | Rpc::BatchCheckAccess
+            | Rpc::IntrospectToken
+            | Rpc::FilterResources => Face::Grpc,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod answers;
 pub mod envoy;
 pub mod oauth;
 pub mod otlp;

@@ -1,0 +1,185 @@
+//! The pipeline on the way back: a FHIR server's answer judged for the token that asked for
+//! it, every resource as a read of it (docs/response-filtering.md). `FilterResources` and
+//! Envoy's ext_proc face both come here, so they filter alike.
+//!
+//! The order is the request's: public check and token first (no answer is parsed for a
+//! caller without a valid token), then the size limit, then the strict JSON reader (a
+//! duplicate member is refused: the app's parser might keep the other one), then the engine.
+
+use serde_json::Value;
+
+use super::{
+    Admission, Admitted, AnswerProblem, Authorizer, Call, FhirServer, HttpLine, Refusal,
+    Unavailable, Verdict,
+};
+use crate::decision::{Decision, FilteredResponse, Outcome};
+use crate::fhir::{FhirRequest, parse_strict};
+use crate::telemetry::metrics;
+
+/// Answers larger than this are parsed off the async runtime.
+const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 3 * 1024 * 1024;
+
+/// A FHIR server's answer to filter, as the face received it.
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerCheck<'a> {
+    /// The `Authorization` value or bare token the request was made with.
+    pub raw_token: &'a str,
+    /// The request that produced the answer.
+    pub request: &'a FhirRequest,
+    /// Its HTTP line, when it came as one (public paths are matched on it).
+    pub line: Option<HttpLine<'a>>,
+    /// The answer's body, uncompressed.
+    pub body: &'a [u8],
+}
+
+/// What a face that sees the request before its answer should do with the answer.
+#[derive(Debug)]
+pub enum AnswerPlan {
+    /// Let it through unread: a public endpoint, or a grant that leaves nothing to check.
+    PassThrough,
+    /// Read it and filter it.
+    Filter,
+    /// The request itself is refused or denied: answer this instead of forwarding.
+    Refuse(Verdict<Decision>),
+}
+
+impl Authorizer {
+    /// Decides `request` as [`Authorizer::check`] would, for a face that will see the answer
+    /// later (Envoy's ext_proc): whether the answer needs filtering, or the request must be
+    /// refused now.
+    pub async fn plan_answer(
+        &self,
+        call: Call<'_>,
+        server: &FhirServer,
+        raw_token: &str,
+        request: &FhirRequest,
+        line: Option<HttpLine<'_>>,
+    ) -> Result<AnswerPlan, Unavailable> {
+        let admitted = match self
+            .admit(call, server, raw_token, Some(request), line)
+            .await?
+        {
+            Admission::Public(_) => return Ok(AnswerPlan::PassThrough),
+            Admission::Refused(refusal) => {
+                return Ok(AnswerPlan::Refuse(Verdict::Refused(refusal)));
+            }
+            Admission::Admitted(admitted) => admitted,
+        };
+        let decision = admitted.decision(request, None, None, None);
+        let needs_filtering =
+            admitted
+                .engine
+                .response_needs_filtering(admitted.context(), request, &decision);
+        Ok(match admitted.conclude(request, decision) {
+            Verdict::Decided { decision, .. } if decision.is_allowed() => {
+                if needs_filtering {
+                    AnswerPlan::Filter
+                } else {
+                    AnswerPlan::PassThrough
+                }
+            }
+            denied => AnswerPlan::Refuse(denied),
+        })
+    }
+
+    /// Judges the answer `check.body` to `check.request` for `server`.
+    pub async fn filter_answer(
+        &self,
+        call: Call<'_>,
+        server: &FhirServer,
+        check: AnswerCheck<'_>,
+    ) -> Result<Verdict<FilteredResponse>, Unavailable> {
+        let admitted = match self
+            .admit(
+                call,
+                server,
+                check.raw_token,
+                Some(check.request),
+                check.line,
+            )
+            .await?
+        {
+            Admission::Public(decision) => return Ok(Verdict::Public(passed_unread(&decision))),
+            Admission::Refused(refusal) => return Ok(Verdict::Refused(refusal)),
+            Admission::Admitted(admitted) => admitted,
+        };
+        if check.body.len() > self.max_answer_bytes {
+            let refusal = Refusal::Answer(
+                AnswerProblem::TooLarge,
+                format!(
+                    "the answer is {} bytes, above response_filter.max_body_bytes ({}): not passed unread",
+                    check.body.len(),
+                    self.max_answer_bytes
+                ),
+            );
+            admitted.refuse(Some(check.request), refusal.clone());
+            return Ok(Verdict::Refused(refusal));
+        }
+        let answer = match parse_answer(check.body).await {
+            Ok(answer) => answer,
+            Err(detail) => {
+                let refusal = Refusal::Answer(
+                    AnswerProblem::Unreadable,
+                    format!("the answer is not JSON the service reads: {detail}"),
+                );
+                admitted.refuse(Some(check.request), refusal.clone());
+                return Ok(Verdict::Refused(refusal));
+            }
+        };
+        Ok(admitted.filter(check.request, answer))
+    }
+}
+
+impl Admitted<'_> {
+    /// Filters a parsed answer; one event, with the withheld entries counted.
+    fn filter(self, request: &FhirRequest, answer: Value) -> Verdict<FilteredResponse> {
+        match self.engine.filter_response(self.context(), request, answer) {
+            Ok(filtered) => {
+                metrics::record_withheld(self.call.rpc, filtered.withheld);
+                self.report_answer(request, filtered.outcome, filtered.reason.as_str());
+                Verdict::Decided {
+                    decision: filtered,
+                    token: self.token,
+                }
+            }
+            Err(error) => {
+                let refusal = Refusal::Answer(AnswerProblem::Unreadable, error.to_string());
+                self.refuse(Some(request), refusal.clone());
+                Verdict::Refused(refusal)
+            }
+        }
+    }
+}
+
+/// The verdict of an answer that needs no reading (a public endpoint).
+fn passed_unread(decision: &Decision) -> FilteredResponse {
+    FilteredResponse {
+        outcome: Outcome::Allow,
+        reason: decision.reason,
+        message: decision.message.clone(),
+        filtered: false,
+        entries: Vec::new(),
+        withheld: 0,
+        body: Value::Null,
+    }
+}
+
+/// The bytes to send back for an allowed `filtered` answer: `None` when they are the bytes
+/// the server sent (nothing was withheld, or the answer was not read).
+pub fn filtered_body(filtered: &FilteredResponse) -> Option<Vec<u8>> {
+    (filtered.is_allowed() && filtered.withheld > 0)
+        .then(|| serde_json::to_vec(&filtered.body).unwrap_or_default())
+}
+
+async fn parse_answer(body: &[u8]) -> Result<Value, String> {
+    if body.len() <= BLOCKING_PARSE_BYTES {
+        return parse_strict(body).map_err(|error| error.to_string());
+    }
+    let body = body.to_vec();
+    tokio::task::spawn_blocking(move || parse_strict(&body).map_err(|error| error.to_string()))
+        .await
+        .map_err(|_| "parsing was cancelled".to_owned())?
+}

@@ -1,0 +1,228 @@
+//! `FilterResources` over real gRPC: a FHIR server's answer judged before it goes back to
+//! the app, every resource as a read of it (docs/response-filtering.md).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use common::answers::*;
+use common::*;
+use serde_json::{Value, json};
+use smart_authz::grpc::pb;
+use tonic::Code;
+
+fn filter_request(token: &str, line: &str, answer: &[u8]) -> pb::FilterResourcesRequest {
+    let (method, path) = line.split_once(' ').unwrap();
+    pb::FilterResourcesRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::filter_resources_request::Request::Http(
+            pb::HttpRequest {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                ..Default::default()
+            },
+        )),
+        response: answer.to_vec(),
+        request_id: "req-7".to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn filter(
+    server: &TestServer,
+    request: pb::FilterResourcesRequest,
+) -> Result<pb::FilterResourcesResponse, tonic::Status> {
+    server
+        .client
+        .clone()
+        .filter_resources(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn body(response: &pb::FilterResourcesResponse) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_answer_keeps_only_what_the_token_may_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs patient/Patient.r", "123");
+    let answer = serde_json::to_vec(&mixed_search()).unwrap();
+    let line = "GET Observation?_include=Observation:subject";
+    let response = filter(&server, filter_request(&token, line, &answer))
+        .await
+        .unwrap();
+    assert_eq!(response.decision, pb::Decision::Allow as i32);
+    assert!(response.filtered);
+    assert_eq!(response.withheld, 2);
+    assert_eq!(response.request_id, "req-7");
+    assert_eq!(response.subject.as_ref().unwrap().patient, "123");
+    let filtered = body(&response);
+    assert_eq!(
+        references(&filtered),
+        ["Observation/o1", "Patient/123", "OperationOutcome/-"]
+    );
+    assert_eq!(patients_named(&filtered), ["Patient/123"]);
+    assert!(filtered.get("total").is_none());
+    let verdicts: Vec<(String, bool, i32, i32)> = response
+        .entries
+        .iter()
+        .map(|entry| {
+            (
+                entry.reference.clone(),
+                entry.kept,
+                entry.mode,
+                entry.reason,
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            (
+                "Observation/o1".to_owned(),
+                true,
+                pb::EntryMode::Match as i32,
+                pb::Reason::Granted as i32
+            ),
+            (
+                "Observation/o2".to_owned(),
+                false,
+                pb::EntryMode::Match as i32,
+                pb::Reason::OutsideCompartment as i32
+            ),
+            (
+                "Patient/123".to_owned(),
+                true,
+                pb::EntryMode::Include as i32,
+                pb::Reason::Granted as i32
+            ),
+            (
+                "Patient/456".to_owned(),
+                false,
+                pb::EntryMode::Include as i32,
+                pb::Reason::OutsideCompartment as i32
+            ),
+        ]
+    );
+
+    // The structured form of the same request filters alike.
+    let mut structured = filter_request(&token, line, &answer);
+    let mut search = fhir(pb::Interaction::SearchType, "Observation", "");
+    search.params.push(pb::SearchParam {
+        name: "_include".to_owned(),
+        value: "Observation:subject".to_owned(),
+    });
+    structured.request = Some(pb::filter_resources_request::Request::Fhir(search));
+    let response = filter(&server, structured).await.unwrap();
+    assert_eq!(response.withheld, 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_resource_of_another_patient_is_a_deny_with_no_body() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let theirs = serde_json::to_vec(&observation_of("o2", "456")).unwrap();
+    let response = filter(
+        &server,
+        filter_request(&token, "GET Observation/o2", &theirs),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.decision, pb::Decision::Deny as i32);
+    assert_eq!(response.reason, pb::Reason::OutsideCompartment as i32);
+    assert!(response.body.is_empty());
+
+    let mine = serde_json::to_vec(&observation_of("o1", "123")).unwrap();
+    let response = filter(&server, filter_request(&token, "GET Observation/o1", &mine))
+        .await
+        .unwrap();
+    assert_eq!(response.decision, pb::Decision::Allow as i32);
+    // Nothing withheld: the server's bytes, as they were.
+    assert_eq!(response.body, mine);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_need_no_filtering_pass_unread() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let system = sign(&RSA_1, &issuer.claims("system/*.rs"));
+    // Not even JSON: a grant with nothing to check never reads the answer.
+    let answer = b"{\"resourceType\":\"Bundle\",  \"type\":\"searchset\"}".to_vec();
+    let line = "GET Observation?_include=Observation:subject";
+    let response = filter(&server, filter_request(&system, line, &answer))
+        .await
+        .unwrap();
+    assert_eq!(response.decision, pb::Decision::Allow as i32);
+    assert!(!response.filtered);
+    assert!(response.entries.is_empty());
+    assert_eq!(response.body, answer);
+
+    let capabilities = br#"{"resourceType":"CapabilityStatement"}"#.to_vec();
+    let response = filter(&server, filter_request("", "GET metadata", &capabilities))
+        .await
+        .unwrap();
+    assert_eq!(response.decision, pb::Decision::Allow as i32);
+    assert_eq!(response.reason, pb::Reason::PublicEndpoint as i32);
+    assert_eq!(response.body, capabilities);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_filtered_is_never_an_allow() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server =
+        TestServer::for_issuer(&issuer, "[response_filter]\nmax_body_bytes = 2048\n").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let line = "GET Observation";
+
+    let refused = filter(&server, filter_request("not-a-jwt", line, b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(refused.decision, pb::Decision::Deny as i32);
+    assert_eq!(refused.reason, pb::Reason::TokenMalformed as i32);
+    assert!(refused.body.is_empty());
+
+    let duplicate = br#"{"resourceType":"Bundle","type":"searchset","entry":[],"entry":[{"resource":{"resourceType":"Observation","id":"o2","subject":{"reference":"Patient/456"}}}]}"#;
+    for answer in [&b"<Bundle/>"[..], &duplicate[..], b"[]", br#"{"id":"x"}"#] {
+        let status = filter(&server, filter_request(&token, line, answer))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    let single_object = json!({ "resourceType": "Bundle", "type": "searchset",
+        "entry": { "resource": observation_of("o2", "456") } });
+    let status = filter(
+        &server,
+        filter_request(&token, line, &serde_json::to_vec(&single_object).unwrap()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("must be an array"), "{status:?}");
+
+    let large = searchset(
+        &(0..20)
+            .map(|index| (observation_of(&format!("o{index}"), "123"), "match"))
+            .collect::<Vec<_>>(),
+    );
+    let status = filter(
+        &server,
+        filter_request(&token, line, &serde_json::to_vec(&large).unwrap()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("max_body_bytes"), "{status:?}");
+    server.stop().await;
+}
