@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::envoy::EnvoyAuthz;
+use crate::envoy::{EnvoyAuthz, EnvoyProcessor};
 use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
 use crate::token::Authenticator;
@@ -34,11 +35,12 @@ const READINESS_POLL: Duration = Duration::from_millis(200);
 const PENDING_WARNING: Duration = Duration::from_secs(5);
 
 /// The names whose status is readiness.
-fn readiness_names() -> [&'static str; 3] {
+fn readiness_names() -> [&'static str; 4] {
     [
         "",
         <AuthzServiceServer<AuthzGrpc> as NamedService>::NAME,
         <AuthorizationServer<EnvoyAuthz> as NamedService>::NAME,
+        <ExternalProcessorServer<EnvoyProcessor> as NamedService>::NAME,
     ]
 }
 

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -24,7 +25,7 @@ use self::single_write::SingleWrite;
 use crate::authorize::{Authorizer, Servers};
 use crate::authzen;
 use crate::config::Config;
-use crate::envoy::EnvoyAuthz;
+use crate::envoy::{EnvoyAuthz, EnvoyProcessor};
 use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
@@ -65,7 +66,7 @@ pub enum AppError {
 /// The sockets the service answers on.
 #[derive(Debug)]
 pub struct Listeners {
-    /// gRPC: the API, ext_authz, health and reflection.
+    /// gRPC: the API, ext_authz, ext_proc, health and reflection.
     pub api: TcpListener,
     /// Prometheus `/metrics`; `None` serves no metrics.
     pub metrics: Option<TcpListener>,
@@ -75,7 +76,8 @@ pub struct Listeners {
     pub authzen: Option<TcpListener>,
 }
 
-/// Serves `AuthzService`, Envoy's `Authorization` (ext_authz), gRPC health and reflection
+/// Serves `AuthzService`, Envoy's `Authorization` (ext_authz) and `ExternalProcessor`
+/// (ext_proc), gRPC health and reflection
 /// on `listener` until `shutdown`, and metrics on `[telemetry] metrics_listen`.
 ///
 /// Tests bind `127.0.0.1:0` themselves and pass the listener, so they know the port. A
@@ -167,6 +169,7 @@ pub async fn serve(
         .with_max_answer_bytes(config.response_filter.max_body_bytes),
     );
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
+    let processor = EnvoyProcessor::new(Arc::clone(&authorizer));
     // The HTTP face stops accepting when the gRPC one does, and finishes its requests.
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
     let authzen_server = match (listeners.authzen, &config.authzen) {
@@ -241,6 +244,10 @@ pub async fn serve(
         .add_service(authz)
         .add_service(
             AuthorizationServer::new(envoy).max_decoding_message_size(config.max_request_bytes),
+        )
+        .add_service(
+            ExternalProcessorServer::new(processor)
+                .max_decoding_message_size(config.max_request_bytes),
         );
     let delay = config.shutdown_delay;
     let shutdown = async move {

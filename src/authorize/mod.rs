@@ -37,7 +37,7 @@ use tracing::Span;
 pub use self::admitted::Admitted;
 pub use self::answer::{AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body};
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
-pub use self::request::HttpLine;
+pub use self::request::{HttpLine, METHOD_OVERRIDE_HEADERS};
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};

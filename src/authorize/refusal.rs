@@ -48,7 +48,8 @@ pub enum AnswerProblem {
     Unreadable,
     /// Compressed, or in a content type other than FHIR JSON.
     Encoded,
-    /// The body was asked for and never came (the stream ended first).
+    /// What the answer is judged by never came: the request headers, or the body asked for
+    /// (the stream ended first).
     Missing,
 }
 

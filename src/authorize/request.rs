@@ -7,7 +7,7 @@ use crate::fhir::{FhirRequest, parse_request_line};
 use super::Refusal;
 
 /// Headers some frameworks read as the real method of a `POST`.
-const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",

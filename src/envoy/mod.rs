@@ -7,6 +7,7 @@
 //! This face only decodes: the path into a FHIR base and request, the forwarded body into a
 //! resource, a Bundle's entries or search parameters; and encodes the verdict.
 
+mod processor;
 mod response;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
+pub use self::processor::{EnvoyProcessor, WITHHELD_HEADER};
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };

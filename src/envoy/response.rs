@@ -272,7 +272,7 @@ fn http_status(status: u16) -> HttpStatusCode {
 
 /// A FHIR `OperationOutcome` stating the reason (FHIR R4 operationoutcome.html). The
 /// message comes from the engine or the token check and never contains the token.
-fn operation_outcome(code: &str, message: &str) -> String {
+pub(super) fn operation_outcome(code: &str, message: &str) -> String {
     json!({
         "resourceType": "OperationOutcome",
         "issue": [{ "severity": "error", "code": code, "diagnostics": message }]

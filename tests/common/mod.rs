@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod envoy;
+pub mod ext_proc;
 pub mod oauth;
 pub mod otlp;
 pub mod proxy;

@@ -1,0 +1,607 @@
+//! Envoy's `envoy.service.ext_proc.v3.ExternalProcessor` (ext_proc): enforcement on the way
+//! back, on the same port and through the same [`Authorizer`] as everything else
+//! (docs/response-filtering.md).
+//!
+//! One gRPC stream per HTTP request. On the request headers the request is decided again
+//! from its own attributes (the token is a cache hit by then), rather than trusted from
+//! ext_authz's `dynamic_metadata`: nothing has to be forwarded between the filters, and a
+//! route where ext_authz is missing or disabled still refuses what the token may not do.
+//! Then:
+//! - a request that needs no filtering (public endpoint, a grant with nothing to check)
+//!   asks Envoy to skip the answer (`mode_override`, honoured with `allow_mode_override`)
+//!   and ends the stream, so Envoy goes on without sending the answer either way;
+//! - a refused or denied request is answered at once (401/403/400);
+//! - otherwise the upstream is asked for an uncompressed answer (`accept-encoding:
+//!   identity`), and the buffered answer is filtered: withheld entries removed, a single
+//!   resource the token may not read turned into a 403 `OperationOutcome`.
+//!
+//! Fail closed everywhere: a compressed or non-JSON answer, one over the size limit, a body
+//! sent in pieces (`STREAMED` mode) or a stream that ends before the body it was asked for
+//! never passes unread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::{
+    BodySendMode, HeaderSendMode,
+};
+use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessor;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    BodyMutation, BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpBody,
+    HttpHeaders, ImmediateResponse, ProcessingRequest, ProcessingResponse, TrailersResponse,
+    body_mutation,
+};
+use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Span;
+
+use super::response::operation_outcome;
+use crate::authorize::{
+    AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, FhirServer, HttpLine,
+    METHOD_OVERRIDE_HEADERS, Refusal, Unavailable, Verdict, decision_status, filtered_body,
+    request_id,
+};
+use crate::decision::{Decision, FilteredResponse};
+use crate::fhir::FhirRequest;
+use crate::telemetry::{self, Rpc, traces};
+
+/// The response header that says how many entries were withheld.
+pub const WITHHELD_HEADER: &str = "x-smart-authz-withheld";
+
+/// Request headers read here: given twice, the upstream might read the other one.
+const SINGLE_HEADERS: [&str; 6] = [
+    ":method",
+    ":path",
+    ":authority",
+    "authorization",
+    "x-request-id",
+    "host",
+];
+
+/// The ext_proc service.
+#[derive(Clone)]
+pub struct EnvoyProcessor {
+    authorizer: Arc<Authorizer>,
+}
+
+impl EnvoyProcessor {
+    pub fn new(authorizer: Arc<Authorizer>) -> Self {
+        EnvoyProcessor { authorizer }
+    }
+}
+
+#[tonic::async_trait]
+impl ExternalProcessor for EnvoyProcessor {
+    type ProcessStream = ReceiverStream<Result<ProcessingResponse, Status>>;
+
+    async fn process(
+        &self,
+        request: Request<Streaming<ProcessingRequest>>,
+    ) -> Result<Response<Self::ProcessStream>, Status> {
+        let span = traces::rpc_span(Rpc::EnvoyProcess, request.metadata());
+        let caller = Caller::of(request.extensions());
+        let inbound = request.into_inner();
+        let (replies, outbound) = mpsc::channel(4);
+        let exchange = Exchange {
+            authorizer: Arc::clone(&self.authorizer),
+            caller,
+            span,
+            replies,
+            state: State::Start,
+        };
+        tokio::spawn(exchange.run(inbound));
+        Ok(Response::new(ReceiverStream::new(outbound)))
+    }
+}
+
+/// Where one HTTP request is in its exchange.
+enum State {
+    /// Waiting for the request headers.
+    Start,
+    /// The answer goes through unread.
+    PassThrough,
+    /// The answer must be filtered: what it is an answer to.
+    Filter(Box<Asked>),
+    /// The answer's headers are checked; its body is due.
+    AwaitingBody(Box<Asked>),
+    /// Answered: nothing more to judge.
+    Done,
+}
+
+/// The request an answer will be judged against.
+struct Asked {
+    server: Arc<FhirServer>,
+    raw_token: String,
+    method: String,
+    /// The path relative to the server's FHIR base.
+    path: String,
+    request: FhirRequest,
+    request_id: Option<String>,
+}
+
+struct Exchange {
+    authorizer: Arc<Authorizer>,
+    caller: Caller,
+    span: Span,
+    replies: mpsc::Sender<Result<ProcessingResponse, Status>>,
+    state: State,
+}
+
+impl Exchange {
+    async fn run(mut self, mut inbound: Streaming<ProcessingRequest>) {
+        let span = self.span.clone();
+        let result = telemetry::observe(Rpc::EnvoyProcess, &span, async {
+            loop {
+                let message = match inbound.message().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return self.ended(),
+                    // Envoy reset the stream: it will not forward the answer without us.
+                    Err(status) => return Err(status),
+                };
+                let Some(phase) = message.request else {
+                    continue;
+                };
+                let reply = self.answer(phase).await?;
+                if self.replies.send(Ok(reply)).await.is_err() {
+                    return Ok(());
+                }
+                // Nothing more to judge: a clean end lets Envoy go on without asking (and
+                // without buffering an answer that passes unread anyway).
+                if matches!(self.state, State::PassThrough | State::Done) {
+                    return Ok(());
+                }
+            }
+        })
+        .await;
+        if let Err(status) = result {
+            let _ = self.replies.send(Err(status)).await;
+        }
+    }
+
+    /// The stream ended: fine unless the body it asked for never came.
+    fn ended(&self) -> Result<(), Status> {
+        let State::AwaitingBody(asked) = &self.state else {
+            return Ok(());
+        };
+        let refusal = Refusal::Answer(
+            AnswerProblem::Missing,
+            "the stream ended before the answer's body".to_owned(),
+        );
+        let call = self
+            .call(asked.request_id.as_deref())
+            .for_server(&asked.server);
+        self.authorizer
+            .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
+        Err(Status::aborted(refusal.to_string()))
+    }
+
+    fn call<'a>(&'a self, request_id: Option<&'a str>) -> Call<'a> {
+        let call = Call::new(Rpc::EnvoyProcess, &self.span);
+        // The id was checked when the request headers were read.
+        call.with_request_id(request_id)
+    }
+
+    async fn answer(&mut self, phase: Phase) -> Result<ProcessingResponse, Status> {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let (state, reply) = match (state, phase) {
+            (State::Start, Phase::RequestHeaders(headers)) => {
+                self.request_headers(&headers).await?
+            }
+            // An answer whose request was never seen cannot be judged.
+            (
+                State::Start,
+                Phase::ResponseHeaders(_) | Phase::ResponseBody(_) | Phase::ResponseTrailers(_),
+            ) => {
+                let refusal = Refusal::Answer(
+                    AnswerProblem::Missing,
+                    "the request headers never came: configure request_header_mode: SEND"
+                        .to_owned(),
+                );
+                self.authorizer.refused(self.call(None), "", None, &refusal);
+                (State::Done, refused(&refusal))
+            }
+            (State::Filter(asked), Phase::ResponseHeaders(headers)) => {
+                self.response_headers(asked, &headers)
+            }
+            // The body without its headers (response_header_mode: SKIP): it is filtered all
+            // the same, and a compressed one does not parse.
+            (State::AwaitingBody(asked) | State::Filter(asked), Phase::ResponseBody(body)) => {
+                self.response_body(&asked, &body).await?
+            }
+            // Whatever else comes (request body or trailers Envoy was configured to send, the
+            // answer of a request that needs no filtering) passes as it is.
+            (state, phase) => (state, continue_phase(&phase)),
+        };
+        self.state = state;
+        Ok(reply)
+    }
+
+    async fn request_headers(
+        &self,
+        headers: &HttpHeaders,
+    ) -> Result<(State, ProcessingResponse), Status> {
+        let headers = match header_map(headers) {
+            Ok(headers) => headers,
+            Err(refusal) => {
+                self.authorizer.refused(self.call(None), "", None, &refusal);
+                return Ok((State::Done, refused(&refusal)));
+            }
+        };
+        let header = |name: &str| headers.get(name).map(String::as_str);
+        let raw_token = header("authorization").unwrap_or_default();
+        let call = Call::new(Rpc::EnvoyProcess, &self.span);
+        let request_id = match request_id(header("x-request-id").unwrap_or_default()) {
+            Ok(id) => id,
+            Err(refusal) => {
+                self.authorizer.refused(call, raw_token, None, &refusal);
+                return Ok((State::Done, refused(&refusal)));
+            }
+        };
+        let call = call.with_request_id(request_id);
+        let authority = header(":authority")
+            .or_else(|| header("host"))
+            .unwrap_or_default();
+        let (method, path) = (
+            header(":method").unwrap_or_default(),
+            header(":path").unwrap_or_default(),
+        );
+        let (server, relative) =
+            match self
+                .authorizer
+                .server_routed(call, &self.caller, authority, path, raw_token)
+            {
+                Ok(routed) => routed,
+                Err(refusal) => return Ok((State::Done, refused(&refusal))),
+            };
+        let call = call.for_server(server);
+        let line = HttpLine {
+            method,
+            path: relative,
+        };
+        let request = match line.read(header) {
+            Ok(request) => request,
+            Err(refusal) => {
+                self.authorizer.refused(call, raw_token, None, &refusal);
+                return Ok((State::Done, refused(&refusal)));
+            }
+        };
+        let plan = self
+            .authorizer
+            .plan_answer(call, server, raw_token, &request, Some(line))
+            .await
+            .map_err(unavailable)?;
+        Ok(match plan {
+            AnswerPlan::PassThrough => (State::PassThrough, skip_the_answer()),
+            AnswerPlan::Refuse(verdict) => (State::Done, refused_verdict(verdict)),
+            AnswerPlan::Filter => {
+                let asked = Asked {
+                    server: Arc::clone(server),
+                    raw_token: raw_token.to_owned(),
+                    method: method.to_owned(),
+                    path: relative.to_owned(),
+                    request,
+                    request_id: request_id.map(str::to_owned),
+                };
+                (State::Filter(Box::new(asked)), ask_for_identity())
+            }
+        })
+    }
+
+    /// The answer's headers: only an uncompressed FHIR JSON body can be read.
+    fn response_headers(
+        &self,
+        asked: Box<Asked>,
+        headers: &HttpHeaders,
+    ) -> (State, ProcessingResponse) {
+        let map = match header_map(headers) {
+            Ok(map) => map,
+            Err(refusal) => return (State::Done, self.refuse_answer(&asked, refusal)),
+        };
+        if headers.end_of_stream {
+            // No body (204, 304, a HEAD): nothing to read, nothing to leak.
+            return (
+                State::Done,
+                reply(Reply::ResponseHeaders(HeadersResponse::default())),
+            );
+        }
+        if let Some(encoding) = map
+            .get("content-encoding")
+            .filter(|encoding| !encoding.trim().eq_ignore_ascii_case("identity"))
+        {
+            let refusal = Refusal::Answer(
+                AnswerProblem::Encoded,
+                format!(
+                    "the answer is {encoding}-encoded and cannot be read: the upstream must honour accept-encoding: identity"
+                ),
+            );
+            return (State::Done, self.refuse_answer(&asked, refusal));
+        }
+        let content_type = map
+            .get("content-type")
+            .map(String::as_str)
+            .unwrap_or_default();
+        if !is_json(content_type) {
+            let refusal = Refusal::Answer(
+                AnswerProblem::Encoded,
+                format!(
+                    "the answer is {content_type:?}, not FHIR JSON: only JSON is filtered (ask with _format=json)"
+                ),
+            );
+            return (State::Done, self.refuse_answer(&asked, refusal));
+        }
+        // The body may shrink: Envoy recomputes the length it sends.
+        let reply = ProcessingResponse {
+            response: Some(Reply::ResponseHeaders(HeadersResponse {
+                response: Some(CommonResponse {
+                    header_mutation: Some(HeaderMutation {
+                        remove_headers: vec!["content-length".to_owned()],
+                        ..HeaderMutation::default()
+                    }),
+                    ..CommonResponse::default()
+                }),
+            })),
+            ..ProcessingResponse::default()
+        };
+        (State::AwaitingBody(asked), reply)
+    }
+
+    async fn response_body(
+        &self,
+        asked: &Asked,
+        body: &HttpBody,
+    ) -> Result<(State, ProcessingResponse), Status> {
+        if !body.end_of_stream {
+            let refusal = Refusal::Answer(
+                AnswerProblem::Encoded,
+                "the answer came in pieces: configure response_body_mode: BUFFERED".to_owned(),
+            );
+            return Ok((State::Done, self.refuse_answer(asked, refusal)));
+        }
+        let call = self
+            .call(asked.request_id.as_deref())
+            .for_server(&asked.server);
+        let check = AnswerCheck {
+            raw_token: &asked.raw_token,
+            request: &asked.request,
+            line: Some(HttpLine {
+                method: &asked.method,
+                path: &asked.path,
+            }),
+            body: &body.body,
+        };
+        let verdict = self
+            .authorizer
+            .filter_answer(call, &asked.server, check)
+            .await
+            .map_err(unavailable)?;
+        let reply = match verdict {
+            Verdict::Refused(refusal) => refused(&refusal),
+            Verdict::Public(_) => body_reply(None, 0),
+            Verdict::Decided { decision, .. } if decision.is_allowed() => {
+                body_reply(filtered_body(&decision), decision.withheld)
+            }
+            Verdict::Decided { decision, .. } => answer_denied(&decision),
+        };
+        Ok((State::Done, reply))
+    }
+
+    /// Refuses an answer that cannot be read; one event.
+    fn refuse_answer(&self, asked: &Asked, refusal: Refusal) -> ProcessingResponse {
+        let call = self
+            .call(asked.request_id.as_deref())
+            .for_server(&asked.server);
+        self.authorizer
+            .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
+        refused(&refusal)
+    }
+}
+
+/// The headers by lower-case name; a header this face reads, given twice, is refused.
+fn header_map(headers: &HttpHeaders) -> Result<HashMap<String, String>, Refusal> {
+    let mut map = HashMap::new();
+    let values = headers
+        .headers
+        .as_ref()
+        .map(|map| map.headers.as_slice())
+        .unwrap_or_default();
+    for header in values {
+        let name = header.key.to_ascii_lowercase();
+        // Envoy sends `raw_value` (bytes); `value` is the older field.
+        let value = if header.raw_value.is_empty() {
+            header.value.clone()
+        } else {
+            String::from_utf8(header.raw_value.clone())
+                .map_err(|_| Refusal::InvalidRequest(format!("header {name} is not UTF-8")))?
+        };
+        let read_once = SINGLE_HEADERS.contains(&name.as_str())
+            || METHOD_OVERRIDE_HEADERS.contains(&name.as_str())
+            || name == "content-type"
+            || name == "content-encoding";
+        if map.insert(name.clone(), value).is_some() && read_once {
+            return Err(Refusal::InvalidRequest(format!(
+                "header {name} is given twice"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// `application/fhir+json`, `application/json` and other `+json` types, any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// An issuer that cannot be reached: the stream fails, and Envoy (with `failure_mode_allow`
+/// false) answers 500 rather than guess.
+fn unavailable(unavailable: Unavailable) -> Status {
+    Status::from(unavailable)
+}
+
+/// Continue the request, and ask the upstream for an answer the service can read.
+fn ask_for_identity() -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(Reply::RequestHeaders(HeadersResponse {
+            response: Some(CommonResponse {
+                header_mutation: Some(HeaderMutation {
+                    set_headers: vec![header_option("accept-encoding", "identity")],
+                    ..HeaderMutation::default()
+                }),
+                ..CommonResponse::default()
+            }),
+        })),
+        ..ProcessingResponse::default()
+    }
+}
+
+/// Continue the request, and ask Envoy not to send its answer.
+fn skip_the_answer() -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(Reply::RequestHeaders(HeadersResponse::default())),
+        mode_override: Some(ProcessingMode {
+            response_header_mode: HeaderSendMode::Skip as i32,
+            response_body_mode: BodySendMode::None as i32,
+            response_trailer_mode: HeaderSendMode::Skip as i32,
+            ..ProcessingMode::default()
+        }),
+        ..ProcessingResponse::default()
+    }
+}
+
+/// `CONTINUE` for the phase `phase`, changing nothing.
+fn continue_phase(phase: &Phase) -> ProcessingResponse {
+    reply(match phase {
+        Phase::RequestHeaders(_) => Reply::RequestHeaders(HeadersResponse::default()),
+        Phase::ResponseHeaders(_) => Reply::ResponseHeaders(HeadersResponse::default()),
+        Phase::RequestBody(_) => Reply::RequestBody(BodyResponse::default()),
+        Phase::ResponseBody(_) => Reply::ResponseBody(BodyResponse::default()),
+        Phase::RequestTrailers(_) => Reply::RequestTrailers(TrailersResponse::default()),
+        Phase::ResponseTrailers(_) => Reply::ResponseTrailers(TrailersResponse::default()),
+    })
+}
+
+fn reply(reply: Reply) -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(reply),
+        ..ProcessingResponse::default()
+    }
+}
+
+/// The answer's body: replaced by `filtered` when entries were withheld.
+fn body_reply(filtered: Option<Vec<u8>>, withheld: usize) -> ProcessingResponse {
+    let response = filtered.map(|body| CommonResponse {
+        header_mutation: Some(HeaderMutation {
+            set_headers: vec![header_option(WITHHELD_HEADER, &withheld.to_string())],
+            ..HeaderMutation::default()
+        }),
+        body_mutation: Some(BodyMutation {
+            mutation: Some(body_mutation::Mutation::Body(body)),
+        }),
+        ..CommonResponse::default()
+    });
+    ProcessingResponse {
+        response: Some(Reply::ResponseBody(BodyResponse { response })),
+        ..ProcessingResponse::default()
+    }
+}
+
+/// A single resource the token may not read: 403 with the engine's reason.
+fn answer_denied(filtered: &FilteredResponse) -> ProcessingResponse {
+    immediate(
+        decision_status(filtered.reason).http,
+        "forbidden",
+        &filtered.message,
+        filtered.reason.as_str(),
+        None,
+    )
+}
+
+/// A request the token may not make, answered before it reaches the upstream.
+fn refused_verdict(verdict: Verdict<Decision>) -> ProcessingResponse {
+    match verdict {
+        Verdict::Refused(refusal) => refused(&refusal),
+        Verdict::Decided { decision, .. } | Verdict::Public(decision) => immediate(
+            decision_status(decision.reason).http,
+            "forbidden",
+            &decision.message,
+            decision.reason.as_str(),
+            None,
+        ),
+    }
+}
+
+fn refused(refusal: &Refusal) -> ProcessingResponse {
+    let status = refusal.status().http;
+    let (code, challenge) = match refusal {
+        Refusal::Token(_) => ("login", Some("Bearer error=\"invalid_token\"")),
+        Refusal::Answer(..) => ("exception", None),
+        _ if status == 400 => ("invalid", None),
+        _ => ("forbidden", None),
+    };
+    immediate(
+        status,
+        code,
+        &refusal.to_string(),
+        refusal.as_str(),
+        challenge,
+    )
+}
+
+/// A local answer with a FHIR `OperationOutcome`; Envoy sends nothing of the upstream's.
+fn immediate(
+    status: u16,
+    issue_code: &str,
+    message: &str,
+    reason: &str,
+    challenge: Option<&str>,
+) -> ProcessingResponse {
+    let code = match status {
+        400 => StatusCode::BadRequest,
+        401 => StatusCode::Unauthorized,
+        502 => StatusCode::BadGateway,
+        _ => StatusCode::Forbidden,
+    };
+    let mut set_headers = vec![header_option("content-type", "application/fhir+json")];
+    if let Some(challenge) = challenge {
+        set_headers.push(header_option("www-authenticate", challenge));
+    }
+    ProcessingResponse {
+        response: Some(Reply::ImmediateResponse(ImmediateResponse {
+            status: Some(HttpStatus { code: code as i32 }),
+            headers: Some(HeaderMutation {
+                set_headers,
+                ..HeaderMutation::default()
+            }),
+            body: operation_outcome(issue_code, message).into_bytes(),
+            details: format!("smart_authz_{reason}"),
+            ..ImmediateResponse::default()
+        })),
+        ..ProcessingResponse::default()
+    }
+}
+
+fn header_option(name: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            raw_value: value.as_bytes().to_vec(),
+            ..HeaderValue::default()
+        }),
+        ..HeaderValueOption::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

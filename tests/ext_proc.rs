@@ -1,0 +1,260 @@
+//! The ext_proc face, driven as Envoy drives it: request headers, then the FHIR server's
+//! answer (headers, buffered body), over real gRPC with the `envoy-types` client.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use common::answers::*;
+use common::envoy::ENVOY_CONFIG;
+use common::ext_proc::*;
+use common::*;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
+use serde_json::Value;
+use tonic::Code;
+
+const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_answer_loses_what_the_token_may_not_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs patient/Patient.r", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+
+    let path = "/fhir/R4/Observation?_include=Observation:subject";
+    let reply = stream
+        .send(request_headers(
+            "GET",
+            path,
+            Some(&token),
+            &[("accept-encoding", "gzip")],
+        ))
+        .await;
+    assert!(
+        matches!(reply.response, Some(Reply::RequestHeaders(_))),
+        "{reply:?}"
+    );
+    assert_eq!(set_headers(&reply)["accept-encoding"], "identity");
+    assert!(reply.mode_override.is_none(), "the answer is wanted");
+
+    let reply = stream
+        .send(response_headers(
+            "200",
+            FHIR_JSON,
+            &[("content-length", "1234")],
+        ))
+        .await;
+    let removed = &common(&reply)
+        .unwrap()
+        .header_mutation
+        .as_ref()
+        .unwrap()
+        .remove_headers;
+    assert_eq!(removed, &["content-length"]);
+
+    let answer = serde_json::to_vec(&mixed_search()).unwrap();
+    let reply = stream.send(response_body(&answer)).await;
+    assert!(immediate(&reply).is_none(), "{reply:?}");
+    let filtered: Value = serde_json::from_slice(replaced_body(&reply).unwrap()).unwrap();
+    assert_eq!(
+        references(&filtered),
+        ["Observation/o1", "Patient/123", "OperationOutcome/-"]
+    );
+    assert_eq!(patients_named(&filtered), ["Patient/123"]);
+    assert_eq!(set_headers(&reply)["x-smart-authz-withheld"], "2");
+    stream.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_with_nothing_to_withhold_passes_as_it_was() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation/o1",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let mine = serde_json::to_vec(&observation_of("o1", "123")).unwrap();
+    let reply = stream.send(response_body(&mine)).await;
+    assert!(
+        matches!(reply.response, Some(Reply::ResponseBody(_))),
+        "{reply:?}"
+    );
+    assert!(replaced_body(&reply).is_none());
+    assert!(immediate(&reply).is_none());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_resource_of_another_patient_becomes_a_403() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation/o2",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let theirs = serde_json::to_vec(&observation_of("o2", "456")).unwrap();
+    let reply = stream.send(response_body(&theirs)).await;
+    assert_eq!(immediate_status(&reply), Some(403));
+    let outcome: Value = serde_json::from_slice(&immediate(&reply).unwrap().body).unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert!(!String::from_utf8_lossy(&immediate(&reply).unwrap().body).contains("456"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_need_no_filtering_are_not_asked_for() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let system = sign(&RSA_1, &issuer.claims("system/*.rs"));
+    for (path, token) in [
+        (
+            "/fhir/R4/Observation?_include=Observation:subject",
+            Some(system.as_str()),
+        ),
+        ("/fhir/R4/metadata", None),
+    ] {
+        let mut stream = ProcessStream::open(&server.channel).await;
+        let reply = stream.send(request_headers("GET", path, token, &[])).await;
+        let mode = reply.mode_override.as_ref().expect("the answer is skipped");
+        assert_eq!(mode.response_body_mode, 0, "NONE");
+        assert_eq!(mode.response_header_mode, 2, "SKIP");
+        // And the stream ends cleanly: Envoy goes on without sending the answer.
+        stream.close().await.unwrap();
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_token_may_not_make_is_refused_before_the_upstream() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Condition.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(403));
+
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers("GET", "/fhir/R4/Observation", None, &[]))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(401));
+    let challenge = immediate(&reply).unwrap().headers.as_ref().unwrap();
+    assert!(challenge.set_headers.iter().any(|option| {
+        option
+            .header
+            .as_ref()
+            .is_some_and(|header| header.key == "www-authenticate")
+    }));
+
+    // Two Authorization headers: the upstream might read the other one.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[("authorization", "Bearer other")],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(400));
+    server.stop().await;
+}
+
+/// A stream past the request headers of `GET path` with a patient/Observation.rs token.
+async fn filtering_stream(server: &TestServer, issuer: &TestIssuer, path: &str) -> ProcessStream {
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers("GET", path, Some(&token), &[]))
+        .await;
+    assert!(immediate(&reply).is_none(), "{reply:?}");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_cannot_be_read_never_pass() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config = format!("{ENVOY_CONFIG}\n[response_filter]\nmax_body_bytes = 2048\n");
+    let server = TestServer::for_issuer(&issuer, &config).await;
+    let search = "/fhir/R4/Observation";
+
+    // Compressed, or not JSON: refused on the headers, before any body.
+    for (content_type, extra) in [
+        (FHIR_JSON, [("content-encoding", "gzip")]),
+        ("application/fhir+xml", [("x-any", "1")]),
+    ] {
+        let mut stream = filtering_stream(&server, &issuer, search).await;
+        let reply = stream
+            .send(response_headers("200", content_type, &extra))
+            .await;
+        assert_eq!(immediate_status(&reply), Some(502), "{content_type}");
+    }
+
+    // Over the limit, not JSON, a duplicate member, an entry object for an array.
+    let large = serde_json::to_vec(&searchset(
+        &(0..20)
+            .map(|index| (observation_of(&format!("o{index}"), "123"), "match"))
+            .collect::<Vec<_>>(),
+    ))
+    .unwrap();
+    let duplicate = br#"{"resourceType":"Bundle","type":"searchset","entry":[],"entry":[]}"#;
+    let object = br#"{"resourceType":"Bundle","type":"searchset","entry":{"resource":{}}}"#;
+    for body in [&large[..], b"<Bundle/>", &duplicate[..], &object[..]] {
+        let mut stream = filtering_stream(&server, &issuer, search).await;
+        stream.send(response_headers("200", FHIR_JSON, &[])).await;
+        let reply = stream.send(response_body(body)).await;
+        assert_eq!(immediate_status(&reply), Some(502), "{}", body.len());
+    }
+
+    // A body in pieces (STREAMED mode) cannot be judged piece by piece.
+    let mut stream = filtering_stream(&server, &issuer, search).await;
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let piece = Phase::ResponseBody(envoy_types::pb::envoy::service::ext_proc::v3::HttpBody {
+        body: b"{\"resourceType\":".to_vec(),
+        end_of_stream: false,
+        ..Default::default()
+    });
+    let reply = stream.send(piece).await;
+    assert_eq!(immediate_status(&reply), Some(502));
+
+    // The stream ends after the headers: the body asked for never came.
+    let mut stream = filtering_stream(&server, &issuer, search).await;
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let status = stream.close().await.unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+
+    // An answer whose request headers never came.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    assert_eq!(immediate_status(&reply), Some(502));
+    server.stop().await;
+}
