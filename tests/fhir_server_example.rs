@@ -2,8 +2,7 @@
 //! smart-authz about every request, called over HTTP with SMART access tokens from a real
 //! issuer (oidc-provider, RFC 9068 JWTs). What reaches the app is what the token may see.
 //!
-//! `.ci/run` installs the example's packages; without them this test is skipped outside CI
-//! and fails in CI.
+//! `.ci/run` installs the example's packages (see `common::example_fhir`).
 
 #![allow(
     clippy::unwrap_used,
@@ -14,68 +13,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
+use common::example_fhir::{ExampleFhirServer, installed};
 use common::oauth::{FHIR_RESOURCE, OidcProvider};
 use common::*;
 use serde_json::{Value, json};
 
 const VITALS: &str = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
 
-fn example_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/fhir-server")
-}
-
-/// The example FHIR server as its own process, killed when dropped.
-struct FhirServer {
-    child: Child,
-    base: String,
-}
-
-impl FhirServer {
-    /// Starts the example on a free port, enforcing through smart-authz at `authz`, with
-    /// the demonstration data.
-    fn start(authz: std::net::SocketAddr) -> FhirServer {
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(example_dir())
-            .env("PORT", "0")
-            .env("AUTHZ", authz.to_string())
-            .env("SEED", "demo")
-            .env("ENFORCE", "on")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs");
-        let stdout = child.stdout.take().unwrap();
-        let (ready, listening) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(base) = line.strip_prefix("listening on ") {
-                    let _ = ready.send(base.to_owned());
-                }
-            }
-        });
-        let base = listening
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the example FHIR server starts");
-        FhirServer { child, base }
-    }
-}
-
-impl Drop for FhirServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct App<'a> {
-    fhir: &'a FhirServer,
+    fhir: &'a ExampleFhirServer,
     http: reqwest::Client,
     token: String,
 }
@@ -142,18 +88,7 @@ fn observation(patient: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fhir_server_that_delegates_to_smart_authz_returns_only_what_the_token_may_see() {
-    let ready = example_dir()
-        .join("node_modules/@medplum/fhir-router")
-        .is_dir()
-        && example_dir()
-            .join("node_modules/@smart-authz/client/dist/index.js")
-            .is_file();
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI installs the example (.ci/run)"
-        );
-        eprintln!("note: examples/fhir-server is not installed; the end-to-end test did not run");
+    if !installed() {
         return;
     }
     let issuer = OidcProvider::start().await;
@@ -162,7 +97,7 @@ async fn a_fhir_server_that_delegates_to_smart_authz_returns_only_what_the_token
         issuer.issuer
     ))
     .await;
-    let fhir = FhirServer::start(authz.address);
+    let fhir = ExampleFhirServer::start(authz.address, true);
     let app = |token: String| App {
         fhir: &fhir,
         http: reqwest::Client::new(),

@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod envoy;
+pub mod example_fhir;
 pub mod ext_proc;
 pub mod oauth;
 pub mod otlp;
