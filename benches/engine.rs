@@ -1,5 +1,5 @@
 //! The engine's hot paths: scope parsing, one decision, request-line parsing, compartment
-//! membership. Run with `cargo bench --bench engine`; medians are recorded in README.md.
+//! membership, filtering a search answer. Run with `cargo bench --bench engine`; medians are recorded in README.md.
 
 #![allow(
     clippy::unwrap_used,
@@ -104,6 +104,44 @@ fn benchmarks(criterion: &mut Criterion) {
             resource.patient_compartments(FhirVersion::R4, "Observation")
         })
     });
+
+    // Enforcement on the way back: a 100-entry searchset (50 of Patient/123, 50 of
+    // Patient/456), parsed strictly and filtered, as FilterResources and ext_proc do.
+    let bundle = search_bundle(100).to_string().into_bytes();
+    let lab = parse_request_line("GET", "Observation?code=http://loinc.org|2345-7").unwrap();
+    criterion.bench_function("parse a 100-entry search Bundle", |bench| {
+        bench.iter(|| smart_authz::fhir::parse_strict(black_box(&bundle)).unwrap())
+    });
+    criterion.bench_function("filter a 100-entry search Bundle (parse + filter)", |bench| {
+        bench.iter(|| {
+            let answer = smart_authz::fhir::parse_strict(black_box(&bundle)).unwrap();
+            let filtered = engine.filter_response(&token, &lab, answer).unwrap();
+            assert_eq!(filtered.withheld, 50);
+            filtered
+        })
+    });
+}
+
+/// A searchset of `entries` laboratory Observations, alternately of Patient/123 and 456.
+fn search_bundle(entries: usize) -> Value {
+    let entry: Vec<Value> = (0..entries)
+        .map(|index| {
+            let patient = if index % 2 == 0 { "123" } else { "456" };
+            json!({
+                "fullUrl": format!("https://fhir.example/Observation/o{index}"),
+                "resource": {
+                    "resourceType": "Observation", "id": format!("o{index}"), "status": "final",
+                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]},
+                    "subject": {"reference": format!("Patient/{patient}")},
+                    "effectiveDateTime": "2026-11-30T08:00:00Z",
+                    "valueQuantity": {"value": 95, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}
+                },
+                "search": {"mode": "match"}
+            })
+        })
+        .collect();
+    json!({ "resourceType": "Bundle", "type": "searchset", "total": entries, "entry": entry })
 }
 
 criterion_group!(benches, benchmarks);
