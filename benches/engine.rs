@@ -112,14 +112,17 @@ fn benchmarks(criterion: &mut Criterion) {
     criterion.bench_function("parse a 100-entry search Bundle", |bench| {
         bench.iter(|| smart_authz::fhir::parse_strict(black_box(&bundle)).unwrap())
     });
-    criterion.bench_function("filter a 100-entry search Bundle (parse + filter)", |bench| {
-        bench.iter(|| {
-            let answer = smart_authz::fhir::parse_strict(black_box(&bundle)).unwrap();
-            let filtered = engine.filter_response(&token, &lab, answer).unwrap();
-            assert_eq!(filtered.withheld, 50);
-            filtered
-        })
-    });
+    criterion.bench_function(
+        "filter a 100-entry search Bundle (parse + filter)",
+        |bench| {
+            bench.iter(|| {
+                let answer = smart_authz::fhir::parse_strict(black_box(&bundle)).unwrap();
+                let filtered = engine.filter_response(&token, &lab, answer).unwrap();
+                assert_eq!(filtered.withheld, 50);
+                filtered
+            })
+        },
+    );
 }
 
 /// A searchset of `entries` laboratory Observations, alternately of Patient/123 and 456.

@@ -1,6 +1,6 @@
 //! The AuthZEN HTTP JSON face, called with plain HTTP requests as a client without gRPC
 //! would: the metadata, one evaluation in both request forms, several with each
-//! semantic, and what it refuses.
+//! semantic, what it refuses, and the service's own filter endpoint.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::answers::{mixed_search, observation_of, patients_named, references};
 use common::*;
 use serde_json::{Value, json};
 
@@ -297,5 +298,60 @@ async fn what_could_be_read_two_ways_is_refused() {
     let elsewhere = json!({ "subject": subject(&token), "action": { "name": "GET" }, "resource": { "type": "fhir_request", "id": "Observation/o1" }, "context": { "fhir_server": "nowhere" } });
     let (status, answer) = face.post("/access/v1/evaluation", &elsewhere).await;
     assert_eq!(status, 400, "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_endpoint_returns_only_what_the_token_may_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, CONFIG).await;
+    let face = Face::of(&server);
+    let token = issuer.patient_token("patient/Observation.rs patient/Patient.r", "123");
+    let (action, resource) = http_line("GET", "Observation?_include=Observation:subject");
+    let (status, answer) = face
+        .post(
+            "/smart-authz/v1/filter-resources",
+            &json!({ "subject": subject(&token), "action": action, "resource": resource,
+                "response": mixed_search() }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], true);
+    assert_eq!(answer["context"]["withheld"], 2);
+    assert_eq!(answer["context"]["subject"]["patient"], "123");
+    assert_eq!(
+        answer["context"]["entries"][1]["reason"],
+        "outside_compartment"
+    );
+    assert_eq!(
+        references(&answer["body"]),
+        ["Observation/o1", "Patient/123", "OperationOutcome/-"]
+    );
+    assert_eq!(patients_named(&answer["body"]), ["Patient/123"]);
+
+    // A single resource of another patient: a deny, and no body.
+    let (action, resource) = http_line("GET", "Observation/o2");
+    let (status, answer) = face
+        .post(
+            "/smart-authz/v1/filter-resources",
+            &json!({ "subject": subject(&token), "action": action, "resource": resource,
+                "response": observation_of("o2", "456") }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], false);
+    assert_eq!(answer["context"]["reason"], "outside_compartment");
+    assert!(answer.get("body").is_none());
+
+    // No answer, or one that is not a FHIR resource: a 400, never an allow.
+    for response in [None, Some(json!([1])), Some(json!({ "id": "x" }))] {
+        let mut body =
+            json!({ "subject": subject(&token), "action": action, "resource": resource });
+        if let Some(response) = response {
+            body["response"] = response;
+        }
+        let (status, answer) = face.post("/smart-authz/v1/filter-resources", &body).await;
+        assert_eq!(status, 400, "{answer}");
+    }
     server.stop().await;
 }

@@ -260,7 +260,10 @@ async fn behind_envoy_a_fhir_server_without_smart_code_returns_only_what_the_tok
         }
         // Nothing of Patient/456's record: her name, her Observations' contents.
         let text = body.to_string();
-        assert!(!text.contains("Baxter") && !text.contains("o-456-vitals"), "{text}");
+        assert!(
+            !text.contains("Baxter") && !text.contains("o-456-vitals"),
+            "{text}"
+        );
     }
 
     // A backend with system/*.rs sees all of it, unfiltered.

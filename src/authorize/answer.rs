@@ -20,7 +20,7 @@ use crate::telemetry::metrics;
 const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
 /// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
-pub const DEFAULT_MAX_ANSWER_BYTES: usize = 3 * 1024 * 1024;
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = crate::config::DEFAULT_MAX_BODY_BYTES;
 
 /// A FHIR server's answer to filter, as the face received it.
 #[derive(Clone, Copy, Debug)]

@@ -76,15 +76,20 @@ fn decided(decision: &Decision, token: Option<&VerifiedToken>) -> Value {
         }
     }
     if let Some(token) = token {
-        let subject = &token.context;
-        context["subject"] = json!({
-            "client_id": subject.client_id,
-            "sub": subject.sub,
-            "fhir_user": subject.fhir_user,
-            "patient": subject.patient,
-        });
+        context["subject"] = subject(token);
     }
     json!({ "decision": decision.is_allowed(), "context": context })
+}
+
+/// Who is asking, from the verified token.
+pub fn subject(token: &VerifiedToken) -> Value {
+    let subject = &token.context;
+    json!({
+        "client_id": subject.client_id,
+        "sub": subject.sub,
+        "fhir_user": subject.fhir_user,
+        "patient": subject.patient,
+    })
 }
 
 /// An HTTP answer: JSON, with the caller's `X-Request-ID` echoed (AuthZEN 1.0, request

@@ -5,12 +5,15 @@
 //! - `POST /access/v1/evaluation`: one evaluation (§6);
 //! - `POST /access/v1/evaluations`: several, with the request's subject, action, resource
 //!   and context as defaults and `options.evaluations_semantic` (§7);
-//! - `GET /.well-known/authzen-configuration`: the PDP metadata (§9).
+//! - `GET /.well-known/authzen-configuration`: the PDP metadata (§9);
+//! - `POST /smart-authz/v1/filter-resources`: a FHIR server's answer filtered on the way
+//!   back, the service's own endpoint ([`filter`]).
 //!
 //! Bodies are read by the engine's strict JSON parser (a member named twice, or nesting
 //! past 128 levels, is a 400), as `application/json` only, within `max_request_bytes`.
 
 mod answer;
+mod filter;
 mod request;
 
 use std::sync::Arc;
@@ -27,9 +30,9 @@ use tokio::net::TcpListener;
 
 use self::answer::Answer;
 use self::request::Evaluation;
-use crate::authorize::{Authorizer, Call, Caller, Check, HttpLine, request_id};
+use crate::authorize::{Authorizer, Call, Caller, Check, FhirServer, HttpLine, request_id};
 use crate::config::AuthzenConfig;
-use crate::fhir::{Resource, parse_strict};
+use crate::fhir::{FhirRequest, Resource, parse_strict};
 use crate::telemetry::{self, Rpc, traces};
 
 /// Most evaluations in one `evaluations` request (the limit of a gRPC batch).
@@ -56,6 +59,10 @@ pub fn router(
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
         .route("/.well-known/authzen-configuration", get(configuration))
+        .route(
+            "/smart-authz/v1/filter-resources",
+            post(filter::filter_resources),
+        )
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .with_state(face)
 }
@@ -324,31 +331,16 @@ impl Face {
         };
         let Evaluation {
             token,
-            method,
-            path,
             headers,
             stored,
             proposed,
-            fhir_server,
+            ..
         } = &evaluation;
-        // No certificate on this face: with mutual TLS configured, it is never started.
-        let caller = Caller::default();
-        let server = match self
-            .authorizer
-            .server_named(call, &caller, fhir_server, token)
-        {
-            Ok(server) => server,
-            Err(refusal) => return Ok(answer::refused(&refusal)),
+        let (server, request, line) = match self.route(call, &evaluation) {
+            Ok(routed) => routed,
+            Err(answer) => return Ok(answer),
         };
         let call = call.for_server(server);
-        let line = HttpLine { method, path };
-        let request = match line.read(|name| headers.get(name).map(String::as_str)) {
-            Ok(request) => request,
-            Err(refusal) => {
-                self.authorizer.refused(call, token, None, &refusal);
-                return Ok(answer::refused(&refusal));
-            }
-        };
         let mut resources = [None, None];
         for (slot, (field, json)) in resources
             .iter_mut()
@@ -379,5 +371,37 @@ impl Face {
         };
         let verdict = self.authorizer.check(call, server, check).await?;
         Ok(answer::verdict(verdict))
+    }
+
+    /// The FHIR server an evaluation is for and its request, read from its HTTP line; a
+    /// refusal is reported and answered.
+    fn route<'e>(
+        &self,
+        call: Call<'_>,
+        evaluation: &'e Evaluation,
+    ) -> Result<(&Arc<FhirServer>, FhirRequest, HttpLine<'e>), Answer> {
+        let Evaluation {
+            token,
+            method,
+            path,
+            headers,
+            fhir_server,
+            ..
+        } = evaluation;
+        // No certificate on this face: with mutual TLS configured, it is never started.
+        let caller = Caller::default();
+        let server = self
+            .authorizer
+            .server_named(call, &caller, fhir_server, token)
+            .map_err(|refusal| answer::refused(&refusal))?;
+        let call = call.for_server(server);
+        let line = HttpLine { method, path };
+        let request = line
+            .read(|name| headers.get(name).map(String::as_str))
+            .map_err(|refusal| {
+                self.authorizer.refused(call, token, None, &refusal);
+                answer::refused(&refusal)
+            })?;
+        Ok((server, request, line))
     }
 }

@@ -32,7 +32,7 @@ pub use self::issuer::{
     DEFAULT_ALGORITHMS, IntrospectionAuth, IntrospectionConfig, IssuerConfig, IssuerFile,
     KeySource, MAX_LEEWAY_SECS, Secret,
 };
-pub use self::response_filter::ResponseFilterConfig;
+pub use self::response_filter::{DEFAULT_MAX_BODY_BYTES, ResponseFilterConfig, ResponseFilterFile};
 pub use self::servers::{DEFAULT_SERVER, FhirServerConfig, FhirServerFile};
 pub use self::telemetry::{
     AuditMode, DEFAULT_METRICS_LISTEN, LogConfig, LogFormat, TelemetryConfig, TelemetryFile,
@@ -88,7 +88,7 @@ pub struct ConfigFile {
     /// The AuthZEN HTTP JSON face (docs/authzen.md); off unless it has a `listen`.
     pub authzen: AuthzenFile,
     /// Filtering of FHIR servers' answers (docs/response-filtering.md).
-    pub response_filter: ResponseFilterConfig,
+    pub response_filter: ResponseFilterFile,
 }
 
 impl Default for ConfigFile {
@@ -111,7 +111,7 @@ impl Default for ConfigFile {
             tls: TlsFile::default(),
             callers: Vec::new(),
             authzen: AuthzenFile::default(),
-            response_filter: ResponseFilterConfig::default(),
+            response_filter: ResponseFilterFile::default(),
         }
     }
 }
@@ -299,7 +299,10 @@ impl Config {
             ));
         }
         cache::validate_cache(&shape.cache)?;
-        response_filter::validate_response_filter(&shape.response_filter, shape.max_request_bytes)?;
+        let response_filter = response_filter::validate_response_filter(
+            &shape.response_filter,
+            shape.max_request_bytes,
+        )?;
         let telemetry = telemetry::validate_telemetry(&shape.telemetry, listen)?;
         for (name, rule) in &shape.policy.operations {
             if matches!(rule, crate::decision::OperationRule::Permissions { .. })
@@ -345,7 +348,7 @@ impl Config {
             tls,
             callers,
             authzen,
-            response_filter: shape.response_filter,
+            response_filter,
             development,
         })
     }

@@ -5,36 +5,43 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
 
-/// `[response_filter]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Default largest answer filtered, when `max_request_bytes` leaves room for it.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// `[response_filter]` as written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ResponseFilterConfig {
+pub struct ResponseFilterFile {
     /// Largest answer body that is filtered, in bytes. A larger answer is refused (HTTP 502
     /// on the ext_proc face, RESOURCE_EXHAUSTED on `FilterResources`), never passed unread.
-    pub max_body_bytes: usize,
+    /// Default: 3 MiB, or three quarters of `max_request_bytes` when that is smaller.
+    pub max_body_bytes: Option<usize>,
 }
 
-impl Default for ResponseFilterConfig {
-    fn default() -> Self {
-        ResponseFilterConfig {
-            max_body_bytes: 3 * 1024 * 1024,
-        }
-    }
+/// The validated `[response_filter]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseFilterConfig {
+    pub max_body_bytes: usize,
 }
 
 /// The body travels inside one gRPC message (a `ProcessingRequest`, a
 /// `FilterResourcesRequest`), so it must leave room in `max_request_bytes` for the rest.
 pub(super) fn validate_response_filter(
-    filter: &ResponseFilterConfig,
+    file: &ResponseFilterFile,
     max_request_bytes: usize,
-) -> Result<(), ConfigError> {
-    if filter.max_body_bytes < 1024 {
+) -> Result<ResponseFilterConfig, ConfigError> {
+    let Some(max_body_bytes) = file.max_body_bytes else {
+        return Ok(ResponseFilterConfig {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES.min(max_request_bytes / 4 * 3),
+        });
+    };
+    if max_body_bytes < 1024 {
         return Err(invalid(
             "response_filter.max_body_bytes",
             "must be at least 1024",
         ));
     }
-    if filter.max_body_bytes >= max_request_bytes {
+    if max_body_bytes >= max_request_bytes {
         return Err(invalid(
             "response_filter.max_body_bytes",
             format!(
@@ -42,5 +49,5 @@ pub(super) fn validate_response_filter(
             ),
         ));
     }
-    Ok(())
+    Ok(ResponseFilterConfig { max_body_bytes })
 }

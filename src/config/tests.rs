@@ -793,3 +793,32 @@ fn the_authzen_face_never_weakens_the_grpc_listeners_tls() {
         .is_ok()
     );
 }
+
+#[test]
+fn the_response_filter_limit_fits_inside_one_grpc_message() {
+    let config = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(
+        config.response_filter.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES
+    );
+    // A smaller message limit brings the default down with it rather than failing.
+    let small = Config::from_toml(&format!("max_request_bytes = 65536\n{MINIMAL}")).unwrap();
+    assert_eq!(small.response_filter.max_body_bytes, 49152);
+    let set = Config::from_toml(&format!(
+        "{MINIMAL}\n[response_filter]\nmax_body_bytes = 100000\n"
+    ))
+    .unwrap();
+    assert_eq!(set.response_filter.max_body_bytes, 100_000);
+    for (limit, expected) in [
+        ("4194304", "must be below max_request_bytes"),
+        ("512", "at least 1024"),
+    ] {
+        let error = error_of(&format!(
+            "{MINIMAL}\n[response_filter]\nmax_body_bytes = {limit}\n"
+        ));
+        assert!(
+            error.contains("response_filter.max_body_bytes") && error.contains(expected),
+            "{error}"
+        );
+    }
+}

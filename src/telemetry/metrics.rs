@@ -169,7 +169,7 @@ struct RpcHandles {
 }
 
 fn rpc_handles(rpc: Rpc) -> &'static RpcHandles {
-    static HANDLES: [OnceLock<RpcHandles>; 8] = [const { OnceLock::new() }; 8];
+    static HANDLES: [OnceLock<RpcHandles>; 9] = [const { OnceLock::new() }; 9];
     let index = match rpc {
         Rpc::CheckAccess => 0,
         Rpc::BatchCheckAccess => 1,
@@ -179,6 +179,7 @@ fn rpc_handles(rpc: Rpc) -> &'static RpcHandles {
         Rpc::AuthzenEvaluations => 5,
         Rpc::FilterResources => 6,
         Rpc::EnvoyProcess => 7,
+        Rpc::AuthzenFilterResources => 8,
     };
     HANDLES[index].get_or_init(|| RpcHandles {
         in_flight: gauge!(REQUESTS_IN_FLIGHT, "rpc" => rpc.as_str()),

@@ -216,6 +216,8 @@ pub enum Rpc {
     /// AuthZEN's `POST /access/v1/evaluations`.
     AuthzenEvaluations,
     FilterResources,
+    /// `POST /smart-authz/v1/filter-resources` on the HTTP face.
+    AuthzenFilterResources,
     /// Envoy's `ExternalProcessor/Process` (ext_proc): one stream per HTTP request.
     EnvoyProcess,
 }
@@ -231,6 +233,7 @@ impl Rpc {
             Rpc::AuthzenEvaluation => "authzen.evaluation",
             Rpc::AuthzenEvaluations => "authzen.evaluations",
             Rpc::FilterResources => "FilterResources",
+            Rpc::AuthzenFilterResources => "http.filter_resources",
             Rpc::EnvoyProcess => "ext_proc.Process",
         }
     }
@@ -242,6 +245,7 @@ impl Rpc {
             Rpc::EnvoyCheck => "envoy.service.auth.v3.Authorization",
             Rpc::EnvoyProcess => "envoy.service.ext_proc.v3.ExternalProcessor",
             Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations => "authzen.access.v1",
+            Rpc::AuthzenFilterResources => "smart-authz.v1",
             _ => "smartauthz.v1.AuthzService",
         }
     }
@@ -264,6 +268,7 @@ impl Rpc {
             Rpc::AuthzenEvaluation => "evaluation",
             Rpc::AuthzenEvaluations => "evaluations",
             Rpc::FilterResources => "FilterResources",
+            Rpc::AuthzenFilterResources => "filter-resources",
             Rpc::EnvoyProcess => "Process",
         }
     }
@@ -278,6 +283,7 @@ impl Rpc {
             Rpc::AuthzenEvaluation => "POST /access/v1/evaluation",
             Rpc::AuthzenEvaluations => "POST /access/v1/evaluations",
             Rpc::FilterResources => "smartauthz.v1.AuthzService/FilterResources",
+            Rpc::AuthzenFilterResources => "POST /smart-authz/v1/filter-resources",
             Rpc::EnvoyProcess => "envoy.service.ext_proc.v3.ExternalProcessor/Process",
         }
     }
@@ -286,7 +292,9 @@ impl Rpc {
     pub fn face(self) -> Face {
         match self {
             Rpc::EnvoyCheck | Rpc::EnvoyProcess => Face::Envoy,
-            Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations => Face::Authzen,
+            Rpc::AuthzenEvaluation | Rpc::AuthzenEvaluations | Rpc::AuthzenFilterResources => {
+                Face::Authzen
+            }
             Rpc::CheckAccess
             | Rpc::BatchCheckAccess
             | Rpc::IntrospectToken
