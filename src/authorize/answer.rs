@@ -13,7 +13,7 @@ use super::{
     Unavailable, Verdict,
 };
 use crate::decision::{Decision, FilteredResponse, Outcome};
-use crate::fhir::{FhirRequest, parse_strict};
+use crate::fhir::{FhirRequest, parse_strict, to_fhir_json};
 use crate::telemetry::metrics;
 
 /// Answers larger than this are parsed off the async runtime.
@@ -170,8 +170,7 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
 /// The bytes to send back for an allowed `filtered` answer: `None` when they are the bytes
 /// the server sent (nothing was withheld, or the answer was not read).
 pub fn filtered_body(filtered: &FilteredResponse) -> Option<Vec<u8>> {
-    (filtered.is_allowed() && filtered.withheld > 0)
-        .then(|| serde_json::to_vec(&filtered.body).unwrap_or_default())
+    (filtered.is_allowed() && filtered.withheld > 0).then(|| to_fhir_json(&filtered.body))
 }
 
 async fn parse_answer(body: &[u8]) -> Result<Value, String> {

@@ -274,7 +274,7 @@ impl Engine {
             bundle_type.as_str(),
             "batch-response" | "transaction-response"
         );
-        let entries = match bundle.shift_remove("entry") {
+        let entries = match bundle.remove("entry") {
             Some(Value::Array(entries)) => entries,
             _ => Vec::new(),
         };
@@ -289,7 +289,7 @@ impl Engine {
         }
         let withheld = verdicts.iter().filter(|verdict| !verdict.kept).count();
         if withheld > 0 {
-            bundle.shift_remove("total");
+            bundle.remove("total");
             if bundle_type == "searchset" {
                 kept.push(withheld_outcome(withheld));
             }
@@ -340,7 +340,7 @@ impl Engine {
             Some("outcome") => EntryMode::Outcome,
             _ => EntryMode::Match,
         };
-        let Some(resource) = entry.shift_remove("resource") else {
+        let Some(resource) = entry.remove("resource") else {
             let verdict = if statuses_allowed {
                 kept(index, None, mode, "kept: an entry's status, no resource")
             } else {

@@ -498,7 +498,7 @@ fn invented_choice_keys_make_no_member_but_still_name_their_patients() {
         // The deny check of resources outside the compartment reads every literal reference.
         assert_eq!(
             invented.referenced_patients(version, "Observation"),
-            ["123", "456"]
+            ["456", "123"]
         );
         assert_eq!(
             filter(

@@ -45,3 +45,17 @@ fn what_is_not_one_json_document_is_refused() {
     let deep = "[".repeat(100_000);
     assert!(parse_strict(deep.as_bytes()).is_err());
 }
+
+#[test]
+fn resources_are_written_with_their_type_first_at_every_level() {
+    let bundle = parse_strict(
+        br#"{"type":"searchset","entry":[{"resource":{"id":"o1","resourceType":"Observation","contained":[{"id":"p","resourceType":"Patient"}]}}],"resourceType":"Bundle"}"#,
+    )
+    .unwrap();
+    let written = String::from_utf8(super::to_fhir_json(&bundle)).unwrap();
+    assert_eq!(
+        written,
+        r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p"}],"id":"o1"}}],"type":"searchset"}"#
+    );
+    assert_eq!(parse_strict(written.as_bytes()).unwrap(), bundle);
+}
