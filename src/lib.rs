@@ -12,12 +12,14 @@
 //! - [`app`]: wiring: one server with the API, ext_authz, health and reflection; graceful
 //!   shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
 //! - [`grpc`], [`envoy`] and [`authzen`]: the faces. `smartauthz.v1.AuthzService`, Envoy's
-//!   ext_authz v3 `Check` and the AuthZEN HTTP JSON API decode their wire format, call the
-//!   pipeline, encode its verdict. Beside them [`tls`]: the listener's TLS and mutual TLS,
+//!   ext_authz v3 `Check` and ext_proc v3 `Process` (answers filtered on the way back), and
+//!   the AuthZEN HTTP JSON API decode their wire format, call the pipeline, encode its
+//!   verdict. Beside them [`tls`]: the listener's TLS and mutual TLS,
 //!   certificates reloaded from disk, each connection's client identity.
 //! - [`authorize`]: the one pipeline every face calls: which FHIR server is asking and
-//!   whether the caller may, public check, token, engine, one event per answer; the deny
-//!   vocabulary and its HTTP and gRPC statuses.
+//!   whether the caller may, public check, token, engine, one event per answer, and the same
+//!   on the way back for a FHIR server's answer; the deny vocabulary and its HTTP and gRPC
+//!   statuses.
 //! - [`telemetry`]: logs, OpenTelemetry traces, Prometheus metrics and the audit log.
 //! - [`token`]: JWT verification against each issuer's keys (fetched and refreshed), RFC
 //!   7662 introspection, discovery, the cache of verified tokens; its own upstream metrics.

@@ -6,6 +6,9 @@
 //!
 //! This face only decodes: the path into a FHIR base and request, the forwarded body into a
 //! resource, a Bundle's entries or search parameters; and encodes the verdict.
+//!
+//! [`EnvoyProcessor`] is Envoy's other filter on the same port, ext_proc: it filters the
+//! FHIR server's answers on their way back (docs/response-filtering.md).
 
 mod processor;
 mod response;
