@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::answer::{self, Answer};
-use super::{Face, read_post, request, unavailable_answer};
+use super::{Face, read_post, request, respond};
 use crate::authorize::{AnswerCheck, AnswerProblem, Call, Refusal, Verdict};
 use crate::decision::FilteredResponse;
 use crate::telemetry::{self, Rpc, traces};
@@ -33,13 +33,7 @@ pub(super) async fn filter_resources(
         let call = Call::new(rpc, &span).with_request_id(id);
         face.filter(call, &posted.body).await
     };
-    match telemetry::observe(rpc, &span, call).await {
-        Ok(Answer::Decided(value)) => answer::http(StatusCode::OK, &value, id),
-        Ok(Answer::Failed { status, message }) => {
-            answer::http(status, &answer::error_body(status, &message), id)
-        }
-        Err(unavailable) => unavailable_answer(&unavailable, id),
-    }
+    respond(telemetry::observe(rpc, &span, call).await, id)
 }
 
 impl Face {

@@ -179,7 +179,13 @@ async fn evaluation(
         let call = Call::new(rpc, &span).with_request_id(id);
         face.decide(call, |name| body.get(name)).await
     };
-    match telemetry::observe(rpc, &span, call).await {
+    respond(telemetry::observe(rpc, &span, call).await, id)
+}
+
+/// The HTTP answer of one evaluation (or filter): 200 with the decision, the status of a
+/// failure, or 503 when an issuer could not be reached.
+fn respond(result: Result<Answer, tonic::Status>, id: Option<&str>) -> Response {
+    match result {
         Ok(Answer::Decided(value)) => answer::http(StatusCode::OK, &value, id),
         Ok(Answer::Failed { status, message }) => {
             answer::http(status, &answer::error_body(status, &message), id)
