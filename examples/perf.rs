@@ -18,6 +18,8 @@
 
 #[path = "../tests/common/perf.rs"]
 mod perf;
+#[path = "../tests/common/spawned.rs"]
+mod spawned;
 #[path = "../tests/common/tls.rs"]
 #[allow(dead_code, reason = "the perf tool uses the server certificate only")]
 mod tls;

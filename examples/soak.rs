@@ -14,6 +14,8 @@
 
 #[path = "../tests/common/soak.rs"]
 mod soak;
+#[path = "../tests/common/spawned.rs"]
+mod spawned;
 
 use std::path::{Path, PathBuf};
 

@@ -10,21 +10,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
+use common::spawned::{self, Served};
 use common::{check_http, decision};
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smart-authz"))
@@ -44,43 +35,25 @@ fn mint(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-/// Starts `smart-authz serve` on the built-in configuration; the address it listens on.
-fn start_development_server() -> (Running, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let server = Running(
-        binary()
-            .args(["serve", "--listen", &address])
-            .env_remove("SMART_AUTHZ_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve starts"),
-    );
-    (server, address)
+/// Starts `smart-authz serve` on the built-in configuration.
+fn start_development_server() -> Served {
+    let mut command = spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    command.arg("serve");
+    Served::start(command)
 }
 
-async fn wait_for(address: &str) -> tonic::transport::Channel {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
-    let mut channel = None;
-    for _ in 0..150 {
-        if let Ok(connected) = endpoint.connect().await {
-            channel = Some(connected);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    channel.expect("the server listens")
+async fn connect(server: &Served) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the server listens")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_in_development_configuration_answers() {
-    let (_server, address) = start_development_server();
-    let mut client = AuthzServiceClient::new(wait_for(&address).await);
+    let server = start_development_server();
+    let mut client = AuthzServiceClient::new(connect(&server).await);
 
     let token = mint(&["--scope", "patient/*.rs", "--patient", "123"]);
     let allowed = client
@@ -147,8 +120,8 @@ async fn the_readme_walkthrough_runs_with_grpcurl() {
         eprintln!("note: grpcurl is not installed; the README walkthrough was not run");
         return;
     };
-    let (_server, address) = start_development_server();
-    drop(wait_for(&address).await);
+    let server = start_development_server();
+    let address = server.address.to_string();
     let token = mint(&[
         "--scope",
         "patient/*.rs launch/patient openid",

@@ -11,6 +11,8 @@
 
 #[path = "common/perf.rs"]
 mod perf;
+#[path = "common/spawned.rs"]
+mod spawned;
 #[path = "common/tls.rs"]
 #[allow(dead_code, reason = "the perf tool uses the server certificate only")]
 mod tls;

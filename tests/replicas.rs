@@ -15,11 +15,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::check_http;
 use common::oauth::{FHIR_RESOURCE, OidcProvider, RS_BASIC_CLIENT_ID, RS_CLIENT_SECRET};
+use common::spawned::{self, Served};
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use tonic::transport::Channel;
@@ -29,8 +29,7 @@ const REPLICAS: usize = 3;
 
 /// One `smart-authz serve` process on a loopback port, killed when dropped.
 struct Replica {
-    child: Child,
-    address: SocketAddr,
+    served: Served,
     _config: tempfile::NamedTempFile,
 }
 
@@ -38,31 +37,22 @@ impl Replica {
     fn start(config: &str) -> Replica {
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         std::fs::write(file.path(), config).unwrap();
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_smart-authz"))
-            .args(["serve", "--config"])
-            .arg(file.path())
-            .args(["--listen", &address.to_string()])
-            .env_remove("SMART_AUTHZ_CONFIG")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary runs");
+        let mut command = spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+        command.args(["serve", "--config"]).arg(file.path());
         Replica {
-            child,
-            address,
+            served: Served::start(command),
             _config: file,
         }
+    }
+
+    fn address(&self) -> SocketAddr {
+        self.served.address
     }
 
     /// A channel once the replica is ready (its issuer discovered).
     async fn ready(&self) -> Channel {
         let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", self.address)).unwrap();
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.address())).unwrap();
         for _ in 0..300 {
             if let Ok(channel) = endpoint.connect().await {
                 let ready = HealthClient::new(channel.clone())
@@ -75,18 +65,12 @@ impl Replica {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("replica {} did not become ready", self.address);
+        panic!("replica {} did not become ready", self.address());
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
+        let _ = self.served.child.kill();
+        let _ = self.served.child.wait();
     }
 }
 

@@ -11,6 +11,8 @@
 
 #[path = "common/soak.rs"]
 mod soak;
+#[path = "common/spawned.rs"]
+mod spawned;
 
 use std::path::Path;
 

@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::spawned::{self, Served};
 use common::*;
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
@@ -349,40 +350,30 @@ fn binary() -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
-    let free_port = || {
+    // Nothing listens there: every export fails, which must not matter.
+    let collector = format!(
+        "http://127.0.0.1:{}",
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port()
-    };
-    let address = format!("127.0.0.1:{}", free_port());
-    // Nothing listens there: every export fails, which must not matter.
-    let collector = format!("http://127.0.0.1:{}", free_port());
-    let mut child = binary()
-        .args(["serve", "--listen", &address])
-        .env_remove("SMART_AUTHZ_CONFIG")
+    );
+    let mut command = spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    command
+        .arg("serve")
         .env_remove("RUST_LOG")
         .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
-        .env("SMART_AUTHZ_LOG__FORMAT", "json")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
+        .stdout(Stdio::piped());
+    let mut server = Served::start(command);
+    let address = server.address;
+    let stdout = server.child.stdout.take().unwrap();
     let (line_sender, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = line_sender.send(line);
         }
-    });
-    let errors = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
     });
 
     let token = {
@@ -392,17 +383,12 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
             .unwrap();
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
-    let mut channel = None;
-    for _ in 0..150 {
-        if let Ok(connected) = endpoint.connect().await {
-            channel = Some(connected);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut client =
-        pb::authz_service_client::AuthzServiceClient::new(channel.expect("the server listens"));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the server listens");
+    let mut client = pb::authz_service_client::AuthzServiceClient::new(channel);
     let allowed = client
         .check_access(check_http(&token, "GET", "Observation?code=x"))
         .await
@@ -435,16 +421,15 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
     // SIGTERM: drains, flushes the trace exporter (which fails) and exits promptly.
     let stopping = Instant::now();
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.pid().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
         if stopping.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
             panic!("the server did not stop within 20 s of SIGTERM");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -459,7 +444,7 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
         lines.recv_timeout(Duration::from_secs(1)).is_err(),
         "only the deny is audited by default"
     );
-    let errors = errors.join().unwrap();
+    let errors = server.logs_after_exit();
     assert!(
         errors
             .iter()

@@ -10,6 +10,7 @@ pub mod ext_proc;
 pub mod oauth;
 pub mod otlp;
 pub mod proxy;
+pub mod spawned;
 pub mod tls;
 
 use std::net::SocketAddr;

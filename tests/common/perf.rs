@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -341,18 +341,11 @@ impl Keys {
 
 /// The server process, killed when dropped.
 struct Server {
-    child: Child,
+    served: super::spawned::Served,
     endpoint: tonic::transport::Endpoint,
     _config: tempfile::NamedTempFile,
     /// The certificates of a TLS server, kept until it stops.
     _pki: Option<super::tls::Pki>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -371,32 +364,17 @@ impl Server {
             ),
         )
         .unwrap();
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
         let pinned = pin && Command::new("taskset").arg("--version").output().is_ok();
         let mut command = if pinned {
-            let mut command = Command::new("taskset");
+            let mut command = super::spawned::command("taskset");
             command.args(["-c", "0"]).arg(binary);
             command
         } else {
-            Command::new(binary)
+            super::spawned::command(binary)
         };
-        command
-            .args(["serve", "--config"])
-            .arg(config.path())
-            .args(["--listen", &address.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Every SMART_AUTHZ_* variable is configuration to the service.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SMART_AUTHZ_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command.spawn().expect("the binary runs");
+        command.args(["serve", "--config"]).arg(config.path());
+        let served = super::spawned::Served::start(command);
+        let address = served.address;
         let scheme = if tls { "https" } else { "http" };
         let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
             .unwrap()
@@ -410,16 +388,8 @@ impl Server {
                 )
                 .unwrap();
         }
-        let started = Instant::now();
-        while endpoint.connect().await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         Server {
-            child,
+            served,
             endpoint,
             _config: config,
             _pki: pki,
@@ -427,7 +397,7 @@ impl Server {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.served.pid()
     }
 
     /// `count` HTTP/2 connections of their own (a cloned `Channel` shares one).

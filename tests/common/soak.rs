@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -70,15 +69,6 @@ impl Report {
     }
 }
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -106,33 +96,15 @@ pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Rep
         ),
     )
     .unwrap();
-    let address = std::net::TcpListener::bind("127.0.0.1:0")
+    let mut command = super::spawned::command(binary);
+    command.args(["serve", "--config"]).arg(config.path());
+    let server = super::spawned::Served::start(command);
+    let pid = server.pid();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
         .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut command = Command::new(binary);
-    command
-        .args(["serve", "--config"])
-        .arg(config.path())
-        .args(["--listen", &address.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // Every SMART_AUTHZ_* variable is configuration to the service: none of the caller's.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SMART_AUTHZ_") {
-            command.env_remove(name);
-        }
-    }
-    let process = Process(command.spawn().expect("the binary runs"));
-    let pid = process.0.id();
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}")).unwrap();
-    let channel = loop {
-        if let Ok(channel) = endpoint.connect().await {
-            break channel;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        .connect()
+        .await
+        .expect("the server answers");
 
     let calls = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -185,7 +157,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Rep
         });
     }
     while workers.join_next().await.is_some() {}
-    drop(process);
+    drop(server);
     Report { samples }
 }
 

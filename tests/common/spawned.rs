@@ -1,0 +1,116 @@
+//! `smart-authz serve` as its own process, on the port the kernel gave it and the service
+//! announced in its "smart-authz serving" log line.
+//!
+//! Probing for a free port and handing it to the child races every listener the test binary
+//! opens meanwhile: a CI run once found another test's HTTP face on the probed port, and the
+//! gRPC call got a 404. Listening on port 0 and reading the address back cannot race.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long a child may take to start serving (issuer discovery included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A command for `program`: none of the caller's `SMART_AUTHZ_*` variables (every one is
+/// configuration to the service), JSON logs, and the service's own start-up lines kept when
+/// the rest is quiet. Add `serve` and its arguments, then [`Served::start`] it.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SMART_AUTHZ_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("SMART_AUTHZ_LOG__FORMAT", "json")
+        .env("RUST_LOG", "warn,smart_authz::app=info")
+        .stdout(Stdio::null());
+    command
+}
+
+/// A running `smart-authz serve`, killed when dropped.
+pub struct Served {
+    pub child: Child,
+    pub address: SocketAddr,
+    logs: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    /// Starts `command` listening on `127.0.0.1:0` and waits for the address it announces.
+    pub fn start(mut command: Command) -> Served {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, logs) = std::sync::mpsc::channel();
+        // Drained for the child's whole life: a full pipe would stall its logging.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let started = Instant::now();
+        let address = loop {
+            let left = START_TIMEOUT.saturating_sub(started.elapsed());
+            let line = match logs.recv_timeout(left) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("the server did not start within {START_TIMEOUT:?}: {seen:#?}");
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = child.wait();
+                    panic!("the server exited before serving ({status:?}): {seen:#?}");
+                }
+            };
+            let announced = serving_address(&line);
+            seen.push(line);
+            if let Some(address) = announced {
+                break address;
+            }
+        };
+        Served {
+            child,
+            address,
+            logs,
+            seen,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every log line, once the child has exited (blocks until its stderr closes).
+    pub fn logs_after_exit(&mut self) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.seen);
+        lines.extend(self.logs.iter());
+        lines
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `listen` field of the JSON "smart-authz serving" line.
+fn serving_address(line: &str) -> Option<SocketAddr> {
+    let record: serde_json::Value = serde_json::from_str(line).ok()?;
+    if record["message"] != "smart-authz serving" {
+        return None;
+    }
+    record["listen"].as_str()?.parse().ok()
+}
