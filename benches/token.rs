@@ -17,9 +17,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use smart_authz::config::Config;
 use smart_authz::fhir::FhirVersion;
-use smart_authz::token::Authenticator;
 use smart_authz::token::jwks::KeySet;
 use smart_authz::token::jwt::{IssuerVerifier, parse_header, split_compact};
+use smart_authz::token::{Authenticator, ContextReader};
 
 const ISSUER: &str = "https://issuer.bench";
 const AUDIENCE: &str = "https://fhir.bench/r4";
@@ -147,12 +147,13 @@ fn benchmarks(criterion: &mut Criterion) {
     let keys = Arc::new(KeySet::new(&issuer).unwrap());
     runtime.block_on(keys.refresh()).unwrap();
     let verifier = IssuerVerifier::new(issuer, keys);
+    let reader = ContextReader::new(FhirVersion::R4);
     for (name, token) in [("cold verify RS256", &rs256), ("cold verify ES256", &es256)] {
         let header = parse_header(split_compact(token).unwrap().header).unwrap();
         criterion.bench_function(name, |bench| {
             bench
                 .to_async(&runtime)
-                .iter(|| verifier.verify(black_box(token), &header, FhirVersion::R4))
+                .iter(|| verifier.verify(black_box(token), &header, &reader))
         });
     }
 }

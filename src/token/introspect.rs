@@ -23,10 +23,8 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::metrics::{self, IntrospectionFailure, Upstream};
-use super::{AuthError, TokenError, TokenSource, VerifiedToken, jwt};
+use super::{AuthError, ContextReader, TokenError, TokenSource, VerifiedToken, jwt};
 use crate::config::{IntrospectionAuth, IssuerConfig};
-use crate::fhir::FhirVersion;
-use crate::smart::TokenContext;
 
 /// Largest introspection response read: real ones are well under a kilobyte or two.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -93,8 +91,8 @@ pub struct ResponseRules {
     pub audiences: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
-    /// For parsing scopes.
-    pub fhir_version: FhirVersion,
+    /// For reading scopes and launch context.
+    pub reader: ContextReader,
 }
 
 /// One issuer's introspection endpoint and how to call it.
@@ -142,7 +140,7 @@ impl Introspector {
     /// endpoint is `None` until discovery sets it when none is configured.
     pub fn new(
         issuer: &IssuerConfig,
-        fhir_version: FhirVersion,
+        reader: ContextReader,
     ) -> Result<Self, IntrospectorSetupError> {
         let settings = issuer
             .introspection
@@ -173,7 +171,7 @@ impl Introspector {
                 issuer: issuer.issuer.clone(),
                 audiences: issuer.audiences.clone(),
                 leeway: issuer.leeway,
-                fhir_version,
+                reader,
             },
             endpoint: RwLock::new(settings.endpoint.clone()),
             auth: settings.auth,
@@ -385,7 +383,7 @@ pub(super) async fn read_limited(
 /// issuer, an `aud` naming none of this server's audiences, a `token_type` other than
 /// `Bearer`, or a SMART claim of the wrong type refuse the token. Otherwise every claim
 /// except `active` is kept (with `iss` filled in when absent) and read by
-/// [`TokenContext::from_claims`].
+/// [`ContextReader::read`] (the engine's `TokenContext::from_claims`).
 pub fn judge_response(
     body: &[u8],
     rules: &ResponseRules,
@@ -417,7 +415,9 @@ pub fn judge_response(
     let audiences = super::audiences_of(&claims)?;
     check_smart_claims(&claims)?;
     let claims = Value::Object(claims);
-    let context = TokenContext::from_claims(&claims, rules.fhir_version)
+    let context = rules
+        .reader
+        .read(&claims)
         .map_err(|error| TokenError::Malformed(error.to_string()))?;
     let Value::Object(claims) = claims else {
         return Err(TokenError::Malformed("claims are not a JSON object".to_owned()).into());
@@ -491,7 +491,7 @@ fn check_audience(claims: &Map<String, Value>, rules: &ResponseRules) -> Result<
 
 /// The types of the SMART token-introspection fields (SMART App Launch 2.2
 /// token-introspection.html) and `token_type`; `scope`, `patient`, `encounter`, `fhirUser`,
-/// `client_id` and `sub` are checked by [`TokenContext::from_claims`].
+/// `client_id` and `sub` are checked by [`ContextReader::read`].
 fn check_smart_claims(claims: &Map<String, Value>) -> Result<(), TokenError> {
     let wrong = |name: &str| TokenError::Malformed(format!("claim {name} has the wrong type"));
     for name in ["intent", "tenant", "smart_style_url", "jti"] {

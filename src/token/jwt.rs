@@ -17,10 +17,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::jwks::{KeySelectionError, KeySet, VerificationKey};
-use super::{AuthError, Rejection, TokenError, TokenSource, VerifiedToken};
+use super::{AuthError, ContextReader, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
-use crate::fhir::FhirVersion;
-use crate::smart::TokenContext;
 
 /// The three base64url segments of a compact JWS (RFC 7515 §7.1), still encoded.
 #[derive(Clone, Copy, Debug)]
@@ -192,9 +190,9 @@ impl IssuerVerifier {
         &self,
         token: &str,
         header: &JwsHeader,
-        fhir_version: FhirVersion,
+        reader: &ContextReader,
     ) -> Result<VerifiedToken, AuthError> {
-        self.judge(token, header, fhir_version)
+        self.judge(token, header, reader)
             .await
             .map_err(Rejection::into_auth_error)
     }
@@ -206,7 +204,7 @@ impl IssuerVerifier {
         &self,
         token: &str,
         header: &JwsHeader,
-        fhir_version: FhirVersion,
+        reader: &ContextReader,
     ) -> Result<VerifiedToken, Rejection> {
         let validation = self.validation(header.algorithm)?;
         let unavailable = |error: super::jwks::KeysUnavailable| {
@@ -236,7 +234,7 @@ impl IssuerVerifier {
             }
             Err(error) => return Err(TokenError::BadSignature(error.to_string()).into()),
         };
-        Ok(self.decode(token, validation, header.algorithm, key, fhir_version)?)
+        Ok(self.decode(token, validation, header.algorithm, key, reader)?)
     }
 
     /// The rules for `algorithm`, if the issuer's allow-list has it (RFC 8725 §3.1).
@@ -260,12 +258,12 @@ impl IssuerVerifier {
         validation: &Validation,
         algorithm: Algorithm,
         key: &VerificationKey,
-        fhir_version: FhirVersion,
+        reader: &ContextReader,
     ) -> Result<VerifiedToken, TokenError> {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, validation)
             .map_err(|error| self.token_error(error.kind(), algorithm))?;
         check_issued_at(&data.claims, self.config.leeway, super::unix_now())?;
-        verified_token(data.claims, &self.config.issuer, fhir_version)
+        verified_token(data.claims, &self.config.issuer, reader)
     }
 
     fn token_error(&self, kind: &ErrorKind, algorithm: Algorithm) -> TokenError {
@@ -320,11 +318,12 @@ fn validation_for(config: &IssuerConfig, algorithm: Algorithm) -> Validation {
 fn verified_token(
     claims: Map<String, Value>,
     issuer: &str,
-    fhir_version: FhirVersion,
+    reader: &ContextReader,
 ) -> Result<VerifiedToken, TokenError> {
     let audiences = super::audiences_of(&claims)?;
     let claims = Value::Object(claims);
-    let context = TokenContext::from_claims(&claims, fhir_version)
+    let context = reader
+        .read(&claims)
         .map_err(|error| TokenError::Malformed(error.to_string()))?;
     let Value::Object(claims) = claims else {
         return Err(TokenError::Malformed(

@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod metrics;
 mod shared_scopes;
 
+pub use shared_scopes::ContextReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -341,9 +342,9 @@ pub struct Authenticator {
     /// The index of the issuer that introspects opaque tokens.
     opaque_issuer: Option<usize>,
     cache: cache::TokenCache,
-    /// One parsed copy of each set of scopes, however many cached tokens carry it.
-    shared_scopes: shared_scopes::SharedScopes,
-    fhir_version: FhirVersion,
+    /// Reads claims for the FHIR version, with one parsed copy of each scope claim however
+    /// many cached tokens carry it.
+    reader: ContextReader,
     verifications: AtomicU64,
     background_tasks: Vec<tokio::task::AbortHandle>,
 }
@@ -353,7 +354,7 @@ impl std::fmt::Debug for Authenticator {
         formatter
             .debug_struct("Authenticator")
             .field("issuers", &self.issuers)
-            .field("fhir_version", &self.fhir_version)
+            .field("fhir_version", &self.reader.version())
             .finish_non_exhaustive()
     }
 }
@@ -387,6 +388,7 @@ impl Authenticator {
         fhir_version: FhirVersion,
         timing: DiscoveryTiming,
     ) -> Result<Arc<Self>, KeySetupError> {
+        let reader = ContextReader::new(fhir_version);
         let mut trusted = Vec::with_capacity(issuers.len());
         let mut background_tasks = Vec::new();
         for (index, issuer) in issuers.iter().enumerate() {
@@ -413,7 +415,7 @@ impl Authenticator {
             };
             let introspector = match &issuer.introspection {
                 Some(_) => Some(Arc::new(
-                    introspect::Introspector::new(issuer, fhir_version).map_err(|error| {
+                    introspect::Introspector::new(issuer, reader.clone()).map_err(|error| {
                         setup_error("introspection_endpoint", error.to_string())
                     })?,
                 )),
@@ -451,8 +453,7 @@ impl Authenticator {
                 .position(|issuer| issuer.config.opaque_tokens && issuer.introspector.is_some()),
             issuers: trusted,
             cache: cache::TokenCache::new(cache),
-            shared_scopes: shared_scopes::SharedScopes::default(),
-            fhir_version,
+            reader,
             verifications: AtomicU64::new(0),
             background_tasks,
         }))
@@ -508,7 +509,7 @@ impl Authenticator {
 
     /// The FHIR version token contexts are read for.
     pub fn fhir_version(&self) -> FhirVersion {
-        self.fhir_version
+        self.reader.version()
     }
 
     /// Full verifications and introspections started (cache misses), for metrics and tests.
@@ -571,11 +572,7 @@ impl Authenticator {
     async fn verify(&self, token: &str) -> Result<CachedVerdict, AuthError> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         match self.judge(token).await {
-            Ok(mut verified) => {
-                let scopes = std::mem::take(&mut verified.context.scopes);
-                verified.context.scopes = self.shared_scopes.share(scopes, self.fhir_version);
-                Ok(CachedVerdict::Active(Arc::new(verified)))
-            }
+            Ok(verified) => Ok(CachedVerdict::Active(Arc::new(verified))),
             Err(Rejection::Refused(error)) => Ok(CachedVerdict::Refused(error)),
             Err(uncached) => Err(uncached.into_auth_error()),
         }
@@ -606,7 +603,7 @@ impl Authenticator {
             && let Some(verifier) = trusted.local_verifier()
         {
             let header = jwt::parse_header(parts.header)?;
-            return verifier.judge(token, &header, self.fhir_version).await;
+            return verifier.judge(token, &header, &self.reader).await;
         }
         match trusted.ready_introspector() {
             Some(introspector) => Ok(introspector.introspect(token).await?),

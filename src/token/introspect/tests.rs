@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::{CacheConfig, IntrospectionConfig, KeySource, Secret};
+use crate::fhir::FhirVersion;
 use crate::token::tests::test_double::{Answer, FakeServer};
 use crate::token::{AuthError, Authenticator, TokenError};
 
@@ -28,7 +29,7 @@ fn rules() -> ResponseRules {
         issuer: AS.to_owned(),
         audiences: vec![AUDIENCE.to_owned()],
         leeway: Duration::ZERO,
-        fhir_version: FhirVersion::R4,
+        reader: ContextReader::new(FhirVersion::R4),
     }
 }
 

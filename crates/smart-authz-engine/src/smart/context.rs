@@ -39,6 +39,23 @@ pub enum ClaimsError {
     ControlCharacter(&'static str),
 }
 
+/// The granted scopes as a token carries them: `scope`, a space-separated string (RFC 9068
+/// §2.2.3, App Launch 2.2 §2.0.6), or `scp`, a list (or a string) as some issuers write it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ScopeClaim<'a> {
+    Text(&'a str),
+    List(Vec<&'a str>),
+}
+
+impl ScopeClaim<'_> {
+    pub fn parse(&self, version: FhirVersion) -> ScopeSet {
+        match self {
+            ScopeClaim::Text(text) => ScopeSet::parse(text, version),
+            ScopeClaim::List(items) => ScopeSet::from_list(items.iter().copied(), version),
+        }
+    }
+}
+
 impl TokenContext {
     /// A context with scopes only, as for a backend-services token.
     pub fn with_scopes(scopes: ScopeSet) -> Self {
@@ -51,17 +68,30 @@ impl TokenContext {
     /// Reads the context from verified claims: `scope` (space-separated string) or `scp`
     /// (array, or string), `patient`, `encounter`, `fhirUser`, `client_id` (or `azp`), `sub`.
     pub fn from_claims(claims: &Value, version: FhirVersion) -> Result<Self, ClaimsError> {
+        Self::from_claims_with(claims, |claim| Arc::new(claim.parse(version)))
+    }
+
+    /// [`TokenContext::from_claims`] with the scopes read by `scopes`: a service that has
+    /// already parsed the same claim for another token hands back that set (parsing is a
+    /// pure function of the claim and the FHIR version).
+    pub fn from_claims_with(
+        claims: &Value,
+        scopes: impl FnOnce(ScopeClaim<'_>) -> Arc<ScopeSet>,
+    ) -> Result<Self, ClaimsError> {
         let claims = claims.as_object().ok_or(ClaimsError::NotAnObject)?;
-        let scopes = match (claims.get("scope"), claims.get("scp")) {
-            (Some(Value::String(scope)), _) => ScopeSet::parse(scope, version),
+        let claim = match (claims.get("scope"), claims.get("scp")) {
+            (Some(Value::String(scope)), _) => ScopeClaim::Text(scope),
             (Some(_), _) => return Err(ClaimsError::WrongType("scope")),
-            (None, Some(Value::Array(items))) => {
-                let texts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-                ScopeSet::from_list(texts.ok_or(ClaimsError::WrongType("scp"))?, version)
-            }
-            (None, Some(Value::String(scope))) => ScopeSet::parse(scope, version),
+            (None, Some(Value::Array(items))) => ScopeClaim::List(
+                items
+                    .iter()
+                    .map(Value::as_str)
+                    .collect::<Option<Vec<&str>>>()
+                    .ok_or(ClaimsError::WrongType("scp"))?,
+            ),
+            (None, Some(Value::String(scope))) => ScopeClaim::Text(scope),
             (None, Some(_)) => return Err(ClaimsError::WrongType("scp")),
-            (None, None) => ScopeSet::default(),
+            (None, None) => ScopeClaim::List(Vec::new()),
         };
         let text = |name: &'static str| -> Result<Option<String>, ClaimsError> {
             match claims.get(name) {
@@ -84,7 +114,7 @@ impl TokenContext {
             ),
         };
         Ok(TokenContext {
-            scopes: Arc::new(scopes),
+            scopes: scopes(claim),
             patient,
             encounter: text("encounter")?.map(|encounter| {
                 id_of("Encounter", &encounter)

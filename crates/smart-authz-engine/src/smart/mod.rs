@@ -7,7 +7,7 @@ pub mod permissions;
 pub mod scope;
 pub mod scope_set;
 
-pub use context::{ClaimsError, TokenContext};
+pub use context::{ClaimsError, ScopeClaim, TokenContext};
 pub use permissions::{Permission, Permissions};
 pub use scope::{
     FilterItem, QueryError, ResourceScope, ResourceSelector, Scope, ScopeContext, ScopeError,
