@@ -19,8 +19,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 import { fromServiceError } from './errors.js';
-import { batchDecision, decision, introspection } from './results.js';
-import type { BatchDecision, Decision, Introspection } from './results.js';
+import { batchDecision, decision, filtered, introspection } from './results.js';
+import type { BatchDecision, Decision, Filtered, Introspection } from './results.js';
 
 export * from './errors.js';
 export type * from './results.js';
@@ -87,11 +87,14 @@ export interface ClientOptions {
   sendRoutingKey?: boolean;
 }
 
+function jsonBytes(value: ResourceJson): Buffer {
+  if (typeof value === 'string') return Buffer.from(value);
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  return Buffer.from(JSON.stringify(value));
+}
+
 function resource(value: ResourceJson | undefined): { json: Buffer } | null {
-  if (value === undefined) return null;
-  if (typeof value === 'string') return { json: Buffer.from(value) };
-  if (value instanceof Uint8Array) return { json: Buffer.from(value) };
-  return { json: Buffer.from(JSON.stringify(value)) };
+  return value === undefined ? null : { json: jsonBytes(value) };
 }
 
 const PROTO = fileURLToPath(new URL('./proto/smartauthz/v1/authz.proto', import.meta.url));
@@ -195,6 +198,28 @@ export class AuthzClient {
       request_id: options.requestId ?? '',
     };
     return batchDecision(await this.#call('BatchCheckAccess', message, token));
+  }
+
+  /**
+   * Judges what the FHIR server answered to a request (a Bundle or one resource,
+   * uncompressed JSON) entry by entry, as reads of each resource: send back `body` when
+   * `allowed`, else 403 and nothing of the answer.
+   */
+  async filterResources(
+    token: string,
+    method: string,
+    path: string,
+    response: ResourceJson,
+    options: { requestId?: string } = {},
+  ): Promise<Filtered> {
+    const message = {
+      access_token: token,
+      http: { method, path },
+      response: jsonBytes(response),
+      fhir_server: this.#fhirServer,
+      request_id: options.requestId ?? '',
+    };
+    return filtered(await this.#call('FilterResources', message, token));
   }
 
   /** Verifies or introspects a token (RFC 7662 with the SMART launch context). */

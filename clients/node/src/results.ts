@@ -64,6 +64,37 @@ export interface BatchDecision {
   readonly requestId: string;
 }
 
+/** The verdict on one entry of an answer (on the resource, for a single resource). */
+export interface EntryVerdict {
+  /** Position in the answer's Bundle.entry (0 for a single resource). */
+  readonly index: number;
+  /** "Type/id" of the entry's resource, when it has both. */
+  readonly reference: string | null;
+  readonly mode: string;
+  /** True only when the entry stays in the answer. */
+  readonly kept: boolean;
+  readonly reason: string;
+  readonly message: string;
+}
+
+/**
+ * What of the FHIR server's answer may go back to the app. When `allowed`, send `body` (the
+ * filtered JSON, or the answer as it was when nothing was withheld); otherwise answer 403
+ * and send nothing of the answer: `body` is null.
+ */
+export interface Filtered {
+  readonly allowed: boolean;
+  readonly reason: string;
+  readonly message: string;
+  /** False when the grant left nothing to check and the answer passed unread. */
+  readonly filtered: boolean;
+  readonly entries: readonly EntryVerdict[];
+  readonly withheld: number;
+  readonly body: Buffer | null;
+  readonly subject: Subject | null;
+  readonly requestId: string;
+}
+
 /** RFC 7662 introspection with the SMART launch context; inactive: `active` false only. */
 export interface Introspection {
   readonly active: boolean;
@@ -143,6 +174,28 @@ export function batchDecision(wire: Wire): BatchDecision {
     reason: String(wire.reason),
     message: wire.message,
     entries,
+    subject: subject(wire.subject),
+    requestId: wire.request_id,
+  };
+}
+
+export function filtered(wire: Wire): Filtered {
+  const allowed = isAllow(wire.decision);
+  return {
+    allowed,
+    reason: String(wire.reason),
+    message: wire.message,
+    filtered: wire.filtered === true,
+    entries: (wire.entries as Wire[]).map((entry) => ({
+      index: Number(entry.index),
+      reference: orNull(entry.reference),
+      mode: String(entry.mode),
+      kept: entry.kept === true,
+      reason: String(entry.reason),
+      message: entry.message,
+    })),
+    withheld: Number(wire.withheld),
+    body: allowed ? Buffer.from(wire.body as Uint8Array) : null,
     subject: subject(wire.subject),
     requestId: wire.request_id,
   };

@@ -189,3 +189,72 @@ test('the routing key ignores the Bearer prefix and hides the token', () => {
   assert.equal(key.length, 16);
   assert.ok(!key.includes('abc'));
 });
+
+function searchset(...resources) {
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: resources.length,
+    entry: resources.map((resource) => ({
+      fullUrl: `https://fhir.example/${resource.resourceType}/${resource.id}`,
+      resource,
+      search: { mode: 'match' },
+    })),
+  };
+}
+
+test('an answer loses what the token may not read', async () => {
+  const token = mint('patient/Observation.rs launch/patient', '123');
+  const ours = { ...observation('123'), id: 'o-123' };
+  const theirs = { ...observation('456'), id: 'o-456' };
+  const answer = await authz.filterResources(
+    token,
+    'GET',
+    'Observation?code=8867-4',
+    searchset(ours, theirs),
+    { requestId: 'f-1' },
+  );
+  assert.equal(answer.allowed, true);
+  assert.equal(answer.filtered, true);
+  assert.equal(answer.withheld, 1);
+  assert.deepEqual(
+    answer.entries.map((entry) => [entry.reference, entry.kept]),
+    [
+      ['Observation/o-123', true],
+      ['Observation/o-456', false],
+    ],
+  );
+  assert.equal(answer.entries[1].reason, 'REASON_OUTSIDE_COMPARTMENT');
+  assert.equal(answer.requestId, 'f-1');
+  const text = answer.body.toString();
+  assert.ok(!text.includes('456'), text);
+  const body = JSON.parse(text);
+  assert.equal(body.total, undefined);
+  assert.deepEqual(
+    body.entry.filter((entry) => entry.search.mode === 'match').map((entry) => entry.resource.id),
+    ['o-123'],
+  );
+});
+
+test('a single foreign resource is a deny with no body', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const answer = await authz.filterResources(
+    token,
+    'GET',
+    'Observation/o1',
+    JSON.stringify(observation('456')),
+  );
+  assert.equal(answer.allowed, false);
+  assert.equal(answer.reason, 'REASON_OUTSIDE_COMPARTMENT');
+  assert.equal(answer.body, null);
+});
+
+test('a system token gets the answer unread', async () => {
+  const token = mint('system/*.rs');
+  const raw = Buffer.from(JSON.stringify(searchset(observation('123'), observation('456'))));
+  const answer = await authz.filterResources(token, 'GET', 'Observation', raw);
+  assert.equal(answer.allowed, true);
+  assert.equal(answer.filtered, false);
+  assert.deepEqual(answer.entries, []);
+  assert.ok(answer.body.equals(raw));
+});

@@ -164,3 +164,61 @@ def test_a_structured_request_is_decided_too(authz, mint):
     assert authz.check(token, fhir=request).allowed
     with pytest.raises(ValueError):
         authz.check(token, "GET", "Observation", fhir=request)
+
+
+def searchset(*resources: dict) -> dict:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {
+                "fullUrl": f"https://fhir.example/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+            for resource in resources
+        ],
+    }
+
+
+def test_an_answer_loses_what_the_token_may_not_read(authz, mint):
+    token = mint("patient/Observation.rs launch/patient", patient="123")
+    ours = dict(observation("123"), id="o-123")
+    theirs = dict(observation("456"), id="o-456")
+    answer = authz.filter_resources(
+        token, "GET", "Observation?code=8867-4", response=searchset(ours, theirs), request_id="f-1"
+    )
+    assert answer.allowed and answer.filtered
+    assert answer.withheld == 1
+    assert [(entry.reference, entry.kept) for entry in answer.entries] == [
+        ("Observation/o-123", True),
+        ("Observation/o-456", False),
+    ]
+    assert answer.entries[1].reason == "REASON_OUTSIDE_COMPARTMENT"
+    assert answer.request_id == "f-1"
+    body = json.loads(answer.body)
+    assert "456" not in answer.body.decode()
+    assert "total" not in body
+    matches = [entry for entry in body["entry"] if entry["search"]["mode"] == "match"]
+    assert [entry["resource"]["id"] for entry in matches] == ["o-123"]
+    assert body["entry"][-1]["search"]["mode"] == "outcome"
+
+
+def test_a_single_foreign_resource_is_a_deny_with_no_body(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    answer = authz.filter_resources(
+        token, "GET", "Observation/o1", response=json.dumps(observation("456"))
+    )
+    assert answer.allowed is False
+    assert answer.reason == "REASON_OUTSIDE_COMPARTMENT"
+    assert answer.body is None
+
+
+def test_a_system_token_gets_the_answer_unread(authz, mint):
+    token = mint("system/*.rs")
+    raw = json.dumps(searchset(observation("123"), observation("456"))).encode()
+    answer = authz.filter_resources(token, "GET", "Observation", response=raw)
+    assert answer.allowed and not answer.filtered
+    assert answer.entries == () and answer.withheld == 0
+    assert answer.body == raw

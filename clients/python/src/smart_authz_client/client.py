@@ -12,7 +12,7 @@ import grpc
 from ._pb.smartauthz.v1 import authz_pb2 as pb
 from ._pb.smartauthz.v1 import authz_pb2_grpc
 from .errors import from_rpc_error
-from .results import BatchDecision, Decision, Introspection
+from .results import BatchDecision, Decision, Filtered, Introspection
 
 #: A resource: parsed JSON, or its JSON text or bytes.
 ResourceJson = Union[Mapping[str, Any], str, bytes]
@@ -29,14 +29,18 @@ def routing_key(token: str) -> str:
     return hashlib.sha256(bare.strip().encode()).hexdigest()[:16]
 
 
+def _json_bytes(value: ResourceJson) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def _resource(resource: Optional[ResourceJson]) -> Optional[pb.Resource]:
     if resource is None:
         return None
-    if isinstance(resource, bytes):
-        return pb.Resource(json=resource)
-    if isinstance(resource, str):
-        return pb.Resource(json=resource.encode())
-    return pb.Resource(json=json.dumps(resource, separators=(",", ":")).encode())
+    return pb.Resource(json=_json_bytes(resource))
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,33 @@ class AuthzClient:
             request_id=request_id,
         )
         return BatchDecision._from(self._call(self._stub.BatchCheckAccess, request, token))
+
+    def filter_resources(
+        self,
+        token: str,
+        method: str = "",
+        path: str = "",
+        *,
+        response: ResourceJson,
+        fhir: Optional[pb.FhirRequest] = None,
+        request_id: str = "",
+    ) -> Filtered:
+        """Judges what the FHIR server answered to a request (a Bundle or one resource,
+        uncompressed JSON) entry by entry, as reads of each resource: send back
+        ``body`` when ``allowed``, else 403 and nothing of the answer."""
+        request = pb.FilterResourcesRequest(
+            access_token=token,
+            response=_json_bytes(response),
+            fhir_server=self._fhir_server,
+            request_id=request_id,
+        )
+        if fhir is not None:
+            if method or path:
+                raise ValueError("give either method and path, or fhir")
+            request.fhir.CopyFrom(fhir)
+        else:
+            request.http.CopyFrom(pb.HttpRequest(method=method, path=path))
+        return Filtered._from(self._call(self._stub.FilterResources, request, token))
 
     def introspect(self, token: str, *, request_id: str = "") -> Introspection:
         """Verifies or introspects the token (RFC 7662 with the SMART launch context)."""

@@ -149,6 +149,66 @@ class BatchDecision:
 
 
 @dataclass(frozen=True)
+class EntryVerdict:
+    """The verdict on one entry of an answer (on the resource, for a single resource)."""
+
+    #: Position in the answer's ``Bundle.entry`` (0 for a single resource).
+    index: int
+    #: ``"Type/id"`` of the entry's resource, when it has both.
+    reference: Optional[str]
+    mode: str
+    #: True only when the entry stays in the answer.
+    kept: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Filtered:
+    """What of the FHIR server's answer may go back to the app.
+
+    When ``allowed``, send ``body`` (the filtered JSON, or the answer as it was when nothing
+    was withheld). Otherwise answer 403 and send nothing of the answer: ``body`` is None.
+    """
+
+    allowed: bool
+    reason: str
+    message: str
+    #: False when the grant left nothing to check and the answer passed unread.
+    filtered: bool
+    entries: Tuple[EntryVerdict, ...]
+    withheld: int
+    body: Optional[bytes]
+    subject: Optional[Subject]
+    request_id: str
+
+    @classmethod
+    def _from(cls, response: pb.FilterResourcesResponse) -> "Filtered":
+        allowed = response.decision == pb.DECISION_ALLOW
+        return cls(
+            allowed=allowed,
+            reason=_enum_name(pb.Reason, response.reason),
+            message=response.message,
+            filtered=response.filtered,
+            entries=tuple(
+                EntryVerdict(
+                    index=entry.index,
+                    reference=entry.reference or None,
+                    mode=_enum_name(pb.EntryMode, entry.mode),
+                    kept=entry.kept,
+                    reason=_enum_name(pb.Reason, entry.reason),
+                    message=entry.message,
+                )
+                for entry in response.entries
+            ),
+            withheld=response.withheld,
+            body=response.body if allowed else None,
+            subject=Subject._from(response.subject) if response.HasField("subject") else None,
+            request_id=response.request_id,
+        )
+
+
+@dataclass(frozen=True)
 class Introspection:
     """RFC 7662 introspection with the SMART launch context. An inactive token has
     ``active`` false and nothing else."""
