@@ -1,11 +1,10 @@
 // Starts the real smart-authz binary ($SMART_AUTHZ_BIN, built by cargo) on its built-in
-// development configuration on a free port of 127.0.0.1, and mints its development tokens
+// development configuration on 127.0.0.1, and mints its development tokens
 // with `smart-authz token`.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-
-import * as grpc from '@grpc/grpc-js';
+import { createInterface } from 'node:readline';
 
 export function binary() {
   const path = process.env.SMART_AUTHZ_BIN;
@@ -26,34 +25,54 @@ export function freePort() {
   });
 }
 
+/** The address of the JSON "smart-authz serving" log line, if `line` is it. */
+function servingAddress(line) {
+  try {
+    const record = JSON.parse(line);
+    return record.message === 'smart-authz serving' ? record.listen : null;
+  } catch {
+    return null;
+  }
+}
+
+// The service listens on a port the kernel picks and announces it in its log: a port probed
+// free first could be taken by another test's listener before the service binds it.
 export async function startServer() {
-  const address = `127.0.0.1:${await freePort()}`;
   // Every SMART_AUTHZ_* variable is configuration to the service: pass none of the test's
   // own (SMART_AUTHZ_BIN), and turn the metrics listener off.
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith('SMART_AUTHZ_')),
   );
   env.SMART_AUTHZ_TELEMETRY__METRICS_LISTEN = '';
-  const child = spawn(binary(), ['serve', '--listen', address], {
+  env.SMART_AUTHZ_LOG__FORMAT = 'json';
+  delete env.RUST_LOG;
+  const child = spawn(binary(), ['serve', '--listen', '127.0.0.1:0'], {
     env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const probe = new grpc.Client(address, grpc.credentials.createInsecure());
+  let address;
   try {
-    await new Promise((resolve, reject) => {
-      probe.waitForReady(Date.now() + 30_000, (error) =>
-        error ? reject(new Error(`smart-authz did not start: ${error.message}\n${stderr}`)) : resolve(),
-      );
+    address = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no "smart-authz serving" line in 30 s')), 30_000);
+      const lines = createInterface({ input: child.stderr });
+      // Read to the end: the pipe is drained for the life of the service.
+      lines.on('line', (line) => {
+        stderr += `${line}\n`;
+        const announced = servingAddress(line);
+        if (announced) {
+          clearTimeout(timer);
+          resolve(announced);
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`smart-authz exited (${code}) before serving`));
+      });
     });
   } catch (error) {
     child.kill('SIGKILL');
-    throw error;
-  } finally {
-    probe.close();
+    throw new Error(`smart-authz did not start: ${error.message}\n${stderr}`);
   }
   return {
     address,
