@@ -1,0 +1,151 @@
+//! One cached decision through each face, in process (no network, telemetry off): what each
+//! face adds to the shared pipeline in reading its request and writing its answer. The same
+//! 1 KB RS256 token and search as `benches/telemetry.rs`. `cargo bench --bench faces`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark or example stops on a broken set-up"
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use smart_authz::authorize::{Authorizer, Servers};
+use smart_authz::config::{AuditMode, Config};
+use smart_authz::envoy::EnvoyAuthz;
+use smart_authz::grpc::AuthzGrpc;
+use smart_authz::grpc::pb;
+use smart_authz::grpc::pb::authz_service_server::AuthzService;
+use smart_authz::telemetry::Observer;
+use smart_authz::token::Authenticator;
+
+const ISSUER: &str = "https://issuer.bench";
+const AUDIENCE: &str = "https://fhir.bench/r4";
+const SEARCH: &str = "Condition?clinical-status=active&_count=50";
+
+fn config() -> Config {
+    let key: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/keys/rsa-1.jwk.json")).unwrap();
+    let jwks = json!({ "keys": [key] }).to_string().replace('\'', "");
+    Config::from_toml(&format!(
+        "[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{jwks}'\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n"
+    ))
+    .unwrap()
+}
+
+fn token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
+        "iat": now, "exp": now + 3600, "jti": "c2f1d2b0-5b8e-4c5e-9d44-0a6d1b1e8f11",
+        "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
+        "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".to_owned());
+    let key =
+        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/keys/rsa-1.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn check_access(token: &str) -> tonic::Request<pb::CheckAccessRequest> {
+    tonic::Request::new(pb::CheckAccessRequest {
+        access_token: token.to_owned(),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: SEARCH.into(),
+            ..Default::default()
+        })),
+        ..pb::CheckAccessRequest::default()
+    })
+}
+
+fn envoy_check(token: &str) -> tonic::Request<CheckRequest> {
+    let headers = [
+        (":authority", "fhir.bench"),
+        ("authorization", &format!("Bearer {token}")),
+        ("x-request-id", "0b5f3c52-9a1e-4a86-9d55-2f0c1a7e6b11"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    tonic::Request::new(CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: format!("/fhir/{SEARCH}"),
+                    host: "fhir.bench".into(),
+                    headers,
+                    ..HttpRequest::default()
+                }),
+                ..Request::default()
+            }),
+            ..AttributeContext::default()
+        }),
+    })
+}
+
+fn benchmarks(criterion: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config();
+    let token = token();
+    let authorizer = runtime.block_on(async {
+        let authenticator =
+            Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version)
+                .await
+                .unwrap();
+        Arc::new(Authorizer::new(
+            authenticator,
+            Observer::new(AuditMode::Denies),
+            Vec::new(),
+            Servers::from_config(&config),
+        ))
+    });
+    let grpc = AuthzGrpc::new(Arc::clone(&authorizer));
+    let envoy = EnvoyAuthz::new(&config.envoy, authorizer);
+    // Both allow (and the token is cached from here on).
+    let allowed = runtime
+        .block_on(grpc.check_access(check_access(&token)))
+        .unwrap()
+        .into_inner();
+    assert_eq!(allowed.decision, pb::Decision::Allow as i32, "{allowed:?}");
+    let answer = runtime
+        .block_on(envoy.check(envoy_check(&token)))
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status.map(|status| status.code), Some(0), "an allow");
+
+    let mut group = criterion.benchmark_group("one cached decision");
+    group.bench_function("CheckAccess", |bench| {
+        bench
+            .to_async(&runtime)
+            .iter(|| async { black_box(grpc.check_access(black_box(check_access(&token))).await) })
+    });
+    group.bench_function("Envoy Check", |bench| {
+        bench
+            .to_async(&runtime)
+            .iter(|| async { black_box(envoy.check(black_box(envoy_check(&token))).await) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, benchmarks);
+criterion_main!(benches);
