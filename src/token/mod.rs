@@ -21,7 +21,6 @@ pub mod jwt;
 pub mod metrics;
 mod shared_scopes;
 
-pub use shared_scopes::ContextReader;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +30,7 @@ use serde_json::{Map, Value};
 pub use cache::CacheStats;
 use cache::CachedVerdict;
 pub use claims::IntrospectionClaims;
+pub use shared_scopes::ContextReader;
 
 use crate::config::{CacheConfig, IssuerConfig, KeySource};
 use crate::fhir::FhirVersion;
