@@ -83,3 +83,69 @@ async fn a_call_beyond_the_limit_is_refused_at_once_and_counted() {
         .expect("a slot is free once the slow call ended");
     assert_eq!(after.into_inner().decision, 1, "metadata is public");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_json_face_shares_the_limit_with_the_grpc_faces() {
+    let mut stuck = StuckEndpoint::start().await;
+    let config = format!(
+        "max_concurrent_calls = 1\n[authzen]\nlisten = \"127.0.0.1:0\"\n{}",
+        stuck.issuer_toml(3000)
+    );
+    let server = TestServer::start(&config).await;
+    let url = format!(
+        "http://{}/access/v1/evaluation",
+        server.authzen_address.expect("[authzen] is configured")
+    );
+    let evaluation = |token: &str| {
+        serde_json::json!({
+            "subject": { "type": "access_token", "id": token },
+            "action": { "name": "GET" },
+            "resource": { "type": "fhir_request", "id": "Observation/o1" },
+        })
+    };
+    let http = reqwest::Client::new();
+
+    // An evaluation with an opaque token stays in flight at the issuer and holds the slot.
+    let slow = tokio::spawn({
+        let (http, url, body) = (http.clone(), url.clone(), evaluation("an-opaque-token"));
+        async move { http.post(url).json(&body).send().await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), &mut stuck.arrived)
+        .await
+        .expect("the slow evaluation reaches the issuer")
+        .unwrap();
+
+    // Another evaluation is refused at once: 503, Retry-After, the limit named.
+    let shed = http.post(&url).json(&evaluation("")).send().await.unwrap();
+    assert_eq!(shed.status().as_u16(), 503);
+    assert_eq!(
+        shed.headers()
+            .get("retry-after")
+            .map(|value| value.to_str().unwrap()),
+        Some("1")
+    );
+    let body: serde_json::Value = shed.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_concurrent_calls"), "{body}");
+
+    // So is a gRPC call: one limit for every face.
+    let refused = server
+        .client
+        .clone()
+        .check_access(check_http("", "GET", "metadata"))
+        .await
+        .expect_err("the gRPC call is shed while the evaluation is in flight");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    // The slow evaluation ends (its issuer is unavailable) and gives its slot back.
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!(slow.status().as_u16(), 503);
+    assert!(
+        slow.headers().get("retry-after").is_none(),
+        "not shed: unavailable"
+    );
+    let after = http.post(&url).json(&evaluation("")).send().await.unwrap();
+    assert_eq!(after.status().as_u16(), 200, "a slot is free again");
+    let decided: serde_json::Value = after.json().await.unwrap();
+    assert_eq!(decided["decision"], false, "no token: a deny, but decided");
+}

@@ -22,7 +22,7 @@ use tower::util::MapResponseLayer;
 use self::health::Health;
 use self::overload::ShedLayer;
 use self::single_write::SingleWrite;
-use crate::authorize::{Authorizer, Servers};
+use crate::authorize::{Authorizer, Capacity, Servers};
 use crate::authzen;
 use crate::config::Config;
 use crate::envoy::{EnvoyAuthz, EnvoyProcessor};
@@ -170,12 +170,18 @@ pub async fn serve(
     );
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
     let processor = EnvoyProcessor::new(Arc::clone(&authorizer));
+    // One limit on calls in flight for every face.
+    let capacity = Capacity::new(config.max_concurrent_calls);
     // The HTTP face stops accepting when the gRPC one does, and finishes its requests.
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
     let authzen_server = match (listeners.authzen, &config.authzen) {
         (Some(listener), Some(settings)) => {
-            let router =
-                authzen::router(Arc::clone(&authorizer), settings, config.max_request_bytes);
+            let router = authzen::router(
+                Arc::clone(&authorizer),
+                settings,
+                config.max_request_bytes,
+                capacity.clone(),
+            );
             tracing::info!(
                 listen = %listener.local_addr().map(|address| address.to_string()).unwrap_or_default(),
                 "serving the AuthZEN HTTP face"
@@ -234,7 +240,7 @@ pub async fn serve(
             .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
     }
     let router = server
-        .layer(ShedLayer::new(config.max_concurrent_calls))
+        .layer(ShedLayer::new(capacity))
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
         )))

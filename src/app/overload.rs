@@ -1,34 +1,26 @@
-//! Load shedding: at most `max_concurrent_calls` calls in flight across every connection;
-//! one more is answered `RESOURCE_EXHAUSTED` at once (and counted) instead of queueing
-//! without bound. A queue only turns an overload into timeouts for everyone, while a quick
-//! refusal lets a client retry on another replica. Health checks are never shed: a busy
-//! replica is not a dead one.
+//! Load shedding on the gRPC listener: every call takes a slot of the shared
+//! [`Capacity`] (`max_concurrent_calls`); one beyond it is answered `RESOURCE_EXHAUSTED` at
+//! once. Health checks are never shed: a busy replica is not a dead one.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
-use crate::telemetry;
+use crate::authorize::Capacity;
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 
-/// Limits the calls in flight of every service it wraps, together.
+/// Limits the calls in flight of every service it wraps, together with the other faces.
 #[derive(Clone, Debug)]
 pub struct ShedLayer {
-    permits: Arc<Semaphore>,
-    limit: usize,
+    capacity: Capacity,
 }
 
 impl ShedLayer {
-    pub fn new(limit: usize) -> Self {
-        ShedLayer {
-            permits: Arc::new(Semaphore::new(limit)),
-            limit,
-        }
+    pub fn new(capacity: Capacity) -> Self {
+        ShedLayer { capacity }
     }
 }
 
@@ -38,8 +30,7 @@ impl<S> Layer<S> for ShedLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Shed {
             inner,
-            permits: Arc::clone(&self.permits),
-            limit: self.limit,
+            capacity: self.capacity.clone(),
         }
     }
 }
@@ -47,8 +38,7 @@ impl<S> Layer<S> for ShedLayer {
 #[derive(Clone, Debug)]
 pub struct Shed<S> {
     inner: S,
-    permits: Arc<Semaphore>,
-    limit: usize,
+    capacity: Capacity,
 }
 
 impl<S, B> Service<http::Request<B>> for Shed<S>
@@ -68,24 +58,15 @@ where
         if request.uri().path().starts_with(HEALTH_PATH) {
             return Box::pin(self.inner.call(request));
         }
-        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            telemetry::metrics::shed();
-            let limit = self.limit;
-            return Box::pin(async move { Ok(overloaded(limit)) });
+        let Some(slot) = self.capacity.enter() else {
+            let refused = tonic::Status::resource_exhausted(self.capacity.refusal_message());
+            return Box::pin(async move { Ok(refused.into_http()) });
         };
         let call = self.inner.call(request);
         Box::pin(async move {
             let response = call.await;
-            drop(permit);
+            drop(slot);
             response
         })
     }
-}
-
-/// A gRPC RESOURCE_EXHAUSTED answer, as trailers-only.
-fn overloaded(limit: usize) -> http::Response<tonic::body::Body> {
-    let status = tonic::Status::resource_exhausted(format!(
-        "overloaded: more than {limit} calls in flight (max_concurrent_calls); retry, on another replica if there is one"
-    ));
-    status.into_http()
 }

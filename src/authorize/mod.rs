@@ -23,6 +23,7 @@
 
 mod admitted;
 mod answer;
+mod capacity;
 mod refusal;
 mod request;
 mod request_id;
@@ -36,6 +37,7 @@ use tracing::Span;
 
 pub use self::admitted::Admitted;
 pub use self::answer::{AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body};
+pub use self::capacity::{Capacity, Slot};
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
 pub use self::request::{HttpLine, METHOD_OVERRIDE_HEADERS};
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};

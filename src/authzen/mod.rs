@@ -10,7 +10,8 @@
 //!   back, the service's own endpoint ([`filter`]).
 //!
 //! Bodies are read by the engine's strict JSON parser (a member named twice, or nesting
-//! past 128 levels, is a 400), as `application/json` only, within `max_request_bytes`.
+//! past 128 levels, is a 400), as `application/json` only, within `max_request_bytes`;
+//! requests count against `max_concurrent_calls` with the gRPC faces' calls (503 beyond).
 
 mod answer;
 mod filter;
@@ -21,8 +22,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
@@ -30,7 +33,9 @@ use tokio::net::TcpListener;
 
 use self::answer::Answer;
 use self::request::Evaluation;
-use crate::authorize::{Authorizer, Call, Caller, Check, FhirServer, HttpLine, request_id};
+use crate::authorize::{
+    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, request_id,
+};
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
 use crate::telemetry::{self, Rpc, traces};
@@ -50,6 +55,7 @@ pub fn router(
     authorizer: Arc<Authorizer>,
     config: &AuthzenConfig,
     max_request_bytes: usize,
+    capacity: Capacity,
 ) -> Router {
     let face = Face {
         authorizer,
@@ -64,7 +70,25 @@ pub fn router(
             post(filter::filter_resources),
         )
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(middleware::from_fn_with_state(capacity, admit))
         .with_state(face)
+}
+
+/// Every request takes a slot of the calls in flight the gRPC faces count too; one beyond
+/// `max_concurrent_calls` is answered 503 with `Retry-After` at once.
+async fn admit(State(capacity): State<Capacity>, request: Request, next: Next) -> Response {
+    let Some(slot) = capacity.enter() else {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let body = answer::error_body(status, &capacity.refusal_message());
+        let mut response = answer::http(status, &body, None);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let response = next.run(request).await;
+    drop(slot);
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.

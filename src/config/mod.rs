@@ -65,8 +65,8 @@ pub struct ConfigFile {
     pub fhir_version: FhirVersion,
     /// Largest accepted gRPC request, in bytes.
     pub max_request_bytes: usize,
-    /// Calls in flight at most, over every connection; one more is answered
-    /// RESOURCE_EXHAUSTED at once.
+    /// Calls in flight at most, over every connection of every face; one more is refused
+    /// at once (RESOURCE_EXHAUSTED over gRPC, 503 over HTTP).
     pub max_concurrent_calls: usize,
     /// Close each connection gracefully after this long (0: never), so clients reconnect
     /// and spread over replicas added since.

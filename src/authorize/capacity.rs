@@ -1,0 +1,49 @@
+//! The limit on calls in flight, `max_concurrent_calls`, shared by every face: one call
+//! beyond it is refused at once (and counted) instead of queueing without bound. A queue
+//! only turns an overload into timeouts for everyone, while a quick refusal lets a client
+//! retry on another replica. Each face says "refused" in its own wire format.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::telemetry;
+
+/// The slots for calls in flight, across every connection of every face.
+#[derive(Clone, Debug)]
+pub struct Capacity {
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+/// One call's slot, given back when dropped.
+#[derive(Debug)]
+pub struct Slot(#[allow(dead_code, reason = "held for its drop")] OwnedSemaphorePermit);
+
+impl Capacity {
+    pub fn new(limit: usize) -> Self {
+        Capacity {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A slot for one call, or `None` (counted as shed) when `limit` calls are in flight.
+    pub fn enter(&self) -> Option<Slot> {
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => Some(Slot(permit)),
+            Err(_) => {
+                telemetry::metrics::shed();
+                None
+            }
+        }
+    }
+
+    /// What a refused caller is told.
+    pub fn refusal_message(&self) -> String {
+        format!(
+            "overloaded: more than {} calls in flight (max_concurrent_calls); retry, on another replica if there is one",
+            self.limit
+        )
+    }
+}
