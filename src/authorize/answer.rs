@@ -10,14 +10,11 @@ use serde_json::Value;
 
 use super::{
     Admission, Admitted, AnswerProblem, Authorizer, Call, FhirServer, HttpLine, Refusal,
-    Unavailable, Verdict,
+    Unavailable, Verdict, parse_off_runtime,
 };
 use crate::decision::{Decision, FilteredResponse, Outcome};
 use crate::fhir::{FhirRequest, parse_strict, to_fhir_json};
 use crate::telemetry::metrics;
-
-/// Answers larger than this are parsed off the async runtime.
-const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
 /// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = crate::config::DEFAULT_MAX_BODY_BYTES;
@@ -118,9 +115,13 @@ impl Authorizer {
             admitted.refuse(Some(check.request), refusal.clone());
             return Ok(Verdict::Refused(refusal));
         }
-        let answer = match parse_answer(check.body).await {
-            Ok(answer) => answer,
-            Err(detail) => {
+        let answer = match parse_off_runtime(check.body, parse_strict).await {
+            Some(Ok(answer)) => answer,
+            failed => {
+                let detail = match failed {
+                    Some(Err(error)) => error.to_string(),
+                    _ => "parsing was cancelled".to_owned(),
+                };
                 let refusal = Refusal::Answer(
                     AnswerProblem::Unreadable,
                     format!("the answer is not JSON the service reads: {detail}"),
@@ -171,14 +172,4 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
 /// the server sent (nothing was withheld, or the answer was not read).
 pub fn filtered_body(filtered: &FilteredResponse) -> Option<Vec<u8>> {
     (filtered.is_allowed() && filtered.withheld > 0).then(|| to_fhir_json(&filtered.body))
-}
-
-async fn parse_answer(body: &[u8]) -> Result<Value, String> {
-    if body.len() <= BLOCKING_PARSE_BYTES {
-        return parse_strict(body).map_err(|error| error.to_string());
-    }
-    let body = body.to_vec();
-    tokio::task::spawn_blocking(move || parse_strict(&body).map_err(|error| error.to_string()))
-        .await
-        .map_err(|_| "parsing was cancelled".to_owned())?
 }

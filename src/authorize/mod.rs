@@ -24,6 +24,7 @@
 mod admitted;
 mod answer;
 mod capacity;
+mod off_runtime;
 mod refusal;
 mod request;
 mod request_id;
@@ -38,6 +39,7 @@ use tracing::Span;
 pub use self::admitted::Admitted;
 pub use self::answer::{AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body};
 pub use self::capacity::{Capacity, Slot};
+pub use self::off_runtime::parse_off_runtime;
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
 pub use self::request::{HttpLine, METHOD_OVERRIDE_HEADERS};
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};

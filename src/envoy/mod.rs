@@ -26,7 +26,8 @@ pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
 use crate::authorize::{
-    Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, request_id,
+    Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, parse_off_runtime,
+    request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
@@ -321,9 +322,6 @@ fn authority(http: &HttpRequest) -> &str {
     }
 }
 
-/// Bodies larger than this are parsed off the async runtime.
-const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
-
 /// The forwarded body, unless Envoy truncated it (`allow_partial_message`): a partial
 /// resource proves nothing, so the decision then carries the constraints instead.
 fn request_body(http: &HttpRequest) -> Option<&[u8]> {
@@ -371,27 +369,22 @@ fn add_body_params(
     Ok(())
 }
 
-/// Parses forwarded JSON, off the async runtime when it is large (a Bundle may be).
+/// Parses forwarded JSON (a Bundle may be large).
 async fn parse_json(body: &[u8]) -> Result<Value, String> {
-    if body.len() <= BLOCKING_PARSE_BYTES {
-        return parse_strict(body).map_err(|error| error.to_string());
+    match parse_off_runtime(body, parse_strict).await {
+        Some(parsed) => parsed.map_err(|error| error.to_string()),
+        None => Err("body parsing was cancelled".to_owned()),
     }
-    let body = body.to_vec();
-    tokio::task::spawn_blocking(move || parse_strict(&body).map_err(|error| error.to_string()))
-        .await
-        .map_err(|_| "body parsing was cancelled".to_owned())?
 }
 
-/// Parses a forwarded resource, off the async runtime when it is large.
+/// Parses a forwarded resource.
 async fn parse_resource(body: &[u8]) -> Result<Resource, Refusal> {
-    let describe = |error: crate::fhir::facts::FactsError| {
-        Refusal::InvalidRequest(format!("the request body: {error}"))
-    };
-    if body.len() <= BLOCKING_PARSE_BYTES {
-        return Resource::from_json_bytes(body).map_err(describe);
+    match parse_off_runtime(body, Resource::from_json_bytes).await {
+        Some(parsed) => {
+            parsed.map_err(|error| Refusal::InvalidRequest(format!("the request body: {error}")))
+        }
+        None => Err(Refusal::InvalidRequest(
+            "body parsing was cancelled".to_owned(),
+        )),
     }
-    let body = body.to_vec();
-    tokio::task::spawn_blocking(move || Resource::from_json_bytes(&body).map_err(describe))
-        .await
-        .map_err(|_| Refusal::InvalidRequest("body parsing was cancelled".to_owned()))?
 }

@@ -4,7 +4,7 @@
 use tonic::Status;
 
 use super::pb;
-use crate::authorize::{HttpLine, Refusal, Verdict};
+use crate::authorize::{HttpLine, Refusal, Verdict, parse_off_runtime};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
 use crate::fhir::{
@@ -13,9 +13,6 @@ use crate::fhir::{
 };
 use crate::smart::{Scope, ScopeContext, ScopeSet};
 use crate::token::{Authenticated, TokenError, TokenSource, VerifiedToken};
-
-/// Resource JSON larger than this is parsed off the async runtime.
-pub const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
 /// The FHIR request of a `CheckAccessRequest`, and its HTTP line when it came as one.
 pub fn check_request(
@@ -187,12 +184,9 @@ pub async fn resource(
         return Ok(None);
     };
     let resource = match content {
-        pb::resource::Content::Json(bytes) if bytes.len() > BLOCKING_PARSE_BYTES => {
-            tokio::task::spawn_blocking(move || Resource::from_json_bytes(&bytes))
-                .await
-                .map_err(|_| Status::internal("resource parsing was cancelled"))?
-        }
-        pb::resource::Content::Json(bytes) => Resource::from_json_bytes(&bytes),
+        pb::resource::Content::Json(bytes) => parse_off_runtime(&bytes, Resource::from_json_bytes)
+            .await
+            .ok_or_else(|| Status::internal("resource parsing was cancelled"))?,
         pb::resource::Content::Facts(facts) => return facts_resource(facts, field).map(Some),
     };
     resource

@@ -1,0 +1,19 @@
+//! JSON a caller forwarded (a stored resource, a request body, a FHIR server's answer) may
+//! be megabytes: parsing it on the async runtime would stall every call on that worker, so
+//! a large one is parsed on the blocking pool. One rule for every face.
+
+/// Bodies larger than this are parsed off the async runtime.
+pub const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// `parse(body)`, on the blocking pool when `body` is larger than [`BLOCKING_PARSE_BYTES`];
+/// `None` when that task was cancelled (the runtime shutting down).
+pub async fn parse_off_runtime<T: Send + 'static>(body: &[u8], parse: fn(&[u8]) -> T) -> Option<T> {
+    if body.len() <= BLOCKING_PARSE_BYTES {
+        return Some(parse(body));
+    }
+    let body = body.to_vec();
+    tokio::task::spawn_blocking(move || parse(&body)).await.ok()
+}
+
+#[cfg(test)]
+mod tests;

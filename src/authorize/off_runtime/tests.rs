@@ -1,0 +1,15 @@
+use super::*;
+
+fn length(body: &[u8]) -> usize {
+    body.len()
+}
+
+#[tokio::test]
+async fn small_and_large_bodies_are_both_parsed() {
+    assert_eq!(parse_off_runtime(b"{}", length).await, Some(2));
+    let large = vec![b' '; BLOCKING_PARSE_BYTES + 1];
+    assert_eq!(
+        parse_off_runtime(&large, length).await,
+        Some(BLOCKING_PARSE_BYTES + 1)
+    );
+}
