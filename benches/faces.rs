@@ -9,19 +9,18 @@
     reason = "a benchmark or example stops on a broken set-up"
 )]
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
 use smart_authz::authorize::{Authorizer, Servers};
-use smart_authz::config::{AuditMode, Config};
+use smart_authz::config::AuditMode;
 use smart_authz::envoy::EnvoyAuthz;
 use smart_authz::grpc::AuthzGrpc;
 use smart_authz::grpc::pb;
@@ -29,37 +28,7 @@ use smart_authz::grpc::pb::authz_service_server::AuthzService;
 use smart_authz::telemetry::Observer;
 use smart_authz::token::Authenticator;
 
-const ISSUER: &str = "https://issuer.bench";
-const AUDIENCE: &str = "https://fhir.bench/r4";
 const SEARCH: &str = "Condition?clinical-status=active&_count=50";
-
-fn config() -> Config {
-    let key: Value =
-        serde_json::from_str(include_str!("../tests/fixtures/keys/rsa-1.jwk.json")).unwrap();
-    let jwks = json!({ "keys": [key] }).to_string().replace('\'', "");
-    Config::from_toml(&format!(
-        "[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{jwks}'\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n"
-    ))
-    .unwrap()
-}
-
-fn token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
-        "iat": now, "exp": now + 3600, "jti": "c2f1d2b0-5b8e-4c5e-9d44-0a6d1b1e8f11",
-        "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
-        "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
-    });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".to_owned());
-    let key =
-        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/keys/rsa-1.pem")).unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
-}
 
 fn check_access(token: &str) -> tonic::Request<pb::CheckAccessRequest> {
     tonic::Request::new(pb::CheckAccessRequest {
@@ -105,8 +74,8 @@ fn benchmarks(criterion: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let config = config();
-    let token = token();
+    let config = common::config("[envoy]\nbases = [{ prefix = \"/fhir/\" }]\n");
+    let token = common::token();
     let authorizer = runtime.block_on(async {
         let authenticator =
             Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version)

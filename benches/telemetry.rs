@@ -19,55 +19,21 @@
 #[path = "../tests/common/otlp.rs"]
 mod otlp;
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
 use smart_authz::authorize::{Authorizer, Servers};
 use smart_authz::config::AuditMode;
-use smart_authz::config::{Config, LogConfig, TelemetryConfig};
+use smart_authz::config::{LogConfig, TelemetryConfig};
 use smart_authz::grpc::AuthzGrpc;
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_server::AuthzService;
 use smart_authz::telemetry::{self, Observer, Outputs};
 use smart_authz::token::Authenticator;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-
-const ISSUER: &str = "https://issuer.bench";
-const AUDIENCE: &str = "https://fhir.bench/r4";
-
-fn config() -> Config {
-    let key: Value =
-        serde_json::from_str(include_str!("../tests/fixtures/keys/rsa-1.jwk.json")).unwrap();
-    let jwks = json!({ "keys": [key] }).to_string().replace('\'', "");
-    Config::from_toml(&format!(
-        "[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{jwks}'\n"
-    ))
-    .unwrap()
-}
-
-/// A token of about 1 KB, as in the `token` benchmark.
-fn token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
-        "iat": now, "exp": now + 3600, "jti": "c2f1d2b0-5b8e-4c5e-9d44-0a6d1b1e8f11",
-        "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
-        "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
-        "need_patient_banner": true
-    });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".to_owned());
-    let key =
-        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/keys/rsa-1.pem")).unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
-}
 
 fn request(token: &str, traceparent: Option<&str>) -> tonic::Request<pb::CheckAccessRequest> {
     let mut request = tonic::Request::new(pb::CheckAccessRequest {
@@ -93,8 +59,8 @@ fn benchmarks(criterion: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let config = config();
-    let token = token();
+    let config = common::config("");
+    let token = common::token();
     let authenticator: Arc<Authenticator> = runtime.block_on(async {
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version)
             .await
