@@ -88,14 +88,24 @@ impl ScopeSet {
     /// The granted scopes joined by spaces, as they appeared, leaving out those with a
     /// character no scope may hold: the string may travel in an HTTP header, and a newline
     /// from a token must never reach one. Those scopes are reported with the invalid ones.
+    ///
+    /// Written once per allow on every face, so built in one allocation.
     pub fn to_scope_string(&self) -> String {
-        let texts: Vec<&str> = self
-            .entries
-            .iter()
-            .filter(|entry| entry.text.chars().all(is_scope_token_char))
-            .map(|entry| entry.text.as_str())
-            .collect();
-        texts.join(" ")
+        let texts = || {
+            self.entries
+                .iter()
+                .map(|entry| entry.text.as_str())
+                .filter(|text| text.chars().all(is_scope_token_char))
+        };
+        let length = texts().map(|text| text.len() + 1).sum::<usize>();
+        let mut joined = String::with_capacity(length.saturating_sub(1));
+        for text in texts() {
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(text);
+        }
+        joined
     }
 }
 
