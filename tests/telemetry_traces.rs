@@ -87,6 +87,18 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
     // A second call without traceparent: served from the cache, a trace of its own.
     let denied = server.check(&token, "DELETE", "Observation/obs-1").await;
     assert_eq!(decision(&denied), pb::Decision::Deny);
+    // A token signed by a key published since: verifying it fetches the key set again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    issuer.publish(&[&RSA_1, &RSA_2]);
+    let mut claims = issuer.claims("patient/Observation.rs");
+    claims["patient"] = serde_json::json!("123");
+    let rotated = server
+        .check_request(pb::CheckAccessRequest {
+            request_id: "after-rotation".into(),
+            ..check_http(&sign(&RSA_2, &claims), "GET", "Observation/obs-1")
+        })
+        .await;
+    assert_eq!(decision(&rotated), pb::Decision::Allow);
 
     let flush = || tokio::task::block_in_place(|| guard.force_flush());
     let is_check_access =
@@ -141,6 +153,19 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
     assert_eq!(
         cached.attribute("fhir.interaction").as_deref(),
         Some("delete")
+    );
+
+    let refetched = receiver
+        .wait_for(Duration::from_secs(20), flush, |span| {
+            span.attribute("authz.request_id").as_deref() == Some("after-rotation")
+        })
+        .await
+        .expect("the span of the call after the rotation reaches the collector");
+    assert_eq!(
+        refetched.attribute("upstream.calls").as_deref(),
+        Some("1"),
+        "{:?}",
+        refetched.span.attributes
     );
 
     for span in receiver.spans() {

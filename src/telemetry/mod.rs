@@ -16,9 +16,9 @@
 
 pub mod audit;
 pub mod metrics;
+mod observed;
 pub mod traces;
 
-use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,6 +31,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use self::audit::{AUDIT_TARGET, AuditLayer};
+pub use self::observed::{Observed, observe};
 use crate::config::{AuditMode, LogConfig, LogFormat, TelemetryConfig};
 use crate::decision::{Grant, Outcome};
 use crate::fhir::FhirRequest;
@@ -396,19 +397,4 @@ impl Observer {
             );
         }
     }
-}
-
-/// Runs one RPC under its span, with its latency, in-flight count and status recorded. The
-/// answer of `call` is returned unchanged.
-pub async fn observe<T>(
-    rpc: Rpc,
-    span: &Span,
-    call: impl Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    let timer = metrics::RpcTimer::start(rpc);
-    let result = traces::in_span(span, call).await;
-    let code = result.as_ref().err().map(tonic::Status::code);
-    timer.finish(code);
-    traces::record_status(span, code);
-    result
 }

@@ -7,7 +7,6 @@
 //! relaxed atomic load.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
@@ -18,15 +17,14 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tonic::metadata::{KeyRef, MetadataMap};
+use tracing::Span;
 use tracing::field::Empty;
-use tracing::{Instrument as _, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{Environment, Rpc, TelemetryError};
 use crate::config::TelemetryConfig;
 use crate::decision::{Grant, Outcome};
 use crate::fhir::FhirRequest;
-use crate::token::metrics::counting_upstream_calls;
 use crate::token::{Authenticated, TokenSource};
 
 /// The `service.name` unless `OTEL_SERVICE_NAME` says otherwise.
@@ -310,14 +308,9 @@ pub fn rpc_span_with_headers(
     span
 }
 
-/// Runs `call` inside `span`, counting its upstream calls into `upstream.calls`.
-pub async fn in_span<F: Future>(span: &Span, call: F) -> F::Output {
-    if span.is_disabled() {
-        return call.await;
-    }
-    let (output, calls) = counting_upstream_calls(call.instrument(span.clone())).await;
+/// How many upstream calls (key fetches, introspection) serving the RPC took.
+pub fn record_upstream_calls(span: &Span, calls: u64) {
     span.record("upstream.calls", calls);
-    output
 }
 
 /// Puts a decision on the RPC span.

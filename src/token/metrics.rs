@@ -7,7 +7,6 @@
 //! or a response.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::time::Duration;
 
 use metrics::{counter, histogram};
@@ -147,12 +146,12 @@ pub(crate) fn record_upstream_error(span: &Span, kind: &'static str) {
     span.record("error.type", kind);
 }
 
-/// Runs `call` and counts the upstream calls the token layer made for it.
-pub async fn counting_upstream_calls<F: Future>(call: F) -> (F::Output, u64) {
-    UPSTREAM_CALLS
-        .scope(Cell::new(0), async {
-            let output = call.await;
-            (output, UPSTREAM_CALLS.with(Cell::get))
-        })
-        .await
+/// Runs `poll` (one poll of an RPC's future) with the `calls` counted so far for that RPC,
+/// and returns its result with the new count. Counted per poll, not per task: the upstream
+/// calls happen inside the polls of the RPC that needed them.
+pub fn counting_upstream_calls<R>(calls: u64, poll: impl FnOnce() -> R) -> (R, u64) {
+    UPSTREAM_CALLS.sync_scope(Cell::new(calls), || {
+        let result = poll();
+        (result, UPSTREAM_CALLS.with(Cell::get))
+    })
 }
