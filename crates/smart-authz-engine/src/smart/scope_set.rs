@@ -89,17 +89,14 @@ impl ScopeSet {
     /// character no scope may hold: the string may travel in an HTTP header, and a newline
     /// from a token must never reach one. Those scopes are reported with the invalid ones.
     ///
-    /// Written once per allow on every face, so built in one allocation.
+    /// Written once per allow on every face, so built in one pass and one allocation.
     pub fn to_scope_string(&self) -> String {
-        let texts = || {
-            self.entries
-                .iter()
-                .map(|entry| entry.text.as_str())
-                .filter(|text| text.chars().all(is_scope_token_char))
-        };
-        let length = texts().map(|text| text.len() + 1).sum::<usize>();
-        let mut joined = String::with_capacity(length.saturating_sub(1));
-        for text in texts() {
+        let longest = self.entries.iter().map(|entry| entry.text.len() + 1).sum();
+        let mut joined = String::with_capacity(longest);
+        for text in self.entries.iter().map(|entry| entry.text.as_str()) {
+            if !text.bytes().all(is_scope_token_byte) {
+                continue;
+            }
             if !joined.is_empty() {
                 joined.push(' ');
             }
@@ -109,9 +106,14 @@ impl ScopeSet {
     }
 }
 
-/// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+/// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`: ASCII only, so a byte of
+/// a multi-byte UTF-8 character (0x80 and above) never passes.
+fn is_scope_token_byte(byte: u8) -> bool {
+    matches!(byte, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+}
+
 fn is_scope_token_char(character: char) -> bool {
-    matches!(character, '\u{21}' | '\u{23}'..='\u{5B}' | '\u{5D}'..='\u{7E}')
+    u8::try_from(character).is_ok_and(is_scope_token_byte)
 }
 
 #[cfg(test)]

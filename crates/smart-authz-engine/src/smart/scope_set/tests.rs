@@ -73,6 +73,12 @@ fn scopes_are_separated_by_spaces_only_and_never_trimmed_into_another_scope() {
     // Repeated spaces separate like one.
     let set = ScopeSet::parse("  patient/*.rs   openid ", FhirVersion::R4);
     assert_eq!(set.to_scope_string(), "patient/*.rs openid");
+    // A scope left out leaves no gap: first, between and last.
+    let set = ScopeSet::from_list(
+        ["b\u{e9}ta", "patient/*.rs", "x\ty", "openid", "\"q\""],
+        FhirVersion::R4,
+    );
+    assert_eq!(set.to_scope_string(), "patient/*.rs openid");
     // An scp array item holding a space is one invalid scope, not two.
     let set = ScopeSet::from_list(["patient/*.rs openid"], FhirVersion::R4);
     assert_eq!(set.resource_scopes().count(), 0);
