@@ -240,6 +240,10 @@ fn percent_decode_component(raw: &str) -> Result<String, RequestLineError> {
 /// Percent-decodes `raw` as UTF-8, or `None` for a malformed escape or invalid UTF-8. Shared
 /// with the granular scope parser, so a query and a scope decode the same way.
 pub(crate) fn decode_percent_strict(raw: &str) -> Option<String> {
+    // Most components have no escape at all: already UTF-8, nothing to decode.
+    if !raw.contains('%') {
+        return Some(raw.to_owned());
+    }
     if !has_only_well_formed_escapes(raw) {
         return None;
     }
