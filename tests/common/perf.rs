@@ -220,6 +220,10 @@ impl Report {
             }
         }
         let memory = &self.memory;
+        if memory.tokens == 0 {
+            table.push_str("memory: not measured\n");
+            return table;
+        }
         table.push_str(&format!(
             "memory: idle {} KiB; {} cached tokens {} KiB, {:.0} bytes per token; cache bound {} KiB full at {} KiB resident, {:.2} of bound + idle\n",
             memory.idle_kib,
