@@ -54,8 +54,8 @@ count() {
   awk '/^summary:/ { print $2 }' "$COUNT_FILE"
 }
 
-floor_once=$(count none "$calls")
-floor_twice=$(count none $((calls * 2)))
+floor_once=$(count health_floor "$calls")
+floor_twice=$(count health_floor $((calls * 2)))
 with_scenario=$(count "$scenario" "$calls")
 awk -v calls="$calls" -v once="$floor_once" -v twice="$floor_twice" -v with="$with_scenario" \
   -v scenario="$scenario" 'BEGIN {
