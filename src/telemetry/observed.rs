@@ -1,5 +1,5 @@
 //! [`observe`]: one RPC run inside its span, timed, its upstream calls counted, in a future
-//! no larger than the call it wraps.
+//! a few words larger than the call it wraps.
 //!
 //! Written as a future by hand rather than as `async fn`s because an `async fn` that takes
 //! a future and awaits it keeps the argument and the awaited copy side by side: the three
