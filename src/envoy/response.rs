@@ -125,7 +125,6 @@ fn allowed_with(
         ),
         (CONSTRAINTS_HEADER, Some(constraints)),
     ];
-    let mut set = Vec::with_capacity(values.len());
     for (name, value) in values {
         match value.filter(|value| !value.is_empty()) {
             Some(value) => {
@@ -135,7 +134,6 @@ fn allowed_with(
                     Some(HeaderAppendAction::OverwriteIfExistsOrAdd),
                     false,
                 );
-                set.push(name);
             }
             // Removed whether or not Envoy forwarded it to us (`allowed_headers` may hide
             // it): a client can never supply a header the service leaves unset.
@@ -144,14 +142,13 @@ fn allowed_with(
             }
         }
     }
-    // No spoofing: drop every other `x-smart-*` header the client sent (header names
-    // arrive lower-cased from Envoy; compare without case anyway).
-    // CGI, WSGI and PHP servers read `_` as `-`: `x_smart_patient` is `x-smart-patient`
-    // to them, so such a header is the service's too.
+    // No spoofing: drop every other `x-smart-*` header the client sent (the fixed ones are
+    // set or removed above).
     for name in client_headers.keys() {
-        let lower = name.to_ascii_lowercase();
-        let is_fixed = set.contains(&lower.as_str()) || FIXED_HEADERS.contains(&lower.as_str());
-        if lower.replace('_', "-").starts_with(SMART_HEADER_PREFIX) && !is_fixed {
+        let is_fixed = FIXED_HEADERS
+            .iter()
+            .any(|fixed| fixed.eq_ignore_ascii_case(name));
+        if reads_as_smart_header(name) && !is_fixed {
             ok.remove_header(name.clone());
         }
     }
@@ -161,6 +158,20 @@ fn allowed_with(
     let mut response = CheckResponse::with_status(tonic::Status::ok(""));
     response.set_http_response(ok);
     response
+}
+
+/// Whether a server may read `name` as an `x-smart-*` header: without case (names arrive
+/// lower-cased from Envoy; compared without case anyway), and with `_` as `-`, as CGI, WSGI
+/// and PHP servers read it (`x_smart_patient` is `x-smart-patient` to them). Checked byte by
+/// byte: this runs for every header of every allowed request.
+fn reads_as_smart_header(name: &str) -> bool {
+    name.len() >= SMART_HEADER_PREFIX.len()
+        && name
+            .bytes()
+            .zip(SMART_HEADER_PREFIX.bytes())
+            .all(|(given, prefix)| {
+                given.to_ascii_lowercase() == prefix || (given == b'_' && prefix == b'-')
+            })
 }
 
 /// The grants and the include rule: the `x-smart-constraints` header, written straight

@@ -1,5 +1,6 @@
 //! The `x-smart-constraints` header, written straight from the decision, says what the
-//! FHIR server must enforce: every grant field, the include rule, a bundle's entries.
+//! FHIR server must enforce: every grant field, the include rule, a bundle's entries; and
+//! every client header a server may read as `x-smart-*` is the service's.
 
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use serde_json::{Value, json};
@@ -104,5 +105,27 @@ fn a_bundle_lists_each_entrys_grants() {
     for entry in entries {
         assert_eq!(entry["grants"][0]["compartment"], "Patient/123");
         assert_eq!(entry["grants"][0]["filters"][0]["param"], "category");
+    }
+}
+
+#[test]
+fn a_header_a_server_may_read_as_x_smart_is_the_services() {
+    for name in [
+        "x-smart-patient",
+        "X-Smart-Tenant",
+        "x_smart_patient",
+        "X_SMART-other",
+        "x-smart-",
+    ] {
+        assert!(reads_as_smart_header(name), "{name}");
+    }
+    for name in [
+        "x-smart",
+        "x-smarter-thing",
+        "xsmart-patient",
+        "x-smart\u{e9}",
+        "",
+    ] {
+        assert!(!reads_as_smart_header(name), "{name}");
     }
 }
