@@ -11,6 +11,13 @@ use smart_authz::config::Config;
 use smart_authz::explain::{ExplainArgs, explain};
 use smart_authz::mint::{MintArgs, mint};
 
+/// mimalloc instead of glibc's malloc: a call allocates and frees dozens of small blocks
+/// (a JSON resource hundreds), and glibc spent a third of a 5 KB resource's decision in
+/// its own bookkeeping (docs/performance.md, "The allocator"). The library leaves the
+/// choice to whoever embeds it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "smart-authz",
