@@ -69,11 +69,7 @@ fn envoy_check(token: &str) -> tonic::Request<CheckRequest> {
 }
 
 fn benchmarks(criterion: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let config = common::config("[envoy]\nbases = [{ prefix = \"/fhir/\" }]\n");
     let token = common::token();
     let authorizer = runtime.block_on(async {

@@ -54,11 +54,7 @@ fn request(token: &str, traceparent: Option<&str>) -> tonic::Request<pb::CheckAc
 }
 
 fn benchmarks(criterion: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let config = common::config("");
     let token = common::token();
     let authenticator: Arc<Authenticator> = runtime.block_on(async {

@@ -8,82 +8,23 @@
     reason = "a benchmark or example stops on a broken set-up"
 )]
 
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
-use smart_authz::config::Config;
+use jsonwebtoken::Algorithm;
 use smart_authz::fhir::FhirVersion;
 use smart_authz::token::jwks::KeySet;
 use smart_authz::token::jwt::{IssuerVerifier, parse_header, split_compact};
 use smart_authz::token::{Authenticator, ContextReader};
 
-const ISSUER: &str = "https://issuer.bench";
-const AUDIENCE: &str = "https://fhir.bench/r4";
-
-fn config() -> Config {
-    let keys: Vec<Value> = [
-        include_str!("../tests/fixtures/keys/rsa-1.jwk.json"),
-        include_str!("../tests/fixtures/keys/ec-1.jwk.json"),
-    ]
-    .iter()
-    .map(|jwk| serde_json::from_str(jwk).unwrap())
-    .collect();
-    let jwks = json!({ "keys": keys }).to_string().replace('\'', "");
-    Config::from_toml(&format!(
-        "[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{jwks}'\n"
-    ))
-    .unwrap()
-}
-
-/// A token of about 1 KB: a realistic SMART scope string and launch context.
-fn token(algorithm: Algorithm, kid: &str, private_pem: &str) -> String {
-    token_numbered(algorithm, kid, private_pem, 0)
-}
-
-/// [`token`] with `serial` in its `jti`, so every serial is a distinct token.
-fn token_numbered(algorithm: Algorithm, kid: &str, private_pem: &str, serial: usize) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
-        "iat": now, "exp": now + 3600, "jti": format!("c2f1d2b0-5b8e-4c5e-9d44-{serial:012}"),
-        "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
-        "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
-        "need_patient_banner": true
-    });
-    let mut header = Header::new(algorithm);
-    header.kid = Some(kid.to_owned());
-    let key = match algorithm {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
-        _ => EncodingKey::from_ec_pem(private_pem.as_bytes()),
-    }
-    .unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
-}
-
 fn benchmarks(criterion: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = config();
-    let rs256 = token(
-        Algorithm::RS256,
-        "rsa-1",
-        include_str!("../tests/fixtures/keys/rsa-1.pem"),
-    );
-    let es256 = token(
-        Algorithm::ES256,
-        "ec-1",
-        include_str!("../tests/fixtures/keys/ec-1.pem"),
-    );
+    let runtime = common::runtime();
+    let config = common::config("");
+    let rs256 = common::token();
+    let es256 = common::signed_token(Algorithm::ES256, "ec-1", common::EC_PEM, 0);
     assert!(
         (900..1_300).contains(&rs256.len()),
         "the RS256 token is {} bytes",
@@ -120,14 +61,7 @@ fn benchmarks(criterion: &mut Criterion) {
             .unwrap()
     });
     let pool: Vec<String> = (0..20_000)
-        .map(|serial| {
-            token_numbered(
-                Algorithm::ES256,
-                "ec-1",
-                include_str!("../tests/fixtures/keys/ec-1.pem"),
-                serial + 1,
-            )
-        })
+        .map(|serial| common::signed_token(Algorithm::ES256, "ec-1", common::EC_PEM, serial + 1))
         .collect();
     let mut next = 0;
     criterion.bench_function("cache miss, authenticate ES256", |bench| {

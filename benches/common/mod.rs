@@ -1,5 +1,7 @@
-//! What the in-process benchmarks share: an issuer configured with the test RSA key, and
-//! a patient app's token of about 1 KB signed by it.
+//! What the in-process benchmarks share: an issuer configured with the test RSA and EC
+//! keys, a patient app's token of about 1 KB signed by either, and the runtime they run on.
+
+#![allow(dead_code, reason = "each benchmark uses part of it")]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,34 +11,59 @@ use smart_authz::config::Config;
 
 pub const ISSUER: &str = "https://issuer.bench";
 pub const AUDIENCE: &str = "https://fhir.bench/r4";
+pub const RSA_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-1.pem");
+pub const EC_PEM: &str = include_str!("../../tests/fixtures/keys/ec-1.pem");
 
-/// The issuer with the test key, then `extra` TOML.
+/// The issuer with the test keys (`rsa-1`, `ec-1`), then `extra` TOML.
 pub fn config(extra: &str) -> Config {
-    let key: Value =
-        serde_json::from_str(include_str!("../../tests/fixtures/keys/rsa-1.jwk.json")).unwrap();
-    let jwks = json!({ "keys": [key] }).to_string().replace('\'', "");
+    let keys: Vec<Value> = [
+        include_str!("../../tests/fixtures/keys/rsa-1.jwk.json"),
+        include_str!("../../tests/fixtures/keys/ec-1.jwk.json"),
+    ]
+    .iter()
+    .map(|jwk| serde_json::from_str(jwk).unwrap())
+    .collect();
+    let jwks = json!({ "keys": keys }).to_string().replace('\'', "");
     Config::from_toml(&format!(
         "[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{jwks}'\n{extra}"
     ))
     .unwrap()
 }
 
-/// A token of about 1 KB, as in the `token` benchmark.
+/// The RS256 token of about 1 KB: a realistic SMART scope string and launch context.
 pub fn token() -> String {
+    signed_token(Algorithm::RS256, "rsa-1", RSA_PEM, 0)
+}
+
+/// The same claims signed with `private_pem`, `serial` in the `jti`: every serial is a
+/// distinct token.
+pub fn signed_token(algorithm: Algorithm, kid: &str, private_pem: &str, serial: usize) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let claims = json!({
         "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
-        "iat": now, "exp": now + 3600, "jti": "c2f1d2b0-5b8e-4c5e-9d44-0a6d1b1e8f11",
+        "iat": now, "exp": now + 3600, "jti": format!("c2f1d2b0-5b8e-4c5e-9d44-{serial:012}"),
         "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
         "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
         "need_patient_banner": true
     });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".to_owned());
-    let key =
-        EncodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/keys/rsa-1.pem")).unwrap();
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    let key = match algorithm {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
+        _ => EncodingKey::from_ec_pem(private_pem.as_bytes()),
+    }
+    .unwrap();
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// Two workers, as the 2-core machine the figures come from.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
