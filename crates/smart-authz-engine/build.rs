@@ -65,12 +65,23 @@ fn generate_version(out: &mut String, constant: &str, folder: &Path) {
     .unwrap();
     writeln!(out, "    resource_types: &{resource_types:?},").unwrap();
 
-    writeln!(out, "    search_params: &[").unwrap();
+    // Each type's parameters are a static of their own, so the inherited lists (those of
+    // `DomainResource` and `Resource`) can be referenced without a lookup per search.
     let by_type: BTreeMap<&String, &Value> = index.iter().collect();
-    for (resource_type, params) in by_type {
+    let mut lists = String::new();
+    let mut list_of = BTreeMap::new();
+    writeln!(out, "    search_params: &[").unwrap();
+    for (position, (resource_type, params)) in by_type.into_iter().enumerate() {
+        let list = format!("{constant}_SEARCH_PARAMS_{position}");
+        writeln!(out, "        ({resource_type:?}, &{list}),").unwrap();
         let params: BTreeMap<&String, &Value> =
             params.as_object().expect("params").iter().collect();
-        writeln!(out, "        ({resource_type:?}, &[").unwrap();
+        writeln!(
+            lists,
+            "static {list}: [SearchParamDef; {}] = [",
+            params.len()
+        )
+        .unwrap();
         for (code, param) in params {
             let kind = kind_variant(param["type"].as_str().expect("type"));
             let expression = param
@@ -84,14 +95,24 @@ fn generate_version(out: &mut String, constant: &str, folder: &Path) {
                 .map(|targets| targets.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             writeln!(
-                out,
-                "            SearchParamDef {{ code: {code:?}, kind: SearchParamKind::{kind}, expression: {expression:?}, targets: &{targets:?} }},"
+                lists,
+                "    SearchParamDef {{ code: {code:?}, kind: SearchParamKind::{kind}, expression: {expression:?}, targets: &{targets:?} }},"
             )
             .unwrap();
         }
-        writeln!(out, "        ]),").unwrap();
+        writeln!(lists, "];").unwrap();
+        list_of.insert(resource_type.as_str(), list);
     }
     writeln!(out, "    ],").unwrap();
+    for (field, abstract_type) in [
+        ("domain_resource_params", "DomainResource"),
+        ("resource_params", "Resource"),
+    ] {
+        let list = list_of
+            .get(abstract_type)
+            .unwrap_or_else(|| panic!("{abstract_type} has search parameters"));
+        writeln!(out, "    {field}: &{list},").unwrap();
+    }
 
     // The compartments are a static of their own, so the Patient table (the first) can be
     // referenced without a lookup that could fail.
@@ -99,6 +120,7 @@ fn generate_version(out: &mut String, constant: &str, folder: &Path) {
     writeln!(out, "    compartments: &{constant}_COMPARTMENTS,").unwrap();
     writeln!(out, "    patient_compartment: &{constant}_COMPARTMENTS[0],").unwrap();
     writeln!(out, "}};\n").unwrap();
+    out.push_str(&lists);
     writeln!(
         out,
         "static {constant}_COMPARTMENTS: [CompartmentTable; {}] = [",

@@ -67,6 +67,10 @@ pub struct VersionTables {
     /// Sorted by resource type (including the abstract `Resource` and `DomainResource`), each
     /// list sorted by code.
     pub search_params: &'static [(&'static str, &'static [SearchParamDef])],
+    /// The lists of `DomainResource` and `Resource` from `search_params`, which every look-up
+    /// of an inherited parameter (`_id`, `_lastUpdated`, `_text`...) falls back to.
+    pub domain_resource_params: &'static [SearchParamDef],
+    pub resource_params: &'static [SearchParamDef],
     pub compartments: &'static [CompartmentTable],
     /// The Patient CompartmentDefinition, also in `compartments`: every version has one.
     pub patient_compartment: &'static CompartmentTable,
@@ -92,12 +96,17 @@ impl VersionTables {
     /// ancestor first: those of `DomainResource` (for the types that specialise it) and those
     /// of `Resource` (for every type).
     pub fn search_param(&self, resource_type: &str, code: &str) -> Option<&'static SearchParamDef> {
-        let domain_resource = is_domain_resource(resource_type).then_some("DomainResource");
-        [Some(resource_type), domain_resource, Some("Resource")]
-            .into_iter()
-            .flatten()
-            .find_map(|base| {
-                let params = self.own_search_params(base);
+        let inherited: &[&'static [SearchParamDef]] = match resource_type {
+            "Resource" => &[],
+            "DomainResource" => &[self.resource_params],
+            _ if is_domain_resource(resource_type) => {
+                &[self.domain_resource_params, self.resource_params]
+            }
+            _ => &[self.resource_params],
+        };
+        std::iter::once(self.own_search_params(resource_type))
+            .chain(inherited.iter().copied())
+            .find_map(|params| {
                 params
                     .binary_search_by(|param| param.code.cmp(code))
                     .ok()
