@@ -197,7 +197,7 @@ struct ScopeReport {
 
 fn scope_report(scopes: &ScopeSet) -> Vec<ScopeReport> {
     scopes
-        .entries
+        .entries()
         .iter()
         .map(|entry| match &entry.parsed {
             Ok(scope) => ScopeReport {
@@ -274,7 +274,7 @@ fn render_text(decision: &Decision, request: &FhirRequest, token: &TokenContext)
     }
     let others: Vec<String> = token
         .scopes
-        .entries
+        .entries()
         .iter()
         .filter_map(|entry| match &entry.parsed {
             Ok(scope) if !matches!(scope, Scope::Resource(_)) => {

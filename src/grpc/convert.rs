@@ -457,7 +457,7 @@ pub fn introspection(authenticated: &Authenticated) -> pb::IntrospectTokenRespon
 
 fn parsed_scopes(scopes: &ScopeSet) -> Vec<pb::ParsedScope> {
     scopes
-        .entries
+        .entries()
         .iter()
         .map(|entry| match &entry.parsed {
             Ok(scope) => pb::ParsedScope {

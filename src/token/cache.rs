@@ -25,9 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::{TokenError, TokenSource, VerifiedToken};
 use crate::config::CacheConfig;
-use crate::smart::{
-    FilterItem, ResourceSelector, Scope, ScopeEntry, ScopeError, ScopeSet, TokenContext,
-};
+use crate::smart::{FilterItem, ResourceSelector, Scope, ScopeError, ScopeSet, TokenContext};
 
 /// The cache key: SHA-256 of the token's bytes, never the token itself.
 pub type TokenKey = [u8; 32];
@@ -174,9 +172,10 @@ fn scopes_bytes(scopes: &Arc<ScopeSet>) -> usize {
     if Arc::strong_count(scopes) > 1 {
         return 0;
     }
-    let entries = &scopes.entries;
+    let entries = scopes.entries();
     allocation(2 * size_of::<usize>() + size_of::<ScopeSet>())
-        + allocation(entries.len() * size_of::<ScopeEntry>())
+        + allocation(size_of_val(entries))
+        + allocation(scopes.scope_string().len())
         + entries
             .iter()
             .map(|entry| allocation(entry.text.len()) + scope_bytes(&entry.parsed))

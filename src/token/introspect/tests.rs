@@ -120,7 +120,7 @@ fn an_active_answer_becomes_a_remote_token_with_its_smart_context() {
     assert_eq!(token.context.encounter.as_deref(), Some("9"));
     assert_eq!(token.context.fhir_user.as_deref(), Some("Practitioner/7"));
     assert_eq!(token.context.client_id.as_deref(), Some("growth-chart"));
-    assert_eq!(token.context.scopes.entries.len(), 2);
+    assert_eq!(token.context.scopes.entries().len(), 2);
     assert!(token.expires_at.is_some());
     // The issuer vouched for the token: it is the token's issuer in introspection answers.
     assert_eq!(token.issuer, AS);

@@ -39,9 +39,9 @@ fn a_list_is_its_own_key_and_its_items_are_never_joined() {
     assert!(!Arc::ptr_eq(&joined, &apart));
     assert!(!Arc::ptr_eq(&apart, &as_text));
     // One item holding a space is one invalid scope, not two valid ones.
-    assert_eq!(joined.entries.len(), 1);
-    assert!(joined.entries[0].parsed.is_err());
-    assert_eq!(apart.entries.len(), 2);
+    assert_eq!(joined.entries().len(), 1);
+    assert!(joined.entries()[0].parsed.is_err());
+    assert_eq!(apart.entries().len(), 2);
     assert_eq!(*apart, *as_text);
 }
 

@@ -151,7 +151,7 @@ async fn accepts_rs256_es256_and_eddsa_tokens() {
         assert_eq!(token.source, TokenSource::LocalJwt);
         assert_eq!(token.context.patient.as_deref(), Some("123"));
         assert_eq!(token.context.client_id.as_deref(), Some("growth-chart"));
-        assert_eq!(token.context.scopes.entries.len(), 2);
+        assert_eq!(token.context.scopes.entries().len(), 2);
         assert_eq!(token.expires_at, claims["exp"].as_i64());
         assert_eq!(token.context.sub.as_deref(), Some("user-1"));
         assert_eq!(token.claims.iat, claims["iat"].as_i64());
@@ -187,7 +187,7 @@ async fn reads_scp_arrays() {
         json!({"scope": null, "scp": ["patient/Observation.rs", "launch/patient", "openid"]}),
     );
     let answer = authenticator.authenticate(&rs256(&claims)).await.unwrap();
-    assert_eq!(answer.token.context.scopes.entries.len(), 3);
+    assert_eq!(answer.token.context.scopes.entries().len(), 3);
 }
 
 #[tokio::test]

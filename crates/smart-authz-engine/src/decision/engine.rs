@@ -236,7 +236,7 @@ impl<'a> Session<'a> {
             policy,
             request,
             versions,
-            candidates: Vec::with_capacity(token.scopes.entries.len()),
+            candidates: Vec::with_capacity(token.scopes.entries().len()),
             unusable: Vec::new(),
             ignored: token
                 .scopes
@@ -621,7 +621,7 @@ fn strict_mode_violation(policy: &Policy, token: &TokenContext) -> Option<&'stat
     }
     let resource: Vec<_> = token
         .scopes
-        .entries
+        .entries()
         .iter()
         .filter_map(|entry| match &entry.parsed {
             Ok(crate::smart::Scope::Resource(scope)) => Some((entry.is_v1(), scope.context)),

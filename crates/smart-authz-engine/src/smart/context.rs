@@ -133,7 +133,10 @@ impl TokenContext {
     pub fn for_version(&self, version: FhirVersion) -> TokenContext {
         TokenContext {
             scopes: Arc::new(ScopeSet::from_list(
-                self.scopes.entries.iter().map(|entry| entry.text.as_str()),
+                self.scopes
+                    .entries()
+                    .iter()
+                    .map(|entry| entry.text.as_str()),
                 version,
             )),
             ..self.clone()

@@ -30,9 +30,14 @@ impl ScopeEntry {
 }
 
 /// The granted scopes of one token, in the order they were written, without duplicates.
+///
+/// Built only by parsing, so the joined scope string always matches the entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScopeSet {
-    pub entries: Vec<ScopeEntry>,
+    entries: Vec<ScopeEntry>,
+    /// [`ScopeSet::scope_string`], joined once: every allow on every face writes it, and the
+    /// set is cached (and shared) for as long as its tokens are.
+    joined: Box<str>,
 }
 
 impl ScopeSet {
@@ -66,7 +71,13 @@ impl ScopeSet {
         }
         // A token's scopes are kept as long as the token is cached: no spare capacity.
         entries.shrink_to_fit();
-        ScopeSet { entries }
+        let joined = join_printable(&entries);
+        ScopeSet { entries, joined }
+    }
+
+    /// Every scope as written, valid or not, in order.
+    pub fn entries(&self) -> &[ScopeEntry] {
+        &self.entries
     }
 
     /// The resource scopes, with the text they were written as.
@@ -88,22 +99,30 @@ impl ScopeSet {
     /// The granted scopes joined by spaces, as they appeared, leaving out those with a
     /// character no scope may hold: the string may travel in an HTTP header, and a newline
     /// from a token must never reach one. Those scopes are reported with the invalid ones.
-    ///
-    /// Written once per allow on every face, so built in one pass and one allocation.
-    pub fn to_scope_string(&self) -> String {
-        let longest = self.entries.iter().map(|entry| entry.text.len() + 1).sum();
-        let mut joined = String::with_capacity(longest);
-        for text in self.entries.iter().map(|entry| entry.text.as_str()) {
-            if !text.bytes().all(is_scope_token_byte) {
-                continue;
-            }
-            if !joined.is_empty() {
-                joined.push(' ');
-            }
-            joined.push_str(text);
-        }
-        joined
+    pub fn scope_string(&self) -> &str {
+        &self.joined
     }
+
+    /// [`ScopeSet::scope_string`], owned.
+    pub fn to_scope_string(&self) -> String {
+        self.joined.to_string()
+    }
+}
+
+/// The texts of `entries` that hold only scope-token characters, joined by spaces.
+fn join_printable(entries: &[ScopeEntry]) -> Box<str> {
+    let longest = entries.iter().map(|entry| entry.text.len() + 1).sum();
+    let mut joined = String::with_capacity(longest);
+    for text in entries.iter().map(|entry| entry.text.as_str()) {
+        if !text.bytes().all(is_scope_token_byte) {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(text);
+    }
+    joined.into_boxed_str()
 }
 
 /// RFC 6749 §3.3 `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`: ASCII only, so a byte of

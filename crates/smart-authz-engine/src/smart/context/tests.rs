@@ -16,7 +16,7 @@ fn reads_launch_context_claims() {
     assert_eq!(context.patient.as_deref(), Some("123"));
     assert_eq!(context.encounter.as_deref(), Some("enc-1"));
     assert_eq!(context.client_id.as_deref(), Some("growth-chart"));
-    assert_eq!(context.scopes.entries.len(), 4);
+    assert_eq!(context.scopes.entries().len(), 4);
 }
 
 #[test]
@@ -77,14 +77,14 @@ fn a_context_is_read_again_for_another_fhir_version() {
         "client_id": "app",
     });
     let r4 = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
-    assert!(r4.scopes.entries[0].parsed.is_err());
+    assert!(r4.scopes.entries()[0].parsed.is_err());
     let r5 = r4.for_version(FhirVersion::R5);
-    assert!(r5.scopes.entries[0].parsed.is_ok());
-    assert!(r5.scopes.entries[1].parsed.is_ok());
+    assert!(r5.scopes.entries()[0].parsed.is_ok());
+    assert!(r5.scopes.entries()[1].parsed.is_ok());
     assert_eq!(r5.patient.as_deref(), Some("123"));
     assert_eq!(r5.client_id.as_deref(), Some("app"));
     assert_eq!(
-        r5.for_version(FhirVersion::R4).scopes.entries[0].parsed,
-        r4.scopes.entries[0].parsed
+        r5.for_version(FhirVersion::R4).scopes.entries()[0].parsed,
+        r4.scopes.entries()[0].parsed
     );
 }
