@@ -32,6 +32,7 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
     let table = report.table();
     for name in [
         "health_floor",
+        "health_token_bytes",
         "check_cached",
         "check_10k_tokens",
         "cold_rs256",
@@ -55,7 +56,7 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
         "{table}"
     );
     let json = report.json();
-    assert_eq!(json["scenarios"].as_array().unwrap().len(), 9);
+    assert_eq!(json["scenarios"].as_array().unwrap().len(), 10);
     assert!(json["memory"]["bytes_per_token"].is_number());
 }
 
