@@ -463,10 +463,9 @@ fn parsed_scopes(scopes: &ScopeSet) -> Vec<pb::ParsedScope> {
             Ok(scope) => pb::ParsedScope {
                 scope: entry.text.clone(),
                 kind: scope.kind().to_owned(),
-                canonical: if matches!(scope, Scope::Resource(_)) {
-                    scope.to_string()
-                } else {
-                    String::new()
+                canonical: match scope {
+                    Scope::Resource(resource) => resource.canonical(),
+                    _ => String::new(),
                 },
                 error: String::new(),
             },

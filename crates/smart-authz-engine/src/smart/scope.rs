@@ -433,27 +433,35 @@ fn check_filter_name(
 /// Characters a filter value must escape to survive a round trip through the parser.
 const FILTER_VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'&').add(b',').add(b'#');
 
-impl fmt::Display for ResourceScope {
-    /// The canonical v2 form: v1 words come out as letters (`read` as `rs`).
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            formatter,
-            "{}/{}.{}",
-            self.context,
-            self.resource.as_str(),
-            self.permissions
-        )?;
+impl ResourceScope {
+    /// The canonical v2 form: v1 words come out as letters (`read` as `rs`). Built into one
+    /// string rather than through the formatter: introspection writes it for every scope of
+    /// the token on every call.
+    pub fn canonical(&self) -> String {
+        let mut text = String::with_capacity(48);
+        text.push_str(self.context.as_str());
+        text.push('/');
+        text.push_str(self.resource.as_str());
+        text.push('.');
+        text.extend(self.permissions.iter().map(Permission::letter));
         for (position, item) in self.filter.iter().enumerate() {
-            let separator = if position == 0 { '?' } else { '&' };
-            write!(formatter, "{separator}{}=", item.param)?;
+            text.push(if position == 0 { '?' } else { '&' });
+            text.push_str(&item.param);
+            text.push('=');
             for (index, value) in item.values.iter().enumerate() {
                 if index > 0 {
-                    formatter.write_str(",")?;
+                    text.push(',');
                 }
-                write!(formatter, "{}", utf8_percent_encode(value, FILTER_VALUE))?;
+                text.extend(utf8_percent_encode(value, FILTER_VALUE));
             }
         }
-        Ok(())
+        text
+    }
+}
+
+impl fmt::Display for ResourceScope {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.canonical())
     }
 }
 
