@@ -31,7 +31,8 @@ impl ScopeEntry {
 
 /// The granted scopes of one token, in the order they were written, without duplicates.
 ///
-/// Built only by parsing, so the joined scope string always matches the entries.
+/// Built only by parsing (or empty, by `Default`), so the joined scope string always matches
+/// the entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScopeSet {
     entries: Vec<ScopeEntry>,
