@@ -420,11 +420,7 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
 
     // SIGTERM: drains, flushes the trace exporter (which fails) and exits promptly.
     let stopping = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    assert!(server.send_sigterm());
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             break status;

@@ -36,6 +36,8 @@ const SEARCH: &str = "Observation?code=http://loinc.org|8867-4&_count=50";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 /// Batches of the raw verification measurement, whose median is reported.
 const RAW_BATCHES: u32 = 9;
+/// How long a server may take to stop after SIGTERM before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The server's clock ticks per second in `/proc/<pid>/stat` (USER_HZ).
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -355,7 +357,7 @@ impl Keys {
     }
 }
 
-/// The server process, killed when dropped.
+/// The server process: [`Server::stop`] ends it as Kubernetes would, dropping it kills it.
 struct Server {
     served: super::spawned::Served,
     endpoint: tonic::transport::Endpoint,
@@ -414,6 +416,24 @@ impl Server {
 
     fn pid(&self) -> u32 {
         self.served.pid()
+    }
+
+    /// SIGTERM, then up to [`SHUTDOWN_GRACE`] for the server to drain and exit by itself (or a
+    /// panic: a service that ignores SIGTERM is a bug), so that a build instrumented for
+    /// profile-guided optimisation writes what it counted (scripts/pgo-build.sh trains on
+    /// these scenarios). Waits without blocking the runtime: the clients' connections must
+    /// answer the server's GOAWAY and PING as it drains.
+    async fn stop(mut self) {
+        if self.served.send_sigterm() {
+            let stopping = Instant::now();
+            while stopping.elapsed() < SHUTDOWN_GRACE {
+                if self.served.exit_status().is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("the server did not stop within {SHUTDOWN_GRACE:?} of SIGTERM");
     }
 
     /// `count` HTTP/2 connections of their own (a cloned `Channel` shares one).
@@ -869,7 +889,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
             .await,
         );
     }
-    drop(server);
+    server.stop().await;
 
     let raw_rounds = if options.calls >= 10_000 { 2_000 } else { 20 };
     let raw_rs256_us = keys.raw_verify_us(Algorithm::RS256, raw_rounds);
@@ -942,6 +962,7 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
         } else {
             memory.bounded_kib = rss_kib(pid);
         }
+        server.stop().await;
     }
     memory
 }

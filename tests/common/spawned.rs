@@ -10,7 +10,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,21 @@ impl Served {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does before it kills a pod: the server drains and exits
+    /// by itself, and a build with `-Cprofile-generate` writes its profile on the way out
+    /// (scripts/pgo-build.sh), which SIGKILL prevents. Whether the signal was sent.
+    pub fn send_sigterm(&self) -> bool {
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// How the child exited, if it has (without waiting).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Every log line, once the child has exited (blocks until its stderr closes).
