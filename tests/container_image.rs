@@ -72,3 +72,30 @@ fn the_build_stage_is_a_toolchain_the_crate_accepts() {
         "the build stage's glibc must be Debian 12's, the runtime image's"
     );
 }
+
+/// The build stage runs scripts/pgo-build.sh, which trains on examples/perf with the test keys:
+/// the script must parse, and the build context must keep what it reads.
+#[test]
+fn the_profile_guided_build_has_what_it_runs() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert!(dockerfile().contains("scripts/pgo-build.sh /out/smart-authz"));
+    let script = format!("{root}/scripts/pgo-build.sh");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&script).unwrap().permissions());
+    assert!(mode & 0o111 != 0, "{script} is not executable");
+    let parsed = Command::new("bash").args(["-n", &script]).output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let ignored = std::fs::read_to_string(format!("{root}/.dockerignore")).unwrap();
+    for needed in ["scripts", "examples", "tests"] {
+        assert!(
+            !ignored
+                .lines()
+                .any(|line| line.trim_end_matches('/') == needed),
+            ".dockerignore leaves {needed}/ out of the build context"
+        );
+    }
+}
