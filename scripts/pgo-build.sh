@@ -32,10 +32,14 @@ RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$profiles" \
 
 instrumented="$work/generate/$host/release/smart-authz"
 echo "training: examples/perf against the instrumented server (log: $work/training.txt)"
-{
-  AUTHZ_BIN="$instrumented" target/release/examples/perf --calls 20000 --seconds 8
-  AUTHZ_BIN="$instrumented" target/release/examples/perf --tls --no-memory --calls 5000 --seconds 4
-} >"$work/training.txt" 2>&1
+if ! {
+  AUTHZ_BIN="$instrumented" target/release/examples/perf --calls 20000 --seconds 8 &&
+    AUTHZ_BIN="$instrumented" target/release/examples/perf --tls --no-memory --calls 5000 --seconds 4
+} >"$work/training.txt" 2>&1; then
+  tail -n 20 "$work/training.txt" >&2
+  echo "the training run failed (log: $work/training.txt)" >&2
+  exit 1
+fi
 if ! compgen -G "$profiles/*.profraw" >/dev/null; then
   echo "the instrumented server wrote no profile into $profiles" >&2
   exit 1
