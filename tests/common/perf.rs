@@ -424,14 +424,13 @@ impl Server {
     /// these scenarios). Waits without blocking the runtime: the clients' connections must
     /// answer the server's GOAWAY and PING as it drains.
     async fn stop(mut self) {
-        if self.served.send_sigterm() {
-            let stopping = Instant::now();
-            while stopping.elapsed() < SHUTDOWN_GRACE {
-                if self.served.exit_status().is_some() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(self.served.send_sigterm(), "`kill -TERM` failed");
+        let stopping = Instant::now();
+        while stopping.elapsed() < SHUTDOWN_GRACE {
+            if self.served.exit_status().is_some() {
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("the server did not stop within {SHUTDOWN_GRACE:?} of SIGTERM");
     }
