@@ -421,15 +421,10 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
     // SIGTERM: drains, flushes the trace exporter (which fails) and exits promptly.
     let stopping = Instant::now();
     assert!(server.send_sigterm());
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        if stopping.elapsed() > Duration::from_secs(20) {
-            panic!("the server did not stop within 20 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = server
+        .exit_within(Duration::from_secs(20))
+        .await
+        .expect("the server stops within 20 s of SIGTERM");
     assert!(status.success(), "{status}");
     assert!(
         stopping.elapsed() < Duration::from_secs(10),

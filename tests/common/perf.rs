@@ -421,18 +421,13 @@ impl Server {
     /// SIGTERM, then up to [`SHUTDOWN_GRACE`] for the server to drain and exit by itself (or a
     /// panic: a service that ignores SIGTERM is a bug), so that a build instrumented for
     /// profile-guided optimisation writes what it counted (scripts/pgo-build.sh trains on
-    /// these scenarios). Waits without blocking the runtime: the clients' connections must
-    /// answer the server's GOAWAY and PING as it drains.
+    /// these scenarios).
     async fn stop(mut self) {
         assert!(self.served.send_sigterm(), "`kill -TERM` failed");
-        let stopping = Instant::now();
-        while stopping.elapsed() < SHUTDOWN_GRACE {
-            if self.served.exit_status().is_some() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the server did not stop within {SHUTDOWN_GRACE:?} of SIGTERM");
+        assert!(
+            self.served.exit_within(SHUTDOWN_GRACE).await.is_some(),
+            "the server did not stop within {SHUTDOWN_GRACE:?} of SIGTERM"
+        );
     }
 
     /// `count` HTTP/2 connections of their own (a cloned `Channel` shares one).

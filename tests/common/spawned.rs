@@ -101,9 +101,19 @@ impl Served {
             .is_ok_and(|status| status.success())
     }
 
-    /// How the child exited, if it has (without waiting).
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    /// How the child exited, if it does within `grace`. Waits without blocking the runtime:
+    /// the caller's connections must answer the server's GOAWAY and PING as it drains.
+    pub async fn exit_within(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let waiting = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
+                return Some(status);
+            }
+            if waiting.elapsed() > grace {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Every log line, once the child has exited (blocks until its stderr closes).
