@@ -37,8 +37,10 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
         "check_10k_tokens",
         "cold_rs256",
         "cold_es256",
+        "check_denied",
         "resource_json_5kb",
         "batch_20",
+        "filter_20",
         "introspect_cached",
         "envoy_check",
     ] {
@@ -56,7 +58,7 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
         "{table}"
     );
     let json = report.json();
-    assert_eq!(json["scenarios"].as_array().unwrap().len(), 10);
+    assert_eq!(json["scenarios"].as_array().unwrap().len(), 12);
     assert!(json["memory"]["bytes_per_token"].is_number());
 }
 

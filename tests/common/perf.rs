@@ -574,6 +574,35 @@ pub fn observation_5kb() -> Vec<u8> {
     .unwrap()
 }
 
+/// A searchset of 20 Observations, every other one of another patient: the answer
+/// `FilterResources` keeps half of.
+pub fn searchset_20() -> Vec<u8> {
+    let entries: Vec<Value> = (0..20)
+        .map(|index| {
+            let patient = if index % 2 == 0 { "123" } else { "456" };
+            json!({
+                "fullUrl": format!("https://fhir.perf/Observation/o{index}"),
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": format!("o{index}"),
+                    "status": "final",
+                    "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4", "display": "Heart rate" }] },
+                    "subject": { "reference": format!("Patient/{patient}") },
+                    "effectiveDateTime": "2026-11-30T09:30:00Z",
+                    "valueQuantity": { "value": 60 + index, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min" },
+                },
+                "search": { "mode": "match" },
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": entries,
+    }))
+    .unwrap()
+}
+
 fn envoy_request(token: &str) -> CheckRequest {
     let headers = [
         (":authority", "fhir.perf"),
@@ -767,6 +796,36 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         );
     }
 
+    if options.runs("check_denied") {
+        // A request the scopes do not grant (the token reads, this deletes): the path a
+        // denial takes, which the allow-only scenarios never run.
+        let mut denied = check_request(&token, "Observation/o1", None);
+        if let Some(pb::check_access_request::Request::Http(http)) = denied.request.as_mut() {
+            http.method = "DELETE".into();
+        }
+        let (denying, denied) = (Arc::clone(&channels), Arc::new(denied));
+        scenarios.push(
+            drive(
+                "check_denied",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthzServiceClient::new(denying[connection].clone());
+                    let request = (*denied).clone();
+                    async move {
+                        client.check_access(request).await.is_ok_and(|response| {
+                            let response = response.into_inner();
+                            response.decision == pb::Decision::Deny as i32
+                                && response.reason == pb::Reason::NoMatchingScope as i32
+                        })
+                    }
+                },
+            )
+            .await,
+        );
+    }
+
     if options.runs("resource_json_5kb") {
         let stored = Arc::new(check_request(
             &token,
@@ -823,6 +882,45 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
                             .await
                             .is_ok_and(|response| {
                                 response.into_inner().decision == pb::Decision::Allow as i32
+                            })
+                    }
+                },
+            )
+            .await,
+        );
+    }
+
+    if options.runs("filter_20") {
+        let filter = Arc::new(pb::FilterResourcesRequest {
+            access_token: (*token).clone(),
+            request: Some(pb::filter_resources_request::Request::Http(
+                pb::HttpRequest {
+                    method: "GET".into(),
+                    path: SEARCH.into(),
+                    ..Default::default()
+                },
+            )),
+            response: searchset_20(),
+            ..Default::default()
+        });
+        let filtering = Arc::clone(&channels);
+        scenarios.push(
+            drive(
+                "filter_20",
+                options,
+                pid,
+                options.calls,
+                move |connection, _| {
+                    let mut client = AuthzServiceClient::new(filtering[connection].clone());
+                    let request = (*filter).clone();
+                    async move {
+                        client
+                            .filter_resources(request)
+                            .await
+                            .is_ok_and(|response| {
+                                let response = response.into_inner();
+                                response.decision == pb::Decision::Allow as i32
+                                    && response.withheld == 10
                             })
                     }
                 },
