@@ -276,6 +276,40 @@ async fn conditional_parts_of_writes_are_decided_as_searches() {
     server.stop().await;
 }
 
+/// A conditional update that matches nothing creates: for a Patient under patient/ scopes,
+/// a creation they may not make. And a trimmed answer of a type outside the compartment
+/// could hide whose it is from the check of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_may_create_a_patient_and_trimmed_answers_are_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Patient.cru patient/*.rs", "123");
+    let new_patient = json!({"resourceType": "Patient",
+        "link": [{"other": {"reference": "Patient/123"}, "type": "seealso"}]});
+    let response = envoy_check(
+        &server,
+        check_request(
+            "PUT",
+            "/fhir/R4/Patient?identifier=http://hospital.example/mrn|new",
+            Some(&token),
+            &[],
+            Some(&new_patient),
+        ),
+    )
+    .await;
+    denied_response(&response, 403);
+    for path in [
+        "/fhir/R4/Task?_elements=description,status",
+        "/fhir/R4/Binary/b1?_summary=true",
+    ] {
+        let response =
+            envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await;
+        let (_, outcome) = denied_response(&response, 400);
+        assert!(outcome.to_string().contains("trimmed"), "{path}: {outcome}");
+    }
+    server.stop().await;
+}
+
 /// Through Envoy a history is allowed with the compartment in its constraints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_are_allowed_with_the_compartment_constraint() {

@@ -48,6 +48,35 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
     server.stop().await;
 }
 
+/// The same refusals as on the Envoy face: a conditional update of a Patient (it may create
+/// one), a trimmed answer of a type outside the compartment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_may_create_a_patient_and_trimmed_answers_are_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Patient.cru patient/*.rs", "123");
+    let update = server
+        .check(
+            &token,
+            "PUT",
+            "Patient?identifier=http://hospital.example/mrn|new",
+        )
+        .await;
+    assert_eq!(decision(&update), pb::Decision::Deny);
+    assert_eq!(reason(&update), pb::Reason::OutsideCompartment);
+    for path in [
+        "Task?_elements=description,status",
+        "Binary/b1?_summary=true",
+    ] {
+        let trimmed = server.check(&token, "GET", path).await;
+        assert_eq!(decision(&trimmed), pb::Decision::Deny, "{path}");
+        assert_eq!(reason(&trimmed), pb::Reason::UnsupportedRequest, "{path}");
+    }
+    let counted = server.check(&token, "GET", "Task?_summary=count").await;
+    assert_eq!(decision(&counted), pb::Decision::Allow);
+    server.stop().await;
+}
+
 /// A resource outside the Patient compartment is denied under patient/ scopes when any
 /// reference it carries names another patient: a Binary's securityContext, the Composition
 /// of a document Bundle.

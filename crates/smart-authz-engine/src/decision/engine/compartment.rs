@@ -4,7 +4,7 @@ use super::{Access, Refusal, Session};
 use crate::decision::policy::NonCompartmentAccess;
 use crate::decision::{Grant, Reason};
 use crate::fhir::reference::parse_reference;
-use crate::fhir::{FhirVersion, Interaction};
+use crate::fhir::{FhirVersion, Interaction, Resource};
 
 /// The pseudo resource type under which a search across types checks its parameters.
 pub(super) const SYSTEM_LEVEL: &str = "Resource";
@@ -32,6 +32,17 @@ impl Session<'_> {
             return Err(Refusal::new(
                 Reason::OutsideCompartment,
                 "a Patient cannot be created under patient/ scopes",
+            ));
+        }
+        // A conditional update that matches nothing creates the resource (FHIR R4 http.html
+        // "Conditional update"): for a Patient, the creation refused just above.
+        if resource_type == "Patient"
+            && self.request.interaction == Interaction::Update
+            && self.request.id.is_none()
+        {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                "a conditional update of a Patient may create one, which patient/ scopes cannot",
             ));
         }
         // A conditional update, patch or delete (`DELETE Observation?subject=...`) runs its
@@ -141,6 +152,7 @@ impl Session<'_> {
                 ),
             ));
         }
+        self.check_not_trimmed(resource_type)?;
         let stored = match access {
             Access::Search => {
                 self.check_search_names_only(patient, resource_type)?;
@@ -148,9 +160,12 @@ impl Session<'_> {
             }
             _ => self.versions.stored,
         };
-        // Not verified here (no stored version, or past versions the current one does not
-        // speak for): the server must leave out what points to another patient.
-        if stored.is_none() || self.reads_past_versions() {
+        // Not verified here (no stored version, past versions the current one does not
+        // speak for, or the caller's facts, which list compartments and search values but
+        // not every reference such a resource holds): the server must leave out what points
+        // to another patient.
+        let verified = matches!(stored, Some(Resource::Json(_))) && !self.reads_past_versions();
+        if !verified {
             grant.exclude_other_patients_via =
                 patient_reference_params(self.version(), resource_type);
         }
@@ -165,6 +180,27 @@ impl Session<'_> {
             return Err(Refusal::new(
                 Reason::OutsideCompartment,
                 format!("the stored {resource_type} belongs to another patient (Patient/{other})"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses `_elements` and `_summary` (but `_summary=count` and `false`) on a type outside
+    /// the Patient compartment: whether such a resource is another patient's is read from
+    /// every reference it holds (§3), and a trimmed answer would hide them from the check of
+    /// the answer.
+    fn check_not_trimmed(&self, resource_type: &str) -> Result<(), Refusal> {
+        let trims = self.request.params.iter().any(|param| {
+            let name = param.name.split(':').next().unwrap_or_default();
+            name == "_elements"
+                || (name == "_summary" && !matches!(param.value.as_str(), "count" | "false"))
+        });
+        if trims {
+            return Err(Refusal::new(
+                Reason::UnsupportedRequest,
+                format!(
+                    "_elements and _summary are refused on {resource_type} under patient/ scopes: a trimmed {resource_type} could hide the patient it belongs to"
+                ),
             ));
         }
         Ok(())
@@ -193,27 +229,32 @@ impl Session<'_> {
             if let Some(other) =
                 self.other_patient_named(param.name.as_str(), &param.value, patient, resource_type)
             {
-                return Err(Refusal::new(
-                    Reason::OutsideCompartment,
+                let named = if other.contains('/') {
+                    other.to_owned()
+                } else {
+                    format!("Patient/{other}")
+                };
+                let message = if parse_reference(other).is_none() && other.contains('/') {
                     format!(
-                        "search parameter {}={} names another patient ({})",
-                        param.name,
-                        param.value,
-                        if other.contains('/') {
-                            other.to_owned()
-                        } else {
-                            format!("Patient/{other}")
-                        }
-                    ),
-                ));
+                        "search parameter {}={} holds {named}, which is no reference this service can read: it could name another patient",
+                        param.name, param.value
+                    )
+                } else {
+                    format!(
+                        "search parameter {}={} names another patient ({named})",
+                        param.name, param.value
+                    )
+                };
+                return Err(Refusal::new(Reason::OutsideCompartment, message));
             }
         }
         Ok(())
     }
 
     /// The id of a patient other than `patient` that the search parameter names, if any, or
-    /// the whole reference of a Patient on another server (its base URLs known). A bare id
-    /// on a parameter that can target Patient counts as a Patient id (fail closed).
+    /// the whole reference of a Patient on another server (its base URLs known), or a value
+    /// with a `/` that is no readable reference. A bare id on a parameter that can target
+    /// Patient counts as a Patient id (fail closed).
     fn other_patient_named<'v>(
         &self,
         name: &str,
@@ -260,7 +301,10 @@ impl Session<'_> {
                         return Some(alternative);
                     }
                     Some(("Patient", id)) => id,
-                    _ => return None,
+                    Some(_) => return None,
+                    // `patient/456`, `Patient/456/`, ` Patient/456`: a server may read
+                    // another patient where this service reads nothing; refuse, never guess.
+                    None => return Some(alternative),
                 }
             } else if bare_ids_are_patients {
                 alternative

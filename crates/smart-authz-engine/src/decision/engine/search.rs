@@ -101,16 +101,15 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Adds `grant` to `grants`, merging its types into an existing grant of the same scope with
-/// the same constraints; types linked to the compartment by other parameters stay apart, so
-/// each grant's `compartment_params` hold for all its types.
+/// Adds `grant` to `grants`, merging its types into an existing grant that differs from it
+/// in nothing else; types with other constraints (linked to the compartment by other
+/// parameters, or kept from another patient through other references) stay apart, so every
+/// constraint of a grant holds for all its types and none is dropped (docs/semantics.md §5).
 fn merge_grant(grants: &mut Vec<Grant>, grant: Grant) {
-    match grants.iter_mut().find(|existing| {
-        existing.scope == grant.scope
-            && existing.compartment == grant.compartment
-            && existing.compartment_params == grant.compartment_params
-            && existing.filters == grant.filters
-    }) {
+    match grants
+        .iter_mut()
+        .find(|existing| same_but_types(existing, &grant))
+    {
         Some(existing) => {
             for resource_type in grant.resource_types {
                 if !existing.resource_types.contains(&resource_type) {
@@ -120,4 +119,26 @@ fn merge_grant(grants: &mut Vec<Grant>, grant: Grant) {
         }
         None => grants.push(grant),
     }
+}
+
+/// True when `a` and `b` differ at most in their types. Every field is named, so a field
+/// added to [`Grant`] must be placed on one side or the other here.
+fn same_but_types(a: &Grant, b: &Grant) -> bool {
+    let Grant {
+        scope,
+        context,
+        compartment,
+        compartment_params,
+        exclude_other_patients_via,
+        filters,
+        resource_types: _,
+        obligation,
+    } = a;
+    *scope == b.scope
+        && *context == b.context
+        && *compartment == b.compartment
+        && *compartment_params == b.compartment_params
+        && *exclude_other_patients_via == b.exclude_other_patients_via
+        && *filters == b.filters
+        && *obligation == b.obligation
 }

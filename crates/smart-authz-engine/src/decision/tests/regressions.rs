@@ -489,5 +489,144 @@ pub fn cases() -> Vec<Case> {
             .line("GET", "Binary/1")
             .deny(Reason::NoMatchingScope)
             .ignored(&["system/Binary.rs?_text=y"]),
+        case(
+            S3P,
+            "a search over two types keeps each type's not-another-patient parameters",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "?_type=Practitioner,Device")
+        .allow()
+        .expect(|decision| every_type_excluded_via(decision, "Device", &["patient"])),
+        case(
+            S3P,
+            "types excluded through other parameters are not merged into one grant",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "?_type=Device,Practitioner")
+        .allow()
+        .expect(|decision| {
+            every_type_excluded_via(decision, "Device", &["patient"])?;
+            every_type_excluded_via(decision, "Practitioner", &[])
+        }),
+        case(
+            S3P,
+            "a conditional update of a Patient could create one: denied under patient/ scopes",
+        )
+        .scopes("patient/Patient.cu")
+        .patient("123")
+        .line("PUT", "Patient?identifier=http://x|new")
+        .proposed(json!({
+            "resourceType": "Patient",
+            "link": [{"other": {"reference": "Patient/123"}, "type": "seealso"}]
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a conditional update of a Patient without its new version is denied too",
+        )
+        .scopes("patient/Patient.u")
+        .patient("123")
+        .line("PUT", "Patient?_id=123")
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "facts do not show a Device points to no other patient: the constraint stays",
+        )
+        .scopes("patient/Device.rs")
+        .patient("123")
+        .line("GET", "Device/d1")
+        .stored_facts(facts(&["Device/d1"], &[]))
+        .allow()
+        .expect(|decision| every_type_excluded_via(decision, "Device", &["patient"])),
+        case(
+            S3P,
+            "empty facts do not show it either",
+        )
+        .scopes("patient/Device.rs")
+        .patient("123")
+        .line("GET", "Device/d1")
+        .stored_facts(facts(&[], &[]))
+        .allow()
+        .expect(|decision| every_type_excluded_via(decision, "Device", &["patient"])),
+        case(
+            S3P,
+            "a trimmed answer of a type outside the compartment could hide its patient",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Task?_elements=description,status")
+        .deny(Reason::UnsupportedRequest),
+        case(S3P, "_summary=true trims as _elements does")
+            .scopes("patient/Binary.r")
+            .patient("123")
+            .line("GET", "Binary/b1?_summary=true")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "_summary=count returns no resource to trim")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Task?_summary=count")
+            .allow(),
+        case(
+            S3P,
+            "a search value that is no readable reference could name another patient",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation?subject=patient/456")
+        .deny(Reason::OutsideCompartment),
+        case(S3P, "a trailing slash is no readable reference either")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?subject=Patient/456/")
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a readable reference to another type names no patient")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?subject=Group/7")
+            .allow()
+            .compartment("Patient/123"),
+        case(
+            S3P,
+            "a trimmed Observation is no risk: membership must still be shown",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation?_elements=code")
+        .allow()
+        .compartment("Patient/123"),
     ]
+}
+
+/// Every grant covering `resource_type` asks the server to exclude other patients through
+/// exactly `params`.
+fn every_type_excluded_via(
+    decision: &crate::decision::Decision,
+    resource_type: &str,
+    params: &[&str],
+) -> Result<(), String> {
+    let covering: Vec<_> = decision
+        .grants
+        .iter()
+        .filter(|grant| {
+            grant
+                .resource_types
+                .iter()
+                .any(|name| name == resource_type)
+        })
+        .collect();
+    if covering.is_empty() {
+        return Err(format!("no grant covers {resource_type}"));
+    }
+    match covering
+        .iter()
+        .find(|grant| grant.exclude_other_patients_via != params)
+    {
+        Some(grant) => Err(format!(
+            "{resource_type}: expected exclude_other_patients_via {params:?}, got {:?} in {:?}",
+            grant.exclude_other_patients_via, grant.resource_types
+        )),
+        None => Ok(()),
+    }
 }
