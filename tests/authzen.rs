@@ -343,6 +343,19 @@ async fn the_filter_endpoint_returns_only_what_the_token_may_read() {
     assert_eq!(answer["context"]["reason"], "outside_compartment");
     assert!(answer.get("body").is_none());
 
+    // A count of the server's matches (`_summary=count`): removed, as on the other faces.
+    let (action, resource) = http_line("GET", "Observation?code=x&_summary=count");
+    let (status, answer) = face
+        .post(
+            "/smart-authz/v1/filter-resources",
+            &json!({ "subject": subject(&token), "action": action, "resource": resource,
+                "response": { "resourceType": "Bundle", "type": "searchset", "total": 7 } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], true);
+    assert_eq!(answer["body"].get("total"), None, "{answer}");
+
     // No answer, or one that is not a FHIR resource: a 400, never an allow.
     for response in [None, Some(json!([1])), Some(json!({ "id": "x" }))] {
         let mut body =

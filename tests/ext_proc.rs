@@ -16,7 +16,7 @@ use common::ext_proc::*;
 use common::*;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tonic::Code;
 
 const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
@@ -120,6 +120,37 @@ async fn a_single_resource_of_another_patient_becomes_a_403() {
     let outcome: Value = serde_json::from_slice(&immediate(&reply).unwrap().body).unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert!(!String::from_utf8_lossy(&immediate(&reply).unwrap().body).contains("456"));
+    server.stop().await;
+}
+
+/// A Binary names its patient only in `securityContext`, which no constraint can ask the
+/// FHIR server to check: under patient/ scopes its answer is always read, and another
+/// patient's is a 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_of_another_patient_is_read_back_and_becomes_a_403() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Binary.r", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Binary/b1",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    assert!(
+        reply.mode_override.is_none(),
+        "the answer is asked for: {reply:?}"
+    );
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let theirs = serde_json::to_vec(&json!({ "resourceType": "Binary", "id": "b1",
+        "contentType": "application/pdf", "data": "JVBERi0=",
+        "securityContext": { "reference": "Patient/456" } }))
+    .unwrap();
+    let reply = stream.send(response_body(&theirs)).await;
+    assert_eq!(immediate_status(&reply), Some(403));
     server.stop().await;
 }
 

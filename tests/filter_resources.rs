@@ -179,6 +179,53 @@ async fn answers_that_need_no_filtering_pass_unread() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_a_binary_of_another_patient_is_read_back_and_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Binary.r", "123");
+    let binary = |patient: &str| {
+        serde_json::to_vec(&json!({ "resourceType": "Binary", "id": "b1",
+            "contentType": "application/pdf", "data": "JVBERi0=",
+            "securityContext": { "reference": format!("Patient/{patient}") } }))
+        .unwrap()
+    };
+    let theirs = filter(
+        &server,
+        filter_request(&token, "GET Binary/b1", &binary("456")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(theirs.decision, pb::Decision::Deny as i32);
+    assert_eq!(theirs.reason, pb::Reason::OutsideCompartment as i32);
+    assert!(theirs.filtered && theirs.body.is_empty());
+    let mine = filter(
+        &server,
+        filter_request(&token, "GET Binary/b1", &binary("123")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mine.decision, pb::Decision::Allow as i32);
+    assert!(mine.filtered);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_a_count_of_the_servers_matches_is_removed() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Patient.rs", "123");
+    let count = br#"{"resourceType":"Bundle","type":"searchset","total":7}"#;
+    let line = "GET Patient?identifier=http://hospital.example/mrn|999&_summary=count";
+    let response = filter(&server, filter_request(&token, line, count))
+        .await
+        .unwrap();
+    assert_eq!(response.decision, pb::Decision::Allow as i32);
+    assert_eq!(response.withheld, 0);
+    assert_eq!(body(&response).get("total"), None, "{}", body(&response));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_cannot_be_filtered_is_never_an_allow() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server =

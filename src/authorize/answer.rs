@@ -164,12 +164,13 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
         filtered: false,
         entries: Vec::new(),
         withheld: 0,
+        rewritten: false,
         body: Value::Null,
     }
 }
 
 /// The bytes to send back for an allowed `filtered` answer: `None` when they are the bytes
-/// the server sent (nothing was withheld, or the answer was not read).
+/// the server sent (nothing withheld or removed, or the answer was not read).
 pub fn filtered_body(filtered: &FilteredResponse) -> Option<Vec<u8>> {
-    (filtered.is_allowed() && filtered.withheld > 0).then(|| to_fhir_json(&filtered.body))
+    (filtered.is_allowed() && filtered.rewritten).then(|| to_fhir_json(&filtered.body))
 }

@@ -115,7 +115,7 @@ fn filtered(verdict: Verdict<FilteredResponse>, original: &Value) -> Answer {
     }
     let mut value = json!({ "decision": filtered.is_allowed(), "context": context });
     if filtered.is_allowed() {
-        value["body"] = if filtered.withheld > 0 {
+        value["body"] = if filtered.rewritten {
             filtered.body
         } else {
             original.clone()

@@ -83,6 +83,9 @@ pub struct FilteredResponse {
     pub entries: Vec<EntryVerdict>,
     /// Entries removed.
     pub withheld: usize,
+    /// Whether `body` differs from the answer as sent: entries withheld, or a `total` it
+    /// could not vouch for removed.
+    pub rewritten: bool,
     /// The answer with the withheld entries removed; `Null` on a deny.
     pub body: Value,
 }
@@ -92,9 +95,9 @@ impl FilteredResponse {
         self.outcome == Outcome::Allow
     }
 
-    /// Whether `body` differs from the answer (entries withheld, or denied).
+    /// Whether `body` differs from the answer (rewritten, or denied).
     pub fn changed(&self) -> bool {
-        self.withheld > 0 || !self.is_allowed()
+        self.rewritten || !self.is_allowed()
     }
 
     fn denied(reason: Reason, message: String, entries: Vec<EntryVerdict>) -> Self {
@@ -105,6 +108,7 @@ impl FilteredResponse {
             filtered: true,
             entries,
             withheld: 0,
+            rewritten: true,
             body: Value::Null,
         }
     }
@@ -145,7 +149,10 @@ impl Engine {
     /// before it goes back. Not for a public endpoint, nor under a grant with nothing to
     /// enforce that covers every type the answer can carry: a `system/` or `user/` scope on
     /// all types, or any such grant on the one type of a plain read, search or history with
-    /// no includes (a Bundle under a `patient/` grant excepted: it holds other resources).
+    /// no includes. Under a `patient/` grant a type never in the Patient compartment (Binary,
+    /// Bundle, R4 Device, Practitioner...) is always read: whether such a resource is another
+    /// patient's shows only in the references it holds (a Binary's `securityContext`, a
+    /// Bundle's entries), which no search parameter lets the server filter by (§3).
     /// Envoy's ext_proc face asks for no body then.
     pub fn response_needs_filtering(
         &self,
@@ -167,10 +174,15 @@ impl Engine {
                 | Interaction::SearchType
                 | Interaction::HistoryType
         ) && !brings_other_types(request);
+        let outside_patient_compartment = request.resource_type.as_deref().is_none_or(|name| {
+            self.fhir_version()
+                .patient_compartment()
+                .params(name)
+                .is_none()
+        });
         let covers_its_type = |grant: &Grant| {
             single_type
-                && !(grant.context == ScopeContext::Patient
-                    && request.resource_type.as_deref() == Some("Bundle"))
+                && !(grant.context == ScopeContext::Patient && outside_patient_compartment)
                 && grant
                     .resource_types
                     .iter()
@@ -232,6 +244,7 @@ impl Engine {
                     filtered: false,
                     entries: Vec::new(),
                     withheld: 0,
+                    rewritten: false,
                     body: Value::Object(object),
                 });
             }
@@ -248,6 +261,7 @@ impl Engine {
                     filtered: true,
                     entries: vec![verdict],
                     withheld: 0,
+                    rewritten: false,
                     body: resource,
                 }
             } else {
@@ -288,11 +302,17 @@ impl Engine {
             verdicts.push(verdict);
         }
         let withheld = verdicts.iter().filter(|verdict| !verdict.kept).count();
-        if withheld > 0 {
-            bundle.remove("total");
-            if bundle_type == "searchset" {
-                kept.push(withheld_outcome(withheld));
-            }
+        // `total` counts what matched on the server, on every page: kept only when it is the
+        // matches this answer shows, none withheld. Otherwise it would tell how many resources
+        // of others matched (another page, `_summary=count`, an entry withheld).
+        let shown = verdicts
+            .iter()
+            .filter(|verdict| verdict.kept && verdict.mode == EntryMode::Match)
+            .count();
+        let vouched = bundle.get("total").and_then(Value::as_u64) == u64::try_from(shown).ok();
+        let total_removed = (withheld > 0 || !vouched) && bundle.remove("total").is_some();
+        if withheld > 0 && bundle_type == "searchset" {
+            kept.push(withheld_outcome(withheld));
         }
         if !kept.is_empty() {
             bundle.insert("entry".to_owned(), Value::Array(kept));
@@ -313,6 +333,7 @@ impl Engine {
             filtered: true,
             entries: verdicts,
             withheld,
+            rewritten: withheld > 0 || total_removed,
             body: Value::Object(bundle),
         }
     }

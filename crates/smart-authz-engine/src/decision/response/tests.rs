@@ -260,7 +260,6 @@ fn a_grant_with_nothing_to_enforce_passes_the_answer_unread() {
             "GET Observation?_include=Observation:subject",
         ),
         ("user/Observation.rs", "GET Observation?code=x"),
-        ("patient/Practitioner.rs", "GET Practitioner"),
     ] {
         let filtered = filter(scope, line, answer.clone());
         assert!(filtered.is_allowed(), "{scope}");
@@ -373,4 +372,62 @@ fn a_device_pointing_to_another_patient_is_withheld() {
         references(&filtered.body),
         ["Device/d1", "OperationOutcome/-"]
     );
+}
+
+#[test]
+fn a_type_outside_the_compartment_is_read_back_under_patient_scopes() {
+    // A Binary names its patient only in `securityContext`, which no search parameter lets
+    // the server filter by: the answer is read, and another patient's Binary denied.
+    let binary = |patient: &str| {
+        json!({ "resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+            "securityContext": { "reference": format!("Patient/{patient}") }, "data": "JVBERi0=" })
+    };
+    let other = filter("patient/Binary.r", "GET Binary/b1", binary("456"));
+    assert!(other.filtered);
+    assert_eq!(other.outcome, Outcome::Deny);
+    assert_eq!(other.reason, Reason::OutsideCompartment);
+    let own = filter("patient/Binary.r", "GET Binary/b1", binary("123"));
+    assert!(own.filtered && own.is_allowed());
+    // So is a Practitioner, though it rarely names a patient.
+    let practitioner = json!({ "resourceType": "Practitioner", "id": "p1",
+        "extension": [{ "url": "http://x", "valueReference": { "reference": "Patient/456" } }] });
+    let answer = searchset(vec![(practitioner, "match")]);
+    let filtered = filter("patient/Practitioner.rs", "GET Practitioner", answer);
+    assert!(filtered.filtered);
+    assert_eq!(filtered.withheld, 1);
+    // Under a user/ scope the FHIR server applies the user's permissions: passed unread.
+    let unread = filter("user/Binary.r", "GET Binary/b1", binary("456"));
+    assert!(unread.is_allowed() && !unread.filtered);
+}
+
+#[test]
+fn a_total_the_answer_does_not_show_is_removed() {
+    // `_summary=count`: the count of every match on the server, another patient's included.
+    let count = json!({ "resourceType": "Bundle", "type": "searchset", "total": 7 });
+    let filtered = filter(
+        "patient/Patient.rs",
+        "GET Patient?identifier=http://h|999&_summary=count",
+        count,
+    );
+    assert!(filtered.is_allowed());
+    assert_eq!(filtered.body.get("total"), None);
+    // A page of a longer search: the other pages are not seen.
+    let mut page = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
+    page["total"] = json!(40);
+    let filtered = filter("patient/Observation.rs", "GET Observation", page);
+    assert_eq!(filtered.withheld, 0);
+    assert_eq!(filtered.body.get("total"), None);
+    // The total of what the answer shows stays.
+    let mut whole = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (json!({ "resourceType": "Patient", "id": "123" }), "include"),
+    ]);
+    whole["total"] = json!(1);
+    let filtered = filter(
+        "patient/Observation.rs patient/Patient.rs",
+        "GET Observation?_include=Observation:subject",
+        whole,
+    );
+    assert_eq!(filtered.withheld, 0);
+    assert_eq!(filtered.body["total"], json!(1));
 }
