@@ -581,6 +581,43 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Observation?subject=Patient/456/")
             .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a write whose reference to a patient this service cannot read is denied",
+        )
+        .scopes("patient/Observation.c")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            observation("Patient/123"),
+            "performer",
+            json!([{"reference": "/Patient/456"}]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(S3P, "so is one in a lower-case spelling")
+            .scopes("patient/Observation.c")
+            .patient("123")
+            .line("POST", "Observation")
+            .proposed(with(
+                observation("Patient/123"),
+                "performer",
+                json!([{"reference": "patient/456"}]),
+            ))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a contained performer names nobody")
+            .scopes("patient/Observation.c")
+            .patient("123")
+            .line("POST", "Observation")
+            .proposed(with(
+                with(
+                    observation("Patient/123"),
+                    "performer",
+                    json!([{"reference": "#pr1"}]),
+                ),
+                "contained",
+                json!([{"resourceType": "Practitioner", "id": "pr1"}]),
+            ))
+            .allow(),
         case(S3P, "a readable reference to another type names no patient")
             .scopes("patient/Observation.rs")
             .patient("123")

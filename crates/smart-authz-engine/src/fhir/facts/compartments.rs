@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::super::fhirpath::Expression;
-use super::super::reference::{Locality, id_of, is_valid_id};
+use super::super::reference::{Locality, id_of, is_valid_id, parse_reference};
 use super::super::version::FhirVersion;
 use super::ResourceFacts;
 
@@ -85,6 +85,33 @@ pub(super) fn push_compartment_patients(
             push_patient_references(expression, resource, locality, ids);
         }
     }
+}
+
+/// The first reference in `resource`'s Patient compartment parameters that no rule reads
+/// but that mentions a patient (`/Patient/456`, `patient/456`, `Patient/456/`): a FHIR server
+/// may resolve it to a patient where this service sees none. Contained references (`#p1`)
+/// name nobody; conditional ones (`Patient?identifier=x`) are searches, refused by their own
+/// rule.
+pub(super) fn unreadable_patient_mention<'r>(
+    version: FhirVersion,
+    resource_type: &str,
+    resource: &'r Value,
+) -> Option<&'r str> {
+    let params = version.patient_compartment().params(resource_type)?;
+    params
+        .iter()
+        .filter_map(|param| version.search_param(resource_type, param)?.expression)
+        .filter_map(|expression| Expression::parse(expression).ok())
+        .find_map(|expression| {
+            expression.evaluate(resource).into_iter().find_map(|node| {
+                let reference = node.value.get("reference")?.as_str()?;
+                let unreadable = !reference.starts_with('#')
+                    && !reference.contains('?')
+                    && parse_reference(reference).is_none()
+                    && reference.to_ascii_lowercase().contains("patient");
+                unreadable.then_some(reference)
+            })
+        })
 }
 
 /// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.

@@ -128,6 +128,22 @@ impl Resource {
         ids.into_vec()
     }
 
+    /// A reference of the resource's Patient compartment parameters that mentions a patient
+    /// but that no rule reads (`/Patient/456`): what a server may resolve to a patient where
+    /// [`Resource::patient_compartments`] sees none. Facts hold no references.
+    pub fn unreadable_patient_mention(
+        &self,
+        version: FhirVersion,
+        resource_type: &str,
+    ) -> Option<&str> {
+        match self {
+            Resource::Json(resource) => {
+                compartments::unreadable_patient_mention(version, resource_type, resource)
+            }
+            Resource::Facts(_) => None,
+        }
+    }
+
     /// Ids of every Patient this resource is known to be about: its Patient compartments (as
     /// `resource_type` and as its own `resourceType`), every literal Patient reference
     /// anywhere in it (contained resources and the resources of a Bundle included), and the
