@@ -65,26 +65,44 @@ pub(super) fn push_compartment_patients(
     resource: &Value,
     ids: &mut PatientIds,
 ) {
-    if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
-        return;
-    }
-    let Some(params) = version.patient_compartment().params(resource_type) else {
-        return;
-    };
     if resource_type == "Patient"
+        && resource.get("resourceType").and_then(Value::as_str) == Some(resource_type)
         && let Some(id) = resource.get("id").and_then(Value::as_str)
         && is_valid_patient_id(id)
     {
         ids.push(id);
     }
-    for param in params {
-        if let Some(expression) = version
-            .search_param(resource_type, param)
-            .and_then(|definition| definition.expression)
-        {
-            push_patient_references(expression, resource, locality, ids);
-        }
+    for value in compartment_links(version, resource_type, resource) {
+        push_patient_reference(value, locality, ids);
     }
+}
+
+/// The values the Patient compartment parameters of `resource_type` select in `resource`
+/// (the CompartmentDefinition's FHIRPath expressions); none for JSON of another type, for a
+/// type never in the compartment, or through an expression outside the supported subset.
+fn compartment_links<'r>(
+    version: FhirVersion,
+    resource_type: &str,
+    resource: &'r Value,
+) -> Vec<&'r Value> {
+    if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
+        return Vec::new();
+    }
+    let Some(params) = version.patient_compartment().params(resource_type) else {
+        return Vec::new();
+    };
+    params
+        .iter()
+        .filter_map(|param| version.search_param(resource_type, param)?.expression)
+        .filter_map(|expression| Expression::parse(expression).ok())
+        .flat_map(|expression| {
+            expression
+                .evaluate(resource)
+                .into_iter()
+                .map(|node| node.value)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The first reference in `resource`'s Patient compartment parameters that no rule reads
@@ -97,43 +115,21 @@ pub(super) fn unreadable_patient_mention<'r>(
     resource_type: &str,
     resource: &'r Value,
 ) -> Option<&'r str> {
-    let params = version.patient_compartment().params(resource_type)?;
-    params
-        .iter()
-        .filter_map(|param| version.search_param(resource_type, param)?.expression)
-        .filter_map(|expression| Expression::parse(expression).ok())
-        .find_map(|expression| {
-            expression.evaluate(resource).into_iter().find_map(|node| {
-                let reference = node.value.get("reference")?.as_str()?;
-                let unreadable = !reference.starts_with('#')
-                    && !reference.contains('?')
-                    && parse_reference(reference).is_none()
-                    && reference.to_ascii_lowercase().contains("patient");
-                unreadable.then_some(reference)
-            })
+    compartment_links(version, resource_type, resource)
+        .into_iter()
+        .find_map(|value| {
+            let reference = value.get("reference")?.as_str()?;
+            let unreadable = !reference.starts_with('#')
+                && !reference.contains('?')
+                && parse_reference(reference).is_none()
+                && reference.to_ascii_lowercase().contains("patient");
+            unreadable.then_some(reference)
         })
 }
 
 /// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.
 fn is_valid_patient_id(id: &str) -> bool {
     is_valid_id(id)
-}
-
-/// Pushes the ids of the Patients that `expression`'s references resolve to; false (and
-/// nothing pushed) when the expression is outside the supported subset.
-pub(super) fn push_patient_references(
-    expression: &str,
-    resource: &Value,
-    locality: Locality<'_>,
-    ids: &mut PatientIds,
-) -> bool {
-    let Ok(expression) = Expression::parse(expression) else {
-        return false;
-    };
-    for node in expression.evaluate(resource) {
-        push_patient_reference(node.value, locality, ids);
-    }
-    true
 }
 
 fn push_patient_reference(value: &Value, locality: Locality<'_>, ids: &mut PatientIds) {
