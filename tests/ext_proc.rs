@@ -16,7 +16,7 @@ use common::ext_proc::*;
 use common::*;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tonic::Code;
 
 const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
@@ -145,10 +145,7 @@ async fn a_binary_of_another_patient_is_read_back_and_becomes_a_403() {
         "the answer is asked for: {reply:?}"
     );
     stream.send(response_headers("200", FHIR_JSON, &[])).await;
-    let theirs = serde_json::to_vec(&json!({ "resourceType": "Binary", "id": "b1",
-        "contentType": "application/pdf", "data": "JVBERi0=",
-        "securityContext": { "reference": "Patient/456" } }))
-    .unwrap();
+    let theirs = serde_json::to_vec(&binary_of("456")).unwrap();
     let reply = stream.send(response_body(&theirs)).await;
     assert_eq!(immediate_status(&reply), Some(403));
     server.stop().await;

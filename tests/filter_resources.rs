@@ -183,12 +183,7 @@ async fn hostile_a_binary_of_another_patient_is_read_back_and_denied() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(&issuer, "").await;
     let token = issuer.patient_token("patient/Binary.r", "123");
-    let binary = |patient: &str| {
-        serde_json::to_vec(&json!({ "resourceType": "Binary", "id": "b1",
-            "contentType": "application/pdf", "data": "JVBERi0=",
-            "securityContext": { "reference": format!("Patient/{patient}") } }))
-        .unwrap()
-    };
+    let binary = |patient: &str| serde_json::to_vec(&binary_of(patient)).unwrap();
     let theirs = filter(
         &server,
         filter_request(&token, "GET Binary/b1", &binary("456")),

@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::answers::binary_of;
 use common::*;
 use serde_json::json;
 use smart_authz::grpc::pb;
@@ -85,12 +86,6 @@ async fn stored_resources_outside_the_compartment_about_another_patient_are_deni
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(&issuer, "").await;
     let token = issuer.patient_token("patient/*.rs", "123");
-    let binary = |patient: &str| {
-        json!({
-            "resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
-            "securityContext": {"reference": format!("Patient/{patient}")}
-        })
-    };
     let document = |patient: &str| {
         json!({
             "resourceType": "Bundle", "id": "d1", "type": "document",
@@ -101,8 +96,8 @@ async fn stored_resources_outside_the_compartment_about_another_patient_are_deni
         })
     };
     for (path, stored, expected) in [
-        ("Binary/b1", binary("456"), pb::Decision::Deny),
-        ("Binary/b1", binary("123"), pb::Decision::Allow),
+        ("Binary/b1", binary_of("456"), pb::Decision::Deny),
+        ("Binary/b1", binary_of("123"), pb::Decision::Allow),
         ("Bundle/d1", document("456"), pb::Decision::Deny),
         ("Bundle/d1", document("123"), pb::Decision::Allow),
     ] {

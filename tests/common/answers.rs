@@ -10,6 +10,15 @@ pub fn observation_of(id: &str, patient: &str) -> Value {
     observation
 }
 
+/// Binary `b1` (a PDF) whose `securityContext` is `Patient/<patient>`: a resource outside the
+/// Patient compartment that names its patient only there.
+pub fn binary_of(patient: &str) -> Value {
+    json!({
+        "resourceType": "Binary", "id": "b1", "contentType": "application/pdf", "data": "JVBERi0=",
+        "securityContext": { "reference": format!("Patient/{patient}") }
+    })
+}
+
 /// A searchset of `(resource, search mode)` entries, with `total` and a `self` link.
 pub fn searchset(entries: &[(Value, &str)]) -> Value {
     json!({
