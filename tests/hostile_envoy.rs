@@ -36,6 +36,26 @@ async fn a_method_override_is_refused_rather_than_misjudged() {
         None,
     );
     ok_response(&envoy_check(&server, same).await);
+    // The `_method` parameter of web frameworks, in the query or in a search's form body.
+    let in_query = check_request(
+        "GET",
+        "/fhir/R4/Observation/1?_method=DELETE",
+        Some(&token),
+        &[],
+        None,
+    );
+    denied_response(&envoy_check(&server, in_query).await, 400);
+    let in_body = with_raw_body(
+        check_request(
+            "POST",
+            "/fhir/R4/Observation/_search",
+            Some(&token),
+            &[],
+            None,
+        ),
+        "patient=Patient%2F123&_method=DELETE",
+    );
+    denied_response(&envoy_check(&server, in_body).await, 400);
     server.stop().await;
 }
 
@@ -301,6 +321,7 @@ async fn writes_that_may_create_a_patient_and_trimmed_answers_are_refused() {
     for path in [
         "/fhir/R4/Task?_elements=description,status",
         "/fhir/R4/Binary/b1?_summary=true",
+        "/fhir/R4/?_elements=id",
     ] {
         let response =
             envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await;

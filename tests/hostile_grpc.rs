@@ -38,6 +38,13 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
     let status = client.check_access(overridden).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("method override"), "{status:?}");
+    // So is the `_method` parameter some web frameworks read as the method.
+    let status = client
+        .check_access(check_http(&token, "GET", "Observation/1?_method=DELETE"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("_method"), "{status:?}");
 
     // The configured public paths are public for reads, without a token.
     let public = server.check("", "GET", "Questionnaire/intake").await;
@@ -68,6 +75,7 @@ async fn writes_that_may_create_a_patient_and_trimmed_answers_are_denied() {
     for path in [
         "Task?_elements=description,status",
         "Binary/b1?_summary=true",
+        "?_elements=id",
     ] {
         let trimmed = server.check(&token, "GET", path).await;
         assert_eq!(decision(&trimmed), pb::Decision::Deny, "{path}");

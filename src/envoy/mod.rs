@@ -31,7 +31,7 @@ use crate::authorize::{
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
-use crate::fhir::request_line::parse_query;
+use crate::fhir::request_line::{parse_query, refuse_method_override};
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict};
 use crate::telemetry::{self, Rpc, traces};
 
@@ -364,6 +364,7 @@ fn add_body_params(
     let form = std::str::from_utf8(body)
         .map_err(|_| Refusal::InvalidRequest("the search body is not UTF-8".to_owned()))?;
     let params = parse_query(form.trim())
+        .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
         .map_err(|error| Refusal::InvalidRequest(format!("the search body: {error}")))?;
     request.params.extend(params);
     Ok(())

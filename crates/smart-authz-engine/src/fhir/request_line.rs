@@ -99,6 +99,9 @@ pub enum RequestLineError {
     /// A query item such as `=value`.
     #[error("empty parameter name in query item {item:?}")]
     EmptyParameterName { item: String },
+    /// A `_method` parameter naming another method than the request's.
+    #[error("_method={method:?} is not accepted: send the method itself")]
+    MethodOverride { method: String },
 }
 
 /// The HTTP methods the FHIR RESTful API defines interactions for.
@@ -164,6 +167,7 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
         });
     }
     let params = parse_query(query)?;
+    refuse_method_override(method.as_str(), &params)?;
     let segments = split_path_segments(path_part)?;
     let has_query = !params.is_empty();
     let request = match method {
@@ -210,6 +214,27 @@ pub fn parse_query(query: &str) -> Result<Vec<SearchParam>, RequestLineError> {
         params.push(parse_query_item(item)?);
     }
     Ok(params)
+}
+
+/// Refuses a `_method` parameter (in the query or a form body) that names another method
+/// than `method`. FHIR defines no such parameter, but web frameworks (Rails, Express's
+/// method-override, Laravel) run the method it names instead of the request's own, so a
+/// `GET ...?_method=DELETE` decided as a read could delete. The override headers get the
+/// same rule at the faces.
+pub fn refuse_method_override(
+    method: &str,
+    params: &[SearchParam],
+) -> Result<(), RequestLineError> {
+    let other = params
+        .iter()
+        .filter(|param| param.name.eq_ignore_ascii_case("_method"))
+        .find(|param| !param.value.eq_ignore_ascii_case(method));
+    match other {
+        Some(param) => Err(RequestLineError::MethodOverride {
+            method: excerpt(&param.value),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Splits `name=value` at the first `=`, so values may contain `=`; no `=` means an empty value.

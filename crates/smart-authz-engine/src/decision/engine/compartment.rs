@@ -193,17 +193,28 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// [`Self::check_not_trimmed`] for a search of every type under `patient/*`: its answer
+    /// may hold types outside the compartment unless the policy keeps them out, or the search
+    /// is the compartment's own (`Patient/123/*`), which holds only its members.
+    pub(super) fn check_untyped_search_not_trimmed(&self) -> Result<(), Refusal> {
+        if self.policy.non_compartment_types == NonCompartmentAccess::Deny
+            || self.request.compartment.is_some()
+            || !self.trims_answers()
+        {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            Reason::UnsupportedRequest,
+            "_elements and _summary are refused on a search of every type under patient/ scopes: a trimmed resource outside the compartment could hide the patient it belongs to (list the types in _type)",
+        ))
+    }
+
     /// Refuses `_elements` and `_summary` (but `_summary=count` and `false`) on a type outside
     /// the Patient compartment: whether such a resource is another patient's is read from
     /// every reference it holds (§3), and a trimmed answer would hide them from the check of
     /// the answer.
     fn check_not_trimmed(&self, resource_type: &str) -> Result<(), Refusal> {
-        let trims = self.request.params.iter().any(|param| {
-            let name = param.name.split(':').next().unwrap_or_default();
-            name == "_elements"
-                || (name == "_summary" && !matches!(param.value.as_str(), "count" | "false"))
-        });
-        if trims {
+        if self.trims_answers() {
             return Err(Refusal::new(
                 Reason::UnsupportedRequest,
                 format!(
@@ -212,6 +223,16 @@ impl Session<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the request asks for trimmed resources: `_elements`, or a `_summary` other
+    /// than `count` (no resources) and `false` (whole ones).
+    fn trims_answers(&self) -> bool {
+        self.request.params.iter().any(|param| {
+            let name = param.name.split(':').next().unwrap_or_default();
+            name == "_elements"
+                || (name == "_summary" && !matches!(param.value.as_str(), "count" | "false"))
+        })
     }
 
     /// Denies a search that names another patient: a compartment search on another Patient,

@@ -33,7 +33,11 @@ impl<'a> Session<'a> {
                     let mut grant = new_grant(candidate, vec!["*".to_owned()]);
                     grant.filters = candidate.scope.filter.clone();
                     if let Some(patient) = candidate.patient {
-                        let checked = self.check_search_names_only(patient, SYSTEM_LEVEL);
+                        // Every type may answer, those outside the compartment too (unless the
+                        // policy keeps them from patient/ scopes): the same rule as naming one.
+                        let checked = self
+                            .check_search_names_only(patient, SYSTEM_LEVEL)
+                            .and_then(|()| self.check_untyped_search_not_trimmed());
                         if let Err(refusal) = checked {
                             findings.refuse(refusal);
                             continue;

@@ -633,6 +633,50 @@ pub fn cases() -> Vec<Case> {
         .line("GET", "Observation?_elements=code")
         .allow()
         .compartment("Patient/123"),
+        case(
+            S3P,
+            "a search of every type cannot trim: a resource outside the compartment could hide its patient",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "?_elements=id")
+        .deny(Reason::UnsupportedRequest),
+        case(S3P, "nor ask for summaries of every type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("POST", "_search?_summary=true")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a count of every type trims nothing")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_summary=count")
+            .allow()
+            .compartment("Patient/123"),
+        case(S3P, "listing compartment types in _type allows trimming")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_type=Observation,Condition&_elements=id")
+            .allow(),
+        case(
+            S3P,
+            "the compartment's own search of every type holds only its members",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Patient/123/*?_elements=id")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "a policy keeping patient/ scopes from other types lets every type trim",
+        )
+        .policy(|policy| {
+            policy.non_compartment_types = crate::decision::NonCompartmentAccess::Deny;
+        })
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "?_elements=id")
+        .allow(),
     ]
 }
 

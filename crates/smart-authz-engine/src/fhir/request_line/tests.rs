@@ -187,6 +187,33 @@ fn head_and_method_case_behave_as_get() {
     }
 }
 
+#[test]
+fn a_method_parameter_naming_another_method_is_refused() {
+    for (method, path) in [
+        ("GET", "Observation/1?_method=DELETE"),
+        ("GET", "Observation?patient=123&_method=delete"),
+        ("POST", "Observation/_search?_METHOD=PUT"),
+        ("HEAD", "Observation/1?_method=GET"),
+        ("GET", "Observation/1?_method="),
+    ] {
+        assert!(
+            matches!(
+                parse_error(method, path),
+                RequestLineError::MethodOverride { .. }
+            ),
+            "{method} {path}"
+        );
+    }
+    // Naming the request's own method changes nothing.
+    assert_eq!(
+        parse("GET", "Patient/1?_method=get"),
+        FhirRequest::new(Interaction::Read)
+            .with_type("Patient")
+            .with_id("1")
+            .with_param("_method", "get")
+    );
+}
+
 // ---- POST ----
 
 #[test]
