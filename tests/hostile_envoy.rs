@@ -187,6 +187,40 @@ async fn bodies_with_duplicate_json_members_are_refused() {
     server.stop().await;
 }
 
+/// An element given twice (`value` beside `valueCodeableConcept`) is the same trick one
+/// level up: a lenient server keeps one, the service cannot know which, so a scope filtering
+/// on it cannot be enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_element_given_twice_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token(
+        "patient/Observation.c?value-concept=http://snomed.info/sct|260385009",
+        "123",
+    );
+    let concept =
+        |code: &str| json!({"coding": [{"system": "http://snomed.info/sct", "code": code}]});
+    let mut once = observation("123");
+    once.as_object_mut().unwrap().remove("id");
+    once["valueCodeableConcept"] = concept("260385009");
+    let mut twice = once.clone();
+    twice["value"] = concept("260385009");
+    twice["valueCodeableConcept"] = concept("10828004");
+    let create = |body: &Value| {
+        check_request(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[],
+            Some(body),
+        )
+    };
+    ok_response(&envoy_check(&server, create(&once)).await);
+    let (_, outcome) = denied_response(&envoy_check(&server, create(&twice)).await, 403);
+    assert!(outcome.to_string().contains("also given as"), "{outcome}");
+    server.stop().await;
+}
+
 /// Hostile tokens and headers: nothing a client or a token says reaches the FHIR server's
 /// headers but the values the service checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

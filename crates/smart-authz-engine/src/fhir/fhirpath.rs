@@ -9,7 +9,9 @@
 //! - unions `a | b` and parentheses `(a as T).b`;
 //! - type filters `x as T`, `x.as(T)`, `x.ofType(T)`; a step immediately followed by one also
 //!   reads the choice element `name[x]` (`value.ofType(string)` reads `valueString`), and only
-//!   then: without a type filter `subject` never reads a made-up `subjectReference`;
+//!   then: without a type filter `subject` never reads a made-up `subjectReference`. A resource
+//!   giving such an element more than once (`value` beside `valueString`, or two choices) is
+//!   read every way, and [`Expression::evaluate_checked`] refuses it;
 //! - `x.where(resolve() is T)` on literal references and `x.where(field = 'literal')`.
 //!
 //! Everything else is refused with [`FhirPathError::Unsupported`] at parse time, so a caller
@@ -93,15 +95,63 @@ impl Expression {
     }
 
     /// Evaluates the expression on a resource, in document order within each branch and
-    /// branch after branch (duplicates across branches are kept).
+    /// branch after branch (duplicates across branches are kept). An element given more than
+    /// once (see [`Expression::evaluate_checked`]) contributes every spelling.
     pub fn evaluate<'a>(&self, resource: &'a Value) -> Vec<Node<'a>> {
-        let mut out = Vec::new();
+        self.evaluate_tracking(resource).0
+    }
+
+    /// [`Expression::evaluate`], refusing a resource that gives an element the expression
+    /// reads more than once: as itself and as a choice element (`reported` beside
+    /// `reportedReference`), or as two choice elements (`valueString` beside
+    /// `valueQuantity`). FHIR allows one (R4 formats.html §2.6.2.2); servers differ in which
+    /// they keep (a lenient parser drops the unknown `reported`), so no reading of such a
+    /// resource can be trusted to be the server's.
+    pub fn evaluate_checked<'a>(
+        &self,
+        resource: &'a Value,
+    ) -> Result<Vec<Node<'a>>, AmbiguousElement<'a>> {
+        match self.evaluate_tracking(resource) {
+            (_, Some(ambiguous)) => Err(ambiguous),
+            (nodes, None) => Ok(nodes),
+        }
+    }
+
+    fn evaluate_tracking<'a>(
+        &self,
+        resource: &'a Value,
+    ) -> (Vec<Node<'a>>, Option<AmbiguousElement<'a>>) {
+        let mut evaluation = Evaluation {
+            out: Vec::new(),
+            ambiguous: None,
+        };
         let resource_type = resource.get("resourceType").and_then(Value::as_str);
         for path in &self.branches {
-            evaluate_path(path, resource, resource_type, &mut out);
+            let mut out = std::mem::take(&mut evaluation.out);
+            evaluate_path(
+                path,
+                resource,
+                resource_type,
+                &mut out,
+                &mut evaluation.ambiguous,
+            );
+            evaluation.out = out;
         }
-        out
+        (evaluation.out, evaluation.ambiguous)
     }
+}
+
+/// An element a resource gives more than once: `first` and `second` are two of its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the element {first:?} is also given as {second:?}")]
+pub struct AmbiguousElement<'a> {
+    pub first: &'a str,
+    pub second: &'a str,
+}
+
+struct Evaluation<'a> {
+    out: Vec<Node<'a>>,
+    ambiguous: Option<AmbiguousElement<'a>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -112,6 +162,7 @@ fn evaluate_path<'a>(
     resource: &'a Value,
     resource_type: Option<&str>,
     out: &mut Vec<Node<'a>>,
+    ambiguous: &mut Option<AmbiguousElement<'a>>,
 ) {
     let mut current = Vec::new();
     match &path.start {
@@ -135,7 +186,7 @@ fn evaluate_path<'a>(
         }
         Start::Group(branches) => {
             for branch in branches {
-                evaluate_path(branch, resource, resource_type, &mut current);
+                evaluate_path(branch, resource, resource_type, &mut current, ambiguous);
             }
         }
     }
@@ -146,7 +197,7 @@ fn evaluate_path<'a>(
         }
         next.clear();
         for node in &current {
-            apply_step(step, *node, &mut next);
+            apply_step(step, *node, &mut next, ambiguous);
         }
         std::mem::swap(&mut current, &mut next);
     }
@@ -164,11 +215,16 @@ fn root_type_matches(root: &str, resource_type: Option<&str>) -> bool {
     }
 }
 
-fn apply_step<'a>(step: &Step, node: Node<'a>, out: &mut Vec<Node<'a>>) {
+fn apply_step<'a>(
+    step: &Step,
+    node: Node<'a>,
+    out: &mut Vec<Node<'a>>,
+    ambiguous: &mut Option<AmbiguousElement<'a>>,
+) {
     match step {
         Step::Child { name, choice } => {
             if let Value::Object(object) = node.value {
-                push_children(object, name, *choice, out);
+                push_children(object, name, *choice, out, ambiguous);
             }
         }
         Step::OfType(type_name) => {
@@ -189,17 +245,19 @@ fn apply_step<'a>(step: &Step, node: Node<'a>, out: &mut Vec<Node<'a>>) {
     }
 }
 
-/// Pushes the child `name` of `object`, flattened; with `choice`, falls back to a choice
-/// element (`name` + a FHIR type name) when `name` itself is absent.
+/// Pushes the child `name` of `object`, flattened; with `choice`, also the choice elements
+/// (`name` + a FHIR type name). More than one of these is recorded in `ambiguous`.
 fn push_children<'a>(
     object: &'a Map<String, Value>,
     name: &str,
     choice: bool,
     out: &mut Vec<Node<'a>>,
+    ambiguous: &mut Option<AmbiguousElement<'a>>,
 ) {
-    if let Some(child) = object.get(name) {
+    let mut first: Option<&'a str> = None;
+    if let Some((key, child)) = object.get_key_value(name) {
         push_flattened(child, None, out);
-        return;
+        first = Some(key);
     }
     if !choice {
         return;
@@ -207,6 +265,12 @@ fn push_children<'a>(
     for (key, child) in object {
         if let Some(type_name) = choice_suffix(key, name) {
             push_flattened(child, Some(type_name), out);
+            match first {
+                None => first = Some(key),
+                Some(first) => {
+                    ambiguous.get_or_insert(AmbiguousElement { first, second: key });
+                }
+            }
         }
     }
 }
@@ -397,7 +461,7 @@ fn child_equals(value: &Value, field: &str, literal: &str) -> bool {
         return false;
     };
     let mut children = Vec::new();
-    push_children(object, field, false, &mut children);
+    push_children(object, field, false, &mut children, &mut None);
     matches!(children.as_slice(), [only] if only.value.as_str() == Some(literal))
 }
 

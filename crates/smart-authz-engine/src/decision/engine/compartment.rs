@@ -72,12 +72,10 @@ impl Session<'_> {
                 stored_members = members;
                 continue;
             }
-            if let Some(reference) = resource.unreadable_patient_mention(version, resource_type) {
+            if let Some(link) = resource.unreadable_patient_link(version, resource_type) {
                 return Err(Refusal::new(
                     Reason::OutsideCompartment,
-                    format!(
-                        "the new {resource_type} holds the reference {reference:?}, which this service cannot read: it could name another patient"
-                    ),
+                    format!("the new {resource_type} holds {link}: it could name another patient"),
                 ));
             }
             // Another patient counts under any base: a base spelling the configuration does

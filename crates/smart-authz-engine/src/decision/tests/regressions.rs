@@ -677,6 +677,74 @@ pub fn cases() -> Vec<Case> {
         .patient("123")
         .line("GET", "?_elements=id")
         .allow(),
+        case(
+            S3P,
+            "a link given as itself and as a choice element is read both ways",
+        )
+        .r5()
+        .scopes("patient/NutritionIntake.c")
+        .patient("123")
+        .line("POST", "NutritionIntake")
+        .proposed(json!({
+            "resourceType": "NutritionIntake",
+            "status": "completed",
+            "subject": reference("Patient/123"),
+            "reported": reference("Patient/123"),
+            "reportedReference": reference("Patient/456")
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(S3P, "a link given twice is refused even when both name the patient's own")
+            .r5()
+            .scopes("patient/NutritionIntake.c")
+            .patient("123")
+            .line("POST", "NutritionIntake")
+            .proposed(json!({
+                "resourceType": "NutritionIntake",
+                "status": "completed",
+                "subject": reference("Patient/123"),
+                "reportedBoolean": true,
+                "reportedReference": reference("Patient/123")
+            }))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a link given once as a choice element is read")
+            .r5()
+            .scopes("patient/NutritionIntake.c")
+            .patient("123")
+            .line("POST", "NutritionIntake")
+            .proposed(json!({
+                "resourceType": "NutritionIntake",
+                "status": "completed",
+                "subject": reference("Patient/123"),
+                "reportedReference": reference("Patient/123")
+            }))
+            .allow(),
+        case(
+            S4,
+            "a filtered element given twice cannot be matched: the server may keep the other",
+        )
+        .scopes("patient/Observation.c?value-concept=http://snomed.info/sct|260385009")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            with(
+                without(obs_of("123"), "valueQuantity"),
+                "value",
+                json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}),
+            ),
+            "valueCodeableConcept",
+            json!({"coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]}),
+        ))
+        .deny(Reason::FilterMismatch),
+        case(S4, "a filtered choice element given once is matched")
+            .scopes("patient/Observation.c?value-concept=http://snomed.info/sct|260385009")
+            .patient("123")
+            .line("POST", "Observation")
+            .proposed(with(
+                without(obs_of("123"), "valueQuantity"),
+                "valueCodeableConcept",
+                json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}),
+            ))
+            .allow(),
     ]
 }
 

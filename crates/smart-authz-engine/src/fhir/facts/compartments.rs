@@ -9,6 +9,7 @@ use super::super::fhirpath::Expression;
 use super::super::reference::{Locality, id_of, is_valid_id, parse_reference};
 use super::super::version::FhirVersion;
 use super::ResourceFacts;
+use super::UnreadableLink;
 
 /// Patient ids in first-seen order, without duplicates; linear in the number pushed.
 #[derive(Default)]
@@ -85,16 +86,7 @@ fn compartment_links<'r>(
     resource_type: &str,
     resource: &'r Value,
 ) -> Vec<&'r Value> {
-    if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
-        return Vec::new();
-    }
-    let Some(params) = version.patient_compartment().params(resource_type) else {
-        return Vec::new();
-    };
-    params
-        .iter()
-        .filter_map(|param| version.search_param(resource_type, param)?.expression)
-        .filter_map(|expression| Expression::parse(expression).ok())
+    link_expressions(version, resource_type, resource)
         .flat_map(|expression| {
             expression
                 .evaluate(resource)
@@ -105,26 +97,50 @@ fn compartment_links<'r>(
         .collect()
 }
 
-/// The first reference in `resource`'s Patient compartment parameters that no rule reads
-/// but that mentions a patient (`/Patient/456`, `patient/456`, `Patient/456/`): a FHIR server
-/// may resolve it to a patient where this service sees none. Contained references (`#p1`)
-/// name nobody; conditional ones (`Patient?identifier=x`) are searches, refused by their own
-/// rule.
-pub(super) fn unreadable_patient_mention<'r>(
+/// The expressions of [`compartment_links`].
+fn link_expressions(
+    version: FhirVersion,
+    resource_type: &str,
+    resource: &Value,
+) -> impl Iterator<Item = Expression> {
+    let params = if resource.get("resourceType").and_then(Value::as_str) == Some(resource_type) {
+        version.patient_compartment().params(resource_type)
+    } else {
+        None
+    };
+    params
+        .unwrap_or_default()
+        .iter()
+        .filter_map(move |param| version.search_param(resource_type, param)?.expression)
+        .filter_map(|expression| Expression::parse(expression).ok())
+}
+
+/// The first Patient compartment link of `resource` that a FHIR server may read as a patient
+/// where this service sees none (see [`UnreadableLink`]). Contained references (`#p1`) name
+/// nobody; conditional ones (`Patient?identifier=x`) are searches, refused by their own rule.
+pub(super) fn unreadable_patient_link<'r>(
     version: FhirVersion,
     resource_type: &str,
     resource: &'r Value,
-) -> Option<&'r str> {
-    compartment_links(version, resource_type, resource)
-        .into_iter()
-        .find_map(|value| {
-            let reference = value.get("reference")?.as_str()?;
+) -> Option<UnreadableLink<'r>> {
+    for expression in link_expressions(version, resource_type, resource) {
+        let nodes = match expression.evaluate_checked(resource) {
+            Ok(nodes) => nodes,
+            Err(ambiguous) => return Some(UnreadableLink::Ambiguous(ambiguous)),
+        };
+        let unreadable = nodes.iter().find_map(|node| {
+            let reference = node.value.get("reference")?.as_str()?;
             let unreadable = !reference.starts_with('#')
                 && !reference.contains('?')
                 && parse_reference(reference).is_none()
                 && reference.to_ascii_lowercase().contains("patient");
             unreadable.then_some(reference)
-        })
+        });
+        if let Some(reference) = unreadable {
+            return Some(UnreadableLink::Reference(reference));
+        }
+    }
+    None
 }
 
 /// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.

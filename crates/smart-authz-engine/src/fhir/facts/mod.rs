@@ -21,7 +21,7 @@ use self::filters::{
     kind_name, match_facts, parse_token, reads_choice_without_type_filter, reference_node_matches,
     string_node_matches, token_node_matches,
 };
-use super::fhirpath::Expression;
+use super::fhirpath::{AmbiguousElement, Expression};
 use super::interaction::{CompartmentRef, SearchParam};
 use super::json::parse_strict;
 use super::reference::Locality;
@@ -52,6 +52,20 @@ pub enum FilterMatch {
     NoMatch,
     /// The parameter's type or expression cannot be evaluated here; the engine denies.
     NotEnforceable(String),
+}
+
+/// A Patient compartment link of a resource that a FHIR server may read as a patient where
+/// this service sees none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnreadableLink<'r> {
+    /// A reference that mentions a patient but that no rule reads (`/Patient/456`,
+    /// `patient/456`, `Patient/456/`).
+    #[error("the reference {0:?}, which this service cannot read")]
+    Reference(&'r str),
+    /// A link given twice (`reported` beside `reportedReference`): servers keep one or the
+    /// other.
+    #[error("a link given twice ({0})")]
+    Ambiguous(AmbiguousElement<'r>),
 }
 
 /// Why resource JSON cannot be used for a decision.
@@ -128,17 +142,16 @@ impl Resource {
         ids.into_vec()
     }
 
-    /// A reference of the resource's Patient compartment parameters that mentions a patient
-    /// but that no rule reads (`/Patient/456`): what a server may resolve to a patient where
-    /// [`Resource::patient_compartments`] sees none. Facts hold no references.
-    pub fn unreadable_patient_mention(
+    /// A link of the resource's Patient compartment parameters that a server may resolve to
+    /// a patient where [`Resource::patient_compartments`] sees none. Facts hold no links.
+    pub fn unreadable_patient_link(
         &self,
         version: FhirVersion,
         resource_type: &str,
-    ) -> Option<&str> {
+    ) -> Option<UnreadableLink<'_>> {
         match self {
             Resource::Json(resource) => {
-                compartments::unreadable_patient_mention(version, resource_type, resource)
+                compartments::unreadable_patient_link(version, resource_type, resource)
             }
             Resource::Facts(_) => None,
         }
@@ -262,7 +275,14 @@ impl Resource {
         if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type) {
             return FilterMatch::NoMatch;
         }
-        let nodes = expression.evaluate(resource);
+        let nodes = match expression.evaluate_checked(resource) {
+            Ok(nodes) => nodes,
+            Err(ambiguous) => {
+                return FilterMatch::NotEnforceable(format!(
+                    "search parameter {param} of {resource_type} is ambiguous here: {ambiguous}"
+                ));
+            }
+        };
         let matched = values.iter().any(|value| match kind {
             SearchParamKind::Token => parse_token(value)
                 .is_some_and(|filter| nodes.iter().any(|node| token_node_matches(*node, &filter))),

@@ -127,9 +127,69 @@ fn choice_elements_record_their_type() {
     let encounter =
         json!({"resourceType": "Encounter", "classHistory": [{"class": {"code": "AMB"}}]});
     assert!(values("Encounter.class", &encounter).is_empty());
-    // A present element wins over choice lookups.
+    // Without a type filter only the element itself is read.
     let odd = json!({"resourceType": "Basic", "value": "plain", "valueString": "choice"});
     assert_eq!(values("Basic.value", &odd), [&json!("plain")]);
+}
+
+#[test]
+fn an_element_given_twice_is_ambiguous() {
+    let parse = |text: &str| Expression::parse(text).unwrap();
+    // As itself and as a choice element: both are read, and the checked evaluation refuses.
+    let both = json!({
+        "resourceType": "NutritionIntake",
+        "reported": {"reference": "Patient/123"},
+        "reportedReference": {"reference": "Patient/456"}
+    });
+    let source = parse("(NutritionIntake.reported as Reference)");
+    assert_eq!(source.evaluate(&both).len(), 2);
+    let ambiguous = source.evaluate_checked(&both).unwrap_err();
+    assert_eq!(
+        (ambiguous.first, ambiguous.second),
+        ("reported", "reportedReference")
+    );
+    // As two choice elements.
+    let two = json!({
+        "resourceType": "Observation",
+        "valueString": "a",
+        "valueCodeableConcept": {"text": "b"}
+    });
+    assert!(
+        parse("Observation.value.ofType(string)")
+            .evaluate_checked(&two)
+            .is_err()
+    );
+    // Inside an array element too.
+    let component = json!({
+        "resourceType": "Observation",
+        "component": [{"valueString": "a"}, {"value": "b", "valueBoolean": true}]
+    });
+    assert!(
+        parse("Observation.component.value.ofType(string)")
+            .evaluate_checked(&component)
+            .is_err()
+    );
+    // One spelling, or a key that only looks like one, is fine.
+    assert!(
+        parse("Observation.value.ofType(string)")
+            .evaluate_checked(&json!({"resourceType": "Observation", "valueString": "a"}))
+            .is_ok()
+    );
+    let history =
+        json!({"resourceType": "Encounter", "class": {"code": "AMB"}, "classHistory": []});
+    assert!(
+        parse("Encounter.class.ofType(Coding)")
+            .evaluate_checked(&history)
+            .is_ok()
+    );
+    // Without a type filter the choice spellings are not this element.
+    assert!(
+        parse("Basic.value")
+            .evaluate_checked(
+                &json!({"resourceType": "Basic", "value": "plain", "valueString": "choice"})
+            )
+            .is_ok()
+    );
 }
 
 #[test]
