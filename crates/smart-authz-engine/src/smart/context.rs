@@ -37,6 +37,10 @@ pub enum ClaimsError {
     /// header (`x-smart-fhir-user`, ...) or a log line, so the claims are refused.
     #[error("claim {0} holds a control character")]
     ControlCharacter(&'static str),
+    /// `scope` and `scp` both present, granting different scopes: which one an issuer meant
+    /// (and a FHIR server reads) is not this service's to guess.
+    #[error("claims scope and scp grant different scopes")]
+    ConflictingScopes,
 }
 
 /// The granted scopes as a token carries them: `scope`, a space-separated string (RFC 9068
@@ -93,6 +97,26 @@ impl TokenContext {
             (None, Some(_)) => return Err(ClaimsError::WrongType("scp")),
             (None, None) => ScopeClaim::List(Vec::new()),
         };
+        if let (ScopeClaim::Text(scope), Some(scp)) = (&claim, claims.get("scp")) {
+            let mut granted: Vec<&str> = scope.split_ascii_whitespace().collect();
+            let mut also: Vec<&str> = match scp {
+                Value::Null => granted.clone(),
+                Value::String(text) => text.split_ascii_whitespace().collect(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(Value::as_str)
+                    .collect::<Option<Vec<&str>>>()
+                    .ok_or(ClaimsError::WrongType("scp"))?,
+                _ => return Err(ClaimsError::WrongType("scp")),
+            };
+            granted.sort_unstable();
+            granted.dedup();
+            also.sort_unstable();
+            also.dedup();
+            if granted != also {
+                return Err(ClaimsError::ConflictingScopes);
+            }
+        }
         let text = |name: &'static str| -> Result<Option<String>, ClaimsError> {
             match claims.get(name) {
                 None | Some(Value::Null) => Ok(None),

@@ -59,3 +59,13 @@ fn resources_are_written_with_their_type_first_at_every_level() {
     );
     assert_eq!(parse_strict(written.as_bytes()).unwrap(), bundle);
 }
+
+#[test]
+fn a_strict_object_is_read_through_serde_by_the_same_rules() {
+    let read = |text: &str| serde_json::from_str::<StrictObject>(text);
+    let claims = read(r#"{"scope": "patient/*.rs", "aud": ["a", "b"], "n": {"x": 1}}"#).unwrap();
+    assert_eq!(claims.0["aud"], serde_json::json!(["a", "b"]));
+    assert!(read(r#"{"scope": "patient/Observation.rs", "scope": "user/*.cruds"}"#).is_err());
+    assert!(read(r#"{"fhirContext": [{"reference": "a", "reference": "b"}]}"#).is_err());
+    assert!(read(r#"["not", "an", "object"]"#).is_err());
+}
