@@ -24,10 +24,12 @@ use tonic::Code;
 
 const SCOPE: &str = "launch/patient patient/*.rs";
 
-/// An issuer discovered from `issuer` alone, introspecting as `client_id`.
+/// An issuer discovered from `issuer` alone, introspecting as `client_id`. oidc-provider
+/// issues its opaque tokens without a resource indicator, so its introspection answers name
+/// no `aud`: accepted only with `introspection_without_aud`.
 fn discovered(issuer: &str, client_id: &str, extra: &str) -> String {
     format!(
-        "[[issuers]]\nissuer = \"{issuer}\"\naudiences = [\"{FHIR_RESOURCE}\"]\nclient_id = \"{client_id}\"\nclient_secret = \"{RS_CLIENT_SECRET}\"\njwks_min_refresh_secs = 1\n{extra}"
+        "[[issuers]]\nissuer = \"{issuer}\"\naudiences = [\"{FHIR_RESOURCE}\"]\nclient_id = \"{client_id}\"\nclient_secret = \"{RS_CLIENT_SECRET}\"\njwks_min_refresh_secs = 1\nintrospection_without_aud = true\n{extra}"
     )
 }
 
@@ -74,6 +76,22 @@ async fn jwt_access_tokens_are_verified_locally_with_discovered_keys() {
         before,
         "a JWT never goes to the issuer"
     );
+    server.stop().await;
+}
+
+/// By default an introspection answer must name this server in `aud`, as a JWT must: an
+/// authorization server serving several resource servers would otherwise vouch here for a
+/// token issued for another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_introspection_answer_without_aud_is_refused_unless_configured() {
+    let provider = OidcProvider::start().await;
+    let strict = discovered(&provider.issuer, RS_BASIC_CLIENT_ID, "")
+        .replace("introspection_without_aud = true\n", "");
+    let server = TestServer::start(&strict).await;
+    let token = provider.opaque_token(SCOPE, Some("123")).await;
+    let response = read(&server, &token).await.unwrap();
+    assert_eq!(decision(&response), pb::Decision::Deny);
+    assert_eq!(reason(&response), pb::Reason::TokenWrongAudience);
     server.stop().await;
 }
 
@@ -207,7 +225,7 @@ async fn an_upstream_outage_fails_closed_without_stalling_cached_tokens() {
         .introspection_endpoint()
         .replace(&provider.issuer, &proxy.url());
     let config = format!(
-        "[[issuers]]\nissuer = \"{}\"\naudiences = [\"{FHIR_RESOURCE}\"]\nintrospection_endpoint = \"{endpoint}\"\nclient_id = \"{RS_BASIC_CLIENT_ID}\"\nclient_secret = \"{RS_CLIENT_SECRET}\"\nintrospection_timeout_ms = 1000\n",
+        "[[issuers]]\nissuer = \"{}\"\naudiences = [\"{FHIR_RESOURCE}\"]\nintrospection_endpoint = \"{endpoint}\"\nclient_id = \"{RS_BASIC_CLIENT_ID}\"\nclient_secret = \"{RS_CLIENT_SECRET}\"\nintrospection_timeout_ms = 1000\nintrospection_without_aud = true\n",
         provider.issuer
     );
     let server = TestServer::start(&config).await;

@@ -109,7 +109,7 @@ const PATHS: [&str; 4] = [
 async fn replicas_agree_cache_on_their_own_and_survive_a_lost_peer() {
     let provider = OidcProvider::start().await;
     let config = format!(
-        "[telemetry]\nmetrics_listen = \"\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{FHIR_RESOURCE}\"]\nclient_id = \"{RS_BASIC_CLIENT_ID}\"\nclient_secret = \"{RS_CLIENT_SECRET}\"\n",
+        "[telemetry]\nmetrics_listen = \"\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{FHIR_RESOURCE}\"]\nclient_id = \"{RS_BASIC_CLIENT_ID}\"\nclient_secret = \"{RS_CLIENT_SECRET}\"\nintrospection_without_aud = true\n",
         provider.issuer
     );
     let mut replicas: Vec<Replica> = (0..REPLICAS).map(|_| Replica::start(&config)).collect();

@@ -148,8 +148,8 @@ impl<'a> Call<'a> {
     }
 }
 
-/// One request to decide, as the face decoded it.
-#[derive(Clone, Copy, Debug)]
+/// One request to decide, as the face decoded it. Its `Debug` leaves the token out.
+#[derive(Clone, Copy)]
 pub struct Check<'a> {
     /// The `Authorization` value or bare token.
     pub raw_token: &'a str,
@@ -165,14 +165,43 @@ pub struct Check<'a> {
     pub if_none_exist: Option<&'a str>,
 }
 
-/// A batch or transaction to decide, entry by entry.
-#[derive(Clone, Copy, Debug)]
+/// A batch or transaction to decide, entry by entry. Its `Debug` leaves the token out.
+#[derive(Clone, Copy)]
 pub struct BundleCheck<'a> {
     pub raw_token: &'a str,
     /// The request that carried the Bundle (`POST [base]`), when there was one.
     pub request: Option<&'a FhirRequest>,
     pub kind: BundleKind,
     pub entries: &'a [BundleEntry],
+}
+
+/// Stands for a token in `Debug` output: a token must never reach a log line.
+const TOKEN_LEFT_OUT: &str = "<left out>";
+
+impl std::fmt::Debug for Check<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Check")
+            .field("raw_token", &TOKEN_LEFT_OUT)
+            .field("request", self.request)
+            .field("line", &self.line)
+            .field("stored", &self.stored)
+            .field("proposed", &self.proposed)
+            .field("if_none_exist", &self.if_none_exist)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for BundleCheck<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("BundleCheck")
+            .field("raw_token", &TOKEN_LEFT_OUT)
+            .field("request", &self.request)
+            .field("kind", &self.kind)
+            .field("entries", &self.entries)
+            .finish()
+    }
 }
 
 /// Runs the pipeline for every face; shared by them.

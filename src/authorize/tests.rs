@@ -172,3 +172,28 @@ fn a_batch_is_refused_past_its_limit() {
     assert_eq!(refusal.status().grpc, Code::InvalidArgument);
     assert!(refusal.to_string().contains("10000"));
 }
+
+#[test]
+fn a_check_shows_no_token_in_debug_output() {
+    let request = crate::fhir::parse_request_line("GET", "Observation/1").unwrap();
+    let check = Check {
+        raw_token: "Bearer eyJ.secret.token",
+        request: &request,
+        line: None,
+        stored: None,
+        proposed: None,
+        if_none_exist: None,
+    };
+    let shown = format!("{check:?}");
+    assert!(
+        !shown.contains("secret") && shown.contains("Observation"),
+        "{shown}"
+    );
+    let bundle = BundleCheck {
+        raw_token: "Bearer eyJ.secret.token",
+        request: None,
+        kind: crate::decision::BundleKind::Batch,
+        entries: &[],
+    };
+    assert!(!format!("{bundle:?}").contains("secret"));
+}

@@ -69,6 +69,12 @@ pub struct IssuerFile {
     pub introspection_timeout_ms: u64,
     /// Most introspection requests in flight to this issuer at once (default 32).
     pub introspection_max_concurrency: usize,
+    /// Accept an introspection answer without `aud` (RFC 7662 §2.2 makes it optional), as
+    /// some authorization servers give for opaque tokens issued without a resource indicator
+    /// (RFC 8707). This trusts the issuer to answer only for tokens meant for this server
+    /// (RFC 7662 §4). Without it such an answer is refused, as a JWT without `aud` is; under
+    /// `[[fhir_servers]]` a token must name its server whatever this says.
+    pub introspection_without_aud: bool,
 }
 
 /// A credential: never shown by `Debug`, so it cannot leak into logs.
@@ -152,6 +158,8 @@ pub struct IntrospectionConfig {
     pub timeout: Duration,
     /// Most requests in flight at once.
     pub max_concurrency: usize,
+    /// An answer without `aud` is accepted (`introspection_without_aud`).
+    pub without_aud: bool,
 }
 
 /// Client authentication at the introspection endpoint (RFC 7662 §2.1, RFC 6749 §2.3.1;
@@ -420,6 +428,7 @@ fn introspection_config(
         } else {
             file.introspection_max_concurrency
         },
+        without_aud: file.introspection_without_aud,
     })
 }
 

@@ -87,8 +87,10 @@ pub fn authorization_header(
 pub struct ResponseRules {
     /// The issuer; an `iss` in the answer must equal it.
     pub issuer: String,
-    /// The issuer's `audiences`; an `aud` in the answer must name one when there are any.
+    /// The issuer's `audiences`; the answer's `aud` must name one when there are any.
     pub audiences: Vec<String>,
+    /// An answer without `aud` is accepted (the issuer's `introspection_without_aud`).
+    pub without_aud: bool,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
     /// For reading scopes and launch context.
@@ -170,6 +172,7 @@ impl Introspector {
             rules: ResponseRules {
                 issuer: issuer.issuer.clone(),
                 audiences: issuer.audiences.clone(),
+                without_aud: settings.without_aud,
                 leeway: issuer.leeway,
                 reader,
             },
@@ -389,10 +392,12 @@ pub fn judge_response(
     rules: &ResponseRules,
     now: i64,
 ) -> Result<VerifiedToken, AuthError> {
-    let Ok(Value::Object(mut claims)) = serde_json::from_slice::<Value>(body) else {
+    // A member named twice (`"active": false, "active": true`) is read no single way.
+    let Ok(Value::Object(mut claims)) = crate::fhir::parse_strict(body) else {
         return Err(AuthError::Unavailable {
             issuer: rules.issuer.clone(),
-            detail: "the introspection response is not a JSON object".to_owned(),
+            detail: "the introspection response is not a JSON object, or names a member twice"
+                .to_owned(),
         });
     };
     if claims.get("active") != Some(&Value::Bool(true)) {
@@ -414,6 +419,7 @@ pub fn judge_response(
     check_audience(&claims, rules)?;
     let audiences = super::audiences_of(&claims)?;
     check_smart_claims(&claims)?;
+    super::refuse_sender_constrained(&claims)?;
     let claims = Value::Object(claims);
     let context = rules
         .reader
@@ -449,22 +455,36 @@ fn check_issuer(claims: &mut Map<String, Value>, rules: &ResponseRules) -> Resul
             Ok(())
         }
         Some(Value::String(issuer)) if *issuer == rules.issuer => Ok(()),
-        Some(Value::String(issuer)) => Err(TokenError::WrongIssuer(issuer.clone())),
+        Some(Value::String(issuer)) => Err(TokenError::wrong_issuer(issuer)),
         Some(_) => Err(TokenError::Malformed(
             "introspection claim iss is not a string".to_owned(),
         )),
     }
 }
 
-/// RFC 7662 §2.2 `aud`: optional, but when present it must name this server (RFC 9068 §4
-/// asks the same of JWT access tokens).
+/// `aud` must name one of the issuer's audiences when it lists any, as a JWT's must
+/// (docs/semantics.md §6). RFC 7662 §2.2 makes `aud` optional, but an answer without it says
+/// nothing of which resource server the token was issued for, and an authorization server
+/// serving several would vouch here for a token meant for another, so it is refused unless
+/// the issuer is configured with `introspection_without_aud`; a `[[fhir_servers]]` entry's
+/// audiences refuse such a token anyway (`Server::accepts`). A trailing `/` is no difference
+/// (`VerifiedToken::is_for`).
 fn check_audience(claims: &Map<String, Value>, rules: &ResponseRules) -> Result<(), TokenError> {
     if rules.audiences.is_empty() {
         return Ok(());
     }
-    let ours = |audience: &str| rules.audiences.iter().any(|ours| ours == audience);
+    fn bare(url: &str) -> &str {
+        url.strip_suffix('/').unwrap_or(url)
+    }
+    let ours = |audience: &str| {
+        rules
+            .audiences
+            .iter()
+            .any(|ours| bare(ours) == bare(audience))
+    };
     match claims.get("aud") {
-        None | Some(Value::Null) => Ok(()),
+        None | Some(Value::Null) if rules.without_aud => Ok(()),
+        None | Some(Value::Null) => Err(TokenError::WrongAudience),
         Some(Value::String(audience)) if ours(audience) => Ok(()),
         Some(Value::String(_)) => Err(TokenError::WrongAudience),
         Some(Value::Array(audiences)) => {

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::jwks::{KeySelectionError, KeySet, VerificationKey};
 use super::{AuthError, ContextReader, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
+use crate::fhir::StrictObject;
 
 /// The three base64url segments of a compact JWS (RFC 7515 §7.1), still encoded.
 #[derive(Clone, Copy, Debug)]
@@ -120,6 +121,20 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &text[prefix.len()..])
+}
+
+/// Whether `token` is a compact JWS: three parts, the first a base64url JSON object naming an
+/// `alg` (RFC 7515 §7.1, §4.1.1). An opaque token is never one by accident.
+pub fn is_jws(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct AlgOnly<'a> {
+        #[serde(borrow)]
+        #[allow(dead_code, reason = "only its presence is checked")]
+        alg: Cow<'a, str>,
+    }
+    split_compact(token)
+        .and_then(|parts| decode_segment(parts.header, "header"))
+        .is_ok_and(|header| serde_json::from_slice::<AlgOnly<'_>>(&header).is_ok())
 }
 
 /// The unverified `iss` of a payload, used only to choose which issuer's keys and rules
@@ -260,10 +275,15 @@ impl IssuerVerifier {
         key: &VerificationKey,
         reader: &ContextReader,
     ) -> Result<VerifiedToken, TokenError> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key, validation)
+        // Claims with a member named twice are refused, as in any JSON this service reads.
+        let data = jsonwebtoken::decode::<StrictObject>(token, &key.decoding_key, validation)
             .map_err(|error| self.token_error(error.kind(), algorithm))?;
-        check_issued_at(&data.claims, self.config.leeway, super::unix_now())?;
-        verified_token(data.claims, &self.config.issuer, reader)
+        let claims = data.claims.0;
+        let now = super::unix_now();
+        check_not_expired(&claims, self.config.leeway, now)?;
+        check_issued_at(&claims, self.config.leeway, now)?;
+        super::refuse_sender_constrained(&claims)?;
+        verified_token(claims, &self.config.issuer, reader)
     }
 
     fn token_error(&self, kind: &ErrorKind, algorithm: Algorithm) -> TokenError {
@@ -339,6 +359,31 @@ fn verified_token(
         issuer: issuer.to_owned(),
         audiences,
     })
+}
+
+/// Refuses a token at or after its `exp` (RFC 7519 §4.1.4: "on or after"), beyond the
+/// leeway. jsonwebtoken accepts `exp` itself and rounds a fractional one, where introspection
+/// answers are held to this boundary (`introspect::judge_response`).
+fn check_not_expired(
+    claims: &Map<String, Value>,
+    leeway: std::time::Duration,
+    now: i64,
+) -> Result<(), TokenError> {
+    let Some(expires_at) = claims.get("exp").and_then(Value::as_f64) else {
+        return Err(TokenError::Malformed(
+            "claim exp has the wrong type".to_owned(),
+        ));
+    };
+    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "seconds since 1970 fit an f64 exactly"
+    )]
+    let deadline = now.saturating_sub(leeway) as f64;
+    if expires_at <= deadline {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
 }
 
 /// Refuses an `iat` ahead of `now` by more than the leeway, as `nbf` is refused: a token

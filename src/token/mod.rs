@@ -79,6 +79,19 @@ impl VerifiedToken {
     }
 }
 
+/// Refuses a sender-constrained token (a `cnf` claim: DPoP, RFC 9449 §6; mutual-TLS bound,
+/// RFC 8705 §3): its holder must prove possession of a key, a proof this service never sees,
+/// so accepting it as a bearer token would turn a stolen bound token into a working one.
+fn refuse_sender_constrained(claims: &Map<String, Value>) -> Result<(), TokenError> {
+    match claims.get("cnf") {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err(TokenError::Malformed(
+            "a sender-constrained token (cnf) needs a proof of possession this service cannot check"
+                .to_owned(),
+        )),
+    }
+}
+
 /// The `aud` claim as a list: a string, or an array of strings (RFC 7519 §4.1.3).
 fn audiences_of(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
     match claims.get("aud") {
@@ -129,6 +142,16 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// [`TokenError::WrongIssuer`] for an `iss` a token names: cut to 128 characters, since
+    /// it is attacker-chosen text bound for answers, logs and the refusal cache.
+    pub fn wrong_issuer(issuer: &str) -> Self {
+        const MAX_ISSUER_CHARS: usize = 128;
+        match issuer.char_indices().nth(MAX_ISSUER_CHARS) {
+            Some((end, _)) => TokenError::WrongIssuer(format!("{}...", &issuer[..end])),
+            None => TokenError::WrongIssuer(issuer.to_owned()),
+        }
+    }
+
     /// The refusal's code, as the API's `Reason` names it (`TOKEN_EXPIRED` is
     /// `token_expired`): the `reason` of metrics, audit lines and spans.
     pub fn as_str(&self) -> &'static str {
@@ -580,10 +603,22 @@ impl Authenticator {
 
     /// Routes the token (see the module documentation) and judges it.
     async fn judge(&self, token: &str) -> Result<VerifiedToken, Rejection> {
+        // What is left of another scheme (`Basic dXNlcjpwYXNz`, `DPoP eyJ...`) once no
+        // `Bearer` was found: a credential or a bound token, never to be introspected as a
+        // bearer token (RFC 6750 §2.1: a b64token has no spaces).
+        if token.contains(|c: char| c.is_ascii_whitespace()) {
+            return Err(TokenError::Malformed(
+                "not a bearer token: only the Bearer scheme is accepted".to_owned(),
+            )
+            .into());
+        }
         let jwt = jwt::split_compact(token)
             .and_then(|parts| jwt::peek_issuer(parts.payload).map(|issuer| (parts, issuer)));
         let (parts, issuer) = match jwt {
             Ok(jwt) => jwt,
+            // A JWS without a usable `iss` is no opaque token: sending it to the opaque
+            // tokens' issuer would hand another authorization server's token to it.
+            Err(error) if jwt::is_jws(token) => return Err(error.into()),
             Err(not_a_jwt) => {
                 let Some(opaque) = self.opaque_issuer.map(|index| &self.issuers[index]) else {
                     return Err(not_a_jwt.into());
@@ -598,7 +633,7 @@ impl Authenticator {
         };
         let trusted = self
             .issuer(&issuer)
-            .ok_or(TokenError::WrongIssuer(issuer))?;
+            .ok_or_else(|| TokenError::wrong_issuer(&issuer))?;
         if !trusted.config.introspection_only
             && let Some(verifier) = trusted.local_verifier()
         {

@@ -179,6 +179,7 @@ fn with_introspection(issuer: IssuerConfig, endpoint: Option<String>) -> IssuerC
             client_secret: Secret::new("s3cret"),
             timeout: Duration::from_secs(1),
             max_concurrency: 4,
+            without_aud: false,
         }),
         opaque_tokens: true,
         ..issuer
@@ -317,7 +318,7 @@ async fn the_smart_configuration_fills_what_the_openid_one_lacks() {
     server.set(
         "/introspect",
         StatusCode::OK,
-        json!({"active": true, "scope": "patient/*.rs"}).to_string(),
+        json!({"active": true, "aud": AUDIENCE, "scope": "patient/*.rs"}).to_string(),
     );
     let issuer = with_introspection(discovered_issuer(&server.base), None);
     let authenticator = start(issuer, quick(Duration::from_secs(2))).await;

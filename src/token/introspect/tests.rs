@@ -28,6 +28,7 @@ fn rules() -> ResponseRules {
     ResponseRules {
         issuer: AS.to_owned(),
         audiences: vec![AUDIENCE.to_owned()],
+        without_aud: false,
         leeway: Duration::ZERO,
         reader: ContextReader::new(FhirVersion::R4),
     }
@@ -47,6 +48,7 @@ fn refusal_of(body: &serde_json::Value) -> TokenError {
 fn active(extra: serde_json::Value) -> serde_json::Value {
     let mut body = json!({
         "active": true,
+        "aud": AUDIENCE,
         "scope": "launch/patient patient/Observation.rs",
         "client_id": "growth-chart",
         "sub": "user-1",
@@ -214,12 +216,43 @@ fn active_answers_are_checked_like_tokens() {
         json!({"need_patient_banner": "yes"}),
         json!({"intent": 1}),
         json!({"token_type": "DPoP"}),
+        json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+        json!({"scp": ["user/*.cruds"]}),
     ] {
         assert!(
             matches!(refusal_of(&active(wrong.clone())), TokenError::Malformed(_)),
             "{wrong}"
         );
     }
+}
+
+#[test]
+fn an_answer_must_name_this_server_unless_configured_otherwise() {
+    let mut unnamed = active(json!({}));
+    unnamed.as_object_mut().unwrap().remove("aud");
+    assert_eq!(refusal_of(&unnamed), TokenError::WrongAudience);
+    let lenient = ResponseRules {
+        without_aud: true,
+        ..rules()
+    };
+    let body = unnamed.to_string();
+    assert!(judge_response(body.as_bytes(), &lenient, now()).is_ok());
+    // Named, it must still be this server, with or without a trailing `/`.
+    let slash = active(json!({"aud": format!("{AUDIENCE}/")}));
+    assert!(judge(&slash).is_ok());
+    let other = active(json!({"aud": "https://other.example"})).to_string();
+    assert!(judge_response(other.as_bytes(), &lenient, now()).is_err());
+}
+
+#[test]
+fn an_answer_naming_a_member_twice_is_no_answer() {
+    let body = format!(
+        r#"{{"active": false, "aud": "{AUDIENCE}", "scope": "patient/*.rs", "active": true}}"#
+    );
+    assert!(matches!(
+        judge_response(body.as_bytes(), &rules(), now()),
+        Err(AuthError::Unavailable { .. })
+    ));
 }
 
 // ---------------------------------------------------------------- the authenticator
@@ -238,6 +271,7 @@ fn introspecting_issuer(
             client_secret: Secret::new(secret),
             timeout: Duration::from_millis(500),
             max_concurrency: 4,
+            without_aud: false,
         }),
         opaque_tokens: true,
         ..IssuerConfig::with_keys(
@@ -636,6 +670,21 @@ async fn routing_sends_each_token_to_the_right_place() {
     for opaque in ["opaque", "a.b.c", "x.e30.y"] {
         let remote = authenticator.authenticate(opaque).await.unwrap();
         assert_eq!(remote.token.source, TokenSource::RemoteIntrospection);
+    }
+    assert_eq!(server.hits(PATH), 3);
+    // A JWS whose `iss` cannot be read (none, an array, named twice) is no opaque token:
+    // refused, never sent to the opaque-token issuer.
+    for payload in [r#"{}"#, r#"{"iss":["a","b"]}"#, r#"{"iss":"a","iss":"b"}"#] {
+        use base64::Engine;
+        let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        let token = format!("{}.{}.c2ln", encode(r#"{"alg":"RS256"}"#), encode(payload));
+        assert!(
+            matches!(
+                authenticator.authenticate(&token).await,
+                Err(AuthError::Rejected(TokenError::Malformed(_)))
+            ),
+            "{payload}"
+        );
     }
     assert_eq!(server.hits(PATH), 3);
 

@@ -765,3 +765,123 @@ fn an_iat_ahead_beyond_the_leeway_is_refused() {
     ));
     assert_eq!(check_issued_at(&Map::new(), leeway, now), Ok(()));
 }
+
+// ---------------------------------------------------------------- what is read no single way
+
+#[tokio::test]
+async fn a_token_at_its_exp_is_expired() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    // jsonwebtoken alone accepts `exp == now`; RFC 7519 §4.1.4 says "on or after".
+    let at_exp = with(claims(), json!({"exp": now()}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&at_exp)).await,
+        TokenError::Expired
+    );
+    let fractional = with(claims(), json!({"exp": now() as f64 - 0.4}));
+    assert_eq!(
+        refusal(&authenticator, &rs256(&fractional)).await,
+        TokenError::Expired
+    );
+}
+
+#[tokio::test]
+async fn a_sender_constrained_token_is_refused() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    for binding in [
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+    ] {
+        let bound = with(claims(), json!({ "cnf": binding }));
+        let error = refusal(&authenticator, &rs256(&bound)).await;
+        assert!(
+            matches!(error, TokenError::Malformed(ref message) if message.contains("cnf")),
+            "{error:?}"
+        );
+    }
+}
+
+/// Signs `payload` as written, so it may name a member twice.
+fn rs256_raw(payload: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"rsa-1","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(payload);
+    let signing_input = format!("{header}.{payload}");
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &private_key("rsa-1"),
+        Algorithm::RS256,
+    )
+    .unwrap();
+    format!("{signing_input}.{signature}")
+}
+
+#[tokio::test]
+async fn claims_naming_a_member_twice_are_refused() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let exp = now() + 600;
+    let good = format!(
+        r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{exp},"scope":"patient/Observation.rs","patient":"123"}}"#
+    );
+    assert!(authenticator.authenticate(&rs256_raw(&good)).await.is_ok());
+    for twice in [
+        r#""scope":"patient/Observation.rs","scope":"user/*.cruds""#,
+        r#""patient":"123","patient":"456""#,
+    ] {
+        let payload = format!(r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{exp},{twice}}}"#);
+        assert!(
+            matches!(
+                refusal(&authenticator, &rs256_raw(&payload)).await,
+                TokenError::Malformed(_)
+            ),
+            "{payload}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scope_and_scp_must_agree() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let agreeing = with(
+        claims(),
+        json!({"scp": ["patient/Observation.rs", "launch/patient"]}),
+    );
+    assert!(authenticator.authenticate(&rs256(&agreeing)).await.is_ok());
+    let differing = with(claims(), json!({"scp": ["user/*.cruds"]}));
+    assert!(matches!(
+        refusal(&authenticator, &rs256(&differing)).await,
+        TokenError::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn only_the_bearer_scheme_carries_a_token() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&claims());
+    for header in [
+        "Basic dXNlcjpwYXNz".to_owned(),
+        format!("DPoP {token}"),
+        format!("Bearer {token} extra"),
+    ] {
+        assert!(
+            matches!(
+                refusal(&authenticator, &header).await,
+                TokenError::Malformed(ref message) if message.contains("Bearer")
+            ),
+            "{header}"
+        );
+    }
+}
+
+#[test]
+fn an_untrusted_issuer_is_named_short() {
+    let long = "x".repeat(40_000);
+    let TokenError::WrongIssuer(named) = TokenError::wrong_issuer(&long) else {
+        panic!("WrongIssuer expected");
+    };
+    assert_eq!(named.chars().count(), 131);
+    assert_eq!(
+        TokenError::wrong_issuer("https://other.example"),
+        TokenError::WrongIssuer("https://other.example".to_owned())
+    );
+}
