@@ -174,6 +174,41 @@ async fn answers_that_need_no_filtering_are_not_asked_for() {
     server.stop().await;
 }
 
+/// A search by POST carries its parameters in a body the answer's face never sees (an
+/// `_include` among them): its answer is asked for and read, even under a grant that would
+/// let a plain search of the type pass unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_to_a_search_by_post_is_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let mut claims = issuer.claims("user/Observation.rs");
+    claims["fhirUser"] = "Practitioner/7".into();
+    let user = sign(&RSA_1, &claims);
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "POST",
+            "/fhir/R4/Observation/_search",
+            Some(&user),
+            &[],
+        ))
+        .await;
+    assert!(
+        reply.mode_override.is_none(),
+        "the answer is asked for: {reply:?}"
+    );
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let answer = serde_json::to_vec(&mixed_search()).unwrap();
+    let reply = stream.send(response_body(&answer)).await;
+    let filtered: Value = serde_json::from_slice(replaced_body(&reply).unwrap()).unwrap();
+    assert_eq!(
+        references(&filtered),
+        ["Observation/o1", "Observation/o2", "OperationOutcome/-"]
+    );
+    stream.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_token_may_not_make_is_refused_before_the_upstream() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

@@ -367,6 +367,7 @@ fn add_body_params(
         .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
         .map_err(|error| Refusal::InvalidRequest(format!("the search body: {error}")))?;
     request.params.extend(params);
+    request.params_in_body = false;
     Ok(())
 }
 

@@ -143,6 +143,7 @@ fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest
             .iter()
             .map(|param| SearchParam::new(param.name.clone(), param.value.clone()))
             .collect(),
+        params_in_body: false,
     };
     // The same rules as the request line it stands for: the engine's one parser decides.
     validate_structured(&request)

@@ -173,7 +173,8 @@ impl Engine {
                 | Interaction::HistoryInstance
                 | Interaction::SearchType
                 | Interaction::HistoryType
-        ) && !brings_other_types(request);
+        ) && !brings_other_types(request)
+            && !request.params_in_body;
         let outside_patient_compartment = request.resource_type.as_deref().is_none_or(|name| {
             self.fhir_version()
                 .patient_compartment()

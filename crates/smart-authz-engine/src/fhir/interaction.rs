@@ -144,6 +144,9 @@ impl fmt::Display for CompartmentRef {
 /// - `compartment`: only for `search-compartment` (`Patient/123` in `Patient/123/Observation`).
 /// - `operation`: the operation name without `$`, only for `Operation`.
 /// - `params`: the query, in order, percent-decoded.
+/// - `params_in_body`: a `POST .../_search`, whose form body may carry more parameters
+///   (FHIR R4 http.html §3.1.0.7.1) than `params` holds: true until a face has added them.
+///   What the answer to such a search may hold cannot be told from `params` alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FhirRequest {
     pub interaction: Interaction,
@@ -153,6 +156,8 @@ pub struct FhirRequest {
     pub compartment: Option<CompartmentRef>,
     pub operation: Option<String>,
     pub params: Vec<SearchParam>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub params_in_body: bool,
 }
 
 impl FhirRequest {
@@ -166,6 +171,7 @@ impl FhirRequest {
             compartment: None,
             operation: None,
             params: Vec::new(),
+            params_in_body: false,
         }
     }
 

@@ -177,7 +177,12 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
         Method::Patch => parse_write_shape(Interaction::Patch, method, &segments, has_query)?,
         Method::Delete => parse_write_shape(Interaction::Delete, method, &segments, has_query)?,
     };
-    Ok(FhirRequest { params, ..request })
+    let params_in_body = method == Method::Post && request.interaction.is_search();
+    Ok(FhirRequest {
+        params,
+        params_in_body,
+        ..request
+    })
 }
 
 /// Whether the path part of a request line is an absolute URL or a network-path reference

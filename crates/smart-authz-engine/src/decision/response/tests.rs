@@ -283,6 +283,33 @@ fn a_grant_with_nothing_to_enforce_passes_the_answer_unread() {
     );
 }
 
+/// A search by POST carries its parameters (an `_include` among them) in a body the answer's
+/// faces never see: what it may bring back is unknown, so it is read.
+#[test]
+fn the_answer_to_a_search_by_post_is_always_read() {
+    let with_patient = searchset(vec![
+        (observation("o2", "456", "laboratory"), "match"),
+        (json!({ "resourceType": "Patient", "id": "456" }), "include"),
+    ]);
+    let filtered = filter(
+        "user/Observation.rs",
+        "POST Observation/_search",
+        with_patient,
+    );
+    assert!(filtered.filtered);
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o2", "OperationOutcome/-"]
+    );
+    // Once a face has added the body's parameters, the usual shortcut applies.
+    let mut seen = parse_request_line("POST", "Observation/_search").unwrap();
+    seen.params_in_body = false;
+    let engine = Engine::default();
+    let token = token("user/Observation.rs");
+    let decision = engine.decide(&token, &seen, None, None);
+    assert!(!engine.response_needs_filtering(&token, &seen, &decision));
+}
+
 #[test]
 fn a_public_endpoint_needs_no_filtering() {
     let capabilities = json!({ "resourceType": "CapabilityStatement", "status": "active" });

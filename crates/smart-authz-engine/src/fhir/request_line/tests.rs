@@ -220,22 +220,29 @@ fn a_method_parameter_naming_another_method_is_refused() {
 fn post_batch_and_searches() {
     assert_eq!(parse("POST", ""), FhirRequest::new(Interaction::Batch));
     assert_eq!(parse("POST", "/"), FhirRequest::new(Interaction::Batch));
+    // A search by POST may carry more parameters in its body than the line shows.
+    let in_body = |request: FhirRequest| FhirRequest {
+        params_in_body: true,
+        ..request
+    };
     assert_eq!(
         parse("POST", "_search"),
-        FhirRequest::new(Interaction::SearchSystem)
+        in_body(FhirRequest::new(Interaction::SearchSystem))
     );
     assert_eq!(
         parse("POST", "Observation/_search"),
-        FhirRequest::new(Interaction::SearchType).with_type("Observation")
+        in_body(FhirRequest::new(Interaction::SearchType).with_type("Observation"))
     );
     assert_eq!(
         parse("POST", "Patient/123/Observation/_search"),
-        compartment_search("Patient", "123", "Observation")
+        in_body(compartment_search("Patient", "123", "Observation"))
     );
     assert_eq!(
         parse("POST", "Patient/123/*/_search"),
-        compartment_search("Patient", "123", "*")
+        in_body(compartment_search("Patient", "123", "*"))
     );
+    assert!(!parse("GET", "Observation?code=x").params_in_body);
+    assert!(!parse("POST", "Observation").params_in_body);
 }
 
 #[test]
