@@ -76,7 +76,12 @@ impl Envoy<'_> {
         if let Some(local) = immediate(&reply) {
             return local_answer(local);
         }
-        let skip = reply.mode_override.is_some();
+        // Applied as Envoy applies `mode_override`: the answer goes unread only when the
+        // override says so (headers SKIP, body NONE); otherwise it is sent, buffered.
+        let skip = reply
+            .mode_override
+            .as_ref()
+            .is_some_and(|mode| mode.response_header_mode == 2 && mode.response_body_mode == 0);
         // The request goes upstream with ext_proc's header changes.
         let mut upstream = self
             .http

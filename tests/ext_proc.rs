@@ -42,7 +42,14 @@ async fn a_search_answer_loses_what_the_token_may_not_read() {
         "{reply:?}"
     );
     assert_eq!(set_headers(&reply)["accept-encoding"], "identity");
-    assert!(reply.mode_override.is_none(), "the answer is wanted");
+    assert_eq!(
+        reply
+            .mode_override
+            .as_ref()
+            .map(|mode| mode.response_body_mode),
+        Some(2),
+        "the whole answer is asked for (BUFFERED), whatever the filter's mode"
+    );
 
     let reply = stream
         .send(response_headers(
@@ -141,7 +148,11 @@ async fn a_binary_of_another_patient_is_read_back_and_becomes_a_403() {
         ))
         .await;
     assert!(
-        reply.mode_override.is_none(),
+        reply
+            .mode_override
+            .as_ref()
+            .map(|mode| mode.response_body_mode)
+            == Some(2),
         "the answer is asked for: {reply:?}"
     );
     stream.send(response_headers("200", FHIR_JSON, &[])).await;
@@ -194,7 +205,11 @@ async fn the_answer_to_a_search_by_post_is_read() {
         ))
         .await;
     assert!(
-        reply.mode_override.is_none(),
+        reply
+            .mode_override
+            .as_ref()
+            .map(|mode| mode.response_body_mode)
+            == Some(2),
         "the answer is asked for: {reply:?}"
     );
     stream.send(response_headers("200", FHIR_JSON, &[])).await;

@@ -450,7 +450,10 @@ fn unavailable(unavailable: Unavailable) -> Status {
     Status::from(unavailable)
 }
 
-/// Continue the request, and ask the upstream for an answer the service can read.
+/// Continue the request, and ask the upstream for an answer the service can read. The
+/// answer's headers and its whole body are asked for whatever the filter's configured mode:
+/// with `response_body_mode: NONE` Envoy would stream the body to the client unread after
+/// the headers (`allow_mode_override: true`, which the bootstrap sets, lets this count).
 fn ask_for_identity() -> ProcessingResponse {
     ProcessingResponse {
         response: Some(Reply::RequestHeaders(HeadersResponse {
@@ -462,6 +465,12 @@ fn ask_for_identity() -> ProcessingResponse {
                 ..CommonResponse::default()
             }),
         })),
+        mode_override: Some(ProcessingMode {
+            response_header_mode: HeaderSendMode::Send as i32,
+            response_body_mode: BodySendMode::Buffered as i32,
+            response_trailer_mode: HeaderSendMode::Skip as i32,
+            ..ProcessingMode::default()
+        }),
         ..ProcessingResponse::default()
     }
 }
