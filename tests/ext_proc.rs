@@ -75,7 +75,12 @@ async fn a_search_answer_loses_what_the_token_may_not_read() {
         ["Observation/o1", "Patient/123", "OperationOutcome/-"]
     );
     assert_eq!(patients_named(&filtered), ["Patient/123"]);
-    assert_eq!(set_headers(&reply)["x-smart-authz-withheld"], "2");
+    assert_eq!(set_headers(&reply)["x-smart-authz-withheld"], "true");
+    let outcome = String::from_utf8_lossy(replaced_body(&reply).unwrap()).into_owned();
+    assert!(
+        !outcome.contains("2 entries"),
+        "no count reaches the client: {outcome}"
+    );
     stream.close().await.unwrap();
     server.stop().await;
 }

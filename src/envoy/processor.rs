@@ -51,7 +51,7 @@ use crate::decision::{Decision, FilteredResponse};
 use crate::fhir::FhirRequest;
 use crate::telemetry::{self, Rpc, traces};
 
-/// The response header that says how many entries were withheld.
+/// The response header that says entries were withheld (`true`), never how many.
 pub const WITHHELD_HEADER: &str = "x-smart-authz-withheld";
 
 /// Request headers read here: given twice, the upstream might read the other one.
@@ -508,11 +508,16 @@ fn reply(reply: Reply) -> ProcessingResponse {
     }
 }
 
-/// The answer's body: replaced by `filtered` when entries were withheld.
+/// The answer's body: replaced by `filtered` when it changed, with [`WITHHELD_HEADER`] when
+/// entries were withheld (how many is for the metrics and the audit, never the client: see
+/// `withheld_outcome` in the engine).
 fn body_reply(filtered: Option<Vec<u8>>, withheld: usize) -> ProcessingResponse {
     let response = filtered.map(|body| CommonResponse {
         header_mutation: Some(HeaderMutation {
-            set_headers: vec![header_option(WITHHELD_HEADER, &withheld.to_string())],
+            set_headers: (withheld > 0)
+                .then(|| header_option(WITHHELD_HEADER, "true"))
+                .into_iter()
+                .collect(),
             ..HeaderMutation::default()
         }),
         body_mutation: Some(BodyMutation {

@@ -313,7 +313,7 @@ impl Engine {
         let vouched = bundle.get("total").and_then(Value::as_u64) == u64::try_from(shown).ok();
         let total_removed = (withheld > 0 || !vouched) && bundle.remove("total").is_some();
         if withheld > 0 && bundle_type == "searchset" {
-            kept.push(withheld_outcome(withheld));
+            kept.push(withheld_outcome());
         }
         if !kept.is_empty() {
             bundle.insert("entry".to_owned(), Value::Array(kept));
@@ -468,17 +468,17 @@ fn dropped(index: usize, reference: Option<String>, mode: EntryMode, why: &str) 
 }
 
 /// The searchset entry that says entries were withheld (issue type `suppressed`: "not
-/// returned because of access permission constraints", FHIR R4 valueset-issue-type).
-fn withheld_outcome(withheld: usize) -> Value {
+/// returned because of access permission constraints", FHIR R4 valueset-issue-type). It
+/// says how many to no one: for a search the server ran beyond the compartment, the count
+/// would be the number of other patients' resources that matched (the reason `total` goes).
+fn withheld_outcome() -> Value {
     json!({
         "resource": {
             "resourceType": "OperationOutcome",
             "issue": [{
                 "severity": "information",
                 "code": "suppressed",
-                "diagnostics": format!(
-                    "{withheld} entries withheld: the access token may not read them"
-                ),
+                "diagnostics": "entries were withheld: the access token may not read them",
             }],
         },
         "search": { "mode": "outcome" },
