@@ -229,6 +229,34 @@ async fn the_answer_to_a_search_by_post_is_read() {
     server.stop().await;
 }
 
+/// A batch was decided entry by entry by ext_authz, which reads its body; ext_proc reads its
+/// answer entry by entry, and another patient's resource in it does not get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answer_is_read_entry_by_entry() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers("POST", "/fhir/R4/", Some(&token), &[]))
+        .await;
+    assert!(immediate(&reply).is_none(), "not refused: {reply:?}");
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let entry = |resource: Value| serde_json::json!({"resource": resource, "response": {"status": "200 OK"}});
+    let answer = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [entry(observation_of("o1", "123")), entry(observation_of("o2", "456"))]
+    });
+    let reply = stream
+        .send(response_body(&serde_json::to_vec(&answer).unwrap()))
+        .await;
+    let filtered: Value = serde_json::from_slice(replaced_body(&reply).unwrap()).unwrap();
+    assert_eq!(references(&filtered), ["Observation/o1"]);
+    stream.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_token_may_not_make_is_refused_before_the_upstream() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

@@ -13,7 +13,7 @@ use super::{
     Unavailable, Verdict, parse_off_runtime,
 };
 use crate::decision::{Decision, FilteredResponse, Outcome};
-use crate::fhir::{FhirRequest, parse_strict, to_fhir_json};
+use crate::fhir::{FhirRequest, Interaction, parse_strict, to_fhir_json};
 use crate::telemetry::metrics;
 
 /// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
@@ -65,6 +65,14 @@ impl Authorizer {
             }
             Admission::Admitted(admitted) => admitted,
         };
+        // A batch or transaction is decided entry by entry from its body, which ext_authz
+        // reads and this face does not; its answer is always read, entry by entry.
+        if matches!(
+            request.interaction,
+            Interaction::Batch | Interaction::Transaction
+        ) {
+            return Ok(AnswerPlan::Filter);
+        }
         let decision = admitted.decision(request, None, None, None);
         let needs_filtering =
             admitted
