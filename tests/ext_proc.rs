@@ -257,6 +257,38 @@ async fn a_batch_answer_is_read_entry_by_entry() {
     server.stop().await;
 }
 
+/// A create under `c` without `r`, answered with the created resource (`Prefer:
+/// return=representation`): the write is done and its status stands; only the resource is
+/// kept back, so the app does not take it for a failure and write again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_returned_resource_may_not_be_read_keeps_its_status() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.c", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[("prefer", "return=representation")],
+        ))
+        .await;
+    assert!(immediate(&reply).is_none(), "not refused: {reply:?}");
+    stream.send(response_headers("201", FHIR_JSON, &[])).await;
+    let created = serde_json::to_vec(&observation_of("o9", "123")).unwrap();
+    let reply = stream.send(response_body(&created)).await;
+    assert!(
+        immediate(&reply).is_none(),
+        "no 403 after a done write: {reply:?}"
+    );
+    let shown: Value = serde_json::from_slice(replaced_body(&reply).unwrap()).unwrap();
+    assert_eq!(shown["resourceType"], "OperationOutcome");
+    assert_eq!(shown["issue"][0]["code"], "suppressed");
+    stream.close().await.unwrap();
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_token_may_not_make_is_refused_before_the_upstream() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

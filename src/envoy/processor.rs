@@ -48,7 +48,7 @@ use crate::authorize::{
     request_id,
 };
 use crate::decision::{Decision, FilteredResponse};
-use crate::fhir::FhirRequest;
+use crate::fhir::{FhirRequest, Interaction};
 use crate::telemetry::{self, Rpc, traces};
 
 /// The response header that says entries were withheld (`true`), never how many.
@@ -386,6 +386,20 @@ impl Exchange {
             Verdict::Decided { decision, .. } if decision.is_allowed() => {
                 body_reply(filtered_body(&decision), decision.withheld)
             }
+            // The write is done (its status went out with the headers); only the resource it
+            // returned is kept back. A 403 would tell the app it failed, and a retry would
+            // write again.
+            Verdict::Decided { decision, .. }
+                if matches!(
+                    asked.request.interaction,
+                    Interaction::Create
+                        | Interaction::Update
+                        | Interaction::Patch
+                        | Interaction::Delete
+                ) =>
+            {
+                body_reply(Some(written_but_unreadable(&decision)), 0)
+            }
             Verdict::Decided { decision, .. } => answer_denied(&decision),
         };
         Ok((State::Done, reply))
@@ -532,6 +546,20 @@ fn body_reply(filtered: Option<Vec<u8>>, withheld: usize) -> ProcessingResponse 
 }
 
 /// A single resource the token may not read: 403 with the engine's reason.
+/// The body that replaces the resource a write returned when the token may not read it
+/// (`Prefer: return=representation` under `patient/Observation.c`).
+fn written_but_unreadable(filtered: &FilteredResponse) -> Vec<u8> {
+    let message = format!(
+        "the request was carried out; the resource it returned is not shown: {}",
+        filtered.message.trim_start_matches("denied: ")
+    );
+    serde_json::to_vec(&serde_json::json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "information", "code": "suppressed", "diagnostics": message }]
+    }))
+    .unwrap_or_default()
+}
+
 fn answer_denied(filtered: &FilteredResponse) -> ProcessingResponse {
     immediate(
         decision_status(filtered.reason).http,
