@@ -42,6 +42,17 @@ async fn a_search_answer_loses_what_the_token_may_not_read() {
         "{reply:?}"
     );
     assert_eq!(set_headers(&reply)["accept-encoding"], "identity");
+    let removed = &common(&reply)
+        .unwrap()
+        .header_mutation
+        .as_ref()
+        .unwrap()
+        .remove_headers;
+    assert_eq!(
+        removed,
+        &["if-none-match", "if-modified-since"],
+        "no 304 without a body to judge"
+    );
     assert_eq!(
         reply
             .mode_override
@@ -286,6 +297,26 @@ async fn a_write_whose_returned_resource_may_not_be_read_keeps_its_status() {
     assert_eq!(shown["resourceType"], "OperationOutcome");
     assert_eq!(shown["issue"][0]["code"], "suppressed");
     stream.close().await.unwrap();
+    server.stop().await;
+}
+
+/// A HEAD's answer has no body to judge, while its status and ETag would say whether
+/// another patient's resource exists: refused when the answer would be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_that_would_need_reading_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "HEAD",
+            "/fhir/R4/Observation/o2",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
     server.stop().await;
 }
 

@@ -279,6 +279,17 @@ impl Exchange {
         Ok(match plan {
             AnswerPlan::PassThrough => (State::PassThrough, skip_the_answer()),
             AnswerPlan::Refuse(verdict) => (State::Done, refused_verdict(verdict)),
+            // A HEAD's answer has no body to read, yet its status and headers (ETag,
+            // Last-Modified) would tell whether another patient's resource exists.
+            AnswerPlan::Filter if method.eq_ignore_ascii_case("HEAD") => {
+                let refusal = Refusal::InvalidRequest(
+                    "HEAD cannot be checked on the way back (its answer has no body): send GET"
+                        .to_owned(),
+                );
+                self.authorizer
+                    .refused(call, raw_token, Some(&request), &refusal);
+                (State::Done, refused(&refusal))
+            }
             AnswerPlan::Filter => {
                 let asked = Asked {
                     server: Arc::clone(server),
@@ -467,14 +478,19 @@ fn unavailable(unavailable: Unavailable) -> Status {
 /// Continue the request, and ask the upstream for an answer the service can read. The
 /// answer's headers and its whole body are asked for whatever the filter's configured mode:
 /// with `response_body_mode: NONE` Envoy would stream the body to the client unread after
-/// the headers (`allow_mode_override: true`, which the bootstrap sets, lets this count).
+/// the headers (`allow_mode_override: true`, which the bootstrap sets, lets this count). The
+/// conditions of a conditional read go: a `304 Not Modified` has no body to judge, and
+/// would confirm another patient's resource by its ETag.
 fn ask_for_identity() -> ProcessingResponse {
     ProcessingResponse {
         response: Some(Reply::RequestHeaders(HeadersResponse {
             response: Some(CommonResponse {
                 header_mutation: Some(HeaderMutation {
                     set_headers: vec![header_option("accept-encoding", "identity")],
-                    ..HeaderMutation::default()
+                    remove_headers: vec![
+                        "if-none-match".to_owned(),
+                        "if-modified-since".to_owned(),
+                    ],
                 }),
                 ..CommonResponse::default()
             }),
