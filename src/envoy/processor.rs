@@ -561,7 +561,6 @@ fn body_reply(filtered: Option<Vec<u8>>, withheld: usize) -> ProcessingResponse 
     }
 }
 
-/// A single resource the token may not read: 403 with the engine's reason.
 /// The body that replaces the resource a write returned when the token may not read it
 /// (`Prefer: return=representation` under `patient/Observation.c`).
 fn written_but_unreadable(filtered: &FilteredResponse) -> Vec<u8> {
@@ -576,6 +575,7 @@ fn written_but_unreadable(filtered: &FilteredResponse) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// A single resource the token may not read: 403 with the engine's reason.
 fn answer_denied(filtered: &FilteredResponse) -> ProcessingResponse {
     immediate(
         decision_status(filtered.reason).http,

@@ -9,6 +9,8 @@
 //!   issuer's keys ([`jwks`], configured or [`discovery`]-found), or introspected by that
 //!   issuer ([`introspect`]) when it is introspection-only or has no keys;
 //! - a JWT whose `iss` is not configured: refused (`WrongIssuer`), never sent anywhere;
+//! - a JWS whose `iss` cannot be read, or a value with whitespace left (another scheme than
+//!   `Bearer`: `Basic ...`): refused as malformed, never sent anywhere;
 //! - anything else (an opaque token): introspected by the one issuer configured with
 //!   `opaque_tokens`, or refused as malformed when there is none.
 
