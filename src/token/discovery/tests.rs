@@ -378,13 +378,13 @@ async fn after_the_startup_budget_the_background_task_keeps_trying() {
         body: document.clone(),
         delay: Duration::ZERO,
     });
-    let started = Instant::now();
+    // The start returns after its budget, not after discovery: its tokens are unavailable
+    // until the background task succeeds (no wall-clock bound: CI machines are loaded).
     let authenticator = start(
         discovered_issuer(&server.base),
         quick(Duration::from_millis(120)),
     )
     .await;
-    assert!(started.elapsed() < Duration::from_millis(600));
     let token = signed(&server.base, "rsa-1");
     match authenticator.authenticate(&token).await {
         Err(AuthError::Unavailable { detail, .. }) => {

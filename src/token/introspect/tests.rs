@@ -568,8 +568,9 @@ async fn a_slow_upstream_does_not_stall_cached_tokens() {
     for _ in 0..100 {
         assert!(authenticator.authenticate("cached").await.unwrap().cached);
     }
+    // Well under the upstream's 1.5 s, however loaded the machine: none waited for it.
     assert!(
-        started.elapsed() < Duration::from_millis(200),
+        started.elapsed() < Duration::from_millis(1_000),
         "{:?}",
         started.elapsed()
     );
