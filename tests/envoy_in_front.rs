@@ -77,11 +77,8 @@ impl Envoy<'_> {
             return local_answer(local);
         }
         // Applied as Envoy applies `mode_override`: the answer goes unread only when the
-        // override says so (headers SKIP, body NONE); otherwise it is sent, buffered.
-        let skip = reply
-            .mode_override
-            .as_ref()
-            .is_some_and(|mode| mode.response_header_mode == 2 && mode.response_body_mode == 0);
+        // override says so; otherwise it is sent, buffered.
+        let skip = skips_the_answer(&reply);
         // The request goes upstream with ext_proc's header changes.
         let mut upstream = self
             .http

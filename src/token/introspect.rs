@@ -473,15 +473,7 @@ fn check_audience(claims: &Map<String, Value>, rules: &ResponseRules) -> Result<
     if rules.audiences.is_empty() {
         return Ok(());
     }
-    fn bare(url: &str) -> &str {
-        url.strip_suffix('/').unwrap_or(url)
-    }
-    let ours = |audience: &str| {
-        rules
-            .audiences
-            .iter()
-            .any(|ours| bare(ours) == bare(audience))
-    };
+    let ours = |audience: &str| super::names_one_of(audience, &rules.audiences);
     match claims.get("aud") {
         None | Some(Value::Null) if rules.without_aud => Ok(()),
         None | Some(Value::Null) => Err(TokenError::WrongAudience),

@@ -127,14 +127,13 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 /// `alg` (RFC 7515 §7.1, §4.1.1). An opaque token is never one by accident.
 pub fn is_jws(token: &str) -> bool {
     #[derive(Deserialize)]
-    struct AlgOnly<'a> {
-        #[serde(borrow)]
-        #[allow(dead_code, reason = "only its presence is checked")]
-        alg: Cow<'a, str>,
+    struct AlgPresent {
+        #[serde(rename = "alg")]
+        _alg: serde::de::IgnoredAny,
     }
     split_compact(token)
         .and_then(|parts| decode_segment(parts.header, "header"))
-        .is_ok_and(|header| serde_json::from_slice::<AlgOnly<'_>>(&header).is_ok())
+        .is_ok_and(|header| serde_json::from_slice::<AlgPresent>(&header).is_ok())
 }
 
 /// The unverified `iss` of a payload, used only to choose which issuer's keys and rules

@@ -72,13 +72,18 @@ impl VerifiedToken {
     /// Whether `aud` names one of `audiences`. A trailing `/` is not a difference: both spell
     /// the same FHIR base URL (SMART App Launch 2.2 §"Obtaining authorization", `aud`).
     pub fn is_for(&self, audiences: &[String]) -> bool {
-        fn bare(url: &str) -> &str {
-            url.strip_suffix('/').unwrap_or(url)
-        }
         self.audiences
             .iter()
-            .any(|audience| audiences.iter().any(|ours| bare(ours) == bare(audience)))
+            .any(|audience| names_one_of(audience, audiences))
     }
+}
+
+/// Whether the `aud` value `audience` is one of `ours`, a trailing `/` aside.
+fn names_one_of(audience: &str, ours: &[String]) -> bool {
+    fn bare(url: &str) -> &str {
+        url.strip_suffix('/').unwrap_or(url)
+    }
+    ours.iter().any(|ours| bare(ours) == bare(audience))
 }
 
 /// Refuses a sender-constrained token (a `cnf` claim: DPoP, RFC 9449 §6; mutual-TLS bound,

@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::{
+    BodySendMode, HeaderSendMode,
+};
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_client::ExternalProcessorClient;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
@@ -178,4 +181,22 @@ pub fn immediate(reply: &ProcessingResponse) -> Option<&ImmediateResponse> {
 /// The HTTP status of a local answer.
 pub fn immediate_status(reply: &ProcessingResponse) -> Option<i32> {
     immediate(reply)?.status.as_ref().map(|status| status.code)
+}
+
+/// Whether the reply asks Envoy for the answer's headers and its whole body (`mode_override`:
+/// response headers SEND, body BUFFERED), whatever the filter's own mode.
+pub fn asks_for_the_whole_answer(reply: &ProcessingResponse) -> bool {
+    reply.mode_override.as_ref().is_some_and(|mode| {
+        mode.response_header_mode == HeaderSendMode::Send as i32
+            && mode.response_body_mode == BodySendMode::Buffered as i32
+    })
+}
+
+/// Whether the reply tells Envoy to go on without the answer (`mode_override`: response
+/// headers SKIP, body NONE), as Envoy reads it.
+pub fn skips_the_answer(reply: &ProcessingResponse) -> bool {
+    reply.mode_override.as_ref().is_some_and(|mode| {
+        mode.response_header_mode == HeaderSendMode::Skip as i32
+            && mode.response_body_mode == BodySendMode::None as i32
+    })
 }

@@ -121,23 +121,12 @@ impl Expression {
         &self,
         resource: &'a Value,
     ) -> (Vec<Node<'a>>, Option<AmbiguousElement<'a>>) {
-        let mut evaluation = Evaluation {
-            out: Vec::new(),
-            ambiguous: None,
-        };
+        let (mut out, mut ambiguous) = (Vec::new(), None);
         let resource_type = resource.get("resourceType").and_then(Value::as_str);
         for path in &self.branches {
-            let mut out = std::mem::take(&mut evaluation.out);
-            evaluate_path(
-                path,
-                resource,
-                resource_type,
-                &mut out,
-                &mut evaluation.ambiguous,
-            );
-            evaluation.out = out;
+            evaluate_path(path, resource, resource_type, &mut out, &mut ambiguous);
         }
-        (evaluation.out, evaluation.ambiguous)
+        (out, ambiguous)
     }
 }
 
@@ -147,11 +136,6 @@ impl Expression {
 pub struct AmbiguousElement<'a> {
     pub first: &'a str,
     pub second: &'a str,
-}
-
-struct Evaluation<'a> {
-    out: Vec<Node<'a>>,
-    ambiguous: Option<AmbiguousElement<'a>>,
 }
 
 // ---------------------------------------------------------------------------------------
