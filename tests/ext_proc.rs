@@ -227,7 +227,8 @@ async fn the_answer_to_a_search_by_post_is_read() {
 }
 
 /// A batch was decided entry by entry by ext_authz, which reads its body; ext_proc reads its
-/// answer entry by entry, and another patient's resource in it does not get through.
+/// answer entry by entry, and another patient's resource in it does not get through. The
+/// entry keeps its place: the app pairs answers with its requests by position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_answer_is_read_entry_by_entry() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
@@ -249,7 +250,10 @@ async fn a_batch_answer_is_read_entry_by_entry() {
         .send(response_body(&serde_json::to_vec(&answer).unwrap()))
         .await;
     let filtered: Value = serde_json::from_slice(replaced_body(&reply).unwrap()).unwrap();
-    assert_eq!(references(&filtered), ["Observation/o1"]);
+    assert_eq!(references(&filtered), ["Observation/o1", "?/-"]);
+    let withheld = &filtered["entry"][1]["response"];
+    assert_eq!(withheld["status"], "200 OK");
+    assert_eq!(withheld["outcome"]["issue"][0]["code"], "suppressed");
     stream.close().await.unwrap();
     server.stop().await;
 }

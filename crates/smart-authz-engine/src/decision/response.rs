@@ -6,14 +6,17 @@
 //! and a server that gets one wrong leaks another patient's data. Here every resource of the
 //! answer is judged exactly as a read of it would be, with the resource as the stored
 //! version, so the compartment and the filters are checked by the engine itself:
-//! - a Bundle (searchset, history, a batch's or an operation's answer) loses the entries
-//!   that fail; `total` is removed when any did (the count would tell how many resources of
-//!   others matched), and a searchset gains an `OperationOutcome` entry with
-//!   `search.mode = outcome` saying how many were withheld (other Bundle types may not carry
-//!   `search`, FHIR R4 bundle invariant bdl-2);
+//! - a Bundle (searchset, history, an operation's answer) loses the entries that fail;
+//!   `total` is removed when any did (the count would tell how many resources of others
+//!   matched), and a searchset gains an `OperationOutcome` entry with `search.mode =
+//!   outcome` saying that entries were withheld (other Bundle types may not carry `search`,
+//!   FHIR R4 bundle invariant bdl-2);
+//! - the answer to a batch or transaction keeps one entry per request entry, in order: one
+//!   that fails keeps its status and location and gets a `suppressed` outcome instead of
+//!   its resource;
 //! - a single resource that fails denies the whole answer;
 //! - an `OperationOutcome` answer, or an entry in `outcome` mode, is the server's own
-//!   message and passes;
+//!   message and passes, unless it carries `contained` resources;
 //! - whatever cannot be judged is dropped: an entry with no resource (outside batch and
 //!   transaction answers), a resource without type or id, a Bundle nested in an entry.
 //!
@@ -81,12 +84,13 @@ pub struct FilteredResponse {
     pub filtered: bool,
     /// One verdict per entry of a Bundle, in order; one for a single resource.
     pub entries: Vec<EntryVerdict>,
-    /// Entries removed.
+    /// Entries withheld: removed, or in a batch's or transaction's answer replaced by their
+    /// status and a `suppressed` outcome.
     pub withheld: usize,
     /// Whether `body` differs from the answer as sent: entries withheld, or a `total` it
     /// could not vouch for removed.
     pub rewritten: bool,
-    /// The answer with the withheld entries removed; `Null` on a deny.
+    /// The answer without the withheld entries' resources; `Null` on a deny.
     pub body: Value,
 }
 
@@ -251,7 +255,11 @@ impl Engine {
             }
         }
         if is_bundle_answer {
-            Ok(self.filter_bundle(token, object))
+            let answers_a_batch = matches!(
+                request.interaction,
+                Interaction::Batch | Interaction::Transaction
+            );
+            Ok(self.filter_bundle(token, object, answers_a_batch))
         } else {
             let (resource, verdict) = self.judge(token, Value::Object(object), 0, EntryMode::Match);
             Ok(if verdict.kept {
@@ -272,23 +280,29 @@ impl Engine {
         }
     }
 
-    /// A Bundle answer, entry by entry.
+    /// A Bundle answer, entry by entry. `answers_a_batch`: the request was a batch or a
+    /// transaction, whose answer reports each entry's outcome in the order of the request's
+    /// entries (FHIR R4 http.html#transaction-response).
     fn filter_bundle(
         &self,
         token: &TokenContext,
         mut bundle: Map<String, Value>,
+        answers_a_batch: bool,
     ) -> FilteredResponse {
         let bundle_type = bundle
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        // A batch's or transaction's answer reports each entry's outcome; an entry there
-        // without a resource is a status line, not data.
-        let statuses_allowed = matches!(
-            bundle_type.as_str(),
-            "batch-response" | "transaction-response"
-        );
+        // Only there is an entry without a resource a status line rather than data, and a
+        // withheld entry is replaced instead of removed: the app pairs answers to its
+        // requests by position. A batch-response to a search is a server's mistake, read as
+        // any other Bundle.
+        let statuses = answers_a_batch
+            && matches!(
+                bundle_type.as_str(),
+                "batch-response" | "transaction-response"
+            );
         let entries = match bundle.remove("entry") {
             Some(Value::Array(entries)) => entries,
             _ => Vec::new(),
@@ -296,9 +310,11 @@ impl Engine {
         let mut kept = Vec::with_capacity(entries.len());
         let mut verdicts = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
-            let (entry, verdict) = self.judge_entry(token, entry, index, statuses_allowed);
+            let (entry, verdict) = self.judge_entry(token, entry, index, statuses);
             if verdict.kept {
                 kept.push(entry);
+            } else if statuses {
+                kept.push(suppressed_status(&entry));
             }
             verdicts.push(verdict);
         }
@@ -345,7 +361,7 @@ impl Engine {
         token: &TokenContext,
         entry: Value,
         index: usize,
-        statuses_allowed: bool,
+        statuses: bool,
     ) -> (Value, EntryVerdict) {
         let Value::Object(mut entry) = entry else {
             return (
@@ -362,8 +378,16 @@ impl Engine {
             Some("outcome") => EntryMode::Outcome,
             _ => EntryMode::Match,
         };
+        if !entry
+            .get("response")
+            .and_then(|response| response.get("outcome"))
+            .is_none_or(is_plain_outcome)
+        {
+            let message = "the entry's response.outcome is not a plain OperationOutcome";
+            return (Value::Object(entry), dropped(index, None, mode, message));
+        }
         let Some(resource) = entry.remove("resource") else {
-            let verdict = if statuses_allowed {
+            let verdict = if statuses {
                 kept(index, None, mode, "kept: an entry's status, no resource")
             } else {
                 dropped(index, None, mode, "the entry carries no resource to judge")
@@ -389,7 +413,7 @@ impl Engine {
             .zip(id)
             .map(|(resource_type, id)| format!("{resource_type}/{id}"));
         match resource_type {
-            Some("OperationOutcome") => {
+            Some("OperationOutcome") if is_plain_outcome(&resource) => {
                 return (
                     resource,
                     kept(
@@ -399,6 +423,10 @@ impl Engine {
                         "kept: the server's OperationOutcome",
                     ),
                 );
+            }
+            Some("OperationOutcome") => {
+                let message = "an OperationOutcome carrying contained resources is not judged";
+                return (resource, dropped(index, reference, mode, message));
             }
             Some("Bundle") => {
                 let message = "a Bundle inside the answer is not judged entry by entry";
@@ -467,22 +495,54 @@ fn dropped(index: usize, reference: Option<String>, mode: EntryMode, why: &str) 
     }
 }
 
-/// The searchset entry that says entries were withheld (issue type `suppressed`: "not
-/// returned because of access permission constraints", FHIR R4 valueset-issue-type). It
-/// says how many to no one: for a search the server ran beyond the compartment, the count
-/// would be the number of other patients' resources that matched (the reason `total` goes).
+/// The server's own message, passed unread: an `OperationOutcome` whose issues hold text
+/// and codes. One that carries `contained` resources could carry anyone's data.
+fn is_plain_outcome(outcome: &Value) -> bool {
+    outcome.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
+        && outcome.get("contained").is_none()
+}
+
+/// An `OperationOutcome` with the issue type `suppressed`: "not returned because of access
+/// permission constraints" (FHIR R4 valueset-issue-type).
+fn suppressed(diagnostics: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": "information",
+            "code": "suppressed",
+            "diagnostics": diagnostics,
+        }],
+    })
+}
+
+/// The searchset entry that says entries were withheld. It says how many to no one: for a
+/// search the server ran beyond the compartment, the count would be the number of other
+/// patients' resources that matched (the reason `total` goes).
 fn withheld_outcome() -> Value {
     json!({
-        "resource": {
-            "resourceType": "OperationOutcome",
-            "issue": [{
-                "severity": "information",
-                "code": "suppressed",
-                "diagnostics": "entries were withheld: the access token may not read them",
-            }],
-        },
+        "resource": suppressed("entries were withheld: the access token may not read them"),
         "search": { "mode": "outcome" },
     })
+}
+
+/// What stands in a batch's or transaction's answer for an entry withheld: the server's
+/// `status` and `location`, which report what it did (a write stays reported as done, so
+/// the app does not send it again), and an outcome saying why there is no resource. The
+/// version's `etag` and `lastModified` go with the resource.
+fn suppressed_status(entry: &Value) -> Value {
+    let mut response = Map::new();
+    if let Some(Value::Object(original)) = entry.get("response") {
+        for member in ["status", "location"] {
+            if let Some(value @ Value::String(_)) = original.get(member) {
+                response.insert(member.to_owned(), value.clone());
+            }
+        }
+    }
+    response.insert(
+        "outcome".to_owned(),
+        suppressed("the entry's resource was withheld: the access token may not read it"),
+    );
+    json!({ "response": response })
 }
 
 #[cfg(test)]

@@ -354,16 +354,126 @@ fn a_batch_answer_keeps_its_status_entries() {
         "resourceType": "Bundle", "type": "batch-response",
         "entry": [
             { "response": { "status": "201", "location": "Observation/o5/_history/1" } },
-            { "resource": observation("o2", "456", "laboratory"),
+            { "resource": observation("o1", "123", "laboratory"),
               "response": { "status": "200" } },
         ],
     });
     let filtered = filter("patient/Observation.cruds", "POST /", answer);
-    assert_eq!(filtered.withheld, 1);
-    assert!(filtered.entries[0].kept);
-    assert_eq!(filtered.body["entry"].as_array().unwrap().len(), 1);
+    assert_eq!(filtered.withheld, 0);
+    assert!(filtered.entries.iter().all(|entry| entry.kept));
+    assert_eq!(filtered.body["entry"].as_array().unwrap().len(), 2);
     // Not a searchset: no search.mode outcome entry (bdl-2).
     assert_eq!(filtered.body["entry"][0]["response"]["status"], "201");
+}
+
+/// The app pairs a batch's answers with its requests by position (FHIR R4
+/// http.html#transaction-response): a withheld entry keeps its place.
+#[test]
+fn a_withheld_batch_entry_keeps_its_place_and_status() {
+    let answer = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [
+            { "resource": observation("o1", "123", "laboratory"),
+              "response": { "status": "200 OK" } },
+            { "fullUrl": "https://fhir.example/Observation/o2",
+              "resource": observation("o2", "456", "laboratory"),
+              "response": { "status": "200 OK", "etag": "W/\"3\"",
+                            "lastModified": "2026-01-01T00:00:00Z" } },
+            { "resource": observation("o3", "456", "vital-signs"),
+              "response": { "status": "201 Created",
+                            "location": "Observation/o3/_history/1" } },
+            "not an entry",
+        ],
+    });
+    let filtered = filter("patient/Observation.cruds", "POST /", answer);
+    assert_eq!(filtered.withheld, 3);
+    let entries = filtered.body["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert_eq!(entries[0]["resource"]["id"], "o1");
+    // The read: its status, no resource, no version of it, and why.
+    assert_eq!(
+        entries[1],
+        json!({ "response": {
+            "status": "200 OK",
+            "outcome": entries[1]["response"]["outcome"].clone(),
+        }})
+    );
+    let outcome = &entries[1]["response"]["outcome"];
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "suppressed");
+    // The write was done: it stays reported as done, so the app does not send it again.
+    assert_eq!(entries[2]["response"]["status"], "201 Created");
+    assert_eq!(
+        entries[2]["response"]["location"],
+        "Observation/o3/_history/1"
+    );
+    assert!(entries[2].get("resource").is_none());
+    // Nothing readable about the fourth: a place holder with no status.
+    assert!(entries[3]["response"].get("status").is_none());
+    assert_eq!(
+        entries[3]["response"]["outcome"]["issue"][0]["code"],
+        "suppressed"
+    );
+    assert!(
+        !serde_json::to_string(&filtered.body)
+            .unwrap()
+            .contains("456")
+    );
+}
+
+#[test]
+fn status_entries_count_only_in_the_answer_to_a_batch() {
+    // A search answered with a batch-response: its entries without a resource are not
+    // statuses of requests the app made, and nothing holds their places.
+    let answer = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [
+            { "response": { "status": "200", "location": "Patient/456" } },
+            { "resource": observation("o1", "123", "laboratory") },
+            { "resource": observation("o2", "456", "laboratory") },
+        ],
+    });
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer);
+    assert_eq!(filtered.withheld, 2);
+    assert_eq!(references(&filtered.body), ["Observation/o1"]);
+}
+
+#[test]
+fn an_operation_outcome_with_contained_resources_is_not_passed_unread() {
+    let outcome = json!({ "resourceType": "OperationOutcome", "id": "e2",
+        "issue": [{ "severity": "error", "code": "processing" }],
+        "contained": [observation("o2", "456", "laboratory")] });
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation",
+        searchset(vec![
+            (observation("o1", "123", "laboratory"), "match"),
+            (outcome.clone(), "outcome"),
+        ]),
+    );
+    assert_eq!(filtered.withheld, 1);
+    assert!(
+        !serde_json::to_string(&filtered.body)
+            .unwrap()
+            .contains("456")
+    );
+    // The single answer, and a batch entry's response.outcome.
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation/o1",
+        outcome.clone(),
+    );
+    assert_eq!(filtered.outcome, Outcome::Deny);
+    let answer = json!({ "resourceType": "Bundle", "type": "batch-response",
+        "entry": [{ "response": { "status": "400", "outcome": outcome } }] });
+    let filtered = filter("patient/Observation.cruds", "POST /", answer);
+    assert_eq!(filtered.withheld, 1);
+    assert_eq!(filtered.body["entry"][0]["response"]["status"], "400");
+    assert!(
+        !serde_json::to_string(&filtered.body)
+            .unwrap()
+            .contains("456")
+    );
 }
 
 #[test]
