@@ -6,6 +6,7 @@
 
 mod answer;
 mod convert;
+mod redact;
 mod service;
 
 pub use service::AuthzGrpc;
