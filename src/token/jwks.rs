@@ -1,11 +1,13 @@
 //! One issuer's public keys (a JWK Set, RFC 7517 §5): loaded from inline JSON, a file, a
-//! configured `jwks_uri` or one found by discovery ([`super::discovery`]), refreshed in the background and on demand when a token names an unknown `kid`
-//! (the usual sign of a key rotation, RFC 7517 §4.5).
+//! configured `jwks_uri` or one found by discovery ([`super::discovery`]), refreshed in the
+//! background and on demand when a token names an unknown `kid` (the usual sign of a key
+//! rotation, RFC 7517 §4.5), or has no `kid` and no loaded key verifies it.
 //!
 //! Readers take a cheap `Arc` snapshot of the keys under a `std::sync::RwLock` that is never
 //! held across an `.await`; reloads are serialised by a `tokio::sync::Mutex` so that many
 //! requests naming one new `kid` cause one fetch, and rate-limited by `min_refresh_interval`
-//! so that tokens with made-up `kid`s cannot turn the service into a fetch amplifier.
+//! so that tokens with made-up `kid`s or forged signatures cannot turn the service into a
+//! fetch amplifier.
 
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +17,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::jwks::{KeySelectionError, KeySet, VerificationKey};
+use super::jwks::{KeyMap, KeySelectionError, KeySet, VerificationKey};
 use super::{AuthError, ContextReader, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
 use crate::fhir::StrictObject;
@@ -172,6 +173,30 @@ pub struct IssuerVerifier {
     validations: Vec<(Algorithm, Validation)>,
 }
 
+/// Why a token was not decoded: a signature the key does not verify, which a reload may
+/// turn around for a token without `kid`, or any other refusal.
+enum Undecoded {
+    SignatureMismatch,
+    Refused(TokenError),
+}
+
+impl From<TokenError> for Undecoded {
+    fn from(error: TokenError) -> Self {
+        Undecoded::Refused(error)
+    }
+}
+
+impl From<Undecoded> for TokenError {
+    fn from(undecoded: Undecoded) -> Self {
+        match undecoded {
+            Undecoded::SignatureMismatch => {
+                TokenError::BadSignature("signature does not match".to_owned())
+            }
+            Undecoded::Refused(error) => error,
+        }
+    }
+}
+
 impl IssuerVerifier {
     /// The verifier of `config`'s tokens with `keys`.
     pub fn new(config: IssuerConfig, keys: std::sync::Arc<KeySet>) -> Self {
@@ -212,8 +237,11 @@ impl IssuerVerifier {
     }
 
     /// [`IssuerVerifier::verify`], telling apart a refusal that may be cached from one that
-    /// a key reload may soon turn around (an unknown `kid`: the issuer may be rotating keys
-    /// and publish the new one in a moment, RFC 7517 §4.5).
+    /// a key reload may soon turn around: the issuer may be rotating keys and publish the
+    /// new one in a moment (RFC 7517 §4.5). That is an unknown `kid`; and for a token
+    /// without `kid`, no key of its algorithm, or a signature the one key that fits does not
+    /// verify (the issuer now signs with a key not loaded yet). Each reloads the key set
+    /// once, within `min_refresh_interval`, and is not cached.
     pub(super) async fn judge(
         &self,
         token: &str,
@@ -221,34 +249,67 @@ impl IssuerVerifier {
         reader: &ContextReader,
     ) -> Result<VerifiedToken, Rejection> {
         let validation = self.validation(header.algorithm)?;
-        let unavailable = |error: super::jwks::KeysUnavailable| {
-            Rejection::Unavailable(AuthError::Unavailable {
-                issuer: self.config.issuer.clone(),
-                detail: error.0,
-            })
-        };
-        let mut keys = self.keys.current().await.map_err(unavailable)?;
+        let keys = self
+            .keys
+            .current()
+            .await
+            .map_err(|error| self.unavailable(error))?;
         let key_id = header.key_id.as_deref();
-        if matches!(
-            keys.select(key_id, header.algorithm),
-            Err(KeySelectionError::UnknownKeyId(_))
-        ) {
-            keys = self
-                .keys
-                .refresh_for_unknown_key(&keys)
-                .await
-                .map_err(unavailable)?;
-        }
+        let reload_may_help = |error: &KeySelectionError| match error {
+            KeySelectionError::UnknownKeyId(_) => true,
+            KeySelectionError::NoKeyForAlgorithm(_) => key_id.is_none(),
+            KeySelectionError::KeyDoesNotFit { .. } | KeySelectionError::AmbiguousKey { .. } => {
+                false
+            }
+        };
+        let keys = match keys.select(key_id, header.algorithm) {
+            Err(error) if reload_may_help(&error) => self.reload(&keys).await?,
+            _ => keys,
+        };
         let key = match keys.select(key_id, header.algorithm) {
             Ok(key) => key,
-            Err(error @ KeySelectionError::UnknownKeyId(_)) => {
+            Err(error) if reload_may_help(&error) => {
                 return Err(Rejection::RefusedForNow(TokenError::BadSignature(
                     error.to_string(),
                 )));
             }
             Err(error) => return Err(TokenError::BadSignature(error.to_string()).into()),
         };
-        Ok(self.decode(token, validation, header.algorithm, key, reader)?)
+        match self.decode(token, validation, header.algorithm, key, reader) {
+            Err(Undecoded::SignatureMismatch) if key_id.is_none() => {
+                let reloaded = self.reload(&keys).await?;
+                let retried = match reloaded.select(None, header.algorithm) {
+                    Ok(key) if !Arc::ptr_eq(&reloaded, &keys) => {
+                        self.decode(token, validation, header.algorithm, key, reader)
+                    }
+                    _ => Err(Undecoded::SignatureMismatch),
+                };
+                match retried {
+                    Ok(verified) => Ok(verified),
+                    Err(Undecoded::SignatureMismatch) => Err(Rejection::RefusedForNow(
+                        Undecoded::SignatureMismatch.into(),
+                    )),
+                    Err(Undecoded::Refused(error)) => Err(error.into()),
+                }
+            }
+            Ok(verified) => Ok(verified),
+            Err(undecoded) => Err(TokenError::from(undecoded).into()),
+        }
+    }
+
+    /// The key set again, unless it was reloaded within `min_refresh_interval`.
+    async fn reload(&self, seen: &Arc<KeyMap>) -> Result<Arc<KeyMap>, Rejection> {
+        self.keys
+            .refresh_for_unknown_key(seen)
+            .await
+            .map_err(|error| self.unavailable(error))
+    }
+
+    fn unavailable(&self, error: super::jwks::KeysUnavailable) -> Rejection {
+        Rejection::Unavailable(AuthError::Unavailable {
+            issuer: self.config.issuer.clone(),
+            detail: error.0,
+        })
     }
 
     /// The rules for `algorithm`, if the issuer's allow-list has it (RFC 8725 §3.1).
@@ -273,16 +334,19 @@ impl IssuerVerifier {
         algorithm: Algorithm,
         key: &VerificationKey,
         reader: &ContextReader,
-    ) -> Result<VerifiedToken, TokenError> {
+    ) -> Result<VerifiedToken, Undecoded> {
         // Claims with a member named twice are refused, as in any JSON this service reads.
         let data = jsonwebtoken::decode::<StrictObject>(token, &key.decoding_key, validation)
-            .map_err(|error| self.token_error(error.kind(), algorithm))?;
+            .map_err(|error| match error.kind() {
+                ErrorKind::InvalidSignature => Undecoded::SignatureMismatch,
+                kind => Undecoded::Refused(self.token_error(kind, algorithm)),
+            })?;
         let claims = data.claims.0;
         let now = super::unix_now();
         check_not_expired(&claims, self.config.leeway, now)?;
         check_issued_at(&claims, self.config.leeway, now)?;
         super::refuse_sender_constrained(&claims)?;
-        verified_token(claims, &self.config.issuer, reader)
+        Ok(verified_token(claims, &self.config.issuer, reader)?)
     }
 
     fn token_error(&self, kind: &ErrorKind, algorithm: Algorithm) -> TokenError {
@@ -291,9 +355,6 @@ impl IssuerVerifier {
             ErrorKind::ImmatureSignature => TokenError::NotYetValid,
             ErrorKind::InvalidAudience => TokenError::WrongAudience,
             ErrorKind::InvalidIssuer => TokenError::WrongIssuer(self.config.issuer.clone()),
-            ErrorKind::InvalidSignature => {
-                TokenError::BadSignature("signature does not match".to_owned())
-            }
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
                 TokenError::BadSignature(format!("the key cannot verify {algorithm:?}"))
             }

@@ -654,6 +654,45 @@ async fn a_token_of_a_key_published_late_is_not_negatively_cached() {
     assert_eq!(authenticator.verifications(), 2);
 }
 
+/// Without `kid` the one key that fits is tried; after a rotation the issuer signs with a
+/// key not loaded yet, so a mismatch reloads the key set once, as an unknown `kid` does.
+#[tokio::test]
+async fn a_token_without_kid_signed_by_a_new_key_reloads_the_keys() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    let old = sign_with("rsa-1", Algorithm::RS256, None, &claims());
+    assert!(authenticator.authenticate(&old).await.is_ok());
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2"]));
+    let rotated = sign_with("rsa-2", Algorithm::RS256, None, &claims());
+    let answer = authenticator.authenticate(&rotated).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(endpoint.hits(), 2);
+    // The first key for another algorithm, too.
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2", "ec-1"]));
+    let es256 = sign_with("ec-1", Algorithm::ES256, None, &claims());
+    let answer = authenticator.authenticate(&es256).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(endpoint.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_forged_token_without_kid_is_refused_without_a_fetch_per_call() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let issuer = IssuerConfig {
+        min_refresh_interval: Duration::from_secs(60),
+        ..issuer_with(KeySource::Uri(uri))
+    };
+    let authenticator = authenticator(vec![issuer]).await;
+    let forged = sign_with("rsa-2", Algorithm::RS256, None, &claims());
+    for _ in 0..3 {
+        let error = refusal(&authenticator, &forged).await;
+        assert!(is_bad_signature(&error, "does not match"), "{error:?}");
+    }
+    // Not cached (a reload may turn it around), and the key set fetched only at start.
+    assert_eq!(authenticator.verifications(), 3);
+    assert_eq!(endpoint.hits(), 1);
+}
+
 #[tokio::test]
 async fn unknown_kids_do_not_refetch_within_the_minimum_interval() {
     let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
