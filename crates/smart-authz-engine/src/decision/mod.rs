@@ -118,6 +118,16 @@ pub struct Grant {
     pub obligation: Obligation,
 }
 
+impl Grant {
+    /// Whether the grant leaves the server nothing to enforce on a resource: no compartment,
+    /// no filter, no patient to exclude (its obligation is the server's, and unknowable here).
+    pub fn is_unconstrained(&self) -> bool {
+        self.compartment.is_none()
+            && self.filters.is_empty()
+            && self.exclude_other_patients_via.is_empty()
+    }
+}
+
 /// A granted scope that played no part in the decision, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IgnoredScope {

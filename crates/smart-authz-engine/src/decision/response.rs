@@ -132,14 +132,6 @@ fn is_write(interaction: Interaction) -> bool {
     )
 }
 
-/// A grant that leaves the server nothing to enforce on a resource: no compartment, no
-/// filter, no patient to exclude (its obligation is the server's, and unknowable here).
-fn is_unconstrained(grant: &Grant) -> bool {
-    grant.compartment.is_none()
-        && grant.filters.is_empty()
-        && grant.exclude_other_patients_via.is_empty()
-}
-
 /// Parameters that make an answer carry resources of other types than the one searched.
 fn brings_other_types(request: &FhirRequest) -> bool {
     request.params.iter().any(|param| {
@@ -203,7 +195,7 @@ impl Engine {
                 })
         };
         !decision.grants.iter().any(|grant| {
-            is_unconstrained(grant) && (covers_its_type(grant) || reads_every_type(grant))
+            grant.is_unconstrained() && (covers_its_type(grant) || reads_every_type(grant))
         })
     }
 
@@ -456,7 +448,7 @@ impl Engine {
                 reason: decision.reason,
                 message: decision.message,
             }
-        } else if decision.grants.iter().any(is_unconstrained) {
+        } else if decision.grants.iter().any(Grant::is_unconstrained) {
             kept(index, reference, mode, &decision.message)
         } else {
             EntryVerdict {

@@ -73,7 +73,7 @@ impl Engine {
                 ),
             ));
         }
-        if !decision.grants.iter().any(is_unconstrained) {
+        if !decision.grants.iter().any(Grant::is_unconstrained) {
             return Some(Decision::deny(
                 Reason::OutsideCompartment,
                 format!(
@@ -83,13 +83,6 @@ impl Engine {
         }
         None
     }
-}
-
-/// A grant that leaves the server nothing to filter.
-fn is_unconstrained(grant: &Grant) -> bool {
-    grant.compartment.is_none()
-        && grant.filters.is_empty()
-        && grant.exclude_other_patients_via.is_empty()
 }
 
 /// Every `reference` value of the form `Type?query` anywhere in `resource`.

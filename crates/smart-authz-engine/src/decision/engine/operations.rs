@@ -22,6 +22,9 @@ impl Session<'_> {
             (OperationRule::Deny, ..) => {
                 unsupported(format!("operation ${name} is denied by the policy"))
             }
+            (OperationRule::ValidToken, Some(resource_type), Some(_)) => {
+                self.validate_instance(resource_type)
+            }
             (OperationRule::ValidToken, ..) => Findings {
                 valid_token_suffices: true,
                 ..Findings::default()
@@ -90,6 +93,33 @@ impl Session<'_> {
                 Reason::NoMatchingScope,
                 format!("no scope grants {letters} on {resource_type}"),
             ));
+        }
+        findings
+    }
+
+    /// `$validate` on an instance (`Observation/o1/$validate?mode=delete`) checks the resource
+    /// as stored, and its answer, an `OperationOutcome`, tells what it found (that it exists,
+    /// what still refers to it): it needs what a read of the instance needs. Verified here,
+    /// on the stored version, or refused: no check of the answer can tell an outcome about
+    /// another patient's resource from any other. At type level it checks only what the app
+    /// sends, and a valid token suffices (docs/semantics.md §2).
+    fn validate_instance(&self, resource_type: &str) -> Findings {
+        let mut findings = self.one_type(resource_type, Access::Read);
+        if findings
+            .grants
+            .iter()
+            .any(|grant| !grant.is_unconstrained())
+        {
+            findings.grants.retain(Grant::is_unconstrained);
+            if findings.grants.is_empty() {
+                findings.refuse(Refusal::new(
+                    Reason::UnsupportedRequest,
+                    format!(
+                        "$validate on a {resource_type} instance needs its stored version to \
+                         check the read it implies"
+                    ),
+                ));
+            }
         }
         findings
     }

@@ -481,6 +481,47 @@ fn operations() -> Vec<Case> {
             .scopes("openid")
             .line("POST", "Observation/$validate")
             .allow(),
+        case(
+            S2,
+            "$validate on an instance: the patient's own stored version",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1/$validate?mode=delete")
+        .stored(obs_of("123"))
+        .allow(),
+        case(
+            S2,
+            "$validate on an instance: another patient's stored version",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation/1/$validate?mode=delete")
+        .stored(obs_of("456"))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S2,
+            "$validate on an instance without the stored version: not checkable",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("POST", "Observation/o1/$validate")
+        .deny(Reason::UnsupportedRequest),
+        case(
+            S2,
+            "$validate on an instance with a token holding only openid",
+        )
+        .scopes("openid")
+        .line("POST", "Observation/o1/$validate")
+        .deny(Reason::NoMatchingScope),
+        case(
+            S2,
+            "$validate on an instance under a user/ read scope: nothing left to check",
+        )
+        .scopes("user/Observation.rs")
+        .fhir_user("Practitioner/7")
+        .line("POST", "Observation/o1/$validate")
+        .allow(),
         case(S2, "unknown operation $meta is denied")
             .scopes("system/*.cruds")
             .line("GET", "Observation/1/$meta")
