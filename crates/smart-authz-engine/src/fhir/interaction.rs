@@ -146,7 +146,9 @@ impl fmt::Display for CompartmentRef {
 /// - `params`: the query, in order, percent-decoded.
 /// - `params_in_body`: a `POST .../_search`, whose form body may carry more parameters
 ///   (FHIR R4 http.html §3.1.0.7.1) than `params` holds: true until a face has added them.
-///   What the answer to such a search may hold cannot be told from `params` alone.
+///   What the answer to such a search may hold cannot be told from `params` alone. Also a
+///   `POST` operation, whose parameters come in a `Parameters` body (FHIR R4
+///   operations.html §2.4.1.1): rules that read an operation's parameters refuse it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FhirRequest {
     pub interaction: Interaction,

@@ -177,7 +177,8 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
         Method::Patch => parse_write_shape(Interaction::Patch, method, &segments, has_query)?,
         Method::Delete => parse_write_shape(Interaction::Delete, method, &segments, has_query)?,
     };
-    let params_in_body = method == Method::Post && request.interaction.is_search();
+    let params_in_body = method == Method::Post
+        && (request.interaction.is_search() || request.interaction == Interaction::Operation);
     Ok(FhirRequest {
         params,
         params_in_body,

@@ -78,6 +78,13 @@ impl Permissions {
         self.0 == 0
     }
 
+    /// Whether any of `c`, `u`, `d` is in the set.
+    pub fn writes(self) -> bool {
+        [Permission::Create, Permission::Update, Permission::Delete]
+            .into_iter()
+            .any(|letter| self.contains(letter))
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Permission> {
         Permission::ORDER
             .into_iter()

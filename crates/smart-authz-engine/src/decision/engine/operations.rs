@@ -18,6 +18,20 @@ impl Session<'_> {
             return unsupported(format!("operation ${name} is not enabled by the policy"));
         };
         let resource_type = request.resource_type.as_deref();
+        // These rules read the operation's parameters (`_type` of an export, the patient a
+        // `$lastn` names), which a POST carries in a body no face reads: the same request as
+        // a GET would be judged on them, so the POST is refused rather than judged without.
+        if request.params_in_body
+            && (matches!(rule, OperationRule::TypeSearch | OperationRule::BulkExport)
+                || (matches!(rule, OperationRule::Permissions { .. })
+                    && request.id.is_none()
+                    && rule.letters().is_some_and(|letters| !letters.writes())))
+        {
+            return unsupported(format!(
+                "POST ${name} carries its parameters in a body this service does not read: \
+                 send them in the query (GET)"
+            ));
+        }
         match (rule, resource_type, request.id.as_deref()) {
             (OperationRule::Deny, ..) => {
                 unsupported(format!("operation ${name} is denied by the policy"))
@@ -70,10 +84,7 @@ impl Session<'_> {
         instance: bool,
         letters: Permissions,
     ) -> Findings {
-        let writes = [Permission::Create, Permission::Update, Permission::Delete]
-            .into_iter()
-            .any(|letter| letters.contains(letter));
-        let access = match (writes, instance) {
+        let access = match (letters.writes(), instance) {
             (true, true) => Access::Update,
             (true, false) => Access::Create,
             (false, true) => Access::Read,

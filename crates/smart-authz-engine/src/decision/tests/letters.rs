@@ -522,6 +522,26 @@ fn operations() -> Vec<Case> {
         .fhir_user("Practitioner/7")
         .line("POST", "Observation/o1/$validate")
         .allow(),
+        case(
+            S2,
+            "POST $export: its _type is in a body the service does not read",
+        )
+        .scopes("system/Observation.rs")
+        .line("POST", "$export")
+        .deny(Reason::UnsupportedRequest),
+        case(
+            S2,
+            "POST Observation/$lastn: the patient it names is in a body",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("POST", "Observation/$lastn")
+        .deny(Reason::UnsupportedRequest),
+        case(S2, "POST $everything: its parameters only narrow the grant")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("POST", "Patient/123/$everything")
+            .allow(),
         case(S2, "unknown operation $meta is denied")
             .scopes("system/*.cruds")
             .line("GET", "Observation/1/$meta")

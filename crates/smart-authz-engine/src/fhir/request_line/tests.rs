@@ -259,17 +259,26 @@ fn post_create_keeps_conditional_query() {
     );
 }
 
+/// A POST operation's parameters come in its body: marked as unread.
 #[test]
 fn post_operations_at_every_level() {
-    assert_eq!(parse("POST", "$export"), operation(None, None, "export"));
+    let in_body = |request: FhirRequest| FhirRequest {
+        params_in_body: true,
+        ..request
+    };
+    assert_eq!(
+        parse("POST", "$export"),
+        in_body(operation(None, None, "export"))
+    );
     assert_eq!(
         parse("POST", "Patient/$match"),
-        operation(Some("Patient"), None, "match")
+        in_body(operation(Some("Patient"), None, "match"))
     );
     assert_eq!(
         parse("POST", "Patient/1/$everything"),
-        operation(Some("Patient"), Some("1"), "everything")
+        in_body(operation(Some("Patient"), Some("1"), "everything"))
     );
+    assert!(!parse("GET", "Patient/1/$everything").params_in_body);
 }
 
 #[test]
