@@ -212,6 +212,29 @@ async fn structured_requests_are_held_to_the_request_line_grammar() {
     server.stop().await;
 }
 
+/// A `Resource` with neither `json` nor `facts` (a oneof set wrong, or `{}` from a JSON
+/// client) is an error, not "no version given": that would allow with constraints what the
+/// version might deny.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_resource_message_is_an_error() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.cruds", "123");
+    let mut client = server.client.clone();
+    for field in ["stored", "proposed"] {
+        let mut request = check_http(&token, "PUT", "Observation/obs-1");
+        let empty = Some(pb::Resource { content: None });
+        match field {
+            "stored" => request.stored = empty,
+            _ => request.proposed = empty,
+        }
+        let status = client.check_access(request).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().contains(field), "{status:?}");
+    }
+    server.stop().await;
+}
+
 /// A history or a vread is decided on the current version, which says nothing of the
 /// versions it returns: the compartment stays a constraint on every one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,8 +181,16 @@ pub async fn resource(
     resource: Option<pb::Resource>,
     field: &str,
 ) -> Result<Option<Resource>, Status> {
-    let Some(content) = resource.and_then(|resource| resource.content) else {
+    let Some(resource) = resource else {
         return Ok(None);
+    };
+    // A `Resource` with neither member is what a client sends when it meant to give the
+    // version and set the oneof wrong: deciding as if none were given would allow with
+    // constraints what the version might deny.
+    let Some(content) = resource.content else {
+        return Err(Status::invalid_argument(format!(
+            "{field}: set json or facts"
+        )));
     };
     let resource = match content {
         pb::resource::Content::Json(bytes) => parse_off_runtime(&bytes, Resource::from_json_bytes)
