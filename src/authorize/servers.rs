@@ -213,7 +213,11 @@ impl Servers {
     }
 
     /// The server of an Envoy request: the longest base prefix `path` starts with among the
-    /// servers that serve `authority`; and the path relative to that base.
+    /// servers that serve `authority`; and the path relative to that base. As Envoy picks a
+    /// virtual host before a route (an exact domain before `*`), servers that name the
+    /// authority are the only candidates when there are any, and servers that serve any
+    /// authority only when none does: otherwise a longer prefix of a server for any host
+    /// would decide a request Envoy sends to the named host's upstream.
     pub fn route<'p>(
         &self,
         caller: &Caller,
@@ -221,10 +225,20 @@ impl Servers {
         path: &'p str,
     ) -> Result<(&Arc<FhirServer>, &'p str), Refusal> {
         let binding = self.binding(caller)?;
+        let named_here = self
+            .routes
+            .iter()
+            .any(|route| route.server.config.names_authority(authority));
         let (route, relative) = self
             .routes
             .iter()
-            .filter(|route| route.server.config.serves_authority(authority))
+            .filter(|route| {
+                if named_here {
+                    route.server.config.names_authority(authority)
+                } else {
+                    route.server.config.authorities.is_empty()
+                }
+            })
             .filter_map(|route| Some((route, route.base.relative_path(path)?)))
             .max_by_key(|(route, _)| route.base.prefix.len())
             .ok_or(Refusal::NoFhirBase)?;

@@ -72,11 +72,14 @@ impl FhirServerConfig {
     /// included, host name without case. A looser match here (any port, say) would let the
     /// service decide for one server while Envoy routes to another.
     pub fn serves_authority(&self, authority: &str) -> bool {
-        self.authorities.is_empty()
-            || self
-                .authorities
-                .iter()
-                .any(|ours| ours.eq_ignore_ascii_case(authority))
+        self.authorities.is_empty() || self.names_authority(authority)
+    }
+
+    /// Whether `authority` is one of this server's own `authorities` (not merely any).
+    pub fn names_authority(&self, authority: &str) -> bool {
+        self.authorities
+            .iter()
+            .any(|ours| ours.eq_ignore_ascii_case(authority))
     }
 }
 

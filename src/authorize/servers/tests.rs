@@ -185,6 +185,43 @@ fn envoy_requests_route_by_prefix_and_authority() {
     );
 }
 
+/// Envoy picks the virtual host first, an exact domain before `*`, and only its routes:
+/// a longer prefix of a server for any authority does not take a request for a named one.
+#[test]
+fn a_server_for_any_authority_does_not_take_a_named_authoritys_requests() {
+    let text = r#"
+[[issuers]]
+issuer = "https://as-a.example"
+jwks_uri = "https://as-a.example/jwks"
+
+[[fhir_servers]]
+name = "a"
+base_urls = ["https://a.example/fhir"]
+envoy_prefixes = ["/"]
+authorities = ["a.example"]
+
+[[fhir_servers]]
+name = "b"
+base_urls = ["https://b.example/fhir"]
+envoy_prefixes = ["/b/"]
+"#;
+    let servers = servers(text);
+    let anyone = Caller::default();
+    let (server, relative) = servers.route(&anyone, "a.example", "/b/Patient/1").unwrap();
+    assert_eq!((server.name(), relative), ("a", "b/Patient/1"));
+    let (server, relative) = servers
+        .route(&anyone, "other.example", "/b/Patient/1")
+        .unwrap();
+    assert_eq!((server.name(), relative), ("b", "Patient/1"));
+    assert_eq!(
+        servers
+            .route(&anyone, "other.example", "/Patient/1")
+            .unwrap_err(),
+        Refusal::NoFhirBase,
+        "a's prefix on another authority"
+    );
+}
+
 #[test]
 fn an_envoy_base_may_override_the_fhir_version() {
     let text = r#"
