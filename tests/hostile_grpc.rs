@@ -182,6 +182,8 @@ async fn structured_requests_are_held_to_the_request_line_grammar() {
     vread.version_id = "../../456".into();
     let mut public_with_type = fhir(pb::Interaction::Capabilities, "Patient", "456");
     public_with_type.compartment = "Patient/456".into();
+    let mut double_dollar = fhir(pb::Interaction::Operation, "Patient", "123");
+    double_dollar.operation = "$$everything".into();
     let mut smart_with_id = fhir(pb::Interaction::SmartConfiguration, "", "456");
     smart_with_id.params = vec![pb::SearchParam {
         name: "subject".into(),
@@ -200,6 +202,7 @@ async fn structured_requests_are_held_to_the_request_line_grammar() {
         ),
         ("public with a type", public_with_type),
         ("public with an id", smart_with_id),
+        ("two $ before an operation", double_dollar),
     ];
     let mut client = server.client.clone();
     for (name, request) in cases {

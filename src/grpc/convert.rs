@@ -137,7 +137,8 @@ fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest
         id: non_empty(&fhir.id),
         version_id: non_empty(&fhir.version_id),
         compartment,
-        operation: non_empty(&fhir.operation).map(|name| name.trim_start_matches('$').to_owned()),
+        // One `$`, as in a request line: `$$everything` is no operation name.
+        operation: non_empty(fhir.operation.strip_prefix('$').unwrap_or(&fhir.operation)),
         params: fhir
             .params
             .iter()

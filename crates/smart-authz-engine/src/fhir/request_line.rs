@@ -49,6 +49,11 @@ pub enum RequestLineError {
     /// A control character in the path or in a decoded query name or value.
     #[error("control character in the {location}")]
     ControlCharacter { location: &'static str },
+    /// A raw `#`: URL parsers end the request at it (RFC 3986 §3.5), so `DELETE
+    /// Observation?#` would reach a server as a `DELETE Observation` without its condition.
+    /// A literal `#` is sent as `%23`.
+    #[error("a raw '#' in the request line: a fragment is never sent, send a literal '#' as %23")]
+    Fragment,
     /// An absolute URL (`http://...`) or a network-path reference (`//host/...`) where a path
     /// relative to the FHIR base belongs (RFC 3986 §4.2). Only the path is looked at: a query
     /// may hold URLs (`code=http://loinc.org|8867-4`).
@@ -157,6 +162,9 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
         });
     }
     let method = Method::parse(method)?;
+    if path.contains('#') {
+        return Err(RequestLineError::Fragment);
+    }
     let (path_part, query) = path.split_once('?').unwrap_or((path, ""));
     if contains_control_character(path_part) {
         return Err(RequestLineError::ControlCharacter { location: "path" });

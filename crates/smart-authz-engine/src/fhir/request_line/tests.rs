@@ -784,3 +784,24 @@ fn dot_segments_are_named_as_such() {
         assert!(error.to_string().contains("dot segment"));
     }
 }
+
+/// Everything after a raw `#` is a fragment to a URL parser: a condition or a query there
+/// would be decided on while the server never sees it.
+#[test]
+fn a_raw_hash_is_refused() {
+    for (method, path) in [
+        ("DELETE", "Observation?#"),
+        ("GET", "Observation?patient=123#&patient=456"),
+        ("GET", "Observation/1#x"),
+    ] {
+        assert_eq!(
+            parse_error(method, path),
+            RequestLineError::Fragment,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        parse("GET", "Observation?code=a%23b").params[0].value,
+        "a#b"
+    );
+}
