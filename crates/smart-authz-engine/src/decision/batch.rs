@@ -101,10 +101,21 @@ fn read_entry(entry: &Value) -> BundleEntry {
         }
         _ => Err("entry has no request.method and request.url".to_owned()),
     };
-    let proposed = entry
-        .get("resource")
-        .filter(|resource| resource.is_object())
-        .map(|resource| Resource::Json(resource.clone()));
+    // A `resource` the entry holds is the resource the server will write: one that cannot
+    // be read as a resource (an array, `null`, no `resourceType`) makes the entry unreadable,
+    // never a write without a body.
+    let proposed = match entry.get("resource").cloned().map(Resource::from_json) {
+        None => None,
+        Some(Ok(resource)) => Some(resource),
+        Some(Err(error)) => {
+            return BundleEntry {
+                request: Err(format!("entry resource: {error}")),
+                stored: None,
+                proposed: None,
+                if_none_exist: None,
+            };
+        }
+    };
     BundleEntry {
         request,
         stored: None,

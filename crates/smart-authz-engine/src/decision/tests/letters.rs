@@ -689,6 +689,24 @@ fn bundles() -> Vec<Case> {
             .deny(Reason::UnsupportedRequest)
             .entries(&[Outcome::Deny, Outcome::Allow])
             .entry_reason(0, Reason::UnsupportedRequest),
+        case(
+            S2,
+            "batch entries whose resource is not a resource are unreadable",
+        )
+        .scopes("patient/Observation.cruds")
+        .patient("123")
+        .bundle(bundle(
+            "batch",
+            vec![
+                entry("POST", "Observation", Some(json!([obs_of("456")]))),
+                entry("PUT", "Observation/1", Some(json!(null))),
+                entry("POST", "Observation", Some(json!({ "status": "final" }))),
+                entry("POST", "Observation", Some(obs_of("123"))),
+            ],
+        ))
+        .deny(Reason::UnsupportedRequest)
+        .entries(&[Outcome::Deny, Outcome::Deny, Outcome::Deny, Outcome::Allow])
+        .entry_reason(0, Reason::UnsupportedRequest),
         case(S2, "batch entry with a network-path url is denied")
             .scopes("system/*.rs")
             .bundle(bundle(
