@@ -298,6 +298,37 @@ fn check_unique(
                 ),
             ));
         }
+        // A base URL names its server (`fhir_server`, and the `aud` SMART issuers write for
+        // it): as another server's audience, tokens for the one would be honoured by the other.
+        let base_of = |owner: &FhirServerConfig, audience: &str| {
+            owner.base_urls.iter().any(|url| url == audience)
+        };
+        let crossed = audiences_of(server)
+            .find(|audience| base_of(other, audience))
+            .map(|audience| {
+                (
+                    audience,
+                    format!("a base URL of fhir_servers[{other_index}]"),
+                )
+            })
+            .or_else(|| {
+                audiences_of(other)
+                    .find(|audience| base_of(server, audience))
+                    .map(|audience| {
+                        (
+                            audience,
+                            format!("an audience of fhir_servers[{other_index}]"),
+                        )
+                    })
+            });
+        if let Some((audience, as_what)) = crossed {
+            return Err(invalid(
+                format!("fhir_servers[{index}].audiences"),
+                format!(
+                    "{audience:?} is {as_what} and names the other server: a token for one would be honoured by the other"
+                ),
+            ));
+        }
         let shared_authority = server.authorities.is_empty()
             || other.authorities.is_empty()
             || server

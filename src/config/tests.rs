@@ -563,6 +563,23 @@ fn server_and_tls_errors_name_the_key() {
             TWO_SERVERS.replace("\"urn:b\"", "\"https://a.example/fhir\""),
             "`fhir_servers[1].audiences`",
         ),
+        // a's own audience is another, but its base URL is what issuers write for it.
+        (
+            TWO_SERVERS
+                .replace(
+                    "issuers = [\"https://as-a.example\"]",
+                    "issuers = [\"https://as-a.example\"]\naudiences = [\"urn:a\"]",
+                )
+                .replace("\"urn:b\"", "\"https://a.example/fhir\""),
+            "`fhir_servers[1].audiences`",
+        ),
+        (
+            TWO_SERVERS.replace(
+                "issuers = [\"https://as-a.example\"]",
+                "issuers = [\"https://as-a.example\"]\naudiences = [\"https://b.example/fhir\"]",
+            ),
+            "`fhir_servers[1].audiences`",
+        ),
         (
             format!(
                 "{TWO_SERVERS}\n[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n[[callers]]\nidentity = \"spiffe://x\"\n"
