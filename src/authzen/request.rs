@@ -13,6 +13,9 @@ pub const TOKEN_SUBJECT: &str = "access_token";
 /// The `resource.type` of a request given as its HTTP line.
 pub const REQUEST_RESOURCE: &str = "fhir_request";
 
+/// The members of `resource.properties`.
+const RESOURCE_PROPERTIES: [&str; 5] = ["query", "version_id", "stored", "proposed", "headers"];
+
 /// One evaluation, ready for the pipeline.
 #[derive(Debug, Default)]
 pub struct Evaluation {
@@ -106,11 +109,32 @@ pub fn read(
         text(resource, "resource", "type")?.ok_or_else(|| unreadable("resource.type: required"))?;
     let id = text(resource, "resource", "id")?.unwrap_or_default();
     let resource_properties = properties(resource, "resource")?;
+    // A member this face does not read would leave the caller's request and the one decided
+    // apart (a `query` beside an HTTP line, a misspelt `stord`): refused, not ignored.
+    if let Some(unknown) = resource_properties.and_then(|properties| {
+        properties
+            .keys()
+            .find(|key| !RESOURCE_PROPERTIES.contains(&key.as_str()))
+    }) {
+        return Err(unreadable(format!(
+            "resource.properties.{unknown}: not a member this service reads (one of {})",
+            RESOURCE_PROPERTIES.join(", ")
+        )));
+    }
 
     if is_http_method(name) {
         if resource_type != REQUEST_RESOURCE {
             return Err(unreadable(format!(
                 "resource.type: with an HTTP method as action.name, must be {REQUEST_RESOURCE:?} and resource.id the path"
+            )));
+        }
+        if let Some(member) = resource_properties.and_then(|properties| {
+            ["query", "version_id"]
+                .into_iter()
+                .find(|member| properties.contains_key(*member))
+        }) {
+            return Err(unreadable(format!(
+                "resource.properties.{member}: with an HTTP method as action.name, the whole request line is resource.id"
             )));
         }
         evaluation.method = name.to_owned();

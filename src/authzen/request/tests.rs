@@ -155,6 +155,23 @@ fn a_part_that_could_carry_another_request_is_refused() {
             json!({ "name": "vread" }),
             json!({ "type": "Observation", "id": "o1" }),
         ),
+        // A query or version beside an HTTP line, which would go unread.
+        (
+            json!({ "name": "GET" }),
+            json!({ "type": "fhir_request", "id": "Observation",
+                    "properties": { "query": "patient=456" } }),
+        ),
+        (
+            json!({ "name": "GET" }),
+            json!({ "type": "fhir_request", "id": "Observation/o1",
+                    "properties": { "version_id": "1" } }),
+        ),
+        // A member this face does not read.
+        (
+            json!({ "name": "update" }),
+            json!({ "type": "Observation", "id": "o1",
+                    "properties": { "stord": { "resourceType": "Observation" } } }),
+        ),
     ];
     for (action, resource) in refused {
         assert!(
