@@ -414,6 +414,13 @@ fn the_schema_refuses_bad_values() {
         ("unknownKey=1", "unknownKey"),
         ("shutdownDelaySeconds=600", "/shutdownDelaySeconds"),
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
+        // A client CA without TLS would be dropped, and the service run in plaintext.
+        ("tls.clientCA.secretName=ca", "/tls/clientCA/secretName"),
+        // Secrets come from mounted files, never from the ConfigMap.
+        (
+            "config.issuers[0].issuer=https://as.example,config.issuers[0].client_secret=s",
+            "'not' failed",
+        ),
     ] {
         let error = try_template(&helm, None, "1.37.0", &["--set", set])
             .expect_err(&format!("--set {set} must be refused"));
