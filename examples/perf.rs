@@ -8,6 +8,8 @@
 //! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections).
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
 //! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
+//! `--paired N` measures only those two, in N alternating rounds of `--seconds` each, and
+//! prints each round's ratio and their median.
 
 #![allow(
     clippy::unwrap_used,
@@ -31,6 +33,7 @@ fn main() {
     let mut options = perf::Options::full();
     let mut json_file = None;
     let mut with_h2load = false;
+    let mut paired_rounds: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().expect("a value after the option");
@@ -46,6 +49,7 @@ fn main() {
             "--connections" => options.connections = value().parse().expect("a number"),
             "--cold-tokens" => options.cold_tokens = value().parse().expect("a number"),
             "--tls" => options.tls = true,
+            "--paired" => paired_rounds = Some(value().parse().expect("a number")),
             other => panic!("unknown option {other}"),
         }
     }
@@ -75,6 +79,11 @@ fn main() {
             "h2load: Health/Check {floor:.0} req/s, cached CheckAccess {cached:.0} req/s, {:.2} of the floor",
             cached / floor.max(1.0)
         );
+        return;
+    }
+    if let Some(rounds) = paired_rounds {
+        let pairs = runtime.block_on(perf::paired(&binary, &keys, &options, rounds));
+        print!("{}", perf::paired_table(&pairs));
         return;
     }
     let report = runtime.block_on(perf::run(&binary, &keys, &options));

@@ -85,3 +85,23 @@ async fn the_report_runs_over_tls() {
     }
     assert!(report.scenario("cold_rs256").is_none(), "{table}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paired_rounds_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let options = perf::Options::smoke();
+    let pairs = perf::paired(
+        Path::new(env!("CARGO_BIN_EXE_smart-authz")),
+        &root.join("tests/fixtures/keys"),
+        &options,
+        2,
+    )
+    .await;
+    let table = perf::paired_table(&pairs);
+    assert_eq!(pairs.len(), 2, "{table}");
+    for (floor, cached) in &pairs {
+        assert!(floor.calls > 0 && cached.calls > 0, "{table}");
+        assert_eq!(floor.errors + cached.errors, 0, "{table}");
+    }
+    assert!(table.contains("median of 2 rounds"), "{table}");
+}

@@ -1077,6 +1077,114 @@ fn h2load_rate(output: &str) -> Option<f64> {
     })
 }
 
+/// The floor and the cached `CheckAccess` in alternating slices of `options.seconds` each,
+/// `rounds` times, against one server: the machine's speed drifts over seconds (docs/
+/// performance.md, "Counting instructions"), so a ratio taken within one round, a slice
+/// apart, moves less than one taken between whole scenarios run a minute apart. Returns one
+/// (floor, cached) pair per round.
+pub async fn paired(
+    binary: &Path,
+    keys_dir: &Path,
+    options: &Options,
+    rounds: usize,
+) -> Vec<(Measured, Measured)> {
+    let keys = Keys::load(keys_dir);
+    let server = Server::start(
+        binary,
+        &keys,
+        1024 * 1024 * 1024,
+        options.pin_server,
+        options.tls,
+    )
+    .await;
+    let pid = server.pid();
+    let channels = Arc::new(server.channels(options.connections.max(1)).await);
+    let request = Arc::new(check_request(&keys.mint(Algorithm::RS256, 0), SEARCH, None));
+    let mut pairs = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let health = Arc::clone(&channels);
+        let floor = drive(
+            "health_floor",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = HealthClient::new(health[connection].clone());
+                async move {
+                    client
+                        .check(HealthCheckRequest::default())
+                        .await
+                        .is_ok_and(|response| response.into_inner().status == 1)
+                }
+            },
+        )
+        .await;
+        let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
+        let check = drive(
+            "check_cached",
+            options,
+            pid,
+            options.calls,
+            move |connection, _| {
+                let mut client = AuthzServiceClient::new(cached[connection].clone());
+                let request = (*template).clone();
+                async move { allowed(client.check_access(request).await) }
+            },
+        )
+        .await;
+        pairs.push((floor, check));
+    }
+    server.stop().await;
+    pairs
+}
+
+/// The rounds of [`paired`], one line each, then the medians of the two ratios: by
+/// throughput (what the target reads) and by the server's CPU per call.
+pub fn paired_table(pairs: &[(Measured, Measured)]) -> String {
+    let mut table = format!(
+        "{:>5} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9}\n",
+        "round",
+        "floor/s",
+        "cached/s",
+        "ratio",
+        "floor µs",
+        "cached µs",
+        "by CPU",
+        "floor p99",
+        "cached p99"
+    );
+    let (mut by_rate, mut by_cpu) = (Vec::new(), Vec::new());
+    for (round, (floor, cached)) in pairs.iter().enumerate() {
+        let rate = cached.rate() / floor.rate().max(1e-9);
+        let cpu = floor.server_cpu_us / cached.server_cpu_us.max(1e-9);
+        by_rate.push(rate);
+        by_cpu.push(cpu);
+        table.push_str(&format!(
+            "{:>5} {:>10.0} {:>10.0} {:>6.2} {:>9.1} {:>9.1} {:>6.2} {:>9} {:>9}\n",
+            round + 1,
+            floor.rate(),
+            cached.rate(),
+            rate,
+            floor.server_cpu_us,
+            cached.server_cpu_us,
+            cpu,
+            floor.p99_us,
+            cached.p99_us
+        ));
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(0.0)
+    };
+    table.push_str(&format!(
+        "median of {} rounds: cached CheckAccess {:.2} of the floor by throughput, {:.2} by server CPU\n",
+        pairs.len(),
+        median(&mut by_rate),
+        median(&mut by_cpu)
+    ));
+    table
+}
+
 /// The floor and the cached `CheckAccess` measured by h2load (nghttp2), an independent
 /// HTTP/2 load generator, sending pre-encoded gRPC frames; h2load pinned to CPU 1 when the
 /// server is pinned. Returns (Health/Check, CheckAccess) requests per second, and h2load's
