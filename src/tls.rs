@@ -358,9 +358,10 @@ fn caller_of(stream: &TlsStream<TcpStream>) -> Caller {
         return Caller::default();
     };
     let (mut uris, mut dns_names) = (Vec::new(), Vec::new());
-    if let Ok((_, certificate)) = X509Certificate::from_der(leaf.as_ref())
-        && let Ok(Some(names)) = certificate.subject_alternative_name()
-    {
+    let Ok((_, certificate)) = X509Certificate::from_der(leaf.as_ref()) else {
+        return Caller::certified(uris, dns_names);
+    };
+    if let Ok(Some(names)) = certificate.subject_alternative_name() {
         for name in &names.value.general_names {
             match name {
                 GeneralName::URI(uri) => uris.push((*uri).to_owned()),
@@ -369,5 +370,5 @@ fn caller_of(stream: &TlsStream<TcpStream>) -> Caller {
             }
         }
     }
-    Caller::certified(uris, dns_names)
+    Caller::certified(uris, dns_names).valid_until(certificate.validity().not_after.timestamp())
 }

@@ -83,19 +83,38 @@ pub struct Caller {
 }
 
 /// The identities of a client certificate, by SAN type.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Identities {
     /// URI SANs, e.g. SPIFFE IDs.
     uris: Vec<String>,
     /// DNS SANs.
     dns_names: Vec<String>,
+    /// The end of the certificate's validity, in seconds since the Unix epoch: the
+    /// handshake checked it once, but an HTTP/2 connection lives on, so each request does.
+    not_after: Option<i64>,
 }
 
 impl Caller {
     /// A caller whose certificate chain verified, known by its URI and DNS SANs.
     pub fn certified(uris: Vec<String>, dns_names: Vec<String>) -> Self {
         Caller {
-            certificate: Some(Arc::new(Identities { uris, dns_names })),
+            certificate: Some(Arc::new(Identities {
+                uris,
+                dns_names,
+                not_after: None,
+            })),
+        }
+    }
+
+    /// The same caller, whose certificate is valid until `not_after` (Unix seconds).
+    pub fn valid_until(self, not_after: i64) -> Self {
+        Caller {
+            certificate: self.certificate.map(|certificate| {
+                Arc::new(Identities {
+                    not_after: Some(not_after),
+                    ..Identities::clone(&certificate)
+                })
+            }),
         }
     }
 
@@ -265,8 +284,16 @@ impl Servers {
         if !self.mutual_tls {
             return Ok(None);
         }
-        if caller.certificate.is_none() {
+        let Some(certificate) = &caller.certificate else {
             return Err(Refusal::CallerUnauthenticated);
+        };
+        if let Some(not_after) = certificate.not_after
+            && crate::token::unix_now() > not_after
+        {
+            return Err(Refusal::CallerNotAllowed(format!(
+                "the client certificate ({}) expired: connect again with a valid one",
+                caller.describe()
+            )));
         }
         if self.callers.is_empty() {
             return Ok(None);

@@ -706,7 +706,7 @@ pub fn bearer_token(raw_token: &str) -> Result<&str, TokenError> {
 }
 
 /// Seconds since the Unix epoch, the unit of `exp`, `nbf` and `iat` (RFC 7519 §2).
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {

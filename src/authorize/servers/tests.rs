@@ -243,6 +243,20 @@ bases = [{ prefix = "/fhir/" }, { prefix = "/fhir/R5/", fhir_version = "r5" }]
     assert_eq!(server.name(), "default");
 }
 
+/// The handshake checked the certificate's validity once; an HTTP/2 connection outlives it.
+#[test]
+fn a_certificate_that_expired_on_an_open_connection_is_refused() {
+    let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}"));
+    let expired = certified("anyone.example").valid_until(1);
+    match servers.named(&expired, "a").unwrap_err() {
+        Refusal::CallerNotAllowed(message) => assert!(message.contains("expired"), "{message}"),
+        other => panic!("expected CallerNotAllowed, got {other:?}"),
+    }
+    assert!(servers.may_introspect(&expired).is_err());
+    let valid = certified("anyone.example").valid_until(i64::MAX);
+    assert!(servers.named(&valid, "a").is_ok());
+}
+
 #[test]
 fn with_mutual_tls_a_caller_needs_a_certificate() {
     let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}"));
