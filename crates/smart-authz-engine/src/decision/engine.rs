@@ -147,6 +147,9 @@ struct Session<'a> {
     candidates: Vec<Candidate<'a>>,
     unusable: Vec<Unusable<'a>>,
     ignored: Vec<IgnoredScope>,
+    /// The read is of a resource a search returned as a match: `s` on its type grants it
+    /// as well as `r` ([`Engine::decide_search_match`]).
+    search_match: bool,
 }
 
 /// The grants found so far, and the best refusal in case there are none.
@@ -223,6 +226,41 @@ impl Engine {
         let decision = session.finish(findings);
         self.check_conditional_references(token, request, proposed, decision)
     }
+
+    /// Decides a `read` of a resource that a search returned as a match, with `stored` the
+    /// resource as returned: as [`Engine::decide`], but `s` on its type grants it as well as
+    /// `r`. The search was decided under `s` (§3.0.2: `s` is what a search needs), so the
+    /// matches of a token holding `s` without `r` pass when they are in its compartment
+    /// and match its filters, as the server should have made them; included resources and
+    /// everything else still need `r`.
+    pub fn decide_search_match(
+        &self,
+        token: &TokenContext,
+        read: &FhirRequest,
+        stored: &Resource,
+    ) -> Decision {
+        if read.interaction != Interaction::Read {
+            return self.decide(token, read, Some(stored), None);
+        }
+        let mut session = Session::new(
+            &self.policy,
+            token,
+            read,
+            Versions {
+                stored: Some(stored),
+                proposed: None,
+            },
+        );
+        session.search_match = true;
+        if let Err(message) = session.validate() {
+            return session.finish(Findings::refused(Refusal::new(
+                Reason::UnsupportedRequest,
+                message,
+            )));
+        }
+        let findings = session.evaluate();
+        session.finish(findings)
+    }
 }
 
 impl<'a> Session<'a> {
@@ -238,6 +276,7 @@ impl<'a> Session<'a> {
             versions,
             candidates: Vec::with_capacity(token.scopes.entries().len()),
             unusable: Vec::new(),
+            search_match: false,
             ignored: token
                 .scopes
                 .invalid()
@@ -435,8 +474,11 @@ impl<'a> Session<'a> {
     fn one_type(&self, resource_type: &str, access: Access) -> Findings {
         let mut findings = Findings::default();
         let permission = access.permission();
+        let found_by_search = self.search_match && access == Access::Read;
         for candidate in &self.candidates {
-            if !candidate.scope.grants(resource_type, permission) {
+            if !(candidate.scope.grants(resource_type, permission)
+                || found_by_search && candidate.scope.grants(resource_type, Permission::Search))
+            {
                 continue;
             }
             findings.record(self.grant(candidate, resource_type, access));

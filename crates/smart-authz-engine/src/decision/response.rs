@@ -251,9 +251,11 @@ impl Engine {
                 request.interaction,
                 Interaction::Batch | Interaction::Transaction
             );
-            Ok(self.filter_bundle(token, object, answers_a_batch))
+            let found_by_search = request.interaction.is_search();
+            Ok(self.filter_bundle(token, object, answers_a_batch, found_by_search))
         } else {
-            let (resource, verdict) = self.judge(token, Value::Object(object), 0, EntryMode::Match);
+            let (resource, verdict) =
+                self.judge(token, Value::Object(object), 0, EntryMode::Match, false);
             Ok(if verdict.kept {
                 FilteredResponse {
                     outcome: Outcome::Allow,
@@ -274,12 +276,14 @@ impl Engine {
 
     /// A Bundle answer, entry by entry. `answers_a_batch`: the request was a batch or a
     /// transaction, whose answer reports each entry's outcome in the order of the request's
-    /// entries (FHIR R4 http.html#transaction-response).
+    /// entries (FHIR R4 http.html#transaction-response). `found_by_search`: the request was
+    /// a search, whose matches `s` grants as well as `r` ([`Engine::decide_search_match`]).
     fn filter_bundle(
         &self,
         token: &TokenContext,
         mut bundle: Map<String, Value>,
         answers_a_batch: bool,
+        found_by_search: bool,
     ) -> FilteredResponse {
         let bundle_type = bundle
             .get("type")
@@ -302,7 +306,7 @@ impl Engine {
         let mut kept = Vec::with_capacity(entries.len());
         let mut verdicts = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
-            let (entry, verdict) = self.judge_entry(token, entry, index, statuses);
+            let (entry, verdict) = self.judge_entry(token, entry, index, statuses, found_by_search);
             if verdict.kept {
                 kept.push(entry);
             } else if statuses {
@@ -354,6 +358,7 @@ impl Engine {
         entry: Value,
         index: usize,
         statuses: bool,
+        found_by_search: bool,
     ) -> (Value, EntryVerdict) {
         let Value::Object(mut entry) = entry else {
             return (
@@ -386,18 +391,21 @@ impl Engine {
             };
             return (Value::Object(entry), verdict);
         };
-        let (resource, verdict) = self.judge(token, resource, index, mode);
+        let by_search = found_by_search && mode == EntryMode::Match;
+        let (resource, verdict) = self.judge(token, resource, index, mode, by_search);
         entry.insert("resource".to_owned(), resource);
         (Value::Object(entry), verdict)
     }
 
-    /// One resource, judged as a read of it with the resource as the stored version.
+    /// One resource, judged as a read of it with the resource as the stored version; as a
+    /// match of the search when `by_search`.
     fn judge(
         &self,
         token: &TokenContext,
         resource: Value,
         index: usize,
         mode: EntryMode,
+        by_search: bool,
     ) -> (Value, EntryVerdict) {
         let resource_type = resource.get("resourceType").and_then(Value::as_str);
         let id = resource.get("id").and_then(Value::as_str);
@@ -434,7 +442,11 @@ impl Engine {
             .with_type(resource_type)
             .with_id(id);
         let stored = Resource::Json(resource);
-        let decision = self.decide(token, &read, Some(&stored), None);
+        let decision = if by_search {
+            self.decide_search_match(token, &read, &stored)
+        } else {
+            self.decide(token, &read, Some(&stored), None)
+        };
         let resource = match stored {
             Resource::Json(resource) => resource,
             Resource::Facts(_) => Value::Null,

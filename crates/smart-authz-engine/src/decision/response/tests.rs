@@ -571,3 +571,30 @@ fn a_total_the_answer_does_not_show_is_removed() {
     assert_eq!(filtered.withheld, 0);
     assert_eq!(filtered.body["total"], json!(1));
 }
+
+/// `s` is what a search needs (SMART 2.2 §3.0.2): the matches of a token holding `s`
+/// without `r` pass when they are in its compartment and match its filters, as the server
+/// should have made them. Included resources still need `r`.
+#[test]
+fn a_search_under_s_without_r_keeps_its_own_matches() {
+    let patient = json!({ "resourceType": "Patient", "id": "123" });
+    let answer = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (observation("o2", "456", "laboratory"), "match"),
+        (observation("o3", "123", "vital-signs"), "match"),
+        (patient, "include"),
+    ]);
+    let filtered = filter(
+        "patient/Observation.s?category=laboratory patient/Patient.s",
+        "GET Observation?_include=Observation:subject",
+        answer,
+    );
+    assert!(filtered.is_allowed(), "{}", filtered.message);
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o1", "OperationOutcome/-"]
+    );
+    assert_eq!(filtered.withheld, 3);
+    assert_eq!(filtered.entries[3].mode, EntryMode::Include);
+    assert_eq!(filtered.entries[3].reason, Reason::NoMatchingScope);
+}
