@@ -48,6 +48,7 @@ jwks_uri = "{only_a_jwks}"
 name = "a"
 base_urls = ["{SERVER_A}"]
 envoy_prefixes = ["/a/fhir/"]
+public_paths = ["Questionnaire"]
 
 [[fhir_servers]]
 name = "b"
@@ -255,6 +256,31 @@ async fn envoy_requests_are_decided_for_the_server_of_their_prefix() {
     )
     .await;
     denied_response(&nowhere, 403);
+}
+
+/// A server's own public paths are public on it alone.
+#[tokio::test]
+async fn public_paths_of_one_server_are_not_public_on_another() {
+    let tenants = Tenants::start().await;
+    let server = &tenants.server;
+    let public = envoy_check(
+        server,
+        check_request("GET", "/a/fhir/Questionnaire", None, &[], None),
+    )
+    .await;
+    ok_response(&public);
+    let elsewhere = envoy_check(
+        server,
+        check_request("GET", "/b/fhir/Questionnaire", None, &[], None),
+    )
+    .await;
+    denied_response(&elsewhere, 401);
+    let mut grpc = check_http("", "GET", "Questionnaire");
+    grpc.fhir_server = "b".to_owned();
+    assert_eq!(
+        decision(&server.check_request(grpc).await),
+        pb::Decision::Deny
+    );
 }
 
 #[tokio::test]

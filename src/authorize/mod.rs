@@ -209,7 +209,8 @@ impl std::fmt::Debug for BundleCheck<'_> {
 pub struct Authorizer {
     authenticator: Arc<Authenticator>,
     observer: Observer,
-    /// Paths relative to a FHIR base that need no token (`[envoy] public_paths`).
+    /// Paths relative to a FHIR base that need no token (`[envoy] public_paths`), for the
+    /// servers that name none of their own.
     public_paths: Vec<String>,
     servers: Servers,
     /// Largest FHIR server answer filtered (`[response_filter] max_body_bytes`).
@@ -343,7 +344,8 @@ impl Authorizer {
         line: Option<HttpLine<'_>>,
     ) -> Result<Admission<'a>, Unavailable> {
         let public = request.is_some_and(|request| request.interaction.is_public())
-            || line.is_some_and(|line| line.is_public_path(&self.public_paths));
+            || line
+                .is_some_and(|line| line.is_public_path(server.public_paths(&self.public_paths)));
         if public {
             let decision = Decision::public_endpoint();
             self.report_decision(call, &decision, request, None, None);

@@ -62,6 +62,12 @@ impl FhirServer {
         }
     }
 
+    /// The paths under its base that need no token: its own, or `shared` (`[envoy]
+    /// public_paths`) when it names none.
+    pub fn public_paths<'a>(&'a self, shared: &'a [String]) -> &'a [String] {
+        self.config.public_paths.as_deref().unwrap_or(shared)
+    }
+
     /// Whether `name` is this server's name or one of its base URLs (a trailing `/` aside).
     fn is_named(&self, name: &str) -> bool {
         self.config.name == name

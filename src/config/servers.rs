@@ -45,6 +45,9 @@ pub struct FhirServerFile {
     pub envoy_prefixes: Vec<String>,
     /// The `:authority` (host, or host:port) values its Envoy requests carry; none means any.
     pub authorities: Vec<String>,
+    /// Paths relative to its base that need no token, in place of `[envoy] public_paths`;
+    /// absent: those.
+    pub public_paths: Option<Vec<String>>,
 }
 
 /// A validated FHIR server.
@@ -64,6 +67,8 @@ pub struct FhirServerConfig {
     pub envoy_bases: Vec<FhirBase>,
     /// Lower-case `:authority` values; empty means any.
     pub authorities: Vec<String>,
+    /// Its own public paths; `None`: the top-level `[envoy] public_paths`.
+    pub public_paths: Option<Vec<String>>,
 }
 
 impl FhirServerConfig {
@@ -123,6 +128,7 @@ pub(super) fn validate_servers(
                 ..policy.clone()
             },
             envoy_bases: bases,
+            public_paths: None,
             authorities: Vec::new(),
         }]);
     }
@@ -233,7 +239,18 @@ fn validate_server(
             "each must be a host or host:port, as in the :authority header",
         ));
     }
+    if let Some(public_paths) = &file.public_paths
+        && let Some(position) = public_paths
+            .iter()
+            .position(|path| path.trim_matches('/').is_empty())
+    {
+        return Err(invalid(
+            format!("fhir_servers[{index}].public_paths[{position}]"),
+            "must name a path under the base (an empty path would make every system search public)",
+        ));
+    }
     Ok(FhirServerConfig {
+        public_paths: file.public_paths,
         name: file.name,
         base_urls: base_urls.clone(),
         audiences: Some(audiences),

@@ -591,6 +591,13 @@ fn server_and_tls_errors_name_the_key() {
             "`fhir_servers[1].envoy_prefixes[0]`",
         ),
         (
+            TWO_SERVERS.replace(
+                "envoy_prefixes = [\"/b/\"]",
+                "envoy_prefixes = [\"/b/\"]\npublic_paths = [\"/\"]",
+            ),
+            "`fhir_servers[1].public_paths[0]`",
+        ),
+        (
             TWO_SERVERS.replace("user_from_sub = true", "user_from_sub = 3"),
             "`fhir_servers[1].policy`",
         ),
@@ -678,6 +685,7 @@ fn an_authority_matches_as_envoy_matches_a_domain() {
         policy: Policy::default(),
         envoy_bases: Vec::new(),
         authorities: authorities.iter().map(|a| (*a).to_owned()).collect(),
+        public_paths: None,
     };
     let bare = server(&["fhir.example", "fhir.example:8443"]);
     for served in ["fhir.example", "FHIR.example", "fhir.example:8443"] {
