@@ -53,6 +53,10 @@ fn main() {
             other => panic!("unknown option {other}"),
         }
     }
+    assert!(
+        !(with_h2load && paired_rounds.is_some()),
+        "--h2load and --paired are two measurements: choose one"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let binary = std::env::var_os("AUTHZ_BIN")
         .map(PathBuf::from)

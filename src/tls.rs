@@ -357,10 +357,12 @@ fn caller_of(stream: &TlsStream<TcpStream>) -> Caller {
     else {
         return Caller::default();
     };
-    let (mut uris, mut dns_names) = (Vec::new(), Vec::new());
+    // rustls verified the chain; a leaf this parser cannot read has no identity or
+    // validity to check, so it counts as no certificate (refused under mutual TLS).
     let Ok((_, certificate)) = X509Certificate::from_der(leaf.as_ref()) else {
-        return Caller::certified(uris, dns_names);
+        return Caller::default();
     };
+    let (mut uris, mut dns_names) = (Vec::new(), Vec::new());
     if let Ok(Some(names)) = certificate.subject_alternative_name() {
         for name in &names.value.general_names {
             match name {

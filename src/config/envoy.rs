@@ -43,15 +43,23 @@ impl EnvoyConfig {
                 ));
             }
         }
-        for (index, public) in self.public_paths.iter().enumerate() {
-            if public.trim_matches('/').is_empty() {
-                return Err((
-                    format!("envoy.public_paths[{index}]"),
-                    "must name a path under the base (an empty path would make every system search public)".to_owned(),
-                ));
-            }
-        }
-        Ok(())
+        check_public_paths(&self.public_paths, "envoy.public_paths")
+    }
+}
+
+/// Public paths (`[envoy]`'s or a server's, under `key`) must each name a path under the
+/// base; the message names the key.
+pub(super) fn check_public_paths(paths: &[String], key: &str) -> Result<(), (String, String)> {
+    match paths
+        .iter()
+        .position(|path| path.trim_matches('/').is_empty())
+    {
+        Some(index) => Err((
+            format!("{key}[{index}]"),
+            "must name a path under the base (an empty path would make every system search public)"
+                .to_owned(),
+        )),
+        None => Ok(()),
     }
 }
 

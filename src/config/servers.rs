@@ -15,7 +15,7 @@ use figment::providers::Serialized;
 use figment::value::Dict;
 use serde::{Deserialize, Serialize};
 
-use super::envoy::{EnvoyConfig, FhirBase};
+use super::envoy::{EnvoyConfig, FhirBase, check_public_paths};
 use super::{ConfigError, IssuerConfig, invalid, is_http_url};
 use crate::decision::Policy;
 use crate::fhir::FhirVersion;
@@ -239,15 +239,9 @@ fn validate_server(
             "each must be a host or host:port, as in the :authority header",
         ));
     }
-    if let Some(public_paths) = &file.public_paths
-        && let Some(position) = public_paths
-            .iter()
-            .position(|path| path.trim_matches('/').is_empty())
-    {
-        return Err(invalid(
-            format!("fhir_servers[{index}].public_paths[{position}]"),
-            "must name a path under the base (an empty path would make every system search public)",
-        ));
+    if let Some(public_paths) = &file.public_paths {
+        check_public_paths(public_paths, &format!("fhir_servers[{index}].public_paths"))
+            .map_err(|(key, message)| invalid(key, message))?;
     }
     Ok(FhirServerConfig {
         public_paths: file.public_paths,
@@ -346,8 +340,10 @@ fn check_unique(
                 ),
             ));
         }
-        let shared_authority = server.authorities.is_empty()
-            || other.authorities.is_empty()
+        // Requests for an authority a server lists go to the servers that list it, and the
+        // others to the servers that list none (`Servers::route`): two servers compete for a
+        // prefix only when both list none, or both list one authority.
+        let shared_authority = (server.authorities.is_empty() && other.authorities.is_empty())
             || server
                 .authorities
                 .iter()

@@ -519,6 +519,21 @@ fn a_single_fhir_server_gets_the_whole_envoy_path_space() {
     assert_eq!(config.fhir_servers[0].envoy_bases, [FhirBase::root()]);
 }
 
+/// Routing sends a listed authority's requests to the servers that list it and the rest to
+/// the servers that list none (`Servers::route`): one prefix on both never competes.
+#[test]
+fn one_prefix_for_a_listed_authority_and_for_the_others_is_no_conflict() {
+    let text = TWO_SERVERS
+        .replace(
+            "envoy_prefixes = [\"/a/\"]\n",
+            "envoy_prefixes = [\"/a/\"]\nauthorities = [\"a.example\"]\n",
+        )
+        .replace("envoy_prefixes = [\"/b/\"]", "envoy_prefixes = [\"/a/\"]");
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.fhir_servers[0].authorities, ["a.example"]);
+    assert!(config.fhir_servers[1].authorities.is_empty());
+}
+
 #[test]
 fn server_and_tls_errors_name_the_key() {
     let cases = [

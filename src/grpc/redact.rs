@@ -108,7 +108,9 @@ impl fmt::Debug for pb::filter_resources_request::Request {
     }
 }
 
-/// Header names only: a value may be the token (`Authorization`), a cookie or an API key.
+/// The path without its query, which may carry the token (`?access_token=`, RFC 6750
+/// §2.3); header names only: a value may be the token (`Authorization`), a cookie or an API
+/// key.
 impl fmt::Debug for pb::HttpRequest {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pb::HttpRequest {
@@ -121,7 +123,13 @@ impl fmt::Debug for pb::HttpRequest {
         formatter
             .debug_struct("HttpRequest")
             .field("method", method)
-            .field("path", path)
+            .field(
+                "path",
+                &match path.split_once('?') {
+                    Some((path, _)) => format!("{path}?{LEFT_OUT}"),
+                    None => path.clone(),
+                },
+            )
             .field(
                 "headers",
                 &names
@@ -142,7 +150,7 @@ mod tests {
     fn http(authorization: &str) -> pb::HttpRequest {
         pb::HttpRequest {
             method: "GET".to_owned(),
-            path: "Observation/o1".to_owned(),
+            path: format!("Observation/o1?access_token={authorization}"),
             headers: [(
                 "authorization".to_owned(),
                 format!("Bearer {authorization}"),
@@ -198,5 +206,6 @@ mod tests {
         // What is not secret still shows.
         let printed = format!("{:?}", http(TOKEN));
         assert!(printed.contains("Observation/o1") && printed.contains("authorization"));
+        assert!(!printed.contains("c2VjcmV0"), "{printed}");
     }
 }

@@ -239,9 +239,9 @@ impl IssuerVerifier {
     /// [`IssuerVerifier::verify`], telling apart a refusal that may be cached from one that
     /// a key reload may soon turn around: the issuer may be rotating keys and publish the
     /// new one in a moment (RFC 7517 §4.5). That is an unknown `kid`; and for a token
-    /// without `kid`, no key of its algorithm, or a signature the one key that fits does not
-    /// verify (the issuer now signs with a key not loaded yet). Each reloads the key set
-    /// once, within `min_refresh_interval`, and is not cached.
+    /// without `kid`, no key of its algorithm, two of them, or a signature the one key that
+    /// fits does not verify (the issuer now signs with a key not loaded yet). Each reloads
+    /// the key set once, within `min_refresh_interval`, and is not cached.
     pub(super) async fn judge(
         &self,
         token: &str,
@@ -255,12 +255,13 @@ impl IssuerVerifier {
             .await
             .map_err(|error| self.unavailable(error))?;
         let key_id = header.key_id.as_deref();
+        // Without `kid`: no key of the algorithm yet, or two of them mid-rotation (the old
+        // one soon leaves the set).
         let reload_may_help = |error: &KeySelectionError| match error {
-            KeySelectionError::UnknownKeyId(_) => true,
-            KeySelectionError::NoKeyForAlgorithm(_) => key_id.is_none(),
-            KeySelectionError::KeyDoesNotFit { .. } | KeySelectionError::AmbiguousKey { .. } => {
-                false
-            }
+            KeySelectionError::UnknownKeyId(_)
+            | KeySelectionError::NoKeyForAlgorithm(_)
+            | KeySelectionError::AmbiguousKey { .. } => true,
+            KeySelectionError::KeyDoesNotFit { .. } => false,
         };
         let keys = match keys.select(key_id, header.algorithm) {
             Err(error) if reload_may_help(&error) => self.reload(&keys).await?,
@@ -278,11 +279,21 @@ impl IssuerVerifier {
         match self.decode(token, validation, header.algorithm, key, reader) {
             Err(Undecoded::SignatureMismatch) if key_id.is_none() => {
                 let reloaded = self.reload(&keys).await?;
-                let retried = match reloaded.select(None, header.algorithm) {
-                    Ok(key) if !Arc::ptr_eq(&reloaded, &keys) => {
-                        self.decode(token, validation, header.algorithm, key, reader)
+                let retried = if Arc::ptr_eq(&reloaded, &keys) {
+                    Err(Undecoded::SignatureMismatch)
+                } else {
+                    match reloaded.select(None, header.algorithm) {
+                        Ok(key) => self.decode(token, validation, header.algorithm, key, reader),
+                        // Two keys of the algorithm now (a rotation in progress), or none.
+                        Err(error) if reload_may_help(&error) => {
+                            return Err(Rejection::RefusedForNow(TokenError::BadSignature(
+                                error.to_string(),
+                            )));
+                        }
+                        Err(error) => {
+                            return Err(TokenError::BadSignature(error.to_string()).into());
+                        }
                     }
-                    _ => Err(Undecoded::SignatureMismatch),
                 };
                 match retried {
                     Ok(verified) => Ok(verified),

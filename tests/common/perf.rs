@@ -1077,8 +1077,8 @@ fn h2load_rate(output: &str) -> Option<f64> {
     })
 }
 
-/// The floor and the cached `CheckAccess` in alternating slices of `options.seconds` each,
-/// `rounds` times, against one server: the machine's speed drifts over seconds (docs/
+/// The floor and the cached `CheckAccess` in alternating slices of `options.seconds` each
+/// (which goes first alternates too), `rounds` times, against one server: the machine's speed drifts over seconds (docs/
 /// performance.md, "Counting instructions"), so a ratio taken within one round, a slice
 /// apart, moves less than one taken between whole scenarios run a minute apart. Returns one
 /// (floor, cached) pair per round.
@@ -1100,10 +1100,9 @@ pub async fn paired(
     let pid = server.pid();
     let channels = Arc::new(server.channels(options.connections.max(1)).await);
     let request = Arc::new(check_request(&keys.mint(Algorithm::RS256, 0), SEARCH, None));
-    let mut pairs = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    let floor_slice = || {
         let health = Arc::clone(&channels);
-        let floor = drive(
+        drive(
             "health_floor",
             options,
             pid,
@@ -1118,9 +1117,10 @@ pub async fn paired(
                 }
             },
         )
-        .await;
+    };
+    let cached_slice = || {
         let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
-        let check = drive(
+        drive(
             "check_cached",
             options,
             pid,
@@ -1131,8 +1131,18 @@ pub async fn paired(
                 async move { allowed(client.check_access(request).await) }
             },
         )
-        .await;
-        pairs.push((floor, check));
+    };
+    let mut pairs = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        // Each goes first in every other round, so neither always meets a warmer machine.
+        let pair = if round % 2 == 0 {
+            let floor = floor_slice().await;
+            (floor, cached_slice().await)
+        } else {
+            let cached = cached_slice().await;
+            (floor_slice().await, cached)
+        };
+        pairs.push(pair);
     }
     server.stop().await;
     pairs
@@ -1174,7 +1184,11 @@ pub fn paired_table(pairs: &[(Measured, Measured)]) -> String {
     }
     let median = |values: &mut Vec<f64>| {
         values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(0.0)
+        match values.len() {
+            0 => 0.0,
+            count if count % 2 == 1 => values[count / 2],
+            count => (values[count / 2 - 1] + values[count / 2]) / 2.0,
+        }
     };
     table.push_str(&format!(
         "median of {} rounds: cached CheckAccess {:.2} of the floor by throughput, {:.2} by server CPU\n",

@@ -675,6 +675,21 @@ async fn a_token_without_kid_signed_by_a_new_key_reloads_the_keys() {
     assert_eq!(endpoint.hits(), 3);
 }
 
+/// Mid-rotation the reloaded set may hold two keys of the algorithm: a token without
+/// `kid` is then refused as ambiguous, and not cached (the old key may soon go).
+#[tokio::test]
+async fn a_token_without_kid_during_a_rotation_is_ambiguous_for_now() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-1", "rsa-2"]));
+    let rotated = sign_with("rsa-2", Algorithm::RS256, None, &claims());
+    let error = refusal(&authenticator, &rotated).await;
+    assert!(is_bad_signature(&error, "no kid"), "{error:?}");
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2"]));
+    let answer = authenticator.authenticate(&rotated).await;
+    assert!(answer.is_ok(), "{answer:?}");
+}
+
 #[tokio::test]
 async fn a_forged_token_without_kid_is_refused_without_a_fetch_per_call() {
     let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;

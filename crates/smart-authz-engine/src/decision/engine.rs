@@ -157,7 +157,8 @@ struct Session<'a> {
 struct Findings {
     grants: Vec<Grant>,
     refusal: Option<Refusal>,
-    /// Set by rules that need nothing beyond a verified token (`$validate`).
+    /// Set by rules that need nothing beyond a verified token (`$validate` at type or
+    /// system level).
     valid_token_suffices: bool,
 }
 
@@ -212,18 +213,7 @@ impl Engine {
         stored: Option<&Resource>,
         proposed: Option<&Resource>,
     ) -> Decision {
-        if request.interaction.is_public() {
-            return Decision::public_endpoint();
-        }
-        let session = Session::new(&self.policy, token, request, Versions { stored, proposed });
-        if let Err(message) = session.validate() {
-            return session.finish(Findings::refused(Refusal::new(
-                Reason::UnsupportedRequest,
-                message,
-            )));
-        }
-        let findings = session.evaluate();
-        let decision = session.finish(findings);
+        let decision = self.decide_with(token, request, Versions { stored, proposed }, false);
         self.check_conditional_references(token, request, proposed, decision)
     }
 
@@ -232,26 +222,33 @@ impl Engine {
     /// `r`. The search was decided under `s` (§3.0.2: `s` is what a search needs), so the
     /// matches of a token holding `s` without `r` pass when they are in its compartment
     /// and match its filters, as the server should have made them; included resources and
-    /// everything else still need `r`.
-    pub fn decide_search_match(
+    /// everything else still need `r`. The caller answers for the resource being a match
+    /// of the type searched (`response::SearchMatches`).
+    pub(crate) fn decide_search_match(
         &self,
         token: &TokenContext,
         read: &FhirRequest,
         stored: &Resource,
     ) -> Decision {
-        if read.interaction != Interaction::Read {
-            return self.decide(token, read, Some(stored), None);
+        let versions = Versions {
+            stored: Some(stored),
+            proposed: None,
+        };
+        self.decide_with(token, read, versions, read.interaction == Interaction::Read)
+    }
+
+    fn decide_with(
+        &self,
+        token: &TokenContext,
+        request: &FhirRequest,
+        versions: Versions<'_>,
+        search_match: bool,
+    ) -> Decision {
+        if request.interaction.is_public() {
+            return Decision::public_endpoint();
         }
-        let mut session = Session::new(
-            &self.policy,
-            token,
-            read,
-            Versions {
-                stored: Some(stored),
-                proposed: None,
-            },
-        );
-        session.search_match = true;
+        let mut session = Session::new(&self.policy, token, request, versions);
+        session.search_match = search_match;
         if let Err(message) = session.validate() {
             return session.finish(Findings::refused(Refusal::new(
                 Reason::UnsupportedRequest,

@@ -32,7 +32,8 @@ pub enum OperationRule {
     TypeSearch,
     /// Bulk export: `system/` scopes with `r` and `s` on every exported type.
     BulkExport,
-    /// Needs nothing beyond a valid token (`$validate`).
+    /// Needs nothing beyond a valid token at type or system level (`$validate`); on an
+    /// instance, what a read of it needs, verified on the stored version.
     ValidToken,
     /// Needs these letters on the request's resource type, like a read (instance level) or
     /// a search (type level) of it.

@@ -4,8 +4,9 @@
 //! An allowed search, history or `_include` still carries constraints the server must apply
 //! (the compartment `Patient/123`, granular filters, the types readable through includes),
 //! and a server that gets one wrong leaks another patient's data. Here every resource of the
-//! answer is judged exactly as a read of it would be, with the resource as the stored
-//! version, so the compartment and the filters are checked by the engine itself:
+//! answer is judged as a read of it would be, with the resource as the stored version, so
+//! the compartment and the filters are checked by the engine itself (a match of a search of
+//! its type may be granted by `s` as well as `r`, [`Engine::decide_search_match`]):
 //! - a Bundle (searchset, history, an operation's answer) loses the entries that fail;
 //!   `total` is removed when any did (the count would tell how many resources of others
 //!   matched), and a searchset gains an `OperationOutcome` entry with `search.mode =
@@ -132,6 +133,42 @@ fn is_write(interaction: Interaction) -> bool {
     )
 }
 
+/// The resources a search may return as its matches, which `s` grants as well as `r`
+/// ([`Engine::decide_search_match`]): of the types it searched, and, when it brings in
+/// others (`_include`...), only entries the server marked `match`, as an entry without a
+/// mode may be an included one.
+struct SearchMatches<'r> {
+    /// The searched types; empty: any (a search of every type without `_type`).
+    types: Vec<&'r str>,
+    brings_other_types: bool,
+}
+
+impl<'r> SearchMatches<'r> {
+    fn of(request: &'r FhirRequest) -> Option<Self> {
+        if !request.interaction.is_search() {
+            return None;
+        }
+        let types = match request.resource_type.as_deref() {
+            Some(resource_type) if resource_type != "*" => vec![resource_type],
+            _ => request
+                .params
+                .iter()
+                .filter(|param| param.name == "_type")
+                .flat_map(|param| param.value.split(','))
+                .collect(),
+        };
+        Some(SearchMatches {
+            types,
+            brings_other_types: brings_other_types(request),
+        })
+    }
+
+    fn admits(&self, resource_type: &str, marked_match: bool) -> bool {
+        (marked_match || !self.brings_other_types)
+            && (self.types.is_empty() || self.types.contains(&resource_type))
+    }
+}
+
 /// Parameters that make an answer carry resources of other types than the one searched.
 fn brings_other_types(request: &FhirRequest) -> bool {
     request.params.iter().any(|param| {
@@ -251,11 +288,11 @@ impl Engine {
                 request.interaction,
                 Interaction::Batch | Interaction::Transaction
             );
-            let found_by_search = request.interaction.is_search();
-            Ok(self.filter_bundle(token, object, answers_a_batch, found_by_search))
+            let search = SearchMatches::of(request);
+            Ok(self.filter_bundle(token, object, answers_a_batch, search.as_ref()))
         } else {
             let (resource, verdict) =
-                self.judge(token, Value::Object(object), 0, EntryMode::Match, false);
+                self.judge(token, Value::Object(object), 0, EntryMode::Match, None);
             Ok(if verdict.kept {
                 FilteredResponse {
                     outcome: Outcome::Allow,
@@ -276,14 +313,14 @@ impl Engine {
 
     /// A Bundle answer, entry by entry. `answers_a_batch`: the request was a batch or a
     /// transaction, whose answer reports each entry's outcome in the order of the request's
-    /// entries (FHIR R4 http.html#transaction-response). `found_by_search`: the request was
-    /// a search, whose matches `s` grants as well as `r` ([`Engine::decide_search_match`]).
+    /// entries (FHIR R4 http.html#transaction-response). `search`: the request was a
+    /// search, and what its matches may be.
     fn filter_bundle(
         &self,
         token: &TokenContext,
         mut bundle: Map<String, Value>,
         answers_a_batch: bool,
-        found_by_search: bool,
+        search: Option<&SearchMatches<'_>>,
     ) -> FilteredResponse {
         let bundle_type = bundle
             .get("type")
@@ -306,7 +343,7 @@ impl Engine {
         let mut kept = Vec::with_capacity(entries.len());
         let mut verdicts = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
-            let (entry, verdict) = self.judge_entry(token, entry, index, statuses, found_by_search);
+            let (entry, verdict) = self.judge_entry(token, entry, index, statuses, search);
             if verdict.kept {
                 kept.push(entry);
             } else if statuses {
@@ -315,6 +352,12 @@ impl Engine {
             verdicts.push(verdict);
         }
         let withheld = verdicts.iter().filter(|verdict| !verdict.kept).count();
+        // R5's `Bundle.issues`, the server's outcome about the whole Bundle, passes only
+        // plain, as an `outcome` entry does.
+        let issues_removed = bundle
+            .get("issues")
+            .is_some_and(|issues| !is_plain_outcome(issues))
+            && bundle.remove("issues").is_some();
         // `total` counts what matched on the server, on every page: kept only when it is the
         // matches this answer shows, none withheld. Otherwise it would tell how many resources
         // of others matched (another page, `_summary=count`, an entry withheld).
@@ -346,7 +389,7 @@ impl Engine {
             filtered: true,
             entries: verdicts,
             withheld,
-            rewritten: withheld > 0 || total_removed,
+            rewritten: withheld > 0 || total_removed || issues_removed,
             body: Value::Object(bundle),
         }
     }
@@ -358,7 +401,7 @@ impl Engine {
         entry: Value,
         index: usize,
         statuses: bool,
-        found_by_search: bool,
+        search: Option<&SearchMatches<'_>>,
     ) -> (Value, EntryVerdict) {
         let Value::Object(mut entry) = entry else {
             return (
@@ -366,15 +409,16 @@ impl Engine {
                 dropped(index, None, EntryMode::Match, "the entry is not an object"),
             );
         };
-        let mode = match entry
+        let marked = entry
             .get("search")
             .and_then(|search| search.get("mode"))
-            .and_then(Value::as_str)
-        {
+            .and_then(Value::as_str);
+        let mode = match marked {
             Some("include") => EntryMode::Include,
             Some("outcome") => EntryMode::Outcome,
             _ => EntryMode::Match,
         };
+        let marked_match = marked == Some("match");
         if !entry
             .get("response")
             .and_then(|response| response.get("outcome"))
@@ -391,21 +435,23 @@ impl Engine {
             };
             return (Value::Object(entry), verdict);
         };
-        let by_search = found_by_search && mode == EntryMode::Match;
-        let (resource, verdict) = self.judge(token, resource, index, mode, by_search);
+        let search = search
+            .filter(|_| mode == EntryMode::Match)
+            .map(|search| (search, marked_match));
+        let (resource, verdict) = self.judge(token, resource, index, mode, search);
         entry.insert("resource".to_owned(), resource);
         (Value::Object(entry), verdict)
     }
 
     /// One resource, judged as a read of it with the resource as the stored version; as a
-    /// match of the search when `by_search`.
+    /// match of `search` when it is one (the flag: the server marked it `match`).
     fn judge(
         &self,
         token: &TokenContext,
         resource: Value,
         index: usize,
         mode: EntryMode,
-        by_search: bool,
+        search: Option<(&SearchMatches<'_>, bool)>,
     ) -> (Value, EntryVerdict) {
         let resource_type = resource.get("resourceType").and_then(Value::as_str);
         let id = resource.get("id").and_then(Value::as_str);
@@ -441,6 +487,7 @@ impl Engine {
         let read = FhirRequest::new(Interaction::Read)
             .with_type(resource_type)
             .with_id(id);
+        let by_search = search.is_some_and(|(search, marked)| search.admits(resource_type, marked));
         let stored = Resource::Json(resource);
         let decision = if by_search {
             self.decide_search_match(token, &read, &stored)
@@ -530,16 +577,21 @@ fn withheld_outcome() -> Value {
 }
 
 /// What stands in a batch's or transaction's answer for an entry withheld: the server's
-/// `status` and `location`, which report what it did (a write stays reported as done, so
-/// the app does not send it again), and an outcome saying why there is no resource. The
-/// version's `etag` and `lastModified` go with the resource.
+/// `status`, which reports what it did (a write stays reported as done, so the app does not
+/// send it again), and an outcome saying why there is no resource. The `location` stays
+/// only on a `201 Created`, where it names what the app itself created: elsewhere it may
+/// name a resource the app never named (a conditional create that found another patient's).
+/// The version's `etag` and `lastModified` go with the resource.
 fn suppressed_status(entry: &Value) -> Value {
     let mut response = Map::new();
-    if let Some(Value::Object(original)) = entry.get("response") {
-        for member in ["status", "location"] {
-            if let Some(value @ Value::String(_)) = original.get(member) {
-                response.insert(member.to_owned(), value.clone());
-            }
+    if let Some(Value::Object(original)) = entry.get("response")
+        && let Some(status @ Value::String(text)) = original.get("status")
+    {
+        response.insert("status".to_owned(), status.clone());
+        if text.trim_start().starts_with("201")
+            && let Some(location @ Value::String(_)) = original.get("location")
+        {
+            response.insert("location".to_owned(), location.clone());
         }
     }
     response.insert(

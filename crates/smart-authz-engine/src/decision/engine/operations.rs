@@ -37,7 +37,7 @@ impl Session<'_> {
                 unsupported(format!("operation ${name} is denied by the policy"))
             }
             (OperationRule::ValidToken, Some(resource_type), Some(_)) => {
-                self.validate_instance(resource_type)
+                self.valid_token_on_instance(name, resource_type)
             }
             (OperationRule::ValidToken, ..) => Findings {
                 valid_token_suffices: true,
@@ -108,13 +108,14 @@ impl Session<'_> {
         findings
     }
 
-    /// `$validate` on an instance (`Observation/o1/$validate?mode=delete`) checks the resource
-    /// as stored, and its answer, an `OperationOutcome`, tells what it found (that it exists,
-    /// what still refers to it): it needs what a read of the instance needs. Verified here,
-    /// on the stored version, or refused: no check of the answer can tell an outcome about
-    /// another patient's resource from any other. At type level it checks only what the app
-    /// sends, and a valid token suffices (docs/semantics.md §2).
-    fn validate_instance(&self, resource_type: &str) -> Findings {
+    /// A valid-token operation on an instance: `$validate` there
+    /// (`Observation/o1/$validate?mode=delete`) checks the resource as stored, and its
+    /// answer, an `OperationOutcome`, tells what it found (that it exists, what still refers
+    /// to it): it needs what a read of the instance needs. Verified here, on the stored
+    /// version, or refused: no check of the answer can tell an outcome about another
+    /// patient's resource from any other. At type level it checks only what the app sends,
+    /// and a valid token suffices (docs/semantics.md §2).
+    fn valid_token_on_instance(&self, name: &str, resource_type: &str) -> Findings {
         let mut findings = self.one_type(resource_type, Access::Read);
         if findings
             .grants
@@ -126,7 +127,7 @@ impl Session<'_> {
                 findings.refuse(Refusal::new(
                     Reason::UnsupportedRequest,
                     format!(
-                        "$validate on a {resource_type} instance needs its stored version to \
+                        "${name} on a {resource_type} instance needs its stored version to \
                          check the read it implies"
                     ),
                 ));

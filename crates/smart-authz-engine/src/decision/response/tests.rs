@@ -598,3 +598,86 @@ fn a_search_under_s_without_r_keeps_its_own_matches() {
     assert_eq!(filtered.entries[3].mode, EntryMode::Include);
     assert_eq!(filtered.entries[3].reason, Reason::NoMatchingScope);
 }
+
+/// `s` grants only what the search could match: its own type, and, when it brings in
+/// others, only entries the server marked `match` (an entry without a mode may be an
+/// included one).
+#[test]
+fn s_grants_only_the_matches_of_the_type_searched() {
+    let practitioner = json!({ "resourceType": "Practitioner", "id": "p1" });
+    let unmarked = json!({
+        "resourceType": "Bundle", "type": "searchset",
+        "entry": [
+            { "resource": observation("o1", "123", "laboratory") },
+            { "resource": practitioner },
+        ],
+    });
+    let filtered = filter(
+        "patient/Observation.s patient/Practitioner.s",
+        "GET Observation?_include=Observation:performer",
+        unmarked.clone(),
+    );
+    // Without a mode, with includes asked for: neither is known to be a match.
+    assert_eq!(references(&filtered.body), ["OperationOutcome/-"]);
+    // Without includes, an entry without a mode is a match, of the searched type only.
+    let filtered = filter(
+        "patient/Observation.s patient/Practitioner.s",
+        "GET Observation",
+        unmarked,
+    );
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o1", "OperationOutcome/-"]
+    );
+    // A system search: the types of `_type`.
+    let condition = json!({ "resourceType": "Condition", "id": "c1",
+        "subject": { "reference": "Patient/123" } });
+    let answer = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (condition, "match"),
+    ]);
+    let filtered = filter(
+        "patient/Observation.s patient/Condition.s",
+        "GET ?_type=Observation",
+        answer.clone(),
+    );
+    assert_eq!(
+        references(&filtered.body),
+        ["Observation/o1", "OperationOutcome/-"]
+    );
+    let filtered = filter("patient/*.s", "GET ?_type=Observation,Condition", answer);
+    assert_eq!(filtered.withheld, 0, "{:?}", filtered.entries);
+}
+
+#[test]
+fn a_withheld_batch_entry_keeps_a_location_only_for_what_the_app_created() {
+    let answer = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [
+            // A conditional create that found another patient's Observation.
+            { "resource": observation("o2", "456", "laboratory"),
+              "response": { "status": "200 OK", "location": "Observation/o2/_history/3" } },
+        ],
+    });
+    let filtered = filter("patient/Observation.crs", "POST /", answer);
+    let response = &filtered.body["entry"][0]["response"];
+    assert_eq!(response["status"], "200 OK");
+    assert!(response.get("location").is_none(), "{response}");
+}
+
+#[test]
+fn r5_bundle_issues_pass_only_plain() {
+    let mut answer = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
+    answer["issues"] = json!({ "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "warning", "code": "processing" }],
+        "contained": [observation("o2", "456", "laboratory")] });
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer.clone());
+    assert!(filtered.body.get("issues").is_none());
+    assert!(filtered.rewritten);
+    answer["issues"]
+        .as_object_mut()
+        .unwrap()
+        .remove("contained");
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer);
+    assert!(filtered.body.get("issues").is_some());
+}

@@ -52,8 +52,7 @@ proptest! {
         stored in stored_resource(),
         version in prop::sample::select(FhirVersion::ALL.to_vec()),
     ) {
-        let Ok(mut request) = parse_request_line(method, &path) else { return Ok(()) };
-        request.params_in_body = false;
+        let Ok(request) = parse_request_line(method, &path) else { return Ok(()) };
         let token = TokenContext {
             scopes: std::sync::Arc::new(ScopeSet::parse(&scopes, version)),
             patient,
@@ -89,8 +88,7 @@ proptest! {
         stored in stored_resource(),
         version in prop::sample::select(FhirVersion::ALL.to_vec()),
     ) {
-        let Ok(mut request) = parse_request_line(method, &path) else { return Ok(()) };
-        request.params_in_body = false;
+        let Ok(request) = parse_request_line(method, &path) else { return Ok(()) };
         let engine = Engine::new(Policy::for_version(version));
         let token = |scopes: &str| TokenContext {
             scopes: std::sync::Arc::new(ScopeSet::parse(scopes, version)),
