@@ -173,6 +173,34 @@ pub struct IssuerVerifier {
     validations: Vec<(Algorithm, Validation)>,
 }
 
+/// Whether a reload of the key set may bring the key a token needs: an unknown `kid`; or,
+/// without `kid`, no key of its algorithm yet, or two of them mid-rotation (the old one soon
+/// leaves the set).
+fn reload_may_help(error: &KeySelectionError) -> bool {
+    match error {
+        KeySelectionError::UnknownKeyId(_)
+        | KeySelectionError::NoKeyForAlgorithm(_)
+        | KeySelectionError::AmbiguousKey { .. } => true,
+        KeySelectionError::KeyDoesNotFit { .. } => false,
+    }
+}
+
+/// The key for a token's header, or its refusal: not cached when a reload may bring the key.
+fn select_key<'k>(
+    keys: &'k KeyMap,
+    key_id: Option<&str>,
+    algorithm: Algorithm,
+) -> Result<&'k VerificationKey, Rejection> {
+    keys.select(key_id, algorithm).map_err(|error| {
+        let refusal = TokenError::BadSignature(error.to_string());
+        if reload_may_help(&error) {
+            Rejection::RefusedForNow(refusal)
+        } else {
+            Rejection::Refused(refusal)
+        }
+    })
+}
+
 /// Why a token was not decoded: a signature the key does not verify, which a reload may
 /// turn around for a token without `kid`, or any other refusal.
 enum Undecoded {
@@ -223,7 +251,7 @@ impl IssuerVerifier {
     }
 
     /// Checks the algorithm against the allow-list, picks the key (reloading the key set
-    /// once if the `kid` is unknown), verifies the signature and claims, and reads the
+    /// once when that may bring it, [`IssuerVerifier::judge`]), verifies the signature and claims, and reads the
     /// launch context.
     pub async fn verify(
         &self,
@@ -255,56 +283,25 @@ impl IssuerVerifier {
             .await
             .map_err(|error| self.unavailable(error))?;
         let key_id = header.key_id.as_deref();
-        // Without `kid`: no key of the algorithm yet, or two of them mid-rotation (the old
-        // one soon leaves the set).
-        let reload_may_help = |error: &KeySelectionError| match error {
-            KeySelectionError::UnknownKeyId(_)
-            | KeySelectionError::NoKeyForAlgorithm(_)
-            | KeySelectionError::AmbiguousKey { .. } => true,
-            KeySelectionError::KeyDoesNotFit { .. } => false,
-        };
         let keys = match keys.select(key_id, header.algorithm) {
             Err(error) if reload_may_help(&error) => self.reload(&keys).await?,
             _ => keys,
         };
-        let key = match keys.select(key_id, header.algorithm) {
-            Ok(key) => key,
-            Err(error) if reload_may_help(&error) => {
-                return Err(Rejection::RefusedForNow(TokenError::BadSignature(
-                    error.to_string(),
-                )));
-            }
-            Err(error) => return Err(TokenError::BadSignature(error.to_string()).into()),
-        };
+        let key = select_key(&keys, key_id, header.algorithm)?;
         match self.decode(token, validation, header.algorithm, key, reader) {
             Err(Undecoded::SignatureMismatch) if key_id.is_none() => {
                 let reloaded = self.reload(&keys).await?;
-                let retried = if Arc::ptr_eq(&reloaded, &keys) {
-                    Err(Undecoded::SignatureMismatch)
-                } else {
-                    match reloaded.select(None, header.algorithm) {
-                        Ok(key) => self.decode(token, validation, header.algorithm, key, reader),
-                        // Two keys of the algorithm now (a rotation in progress), or none.
-                        Err(error) if reload_may_help(&error) => {
-                            return Err(Rejection::RefusedForNow(TokenError::BadSignature(
-                                error.to_string(),
-                            )));
-                        }
-                        Err(error) => {
-                            return Err(TokenError::BadSignature(error.to_string()).into());
-                        }
-                    }
-                };
-                match retried {
-                    Ok(verified) => Ok(verified),
-                    Err(Undecoded::SignatureMismatch) => Err(Rejection::RefusedForNow(
-                        Undecoded::SignatureMismatch.into(),
-                    )),
-                    Err(Undecoded::Refused(error)) => Err(error.into()),
+                let mismatch = || Rejection::RefusedForNow(Undecoded::SignatureMismatch.into());
+                if Arc::ptr_eq(&reloaded, &keys) {
+                    return Err(mismatch());
+                }
+                let key = select_key(&reloaded, None, header.algorithm)?;
+                match self.decode(token, validation, header.algorithm, key, reader) {
+                    Err(Undecoded::SignatureMismatch) => Err(mismatch()),
+                    decoded => decoded.map_err(|undecoded| TokenError::from(undecoded).into()),
                 }
             }
-            Ok(verified) => Ok(verified),
-            Err(undecoded) => Err(TokenError::from(undecoded).into()),
+            decoded => decoded.map_err(|undecoded| TokenError::from(undecoded).into()),
         }
     }
 

@@ -249,7 +249,8 @@ pub enum AuthError {
 pub(crate) enum Rejection {
     /// Judged and refused: cached for the negative TTL.
     Refused(TokenError),
-    /// Refused for now: the token names a key its issuer has not published (yet). Not
+    /// Refused for now: a key reload may bring the key the token needs (a `kid` its issuer
+    /// has not published yet, or a token without `kid` that no loaded key verifies). Not
     /// cached, so a key rotation is picked up by the next call's (rate-limited) key reload.
     RefusedForNow(TokenError),
     /// Could not judge: never cached.

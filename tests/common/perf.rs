@@ -652,6 +652,49 @@ async fn mint_many(
 }
 
 /// Runs every scenario against `binary` and measures memory.
+/// The floor: `grpc.health.v1.Health/Check`, answered SERVING.
+async fn health_floor(channels: &Arc<Vec<Channel>>, options: &Options, pid: u32) -> Measured {
+    let health = Arc::clone(channels);
+    drive(
+        "health_floor",
+        options,
+        pid,
+        options.calls,
+        move |connection, _| {
+            let mut client = HealthClient::new(health[connection].clone());
+            async move {
+                client
+                    .check(HealthCheckRequest::default())
+                    .await
+                    .is_ok_and(|response| response.into_inner().status == 1)
+            }
+        },
+    )
+    .await
+}
+
+/// `CheckAccess` with one cached token, `request` again and again, answered ALLOW.
+async fn check_cached(
+    channels: &Arc<Vec<Channel>>,
+    request: &Arc<pb::CheckAccessRequest>,
+    options: &Options,
+    pid: u32,
+) -> Measured {
+    let (cached, template) = (Arc::clone(channels), Arc::clone(request));
+    drive(
+        "check_cached",
+        options,
+        pid,
+        options.calls,
+        move |connection, _| {
+            let mut client = AuthzServiceClient::new(cached[connection].clone());
+            let request = (*template).clone();
+            async move { allowed(client.check_access(request).await) }
+        },
+    )
+    .await
+}
+
 pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     let keys = Arc::new(Keys::load(keys_dir));
     let server = Server::start(
@@ -667,25 +710,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     let token = Arc::new(keys.mint(Algorithm::RS256, 0));
     let mut scenarios = Vec::new();
 
-    let health = Arc::clone(&channels);
-    scenarios.push(
-        drive(
-            "health_floor",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = HealthClient::new(health[connection].clone());
-                async move {
-                    client
-                        .check(HealthCheckRequest::default())
-                        .await
-                        .is_ok_and(|response| response.into_inner().status == 1)
-                }
-            },
-        )
-        .await,
-    );
+    scenarios.push(health_floor(&channels, options, pid).await);
 
     if options.runs("health_token_bytes") {
         // The floor again, carrying as many bytes as the token in a field the server skips
@@ -723,21 +748,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
 
     if options.runs("check_cached") {
         let request = Arc::new(check_request(&token, SEARCH, None));
-        let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
-        scenarios.push(
-            drive(
-                "check_cached",
-                options,
-                pid,
-                options.calls,
-                move |connection, _| {
-                    let mut client = AuthzServiceClient::new(cached[connection].clone());
-                    let request = (*template).clone();
-                    async move { allowed(client.check_access(request).await) }
-                },
-            )
-            .await,
-        );
+        scenarios.push(check_cached(&channels, &request, options, pid).await);
     }
 
     if options.runs("check_10k_tokens") {
@@ -1100,47 +1111,15 @@ pub async fn paired(
     let pid = server.pid();
     let channels = Arc::new(server.channels(options.connections.max(1)).await);
     let request = Arc::new(check_request(&keys.mint(Algorithm::RS256, 0), SEARCH, None));
-    let floor_slice = || {
-        let health = Arc::clone(&channels);
-        drive(
-            "health_floor",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = HealthClient::new(health[connection].clone());
-                async move {
-                    client
-                        .check(HealthCheckRequest::default())
-                        .await
-                        .is_ok_and(|response| response.into_inner().status == 1)
-                }
-            },
-        )
-    };
-    let cached_slice = || {
-        let (cached, template) = (Arc::clone(&channels), Arc::clone(&request));
-        drive(
-            "check_cached",
-            options,
-            pid,
-            options.calls,
-            move |connection, _| {
-                let mut client = AuthzServiceClient::new(cached[connection].clone());
-                let request = (*template).clone();
-                async move { allowed(client.check_access(request).await) }
-            },
-        )
-    };
     let mut pairs = Vec::with_capacity(rounds);
     for round in 0..rounds {
         // Each goes first in every other round, so neither always meets a warmer machine.
         let pair = if round % 2 == 0 {
-            let floor = floor_slice().await;
-            (floor, cached_slice().await)
+            let floor = health_floor(&channels, options, pid).await;
+            (floor, check_cached(&channels, &request, options, pid).await)
         } else {
-            let cached = cached_slice().await;
-            (floor_slice().await, cached)
+            let cached = check_cached(&channels, &request, options, pid).await;
+            (health_floor(&channels, options, pid).await, cached)
         };
         pairs.push(pair);
     }
