@@ -234,6 +234,51 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
     server.stop().await;
 }
 
+/// A `POST` search given as an HTTP line is decided on its form body, as on the other faces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_search_is_decided_on_its_body() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, CONFIG).await;
+    let face = Face::of(&server);
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let search = |body: Option<&str>| {
+        let mut resource = json!({ "type": "fhir_request", "id": "Observation/_search" });
+        if let Some(body) = body {
+            resource["properties"] = json!({ "body": body });
+        }
+        json!({ "subject": subject(&token), "action": { "name": "POST" }, "resource": resource })
+    };
+
+    let (status, answer) = face
+        .post("/access/v1/evaluation", &search(Some("code=x")))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], true, "{answer}");
+    let (status, answer) = face
+        .post("/access/v1/evaluation", &search(Some("patient=456")))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], false, "{answer}");
+    // Without its body the search is not decided.
+    let (status, answer) = face.post("/access/v1/evaluation", &search(None)).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("form body")
+    );
+    // A body belongs to an HTTP line only.
+    let structured = json!({
+        "subject": subject(&token),
+        "action": { "name": "search-type" },
+        "resource": { "type": "Observation", "properties": { "body": "patient=456" } },
+    });
+    let (status, answer) = face.post("/access/v1/evaluation", &structured).await;
+    assert_eq!(status, 400, "{answer}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_could_be_read_two_ways_is_refused() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

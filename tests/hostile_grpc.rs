@@ -56,6 +56,96 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
     server.stop().await;
 }
 
+/// A `POST` search is decided on the parameters of its body, as on the Envoy face: the
+/// server runs them, so a patient or an `_include` there must be seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_searches_are_decided_on_their_body() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut client = server.client.clone();
+
+    let own = server
+        .check_request(post_search(
+            &token,
+            "Observation/_search",
+            "patient=123&code=x",
+        ))
+        .await;
+    assert_eq!(decision(&own), pb::Decision::Allow, "{}", own.message);
+    // Without the body the search is not decided: its parameters could name anyone.
+    let status = client
+        .check_access(check_http(&token, "POST", "Observation/_search?code=x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("form body"), "{status:?}");
+    // Unless the request says it has none.
+    let mut empty = check_http(&token, "POST", "Observation/_search?code=x");
+    if let Some(pb::check_access_request::Request::Http(http)) = &mut empty.request {
+        http.headers.insert("Content-Length".into(), "0".into());
+    }
+    let empty = server.check_request(empty).await;
+    assert_eq!(decision(&empty), pb::Decision::Allow, "{}", empty.message);
+
+    // What the body asks for is decided as if it were in the query.
+    for (body, expected) in [
+        ("patient=456", pb::Decision::Deny),
+        ("subject=Patient/456&code=x", pb::Decision::Deny),
+        ("_include=Observation:performer", pb::Decision::Allow),
+    ] {
+        let response = server
+            .check_request(post_search(&token, "Observation/_search", body))
+            .await;
+        assert_eq!(
+            decision(&response),
+            expected,
+            "{body}: {}",
+            response.message
+        );
+        let in_query = server
+            .check(&token, "GET", &format!("Observation?{body}"))
+            .await;
+        assert_eq!(reason(&response), reason(&in_query), "{body}");
+        assert_eq!(response.grants, in_query.grants, "{body}");
+    }
+    // A body that cannot be read, or that overrides the method, is refused.
+    for (body, said) in [
+        (&b"code=\xff"[..], "UTF-8"),
+        (&b"_method=DELETE"[..], "_method"),
+        (&b"code=%zz"[..], "search body"),
+    ] {
+        let mut request = check_http(&token, "POST", "Observation/_search");
+        if let Some(pb::check_access_request::Request::Http(http)) = &mut request.request {
+            http.body = body.to_vec();
+        }
+        let status = client.check_access(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(said), "{status:?}");
+    }
+    // A batch entry carries no form body: a POST search in it is denied.
+    let batch = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            bundle_type: pb::BundleType::Batch.into(),
+            entries: vec![pb::BatchEntry {
+                request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                    method: "POST".into(),
+                    path: "Observation/_search?code=x".into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.entries[0].decision(), pb::Decision::Deny);
+    assert!(batch.entries[0].message.contains("GET"), "{batch:?}");
+    server.stop().await;
+}
+
 /// The same refusals as on the Envoy face: a conditional update of a Patient (it may create
 /// one), a trimmed answer of a type outside the compartment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,9 @@ impl<'a> Admitted<'a> {
         self.reread.as_ref().unwrap_or(&self.token.context)
     }
 
-    /// Decides one request; `if_none_exist` is the query of a conditional create.
+    /// Decides one request; `if_none_exist` is the query of a conditional create. A `POST`
+    /// search whose body's parameters were not added ([`super::add_search_body`]) is
+    /// refused.
     pub fn decide(
         self,
         request: &FhirRequest,
@@ -57,6 +59,10 @@ impl<'a> Admitted<'a> {
         proposed: Option<&Resource>,
         if_none_exist: Option<&str>,
     ) -> Verdict<Decision> {
+        if let Some(refusal) = super::request::unread_search_body(request) {
+            self.refuse(Some(request), refusal.clone());
+            return Verdict::Refused(refusal);
+        }
         let decision = self.decision(request, stored, proposed, if_none_exist);
         self.conclude(request, decision)
     }

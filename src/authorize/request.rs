@@ -1,7 +1,7 @@
 //! HTTP request lines read the same way on every face: the method and path a FHIR server
 //! sees, with the headers that could make it run something else.
 
-use crate::fhir::request_line::parse_query;
+use crate::fhir::request_line::{MAX_QUERY_PARAMS, parse_query, refuse_method_override};
 use crate::fhir::{FhirRequest, parse_request_line};
 
 use super::Refusal;
@@ -71,6 +71,52 @@ impl<'a> HttpLine<'a> {
             .iter()
             .any(|param| reaches_other_resources(&param.name))
     }
+}
+
+/// Adds the form-encoded parameters of a `POST [type]/_search` body (FHIR R4 http.html
+/// §3.1.0.7.1) to `request`, read by the rules of a query. A search whose body did not come
+/// (`body` empty) keeps `params_in_body`, and [`super::Admitted::decide`] refuses it: the
+/// server runs the body's parameters too, and `patient=456` or an `_include` there would
+/// otherwise pass unseen. Only `content-length: 0` (looked up by `header`) says there is
+/// none. Other requests are left as they are. One rule for every face.
+pub fn add_search_body<'h>(
+    request: &mut FhirRequest,
+    body: &[u8],
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Result<(), Refusal> {
+    if !(request.params_in_body && request.interaction.is_search()) {
+        return Ok(());
+    }
+    if body.is_empty() {
+        if header("content-length").is_some_and(|length| length.trim() == "0") {
+            request.params_in_body = false;
+        }
+        return Ok(());
+    }
+    let form = std::str::from_utf8(body)
+        .map_err(|_| Refusal::InvalidRequest("the search body is not UTF-8".to_owned()))?;
+    let params = parse_query(form.trim())
+        .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
+        .map_err(|error| Refusal::InvalidRequest(format!("the search body: {error}")))?;
+    if request.params.len() + params.len() > MAX_QUERY_PARAMS {
+        return Err(Refusal::InvalidRequest(format!(
+            "the search has more than {MAX_QUERY_PARAMS} parameters in its query and body"
+        )));
+    }
+    request.params.extend(params);
+    request.params_in_body = false;
+    Ok(())
+}
+
+/// The refusal of a search decided without the parameters of its body
+/// ([`add_search_body`]).
+pub(super) fn unread_search_body(request: &FhirRequest) -> Option<Refusal> {
+    (request.params_in_body && request.interaction.is_search()).then(|| {
+        Refusal::BodyRequired(
+            "a POST search is decided on the parameters of its form body, which did not come with the request"
+                .to_owned(),
+        )
+    })
 }
 
 /// Search parameters that return or filter by resources other than those the path names

@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
-    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, request_id,
+    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, add_search_body, request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
@@ -415,6 +415,7 @@ impl Face {
             method,
             path,
             headers,
+            body,
             fhir_server,
             ..
         } = evaluation;
@@ -426,12 +427,16 @@ impl Face {
             .map_err(|refusal| answer::refused(&refusal))?;
         let call = call.for_server(server);
         let line = HttpLine { method, path };
-        let request = line
-            .read(|name| headers.get(name).map(String::as_str))
-            .map_err(|refusal| {
-                self.authorizer.refused(call, token, None, &refusal);
-                answer::refused(&refusal)
-            })?;
+        let header = |name: &str| headers.get(name).map(String::as_str);
+        let mut request = line.read(header).map_err(|refusal| {
+            self.authorizer.refused(call, token, None, &refusal);
+            answer::refused(&refusal)
+        })?;
+        add_search_body(&mut request, body.as_bytes(), header).map_err(|refusal| {
+            self.authorizer
+                .refused(call, token, Some(&request), &refusal);
+            answer::refused(&refusal)
+        })?;
         Ok((server, request, line))
     }
 }

@@ -14,7 +14,14 @@ pub const TOKEN_SUBJECT: &str = "access_token";
 pub const REQUEST_RESOURCE: &str = "fhir_request";
 
 /// The members of `resource.properties`.
-const RESOURCE_PROPERTIES: [&str; 5] = ["query", "version_id", "stored", "proposed", "headers"];
+const RESOURCE_PROPERTIES: [&str; 6] = [
+    "query",
+    "version_id",
+    "stored",
+    "proposed",
+    "headers",
+    "body",
+];
 
 /// One evaluation, ready for the pipeline.
 #[derive(Debug, Default)]
@@ -24,6 +31,8 @@ pub struct Evaluation {
     /// Relative to the FHIR base, with its query.
     pub path: String,
     pub headers: HashMap<String, String>,
+    /// The form body of a `POST` search given as an HTTP line.
+    pub body: String,
     pub stored: Option<Value>,
     pub proposed: Option<Value>,
     pub fhir_server: String,
@@ -151,9 +160,17 @@ pub fn read(
         let (method, path) = structured_line(name, resource_type, id, version, query)?;
         evaluation.method = method.to_owned();
         evaluation.path = path;
+        if resource_properties.is_some_and(|properties| properties.contains_key("body")) {
+            return Err(unreadable(
+                "resource.properties.body: only with an HTTP line (a POST search's form body)",
+            ));
+        }
     }
 
     if let Some(properties) = resource_properties {
+        evaluation.body = text(properties, "resource.properties", "body")?
+            .unwrap_or_default()
+            .to_owned();
         evaluation.stored = properties.get("stored").cloned();
         evaluation.proposed = properties.get("proposed").cloned();
         if let Some(headers) = properties.get("headers") {

@@ -26,12 +26,11 @@ pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
 };
 use crate::authorize::{
-    Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, parse_off_runtime,
-    request_id,
+    Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, add_search_body,
+    parse_off_runtime, request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
-use crate::fhir::request_line::{parse_query, refuse_method_override};
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict};
 use crate::telemetry::{self, Rpc, traces};
 
@@ -106,12 +105,12 @@ impl EnvoyAuthz {
             Admission::Admitted(admitted) => admitted,
         };
         let body = request_body(http);
-        if http.method.eq_ignore_ascii_case("POST") && request.interaction.is_search() {
-            // `POST [type]/_search` carries its parameters in the body (FHIR R4 http.html
-            // §3.1.0.7.1): they must be seen, or a search for another patient would pass.
-            if let Err(refusal) = add_body_params(&mut request, body, http) {
-                return Ok(answer_refusal(admitted, &request, refusal));
-            }
+        // `POST [type]/_search` carries its parameters in the body: read after the token.
+        let search_body = add_search_body(&mut request, body.unwrap_or_default(), |name| {
+            http.headers.get(name).map(String::as_str)
+        });
+        if let Err(refusal) = search_body {
+            return Ok(answer_refusal(admitted, &request, refusal));
         }
         if request.interaction == Interaction::Batch {
             return Ok(decide_bundle(admitted, &request, body, http).await);
@@ -338,37 +337,6 @@ fn request_body(http: &HttpRequest) -> Option<&[u8]> {
         http.raw_body.as_slice()
     };
     (!body.is_empty()).then_some(body)
-}
-
-/// Adds the form-encoded parameters of a `POST _search` body to `request`. A body Envoy did
-/// not forward (or truncated) cannot be judged, unless the request says it has none.
-fn add_body_params(
-    request: &mut FhirRequest,
-    body: Option<&[u8]>,
-    http: &HttpRequest,
-) -> Result<(), Refusal> {
-    let Some(body) = body else {
-        let empty = http
-            .headers
-            .get("content-length")
-            .is_some_and(|length| length.trim() == "0");
-        return if empty {
-            Ok(())
-        } else {
-            Err(Refusal::BodyRequired(
-                "a POST search is decided on its parameters: forward the body (with_request_body)"
-                    .to_owned(),
-            ))
-        };
-    };
-    let form = std::str::from_utf8(body)
-        .map_err(|_| Refusal::InvalidRequest("the search body is not UTF-8".to_owned()))?;
-    let params = parse_query(form.trim())
-        .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
-        .map_err(|error| Refusal::InvalidRequest(format!("the search body: {error}")))?;
-    request.params.extend(params);
-    request.params_in_body = false;
-    Ok(())
 }
 
 /// Parses forwarded JSON (a Bundle may be large).

@@ -4,7 +4,7 @@
 use tonic::Status;
 
 use super::pb;
-use crate::authorize::{HttpLine, Refusal, Verdict, parse_off_runtime};
+use crate::authorize::{HttpLine, Refusal, Verdict, add_search_body, parse_off_runtime};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
 use crate::fhir::{
@@ -58,8 +58,9 @@ pub fn entry_request<'m>(
     }
 }
 
-/// An HTTP request line, read by the pipeline's rules. Header names are matched without
-/// case, as HTTP does; a name given twice (in any case) is refused rather than guessed at.
+/// An HTTP request line, read by the pipeline's rules, with the parameters of a `POST`
+/// search's body. Header names are matched without case, as HTTP does; a name given twice
+/// (in any case) is refused rather than guessed at.
 pub(super) fn http_request<'m>(
     http: &'m pb::HttpRequest,
     field: &str,
@@ -78,8 +79,14 @@ pub(super) fn http_request<'m>(
         method: &http.method,
         path: &http.path,
     };
-    let request = line.read(|name| header(http, name)).map_err(|refusal| {
+    let mut request = line.read(|name| header(http, name)).map_err(|refusal| {
         Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
+    })?;
+    add_search_body(&mut request, &http.body, |name| header(http, name)).map_err(|refusal| {
+        Status::new(
+            refusal.status().grpc,
+            format!("{field}.http.body: {refusal}"),
+        )
     })?;
     Ok((request, Some(line)))
 }

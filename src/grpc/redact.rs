@@ -117,6 +117,7 @@ impl fmt::Debug for pb::HttpRequest {
             method,
             path,
             headers,
+            body,
         } = self;
         let mut names: Vec<&str> = headers.keys().map(String::as_str).collect();
         names.sort_unstable();
@@ -137,6 +138,7 @@ impl fmt::Debug for pb::HttpRequest {
                     .map(|name| (name, LEFT_OUT))
                     .collect::<Vec<_>>(),
             )
+            .field("body_bytes", &body.len())
             .finish()
     }
 }
@@ -156,6 +158,8 @@ mod tests {
                 format!("Bearer {authorization}"),
             )]
             .into(),
+            // A search's form body may carry the token too (RFC 6750 §2.2).
+            body: format!("access_token={authorization}").into_bytes(),
         }
     }
 

@@ -368,6 +368,15 @@ pub fn check_http(token: &str, method: &str, path: &str) -> pb::CheckAccessReque
 }
 
 /// A resource given as JSON.
+/// `CheckAccess` of a `POST` search with its form-encoded body.
+pub fn post_search(token: &str, path: &str, body: &str) -> pb::CheckAccessRequest {
+    let mut request = check_http(token, "POST", path);
+    if let Some(pb::check_access_request::Request::Http(http)) = &mut request.request {
+        http.body = body.as_bytes().to_vec();
+    }
+    request
+}
+
 pub fn json_resource(resource: &Value) -> Option<pb::Resource> {
     Some(pb::Resource {
         content: Some(pb::resource::Content::Json(

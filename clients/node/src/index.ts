@@ -65,6 +65,11 @@ export interface CheckOptions {
   proposed?: ResourceJson;
   /** Request headers the FHIR server reads (method overrides are checked). */
   headers?: Record<string, string>;
+  /**
+   * The form-encoded body of a `POST [type]/_search`: its parameters are decided with the
+   * query's, and the service refuses such a search without it.
+   */
+  searchBody?: string;
   requestId?: string;
 }
 
@@ -148,7 +153,12 @@ export class AuthzClient {
     path: string,
     options: CheckOptions = {},
   ): Promise<Decision> {
-    const http = { method, path, headers: options.headers ?? {} };
+    const http = {
+      method,
+      path,
+      headers: options.headers ?? {},
+      body: Buffer.from(options.searchBody ?? '', 'utf8'),
+    };
     return this.#check(token, { http }, options);
   }
 

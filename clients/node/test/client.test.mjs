@@ -62,6 +62,17 @@ test('a patient search is allowed with its compartment as a typed constraint', a
   assert.equal(typeof decision.subject.expiresAt, 'number', 'int64 arrives as a number');
 });
 
+test('a POST search is decided on its body', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const own = await authz.check(token, 'POST', 'Observation/_search', { searchBody: 'code=x' });
+  assert.equal(own.allowed, true);
+  const other = await authz.check(token, 'POST', 'Observation/_search', {
+    searchBody: 'patient=456',
+  });
+  assert.equal(other.allowed, false);
+  await assert.rejects(authz.check(token, 'POST', 'Observation/_search'), /form body/);
+});
+
 test('a deny is read as a deny, where proto-loader defaults would drop it', async () => {
   const token = mint('patient/Observation.rs', '123');
   const decision = await authz.check(token, 'GET', 'Patient/456/Observation');

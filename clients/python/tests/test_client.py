@@ -10,6 +10,7 @@ from google.protobuf.json_format import MessageToDict
 
 from smart_authz_client import (
     AuthzClient,
+    AuthzError,
     AuthzUnavailable,
     BatchEntry,
     Filter,
@@ -60,6 +61,16 @@ def test_a_patient_search_is_allowed_with_its_compartment_as_a_typed_constraint(
     assert "subject" in grant.compartment_params
     assert grant.obligation == "OBLIGATION_NONE"
     assert decision.subject is not None and decision.subject.patient == "123"
+
+
+def test_a_post_search_is_decided_on_its_body(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    own = authz.check(token, "POST", "Observation/_search", search_body="code=x")
+    assert own.allowed is True
+    other = authz.check(token, "POST", "Observation/_search", search_body="patient=456")
+    assert other.allowed is False
+    with pytest.raises(AuthzError, match="form body"):
+        authz.check(token, "POST", "Observation/_search")
 
 
 def test_a_deny_has_no_decision_in_json_and_the_client_still_reads_a_deny(authz, address, mint):

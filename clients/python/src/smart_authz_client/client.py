@@ -114,11 +114,14 @@ class AuthzClient:
         stored: Optional[ResourceJson] = None,
         proposed: Optional[ResourceJson] = None,
         headers: Optional[Mapping[str, str]] = None,
+        search_body: str = "",
         request_id: str = "",
     ) -> Decision:
         """Decides one FHIR request: ``method`` and ``path`` relative to the FHIR base
         (``"GET", "Observation?code=x"``), or a structured ``fhir`` request. ``stored`` and
-        ``proposed`` are the resource as stored now and as it would be written."""
+        ``proposed`` are the resource as stored now and as it would be written;
+        ``search_body`` the form-encoded body of a ``POST [type]/_search``, whose parameters
+        are decided with the query's (the service refuses such a search without it)."""
         request = pb.CheckAccessRequest(
             access_token=token,
             stored=_resource(stored),
@@ -131,7 +134,14 @@ class AuthzClient:
                 raise ValueError("give either method and path, or fhir")
             request.fhir.CopyFrom(fhir)
         else:
-            request.http.CopyFrom(pb.HttpRequest(method=method, path=path, headers=headers or {}))
+            request.http.CopyFrom(
+                pb.HttpRequest(
+                    method=method,
+                    path=path,
+                    headers=headers or {},
+                    body=search_body.encode("utf-8"),
+                )
+            )
         return Decision._from(self._call(self._stub.CheckAccess, request, token))
 
     def is_allowed(self, token: str, method: str, path: str, **kwargs: Any) -> bool:

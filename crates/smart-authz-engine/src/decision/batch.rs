@@ -174,6 +174,14 @@ impl Engine {
                         "denied: a bundle entry cannot be another batch",
                     )
                 }
+                // A `POST _search` entry's parameters are not in its `url` (FHIR R4
+                // http.html §3.1.0.7.1), and an entry carries no form body to read them from.
+                Ok(request) if request.params_in_body && request.interaction.is_search() => {
+                    Decision::deny(
+                        Reason::UnsupportedRequest,
+                        "denied: a POST search entry is decided on parameters it does not carry: search with GET",
+                    )
+                }
                 Ok(request) => {
                     let decision = self.decide(
                         token,

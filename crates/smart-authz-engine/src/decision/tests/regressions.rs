@@ -351,6 +351,26 @@ pub fn cases() -> Vec<Case> {
         .deny(Reason::OutsideCompartment),
         case(
             S3P,
+            "a POST search entry is denied: its parameters are in no body the engine sees",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .bundle(json!({"resourceType": "Bundle", "type": "batch", "entry": [{
+            "request": {"method": "POST", "url": "Observation/_search?code=x"}
+        }]}))
+        .deny(Reason::UnsupportedRequest),
+        case(
+            S3P,
+            "the same search entry by GET is allowed",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .bundle(json!({"resourceType": "Bundle", "type": "batch", "entry": [{
+            "request": {"method": "GET", "url": "Observation?code=x"}
+        }]}))
+        .allow(),
+        case(
+            S3P,
             "a stored Binary whose securityContext is another patient is denied",
         )
         .scopes("patient/*.rs")
