@@ -29,6 +29,11 @@ mod tls;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+const USAGE: &str = "usage: perf [--smoke] [--json FILE] [--calls N] [--seconds S] \
+[--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--tls] \
+[--h2load | --paired N]
+  (AUTHZ_BIN names the server binary; docs/performance.md explains each scenario)";
+
 fn main() {
     let mut options = perf::Options::full();
     let mut json_file = None;
@@ -50,7 +55,14 @@ fn main() {
             "--cold-tokens" => options.cold_tokens = value().parse().expect("a number"),
             "--tls" => options.tls = true,
             "--paired" => paired_rounds = Some(value().parse().expect("a number")),
-            other => panic!("unknown option {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => {
+                eprintln!("unknown option {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     assert!(
