@@ -268,6 +268,12 @@ async fn a_post_search_is_decided_on_its_body() {
             .unwrap()
             .contains("form body")
     );
+    // A body is read for a POST search only: beside anything else it is refused.
+    let (action, mut resource) = http_line("GET", "Observation?code=x");
+    resource["properties"] = json!({ "body": "patient=456" });
+    let unread = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let (status, answer) = face.post("/access/v1/evaluation", &unread).await;
+    assert_eq!(status, 400, "{answer}");
     // A body belongs to an HTTP line only.
     let structured = json!({
         "subject": subject(&token),

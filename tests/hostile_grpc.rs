@@ -109,20 +109,89 @@ async fn post_searches_are_decided_on_their_body() {
         assert_eq!(reason(&response), reason(&in_query), "{body}");
         assert_eq!(response.grants, in_query.grants, "{body}");
     }
-    // A body that cannot be read, or that overrides the method, is refused.
-    for (body, said) in [
-        (&b"code=\xff"[..], "UTF-8"),
-        (&b"_method=DELETE"[..], "_method"),
-        (&b"code=%zz"[..], "search body"),
+    // A `+` is a space, as the server's form parser reads it.
+    let spaced = server
+        .check_request(post_search(&token, "Observation/_search", "patient=456+"))
+        .await;
+    let in_query = server
+        .check(&token, "GET", "Observation?patient=456%20")
+        .await;
+    assert_eq!(decision(&spaced), pb::Decision::Deny, "{}", spaced.message);
+    assert_eq!(spaced.message, in_query.message);
+    // A body that cannot be read, or could be read otherwise, is refused; so is a body the
+    // service would not read.
+    for (method, path, body, content_type, said) in [
+        (
+            "POST",
+            "Observation/_search",
+            &b"code=\xff"[..],
+            None,
+            "UTF-8",
+        ),
+        (
+            "POST",
+            "Observation/_search",
+            b"_method=DELETE",
+            None,
+            "_method",
+        ),
+        (
+            "POST",
+            "Observation/_search",
+            b"code=%zz",
+            None,
+            "search body",
+        ),
+        (
+            "POST",
+            "Observation/_search",
+            b"code=x\t",
+            None,
+            "search body",
+        ),
+        (
+            "POST",
+            "Observation/_search",
+            b"{}",
+            Some("application/json"),
+            "form-urlencoded",
+        ),
+        (
+            "GET",
+            "Observation?code=x",
+            b"patient=456",
+            None,
+            "only for a POST search",
+        ),
     ] {
-        let mut request = check_http(&token, "POST", "Observation/_search");
+        let mut request = check_http(&token, method, path);
         if let Some(pb::check_access_request::Request::Http(http)) = &mut request.request {
             http.body = body.to_vec();
+            if let Some(content_type) = content_type {
+                http.headers
+                    .insert("content-type".into(), content_type.into());
+            }
         }
-        let status = client.check_access(request).await.unwrap_err();
+        let status = client
+            .check_access(request)
+            .await
+            .expect_err(&String::from_utf8_lossy(body));
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(status.message().contains(said), "{status:?}");
     }
+    let form = server
+        .check_request({
+            let mut request = post_search(&token, "Observation/_search", "code=x\r\n");
+            if let Some(pb::check_access_request::Request::Http(http)) = &mut request.request {
+                http.headers.insert(
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded; charset=UTF-8".into(),
+                );
+            }
+            request
+        })
+        .await;
+    assert_eq!(decision(&form), pb::Decision::Allow, "{}", form.message);
     // A batch entry carries no form body: a POST search in it is denied.
     let batch = client
         .batch_check_access(pb::BatchCheckAccessRequest {
@@ -143,6 +212,25 @@ async fn post_searches_are_decided_on_their_body() {
         .into_inner();
     assert_eq!(batch.entries[0].decision(), pb::Decision::Deny);
     assert!(batch.entries[0].message.contains("GET"), "{batch:?}");
+    // Nor is one read from the entry.
+    let status = client
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            bundle_type: pb::BundleType::Batch.into(),
+            entries: vec![pb::BatchEntry {
+                request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                    method: "POST".into(),
+                    path: "Observation/_search".into(),
+                    body: b"code=x".to_vec(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     server.stop().await;
 }
 

@@ -74,17 +74,21 @@ impl<'a> HttpLine<'a> {
 }
 
 /// Adds the form-encoded parameters of a `POST [type]/_search` body (FHIR R4 http.html
-/// §3.1.0.7.1) to `request`, read by the rules of a query. A search whose body did not come
-/// (`body` empty) keeps `params_in_body`, and [`super::Admitted::decide`] refuses it: the
-/// server runs the body's parameters too, and `patient=456` or an `_include` there would
-/// otherwise pass unseen. Only `content-length: 0` (looked up by `header`) says there is
-/// none. Other requests are left as they are. One rule for every face.
+/// §3.1.0.7.1) to `request`. A search whose body did not come (`body` empty) keeps them
+/// unread, and [`super::Admitted::decide`] refuses it: the server runs the body's
+/// parameters too, and `patient=456` there would otherwise pass unseen. Only
+/// `content-length: 0` (looked up by `header`) says there is none. Other requests are left
+/// as they are. One rule for every face.
+///
+/// The body is read as a form parser reads it (a `+` is a space, WHATWG URL §5.1); what it
+/// could read otherwise is refused: another content type, whitespace other than a final
+/// line break.
 pub fn add_search_body<'h>(
     request: &mut FhirRequest,
     body: &[u8],
     header: impl Fn(&str) -> Option<&'h str>,
 ) -> Result<(), Refusal> {
-    if !(request.params_in_body && request.interaction.is_search()) {
+    if !request.has_unread_search_body() {
         return Ok(());
     }
     if body.is_empty() {
@@ -93,14 +97,27 @@ pub fn add_search_body<'h>(
         }
         return Ok(());
     }
-    let form = std::str::from_utf8(body)
-        .map_err(|_| Refusal::InvalidRequest("the search body is not UTF-8".to_owned()))?;
-    let params = parse_query(form.trim())
+    let refused = |why: &str| Refusal::InvalidRequest(format!("the search body: {why}"));
+    if let Some(content_type) = header("content-type") {
+        let media_type = content_type.split(';').next().unwrap_or_default().trim();
+        if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(refused("not application/x-www-form-urlencoded"));
+        }
+    }
+    let form = std::str::from_utf8(body).map_err(|_| refused("not UTF-8"))?;
+    let form = form
+        .strip_suffix("\r\n")
+        .or_else(|| form.strip_suffix('\n'))
+        .unwrap_or(form);
+    // In a form a `+` is a space (what the server's form parser reads); in a FHIR query,
+    // which `parse_query` reads, it is a plus.
+    let form = form.replace('+', "%20");
+    let params = parse_query(&form)
         .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
-        .map_err(|error| Refusal::InvalidRequest(format!("the search body: {error}")))?;
+        .map_err(|error| refused(&error.to_string()))?;
     if request.params.len() + params.len() > MAX_QUERY_PARAMS {
-        return Err(Refusal::InvalidRequest(format!(
-            "the search has more than {MAX_QUERY_PARAMS} parameters in its query and body"
+        return Err(refused(&format!(
+            "more than {MAX_QUERY_PARAMS} parameters in the query and the body"
         )));
     }
     request.params.extend(params);
@@ -108,10 +125,21 @@ pub fn add_search_body<'h>(
     Ok(())
 }
 
+/// Refuses a body given for a request that is not a `POST` search, on the faces where the
+/// body is given only for that ([`add_search_body`]): left unread, it would be ignored.
+pub fn refuse_unread_body(request: &FhirRequest, body: &[u8]) -> Result<(), Refusal> {
+    if body.is_empty() || request.has_unread_search_body() {
+        return Ok(());
+    }
+    Err(Refusal::InvalidRequest(
+        "a body is read only for a POST search (its form-encoded parameters)".to_owned(),
+    ))
+}
+
 /// The refusal of a search decided without the parameters of its body
 /// ([`add_search_body`]).
 pub(super) fn unread_search_body(request: &FhirRequest) -> Option<Refusal> {
-    (request.params_in_body && request.interaction.is_search()).then(|| {
+    request.has_unread_search_body().then(|| {
         Refusal::BodyRequired(
             "a POST search is decided on the parameters of its form body, which did not come with the request"
                 .to_owned(),

@@ -34,7 +34,8 @@ use tokio::net::TcpListener;
 use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
-    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, add_search_body, request_id,
+    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, add_search_body,
+    refuse_unread_body, request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
@@ -432,11 +433,13 @@ impl Face {
             self.authorizer.refused(call, token, None, &refusal);
             answer::refused(&refusal)
         })?;
-        add_search_body(&mut request, body.as_bytes(), header).map_err(|refusal| {
+        let read = refuse_unread_body(&request, body.as_bytes())
+            .and_then(|()| add_search_body(&mut request, body.as_bytes(), header));
+        if let Err(refusal) = read {
             self.authorizer
                 .refused(call, token, Some(&request), &refusal);
-            answer::refused(&refusal)
-        })?;
+            return Err(answer::refused(&refusal));
+        }
         Ok((server, request, line))
     }
 }

@@ -4,7 +4,9 @@
 use tonic::Status;
 
 use super::pb;
-use crate::authorize::{HttpLine, Refusal, Verdict, add_search_body, parse_off_runtime};
+use crate::authorize::{
+    HttpLine, Refusal, Verdict, add_search_body, parse_off_runtime, refuse_unread_body,
+};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
 use crate::fhir::{
@@ -51,6 +53,13 @@ pub fn entry_request<'m>(
 ) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
     match request {
         Some(pb::batch_entry::Request::Fhir(fhir)) => Ok((structured_request(fhir, field)?, None)),
+        // A batch entry has no form body (FHIR R4 http.html §3.1.0.11): its POST search
+        // is denied by the engine.
+        Some(pb::batch_entry::Request::Http(http)) if !http.body.is_empty() => {
+            Err(Status::invalid_argument(format!(
+                "{field}.http.body: a batch entry has no body; search with GET"
+            )))
+        }
         Some(pb::batch_entry::Request::Http(http)) => http_request(http, field),
         None => Err(Status::invalid_argument(format!(
             "{field}: set exactly one of fhir or http"
@@ -82,12 +91,14 @@ pub(super) fn http_request<'m>(
     let mut request = line.read(|name| header(http, name)).map_err(|refusal| {
         Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
     })?;
-    add_search_body(&mut request, &http.body, |name| header(http, name)).map_err(|refusal| {
-        Status::new(
-            refusal.status().grpc,
-            format!("{field}.http.body: {refusal}"),
-        )
-    })?;
+    refuse_unread_body(&request, &http.body)
+        .and_then(|()| add_search_body(&mut request, &http.body, |name| header(http, name)))
+        .map_err(|refusal| {
+            Status::new(
+                refusal.status().grpc,
+                format!("{field}.http.body: {refusal}"),
+            )
+        })?;
     Ok((request, Some(line)))
 }
 

@@ -367,7 +367,6 @@ pub fn check_http(token: &str, method: &str, path: &str) -> pb::CheckAccessReque
     }
 }
 
-/// A resource given as JSON.
 /// `CheckAccess` of a `POST` search with its form-encoded body.
 pub fn post_search(token: &str, path: &str, body: &str) -> pb::CheckAccessRequest {
     let mut request = check_http(token, "POST", path);
@@ -377,6 +376,7 @@ pub fn post_search(token: &str, path: &str, body: &str) -> pb::CheckAccessReques
     request
 }
 
+/// A resource given as JSON.
 pub fn json_resource(resource: &Value) -> Option<pb::Resource> {
     Some(pb::Resource {
         content: Some(pb::resource::Content::Json(

@@ -176,7 +176,7 @@ impl Engine {
                 }
                 // A `POST _search` entry's parameters are not in its `url` (FHIR R4
                 // http.html §3.1.0.7.1), and an entry carries no form body to read them from.
-                Ok(request) if request.params_in_body && request.interaction.is_search() => {
+                Ok(request) if request.has_unread_search_body() => {
                     Decision::deny(
                         Reason::UnsupportedRequest,
                         "denied: a POST search entry is decided on parameters it does not carry: search with GET",

@@ -163,6 +163,12 @@ pub struct FhirRequest {
 }
 
 impl FhirRequest {
+    /// A `POST` search whose form body's parameters (FHIR R4 http.html §3.1.0.7.1) are not in
+    /// `params` yet: what it asks for cannot be told.
+    pub fn has_unread_search_body(&self) -> bool {
+        self.params_in_body && self.interaction.is_search()
+    }
+
     /// A request with only the interaction set; fill the rest with the `with_*` methods.
     pub fn new(interaction: Interaction) -> Self {
         FhirRequest {
