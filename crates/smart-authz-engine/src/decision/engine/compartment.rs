@@ -203,7 +203,7 @@ impl Session<'_> {
         }
         Err(Refusal::new(
             Reason::UnsupportedRequest,
-            "_elements and _summary are refused on a search of every type under patient/ scopes: a trimmed resource outside the compartment could hide the patient it belongs to (list the types in _type)",
+            "_elements and _summary (or a POST search's unread body) are refused on a search of every type under patient/ scopes: a trimmed resource outside the compartment could hide the patient it belongs to (list the types in _type)",
         ))
     }
 
@@ -216,7 +216,7 @@ impl Session<'_> {
             return Err(Refusal::new(
                 Reason::UnsupportedRequest,
                 format!(
-                    "_elements and _summary are refused on {resource_type} under patient/ scopes: a trimmed {resource_type} could hide the patient it belongs to"
+                    "_elements and _summary (or a POST search's unread body) are refused on {resource_type} under patient/ scopes: a trimmed {resource_type} could hide the patient it belongs to"
                 ),
             ));
         }
@@ -224,13 +224,16 @@ impl Session<'_> {
     }
 
     /// Whether the request asks for trimmed resources: `_elements`, or a `_summary` other
-    /// than `count` (no resources) and `false` (whole ones).
+    /// than `count` (no resources) and `false` (whole ones). A `POST` search whose body was
+    /// not read may ask for them there: only its answer is checked (the faces refuse to
+    /// decide it), and that check cannot tell a trimmed resource's patient.
     fn trims_answers(&self) -> bool {
-        self.request.params.iter().any(|param| {
-            let name = param.name.split(':').next().unwrap_or_default();
-            name == "_elements"
-                || (name == "_summary" && !matches!(param.value.as_str(), "count" | "false"))
-        })
+        self.request.has_unread_search_body()
+            || self.request.params.iter().any(|param| {
+                let name = param.name.split(':').next().unwrap_or_default();
+                name == "_elements"
+                    || (name == "_summary" && !matches!(param.value.as_str(), "count" | "false"))
+            })
     }
 
     /// Denies a search that names another patient: a compartment search on another Patient,

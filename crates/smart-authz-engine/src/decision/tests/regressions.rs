@@ -646,6 +646,28 @@ pub fn cases() -> Vec<Case> {
             .compartment("Patient/123"),
         case(
             S3P,
+            "a POST search's unread body may trim a type outside the compartment",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("POST", "Task/_search?status=ready")
+        .deny(Reason::UnsupportedRequest),
+        case(S3P, "or any type, searched at system level")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("POST", "_search?_type=Task")
+            .deny(Reason::UnsupportedRequest),
+        case(
+            S3P,
+            "a POST search of a compartment type is decided for its answer",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("POST", "Observation/_search")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
             "a trimmed Observation is no risk: membership must still be shown",
         )
         .scopes("patient/Observation.rs")
