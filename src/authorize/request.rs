@@ -141,7 +141,7 @@ pub fn refuse_unread_body(request: &FhirRequest, body: &[u8]) -> Result<(), Refu
 pub(super) fn unread_search_body(request: &FhirRequest) -> Option<Refusal> {
     request.has_unread_search_body().then(|| {
         Refusal::BodyRequired(
-            "a POST search is decided on the parameters of its form body, which did not come with the request"
+            "a POST search is decided on the parameters of its form body, which did not come with the request (Envoy: with_request_body; gRPC: http.body; AuthZEN: resource.properties.body)"
                 .to_owned(),
         )
     })
