@@ -160,45 +160,27 @@ async fn a_post_search_answer_is_judged_with_or_without_its_body() {
     let server = TestServer::for_issuer(&issuer, "").await;
     let token = issuer.patient_token("patient/*.rs", "123");
     let answer = serde_json::to_vec(&mixed_search()).unwrap();
-    let with_body = |line: &str, body: &str| {
+    // An empty body is none.
+    let judge = |line: &str, body: &str| {
         let mut request = filter_request(&token, line, &answer);
         if let Some(pb::filter_resources_request::Request::Http(http)) = &mut request.request {
             http.body = body.as_bytes().to_vec();
         }
-        request
+        let server = &server;
+        async move { filter(server, request).await.unwrap() }
     };
-    let mine = filter(
-        &server,
-        with_body("POST Observation/_search", "patient=123"),
-    )
-    .await
-    .unwrap();
+    let mine = judge("POST Observation/_search", "patient=123").await;
     assert_eq!(mine.decision, pb::Decision::Allow as i32);
-    let theirs = filter(
-        &server,
-        with_body("POST Observation/_search", "patient=456"),
-    )
-    .await
-    .unwrap();
+    let theirs = judge("POST Observation/_search", "patient=456").await;
     assert_eq!(theirs.decision, pb::Decision::Deny as i32);
     // Without the body: decided on the query, the answer read.
-    let unread = filter(
-        &server,
-        filter_request(&token, "POST Observation/_search", &answer),
-    )
-    .await
-    .unwrap();
+    let unread = judge("POST Observation/_search", "").await;
     assert_eq!(unread.decision, pb::Decision::Allow as i32);
     assert_ne!(
         unread.body, answer,
         "the other patient's entries are withheld"
     );
-    let outside = filter(
-        &server,
-        filter_request(&token, "POST Task/_search", &answer),
-    )
-    .await
-    .unwrap();
+    let outside = judge("POST Task/_search", "").await;
     assert_eq!(outside.decision, pb::Decision::Deny as i32);
     assert_eq!(outside.reason, pb::Reason::UnsupportedRequest as i32);
     server.stop().await;

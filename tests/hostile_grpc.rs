@@ -193,20 +193,22 @@ async fn post_searches_are_decided_on_their_body() {
         .await;
     assert_eq!(decision(&form), pb::Decision::Allow, "{}", form.message);
     // A batch entry carries no form body: a POST search in it is denied.
-    let batch = client
-        .batch_check_access(pb::BatchCheckAccessRequest {
-            access_token: token.clone(),
-            bundle_type: pb::BundleType::Batch.into(),
-            entries: vec![pb::BatchEntry {
-                request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
-                    method: "POST".into(),
-                    path: "Observation/_search?code=x".into(),
-                    ..Default::default()
-                })),
+    let batch_search = |path: &str, body: &[u8]| pb::BatchCheckAccessRequest {
+        access_token: token.clone(),
+        bundle_type: pb::BundleType::Batch.into(),
+        entries: vec![pb::BatchEntry {
+            request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                method: "POST".into(),
+                path: path.into(),
+                body: body.to_vec(),
                 ..Default::default()
-            }],
+            })),
             ..Default::default()
-        })
+        }],
+        ..Default::default()
+    };
+    let batch = client
+        .batch_check_access(batch_search("Observation/_search?code=x", b""))
         .await
         .unwrap()
         .into_inner();
@@ -214,20 +216,7 @@ async fn post_searches_are_decided_on_their_body() {
     assert!(batch.entries[0].message.contains("GET"), "{batch:?}");
     // Nor is one read from the entry.
     let status = client
-        .batch_check_access(pb::BatchCheckAccessRequest {
-            access_token: token.clone(),
-            bundle_type: pb::BundleType::Batch.into(),
-            entries: vec![pb::BatchEntry {
-                request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
-                    method: "POST".into(),
-                    path: "Observation/_search".into(),
-                    body: b"code=x".to_vec(),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
+        .batch_check_access(batch_search("Observation/_search", b"code=x"))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
