@@ -159,7 +159,8 @@ impl<'r> SearchMatches<'r> {
         };
         Some(SearchMatches {
             types,
-            brings_other_types: brings_other_types(request),
+            // An unread `POST` body may hold an `_include` as well.
+            brings_other_types: brings_other_types(request) || request.has_unread_search_body(),
         })
     }
 

@@ -619,6 +619,13 @@ fn s_grants_only_the_matches_of_the_type_searched() {
     );
     // Without a mode, with includes asked for: neither is known to be a match.
     assert_eq!(references(&filtered.body), ["OperationOutcome/-"]);
+    // Nor is it for a search by POST whose body, unread, may ask for includes.
+    let filtered = filter(
+        "patient/Observation.s patient/Practitioner.s",
+        "POST Observation/_search",
+        unmarked.clone(),
+    );
+    assert_eq!(references(&filtered.body), ["OperationOutcome/-"]);
     // Without includes, an entry without a mode is a match, of the searched type only.
     let filtered = filter(
         "patient/Observation.s patient/Practitioner.s",
