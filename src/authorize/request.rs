@@ -125,15 +125,19 @@ pub fn add_search_body<'h>(
     Ok(())
 }
 
-/// Refuses a body given for a request that is not a `POST` search, on the faces where the
-/// body is given only for that ([`add_search_body`]): left unread, it would be ignored.
-pub fn refuse_unread_body(request: &FhirRequest, body: &[u8]) -> Result<(), Refusal> {
-    if body.is_empty() || request.has_unread_search_body() {
-        return Ok(());
+/// [`add_search_body`] on the faces where a body is given only for a `POST` search: one
+/// beside any other request is refused, since left unread it would be ignored.
+pub fn add_search_body_only<'h>(
+    request: &mut FhirRequest,
+    body: &[u8],
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Result<(), Refusal> {
+    if !body.is_empty() && !request.has_unread_search_body() {
+        return Err(Refusal::InvalidRequest(
+            "a body is read only for a POST search (its form-encoded parameters)".to_owned(),
+        ));
     }
-    Err(Refusal::InvalidRequest(
-        "a body is read only for a POST search (its form-encoded parameters)".to_owned(),
-    ))
+    add_search_body(request, body, header)
 }
 
 /// The refusal of a search decided without the parameters of its body

@@ -34,8 +34,8 @@ use tokio::net::TcpListener;
 use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
-    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, add_search_body,
-    refuse_unread_body, request_id,
+    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, add_search_body_only,
+    request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
@@ -433,9 +433,7 @@ impl Face {
             self.authorizer.refused(call, token, None, &refusal);
             answer::refused(&refusal)
         })?;
-        let read = refuse_unread_body(&request, body.as_bytes())
-            .and_then(|()| add_search_body(&mut request, body.as_bytes(), header));
-        if let Err(refusal) = read {
+        if let Err(refusal) = add_search_body_only(&mut request, body.as_bytes(), header) {
             self.authorizer
                 .refused(call, token, Some(&request), &refusal);
             return Err(answer::refused(&refusal));

@@ -4,9 +4,7 @@
 use tonic::Status;
 
 use super::pb;
-use crate::authorize::{
-    HttpLine, Refusal, Verdict, add_search_body, parse_off_runtime, refuse_unread_body,
-};
+use crate::authorize::{HttpLine, Refusal, Verdict, add_search_body_only, parse_off_runtime};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
 use crate::fhir::{
@@ -91,14 +89,14 @@ pub(super) fn http_request<'m>(
     let mut request = line.read(|name| header(http, name)).map_err(|refusal| {
         Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
     })?;
-    refuse_unread_body(&request, &http.body)
-        .and_then(|()| add_search_body(&mut request, &http.body, |name| header(http, name)))
-        .map_err(|refusal| {
+    add_search_body_only(&mut request, &http.body, |name| header(http, name)).map_err(
+        |refusal| {
             Status::new(
                 refusal.status().grpc,
                 format!("{field}.http.body: {refusal}"),
             )
-        })?;
+        },
+    )?;
     Ok((request, Some(line)))
 }
 

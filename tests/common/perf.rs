@@ -36,6 +36,8 @@ const SEARCH: &str = "Observation?code=http://loinc.org|8867-4&_count=50";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 /// Batches of the raw verification measurement, whose median is reported.
 const RAW_BATCHES: u32 = 9;
+/// The cache bound of the timed scenarios: far above what any of them fills.
+const SCENARIO_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// How long a server may take to stop after SIGTERM before it is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The server's clock ticks per second in `/proc/<pid>/stat` (USER_HZ).
@@ -367,6 +369,25 @@ struct Server {
 }
 
 impl Server {
+    /// The server the timed scenarios share (a cache no scenario fills), with the
+    /// connections `options` asks for.
+    async fn for_scenarios(
+        binary: &Path,
+        keys: &Keys,
+        options: &Options,
+    ) -> (Server, Arc<Vec<Channel>>) {
+        let server = Server::start(
+            binary,
+            keys,
+            SCENARIO_CACHE_BYTES,
+            options.pin_server,
+            options.tls,
+        )
+        .await;
+        let channels = Arc::new(server.channels(options.connections.max(1)).await);
+        (server, channels)
+    }
+
     async fn start(binary: &Path, keys: &Keys, cache_bytes: u64, pin: bool, tls: bool) -> Server {
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         let pki = tls.then(|| super::tls::Pki::new("perf"));
@@ -697,16 +718,8 @@ async fn check_cached(
 
 pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     let keys = Arc::new(Keys::load(keys_dir));
-    let server = Server::start(
-        binary,
-        &keys,
-        1024 * 1024 * 1024,
-        options.pin_server,
-        options.tls,
-    )
-    .await;
+    let (server, channels) = Server::for_scenarios(binary, &keys, options).await;
     let pid = server.pid();
-    let channels = Arc::new(server.channels(options.connections.max(1)).await);
     let token = Arc::new(keys.mint(Algorithm::RS256, 0));
     let mut scenarios = Vec::new();
 
@@ -1027,7 +1040,7 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
         ..Memory::default()
     };
     for (bound, filled) in [
-        (1024 * 1024 * 1024, true),
+        (SCENARIO_CACHE_BYTES, true),
         (options.memory_bound_bytes, false),
     ] {
         let server = Server::start(binary, keys, bound, options.pin_server, false).await;
@@ -1100,16 +1113,8 @@ pub async fn paired(
     rounds: usize,
 ) -> Vec<(Measured, Measured)> {
     let keys = Keys::load(keys_dir);
-    let server = Server::start(
-        binary,
-        &keys,
-        1024 * 1024 * 1024,
-        options.pin_server,
-        options.tls,
-    )
-    .await;
+    let (server, channels) = Server::for_scenarios(binary, &keys, options).await;
     let pid = server.pid();
-    let channels = Arc::new(server.channels(options.connections.max(1)).await);
     let request = Arc::new(check_request(&keys.mint(Algorithm::RS256, 0), SEARCH, None));
     let mut pairs = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -1185,7 +1190,14 @@ pub fn paired_table(pairs: &[(Measured, Measured)]) -> String {
 pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64, f64), String) {
     let keys = Keys::load(keys_dir);
     // h2load's pre-encoded frames go over cleartext HTTP/2 (h2c).
-    let server = Server::start(binary, &keys, 1024 * 1024 * 1024, options.pin_server, false).await;
+    let server = Server::start(
+        binary,
+        &keys,
+        SCENARIO_CACHE_BYTES,
+        options.pin_server,
+        false,
+    )
+    .await;
     let token = keys.mint(Algorithm::RS256, 0);
     let request = check_request(&token, SEARCH, None);
     // The same bytes over tonic first: h2load counts any HTTP 200, a deny included.
