@@ -4,8 +4,9 @@
 //!
 //! `cargo build --release && cargo run --release --example perf -- [--smoke] [--json FILE]
 //! [--calls N] [--seconds S] [--concurrency C] [--connections K] [--cold-tokens T]
-//! [--only A,B] [--no-memory] [--tls]`
-//! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections).
+//! [--only A,B] [--no-memory] [--tls | --unix]`
+//! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections, plaintext
+//! TCP; `--tls` over TLS, `--unix` over the server's Unix socket).
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
 //! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
 //! `--paired N` measures only those two, in N alternating rounds of `--seconds` each, and
@@ -30,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const USAGE: &str = "usage: perf [--smoke] [--json FILE] [--calls N] [--seconds S] \
-[--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--tls] \
+[--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--tls | --unix] \
 [--h2load | --paired N]
   (AUTHZ_BIN names the server binary; docs/performance.md explains each scenario)";
 
@@ -53,7 +54,8 @@ fn main() {
             "--concurrency" => options.concurrency = value().parse().expect("a number"),
             "--connections" => options.connections = value().parse().expect("a number"),
             "--cold-tokens" => options.cold_tokens = value().parse().expect("a number"),
-            "--tls" => options.tls = true,
+            "--tls" => options.transport = perf::Transport::Tls,
+            "--unix" => options.transport = perf::Transport::Unix,
             "--paired" => paired_rounds = Some(value().parse().expect("a number")),
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -68,6 +70,10 @@ fn main() {
     assert!(
         !(with_h2load && paired_rounds.is_some()),
         "--h2load and --paired are two measurements: choose one"
+    );
+    assert!(
+        !(with_h2load && options.transport != perf::Transport::Tcp),
+        "--h2load sends its frames over plaintext TCP: drop --tls and --unix"
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let binary = std::env::var_os("AUTHZ_BIN")

@@ -63,27 +63,33 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_report_runs_over_tls() {
+async fn the_report_runs_over_tls_and_over_a_unix_socket() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut options = perf::Options::smoke();
-    options.tls = true;
-    options.skip_memory = true;
-    options.only = vec!["check_cached".to_owned(), "envoy_check".to_owned()];
-    let report = perf::run(
-        Path::new(env!("CARGO_BIN_EXE_smart-authz")),
-        &root.join("tests/fixtures/keys"),
-        &options,
-    )
-    .await;
-    let table = report.table();
-    for name in ["health_floor", "check_cached", "envoy_check"] {
-        let scenario = report
-            .scenario(name)
-            .unwrap_or_else(|| panic!("{name} missing:\n{table}"));
-        assert!(scenario.calls > 0, "{name}:\n{table}");
-        assert_eq!(scenario.errors, 0, "{name}:\n{table}");
+    for (transport, name) in [
+        (perf::Transport::Tls, "tls"),
+        (perf::Transport::Unix, "unix"),
+    ] {
+        let mut options = perf::Options::smoke();
+        options.transport = transport;
+        options.skip_memory = true;
+        options.only = vec!["check_cached".to_owned(), "envoy_check".to_owned()];
+        let report = perf::run(
+            Path::new(env!("CARGO_BIN_EXE_smart-authz")),
+            &root.join("tests/fixtures/keys"),
+            &options,
+        )
+        .await;
+        let table = report.table();
+        for scenario_name in ["health_floor", "check_cached", "envoy_check"] {
+            let scenario = report
+                .scenario(scenario_name)
+                .unwrap_or_else(|| panic!("{scenario_name} missing:\n{table}"));
+            assert!(scenario.calls > 0, "{scenario_name}:\n{table}");
+            assert_eq!(scenario.errors, 0, "{scenario_name}:\n{table}");
+        }
+        assert!(report.scenario("cold_rs256").is_none(), "{table}");
+        assert_eq!(report.json()["options"]["transport"], name);
     }
-    assert!(report.scenario("cold_rs256").is_none(), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,7 @@ async fn probes_see_not_serving_before_the_drain_while_the_api_speaks_tls() {
             metrics: None,
             health: Some(health_listener),
             authzen: None,
+            unix: None,
         },
         config,
         async {
@@ -128,6 +129,7 @@ async fn a_pod_is_live_at_once_and_ready_when_its_issuers_keys_load() {
             metrics: None,
             health: Some(health_listener),
             authzen: None,
+            unix: None,
         },
         config,
         async {
@@ -192,6 +194,7 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
             metrics: None,
             health: None,
             authzen: None,
+            unix: None,
         },
         config,
         async {

@@ -405,6 +405,7 @@ async fn listeners() -> smart_authz::app::Listeners {
         metrics: None,
         health: None,
         authzen: None,
+        unix: None,
     }
 }
 

@@ -2,11 +2,13 @@
 //! listener until `shutdown` resolves, then drains in-flight calls. Prometheus metrics are
 //! served on a second listener (`[telemetry] metrics_listen`) for as long, health alone on
 //! a third (`health_listen`) for probes, and the AuthZEN HTTP face on a fourth
-//! (`[authzen] listen`). [`health`] says when the process is live and ready.
+//! (`[authzen] listen`). The gRPC API may also answer on a Unix socket (`unix_listen`,
+//! [`unix_socket`]). [`health`] says when the process is live and ready.
 
 pub mod health;
 mod overload;
 mod single_write;
+mod unix_socket;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tower::util::MapResponseLayer;
 use self::health::Health;
 use self::overload::ShedLayer;
 use self::single_write::SingleWrite;
+pub use self::unix_socket::UnixSocket;
 use crate::authorize::{Authorizer, Capacity, Servers};
 use crate::authzen;
 use crate::config::Config;
@@ -61,6 +64,11 @@ pub enum AppError {
         address: std::net::SocketAddr,
         error: std::io::Error,
     },
+    #[error("cannot bind unix_listen {path:?}: {error}")]
+    UnixListen {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// The sockets the service answers on.
@@ -74,6 +82,8 @@ pub struct Listeners {
     pub health: Option<TcpListener>,
     /// The AuthZEN HTTP face; `None`: off (it also needs `[authzen]` in the configuration).
     pub authzen: Option<TcpListener>,
+    /// The gRPC API again, on a Unix socket; `None`: none.
+    pub unix: Option<UnixSocket>,
 }
 
 /// Serves `AuthzService`, Envoy's `Authorization` (ext_authz) and `ExternalProcessor`
@@ -117,17 +127,28 @@ pub async fn run(
         })?),
         None => None,
     };
+    let unix = match &config.unix_listen {
+        Some(path) => Some(
+            UnixSocket::bind(path).map_err(|error| AppError::UnixListen {
+                path: path.clone(),
+                error,
+            })?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         api: listener,
         metrics,
         health,
         authzen,
+        unix,
     };
     serve(listeners, config, shutdown).await
 }
 
 /// [`run`] on listeners bound by the caller (`config.listen`, `config.health_listen`,
-/// `config.telemetry.metrics_listen` and `config.authzen.listen` are not used).
+/// `config.telemetry.metrics_listen`, `config.authzen.listen` and `config.unix_listen` are
+/// not used).
 ///
 /// When `shutdown` resolves, health turns NOT_SERVING on every listener, and after
 /// `shutdown_delay_secs` (time for endpoints and load balancers to stop sending new calls)
@@ -172,8 +193,9 @@ pub async fn serve(
     let processor = EnvoyProcessor::new(Arc::clone(&authorizer));
     // One limit on calls in flight for every face.
     let capacity = Capacity::new(config.max_concurrent_calls);
-    // The HTTP face stops accepting when the gRPC one does, and finishes its requests.
-    let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+    // The HTTP face and the Unix socket stop accepting when the gRPC listener does, and
+    // finish their calls.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let authzen_server = match (listeners.authzen, &config.authzen) {
         (Some(listener), Some(settings)) => {
             let router = authzen::router(
@@ -186,7 +208,7 @@ pub async fn serve(
                 listen = %listener.local_addr().map(|address| address.to_string()).unwrap_or_default(),
                 "serving the AuthZEN HTTP face"
             );
-            let mut stopped = http_stopped;
+            let mut stopped = stopped.clone();
             Some(tokio::spawn(authzen::serve(listener, router, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })))
@@ -265,25 +287,43 @@ pub async fn serve(
         health.shutting_down().await;
         tokio::time::sleep(delay).await;
         tracing::info!("draining in-flight calls");
-        let _ = http_stop.send(true);
+        let _ = stop.send(true);
     };
-    match tls {
-        Some(files) => {
-            let _reload = AbortOnDrop(tls::reload_periodically(Arc::clone(&files)));
-            use tokio_stream::StreamExt as _;
-            // h2 above the TLS stream writes each answer with its trailers too: one record.
-            let connections =
-                tls::incoming(listener, files).map(|accepted| accepted.map(SingleWrite));
-            router
-                .serve_with_incoming_shutdown(connections, shutdown)
-                .await?;
+    // Plaintext: a local socket crosses no network, and its file's mode says who connects.
+    let unix_router = router.clone();
+    let unix = async move {
+        let Some(socket) = listeners.unix else {
+            return Ok(());
+        };
+        tracing::info!(path = %socket.path().display(), "serving the gRPC API on a Unix socket too");
+        let (connections, _file) = socket.incoming();
+        let mut stopped = stopped;
+        unix_router
+            .serve_with_incoming_shutdown(connections, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    };
+    let tcp = async move {
+        match tls {
+            Some(files) => {
+                let _reload = AbortOnDrop(tls::reload_periodically(Arc::clone(&files)));
+                use tokio_stream::StreamExt as _;
+                // h2 above the TLS stream writes each answer with its trailers too: one record.
+                let connections =
+                    tls::incoming(listener, files).map(|accepted| accepted.map(SingleWrite));
+                router
+                    .serve_with_incoming_shutdown(connections, shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                    .await
+            }
         }
-        None => {
-            router
-                .serve_with_incoming_shutdown(incoming(listener), shutdown)
-                .await?;
-        }
-    }
+    };
+    tokio::try_join!(tcp, unix)?;
     if let Some(server) = authzen_server {
         match server.await {
             Ok(Ok(())) => {}

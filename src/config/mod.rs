@@ -17,6 +17,7 @@ mod response_filter;
 mod servers;
 mod telemetry;
 mod tls;
+mod unix_socket;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -59,6 +60,9 @@ pub struct ConfigFile {
     /// A second, plaintext listener serving only `grpc.health.v1`, for probes that cannot
     /// speak TLS (Kubernetes' gRPC probes); empty: none.
     pub health_listen: String,
+    /// The gRPC API on a Unix domain socket as well, plaintext, for callers on the same
+    /// host or in the same pod (docs/operations.md); empty: none.
+    pub unix_listen: String,
     /// On SIGTERM, how long health answers NOT_SERVING before the drain starts, so load
     /// balancers and endpoints stop sending new calls first.
     pub shutdown_delay_secs: u64,
@@ -96,6 +100,7 @@ impl Default for ConfigFile {
         ConfigFile {
             listen: "0.0.0.0:50051".to_owned(),
             health_listen: String::new(),
+            unix_listen: String::new(),
             shutdown_delay_secs: 0,
             fhir_version: FhirVersion::R4,
             max_request_bytes: 4 * 1024 * 1024,
@@ -124,6 +129,8 @@ pub struct Config {
     /// `None`: connections live as long as their clients keep them.
     pub max_connection_age: Option<std::time::Duration>,
     pub health_listen: Option<SocketAddr>,
+    /// The socket file of the gRPC API's Unix listener; `None`: TCP only.
+    pub unix_listen: Option<std::path::PathBuf>,
     pub shutdown_delay: std::time::Duration,
     pub max_request_bytes: usize,
     pub issuers: Vec<IssuerConfig>,
@@ -322,6 +329,7 @@ impl Config {
             &shape.envoy,
         )?;
         let tls = tls::validate_tls(shape.tls)?;
+        let unix_listen = unix_socket::validate_unix_listen(&shape.unix_listen, tls.as_ref())?;
         let callers = tls::validate_callers(shape.callers, tls.as_ref(), &fhir_servers)?;
         let grpc_listens: Vec<SocketAddr> = std::iter::once(listen).chain(health_listen).collect();
         let authzen =
@@ -336,6 +344,7 @@ impl Config {
             max_connection_age: (shape.max_connection_age_secs > 0)
                 .then(|| std::time::Duration::from_secs(shape.max_connection_age_secs)),
             health_listen,
+            unix_listen,
             shutdown_delay: std::time::Duration::from_secs(shape.shutdown_delay_secs),
             max_request_bytes: shape.max_request_bytes,
             issuers,

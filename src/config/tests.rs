@@ -770,6 +770,52 @@ fn health_listen_and_the_shutdown_delay_are_checked() {
 }
 
 #[test]
+fn the_unix_socket_is_a_path_beside_plain_or_server_only_tls() {
+    assert_eq!(Config::from_toml(MINIMAL).unwrap().unix_listen, None);
+    let config = Config::from_toml(&format!(
+        "unix_listen = \"/run/smart-authz/grpc.sock\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.unix_listen.as_deref(),
+        Some(std::path::Path::new("/run/smart-authz/grpc.sock"))
+    );
+    let tls = "[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\n";
+    let server_only_tls = Config::from_toml(&format!(
+        "unix_listen = \"/run/smart-authz/grpc.sock\"\n{MINIMAL}\n{tls}"
+    ))
+    .unwrap();
+    assert!(server_only_tls.unix_listen.is_some());
+    let too_long = format!("/run/{}.sock", "s".repeat(120));
+    for (text, words) in [
+        (
+            format!("unix_listen = \"{too_long}\"\n{MINIMAL}"),
+            "at most 107",
+        ),
+        (
+            format!("unix_listen = \"/run/smart-authz/\"\n{MINIMAL}"),
+            "not a socket file path",
+        ),
+        (
+            format!("unix_listen = \" /run/grpc.sock\"\n{MINIMAL}"),
+            "not a socket file path",
+        ),
+        (
+            format!(
+                "unix_listen = \"/run/grpc.sock\"\n{MINIMAL}\n{tls}client_ca_file = \"ca.pem\"\n"
+            ),
+            "no client certificate",
+        ),
+    ] {
+        let error = error_of(&text);
+        assert!(
+            error.contains("`unix_listen`") && error.contains(words),
+            "{words} not in {error:?}"
+        );
+    }
+}
+
+#[test]
 fn the_authzen_face_is_off_unless_it_has_a_listener() {
     assert_eq!(Config::from_toml(MINIMAL).unwrap().authzen, None);
     let on = Config::from_toml(&format!(

@@ -250,6 +250,7 @@ impl TestServer {
                 metrics: metrics_listener,
                 health: None,
                 authzen: authzen_listener,
+                unix: None,
             };
             smart_authz::app::serve(listeners, config, async {
                 let _ = stop.await;

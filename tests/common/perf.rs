@@ -68,8 +68,30 @@ pub struct Options {
     pub only: Vec<String>,
     /// Skip the memory measurement.
     pub skip_memory: bool,
-    /// Serve gRPC over TLS (`[tls]`, a certificate made for the run) and call over TLS.
-    pub tls: bool,
+    /// How the load generator reaches the server.
+    pub transport: Transport,
+}
+
+/// The connection the calls travel on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// Plaintext TCP on loopback: the issue's method.
+    #[default]
+    Tcp,
+    /// TLS over TCP (`[tls]`, a certificate made for the run).
+    Tls,
+    /// The Unix socket of `unix_listen`, as a co-located caller would use it.
+    Unix,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Unix => "unix",
+        }
+    }
 }
 
 impl Options {
@@ -93,7 +115,7 @@ impl Options {
             pin_server: true,
             only: Vec::new(),
             skip_memory: false,
-            tls: false,
+            transport: Transport::Tcp,
         }
     }
 
@@ -111,7 +133,7 @@ impl Options {
             pin_server: false,
             only: Vec::new(),
             skip_memory: false,
-            tls: false,
+            transport: Transport::Tcp,
         }
     }
 }
@@ -255,7 +277,7 @@ impl Report {
                 "working_set": self.options.working_set,
                 "pin_server": self.options.pin_server,
                 "cold_tokens": self.options.cold_tokens,
-                "tls": self.options.tls,
+                "transport": self.options.transport.name(),
             },
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
             "scenarios": self.scenarios.iter().map(|scenario| json!({
@@ -366,6 +388,8 @@ struct Server {
     _config: tempfile::NamedTempFile,
     /// The certificates of a TLS server, kept until it stops.
     _pki: Option<super::tls::Pki>,
+    /// The directory of a Unix socket, removed when the server is gone.
+    _socket_dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -381,24 +405,36 @@ impl Server {
             keys,
             SCENARIO_CACHE_BYTES,
             options.pin_server,
-            options.tls,
+            options.transport,
         )
         .await;
         let channels = Arc::new(server.channels(options.connections.max(1)).await);
         (server, channels)
     }
 
-    async fn start(binary: &Path, keys: &Keys, cache_bytes: u64, pin: bool, tls: bool) -> Server {
+    async fn start(
+        binary: &Path,
+        keys: &Keys,
+        cache_bytes: u64,
+        pin: bool,
+        transport: Transport,
+    ) -> Server {
         let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        let pki = tls.then(|| super::tls::Pki::new("perf"));
+        let pki = (transport == Transport::Tls).then(|| super::tls::Pki::new("perf"));
         let tls_section = pki
             .as_ref()
             .map(|pki| pki.tls_toml(&pki.server(), None))
             .unwrap_or_default();
+        let socket_dir = (transport == Transport::Unix).then(|| tempfile::tempdir().unwrap());
+        let socket = socket_dir.as_ref().map(|dir| dir.path().join("grpc.sock"));
+        let unix_listen = socket
+            .as_ref()
+            .map(|socket| format!("unix_listen = \"{}\"\n", socket.display()))
+            .unwrap_or_default();
         std::fs::write(
             config.path(),
             format!(
-                "max_concurrent_calls = 100000\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{}'\n[cache]\nmax_bytes = {cache_bytes}\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n[telemetry]\nmetrics_listen = \"\"\naudit = \"off\"\n{tls_section}",
+                "{unix_listen}max_concurrent_calls = 100000\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks = '{}'\n[cache]\nmax_bytes = {cache_bytes}\n[envoy]\nbases = [{{ prefix = \"/fhir/\" }}]\n[telemetry]\nmetrics_listen = \"\"\naudit = \"off\"\n{tls_section}",
                 keys.jwks
             ),
         )
@@ -414,8 +450,12 @@ impl Server {
         command.args(["serve", "--config"]).arg(config.path());
         let served = super::spawned::Served::start(command);
         let address = served.address;
-        let scheme = if tls { "https" } else { "http" };
-        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
+        let target = match &socket {
+            Some(socket) => format!("unix:{}", socket.display()),
+            None if pki.is_some() => format!("https://{address}"),
+            None => format!("http://{address}"),
+        };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(target)
             .unwrap()
             .tcp_nodelay(true);
         if let Some(pki) = &pki {
@@ -432,6 +472,7 @@ impl Server {
             endpoint,
             _config: config,
             _pki: pki,
+            _socket_dir: socket_dir,
         }
     }
 
@@ -1043,7 +1084,7 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
         (SCENARIO_CACHE_BYTES, true),
         (options.memory_bound_bytes, false),
     ] {
-        let server = Server::start(binary, keys, bound, options.pin_server, false).await;
+        let server = Server::start(binary, keys, bound, options.pin_server, Transport::Tcp).await;
         let pid = server.pid();
         let channels = Arc::new(server.channels(options.connections.max(1)).await);
         // One call first: the idle footprint of a serving process.
@@ -1195,7 +1236,7 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64,
         &keys,
         SCENARIO_CACHE_BYTES,
         options.pin_server,
-        false,
+        Transport::Tcp,
     )
     .await;
     let token = keys.mint(Algorithm::RS256, 0);

@@ -62,6 +62,24 @@ test('a patient search is allowed with its compartment as a typed constraint', a
   assert.equal(typeof decision.subject.expiresAt, 'number', 'int64 arrives as a number');
 });
 
+test('the service answers the same on its Unix socket', async () => {
+  const token = mint('patient/Observation.rs launch/patient', '123');
+  const local = new AuthzClient(`unix:${server.socket}`);
+  try {
+    for (const [path, allowed] of [
+      ['Observation?code=8867-4', true],
+      ['Observation?patient=456', false],
+    ]) {
+      const overUnix = await local.check(token, 'GET', path);
+      const overTcp = await authz.check(token, 'GET', path);
+      assert.equal(overUnix.allowed, allowed, path);
+      assert.deepEqual([overUnix.reason, overUnix.message], [overTcp.reason, overTcp.message]);
+    }
+  } finally {
+    local.close();
+  }
+});
+
 test('a POST search is decided on its body', async () => {
   const token = mint('patient/Observation.rs', '123');
   const own = await authz.check(token, 'POST', 'Observation/_search', { searchBody: 'code=x' });

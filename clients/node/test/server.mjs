@@ -2,8 +2,10 @@
 // development configuration on 127.0.0.1, and mints its development tokens
 // with `smart-authz token`.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export function binary() {
@@ -36,8 +38,11 @@ function servingAddress(line) {
 }
 
 // The service listens on a port the kernel picks and announces it in its log: a port probed
-// free first could be taken by another test's listener before the service binds it.
+// free first could be taken by another test's listener before the service binds it. It
+// answers on a Unix socket too (`unix_listen`): `socket`.
 export async function startServer() {
+  const socketDir = mkdtempSync(join(tmpdir(), 'smart-authz-'));
+  const socket = join(socketDir, 'grpc.sock');
   // Every SMART_AUTHZ_* variable is configuration to the service: pass none of the test's
   // own (SMART_AUTHZ_BIN), and turn the metrics listener off.
   const env = Object.fromEntries(
@@ -45,6 +50,7 @@ export async function startServer() {
   );
   env.SMART_AUTHZ_TELEMETRY__METRICS_LISTEN = '';
   env.SMART_AUTHZ_LOG__FORMAT = 'json';
+  env.SMART_AUTHZ_UNIX_LISTEN = socket;
   delete env.RUST_LOG;
   const child = spawn(binary(), ['serve', '--listen', '127.0.0.1:0'], {
     env,
@@ -72,16 +78,19 @@ export async function startServer() {
     });
   } catch (error) {
     child.kill('SIGKILL');
+    rmSync(socketDir, { recursive: true, force: true });
     throw new Error(`smart-authz did not start: ${error.message}\n${stderr}`);
   }
   return {
     address,
+    socket,
     async stop() {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(timer);
+      rmSync(socketDir, { recursive: true, force: true });
     },
   };
 }

@@ -41,9 +41,16 @@ def _serving_address(line: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def address():
+def unix_socket(tmp_path_factory) -> Path:
+    """The Unix socket the service also answers on (``unix_listen``)."""
+    return tmp_path_factory.mktemp("socket") / "grpc.sock"
+
+
+@pytest.fixture(scope="session")
+def address(unix_socket):
     """The service listens on a port the kernel picks and announces it in its log: a port
-    probed free first could be taken by another test's listener before the service binds."""
+    probed free first could be taken by another test's listener before the service binds.
+    It answers on ``unix_socket`` too."""
     binary = _binary()
     # Every SMART_AUTHZ_* variable is configuration to the service: pass none of the
     # test's own (SMART_AUTHZ_BIN), and turn the metrics listener off.
@@ -54,6 +61,7 @@ def address():
     }
     environment["SMART_AUTHZ_TELEMETRY__METRICS_LISTEN"] = ""
     environment["SMART_AUTHZ_LOG__FORMAT"] = "json"
+    environment["SMART_AUTHZ_UNIX_LISTEN"] = str(unix_socket)
     server = subprocess.Popen(
         [binary, "serve", "--listen", "127.0.0.1:0"],
         env=environment,

@@ -63,6 +63,19 @@ def test_a_patient_search_is_allowed_with_its_compartment_as_a_typed_constraint(
     assert decision.subject is not None and decision.subject.patient == "123"
 
 
+def test_the_service_answers_the_same_on_its_unix_socket(address, unix_socket, mint):
+    token = mint("patient/Observation.rs launch/patient", patient="123")
+    with AuthzClient(f"unix:{unix_socket}") as local, AuthzClient(address) as remote:
+        for path, allowed in (("Observation?code=8867-4", True), ("Observation?patient=456", False)):
+            over_unix = local.check(token, "GET", path)
+            over_tcp = remote.check(token, "GET", path)
+            assert over_unix.allowed is allowed, path
+            assert (over_unix.reason, over_unix.message) == (over_tcp.reason, over_tcp.message)
+        assert local.check(token, "GET", "Observation?code=8867-4").grants[0].compartment == (
+            "Patient/123"
+        )
+
+
 def test_a_post_search_is_decided_on_its_body(authz, mint):
     token = mint("patient/Observation.rs", patient="123")
     own = authz.check(token, "POST", "Observation/_search", search_body="code=x")

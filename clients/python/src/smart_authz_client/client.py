@@ -21,6 +21,9 @@ ResourceJson = Union[Mapping[str, Any], str, bytes]
 #: (docs/operations.md); the service never reads it.
 ROUTING_KEY_HEADER = "x-smart-authz-routing-key"
 
+#: The channel option that sets the ``:authority`` a ``unix:`` target sends.
+_DEFAULT_AUTHORITY = "grpc.default_authority"
+
 
 def routing_key(token: str) -> str:
     """The first 16 hex digits of the bare token's SHA-256: the same for one token, and
@@ -60,6 +63,11 @@ class AuthzClient:
     the service decides for several. ``credentials`` gives TLS (``grpc.ssl_channel_credentials``,
     with a client certificate for mutual TLS); without it the channel is plaintext. Pass
     ``channel`` to use one of your own.
+
+    A ``unix:/path`` target reaches the service's Unix socket (``unix_listen``). gRPC's C core
+    would send the socket's path as the ``:authority``, which the service's HTTP/2 layer
+    refuses as malformed (RFC 9113 §8.3.1), so this client sends ``localhost`` there, as
+    grpc-go does; a ``channel`` of your own needs the option ``grpc.default_authority``.
     """
 
     def __init__(
@@ -73,10 +81,11 @@ class AuthzClient:
         send_routing_key: bool = True,
     ):
         if channel is None:
+            options = [(_DEFAULT_AUTHORITY, "localhost")] if target.startswith("unix:") else []
             channel = (
-                grpc.secure_channel(target, credentials)
+                grpc.secure_channel(target, credentials, options=options)
                 if credentials is not None
-                else grpc.insecure_channel(target)
+                else grpc.insecure_channel(target, options=options)
             )
         self._channel = channel
         self._stub = authz_pb2_grpc.AuthzServiceStub(channel)

@@ -1,0 +1,162 @@
+//! `unix_listen`: the same gRPC API on a Unix domain socket, for a sidecar or a co-located
+//! FHIR server. Every service answers there as on TCP, and the socket file goes when the
+//! server stops.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use smart_authz::app::AppError;
+use smart_authz::config::Config;
+use smart_authz::grpc::pb;
+use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// `smart_authz::app::run` on a loopback port and `socket`, until the sender is dropped.
+async fn run(
+    issuer: &TestIssuer,
+    socket: &Path,
+) -> (
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), AppError>>,
+) {
+    let config = Config::from_toml(&format!(
+        "unix_listen = \"{}\"\n{}",
+        socket.display(),
+        issuer.issuer_toml()
+    ))
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(smart_authz::app::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    (address, stop, server)
+}
+
+async fn connect_unix(socket: &Path) -> Channel {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("unix:{}", socket.display())).unwrap();
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nothing answers on {}", socket.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_face_answers_on_the_socket_as_on_tcp_and_the_file_goes_at_the_end() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("grpc.sock");
+    let (address, stop, server) = run(&issuer, &socket).await;
+    let local = AuthzServiceClient::new(connect_unix(&socket).await);
+    let remote = AuthzServiceClient::new(connect(address).await);
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+
+    for path in [
+        "Observation?code=x",
+        "Observation?patient=456",
+        "Patient/123",
+    ] {
+        let request = check_http(&token, "GET", path);
+        let over_unix = local.clone().check_access(request.clone()).await.unwrap();
+        let over_tcp = remote.clone().check_access(request).await.unwrap();
+        assert_eq!(
+            over_unix.into_inner(),
+            over_tcp.into_inner(),
+            "the same decision for {path}"
+        );
+    }
+    let allowed = local
+        .clone()
+        .check_access(check_http(&token, "GET", "Observation?code=x"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    assert_eq!(allowed.grants[0].compartment, "Patient/123");
+    let other = local
+        .clone()
+        .check_access(check_http(&token, "GET", "Observation?patient=456"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&other), pb::Decision::Deny);
+
+    // Envoy's ext_authz on the same socket (a sidecar's `pipe` cluster).
+    let envoy = AuthorizationClient::new(connect_unix(&socket).await);
+    for (path, code) in [
+        ("/Observation?code=x", tonic::Code::Ok),
+        ("/Observation?patient=456", tonic::Code::PermissionDenied),
+    ] {
+        let answer = envoy
+            .clone()
+            .check(common::envoy::check_request(
+                "GET",
+                path,
+                Some(&token),
+                &[],
+                None,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.status.unwrap().code, code as i32, "{path}");
+    }
+
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the drain ends")
+        .unwrap()
+        .expect("a clean stop");
+    assert!(!socket.exists(), "the socket file is removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_another_server_answers_on_stops_the_start_up() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("grpc.sock");
+    let (_, stop, first) = run(&issuer, &socket).await;
+    connect_unix(&socket).await;
+
+    let (_, _second_stop, second) = run(&issuer, &socket).await;
+    let error = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the second server gives up")
+        .unwrap()
+        .expect_err("the socket is taken");
+    let message = error.to_string();
+    assert!(
+        message.contains("unix_listen") && message.contains("another process answers"),
+        "{message}"
+    );
+    // The first one still answers on its socket.
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let still = AuthzServiceClient::new(connect_unix(&socket).await)
+        .check_access(check_http(&token, "GET", "Observation?code=x"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&still), pb::Decision::Allow);
+    drop(stop);
+    first.await.unwrap().unwrap();
+}
