@@ -4,7 +4,7 @@
 #   1. a build instrumented with -Cprofile-generate, which counts the branches it takes;
 #   2. that build serves the load generator's scenarios (examples/perf: every scenario of
 #      docs/performance.md, with the memory flood that fills and evicts the cache, then again
-#      over TLS), and writes its counts when it exits on SIGTERM;
+#      over TLS and over the Unix socket), and writes its counts when it exits on SIGTERM;
 #   3. llvm-profdata merges the counts;
 #   4. the release build again, with -Cprofile-use: hot code laid out together, inlined and
 #      branched by the counts, cold code kept small.
@@ -38,7 +38,8 @@ instrumented="$work/generate/$host/release/smart-authz"
 echo "training: examples/perf against the instrumented server (log: $work/training.txt)"
 if ! {
   AUTHZ_BIN="$instrumented" target/release/examples/perf --calls 20000 --seconds 8 &&
-    AUTHZ_BIN="$instrumented" target/release/examples/perf --tls --no-memory --calls 5000 --seconds 4
+    AUTHZ_BIN="$instrumented" target/release/examples/perf --tls --no-memory --calls 5000 --seconds 4 &&
+    AUTHZ_BIN="$instrumented" target/release/examples/perf --unix --no-memory --calls 5000 --seconds 4
 } >"$work/training.txt" 2>&1; then
   tail -n 20 "$work/training.txt" >&2
   echo "the training run failed (log: $work/training.txt)" >&2
