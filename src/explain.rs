@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::authorize::add_search_body_only;
 use crate::decision::{BundleDecision, Decision, Engine, Policy, bundle_entries};
 use crate::fhir::{
     FhirRequest, FhirVersion, Interaction, RequestLineError, Resource, parse_request_line,
@@ -45,6 +46,10 @@ pub struct ExplainArgs {
     /// The new version (FHIR JSON) for creates, updates and patches; a Bundle for `POST /`.
     #[arg(long)]
     pub resource: Option<PathBuf>,
+    /// The form body of a `POST _search`, e.g. "patient=123&code=x", read as the faces read
+    /// it; none: the search has no body.
+    #[arg(long)]
+    pub body: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +73,8 @@ pub enum ExplainError {
     Resource { path: PathBuf, message: String },
     #[error("invalid --patient: {0}")]
     Patient(String),
+    #[error("invalid --body: {0}")]
+    Body(String),
     #[error("cannot write the JSON report: {0}")]
     Report(serde_json::Error),
 }
@@ -80,7 +87,13 @@ pub struct Explanation {
 
 /// Decides the request described by `args` and renders the answer.
 pub fn explain(args: &ExplainArgs) -> Result<Explanation, ExplainError> {
-    let request = parse_request_line(&args.method, &args.path)?;
+    let mut request = parse_request_line(&args.method, &args.path)?;
+    match &args.body {
+        Some(body) => add_search_body_only(&mut request, body.as_bytes(), |_| None)
+            .map_err(|refusal| ExplainError::Body(refusal.to_string()))?,
+        // Every input is on the command line: a search given no body has none.
+        None => request.params_in_body = false,
+    }
     let token = token_context(args)?;
     let engine = Engine::new(Policy::for_version(args.fhir_version));
     let stored = args.stored.as_ref().map(read_json).transpose()?;

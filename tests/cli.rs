@@ -81,6 +81,53 @@ fn denies_a_stored_resource_of_another_patient_with_exit_status_1() {
     assert_eq!(report["reason"], "outside_compartment");
 }
 
+/// A `POST _search` is decided on its form body as the faces read it; a body beside any other
+/// request, or one a form parser could read otherwise, is bad input.
+#[test]
+fn decides_a_post_search_on_its_body() {
+    let post = |body: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "--scope",
+            "patient/Observation.rs",
+            "--patient",
+            "123",
+        ];
+        args.extend_from_slice(body);
+        args.extend_from_slice(&["POST", "Observation/_search"]);
+        explain(&args)
+    };
+    let other = post(&["--body", "code=x&patient=456"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert_eq!(json(&other)["reason"], "outside_compartment");
+    let own = post(&["--body", "code=a+b&patient=Patient/123"]);
+    assert_eq!(own.status.code(), Some(0));
+    let params = &json(&own)["request"]["params"];
+    assert_eq!(
+        params[0],
+        json!({ "name": "code", "value": "a b" }),
+        "a form's + is a space"
+    );
+    let no_body = post(&[]);
+    assert_eq!(no_body.status.code(), Some(0));
+    for body in ["code=%ZZ", "code=x&_method=DELETE"] {
+        let refused = post(&["--body", body]);
+        assert_eq!(refused.status.code(), Some(2), "{body}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid --body"));
+    }
+    let beside_a_read = explain(&[
+        "--scope",
+        "patient/Observation.rs",
+        "--patient",
+        "123",
+        "--body",
+        "code=x",
+        "GET",
+        "Observation",
+    ]);
+    assert_eq!(beside_a_read.status.code(), Some(2));
+}
+
 #[test]
 fn checks_a_granular_filter_on_the_stored_resource() {
     let allowed = explain(&[
