@@ -19,16 +19,21 @@ mod tls;
 
 use std::path::Path;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_of_the_performance_report_runs_without_errors() {
+/// The report of this build's binary with `options`.
+async fn report(options: &perf::Options) -> perf::Report {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let options = perf::Options::smoke();
-    let report = perf::run(
+    perf::run(
         Path::new(env!("CARGO_BIN_EXE_smart-authz")),
         &root.join("tests/fixtures/keys"),
-        &options,
+        options,
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_of_the_performance_report_runs_without_errors() {
+    let options = perf::Options::smoke();
+    let report = report(&options).await;
     let table = report.table();
     for name in [
         "health_floor",
@@ -64,7 +69,6 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_runs_over_tls_and_over_a_unix_socket() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (transport, name) in [
         (perf::Transport::Tls, "tls"),
         (perf::Transport::Unix, "unix"),
@@ -73,12 +77,7 @@ async fn the_report_runs_over_tls_and_over_a_unix_socket() {
         options.transport = transport;
         options.skip_memory = true;
         options.only = vec!["check_cached".to_owned(), "envoy_check".to_owned()];
-        let report = perf::run(
-            Path::new(env!("CARGO_BIN_EXE_smart-authz")),
-            &root.join("tests/fixtures/keys"),
-            &options,
-        )
-        .await;
+        let report = report(&options).await;
         let table = report.table();
         for scenario_name in ["health_floor", "check_cached", "envoy_check"] {
             let scenario = report
