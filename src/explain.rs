@@ -88,12 +88,14 @@ pub struct Explanation {
 /// Decides the request described by `args` and renders the answer.
 pub fn explain(args: &ExplainArgs) -> Result<Explanation, ExplainError> {
     let mut request = parse_request_line(&args.method, &args.path)?;
-    match &args.body {
-        Some(body) => add_search_body_only(&mut request, body.as_bytes(), |_| None)
-            .map_err(|refusal| ExplainError::Body(refusal.to_string()))?,
-        // Every input is on the command line: a search given no body has none.
-        None => request.params_in_body = false,
-    }
+    let body = args.body.as_deref().unwrap_or_default();
+    // Every input is on the command line: a search given no body has none. Other POST
+    // requests keep what the request line says of their body (an operation's parameters).
+    let length = body.len().to_string();
+    add_search_body_only(&mut request, body.as_bytes(), |name| {
+        (name == "content-length").then_some(length.as_str())
+    })
+    .map_err(|refusal| ExplainError::Body(refusal.to_string()))?;
     let token = token_context(args)?;
     let engine = Engine::new(Policy::for_version(args.fhir_version));
     let stored = args.stored.as_ref().map(read_json).transpose()?;

@@ -108,8 +108,20 @@ fn decides_a_post_search_on_its_body() {
         json!({ "name": "code", "value": "a b" }),
         "a form's + is a space"
     );
-    let no_body = post(&[]);
-    assert_eq!(no_body.status.code(), Some(0));
+    for no_body in [post(&[]), post(&["--body", ""])] {
+        assert_eq!(no_body.status.code(), Some(0));
+    }
+    // An operation's parameters in a body this service does not read: still refused.
+    let operation = explain(&[
+        "--json",
+        "--scope",
+        "patient/Observation.rs",
+        "--patient",
+        "123",
+        "POST",
+        "Observation/$lastn",
+    ]);
+    assert_eq!(json(&operation)["reason"], "unsupported_request");
     for body in ["code=%ZZ", "code=x&_method=DELETE"] {
         let refused = post(&["--body", body]);
         assert_eq!(refused.status.code(), Some(2), "{body}");

@@ -1,6 +1,6 @@
 //! `unix_listen`: the same gRPC API on a Unix domain socket, for a sidecar or a co-located
-//! FHIR server. Every service answers there as on TCP, and the socket file goes when the
-//! server stops.
+//! FHIR server. Every service answers there as on TCP, under the same limit on calls in
+//! flight, and the socket file goes when the server has drained.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +14,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::ext_proc::{ProcessStream, immediate_status, request_headers};
 use common::*;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use smart_authz::app::AppError;
@@ -22,23 +23,24 @@ use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::Code;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
-/// `smart_authz::app::run` on a loopback port and `socket`, until the sender is dropped.
+/// `smart_authz::app::run` on `config` (TOML), a loopback port and `socket`, until the
+/// sender is dropped.
 async fn run(
-    issuer: &TestIssuer,
+    config: &str,
     socket: &Path,
 ) -> (
     std::net::SocketAddr,
     oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), AppError>>,
 ) {
-    let config = Config::from_toml(&format!(
-        "unix_listen = \"{}\"\n{}",
-        socket.display(),
-        issuer.issuer_toml()
-    ))
-    .unwrap();
+    let config =
+        Config::from_toml(&format!("unix_listen = \"{}\"\n{config}", socket.display())).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -65,7 +67,7 @@ async fn every_face_answers_on_the_socket_as_on_tcp_and_the_file_goes_at_the_end
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("grpc.sock");
-    let (address, stop, server) = run(&issuer, &socket).await;
+    let (address, stop, server) = run(&issuer.issuer_toml(), &socket).await;
     let local = AuthzServiceClient::new(connect_unix(&socket).await);
     let remote = AuthzServiceClient::new(connect(address).await);
     let token = issuer.patient_token("patient/Observation.rs", "123");
@@ -111,6 +113,24 @@ async fn every_face_answers_on_the_socket_as_on_tcp_and_the_file_goes_at_the_end
         assert_eq!(answer.status.unwrap().code, code as i32, "{path}");
     }
 
+    // ext_proc and health too.
+    let mut stream = ProcessStream::open(&connect_unix(&socket).await).await;
+    let refused = stream
+        .send(request_headers(
+            "GET",
+            "/Observation?patient=456",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    assert_eq!(immediate_status(&refused), Some(403), "{refused:?}");
+    stream.close().await.unwrap();
+    let health = HealthClient::new(connect_unix(&socket).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(health.into_inner().status, ServingStatus::Serving as i32);
+
     drop(stop);
     tokio::time::timeout(Duration::from_secs(10), server)
         .await
@@ -125,10 +145,10 @@ async fn a_socket_another_server_answers_on_stops_the_start_up() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("grpc.sock");
-    let (_, stop, first) = run(&issuer, &socket).await;
+    let (_, stop, first) = run(&issuer.issuer_toml(), &socket).await;
     connect_unix(&socket).await;
 
-    let (_, _second_stop, second) = run(&issuer, &socket).await;
+    let (_, _second_stop, second) = run(&issuer.issuer_toml(), &socket).await;
     let error = tokio::time::timeout(Duration::from_secs(10), second)
         .await
         .expect("the second server gives up")
@@ -148,5 +168,58 @@ async fn a_socket_another_server_answers_on_stops_the_start_up() {
         .into_inner();
     assert_eq!(decision(&still), pb::Decision::Allow);
     drop(stop);
-    first.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the drain ends")
+        .unwrap()
+        .unwrap();
+}
+
+/// One `max_concurrent_calls` for both listeners, and a call in flight on the socket when
+/// the drain starts still gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_shares_the_call_limit_and_drains_its_calls() {
+    // An introspection stays in flight until its timeout.
+    let mut stuck = StuckEndpoint::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("grpc.sock");
+    let config = format!("max_concurrent_calls = 1\n{}", stuck.issuer_toml(2000));
+    let (address, stop, server) = run(&config, &socket).await;
+    let mut slow_client = AuthzServiceClient::new(connect_unix(&socket).await);
+    let slow = tokio::spawn(async move {
+        slow_client
+            .introspect_token(pb::IntrospectTokenRequest {
+                token: "an-opaque-token".into(),
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), &mut stuck.arrived)
+        .await
+        .expect("the slow call reaches the issuer")
+        .unwrap();
+
+    let shed = AuthzServiceClient::new(connect(address).await)
+        .check_access(check_http("", "GET", "metadata"))
+        .await
+        .expect_err("the only slot is taken on the socket");
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+
+    drop(stop);
+    let answered = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .expect("the slow call ends")
+        .unwrap()
+        .expect_err("its issuer never answered");
+    assert_eq!(answered.code(), Code::Unavailable, "{answered:?}");
+    assert!(
+        answered.message().contains("introspection"),
+        "the service's answer, not a broken connection: {answered:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the drain ends")
+        .unwrap()
+        .unwrap();
+    assert!(!socket.exists());
 }

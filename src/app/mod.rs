@@ -129,10 +129,12 @@ pub async fn run(
     };
     let unix = match &config.unix_listen {
         Some(path) => Some(
-            UnixSocket::bind(path).map_err(|error| AppError::UnixListen {
-                path: path.clone(),
-                error,
-            })?,
+            UnixSocket::bind(path)
+                .await
+                .map_err(|error| AppError::UnixListen {
+                    path: path.clone(),
+                    error,
+                })?,
         ),
         None => None,
     };
@@ -246,6 +248,17 @@ pub async fn serve(
             );
         }
         None => {}
+    }
+    // `run` refuses this configuration; a caller binding its own listeners may not have.
+    if listeners.unix.is_some()
+        && config
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_file.is_some())
+    {
+        tracing::warn!(
+            "the Unix socket carries no client certificate: under mutual TLS every call on it is refused"
+        );
     }
     if config.development {
         tracing::warn!(

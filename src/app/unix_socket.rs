@@ -1,13 +1,18 @@
 //! The gRPC API on a Unix domain socket (`unix_listen`), beside the TCP listener.
 //!
-//! A socket file outlives a process that was killed: binding over one that nothing answers
-//! on replaces it, while one a live server answers on, or a path that is no socket, stops
-//! the start-up. The file is made readable and writable by owner and group only (connecting
-//! needs write permission), and removed when the listener stops.
+//! - A socket file outlives a process that was killed: one nothing answers on is replaced.
+//!   One a live server answers on (or that does not answer in time), a symbolic link and a
+//!   path that is no socket stop the start-up and are left as they are.
+//! - The socket is bound under a temporary name, given mode 0660 (owner and group; connecting
+//!   needs write permission) and only then renamed into place, so it is never reachable with
+//!   the looser mode the umask would give it.
+//! - Its file is removed when the listener stops, unless another process has put its own
+//!   socket there since (a successor started while this one drained).
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::Stream;
@@ -17,6 +22,10 @@ use super::single_write::SingleWrite;
 
 /// Owner and group may connect; others may not.
 const SOCKET_MODE: u32 = 0o660;
+/// Added to the path while the socket is bound and its mode set.
+const BINDING_SUFFIX: &str = ".new";
+/// How long a process answering on an existing socket has to accept a connection.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A bound socket.
 #[derive(Debug)]
@@ -25,45 +34,75 @@ pub struct UnixSocket {
     file: SocketFile,
 }
 
-/// The socket's file, removed when this is dropped.
+/// The socket's file: removed when this is dropped, if it is still the one bound here.
 #[derive(Debug)]
-pub struct SocketFile(PathBuf);
+pub struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the bound socket.
+    identity: (u64, u64),
+}
 
 impl UnixSocket {
     /// Binds `path`, replacing a stale socket file left by a process that is gone.
-    pub fn bind(path: &Path) -> io::Result<UnixSocket> {
-        let listener = match UnixListener::bind(path) {
-            Err(error) if error.kind() == io::ErrorKind::AddrInUse => match stale(path) {
-                Stale::Yes => {
-                    std::fs::remove_file(path)?;
-                    UnixListener::bind(path)?
-                }
-                Stale::Live => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        "another process answers on this socket",
-                    ));
-                }
-                Stale::NoSocket => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "the path exists and is not a socket; it was left as it is",
-                    ));
-                }
-            },
-            bound => bound?,
-        };
-        // Owned from here: a failure below removes the file again.
-        let socket = UnixSocket {
-            listener,
-            file: SocketFile(path.to_owned()),
-        };
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
-        Ok(socket)
+    pub async fn bind(path: &Path) -> io::Result<UnixSocket> {
+        match what_is_at(path).await {
+            PathState::Nothing | PathState::StaleSocket => {}
+            PathState::LiveSocket => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process answers on this socket",
+                ));
+            }
+            PathState::Silent => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "another process holds this socket: it did not accept a connection within {LIVENESS_TIMEOUT:?}"
+                    ),
+                ));
+            }
+            PathState::Unknown(error) => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("cannot tell whether another process answers on this socket: {error}"),
+                ));
+            }
+            PathState::NotASocket => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the path exists and is not a socket (or is a symbolic link); it was left as it is",
+                ));
+            }
+        }
+        let mut binding = path.as_os_str().to_owned();
+        binding.push(BINDING_SUFFIX);
+        let binding = PathBuf::from(binding);
+        // Left by a start that failed half-way.
+        if let PathState::StaleSocket = what_is_at(&binding).await {
+            std::fs::remove_file(&binding)?;
+        }
+        let listener = UnixListener::bind(&binding)?;
+        let placed =
+            std::fs::set_permissions(&binding, std::fs::Permissions::from_mode(SOCKET_MODE))
+                .and_then(|()| std::fs::rename(&binding, path))
+                .and_then(|()| std::fs::symlink_metadata(path));
+        match placed {
+            Ok(metadata) => Ok(UnixSocket {
+                listener,
+                file: SocketFile {
+                    path: path.to_owned(),
+                    identity: (metadata.dev(), metadata.ino()),
+                },
+            }),
+            Err(error) => {
+                let _ = std::fs::remove_file(&binding);
+                Err(error)
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.file.0
+        &self.file.path
     }
 
     /// The accepted connections, each answered in one write ([`SingleWrite`]), and the file
@@ -83,28 +122,43 @@ impl UnixSocket {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let still_ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|metadata| (metadata.dev(), metadata.ino()) == self.identity);
+        if still_ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
-/// What is at a path a socket could not be bound on.
-enum Stale {
+/// What is at a path a socket is to be bound on.
+enum PathState {
+    Nothing,
     /// A socket file no process accepts on: connecting is refused.
-    Yes,
-    /// A socket someone accepts on, or one this process may not try.
-    Live,
-    NoSocket,
+    StaleSocket,
+    LiveSocket,
+    /// A socket whose process does not accept (stopped, or its backlog full).
+    Silent,
+    /// A socket this process cannot try (e.g. no permission).
+    Unknown(io::Error),
+    NotASocket,
 }
 
-fn stale(path: &Path) -> Stale {
-    let is_socket =
-        std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.file_type().is_socket());
-    if !is_socket {
-        return Stale::NoSocket;
+async fn what_is_at(path: &Path) -> PathState {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return PathState::Nothing,
+        Err(error) => return PathState::Unknown(error),
+    };
+    if !metadata.file_type().is_socket() {
+        return PathState::NotASocket;
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => Stale::Yes,
-        _ => Stale::Live,
+    match tokio::time::timeout(LIVENESS_TIMEOUT, UnixStream::connect(path)).await {
+        Ok(Ok(_)) => PathState::LiveSocket,
+        Ok(Err(error)) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            PathState::StaleSocket
+        }
+        Ok(Err(error)) => PathState::Unknown(error),
+        Err(_) => PathState::Silent,
     }
 }
 

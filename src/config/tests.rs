@@ -790,7 +790,7 @@ fn the_unix_socket_is_a_path_beside_plain_or_server_only_tls() {
     for (text, words) in [
         (
             format!("unix_listen = \"{too_long}\"\n{MINIMAL}"),
-            "at most 107",
+            "at most 103",
         ),
         (
             format!("unix_listen = \"/run/smart-authz/\"\n{MINIMAL}"),

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use super::{ConfigError, TlsConfig, invalid};
 
-/// The longest socket path Linux accepts: `sun_path` is 108 bytes with its final NUL.
-pub const MAX_UNIX_PATH_BYTES: usize = 107;
+/// The longest `unix_listen`: Linux's `sun_path` holds 107 bytes and a final NUL, and the
+/// socket is bound under the path plus `.new` before it is renamed into place.
+const MAX_UNIX_PATH_BYTES: usize = 103;
 
 /// Checks `unix_listen` (empty: none). The socket is plaintext: no network is crossed. It
 /// carries no client certificate, so under mutual TLS (`[tls] client_ca_file`) every call
@@ -30,7 +31,7 @@ pub(super) fn validate_unix_listen(
         return Err(invalid(
             "unix_listen",
             format!(
-                "{} bytes long; a Unix socket path has at most {MAX_UNIX_PATH_BYTES}",
+                "{} bytes long; at most {MAX_UNIX_PATH_BYTES} (Linux's 107, less the `.new` the socket is bound under first)",
                 path.len()
             ),
         ));

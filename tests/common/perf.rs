@@ -75,7 +75,7 @@ pub struct Options {
 /// The connection the calls travel on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
-    /// Plaintext TCP on loopback: the method.
+    /// Plaintext TCP on loopback, the default: the method the targets are stated in.
     #[default]
     Tcp,
     /// TLS over TCP (`[tls]`, a certificate made for the run).

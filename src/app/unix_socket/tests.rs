@@ -6,10 +6,14 @@ use super::*;
 async fn binds_with_owner_and_group_access_and_removes_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grpc.sock");
-    let socket = UnixSocket::bind(&path).unwrap();
+    let socket = UnixSocket::bind(&path).await.unwrap();
     let metadata = std::fs::symlink_metadata(&path).unwrap();
     assert!(metadata.file_type().is_socket());
     assert_eq!(metadata.permissions().mode() & 0o777, 0o660);
+    assert!(UnixStream::connect(&path).await.is_ok());
+    let mut binding = path.as_os_str().to_owned();
+    binding.push(BINDING_SUFFIX);
+    assert!(!Path::new(&binding).exists(), "the temporary name is gone");
     drop(socket);
     assert!(
         !path.exists(),
@@ -24,28 +28,58 @@ async fn replaces_a_socket_nothing_answers_on() {
     // A listener of a process that was killed: its file stays behind.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let socket = UnixSocket::bind(&path).unwrap();
-    assert!(tokio::net::UnixStream::connect(socket.path()).await.is_ok());
+    let socket = UnixSocket::bind(&path).await.unwrap();
+    assert!(UnixStream::connect(socket.path()).await.is_ok());
 }
 
 #[tokio::test]
-async fn leaves_a_live_socket_and_a_plain_file_alone() {
+async fn leaves_a_live_socket_a_plain_file_and_a_link_alone() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.sock");
-    let first = UnixSocket::bind(&live).unwrap();
-    let error = UnixSocket::bind(&live).unwrap_err();
+    let first = UnixSocket::bind(&live).await.unwrap();
+    let error = UnixSocket::bind(&live).await.unwrap_err();
     assert!(
         error.to_string().contains("another process answers"),
         "{error}"
     );
     assert!(
-        tokio::net::UnixStream::connect(first.path()).await.is_ok(),
+        UnixStream::connect(first.path()).await.is_ok(),
         "the live socket still answers"
     );
 
     let plain = dir.path().join("notes.txt");
     std::fs::write(&plain, "keep me").unwrap();
-    let error = UnixSocket::bind(&plain).unwrap_err();
+    let error = UnixSocket::bind(&plain).await.unwrap_err();
     assert!(error.to_string().contains("not a socket"), "{error}");
     assert_eq!(std::fs::read_to_string(&plain).unwrap(), "keep me");
+
+    // A link is never followed, to a socket or elsewhere.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for target in [&stale, &plain] {
+        let link = dir.path().join("link.sock");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let error = UnixSocket::bind(&link).await.unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_successors_socket_outlives_this_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grpc.sock");
+    let draining = UnixSocket::bind(&path).await.unwrap();
+    // While this one drains, its file is replaced by a successor's.
+    std::fs::remove_file(&path).unwrap();
+    let successor = UnixSocket::bind(&path).await.unwrap();
+    drop(draining);
+    assert!(path.exists(), "the successor's file stays");
+    assert!(UnixStream::connect(successor.path()).await.is_ok());
 }
