@@ -22,21 +22,9 @@ async fn a_call_beyond_the_limit_is_refused_at_once_and_counted() {
     let config = format!("max_concurrent_calls = 1\n{}", stuck.issuer_toml(3000));
     let server = TestServer::start_with_metrics(&config).await;
 
-    let mut slow_client = server.client.clone();
-    let slow = tokio::spawn(async move {
-        slow_client
-            .introspect_token(smart_authz::grpc::pb::IntrospectTokenRequest {
-                token: "an-opaque-token".into(),
-                ..Default::default()
-            })
-            .await
-    });
     // Once the slow call is at the issuer it holds the only slot: a fast call (a public
     // endpoint, no token) is shed.
-    tokio::time::timeout(Duration::from_secs(10), &mut stuck.arrived)
-        .await
-        .expect("the slow call reaches the issuer")
-        .unwrap();
+    let slow = stuck.hold_a_call(server.channel.clone()).await;
     let refused = server
         .client
         .clone()

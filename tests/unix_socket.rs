@@ -185,19 +185,7 @@ async fn the_socket_shares_the_call_limit_and_drains_its_calls() {
     let socket = dir.path().join("grpc.sock");
     let config = format!("max_concurrent_calls = 1\n{}", stuck.issuer_toml(2000));
     let (address, stop, server) = run(&config, &socket).await;
-    let mut slow_client = AuthzServiceClient::new(connect_unix(&socket).await);
-    let slow = tokio::spawn(async move {
-        slow_client
-            .introspect_token(pb::IntrospectTokenRequest {
-                token: "an-opaque-token".into(),
-                ..Default::default()
-            })
-            .await
-    });
-    tokio::time::timeout(Duration::from_secs(10), &mut stuck.arrived)
-        .await
-        .expect("the slow call reaches the issuer")
-        .unwrap();
+    let slow = stuck.hold_a_call(connect_unix(&socket).await).await;
 
     let shed = AuthzServiceClient::new(connect(address).await)
         .check_access(check_http("", "GET", "metadata"))

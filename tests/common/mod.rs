@@ -437,6 +437,27 @@ impl StuckEndpoint {
         }
     }
 
+    /// Starts an introspection over `channel` that stays in flight, holding a call slot,
+    /// until the issuer's timeout; returns once it has reached this endpoint, with its end.
+    pub async fn hold_a_call(
+        &mut self,
+        channel: Channel,
+    ) -> JoinHandle<Result<tonic::Response<pb::IntrospectTokenResponse>, tonic::Status>> {
+        let slow = tokio::spawn(async move {
+            AuthzServiceClient::new(channel)
+                .introspect_token(pb::IntrospectTokenRequest {
+                    token: "an-opaque-token".into(),
+                    ..Default::default()
+                })
+                .await
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.arrived)
+            .await
+            .expect("the slow call reaches the issuer")
+            .unwrap();
+        slow
+    }
+
     /// An `[[issuers]]` entry introspecting here, with `timeout_ms`.
     pub fn issuer_toml(&self, timeout_ms: u64) -> String {
         format!(
