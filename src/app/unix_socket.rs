@@ -45,40 +45,13 @@ pub struct SocketFile {
 impl UnixSocket {
     /// Binds `path`, replacing a stale socket file left by a process that is gone.
     pub async fn bind(path: &Path) -> io::Result<UnixSocket> {
-        match what_is_at(path).await {
-            PathState::Nothing | PathState::StaleSocket => {}
-            PathState::LiveSocket => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another process answers on this socket",
-                ));
-            }
-            PathState::Silent => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "another process holds this socket: it did not accept a connection within {LIVENESS_TIMEOUT:?}"
-                    ),
-                ));
-            }
-            PathState::Unknown(error) => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("cannot tell whether another process answers on this socket: {error}"),
-                ));
-            }
-            PathState::NotASocket => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "the path exists and is not a socket (or is a symbolic link); it was left as it is",
-                ));
-            }
-        }
+        // A stale socket there is replaced by the rename below.
+        vacancy(path).await?;
         let mut binding = path.as_os_str().to_owned();
         binding.push(BINDING_SUFFIX);
         let binding = PathBuf::from(binding);
         // Left by a start that failed half-way.
-        if let PathState::StaleSocket = what_is_at(&binding).await {
+        if let Ok(Vacancy::StaleSocket) = vacancy(&binding).await {
             std::fs::remove_file(&binding)?;
         }
         let listener = UnixListener::bind(&binding)?;
@@ -130,35 +103,46 @@ impl Drop for SocketFile {
     }
 }
 
-/// What is at a path a socket is to be bound on.
-enum PathState {
+/// A path a socket may be bound on.
+enum Vacancy {
     Nothing,
     /// A socket file no process accepts on: connecting is refused.
     StaleSocket,
-    LiveSocket,
-    /// A socket whose process does not accept (stopped, or its backlog full).
-    Silent,
-    /// A socket this process cannot try (e.g. no permission).
-    Unknown(io::Error),
-    NotASocket,
 }
 
-async fn what_is_at(path: &Path) -> PathState {
+/// Whether `path` is free for a socket; why not, otherwise: a socket some process answers
+/// on (or does not accept on in time: stopped, or its backlog full), one this process
+/// cannot try, a symbolic link or anything else that is no socket.
+async fn vacancy(path: &Path) -> io::Result<Vacancy> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return PathState::Nothing,
-        Err(error) => return PathState::Unknown(error),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vacancy::Nothing),
+        Err(error) => return Err(error),
     };
     if !metadata.file_type().is_socket() {
-        return PathState::NotASocket;
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket (or is a symbolic link); it was left as it is",
+        ));
     }
     match tokio::time::timeout(LIVENESS_TIMEOUT, UnixStream::connect(path)).await {
-        Ok(Ok(_)) => PathState::LiveSocket,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another process holds this socket: it did not accept a connection within {LIVENESS_TIMEOUT:?}"
+            ),
+        )),
+        Ok(Ok(_)) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process answers on this socket",
+        )),
         Ok(Err(error)) if error.kind() == io::ErrorKind::ConnectionRefused => {
-            PathState::StaleSocket
+            Ok(Vacancy::StaleSocket)
         }
-        Ok(Err(error)) => PathState::Unknown(error),
-        Err(_) => PathState::Silent,
+        Ok(Err(error)) => Err(io::Error::new(
+            error.kind(),
+            format!("cannot tell whether another process answers on this socket: {error}"),
+        )),
     }
 }
 
