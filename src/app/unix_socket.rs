@@ -8,6 +8,11 @@
 //!   the looser mode the umask would give it.
 //! - Its file is removed when the listener stops, unless another process has put its own
 //!   socket there since (a successor started while this one drained).
+//! - Checking the path and binding it are one step for every process that binds it: each
+//!   holds an advisory lock on a `.lock` file beside the socket meanwhile (kept afterwards,
+//!   since removing it would let two processes lock two files of one name). Of two servers
+//!   started at once on one path, one binds and the other stops, instead of both binding and
+//!   the second renaming its socket over the first's.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -24,6 +29,8 @@ use super::single_write::SingleWrite;
 const SOCKET_MODE: u32 = 0o660;
 /// Added to the path while the socket is bound and its mode set.
 const BINDING_SUFFIX: &str = ".new";
+/// Added to the path for the file locked while the path is checked and bound.
+const LOCK_SUFFIX: &str = ".lock";
 /// How long a process answering on an existing socket has to accept a connection.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -45,11 +52,10 @@ pub struct SocketFile {
 impl UnixSocket {
     /// Binds `path`, replacing a stale socket file left by a process that is gone.
     pub async fn bind(path: &Path) -> io::Result<UnixSocket> {
+        let _binding = lock_for_binding(path)?;
         // A stale socket there is replaced by the rename below.
         vacancy(path).await?;
-        let mut binding = path.as_os_str().to_owned();
-        binding.push(BINDING_SUFFIX);
-        let binding = PathBuf::from(binding);
+        let binding = with_suffix(path, BINDING_SUFFIX);
         // Left by a start that failed half-way.
         if let Ok(Vacancy::StaleSocket) = vacancy(&binding).await {
             std::fs::remove_file(&binding)?;
@@ -100,6 +106,52 @@ impl Drop for SocketFile {
         if still_ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Takes the lock on `path`'s `.lock` file, or fails at once if another process holds it.
+/// The lock is released when the file is closed, also when the process dies.
+fn lock_for_binding(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock_path = with_suffix(path, LOCK_SUFFIX);
+    // Never follow a link planted there, nor lock something that is no plain file.
+    match std::fs::symlink_metadata(&lock_path) {
+        Ok(metadata) if !metadata.file_type().is_file() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a plain file (or is a symbolic link); it was left as it is",
+                    lock_path.display()
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another process is binding this socket at this moment (it holds {})",
+                lock_path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
     }
 }
 

@@ -83,3 +83,40 @@ async fn a_successors_socket_outlives_this_one() {
     assert!(path.exists(), "the successor's file stays");
     assert!(UnixStream::connect(successor.path()).await.is_ok());
 }
+
+#[tokio::test]
+async fn refuses_to_bind_while_another_process_binds_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grpc.sock");
+    let lock_path = dir.path().join("grpc.sock.lock");
+    // Another process between its check of the path and its rename into place.
+    let other = std::fs::File::create(&lock_path).unwrap();
+    other.lock().unwrap();
+    let error = UnixSocket::bind(&path).await.unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    assert!(
+        error.to_string().contains("another process is binding"),
+        "{error}"
+    );
+    assert!(!path.exists(), "nothing was bound");
+    drop(other);
+
+    let socket = UnixSocket::bind(&path).await.unwrap();
+    let lock = std::fs::File::open(&lock_path).unwrap();
+    assert!(lock.try_lock().is_ok(), "the lock is released once bound");
+    drop(socket);
+    assert!(lock_path.exists(), "the lock file is kept");
+}
+
+#[tokio::test]
+async fn never_follows_a_link_in_place_of_the_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grpc.sock");
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "keep me").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("grpc.sock.lock")).unwrap();
+    let error = UnixSocket::bind(&path).await.unwrap_err();
+    assert!(error.to_string().contains("not a plain file"), "{error}");
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+}
