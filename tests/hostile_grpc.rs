@@ -119,7 +119,8 @@ async fn post_searches_are_decided_on_their_body() {
     assert_eq!(decision(&spaced), pb::Decision::Deny, "{}", spaced.message);
     assert_eq!(spaced.message, in_query.message);
     // A body that cannot be read, or could be read otherwise, is refused; so is a body the
-    // service would not read.
+    // service would not read, and one longer than a request line may be.
+    let long = format!("code={}", "x".repeat(16_384));
     for (method, path, body, content_type, said) in [
         (
             "POST",
@@ -162,6 +163,13 @@ async fn post_searches_are_decided_on_their_body() {
             b"patient=456",
             None,
             "only for a POST search",
+        ),
+        (
+            "POST",
+            "Observation/_search",
+            long.as_bytes(),
+            None,
+            "search body: longer than 16384 bytes",
         ),
     ] {
         let mut request = check_http(&token, method, path);

@@ -1,7 +1,9 @@
 //! HTTP request lines read the same way on every face: the method and path a FHIR server
 //! sees, with the headers that could make it run something else.
 
-use crate::fhir::request_line::{MAX_QUERY_PARAMS, parse_query, refuse_method_override};
+use crate::fhir::request_line::{
+    MAX_QUERY_PARAMS, MAX_REQUEST_LINE_BYTES, parse_query, refuse_method_override,
+};
 use crate::fhir::{FhirRequest, parse_request_line};
 
 use super::Refusal;
@@ -112,6 +114,12 @@ pub fn add_search_body<'h>(
     // In a form a `+` is a space (what the server's form parser reads); in a FHIR query,
     // which `parse_query` reads, it is a plus.
     let form = form.replace('+', "%20");
+    // Measured here: the limit of `parse_query` would speak of a request line.
+    if form.len() > MAX_REQUEST_LINE_BYTES {
+        return Err(refused(&format!(
+            "longer than {MAX_REQUEST_LINE_BYTES} bytes (a `+` counted as `%20`)"
+        )));
+    }
     let params = parse_query(&form)
         .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
         .map_err(|error| refused(&error.to_string()))?;
