@@ -12,7 +12,8 @@
 //!   holds an advisory lock on a `.lock` file beside the socket meanwhile (kept afterwards,
 //!   since removing it would let two processes lock two files of one name). Of two servers
 //!   started at once on one path, one binds and the other stops, instead of both binding and
-//!   the second renaming its socket over the first's.
+//!   the second renaming its socket over the first's. Removing the file on the way out takes
+//!   the same lock, so it never removes a successor's socket renamed in meanwhile.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -100,7 +101,12 @@ impl UnixSocket {
 }
 
 impl Drop for SocketFile {
+    /// Under the binding lock, so a successor cannot rename its socket into place between
+    /// the check and the removal; while a successor holds it, the file is left to it.
     fn drop(&mut self) {
+        let Ok(_lock) = lock_for_binding(&self.path) else {
+            return;
+        };
         let still_ours = std::fs::symlink_metadata(&self.path)
             .is_ok_and(|metadata| (metadata.dev(), metadata.ino()) == self.identity);
         if still_ours {
@@ -118,30 +124,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Takes the lock on `path`'s `.lock` file, or fails at once if another process holds it.
 /// The lock is released when the file is closed, also when the process dies.
 fn lock_for_binding(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
     let lock_path = with_suffix(path, LOCK_SUFFIX);
-    // Never follow a link planted there, nor lock something that is no plain file.
-    match std::fs::symlink_metadata(&lock_path) {
-        Ok(metadata) if !metadata.file_type().is_file() => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a plain file (or is a symbolic link); it was left as it is",
-                    lock_path.display()
-                ),
-            ));
-        }
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)?;
+    let file = open_lock_file(&lock_path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
@@ -151,8 +135,43 @@ fn lock_for_binding(path: &Path) -> io::Result<std::fs::File> {
                 lock_path.display()
             ),
         )),
-        Err(std::fs::TryLockError::Error(error)) => Err(error),
+        Err(std::fs::TryLockError::Error(error)) => Err(about(&lock_path, error)),
     }
+}
+
+/// Opens (or creates, mode 0600) the lock file without following a link planted there or
+/// blocking on a FIFO, and refuses anything that is no plain file.
+fn open_lock_file(lock_path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(lock_path);
+    let not_a_file = || {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a plain file (or is a symbolic link); it was left as it is",
+                lock_path.display()
+            ),
+        )
+    };
+    match file {
+        // O_NOFOLLOW's answer to a symbolic link.
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => Err(not_a_file()),
+        Err(error) => Err(about(lock_path, error)),
+        Ok(file) if !file.metadata()?.file_type().is_file() => Err(not_a_file()),
+        Ok(file) => Ok(file),
+    }
+}
+
+/// `error`, saying which file it is about: the caller names only the socket.
+fn about(path: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
 /// A path a socket may be bound on.

@@ -112,11 +112,40 @@ async fn refuses_to_bind_while_another_process_binds_the_path() {
 async fn never_follows_a_link_in_place_of_the_lock_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grpc.sock");
+    let lock_path = dir.path().join("grpc.sock.lock");
     let target = dir.path().join("elsewhere");
     std::fs::write(&target, "keep me").unwrap();
-    std::os::unix::fs::symlink(&target, dir.path().join("grpc.sock.lock")).unwrap();
+    std::os::unix::fs::symlink(&target, &lock_path).unwrap();
     let error = UnixSocket::bind(&path).await.unwrap_err();
     assert!(error.to_string().contains("not a plain file"), "{error}");
     assert!(!path.exists());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+
+    // A link to nothing: creating the lock file must not create its target.
+    std::fs::remove_file(&lock_path).unwrap();
+    let nowhere = dir.path().join("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &lock_path).unwrap();
+    let error = UnixSocket::bind(&path).await.unwrap_err();
+    assert!(error.to_string().contains("not a plain file"), "{error}");
+    assert!(!nowhere.exists(), "the link's target was not created");
+
+    // Nor is anything else that is no plain file locked (a directory here).
+    std::fs::remove_file(&lock_path).unwrap();
+    std::fs::create_dir(&lock_path).unwrap();
+    let error = UnixSocket::bind(&path).await.unwrap_err();
+    assert!(error.to_string().contains("grpc.sock.lock"), "{error}");
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn leaves_the_file_to_a_successor_that_is_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grpc.sock");
+    let socket = UnixSocket::bind(&path).await.unwrap();
+    // A successor between its check of the path and its rename into place: removing the
+    // file now could remove the socket it is about to put there.
+    let successor = std::fs::File::open(dir.path().join("grpc.sock.lock")).unwrap();
+    successor.lock().unwrap();
+    drop(socket);
+    assert!(path.exists(), "the file is left to the successor");
 }
