@@ -121,6 +121,7 @@ async fn post_searches_are_decided_on_their_body() {
     // A body that cannot be read, or could be read otherwise, is refused; so is a body the
     // service would not read, and one longer than a request line may be.
     let long = format!("code={}", "x".repeat(16_384));
+    let pluses = format!("code={}", "+".repeat(5_460));
     for (method, path, body, content_type, said) in [
         (
             "POST",
@@ -169,7 +170,14 @@ async fn post_searches_are_decided_on_their_body() {
             "Observation/_search",
             long.as_bytes(),
             None,
-            "search body: longer than 16384 bytes",
+            "search body: 16389 bytes, at most 16384 allowed",
+        ),
+        (
+            "POST",
+            "Observation/_search",
+            pluses.as_bytes(),
+            None,
+            "search body: 16385 bytes, each `+` counted as the `%20` it reads as, at most 16384",
         ),
     ] {
         let mut request = check_http(&token, method, path);

@@ -111,15 +111,23 @@ pub fn add_search_body<'h>(
         .strip_suffix("\r\n")
         .or_else(|| form.strip_suffix('\n'))
         .unwrap_or(form);
+    // The limit of a request line, measured here (that of `parse_query` would speak of a
+    // request line) and before the copy below, as the `%20` each `+` becomes.
+    let pluses = form.bytes().filter(|byte| *byte == b'+').count();
+    let length = form.len() + 2 * pluses;
+    if length > MAX_REQUEST_LINE_BYTES {
+        let counted = if pluses == 0 {
+            String::new()
+        } else {
+            ", each `+` counted as the `%20` it reads as".to_owned()
+        };
+        return Err(refused(&format!(
+            "{length} bytes{counted}, at most {MAX_REQUEST_LINE_BYTES} allowed"
+        )));
+    }
     // In a form a `+` is a space (what the server's form parser reads); in a FHIR query,
     // which `parse_query` reads, it is a plus.
     let form = form.replace('+', "%20");
-    // Measured here: the limit of `parse_query` would speak of a request line.
-    if form.len() > MAX_REQUEST_LINE_BYTES {
-        return Err(refused(&format!(
-            "longer than {MAX_REQUEST_LINE_BYTES} bytes (a `+` counted as `%20`)"
-        )));
-    }
     let params = parse_query(&form)
         .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
         .map_err(|error| refused(&error.to_string()))?;
