@@ -22,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
     ) {
         return;
     }
+    assert!(
+        !request.params_in_body || method.eq_ignore_ascii_case("POST"),
+        "{method} {path}: only a POST carries parameters in a body"
+    );
     let structured = smart_authz_engine::fhir::FhirRequest {
         params_in_body: false,
         ..request

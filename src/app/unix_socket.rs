@@ -131,7 +131,7 @@ fn lock_for_binding(path: &Path) -> io::Result<std::fs::File> {
         Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!(
-                "another process is binding this socket at this moment (it holds {})",
+                "another process is binding or removing this socket at this moment (it holds {})",
                 lock_path.display()
             ),
         )),
@@ -161,8 +161,15 @@ fn open_lock_file(lock_path: &Path) -> io::Result<std::fs::File> {
         )
     };
     match file {
-        // O_NOFOLLOW's answer to a symbolic link.
-        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => Err(not_a_file()),
+        // What open answers for a symbolic link (O_NOFOLLOW), a directory and a socket.
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::ELOOP | libc::EISDIR | libc::ENXIO)
+            ) =>
+        {
+            Err(not_a_file())
+        }
         Err(error) => Err(about(lock_path, error)),
         Ok(file) if !file.metadata()?.file_type().is_file() => Err(not_a_file()),
         Ok(file) => Ok(file),

@@ -95,7 +95,9 @@ async fn refuses_to_bind_while_another_process_binds_the_path() {
     let error = UnixSocket::bind(&path).await.unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     assert!(
-        error.to_string().contains("another process is binding"),
+        error
+            .to_string()
+            .contains("another process is binding or removing"),
         "{error}"
     );
     assert!(!path.exists(), "nothing was bound");
@@ -104,7 +106,9 @@ async fn refuses_to_bind_while_another_process_binds_the_path() {
     let socket = UnixSocket::bind(&path).await.unwrap();
     let lock = std::fs::File::open(&lock_path).unwrap();
     assert!(lock.try_lock().is_ok(), "the lock is released once bound");
+    drop(lock);
     drop(socket);
+    assert!(!path.exists(), "the socket file is removed");
     assert!(lock_path.exists(), "the lock file is kept");
 }
 
@@ -129,11 +133,15 @@ async fn never_follows_a_link_in_place_of_the_lock_file() {
     assert!(error.to_string().contains("not a plain file"), "{error}");
     assert!(!nowhere.exists(), "the link's target was not created");
 
-    // Nor is anything else that is no plain file locked (a directory here).
+    // Nor is anything else that is no plain file locked: a directory, a socket.
     std::fs::remove_file(&lock_path).unwrap();
     std::fs::create_dir(&lock_path).unwrap();
     let error = UnixSocket::bind(&path).await.unwrap_err();
-    assert!(error.to_string().contains("grpc.sock.lock"), "{error}");
+    assert!(error.to_string().contains("not a plain file"), "{error}");
+    std::fs::remove_dir(&lock_path).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(&lock_path).unwrap();
+    let error = UnixSocket::bind(&path).await.unwrap_err();
+    assert!(error.to_string().contains("not a plain file"), "{error}");
     assert!(!path.exists());
 }
 
