@@ -117,9 +117,9 @@ pub fn add_search_body<'h>(
     let length = form.len() + 2 * pluses;
     if length > MAX_REQUEST_LINE_BYTES {
         let counted = if pluses == 0 {
-            String::new()
+            ""
         } else {
-            ", each `+` counted as the `%20` it reads as".to_owned()
+            ", each `+` counted as the `%20` it reads as"
         };
         return Err(refused(&format!(
             "{length} bytes{counted}, at most {MAX_REQUEST_LINE_BYTES} allowed"
