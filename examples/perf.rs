@@ -94,6 +94,9 @@ fn main() {
         .build()
         .unwrap();
     let keys = root.join("tests/fixtures/keys");
+    if with_h2load || paired_rounds.is_some() {
+        print!("{}", perf::Machine::of(&binary).line());
+    }
     if with_h2load {
         let ((floor, cached), summaries) = runtime.block_on(perf::h2load(&binary, &keys, &options));
         print!("{summaries}");

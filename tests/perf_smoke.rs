@@ -65,6 +65,14 @@ async fn every_scenario_of_the_performance_report_runs_without_errors() {
     let json = report.json();
     assert_eq!(json["scenarios"].as_array().unwrap().len(), 12);
     assert!(json["memory"]["bytes_per_token"].is_number());
+    // The report names what it measured: this machine's processors and this build's binary.
+    assert!(json["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        json["machine"]["server"],
+        env!("CARGO_BIN_EXE_smart-authz"),
+        "{table}"
+    );
+    assert!(table.starts_with("machine: "), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

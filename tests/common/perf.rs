@@ -157,6 +157,53 @@ impl Measured {
     }
 }
 
+/// What a report was measured on. Figures from two machines, or from two builds of the
+/// server, do not compare: every report names its processor and the binary it ran.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// The first `model name` of `/proc/cpuinfo`, when the kernel gives one.
+    pub cpu_model: Option<String>,
+    /// Processors online: the machine's, not the one CPU the load generator pins itself to.
+    pub cpus: usize,
+    /// The server binary measured (`AUTHZ_BIN`, or the release build).
+    pub server: String,
+}
+
+impl Machine {
+    pub fn of(server: &Path) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |line: &str, name: &str| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        };
+        let cpu_model = cpuinfo.lines().find_map(|line| field(line, "model name"));
+        let listed = cpuinfo
+            .lines()
+            .filter(|line| field(line, "processor").is_some())
+            .count();
+        let cpus = if listed > 0 {
+            listed
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        };
+        Machine {
+            cpu_model,
+            cpus,
+            server: server.display().to_string(),
+        }
+    }
+
+    /// One line for the head of a table.
+    pub fn line(&self) -> String {
+        format!(
+            "machine: {}, {} CPUs; server {}\n",
+            self.cpu_model.as_deref().unwrap_or("processor unknown"),
+            self.cpus,
+            self.server
+        )
+    }
+}
+
 /// The memory figures.
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
@@ -188,6 +235,7 @@ pub struct Report {
     pub raw_es256_us: f64,
     pub memory: Memory,
     pub options: Options,
+    pub machine: Machine,
 }
 
 impl Report {
@@ -216,10 +264,11 @@ impl Report {
 
     pub fn table(&self) -> String {
         let floor = self.floor();
-        let mut table = format!(
+        let mut table = self.machine.line();
+        table.push_str(&format!(
             "{:<20} {:>8} {:>10} {:>6} {:>8} {:>8} {:>12} {:>6}\n",
             "scenario", "calls", "calls/s", "floor", "p50 µs", "p99 µs", "server µs", "errors"
-        );
+        ));
         for scenario in &self.scenarios {
             table.push_str(&format!(
                 "{:<20} {:>8} {:>10.0} {:>6.2} {:>8} {:>8} {:>12.1} {:>6}\n",
@@ -279,7 +328,11 @@ impl Report {
                 "cold_tokens": self.options.cold_tokens,
                 "transport": self.options.transport.name(),
             },
-            "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            "machine": {
+                "cpu_model": self.machine.cpu_model,
+                "cpus": self.machine.cpus,
+                "server": self.machine.server,
+            },
             "scenarios": self.scenarios.iter().map(|scenario| json!({
                 "name": scenario.name,
                 "calls": scenario.calls,
@@ -1062,6 +1115,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         raw_es256_us,
         memory,
         options: options.clone(),
+        machine: Machine::of(binary),
     }
 }
 
