@@ -101,20 +101,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         config.listen = listen;
     }
-    // One worker per CPU the process may use (its affinity and cgroup quota: what a
-    // container is given). A second worker on one CPU only wakes and preempts the first: with
-    // the service pinned to one core, one worker gave the same throughput and a p99 of 2.5 ms
-    // instead of 5.5 ms (docs/performance.md). Slow work does not stall the worker: large JSON
-    // is parsed on the blocking pool, and the telemetry flush at shutdown runs from this thread
-    // while the worker sends.
-    let workers = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = runtime()?;
     // The OTLP exporter's channel is created on the runtime.
     let telemetry = {
         let _runtime = runtime.enter();
@@ -132,9 +119,41 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         smart_authz::app::run(listener, config, shutdown_signal()).await?;
         Ok(())
     });
-    // From this thread, while the runtime's workers still run: the last spans are sent.
-    telemetry.shutdown(std::time::Duration::from_secs(5));
+    // The last spans leave through the exporter's channel, a task on the runtime: the flush
+    // waits on the blocking pool while this thread drives the runtime (with one CPU, the only
+    // thread that does).
+    runtime.block_on(async move {
+        let flush = tokio::task::spawn_blocking(move || {
+            telemetry.shutdown(std::time::Duration::from_secs(5));
+        });
+        if flush.await.is_err() {
+            tracing::warn!("stopping the trace exporter failed; some spans may be lost");
+        }
+    });
     served
+}
+
+/// The async runtime for the CPUs the process may use (its affinity and cgroup quota: what a
+/// container is given). With one, a current-thread runtime: every task on this thread, no
+/// worker to wake or hand tasks to, which cost `Health/Check` about a third of its server
+/// CPU and a cached `CheckAccess` about a fifth (docs/performance.md, "One CPU, one
+/// thread"). With more, one worker per CPU: a second worker on one CPU only wakes and
+/// preempts the first. Slow work stalls neither: large JSON is parsed on the blocking pool.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(cpus);
+        builder
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends before killing a pod).

@@ -3,7 +3,8 @@
 //! joins the trace of the `traceparent` the caller sent.
 //!
 //! OpenTelemetry pipelines are process-wide, so this file is its own test binary with a
-//! single test that installs telemetry once.
+//! single test that installs telemetry once. The other runs the binary confined to one CPU
+//! (its current-thread runtime) and checks that the spans of its last calls leave at SIGTERM.
 
 #![allow(
     clippy::unwrap_used,
@@ -182,4 +183,58 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
     server.stop().await;
     tokio::task::block_in_place(|| guard.shutdown(Duration::from_secs(5)));
     assert!(!telemetry::traces::enabled());
+}
+
+/// With one CPU the service runs every task on its main thread, the exporter's channel
+/// included: the shutdown flush must keep that thread driving the runtime, or the last spans
+/// (still waiting for the batch's 5 s delay) are lost. Needs `taskset` (util-linux).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
+    let receiver = OtlpReceiver::start().await;
+    let mut command = common::spawned::command("taskset");
+    command
+        .args(["-c", "0", env!("CARGO_BIN_EXE_smart-authz"), "serve"])
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
+        .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
+    let mut server = common::spawned::Served::start(command);
+    let token = {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_smart-authz"))
+            .args(["token", "--scope", "patient/*.rs", "--patient", "123"])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the server listens");
+    let mut client = pb::authz_service_client::AuthzServiceClient::new(channel);
+    let answer = client
+        .check_access(check_http(&token, "GET", "Observation?code=x"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&answer), pb::Decision::Allow);
+    assert!(
+        receiver.spans().is_empty(),
+        "exported before the batch's delay: the test would prove nothing"
+    );
+
+    assert!(server.send_sigterm());
+    let status = server
+        .exit_within(Duration::from_secs(20))
+        .await
+        .expect("the server stops within 20 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    let spans = receiver.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.span.name == "smartauthz.v1.AuthzService/CheckAccess"),
+        "the last call's span was not sent at the stop: {:?}; logs: {:#?}",
+        spans.iter().map(|span| &span.span.name).collect::<Vec<_>>(),
+        server.logs_after_exit()
+    );
 }
