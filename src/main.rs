@@ -136,7 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The async runtime for the CPUs the process may use (its affinity and cgroup quota: what a
 /// container is given). With one, a current-thread runtime: every task on this thread, no
 /// worker to wake or hand tasks to, which cost `Health/Check` about a third of its server
-/// CPU and a cached `CheckAccess` about a fifth (docs/performance.md, "One CPU, one
+/// CPU and a cached `CheckAccess` about a quarter (docs/performance.md, "One CPU, one
 /// thread"). With more, one worker per CPU: a second worker on one CPU only wakes and
 /// preempts the first. Slow work stalls neither: large JSON is parsed on the blocking pool.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -13,27 +13,9 @@ mod common;
 use std::process::Command;
 
 use common::spawned::{self, Served};
-use common::{check_http, decision};
+use common::{binary_token, check_http, decision};
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
-
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_smart-authz"))
-}
-
-fn mint(args: &[&str]) -> String {
-    let output = binary()
-        .arg("token")
-        .args(args)
-        .output()
-        .expect("token runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 /// Starts `smart-authz serve` on the built-in configuration.
 fn start_development_server() -> Served {
@@ -42,20 +24,12 @@ fn start_development_server() -> Served {
     Served::start(command)
 }
 
-async fn connect(server: &Served) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
-        .unwrap()
-        .connect()
-        .await
-        .expect("the server listens")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_in_development_configuration_answers() {
     let server = start_development_server();
-    let mut client = AuthzServiceClient::new(connect(&server).await);
+    let mut client = AuthzServiceClient::new(server.channel().await);
 
-    let token = mint(&["--scope", "patient/*.rs", "--patient", "123"]);
+    let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
     let allowed = client
         .check_access(check_http(&token, "GET", "Observation?code=x"))
         .await
@@ -122,7 +96,7 @@ async fn the_readme_walkthrough_runs_with_grpcurl() {
     };
     let server = start_development_server();
     let address = server.address.to_string();
-    let token = mint(&[
+    let token = binary_token(&[
         "--scope",
         "patient/*.rs launch/patient openid",
         "--patient",

@@ -16,7 +16,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -344,10 +344,6 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     server.stop().await;
 }
 
-fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_smart-authz"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
     // Nothing listens there: every export fails, which must not matter.
@@ -367,7 +363,6 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
         .stdout(Stdio::piped());
     let mut server = Served::start(command);
-    let address = server.address;
     let stdout = server.child.stdout.take().unwrap();
     let (line_sender, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -376,19 +371,8 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
         }
     });
 
-    let token = {
-        let output = binary()
-            .args(["token", "--scope", "patient/*.rs", "--patient", "123"])
-            .output()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("the server listens");
-    let mut client = pb::authz_service_client::AuthzServiceClient::new(channel);
+    let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
+    let mut client = pb::authz_service_client::AuthzServiceClient::new(server.channel().await);
     let allowed = client
         .check_access(check_http(&token, "GET", "Observation?code=x"))
         .await

@@ -198,19 +198,8 @@ async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
         .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
     let mut server = common::spawned::Served::start(command);
-    let token = {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_smart-authz"))
-            .args(["token", "--scope", "patient/*.rs", "--patient", "123"])
-            .output()
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
-        .unwrap()
-        .connect()
-        .await
-        .expect("the server listens");
-    let mut client = pb::authz_service_client::AuthzServiceClient::new(channel);
+    let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
+    let mut client = pb::authz_service_client::AuthzServiceClient::new(server.channel().await);
     let answer = client
         .check_access(check_http(&token, "GET", "Observation?code=x"))
         .await

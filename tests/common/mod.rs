@@ -170,6 +170,25 @@ fn jwks(keys: &[&TestKey]) -> Value {
     json!({ "keys": keys })
 }
 
+/// A token from this build's `smart-authz token ARGS` (signed with the development key
+/// unless the arguments say otherwise).
+pub fn binary_token(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smart-authz"))
+        .arg("token")
+        .args(args)
+        .output()
+        .expect("token runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("a token is text")
+        .trim()
+        .to_owned()
+}
+
 /// Signs `claims` with `key`, with its `kid`.
 pub fn sign(key: &TestKey, claims: &Value) -> String {
     let mut header = Header::new(key.algorithm);

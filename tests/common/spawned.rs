@@ -87,6 +87,15 @@ impl Served {
         }
     }
 
+    /// A gRPC channel to the address it serves.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))
+            .expect("an address makes a URI")
+            .connect()
+            .await
+            .expect("the server listens")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
