@@ -138,7 +138,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// worker to wake or hand tasks to, which cost `Health/Check` about a third of its server
 /// CPU and a cached `CheckAccess` about a quarter (docs/performance.md, "One CPU, one
 /// thread"). With more, one worker per CPU: a second worker on one CPU only wakes and
-/// preempts the first. Slow work stalls neither: large JSON is parsed on the blocking pool.
+/// preempts the first. Either way a long piece of work (filtering a large answer, a large
+/// batch) holds its thread, as one worker did; bodies over 64 KiB are parsed on the blocking
+/// pool.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism()
         .map(usize::from)

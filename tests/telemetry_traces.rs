@@ -187,16 +187,31 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
 
 /// With one CPU the service runs every task on its main thread, the exporter's channel
 /// included: the shutdown flush must keep that thread driving the runtime, or the last spans
-/// (still waiting for the batch's 5 s delay) are lost. Needs `taskset` (util-linux).
+/// are lost. The batch's delay is set beyond the test's length, so only that flush can send
+/// them. Needs `taskset` (util-linux) and CPU 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
+    let taskset = std::process::Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        taskset,
+        "this test confines the binary with taskset (util-linux)"
+    );
     let receiver = OtlpReceiver::start().await;
     let mut command = common::spawned::command("taskset");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
     command
         .args(["-c", "0", env!("CARGO_BIN_EXE_smart-authz"), "serve"])
         .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
         .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000");
     let mut server = common::spawned::Served::start(command);
     let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
     let mut client = pb::authz_service_client::AuthzServiceClient::new(server.channel().await);
@@ -225,5 +240,11 @@ async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
         "the last call's span was not sent at the stop: {:?}; logs: {:#?}",
         spans.iter().map(|span| &span.span.name).collect::<Vec<_>>(),
         server.logs_after_exit()
+    );
+    let logs = server.logs_after_exit();
+    assert!(
+        logs.iter().any(|line| line.contains("smart-authz serving")
+            && line.contains(r#""runtime":"CurrentThread""#)),
+        "the binary on one CPU runs a current-thread runtime: {logs:#?}"
     );
 }

@@ -227,10 +227,14 @@ pub async fn serve(
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let authz = AuthzServiceServer::new(authz).max_decoding_message_size(config.max_request_bytes);
 
+    // The runtime main.rs chose for the CPUs the pod was given: one thread, or a worker each.
+    let runtime = tokio::runtime::Handle::current();
     tracing::info!(
         listen = %listener.local_addr().map(|address| address.to_string()).unwrap_or_default(),
         fhir_version = %config.policy.fhir_version,
         issuers = config.issuers.len(),
+        runtime = ?runtime.runtime_flavor(),
+        workers = runtime.metrics().num_workers(),
         "smart-authz serving"
     );
     match &config.tls {

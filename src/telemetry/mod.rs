@@ -101,8 +101,9 @@ impl TelemetryGuard {
         }
     }
 
-    /// Flushes and stops the trace pipeline, waiting at most `timeout`. Call it from a
-    /// thread that is not the runtime's only worker: the exporter needs the runtime to send.
+    /// Flushes and stops the trace pipeline, waiting at most `timeout`. It blocks its thread,
+    /// and the exporter's channel is a task on the runtime: call it where another thread
+    /// drives the runtime meanwhile (the blocking pool, with `block_on` on the main thread).
     pub fn shutdown(self, timeout: Duration) {
         if let Some(provider) = self.provider {
             traces::disable();
