@@ -4,9 +4,11 @@
 //!
 //! `cargo build --release && cargo run --release --example perf -- [--smoke] [--json FILE]
 //! [--calls N] [--seconds S] [--concurrency C] [--connections K] [--cold-tokens T]
-//! [--only A,B] [--no-memory] [--tls | --unix]`
+//! [--only A,B] [--no-memory] [--no-pin] [--tls | --unix]`
 //! (defaults: 200,000 calls or 10 s per scenario, 32 in flight over 4 connections, plaintext
-//! TCP; `--tls` over TLS, `--unix` over the server's Unix socket).
+//! TCP; `--tls` over TLS, `--unix` over the server's Unix socket; `--no-pin` lets the server
+//! and the load generator share every CPU, so the server runs a worker thread per CPU instead
+//! of its one-thread runtime).
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
 //! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
 //! `--paired N` measures only those two, in N alternating rounds of `--seconds` each, and
@@ -31,7 +33,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const USAGE: &str = "usage: perf [--smoke] [--json FILE] [--calls N] [--seconds S] \
-[--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--tls | --unix] \
+[--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--no-pin] \
+[--tls | --unix] \
 [--h2load | --paired N]
   (AUTHZ_BIN names the server binary; docs/performance.md explains each scenario)";
 
@@ -48,6 +51,7 @@ fn main() {
             "--h2load" => with_h2load = true,
             "--only" => options.only = value().split(',').map(str::to_owned).collect(),
             "--no-memory" => options.skip_memory = true,
+            "--no-pin" => options.pin_server = false,
             "--json" => json_file = Some(PathBuf::from(value())),
             "--calls" => options.calls = value().parse().expect("a number"),
             "--seconds" => options.seconds = value().parse().expect("a number"),

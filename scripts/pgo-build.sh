@@ -4,7 +4,9 @@
 #   1. a build instrumented with -Cprofile-generate, which counts the branches it takes;
 #   2. that build serves the load generator's scenarios (examples/perf: every scenario of
 #      docs/performance.md, with the memory flood that fills and evicts the cache, then again
-#      over TLS and over the Unix socket), and writes its counts when it exits on SIGTERM;
+#      over TLS and over the Unix socket, all with the server pinned to one CPU and so on its
+#      one-thread runtime; then unpinned, on a worker per CPU, as a pod without a CPU limit
+#      runs), and writes its counts when it exits on SIGTERM;
 #   3. llvm-profdata merges the counts;
 #   4. the release build again, with -Cprofile-use: hot code laid out together, inlined and
 #      branched by the counts, cold code kept small.
@@ -39,7 +41,8 @@ echo "training: examples/perf against the instrumented server (log: $work/traini
 if ! {
   AUTHZ_BIN="$instrumented" target/release/examples/perf --calls 20000 --seconds 8 &&
     AUTHZ_BIN="$instrumented" target/release/examples/perf --tls --no-memory --calls 5000 --seconds 4 &&
-    AUTHZ_BIN="$instrumented" target/release/examples/perf --unix --no-memory --calls 5000 --seconds 4
+    AUTHZ_BIN="$instrumented" target/release/examples/perf --unix --no-memory --calls 5000 --seconds 4 &&
+    AUTHZ_BIN="$instrumented" target/release/examples/perf --no-pin --no-memory --calls 5000 --seconds 4
 } >"$work/training.txt" 2>&1; then
   tail -n 20 "$work/training.txt" >&2
   echo "the training run failed (log: $work/training.txt)" >&2
