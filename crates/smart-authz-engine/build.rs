@@ -119,6 +119,11 @@ fn generate_version(out: &mut String, constant: &str, folder: &Path) {
     assert_eq!(COMPARTMENTS[0].0, "Patient");
     writeln!(out, "    compartments: &{constant}_COMPARTMENTS,").unwrap();
     writeln!(out, "    patient_compartment: &{constant}_COMPARTMENTS[0],").unwrap();
+    writeln!(
+        out,
+        "    index: LazyLock::new(|| TableIndex::build(&{constant})),"
+    )
+    .unwrap();
     writeln!(out, "}};\n").unwrap();
     out.push_str(&lists);
     writeln!(

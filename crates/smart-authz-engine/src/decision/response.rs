@@ -211,8 +211,7 @@ impl Engine {
             && !request.params_in_body;
         let outside_patient_compartment = request.resource_type.as_deref().is_none_or(|name| {
             self.fhir_version()
-                .patient_compartment()
-                .params(name)
+                .patient_compartment_params(name)
                 .is_none()
         });
         let covers_its_type = |grant: &Grant| {

@@ -48,6 +48,15 @@ impl FhirVersion {
     pub fn patient_compartment(self) -> &'static CompartmentTable {
         self.tables().patient_compartment
     }
+
+    /// The search parameters linking `resource_type` to the Patient compartment, `None` when
+    /// the type is never in it.
+    pub fn patient_compartment_params(
+        self,
+        resource_type: &str,
+    ) -> Option<&'static [&'static str]> {
+        self.tables().patient_compartment_params(resource_type)
+    }
 }
 
 impl fmt::Display for FhirVersion {

@@ -19,7 +19,7 @@ impl Session<'_> {
         access: Access,
     ) -> Result<(), Refusal> {
         let version = self.version();
-        let Some(params) = version.patient_compartment().params(resource_type) else {
+        let Some(params) = version.patient_compartment_params(resource_type) else {
             return self.check_outside_compartment_type(grant, patient, resource_type, access);
         };
         if access == Access::Search {

@@ -62,7 +62,9 @@ pub(super) fn drop_subsumed(grants: Vec<Grant>) -> Vec<Grant> {
 /// One sentence naming the interaction, the target and the granting scopes. Written straight
 /// into one buffer: this runs on every allow.
 pub(super) fn allow_message(request: &FhirRequest, grants: &[Grant]) -> String {
-    let mut message = String::with_capacity(96);
+    // The fixed words, the type and the scopes: one allocation, however long the scopes.
+    let scopes: usize = grants.iter().map(|grant| grant.scope.len() + 4).sum();
+    let mut message = String::with_capacity(112 + scopes);
     let _ = write!(message, "allowed: {} ", request.interaction);
     match (&request.resource_type, &request.operation) {
         (_, Some(operation)) => {

@@ -104,7 +104,7 @@ fn link_expressions(
     resource: &Value,
 ) -> impl Iterator<Item = Expression> {
     let params = if resource.get("resourceType").and_then(Value::as_str) == Some(resource_type) {
-        version.patient_compartment().params(resource_type)
+        version.patient_compartment_params(resource_type)
     } else {
         None
     };

@@ -54,3 +54,58 @@ fn only_domain_resources_inherit_domain_resource_parameters() {
     );
     assert_eq!(R4.search_param("Observation", "nonsense"), None);
 }
+
+/// The index answers as the binary searches over the sorted tables it indexes, for every
+/// type and code of every version, for result parameters that are no search parameter, and
+/// for names the tables do not know.
+#[test]
+fn the_index_answers_as_the_tables() {
+    for tables in [&R4, &R4B, &R5] {
+        let mut types: Vec<&str> = tables.resource_types.to_vec();
+        types.extend(tables.search_params.iter().map(|(name, _)| *name));
+        types.extend([
+            "Resource",
+            "DomainResource",
+            "NoSuchType",
+            "observation",
+            "",
+        ]);
+        let mut codes: Vec<&str> = tables
+            .search_params
+            .iter()
+            .flat_map(|(_, params)| params.iter().map(|param| param.code))
+            .collect();
+        codes.extend(["_count", "_sort", "_include", "nonsense", "", "Code"]);
+        codes.sort_unstable();
+        codes.dedup();
+        for resource_type in &types {
+            assert_eq!(
+                tables.is_resource_type(resource_type),
+                tables.resource_types.binary_search(resource_type).is_ok(),
+                "{resource_type}"
+            );
+            assert_eq!(
+                tables.patient_compartment_params(resource_type),
+                tables.patient_compartment.params(resource_type),
+                "{resource_type}"
+            );
+            for code in &codes {
+                let indexed = tables.search_param(resource_type, code);
+                let searched = tables.search_param_by_search(resource_type, code);
+                assert!(
+                    indexed.map(std::ptr::from_ref) == searched.map(std::ptr::from_ref),
+                    "{resource_type}.{code}: {indexed:?} against {searched:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_index_knows_the_abstract_types_as_no_resource_types() {
+    let index = &*R4.index;
+    assert!(index.knows("Observation") && index.knows("Resource") && index.knows("DomainResource"));
+    assert!(!index.knows("NoSuchType"));
+    assert!(!R4.is_resource_type("Resource") && !R4.is_resource_type("DomainResource"));
+    assert_eq!(format!("{index:?}").lines().count(), 1, "a short Debug");
+}
