@@ -190,6 +190,9 @@ impl Findings {
 
 impl Engine {
     pub fn new(policy: Policy) -> Self {
+        // The tables' index is built here, once per version, rather than in the first
+        // request's decision.
+        std::sync::LazyLock::force(&policy.fhir_version.tables().index);
         Engine { policy }
     }
 

