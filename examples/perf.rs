@@ -9,10 +9,10 @@
 //! TCP; `--tls` over TLS, `--unix` over the server's Unix socket; `--no-pin` lets the server
 //! and the load generator share every CPU, so the server runs a worker thread per CPU instead
 //! of its one-thread runtime).
-//! `AUTHZ_BIN` names another binary. `--h2load` measures the floor and the cached
-//! `CheckAccess` with h2load instead (benches/h2load.sh installs it and runs this).
-//! `--paired N` measures only those two, in N alternating rounds of `--seconds` each, and
-//! prints each round's ratio and their median.
+//! `AUTHZ_BIN` names another binary. `--h2load` measures the floor, the floor carrying the
+//! token's bytes and the cached `CheckAccess` with h2load instead (benches/h2load.sh installs
+//! it and runs this). `--paired N` measures only those three, in N rounds of `--seconds` a
+//! slice, their order turning, and prints each round's ratios and their medians.
 
 #![allow(
     clippy::unwrap_used,
@@ -102,17 +102,31 @@ fn main() {
         print!("{}", perf::Machine::of(&binary).line());
     }
     if with_h2load {
-        let ((floor, cached), summaries) = runtime.block_on(perf::h2load(&binary, &keys, &options));
+        let (rates, summaries) = runtime.block_on(perf::h2load(&binary, &keys, &options));
         print!("{summaries}");
+        let floor = rates.floor.rate.max(1.0);
         println!(
-            "h2load: Health/Check {floor:.0} req/s, cached CheckAccess {cached:.0} req/s, {:.2} of the floor",
-            cached / floor.max(1.0)
+            "{:<22} {:>9} {:>6} {:>10} {:>5}",
+            "h2load", "req/s", "floor", "server µs", "busy"
         );
+        for (name, run) in [
+            ("Health/Check", rates.floor),
+            ("carrying the token", rates.floor_with_token),
+            ("cached CheckAccess", rates.cached),
+        ] {
+            println!(
+                "{name:<22} {:>9.0} {:>6.2} {:>10.1} {:>5.2}",
+                run.rate,
+                run.rate / floor,
+                run.server_cpu_us,
+                run.server_busy()
+            );
+        }
         return;
     }
     if let Some(rounds) = paired_rounds {
-        let pairs = runtime.block_on(perf::paired(&binary, &keys, &options, rounds));
-        print!("{}", perf::paired_table(&pairs));
+        let rounds = runtime.block_on(perf::paired(&binary, &keys, &options, rounds));
+        print!("{}", perf::paired_table(&rounds));
         return;
     }
     let report = runtime.block_on(perf::run(&binary, &keys, &options));

@@ -103,18 +103,25 @@ async fn the_report_runs_over_tls_and_over_a_unix_socket() {
 async fn the_paired_rounds_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let options = perf::Options::smoke();
-    let pairs = perf::paired(
+    let rounds = perf::paired(
         Path::new(env!("CARGO_BIN_EXE_smart-authz")),
         &root.join("tests/fixtures/keys"),
         &options,
         2,
     )
     .await;
-    let table = perf::paired_table(&pairs);
-    assert_eq!(pairs.len(), 2, "{table}");
-    for (floor, cached) in &pairs {
-        assert!(floor.calls > 0 && cached.calls > 0, "{table}");
-        assert_eq!(floor.errors + cached.errors, 0, "{table}");
+    let table = perf::paired_table(&rounds);
+    assert_eq!(rounds.len(), 2, "{table}");
+    for round in &rounds {
+        for slice in [&round.floor, &round.floor_with_token, &round.cached] {
+            assert!(slice.calls > 0, "{}: {table}", slice.name);
+            assert_eq!(slice.errors, 0, "{}: {table}", slice.name);
+        }
+        assert_eq!(round.floor_with_token.name, "health_token_bytes", "{table}");
     }
     assert!(table.contains("median of 2 rounds"), "{table}");
+    assert!(
+        table.contains("the floor carrying the token's bytes"),
+        "{table}"
+    );
 }

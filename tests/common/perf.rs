@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+mod preencoded;
+
 use std::future::Future;
 use std::path::Path;
 use std::process::Command;
@@ -20,20 +22,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use tonic::transport::Channel;
+
+use self::preencoded::Expect;
 use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 const ISSUER: &str = "https://issuer.perf";
 const AUDIENCE: &str = "https://fhir.perf/r4";
 const SCOPE: &str = "openid fhirUser launch/patient patient/Patient.rs patient/Observation.rs patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs";
 const SEARCH: &str = "Observation?code=http://loinc.org|8867-4&_count=50";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+const CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/CheckAccess";
+const ENVOY_CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+/// `HealthCheckResponse.status` SERVING.
+const SERVING: i32 = 1;
 /// Batches of the raw verification measurement, whose median is reported.
 const RAW_BATCHES: u32 = 9;
 /// The cache bound of the timed scenarios: far above what any of them fills.
@@ -155,6 +161,14 @@ impl Measured {
     pub fn rate(&self) -> f64 {
         self.calls as f64 / self.seconds.max(1e-9)
     }
+
+    /// The share of one CPU the server used while the scenario ran. Near 1 the server was
+    /// the limit (with one CPU it has no other); well below it the load generator was, and
+    /// the server, waiting for calls, spends more per call (fewer calls per wake-up and per
+    /// system call): such a scenario measures the generator as much as the service.
+    pub fn server_busy(&self) -> f64 {
+        self.server_cpu_us * self.rate() / 1e6
+    }
 }
 
 /// What a report was measured on. Figures from two machines, or from two builds of the
@@ -266,12 +280,20 @@ impl Report {
         let floor = self.floor();
         let mut table = self.machine.line();
         table.push_str(&format!(
-            "{:<20} {:>8} {:>10} {:>6} {:>8} {:>8} {:>12} {:>6}\n",
-            "scenario", "calls", "calls/s", "floor", "p50 µs", "p99 µs", "server µs", "errors"
+            "{:<20} {:>8} {:>10} {:>6} {:>8} {:>8} {:>10} {:>5} {:>6}\n",
+            "scenario",
+            "calls",
+            "calls/s",
+            "floor",
+            "p50 µs",
+            "p99 µs",
+            "server µs",
+            "busy",
+            "errors"
         ));
         for scenario in &self.scenarios {
             table.push_str(&format!(
-                "{:<20} {:>8} {:>10.0} {:>6.2} {:>8} {:>8} {:>12.1} {:>6}\n",
+                "{:<20} {:>8} {:>10.0} {:>6.2} {:>8} {:>8} {:>10.1} {:>5.2} {:>6}\n",
                 scenario.name,
                 scenario.calls,
                 scenario.rate(),
@@ -279,6 +301,7 @@ impl Report {
                 scenario.p50_us,
                 scenario.p99_us,
                 scenario.server_cpu_us,
+                scenario.server_busy(),
                 scenario.errors
             ));
         }
@@ -343,6 +366,7 @@ impl Report {
                 "p50_us": scenario.p50_us,
                 "p99_us": scenario.p99_us,
                 "server_cpu_us_per_call": scenario.server_cpu_us,
+                "server_busy": scenario.server_busy(),
             })).collect::<Vec<_>>(),
             "raw_verify_us": { "rs256": self.raw_rs256_us, "es256": self.raw_es256_us },
             "cold_beyond_cached_us": {
@@ -744,6 +768,9 @@ fn envoy_request(token: &str) -> CheckRequest {
     }
 }
 
+/// What an allowed `CheckAccess` answers in its field 1.
+const ALLOW: Expect = Expect::FirstField(pb::Decision::Allow as i32);
+
 fn allowed(response: Result<tonic::Response<pb::CheckAccessResponse>, tonic::Status>) -> bool {
     response.is_ok_and(|response| response.into_inner().decision == pb::Decision::Allow as i32)
 }
@@ -769,19 +796,19 @@ async fn mint_many(
 /// Runs every scenario against `binary` and measures memory.
 /// The floor: `grpc.health.v1.Health/Check`, answered SERVING.
 async fn health_floor(channels: &Arc<Vec<Channel>>, options: &Options, pid: u32) -> Measured {
-    let health = Arc::clone(channels);
+    let (health, body) = (
+        Arc::clone(channels),
+        preencoded::encode(&HealthCheckRequest::default()),
+    );
     drive(
         "health_floor",
         options,
         pid,
         options.calls,
         move |connection, _| {
-            let mut client = HealthClient::new(health[connection].clone());
+            let (channel, body) = (health[connection].clone(), body.clone());
             async move {
-                client
-                    .check(HealthCheckRequest::default())
-                    .await
-                    .is_ok_and(|response| response.into_inner().status == 1)
+                preencoded::call(&channel, HEALTH_CHECK, body, Expect::FirstField(SERVING)).await
             }
         },
     )
@@ -795,16 +822,43 @@ async fn check_cached(
     options: &Options,
     pid: u32,
 ) -> Measured {
-    let (cached, template) = (Arc::clone(channels), Arc::clone(request));
+    let (cached, body) = (Arc::clone(channels), preencoded::encode(&**request));
     drive(
         "check_cached",
         options,
         pid,
         options.calls,
         move |connection, _| {
-            let mut client = AuthzServiceClient::new(cached[connection].clone());
-            let request = (*template).clone();
-            async move { allowed(client.check_access(request).await) }
+            let (channel, body) = (cached[connection].clone(), body.clone());
+            async move { preencoded::call(&channel, CHECK_ACCESS, body, ALLOW).await }
+        },
+    )
+    .await
+}
+
+/// The floor again, carrying `padding` bytes (as many as the token) in a field the server
+/// skips (protobuf ignores unknown fields): what moving a token costs before any work on it.
+async fn health_token_bytes(
+    channels: &Arc<Vec<Channel>>,
+    padding: usize,
+    options: &Options,
+    pid: u32,
+) -> Measured {
+    let padded = Arc::clone(channels);
+    let body = preencoded::encode(&PaddedHealthCheck {
+        service: String::new(),
+        padding: vec![b'.'; padding],
+    });
+    drive(
+        "health_token_bytes",
+        options,
+        pid,
+        options.calls,
+        move |connection, _| {
+            let (channel, body) = (padded[connection].clone(), body.clone());
+            async move {
+                preencoded::call(&channel, HEALTH_CHECK, body, Expect::FirstField(SERVING)).await
+            }
         },
     )
     .await
@@ -820,37 +874,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     scenarios.push(health_floor(&channels, options, pid).await);
 
     if options.runs("health_token_bytes") {
-        // The floor again, carrying as many bytes as the token in a field the server skips
-        // (protobuf ignores unknown fields): what moving a token costs before any work on it.
-        let (padded, padding) = (Arc::clone(&channels), token.len());
-        scenarios.push(
-            drive(
-                "health_token_bytes",
-                options,
-                pid,
-                options.calls,
-                move |connection, _| {
-                    let mut grpc = tonic::client::Grpc::new(padded[connection].clone());
-                    let request = PaddedHealthCheck {
-                        service: String::new(),
-                        padding: vec![b'.'; padding],
-                    };
-                    async move {
-                        if grpc.ready().await.is_err() {
-                            return false;
-                        }
-                        let path = http::uri::PathAndQuery::from_static(HEALTH_CHECK);
-                        let codec = tonic_prost::ProstCodec::default();
-                        grpc.unary(tonic::Request::new(request), path, codec)
-                            .await
-                            .is_ok_and(|response: tonic::Response<PaddedHealthAnswer>| {
-                                response.into_inner().status == 1
-                            })
-                    }
-                },
-            )
-            .await,
-        );
+        scenarios.push(health_token_bytes(&channels, token.len(), options, pid).await);
     }
 
     if options.runs("check_cached") {
@@ -861,22 +885,26 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     if options.runs("check_10k_tokens") {
         // A working set of distinct cached tokens: verified once, then served from the cache.
         let set = mint_many(&keys, Algorithm::ES256, 1_000_000, options.working_set).await;
-        let warm_calls = set.len() as u64;
-        let (warm, tokens) = (Arc::clone(&channels), Arc::clone(&set));
+        let bodies: Arc<Vec<_>> = Arc::new(
+            set.iter()
+                .map(|token| preencoded::encode(&check_request(token, SEARCH, None)))
+                .collect(),
+        );
+        let warm_calls = bodies.len() as u64;
+        let (warm, warming) = (Arc::clone(&channels), Arc::clone(&bodies));
         let warm_up = drive(
             "warm_up",
             options,
             pid,
             warm_calls,
             move |connection, serial| {
-                let mut client = AuthzServiceClient::new(warm[connection].clone());
-                let request = check_request(&tokens[serial as usize], SEARCH, None);
-                async move { allowed(client.check_access(request).await) }
+                let (channel, body) = (warm[connection].clone(), warming[serial as usize].clone());
+                async move { preencoded::call(&channel, CHECK_ACCESS, body, ALLOW).await }
             },
         )
         .await;
         assert_eq!(warm_up.errors, 0, "the working set is accepted");
-        let (working, tokens) = (Arc::clone(&channels), Arc::clone(&set));
+        let working = Arc::clone(&channels);
         scenarios.push(
             drive(
                 "check_10k_tokens",
@@ -884,10 +912,9 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
                 pid,
                 options.calls,
                 move |connection, serial| {
-                    let mut client = AuthzServiceClient::new(working[connection].clone());
-                    let request =
-                        check_request(&tokens[serial as usize % tokens.len()], SEARCH, None);
-                    async move { allowed(client.check_access(request).await) }
+                    let channel = working[connection].clone();
+                    let body = bodies[serial as usize % bodies.len()].clone();
+                    async move { preencoded::call(&channel, CHECK_ACCESS, body, ALLOW).await }
                 },
             )
             .await,
@@ -1075,8 +1102,10 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     }
 
     if options.runs("envoy_check") {
-        let envoy = Arc::new(envoy_request(&token));
-        let proxied = Arc::clone(&channels);
+        let (proxied, body) = (
+            Arc::clone(&channels),
+            preencoded::encode(&envoy_request(&token)),
+        );
         scenarios.push(
             drive(
                 "envoy_check",
@@ -1084,16 +1113,8 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
                 pid,
                 options.calls,
                 move |connection, _| {
-                    let mut client = AuthorizationClient::new(proxied[connection].clone());
-                    let request = (*envoy).clone();
-                    async move {
-                        client.check(request).await.is_ok_and(|response| {
-                            response
-                                .into_inner()
-                                .status
-                                .is_some_and(|status| status.code == 0)
-                        })
-                    }
+                    let (channel, body) = (proxied[connection].clone(), body.clone());
+                    async move { preencoded::call(&channel, ENVOY_CHECK, body, Expect::EnvoyOk).await }
                 },
             )
             .await,
@@ -1196,69 +1217,111 @@ fn h2load_rate(output: &str) -> Option<f64> {
     })
 }
 
-/// The floor and the cached `CheckAccess` in alternating slices of `options.seconds` each
-/// (which goes first alternates too), `rounds` times, against one server: the machine's speed drifts over seconds (docs/
-/// performance.md, "Counting instructions"), so a ratio taken within one round, a slice
-/// apart, moves less than one taken between whole scenarios run a minute apart. Returns one
-/// (floor, cached) pair per round.
+/// One round of [`paired`]: the floor, the floor carrying the token's bytes, and the cached
+/// call, measured one after the other on the same server.
+#[derive(Debug)]
+pub struct Round {
+    pub floor: Measured,
+    pub floor_with_token: Measured,
+    pub cached: Measured,
+}
+
+impl Round {
+    /// Each slice's throughput over the floor's: the floor with the token, the cached call.
+    fn ratios(&self) -> (f64, f64) {
+        let floor = self.floor.rate().max(1e-9);
+        (
+            self.floor_with_token.rate() / floor,
+            self.cached.rate() / floor,
+        )
+    }
+}
+
+/// `rounds` rounds of the floor, the floor carrying the token's bytes and the cached
+/// `CheckAccess`, each slice bounded by `options`, on one server: the ratios with the
+/// machine's drift over seconds taken out. The order turns from round to round, so no
+/// slice always meets a warmer machine.
 pub async fn paired(
     binary: &Path,
     keys_dir: &Path,
     options: &Options,
     rounds: usize,
-) -> Vec<(Measured, Measured)> {
+) -> Vec<Round> {
     let keys = Keys::load(keys_dir);
     let (server, channels) = Server::for_scenarios(binary, &keys, options).await;
     let pid = server.pid();
-    let request = Arc::new(check_request(&keys.mint(Algorithm::RS256, 0), SEARCH, None));
-    let mut pairs = Vec::with_capacity(rounds);
+    let token = keys.mint(Algorithm::RS256, 0);
+    let request = Arc::new(check_request(&token, SEARCH, None));
+    let mut measured = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        // Each goes first in every other round, so neither always meets a warmer machine.
-        let pair = if round % 2 == 0 {
-            let floor = health_floor(&channels, options, pid).await;
-            (floor, check_cached(&channels, &request, options, pid).await)
-        } else {
-            let cached = check_cached(&channels, &request, options, pid).await;
-            (health_floor(&channels, options, pid).await, cached)
+        let mut slices: [Option<Measured>; 3] = [None, None, None];
+        for step in 0..3 {
+            let slice = (round + step) % 3;
+            slices[slice] = Some(match slice {
+                0 => health_floor(&channels, options, pid).await,
+                1 => health_token_bytes(&channels, token.len(), options, pid).await,
+                _ => check_cached(&channels, &request, options, pid).await,
+            });
+        }
+        let [Some(floor), Some(floor_with_token), Some(cached)] = slices else {
+            unreachable!("each of the three slices runs once per round")
         };
-        pairs.push(pair);
+        measured.push(Round {
+            floor,
+            floor_with_token,
+            cached,
+        });
     }
     server.stop().await;
-    pairs
+    measured
 }
 
-/// The rounds of [`paired`], one line each, then the medians of the two ratios: by
-/// throughput (what the issue's target reads) and by the server's CPU per call.
-pub fn paired_table(pairs: &[(Measured, Measured)]) -> String {
+/// The rounds of [`paired`], one line each, then the medians of the ratios: by throughput
+/// (what the issue's target reads) and, for the cached call, by the server's CPU per call.
+pub fn paired_table(rounds: &[Round]) -> String {
     let mut table = format!(
-        "{:>5} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9}\n",
+        "{:>5} {:>9} {:>9} {:>9} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9}\n",
         "round",
         "floor/s",
+        "token/s",
         "cached/s",
-        "ratio",
+        "token",
+        "cached",
         "floor µs",
+        "token µs",
         "cached µs",
         "by CPU",
         "floor p99",
         "cached p99"
     );
-    let (mut by_rate, mut by_cpu) = (Vec::new(), Vec::new());
-    for (round, (floor, cached)) in pairs.iter().enumerate() {
-        let rate = cached.rate() / floor.rate().max(1e-9);
-        let cpu = floor.server_cpu_us / cached.server_cpu_us.max(1e-9);
-        by_rate.push(rate);
+    let (mut with_token, mut by_rate, mut by_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let mut busy: [Vec<f64>; 3] = Default::default();
+    for (number, round) in rounds.iter().enumerate() {
+        let (token, cached) = round.ratios();
+        let cpu = round.floor.server_cpu_us / round.cached.server_cpu_us.max(1e-9);
+        with_token.push(token);
+        by_rate.push(cached);
         by_cpu.push(cpu);
+        for (slice, busy) in [&round.floor, &round.floor_with_token, &round.cached]
+            .into_iter()
+            .zip(busy.iter_mut())
+        {
+            busy.push(slice.server_busy());
+        }
         table.push_str(&format!(
-            "{:>5} {:>10.0} {:>10.0} {:>6.2} {:>9.1} {:>9.1} {:>6.2} {:>9} {:>9}\n",
-            round + 1,
-            floor.rate(),
-            cached.rate(),
-            rate,
-            floor.server_cpu_us,
-            cached.server_cpu_us,
+            "{:>5} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>6.2} {:>9} {:>9}\n",
+            number + 1,
+            round.floor.rate(),
+            round.floor_with_token.rate(),
+            round.cached.rate(),
+            token,
+            cached,
+            round.floor.server_cpu_us,
+            round.floor_with_token.server_cpu_us,
+            round.cached.server_cpu_us,
             cpu,
-            floor.p99_us,
-            cached.p99_us
+            round.floor.p99_us,
+            round.cached.p99_us
         ));
     }
     let median = |values: &mut Vec<f64>| {
@@ -1270,19 +1333,52 @@ pub fn paired_table(pairs: &[(Measured, Measured)]) -> String {
         }
     };
     table.push_str(&format!(
-        "median of {} rounds: cached CheckAccess {:.2} of the floor by throughput, {:.2} by server CPU\n",
-        pairs.len(),
+        "median of {} rounds: cached CheckAccess {:.2} of the floor by throughput, {:.2} by server CPU; the floor carrying the token's bytes {:.2}\n",
+        rounds.len(),
         median(&mut by_rate),
-        median(&mut by_cpu)
+        median(&mut by_cpu),
+        median(&mut with_token)
+    ));
+    let [floor_busy, token_busy, cached_busy] = &mut busy;
+    table.push_str(&format!(
+        "server busy (medians; well under 1, the load generator was the limit): floor {:.2}, carrying the token {:.2}, cached {:.2}\n",
+        median(floor_busy),
+        median(token_busy),
+        median(cached_busy)
     ));
     table
 }
 
-/// The floor and the cached `CheckAccess` measured by h2load (nghttp2), an independent
-/// HTTP/2 load generator, sending pre-encoded gRPC frames; h2load pinned to CPU 1 when the
-/// server is pinned. Returns (Health/Check, CheckAccess) requests per second, and h2load's
-/// two summaries.
-pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64, f64), String) {
+/// What h2load reached with one frame, and what the server spent meanwhile.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct H2loadRun {
+    /// Requests per second, h2load's figure.
+    pub rate: f64,
+    /// The server's CPU time per request, user + system.
+    pub server_cpu_us: f64,
+}
+
+impl H2loadRun {
+    /// The share of one CPU the server used ([`Measured::server_busy`]).
+    pub fn server_busy(&self) -> f64 {
+        self.server_cpu_us * self.rate / 1e6
+    }
+}
+
+/// h2load's runs of the three frames.
+#[derive(Clone, Copy, Debug)]
+pub struct H2loadRates {
+    pub floor: H2loadRun,
+    /// The floor carrying the token's bytes in a field Health skips.
+    pub floor_with_token: H2loadRun,
+    pub cached: H2loadRun,
+}
+
+/// The floor, the floor carrying the token's bytes and the cached `CheckAccess` measured by
+/// h2load (nghttp2), an independent HTTP/2 load generator, sending pre-encoded gRPC frames;
+/// h2load pinned to CPU 1 when the server is pinned. Returns the rates and h2load's
+/// summaries.
+pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loadRates, String) {
     let keys = Keys::load(keys_dir);
     // h2load's pre-encoded frames go over cleartext HTTP/2 (h2c).
     let server = Server::start(
@@ -1304,8 +1400,14 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64,
     assert_eq!(answer.into_inner().decision, pb::Decision::Allow as i32);
     let frames = tempfile::tempdir().unwrap();
     let health_frame = frames.path().join("health.bin");
+    let padded_frame = frames.path().join("health-with-token.bin");
     let check_frame = frames.path().join("check.bin");
     std::fs::write(&health_frame, grpc_frame(&HealthCheckRequest::default())).unwrap();
+    let padded = PaddedHealthCheck {
+        service: String::new(),
+        padding: vec![b'.'; token.len()],
+    };
+    std::fs::write(&padded_frame, grpc_frame(&padded)).unwrap();
     std::fs::write(&check_frame, grpc_frame(&request)).unwrap();
     let base = server.endpoint.uri().to_string();
     let base = base.trim_end_matches('/');
@@ -1313,6 +1415,7 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64,
     let mut rates = Vec::new();
     for (path, frame) in [
         ("grpc.health.v1.Health/Check", &health_frame),
+        ("grpc.health.v1.Health/Check", &padded_frame),
         ("smartauthz.v1.AuthzService/CheckAccess", &check_frame),
     ] {
         let mut command = if options.pin_server {
@@ -1323,6 +1426,7 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64,
             Command::new("h2load")
         };
         let streams = (options.concurrency / options.connections.max(1)).max(1);
+        let cpu_before = cpu_ticks(server.pid());
         let output = command
             .args(["-n", &options.calls.to_string()])
             .args(["-c", &options.connections.to_string()])
@@ -1333,11 +1437,21 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> ((f64,
             .arg(format!("{base}/{path}"))
             .output()
             .expect("h2load runs (Debian's nghttp2-client)");
+        let cpu = cpu_ticks(server.pid()).saturating_sub(cpu_before) as f64 / TICKS_PER_SECOND;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        rates.push(h2load_rate(&text).unwrap_or(0.0));
-        summaries.push_str(&format!("== {path}\n{text}\n"));
+        rates.push(H2loadRun {
+            rate: h2load_rate(&text).unwrap_or(0.0),
+            server_cpu_us: cpu * 1e6 / options.calls.max(1) as f64,
+        });
+        let name = frame.file_stem().unwrap_or_default().to_string_lossy();
+        summaries.push_str(&format!("== {path} ({name})\n{text}\n"));
     }
-    ((rates[0], rates[1]), summaries)
+    let rates = H2loadRates {
+        floor: rates[0],
+        floor_with_token: rates[1],
+        cached: rates[2],
+    };
+    (rates, summaries)
 }
 
 /// `grpc.health.v1.HealthCheckRequest` with a field of its own that the server's decoder
