@@ -27,9 +27,9 @@ use serde_json::{Value, json};
 use smart_authz::grpc::pb;
 use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 
 use self::preencoded::Expect;
-use tonic_health::pb::HealthCheckRequest;
 
 const ISSUER: &str = "https://issuer.perf";
 const AUDIENCE: &str = "https://fhir.perf/r4";
