@@ -1200,12 +1200,23 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
 }
 
 /// One gRPC message as it travels: no compression, its length, its bytes.
-fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
-    let body = message.encode_to_vec();
+/// `body` as one gRPC message frame: uncompressed, its length, the bytes.
+fn grpc_frame(body: &[u8]) -> Vec<u8> {
     let mut frame = vec![0];
     frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(&body);
+    frame.extend_from_slice(body);
     frame
+}
+
+/// The requests h2load counts as succeeded ("requests: 200000 total, ..., 200000 succeeded,
+/// 0 failed, ..."): the calls the server's CPU time is divided by.
+fn h2load_succeeded(output: &str) -> Option<u64> {
+    let line = output.lines().find(|line| line.starts_with("requests: "))?;
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(" succeeded"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// requests/s of h2load's summary line ("finished in 2.01s, 49751.24 req/s, ...").
@@ -1239,8 +1250,9 @@ impl Round {
 
 /// `rounds` rounds of the floor, the floor carrying the token's bytes and the cached
 /// `CheckAccess`, each slice bounded by `options`, on one server: the ratios with the
-/// machine's drift over seconds taken out. The order turns from round to round, so no
-/// slice always meets a warmer machine.
+/// machine's drift over seconds taken out. The order turns from round to round (each slice
+/// takes each place once in three rounds: ask for a multiple of three for an even share),
+/// so no slice always meets a warmer machine.
 pub async fn paired(
     binary: &Path,
     keys_dir: &Path,
@@ -1280,7 +1292,7 @@ pub async fn paired(
 /// (what the issue's target reads) and, for the cached call, by the server's CPU per call.
 pub fn paired_table(rounds: &[Round]) -> String {
     let mut table = format!(
-        "{:>5} {:>9} {:>9} {:>9} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9}\n",
+        "{:>5} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9} {:>10} {:>6} {:>10} {:>11}\n",
         "round",
         "floor/s",
         "token/s",
@@ -1309,7 +1321,7 @@ pub fn paired_table(rounds: &[Round]) -> String {
             busy.push(slice.server_busy());
         }
         table.push_str(&format!(
-            "{:>5} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>6.2} {:>8.1} {:>8.1} {:>8.1} {:>6.2} {:>9} {:>9}\n",
+            "{:>5} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>6.2} {:>9.1} {:>9.1} {:>10.1} {:>6.2} {:>10} {:>11}\n",
             number + 1,
             round.floor.rate(),
             round.floor_with_token.rate(),
@@ -1390,34 +1402,45 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
     )
     .await;
     let token = keys.mint(Algorithm::RS256, 0);
-    let request = check_request(&token, SEARCH, None);
-    // The same bytes over tonic first: h2load counts any HTTP 200, a deny included.
-    let channel = server.channels(1).await.remove(0);
-    let answer = AuthzServiceClient::new(channel)
-        .check_access(request.clone())
-        .await
-        .unwrap();
-    assert_eq!(answer.into_inner().decision, pb::Decision::Allow as i32);
-    let frames = tempfile::tempdir().unwrap();
-    let health_frame = frames.path().join("health.bin");
-    let padded_frame = frames.path().join("health-with-token.bin");
-    let check_frame = frames.path().join("check.bin");
-    std::fs::write(&health_frame, grpc_frame(&HealthCheckRequest::default())).unwrap();
     let padded = PaddedHealthCheck {
         service: String::new(),
         padding: vec![b'.'; token.len()],
     };
-    std::fs::write(&padded_frame, grpc_frame(&padded)).unwrap();
-    std::fs::write(&check_frame, grpc_frame(&request)).unwrap();
+    let frames = tempfile::tempdir().unwrap();
+    let calls = [
+        (
+            "health",
+            HEALTH_CHECK,
+            preencoded::encode(&HealthCheckRequest::default()),
+            Expect::FirstField(SERVING),
+        ),
+        (
+            "health-with-token",
+            HEALTH_CHECK,
+            preencoded::encode(&padded),
+            Expect::FirstField(SERVING),
+        ),
+        (
+            "check",
+            CHECK_ACCESS,
+            preencoded::encode(&check_request(&token, SEARCH, None)),
+            ALLOW,
+        ),
+    ];
+    let channel = server.channels(1).await.remove(0);
     let base = server.endpoint.uri().to_string();
     let base = base.trim_end_matches('/');
     let mut summaries = String::new();
     let mut rates = Vec::new();
-    for (path, frame) in [
-        ("grpc.health.v1.Health/Check", &health_frame),
-        ("grpc.health.v1.Health/Check", &padded_frame),
-        ("smartauthz.v1.AuthzService/CheckAccess", &check_frame),
-    ] {
+    for (name, path, body, expect) in calls {
+        // The same bytes over tonic first: h2load counts any HTTP 200, and a gRPC error or
+        // a deny is one.
+        assert!(
+            preencoded::call(&channel, path, body.clone(), expect).await,
+            "{name}: the frame h2load sends is answered as expected"
+        );
+        let frame = frames.path().join(format!("{name}.bin"));
+        std::fs::write(&frame, grpc_frame(&body)).unwrap();
         let mut command = if options.pin_server {
             let mut command = Command::new("taskset");
             command.args(["-c", "1", "h2load"]);
@@ -1433,17 +1456,17 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
             .args(["-m", &streams.to_string()])
             .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
             .arg("-d")
-            .arg(frame)
-            .arg(format!("{base}/{path}"))
+            .arg(&frame)
+            .arg(format!("{base}{path}"))
             .output()
             .expect("h2load runs (Debian's nghttp2-client)");
         let cpu = cpu_ticks(server.pid()).saturating_sub(cpu_before) as f64 / TICKS_PER_SECOND;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let succeeded = h2load_succeeded(&text).unwrap_or(0);
         rates.push(H2loadRun {
             rate: h2load_rate(&text).unwrap_or(0.0),
-            server_cpu_us: cpu * 1e6 / options.calls.max(1) as f64,
+            server_cpu_us: cpu * 1e6 / succeeded.max(1) as f64,
         });
-        let name = frame.file_stem().unwrap_or_default().to_string_lossy();
         summaries.push_str(&format!("== {path} ({name})\n{text}\n"));
     }
     let rates = H2loadRates {
@@ -1462,11 +1485,4 @@ struct PaddedHealthCheck {
     service: String,
     #[prost(bytes = "vec", tag = "15")]
     padding: Vec<u8>,
-}
-
-/// `grpc.health.v1.HealthCheckResponse`: `status` 1 is `SERVING`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct PaddedHealthAnswer {
-    #[prost(int32, tag = "1")]
-    status: i32,
 }

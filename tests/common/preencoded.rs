@@ -73,8 +73,9 @@ struct EnvoyAnswer {
 /// What a measured call must answer.
 #[derive(Clone, Copy, Debug)]
 pub enum Expect {
-    /// Field 1 holds this value: SERVING (1) for Health, ALLOW for `CheckAccess`. A field
-    /// left out (its zero) never passes.
+    /// Field 1 holds this value: SERVING (1) for Health, ALLOW for `CheckAccess`. It must
+    /// not be zero: proto3 leaves a zero out, and a field left out never passes (so no
+    /// zero, DECISION_UNSPECIFIED among them, is ever taken for the expected answer).
     FirstField(i32),
     /// Envoy's `CheckResponse` with a `status` whose code is OK (0), written out.
     EnvoyOk,
@@ -84,6 +85,7 @@ impl Expect {
     fn is_met_by(self, answer: &[u8]) -> bool {
         match self {
             Expect::FirstField(expected) => {
+                debug_assert_ne!(expected, 0, "a zero is never written: expect another value");
                 FirstField::decode(answer).is_ok_and(|answer| answer.value == Some(expected))
             }
             Expect::EnvoyOk => EnvoyAnswer::decode(answer).is_ok_and(|answer| {

@@ -192,7 +192,7 @@ impl Engine {
     pub fn new(policy: Policy) -> Self {
         // The tables' index is built here, once per version, rather than in the first
         // request's decision.
-        std::sync::LazyLock::force(&policy.fhir_version.tables().index);
+        policy.fhir_version.tables().prepare();
         Engine { policy }
     }
 

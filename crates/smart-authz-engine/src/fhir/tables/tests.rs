@@ -63,6 +63,13 @@ fn the_index_answers_as_the_tables() {
     for tables in [&R4, &R4B, &R5] {
         let mut types: Vec<&str> = tables.resource_types.to_vec();
         types.extend(tables.search_params.iter().map(|(name, _)| *name));
+        types.extend(
+            tables
+                .patient_compartment
+                .members
+                .iter()
+                .map(|(name, _)| *name),
+        );
         types.extend([
             "Resource",
             "DomainResource",
@@ -104,8 +111,10 @@ fn the_index_answers_as_the_tables() {
 #[test]
 fn the_index_knows_the_abstract_types_as_no_resource_types() {
     let index = &*R4.index;
-    assert!(index.knows("Observation") && index.knows("Resource") && index.knows("DomainResource"));
-    assert!(!index.knows("NoSuchType"));
+    for known in ["Observation", "Resource", "DomainResource"] {
+        assert!(index.row(known).is_some(), "{known}");
+    }
+    assert!(index.row("NoSuchType").is_none());
     assert!(!R4.is_resource_type("Resource") && !R4.is_resource_type("DomainResource"));
     assert_eq!(format!("{index:?}").lines().count(), 1, "a short Debug");
 }
