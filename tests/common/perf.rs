@@ -793,25 +793,28 @@ async fn mint_many(
     Arc::new(tokens.await.unwrap())
 }
 
-/// Runs every scenario against `binary` and measures memory.
 /// The floor: `grpc.health.v1.Health/Check`, answered SERVING.
 async fn health_floor(channels: &Arc<Vec<Channel>>, options: &Options, pid: u32) -> Measured {
-    let (health, body) = (
-        Arc::clone(channels),
-        preencoded::encode(&HealthCheckRequest::default()),
-    );
-    drive(
-        "health_floor",
-        options,
-        pid,
-        options.calls,
-        move |connection, _| {
-            let (channel, body) = (health[connection].clone(), body.clone());
-            async move {
-                preencoded::call(&channel, HEALTH_CHECK, body, Expect::FirstField(SERVING)).await
-            }
-        },
-    )
+    let body = preencoded::encode(&HealthCheckRequest::default());
+    health_check("health_floor", body, channels, options, pid).await
+}
+
+/// `Health/Check` with `body` (the plain request or one carrying padding), answered
+/// SERVING.
+async fn health_check(
+    name: &'static str,
+    body: prost::bytes::Bytes,
+    channels: &Arc<Vec<Channel>>,
+    options: &Options,
+    pid: u32,
+) -> Measured {
+    let health = Arc::clone(channels);
+    drive(name, options, pid, options.calls, move |connection, _| {
+        let (channel, body) = (health[connection].clone(), body.clone());
+        async move {
+            preencoded::call(&channel, HEALTH_CHECK, body, Expect::FirstField(SERVING)).await
+        }
+    })
     .await
 }
 
@@ -844,26 +847,11 @@ async fn health_token_bytes(
     options: &Options,
     pid: u32,
 ) -> Measured {
-    let padded = Arc::clone(channels);
-    let body = preencoded::encode(&PaddedHealthCheck {
-        service: String::new(),
-        padding: vec![b'.'; padding],
-    });
-    drive(
-        "health_token_bytes",
-        options,
-        pid,
-        options.calls,
-        move |connection, _| {
-            let (channel, body) = (padded[connection].clone(), body.clone());
-            async move {
-                preencoded::call(&channel, HEALTH_CHECK, body, Expect::FirstField(SERVING)).await
-            }
-        },
-    )
-    .await
+    let body = padded_health_check(padding);
+    health_check("health_token_bytes", body, channels, options, pid).await
 }
 
+/// Runs every scenario against `binary` and measures memory.
 pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     let keys = Arc::new(Keys::load(keys_dir));
     let (server, channels) = Server::for_scenarios(binary, &keys, options).await;
@@ -1199,7 +1187,6 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
     memory
 }
 
-/// One gRPC message as it travels: no compression, its length, its bytes.
 /// `body` as one gRPC message frame: uncompressed, its length, the bytes.
 fn grpc_frame(body: &[u8]) -> Vec<u8> {
     let mut frame = vec![0];
@@ -1402,10 +1389,6 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
     )
     .await;
     let token = keys.mint(Algorithm::RS256, 0);
-    let padded = PaddedHealthCheck {
-        service: String::new(),
-        padding: vec![b'.'; token.len()],
-    };
     let frames = tempfile::tempdir().unwrap();
     let calls = [
         (
@@ -1417,7 +1400,7 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
         (
             "health-with-token",
             HEALTH_CHECK,
-            preencoded::encode(&padded),
+            padded_health_check(token.len()),
             Expect::FirstField(SERVING),
         ),
         (
@@ -1475,6 +1458,14 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
         cached: rates[2],
     };
     (rates, summaries)
+}
+
+/// A `Health/Check` request carrying `padding` bytes the server skips, encoded.
+fn padded_health_check(padding: usize) -> prost::bytes::Bytes {
+    preencoded::encode(&PaddedHealthCheck {
+        service: String::new(),
+        padding: vec![b'.'; padding],
+    })
 }
 
 /// `grpc.health.v1.HealthCheckRequest` with a field of its own that the server's decoder
