@@ -2,7 +2,8 @@
 # Confirms the gRPC floor, the floor carrying the token's bytes and the cached CheckAccess
 # of docs/performance.md with an independent load generator: h2load, from Debian's
 # nghttp2-client (installed here when missing), sending pre-encoded gRPC frames to the
-# release binary, with the server's CPU per call and how busy it was. The server runs on
+# release binary, with the server's CPU per call, how busy it was, and the median and 99th
+# percentile of h2load's request times (from its --log-file). The server runs on
 # CPU 0, h2load on CPU 1. Usage: benches/h2load.sh [REQUESTS] (default 200000).
 set -euo pipefail
 cd "$(dirname "$0")/.."

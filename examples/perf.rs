@@ -10,9 +10,12 @@
 //! and the load generator share every CPU, so the server runs a worker thread per CPU instead
 //! of its one-thread runtime).
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor, the floor carrying the
-//! token's bytes and the cached `CheckAccess` with h2load instead (benches/h2load.sh installs
-//! it and runs this). `--paired N` measures only those three, in N rounds of `--seconds` a
+//! token's bytes and the cached `CheckAccess` with h2load instead, with the median and 99th
+//! percentile of its request times (benches/h2load.sh installs it and runs this). `--paired N` measures only those three, in N rounds of `--seconds` a
 //! slice, their order turning, and prints each round's ratios and their medians.
+//! `--paired-cold N` measures the cold path in N rounds: a cached call, then RS256 and ES256
+//! calls with `--cold-tokens` new tokens each (default 10,000), each between two raw
+//! verifications, and prints each round's ratio and their medians.
 
 #![allow(
     clippy::unwrap_used,
@@ -35,7 +38,7 @@ use std::process::Command;
 const USAGE: &str = "usage: perf [--smoke] [--json FILE] [--calls N] [--seconds S] \
 [--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--no-pin] \
 [--tls | --unix] \
-[--h2load | --paired N]
+[--h2load | --paired N | --paired-cold N]
   (AUTHZ_BIN names the server binary; docs/performance.md explains each scenario)";
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
     let mut json_file = None;
     let mut with_h2load = false;
     let mut paired_rounds: Option<usize> = None;
+    let mut cold_rounds: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().expect("a value after the option");
@@ -61,6 +65,7 @@ fn main() {
             "--tls" => options.transport = perf::Transport::Tls,
             "--unix" => options.transport = perf::Transport::Unix,
             "--paired" => paired_rounds = Some(value().parse().expect("a number")),
+            "--paired-cold" => cold_rounds = Some(value().parse().expect("a number")),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return;
@@ -72,8 +77,12 @@ fn main() {
         }
     }
     assert!(
-        !(with_h2load && paired_rounds.is_some()),
-        "--h2load and --paired are two measurements: choose one"
+        [with_h2load, paired_rounds.is_some(), cold_rounds.is_some()]
+            .iter()
+            .filter(|chosen| **chosen)
+            .count()
+            <= 1,
+        "--h2load, --paired and --paired-cold are three measurements: choose one"
     );
     assert!(
         !(with_h2load && options.transport != perf::Transport::Tcp),
@@ -98,7 +107,7 @@ fn main() {
         .build()
         .unwrap();
     let keys = root.join("tests/fixtures/keys");
-    if with_h2load || paired_rounds.is_some() {
+    if with_h2load || paired_rounds.is_some() || cold_rounds.is_some() {
         print!("{}", perf::Machine::of(&binary).line());
     }
     if with_h2load {
@@ -106,8 +115,8 @@ fn main() {
         print!("{summaries}");
         let floor = rates.floor.rate.max(1.0);
         println!(
-            "{:<22} {:>9} {:>6} {:>10} {:>5}",
-            "h2load", "req/s", "floor", "server µs", "busy"
+            "{:<22} {:>9} {:>6} {:>10} {:>5} {:>7} {:>7}",
+            "h2load", "req/s", "floor", "server µs", "busy", "p50 µs", "p99 µs"
         );
         for (name, run) in [
             ("Health/Check", rates.floor),
@@ -115,11 +124,13 @@ fn main() {
             ("cached CheckAccess", rates.cached),
         ] {
             println!(
-                "{name:<22} {:>9.0} {:>6.2} {:>10.1} {:>5.2}",
+                "{name:<22} {:>9.0} {:>6.2} {:>10.1} {:>5.2} {:>7} {:>7}",
                 run.rate,
                 run.rate / floor,
                 run.server_cpu_us,
-                run.server_busy()
+                run.server_busy(),
+                run.p50_us,
+                run.p99_us
             );
         }
         return;
@@ -127,6 +138,11 @@ fn main() {
     if let Some(rounds) = paired_rounds {
         let rounds = runtime.block_on(perf::paired(&binary, &keys, &options, rounds));
         print!("{}", perf::paired_table(&rounds));
+        return;
+    }
+    if let Some(rounds) = cold_rounds {
+        let rounds = runtime.block_on(perf::paired_cold(&binary, &keys, &options, rounds));
+        print!("{}", perf::paired_cold_table(&rounds));
         return;
     }
     let report = runtime.block_on(perf::run(&binary, &keys, &options));

@@ -125,3 +125,35 @@ async fn the_paired_rounds_run() {
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paired_cold_rounds_run_against_a_full_cache() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let options = perf::Options::smoke();
+    let cold = perf::paired_cold(
+        Path::new(env!("CARGO_BIN_EXE_smart-authz")),
+        &root.join("tests/fixtures/keys"),
+        &options,
+        2,
+    )
+    .await;
+    let table = perf::paired_cold_table(&cold);
+    assert_eq!(cold.rounds.len(), 2, "{table}");
+    assert_eq!(cold.cache_bytes, options.memory_bound_bytes, "{table}");
+    assert!(cold.filled_with > 0, "{table}");
+    for round in &cold.rounds {
+        for slice in [&round.cached, &round.rs256.cold, &round.es256.cold] {
+            assert!(slice.calls > 0, "{}: {table}", slice.name);
+            assert_eq!(slice.errors, 0, "{}: {table}", slice.name);
+        }
+        assert_eq!(
+            round.rs256.cold.calls, options.cold_tokens as u64,
+            "every new token once: {table}"
+        );
+        assert!(
+            round.rs256.raw_us > 0.0 && round.es256.raw_us > 0.0,
+            "{table}"
+        );
+    }
+    assert!(table.contains("median of 2 rounds"), "{table}");
+}
