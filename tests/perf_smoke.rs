@@ -139,21 +139,25 @@ async fn the_paired_cold_rounds_run_against_a_full_cache() {
     .await;
     let table = perf::paired_cold_table(&cold);
     assert_eq!(cold.rounds.len(), 2, "{table}");
-    assert_eq!(cold.cache_bytes, options.memory_bound_bytes, "{table}");
-    assert!(cold.filled_with > 0, "{table}");
+    // Full: the weighed size near the bound, and tokens already turned away for room.
+    for state in [&cold.after_fill, &cold.after_rounds] {
+        assert!(state.evictions > 0.0, "{table}");
+        assert!(
+            state.weighed_bytes > 0.75 * cold.cache_bytes as f64
+                && state.weighed_bytes <= cold.cache_bytes as f64,
+            "{table}"
+        );
+    }
     for round in &cold.rounds {
         for slice in [&round.cached, &round.rs256.cold, &round.es256.cold] {
             assert!(slice.calls > 0, "{}: {table}", slice.name);
             assert_eq!(slice.errors, 0, "{}: {table}", slice.name);
         }
-        assert_eq!(
-            round.rs256.cold.calls, options.cold_tokens as u64,
-            "every new token once: {table}"
-        );
-        assert!(
-            round.rs256.raw_us > 0.0 && round.es256.raw_us > 0.0,
-            "{table}"
-        );
+        for slice in [&round.rs256, &round.es256] {
+            assert_eq!(
+                slice.cold.calls, options.cold_tokens as u64,
+                "every new token once: {table}"
+            );
+        }
     }
-    assert!(table.contains("median of 2 rounds"), "{table}");
 }
