@@ -911,18 +911,8 @@ async fn check_cached(
     options: &Options,
     pid: u32,
 ) -> Measured {
-    let (cached, body) = (Arc::clone(channels), preencoded::encode(&**request));
-    drive(
-        "check_cached",
-        options,
-        pid,
-        options.calls,
-        move |connection, _| {
-            let (channel, body) = (cached[connection].clone(), body.clone());
-            async move { preencoded::call(&channel, CHECK_ACCESS, body, ALLOW).await }
-        },
-    )
-    .await
+    let body = Arc::new(vec![preencoded::encode(&**request)]);
+    send_each("check_cached", channels, body, options.calls, options, pid).await
 }
 
 /// `CheckAccess` with a token never seen before in each call: the first `options.calls` of
