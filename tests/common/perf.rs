@@ -1454,12 +1454,13 @@ impl ColdRound {
 /// reported. The cached call goes first in even rounds and last in odd ones, and the two
 /// algorithms swap places from round to round.
 ///
-/// The cache is the shipped one (its default bound) and full before the first round: under
-/// a steady stream of new tokens that is where a server stays, each new token evicting
-/// another or refused by the cache's admission. The full report's cold scenarios run while
-/// a 1 GiB cache grows instead, and pay for the growth (fresh pages, the hash table
-/// rehashed). The server serves its metrics, which say the cache was full; their cost falls
-/// on the cached and the cold calls alike.
+/// The cache is the shipped one (its default bound; `memory_bound_bytes` in a smoke run,
+/// under 10,000 calls) and full before the first round: under a steady stream of new
+/// tokens that is where a server stays, each new token evicting another or refused by the
+/// cache's admission. The full report's cold scenarios run while a 1 GiB cache grows
+/// instead, and pay for the growth (fresh pages, the hash table rehashed). The server
+/// serves its metrics, which say the cache was full; their cost falls on the cached and
+/// the cold calls alike.
 pub async fn paired_cold(
     binary: &Path,
     keys_dir: &Path,
