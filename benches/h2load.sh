@@ -3,7 +3,7 @@
 # of docs/performance.md with an independent load generator: h2load, from Debian's
 # nghttp2-client (installed here when missing), sending pre-encoded gRPC frames to the
 # release binary, with the server's CPU per call, how busy it was, and the median and 99th
-# percentile of h2load's request times (from its --log-file). The server runs on
+# percentile of the cached CheckAccess's request times (h2load's --log-file). The server runs on
 # CPU 0, h2load on CPU 1. Usage: benches/h2load.sh [REQUESTS] (default 200000).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -115,10 +115,15 @@ impl Options {
         self.only.is_empty() || self.only.iter().any(|only| only == name)
     }
 
+    /// A measurement, not a smoke run (which sends a few hundred calls per scenario).
+    fn measures(&self) -> bool {
+        self.calls >= 10_000
+    }
+
     /// Raw verifications per measurement of one: enough for a stable median in a full
     /// measurement, a handful in a smoke run.
     fn raw_rounds(&self) -> u32 {
-        if self.calls >= 10_000 { 2_000 } else { 20 }
+        if self.measures() { 2_000 } else { 20 }
     }
 }
 
@@ -1454,13 +1459,12 @@ impl ColdRound {
 /// reported. The cached call goes first in even rounds and last in odd ones, and the two
 /// algorithms swap places from round to round.
 ///
-/// The cache is the shipped one (its default bound; `memory_bound_bytes` in a smoke run,
-/// under 10,000 calls) and full before the first round: under a steady stream of new
-/// tokens that is where a server stays, each new token evicting another or refused by the
-/// cache's admission. The full report's cold scenarios run while a 1 GiB cache grows
-/// instead, and pay for the growth (fresh pages, the hash table rehashed). The server
-/// serves its metrics, which say the cache was full; their cost falls on the cached and
-/// the cold calls alike.
+/// The cache is the shipped one (its default bound; `memory_bound_bytes` in a smoke run)
+/// and full before the first round: under a steady stream of new tokens that is where a
+/// server stays, each new token evicting another or refused by the cache's admission. The
+/// full report's cold scenarios run while a 1 GiB cache grows instead, and pay for the
+/// growth (fresh pages, the hash table rehashed). The server serves its metrics, which say
+/// the cache was full; their cost falls on the cached and the cold calls alike.
 pub async fn paired_cold(
     binary: &Path,
     keys_dir: &Path,
@@ -1482,7 +1486,7 @@ pub async fn paired_cold(
             .collect();
         minted.push(slices);
     }
-    let cache_bytes = if options.calls >= 10_000 {
+    let cache_bytes = if options.measures() {
         smart_authz::config::CacheConfig::default().max_bytes
     } else {
         options.memory_bound_bytes
