@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::{Instrument as _, Span};
 
 use super::metrics::{self, Upstream};
+use super::signature::{self, SignatureKey};
 use crate::config::{IssuerConfig, KeySource};
 
 /// Largest JWK Set accepted from a `jwks_uri`: real sets are a few kilobytes, and an
@@ -67,8 +68,10 @@ pub struct VerificationKey {
     pub key_algorithm: Option<KeyAlgorithm>,
     /// The curve of an EC or OKP key, so an ES384 token is never checked with a P-256 key.
     pub curve: Option<EllipticCurve>,
-    /// The key itself.
+    /// The key as the JWK gives it.
     pub decoding_key: DecodingKey,
+    /// The same key parsed for each algorithm it fits, which is what verifies signatures.
+    pub signature_key: SignatureKey,
 }
 
 impl VerificationKey {
@@ -261,12 +264,22 @@ fn verification_key(raw: Value) -> Result<VerificationKey, String> {
     if decoding_key.family() == AlgorithmFamily::Hmac {
         return Err("it is a symmetric key".to_owned());
     }
-    Ok(VerificationKey {
+    let mut key = VerificationKey {
         key_id: jwk.common.key_id,
         key_algorithm: jwk.common.key_algorithm,
         curve,
         decoding_key,
-    })
+        signature_key: SignatureKey::default(),
+    };
+    let fitting = signature::ASYMMETRIC
+        .into_iter()
+        .filter(|algorithm| key.fits(*algorithm));
+    key.signature_key = SignatureKey::parse(&key.decoding_key, fitting).ok_or_else(|| {
+        "unusable key material: no signature algorithm it fits accepts it (a point off its \
+         curve, or a malformed RSA key)"
+            .to_owned()
+    })?;
+    Ok(key)
 }
 
 /// The keys of an issuer could not be obtained; its tokens cannot be judged.

@@ -3,8 +3,10 @@
 //! the algorithm comes from an allow-list and must fit the key (§3.1), `none` and HMAC are
 //! never accepted (§3.2), and `iss`, `aud`, `exp` and `nbf` are all checked (§3.8, §3.9).
 //!
-//! The header and the `iss` claim are read before the signature is checked, because they
-//! choose the issuer and the key; nothing else unverified is ever used.
+//! The header and the payload are read once, before the signature is checked, because the
+//! header and `iss` choose the issuer and the key; nothing else unverified is ever used.
+//! The signature is checked with keys parsed when the key set loads ([`super::signature`]),
+//! and the claims against the issuer's rules after it.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -12,12 +14,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::jwks::{KeyMap, KeySelectionError, KeySet, VerificationKey};
+use super::signature::SignatureError;
 use super::{AuthError, ContextReader, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
 use crate::fhir::StrictObject;
@@ -31,6 +33,9 @@ pub struct CompactJws<'a> {
     pub payload: &'a str,
     /// The signature; empty for an unsecured JWS, which is always refused.
     pub signature: &'a str,
+    /// What the signature signs: the header and payload segments and the dot between them
+    /// (RFC 7515 §5.1 step 5).
+    pub signing_input: &'a str,
 }
 
 /// Splits a token into its three segments; anything else (a JWE has five, RFC 7516 §7.1)
@@ -45,6 +50,7 @@ pub fn split_compact(token: &str) -> Result<CompactJws<'_>, TokenError> {
                 header,
                 payload,
                 signature,
+                signing_input: &token[..header.len() + 1 + payload.len()],
             })
         }
         _ => Err(TokenError::Malformed(
@@ -70,11 +76,17 @@ struct RawHeader<'a> {
     kid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     typ: Option<Cow<'a, str>>,
+    #[serde(default)]
+    b64: Option<bool>,
+    #[serde(borrow, default)]
+    crit: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Reads the header. Refuses `none` (RFC 7518 §3.6: an unsecured JWS is no proof at all),
 /// HMAC (a public key must never be usable as a shared secret, RFC 8725 §3.2), unknown
-/// algorithms, and a `typ` that marks another kind of JWT (RFC 8725 §3.11, RFC 9068 §2.1).
+/// algorithms, a `typ` that marks another kind of JWT (RFC 8725 §3.11, RFC 9068 §2.1), an
+/// unencoded payload (`b64: false`, RFC 7797 §3) and any critical extension but `b64`
+/// (RFC 7515 §4.1.11), as jsonwebtoken's own header check does.
 pub fn parse_header(encoded: &str) -> Result<JwsHeader, TokenError> {
     let bytes = decode_segment(encoded, "header")?;
     let raw: RawHeader<'_> = serde_json::from_slice(&bytes)
@@ -83,6 +95,18 @@ pub fn parse_header(encoded: &str) -> Result<JwsHeader, TokenError> {
         return Err(TokenError::Malformed("the header has no alg".to_owned()));
     };
     let algorithm = parse_algorithm(&name)?;
+    if raw.b64 == Some(false) {
+        return Err(TokenError::Malformed(
+            "an unencoded payload (b64 false) is not accepted".to_owned(),
+        ));
+    }
+    if let Some(critical) = &raw.crit
+        && !(critical.len() == 1 && critical[0] == "b64" && raw.b64.is_some())
+    {
+        return Err(TokenError::Malformed(
+            "the header names a critical extension this service does not know".to_owned(),
+        ));
+    }
     if let Some(typ) = raw.typ.as_deref()
         && !is_access_token_type(typ)
     {
@@ -137,22 +161,38 @@ pub fn is_jws(token: &str) -> bool {
         .is_ok_and(|header| serde_json::from_slice::<AlgPresent>(&header).is_ok())
 }
 
-/// The unverified `iss` of a payload, used only to choose which issuer's keys and rules
-/// apply; the signature check that follows confirms it.
-pub fn peek_issuer(encoded_payload: &str) -> Result<String, TokenError> {
-    #[derive(Deserialize)]
-    struct IssuerOnly<'a> {
-        #[serde(borrow, default)]
-        iss: Option<Cow<'a, str>>,
+/// The claims of a JWS, read once and not yet verified: only [`UnverifiedClaims::issuer`]
+/// is read before the signature is checked, to choose which issuer's keys and rules apply;
+/// [`IssuerVerifier::verify`] checks the signature, then the rest.
+#[derive(Clone, Debug)]
+pub struct UnverifiedClaims(Map<String, Value>);
+
+impl UnverifiedClaims {
+    /// The unverified `iss`.
+    pub fn issuer(&self) -> &str {
+        self.0
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
+}
+
+/// Reads a payload: a JSON object naming no member twice (as any JSON this service reads),
+/// with a string `iss` (RFC 7519 §4.1.1).
+pub fn read_claims(encoded_payload: &str) -> Result<UnverifiedClaims, TokenError> {
     let bytes = decode_segment(encoded_payload, "payload")?;
-    let claims: IssuerOnly<'_> = serde_json::from_slice(&bytes).map_err(|_| {
-        TokenError::Malformed("the payload is not a JSON object with a string iss".to_owned())
+    let StrictObject(claims) = serde_json::from_slice(&bytes).map_err(|_| {
+        TokenError::Malformed(
+            "the payload is not a JSON object with each member named once".to_owned(),
+        )
     })?;
-    match claims.iss {
-        Some(issuer) => Ok(issuer.into_owned()),
-        None => Err(TokenError::Malformed(
+    match claims.get("iss") {
+        Some(Value::String(_)) => Ok(UnverifiedClaims(claims)),
+        None | Some(Value::Null) => Err(TokenError::Malformed(
             "the token has no iss claim".to_owned(),
+        )),
+        Some(_) => Err(TokenError::Malformed(
+            "claim iss is not a string".to_owned(),
         )),
     }
 }
@@ -163,14 +203,11 @@ fn decode_segment(encoded: &str, what: &str) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))
 }
 
-/// One trusted issuer: its configuration, its keys and its precomputed validation rules.
+/// One trusted issuer: its configuration and its keys.
 #[derive(Debug)]
 pub struct IssuerVerifier {
     config: IssuerConfig,
     keys: std::sync::Arc<KeySet>,
-    /// One rule set per allowed algorithm: jsonwebtoken wants every algorithm of a
-    /// `Validation` in the key's family, and a single algorithm is the strictest anyway.
-    validations: Vec<(Algorithm, Validation)>,
 }
 
 /// Whether a reload of the key set may bring the key a token needs: an unknown `kid`; or,
@@ -201,43 +238,39 @@ fn select_key<'k>(
     })
 }
 
-/// Why a token was not decoded: a signature the key does not verify, which a reload may
-/// turn around for a token without `kid`, or any other refusal.
-enum Undecoded {
-    SignatureMismatch,
-    Refused(TokenError),
+/// A signature the key does not verify: a reload may turn it around for a token without
+/// `kid`; any other failure of the check is a refusal.
+fn check_signature(
+    key: &VerificationKey,
+    algorithm: Algorithm,
+    jws: &CompactJws<'_>,
+) -> Result<(), Result<TokenError, SignatureMismatch>> {
+    key.signature_key
+        .verify(algorithm, jws.signing_input.as_bytes(), jws.signature)
+        .map_err(|error| match error {
+            SignatureError::Mismatch => Err(SignatureMismatch),
+            SignatureError::NotBase64 => Ok(TokenError::Malformed(
+                "the signature is not base64url".to_owned(),
+            )),
+            SignatureError::KeyCannotVerify => Ok(TokenError::BadSignature(format!(
+                "the key cannot verify {algorithm:?}"
+            ))),
+        })
 }
 
-impl From<TokenError> for Undecoded {
-    fn from(error: TokenError) -> Self {
-        Undecoded::Refused(error)
-    }
-}
+/// The key does not verify the signature.
+struct SignatureMismatch;
 
-impl From<Undecoded> for TokenError {
-    fn from(undecoded: Undecoded) -> Self {
-        match undecoded {
-            Undecoded::SignatureMismatch => {
-                TokenError::BadSignature("signature does not match".to_owned())
-            }
-            Undecoded::Refused(error) => error,
-        }
+impl From<SignatureMismatch> for TokenError {
+    fn from(_: SignatureMismatch) -> Self {
+        TokenError::BadSignature("signature does not match".to_owned())
     }
 }
 
 impl IssuerVerifier {
     /// The verifier of `config`'s tokens with `keys`.
     pub fn new(config: IssuerConfig, keys: std::sync::Arc<KeySet>) -> Self {
-        let validations = config
-            .algorithms
-            .iter()
-            .map(|algorithm| (*algorithm, validation_for(&config, *algorithm)))
-            .collect();
-        IssuerVerifier {
-            config,
-            keys,
-            validations,
-        }
+        IssuerVerifier { config, keys }
     }
 
     /// The configured issuer.
@@ -251,15 +284,16 @@ impl IssuerVerifier {
     }
 
     /// Checks the algorithm against the allow-list, picks the key (reloading the key set
-    /// once when that may bring it, [`IssuerVerifier::judge`]), verifies the signature and claims, and reads the
-    /// launch context.
+    /// once when that may bring it, [`IssuerVerifier::judge`]), verifies the signature, then
+    /// the claims, and reads the launch context.
     pub async fn verify(
         &self,
-        token: &str,
+        jws: &CompactJws<'_>,
         header: &JwsHeader,
+        claims: UnverifiedClaims,
         reader: &ContextReader,
     ) -> Result<VerifiedToken, AuthError> {
-        self.judge(token, header, reader)
+        self.judge(jws, header, claims, reader)
             .await
             .map_err(Rejection::into_auth_error)
     }
@@ -272,11 +306,12 @@ impl IssuerVerifier {
     /// the key set once, within `min_refresh_interval`, and is not cached.
     pub(super) async fn judge(
         &self,
-        token: &str,
+        jws: &CompactJws<'_>,
         header: &JwsHeader,
+        claims: UnverifiedClaims,
         reader: &ContextReader,
     ) -> Result<VerifiedToken, Rejection> {
-        let validation = self.validation(header.algorithm)?;
+        self.allow(header.algorithm)?;
         let keys = self
             .keys
             .current()
@@ -288,21 +323,24 @@ impl IssuerVerifier {
             _ => keys,
         };
         let key = select_key(&keys, key_id, header.algorithm)?;
-        match self.decode(token, validation, header.algorithm, key, reader) {
-            Err(Undecoded::SignatureMismatch) if key_id.is_none() => {
+        match check_signature(key, header.algorithm, jws) {
+            Ok(()) => {}
+            Err(Err(SignatureMismatch)) if key_id.is_none() => {
                 let reloaded = self.reload(&keys).await?;
-                let mismatch = || Rejection::RefusedForNow(Undecoded::SignatureMismatch.into());
+                let mismatch = || Rejection::RefusedForNow(SignatureMismatch.into());
                 if Arc::ptr_eq(&reloaded, &keys) {
                     return Err(mismatch());
                 }
                 let key = select_key(&reloaded, None, header.algorithm)?;
-                match self.decode(token, validation, header.algorithm, key, reader) {
-                    Err(Undecoded::SignatureMismatch) => Err(mismatch()),
-                    decoded => decoded.map_err(|undecoded| TokenError::from(undecoded).into()),
+                match check_signature(key, header.algorithm, jws) {
+                    Ok(()) => {}
+                    Err(Err(SignatureMismatch)) => return Err(mismatch()),
+                    Err(Ok(refusal)) => return Err(refusal.into()),
                 }
             }
-            decoded => decoded.map_err(|undecoded| TokenError::from(undecoded).into()),
+            Err(refusal) => return Err(refusal.unwrap_or_else(TokenError::from).into()),
         }
+        Ok(self.accept(claims, reader)?)
     }
 
     /// The key set again, unless it was reloaded within `min_refresh_interval`.
@@ -320,14 +358,10 @@ impl IssuerVerifier {
         })
     }
 
-    /// The rules for `algorithm`, if the issuer's allow-list has it (RFC 8725 §3.1).
-    fn validation(&self, algorithm: Algorithm) -> Result<&Validation, TokenError> {
-        let allowed = self
-            .validations
-            .iter()
-            .find(|(allowed, _)| *allowed == algorithm);
-        if let Some((_, validation)) = allowed {
-            return Ok(validation);
+    /// Whether the issuer's allow-list has `algorithm` (RFC 8725 §3.1).
+    fn allow(&self, algorithm: Algorithm) -> Result<(), TokenError> {
+        if self.config.algorithms.contains(&algorithm) {
+            return Ok(());
         }
         Err(TokenError::BadSignature(format!(
             "algorithm {algorithm:?} is not allowed for issuer {}",
@@ -335,80 +369,86 @@ impl IssuerVerifier {
         )))
     }
 
-    fn decode(
+    /// The claim rules, once the signature is known good, and the verified token.
+    fn accept(
         &self,
-        token: &str,
-        validation: &Validation,
-        algorithm: Algorithm,
-        key: &VerificationKey,
+        claims: UnverifiedClaims,
         reader: &ContextReader,
-    ) -> Result<VerifiedToken, Undecoded> {
-        // Claims with a member named twice are refused, as in any JSON this service reads.
-        let data = jsonwebtoken::decode::<StrictObject>(token, &key.decoding_key, validation)
-            .map_err(|error| match error.kind() {
-                ErrorKind::InvalidSignature => Undecoded::SignatureMismatch,
-                kind => Undecoded::Refused(self.token_error(kind, algorithm)),
-            })?;
-        let claims = data.claims.0;
+    ) -> Result<VerifiedToken, TokenError> {
+        let UnverifiedClaims(claims) = claims;
         let now = super::unix_now();
-        check_not_expired(&claims, self.config.leeway, now)?;
-        check_issued_at(&claims, self.config.leeway, now)?;
+        let audiences = check_registered_claims(&claims, &self.config, now)?;
         super::refuse_sender_constrained(&claims)?;
-        Ok(verified_token(claims, &self.config.issuer, reader)?)
-    }
-
-    fn token_error(&self, kind: &ErrorKind, algorithm: Algorithm) -> TokenError {
-        match kind {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            ErrorKind::InvalidAudience => TokenError::WrongAudience,
-            ErrorKind::InvalidIssuer => TokenError::WrongIssuer(self.config.issuer.clone()),
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
-                TokenError::BadSignature(format!("the key cannot verify {algorithm:?}"))
-            }
-            ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidEddsaKey
-            | ErrorKind::InvalidRsaKey(_) => {
-                TokenError::BadSignature("the issuer key is not usable".to_owned())
-            }
-            ErrorKind::MissingRequiredClaim(claim) => {
-                TokenError::Malformed(format!("missing required claim {claim}"))
-            }
-            ErrorKind::InvalidClaimFormat(claim) => {
-                TokenError::Malformed(format!("claim {claim} has the wrong type"))
-            }
-            ErrorKind::Base64(_) => TokenError::Malformed("a segment is not base64url".to_owned()),
-            ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
-                TokenError::Malformed("a segment is not JSON".to_owned())
-            }
-            _ => TokenError::Malformed("not a valid JWT".to_owned()),
-        }
+        verified_token(claims, audiences, &self.config.issuer, reader)
     }
 }
 
-/// The claim rules of one issuer (RFC 7519 §4.1): `iss` equal to it, `aud` present and one
-/// of its audiences when it lists any, `exp` required and in the future, `nbf` (when present) in the past, both
-/// with the configured leeway (RFC 8725 §3.8, §3.9).
-fn validation_for(config: &IssuerConfig, algorithm: Algorithm) -> Validation {
-    let mut validation = Validation::new(algorithm);
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    validation.set_issuer(&[config.issuer.as_str()]);
-    validation.set_audience(&config.audiences);
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
-    // Without issuer audiences, `aud` must still be present; the asking FHIR server checks it.
-    validation.validate_aud = !config.audiences.is_empty();
-    validation.leeway = config.leeway.as_secs();
-    validation
+/// The claim rules of one issuer (RFC 7519 §4.1; RFC 8725 §3.8, §3.9): `exp`, `iss` and
+/// `aud` required; `exp` in the future and `nbf` (when present) in the past, both with the
+/// configured leeway; `iat` not in the future; `iss` the issuer; `aud` one of the issuer's
+/// audiences when it lists any (without them the asking FHIR server checks it). Returns the
+/// `aud` values.
+fn check_registered_claims(
+    claims: &Map<String, Value>,
+    config: &IssuerConfig,
+    now: i64,
+) -> Result<Vec<String>, TokenError> {
+    for required in ["exp", "iss", "aud"] {
+        if matches!(claims.get(required), None | Some(Value::Null)) {
+            return Err(TokenError::Malformed(format!(
+                "missing required claim {required}"
+            )));
+        }
+    }
+    check_not_expired(claims, config.leeway, now)?;
+    check_not_before(claims, config.leeway, now)?;
+    check_issued_at(claims, config.leeway, now)?;
+    if claims.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
+        return Err(TokenError::WrongIssuer(config.issuer.clone()));
+    }
+    let audiences = super::audiences_of(claims)?;
+    if !config.audiences.is_empty()
+        && !audiences
+            .iter()
+            .any(|audience| config.audiences.contains(audience))
+    {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(audiences)
+}
+
+/// Refuses an `nbf` ahead of `now` beyond the leeway (RFC 7519 §4.1.5); one that is not a
+/// NumericDate is malformed.
+fn check_not_before(
+    claims: &Map<String, Value>,
+    leeway: std::time::Duration,
+    now: i64,
+) -> Result<(), TokenError> {
+    let not_before = match claims.get("nbf") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(not_before) => not_before
+            .as_f64()
+            .ok_or_else(|| TokenError::Malformed("claim nbf has the wrong type".to_owned()))?,
+    };
+    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "seconds since 1970 fit an f64 exactly"
+    )]
+    let latest = now.saturating_add(leeway) as f64;
+    if not_before > latest {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Builds the verified token from claims whose signature and rules were checked.
 fn verified_token(
     claims: Map<String, Value>,
+    audiences: Vec<String>,
     issuer: &str,
     reader: &ContextReader,
 ) -> Result<VerifiedToken, TokenError> {
-    let audiences = super::audiences_of(&claims)?;
     let claims = Value::Object(claims);
     let context = reader
         .read(&claims)

@@ -22,6 +22,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod metrics;
 mod shared_scopes;
+pub mod signature;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -621,8 +622,8 @@ impl Authenticator {
             .into());
         }
         let jwt = jwt::split_compact(token)
-            .and_then(|parts| jwt::peek_issuer(parts.payload).map(|issuer| (parts, issuer)));
-        let (parts, issuer) = match jwt {
+            .and_then(|parts| jwt::read_claims(parts.payload).map(|claims| (parts, claims)));
+        let (parts, claims) = match jwt {
             Ok(jwt) => jwt,
             // A JWS without a usable `iss` is no opaque token: sending it to the opaque
             // tokens' issuer would hand another authorization server's token to it.
@@ -639,14 +640,15 @@ impl Authenticator {
                 };
             }
         };
+        let issuer = claims.issuer();
         let trusted = self
-            .issuer(&issuer)
-            .ok_or_else(|| TokenError::wrong_issuer(&issuer))?;
+            .issuer(issuer)
+            .ok_or_else(|| TokenError::wrong_issuer(issuer))?;
         if !trusted.config.introspection_only
             && let Some(verifier) = trusted.local_verifier()
         {
             let header = jwt::parse_header(parts.header)?;
-            return verifier.judge(token, &header, &self.reader).await;
+            return verifier.judge(&parts, &header, claims, &self.reader).await;
         }
         match trusted.ready_introspector() {
             Some(introspector) => Ok(introspector.introspect(token).await?),

@@ -52,23 +52,58 @@ fn reads_alg_kid_and_accepts_access_token_types() {
 }
 
 #[test]
-fn peeks_only_a_string_iss() {
-    assert_eq!(
-        peek_issuer(&encoded(r#"{"iss":"https://a","x":[1]}"#)),
-        Ok("https://a".into())
-    );
-    assert!(matches!(
-        peek_issuer(&encoded(r#"{"sub":"x"}"#)),
-        Err(TokenError::Malformed(_))
-    ));
-    assert!(matches!(
-        peek_issuer(&encoded(r#"{"iss":7}"#)),
-        Err(TokenError::Malformed(_))
-    ));
-    assert!(matches!(
-        peek_issuer(&encoded("[]")),
-        Err(TokenError::Malformed(_))
-    ));
+fn reads_claims_with_a_string_iss_named_once() {
+    let claims = read_claims(&encoded(r#"{"iss":"https://a","x":[1]}"#)).unwrap();
+    assert_eq!(claims.issuer(), "https://a");
+    for bad in [
+        r#"{"sub":"x"}"#,
+        r#"{"iss":null}"#,
+        r#"{"iss":7}"#,
+        r#"{"iss":["https://a"]}"#,
+        r#"{"iss":"https://a","iss":"https://b"}"#,
+        r#"{"iss":"https://a","x":1,"x":2}"#,
+        "[]",
+    ] {
+        assert!(
+            matches!(read_claims(&encoded(bad)), Err(TokenError::Malformed(_))),
+            "{bad}"
+        );
+    }
+    assert!(matches!(read_claims("!!"), Err(TokenError::Malformed(_))));
+}
+
+#[test]
+fn the_signing_input_is_the_first_two_segments() {
+    let parts = split_compact("aGVhZA.cGF5.c2ln").unwrap();
+    assert_eq!(parts.signing_input, "aGVhZA.cGF5");
+    assert_eq!(parts.signature, "c2ln");
+}
+
+#[test]
+fn refuses_unencoded_payloads_and_unknown_critical_extensions() {
+    for refused in [
+        r#"{"alg":"RS256","b64":false}"#,
+        r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
+        r#"{"alg":"RS256","crit":["exp"]}"#,
+        r#"{"alg":"RS256","crit":[]}"#,
+        r#"{"alg":"RS256","crit":["b64"]}"#,
+        r#"{"alg":"RS256","b64":true,"crit":["b64","b64"]}"#,
+        r#"{"alg":"RS256","b64":"yes"}"#,
+    ] {
+        assert!(
+            matches!(
+                parse_header(&encoded(refused)),
+                Err(TokenError::Malformed(_))
+            ),
+            "{refused}"
+        );
+    }
+    for accepted in [
+        r#"{"alg":"RS256","b64":true}"#,
+        r#"{"alg":"RS256","b64":true,"crit":["b64"]}"#,
+    ] {
+        assert!(parse_header(&encoded(accepted)).is_ok(), "{accepted}");
+    }
 }
 
 #[test]
@@ -76,4 +111,113 @@ fn numeric_dates_may_be_fractional() {
     assert_eq!(numeric_date(&serde_json::json!(10)), Some(10));
     assert_eq!(numeric_date(&serde_json::json!(10.7)), Some(10));
     assert_eq!(numeric_date(&serde_json::json!("10")), None);
+}
+
+/// The claim rules jsonwebtoken's `validate` applied before the signature check moved here.
+#[test]
+fn registered_claims_follow_the_issuers_rules() {
+    use std::time::Duration;
+
+    use crate::config::KeySource;
+
+    let now = 1_800_000_000;
+    let mut config = IssuerConfig::with_keys(
+        "https://issuer.example",
+        vec!["https://fhir.example/r4".to_owned()],
+        KeySource::Inline(r#"{"keys":[]}"#.to_owned()),
+    );
+    config.leeway = Duration::from_secs(30);
+    let valid = serde_json::json!({
+        "iss": "https://issuer.example",
+        "aud": "https://fhir.example/r4",
+        "exp": now + 600,
+    });
+    let check = |config: &IssuerConfig, changes: serde_json::Value| {
+        let mut claims = valid.as_object().unwrap().clone();
+        for (name, value) in changes.as_object().unwrap() {
+            if value == "<absent>" {
+                claims.remove(name);
+            } else {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
+        check_registered_claims(&claims, config, now)
+    };
+    let malformed = |result: Result<Vec<String>, TokenError>, about: &str| matches!(result, Err(TokenError::Malformed(ref message)) if message.contains(about));
+
+    assert_eq!(
+        check(&config, serde_json::json!({})),
+        Ok(vec!["https://fhir.example/r4".to_owned()])
+    );
+    for required in ["exp", "iss", "aud"] {
+        for missing in [serde_json::json!("<absent>"), serde_json::Value::Null] {
+            let result = check(&config, serde_json::json!({ required: missing }));
+            assert!(
+                malformed(result.clone(), required),
+                "{required}: {result:?}"
+            );
+        }
+    }
+    assert!(malformed(
+        check(&config, serde_json::json!({"nbf": "soon"})),
+        "nbf"
+    ));
+    assert!(malformed(
+        check(&config, serde_json::json!({"aud": 7})),
+        "aud"
+    ));
+    assert!(malformed(
+        check(
+            &config,
+            serde_json::json!({"aud": ["https://fhir.example/r4", 7]})
+        ),
+        "aud"
+    ));
+    assert_eq!(
+        check(&config, serde_json::json!({"nbf": now + 31})),
+        Err(TokenError::NotYetValid)
+    );
+    assert!(check(&config, serde_json::json!({"nbf": now + 30})).is_ok());
+    assert!(check(&config, serde_json::json!({"nbf": null})).is_ok());
+    assert_eq!(
+        check(&config, serde_json::json!({"exp": now - 30})),
+        Err(TokenError::Expired)
+    );
+    assert!(check(&config, serde_json::json!({"exp": now - 29})).is_ok());
+    assert_eq!(
+        check(&config, serde_json::json!({"iat": now + 31})),
+        Err(TokenError::NotYetValid)
+    );
+    assert_eq!(
+        check(
+            &config,
+            serde_json::json!({"iss": "https://issuer.example/"})
+        ),
+        Err(TokenError::WrongIssuer("https://issuer.example".to_owned()))
+    );
+    for elsewhere in [
+        serde_json::json!("https://fhir.example/r4/"),
+        serde_json::json!(["https://attacker.example"]),
+        serde_json::json!([]),
+    ] {
+        assert_eq!(
+            check(&config, serde_json::json!({ "aud": elsewhere })),
+            Err(TokenError::WrongAudience)
+        );
+    }
+    assert!(
+        check(
+            &config,
+            serde_json::json!({"aud": ["https://x", "https://fhir.example/r4"]})
+        )
+        .is_ok()
+    );
+    // Without issuer audiences `aud` is still required, and the asking FHIR server checks it.
+    config.audiences.clear();
+    assert!(check(&config, serde_json::json!({"aud": "https://anywhere"})).is_ok());
+    assert!(check(&config, serde_json::json!({"aud": []})).is_ok());
+    assert!(malformed(
+        check(&config, serde_json::json!({"aud": null})),
+        "aud"
+    ));
 }
