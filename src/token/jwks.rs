@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{Instrument as _, Span};
 
 use super::metrics::{self, Upstream};
-use super::signature::{self, SignatureKey};
+use super::signature::SignatureKey;
 use crate::config::{IssuerConfig, KeySource};
 
 /// Largest JWK Set accepted from a `jwks_uri`: real sets are a few kilobytes, and an
@@ -200,10 +200,12 @@ impl KeyMap {
     }
 }
 
-/// Parses a JWK Set (RFC 7517 §5). Keys that cannot verify signatures (encryption keys,
-/// symmetric `oct` keys, unsupported types) are skipped with a warning, so one odd key in an
-/// issuer's set does not lock every token out; a set with no usable key is an error.
-pub fn parse_jwks(text: &[u8]) -> Result<KeyMap, JwksError> {
+/// Parses a JWK Set (RFC 7517 §5), each key for those of `algorithms` (the issuer's
+/// allow-list) it fits. Keys that cannot verify signatures (encryption keys, symmetric `oct`
+/// keys, unsupported types, key material no algorithm accepts) are skipped with a warning,
+/// so one odd key in an issuer's set does not lock every token out; a set with no usable
+/// key is an error.
+pub fn parse_jwks(text: &[u8], algorithms: &[Algorithm]) -> Result<KeyMap, JwksError> {
     #[derive(Deserialize)]
     struct RawJwkSet {
         keys: Vec<Value>,
@@ -214,7 +216,7 @@ pub fn parse_jwks(text: &[u8]) -> Result<KeyMap, JwksError> {
         .keys
         .into_iter()
         .enumerate()
-        .filter_map(|(index, raw)| match verification_key(raw) {
+        .filter_map(|(index, raw)| match verification_key(raw, algorithms) {
             Ok(key) => Some(key),
             Err(reason) => {
                 tracing::warn!(
@@ -233,7 +235,7 @@ pub fn parse_jwks(text: &[u8]) -> Result<KeyMap, JwksError> {
 }
 
 /// One JWK as a verification key, or why it cannot be one.
-fn verification_key(raw: Value) -> Result<VerificationKey, String> {
+fn verification_key(raw: Value, algorithms: &[Algorithm]) -> Result<VerificationKey, String> {
     let jwk: Jwk = serde_json::from_value(raw).map_err(|error| format!("not a JWK: {error}"))?;
     if matches!(jwk.common.public_key_use, Some(ref key_use) if *key_use != PublicKeyUse::Signature)
     {
@@ -271,14 +273,20 @@ fn verification_key(raw: Value) -> Result<VerificationKey, String> {
         decoding_key,
         signature_key: SignatureKey::default(),
     };
-    let fitting = signature::ASYMMETRIC
-        .into_iter()
-        .filter(|algorithm| key.fits(*algorithm));
-    key.signature_key = SignatureKey::parse(&key.decoding_key, fitting).ok_or_else(|| {
-        "unusable key material: no signature algorithm it fits accepts it (a point off its \
-         curve, or a malformed RSA key)"
-            .to_owned()
-    })?;
+    let fitting: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|algorithm| key.fits(*algorithm))
+        .collect();
+    // A key no allowed algorithm fits stays, so that a token naming it is refused as
+    // "not a key of this algorithm", not sent to reload the set for an unknown `kid`.
+    if !fitting.is_empty() {
+        key.signature_key = SignatureKey::parse(&key.decoding_key, fitting).ok_or_else(|| {
+            "unusable key material: no algorithm it fits accepts it (a point off its curve, \
+             or a malformed RSA key)"
+                .to_owned()
+        })?;
+    }
     Ok(key)
 }
 
@@ -306,6 +314,8 @@ enum KeyOrigin {
 /// One issuer's key set: the current keys, where they come from and how they are reloaded.
 pub struct KeySet {
     issuer: String,
+    /// The issuer's allowed algorithms, which each key is parsed for.
+    algorithms: Vec<Algorithm>,
     source: KeyOrigin,
     http: Option<reqwest::Client>,
     min_refresh_interval: Duration,
@@ -349,6 +359,7 @@ impl KeySet {
         };
         Ok(KeySet {
             issuer: issuer.issuer.clone(),
+            algorithms: issuer.algorithms.clone(),
             source,
             http,
             min_refresh_interval: issuer.min_refresh_interval,
@@ -512,13 +523,13 @@ impl KeySet {
             KeyOrigin::Discovered(uri) => {
                 let uri = read_lock(uri).clone().ok_or(JwksError::NotDiscovered)?;
                 return match &self.http {
-                    Some(http) => parse_jwks(&fetch(http, &uri).await?),
+                    Some(http) => parse_jwks(&fetch(http, &uri).await?, &self.algorithms),
                     None => Err(JwksError::Fetch("no HTTP client".to_owned())),
                 };
             }
         };
         match source {
-            KeySource::Inline(text) => parse_jwks(text.as_bytes()),
+            KeySource::Inline(text) => parse_jwks(text.as_bytes(), &self.algorithms),
             KeySource::File(path) => {
                 let path = path.clone();
                 let read = tokio::task::spawn_blocking(move || {
@@ -529,10 +540,10 @@ impl KeySet {
                 })
                 .await
                 .map_err(|error| JwksError::Fetch(format!("file read task failed: {error}")))??;
-                parse_jwks(&read)
+                parse_jwks(&read, &self.algorithms)
             }
             KeySource::Uri(uri) => match &self.http {
-                Some(http) => parse_jwks(&fetch(http, uri).await?),
+                Some(http) => parse_jwks(&fetch(http, uri).await?, &self.algorithms),
                 None => Err(JwksError::Fetch("no HTTP client".to_owned())),
             },
         }

@@ -238,33 +238,38 @@ fn select_key<'k>(
     })
 }
 
-/// A signature the key does not verify: a reload may turn it around for a token without
-/// `kid`; any other failure of the check is a refusal.
+/// Why a signature was not accepted: one the key does not verify, which a reload may turn
+/// around for a token without `kid`, or any other refusal.
+enum Unsigned {
+    Mismatch,
+    Refused(TokenError),
+}
+
+impl From<Unsigned> for TokenError {
+    fn from(unsigned: Unsigned) -> Self {
+        match unsigned {
+            Unsigned::Mismatch => TokenError::BadSignature("signature does not match".to_owned()),
+            Unsigned::Refused(error) => error,
+        }
+    }
+}
+
 fn check_signature(
     key: &VerificationKey,
     algorithm: Algorithm,
     jws: &CompactJws<'_>,
-) -> Result<(), Result<TokenError, SignatureMismatch>> {
+) -> Result<(), Unsigned> {
     key.signature_key
         .verify(algorithm, jws.signing_input.as_bytes(), jws.signature)
         .map_err(|error| match error {
-            SignatureError::Mismatch => Err(SignatureMismatch),
-            SignatureError::NotBase64 => Ok(TokenError::Malformed(
+            SignatureError::Mismatch => Unsigned::Mismatch,
+            SignatureError::NotBase64 => Unsigned::Refused(TokenError::Malformed(
                 "the signature is not base64url".to_owned(),
             )),
-            SignatureError::KeyCannotVerify => Ok(TokenError::BadSignature(format!(
-                "the key cannot verify {algorithm:?}"
-            ))),
+            SignatureError::KeyCannotVerify => Unsigned::Refused(TokenError::BadSignature(
+                format!("the key cannot verify {algorithm:?}"),
+            )),
         })
-}
-
-/// The key does not verify the signature.
-struct SignatureMismatch;
-
-impl From<SignatureMismatch> for TokenError {
-    fn from(_: SignatureMismatch) -> Self {
-        TokenError::BadSignature("signature does not match".to_owned())
-    }
 }
 
 impl IssuerVerifier {
@@ -325,20 +330,20 @@ impl IssuerVerifier {
         let key = select_key(&keys, key_id, header.algorithm)?;
         match check_signature(key, header.algorithm, jws) {
             Ok(()) => {}
-            Err(Err(SignatureMismatch)) if key_id.is_none() => {
+            Err(Unsigned::Mismatch) if key_id.is_none() => {
                 let reloaded = self.reload(&keys).await?;
-                let mismatch = || Rejection::RefusedForNow(SignatureMismatch.into());
+                let mismatch = || Rejection::RefusedForNow(Unsigned::Mismatch.into());
                 if Arc::ptr_eq(&reloaded, &keys) {
                     return Err(mismatch());
                 }
                 let key = select_key(&reloaded, None, header.algorithm)?;
                 match check_signature(key, header.algorithm, jws) {
                     Ok(()) => {}
-                    Err(Err(SignatureMismatch)) => return Err(mismatch()),
-                    Err(Ok(refusal)) => return Err(refusal.into()),
+                    Err(Unsigned::Mismatch) => return Err(mismatch()),
+                    Err(refused) => return Err(TokenError::from(refused).into()),
                 }
             }
-            Err(refusal) => return Err(refusal.unwrap_or_else(TokenError::from).into()),
+            Err(refused) => return Err(TokenError::from(refused).into()),
         }
         Ok(self.accept(claims, reader)?)
     }
