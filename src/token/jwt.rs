@@ -4,7 +4,8 @@
 //! never accepted (§3.2), and `iss`, `aud`, `exp` and `nbf` are all checked (§3.8, §3.9).
 //!
 //! The header and the payload are read once, before the signature is checked, because the
-//! header and `iss` choose the issuer and the key; nothing else unverified is ever used.
+//! header and `iss` choose the issuer and the key; a payload that is no strict JSON object
+//! is refused there, and nothing else unverified is used.
 //! The signature is checked with keys parsed when the key set loads ([`super::signature`]),
 //! and the claims against the issuer's rules after it.
 
@@ -76,8 +77,8 @@ struct RawHeader<'a> {
     kid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     typ: Option<Cow<'a, str>>,
-    #[serde(default)]
-    b64: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    b64: Option<Value>,
     #[serde(borrow, default)]
     crit: Option<Vec<Cow<'a, str>>>,
 }
@@ -95,9 +96,9 @@ pub fn parse_header(encoded: &str) -> Result<JwsHeader, TokenError> {
         return Err(TokenError::Malformed("the header has no alg".to_owned()));
     };
     let algorithm = parse_algorithm(&name)?;
-    if raw.b64 == Some(false) {
+    if !matches!(raw.b64, None | Some(Value::Bool(true))) {
         return Err(TokenError::Malformed(
-            "an unencoded payload (b64 false) is not accepted".to_owned(),
+            "only an encoded payload (b64 absent or true) is accepted".to_owned(),
         ));
     }
     if let Some(critical) = &raw.crit
@@ -118,6 +119,11 @@ pub fn parse_header(encoded: &str) -> Result<JwsHeader, TokenError> {
         algorithm,
         key_id: raw.kid.map(Cow::into_owned),
     })
+}
+
+/// A member that is present, `null` included (a plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, TokenError> {
@@ -238,38 +244,25 @@ fn select_key<'k>(
     })
 }
 
-/// Why a signature was not accepted: one the key does not verify, which a reload may turn
-/// around for a token without `kid`, or any other refusal.
-enum Unsigned {
-    Mismatch,
-    Refused(TokenError),
-}
-
-impl From<Unsigned> for TokenError {
-    fn from(unsigned: Unsigned) -> Self {
-        match unsigned {
-            Unsigned::Mismatch => TokenError::BadSignature("signature does not match".to_owned()),
-            Unsigned::Refused(error) => error,
-        }
-    }
-}
-
 fn check_signature(
     key: &VerificationKey,
     algorithm: Algorithm,
     jws: &CompactJws<'_>,
-) -> Result<(), Unsigned> {
+) -> Result<(), SignatureError> {
     key.signature_key
         .verify(algorithm, jws.signing_input.as_bytes(), jws.signature)
-        .map_err(|error| match error {
-            SignatureError::Mismatch => Unsigned::Mismatch,
-            SignatureError::NotBase64 => Unsigned::Refused(TokenError::Malformed(
-                "the signature is not base64url".to_owned(),
-            )),
-            SignatureError::KeyCannotVerify => Unsigned::Refused(TokenError::BadSignature(
-                format!("the key cannot verify {algorithm:?}"),
-            )),
-        })
+}
+
+fn signature_refusal(error: SignatureError, algorithm: Algorithm) -> TokenError {
+    match error {
+        SignatureError::Mismatch => TokenError::BadSignature("signature does not match".to_owned()),
+        SignatureError::NotBase64 => {
+            TokenError::Malformed("the signature is not base64url".to_owned())
+        }
+        SignatureError::KeyCannotVerify => {
+            TokenError::BadSignature(format!("the key cannot verify {algorithm:?}"))
+        }
+    }
 }
 
 impl IssuerVerifier {
@@ -328,22 +321,24 @@ impl IssuerVerifier {
             _ => keys,
         };
         let key = select_key(&keys, key_id, header.algorithm)?;
+        let refusal = |error| signature_refusal(error, header.algorithm);
         match check_signature(key, header.algorithm, jws) {
             Ok(()) => {}
-            Err(Unsigned::Mismatch) if key_id.is_none() => {
+            // A token without `kid` signed by a key not loaded yet: reload once, not cached.
+            Err(SignatureError::Mismatch) if key_id.is_none() => {
                 let reloaded = self.reload(&keys).await?;
-                let mismatch = || Rejection::RefusedForNow(Unsigned::Mismatch.into());
+                let mismatch = || Rejection::RefusedForNow(refusal(SignatureError::Mismatch));
                 if Arc::ptr_eq(&reloaded, &keys) {
                     return Err(mismatch());
                 }
                 let key = select_key(&reloaded, None, header.algorithm)?;
                 match check_signature(key, header.algorithm, jws) {
                     Ok(()) => {}
-                    Err(Unsigned::Mismatch) => return Err(mismatch()),
-                    Err(refused) => return Err(TokenError::from(refused).into()),
+                    Err(SignatureError::Mismatch) => return Err(mismatch()),
+                    Err(error) => return Err(refusal(error).into()),
                 }
             }
-            Err(refused) => return Err(TokenError::from(refused).into()),
+            Err(error) => return Err(refusal(error).into()),
         }
         Ok(self.accept(claims, reader)?)
     }
@@ -422,31 +417,6 @@ fn check_registered_claims(
     Ok(audiences)
 }
 
-/// Refuses an `nbf` ahead of `now` beyond the leeway (RFC 7519 §4.1.5); one that is not a
-/// NumericDate is malformed.
-fn check_not_before(
-    claims: &Map<String, Value>,
-    leeway: std::time::Duration,
-    now: i64,
-) -> Result<(), TokenError> {
-    let not_before = match claims.get("nbf") {
-        None | Some(Value::Null) => return Ok(()),
-        Some(not_before) => not_before
-            .as_f64()
-            .ok_or_else(|| TokenError::Malformed("claim nbf has the wrong type".to_owned()))?,
-    };
-    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
-    #[allow(
-        clippy::cast_precision_loss,
-        reason = "seconds since 1970 fit an f64 exactly"
-    )]
-    let latest = now.saturating_add(leeway) as f64;
-    if not_before > latest {
-        return Err(TokenError::NotYetValid);
-    }
-    Ok(())
-}
-
 /// Builds the verified token from claims whose signature and rules were checked.
 fn verified_token(
     claims: Map<String, Value>,
@@ -475,8 +445,8 @@ fn verified_token(
 }
 
 /// Refuses a token at or after its `exp` (RFC 7519 §4.1.4: "on or after"), beyond the
-/// leeway. jsonwebtoken accepts `exp` itself and rounds a fractional one, where introspection
-/// answers are held to this boundary (`introspect::judge_response`).
+/// leeway; a fractional `exp` is compared as it is, the boundary introspection answers are
+/// held to as well (`introspect::judge_response`).
 fn check_not_expired(
     claims: &Map<String, Value>,
     leeway: std::time::Duration,
@@ -495,6 +465,31 @@ fn check_not_expired(
     let deadline = now.saturating_sub(leeway) as f64;
     if expires_at <= deadline {
         return Err(TokenError::Expired);
+    }
+    Ok(())
+}
+
+/// Refuses an `nbf` ahead of `now` beyond the leeway (RFC 7519 §4.1.5); one that is not a
+/// NumericDate (`null` included, as `iat`) is malformed.
+fn check_not_before(
+    claims: &Map<String, Value>,
+    leeway: std::time::Duration,
+    now: i64,
+) -> Result<(), TokenError> {
+    let not_before = match claims.get("nbf") {
+        None => return Ok(()),
+        Some(not_before) => not_before
+            .as_f64()
+            .ok_or_else(|| TokenError::Malformed("claim nbf has the wrong type".to_owned()))?,
+    };
+    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "seconds since 1970 fit an f64 exactly"
+    )]
+    let latest = now.saturating_add(leeway) as f64;
+    if not_before > latest {
+        return Err(TokenError::NotYetValid);
     }
     Ok(())
 }

@@ -89,6 +89,8 @@ fn refuses_unencoded_payloads_and_unknown_critical_extensions() {
         r#"{"alg":"RS256","crit":["b64"]}"#,
         r#"{"alg":"RS256","b64":true,"crit":["b64","b64"]}"#,
         r#"{"alg":"RS256","b64":"yes"}"#,
+        r#"{"alg":"RS256","b64":null}"#,
+        r#"{"alg":"RS256","b64":null,"crit":["b64"]}"#,
     ] {
         assert!(
             matches!(
@@ -113,7 +115,8 @@ fn numeric_dates_may_be_fractional() {
     assert_eq!(numeric_date(&serde_json::json!("10")), None);
 }
 
-/// The claim rules jsonwebtoken's `validate` applied before the signature check moved here.
+/// The claim rules jsonwebtoken's `validate` applied before the signature check moved here,
+/// and where they are stricter: `nbf: null` and a fractional `nbf` ahead are refused.
 #[test]
 fn registered_claims_follow_the_issuers_rules() {
     use std::time::Duration;
@@ -178,7 +181,15 @@ fn registered_claims_follow_the_issuers_rules() {
         Err(TokenError::NotYetValid)
     );
     assert!(check(&config, serde_json::json!({"nbf": now + 30})).is_ok());
-    assert!(check(&config, serde_json::json!({"nbf": null})).is_ok());
+    // A NumericDate or nothing: `null` is neither (RFC 7519 §2), for `nbf` as for `iat`.
+    assert!(malformed(
+        check(&config, serde_json::json!({"nbf": null})),
+        "nbf"
+    ));
+    assert!(malformed(
+        check(&config, serde_json::json!({"iat": null})),
+        "iat"
+    ));
     assert_eq!(
         check(&config, serde_json::json!({"exp": now - 30})),
         Err(TokenError::Expired)
@@ -188,6 +199,7 @@ fn registered_claims_follow_the_issuers_rules() {
         check(&config, serde_json::json!({"iat": now + 31})),
         Err(TokenError::NotYetValid)
     );
+    assert!(check(&config, serde_json::json!({"iat": now + 30})).is_ok());
     assert_eq!(
         check(
             &config,

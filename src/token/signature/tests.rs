@@ -168,6 +168,39 @@ fn keys_of_another_family_or_curve_are_not_parsed() {
     assert!(SignatureKey::parse(&p256, [Algorithm::RS256, Algorithm::EdDSA]).is_none());
     let rsa = signer(Algorithm::RS256, 0).public;
     assert!(SignatureKey::parse(&rsa, [Algorithm::ES256, Algorithm::HS256]).is_none());
-    let secret = DecodingKey::from_secret(b"a shared secret").unwrap();
+    // 32 bytes, which aws-lc would take as an Ed25519 key: the family decides first.
+    let secret = DecodingKey::from_secret(&[7; 32]).unwrap();
+    assert!(ParsedPublicKey::new(&ED25519, [7; 32]).is_ok());
     assert!(SignatureKey::parse(&secret, ASYMMETRIC).is_none());
+}
+
+/// RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used". A 1024-bit key made with
+/// `openssl genrsa 1024`, and its RS256 signature of `a.b` (`openssl dgst -sha256 -sign`).
+#[test]
+fn an_rsa_key_under_2048_bits_verifies_nothing() {
+    const N: &str = "x8MvJVkWeynw3MYvpreCRz3yc7hhYhDm07azvIFKT9vhkCGIem7H3p7XpJ4-hO8nbm-JaBETIjBYO9AoUSMym8KOrvR-ZrsySPVGX-Pn2x2whN-8D0sdDUi4l4QFwDUxSw14EZDT9XjhOCd-qAViE-SQ_hJwG2CA7LECCflShG0";
+    const SIGNATURE: &str = "o-tezGiLL3Pzh7H_Ck3CZ9IJxdcrgZ2K4gURcMpXQ7ePhF4j5rxCb2KTmkz1o0cQ-cV6Yyz82uuUn3xCsYrErbzcB_orUVnlbGP3xWWlroEZBYoRUJW8U1dd-dmpfgiYXhQl_a6UAhfO3cHakAJdX0aGhdEDj2znuKRrRHCfudk";
+    let n = URL_SAFE_NO_PAD.decode(N).unwrap();
+    let signature = URL_SAFE_NO_PAD.decode(SIGNATURE).unwrap();
+    // The signature is good: the legacy parameters accept it.
+    RsaPublicKeyComponents {
+        n: n.as_slice(),
+        e: [1, 0, 1].as_slice(),
+    }
+    .verify(
+        &aws_lc_rs::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+        b"a.b",
+        &signature,
+    )
+    .unwrap();
+    let small = DecodingKey::from_rsa_raw_components(&n, &[1, 0, 1]);
+    let verdict = SignatureKey::parse(&small, [Algorithm::RS256])
+        .map(|key| key.verify(Algorithm::RS256, b"a.b", SIGNATURE));
+    assert!(
+        matches!(verdict, None | Some(Err(SignatureError::Mismatch))),
+        "{verdict:?}"
+    );
+    assert!(
+        !jsonwebtoken::crypto::verify(SIGNATURE, b"a.b", &small, Algorithm::RS256).unwrap_or(false)
+    );
 }
