@@ -401,8 +401,8 @@ fn check_registered_claims(
         }
     }
     check_not_expired(claims, config.leeway, now)?;
-    check_not_before(claims, config.leeway, now)?;
-    check_issued_at(claims, config.leeway, now)?;
+    check_not_ahead(claims, "nbf", config.leeway, now)?;
+    check_not_ahead(claims, "iat", config.leeway, now)?;
     if claims.get("iss").and_then(Value::as_str) != Some(config.issuer.as_str()) {
         return Err(TokenError::WrongIssuer(config.issuer.clone()));
     }
@@ -469,18 +469,22 @@ fn check_not_expired(
     Ok(())
 }
 
-/// Refuses an `nbf` ahead of `now` beyond the leeway (RFC 7519 §4.1.5); one that is not a
-/// NumericDate (`null` included, as `iat`) is malformed.
-fn check_not_before(
+/// Refuses an `nbf` or `iat` (`claim`) ahead of `now` beyond the leeway: a token is not
+/// valid before its `nbf` (RFC 7519 §4.1.5), and cannot have been issued in the future
+/// (§4.1.6); one whose `iat` says so was minted with a wrong clock or to outlive its
+/// issuer's key. One that is not a NumericDate (`null` included) is malformed; a fractional
+/// one is compared as it is.
+pub(super) fn check_not_ahead(
     claims: &Map<String, Value>,
+    claim: &str,
     leeway: std::time::Duration,
     now: i64,
 ) -> Result<(), TokenError> {
-    let not_before = match claims.get("nbf") {
+    let at = match claims.get(claim) {
         None => return Ok(()),
-        Some(not_before) => not_before
+        Some(at) => at
             .as_f64()
-            .ok_or_else(|| TokenError::Malformed("claim nbf has the wrong type".to_owned()))?,
+            .ok_or_else(|| TokenError::Malformed(format!("claim {claim} has the wrong type")))?,
     };
     let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
     #[allow(
@@ -488,28 +492,7 @@ fn check_not_before(
         reason = "seconds since 1970 fit an f64 exactly"
     )]
     let latest = now.saturating_add(leeway) as f64;
-    if not_before > latest {
-        return Err(TokenError::NotYetValid);
-    }
-    Ok(())
-}
-
-/// Refuses an `iat` ahead of `now` by more than the leeway, as `nbf` is refused: a token
-/// cannot have been issued in the future (RFC 7519 §4.1.6), and one that says so was minted
-/// with a wrong clock or to outlive its issuer's key. An `iat` that is not a NumericDate is
-/// malformed.
-pub(super) fn check_issued_at(
-    claims: &Map<String, Value>,
-    leeway: std::time::Duration,
-    now: i64,
-) -> Result<(), TokenError> {
-    let Some(issued_at) = claims.get("iat") else {
-        return Ok(());
-    };
-    let issued_at = numeric_date(issued_at)
-        .ok_or_else(|| TokenError::Malformed("claim iat has the wrong type".to_owned()))?;
-    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
-    if issued_at > now.saturating_add(leeway) {
+    if at > latest {
         return Err(TokenError::NotYetValid);
     }
     Ok(())
