@@ -13,6 +13,8 @@
 mod processor;
 mod response;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
@@ -204,26 +206,54 @@ impl EnvoyAuthz {
     }
 }
 
-#[tonic::async_trait]
+/// The HTTP request a `CheckRequest` asks about, if it carries one.
+fn http_of(check: &CheckRequest) -> Option<&HttpRequest> {
+    check
+        .attributes
+        .as_ref()
+        .and_then(|attributes| attributes.request.as_ref())
+        .and_then(|request| request.http.as_ref())
+}
+
+/// Written without `#[async_trait]`, as the gRPC face's methods are (`grpc::service`): the
+/// observed call is boxed directly, not inside an `async` block that holds it beside the
+/// request.
 impl Authorization for EnvoyAuthz {
-    async fn check(
-        &self,
+    fn check<'s, 'f>(
+        &'s self,
         request: Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
+    ) -> Pin<Box<dyn Future<Output = Result<Response<CheckResponse>, Status>> + Send + 'f>>
+    where
+        's: 'f,
+        Self: 'f,
+    {
         let (metadata, extensions, check) = request.into_parts();
         let caller = Caller::of(&extensions);
-        let http = check
-            .attributes
-            .as_ref()
-            .and_then(|attributes| attributes.request.as_ref())
-            .and_then(|request| request.http.as_ref());
         let span = traces::rpc_span_with_headers(
             Rpc::EnvoyCheck,
             &metadata,
-            http.map(|http| &http.headers),
+            http_of(&check).map(|http| &http.headers),
         );
-        let call = async {
-            let response = match http {
+        let call = self.check_observed(caller, check, span.clone());
+        Box::pin(telemetry::observe(Rpc::EnvoyCheck, span, call))
+    }
+}
+
+impl EnvoyAuthz {
+    /// An `async move` block, not an `async fn`, so the request is held once
+    /// (rust-lang/rust#62958).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would hold its argument twice"
+    )]
+    fn check_observed(
+        &self,
+        caller: Caller,
+        check: CheckRequest,
+        span: Span,
+    ) -> impl Future<Output = Result<Response<CheckResponse>, Status>> + Send + '_ {
+        async move {
+            let response = match http_of(&check) {
                 Some(http) => self.decide(&caller, http, &span).await?,
                 None => {
                     let call = Call::new(Rpc::EnvoyCheck, &span);
@@ -234,8 +264,7 @@ impl Authorization for EnvoyAuthz {
                 }
             };
             Ok(Response::new(response))
-        };
-        telemetry::observe(Rpc::EnvoyCheck, &span, call).await
+        }
     }
 }
 

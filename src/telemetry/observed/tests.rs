@@ -40,3 +40,20 @@ async fn the_answer_and_the_error_pass_unchanged() {
     assert_eq!(error.code(), tonic::Code::Unavailable);
     assert_eq!(error.message(), "issuer down");
 }
+
+#[test]
+fn an_owned_span_is_kept_by_the_future_and_entered_around_the_call() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+        let span = tracing::info_span!("rpc");
+        let expected = span.id();
+        assert!(expected.is_some());
+        let call = async { Ok::<_, tonic::Status>(Span::current().id()) };
+        // Owned, the span lets the observed call be boxed as a `'static` answer.
+        let answer: std::pin::Pin<Box<dyn Future<Output = _> + Send + 'static>> =
+            Box::pin(observe(Rpc::CheckAccess, span, call));
+        assert_eq!(runtime.block_on(answer).unwrap(), expected);
+    });
+}
