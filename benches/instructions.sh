@@ -13,7 +13,8 @@
 # Usage: benches/instructions.sh [SCENARIO] [CALLS]    (default: check_cached 5000)
 # AUTHZ_BIN=path compares another build of the server (the load generator stays the same).
 # CACHE_SIM=1 also simulates the caches (valgrind's model of this machine's): the level-1
-# misses per call, instruction and data, reads and writes, as deterministic as the count.
+# misses per call, instruction and data, reads and writes, which barely move from run to
+# run, as the count does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null; then

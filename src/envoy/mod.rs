@@ -204,6 +204,33 @@ impl EnvoyAuthz {
             .targets_type("Patient")
             .then(|| ("patient", format!("Patient/{id}")))
     }
+
+    /// An `async move` block, not an `async fn`, so the request is held once
+    /// (rust-lang/rust#62958).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would hold its argument twice"
+    )]
+    fn check_observed(
+        &self,
+        caller: Caller,
+        check: CheckRequest,
+        span: Span,
+    ) -> impl Future<Output = Result<Response<CheckResponse>, Status>> + Send + '_ {
+        async move {
+            let response = match http_of(&check) {
+                Some(http) => self.decide(&caller, http, &span).await?,
+                None => {
+                    let call = Call::new(Rpc::EnvoyCheck, &span);
+                    let refusal = Refusal::InvalidRequest(
+                        "the CheckRequest carries no HTTP request".to_owned(),
+                    );
+                    self.refuse(call, "", None, refusal)
+                }
+            };
+            Ok(Response::new(response))
+        }
+    }
 }
 
 /// The HTTP request a `CheckRequest` asks about, if it carries one.
@@ -236,35 +263,6 @@ impl Authorization for EnvoyAuthz {
         );
         let call = self.check_observed(caller, check, span.clone());
         Box::pin(telemetry::observe(Rpc::EnvoyCheck, span, call))
-    }
-}
-
-impl EnvoyAuthz {
-    /// An `async move` block, not an `async fn`, so the request is held once
-    /// (rust-lang/rust#62958).
-    #[allow(
-        clippy::manual_async_fn,
-        reason = "an `async fn` would hold its argument twice"
-    )]
-    fn check_observed(
-        &self,
-        caller: Caller,
-        check: CheckRequest,
-        span: Span,
-    ) -> impl Future<Output = Result<Response<CheckResponse>, Status>> + Send + '_ {
-        async move {
-            let response = match http_of(&check) {
-                Some(http) => self.decide(&caller, http, &span).await?,
-                None => {
-                    let call = Call::new(Rpc::EnvoyCheck, &span);
-                    let refusal = Refusal::InvalidRequest(
-                        "the CheckRequest carries no HTTP request".to_owned(),
-                    );
-                    self.refuse(call, "", None, refusal)
-                }
-            };
-            Ok(Response::new(response))
-        }
     }
 }
 

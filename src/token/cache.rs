@@ -308,7 +308,7 @@ impl TokenCache {
     {
         // The hot path: a plain lookup, without the single-flight machinery of `entry`. Its
         // future is boxed: moka's lookup future is 752 bytes, which every future above it
-        // would otherwise carry and copy, for one small allocation.
+        // would otherwise carry and copy on every call; the box is one allocation.
         if let Some(verdict) = Box::pin(self.entries.get(key)).await {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return match verdict {
