@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Why bytes are not JSON the service accepts.
@@ -147,13 +148,18 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(name) = members.next_key::<String>()? {
-            if object.contains_key(&name) {
-                return Err(de::Error::custom(format!(
-                    "duplicate member {name:?}: a JSON object may name each member once"
-                )));
+            // One search of the map per member: the entry found empty is the one filled.
+            match object.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(members.next_value_seed(StrictValue)?);
+                }
+                Entry::Occupied(taken) => {
+                    return Err(de::Error::custom(format!(
+                        "duplicate member {:?}: a JSON object may name each member once",
+                        taken.key()
+                    )));
+                }
             }
-            let value = members.next_value_seed(StrictValue)?;
-            object.insert(name, value);
         }
         Ok(Value::Object(object))
     }
