@@ -128,14 +128,22 @@ struct Versions<'a> {
 
 impl<'a> Versions<'a> {
     /// The versions an access touches, labelled for messages: reads and deletes the stored
-    /// one, creates the new one, updates both (docs/semantics.md §3 "patient/", §4).
-    fn touched_by(self, access: Access) -> Vec<(&'static str, Option<&'a Resource>)> {
-        match access {
-            Access::Search => Vec::new(),
-            Access::Read | Access::Delete => vec![("stored", self.stored)],
-            Access::Create => vec![("new", self.proposed)],
-            Access::Update => vec![("stored", self.stored), ("new", self.proposed)],
-        }
+    /// one, creates the new one, updates both (docs/semantics.md §3 "patient/", §4). An
+    /// iterator, not a `Vec`: every read of a stored resource walks it, and it needs no
+    /// allocation for at most two.
+    fn touched_by(
+        self,
+        access: Access,
+    ) -> impl Iterator<Item = (&'static str, Option<&'a Resource>)> {
+        let stored = ("stored", self.stored);
+        let new = ("new", self.proposed);
+        let (first, second) = match access {
+            Access::Search => (None, None),
+            Access::Read | Access::Delete => (Some(stored), None),
+            Access::Create => (Some(new), None),
+            Access::Update => (Some(stored), Some(new)),
+        };
+        first.into_iter().chain(second)
     }
 }
 
