@@ -63,8 +63,20 @@ fn is_resource_type_name(name: &str) -> bool {
 /// A path segment of an absolute reference's base: not empty and not a dot segment, even
 /// percent-encoded (RFC 3986 §5.2.4 would remove it and change the base).
 fn is_plain_segment(segment: &str) -> bool {
-    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-    !segment.is_empty() && decoded != "." && decoded != ".."
+    let is_dot_segment =
+        after_dot(segment).is_some_and(|rest| rest.is_empty() || after_dot(rest) == Some(""));
+    !segment.is_empty() && !is_dot_segment
+}
+
+/// `text` without its leading dot, `.` or percent-encoded (`%2e`, `%2E`), if it has one.
+/// Read in place: every id of every request and resource is checked, and decoding the
+/// segment into a new string cost two allocations each time.
+fn after_dot(text: &str) -> Option<&str> {
+    text.strip_prefix('.').or_else(|| {
+        text.get(..3)
+            .filter(|escape| escape.eq_ignore_ascii_case("%2e"))
+            .map(|_| &text[3..])
+    })
 }
 
 /// The FHIR `id` grammar: `[A-Za-z0-9\-.]{1,64}`, except `.` and `..`, which as a URL path

@@ -173,3 +173,34 @@ fn a_known_base_makes_only_its_own_absolute_references_local() {
         "an unknown base reads every base"
     );
 }
+
+#[test]
+fn a_dot_segment_is_found_in_every_spelling_of_its_dots() {
+    // The definition: with every `%2e` and `%2E` decoded, the segment is `.` or `..`.
+    let decoded_is_dots = |segment: &str| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    };
+    let pieces = [".", "%2e", "%2E", "%2", "%", "e", "a", "é", "%2%2e", ""];
+    let mut segments = 0;
+    for first in pieces {
+        for second in pieces {
+            for third in pieces {
+                let segment = format!("{first}{second}{third}");
+                assert_eq!(
+                    is_plain_segment(&segment),
+                    !segment.is_empty() && !decoded_is_dots(&segment),
+                    "{segment:?}"
+                );
+                segments += 1;
+            }
+        }
+    }
+    assert_eq!(segments, 1000);
+    for dots in [".", "..", "%2e", "%2E", ".%2e", "%2E.", "%2e%2E", "%2E%2E"] {
+        assert!(!is_valid_id(dots), "{dots}");
+    }
+    for plain in ["...", "%2e%2e%2e", ".a", "a.", "1.2"] {
+        assert!(is_plain_segment(plain), "{plain}");
+    }
+}
