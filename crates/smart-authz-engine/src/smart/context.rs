@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::scope_set::ScopeSet;
 use crate::fhir::FhirVersion;
@@ -60,6 +60,42 @@ impl ScopeClaim<'_> {
     }
 }
 
+/// The members [`TokenContext::from_claims_with`] reads, found in one pass over the claims:
+/// a look-up of each would compare its name with every member's, and a cold token's claims
+/// are read on every verification.
+#[derive(Default)]
+struct LaunchClaims<'a> {
+    scope: Option<&'a Value>,
+    scp: Option<&'a Value>,
+    patient: Option<&'a Value>,
+    encounter: Option<&'a Value>,
+    fhir_user: Option<&'a Value>,
+    client_id: Option<&'a Value>,
+    azp: Option<&'a Value>,
+    sub: Option<&'a Value>,
+}
+
+impl<'a> LaunchClaims<'a> {
+    fn of(claims: &'a Map<String, Value>) -> Self {
+        let mut read = LaunchClaims::default();
+        for (name, value) in claims {
+            let slot = match name.as_str() {
+                "scope" => &mut read.scope,
+                "scp" => &mut read.scp,
+                "patient" => &mut read.patient,
+                "encounter" => &mut read.encounter,
+                "fhirUser" => &mut read.fhir_user,
+                "client_id" => &mut read.client_id,
+                "azp" => &mut read.azp,
+                "sub" => &mut read.sub,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        read
+    }
+}
+
 impl TokenContext {
     /// A context with scopes only, as for a backend-services token.
     pub fn with_scopes(scopes: ScopeSet) -> Self {
@@ -82,8 +118,8 @@ impl TokenContext {
         claims: &Value,
         scopes: impl FnOnce(ScopeClaim<'_>) -> Arc<ScopeSet>,
     ) -> Result<Self, ClaimsError> {
-        let claims = claims.as_object().ok_or(ClaimsError::NotAnObject)?;
-        let claim = match (claims.get("scope"), claims.get("scp")) {
+        let claims = LaunchClaims::of(claims.as_object().ok_or(ClaimsError::NotAnObject)?);
+        let claim = match (claims.scope, claims.scp) {
             (Some(Value::String(scope)), _) => ScopeClaim::Text(scope),
             (Some(_), _) => return Err(ClaimsError::WrongType("scope")),
             (None, Some(Value::Array(items))) => ScopeClaim::List(
@@ -97,7 +133,7 @@ impl TokenContext {
             (None, Some(_)) => return Err(ClaimsError::WrongType("scp")),
             (None, None) => ScopeClaim::List(Vec::new()),
         };
-        if let (ScopeClaim::Text(scope), Some(scp)) = (&claim, claims.get("scp")) {
+        if let (ScopeClaim::Text(scope), Some(scp)) = (&claim, claims.scp) {
             let mut granted: Vec<&str> = scope.split_ascii_whitespace().collect();
             let mut also: Vec<&str> = match scp {
                 Value::Null => granted.clone(),
@@ -117,19 +153,20 @@ impl TokenContext {
                 return Err(ClaimsError::ConflictingScopes);
             }
         }
-        let text = |name: &'static str| -> Result<Option<String>, ClaimsError> {
-            match claims.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                // An empty claim is an absent claim: it must never stand for an identity.
-                Some(Value::String(value)) if value.trim().is_empty() => Ok(None),
-                Some(Value::String(value)) if value.chars().any(char::is_control) => {
-                    Err(ClaimsError::ControlCharacter(name))
+        let text =
+            |value: Option<&Value>, name: &'static str| -> Result<Option<String>, ClaimsError> {
+                match value {
+                    None | Some(Value::Null) => Ok(None),
+                    // An empty claim is an absent claim: it must never stand for an identity.
+                    Some(Value::String(value)) if value.trim().is_empty() => Ok(None),
+                    Some(Value::String(value)) if value.chars().any(char::is_control) => {
+                        Err(ClaimsError::ControlCharacter(name))
+                    }
+                    Some(Value::String(value)) => Ok(Some(value.clone())),
+                    Some(_) => Err(ClaimsError::WrongType(name)),
                 }
-                Some(Value::String(value)) => Ok(Some(value.clone())),
-                Some(_) => Err(ClaimsError::WrongType(name)),
-            }
-        };
-        let patient = match text("patient")? {
+            };
+        let patient = match text(claims.patient, "patient")? {
             None => None,
             Some(patient) => Some(
                 id_of("Patient", &patient)
@@ -140,14 +177,14 @@ impl TokenContext {
         Ok(TokenContext {
             scopes: scopes(claim),
             patient,
-            encounter: text("encounter")?.map(|encounter| {
+            encounter: text(claims.encounter, "encounter")?.map(|encounter| {
                 id_of("Encounter", &encounter)
                     .unwrap_or(&encounter)
                     .to_owned()
             }),
-            fhir_user: text("fhirUser")?,
-            client_id: text("client_id")?.or(text("azp")?),
-            sub: text("sub")?,
+            fhir_user: text(claims.fhir_user, "fhirUser")?,
+            client_id: text(claims.client_id, "client_id")?.or(text(claims.azp, "azp")?),
+            sub: text(claims.sub, "sub")?,
         })
     }
 
