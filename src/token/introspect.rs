@@ -13,8 +13,6 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Map, Value};
@@ -75,7 +73,10 @@ pub fn authorization_header(
                 form_encode(client_id.unwrap_or_default()),
                 form_encode(secret)
             );
-            Some(format!("Basic {}", STANDARD.encode(pair)))
+            Some(format!(
+                "Basic {}",
+                base64_simd::STANDARD.encode_to_string(pair)
+            ))
         }
         IntrospectionAuth::Bearer => Some(format!("Bearer {secret}")),
         IntrospectionAuth::ClientSecretPost => None,

@@ -13,8 +13,6 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -40,20 +38,17 @@ pub struct CompactJws<'a> {
 }
 
 /// Splits a token into its three segments; anything else (a JWE has five, RFC 7516 §7.1)
-/// is not a token this service can verify.
+/// is not a token this service can verify. The dots are found with `memchr`, many bytes at
+/// a time: every new token is searched end to end.
 pub fn split_compact(token: &str) -> Result<CompactJws<'_>, TokenError> {
-    let mut parts = token.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(header), Some(payload), Some(signature), None)
-            if !header.is_empty() && !payload.is_empty() =>
-        {
-            Ok(CompactJws {
-                header,
-                payload,
-                signature,
-                signing_input: &token[..header.len() + 1 + payload.len()],
-            })
-        }
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
+    match (dots.next(), dots.next(), dots.next()) {
+        (Some(first), Some(second), None) if first > 0 && second > first + 1 => Ok(CompactJws {
+            header: &token[..first],
+            payload: &token[first + 1..second],
+            signature: &token[second + 1..],
+            signing_input: &token[..second],
+        }),
         _ => Err(TokenError::Malformed(
             "not a compact JWS (three dot-separated parts)".to_owned(),
         )),
@@ -204,9 +199,8 @@ pub fn read_claims(encoded_payload: &str) -> Result<UnverifiedClaims, TokenError
 }
 
 fn decode_segment(encoded: &str, what: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(encoded)
-        .map_err(|_| TokenError::Malformed(format!("the {what} is not base64url")))
+    super::base64url::decode(encoded)
+        .ok_or_else(|| TokenError::Malformed(format!("the {what} is not base64url")))
 }
 
 /// One trusted issuer: its configuration and its keys.

@@ -14,6 +14,7 @@
 //! - anything else (an opaque token): introspected by the one issuer configured with
 //!   `opaque_tokens`, or refused as malformed when there is none.
 
+mod base64url;
 pub mod cache;
 mod claims;
 pub mod discovery;
@@ -615,7 +616,7 @@ impl Authenticator {
         // What is left of another scheme (`Basic dXNlcjpwYXNz`, `DPoP eyJ...`) once no
         // `Bearer` was found: a credential or a bound token, never to be introspected as a
         // bearer token (RFC 6750 §2.1: a b64token has no spaces).
-        if token.contains(|c: char| c.is_ascii_whitespace()) {
+        if has_ascii_whitespace(token) {
             return Err(TokenError::Malformed(
                 "not a bearer token: only the Bearer scheme is accepted".to_owned(),
             )
@@ -706,6 +707,16 @@ pub fn bearer_token(raw_token: &str) -> Result<&str, TokenError> {
         )));
     }
     Ok(token)
+}
+
+/// Whether `text` holds an ASCII whitespace byte anywhere. Every new token is scanned whole,
+/// so the scan reads bytes (an ASCII byte is never part of a longer UTF-8 sequence) and
+/// does not stop at the first hit, which lets the compiler compare many bytes at once:
+/// about 1 instruction per byte, where a scan of `char`s took 10 (docs/performance.md,
+/// "Fewer instructions around a new token's signature").
+fn has_ascii_whitespace(text: &str) -> bool {
+    text.bytes()
+        .fold(false, |found, byte| found | byte.is_ascii_whitespace())
 }
 
 /// Seconds since the Unix epoch, the unit of `exp`, `nbf` and `iat` (RFC 7519 §2).

@@ -15,8 +15,6 @@ use aws_lc_rs::signature::{
     RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512, RsaParameters,
     RsaPublicKeyComponents, VerificationAlgorithm,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
 /// Every asymmetric JWS algorithm (RFC 7518 §3.1, RFC 8037 §3.1); HMAC is never accepted.
@@ -78,9 +76,7 @@ impl SignatureKey {
             .find(|(parsed_for, _)| *parsed_for == algorithm)
             .map(|(_, key)| key)
             .ok_or(SignatureError::KeyCannotVerify)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| SignatureError::NotBase64)?;
+        let signature = super::base64url::decode(signature).ok_or(SignatureError::NotBase64)?;
         key.verify_sig(signing_input, &signature)
             .map_err(|_| SignatureError::Mismatch)
     }

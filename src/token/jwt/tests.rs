@@ -1,3 +1,6 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::*;
 
 fn encoded(json: &str) -> String {
@@ -8,12 +11,38 @@ fn encoded(json: &str) -> String {
 fn splits_exactly_three_parts() {
     assert!(split_compact("a.b.c").is_ok());
     assert!(split_compact("a.b.").is_ok());
-    for bad in ["", "a", "a.b", "a.b.c.d", "a.b.c.d.e", ".b.c", "a..c"] {
+    for bad in [
+        "",
+        "a",
+        "a.b",
+        "a.b.c.d",
+        "a.b.c.d.e",
+        ".b.c",
+        "a..c",
+        "..",
+        "...",
+        "é.b",
+    ] {
         assert!(
             matches!(split_compact(bad), Err(TokenError::Malformed(_))),
             "{bad}"
         );
     }
+    // Segments long enough that the dots fall in the searcher's wide steps, and a dot past
+    // the last one ends far from the others.
+    let (header, payload, signature) = ("h".repeat(37), "pé".repeat(300), "s".repeat(342));
+    let token = format!("{header}.{payload}.{signature}");
+    let parts = split_compact(&token).unwrap();
+    assert_eq!(
+        (parts.header, parts.payload, parts.signature),
+        (header.as_str(), payload.as_str(), signature.as_str())
+    );
+    assert_eq!(
+        parts.signing_input,
+        &token[..header.len() + 1 + payload.len()]
+    );
+    assert!(split_compact(&format!("{token}.")).is_err());
+    assert!(split_compact(&format!("{token}{}.", "x".repeat(100))).is_err());
 }
 
 #[test]

@@ -934,6 +934,27 @@ async fn only_the_bearer_scheme_carries_a_token() {
 }
 
 #[test]
+fn whitespace_is_found_anywhere_in_a_token_and_only_ascii_whitespace_counts() {
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lzc3VlciJ9.c2ln".repeat(20);
+    assert!(!has_ascii_whitespace(&token));
+    for whitespace in [' ', '\t', '\n', '\x0C', '\r'] {
+        for at in [0, 1, 31, 32, 33, token.len() / 2, token.len()] {
+            let mut spaced = token.clone();
+            spaced.insert(at, whitespace);
+            assert!(has_ascii_whitespace(&spaced), "{whitespace:?} at {at}");
+        }
+    }
+    // As `char::is_ascii_whitespace` reads them: a vertical tab and Unicode spaces are not
+    // ASCII whitespace, and their UTF-8 bytes never look like it.
+    for other in ['\x0B', '\u{A0}', '\u{2003}', '\u{3000}'] {
+        assert!(
+            !has_ascii_whitespace(&format!("{token}{other}{token}")),
+            "{other:?}"
+        );
+    }
+}
+
+#[test]
 fn an_untrusted_issuer_is_named_short() {
     let long = "x".repeat(40_000);
     let TokenError::WrongIssuer(named) = TokenError::wrong_issuer(&long) else {
