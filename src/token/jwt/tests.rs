@@ -28,8 +28,8 @@ fn splits_exactly_three_parts() {
             "{bad}"
         );
     }
-    // Segments long enough that the dots fall in the searcher's wide steps, and a dot past
-    // the last one ends far from the others.
+    // Segments long enough that the dots fall in the searcher's wide steps; a third dot is
+    // refused right after the signature or 100 bytes further on.
     let (header, payload, signature) = ("h".repeat(37), "pé".repeat(300), "s".repeat(342));
     let token = format!("{header}.{payload}.{signature}");
     let parts = split_compact(&token).unwrap();
