@@ -60,12 +60,8 @@ fn benchmarks(criterion: &mut Criterion) {
             .await
             .unwrap()
     });
-    let pool: Vec<String> = (0..20_000)
-        .map(|serial| common::signed_token(Algorithm::ES256, "ec-1", common::EC_PEM, serial + 1))
-        .collect();
-    let rsa_pool: Vec<String> = (0..2_000)
-        .map(|serial| common::signed_token(Algorithm::RS256, "rsa-1", common::RSA_PEM, serial + 1))
-        .collect();
+    let pool = common::signed_tokens(Algorithm::ES256, "ec-1", common::EC_PEM, 1..20_001);
+    let rsa_pool = common::signed_tokens(Algorithm::RS256, "rsa-1", common::RSA_PEM, 1..2_001);
     for (name, pool) in [
         ("cache miss, authenticate ES256", &pool),
         ("cache miss, authenticate RS256", &rsa_pool),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each benchmark uses part of it")]
 
+use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -38,25 +39,39 @@ pub fn token() -> String {
 /// The same claims signed with `private_pem`, `serial` in the `jti`: every serial is a
 /// distinct token.
 pub fn signed_token(algorithm: Algorithm, kid: &str, private_pem: &str, serial: usize) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
-        "iat": now, "exp": now + 3600, "jti": format!("c2f1d2b0-5b8e-4c5e-9d44-{serial:012}"),
-        "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
-        "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
-        "need_patient_banner": true
-    });
-    let mut header = Header::new(algorithm);
-    header.kid = Some(kid.to_owned());
+    signed_tokens(algorithm, kid, private_pem, serial..serial + 1).remove(0)
+}
+
+/// [`signed_token`] for each of `serials`, the key parsed once.
+pub fn signed_tokens(
+    algorithm: Algorithm,
+    kid: &str,
+    private_pem: &str,
+    serials: Range<usize>,
+) -> Vec<String> {
     let key = match algorithm {
         Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
         _ => EncodingKey::from_ec_pem(private_pem.as_bytes()),
     }
     .unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    serials
+        .map(|serial| {
+            let claims = json!({
+                "iss": ISSUER, "aud": AUDIENCE, "sub": "practitioner-7", "client_id": "growth-chart",
+                "iat": now, "exp": now + 3600, "jti": format!("c2f1d2b0-5b8e-4c5e-9d44-{serial:012}"),
+                "scope": "openid fhirUser launch/patient offline_access patient/Patient.rs patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
+                "patient": "123", "encounter": "enc-1", "fhirUser": "https://ehr.example.org/fhir/Practitioner/7",
+                "need_patient_banner": true
+            });
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        })
+        .collect()
 }
 
 /// Two workers, as the 2-core machine the figures come from.
