@@ -6,9 +6,11 @@
 
 mod index;
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use self::index::TableIndex;
+use super::fhirpath::{Expression, FhirPathError};
 
 /// The kind of a search parameter (FHIR R4 §3.1.1.4 "search parameter types").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +135,20 @@ impl VersionTables {
                 .ok()
                 .map(|position| &params[position])
         })
+    }
+
+    /// The FHIRPath expression `text` parsed: one of the tables' own (the `expression` of a
+    /// [`SearchParamDef`]) is parsed once, the first time, and kept; any other text is
+    /// parsed on each call.
+    pub fn expression(
+        &'static self,
+        text: &str,
+    ) -> Result<Cow<'static, Expression>, FhirPathError> {
+        match self.index.expression(text) {
+            Some(Ok(expression)) => Ok(Cow::Borrowed(expression)),
+            Some(Err(error)) => Err(error.clone()),
+            None => Expression::parse(text).map(Cow::Owned),
+        }
     }
 
     /// The lists `resource_type` takes its parameters from, nearest first.

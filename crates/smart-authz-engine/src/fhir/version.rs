@@ -1,10 +1,12 @@
 //! The FHIR versions smart-authz knows, each with its generated tables.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::fhirpath::{Expression, FhirPathError};
 use super::tables::{self, CompartmentTable, SearchParamDef, VersionTables};
 
 /// A FHIR release. Scope grammar, compartments and search parameters depend on it, so the
@@ -42,6 +44,12 @@ impl FhirVersion {
     /// The search parameter `code` of `resource_type`, inherited ones included.
     pub fn search_param(self, resource_type: &str, code: &str) -> Option<&'static SearchParamDef> {
         self.tables().search_param(resource_type, code)
+    }
+
+    /// The FHIRPath expression `text` of a search parameter, parsed
+    /// ([`VersionTables::expression`]).
+    pub fn expression(self, text: &str) -> Result<Cow<'static, Expression>, FhirPathError> {
+        self.tables().expression(text)
     }
 
     /// The Patient CompartmentDefinition of this version.

@@ -1,6 +1,7 @@
 //! The Patient compartments of a resource, and the patients it references: from the official
 //! CompartmentDefinition parameters, or from facts the caller computed.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -102,7 +103,7 @@ fn link_expressions(
     version: FhirVersion,
     resource_type: &str,
     resource: &Value,
-) -> impl Iterator<Item = Expression> {
+) -> impl Iterator<Item = Cow<'static, Expression>> {
     let params = if resource.get("resourceType").and_then(Value::as_str) == Some(resource_type) {
         version.patient_compartment_params(resource_type)
     } else {
@@ -112,7 +113,7 @@ fn link_expressions(
         .unwrap_or_default()
         .iter()
         .filter_map(move |param| version.search_param(resource_type, param)?.expression)
-        .filter_map(|expression| Expression::parse(expression).ok())
+        .filter_map(move |expression| version.expression(expression).ok())
 }
 
 /// The first Patient compartment link of `resource` that a FHIR server may read as a patient

@@ -21,7 +21,7 @@ use self::filters::{
     kind_name, match_facts, parse_token, reads_choice_without_type_filter, reference_node_matches,
     string_node_matches, token_node_matches,
 };
-use super::fhirpath::{AmbiguousElement, Expression};
+use super::fhirpath::AmbiguousElement;
 use super::interaction::{CompartmentRef, SearchParam};
 use super::json::parse_strict;
 use super::reference::Locality;
@@ -268,7 +268,7 @@ impl Resource {
                 "search parameter {param} tests membership in another resource"
             ));
         }
-        let expression = match Expression::parse(expression_text) {
+        let expression = match version.expression(expression_text) {
             Ok(expression) => expression,
             Err(error) => return FilterMatch::NotEnforceable(error.to_string()),
         };

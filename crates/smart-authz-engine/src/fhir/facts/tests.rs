@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::filters::{CHOICE_WITHOUT_TYPE_FILTER, SystemFilter, TokenFilter, parse_token};
 use super::*;
+use crate::fhir::fhirpath::Expression;
 
 const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 

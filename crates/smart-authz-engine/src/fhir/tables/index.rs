@@ -9,10 +9,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use foldhash::fast::FixedState;
 
 use super::{SearchParamDef, VersionTables};
+use crate::fhir::fhirpath::{Expression, FhirPathError};
 
 /// The tables' keys are fixed at build time, so a fixed seed opens no flooding: a request
 /// can only look up, never insert.
@@ -34,6 +36,12 @@ pub struct TableIndex {
     /// (type, code) for every type of `types`, its inherited parameters folded in (nearest
     /// ancestor first, as [`VersionTables::search_param_by_search`] reads them).
     search_params: Map<(&'static str, &'static str), &'static SearchParamDef>,
+    /// Every parameter's expression, parsed the first time it is asked for: a resource is
+    /// checked against the same few expressions again and again (each entry of a search
+    /// answer against its type's compartment links), and parsing one allocated its steps
+    /// anew each time. Parsed all up front, R5's 1,900 would hold about 400 KB more per
+    /// version, for the few dozen a deployment uses.
+    expressions: Map<&'static str, OnceLock<Result<Expression, FhirPathError>>>,
 }
 
 impl TableIndex {
@@ -71,9 +79,15 @@ impl TableIndex {
                 }
             }
         }
+        let mut expressions = Map::default();
+        let every_param = tables.search_params.iter().flat_map(|(_, params)| *params);
+        for text in every_param.filter_map(|param| param.expression) {
+            expressions.entry(text).or_insert_with(OnceLock::new);
+        }
         TableIndex {
             types,
             search_params,
+            expressions,
         }
     }
 
@@ -90,6 +104,12 @@ impl TableIndex {
     ) -> Option<&'static SearchParamDef> {
         self.search_params.get(&(resource_type, code)).copied()
     }
+
+    /// The parsed expression `text`, when it is one of the tables' own.
+    pub(super) fn expression(&self, text: &str) -> Option<&Result<Expression, FhirPathError>> {
+        let cell = self.expressions.get(text)?;
+        Some(cell.get_or_init(|| Expression::parse(text)))
+    }
 }
 
 impl fmt::Debug for TableIndex {
@@ -98,6 +118,7 @@ impl fmt::Debug for TableIndex {
             .debug_struct("TableIndex")
             .field("types", &self.types.len())
             .field("search_params", &self.search_params.len())
+            .field("expressions", &self.expressions.len())
             .finish()
     }
 }

@@ -118,3 +118,40 @@ fn the_index_knows_the_abstract_types_as_no_resource_types() {
     assert!(!R4.is_resource_type("Resource") && !R4.is_resource_type("DomainResource"));
     assert_eq!(format!("{index:?}").lines().count(), 1, "a short Debug");
 }
+
+/// Every parameter's expression, as the index holds it parsed, is what parsing its text
+/// gives; a text of no parameter is parsed when asked, by the same parser.
+#[test]
+fn the_index_holds_each_expression_as_the_parser_reads_it() {
+    for tables in [&R4, &R4B, &R5] {
+        let mut checked = 0;
+        for (_, params) in tables.search_params {
+            for text in params.iter().filter_map(|param| param.expression) {
+                let indexed = tables.expression(text);
+                assert!(
+                    matches!(indexed, Ok(Cow::Borrowed(_)) | Err(_)),
+                    "{text}: parsed when asked, not held"
+                );
+                assert_eq!(
+                    indexed.map(Cow::into_owned),
+                    Expression::parse(text),
+                    "{text}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1_000, "{checked} expressions");
+    }
+    let unlisted = "Observation.subject.where(resolve() is Group)";
+    assert!(matches!(R4.expression(unlisted), Ok(Cow::Owned(_))));
+    assert_eq!(
+        R4.expression(unlisted).map(Cow::into_owned),
+        Expression::parse(unlisted)
+    );
+    assert_eq!(
+        R4.expression("Observation.subject.first()")
+            .map(Cow::into_owned),
+        Expression::parse("Observation.subject.first()")
+    );
+    assert!(R4.expression("Observation.subject.first()").is_err());
+}
