@@ -177,8 +177,10 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
     }
 }
 
-/// The bytes to send back for an allowed `filtered` answer: `None` when they are the bytes
-/// the server sent (nothing withheld or removed, or the answer was not read).
-pub fn filtered_body(filtered: &FilteredResponse) -> Option<Vec<u8>> {
-    (filtered.is_allowed() && filtered.rewritten).then(|| to_fhir_json(&filtered.body))
+/// The bytes to send back for an allowed `filtered` answer of `original_bytes`: `None` when
+/// they are the bytes the server sent (nothing withheld or removed, or the answer was not
+/// read).
+pub fn filtered_body(filtered: &FilteredResponse, original_bytes: usize) -> Option<Vec<u8>> {
+    (filtered.is_allowed() && filtered.rewritten)
+        .then(|| to_fhir_json(&filtered.body, original_bytes))
 }

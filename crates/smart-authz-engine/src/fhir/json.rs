@@ -56,9 +56,16 @@ impl<'de> Deserialize<'de> for StrictObject {
 /// have it (FHIR R4 json.html); the other members follow in name order. Parsed objects do
 /// not keep the order they were read in (keeping it costs the strict reader a quarter of
 /// its speed), and some FHIR parsers expect the type before the rest of a resource.
-pub fn to_fhir_json(value: &Value) -> Vec<u8> {
+///
+/// `expected_bytes` sizes the buffer up front: the body a filtered answer replaces is about
+/// as long, and a buffer grown from empty copied what it held at each doubling.
+pub fn to_fhir_json(value: &Value, expected_bytes: usize) -> Vec<u8> {
+    let mut written = Vec::with_capacity(expected_bytes);
     // Writing a `Value` into memory cannot fail: every key is a string.
-    serde_json::to_vec(&TypeFirst(value)).unwrap_or_default()
+    match serde_json::to_writer(&mut written, &TypeFirst(value)) {
+        Ok(()) => written,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// A `Value` serialized with `resourceType` first in each object.

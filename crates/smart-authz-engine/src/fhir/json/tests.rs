@@ -124,7 +124,7 @@ fn resources_are_written_with_their_type_first_at_every_level() {
         br#"{"type":"searchset","entry":[{"resource":{"id":"o1","resourceType":"Observation","contained":[{"id":"p","resourceType":"Patient"}]}}],"resourceType":"Bundle"}"#,
     )
     .unwrap();
-    let written = String::from_utf8(super::to_fhir_json(&bundle)).unwrap();
+    let written = String::from_utf8(super::to_fhir_json(&bundle, 0)).unwrap();
     assert_eq!(
         written,
         r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p"}],"id":"o1"}}],"type":"searchset"}"#
