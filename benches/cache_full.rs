@@ -19,6 +19,8 @@
 )]
 
 mod common;
+#[path = "../tests/common/median.rs"]
+mod median;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +29,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use smart_authz::config::CacheConfig;
 use smart_authz::fhir::FhirVersion;
 use smart_authz::token::Authenticator;
+
+use self::median::median;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -161,14 +165,4 @@ fn main() {
         full_us / raw_us,
         near_empty_us / raw_us
     );
-}
-
-/// The median of `values` (sorted in place), the mean of the middle two for an even count.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        count if count % 2 == 1 => values[count / 2],
-        count => (values[count / 2 - 1] + values[count / 2]) / 2.0,
-    }
 }

@@ -27,6 +27,8 @@
     reason = "a benchmark or example stops on a broken set-up"
 )]
 
+#[path = "../tests/common/median.rs"]
+mod median;
 #[path = "../tests/common/perf.rs"]
 mod perf;
 #[path = "../tests/common/spawned.rs"]

@@ -9,6 +9,8 @@
     reason = "test code: a panic is a failed test"
 )]
 
+#[path = "common/median.rs"]
+mod median;
 #[path = "common/perf.rs"]
 mod perf;
 #[path = "common/spawned.rs"]

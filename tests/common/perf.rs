@@ -30,6 +30,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 
 use self::preencoded::Expect;
+use super::median::median;
 
 const ISSUER: &str = "https://issuer.perf";
 const AUDIENCE: &str = "https://fhir.perf/r4";
@@ -1561,16 +1562,6 @@ pub async fn paired_cold(
         after_fill,
         after_rounds,
         rounds: measured,
-    }
-}
-
-/// The median of `values` (sorted in place), the mean of the middle two for an even count.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        count if count % 2 == 1 => values[count / 2],
-        count => (values[count / 2 - 1] + values[count / 2]) / 2.0,
     }
 }
 
