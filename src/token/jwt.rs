@@ -21,7 +21,7 @@ use super::jwks::{KeyMap, KeySelectionError, KeySet, VerificationKey};
 use super::signature::SignatureError;
 use super::{AuthError, ContextReader, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
-use crate::fhir::StrictObject;
+use crate::fhir::parse_strict;
 
 /// The three base64url segments of a compact JWS (RFC 7515 §7.1), still encoded.
 #[derive(Clone, Copy, Debug)]
@@ -182,15 +182,11 @@ impl UnverifiedClaims {
 /// with a string `iss` (RFC 7519 §4.1.1).
 pub fn read_claims(encoded_payload: &str) -> Result<UnverifiedClaims, TokenError> {
     let bytes = decode_segment(encoded_payload, "payload")?;
-    // Checked as UTF-8 whole, then read as text, as `fhir::parse_strict` reads.
-    let StrictObject(claims) = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|text| serde_json::from_str(text).ok())
-        .ok_or_else(|| {
-            TokenError::Malformed(
-                "the payload is not a JSON object with each member named once".to_owned(),
-            )
-        })?;
+    let Ok(Value::Object(claims)) = parse_strict(&bytes) else {
+        return Err(TokenError::Malformed(
+            "the payload is not a JSON object with each member named once".to_owned(),
+        ));
+    };
     match claims.get("iss") {
         Some(Value::String(_)) => Ok(UnverifiedClaims(claims)),
         None | Some(Value::Null) => Err(TokenError::Malformed(

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
@@ -36,20 +36,6 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
         .end()
         .map_err(|error| JsonError(error.to_string()))?;
     Ok(value)
-}
-
-/// A JSON object read by the rules of [`parse_strict`], for readers that go through `serde`
-/// (a JWT's claims, decoded by `jsonwebtoken`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct StrictObject(pub Map<String, Value>);
-
-impl<'de> Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match StrictValue.deserialize(deserializer)? {
-            Value::Object(object) => Ok(StrictObject(object)),
-            _ => Err(de::Error::custom("expected a JSON object")),
-        }
-    }
 }
 
 /// Writes `value` as JSON with `resourceType` first in every object, as FHIR's own examples
