@@ -51,25 +51,24 @@ fn benchmarks(criterion: &mut Criterion) {
     // token's entry and context, so the cost is the processor's caches, not instructions.
     // The tokens come in a scattered order (a prime stride), as a server's clients send
     // them, so that no prefetcher walks the entries in the order they were allocated.
-    let working_set = common::signed_tokens(Algorithm::ES256, "ec-1", common::EC_PEM, 0..10_000);
+    // `cargo bench` passes `--bench`; under `cargo test` (a debug build, each benchmark run
+    // once) a hundred tokens show that it works.
+    let measure = std::env::args().any(|arg| arg == "--bench");
+    let size = if measure { 10_000 } else { 100 };
+    let working_set = common::signed_tokens(Algorithm::ES256, "ec-1", common::EC_PEM, 0..size);
     runtime.block_on(async {
         for token in &working_set {
             authenticator.authenticate(token).await.unwrap();
         }
     });
-    let mut next = 0;
-    criterion.bench_function("cache hit, 10,000 tokens in turn", |bench| {
-        bench.to_async(&runtime).iter(|| {
-            next = (next + 7_919) % working_set.len();
-            let token = &working_set[next];
-            let authenticator = &authenticator;
-            async move {
-                let authenticated = authenticator.authenticate(black_box(token)).await.unwrap();
-                assert!(authenticated.cached);
-                authenticated
-            }
-        })
-    });
+    authenticate_in_turn(
+        criterion,
+        &runtime,
+        "cache hit, 10,000 tokens in turn",
+        &authenticator,
+        (&working_set, 7_919),
+        true,
+    );
 
     criterion.bench_function("sha-256 of the 1 KB token", |bench| {
         bench.iter(|| smart_authz::token::cache::token_key(black_box(&rs256)))
@@ -100,19 +99,7 @@ fn benchmarks(criterion: &mut Criterion) {
         ("cache miss, authenticate ES256", &pool),
         ("cache miss, authenticate RS256", &rsa_pool),
     ] {
-        let mut next = 0;
-        criterion.bench_function(name, |bench| {
-            bench.to_async(&runtime).iter(|| {
-                next = (next + 1) % pool.len();
-                let token = &pool[next];
-                let cold = &cold;
-                async move {
-                    let authenticated = cold.authenticate(black_box(token)).await.unwrap();
-                    assert!(!authenticated.cached);
-                    authenticated
-                }
-            })
-        });
+        authenticate_in_turn(criterion, &runtime, name, &cold, (pool, 1), false);
     }
 
     let issuer = config.issuers[0].clone();
@@ -151,6 +138,31 @@ fn benchmarks(criterion: &mut Criterion) {
             },
         );
     }
+}
+
+/// Benchmarks `authenticator` on the tokens of `pool`, one per iteration, stepping through
+/// them by `stride` (coprime with the pool's length, so that every token comes in turn);
+/// each answer must come from the cache, or not, as `cached` says.
+fn authenticate_in_turn(
+    criterion: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    authenticator: &Authenticator,
+    (pool, stride): (&[String], usize),
+    cached: bool,
+) {
+    let mut next = 0;
+    criterion.bench_function(name, |bench| {
+        bench.to_async(runtime).iter(|| {
+            next = (next + stride) % pool.len();
+            let token = &pool[next];
+            async move {
+                let authenticated = authenticator.authenticate(black_box(token)).await.unwrap();
+                assert_eq!(authenticated.cached, cached);
+                authenticated
+            }
+        })
+    });
 }
 
 criterion_group!(benches, benchmarks);
