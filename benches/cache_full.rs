@@ -47,9 +47,7 @@ struct Plan {
 const ENTRY_WEIGHT: u64 = 1_174;
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test` runs bench targets without it.
-    let measure = std::env::args().any(|arg| arg == "--bench");
-    let plan = if measure {
+    let plan = if common::measuring() {
         Plan {
             cache_bytes: CacheConfig::default().max_bytes,
             rounds: 16,

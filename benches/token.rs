@@ -21,6 +21,11 @@ use smart_authz::token::jwks::KeySet;
 use smart_authz::token::jwt::{IssuerVerifier, parse_header, read_claims, split_compact};
 use smart_authz::token::{Authenticator, ContextReader};
 
+/// The stride through a working set: a prime, so every token of 100 or 10,000 comes in
+/// turn; scattered, as a server's clients send their tokens, so that no prefetcher walks
+/// the cache's entries in the order they were allocated.
+const SCATTER: usize = 7_919;
+
 fn benchmarks(criterion: &mut Criterion) {
     let runtime = common::runtime();
     let config = common::config("");
@@ -50,12 +55,10 @@ fn benchmarks(criterion: &mut Criterion) {
 
     // The working set of `check_10k_tokens` (docs/performance.md): every hit reads another
     // token's entry and context, so the cost is the processor's caches, not instructions.
-    // The tokens come in a scattered order (a prime stride), as a server's clients send
-    // them, so that no prefetcher walks the entries in the order they were allocated.
-    // `cargo bench` passes `--bench`; under `cargo test` (a debug build, each benchmark run
-    // once) a hundred tokens show that it works.
-    let measure = std::env::args().any(|arg| arg == "--bench");
-    let size = if measure { 10_000 } else { 100 };
+    // The tokens come in a scattered order ([`SCATTER`]).
+    // Under `cargo test` (a debug build, each benchmark run once) a hundred tokens show that
+    // it works.
+    let size = if common::measuring() { 10_000 } else { 100 };
     let working_set = common::signed_tokens(Algorithm::ES256, "ec-1", common::EC_PEM, 0..size);
     runtime.block_on(async {
         for token in &working_set {
@@ -67,7 +70,7 @@ fn benchmarks(criterion: &mut Criterion) {
         &runtime,
         "cache hit, 10,000 tokens in turn",
         &authenticator,
-        (&working_set, 7_919),
+        (&working_set, SCATTER),
         true,
     );
 
@@ -80,7 +83,7 @@ fn benchmarks(criterion: &mut Criterion) {
     let mut next = 0;
     criterion.bench_function("sha-256, 10,000 tokens in turn", |bench| {
         bench.iter(|| {
-            next = (next + 7_919) % working_set.len();
+            next = (next + SCATTER) % working_set.len();
             smart_authz::token::cache::token_key(black_box(&working_set[next]))
         })
     });

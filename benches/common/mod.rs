@@ -15,6 +15,12 @@ pub const AUDIENCE: &str = "https://fhir.bench/r4";
 pub const RSA_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-1.pem");
 pub const EC_PEM: &str = include_str!("../../tests/fixtures/keys/ec-1.pem");
 
+/// Whether this run measures: `cargo bench` passes `--bench`, while `cargo test` runs a
+/// bench target without it, as a smoke test of a debug build.
+pub fn measuring() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
 /// The issuer with the test keys (`rsa-1`, `ec-1`), then `extra` TOML.
 pub fn config(extra: &str) -> Config {
     let keys: Vec<Value> = [
