@@ -169,7 +169,49 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
         refetched.span.attributes
     );
 
-    for span in receiver.spans() {
+    // A call the caller's trace leaves unsampled, whose token fetches the keys again:
+    // neither the call nor the fetch reaches the collector, the fetch not even as a trace
+    // of its own.
+    let key_fetches = |spans: &[ReceivedSpan]| {
+        spans
+            .iter()
+            .filter(|span| span.span.name == "jwks fetch")
+            .count()
+    };
+    flush();
+    let fetched = key_fetches(&receiver.spans());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    issuer.publish(&[&RSA_1, &RSA_2, &EC_1]);
+    let unsampled = server
+        .client
+        .clone()
+        .check_access(with_traceparent(
+            pb::CheckAccessRequest {
+                request_id: "unsampled".into(),
+                ..check_http(&sign(&EC_1, &claims), "GET", "Observation/obs-1")
+            },
+            &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-00"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // Allowed: only the key set published since holds EC_1.
+    assert_eq!(decision(&unsampled), pb::Decision::Allow);
+    flush();
+    let spans = receiver.spans();
+    assert_eq!(
+        key_fetches(&spans),
+        fetched,
+        "the unsampled call's key fetch was exported"
+    );
+    assert!(
+        spans
+            .iter()
+            .all(|span| span.attribute("authz.request_id").as_deref() != Some("unsampled")),
+        "the unsampled call's span was exported"
+    );
+
+    for span in spans {
         for value in span.attribute_values() {
             assert!(
                 !value.contains(&token) && !token.contains(&value) || value.len() < 16,

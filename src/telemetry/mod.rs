@@ -199,7 +199,7 @@ pub fn install_with(
         return Ok(TelemetryGuard::default());
     }
     if let Some(settings) = &trace_settings {
-        traces::enable();
+        traces::enable(settings);
         tracing::info!(endpoint = %settings.endpoint, sampler = %settings.sampler_name, service = %settings.service_name, "exporting traces over OTLP/gRPC");
     }
     Ok(TelemetryGuard { provider })

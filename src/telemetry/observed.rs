@@ -60,9 +60,11 @@ where
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let span: &Span = (*this.span).borrow();
-        let result = if span.is_disabled() {
+        let result = if span.is_disabled() && !traces::enabled() {
             ready!(this.call.poll(context))
         } else {
+            // Counted under a disabled span too when traces are on (a call the sampler
+            // dropped), so that an upstream call inside it starts no trace of its own.
             let _entered = span.enter();
             let (poll, calls) =
                 counting_upstream_calls(*this.upstream_calls, || this.call.poll(context));

@@ -4,9 +4,11 @@
 //! Off unless `[telemetry] otlp_endpoint`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. When off no OpenTelemetry layer is installed and
 //! [`rpc_span`] returns a disabled span without reading the metadata, so a call pays one
-//! relaxed atomic load.
+//! relaxed atomic load. When on, a call whose trace the sampler drops gets a disabled span
+//! too ([`sampling`]).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
@@ -21,6 +23,7 @@ use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use self::sampling::{GateIds, Kept};
 use super::{Environment, Rpc, TelemetryError};
 use crate::config::TelemetryConfig;
 use crate::decision::{Grant, Outcome};
@@ -33,14 +36,20 @@ pub const DEFAULT_SERVICE_NAME: &str = "smart-authz";
 /// The `tracing` target of RPC spans.
 pub const RPC_TARGET: &str = "smart_authz::rpc";
 
+mod sampling;
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// The sampler of the one tracer provider a process installs, asked again by [`rpc_span`].
+static SAMPLER: OnceLock<Sampler> = OnceLock::new();
 
 /// Whether spans are being exported (the OpenTelemetry layer is installed).
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-pub(super) fn enable() {
+pub(super) fn enable(settings: &TraceSettings) {
+    SAMPLER.get_or_init(|| settings.sampler.sampler());
     ENABLED.store(true, Ordering::Relaxed);
 }
 
@@ -214,6 +223,7 @@ pub(super) fn build_provider(
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(settings.sampler.sampler())
+        .with_id_generator(GateIds::default())
         .with_resource(resource)
         .build())
 }
@@ -257,7 +267,8 @@ impl Extractor for MetadataExtractor<'_> {
 }
 
 /// The span of one RPC, a child of the caller's span when the metadata carries a valid
-/// `traceparent` (W3C Trace Context); disabled when traces are off.
+/// `traceparent` (W3C Trace Context); disabled when traces are off or the sampler drops
+/// the call.
 pub fn rpc_span(rpc: Rpc, metadata: &MetadataMap) -> Span {
     rpc_span_with_headers(rpc, metadata, None)
 }
@@ -272,6 +283,24 @@ pub fn rpc_span_with_headers(
     if !enabled() {
         return Span::none();
     }
+    let Some(sampler) = SAMPLER.get() else {
+        return Span::none();
+    };
+    let propagator = TraceContextPropagator::new();
+    let mut parent = propagator.extract(&MetadataExtractor(metadata));
+    if !parent.span().span_context().is_valid()
+        && let Some(headers) = forwarded
+    {
+        parent = propagator.extract(headers);
+    }
+    sampled_span(rpc, parent, sampler)
+}
+
+/// The span of `rpc` under `parent` (empty for a new trace), as `sampler` decides.
+fn sampled_span(rpc: Rpc, parent: Context, sampler: &Sampler) -> Span {
+    let Some(kept) = sampling::verdict(sampler, &parent, rpc.span_name()) else {
+        return Span::none();
+    };
     let span = tracing::info_span!(
         target: RPC_TARGET,
         "rpc",
@@ -295,15 +324,11 @@ pub fn rpc_span_with_headers(
         token.active = Empty,
         upstream.calls = Empty,
     );
-    let propagator = TraceContextPropagator::new();
-    let mut parent = propagator.extract(&MetadataExtractor(metadata));
-    if !parent.span().span_context().is_valid()
-        && let Some(headers) = forwarded
-    {
-        parent = propagator.extract(headers);
-    }
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
+    match kept {
+        Kept::Child => {
+            let _ = span.set_parent(parent);
+        }
+        Kept::Root(trace_id) => sampling::start_root(&span, trace_id),
     }
     span
 }

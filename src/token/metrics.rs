@@ -127,8 +127,16 @@ tokio::task_local! {
 
 /// The client span of an upstream call of `issuer` (disabled unless a subscriber wants
 /// [`UPSTREAM_TARGET`]), counted for the enclosing [`counting_upstream_calls`].
+///
+/// Inside an RPC whose trace the sampler dropped (no current span), the call gets none
+/// either: as a root it would start a trace of its own, apart from the call that made it.
 pub(crate) fn upstream_span(kind: Upstream, issuer: &str) -> Span {
-    let _ = UPSTREAM_CALLS.try_with(|calls| calls.set(calls.get() + 1));
+    let in_rpc = UPSTREAM_CALLS
+        .try_with(|calls| calls.set(calls.get() + 1))
+        .is_ok();
+    if in_rpc && Span::current().is_disabled() {
+        return Span::none();
+    }
     tracing::info_span!(
         target: UPSTREAM_TARGET,
         "upstream",
