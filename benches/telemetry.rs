@@ -6,7 +6,8 @@
 //! Telemetry is process-wide and installed once, so the variants run in this order:
 //! off; metrics only; then metrics + audit + OTLP traces (exported by the batch processor
 //! to an in-process OTLP receiver, sampling ratio 0.1) with a sampled `traceparent`, with
-//! an unsampled one, without any (the 10% ratio decides), and with every decision audited.
+//! an unsampled one, without any (the 10% ratio decides), and with every decision audited
+//! (under a sampled and an unsampled `traceparent`).
 
 #![allow(
     clippy::unwrap_used,
@@ -134,6 +135,11 @@ fn benchmarks(criterion: &mut Criterion) {
         "metrics + traces, sampled parent + audit all",
         &audits_all,
         Some(sampled),
+    );
+    measure(
+        "metrics + traces, unsampled parent + audit all",
+        &audits_all,
+        Some(unsampled),
     );
     group.finish();
 

@@ -11,7 +11,6 @@
 //! {"time":"2026-11-02T10:15:03.123456Z","face":"grpc","rpc":"CheckAccess","fhir_server":"a","decision":"deny","reason":"outside_compartment","interaction":"read","resource_type":"Observation","resource_id":"obs-9","client_id":"growth-chart","sub":"user-1","patient":"123","token_fingerprint":"3f9a0c1d","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}
 //! ```
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
@@ -94,52 +93,63 @@ where
     W: for<'writer> MakeWriter<'writer> + 'static,
 {
     fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
-        let mut line = String::with_capacity(512);
-        line.push_str("{\"time\":\"");
-        let _ = SystemTime.format_time(&mut Writer::new(&mut line));
-        line.push('"');
+        let mut line = Vec::with_capacity(512);
+        line.extend_from_slice(b"{\"time\":\"");
+        let _ = SystemTime.format_time(&mut Writer::new(&mut TextInto(&mut line)));
+        line.push(b'"');
         event.record(&mut JsonFields { line: &mut line });
-        line.push_str("}\n");
+        line.extend_from_slice(b"}\n");
         // An audit line that cannot be written is lost, never a failed decision.
-        let _ = self.writer.make_writer().write_all(line.as_bytes());
+        let _ = self.writer.make_writer().write_all(&line);
     }
 }
 
-/// Appends `,"name":value` for every field.
+/// Appends `,"name":value` for every field, escaped by `serde_json` straight into the line
+/// (a `serde_json::Value` per field, formatted through `Display`, cost about a microsecond
+/// a line).
 struct JsonFields<'a> {
-    line: &'a mut String,
+    line: &'a mut Vec<u8>,
 }
 
 impl JsonFields<'_> {
-    fn push(&mut self, field: &Field, value: &serde_json::Value) {
-        let _ = write!(
-            self.line,
-            ",{}:{}",
-            serde_json::Value::from(field.name()),
-            value
-        );
+    fn push(&mut self, field: &Field, value: impl serde::Serialize) {
+        self.line.push(b',');
+        // Into a `Vec`, a string, a number or a bool cannot fail to serialize.
+        let _ = serde_json::to_writer(&mut *self.line, field.name());
+        self.line.push(b':');
+        let _ = serde_json::to_writer(&mut *self.line, &value);
     }
 }
 
 impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.push(field, &value.into());
+        self.push(field, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, &value.into());
+        self.push(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, &value.into());
+        self.push(field, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, &value.into());
+        self.push(field, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.push(field, &format!("{value:?}").into());
+        self.push(field, format!("{value:?}"));
+    }
+}
+
+/// Text written onto the bytes of the line (the time's formatter writes text).
+struct TextInto<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for TextInto<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
     }
 }
 

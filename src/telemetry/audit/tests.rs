@@ -16,6 +16,10 @@ fn each_event_is_one_json_line_with_its_fields_escaped() {
             decision = "deny",
             resource_id = "a\"b\\c\nd",
             entry = 3_usize,
+            offset = -2_i64,
+            granted = false,
+            client_id = "\u{1}é\u{2028}",
+            reason = ?"a \"debug\" value",
             absent = Option::<&str>::None,
         );
     });
@@ -25,6 +29,10 @@ fn each_event_is_one_json_line_with_its_fields_escaped() {
     assert_eq!(line["decision"], "deny");
     assert_eq!(line["resource_id"], "a\"b\\c\nd");
     assert_eq!(line["entry"], 3);
+    assert_eq!(line["offset"], -2);
+    assert_eq!(line["granted"], false);
+    assert_eq!(line["client_id"], "\u{1}é\u{2028}");
+    assert_eq!(line["reason"], "\"a \\\"debug\\\" value\"");
     assert!(line.get("absent").is_none());
     assert!(line["time"].as_str().unwrap().ends_with('Z'));
 }
