@@ -1,6 +1,7 @@
 //! Traces end to end: the server exports its spans over OTLP/gRPC to an in-test receiver
 //! (a tonic server implementing the collector's `TraceService`), and a CheckAccess span
-//! joins the trace of the `traceparent` the caller sent.
+//! joins the trace of the `traceparent` the caller sent; a call whose `traceparent` is not
+//! sampled exports nothing, not even the key fetch it caused.
 //!
 //! OpenTelemetry pipelines are process-wide, so this file is its own test binary with a
 //! single test that installs telemetry once. The other runs the binary confined to one CPU
