@@ -22,14 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use http::uri::Scheme;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use prost::Message;
 use serde_json::{Value, json};
 use smart_authz::grpc::pb;
-use smart_authz::grpc::pb::authz_service_client::AuthzServiceClient;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 
-use self::preencoded::Expect;
+use self::preencoded::{Body, Expect, Link};
 use super::median::median;
 
 const ISSUER: &str = "https://issuer.perf";
@@ -38,6 +38,9 @@ const SCOPE: &str = "openid fhirUser launch/patient patient/Patient.rs patient/O
 const SEARCH: &str = "Observation?code=http://loinc.org|8867-4&_count=50";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 const CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/CheckAccess";
+const BATCH_CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/BatchCheckAccess";
+const FILTER_RESOURCES: &str = "/smartauthz.v1.AuthzService/FilterResources";
+const INTROSPECT_TOKEN: &str = "/smartauthz.v1.AuthzService/IntrospectToken";
 const ENVOY_CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
 /// The first serial of each set of distinct tokens (each set's tokens differ from every
 /// other set's): the 10,000-token working set, the cold calls of each algorithm, and the
@@ -483,12 +486,13 @@ impl Keys {
 /// The server process: [`Server::stop`] ends it as Kubernetes would, dropping it kills it.
 struct Server {
     served: super::spawned::Served,
-    endpoint: tonic::transport::Endpoint,
     _config: tempfile::NamedTempFile,
     /// The certificates of a TLS server, kept until it stops.
-    _pki: Option<super::tls::Pki>,
+    pki: Option<super::tls::Pki>,
     /// The directory of a Unix socket, removed when the server is gone.
     _socket_dir: Option<tempfile::TempDir>,
+    /// The Unix socket it serves on, when asked to.
+    socket: Option<std::path::PathBuf>,
     /// Where it serves its metrics, when asked to.
     metrics: Option<std::net::SocketAddr>,
 }
@@ -510,7 +514,7 @@ impl Server {
         binary: &Path,
         keys: &Keys,
         options: &Options,
-    ) -> (Server, Arc<Vec<Channel>>) {
+    ) -> (Server, Arc<Vec<Link>>) {
         Server::with_cache(binary, keys, options, SCENARIO_CACHE_BYTES, false).await
     }
 
@@ -522,7 +526,7 @@ impl Server {
         options: &Options,
         cache_bytes: u64,
         metrics: bool,
-    ) -> (Server, Arc<Vec<Channel>>) {
+    ) -> (Server, Arc<Vec<Link>>) {
         let server = Server::start(
             binary,
             keys,
@@ -532,8 +536,8 @@ impl Server {
             metrics,
         )
         .await;
-        let channels = Arc::new(server.channels(options.connections.max(1)).await);
-        (server, channels)
+        let links = Arc::new(server.links(options.connections.max(1)).await);
+        (server, links)
     }
 
     async fn start(
@@ -583,30 +587,12 @@ impl Server {
         };
         command.args(["serve", "--config"]).arg(config.path());
         let served = super::spawned::Served::start(command);
-        let address = served.address;
-        let target = match &socket {
-            Some(socket) => format!("unix:{}", socket.display()),
-            None if pki.is_some() => format!("https://{address}"),
-            None => format!("http://{address}"),
-        };
-        let mut endpoint = tonic::transport::Endpoint::from_shared(target)
-            .unwrap()
-            .tcp_nodelay(true);
-        if let Some(pki) = &pki {
-            endpoint = endpoint
-                .tls_config(
-                    tonic::transport::ClientTlsConfig::new()
-                        .ca_certificate(tonic::transport::Certificate::from_pem(pki.ca_pem()))
-                        .domain_name("localhost"),
-                )
-                .unwrap();
-        }
         Server {
             served,
-            endpoint,
             _config: config,
-            _pki: pki,
+            pki,
             _socket_dir: socket_dir,
+            socket,
             metrics,
         }
     }
@@ -659,13 +645,37 @@ impl Server {
         );
     }
 
-    /// `count` HTTP/2 connections of their own (a cloned `Channel` shares one).
-    async fn channels(&self, count: usize) -> Vec<Channel> {
-        let mut channels = Vec::with_capacity(count);
+    /// `count` HTTP/2 connections of their own.
+    async fn links(&self, count: usize) -> Vec<Link> {
+        let mut links = Vec::with_capacity(count);
         for _ in 0..count {
-            channels.push(self.endpoint.connect().await.expect("the server answers"));
+            links.push(self.link().await);
         }
-        channels
+        links
+    }
+
+    /// An HTTP/2 connection of the `h2` crate's client, over the server's transport.
+    async fn link(&self) -> Link {
+        let authority = http::uri::Authority::try_from(self.served.address.to_string()).unwrap();
+        if let Some(socket) = &self.socket {
+            let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+            return Link::handshake(stream, Scheme::HTTP, authority).await;
+        }
+        let stream = tokio::net::TcpStream::connect(self.served.address)
+            .await
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        match &self.pki {
+            Some(pki) => {
+                let stream = pki
+                    .h2_connector()
+                    .connect("localhost".try_into().unwrap(), stream)
+                    .await
+                    .expect("a TLS handshake");
+                Link::handshake(stream, Scheme::HTTPS, authority).await
+            }
+            None => Link::handshake(stream, Scheme::HTTP, authority).await,
+        }
     }
 }
 
@@ -860,12 +870,27 @@ fn envoy_request(token: &str) -> CheckRequest {
     }
 }
 
-/// What an allowed `CheckAccess` answers in its field 1.
+/// What an allowed `CheckAccess` (or `BatchCheckAccess`) answers in its field 1.
 const ALLOW: Expect = Expect::FirstField(pb::Decision::Allow as i32);
 
-fn allowed(response: Result<tonic::Response<pb::CheckAccessResponse>, tonic::Status>) -> bool {
-    response.is_ok_and(|response| response.into_inner().decision == pb::Decision::Allow as i32)
+/// The method a scenario calls, and what each answer must say.
+#[derive(Clone, Copy, Debug)]
+struct Method {
+    path: &'static str,
+    expect: Expect,
 }
+
+/// `Health/Check`, answered SERVING.
+const HEALTH_SERVING: Method = Method {
+    path: HEALTH_CHECK,
+    expect: Expect::FirstField(SERVING),
+};
+
+/// `CheckAccess`, answered ALLOW.
+const CHECK_ALLOWED: Method = Method {
+    path: CHECK_ACCESS,
+    expect: ALLOW,
+};
 
 /// `count` distinct tokens from serial `first` on. Signed off the runtime's one thread: RS256
 /// signing takes a millisecond each, and a runtime busy for seconds answers no HTTP/2 ping,
@@ -886,39 +911,54 @@ async fn mint_many(
 }
 
 /// The floor: `grpc.health.v1.Health/Check`, answered SERVING.
-async fn health_floor(channels: &Arc<Vec<Channel>>, options: &Options, pid: u32) -> Measured {
+async fn health_floor(links: &Arc<Vec<Link>>, options: &Options, pid: u32) -> Measured {
     let body = preencoded::encode(&HealthCheckRequest::default());
-    health_check("health_floor", body, channels, options, pid).await
+    health_check("health_floor", body, links, options, pid).await
 }
 
 /// `Health/Check` with `body` (the plain request or one carrying padding), answered
 /// SERVING.
 async fn health_check(
     name: &'static str,
-    body: prost::bytes::Bytes,
-    channels: &Arc<Vec<Channel>>,
+    body: Body,
+    links: &Arc<Vec<Link>>,
     options: &Options,
     pid: u32,
 ) -> Measured {
-    let health = Arc::clone(channels);
-    drive(name, options, pid, options.calls, move |connection, _| {
-        let (channel, body) = (health[connection].clone(), body.clone());
-        async move {
-            preencoded::call(&channel, HEALTH_CHECK, body, Expect::FirstField(SERVING)).await
-        }
-    })
+    let bodies = Arc::new(vec![body]);
+    send_each(
+        name,
+        links,
+        HEALTH_SERVING,
+        bodies,
+        options.calls,
+        options,
+        pid,
+    )
     .await
+}
+
+/// `request`, encoded once, sent to `method` again and again.
+async fn send_one(
+    name: &'static str,
+    links: &Arc<Vec<Link>>,
+    method: Method,
+    request: &impl Message,
+    options: &Options,
+    pid: u32,
+) -> Measured {
+    let bodies = Arc::new(vec![preencoded::encode(request)]);
+    send_each(name, links, method, bodies, options.calls, options, pid).await
 }
 
 /// `CheckAccess` with one cached token, `request` again and again, answered ALLOW.
 async fn check_cached(
-    channels: &Arc<Vec<Channel>>,
-    request: &Arc<pb::CheckAccessRequest>,
+    links: &Arc<Vec<Link>>,
+    request: &pb::CheckAccessRequest,
     options: &Options,
     pid: u32,
 ) -> Measured {
-    let body = Arc::new(vec![preencoded::encode(&**request)]);
-    send_each("check_cached", channels, body, options.calls, options, pid).await
+    send_one("check_cached", links, CHECK_ALLOWED, request, options, pid).await
 }
 
 /// `CheckAccess` with a token never seen before in each call: the first `options.calls` of
@@ -927,7 +967,7 @@ async fn check_cached(
 /// are, so the two differ by the server's work only.
 async fn check_cold(
     name: &'static str,
-    channels: &Arc<Vec<Channel>>,
+    links: &Arc<Vec<Link>>,
     tokens: Arc<Vec<String>>,
     options: &Options,
     pid: u32,
@@ -935,11 +975,11 @@ async fn check_cold(
     let calls = options.calls.min(tokens.len() as u64);
     let bodies = encode_checks(&tokens[..calls as usize]);
     drop(tokens);
-    send_each(name, channels, bodies, calls, options, pid).await
+    send_each(name, links, CHECK_ALLOWED, bodies, calls, options, pid).await
 }
 
 /// A `CheckAccess` request for each of `tokens` (the search the scenarios share), encoded.
-fn encode_checks(tokens: &[String]) -> Arc<Vec<prost::bytes::Bytes>> {
+fn encode_checks(tokens: &[String]) -> Arc<Vec<Body>> {
     Arc::new(
         tokens
             .iter()
@@ -948,21 +988,22 @@ fn encode_checks(tokens: &[String]) -> Arc<Vec<prost::bytes::Bytes>> {
     )
 }
 
-/// Sends `calls` of `bodies` (`CheckAccess` requests), each expected to be allowed, in
-/// turn from the first; past the last, from the first again.
+/// Sends `calls` of `bodies` to `method`, in turn from the first; past the last, from the
+/// first again.
 async fn send_each(
     name: &'static str,
-    channels: &Arc<Vec<Channel>>,
-    bodies: Arc<Vec<prost::bytes::Bytes>>,
+    links: &Arc<Vec<Link>>,
+    method: Method,
+    bodies: Arc<Vec<Body>>,
     calls: u64,
     options: &Options,
     pid: u32,
 ) -> Measured {
-    let channels = Arc::clone(channels);
+    let links = Arc::clone(links);
     drive(name, options, pid, calls, move |connection, serial| {
-        let channel = channels[connection].clone();
+        let link = links[connection].clone();
         let body = bodies[serial as usize % bodies.len()].clone();
-        async move { preencoded::call(&channel, CHECK_ACCESS, body, ALLOW).await }
+        async move { preencoded::call(&link, method.path, &body, method.expect).await }
     })
     .await
 }
@@ -970,7 +1011,7 @@ async fn send_each(
 /// [`check_cold`] with every one of `tokens`, however long it takes.
 async fn flood(
     name: &'static str,
-    channels: &Arc<Vec<Channel>>,
+    links: &Arc<Vec<Link>>,
     tokens: Arc<Vec<String>>,
     options: &Options,
     pid: u32,
@@ -980,38 +1021,38 @@ async fn flood(
         seconds: 600.0,
         ..options.clone()
     };
-    check_cold(name, channels, tokens, &unbounded, pid).await
+    check_cold(name, links, tokens, &unbounded, pid).await
 }
 
 /// The floor again, carrying `padding` bytes (as many as the token) in a field the server
 /// skips (protobuf ignores unknown fields): what moving a token costs before any work on it.
 async fn health_token_bytes(
-    channels: &Arc<Vec<Channel>>,
+    links: &Arc<Vec<Link>>,
     padding: usize,
     options: &Options,
     pid: u32,
 ) -> Measured {
     let body = padded_health_check(padding);
-    health_check("health_token_bytes", body, channels, options, pid).await
+    health_check("health_token_bytes", body, links, options, pid).await
 }
 
 /// Runs every scenario against `binary` and measures memory.
 pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     let keys = Arc::new(Keys::load(keys_dir));
-    let (server, channels) = Server::for_scenarios(binary, &keys, options).await;
+    let (server, links) = Server::for_scenarios(binary, &keys, options).await;
     let pid = server.pid();
     let token = Arc::new(keys.mint(Algorithm::RS256, 0));
     let mut scenarios = Vec::new();
 
-    scenarios.push(health_floor(&channels, options, pid).await);
+    scenarios.push(health_floor(&links, options, pid).await);
 
     if options.runs("health_token_bytes") {
-        scenarios.push(health_token_bytes(&channels, token.len(), options, pid).await);
+        scenarios.push(health_token_bytes(&links, token.len(), options, pid).await);
     }
 
     if options.runs("check_cached") {
-        let request = Arc::new(check_request(&token, SEARCH, None));
-        scenarios.push(check_cached(&channels, &request, options, pid).await);
+        let request = check_request(&token, SEARCH, None);
+        scenarios.push(check_cached(&links, &request, options, pid).await);
     }
 
     if options.runs("check_10k_tokens") {
@@ -1027,7 +1068,8 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         let warm_calls = bodies.len() as u64;
         let warm_up = send_each(
             "warm_up",
-            &channels,
+            &links,
+            CHECK_ALLOWED,
             Arc::clone(&bodies),
             warm_calls,
             options,
@@ -1038,7 +1080,8 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         scenarios.push(
             send_each(
                 "check_10k_tokens",
-                &channels,
+                &links,
+                CHECK_ALLOWED,
                 bodies,
                 options.calls,
                 options,
@@ -1056,7 +1099,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
             continue;
         }
         let fresh = mint_many(&keys, algorithm, offset, options.cold_tokens).await;
-        scenarios.push(check_cold(name, &channels, fresh, options, pid).await);
+        scenarios.push(check_cold(name, &links, fresh, options, pid).await);
     }
 
     if options.runs("check_denied") {
@@ -1066,54 +1109,45 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
         if let Some(pb::check_access_request::Request::Http(http)) = denied.request.as_mut() {
             http.method = "DELETE".into();
         }
-        let (denying, denied) = (Arc::clone(&channels), Arc::new(denied));
+        let denied_for_scope = Method {
+            path: CHECK_ACCESS,
+            expect: Expect::Answer(|answer| {
+                pb::CheckAccessResponse::decode(answer).is_ok_and(|answer| {
+                    answer.decision == pb::Decision::Deny as i32
+                        && answer.reason == pb::Reason::NoMatchingScope as i32
+                })
+            }),
+        };
         scenarios.push(
-            drive(
+            send_one(
                 "check_denied",
+                &links,
+                denied_for_scope,
+                &denied,
                 options,
                 pid,
-                options.calls,
-                move |connection, _| {
-                    let mut client = AuthzServiceClient::new(denying[connection].clone());
-                    let request = (*denied).clone();
-                    async move {
-                        client.check_access(request).await.is_ok_and(|response| {
-                            let response = response.into_inner();
-                            response.decision == pb::Decision::Deny as i32
-                                && response.reason == pb::Reason::NoMatchingScope as i32
-                        })
-                    }
-                },
             )
             .await,
         );
     }
 
     if options.runs("resource_json_5kb") {
-        let stored = Arc::new(check_request(
-            &token,
-            "Observation/obs-1",
-            Some(observation_5kb()),
-        ));
-        let with_resource = Arc::clone(&channels);
+        let stored = check_request(&token, "Observation/obs-1", Some(observation_5kb()));
         scenarios.push(
-            drive(
+            send_one(
                 "resource_json_5kb",
+                &links,
+                CHECK_ALLOWED,
+                &stored,
                 options,
                 pid,
-                options.calls,
-                move |connection, _| {
-                    let mut client = AuthzServiceClient::new(with_resource[connection].clone());
-                    let request = (*stored).clone();
-                    async move { allowed(client.check_access(request).await) }
-                },
             )
             .await,
         );
     }
 
     if options.runs("batch_20") {
-        let batch = Arc::new(pb::BatchCheckAccessRequest {
+        let batch = pb::BatchCheckAccessRequest {
             access_token: (*token).clone(),
             bundle_type: pb::BundleType::Batch as i32,
             entries: (0..20)
@@ -1128,33 +1162,16 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
                 })
                 .collect(),
             ..Default::default()
-        });
-        let batches = Arc::clone(&channels);
-        scenarios.push(
-            drive(
-                "batch_20",
-                options,
-                pid,
-                options.calls,
-                move |connection, _| {
-                    let mut client = AuthzServiceClient::new(batches[connection].clone());
-                    let request = (*batch).clone();
-                    async move {
-                        client
-                            .batch_check_access(request)
-                            .await
-                            .is_ok_and(|response| {
-                                response.into_inner().decision == pb::Decision::Allow as i32
-                            })
-                    }
-                },
-            )
-            .await,
-        );
+        };
+        let allowed = Method {
+            path: BATCH_CHECK_ACCESS,
+            expect: ALLOW,
+        };
+        scenarios.push(send_one("batch_20", &links, allowed, &batch, options, pid).await);
     }
 
     if options.runs("filter_20") {
-        let filter = Arc::new(pb::FilterResourcesRequest {
+        let filter = pb::FilterResourcesRequest {
             access_token: (*token).clone(),
             request: Some(pb::filter_resources_request::Request::Http(
                 pb::HttpRequest {
@@ -1165,75 +1182,55 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
             )),
             response: searchset_20(),
             ..Default::default()
-        });
-        let filtering = Arc::clone(&channels);
-        scenarios.push(
-            drive(
-                "filter_20",
-                options,
-                pid,
-                options.calls,
-                move |connection, _| {
-                    let mut client = AuthzServiceClient::new(filtering[connection].clone());
-                    let request = (*filter).clone();
-                    async move {
-                        client
-                            .filter_resources(request)
-                            .await
-                            .is_ok_and(|response| {
-                                let response = response.into_inner();
-                                response.decision == pb::Decision::Allow as i32
-                                    && response.withheld == 10
-                            })
-                    }
-                },
-            )
-            .await,
-        );
+        };
+        let half_withheld = Method {
+            path: FILTER_RESOURCES,
+            expect: Expect::Answer(|answer| {
+                pb::FilterResourcesResponse::decode(answer).is_ok_and(|answer| {
+                    answer.decision == pb::Decision::Allow as i32 && answer.withheld == 10
+                })
+            }),
+        };
+        scenarios.push(send_one("filter_20", &links, half_withheld, &filter, options, pid).await);
     }
 
     if options.runs("introspect_cached") {
-        let introspection = Arc::new(pb::IntrospectTokenRequest {
+        let introspection = pb::IntrospectTokenRequest {
             token: (*token).clone(),
             ..Default::default()
-        });
-        let introspecting = Arc::clone(&channels);
+        };
+        let active = Method {
+            path: INTROSPECT_TOKEN,
+            expect: Expect::Answer(|answer| {
+                pb::IntrospectTokenResponse::decode(answer).is_ok_and(|answer| answer.active)
+            }),
+        };
         scenarios.push(
-            drive(
+            send_one(
                 "introspect_cached",
+                &links,
+                active,
+                &introspection,
                 options,
                 pid,
-                options.calls,
-                move |connection, _| {
-                    let mut client = AuthzServiceClient::new(introspecting[connection].clone());
-                    let request = (*introspection).clone();
-                    async move {
-                        client
-                            .introspect_token(request)
-                            .await
-                            .is_ok_and(|response| response.into_inner().active)
-                    }
-                },
             )
             .await,
         );
     }
 
     if options.runs("envoy_check") {
-        let (proxied, body) = (
-            Arc::clone(&channels),
-            preencoded::encode(&envoy_request(&token)),
-        );
+        let ok = Method {
+            path: ENVOY_CHECK,
+            expect: Expect::EnvoyOk,
+        };
         scenarios.push(
-            drive(
+            send_one(
                 "envoy_check",
+                &links,
+                ok,
+                &envoy_request(&token),
                 options,
                 pid,
-                options.calls,
-                move |connection, _| {
-                    let (channel, body) = (proxied[connection].clone(), body.clone());
-                    async move { preencoded::call(&channel, ENVOY_CHECK, body, Expect::EnvoyOk).await }
-                },
             )
             .await,
         );
@@ -1286,15 +1283,13 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
         )
         .await;
         let pid = server.pid();
-        let channels = Arc::new(server.channels(options.connections.max(1)).await);
+        let links = Arc::new(server.links(options.connections.max(1)).await);
         // One call first: the idle footprint of a serving process.
-        let mut client = AuthzServiceClient::new(channels[0].clone());
-        let _ = client
-            .check_access(check_request(&tokens[0], SEARCH, None))
-            .await;
+        let first = preencoded::encode(&check_request(&tokens[0], SEARCH, None));
+        assert!(preencoded::call(&links[0], CHECK_ACCESS, &first, ALLOW).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let idle = rss_kib(pid);
-        let filling = flood("memory", &channels, Arc::clone(&tokens), options, pid).await;
+        let filling = flood("memory", &links, Arc::clone(&tokens), options, pid).await;
         assert_eq!(filling.errors, 0, "every token is accepted");
         tokio::time::sleep(Duration::from_millis(500)).await;
         if filled {
@@ -1306,14 +1301,6 @@ async fn measure_memory(binary: &Path, keys: &Keys, options: &Options) -> Memory
         server.stop().await;
     }
     memory
-}
-
-/// `body` as one gRPC message frame: uncompressed, its length, the bytes.
-fn grpc_frame(body: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0];
-    frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(body);
-    frame
 }
 
 /// The requests h2load counts as succeeded ("requests: 200000 total, ..., 200000 succeeded,
@@ -1383,19 +1370,19 @@ pub async fn paired(
     rounds: usize,
 ) -> Vec<Round> {
     let keys = Keys::load(keys_dir);
-    let (server, channels) = Server::for_scenarios(binary, &keys, options).await;
+    let (server, links) = Server::for_scenarios(binary, &keys, options).await;
     let pid = server.pid();
     let token = keys.mint(Algorithm::RS256, 0);
-    let request = Arc::new(check_request(&token, SEARCH, None));
+    let request = check_request(&token, SEARCH, None);
     let mut measured = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let mut slices: [Option<Measured>; 3] = [None, None, None];
         for step in 0..3 {
             let slice = (round + step) % 3;
             slices[slice] = Some(match slice {
-                0 => health_floor(&channels, options, pid).await,
-                1 => health_token_bytes(&channels, token.len(), options, pid).await,
-                _ => check_cached(&channels, &request, options, pid).await,
+                0 => health_floor(&links, options, pid).await,
+                1 => health_token_bytes(&links, token.len(), options, pid).await,
+                _ => check_cached(&links, &request, options, pid).await,
             });
         }
         let [Some(floor), Some(floor_with_token), Some(cached)] = slices else {
@@ -1495,9 +1482,9 @@ pub async fn paired_cold(
     // Half as many again as the cache holds.
     let fill_count = usize::try_from(cache_bytes * 3 / 2 / WEIGHED_ENTRY_BYTES).unwrap();
     let fill = mint_many(&keys, Algorithm::ES256, FLOOD_FIRST, fill_count).await;
-    let (server, channels) = Server::with_cache(binary, &keys, options, cache_bytes, true).await;
+    let (server, links) = Server::with_cache(binary, &keys, options, cache_bytes, true).await;
     let pid = server.pid();
-    let filled = flood("fill", &channels, fill, options, pid).await;
+    let filled = flood("fill", &links, fill, options, pid).await;
     assert_eq!(
         filled.errors, 0,
         "every token filling the cache is accepted"
@@ -1507,19 +1494,19 @@ pub async fn paired_cold(
         "every filling token is sent"
     );
     let token = keys.mint(Algorithm::RS256, 0);
-    let request = Arc::new(check_request(&token, SEARCH, None));
+    let request = check_request(&token, SEARCH, None);
     // moka applies its pending writes, and updates the counts the metrics read, on a
     // later operation once a moment has passed: this call is that operation.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let body = preencoded::encode(&*request);
-    assert!(preencoded::call(&channels[0], CHECK_ACCESS, body, ALLOW).await);
+    let body = preencoded::encode(&request);
+    assert!(preencoded::call(&links[0], CHECK_ACCESS, &body, ALLOW).await);
     let after_fill = server.cache_state().await;
     let mut measured = Vec::with_capacity(rounds);
     for (round, (rs256_tokens, es256_tokens)) in minted[0].iter().zip(&minted[1]).enumerate() {
         let cached_first = round % 2 == 0;
         let mut cached = None;
         if cached_first {
-            cached = Some(check_cached(&channels, &request, options, pid).await);
+            cached = Some(check_cached(&links, &request, options, pid).await);
         }
         let mut algorithms = [
             ("cold_rs256", Algorithm::RS256, rs256_tokens),
@@ -1531,7 +1518,7 @@ pub async fn paired_cold(
         let (mut rs256, mut es256) = (None, None);
         for (name, algorithm, tokens) in algorithms {
             let before = keys.raw_verify_us(algorithm, options.raw_rounds());
-            let cold = check_cold(name, &channels, Arc::clone(tokens), options, pid).await;
+            let cold = check_cold(name, &links, Arc::clone(tokens), options, pid).await;
             let after = keys.raw_verify_us(algorithm, options.raw_rounds());
             let slice = ColdSlice {
                 cold,
@@ -1543,7 +1530,7 @@ pub async fn paired_cold(
             }
         }
         if !cached_first {
-            cached = Some(check_cached(&channels, &request, options, pid).await);
+            cached = Some(check_cached(&links, &request, options, pid).await);
         }
         let (Some(cached), Some(rs256), Some(es256)) = (cached, rs256, es256) else {
             unreachable!("each slice runs once per round")
@@ -1762,20 +1749,19 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
     // Writing a line per request costs h2load time, and at the floor's rate h2load is
     // close to its own limit: only the call whose p99 is a target is logged.
     let logged = "check";
-    let channel = server.channels(1).await.remove(0);
-    let base = server.endpoint.uri().to_string();
-    let base = base.trim_end_matches('/');
+    let link = server.links(1).await.remove(0);
+    let base = format!("http://{}", server.served.address);
     let mut summaries = String::new();
     let mut rates = Vec::new();
     for (name, path, body, expect) in calls {
-        // The same bytes over tonic first: h2load counts any HTTP 200, and a gRPC error or
+        // The same bytes once first, the answer read: h2load counts any HTTP 200, and a gRPC error or
         // a deny is one.
         assert!(
-            preencoded::call(&channel, path, body.clone(), expect).await,
+            preencoded::call(&link, path, &body, expect).await,
             "{name}: the frame h2load sends is answered as expected"
         );
         let frame = frames.path().join(format!("{name}.bin"));
-        std::fs::write(&frame, grpc_frame(&body)).unwrap();
+        std::fs::write(&frame, body.frame()).unwrap();
         let mut command = if options.pin_server {
             let mut command = Command::new("taskset");
             command.args(["-c", "1", "h2load"]);
@@ -1827,7 +1813,7 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
 }
 
 /// A `Health/Check` request carrying `padding` bytes the server skips, encoded.
-fn padded_health_check(padding: usize) -> prost::bytes::Bytes {
+fn padded_health_check(padding: usize) -> Body {
     preencoded::encode(&PaddedHealthCheck {
         service: String::new(),
         padding: vec![b'.'; padding],
@@ -1847,6 +1833,38 @@ struct PaddedHealthCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The generator counts a call as done only on the answer it expects: a deny, a gRPC
+    /// error in the trailers or a trailers-only error is an error of the scenario.
+    #[tokio::test]
+    async fn a_call_passes_on_its_expected_answer_alone() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let keys = Keys::load(&root.join("tests/fixtures/keys"));
+        let binary = Path::new(env!("CARGO_BIN_EXE_smart-authz"));
+        let server = Server::start(binary, &keys, 1 << 20, false, Transport::Tcp, false).await;
+        let link = server.link().await;
+        let token = keys.mint(Algorithm::RS256, 0);
+        let allowed = preencoded::encode(&check_request(&token, SEARCH, None));
+        assert!(preencoded::call(&link, CHECK_ACCESS, &allowed, ALLOW).await);
+
+        let mut delete = check_request(&token, "Observation/o1", None);
+        if let Some(pb::check_access_request::Request::Http(http)) = delete.request.as_mut() {
+            http.method = "DELETE".into();
+        }
+        let denied = preencoded::encode(&delete);
+        assert!(!preencoded::call(&link, CHECK_ACCESS, &denied, ALLOW).await);
+        let forged = preencoded::encode(&check_request("not.a.token", SEARCH, None));
+        assert!(!preencoded::call(&link, CHECK_ACCESS, &forged, ALLOW).await);
+        // Not a `CheckAccessRequest`: INVALID_ARGUMENT. No such method: UNIMPLEMENTED,
+        // trailers-only.
+        let garbage = Body(prost::bytes::Bytes::from_static(&[
+            0, 0, 0, 0, 2, 0xff, 0xff,
+        ]));
+        assert!(!preencoded::call(&link, CHECK_ACCESS, &garbage, ALLOW).await);
+        let absent = "/smartauthz.v1.AuthzService/NoSuchMethod";
+        assert!(!preencoded::call(&link, absent, &allowed, ALLOW).await);
+        server.stop().await;
+    }
 
     #[test]
     fn h2load_summary_and_log_are_read() {

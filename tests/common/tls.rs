@@ -47,6 +47,26 @@ impl Pki {
         self.ca.pem()
     }
 
+    /// A TLS client trusting this CA and offering HTTP/2 alone, as a gRPC client does.
+    pub fn h2_connector(&self) -> tokio_rustls::TlsConnector {
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::aws_lc_rs};
+
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_pem().as_bytes()).unwrap())
+            .unwrap();
+        let provider = std::sync::Arc::new(aws_lc_rs::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    }
+
     /// The server's certificate, for `localhost` and `127.0.0.1`.
     pub fn server(&self) -> Pem {
         self.leaf(
