@@ -12,8 +12,9 @@
 //! `AUTHZ_BIN` names another binary. `--h2load` measures the floor, the floor carrying the
 //! token's bytes and the cached `CheckAccess` with h2load instead, with the median and 99th
 //! percentile of the cached call's request times (benches/h2load.sh installs h2load and
-//! runs this). `--paired N` measures only those three, in N rounds of `--seconds` a slice,
-//! their order turning, and prints each round's ratios and their medians.
+//! runs this). `--paired N` measures those three and the 10,000-token working set, in N
+//! rounds of `--seconds` a slice, their order turning, and prints each round's ratios and
+//! their medians.
 //! `--paired-cold N` measures the cold path in N rounds against the shipped cache, full: a
 //! cached call, then RS256 and ES256 calls with `--cold-tokens` new tokens each (default
 //! 10,000), each between two raw verifications, and prints each round's ratios and their

@@ -115,13 +115,21 @@ async fn the_paired_rounds_run() {
     let table = perf::paired_table(&rounds);
     assert_eq!(rounds.len(), 2, "{table}");
     for round in &rounds {
-        for slice in [&round.floor, &round.floor_with_token, &round.cached] {
+        let slices = [
+            &round.floor,
+            &round.floor_with_token,
+            &round.cached,
+            &round.working_set,
+        ];
+        for slice in slices {
             assert!(slice.calls > 0, "{}: {table}", slice.name);
             assert_eq!(slice.errors, 0, "{}: {table}", slice.name);
         }
         assert_eq!(round.floor_with_token.name, "health_token_bytes", "{table}");
+        assert_eq!(round.working_set.name, "check_10k_tokens", "{table}");
     }
     assert!(table.contains("median of 2 rounds"), "{table}");
+    assert!(table.contains("the working set"), "{table}");
     assert!(
         table.contains("the floor carrying the token's bytes"),
         "{table}"

@@ -961,6 +961,58 @@ async fn check_cached(
     send_one("check_cached", links, CHECK_ALLOWED, request, options, pid).await
 }
 
+/// `options.working_set` distinct RS256 tokens of the cached call's shape, each verified
+/// and cached by one call, as `CheckAccess` requests encoded once.
+async fn working_set(
+    links: &Arc<Vec<Link>>,
+    keys: &Arc<Keys>,
+    options: &Options,
+    pid: u32,
+) -> Arc<Vec<Body>> {
+    let set = mint_many(
+        keys,
+        Algorithm::RS256,
+        WORKING_SET_FIRST,
+        options.working_set,
+    )
+    .await;
+    let bodies = encode_checks(&set);
+    let calls = bodies.len() as u64;
+    let warm_up = send_each(
+        "warm_up",
+        links,
+        CHECK_ALLOWED,
+        Arc::clone(&bodies),
+        calls,
+        options,
+        pid,
+    )
+    .await;
+    assert_eq!(warm_up.errors, 0, "the working set is accepted");
+    bodies
+}
+
+/// `CheckAccess` with each token of a [`working_set`] in turn, all cached: the cached call
+/// once the cache's entries no longer sit in the processor's caches.
+async fn check_working_set(
+    links: &Arc<Vec<Link>>,
+    set: Arc<Vec<Body>>,
+    options: &Options,
+    pid: u32,
+) -> Measured {
+    let calls = options.calls;
+    send_each(
+        "check_10k_tokens",
+        links,
+        CHECK_ALLOWED,
+        set,
+        calls,
+        options,
+        pid,
+    )
+    .await
+}
+
 /// `CheckAccess` with a token never seen before in each call: the first `options.calls` of
 /// `tokens`, each once. The verification and caching of a new token on top of a cached
 /// call's work. The requests are encoded before the clock starts, as the cached call's
@@ -1056,39 +1108,8 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     }
 
     if options.runs("check_10k_tokens") {
-        // A working set of distinct cached tokens: verified once, then served from the cache.
-        let set = mint_many(
-            &keys,
-            Algorithm::ES256,
-            WORKING_SET_FIRST,
-            options.working_set,
-        )
-        .await;
-        let bodies = encode_checks(&set);
-        let warm_calls = bodies.len() as u64;
-        let warm_up = send_each(
-            "warm_up",
-            &links,
-            CHECK_ALLOWED,
-            Arc::clone(&bodies),
-            warm_calls,
-            options,
-            pid,
-        )
-        .await;
-        assert_eq!(warm_up.errors, 0, "the working set is accepted");
-        scenarios.push(
-            send_each(
-                "check_10k_tokens",
-                &links,
-                CHECK_ALLOWED,
-                bodies,
-                options.calls,
-                options,
-                pid,
-            )
-            .await,
-        );
+        let set = working_set(&links, &keys, options, pid).await;
+        scenarios.push(check_working_set(&links, set, options, pid).await);
     }
 
     for (name, algorithm, offset) in [
@@ -1338,60 +1359,69 @@ fn h2load_rate(output: &str) -> Option<f64> {
     })
 }
 
-/// One round of [`paired`]: the floor, the floor carrying the token's bytes, and the cached
-/// call, measured one after the other on the same server.
+/// One round of [`paired`]: the floor, the floor carrying the token's bytes, the cached
+/// call and the working set, measured one after the other on the same server.
 #[derive(Debug)]
 pub struct Round {
     pub floor: Measured,
     pub floor_with_token: Measured,
     pub cached: Measured,
+    pub working_set: Measured,
 }
 
 impl Round {
-    /// Each slice's throughput over the floor's: the floor with the token, the cached call.
-    fn ratios(&self) -> (f64, f64) {
+    /// Each slice's throughput over the floor's: the floor with the token, the cached call,
+    /// the working set.
+    fn ratios(&self) -> [f64; 3] {
         let floor = self.floor.rate().max(1e-9);
-        (
-            self.floor_with_token.rate() / floor,
-            self.cached.rate() / floor,
-        )
+        [&self.floor_with_token, &self.cached, &self.working_set].map(|slice| slice.rate() / floor)
     }
 }
 
-/// `rounds` rounds of the floor, the floor carrying the token's bytes and the cached
-/// `CheckAccess`, each slice bounded by `options`, on one server: the ratios with the
-/// machine's drift over seconds taken out. The order turns from round to round (each slice
-/// takes each place once in three rounds: ask for a multiple of three for an even share),
-/// so no slice always meets a warmer machine.
+/// `rounds` rounds of the floor, the floor carrying the token's bytes, the cached
+/// `CheckAccess` and the working set of `options.working_set` cached tokens, each slice
+/// bounded by `options`, on one server: the ratios with the machine's drift over seconds
+/// taken out. The order turns from round to round (each slice takes each place once in
+/// four rounds: ask for a multiple of four for an even share), so no slice always meets a
+/// warmer machine.
 pub async fn paired(
     binary: &Path,
     keys_dir: &Path,
     options: &Options,
     rounds: usize,
 ) -> Vec<Round> {
-    let keys = Keys::load(keys_dir);
+    let keys = Arc::new(Keys::load(keys_dir));
     let (server, links) = Server::for_scenarios(binary, &keys, options).await;
     let pid = server.pid();
     let token = keys.mint(Algorithm::RS256, 0);
     let request = check_request(&token, SEARCH, None);
+    let set = working_set(&links, &keys, options, pid).await;
     let mut measured = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let mut slices: [Option<Measured>; 3] = [None, None, None];
-        for step in 0..3 {
-            let slice = (round + step) % 3;
+        let mut slices: [Option<Measured>; 4] = [None, None, None, None];
+        for step in 0..4 {
+            let slice = (round + step) % 4;
             slices[slice] = Some(match slice {
                 0 => health_floor(&links, options, pid).await,
                 1 => health_token_bytes(&links, token.len(), options, pid).await,
-                _ => check_cached(&links, &request, options, pid).await,
+                2 => check_cached(&links, &request, options, pid).await,
+                _ => check_working_set(&links, Arc::clone(&set), options, pid).await,
             });
         }
-        let [Some(floor), Some(floor_with_token), Some(cached)] = slices else {
-            unreachable!("each of the three slices runs once per round")
+        let [
+            Some(floor),
+            Some(floor_with_token),
+            Some(cached),
+            Some(working_set),
+        ] = slices
+        else {
+            unreachable!("each of the four slices runs once per round")
         };
         measured.push(Round {
             floor,
             floor_with_token,
             cached,
+            working_set,
         });
     }
     server.stop().await;
@@ -1619,63 +1649,77 @@ pub fn paired_cold_table(cold: &ColdRounds) -> String {
 /// (what the target reads) and, for the cached call, by the server's CPU per call.
 pub fn paired_table(rounds: &[Round]) -> String {
     let mut table = format!(
-        "{:>5} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9} {:>10} {:>6} {:>10} {:>11}\n",
+        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>9} {:>9} {:>10} {:>7} {:>6} {:>10} {:>11}\n",
         "round",
         "floor/s",
         "token/s",
         "cached/s",
+        "10k/s",
         "token",
         "cached",
+        "10k",
         "floor µs",
         "token µs",
         "cached µs",
+        "10k µs",
         "by CPU",
         "floor p99",
         "cached p99"
     );
-    let (mut with_token, mut by_rate, mut by_cpu) = (Vec::new(), Vec::new(), Vec::new());
-    let mut busy: [Vec<f64>; 3] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut by_cpu = Vec::new();
+    let mut busy: [Vec<f64>; 4] = Default::default();
     for (number, round) in rounds.iter().enumerate() {
-        let (token, cached) = round.ratios();
+        let [token, cached, set] = round.ratios();
+        for (ratio, all) in [token, cached, set].into_iter().zip(ratios.iter_mut()) {
+            all.push(ratio);
+        }
         let cpu = round.floor.server_cpu_us / round.cached.server_cpu_us.max(1e-9);
-        with_token.push(token);
-        by_rate.push(cached);
         by_cpu.push(cpu);
-        for (slice, busy) in [&round.floor, &round.floor_with_token, &round.cached]
-            .into_iter()
-            .zip(busy.iter_mut())
-        {
+        let slices = [
+            &round.floor,
+            &round.floor_with_token,
+            &round.cached,
+            &round.working_set,
+        ];
+        for (slice, busy) in slices.into_iter().zip(busy.iter_mut()) {
             busy.push(slice.server_busy());
         }
         table.push_str(&format!(
-            "{:>5} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>6.2} {:>9.1} {:>9.1} {:>10.1} {:>6.2} {:>10} {:>11}\n",
+            "{:>5} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>6.2} {:>6.2} {:>6.2} {:>9.1} {:>9.1} {:>10.1} {:>7.1} {:>6.2} {:>10} {:>11}\n",
             number + 1,
             round.floor.rate(),
             round.floor_with_token.rate(),
             round.cached.rate(),
+            round.working_set.rate(),
             token,
             cached,
+            set,
             round.floor.server_cpu_us,
             round.floor_with_token.server_cpu_us,
             round.cached.server_cpu_us,
+            round.working_set.server_cpu_us,
             cpu,
             round.floor.p99_us,
             round.cached.p99_us
         ));
     }
+    let [with_token, by_rate, working_set] = &mut ratios;
     table.push_str(&format!(
-        "median of {} rounds: cached CheckAccess {:.2} of the floor by throughput, {:.2} by server CPU; the floor carrying the token's bytes {:.2}\n",
+        "median of {} rounds: cached CheckAccess {:.2} of the floor by throughput, {:.2} by server CPU; the working set {:.2}; the floor carrying the token's bytes {:.2}\n",
         rounds.len(),
-        median(&mut by_rate),
+        median(by_rate),
         median(&mut by_cpu),
-        median(&mut with_token)
+        median(working_set),
+        median(with_token)
     ));
-    let [floor_busy, token_busy, cached_busy] = &mut busy;
+    let [floor_busy, token_busy, cached_busy, set_busy] = &mut busy;
     table.push_str(&format!(
-        "server busy (medians; well under 1, the load generator was the limit): floor {:.2}, carrying the token {:.2}, cached {:.2}\n",
+        "server busy (medians; well under 1, the load generator was the limit): floor {:.2}, carrying the token {:.2}, cached {:.2}, the working set {:.2}\n",
         median(floor_busy),
         median(token_busy),
-        median(cached_busy)
+        median(cached_busy),
+        median(set_busy)
     ));
     table
 }
