@@ -23,7 +23,7 @@ use tower::util::MapResponseLayer;
 
 use self::health::Health;
 use self::overload::ShedLayer;
-use self::single_write::SingleWrite;
+pub use self::single_write::SingleWrite;
 pub use self::unix_socket::UnixSocket;
 use crate::authorize::{Authorizer, Capacity, Servers};
 use crate::authzen;

@@ -9,11 +9,9 @@
 //! costs the generator less than it costs the server, as h2load's pre-encoded frames do
 //! (docs/performance.md, "The load generator at its limit").
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use prost::Message;
 use prost::bytes::Bytes;
+use smart_authz::app::SingleWrite;
 
 /// The answer field every measured call is judged by: field 1, a varint, in
 /// `HealthCheckResponse` (`status`, 1 is SERVING) and `CheckAccessResponse` (`decision`).
@@ -116,7 +114,9 @@ impl Link {
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, connection) = h2::client::handshake(Unvectored(io))
+        // Without vectored writes h2 copies a request of up to 1 KB into its buffer and
+        // writes many at once, as h2load does; with them, each went in a `writev` of its own.
+        let (send, connection) = h2::client::handshake(SingleWrite(io))
             .await
             .expect("an HTTP/2 handshake");
         tokio::spawn(async move {
@@ -163,41 +163,6 @@ impl Link {
             return None;
         }
         Some(data)
-    }
-}
-
-/// A connection that does not offer vectored writes, so that h2 copies a DATA frame of up
-/// to 1 KB into its write buffer instead of sending it by a `writev` of its own (its
-/// `CHAIN_THRESHOLD`: 256 bytes with vectored writes, 1,024 without). With a 1 KB request
-/// per call that was a system call and a TCP segment per request, where h2load writes what
-/// it has in one go and the server reads many requests per wake-up.
-struct Unvectored<T>(T);
-
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Unvectored<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Unvectored<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
