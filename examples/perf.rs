@@ -35,7 +35,10 @@ mod perf;
 #[path = "../tests/common/spawned.rs"]
 mod spawned;
 #[path = "../tests/common/tls.rs"]
-#[allow(dead_code, reason = "the perf tool uses the server certificate only")]
+#[allow(
+    dead_code,
+    reason = "the perf tool uses the server certificate and a TLS client only"
+)]
 mod tls;
 
 use std::path::{Path, PathBuf};

@@ -16,7 +16,10 @@ mod perf;
 #[path = "common/spawned.rs"]
 mod spawned;
 #[path = "common/tls.rs"]
-#[allow(dead_code, reason = "the perf tool uses the server certificate only")]
+#[allow(
+    dead_code,
+    reason = "the perf tool uses the server certificate and a TLS client only"
+)]
 mod tls;
 
 use std::path::Path;

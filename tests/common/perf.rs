@@ -1798,8 +1798,8 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
     let mut summaries = String::new();
     let mut rates = Vec::new();
     for (name, path, body, expect) in calls {
-        // The same bytes once first, the answer read: h2load counts any HTTP 200, and a gRPC error or
-        // a deny is one.
+        // The same bytes once first, the answer read: h2load counts any HTTP 200, and a
+        // gRPC error or a deny is one.
         assert!(
             preencoded::call(&link, path, &body, expect).await,
             "{name}: the frame h2load sends is answered as expected"

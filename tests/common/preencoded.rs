@@ -1,6 +1,6 @@
 //! The load generator's side of a call whose request was encoded once, before the scenario,
-//! sent over a bare HTTP/2 connection, and whose answer is read for the one field that says
-//! it was the expected one.
+//! sent over a bare HTTP/2 connection, and whose answer is judged by what it must say:
+//! mostly the one field that says it was the expected one.
 //!
 //! A typed tonic client clones and encodes the request and decodes every string of the
 //! answer on each call: for `CheckAccess` (a 1 KB request, a 250-byte answer) that kept the
