@@ -104,6 +104,27 @@ async fn the_report_runs_over_tls_and_over_a_unix_socket() {
     }
 }
 
+/// The generator counts a call as done only on the answer it expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_counts_on_its_expected_answer_alone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let judged = perf::judged(
+        Path::new(env!("CARGO_BIN_EXE_smart-authz")),
+        &root.join("tests/fixtures/keys"),
+    )
+    .await;
+    assert_eq!(
+        judged,
+        [
+            ("allowed", true),
+            ("denied", false),
+            ("forged", false),
+            ("not a request", false),
+            ("no such method", false),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_paired_rounds_run() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

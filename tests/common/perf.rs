@@ -1856,6 +1856,44 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
     (rates, summaries)
 }
 
+/// How the generator judges five calls against `binary`: (what was sent, counted as done).
+/// Only the allowed read may count; a deny, a gRPC error in the trailers or a trailers-only
+/// error is an error of the scenario (`tests/perf_smoke.rs` holds it to that).
+pub async fn judged(binary: &Path, keys_dir: &Path) -> Vec<(&'static str, bool)> {
+    let keys = Keys::load(keys_dir);
+    let server = Server::start(binary, &keys, 1 << 20, false, Transport::Tcp, false).await;
+    let link = server.link().await;
+    let token = keys.mint(Algorithm::RS256, 0);
+    let allowed = preencoded::encode(&check_request(&token, SEARCH, None));
+    let mut delete = check_request(&token, "Observation/o1", None);
+    if let Some(pb::check_access_request::Request::Http(http)) = delete.request.as_mut() {
+        http.method = "DELETE".into();
+    }
+    let forged = check_request("not.a.token", SEARCH, None);
+    // Not a `CheckAccessRequest`: INVALID_ARGUMENT. No such method: UNIMPLEMENTED,
+    // trailers-only.
+    let garbage = Body(prost::bytes::Bytes::from_static(&[
+        0, 0, 0, 0, 2, 0xff, 0xff,
+    ]));
+    let calls = [
+        ("allowed", CHECK_ACCESS, allowed.clone()),
+        ("denied", CHECK_ACCESS, preencoded::encode(&delete)),
+        ("forged", CHECK_ACCESS, preencoded::encode(&forged)),
+        ("not a request", CHECK_ACCESS, garbage),
+        (
+            "no such method",
+            "/smartauthz.v1.AuthzService/NoSuchMethod",
+            allowed,
+        ),
+    ];
+    let mut judged = Vec::with_capacity(calls.len());
+    for (name, path, body) in calls {
+        judged.push((name, preencoded::call(&link, path, &body, ALLOW).await));
+    }
+    server.stop().await;
+    judged
+}
+
 /// A `Health/Check` request carrying `padding` bytes the server skips, encoded.
 fn padded_health_check(padding: usize) -> Body {
     preencoded::encode(&PaddedHealthCheck {
@@ -1877,38 +1915,6 @@ struct PaddedHealthCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The generator counts a call as done only on the answer it expects: a deny, a gRPC
-    /// error in the trailers or a trailers-only error is an error of the scenario.
-    #[tokio::test]
-    async fn a_call_passes_on_its_expected_answer_alone() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let keys = Keys::load(&root.join("tests/fixtures/keys"));
-        let binary = Path::new(env!("CARGO_BIN_EXE_smart-authz"));
-        let server = Server::start(binary, &keys, 1 << 20, false, Transport::Tcp, false).await;
-        let link = server.link().await;
-        let token = keys.mint(Algorithm::RS256, 0);
-        let allowed = preencoded::encode(&check_request(&token, SEARCH, None));
-        assert!(preencoded::call(&link, CHECK_ACCESS, &allowed, ALLOW).await);
-
-        let mut delete = check_request(&token, "Observation/o1", None);
-        if let Some(pb::check_access_request::Request::Http(http)) = delete.request.as_mut() {
-            http.method = "DELETE".into();
-        }
-        let denied = preencoded::encode(&delete);
-        assert!(!preencoded::call(&link, CHECK_ACCESS, &denied, ALLOW).await);
-        let forged = preencoded::encode(&check_request("not.a.token", SEARCH, None));
-        assert!(!preencoded::call(&link, CHECK_ACCESS, &forged, ALLOW).await);
-        // Not a `CheckAccessRequest`: INVALID_ARGUMENT. No such method: UNIMPLEMENTED,
-        // trailers-only.
-        let garbage = Body(prost::bytes::Bytes::from_static(&[
-            0, 0, 0, 0, 2, 0xff, 0xff,
-        ]));
-        assert!(!preencoded::call(&link, CHECK_ACCESS, &garbage, ALLOW).await);
-        let absent = "/smartauthz.v1.AuthzService/NoSuchMethod";
-        assert!(!preencoded::call(&link, absent, &allowed, ALLOW).await);
-        server.stop().await;
-    }
 
     #[test]
     fn h2load_summary_and_log_are_read() {
