@@ -791,6 +791,15 @@ fn check_request(token: &str, path: &str, stored: Option<Vec<u8>>) -> pb::CheckA
     }
 }
 
+/// A `CheckAccess` request the token's scopes do not grant: it reads, this deletes.
+fn delete_request(token: &str) -> pb::CheckAccessRequest {
+    let mut delete = check_request(token, "Observation/o1", None);
+    if let Some(pb::check_access_request::Request::Http(http)) = delete.request.as_mut() {
+        http.method = "DELETE".into();
+    }
+    delete
+}
+
 /// An Observation of Patient/123 of about 5 KB: a panel with components.
 pub fn observation_5kb() -> Vec<u8> {
     let components: Vec<Value> = (0..24)
@@ -1124,12 +1133,8 @@ pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
     }
 
     if options.runs("check_denied") {
-        // A request the scopes do not grant (the token reads, this deletes): the path a
-        // denial takes, which the allow-only scenarios never run.
-        let mut denied = check_request(&token, "Observation/o1", None);
-        if let Some(pb::check_access_request::Request::Http(http)) = denied.request.as_mut() {
-            http.method = "DELETE".into();
-        }
+        // The path a denial takes, which the allow-only scenarios never run.
+        let denied = delete_request(&token);
         let denied_for_scope = Method {
             path: CHECK_ACCESS,
             expect: Expect::Answer(|answer| {
@@ -1865,10 +1870,6 @@ pub async fn judged(binary: &Path, keys_dir: &Path) -> Vec<(&'static str, bool)>
     let link = server.link().await;
     let token = keys.mint(Algorithm::RS256, 0);
     let allowed = preencoded::encode(&check_request(&token, SEARCH, None));
-    let mut delete = check_request(&token, "Observation/o1", None);
-    if let Some(pb::check_access_request::Request::Http(http)) = delete.request.as_mut() {
-        http.method = "DELETE".into();
-    }
     let forged = check_request("not.a.token", SEARCH, None);
     // Not a `CheckAccessRequest`: INVALID_ARGUMENT. No such method: UNIMPLEMENTED,
     // trailers-only.
@@ -1877,7 +1878,11 @@ pub async fn judged(binary: &Path, keys_dir: &Path) -> Vec<(&'static str, bool)>
     ]));
     let calls = [
         ("allowed", CHECK_ACCESS, allowed.clone()),
-        ("denied", CHECK_ACCESS, preencoded::encode(&delete)),
+        (
+            "denied",
+            CHECK_ACCESS,
+            preencoded::encode(&delete_request(&token)),
+        ),
         ("forged", CHECK_ACCESS, preencoded::encode(&forged)),
         ("not a request", CHECK_ACCESS, garbage),
         (

@@ -136,7 +136,7 @@ impl Link {
         let uri = http::Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(path)
+            .path_and_query(http::uri::PathAndQuery::from_static(path))
             .build()
             .ok()?;
         let request = http::Request::post(uri)
