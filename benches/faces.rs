@@ -1,6 +1,9 @@
 //! One cached decision through each face, in process (no network, telemetry off): what each
 //! face adds to the shared pipeline in reading its request and writing its answer. The same
-//! 1 KB RS256 token and search as `benches/telemetry.rs`. `cargo bench --bench faces`.
+//! 1 KB RS256 token and search as `benches/telemetry.rs`. Then `CheckAccess` with one of
+//! 10,000 cached tokens against one token of the same kind: what the whole call, not the
+//! cache look-up alone (`benches/token.rs`), pays for a token whose entry and context have
+//! left the processor's caches. `cargo bench --bench faces`.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +22,7 @@ use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use jsonwebtoken::Algorithm;
 use smart_authz::authorize::{Authorizer, Servers};
 use smart_authz::config::AuditMode;
 use smart_authz::envoy::EnvoyAuthz;
@@ -108,6 +112,41 @@ fn benchmarks(criterion: &mut Criterion) {
         bench
             .to_async(&runtime)
             .iter(|| async { black_box(envoy.check(black_box(envoy_check(&token))).await) })
+    });
+    group.finish();
+
+    // The working set of `check_10k_tokens` (docs/performance.md), ES256 tokens of the same
+    // claims as the one above (quick to mint), stepped through in a scattered order; the
+    // first of them alone is the yardstick.
+    let working_set = common::signed_tokens(
+        Algorithm::ES256,
+        "ec-1",
+        common::EC_PEM,
+        0..common::working_set_size(),
+    );
+    runtime.block_on(async {
+        for token in &working_set {
+            let answer = grpc.check_access(check_access(token)).await.unwrap();
+            assert_eq!(answer.get_ref().decision, pb::Decision::Allow as i32);
+        }
+    });
+    let mut group = criterion.benchmark_group("CheckAccess, cached ES256 tokens");
+    group.bench_function("one token", |bench| {
+        bench.to_async(&runtime).iter(|| async {
+            black_box(
+                grpc.check_access(black_box(check_access(&working_set[0])))
+                    .await,
+            )
+        })
+    });
+    let mut next = 0;
+    group.bench_function("10,000 tokens in turn", |bench| {
+        bench.to_async(&runtime).iter(|| {
+            next = (next + common::SCATTER) % working_set.len();
+            let token = &working_set[next];
+            let grpc = &grpc;
+            async move { black_box(grpc.check_access(black_box(check_access(token))).await) }
+        })
     });
     group.finish();
 }

@@ -21,10 +21,7 @@ use smart_authz::token::jwks::KeySet;
 use smart_authz::token::jwt::{IssuerVerifier, parse_header, read_claims, split_compact};
 use smart_authz::token::{Authenticator, ContextReader};
 
-/// The stride through a working set: a prime, so every token of 100 or 10,000 comes in
-/// turn; scattered, as a server's clients send their tokens, so that no prefetcher walks
-/// the cache's entries in the order they were allocated.
-const SCATTER: usize = 7_919;
+use common::SCATTER;
 
 fn benchmarks(criterion: &mut Criterion) {
     let runtime = common::runtime();
@@ -55,11 +52,13 @@ fn benchmarks(criterion: &mut Criterion) {
 
     // The working set of `check_10k_tokens` (docs/performance.md): every hit reads another
     // token's entry and context, so the cost is the processor's caches, not instructions.
-    // The tokens come in a scattered order ([`SCATTER`]).
-    // Under `cargo test` (a debug build, each benchmark run once) a hundred tokens show that
-    // it works.
-    let size = if common::measuring() { 10_000 } else { 100 };
-    let working_set = common::signed_tokens(Algorithm::ES256, "ec-1", common::EC_PEM, 0..size);
+    // The tokens come in a scattered order (`common::SCATTER`).
+    let working_set = common::signed_tokens(
+        Algorithm::ES256,
+        "ec-1",
+        common::EC_PEM,
+        0..common::working_set_size(),
+    );
     runtime.block_on(async {
         for token in &working_set {
             authenticator.authenticate(token).await.unwrap();

@@ -15,6 +15,18 @@ pub const AUDIENCE: &str = "https://fhir.bench/r4";
 pub const RSA_PEM: &str = include_str!("../../tests/fixtures/keys/rsa-1.pem");
 pub const EC_PEM: &str = include_str!("../../tests/fixtures/keys/ec-1.pem");
 
+/// The stride through a working set: a prime, so every token of 100 or 10,000 comes in
+/// turn; scattered, as a server's clients send their tokens, so that no prefetcher walks
+/// the cache's entries in the order they were allocated.
+pub const SCATTER: usize = 7_919;
+
+/// How many distinct cached tokens a working-set benchmark steps through: the 10,000 of
+/// `check_10k_tokens` (docs/performance.md); under `cargo test` (a debug build, each
+/// benchmark run once) a hundred show that it works.
+pub fn working_set_size() -> usize {
+    if measuring() { 10_000 } else { 100 }
+}
+
 /// Whether this run measures: `cargo bench` passes `--bench`, while `cargo test` runs a
 /// bench target without it, as a smoke test of a debug build.
 pub fn measuring() -> bool {
