@@ -30,7 +30,7 @@
 
 #[path = "../tests/common/median.rs"]
 mod median;
-#[path = "../tests/common/perf.rs"]
+#[path = "../tests/common/perf/mod.rs"]
 mod perf;
 #[path = "../tests/common/spawned.rs"]
 mod spawned;

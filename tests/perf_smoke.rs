@@ -11,7 +11,7 @@
 
 #[path = "common/median.rs"]
 mod median;
-#[path = "common/perf.rs"]
+#[path = "common/perf/mod.rs"]
 mod perf;
 #[path = "common/spawned.rs"]
 mod spawned;

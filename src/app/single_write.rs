@@ -9,7 +9,7 @@
 //! vectored writes keeps answers up to 1 KB in the buffer with their trailers; writing one
 //! buffer instead of two costs nothing.
 //!
-//! The performance report's load generator (`tests/common/preencoded.rs`) wraps its own
+//! The performance report's load generator (`tests/common/perf/preencoded.rs`) wraps its own
 //! connections in it for the same reason on the other side: a 1 KB request carrying a
 //! token left in a system call and a TCP segment of its own.
 
