@@ -311,17 +311,18 @@ fn metadata(outcome: Outcome, reason: &str, token: Option<&VerifiedToken>) -> St
             context.and_then(|context| context.client_id.as_deref()),
         ),
     ];
-    Struct {
-        fields: values
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let value = ProtoValue {
-                    kind: Some(Kind::StringValue(value?.to_owned())),
-                };
-                Some((name.to_owned(), value))
-            })
-            .collect(),
+    // Sized up front: collected from a filter, the map would start empty and be reallocated
+    // as it fills, on every answer.
+    let mut fields = HashMap::with_capacity(values.len());
+    for (name, value) in values {
+        if let Some(value) = value {
+            let value = ProtoValue {
+                kind: Some(Kind::StringValue(value.to_owned())),
+            };
+            fields.insert(name.to_owned(), value);
+        }
     }
+    Struct { fields }
 }
 
 /// The Envoy code of an HTTP status the service answers with.
