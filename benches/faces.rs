@@ -22,7 +22,6 @@ use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
-use jsonwebtoken::Algorithm;
 use smart_authz::authorize::{Authorizer, Servers};
 use smart_authz::config::AuditMode;
 use smart_authz::envoy::EnvoyAuthz;
@@ -115,15 +114,9 @@ fn benchmarks(criterion: &mut Criterion) {
     });
     group.finish();
 
-    // The working set of `check_10k_tokens` (docs/performance.md), ES256 tokens of the same
-    // claims as the one above (quick to mint), stepped through in a scattered order; the
-    // first of them alone is the yardstick.
-    let working_set = common::signed_tokens(
-        Algorithm::ES256,
-        "ec-1",
-        common::EC_PEM,
-        0..common::working_set_size(),
-    );
+    // The working set, stepped through in a scattered order; the first of its tokens alone
+    // is the yardstick.
+    let working_set = common::working_set();
     runtime.block_on(async {
         for token in &working_set {
             let answer = grpc.check_access(check_access(token)).await.unwrap();

@@ -53,12 +53,7 @@ fn benchmarks(criterion: &mut Criterion) {
     // The working set of `check_10k_tokens` (docs/performance.md): every hit reads another
     // token's entry and context, so the cost is the processor's caches, not instructions.
     // The tokens come in a scattered order (`common::SCATTER`).
-    let working_set = common::signed_tokens(
-        Algorithm::ES256,
-        "ec-1",
-        common::EC_PEM,
-        0..common::working_set_size(),
-    );
+    let working_set = common::working_set();
     runtime.block_on(async {
         for token in &working_set {
             authenticator.authenticate(token).await.unwrap();
