@@ -69,18 +69,6 @@ impl Report {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Runs `binary` for `seconds` at about `rate` calls per second.
 pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Report {
     let jwk = std::fs::read_to_string(keys_dir.join("rsa-1.jwk.json"))
@@ -99,7 +87,6 @@ pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Rep
     let mut command = super::spawned::command(binary);
     command.args(["serve", "--config"]).arg(config.path());
     let server = super::spawned::Served::start(command);
-    let pid = server.pid();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
         .unwrap()
         .connect()
@@ -151,7 +138,7 @@ pub async fn run(binary: &Path, keys_dir: &Path, seconds: u64, rate: u64) -> Rep
         second.tick().await;
         samples.push(Sample {
             second: elapsed,
-            rss_kib: rss_kib(pid),
+            rss_kib: server.rss_kib(),
             calls: calls.load(Ordering::Relaxed),
             errors: errors.load(Ordering::Relaxed),
         });

@@ -100,6 +100,19 @@ impl Served {
         self.child.id()
     }
 
+    /// Its resident memory now, in KiB (`VmRSS` of `/proc/<pid>/status`); 0 once it is gone.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|line| line.starts_with("VmRSS:"))
+                    .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Sends SIGTERM, as Kubernetes does before it kills a pod: the server drains and exits
     /// by itself, and a build with `-Cprofile-generate` writes its profile on the way out
     /// (scripts/pgo-build.sh), which SIGKILL prevents. Whether the signal was sent.

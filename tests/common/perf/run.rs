@@ -22,7 +22,7 @@ use super::scenarios::{
     check_cached, check_cold, check_working_set, flood, health_floor, health_token_bytes,
     working_set,
 };
-use super::server::{SCENARIO_CACHE_BYTES, Server, rss_kib};
+use super::server::{SCENARIO_CACHE_BYTES, Server};
 
 /// Runs every scenario against `binary` and measures memory.
 pub async fn run(binary: &Path, keys_dir: &Path, options: &Options) -> Report {
@@ -241,15 +241,15 @@ pub(super) async fn measure_memory(binary: &Path, keys: &Keys, options: &Options
         let first = preencoded::encode(&check_request(&tokens[0], SEARCH, None));
         assert!(preencoded::call(&links[0], CHECK_ACCESS, &first, ALLOW).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let idle = rss_kib(pid);
+        let idle = server.served.rss_kib();
         let filling = flood("memory", &links, Arc::clone(&tokens), options, pid).await;
         assert_eq!(filling.errors, 0, "every token is accepted");
         tokio::time::sleep(Duration::from_millis(500)).await;
         if filled {
             memory.idle_kib = idle;
-            memory.filled_kib = rss_kib(pid);
+            memory.filled_kib = server.served.rss_kib();
         } else {
-            memory.bounded_kib = rss_kib(pid);
+            memory.bounded_kib = server.served.rss_kib();
         }
         server.stop().await;
     }

@@ -232,15 +232,3 @@ pub(super) fn cpu_ticks(pid: u32) -> u64 {
     };
     field(11) + field(12)
 }
-
-pub(super) fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
