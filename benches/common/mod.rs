@@ -20,8 +20,9 @@ pub const EC_PEM: &str = include_str!("../../tests/fixtures/keys/ec-1.pem");
 /// the cache's entries in the order they were allocated.
 pub const SCATTER: usize = 7_919;
 
-/// The distinct tokens a working-set benchmark steps through: the 10,000 of
-/// `check_10k_tokens` (docs/performance.md), ES256 (quick to mint) with the claims of
+/// The distinct tokens a working-set benchmark steps through: as many as the perf tool's
+/// `check_10k_tokens` (docs/performance.md) sends, though ES256 where that scenario's
+/// are RS256 (ES256 is quick to mint), with the claims of
 /// [`token`]; under `cargo test` (a debug build, each benchmark run once) a hundred show
 /// that it works.
 pub fn working_set() -> Vec<String> {

@@ -188,7 +188,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn h2load_summary_and_log_are_read() {
+    fn h2load_summary_and_log_are_read() {
         let summary = "finished in 2.01s, 49751.24 req/s, 2.10MB/s\n\
                        requests: 100000 total, 100000 started, 100000 done, 99998 succeeded, 2 failed, 0 errored, 0 timeout\n";
         assert_eq!(h2load_rate(summary), Some(49751.24));

@@ -12,6 +12,7 @@
 //! - `preencoded`: gRPC frames encoded once, sent over the `h2` crate's client, each answer
 //!   judged by what it must say;
 //! - `server`: the binary under measurement and what `/proc` says of it;
+//! - `options`: how much the tool runs, and over which transport;
 //! - `keys`, `requests`: the tokens and the requests the scenarios send;
 //! - `load`: calls in flight, their latencies and the server's CPU per call;
 //! - `scenarios`: the floor, the cached call, the working set, new tokens;

@@ -1,5 +1,6 @@
-//! The server under measurement: the real binary in its own process, pinned to CPU 0, its
-//! configuration written for the run, and what `/proc` says of it.
+//! The server under measurement: the real binary in its own process (pinned to CPU 0 when
+//! the options ask for it and `taskset` is there), its configuration written for the run,
+//! and what `/proc` says of it.
 
 use std::path::Path;
 use std::process::Command;
