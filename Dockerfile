@@ -13,7 +13,7 @@ RUN rustup component add llvm-tools
 COPY . .
 # Profile-guided (scripts/pgo-build.sh): an instrumented build serves the load generator's
 # scenarios on loopback, then the release build is laid out by what it counted; about a
-# third less CPU per call (docs/performance.md, "The profile-guided build"). It takes about
+# third less CPU per call (docs/performance-log.md, "The profile-guided build"). It takes about
 # three times as long: `--build-arg PGO=0` builds the plain release binary.
 ARG PGO=1
 RUN if [ "$PGO" = 1 ]; then \

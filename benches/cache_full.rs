@@ -4,7 +4,7 @@
 //! `jsonwebtoken::decode` of the same tokens, the cold path's yardstick. Under a steady
 //! stream of new tokens a server's cache is full, and each new token evicts another or is
 //! refused by the cache's admission: this is the in-process half of the perf tool's
-//! `--paired-cold` (docs/performance.md, "A new token into a full cache").
+//! `--paired-cold` (docs/performance-log.md, "A new token into a full cache").
 //!
 //! Rounds of three batches, one per case, their order turning from round to round, so the
 //! machine's drift falls on each alike; a line per round, then the medians.

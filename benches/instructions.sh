@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions the server executes per call, counted by valgrind (cachegrind). Unlike time,
 # the count barely moves with what else runs on the machine, so it is the figure to compare
-# two builds by on a shared or virtual host (docs/performance.md, "Counting instructions").
+# two builds by on a shared or virtual host (docs/performance-log.md, "Counting instructions").
 #
 # Runs examples/perf three times against the release binary under cachegrind, CALLS calls
 # per scenario: the Health floor alone, the floor alone with twice the calls, and the floor

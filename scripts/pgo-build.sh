@@ -10,7 +10,7 @@
 #   3. llvm-profdata merges the counts;
 #   4. the release build again, with -Cprofile-use: hot code laid out together, inlined and
 #      branched by the counts, cold code kept small.
-# docs/performance.md ("The profile-guided build") has what it gains and what it costs.
+# docs/performance-log.md ("The profile-guided build") has what it gains and what it costs.
 #
 # Usage: scripts/pgo-build.sh [OUT]        (default: target/pgo/smart-authz)
 # llvm-profdata must read the raw profiles of the compiler's LLVM: the toolchain's own

@@ -13,7 +13,7 @@ use smart_authz::mint::{MintArgs, mint};
 
 /// mimalloc instead of glibc's malloc: a call allocates and frees dozens of small blocks
 /// (a JSON resource hundreds), and glibc spent a third of a 5 KB resource's decision in
-/// its own bookkeeping (docs/performance.md, "The allocator"). The library leaves the
+/// its own bookkeeping (docs/performance-log.md, "The allocator"). The library leaves the
 /// choice to whoever embeds it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -136,7 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The async runtime for the CPUs the process may use (its affinity and cgroup quota: what a
 /// container is given). With one, a current-thread runtime: every task on this thread, no
 /// worker to wake or hand tasks to, which cost `Health/Check` about a third of its server
-/// CPU and a cached `CheckAccess` about a quarter (docs/performance.md, "One CPU, one
+/// CPU and a cached `CheckAccess` about a quarter (docs/performance-log.md, "One CPU, one
 /// thread"). With more, one worker per CPU: a second worker on one CPU only wakes and
 /// preempts the first. Either way a long piece of work (filtering a large answer, a large
 /// batch) holds its thread, as one worker did; bodies over 64 KiB are parsed on the blocking

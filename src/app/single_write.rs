@@ -4,7 +4,7 @@
 //! a larger one as a separate buffer that must be flushed before any other frame is
 //! buffered. The threshold is 256 bytes on a connection with vectored writes and 1 KB on one
 //! without. A `CheckAccess` answer is a few hundred bytes: chained, its trailers went out in
-//! a second write of their own, which doubled the kernel time per call (docs/performance.md:
+//! a second write of their own, which doubled the kernel time per call (docs/performance-log.md:
 //! 2.0 writes per call against 0.96 for `Health/Check`). Declaring the connection without
 //! vectored writes keeps answers up to 1 KB in the buffer with their trailers; writing one
 //! buffer instead of two costs nothing.

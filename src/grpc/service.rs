@@ -193,7 +193,7 @@ where
 /// Written without `#[async_trait]`, whose `async` block would hold the request twice beside
 /// the observed call: each method boxes its observed call directly. Every call builds and
 /// copies its future, 1.5 KB for `CheckAccess` where the block was 3.4 KB
-/// (docs/performance.md, "Futures copied per call"). Only `CheckAccess`, the hot path, is
+/// (docs/performance-log.md, "Futures copied per call"). Only `CheckAccess`, the hot path, is
 /// also kept from holding its message twice; the other messages are small or rarer.
 impl AuthzService for AuthzGrpc {
     fn check_access<'s, 'f>(

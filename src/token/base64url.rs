@@ -4,7 +4,7 @@
 //! Decoded with base64-simd, which reads many characters at once: the segments of a new
 //! RS256 token are about 860 characters of base64, and a decoder reading one character at a
 //! time spent 8 instructions on each of them where this one spends under 2
-//! (docs/performance.md, "Fewer instructions around a new token's signature").
+//! (docs/performance-log.md, "Fewer instructions around a new token's signature").
 //!
 //! Strict as RFC 7515 §2 asks: no padding, no whitespace, no character of another alphabet,
 //! and the bits the last character leaves over must be zero, so a segment has one spelling

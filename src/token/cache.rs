@@ -122,7 +122,7 @@ const ENTRY_OVERHEAD: usize = 470;
 /// What glibc's malloc spends for `size` bytes: an 8-byte header, rounded up to 16, at
 /// least 32; nothing for an empty buffer, which allocates nothing. The service's binary
 /// allocates with mimalloc, whose size classes spend less on these entries overall (903
-/// bytes per cached token against glibc's 1,024, docs/performance.md), so there the bound
+/// bytes per cached token against glibc's 1,024, docs/performance-log.md), so there the bound
 /// is met with room to spare; glibc is the allocator of whoever embeds the library.
 fn allocation(size: usize) -> usize {
     if size == 0 {

@@ -25,7 +25,7 @@ impl IntrospectionClaims {
     /// token was accepted on the claims that decide, and introspection only reports).
     /// One pass over the members: most of these claims are absent from a token, and a
     /// look-up of each would compare its name with every member's, on every new token
-    /// (docs/performance.md, "Fewer instructions around a new token's signature").
+    /// (docs/performance-log.md, "Fewer instructions around a new token's signature").
     pub fn read(claims: &Map<String, Value>) -> Self {
         let text = |value: &Value| value.as_str().map(Box::from);
         let mut read = IntrospectionClaims::default();

@@ -712,7 +712,7 @@ pub fn bearer_token(raw_token: &str) -> Result<&str, TokenError> {
 /// Whether `text` holds an ASCII whitespace byte anywhere. Every new token is scanned whole,
 /// so the scan reads bytes (an ASCII byte is never part of a longer UTF-8 sequence) and
 /// does not stop at the first hit, which lets the compiler compare many bytes at once:
-/// about 1 instruction per byte, where a scan of `char`s took 10 (docs/performance.md,
+/// about 1 instruction per byte, where a scan of `char`s took 10 (docs/performance-log.md,
 /// "Fewer instructions around a new token's signature").
 fn has_ascii_whitespace(text: &str) -> bool {
     text.bytes()

@@ -4,7 +4,7 @@
 //! A JWK's RSA key is its modulus and exponent; checking a signature with them means
 //! building and checking the key, and its Montgomery context, first. aws-lc keeps them in a
 //! parsed key: a cold RS256 token costs 6 to 7 µs less through the authenticator, a fifth of
-//! it (docs/performance.md, "Keys parsed once"). The algorithms and their aws-lc
+//! it (docs/performance-log.md, "Keys parsed once"). The algorithms and their aws-lc
 //! parameters are those jsonwebtoken's own aws-lc provider uses (RSA keys of 2048 to 8192
 //! bits, RFC 7518 §3.3, checked at each verification), and a test holds the two to the same
 //! verdicts.

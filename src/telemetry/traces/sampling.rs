@@ -3,7 +3,7 @@
 //! `tracing-opentelemetry` gathers a span's attributes from the moment it opens and asks the
 //! SDK's sampler only when the span starts, at its end (or when its context is first read).
 //! An RPC whose trace was then dropped had paid for all of it: about 4 µs, as much as the
-//! rest of a cached `CheckAccess` in process (docs/performance.md, "Traces sampled when the
+//! rest of a cached `CheckAccess` in process (docs/performance-log.md, "Traces sampled when the
 //! call arrives"). So [`verdict`] asks the same sampler first, with what the SDK will give
 //! it:
 //! - under the caller's `traceparent`, the parent context and its trace id: the SDK's

@@ -7,7 +7,7 @@
 //! generator's one CPU busier than the server's, so the server waited for calls and the
 //! ratio measured the generator. With the frame ready and h2's client alone, each call
 //! costs the generator less than it costs the server, as h2load's pre-encoded frames do
-//! (docs/performance.md, "The load generator at its limit").
+//! (docs/performance-log.md, "The load generator at its limit").
 
 use prost::Message;
 use prost::bytes::Bytes;
