@@ -9,7 +9,7 @@
 //! layers this replaces (the timer, the span, the upstream count) made the 2.4 KB future of
 //! a `CheckAccess` handler a 13.3 KB one (`-Zprint-type-sizes`), which every call built on
 //! the stack and copied into its box: 2.7% of a cached call's server CPU in `memmove`
-//! (docs/performance.md).
+//! (docs/performance-log.md, "What the profile shows").
 
 use std::borrow::Borrow;
 use std::future::Future;

@@ -17,8 +17,8 @@ use super::scenarios::{check_cached, check_cold, flood};
 use super::server::{CacheState, Server};
 use crate::median::median;
 
-/// What the cache weighs an entry of these tokens at (docs/performance-log.md, "the shared
-/// case"): a cache of `b` bytes holds about `b / 1,062` of them.
+/// What the cache weighs an entry of these tokens at (docs/performance-log.md, "What the
+/// profile shows", the shared case): a cache of `b` bytes holds about `b / 1,062` of them.
 pub(super) const WEIGHED_ENTRY_BYTES: u64 = 1_062;
 
 /// The rounds of [`paired_cold`] and the cache they ran against.
