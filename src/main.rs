@@ -13,8 +13,8 @@ use smart_authz::mint::{MintArgs, mint};
 
 /// mimalloc instead of glibc's malloc: a call allocates and frees dozens of small blocks
 /// (a JSON resource hundreds), and glibc spent a third of a 5 KB resource's decision in
-/// its own bookkeeping (docs/performance-log.md, "What the profile shows", the allocator). The library leaves the
-/// choice to whoever embeds it.
+/// its own bookkeeping (docs/performance-log.md, "What the profile shows", the allocator).
+/// The library leaves the choice to whoever embeds it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
