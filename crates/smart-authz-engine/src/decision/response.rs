@@ -9,7 +9,8 @@
 //! its type may be granted by `s` as well as `r`, [`Engine::decide_search_match`]):
 //! - a Bundle (searchset, history, an operation's answer) loses the entries that fail;
 //!   `total` is removed when any did (the count would tell how many resources of others
-//!   matched), and a searchset gains an `OperationOutcome` entry with `search.mode =
+//!   matched), or when it is not the count of the matches shown (a page, `_summary=count`,
+//!   none shown), and a searchset gains an `OperationOutcome` entry with `search.mode =
 //!   outcome` saying that entries were withheld (other Bundle types may not carry `search`,
 //!   FHIR R4 bundle invariant bdl-2);
 //! - the answer to a batch or transaction keeps one entry per request entry, in order: one
@@ -359,13 +360,15 @@ impl Engine {
             .is_some_and(|issues| !is_plain_outcome(issues))
             && bundle.remove("issues").is_some();
         // `total` counts what matched on the server, on every page: kept only when it is the
-        // matches this answer shows, none withheld. Otherwise it would tell how many resources
-        // of others matched (another page, `_summary=count`, an entry withheld).
+        // matches this answer shows, none withheld, and there are some. Otherwise it would
+        // tell how many resources of others matched (another page, `_summary=count`, an entry
+        // withheld), and a total of 0 kept where any other goes would tell whether any did.
         let shown = verdicts
             .iter()
             .filter(|verdict| verdict.kept && verdict.mode == EntryMode::Match)
             .count();
-        let vouched = bundle.get("total").and_then(Value::as_u64) == u64::try_from(shown).ok();
+        let vouched =
+            shown > 0 && bundle.get("total").and_then(Value::as_u64) == u64::try_from(shown).ok();
         let total_removed = (withheld > 0 || !vouched) && bundle.remove("total").is_some();
         if withheld > 0 && bundle_type == "searchset" {
             kept.push(withheld_outcome());

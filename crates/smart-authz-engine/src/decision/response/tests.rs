@@ -551,6 +551,17 @@ fn a_total_the_answer_does_not_show_is_removed() {
     );
     assert!(filtered.is_allowed());
     assert_eq!(filtered.body.get("total"), None);
+    // Nor a count of nothing: kept where a count of something goes, it would tell whether
+    // anyone's resources matched.
+    let none = json!({ "resourceType": "Bundle", "type": "searchset", "total": 0 });
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation?code=http://loinc.org|75622-1&_summary=count",
+        none,
+    );
+    assert!(filtered.is_allowed());
+    assert_eq!(filtered.body.get("total"), None);
+    assert!(filtered.rewritten);
     // A page of a longer search: the other pages are not seen.
     let mut page = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
     page["total"] = json!(40);
