@@ -365,6 +365,20 @@ async fn writes_that_may_create_a_patient_and_trimmed_answers_are_refused() {
     server.stop().await;
 }
 
+/// The same pipeline as on the gRPC face: a reverse chain on a type outside the Patient
+/// compartment is refused before the FHIR server runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_reaching_other_patients_through_other_resources_are_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    let path = "/fhir/R4/Medication?_has:MedicationRequest:medication:patient=Patient/456";
+    let response = envoy_check(&server, check_request("GET", path, Some(&token), &[], None)).await;
+    let (_, outcome) = denied_response(&response, 400);
+    assert!(outcome.to_string().contains("_has"), "{outcome}");
+    server.stop().await;
+}
+
 /// Through Envoy a history is allowed with the compartment in its constraints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_are_allowed_with_the_compartment_constraint() {

@@ -269,6 +269,49 @@ async fn writes_that_may_create_a_patient_and_trimmed_answers_are_denied() {
     server.stop().await;
 }
 
+/// Under patient/ scopes a search parameter that reads other resources is refused where the
+/// compartment confines nothing (a type outside it, every type), and a reverse chain naming
+/// another patient is denied anywhere: the answer would not show whose records it asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_reaching_other_patients_through_other_resources_are_denied() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/*.rs", "123");
+    for (path, expected) in [
+        (
+            "Medication?_has:MedicationRequest:medication:patient=Patient/456",
+            pb::Reason::UnsupportedRequest,
+        ),
+        (
+            "?_has:Encounter:location:patient=456",
+            pb::Reason::UnsupportedRequest,
+        ),
+        ("Medication?_list=List/l9", pb::Reason::UnsupportedRequest),
+        ("Device?patient.name=Smith", pb::Reason::UnsupportedRequest),
+        (
+            "Observation?_filter=subject%20eq%20Patient/456",
+            pb::Reason::UnsupportedRequest,
+        ),
+        (
+            "Observation?_has:Provenance:target:agent=Patient/456",
+            pb::Reason::OutsideCompartment,
+        ),
+    ] {
+        let answer = server.check(&token, "GET", path).await;
+        assert_eq!(decision(&answer), pb::Decision::Deny, "{path}");
+        assert_eq!(reason(&answer), expected, "{path}");
+    }
+    let own = server
+        .check(
+            &token,
+            "GET",
+            "Patient?_has:Observation:patient:code=1234-5",
+        )
+        .await;
+    assert_eq!(decision(&own), pb::Decision::Allow);
+    server.stop().await;
+}
+
 /// A resource outside the Patient compartment is denied under patient/ scopes when any
 /// reference it carries names another patient: a Binary's securityContext, the Composition
 /// of a document Bundle.

@@ -20,6 +20,7 @@ mod compartment;
 mod conditions;
 mod grants;
 mod operations;
+mod reach;
 mod search;
 
 /// The decision engine, configured by a [`Policy`]. Cheap to share: it holds only the policy.

@@ -193,10 +193,17 @@ impl Session<'_> {
 
     /// [`Self::check_not_trimmed`] for a search of every type under `patient/*`: its answer
     /// may hold types outside the compartment unless the policy keeps them out, or the search
-    /// is the compartment's own (`Patient/123/*`), which holds only its members.
+    /// is the patient's own compartment (`Patient/123/*`; another patient's is refused before),
+    /// which holds only its members. Another compartment's (`Practitioner/7/*`) holds types
+    /// outside the Patient compartment (R4 MessageHeader, Linkage, ...).
     pub(super) fn check_untyped_search_not_trimmed(&self) -> Result<(), Refusal> {
+        let own_compartment = self
+            .request
+            .compartment
+            .as_ref()
+            .is_some_and(|compartment| compartment.compartment_type == "Patient");
         if self.policy.non_compartment_types == NonCompartmentAccess::Deny
-            || self.request.compartment.is_some()
+            || own_compartment
             || !self.trims_answers()
         {
             return Ok(());
@@ -237,12 +244,15 @@ impl Session<'_> {
     }
 
     /// Denies a search that names another patient: a compartment search on another Patient,
-    /// or a reference parameter that can target Patient with another patient's id.
+    /// a reference parameter that can target Patient with another patient's id, or a
+    /// parameter that reads other resources where no compartment confines the answer
+    /// ([`Self::check_reach`]).
     pub(super) fn check_search_names_only(
         &self,
         patient: &str,
         resource_type: &str,
     ) -> Result<(), Refusal> {
+        self.check_reach(patient, resource_type)?;
         let request = self.request;
         if let Some(compartment) = &request.compartment
             && compartment.compartment_type == "Patient"
@@ -285,7 +295,7 @@ impl Session<'_> {
     /// the whole reference of a Patient on another server (its base URLs known), or a value
     /// with a `/` that is no readable reference. A bare id on a parameter that can target
     /// Patient counts as a Patient id (fail closed).
-    fn other_patient_named<'v>(
+    pub(super) fn other_patient_named<'v>(
         &self,
         name: &str,
         value: &'v str,

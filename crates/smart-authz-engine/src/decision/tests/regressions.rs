@@ -787,6 +787,114 @@ pub fn cases() -> Vec<Case> {
                 json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}),
             ))
             .allow(),
+        // A search's parameters that read other resources (docs/semantics.md, "Parameters
+        // that reach other resources"): on a type the compartment does not confine they
+        // question other patients' records, and nothing in the answer shows it.
+        case(S3P, "a reverse chain on a type outside the compartment naming another patient")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Medication?_has:MedicationRequest:medication:patient=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a reverse chain on a type outside the compartment, even naming no one")
+            .scopes("patient/Location.s")
+            .patient("123")
+            .line("GET", "Location?_has:Encounter:location:status=finished")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a reverse chain on a search of every type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_has:MedicationRequest:medication:patient=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a reverse chain listing an outside type in _type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_type=Practitioner&_has:Observation:performer:subject=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a reverse chain on a compartment type is confined by the compartment")
+            .scopes("patient/Patient.rs")
+            .patient("123")
+            .line("GET", "Patient?_has:Observation:patient:code=1234-5")
+            .allow()
+            .compartment("Patient/123"),
+        case(S3P, "a reverse chain on a compartment type may not name another patient")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?_has:Provenance:target:agent=Patient/456")
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a nested reverse chain is read to its last parameter")
+            .scopes("patient/Patient.rs")
+            .patient("123")
+            .line(
+                "GET",
+                "Patient?_has:Observation:patient:_has:AuditEvent:entity:agent=Patient/456",
+            )
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a reverse chain naming the patient in context")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?_has:Provenance:target:agent=Patient/123")
+            .allow()
+            .compartment("Patient/123"),
+        case(S3P, "a reverse chain through an unknown type")
+            .scopes("patient/Patient.rs")
+            .patient("123")
+            .line("GET", "Patient?_has:Nope:patient:code=1")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a reverse chain cut short")
+            .scopes("patient/Patient.rs")
+            .patient("123")
+            .line("GET", "Patient?_has:Observation:patient=1")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "_list on a type outside the compartment")
+            .scopes("patient/Medication.rs")
+            .patient("123")
+            .line("GET", "Medication?_list=List/l9")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "_list on a compartment type is confined by the compartment")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?_list=List/l9")
+            .allow()
+            .compartment("Patient/123"),
+        case(S3P, "a chain on an outside type through a reference to a patient")
+            .scopes("patient/Device.rs")
+            .patient("123")
+            .line("GET", "Device?patient.name=Smith")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain on an outside type that stays outside the compartment")
+            .scopes("patient/PractitionerRole.rs")
+            .patient("123")
+            .line("GET", "PractitionerRole?practitioner.name=Smith")
+            .allow(),
+        case(S3P, "_filter cannot be read, so it is refused")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?_filter=subject%20eq%20Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3U, "user/ scopes leave reverse chains to the user's permissions")
+            .scopes("user/Medication.rs")
+            .fhir_user("Practitioner/7")
+            .line("GET", "Medication?_has:MedicationRequest:medication:patient=Patient/456")
+            .allow(),
+        case(
+            S3P,
+            "another compartment's search of every type, trimmed, may hide another patient",
+        )
+        .scopes("patient/*.rs")
+        .patient("123")
+        .line("GET", "Practitioner/pr7/*?_elements=event,source")
+        .deny(Reason::UnsupportedRequest),
+        case(S3P, "another compartment's search of every type, summarised")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Device/d1/*?_summary=true")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "another compartment's search of every type, untrimmed")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Practitioner/pr7/*")
+            .allow()
+            .compartment("Patient/123"),
     ]
 }
 

@@ -1,0 +1,161 @@
+//! Search parameters that select through resources other than the searched one, under
+//! patient/ scopes (docs/semantics.md §3 "patient/", "Parameters that reach other resources").
+//!
+//! The compartment constraint limits what a search returns, not what its parameters read.
+//! On a type in the Patient compartment that is enough: whatever a parameter reads, only the
+//! patient's own resources come back. On a type outside it (Medication, Location,
+//! Practitioner, ...), or a search of every type, nothing limits the answer, and a
+//! parameter that reads other resources turns the search into a question about them:
+//! `Medication?_has:MedicationRequest:medication:patient=456` lists another patient's
+//! medications, and no resource in the answer points to that patient, so the check of the
+//! answer cannot catch it either. Those parameters are refused there; a reverse chain on a
+//! compartment type is read, and refused when it names another patient, as a plain
+//! parameter would be.
+
+use super::compartment::SYSTEM_LEVEL;
+use super::{Refusal, Session};
+use crate::decision::Reason;
+
+impl Session<'_> {
+    /// Refuses `_filter` (never read here), and on a search whose answer the compartment
+    /// does not confine: a reverse chain (`_has`), `_list`, and a chain through a reference
+    /// that can reach the Patient compartment. On a confined search, a reverse chain whose
+    /// last parameter names another patient is refused as that parameter would be.
+    pub(super) fn check_reach(&self, patient: &str, resource_type: &str) -> Result<(), Refusal> {
+        let confined = resource_type != SYSTEM_LEVEL
+            && self
+                .version()
+                .patient_compartment_params(resource_type)
+                .is_some();
+        for param in &self.request.params {
+            let name = param.name.as_str();
+            let base = name.split([':', '.']).next().unwrap_or_default();
+            match base {
+                "_filter" => {
+                    return Err(Refusal::new(
+                        Reason::UnsupportedRequest,
+                        "_filter is refused under patient/ scopes: this service does not read its expressions, which can name another patient",
+                    ));
+                }
+                "_has" if !confined => return Err(unconfined(name, resource_type)),
+                "_has" => self.check_reverse_chain(name, &param.value, patient)?,
+                "_list" if !confined => return Err(unconfined(name, resource_type)),
+                _ if !confined
+                    && name.contains('.')
+                    && self.reaches_compartment(resource_type, base) =>
+                {
+                    return Err(unconfined(name, resource_type));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `_has:T:link:param=value` (nested `_has:` allowed before `param`): `param` is a
+    /// parameter of `T`, and a value naming another patient there is refused.
+    fn check_reverse_chain(&self, name: &str, value: &str, patient: &str) -> Result<(), Refusal> {
+        let Some((resource_type, inner)) = reverse_chain_end(name) else {
+            return Err(Refusal::new(
+                Reason::UnsupportedRequest,
+                format!(
+                    "search parameter {name} is no reverse chain this service can read (_has:Type:reference:parameter)"
+                ),
+            ));
+        };
+        if !self.version().is_resource_type(resource_type) {
+            return Err(Refusal::new(
+                Reason::UnsupportedRequest,
+                format!("unknown resource type {resource_type} in search parameter {name}"),
+            ));
+        }
+        match self.other_patient_named(inner, value, patient, resource_type) {
+            Some(other) => Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!("search parameter {name}={value} names another patient ({other})"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the reference parameter `link` of `resource_type` can point into the Patient
+    /// compartment (Patient itself included). An unknown one reaches nothing a server reads.
+    fn reaches_compartment(&self, resource_type: &str, link: &str) -> bool {
+        let version = self.version();
+        version
+            .search_param(resource_type, link)
+            .is_some_and(|definition| {
+                definition.targets.iter().any(|target| {
+                    version.patient_compartment_params(target).is_some()
+                        || matches!(*target, "Any" | "Resource")
+                })
+            })
+    }
+}
+
+/// The refusal of a parameter that reads other resources on a search no compartment confines.
+fn unconfined(name: &str, resource_type: &str) -> Refusal {
+    let searched = if resource_type == SYSTEM_LEVEL {
+        "a search of every type".to_owned()
+    } else {
+        format!("{resource_type}, which is outside the Patient compartment")
+    };
+    Refusal::new(
+        Reason::UnsupportedRequest,
+        format!(
+            "search parameter {name} is refused on {searched} under patient/ scopes: it selects by resources of other patients, which no constraint on the answer can confine"
+        ),
+    )
+}
+
+/// The resource type and parameter a reverse chain ends in: `Observation` and `code` for
+/// `_has:Observation:patient:code`, `AuditEvent` and `agent` for
+/// `_has:Observation:patient:_has:AuditEvent:entity:agent`.
+fn reverse_chain_end(name: &str) -> Option<(&str, &str)> {
+    let mut rest = name;
+    let mut end = None;
+    while let Some(after) = rest.strip_prefix("_has:") {
+        let (resource_type, after) = after.split_once(':')?;
+        let (link, after) = after.split_once(':')?;
+        if resource_type.is_empty() || link.is_empty() {
+            return None;
+        }
+        end = Some(resource_type);
+        rest = after;
+    }
+    let resource_type = end?;
+    (!rest.is_empty() && !rest.starts_with("_has")).then_some((resource_type, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reverse_chain_end;
+
+    #[test]
+    fn a_reverse_chain_is_read_to_its_last_parameter() {
+        assert_eq!(
+            reverse_chain_end("_has:Observation:patient:code"),
+            Some(("Observation", "code"))
+        );
+        assert_eq!(
+            reverse_chain_end("_has:Observation:patient:_has:AuditEvent:entity:agent"),
+            Some(("AuditEvent", "agent"))
+        );
+        assert_eq!(
+            reverse_chain_end("_has:Observation:patient:code:text"),
+            Some(("Observation", "code:text"))
+        );
+        for unreadable in [
+            "_has",
+            "_has:Observation",
+            "_has:Observation:patient",
+            "_has:Observation:patient:",
+            "_has::patient:code",
+            "_has:Observation::code",
+            "_has:Observation:patient:_has",
+            "code",
+        ] {
+            assert_eq!(reverse_chain_end(unreadable), None, "{unreadable}");
+        }
+    }
+}
