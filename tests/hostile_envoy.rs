@@ -59,6 +59,46 @@ async fn a_method_override_is_refused_rather_than_misjudged() {
     server.stop().await;
 }
 
+/// A second token the FHIR server (or a framework before it) could act on instead of the one
+/// decided: in the query or a form body (RFC 6750 §2.2, §2.3), or in a repeated
+/// `Authorization` header, which Envoy joins to the first with `,`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_token_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let other = issuer.patient_token("patient/Observation.rs", "456");
+    let in_query = check_request(
+        "GET",
+        &format!("/fhir/R4/Observation?access_token={other}"),
+        Some(&token),
+        &[],
+        None,
+    );
+    let (_, outcome) = denied_response(&envoy_check(&server, in_query).await, 400);
+    assert!(outcome.to_string().contains("access_token"), "{outcome}");
+    let in_body = with_raw_body(
+        check_request(
+            "POST",
+            "/fhir/R4/Observation/_search",
+            Some(&token),
+            &[],
+            None,
+        ),
+        &format!("code=x&access_token={other}"),
+    );
+    denied_response(&envoy_check(&server, in_body).await, 400);
+    let joined = check_request(
+        "GET",
+        "/fhir/R4/Observation/1",
+        None,
+        &[("authorization", &format!("Bearer {token},Bearer {other}"))],
+        None,
+    );
+    denied_response(&envoy_check(&server, joined).await, 401);
+    server.stop().await;
+}
+
 /// The token is judged before the body is read: a caller without a valid token learns
 /// nothing about its body, and costs no parsing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

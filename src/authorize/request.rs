@@ -2,7 +2,8 @@
 //! sees, with the headers that could make it run something else.
 
 use crate::fhir::request_line::{
-    MAX_QUERY_PARAMS, MAX_REQUEST_LINE_BYTES, parse_query, refuse_method_override,
+    MAX_QUERY_PARAMS, MAX_REQUEST_LINE_BYTES, parse_query, refuse_access_token,
+    refuse_method_override,
 };
 use crate::fhir::{FhirRequest, parse_request_line};
 
@@ -130,6 +131,7 @@ pub fn add_search_body<'h>(
     let form = form.replace('+', "%20");
     let params = parse_query(&form)
         .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
+        .and_then(|params| refuse_access_token(&params).map(|()| params))
         .map_err(|error| refused(&error.to_string()))?;
     if request.params.len() + params.len() > MAX_QUERY_PARAMS {
         return Err(refused(&format!(

@@ -401,10 +401,12 @@ fn check_registered_claims(
         return Err(TokenError::WrongIssuer(config.issuer.clone()));
     }
     let audiences = super::audiences_of(claims)?;
+    // A trailing `/` is no difference, as for introspected tokens and the servers' own
+    // audiences (`VerifiedToken::is_for`).
     if !config.audiences.is_empty()
         && !audiences
             .iter()
-            .any(|audience| config.audiences.contains(audience))
+            .any(|audience| super::names_one_of(audience, &config.audiences))
     {
         return Err(TokenError::WrongAudience);
     }

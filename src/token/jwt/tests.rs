@@ -260,8 +260,16 @@ fn registered_claims_follow_the_issuers_rules() {
         ),
         Err(TokenError::WrongIssuer("https://issuer.example".to_owned()))
     );
+    // A trailing `/` spells the same base URL (`names_one_of`, as for introspection).
+    assert!(
+        check(
+            &config,
+            serde_json::json!({"aud": "https://fhir.example/r4/"})
+        )
+        .is_ok()
+    );
     for elsewhere in [
-        serde_json::json!("https://fhir.example/r4/"),
+        serde_json::json!("https://fhir.example/r4x"),
         serde_json::json!(["https://attacker.example"]),
         serde_json::json!([]),
     ] {

@@ -284,6 +284,19 @@ async fn refuses_a_token_for_another_audience() {
     ));
 }
 
+/// A trailing `/` spells the same FHIR base URL (SMART App Launch 2.2, `aud`), for a JWT as
+/// for an introspected token and a server's own audiences.
+#[tokio::test]
+async fn a_trailing_slash_is_no_other_audience() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let other_spelling = match AUDIENCE.strip_suffix('/') {
+        Some(bare) => bare.to_owned(),
+        None => format!("{AUDIENCE}/"),
+    };
+    let claims = with(claims(), json!({"aud": other_spelling}));
+    assert!(authenticator.authenticate(&rs256(&claims)).await.is_ok());
+}
+
 #[tokio::test]
 async fn refuses_an_unknown_issuer() {
     let authenticator = authenticator(vec![inline_issuer()]).await;
@@ -912,6 +925,23 @@ async fn scope_and_scp_must_agree() {
         refusal(&authenticator, &rs256(&differing)).await,
         TokenError::Malformed(_)
     ));
+    // Compared as the scope parser reads `scope` (split at spaces only): a tab makes one
+    // invalid scope here, where a server reading `scp` sees two.
+    let tabbed = with(
+        claims(),
+        json!({"scope": "launch/patient\tpatient/Observation.rs",
+               "scp": ["launch/patient", "patient/Observation.rs"]}),
+    );
+    assert!(matches!(
+        refusal(&authenticator, &rs256(&tabbed)).await,
+        TokenError::Malformed(_)
+    ));
+    let spaced = with(
+        claims(),
+        json!({"scope": "launch/patient  patient/Observation.rs",
+               "scp": "patient/Observation.rs launch/patient"}),
+    );
+    assert!(authenticator.authenticate(&rs256(&spaced)).await.is_ok());
 }
 
 #[tokio::test]
@@ -934,22 +964,43 @@ async fn only_the_bearer_scheme_carries_a_token() {
 }
 
 #[test]
-fn whitespace_is_found_anywhere_in_a_token_and_only_ascii_whitespace_counts() {
-    let token = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lzc3VlciJ9.c2ln".repeat(20);
-    assert!(!has_ascii_whitespace(&token));
-    for whitespace in [' ', '\t', '\n', '\x0C', '\r'] {
+fn a_token_is_one_b64token_and_any_other_byte_anywhere_is_found() {
+    let token = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lzc3VlciJ9.c2ln-_~+/".repeat(20);
+    assert!(is_b64token(&token));
+    assert!(is_b64token(&format!("{token}==")));
+    assert!(is_b64token("0123456789abcdefABCDEF"));
+    for refused in ["", "==", "a=b", "=a"] {
+        assert!(!is_b64token(refused), "{refused:?}");
+    }
+    // Whitespace left by another scheme, the `,` of two joined headers, quotes, controls,
+    // non-ASCII (whose UTF-8 bytes never look like a token byte).
+    for other in [
+        ' ', '\t', '\n', '\x0B', '\x0C', '\r', ',', ';', '"', ':', '\0', '\u{7F}', '\u{A0}',
+        '\u{2003}',
+    ] {
         for at in [0, 1, 31, 32, 33, token.len() / 2, token.len()] {
-            let mut spaced = token.clone();
-            spaced.insert(at, whitespace);
-            assert!(has_ascii_whitespace(&spaced), "{whitespace:?} at {at}");
+            let mut spoiled = token.clone();
+            spoiled.insert(at, other);
+            assert!(!is_b64token(&spoiled), "{other:?} at {at}");
         }
     }
-    // As `char::is_ascii_whitespace` reads them: a vertical tab and Unicode spaces are not
-    // ASCII whitespace, and their UTF-8 bytes never look like it.
-    for other in ['\x0B', '\u{A0}', '\u{2003}', '\u{3000}'] {
+}
+
+#[tokio::test]
+async fn two_joined_authorization_headers_are_no_token() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let token = rs256(&claims());
+    // Envoy joins repeated headers with `,`: ext_authz sees one value holding both.
+    for header in [
+        format!("Bearer {token},{token}"),
+        format!("Bearer {token},Bearer {token}"),
+    ] {
         assert!(
-            !has_ascii_whitespace(&format!("{token}{other}{token}")),
-            "{other:?}"
+            matches!(
+                refusal(&authenticator, &header).await,
+                TokenError::Malformed(ref message) if message.contains("b64token")
+            ),
+            "{header}"
         );
     }
 }

@@ -107,6 +107,11 @@ pub enum RequestLineError {
     /// A `_method` parameter naming another method than the request's.
     #[error("_method={method:?} is not accepted: send the method itself")]
     MethodOverride { method: String },
+    /// An `access_token` parameter: a token sent in the query or a form body.
+    #[error(
+        "access_token is not accepted in the query or a form body: send the token in the Authorization header only"
+    )]
+    AccessTokenParameter,
 }
 
 /// The HTTP methods the FHIR RESTful API defines interactions for.
@@ -176,6 +181,7 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
     }
     let params = parse_query(query)?;
     refuse_method_override(method.as_str(), &params)?;
+    refuse_access_token(&params)?;
     let segments = split_path_segments(path_part)?;
     let has_query = !params.is_empty();
     let request = match method {
@@ -248,6 +254,20 @@ pub fn refuse_method_override(
             method: excerpt(&param.value),
         }),
         None => Ok(()),
+    }
+}
+
+/// Refuses an `access_token` parameter (in the query or a form body). The service reads the
+/// token of the `Authorization` header only; a server (or a framework before it) that reads
+/// this one (RFC 6750 §2.2, §2.3) would act for another token than the one decided on, and
+/// RFC 6750 §2 forbids sending a token more than one way anyway.
+pub fn refuse_access_token(params: &[SearchParam]) -> Result<(), RequestLineError> {
+    match params
+        .iter()
+        .any(|param| param.name.eq_ignore_ascii_case("access_token"))
+    {
+        true => Err(RequestLineError::AccessTokenParameter),
+        false => Ok(()),
     }
 }
 

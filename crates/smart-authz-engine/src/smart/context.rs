@@ -133,16 +133,25 @@ impl TokenContext {
             (None, Some(_)) => return Err(ClaimsError::WrongType("scp")),
             (None, None) => ScopeClaim::List(Vec::new()),
         };
+        // Compared as the scope parser reads them (split at U+0020 only, empty items
+        // skipped): `"a\tb"` beside `["a", "b"]` is one invalid scope here and two scopes to
+        // a server reading `scp`, a conflict.
         if let (ScopeClaim::Text(scope), Some(scp)) = (&claim, claims.scp) {
-            let mut granted: Vec<&str> = scope.split_ascii_whitespace().collect();
+            fn items(text: &str) -> impl Iterator<Item = &str> {
+                text.split(' ').filter(|item| !item.is_empty())
+            }
+            let mut granted: Vec<&str> = items(scope).collect();
             let mut also: Vec<&str> = match scp {
                 Value::Null => granted.clone(),
-                Value::String(text) => text.split_ascii_whitespace().collect(),
+                Value::String(text) => items(text).collect(),
                 Value::Array(items) => items
                     .iter()
                     .map(Value::as_str)
                     .collect::<Option<Vec<&str>>>()
-                    .ok_or(ClaimsError::WrongType("scp"))?,
+                    .ok_or(ClaimsError::WrongType("scp"))?
+                    .into_iter()
+                    .filter(|item| !item.is_empty())
+                    .collect(),
                 _ => return Err(ClaimsError::WrongType("scp")),
             };
             granted.sort_unstable();

@@ -188,6 +188,24 @@ fn head_and_method_case_behave_as_get() {
 }
 
 #[test]
+fn a_token_in_the_query_is_refused() {
+    for (method, path) in [
+        ("GET", "Observation?access_token=eyJ.x.y"),
+        ("GET", "Patient/1?_format=json&ACCESS_TOKEN=abc"),
+        ("POST", "Observation/_search?access_token="),
+        ("DELETE", "Observation?subject=Patient/1&access_token=abc"),
+    ] {
+        assert!(
+            matches!(
+                parse_error(method, path),
+                RequestLineError::AccessTokenParameter
+            ),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
 fn a_method_parameter_naming_another_method_is_refused() {
     for (method, path) in [
         ("GET", "Observation/1?_method=DELETE"),
