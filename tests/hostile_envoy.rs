@@ -99,6 +99,23 @@ async fn a_second_token_is_refused() {
     server.stop().await;
 }
 
+/// HAPI's cascading delete would also remove whatever references the resource decided on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascading_delete_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.crud", "123");
+    for (path, headers) in [
+        ("/fhir/R4/Observation/o1?_cascade=delete", &[][..]),
+        ("/fhir/R4/Observation/o1", &[("x-cascade", "delete")][..]),
+    ] {
+        let request = check_request("DELETE", path, Some(&token), headers, None);
+        let (_, outcome) = denied_response(&envoy_check(&server, request).await, 400);
+        assert!(outcome.to_string().contains("cascad"), "{path}: {outcome}");
+    }
+    server.stop().await;
+}
+
 /// The token is judged before the body is read: a caller without a valid token learns
 /// nothing about its body, and costs no parsing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

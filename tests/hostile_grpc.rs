@@ -398,6 +398,30 @@ async fn resources_with_duplicate_json_members_are_invalid() {
     server.stop().await;
 }
 
+/// A reference given as an array is no reference to the engine, and one to a server that
+/// reads arrays item by item (HAPI): refused, never decided without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_with_a_reference_that_is_not_a_string_are_invalid() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.crus", "123");
+    let mut request = check_http(&token, "POST", "Observation");
+    request.proposed = json_resource(&json!({
+        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "performer": [{"reference": "Patient/123"}],
+        "subject": {"reference": ["Patient/456"]}
+    }));
+    let status = server
+        .client
+        .clone()
+        .check_access(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("reference"), "{status:?}");
+    server.stop().await;
+}
+
 /// The structured form is held to the request line's grammar: one parser for both forms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_requests_are_held_to_the_request_line_grammar() {

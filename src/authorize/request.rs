@@ -2,8 +2,8 @@
 //! sees, with the headers that could make it run something else.
 
 use crate::fhir::request_line::{
-    MAX_QUERY_PARAMS, MAX_REQUEST_LINE_BYTES, parse_query, refuse_access_token,
-    refuse_method_override,
+    MAX_QUERY_PARAMS, MAX_REQUEST_LINE_BYTES, parse_query, refuse_method_override,
+    refuse_unjudged_parameters,
 };
 use crate::fhir::{FhirRequest, parse_request_line};
 
@@ -15,6 +15,9 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+
+/// The header that asks HAPI FHIR for a cascading delete (`_cascade` is its parameter twin).
+pub const CASCADE_HEADER: &str = "x-cascade";
 
 /// An HTTP request as the FHIR server receives it, relative to its FHIR base.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +48,13 @@ impl<'a> HttpLine<'a> {
             return Err(Refusal::InvalidRequest(format!(
                 "method override to {other:?} is not accepted: send the method itself"
             )));
+        }
+        // HAPI's cascading deletes (`X-Cascade: delete`) remove every resource that
+        // references the one deleted, another patient's among them, unseen by the decision.
+        if header(CASCADE_HEADER).is_some() {
+            return Err(Refusal::InvalidRequest(
+                "x-cascade is not accepted: a cascading delete removes resources this service did not decide on".to_owned(),
+            ));
         }
         parse_request_line(self.method, self.path)
             .map_err(|error| Refusal::InvalidRequest(format!("invalid FHIR request: {error}")))
@@ -131,7 +141,7 @@ pub fn add_search_body<'h>(
     let form = form.replace('+', "%20");
     let params = parse_query(&form)
         .and_then(|params| refuse_method_override("POST", &params).map(|()| params))
-        .and_then(|params| refuse_access_token(&params).map(|()| params))
+        .and_then(|params| refuse_unjudged_parameters(&params).map(|()| params))
         .map_err(|error| refused(&error.to_string()))?;
     if request.params.len() + params.len() > MAX_QUERY_PARAMS {
         return Err(refused(&format!(

@@ -125,6 +125,28 @@ fn a_method_override_to_another_method_is_refused() {
 }
 
 #[test]
+fn a_cascading_delete_is_refused() {
+    let line = HttpLine {
+        method: "DELETE",
+        path: "Observation/o1",
+    };
+    let refused = line.read(|header| (header == "x-cascade").then_some("delete"));
+    assert!(
+        matches!(&refused, Err(Refusal::InvalidRequest(message)) if message.contains("x-cascade")),
+        "{refused:?}"
+    );
+    assert!(line.read(|_| None).is_ok());
+    let in_query = HttpLine {
+        method: "DELETE",
+        path: "Observation/o1?_cascade=delete",
+    };
+    assert!(matches!(
+        in_query.read(|_| None),
+        Err(Refusal::InvalidRequest(_))
+    ));
+}
+
+#[test]
 fn only_reads_of_a_public_path_are_public() {
     let public = vec!["/Questionnaire/intake/".to_owned()];
     let get = HttpLine {

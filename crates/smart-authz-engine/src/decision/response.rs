@@ -487,6 +487,10 @@ impl Engine {
             let message = "the resource has no resourceType and id to judge a read by";
             return (resource, dropped(index, reference, mode, message));
         };
+        if let Err(error) = Resource::check_shape(&resource) {
+            let message = error.to_string();
+            return (resource, dropped(index, reference, mode, &message));
+        }
         let read = FhirRequest::new(Interaction::Read)
             .with_type(resource_type)
             .with_id(id);

@@ -112,6 +112,11 @@ pub enum RequestLineError {
         "access_token is not accepted in the query or a form body: send the token in the Authorization header only"
     )]
     AccessTokenParameter,
+    /// A `_cascade` parameter: a delete that would reach resources the decision never saw.
+    #[error(
+        "_cascade is not accepted: a cascading delete removes resources this service did not decide on"
+    )]
+    CascadeParameter,
 }
 
 /// The HTTP methods the FHIR RESTful API defines interactions for.
@@ -181,7 +186,7 @@ pub fn parse_request_line(method: &str, path: &str) -> Result<FhirRequest, Reque
     }
     let params = parse_query(query)?;
     refuse_method_override(method.as_str(), &params)?;
-    refuse_access_token(&params)?;
+    refuse_unjudged_parameters(&params)?;
     let segments = split_path_segments(path_part)?;
     let has_query = !params.is_empty();
     let request = match method {
@@ -257,18 +262,23 @@ pub fn refuse_method_override(
     }
 }
 
-/// Refuses an `access_token` parameter (in the query or a form body). The service reads the
-/// token of the `Authorization` header only; a server (or a framework before it) that reads
-/// this one (RFC 6750 §2.2, §2.3) would act for another token than the one decided on, and
-/// RFC 6750 §2 forbids sending a token more than one way anyway.
-pub fn refuse_access_token(params: &[SearchParam]) -> Result<(), RequestLineError> {
-    match params
-        .iter()
-        .any(|param| param.name.eq_ignore_ascii_case("access_token"))
-    {
-        true => Err(RequestLineError::AccessTokenParameter),
-        false => Ok(()),
+/// Refuses parameters (in the query or a form body) a server or a framework before it acts
+/// on, which no rule here judges:
+/// - `access_token`: the service reads the token of the `Authorization` header only; a
+///   server that reads this one (RFC 6750 §2.2, §2.3) would act for another token than the
+///   one decided on, and RFC 6750 §2 forbids sending a token more than one way anyway;
+/// - `_cascade` (`_cascade=delete`, HAPI's cascading deletes): the delete would also remove
+///   every resource that references the one decided on, another patient's among them.
+pub fn refuse_unjudged_parameters(params: &[SearchParam]) -> Result<(), RequestLineError> {
+    for param in params {
+        if param.name.eq_ignore_ascii_case("access_token") {
+            return Err(RequestLineError::AccessTokenParameter);
+        }
+        if param.name.eq_ignore_ascii_case("_cascade") {
+            return Err(RequestLineError::CascadeParameter);
+        }
     }
+    Ok(())
 }
 
 /// Splits `name=value` at the first `=`, so values may contain `=`; no `=` means an empty value.

@@ -540,6 +540,22 @@ fn a_type_outside_the_compartment_is_read_back_under_patient_scopes() {
     assert!(unread.is_allowed() && !unread.filtered);
 }
 
+/// A server's answer whose reference is an array reads, to the rules, as no reference: the
+/// entry is dropped rather than kept as the patient's.
+#[test]
+fn an_entry_with_a_reference_that_is_not_a_string_is_dropped() {
+    let mut odd = observation("o2", "123", "laboratory");
+    odd["performer"] = json!([{ "reference": ["Patient/456"] }]);
+    let answer = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (odd, "match"),
+    ]);
+    let filtered = filter("patient/Observation.rs", "GET Observation", answer);
+    assert_eq!(filtered.withheld, 1);
+    assert!(!filtered.entries[1].kept);
+    assert!(filtered.entries[0].kept);
+}
+
 #[test]
 fn a_total_the_answer_does_not_show_is_removed() {
     // `_summary=count`: the count of every match on the server, another patient's included.

@@ -10,6 +10,7 @@
 
 mod compartments;
 mod filters;
+mod shape;
 
 use serde_json::Value;
 
@@ -77,6 +78,12 @@ pub enum FactsError {
     NotAnObject,
     #[error("resource has no resourceType")]
     MissingResourceType,
+    /// A member every rule reads as a string given as something else, which a server may
+    /// still read ([`shape`]).
+    #[error(
+        "resource member {name:?} is {kind}, which this service cannot read and a server might"
+    )]
+    UnreadableMember { name: String, kind: &'static str },
 }
 
 impl Resource {
@@ -87,15 +94,26 @@ impl Resource {
         Resource::from_json(value)
     }
 
-    /// Wraps parsed resource JSON, requiring an object with a `resourceType`.
+    /// Wraps parsed resource JSON, requiring an object with a `resourceType` and every
+    /// reference, id and type a string ([`Resource::check_shape`]).
     pub fn from_json(value: Value) -> Result<Self, FactsError> {
         let Value::Object(object) = &value else {
             return Err(FactsError::NotAnObject);
         };
         match object.get("resourceType").and_then(Value::as_str) {
-            Some(resource_type) if !resource_type.is_empty() => Ok(Resource::Json(value)),
+            Some(resource_type) if !resource_type.is_empty() => {
+                Resource::check_shape(&value)?;
+                Ok(Resource::Json(value))
+            }
             _ => Err(FactsError::MissingResourceType),
         }
+    }
+
+    /// Refuses JSON in which a `reference` is neither a string nor an object, or an `id` or
+    /// `resourceType` is not a string, at any depth: the rules would read no value where a
+    /// server may read one ([`shape`]).
+    pub fn check_shape(value: &Value) -> Result<(), FactsError> {
+        shape::check_shape(value)
     }
 
     /// The JSON's `resourceType`; `None` for precomputed facts.

@@ -127,6 +127,53 @@ fn from_json_bytes_requires_an_object_with_a_resource_type() {
     assert_eq!((facts.resource_type(), facts.id()), (None, None));
 }
 
+/// A reference, id or type the rules would read as absent, where a server (HAPI reads an
+/// array item by item) reads a value: refused, at any depth.
+#[test]
+fn members_read_as_strings_must_be_strings() {
+    for (json, name) in [
+        (
+            r#"{"resourceType":"Observation","subject":{"reference":["Patient/456"]}}"#,
+            "reference",
+        ),
+        (
+            r#"{"resourceType":"Observation","performer":[{"reference":7}]}"#,
+            "reference",
+        ),
+        (
+            r#"{"resourceType":"Observation","subject":{"reference":null}}"#,
+            "reference",
+        ),
+        (r#"{"resourceType":"Observation","id":["o2"]}"#, "id"),
+        (
+            r#"{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":1}]}"#,
+            "id",
+        ),
+        (
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":["Patient"]}}]}"#,
+            "resourceType",
+        ),
+        (
+            r#"{"resourceType":"Observation","extension":[{"url":"x","valueReference":{"reference":true}}]}"#,
+            "reference",
+        ),
+    ] {
+        match Resource::from_json_bytes(json.as_bytes()) {
+            Err(FactsError::UnreadableMember { name: refused, .. }) => {
+                assert_eq!(refused, name, "{json}")
+            }
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+    // A string, or an object where R5's CodeableReference holds a Reference.
+    for json in [
+        r#"{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/123"}}"#,
+        r#"{"resourceType":"MedicationStatement","reason":[{"reference":{"reference":"Condition/c1"}}]}"#,
+    ] {
+        assert!(Resource::from_json_bytes(json.as_bytes()).is_ok(), "{json}");
+    }
+}
+
 #[test]
 fn observation_is_in_the_compartments_of_subject_and_performer() {
     for version in FhirVersion::ALL {

@@ -206,6 +206,23 @@ fn a_token_in_the_query_is_refused() {
 }
 
 #[test]
+fn a_cascading_delete_is_refused() {
+    for (method, path) in [
+        ("DELETE", "Observation/o1?_cascade=delete"),
+        ("DELETE", "Observation?subject=Patient/1&_CASCADE=delete"),
+        ("GET", "Observation/o1?_cascade="),
+    ] {
+        assert!(
+            matches!(
+                parse_error(method, path),
+                RequestLineError::CascadeParameter
+            ),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
 fn a_method_parameter_naming_another_method_is_refused() {
     for (method, path) in [
         ("GET", "Observation/1?_method=DELETE"),
