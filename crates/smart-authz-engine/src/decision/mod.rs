@@ -105,9 +105,11 @@ pub struct Grant {
     /// `performer` for Observation), for the server to build the compartment filter.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub compartment_params: Vec<String>,
-    /// For a type never in the Patient compartment (e.g. R4 Device) under a `patient/`
-    /// scope: the reference parameters through which a result must not point to a patient
-    /// other than the one in context, when the engine could not check it itself.
+    /// Under a `patient/` scope, the reference parameters through which a resource must not
+    /// point to a patient other than the one in context, when the engine could not check it
+    /// itself: for a type never in the Patient compartment (e.g. R4 Device), what a result may
+    /// not name; for a write decided without its new version, what the written resource may
+    /// not name (its compartment parameters; `link` for a Patient), §3.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude_other_patients_via: Vec<String>,
     /// Granular filters still to apply: AND of the items, OR inside an item's values.

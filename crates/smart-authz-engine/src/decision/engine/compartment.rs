@@ -51,10 +51,12 @@ impl Session<'_> {
             self.check_search_names_only(patient, resource_type)?;
         }
         let mut verified = true;
+        let mut new_version_unseen = false;
         let mut stored_members: Vec<String> = Vec::new();
         for (label, resource) in self.versions.touched_by(access) {
             let Some(resource) = resource else {
                 verified = false;
+                new_version_unseen |= label == "new";
                 continue;
             };
             let members = resource.patient_compartments_at(version, self.locality(), resource_type);
@@ -96,6 +98,15 @@ impl Session<'_> {
                     format!("the new {resource_type} would also belong to Patient/{other}"),
                 ));
             }
+        }
+        // A write whose new version was not given (a PATCH, whose result the caller cannot
+        // compute, or a write decided on the request line alone): the server writes what this
+        // decision never saw, so it must also refuse one that names another patient through a
+        // compartment link, as the loop above refuses a given one (§3). Stricter than with the
+        // new version: a patient the stored version already names counts too.
+        if new_version_unseen {
+            grant.exclude_other_patients_via =
+                params.iter().map(|&param| param.to_owned()).collect();
         }
         if resource_type == "Patient"
             && let Some(id) = self.request.id.as_deref()

@@ -5,6 +5,7 @@ use super::grants::new_grant;
 use super::{Access, Candidate, Findings, Refusal, Session};
 use crate::decision::policy::OperationRule;
 use crate::decision::{Grant, Reason};
+use crate::fhir::Resource;
 use crate::smart::{Permission, Permissions, ResourceSelector, ScopeContext};
 
 impl Session<'_> {
@@ -117,12 +118,19 @@ impl Session<'_> {
     /// and a valid token suffices (docs/semantics.md §2).
     fn valid_token_on_instance(&self, name: &str, resource_type: &str) -> Findings {
         let mut findings = self.one_type(resource_type, Access::Read);
-        if findings
-            .grants
-            .iter()
-            .any(|grant| !grant.is_unconstrained())
-        {
-            findings.grants.retain(Grant::is_unconstrained);
+        // Outside the Patient compartment a patient/ grant can look unconstrained only for
+        // want of a parameter to carry (R4 Binary, Bundle): unverified all the same, unless
+        // the stored JSON was read (facts do not list every reference, §3).
+        let outside_unread = self
+            .version()
+            .patient_compartment_params(resource_type)
+            .is_none()
+            && !matches!(self.versions.stored, Some(Resource::Json(_)));
+        let verified = |grant: &Grant| {
+            grant.is_unconstrained() && !(outside_unread && grant.context == ScopeContext::Patient)
+        };
+        if findings.grants.iter().any(|grant| !verified(grant)) {
+            findings.grants.retain(verified);
             if findings.grants.is_empty() {
                 findings.refuse(Refusal::new(
                     Reason::UnsupportedRequest,
@@ -148,6 +156,15 @@ impl Session<'_> {
                     Reason::OutsideCompartment,
                     format!("$everything on Patient/{id}, but the patient in context is Patient/{patient}"),
                 ));
+                continue;
+            }
+            // Its answer holds what the patient's records refer to as well (an R4 Device
+            // whose `patient` is another), which a trimmed resource could hide from the
+            // check of the answer: the rule of a search of every type.
+            if pair.reader.patient.is_some()
+                && let Err(refusal) = self.check_untyped_search_not_trimmed()
+            {
+                findings.refuse(refusal);
                 continue;
             }
             let mut grant = pair.grant(vec![pair.types.to_owned()]);

@@ -889,6 +889,68 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Device/d1/*?_summary=true")
             .deny(Reason::UnsupportedRequest),
+        // Writes decided without their new version, and operations whose answer the check of
+        // answers cannot judge (second review).
+        case(S3P, "a patch of the patient's own record, its result unseen")
+            .scopes("patient/Patient.u")
+            .patient("123")
+            .line("PATCH", "Patient/123")
+            .allow()
+            .expect(|decision| every_type_excluded_via(decision, "Patient", &["link"])),
+        case(S3P, "a patch of the patient's Observation, its result unseen")
+            .scopes("patient/Observation.u")
+            .patient("123")
+            .line("PATCH", "Observation/1")
+            .stored(obs_of("123"))
+            .allow()
+            .compartment("Patient/123")
+            .expect(|decision| {
+                every_type_excluded_via(decision, "Observation", &["subject", "performer"])
+            }),
+        case(S3P, "a create decided on its request line alone")
+            .scopes("patient/Observation.c")
+            .patient("123")
+            .line("POST", "Observation")
+            .allow()
+            .compartment("Patient/123")
+            .expect(|decision| {
+                every_type_excluded_via(decision, "Observation", &["subject", "performer"])
+            }),
+        case(S3P, "an update whose new version was checked carries no exclusion")
+            .scopes("patient/Observation.u")
+            .patient("123")
+            .line("PUT", "Observation/1")
+            .stored(obs_of("123"))
+            .proposed(obs_of("123"))
+            .allow()
+            .expect(|decision| every_type_excluded_via(decision, "Observation", &[])),
+        case(
+            S2,
+            "$validate on an instance outside the compartment, its stored version unread",
+        )
+        .scopes("patient/Binary.r")
+        .patient("123")
+        .line("GET", "Binary/b1/$validate?mode=delete")
+        .deny(Reason::UnsupportedRequest),
+        case(
+            S2,
+            "$validate on an instance outside the compartment, its stored version read",
+        )
+        .scopes("patient/Binary.r")
+        .patient("123")
+        .line("GET", "Binary/b1/$validate?mode=delete")
+        .stored(json!({"resourceType": "Binary", "id": "b1", "contentType": "text/plain"}))
+        .allow(),
+        case(S2, "$everything trimmed could hide whose a referenced resource is")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Patient/123/$everything?_elements=id")
+            .deny(Reason::UnsupportedRequest),
+        case(S2, "$everything whole")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Patient/123/$everything")
+            .allow(),
         case(S3P, "another compartment's search of every type, untrimmed")
             .scopes("patient/*.rs")
             .patient("123")
