@@ -353,6 +353,40 @@ async fn a_request_the_token_may_not_make_is_refused_before_the_upstream() {
     server.stop().await;
 }
 
+/// A conditional create's `If-None-Exist` is the search the server runs first: decided here
+/// as on ext_authz, so a route without ext_authz does not let it look for another patient's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conditional_create_is_decided_on_its_search() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.crs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[("if-none-exist", "subject=Patient/456&code=x")],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(403), "{reply:?}");
+    // Given twice, the server might run the other one.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[
+                ("if-none-exist", "subject=Patient/123"),
+                ("if-none-exist", "subject=Patient/456"),
+            ],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
+    server.stop().await;
+}
+
 /// A stream past the request headers of `GET path` with a patient/Observation.rs token.
 async fn filtering_stream(server: &TestServer, issuer: &TestIssuer, path: &str) -> ProcessStream {
     let token = issuer.patient_token("patient/Observation.rs", "123");

@@ -46,7 +46,9 @@ pub enum AnswerPlan {
 impl Authorizer {
     /// Decides `request` as [`Authorizer::check`] would, for a face that will see the answer
     /// later (Envoy's ext_proc): whether the answer needs filtering, or the request must be
-    /// refused now.
+    /// refused now. `if_none_exist` is the request's `If-None-Exist` header: a conditional
+    /// create runs it as a search, decided here as ext_authz decides it, so that a route
+    /// without ext_authz does not let the server look for another patient's resource.
     pub async fn plan_answer(
         &self,
         call: Call<'_>,
@@ -54,6 +56,7 @@ impl Authorizer {
         raw_token: &str,
         request: &FhirRequest,
         line: Option<HttpLine<'_>>,
+        if_none_exist: Option<&str>,
     ) -> Result<AnswerPlan, Unavailable> {
         let admitted = match self
             .admit(call, server, raw_token, Some(request), line)
@@ -73,7 +76,7 @@ impl Authorizer {
         ) {
             return Ok(AnswerPlan::Filter);
         }
-        let decision = admitted.decision(request, None, None, None);
+        let decision = admitted.decision(request, None, None, if_none_exist);
         let needs_filtering =
             admitted
                 .engine

@@ -55,13 +55,14 @@ use crate::telemetry::{self, Rpc, traces};
 pub const WITHHELD_HEADER: &str = "x-smart-authz-withheld";
 
 /// Request headers read here: given twice, the upstream might read the other one.
-const SINGLE_HEADERS: [&str; 6] = [
+const SINGLE_HEADERS: [&str; 7] = [
     ":method",
     ":path",
     ":authority",
     "authorization",
     "x-request-id",
     "host",
+    "if-none-exist",
 ];
 
 /// The ext_proc service.
@@ -273,7 +274,14 @@ impl Exchange {
         };
         let plan = self
             .authorizer
-            .plan_answer(call, server, raw_token, &request, Some(line))
+            .plan_answer(
+                call,
+                server,
+                raw_token,
+                &request,
+                Some(line),
+                header("if-none-exist"),
+            )
             .await
             .map_err(unavailable)?;
         Ok(match plan {

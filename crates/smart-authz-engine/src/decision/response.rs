@@ -343,7 +343,10 @@ impl Engine {
         };
         let mut kept = Vec::with_capacity(entries.len());
         let mut verdicts = Vec::with_capacity(entries.len());
+        // A status entry is kept reduced to what it may show ([`status_of`]).
+        let mut statuses_reduced = false;
         for (index, entry) in entries.into_iter().enumerate() {
+            statuses_reduced |= statuses && entry.get("resource").is_none();
             let (entry, verdict) = self.judge_entry(token, entry, index, statuses, search);
             if verdict.kept {
                 kept.push(entry);
@@ -392,7 +395,7 @@ impl Engine {
             filtered: true,
             entries: verdicts,
             withheld,
-            rewritten: withheld > 0 || total_removed || issues_removed,
+            rewritten: withheld > 0 || total_removed || issues_removed || statuses_reduced,
             body: Value::Object(bundle),
         }
     }
@@ -431,12 +434,19 @@ impl Engine {
             return (Value::Object(entry), dropped(index, None, mode, message));
         }
         let Some(resource) = entry.remove("resource") else {
-            let verdict = if statuses {
-                kept(index, None, mode, "kept: an entry's status, no resource")
-            } else {
-                dropped(index, None, mode, "the entry carries no resource to judge")
-            };
-            return (Value::Object(entry), verdict);
+            if !statuses {
+                let message = "the entry carries no resource to judge";
+                return (Value::Object(entry), dropped(index, None, mode, message));
+            }
+            let mut response = status_of(&entry);
+            if let Some(outcome) = entry
+                .get("response")
+                .and_then(|response| response.get("outcome"))
+            {
+                response.insert("outcome".to_owned(), outcome.clone());
+            }
+            let verdict = kept(index, None, mode, "kept: an entry's status, no resource");
+            return (json!({ "response": response }), verdict);
         };
         let search = search
             .filter(|_| mode == EntryMode::Match)
@@ -590,6 +600,20 @@ fn withheld_outcome() -> Value {
 /// name a resource the app never named (a conditional create that found another patient's).
 /// The version's `etag` and `lastModified` go with the resource.
 fn suppressed_status(entry: &Value) -> Value {
+    let mut response = status_of(entry.as_object().unwrap_or(&Map::new()));
+    response.insert(
+        "outcome".to_owned(),
+        suppressed("the entry's resource was withheld: the access token may not read it"),
+    );
+    json!({ "response": response })
+}
+
+/// What the `response` of a batch answer's entry keeps when no resource of it is shown: its
+/// status, and its `location` only when the app's own request created it (`201`). Not an
+/// `etag`, `lastModified`, a `location` otherwise, or the entry's `fullUrl`: a conditional
+/// create or update that found a resource (`200`) would name one the token may not read,
+/// another patient's, and no resource is there to judge.
+fn status_of(entry: &Map<String, Value>) -> Map<String, Value> {
     let mut response = Map::new();
     if let Some(Value::Object(original)) = entry.get("response")
         && let Some(status @ Value::String(text)) = original.get("status")
@@ -601,11 +625,7 @@ fn suppressed_status(entry: &Value) -> Value {
             response.insert("location".to_owned(), location.clone());
         }
     }
-    response.insert(
-        "outcome".to_owned(),
-        suppressed("the entry's resource was withheld: the access token may not read it"),
-    );
-    json!({ "response": response })
+    response
 }
 
 #[cfg(test)]

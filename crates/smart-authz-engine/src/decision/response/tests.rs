@@ -699,6 +699,33 @@ fn a_withheld_batch_entry_keeps_a_location_only_for_what_the_app_created() {
     assert!(response.get("location").is_none(), "{response}");
 }
 
+/// The same conditional create answered `return=minimal`: no resource to judge, so the
+/// entry keeps its status and only what the app's own creation shows.
+#[test]
+fn a_batch_status_entry_keeps_a_location_only_for_what_the_app_created() {
+    let answer = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [
+            { "fullUrl": "https://a.example/fhir/Observation/o2",
+              "response": { "status": "200 OK", "location": "Observation/o2/_history/3",
+                            "etag": "W/\"3\"", "lastModified": "2026-12-01T00:00:00Z" } },
+            { "response": { "status": "201 Created", "location": "Observation/o9/_history/1",
+                            "etag": "W/\"1\"" } },
+        ],
+    });
+    let filtered = filter("patient/Observation.crs", "POST /", answer);
+    assert_eq!(filtered.withheld, 0);
+    assert!(filtered.rewritten);
+    assert_eq!(
+        filtered.body["entry"][0],
+        json!({ "response": { "status": "200 OK" } })
+    );
+    assert_eq!(
+        filtered.body["entry"][1],
+        json!({ "response": { "status": "201 Created", "location": "Observation/o9/_history/1" } })
+    );
+}
+
 #[test]
 fn r5_bundle_issues_pass_only_plain() {
     let mut answer = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
