@@ -354,12 +354,16 @@ impl Exchange {
             );
             return (State::Done, self.refuse_answer(&asked, refusal));
         }
-        // The body may shrink: Envoy recomputes the length it sends.
+        // The body may shrink: Envoy recomputes the length it sends. Whether entries were
+        // withheld is this filter's to say, not the server's.
         let reply = ProcessingResponse {
             response: Some(Reply::ResponseHeaders(HeadersResponse {
                 response: Some(CommonResponse {
                     header_mutation: Some(HeaderMutation {
-                        remove_headers: vec!["content-length".to_owned()],
+                        remove_headers: vec![
+                            "content-length".to_owned(),
+                            WITHHELD_HEADER.to_owned(),
+                        ],
                         ..HeaderMutation::default()
                     }),
                     ..CommonResponse::default()
