@@ -42,6 +42,17 @@ impl EnvoyConfig {
                     format!("{:?} must start and end with '/'", base.prefix),
                 ));
             }
+            // Two bases with one prefix: which one's FHIR version a request gets would
+            // depend on their order.
+            if self.bases[..index]
+                .iter()
+                .any(|earlier| earlier.prefix == base.prefix)
+            {
+                return Err((
+                    format!("envoy.bases[{index}].prefix"),
+                    format!("{:?} is given twice", base.prefix),
+                ));
+            }
         }
         check_public_paths(&self.public_paths, "envoy.public_paths")
     }

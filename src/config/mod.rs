@@ -311,16 +311,7 @@ impl Config {
             shape.max_request_bytes,
         )?;
         let telemetry = telemetry::validate_telemetry(&shape.telemetry, listen)?;
-        for (name, rule) in &shape.policy.operations {
-            if matches!(rule, crate::decision::OperationRule::Permissions { .. })
-                && rule.letters().is_none()
-            {
-                return Err(invalid(
-                    format!("policy.operations.{name}.letters"),
-                    "must be letters of cruds",
-                ));
-            }
-        }
+        check_operation_letters(&shape.policy, "policy")?;
         let fhir_servers = servers::validate_servers(
             shape.fhir_servers,
             &issuers,
@@ -377,6 +368,25 @@ pub(super) fn is_http_url(text: &str) -> bool {
 /// Whether a listen address accepts connections from this machine only.
 pub fn listen_is_loopback(listen: &SocketAddr) -> bool {
     listen.ip().is_loopback()
+}
+
+/// Refuses an operation rule of `policy` (under `key`) whose letters are not of `cruds`: it
+/// would deny every call at run time, where the operator expects it to grant.
+pub(super) fn check_operation_letters(
+    policy: &crate::decision::Policy,
+    key: &str,
+) -> Result<(), ConfigError> {
+    for (name, rule) in &policy.operations {
+        if matches!(rule, crate::decision::OperationRule::Permissions { .. })
+            && rule.letters().is_none()
+        {
+            return Err(invalid(
+                format!("{key}.operations.{name}.letters"),
+                "must be letters of cruds",
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use figment::value::Dict;
 use serde::{Deserialize, Serialize};
 
 use super::envoy::{EnvoyConfig, FhirBase, check_public_paths};
-use super::{ConfigError, IssuerConfig, invalid, is_http_url};
+use super::{ConfigError, IssuerConfig, check_operation_letters, invalid, is_http_url};
 use crate::decision::Policy;
 use crate::fhir::FhirVersion;
 
@@ -206,10 +206,12 @@ fn validate_server(
     let policy = if file.policy.is_empty() {
         policy.clone()
     } else {
-        Figment::from(Serialized::defaults(policy))
+        let merged = Figment::from(Serialized::defaults(policy))
             .merge(Serialized::defaults(&file.policy))
             .extract::<Policy>()
-            .map_err(|error| invalid(key("policy"), error.to_string()))?
+            .map_err(|error| invalid(key("policy"), error.to_string()))?;
+        check_operation_letters(&merged, &key("policy"))?;
+        merged
     };
     let prefixes = if file.envoy_prefixes.is_empty() && only {
         vec!["/".to_owned()]
@@ -229,14 +231,16 @@ fn validate_server(
             fhir_version: None,
         });
     }
+    // `*` is a wildcard to Envoy (`*.hospital-a.example`, `a.example:*`) and plain text
+    // here: Envoy would route hosts to this server that the service routes elsewhere.
     if file.authorities.iter().any(|authority| {
         authority.is_empty()
-            || authority.contains(['/', '@'])
+            || authority.contains(['/', '@', '*'])
             || authority.contains(char::is_whitespace)
     }) {
         return Err(invalid(
             key("authorities"),
-            "each must be a host or host:port, as in the :authority header",
+            "each must be a host or host:port, as in the :authority header (no wildcards)",
         ));
     }
     if let Some(public_paths) = &file.public_paths {

@@ -552,6 +552,29 @@ fn server_and_tls_errors_name_the_key() {
             TWO_SERVERS.replace("name = \"b\"", "name = \"a\""),
             "`fhir_servers[1].name`",
         ),
+        // Envoy reads `*` as a wildcard; the service would route those hosts elsewhere.
+        (
+            TWO_SERVERS.replace(
+                "envoy_prefixes = [\"/a/\"]",
+                "envoy_prefixes = [\"/a/\"]\nauthorities = [\"*.a.example\"]",
+            ),
+            "`fhir_servers[0].authorities`",
+        ),
+        (
+            TWO_SERVERS.replace(
+                "envoy_prefixes = [\"/a/\"]",
+                "envoy_prefixes = [\"/a/\"]\nauthorities = [\"a.example:*\"]",
+            ),
+            "`fhir_servers[0].authorities`",
+        ),
+        // A server's own policy is held to the rules of [policy].
+        (
+            TWO_SERVERS.replace(
+                "policy = { user_from_sub = true }",
+                "policy = { operations = { meta = { rule = \"permissions\", letters = \"x\" } } }",
+            ),
+            "fhir_servers[1].policy.operations.meta.letters",
+        ),
         (
             TWO_SERVERS.replace("name = \"b\"", "name = \"b c\""),
             "`fhir_servers[1].name`",

@@ -30,3 +30,24 @@ fn prefixes_must_be_slash_delimited() {
     };
     assert_eq!(config.validate().unwrap_err().0, "envoy.bases[0].prefix");
 }
+
+/// Two bases with one prefix: the FHIR version a request gets would follow their order.
+#[test]
+fn a_prefix_is_given_once() {
+    let config = EnvoyConfig {
+        bases: vec![
+            FhirBase {
+                prefix: "/fhir/".into(),
+                fhir_version: None,
+            },
+            FhirBase {
+                prefix: "/fhir/".into(),
+                fhir_version: Some(FhirVersion::R5),
+            },
+        ],
+        ..EnvoyConfig::default()
+    };
+    let (key, message) = config.validate().unwrap_err();
+    assert_eq!(key, "envoy.bases[1].prefix");
+    assert!(message.contains("twice"), "{message}");
+}
