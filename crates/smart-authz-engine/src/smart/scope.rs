@@ -190,6 +190,10 @@ pub enum QueryError {
     },
     #[error("bad percent-encoding in {0:?}")]
     BadEncoding(String),
+    /// A `\` in a value: FHIR search escapes `,`, `|` and `$` with it, so where this value
+    /// splits into alternatives depends on a reading this service does not do.
+    #[error("a backslash in {0:?}: FHIR's escapes are not read in scopes")]
+    Escape(String),
 }
 
 /// Parses one scope against the resource types and search parameters of `version`.
@@ -386,6 +390,9 @@ fn parse_filter_item(
             if decoded.is_empty() {
                 return Err(QueryError::EmptyValue(name.to_owned()));
             }
+            if decoded.contains('\\') {
+                return Err(QueryError::Escape(item.to_owned()));
+            }
             decoded.shrink_to_fit();
             Ok(decoded)
         })
@@ -404,7 +411,12 @@ fn check_filter_name(
 ) -> Result<(), QueryError> {
     match name {
         "" => return Err(QueryError::EmptyName),
-        "_include" | "_revinclude" => return Err(QueryError::ResultParameter(name.to_owned())),
+        // Parameters that select or shape the answer rather than test the resource's own
+        // elements: a server may ignore `_type` on a type search, `_query` runs a named query,
+        // `_list`, `_text` and `_content` match what no filter of the resource can show.
+        "_include" | "_revinclude" | "_type" | "_query" | "_list" | "_text" | "_content" => {
+            return Err(QueryError::ResultParameter(name.to_owned()));
+        }
         "_filter" => return Err(QueryError::Filter),
         _ if name == "_has" || name.starts_with("_has:") => return Err(QueryError::Has),
         _ if name.starts_with("_include:") || name.starts_with("_revinclude:") => {

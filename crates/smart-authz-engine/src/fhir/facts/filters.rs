@@ -206,10 +206,19 @@ fn token_shape(node: Node<'_>, object: &Map<String, Value>) -> Option<TokenShape
 }
 
 fn coding_matches(coding: &Value, filter: &TokenFilter) -> bool {
-    filter.matches(
-        coding.get("system").and_then(Value::as_str),
-        coding.get("code").and_then(Value::as_str),
-    )
+    system_and(coding, "code", filter)
+}
+
+/// Matches `filter` on the `system` and `code_key` members of `object`. A `system` given but
+/// not as a string matches nothing: read as absent it would pass `|code`, where a server
+/// that reads it anyway (HAPI reads an array's item) sees a system.
+fn system_and(object: &Value, code_key: &str, filter: &TokenFilter) -> bool {
+    let system = match object.get("system") {
+        None => None,
+        Some(Value::String(system)) => Some(system.as_str()),
+        Some(_) => return false,
+    };
+    filter.matches(system, object.get(code_key).and_then(Value::as_str))
 }
 
 /// Token matching on one node: Coding, CodeableConcept (any coding), Identifier, ContactPoint
@@ -227,12 +236,13 @@ pub(super) fn token_node_matches(node: Node<'_>, filter: &TokenFilter) -> bool {
                 _ => false,
             },
             Some(TokenShape::Coding) => coding_matches(node.value, filter),
-            Some(TokenShape::Identifier) => filter.matches(
-                object.get("system").and_then(Value::as_str),
-                object.get("value").and_then(Value::as_str),
-            ),
+            Some(TokenShape::Identifier) => system_and(node.value, "value", filter),
+            // A ContactPoint's token is its value alone (FHIR R4 search.html, token). Its shape
+            // is guessed (an Identifier whose system is `url` or `phone` has it too), so a
+            // filter that also tests the system (`|123`, `s|123`) matches nothing here.
             Some(TokenShape::ContactPoint) => {
-                filter.matches(None, object.get("value").and_then(Value::as_str))
+                matches!(filter.system, SystemFilter::Any)
+                    && filter.matches(None, object.get("value").and_then(Value::as_str))
             }
             None => false,
         },

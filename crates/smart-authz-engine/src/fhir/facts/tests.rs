@@ -899,6 +899,56 @@ fn token_filters_on_identifiers_booleans_codes_and_contact_points() {
         check("telecom", &["phone|(03) 5555 6473"]),
         FilterMatch::NoMatch
     );
+    // A ContactPoint's shape is guessed: `|value` tests a system it does not have, and an
+    // Identifier whose system is `url` looks the same, so it matches nothing.
+    assert_eq!(check("telecom", &["|(03) 5555 6473"]), FilterMatch::NoMatch);
+    let url_system = Resource::Json(json!({"resourceType": "Patient", "id": "p2",
+        "identifier": [{"system": "url", "value": "123"}]}));
+    assert_eq!(
+        filter(
+            &url_system,
+            FhirVersion::R4,
+            "Patient",
+            "identifier",
+            &["|123"]
+        ),
+        FilterMatch::NoMatch
+    );
+    // A system given as something else than a string is a system, not its absence.
+    let odd_identifier = Resource::Json(json!({"resourceType": "Patient", "id": "p3",
+        "identifier": [{"system": ["http://other"], "value": "123"}]}));
+    assert_eq!(
+        filter(
+            &odd_identifier,
+            FhirVersion::R4,
+            "Patient",
+            "identifier",
+            &["|123"]
+        ),
+        FilterMatch::NoMatch
+    );
+    let odd_coding = Resource::Json(json!({"resourceType": "Observation", "id": "o3",
+        "category": [{"coding": [{"system": 7, "code": "laboratory"}]}]}));
+    assert_eq!(
+        filter(
+            &odd_coding,
+            FhirVersion::R4,
+            "Observation",
+            "category",
+            &["|laboratory"]
+        ),
+        FilterMatch::NoMatch
+    );
+    assert_eq!(
+        filter(
+            &odd_coding,
+            FhirVersion::R4,
+            "Observation",
+            "category",
+            &["laboratory"]
+        ),
+        FilterMatch::NoMatch
+    );
     assert_eq!(check("_id", &["123"]), FilterMatch::Match);
     let observation = lab_observation();
     assert_eq!(

@@ -327,7 +327,8 @@ fn scope_strategy() -> impl Strategy<Value = ResourceScope> {
     (context_strategy(), selector, permissions_strategy()).prop_flat_map(
         |(context, (resource, params), permissions)| {
             let value =
-                "[^,]{1,12}|[a-z:/.|%&#=+ é-]{1,20}".prop_filter("non-empty", |v| !v.is_empty());
+                // No backslash: a scope with one is unsupported (FHIR's escapes are not read).
+                "[^,\\\\]{1,12}|[a-z:/.|%&#=+ é-]{1,20}".prop_filter("non-empty", |v| !v.is_empty());
             let item = (
                 prop::sample::select(params),
                 prop::collection::vec(value, 1..3),
