@@ -10,8 +10,9 @@
 //! - type filters `x as T`, `x.as(T)`, `x.ofType(T)`; a step immediately followed by one also
 //!   reads the choice element `name[x]` (`value.ofType(string)` reads `valueString`), and only
 //!   then: without a type filter `subject` never reads a made-up `subjectReference`. A resource
-//!   giving such an element more than once (`value` beside `valueString`, or two choices) is
-//!   read every way, and [`Expression::evaluate_checked`] refuses it;
+//!   giving such an element more than once (`value` beside `valueString`, or two choices), or
+//!   only bare (`value` alone: FHIR JSON names a choice's type), is read every way, and
+//!   [`Expression::evaluate_checked`] refuses it;
 //! - `x.where(resolve() is T)` on literal references and `x.where(field = 'literal')`.
 //!
 //! Everything else is refused with [`FhirPathError::Unsupported`] at parse time, so a caller
@@ -130,13 +131,33 @@ impl Expression {
     }
 }
 
-/// An element a resource gives more than once: `first` and `second` are two of its keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the element {first:?} is also given as {second:?}")]
+/// An element a resource gives more than once (`first` and `second` are two of its keys),
+/// or a choice element given without its type (`first` and `second` are that key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AmbiguousElement<'a> {
     pub first: &'a str,
     pub second: &'a str,
 }
+
+impl std::fmt::Display for AmbiguousElement<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.second {
+            write!(
+                formatter,
+                "the choice element {:?} is given without its type",
+                self.first
+            )
+        } else {
+            write!(
+                formatter,
+                "the element {:?} is also given as {:?}",
+                self.first, self.second
+            )
+        }
+    }
+}
+
+impl std::error::Error for AmbiguousElement<'_> {}
 
 // ---------------------------------------------------------------------------------------
 // Evaluation
@@ -256,6 +277,15 @@ fn push_children<'a>(
                 }
             }
         }
+    }
+    // Only the bare `name`, where the element is a choice (`value[x]`): FHIR JSON always
+    // names its type (`valueCodeableConcept`), so a server drops the bare one or reads it
+    // its own way. Read, but refused by the checked evaluation, as a second spelling is.
+    if let Some(bare) = first.filter(|&key| key == name) {
+        ambiguous.get_or_insert(AmbiguousElement {
+            first: bare,
+            second: bare,
+        });
     }
 }
 

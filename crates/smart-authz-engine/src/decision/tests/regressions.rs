@@ -777,6 +777,31 @@ pub fn cases() -> Vec<Case> {
             json!({"coding": [{"system": "http://snomed.info/sct", "code": "10828004"}]}),
         ))
         .deny(Reason::FilterMismatch),
+        case(
+            S4,
+            "a filtered choice element given without its type cannot be matched: a server drops it",
+        )
+        .scopes("patient/Observation.c?value-concept=http://snomed.info/sct|260385009")
+        .patient("123")
+        .line("POST", "Observation")
+        .proposed(with(
+            without(obs_of("123"), "valueQuantity"),
+            "value",
+            json!({"coding": [{"system": "http://snomed.info/sct", "code": "260385009"}]}),
+        ))
+        .deny(Reason::FilterMismatch),
+        case(S3P, "a link given as a choice element without its type is refused")
+            .r5()
+            .scopes("patient/NutritionIntake.c")
+            .patient("123")
+            .line("POST", "NutritionIntake")
+            .proposed(json!({
+                "resourceType": "NutritionIntake",
+                "status": "completed",
+                "subject": reference("Patient/123"),
+                "reported": reference("Patient/123")
+            }))
+            .deny(Reason::OutsideCompartment),
         case(S4, "a filtered choice element given once is matched")
             .scopes("patient/Observation.c?value-concept=http://snomed.info/sct|260385009")
             .patient("123")

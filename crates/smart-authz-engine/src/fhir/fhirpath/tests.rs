@@ -176,11 +176,22 @@ fn an_element_given_twice_is_ambiguous() {
             .is_ok()
     );
     let history =
-        json!({"resourceType": "Encounter", "class": {"code": "AMB"}, "classHistory": []});
+        json!({"resourceType": "Encounter", "classCoding": {"code": "AMB"}, "classHistory": []});
     assert!(
         parse("Encounter.class.ofType(Coding)")
             .evaluate_checked(&history)
             .is_ok()
+    );
+    // A choice element given without its type: read, and refused by the checked evaluation
+    // (FHIR JSON names the type; a server drops the bare key or reads it its own way).
+    let bare = json!({"resourceType": "Observation", "value": {"coding": [{"code": "x"}]}});
+    let source = parse("(Observation.value as CodeableConcept)");
+    assert_eq!(source.evaluate(&bare).len(), 1);
+    let untyped = source.evaluate_checked(&bare).unwrap_err();
+    assert_eq!((untyped.first, untyped.second), ("value", "value"));
+    assert!(
+        untyped.to_string().contains("without its type"),
+        "{untyped}"
     );
     // Without a type filter the choice spellings are not this element.
     assert!(
