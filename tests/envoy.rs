@@ -655,3 +655,50 @@ async fn a_request_id_that_is_not_visible_ascii_is_refused() {
     ok_response(&fine);
     server.stop().await;
 }
+
+/// The identities a grant refers to reach the FHIR server whichever claim they came from: a
+/// patient read from a Patient `fhirUser` (`patient_from_fhir_user`), a user read from `sub`
+/// (`user_from_sub`). Without them the server would have no patient to exclude others
+/// against, no user whose permissions to apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_read_from_other_claims_are_sent() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config =
+        format!("{ENVOY_CONFIG}\n[policy]\npatient_from_fhir_user = true\nuser_from_sub = true\n");
+    let server = TestServer::for_issuer(&issuer, &config).await;
+
+    let mut claims = issuer.claims("patient/Device.rs");
+    claims["fhirUser"] = json!("Patient/123");
+    let token = sign(&RSA_1, &claims);
+    let response = envoy_check(
+        &server,
+        check_request("GET", "/fhir/R4/Device", Some(&token), &[], None),
+    )
+    .await;
+    let allowed = ok_response(&response);
+    assert_eq!(
+        allowed.set.get("x-smart-patient"),
+        Some(&"123"),
+        "{response:?}"
+    );
+
+    let token = sign(&RSA_1, &issuer.claims("user/Observation.rs"));
+    let response = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[("x-smart-sub", "someone-else")],
+            None,
+        ),
+    )
+    .await;
+    let allowed = ok_response(&response);
+    assert_eq!(
+        allowed.set.get("x-smart-sub"),
+        Some(&"user-1"),
+        "{response:?}"
+    );
+    server.stop().await;
+}

@@ -242,11 +242,16 @@ async function handle(req, res) {
   if (!decision.allowed) throw denied(decision);
 
   // A granular grant's filters narrow the search itself (values of one filter are ORed);
-  // the compartment is enforced below, resource by resource.
+  // the compartment is enforced below, resource by resource. Each value is one value: its
+  // own `,`, `$` and `\` are escaped as FHIR search reads them (search.html, "Escaping
+  // Search Parameters"), or `1234-5,6` would become `1234-5` OR `6`.
   let narrowed = relative;
   if (method === 'GET' && decision.grants.length === 1 && segments.length === 1) {
     const query = new URLSearchParams(url.search);
-    for (const filter of decision.grants[0].filters) query.append(filter.param, filter.values.join(','));
+    const escaped = (value) => value.replace(/[\\,$]/g, (character) => `\\${character}`);
+    for (const filter of decision.grants[0].filters) {
+      query.append(filter.param, filter.values.map(escaped).join(','));
+    }
     const text = query.toString();
     narrowed = text ? `${path}?${text}` : path;
   }

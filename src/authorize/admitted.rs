@@ -100,7 +100,23 @@ impl<'a> Admitted<'a> {
         );
         Verdict::Decided {
             decision,
-            token: self.token,
+            token: self.rendered_token(),
+        }
+    }
+
+    /// The token as the faces render it (`x-smart-patient`, `Subject.patient`): with the
+    /// patient the engine decided for, which under `patient_from_fhir_user` comes from a
+    /// Patient `fhirUser` rather than a `patient` claim (§3). Without it a grant that
+    /// excludes other patients would name no patient for the server to compare with.
+    pub(super) fn rendered_token(&self) -> Arc<VerifiedToken> {
+        let claimed = self.token.context.patient.as_deref();
+        match self.engine.patient_in_context(self.context()) {
+            Some(patient) if claimed != Some(patient) => {
+                let mut token = VerifiedToken::clone(&self.token);
+                token.context.patient = Some(patient.to_owned());
+                Arc::new(token)
+            }
+            _ => Arc::clone(&self.token),
         }
     }
 
@@ -160,7 +176,7 @@ impl<'a> Admitted<'a> {
         );
         Verdict::Decided {
             decision,
-            token: self.token,
+            token: self.rendered_token(),
         }
     }
 

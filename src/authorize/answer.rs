@@ -154,7 +154,7 @@ impl Admitted<'_> {
                 self.report_answer(request, filtered.outcome, filtered.reason.as_str());
                 Verdict::Decided {
                     decision: filtered,
-                    token: self.token,
+                    token: self.rendered_token(),
                 }
             }
             Err(error) => {

@@ -26,6 +26,7 @@ use tracing::Span;
 pub use self::processor::{EnvoyProcessor, WITHHELD_HEADER};
 pub use self::response::{
     CLIENT_ID_HEADER, CONSTRAINTS_HEADER, FHIR_USER_HEADER, PATIENT_HEADER, SCOPES_HEADER,
+    SUB_HEADER,
 };
 use crate::authorize::{
     Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, add_search_body,

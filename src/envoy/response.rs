@@ -23,14 +23,18 @@ use crate::token::{TokenError, VerifiedToken};
 pub const PATIENT_HEADER: &str = "x-smart-patient";
 pub const CLIENT_ID_HEADER: &str = "x-smart-client-id";
 pub const FHIR_USER_HEADER: &str = "x-smart-fhir-user";
+/// The token's `sub`: whose permissions a `user/` grant names when the policy reads the user
+/// from `sub` (`user_from_sub`, no `fhirUser`).
+pub const SUB_HEADER: &str = "x-smart-sub";
 pub const SCOPES_HEADER: &str = "x-smart-scopes";
 /// The decision's grants (the constraints) as compact JSON.
 pub const CONSTRAINTS_HEADER: &str = "x-smart-constraints";
 /// The headers the service always sets or removes.
-const FIXED_HEADERS: [&str; 5] = [
+const FIXED_HEADERS: [&str; 6] = [
     PATIENT_HEADER,
     CLIENT_ID_HEADER,
     FHIR_USER_HEADER,
+    SUB_HEADER,
     SCOPES_HEADER,
     CONSTRAINTS_HEADER,
 ];
@@ -119,6 +123,7 @@ fn allowed_with(
             FHIR_USER_HEADER,
             context.and_then(|context| context.fhir_user.clone()),
         ),
+        (SUB_HEADER, context.and_then(|context| context.sub.clone())),
         (
             SCOPES_HEADER,
             context.map(|context| context.scopes.to_scope_string()),

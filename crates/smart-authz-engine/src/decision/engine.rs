@@ -209,6 +209,13 @@ impl Engine {
         &self.policy
     }
 
+    /// The patient `token`'s patient/ grants refer to: the `patient` claim, or a Patient
+    /// `fhirUser` under `patient_from_fhir_user` (§3). What the faces must name as the
+    /// patient in context, so that a server applying a grant compares with the same one.
+    pub fn patient_in_context<'t>(&self, token: &'t TokenContext) -> Option<&'t str> {
+        patient_context(&self.policy, token)
+    }
+
     pub fn fhir_version(&self) -> FhirVersion {
         self.policy.fhir_version
     }
