@@ -439,9 +439,19 @@ impl Engine {
                 return (Value::Object(entry), dropped(index, None, mode, message));
             }
             let mut response = status_of(&entry);
+            // A success other than the app's own creation may be about a resource the app
+            // never named (HAPI's outcome of a conditional create that matched gives its
+            // id): its outcome goes with its location. An error is about the app's request.
+            let status = response
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let names_a_match =
+                status.trim_start().starts_with('2') && !status.trim_start().starts_with("201");
             if let Some(outcome) = entry
                 .get("response")
                 .and_then(|response| response.get("outcome"))
+                .filter(|_| !names_a_match)
             {
                 response.insert("outcome".to_owned(), outcome.clone());
             }

@@ -411,10 +411,11 @@ fn check_filter_name(
 ) -> Result<(), QueryError> {
     match name {
         "" => return Err(QueryError::EmptyName),
-        // Parameters that select or shape the answer rather than test the resource's own
-        // elements: a server may ignore `_type` on a type search, `_query` runs a named query,
-        // `_list`, `_text` and `_content` match what no filter of the resource can show.
-        "_include" | "_revinclude" | "_type" | "_query" | "_list" | "_text" | "_content" => {
+        // Parameters that shape the search rather than filter it: a server may ignore `_type`
+        // on a type search, and `_query` runs a named query of its own in its place. (A
+        // membership or text filter, `_list`, `_in`, `_text`, stays a filter: passed on as a
+        // constraint on a search, unmatchable on a read.)
+        "_include" | "_revinclude" | "_type" | "_query" => {
             return Err(QueryError::ResultParameter(name.to_owned()));
         }
         "_filter" => return Err(QueryError::Filter),

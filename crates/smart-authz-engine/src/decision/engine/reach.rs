@@ -15,6 +15,7 @@
 use super::compartment::SYSTEM_LEVEL;
 use super::{Refusal, Session};
 use crate::decision::Reason;
+use crate::fhir::FhirVersion;
 
 impl Session<'_> {
     /// Refuses `_filter` (never read here), and on a search whose answer the compartment
@@ -39,10 +40,11 @@ impl Session<'_> {
                 }
                 "_has" if !confined => return Err(unconfined(name, resource_type)),
                 "_has" => self.check_reverse_chain(name, &param.value, patient)?,
-                "_list" if !confined => return Err(unconfined(name, resource_type)),
+                // `_in` (R5) asks for membership in a List, Group or CareTeam, as `_list` does.
+                "_list" | "_in" if !confined => return Err(unconfined(name, resource_type)),
                 _ if !confined
                     && name.contains('.')
-                    && self.reaches_compartment(resource_type, base) =>
+                    && self.chain_reaches_patients(resource_type, name) =>
                 {
                     return Err(unconfined(name, resource_type));
                 }
@@ -78,19 +80,42 @@ impl Session<'_> {
         }
     }
 
-    /// Whether the reference parameter `link` of `resource_type` can point into the Patient
-    /// compartment (Patient itself included). An unknown one reaches nothing a server reads.
-    fn reaches_compartment(&self, resource_type: &str, link: &str) -> bool {
+    /// Whether the chain `chain` (`subject.name`, `source:Device.patient.name`) on
+    /// `resource_type` can read a patient's records: through a type in the Patient
+    /// compartment (Patient included), or a type outside it that can point to a Patient (R4
+    /// Device, Task), at any step. An unknown link reaches nothing a server reads.
+    fn chain_reaches_patients(&self, resource_type: &str, chain: &str) -> bool {
         let version = self.version();
-        version
-            .search_param(resource_type, link)
-            .is_some_and(|definition| {
-                definition.targets.iter().any(|target| {
-                    version.patient_compartment_params(target).is_some()
-                        || matches!(*target, "Any" | "Resource")
-                })
+        let Some((link, rest)) = chain.split_once('.') else {
+            return false;
+        };
+        let (link, only) = match link.split_once(':') {
+            Some((link, target)) => (link, Some(target)),
+            None => (link, None),
+        };
+        let Some(definition) = version.search_param(resource_type, link) else {
+            return false;
+        };
+        definition
+            .targets
+            .iter()
+            .filter(|target| only.is_none_or(|only| only == **target))
+            .any(|target| {
+                matches!(*target, "Any" | "Resource")
+                    || version.patient_compartment_params(target).is_some()
+                    || points_to_patients(version, target)
+                    || self.chain_reaches_patients(target, rest)
             })
     }
+}
+
+/// Whether `resource_type` has a search parameter that can point to a Patient.
+fn points_to_patients(version: FhirVersion, resource_type: &str) -> bool {
+    version
+        .tables()
+        .own_search_params(resource_type)
+        .iter()
+        .any(|param| param.targets_type("Patient"))
 }
 
 /// The refusal of a parameter that reads other resources on a search no compartment confines.

@@ -708,7 +708,10 @@ fn a_batch_status_entry_keeps_a_location_only_for_what_the_app_created() {
         "entry": [
             { "fullUrl": "https://a.example/fhir/Observation/o2",
               "response": { "status": "200 OK", "location": "Observation/o2/_history/3",
-                            "etag": "W/\"3\"", "lastModified": "2026-12-01T00:00:00Z" } },
+                            "etag": "W/\"3\"", "lastModified": "2026-12-01T00:00:00Z",
+                            "outcome": { "resourceType": "OperationOutcome", "issue": [{
+                                "severity": "information", "code": "informational",
+                                "diagnostics": "Resource Observation/o2 matched the condition" }] } } },
             { "response": { "status": "201 Created", "location": "Observation/o9/_history/1",
                             "etag": "W/\"1\"" } },
         ],
@@ -724,6 +727,15 @@ fn a_batch_status_entry_keeps_a_location_only_for_what_the_app_created() {
         filtered.body["entry"][1],
         json!({ "response": { "status": "201 Created", "location": "Observation/o9/_history/1" } })
     );
+    // An error is about the app's own request: its outcome stays.
+    let error = json!({ "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "error", "code": "invalid", "diagnostics": "bad code" }] });
+    let answer = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [{ "response": { "status": "400 Bad Request", "outcome": error } }],
+    });
+    let filtered = filter("patient/Observation.crs", "POST /", answer);
+    assert_eq!(filtered.body["entry"][0]["response"]["outcome"], error);
 }
 
 #[test]

@@ -206,6 +206,23 @@ pub fn cases() -> Vec<Case> {
             .line("GET", "Observation/1")
             .stored(obs_of("123"))
             .deny(Reason::FilterMismatch),
+        case(
+            S1,
+            "R5 _type is no filter: a server may ignore it on a type search",
+        )
+        .r5()
+        .scopes("patient/*.rs?_type=Observation")
+        .patient("123")
+        .line("GET", "Condition")
+        .deny(Reason::NoMatchingScope)
+        .ignored(&["patient/*.rs?_type=Observation"]),
+        case(S1, "R5 _query is no filter: it runs a named query")
+            .r5()
+            .scopes("patient/Observation.rs?_query=mine")
+            .patient("123")
+            .line("GET", "Observation")
+            .deny(Reason::NoMatchingScope)
+            .ignored(&["patient/Observation.rs?_query=mine"]),
         case(S4, "R5 _in filter passed on to a search")
             .r5()
             .scopes("patient/*.rs?_in=List/1")

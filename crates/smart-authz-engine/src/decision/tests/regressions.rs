@@ -886,6 +886,22 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Device?patient.name=Smith")
             .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain through an outside type that points to patients")
+            .scopes("patient/DeviceMetric.rs")
+            .patient("123")
+            .line("GET", "DeviceMetric?source.patient=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain whose every step stays outside the compartment")
+            .scopes("patient/PractitionerRole.rs")
+            .patient("123")
+            .line("GET", "PractitionerRole?location.organization.name=x")
+            .allow(),
+        case(S3P, "R5 _in on a type outside the compartment")
+            .r5()
+            .scopes("patient/Medication.rs")
+            .patient("123")
+            .line("GET", "Medication?_in=List/l9")
+            .deny(Reason::UnsupportedRequest),
         case(S3P, "a chain on an outside type that stays outside the compartment")
             .scopes("patient/PractitionerRole.rs")
             .patient("123")
