@@ -4,6 +4,7 @@ use super::{Access, Refusal, Session};
 use crate::decision::policy::NonCompartmentAccess;
 use crate::decision::{Grant, Reason};
 use crate::fhir::reference::parse_reference;
+use crate::fhir::tables::SearchParamDef;
 use crate::fhir::{FhirVersion, Interaction, Resource};
 
 /// The pseudo resource type under which a search across types checks its parameters.
@@ -369,13 +370,25 @@ impl Session<'_> {
 
 /// The reference search parameters of `resource_type` that can point to a Patient.
 fn patient_reference_params(version: FhirVersion, resource_type: &str) -> Vec<String> {
+    patient_references(version, resource_type)
+        .map(|param| param.code.to_owned())
+        .collect()
+}
+
+/// Whether `resource_type` has a search parameter that can point to a Patient.
+pub(super) fn points_to_patients(version: FhirVersion, resource_type: &str) -> bool {
+    patient_references(version, resource_type).next().is_some()
+}
+
+fn patient_references(
+    version: FhirVersion,
+    resource_type: &str,
+) -> impl Iterator<Item = &'static SearchParamDef> {
     version
         .tables()
         .own_search_params(resource_type)
         .iter()
         .filter(|param| param.targets_type("Patient"))
-        .map(|param| param.code.to_owned())
-        .collect()
 }
 
 /// The parameters linking `resource_type` to the Patient compartment, for the server's

@@ -12,10 +12,9 @@
 //! compartment type is read, and refused when it names another patient, as a plain
 //! parameter would be.
 
-use super::compartment::SYSTEM_LEVEL;
+use super::compartment::{SYSTEM_LEVEL, points_to_patients};
 use super::{Refusal, Session};
 use crate::decision::Reason;
-use crate::fhir::FhirVersion;
 
 impl Session<'_> {
     /// Refuses `_filter` (never read here), and on a search whose answer the compartment
@@ -107,15 +106,6 @@ impl Session<'_> {
                     || self.chain_reaches_patients(target, rest)
             })
     }
-}
-
-/// Whether `resource_type` has a search parameter that can point to a Patient.
-fn points_to_patients(version: FhirVersion, resource_type: &str) -> bool {
-    version
-        .tables()
-        .own_search_params(resource_type)
-        .iter()
-        .any(|param| param.targets_type("Patient"))
 }
 
 /// The refusal of a parameter that reads other resources on a search no compartment confines.
