@@ -18,9 +18,10 @@ use crate::decision::Reason;
 
 impl Session<'_> {
     /// Refuses `_filter` (never read here), and on a search whose answer the compartment
-    /// does not confine: a reverse chain (`_has`), `_list`, and a chain through a reference
-    /// that can reach the Patient compartment. On a confined search, a reverse chain whose
-    /// last parameter names another patient is refused as that parameter would be.
+    /// does not confine: a reverse chain (`_has`), `_list` and `_in`, and a chain that can
+    /// reach a patient's records at any step ([`Self::chain_reaches_patients`]). On a
+    /// confined search, a reverse chain whose last parameter names another patient is
+    /// refused as that parameter would be.
     pub(super) fn check_reach(&self, patient: &str, resource_type: &str) -> Result<(), Refusal> {
         let confined = resource_type != SYSTEM_LEVEL
             && self
