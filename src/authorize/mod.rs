@@ -41,7 +41,9 @@ pub use self::answer::{AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filter
 pub use self::capacity::{Capacity, Slot};
 pub use self::off_runtime::parse_off_runtime;
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
-pub use self::request::{HttpLine, METHOD_OVERRIDE_HEADERS, add_search_body, add_search_body_only};
+pub use self::request::{
+    HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, add_search_body, add_search_body_only,
+};
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};

@@ -16,6 +16,10 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
     "x-method-override",
 ];
 
+/// The header of a conditional create's search (FHIR R4 http.html, "Conditional create"),
+/// decided as the search it is on every face.
+pub const IF_NONE_EXIST_HEADER: &str = "if-none-exist";
+
 /// The header that asks HAPI FHIR for a cascading delete (`_cascade` is its parameter twin).
 pub const CASCADE_HEADER: &str = "x-cascade";
 

@@ -34,8 +34,8 @@ use tokio::net::TcpListener;
 use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
-    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, add_search_body_only,
-    request_id,
+    Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, IF_NONE_EXIST_HEADER,
+    add_search_body_only, request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
@@ -398,7 +398,7 @@ impl Face {
             line: Some(line),
             stored: stored.as_ref(),
             proposed: proposed.as_ref(),
-            if_none_exist: headers.get("if-none-exist").map(String::as_str),
+            if_none_exist: headers.get(IF_NONE_EXIST_HEADER).map(String::as_str),
         };
         let verdict = self.authorizer.check(call, server, check).await?;
         Ok(answer::verdict(verdict))

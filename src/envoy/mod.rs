@@ -29,8 +29,8 @@ pub use self::response::{
     SUB_HEADER,
 };
 use crate::authorize::{
-    Admission, Admitted, Authorizer, Call, Caller, HttpLine, Refusal, Verdict, add_search_body,
-    parse_off_runtime, request_id,
+    Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, Refusal,
+    Verdict, add_search_body, parse_off_runtime, request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
@@ -145,7 +145,7 @@ impl EnvoyAuthz {
             }
             _ => None,
         };
-        let if_none_exist = http.headers.get("if-none-exist").map(String::as_str);
+        let if_none_exist = http.headers.get(IF_NONE_EXIST_HEADER).map(String::as_str);
         Ok(
             match admitted.decide(&request, None, proposed.as_ref(), if_none_exist) {
                 Verdict::Decided { decision, token } if decision.is_allowed() => {

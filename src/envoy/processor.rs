@@ -44,8 +44,8 @@ use tracing::Span;
 use super::response::operation_outcome;
 use crate::authorize::{
     AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, FhirServer, HttpLine,
-    METHOD_OVERRIDE_HEADERS, Refusal, Unavailable, Verdict, decision_status, filtered_body,
-    request_id,
+    IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable, Verdict, decision_status,
+    filtered_body, request_id,
 };
 use crate::decision::{Decision, FilteredResponse};
 use crate::fhir::{FhirRequest, Interaction};
@@ -62,7 +62,7 @@ const SINGLE_HEADERS: [&str; 7] = [
     "authorization",
     "x-request-id",
     "host",
-    "if-none-exist",
+    IF_NONE_EXIST_HEADER,
 ];
 
 /// The ext_proc service.
@@ -280,7 +280,7 @@ impl Exchange {
                 raw_token,
                 &request,
                 Some(line),
-                header("if-none-exist"),
+                header(IF_NONE_EXIST_HEADER),
             )
             .await
             .map_err(unavailable)?;

@@ -4,7 +4,9 @@
 use tonic::Status;
 
 use super::pb;
-use crate::authorize::{HttpLine, Refusal, Verdict, add_search_body_only, parse_off_runtime};
+use crate::authorize::{
+    HttpLine, IF_NONE_EXIST_HEADER, Refusal, Verdict, add_search_body_only, parse_off_runtime,
+};
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
 use crate::fhir::{
@@ -111,7 +113,7 @@ fn header<'m>(http: &'m pb::HttpRequest, name: &str) -> Option<&'m str> {
 /// The `If-None-Exist` header of a `CheckAccess` request given as an HTTP line.
 pub fn if_none_exist(request: Option<&pb::check_access_request::Request>) -> Option<&str> {
     match request {
-        Some(pb::check_access_request::Request::Http(http)) => header(http, "if-none-exist"),
+        Some(pb::check_access_request::Request::Http(http)) => header(http, IF_NONE_EXIST_HEADER),
         _ => None,
     }
 }
@@ -120,7 +122,7 @@ pub fn if_none_exist(request: Option<&pb::check_access_request::Request>) -> Opt
 pub fn entry_if_none_exist(request: Option<&pb::batch_entry::Request>) -> Option<String> {
     match request {
         Some(pb::batch_entry::Request::Http(http)) => {
-            header(http, "if-none-exist").map(str::to_owned)
+            header(http, IF_NONE_EXIST_HEADER).map(str::to_owned)
         }
         _ => None,
     }

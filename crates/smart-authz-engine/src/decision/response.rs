@@ -446,8 +446,7 @@ impl Engine {
                 .get("status")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let names_a_match =
-                status.trim_start().starts_with('2') && !status.trim_start().starts_with("201");
+            let names_a_match = status.trim_start().starts_with('2') && !created(status);
             if let Some(outcome) = entry
                 .get("response")
                 .and_then(|response| response.get("outcome"))
@@ -629,13 +628,18 @@ fn status_of(entry: &Map<String, Value>) -> Map<String, Value> {
         && let Some(status @ Value::String(text)) = original.get("status")
     {
         response.insert("status".to_owned(), status.clone());
-        if text.trim_start().starts_with("201")
+        if created(text)
             && let Some(location @ Value::String(_)) = original.get("location")
         {
             response.insert("location".to_owned(), location.clone());
         }
     }
     response
+}
+
+/// Whether a batch entry's `response.status` says the app's own request created a resource.
+fn created(status: &str) -> bool {
+    status.trim_start().starts_with("201")
 }
 
 #[cfg(test)]
