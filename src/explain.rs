@@ -172,6 +172,11 @@ fn token_context(args: &ExplainArgs) -> Result<TokenContext, ExplainError> {
     Ok(TokenContext {
         scopes: std::sync::Arc::new(ScopeSet::parse(&args.scope, args.fhir_version)),
         patient,
+        patient_url: args
+            .launch
+            .patient
+            .clone()
+            .filter(|patient| patient.contains("://")),
         encounter: args.launch.encounter.clone(),
         fhir_user: args.launch.fhir_user.clone(),
         client_id: None,

@@ -306,3 +306,60 @@ async fn absolute_references_are_local_only_under_the_servers_base_url() {
     assert_eq!(decision(&theirs), pb::Decision::Deny);
     assert_eq!(reason(&theirs), pb::Reason::OutsideCompartment);
 }
+
+/// A `patient` claim written as an absolute URL names a patient of the server at that base:
+/// for server A, B's `Patient/123` is no patient in context, on either face; the patient
+/// header and the introspection answer name none (a grant from another scope still allows,
+/// without it).
+#[tokio::test]
+async fn a_patient_claim_under_another_base_is_no_patient_of_this_server() {
+    let tenants = Tenants::start().await;
+    let token_with_patient = |patient: &str| {
+        let mut claims = tenants
+            .shared
+            .claims("patient/Observation.rs system/Patient.rs");
+        claims["aud"] = json!(SERVER_A);
+        claims["patient"] = json!(patient);
+        common::sign(&RSA_1, &claims)
+    };
+    let foreign = token_with_patient(&format!("{SERVER_B}/Patient/123"));
+    let local = token_with_patient(&format!("{SERVER_A}/Patient/123"));
+
+    let search = |token: &str| asking(check_http(token, "GET", "Observation?code=1234-5"), "a");
+    let allowed = tenants.server.check_request(search(&local)).await;
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    let refused = tenants.server.check_request(search(&foreign)).await;
+    assert_eq!(decision(&refused), pb::Decision::Deny);
+    assert_eq!(reason(&refused), pb::Reason::MissingPatientContext);
+
+    let envoy = |token: &str, path: &str| {
+        check_request(
+            "GET",
+            path,
+            Some(token),
+            &[("x-smart-patient", "999")],
+            None,
+        )
+    };
+    let read = envoy_check(
+        &tenants.server,
+        envoy(&local, "/a/fhir/Observation?code=1234-5"),
+    )
+    .await;
+    assert_eq!(ok_response(&read).set["x-smart-patient"], "123");
+    let refused = envoy_check(
+        &tenants.server,
+        envoy(&foreign, "/a/fhir/Observation?code=1234-5"),
+    )
+    .await;
+    denied_response(&refused, 403);
+    let by_system_scope =
+        envoy_check(&tenants.server, envoy(&foreign, "/a/fhir/Patient/123")).await;
+    let allowed = ok_response(&by_system_scope);
+    assert!(
+        !allowed.set.contains_key("x-smart-patient"),
+        "{:?}",
+        allowed.set
+    );
+    assert!(allowed.removed.contains(&"x-smart-patient"));
+}

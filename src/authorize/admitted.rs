@@ -104,20 +104,9 @@ impl<'a> Admitted<'a> {
         }
     }
 
-    /// The token as the faces render it (`x-smart-patient`, `Subject.patient`): with the
-    /// patient the engine decided for, which under `patient_from_fhir_user` comes from a
-    /// Patient `fhirUser` rather than a `patient` claim (§3). Without it a grant that
-    /// excludes other patients would name no patient for the server to compare with.
+    /// The token as the faces render it: [`with_patient_in_context`].
     pub(super) fn rendered_token(&self) -> Arc<VerifiedToken> {
-        let claimed = self.token.context.patient.as_deref();
-        match self.engine.patient_in_context(self.context()) {
-            Some(patient) if claimed != Some(patient) => {
-                let mut token = VerifiedToken::clone(&self.token);
-                token.context.patient = Some(patient.to_owned());
-                Arc::new(token)
-            }
-            _ => Arc::clone(&self.token),
-        }
+        with_patient_in_context(self.engine, &self.token, self.context())
     }
 
     /// Reports the verdict on a FHIR server's answer to `request`.
@@ -191,4 +180,25 @@ impl<'a> Admitted<'a> {
             Some(self.fingerprint),
         );
     }
+}
+
+/// `token` as the faces render it (`x-smart-patient`, `Subject.patient`, the introspection
+/// answer's `patient`): with the patient `engine` decides for, which under
+/// `patient_from_fhir_user` comes from a Patient `fhirUser` rather than a `patient` claim
+/// (§3), and none when the claim names another server's patient. Without it a grant that
+/// excludes other patients would name no patient for the server to compare with, or one
+/// the decision did not use.
+pub(super) fn with_patient_in_context(
+    engine: &Engine,
+    token: &Arc<VerifiedToken>,
+    context: &TokenContext,
+) -> Arc<VerifiedToken> {
+    let claimed = token.context.patient.as_deref();
+    let decided = engine.patient_in_context(context);
+    if claimed == decided {
+        return Arc::clone(token);
+    }
+    let mut rendered = VerifiedToken::clone(token);
+    rendered.context.patient = decided.map(str::to_owned);
+    Arc::new(rendered)
 }

@@ -390,7 +390,8 @@ impl Authorizer {
     }
 
     /// Judges a token alone, for `server` (RFC 7662 introspection of this service): `None`
-    /// when it is refused or not one `server` honours.
+    /// when it is refused or not one `server` honours. Its patient is the one `server`
+    /// decides for, as in every other answer.
     pub async fn introspect(
         &self,
         call: Call<'_>,
@@ -400,10 +401,18 @@ impl Authorizer {
         match self.authenticator.authenticate(raw_token).await {
             Ok(authenticated) => {
                 traces::record_token(call.span, &authenticated);
-                Ok(server
-                    .accepts(&authenticated.token)
-                    .is_ok()
-                    .then_some(authenticated))
+                if server.accepts(&authenticated.token).is_err() {
+                    return Ok(None);
+                }
+                let token = admitted::with_patient_in_context(
+                    server.engine(),
+                    &authenticated.token,
+                    &authenticated.token.context,
+                );
+                Ok(Some(Authenticated {
+                    token,
+                    ..authenticated
+                }))
             }
             Err(AuthError::Rejected(_)) => Ok(None),
             Err(AuthError::Unavailable { issuer, detail }) => Err(Unavailable { issuer, detail }),

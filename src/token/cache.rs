@@ -186,6 +186,7 @@ fn scopes_bytes(scopes: &Arc<ScopeSet>) -> usize {
 fn context_bytes(context: &TokenContext) -> usize {
     let texts = [
         &context.patient,
+        &context.patient_url,
         &context.encounter,
         &context.fhir_user,
         &context.client_id,

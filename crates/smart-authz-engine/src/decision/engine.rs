@@ -118,6 +118,8 @@ struct Candidate<'a> {
 struct Unusable<'a> {
     scope: &'a ResourceScope,
     reason: Reason,
+    /// Why the patient is missing, for a patient/ scope.
+    patient: Option<NoPatient>,
 }
 
 /// The resources a request touches, as the caller described them.
@@ -213,7 +215,7 @@ impl Engine {
     /// `fhirUser` under `patient_from_fhir_user` (§3). What the faces must name as the
     /// patient in context, so that a server applying a grant compares with the same one.
     pub fn patient_in_context<'t>(&self, token: &'t TokenContext) -> Option<&'t str> {
-        patient_context(&self.policy, token)
+        patient_context(&self.policy, token).ok()
     }
 
     pub fn fhir_version(&self) -> FhirVersion {
@@ -319,20 +321,26 @@ impl<'a> Session<'a> {
             |claim: &Option<String>| claim.as_deref().is_some_and(|value| !value.is_empty());
         let has_user = present(&token.fhir_user) || (policy.user_from_sub && present(&token.sub));
         for (text, scope) in token.scopes.resource_scopes() {
-            let missing = match scope.context {
-                ScopeContext::Patient if patient.is_none() => Some((
+            let missing = match (scope.context, patient) {
+                (ScopeContext::Patient, Err(missing)) => Some((
                     Reason::MissingPatientContext,
-                    "patient/ scope, but the token has no patient context",
+                    missing.ignored(),
+                    Some(missing),
                 )),
-                ScopeContext::User if !has_user => Some((
+                (ScopeContext::User, _) if !has_user => Some((
                     Reason::MissingUserIdentity,
                     "user/ scope, but the token has no fhirUser",
+                    None,
                 )),
                 _ => None,
             };
             match missing {
-                Some((reason, message)) => {
-                    session.unusable.push(Unusable { scope, reason });
+                Some((reason, message, patient)) => {
+                    session.unusable.push(Unusable {
+                        scope,
+                        reason,
+                        patient,
+                    });
                     session.ignored.push(IgnoredScope {
                         scope: text.to_owned(),
                         reason: message.to_owned(),
@@ -341,7 +349,9 @@ impl<'a> Session<'a> {
                 None => session.candidates.push(Candidate {
                     text,
                     scope,
-                    patient: patient.filter(|_| scope.context == ScopeContext::Patient),
+                    patient: patient
+                        .ok()
+                        .filter(|_| scope.context == ScopeContext::Patient),
                 }),
             }
         }
@@ -520,11 +530,9 @@ impl<'a> Session<'a> {
             if unusable.scope.resource.covers(resource_type)
                 && unusable.scope.permissions.contains_all(letters)
             {
-                let message = match unusable.reason {
-                    Reason::MissingPatientContext => {
-                        "a patient/ scope matches, but the token has no patient context"
-                    }
-                    _ => "a user/ scope matches, but the token has no fhirUser",
+                let message = match unusable.patient {
+                    Some(missing) => missing.refused(),
+                    None => "a user/ scope matches, but the token has no fhirUser",
                 };
                 findings.refuse(Refusal::new(unusable.reason, message));
             }
@@ -654,21 +662,69 @@ impl<'a> Session<'a> {
 }
 
 /// The patient in context: the `patient` claim, or a Patient `fhirUser` when the policy
-/// allows that fallback (docs/semantics.md §3).
-fn patient_context<'a>(policy: &Policy, token: &'a TokenContext) -> Option<&'a str> {
+/// allows that fallback (docs/semantics.md §3); otherwise why there is none.
+///
+/// An absolute URL names a patient of the server at its base (FHIR references.html §2.3.0):
+/// on a server whose base URLs are configured, one under another base is no patient of this
+/// server, however its id reads. Taking its `Patient/<id>` tail would give the token
+/// whichever local patient happens to share the id.
+fn patient_context<'a>(policy: &Policy, token: &'a TokenContext) -> Result<&'a str, NoPatient> {
+    let locality = Locality::of(&policy.base_urls);
     if let Some(patient) = token
         .patient
         .as_deref()
         .filter(|patient| !patient.is_empty())
     {
-        return Some(patient);
+        return match token.patient_url.as_deref() {
+            Some(url) if locality.resolve(url) != Some(("Patient", patient)) => {
+                Err(NoPatient::Foreign)
+            }
+            _ => Ok(patient),
+        };
     }
     if !policy.patient_from_fhir_user {
-        return None;
+        return Err(NoPatient::Absent);
     }
-    match parse_reference(token.fhir_user.as_deref()?) {
-        Some(("Patient", id)) => Some(id),
-        _ => None,
+    let fhir_user = token.fhir_user.as_deref().ok_or(NoPatient::Absent)?;
+    match parse_reference(fhir_user) {
+        Some(("Patient", id)) => match locality.resolve(fhir_user) {
+            Some(("Patient", local)) if local == id => Ok(id),
+            _ => Err(NoPatient::Foreign),
+        },
+        _ => Err(NoPatient::Absent),
+    }
+}
+
+/// Why a token has no patient in context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoPatient {
+    /// Neither a `patient` claim nor (under the fallback) a Patient `fhirUser`.
+    Absent,
+    /// One that names a patient of another server (an absolute URL under another base).
+    Foreign,
+}
+
+impl NoPatient {
+    /// Why a patient/ scope is ignored.
+    fn ignored(self) -> &'static str {
+        match self {
+            NoPatient::Absent => "patient/ scope, but the token has no patient context",
+            NoPatient::Foreign => {
+                "patient/ scope, but the token's patient is an absolute URL under none of this \
+                 FHIR server's base URLs"
+            }
+        }
+    }
+
+    /// Why a request a patient/ scope would grant is refused.
+    fn refused(self) -> &'static str {
+        match self {
+            NoPatient::Absent => "a patient/ scope matches, but the token has no patient context",
+            NoPatient::Foreign => {
+                "a patient/ scope matches, but the token's patient is a patient of another FHIR \
+                 server (an absolute URL under none of this server's base URLs)"
+            }
+        }
     }
 }
 

@@ -17,6 +17,10 @@ pub struct TokenContext {
     pub scopes: Arc<ScopeSet>,
     /// The patient in context, as a bare id (`Patient/123` is normalised to `123`).
     pub patient: Option<String>,
+    /// The `patient` claim as written, when it is an absolute URL
+    /// (`https://ehr.example/fhir/Patient/123`): it names a patient of the server at that
+    /// base, so the engine takes it as the context only on a server with that base URL.
+    pub patient_url: Option<String>,
     pub encounter: Option<String>,
     /// The user's FHIR resource, e.g. `Practitioner/7` or an absolute URL.
     pub fhir_user: Option<String>,
@@ -175,17 +179,20 @@ impl TokenContext {
                     Some(_) => Err(ClaimsError::WrongType(name)),
                 }
             };
-        let patient = match text(claims.patient, "patient")? {
-            None => None,
-            Some(patient) => Some(
-                id_of("Patient", &patient)
+        let (patient, patient_url) = match text(claims.patient, "patient")? {
+            None => (None, None),
+            Some(patient) => {
+                let id = id_of("Patient", &patient)
                     .ok_or_else(|| ClaimsError::BadPatient(patient.clone()))?
-                    .to_owned(),
-            ),
+                    .to_owned();
+                let url = patient.contains("://").then_some(patient);
+                (Some(id), url)
+            }
         };
         Ok(TokenContext {
             scopes: scopes(claim),
             patient,
+            patient_url,
             encounter: text(claims.encounter, "encounter")?.map(|encounter| {
                 id_of("Encounter", &encounter)
                     .unwrap_or(&encounter)

@@ -998,6 +998,93 @@ pub fn cases() -> Vec<Case> {
             .line("GET", "Practitioner/pr7/*")
             .allow()
             .compartment("Patient/123"),
+        // An absolute `patient` (or fallback `fhirUser`) names a patient of the server at its
+        // base; with the server's base known, another server's Patient/123 is not this one's.
+        case(
+            S3P,
+            "known base: a patient claim under another base gives no patient context",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("https://b.example/fhir/Patient/123")
+        .line("GET", "Observation?code=2345-7")
+        .deny(Reason::MissingPatientContext)
+        .expect(|decision| {
+            decision
+                .message
+                .contains("patient of another FHIR server")
+                .then_some(())
+                .ok_or_else(|| format!("message {:?}", decision.message))
+        })
+        .ignored(&["patient/Observation.rs"]),
+        case(
+            S3P,
+            "known base: a patient claim under another base, the stored resource its own",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("https://b.example/fhir/Patient/123")
+        .line("GET", "Observation/1")
+        .stored(obs_of("123"))
+        .deny(Reason::MissingPatientContext),
+        case(
+            S3P,
+            "known base: a patient claim under the server's base is its patient",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient(&format!("{BASE}/Patient/123"))
+        .line("GET", "Observation?code=2345-7")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "known base: a relative or bare patient claim needs no base",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("Patient/123")
+        .line("GET", "Observation?code=2345-7")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "known base: a patient claim under another spelling of the base is refused, not guessed",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("https://A.example/fhir/Patient/123")
+        .line("GET", "Observation?code=2345-7")
+        .deny(Reason::MissingPatientContext),
+        case(
+            S3P,
+            "known base: a Patient fhirUser under another base supplies no patient",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .fhir_user("https://b.example/fhir/Patient/123")
+        .line("GET", "Observation?code=2345-7")
+        .deny(Reason::MissingPatientContext),
+        case(
+            S3P,
+            "known base: a Patient fhirUser under the server's base supplies the patient",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .fhir_user(&format!("{BASE}/Patient/123"))
+        .line("GET", "Observation?code=2345-7")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "known base: a patient of another server leaves system/ scopes granting",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs system/Observation.rs")
+        .patient("https://b.example/fhir/Patient/123")
+        .line("GET", "Observation?code=2345-7")
+        .allow()
+        .grant_scopes(&["system/Observation.rs"]),
     ]
 }
 

@@ -17,6 +17,19 @@ fn reads_launch_context_claims() {
     assert_eq!(context.encounter.as_deref(), Some("enc-1"));
     assert_eq!(context.client_id.as_deref(), Some("growth-chart"));
     assert_eq!(context.scopes.entries().len(), 4);
+    assert_eq!(context.patient_url, None);
+}
+
+#[test]
+fn keeps_an_absolute_patient_claim_for_its_base() {
+    let claims =
+        json!({"scope": "patient/*.rs", "patient": "https://ehr.example/fhir/Patient/123"});
+    let context = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
+    assert_eq!(context.patient.as_deref(), Some("123"));
+    assert_eq!(
+        context.patient_url.as_deref(),
+        Some("https://ehr.example/fhir/Patient/123")
+    );
 }
 
 #[test]
