@@ -335,6 +335,69 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     let records = parse(&audit.take_lines());
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["decision"], "deny");
+
+    // An answer with withheld entries is allowed, but its withheld reads are denies: it is
+    // audited under `denies`, with their count.
+    let filtered = server
+        .client
+        .clone()
+        .filter_resources(pb::FilterResourcesRequest {
+            access_token: token.clone(),
+            request: Some(pb::filter_resources_request::Request::Http(
+                pb::HttpRequest {
+                    method: "GET".into(),
+                    path: "Observation?_include=Observation:subject".into(),
+                    ..Default::default()
+                },
+            )),
+            response: serde_json::to_vec(&answers::mixed_search()).unwrap(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(filtered.withheld, 2);
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["rpc"], "FilterResources");
+    assert_eq!(records[0]["decision"], "allow");
+    assert_eq!(records[0]["withheld"], 2);
+
+    // The patient of a line is the one the decision was for: here a Patient fhirUser's, as
+    // the token has no `patient` claim.
+    let by_fhir_user = {
+        let mut claims = issuer.claims("patient/Observation.rs");
+        claims["fhirUser"] = json!("Patient/77");
+        sign(&RSA_1, &claims)
+    };
+    server.check(&by_fhir_user, "GET", "Condition/c-1").await;
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["patient"], "77");
+
+    server.stop().await;
+
+    // A verified token that another FHIR server of the service refuses (its `aud` names the
+    // first) is audited with who it speaks for.
+    let server = TestServer::for_issuer(
+        &issuer,
+        &format!(
+            "[[fhir_servers]]\nname = \"a\"\nbase_urls = [\"{AUDIENCE}\"]\n\
+             [[fhir_servers]]\nname = \"b\"\nbase_urls = [\"https://b.example/fhir\"]\n"
+        ),
+    )
+    .await;
+    audit.take_lines();
+    let mut replayed = check_http(&token, "GET", "Observation/obs-1");
+    replayed.fhir_server = "b".to_owned();
+    let refused = server.check_request(replayed).await;
+    assert_eq!(reason(&refused), pb::Reason::TokenWrongAudience);
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["reason"], "token_wrong_audience");
+    assert_eq!(records[0]["fhir_server"], "b");
+    assert_eq!(records[0]["client_id"], "test-client");
+    assert_eq!(records[0]["patient"], "123");
     server.stop().await;
 
     let server = TestServer::for_issuer(&issuer, "[telemetry]\naudit = \"off\"\n").await;

@@ -6,7 +6,7 @@ use super::{Authorizer, Call, Refusal, Verdict};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine, Outcome};
 use crate::fhir::{FhirRequest, Interaction, Resource};
 use crate::smart::TokenContext;
-use crate::telemetry::{DecisionEvent, traces};
+use crate::telemetry::{DecisionEvent, EventToken, traces};
 use crate::token::{TokenFingerprint, VerifiedToken};
 
 /// A verified token, ready to decide with one engine. Every answer through it is reported
@@ -95,7 +95,7 @@ impl<'a> Admitted<'a> {
             self.call,
             &decision,
             Some(request),
-            Some((self.context(), self.fingerprint)),
+            Some((self.event_token(), self.fingerprint)),
             None,
         );
         Verdict::Decided {
@@ -104,17 +104,27 @@ impl<'a> Admitted<'a> {
         }
     }
 
+    /// Who the events of this token's decisions are for.
+    fn event_token(&self) -> EventToken<'_> {
+        EventToken {
+            context: self.context(),
+            patient: self.engine.patient_in_context(self.context()),
+        }
+    }
+
     /// The token as the faces render it: [`with_patient_in_context`].
     pub(super) fn rendered_token(&self) -> Arc<VerifiedToken> {
         with_patient_in_context(self.engine, &self.token, self.context())
     }
 
-    /// Reports the verdict on a FHIR server's answer to `request`.
+    /// Reports the verdict on a FHIR server's answer to `request`, with how many of its
+    /// entries were withheld.
     pub(super) fn report_answer(
         &self,
         request: &FhirRequest,
         outcome: Outcome,
         reason: &'static str,
+        withheld: usize,
     ) {
         self.authorizer.observer.decided(
             &DecisionEvent {
@@ -123,11 +133,12 @@ impl<'a> Admitted<'a> {
                 reason,
                 request: Some(request),
                 grants: &[],
-                token: Some(self.context()),
+                token: Some(self.event_token()),
                 token_fingerprint: Some(self.fingerprint),
                 entry: None,
                 fhir_server: self.call.fhir_server,
                 request_id: self.call.request_id,
+                withheld: Some(withheld),
             },
             self.call.span,
         );
@@ -152,7 +163,7 @@ impl<'a> Admitted<'a> {
                 self.call,
                 entry_decision,
                 entry.request.as_ref().ok(),
-                Some((self.context(), self.fingerprint)),
+                Some((self.event_token(), self.fingerprint)),
                 Some(index),
             );
         }
@@ -176,7 +187,7 @@ impl<'a> Admitted<'a> {
             self.call,
             &refusal,
             request,
-            Some(self.context()),
+            Some(self.event_token()),
             Some(self.fingerprint),
         );
     }

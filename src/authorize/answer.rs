@@ -151,7 +151,12 @@ impl Admitted<'_> {
         match self.engine.filter_response(self.context(), request, answer) {
             Ok(filtered) => {
                 metrics::record_withheld(self.call.rpc, filtered.withheld);
-                self.report_answer(request, filtered.outcome, filtered.reason.as_str());
+                self.report_answer(
+                    request,
+                    filtered.outcome,
+                    filtered.reason.as_str(),
+                    filtered.withheld,
+                );
                 Verdict::Decided {
                     decision: filtered,
                     token: self.rendered_token(),

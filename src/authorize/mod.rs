@@ -48,8 +48,7 @@ pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
 use crate::fhir::{FhirRequest, Resource};
-use crate::smart::TokenContext;
-use crate::telemetry::{DecisionEvent, Observer, Rpc, traces};
+use crate::telemetry::{DecisionEvent, EventToken, Observer, Rpc, traces};
 use crate::token::{
     AuthError, Authenticated, Authenticator, BearerToken, TokenError, TokenFingerprint,
     VerifiedToken,
@@ -371,7 +370,15 @@ impl Authorizer {
             }
         };
         if let Err(error) = server.accepts(&token) {
-            return Ok(self.token_refused(call, error, request, Some(fingerprint)));
+            // Audited with who the token speaks for: a token replayed against another
+            // server is worth more to an investigator than its fingerprint alone.
+            let refusal = Refusal::Token(error);
+            let who = EventToken {
+                context: &token.context,
+                patient: server.engine().patient_in_context(&token.context),
+            };
+            self.report_refusal(call, &refusal, request, Some(who), Some(fingerprint));
+            return Ok(Admission::Refused(refusal));
         }
         Ok(Admission::Admitted(Admitted::new(
             self,
@@ -457,7 +464,7 @@ impl Authorizer {
         call: Call<'_>,
         refusal: &Refusal,
         request: Option<&FhirRequest>,
-        token: Option<&TokenContext>,
+        token: Option<EventToken<'_>>,
         fingerprint: Option<TokenFingerprint>,
     ) {
         self.observer.decided(
@@ -472,6 +479,7 @@ impl Authorizer {
                 entry: None,
                 fhir_server: call.fhir_server,
                 request_id: call.request_id,
+                withheld: None,
             },
             call.span,
         );
@@ -483,7 +491,7 @@ impl Authorizer {
         call: Call<'_>,
         decision: &Decision,
         request: Option<&FhirRequest>,
-        token: Option<(&TokenContext, TokenFingerprint)>,
+        token: Option<(EventToken<'_>, TokenFingerprint)>,
         entry: Option<usize>,
     ) {
         self.observer.decided(
@@ -493,11 +501,12 @@ impl Authorizer {
                 reason: decision.reason.as_str(),
                 request,
                 grants: &decision.grants,
-                token: token.map(|(context, _)| context),
+                token: token.map(|(token, _)| token),
                 token_fingerprint: token.map(|(_, fingerprint)| fingerprint),
                 entry,
                 fhir_server: call.fhir_server,
                 request_id: call.request_id,
+                withheld: None,
             },
             call.span,
         );

@@ -31,7 +31,7 @@ pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
         .token_fingerprint
         .map(|fingerprint| fingerprint.to_string());
     let trace_id = traces::trace_id(span);
-    let context = event.token;
+    let context = event.token.map(|token| token.context);
     let request = event.request;
     let scopes: Option<String> = (!event.grants.is_empty()).then(|| {
         let mut scopes = String::new();
@@ -65,8 +65,9 @@ pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
         client_id = context.and_then(|context| context.client_id.as_deref()),
         sub = context.and_then(|context| context.sub.as_deref()),
         fhirUser = context.and_then(|context| context.fhir_user.as_deref()),
-        patient = context.and_then(|context| context.patient.as_deref()),
+        patient = event.token.and_then(|token| token.patient),
         scopes = scopes.as_deref(),
+        withheld = event.withheld,
         token_fingerprint = fingerprint.as_deref(),
         trace_id = trace_id.as_deref(),
     );

@@ -334,8 +334,8 @@ pub struct DecisionEvent<'a> {
     pub request: Option<&'a FhirRequest>,
     /// The grants of an allow.
     pub grants: &'a [Grant],
-    /// The verified token's context, when the token was accepted.
-    pub token: Option<&'a TokenContext>,
+    /// The verified token, when its signature and claims were accepted.
+    pub token: Option<EventToken<'a>>,
     /// The token's fingerprint, when a token was sent (the token itself is never recorded).
     pub token_fingerprint: Option<TokenFingerprint>,
     /// The entry's index, for the entries of a batch or transaction.
@@ -344,6 +344,17 @@ pub struct DecisionEvent<'a> {
     pub fhir_server: Option<&'a str>,
     /// The caller's request id, when it sent one.
     pub request_id: Option<&'a str>,
+    /// For the check of a FHIR server's answer, how many of its entries were withheld.
+    pub withheld: Option<usize>,
+}
+
+/// Who a decision was for: the verified token's context, and the patient the engine decided
+/// for, which is not always the token's `patient` claim (a Patient `fhirUser` under the
+/// fallback, or none for another server's patient: docs/semantics.md, "Launch context").
+#[derive(Clone, Copy, Debug)]
+pub struct EventToken<'a> {
+    pub context: &'a TokenContext,
+    pub patient: Option<&'a str>,
 }
 
 impl DecisionEvent<'_> {
@@ -381,11 +392,21 @@ impl Observer {
         self.audit.covers(outcome)
     }
 
+    /// Whether `event` gets an audit line: an answer with withheld entries is allowed, but
+    /// what was withheld is a deny of those reads, so `denies` covers it too.
+    fn audits_event(&self, event: &DecisionEvent<'_>) -> bool {
+        let outcome = match event.withheld {
+            Some(withheld) if withheld > 0 => Outcome::Deny,
+            _ => event.outcome,
+        };
+        self.audit.covers(outcome)
+    }
+
     /// Records one decision: the decisions counter, the audit line when the mode asks for
     /// it, and (unless it is a bundle entry) the attributes of `span`.
     pub fn decided(&self, event: &DecisionEvent<'_>, span: &Span) {
         metrics::record_decision(event);
-        if self.audit.covers(event.outcome) {
+        if self.audits_event(event) {
             audit::write(event, span);
         }
         if event.entry.is_none() {
