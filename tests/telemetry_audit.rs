@@ -375,6 +375,25 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["patient"], "77");
 
+    // A Bundle with no entry is denied as a whole: that deny is the one line.
+    let empty = server
+        .client
+        .clone()
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            bundle_type: pb::BundleType::Transaction as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(empty.decision, pb::Decision::Deny as i32);
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["rpc"], "BatchCheckAccess");
+    assert_eq!(records[0]["decision"], "deny");
+    assert!(records[0].get("entry").is_none());
+
     server.stop().await;
 
     // A verified token that another FHIR server of the service refuses (its `aud` names the

@@ -4,8 +4,10 @@
 //! sampled exports nothing, not even the key fetch it caused.
 //!
 //! OpenTelemetry pipelines are process-wide, so this file is its own test binary with a
-//! single test that installs telemetry once. The other runs the binary confined to one CPU
-//! (its current-thread runtime) and checks that the spans of its last calls leave at SIGTERM.
+//! single test that installs telemetry once. The others run the binary: confined to one CPU
+//! (its current-thread runtime), checking that the spans of its last calls leave at SIGTERM;
+//! and under two samplers, checking that an app's own `traceparent` behind Envoy joins its
+//! trace without forcing export.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,8 +20,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::envoy;
 use common::otlp::{OtlpReceiver, ReceivedSpan};
+use common::spawned::Served;
 use common::*;
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use smart_authz::config::{LogConfig, TelemetryConfig};
 use smart_authz::grpc::pb;
 use smart_authz::telemetry::{self, Outputs};
@@ -290,4 +295,105 @@ async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
             && line.contains(r#""runtime":"CurrentThread""#)),
         "the binary on one CPU runs a current-thread runtime: {logs:#?}"
     );
+}
+
+/// The binary under `OTEL_TRACES_SAMPLER=<sampler>` (and `_ARG`), exporting to `receiver`.
+fn binary_exporting_to(receiver: &OtlpReceiver, sampler: &str, argument: &str) -> Served {
+    let mut command = common::spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("serve")
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
+        .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_TRACES_SAMPLER", sampler)
+        .env("OTEL_TRACES_SAMPLER_ARG", argument);
+    Served::start(command)
+}
+
+/// An Envoy `Check` whose forwarded request carries `traceparent` (no gRPC metadata):
+/// the app's own header.
+async fn envoy_check_with_app_traceparent(server: &Served, token: &str, traceparent: &str) {
+    let answer = AuthorizationClient::new(server.channel().await)
+        .check(envoy::check_request(
+            "GET",
+            "/Observation?code=x",
+            Some(token),
+            &[("traceparent", traceparent)],
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    envoy::ok_response(&answer);
+}
+
+/// The spans `server` exports until it stops (SIGTERM flushes the exporter).
+async fn spans_until_stopped(mut server: Served, receiver: &OtlpReceiver) -> Vec<ReceivedSpan> {
+    assert!(server.send_sigterm());
+    let status = server
+        .exit_within(Duration::from_secs(20))
+        .await
+        .expect("the server stops within 20 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    receiver.spans()
+}
+
+/// The `traceparent` of the request Envoy asks about is the app's: its sampled flag does not
+/// override the ratio (an app setting it on every request would have every call exported),
+/// but a call the sampler keeps joins the app's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_traceparent_joins_its_trace_but_does_not_force_sampling() {
+    let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
+    let is_envoy_check =
+        |span: &&ReceivedSpan| span.span.name == "envoy.service.auth.v3.Authorization/Check";
+
+    // A ratio of 0: no new trace is kept, and the app's sampled flag changes nothing; a
+    // caller's `traceparent` in the gRPC metadata (Envoy's own, when it traces) still is.
+    let receiver = OtlpReceiver::start().await;
+    let server = binary_exporting_to(&receiver, "parentbased_traceidratio", "0");
+    envoy_check_with_app_traceparent(
+        &server,
+        &token,
+        &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"),
+    )
+    .await;
+    let mut client = pb::authz_service_client::AuthzServiceClient::new(server.channel().await);
+    client
+        .check_access(with_traceparent(
+            check_http(&token, "GET", "Observation?code=x"),
+            &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"),
+        ))
+        .await
+        .unwrap();
+    let spans = spans_until_stopped(server, &receiver).await;
+    assert!(
+        spans
+            .iter()
+            .any(|span| span.span.name == "smartauthz.v1.AuthzService/CheckAccess"),
+        "the call under Envoy's sampled traceparent is exported: {:?}",
+        spans.iter().map(|span| &span.span.name).collect::<Vec<_>>()
+    );
+    assert_eq!(spans.iter().filter(is_envoy_check).count(), 0);
+
+    // Always on: the call joins the app's trace.
+    let receiver = OtlpReceiver::start().await;
+    let server = binary_exporting_to(&receiver, "parentbased_always_on", "");
+    envoy_check_with_app_traceparent(
+        &server,
+        &token,
+        &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"),
+    )
+    .await;
+    let spans = spans_until_stopped(server, &receiver).await;
+    let joined = spans
+        .iter()
+        .find(is_envoy_check)
+        .expect("the Envoy Check span is exported");
+    assert_eq!(hex(&joined.span.trace_id), TRACE_ID);
+    assert_eq!(hex(&joined.span.parent_span_id), PARENT_SPAN_ID);
 }

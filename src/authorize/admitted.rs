@@ -117,35 +117,36 @@ impl<'a> Admitted<'a> {
         with_patient_in_context(self.engine, &self.token, self.context())
     }
 
-    /// Reports the verdict on a FHIR server's answer to `request`, with how many of its
-    /// entries were withheld.
-    pub(super) fn report_answer(
+    /// Reports an answer with no grants to name: the verdict on a FHIR server's answer to
+    /// `request` (with how many of its entries were withheld), or a Bundle's.
+    pub(super) fn report(
         &self,
-        request: &FhirRequest,
+        request: Option<&FhirRequest>,
         outcome: Outcome,
         reason: &'static str,
-        withheld: usize,
+        withheld: Option<usize>,
     ) {
         self.authorizer.observer.decided(
             &DecisionEvent {
                 rpc: self.call.rpc,
                 outcome,
                 reason,
-                request: Some(request),
+                request,
                 grants: &[],
                 token: Some(self.event_token()),
                 token_fingerprint: Some(self.fingerprint),
                 entry: None,
                 fhir_server: self.call.fhir_server,
                 request_id: self.call.request_id,
-                withheld: Some(withheld),
+                withheld,
             },
             self.call.span,
         );
     }
 
-    /// Decides a batch or transaction entry by entry; one event per entry. `request` is the
-    /// request that carried the Bundle, when there was one.
+    /// Decides a batch or transaction entry by entry; one event per entry, or one for the
+    /// Bundle when it has none. `request` is the request that carried the Bundle, when
+    /// there was one.
     pub fn decide_bundle(
         self,
         request: Option<&FhirRequest>,
@@ -158,6 +159,10 @@ impl<'a> Admitted<'a> {
             return Verdict::Refused(refusal);
         }
         let decision = self.engine.decide_bundle(self.context(), kind, entries);
+        if decision.entries.is_empty() {
+            // No entry to report it: the Bundle's own answer is the one event.
+            self.report(request, decision.outcome, decision.reason.as_str(), None);
+        }
         for (index, (entry, entry_decision)) in entries.iter().zip(&decision.entries).enumerate() {
             self.authorizer.report_decision(
                 self.call,

@@ -19,8 +19,9 @@ use crate::telemetry::metrics;
 /// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = crate::config::DEFAULT_MAX_BODY_BYTES;
 
-/// A FHIR server's answer to filter, as the face received it.
-#[derive(Clone, Copy, Debug)]
+/// A FHIR server's answer to filter, as the face received it. Its `Debug` leaves the token
+/// out.
+#[derive(Clone, Copy)]
 pub struct AnswerCheck<'a> {
     /// The `Authorization` value or bare token the request was made with.
     pub raw_token: &'a str,
@@ -30,6 +31,17 @@ pub struct AnswerCheck<'a> {
     pub line: Option<HttpLine<'a>>,
     /// The answer's body, uncompressed.
     pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for AnswerCheck<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AnswerCheck")
+            .field("request", &self.request)
+            .field("line", &self.line)
+            .field("body_bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a face that sees the request before its answer should do with the answer.
@@ -151,11 +163,11 @@ impl Admitted<'_> {
         match self.engine.filter_response(self.context(), request, answer) {
             Ok(filtered) => {
                 metrics::record_withheld(self.call.rpc, filtered.withheld);
-                self.report_answer(
-                    request,
+                self.report(
+                    Some(request),
                     filtered.outcome,
                     filtered.reason.as_str(),
-                    filtered.withheld,
+                    Some(filtered.withheld),
                 );
                 Verdict::Decided {
                     decision: filtered,

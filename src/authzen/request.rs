@@ -23,8 +23,9 @@ const RESOURCE_PROPERTIES: [&str; 6] = [
     "body",
 ];
 
-/// One evaluation, ready for the pipeline.
-#[derive(Debug, Default)]
+/// One evaluation, ready for the pipeline. Its `Debug` leaves the token and the headers'
+/// values out.
+#[derive(Default)]
 pub struct Evaluation {
     pub token: String,
     pub method: String,
@@ -36,6 +37,19 @@ pub struct Evaluation {
     pub stored: Option<Value>,
     pub proposed: Option<Value>,
     pub fhir_server: String,
+}
+
+impl std::fmt::Debug for Evaluation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Evaluation")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_bytes", &self.body.len())
+            .field("fhir_server", &self.fhir_server)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an evaluation cannot be read: a 400.

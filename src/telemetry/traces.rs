@@ -275,6 +275,11 @@ pub fn rpc_span(rpc: Rpc, metadata: &MetadataMap) -> Span {
 
 /// [`rpc_span`], falling back to the `traceparent` among `forwarded` headers (the HTTP
 /// request Envoy asks about) when the gRPC metadata carries none.
+///
+/// Those headers are the app's own, so their sampled flag is not obeyed: a client that set
+/// it on every request would have every call exported whatever `trace_sampling_ratio` says.
+/// The span joins the app's trace only when the sampler would keep a new trace of its own;
+/// a parent marked unsampled still drops it.
 pub fn rpc_span_with_headers(
     rpc: Rpc,
     metadata: &MetadataMap,
@@ -287,20 +292,33 @@ pub fn rpc_span_with_headers(
         return Span::none();
     };
     let propagator = TraceContextPropagator::new();
-    let mut parent = propagator.extract(&MetadataExtractor(metadata));
+    let parent = propagator.extract(&MetadataExtractor(metadata));
     if !parent.span().span_context().is_valid()
         && let Some(headers) = forwarded
     {
-        parent = propagator.extract(headers);
+        let app = propagator.extract(headers);
+        if app.span().span_context().is_valid() {
+            return match sampling::verdict(sampler, &Context::new(), rpc.span_name()) {
+                Some(_) if app.span().span_context().is_sampled() => {
+                    open_span(rpc, Kept::Child, app)
+                }
+                _ => Span::none(),
+            };
+        }
     }
     sampled_span(rpc, parent, sampler)
 }
 
 /// The span of `rpc` under `parent` (empty for a new trace), as `sampler` decides.
 fn sampled_span(rpc: Rpc, parent: Context, sampler: &Sampler) -> Span {
-    let Some(kept) = sampling::verdict(sampler, &parent, rpc.span_name()) else {
-        return Span::none();
-    };
+    match sampling::verdict(sampler, &parent, rpc.span_name()) {
+        Some(kept) => open_span(rpc, kept, parent),
+        None => Span::none(),
+    }
+}
+
+/// The span of `rpc`, kept for export: a child of `parent`, or the root of a new trace.
+fn open_span(rpc: Rpc, kept: Kept, parent: Context) -> Span {
     let span = tracing::info_span!(
         target: RPC_TARGET,
         "rpc",

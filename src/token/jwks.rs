@@ -171,12 +171,14 @@ impl KeyMap {
             .filter(|key| key.key_id.as_deref() == Some(key_id))
             .peekable();
         if named.peek().is_none() {
-            return Err(KeySelectionError::UnknownKeyId(key_id.to_owned()));
+            return Err(KeySelectionError::UnknownKeyId(
+                super::quotable(key_id).into_owned(),
+            ));
         }
         named
             .find(|key| key.fits(algorithm))
             .ok_or_else(|| KeySelectionError::KeyDoesNotFit {
-                key_id: key_id.to_owned(),
+                key_id: super::quotable(key_id).into_owned(),
                 algorithm,
             })
     }

@@ -107,7 +107,8 @@ pub fn parse_header(encoded: &str) -> Result<JwsHeader, TokenError> {
         && !is_access_token_type(typ)
     {
         return Err(TokenError::Malformed(format!(
-            "header typ {typ:?} is not an access token type"
+            "header typ {:?} is not an access token type",
+            super::quotable(typ)
         )));
     }
     Ok(JwsHeader {
@@ -127,8 +128,9 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, TokenError> {
             "alg none is never accepted (RFC 8725 §3.1)".to_owned(),
         ));
     }
-    let algorithm = Algorithm::from_str(name)
-        .map_err(|_| TokenError::BadSignature(format!("unknown algorithm {name:?}")))?;
+    let algorithm = Algorithm::from_str(name).map_err(|_| {
+        TokenError::BadSignature(format!("unknown algorithm {:?}", super::quotable(name)))
+    })?;
     if algorithm.family() == AlgorithmFamily::Hmac {
         return Err(TokenError::BadSignature(format!(
             "{name} is an HMAC algorithm; only asymmetric signatures are accepted (RFC 8725 §3.2)"

@@ -150,15 +150,22 @@ pub enum TokenError {
     Inactive,
 }
 
+/// A value a token names (`iss`, `kid`, `typ`, `alg`), cut to 128 characters for quoting
+/// in a refusal: it is attacker-chosen text bound for answers, headers, logs and the
+/// refusal cache.
+pub(crate) fn quotable(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX_QUOTED_CHARS: usize = 128;
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
 impl TokenError {
     /// [`TokenError::WrongIssuer`] for an `iss` a token names: cut to 128 characters, since
     /// it is attacker-chosen text bound for answers, logs and the refusal cache.
     pub fn wrong_issuer(issuer: &str) -> Self {
-        const MAX_ISSUER_CHARS: usize = 128;
-        match issuer.char_indices().nth(MAX_ISSUER_CHARS) {
-            Some((end, _)) => TokenError::WrongIssuer(format!("{}...", &issuer[..end])),
-            None => TokenError::WrongIssuer(issuer.to_owned()),
-        }
+        TokenError::WrongIssuer(quotable(issuer).into_owned())
     }
 
     /// The refusal's code, as the API's `Reason` names it (`TOKEN_EXPIRED` is

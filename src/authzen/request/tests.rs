@@ -230,3 +230,17 @@ fn headers_are_matched_without_case_and_never_twice() {
     });
     assert!(read(Some(&subject), Some(&action), Some(&twice), None).is_err());
 }
+
+#[test]
+fn debug_leaves_the_token_and_header_values_out() {
+    let subject = json!({ "type": "access_token", "id": "secret-token-value" });
+    let action = json!({ "name": "GET" });
+    let resource = json!({ "type": "fhir_request", "id": "Observation" });
+    let mut evaluation = read(Some(&subject), Some(&action), Some(&resource), None).unwrap();
+    evaluation
+        .headers
+        .insert("authorization".into(), "Bearer other-secret".into());
+    let shown = format!("{evaluation:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("authorization"), "{shown}");
+}

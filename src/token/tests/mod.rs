@@ -1005,6 +1005,34 @@ async fn two_joined_authorization_headers_are_no_token() {
     }
 }
 
+/// `kid`, `typ` and `alg` are the token's own text, quoted in a refusal that reaches
+/// answers, headers and logs: at most 128 characters of each.
+#[tokio::test]
+async fn header_values_are_quoted_short() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let long = "k".repeat(20_000);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+    let signed = sign_with("rsa-1", Algorithm::RS256, Some(&long), &claims());
+    let forged = |header: Value| {
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+        format!("{header}.{payload}.c2ln")
+    };
+    for token in [
+        signed,
+        forged(json!({"alg": "RS256", "kid": "rsa-1", "typ": long})),
+        forged(json!({"alg": long, "kid": "rsa-1"})),
+    ] {
+        let error = refusal(&authenticator, &token).await;
+        let message = error.to_string();
+        assert!(message.contains("kkk..."), "{message:.200}");
+        assert!(
+            message.len() < 300,
+            "{} bytes: {message:.200}",
+            message.len()
+        );
+    }
+}
+
 #[test]
 fn an_untrusted_issuer_is_named_short() {
     let long = "x".repeat(40_000);
