@@ -419,6 +419,46 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(records[0]["patient"], "123");
     server.stop().await;
 
+    // An IntrospectToken answer that hands a token's claims out is recorded (`all`).
+    let server = TestServer::for_issuer(&issuer, "[telemetry]\naudit = \"all\"\n").await;
+    audit.take_lines();
+    let introspected = server
+        .client
+        .clone()
+        .introspect_token(pb::IntrospectTokenRequest {
+            token: token.clone(),
+            request_id: "introspect-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(introspected.active);
+    let inactive = server
+        .client
+        .clone()
+        .introspect_token(pb::IntrospectTokenRequest {
+            token: expired.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!inactive.active);
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_no_token(&records, &token);
+    let active = find(&records, &[("request_id", "introspect-1")]);
+    assert_eq!(active["rpc"], "IntrospectToken");
+    assert_eq!(active["decision"], "allow");
+    assert_eq!(active["reason"], "token_active");
+    assert_eq!(active["client_id"], "test-client");
+    assert_eq!(active["token_fingerprint"], fingerprint(&token));
+    let refused = find(&records, &[("reason", "token_expired")]);
+    assert_eq!(refused["rpc"], "IntrospectToken");
+    assert_eq!(refused["token_fingerprint"], fingerprint(&expired));
+    server.stop().await;
+
     let server = TestServer::for_issuer(&issuer, "[telemetry]\naudit = \"off\"\n").await;
     audit.take_lines();
     server.check(&token, "GET", "Condition/c-1").await;

@@ -179,6 +179,9 @@ pub struct BundleCheck<'a> {
 /// Stands for a token in `Debug` output: a token must never reach a log line.
 const TOKEN_LEFT_OUT: &str = "<left out>";
 
+/// The reason of an `IntrospectToken` answer that reports a token active.
+const TOKEN_ACTIVE: &str = "token_active";
+
 impl std::fmt::Debug for Check<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
@@ -398,32 +401,68 @@ impl Authorizer {
 
     /// Judges a token alone, for `server` (RFC 7662 introspection of this service): `None`
     /// when it is refused or not one `server` honours. Its patient is the one `server`
-    /// decides for, as in every other answer.
+    /// decides for, as in every other answer. One event either way: an active answer hands
+    /// the token's claims to the caller, which the audit log records as an allow
+    /// (`token_active`).
     pub async fn introspect(
         &self,
         call: Call<'_>,
         server: &FhirServer,
         raw_token: &str,
     ) -> Result<Option<Authenticated>, Unavailable> {
-        match self.authenticator.authenticate(raw_token).await {
-            Ok(authenticated) => {
-                traces::record_token(call.span, &authenticated);
-                if server.accepts(&authenticated.token).is_err() {
-                    return Ok(None);
-                }
-                let token = admitted::with_patient_in_context(
-                    server.engine(),
-                    &authenticated.token,
-                    &authenticated.token.context,
-                );
-                Ok(Some(Authenticated {
-                    token,
-                    ..authenticated
-                }))
+        let bearer = match BearerToken::from_header(raw_token) {
+            Ok(bearer) => bearer,
+            Err(error) => {
+                self.token_refused(call, error, None, None);
+                return Ok(None);
             }
-            Err(AuthError::Rejected(_)) => Ok(None),
-            Err(AuthError::Unavailable { issuer, detail }) => Err(Unavailable { issuer, detail }),
+        };
+        let fingerprint = bearer.fingerprint();
+        let authenticated = match self.authenticator.authenticate_bearer(&bearer).await {
+            Ok(authenticated) => authenticated,
+            Err(AuthError::Rejected(error)) => {
+                self.token_refused(call, error, None, Some(fingerprint));
+                return Ok(None);
+            }
+            Err(AuthError::Unavailable { issuer, detail }) => {
+                return Err(Unavailable { issuer, detail });
+            }
+        };
+        traces::record_token(call.span, &authenticated);
+        let token = admitted::with_patient_in_context(
+            server.engine(),
+            &authenticated.token,
+            &authenticated.token.context,
+        );
+        let who = EventToken {
+            context: &token.context,
+            patient: token.context.patient.as_deref(),
+        };
+        if let Err(error) = server.accepts(&authenticated.token) {
+            let refusal = Refusal::Token(error);
+            self.report_refusal(call, &refusal, None, Some(who), Some(fingerprint));
+            return Ok(None);
         }
+        self.observer.decided(
+            &DecisionEvent {
+                rpc: call.rpc,
+                outcome: Outcome::Allow,
+                reason: TOKEN_ACTIVE,
+                request: None,
+                grants: &[],
+                token: Some(who),
+                token_fingerprint: Some(fingerprint),
+                entry: None,
+                fhir_server: call.fhir_server,
+                request_id: call.request_id,
+                withheld: None,
+            },
+            call.span,
+        );
+        Ok(Some(Authenticated {
+            token,
+            ..authenticated
+        }))
     }
 
     /// Reports a refusal a face found before the token was judged (a request it cannot
