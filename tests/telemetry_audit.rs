@@ -317,6 +317,22 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(authzen_line["request_id"], "authzen-req-5");
     assert_eq!(authzen_line["token_fingerprint"], fingerprint(&token));
 
+    // A HEAD that ext_proc would have to read the answer of is refused: one deny, no allow
+    // before it.
+    let mut stream = common::ext_proc::ProcessStream::open(&server.channel).await;
+    stream
+        .send(common::ext_proc::request_headers(
+            "HEAD",
+            "/fhir/R4/Observation/o2",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["decision"], "deny");
+    assert_eq!(records[0]["reason"], "unsupported_request");
+
     // Audit events stay out of the ordinary log output.
     let log_lines = logs.take_lines();
     assert!(

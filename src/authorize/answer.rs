@@ -93,6 +93,19 @@ impl Authorizer {
             admitted
                 .engine
                 .response_needs_filtering(admitted.context(), request, &decision);
+        // A HEAD's answer has no body to read, yet its status and headers (ETag,
+        // Last-Modified) would tell whether another patient's resource exists.
+        if needs_filtering
+            && decision.is_allowed()
+            && line.is_some_and(|line| line.method.eq_ignore_ascii_case("HEAD"))
+        {
+            let refusal = Refusal::InvalidRequest(
+                "HEAD cannot be checked on the way back (its answer has no body): send GET"
+                    .to_owned(),
+            );
+            admitted.refuse(Some(request), refusal.clone());
+            return Ok(AnswerPlan::Refuse(Verdict::Refused(refusal)));
+        }
         Ok(match admitted.conclude(request, decision) {
             Verdict::Decided { decision, .. } if decision.is_allowed() => {
                 if needs_filtering {

@@ -287,17 +287,6 @@ impl Exchange {
         Ok(match plan {
             AnswerPlan::PassThrough => (State::PassThrough, skip_the_answer()),
             AnswerPlan::Refuse(verdict) => (State::Done, refused_verdict(verdict)),
-            // A HEAD's answer has no body to read, yet its status and headers (ETag,
-            // Last-Modified) would tell whether another patient's resource exists.
-            AnswerPlan::Filter if method.eq_ignore_ascii_case("HEAD") => {
-                let refusal = Refusal::InvalidRequest(
-                    "HEAD cannot be checked on the way back (its answer has no body): send GET"
-                        .to_owned(),
-                );
-                self.authorizer
-                    .refused(call, raw_token, Some(&request), &refusal);
-                (State::Done, refused(&refusal))
-            }
             AnswerPlan::Filter => {
                 let asked = Asked {
                     server: Arc::clone(server),
