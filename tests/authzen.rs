@@ -231,6 +231,40 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
     let single = json!({ "subject": subject(&token), "action": action, "resource": resource });
     let (_, answer) = face.post("/access/v1/evaluations", &single).await;
     assert_eq!(answer["decision"], true);
+
+    // The default resource's stored version is read once and holds for every item that
+    // takes it; an item with a member this face does not read (a misspelt `resorce`) is
+    // refused, not decided on the default resource.
+    let theirs = json!({
+        "resourceType": "Observation", "id": "o9", "status": "final",
+        "code": { "text": "x" }, "subject": { "reference": "Patient/456" },
+    });
+    let shared = json!({
+        "subject": subject(&token),
+        "action": { "name": "read" },
+        "resource": { "type": "Observation", "id": "o9", "properties": { "stored": theirs } },
+        "evaluations": [
+            {},
+            { "action": { "name": "delete" } },
+            { "action": { "name": "read" }, "resorce": { "type": "Observation", "id": "o1" } },
+            { "resource": { "type": "Observation", "id": "o1" } },
+        ],
+    });
+    let (status, answer) = face.post("/access/v1/evaluations", &shared).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(decisions(&answer), [false, false, false, true]);
+    assert_eq!(
+        answer["evaluations"][0]["context"]["reason"], "outside_compartment",
+        "{answer}"
+    );
+    assert_eq!(answer["evaluations"][2]["context"]["error"]["status"], 400);
+    let unknown_default = json!({
+        "subject": subject(&token),
+        "action": { "name": "GET" },
+        "evaluation": [],
+    });
+    let (status, _) = face.post("/access/v1/evaluations", &unknown_default).await;
+    assert_eq!(status, 400);
     server.stop().await;
 }
 
@@ -417,5 +451,46 @@ async fn the_filter_endpoint_returns_only_what_the_token_may_read() {
         let (status, answer) = face.post("/smart-authz/v1/filter-resources", &body).await;
         assert_eq!(status, 400, "{answer}");
     }
+    server.stop().await;
+}
+
+/// A client that sends its headers and then nothing holds no slot of
+/// `max_concurrent_calls`, and is answered 408 once the body's time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_holds_no_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server =
+        TestServer::for_issuer(&issuer, &format!("max_concurrent_calls = 1\n{CONFIG}")).await;
+    let face = Face::of(&server);
+    let address = server.authzen_address.unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /access/v1/evaluation HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let (action, resource) = http_line("GET", "Observation/o1");
+    let body = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let (status, answer) = face.post("/access/v1/evaluation", &body).await;
+    assert_eq!(status, 200, "the only slot is free: {answer}");
+
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stalled.read_to_end(&mut reply),
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(read.is_ok(), "no answer within 20 s: {reply}");
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     server.stop().await;
 }

@@ -18,6 +18,7 @@ mod filter;
 mod request;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -71,13 +72,54 @@ pub fn router(
             post(filter::filter_resources),
         )
         .layer(DefaultBodyLimit::max(max_request_bytes))
-        .layer(middleware::from_fn_with_state(capacity, admit))
+        .layer(middleware::from_fn_with_state(
+            Admission {
+                capacity,
+                max_request_bytes,
+            },
+            admit,
+        ))
         .with_state(face)
 }
 
+/// How long a client may take to send a request's body once its headers are in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`admit`] needs: the slots shared with the gRPC faces, and the body limit.
+#[derive(Clone)]
+struct Admission {
+    capacity: Capacity,
+    max_request_bytes: usize,
+}
+
 /// Every request takes a slot of the calls in flight the gRPC faces count too; one beyond
-/// `max_concurrent_calls` is answered 503 with `Retry-After` at once.
-async fn admit(State(capacity): State<Capacity>, request: Request, next: Next) -> Response {
+/// `max_concurrent_calls` is answered 503 with `Retry-After` at once. The body is read
+/// first, within [`BODY_READ_TIMEOUT`]: a client that sends headers and then nothing would
+/// otherwise hold a slot for as long as it likes, and a thousand of them every slot.
+async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let limit = admission.max_request_bytes;
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            // Over the limit or cut off: the handler's own reading says which.
+            let status = StatusCode::PAYLOAD_TOO_LARGE;
+            let message = "the request is larger than max_request_bytes, or its body was cut off";
+            return answer::http(status, &answer::error_body(status, message), None);
+        }
+        Err(_) => {
+            let status = StatusCode::REQUEST_TIMEOUT;
+            let message = format!(
+                "the body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            );
+            return answer::http(status, &answer::error_body(status, &message), None);
+        }
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let capacity = &admission.capacity;
     let Some(slot) = capacity.enter() else {
         let status = StatusCode::SERVICE_UNAVAILABLE;
         let body = answer::error_body(status, &capacity.refusal_message());
@@ -200,9 +242,13 @@ async fn evaluation(
     let span = traces::rpc_span(rpc, &tonic::metadata::MetadataMap::from_headers(headers));
     let id = posted.request_id.as_deref();
     let body = &posted.body;
+    if let Err(unreadable) = request::only_members(body, "", &request::EVALUATION_MEMBERS) {
+        let status = StatusCode::BAD_REQUEST;
+        return answer::http(status, &answer::error_body(status, &unreadable.0), id);
+    }
     let call = async {
         let call = Call::new(rpc, &span).with_request_id(id);
-        face.decide(call, |name| body.get(name)).await
+        face.decide(call, |name| body.get(name), None).await
     };
     respond(telemetry::observe(rpc, &span, call).await, id)
 }
@@ -233,6 +279,14 @@ async fn evaluations(
     let fail = |status: StatusCode, message: &str| {
         answer::http(status, &answer::error_body(status, message), id)
     };
+    let members = [
+        &request::EVALUATION_MEMBERS[..],
+        &["evaluations", "options"],
+    ]
+    .concat();
+    if let Err(unreadable) = request::only_members(body, "", &members) {
+        return fail(StatusCode::BAD_REQUEST, &unreadable.0);
+    }
     let items = match body.get("evaluations") {
         None => &[][..],
         Some(Value::Array(items)) => items.as_slice(),
@@ -254,23 +308,44 @@ async fn evaluations(
         let call = Call::new(rpc, &span).with_request_id(id);
         // AuthZEN 1.0 §7.1: without evaluations, the request is one evaluation.
         if items.is_empty() {
-            return Ok(Err(face.decide(call, |name| body.get(name)).await?));
+            return Ok(Err(face.decide(call, |name| body.get(name), None).await?));
         }
+        // The default resource's versions, read once for every item that takes it: read
+        // again per item, a 4 MB `stored` would cost 10,000 readings of one request.
+        let default_resources = body.get("resource").map(resources_of);
         let mut answers = Vec::with_capacity(items.len());
         for item in items {
-            let Some(item) = item.as_object() else {
-                answers.push(Answer::failed(
-                    StatusCode::BAD_REQUEST,
-                    "evaluations[]: must be an object",
-                ));
-                if semantic.stops_at(false) {
-                    break;
+            let item = match item
+                .as_object()
+                .ok_or_else(|| request::Unreadable("evaluations[]: must be an object".to_owned()))
+            {
+                Ok(item) => {
+                    request::only_members(item, "evaluations[]", &request::EVALUATION_MEMBERS)
+                        .map(|()| item)
                 }
-                continue;
+                Err(unreadable) => Err(unreadable),
+            };
+            let item = match item {
+                Ok(item) => item,
+                Err(unreadable) => {
+                    answers.push(Answer::failed(StatusCode::BAD_REQUEST, unreadable.0));
+                    if semantic.stops_at(false) {
+                        break;
+                    }
+                    continue;
+                }
             };
             // Each part of an item replaces the request's default whole.
+            let shared = match item.get("resource") {
+                Some(_) => None,
+                None => default_resources.as_ref(),
+            };
             let answer = face
-                .decide(call, |name| item.get(name).or_else(|| body.get(name)))
+                .decide(
+                    call,
+                    |name| item.get(name).or_else(|| body.get(name)),
+                    shared,
+                )
                 .await?;
             let allowed = answer.is_allow();
             answers.push(answer);
@@ -289,6 +364,30 @@ async fn evaluations(
         Ok(Err(Answer::Failed { status, message })) => fail(status, &message),
         Err(unavailable) => unavailable_answer(&unavailable, id),
     }
+}
+
+/// The stored and proposed versions of an evaluation's resource, read; or why one cannot be.
+type Versions = Result<[Option<Resource>; 2], String>;
+
+fn read_versions(stored: Option<&Value>, proposed: Option<&Value>) -> Versions {
+    let read = |field: &str, json: Option<&Value>| {
+        json.map(|json| {
+            Resource::from_json(json.clone())
+                .map_err(|error| format!("resource.properties.{field}: {error}"))
+        })
+        .transpose()
+    };
+    Ok([read("stored", stored)?, read("proposed", proposed)?])
+}
+
+/// The versions a `resource` part carries in its `properties` (none when it is not an
+/// object: reading the evaluation refuses it then).
+fn resources_of(resource: &Value) -> Versions {
+    let properties = resource.get("properties");
+    read_versions(
+        properties.and_then(|properties| properties.get("stored")),
+        properties.and_then(|properties| properties.get("proposed")),
+    )
 }
 
 /// An issuer could not be reached: no decision, a 503 (retry), never an allow.
@@ -339,11 +438,13 @@ impl Semantic {
 
 impl Face {
     /// One evaluation through the pipeline, its subject, action, resource and context read
-    /// by `part`. `Err` only when an issuer is unavailable.
+    /// by `part`; `shared`, the versions of its resource when they were read already (an
+    /// `evaluations` default). `Err` only when an issuer is unavailable.
     async fn decide<'b>(
         &self,
         call: Call<'_>,
         part: impl Fn(&str) -> Option<&'b Value>,
+        shared: Option<&Versions>,
     ) -> Result<Answer, tonic::Status> {
         let read = request::read(
             part("subject"),
@@ -372,26 +473,23 @@ impl Face {
             Err(answer) => return Ok(answer),
         };
         let call = call.for_server(server);
-        let mut resources = [None, None];
-        for (slot, (field, json)) in resources
-            .iter_mut()
-            .zip([("stored", stored), ("proposed", proposed)])
-        {
-            if let Some(json) = json {
-                match Resource::from_json(json.clone()) {
-                    Ok(resource) => *slot = Some(resource),
-                    Err(error) => {
-                        let refusal = crate::authorize::Refusal::InvalidRequest(format!(
-                            "resource.properties.{field}: {error}"
-                        ));
-                        self.authorizer
-                            .refused(call, token, Some(&request), &refusal);
-                        return Ok(answer::refused(&refusal));
-                    }
-                }
+        let read_here;
+        let versions = match shared {
+            Some(versions) => versions,
+            None => {
+                read_here = read_versions(*stored, *proposed);
+                &read_here
             }
-        }
-        let [stored, proposed] = &resources;
+        };
+        let [stored, proposed] = match versions {
+            Ok(versions) => versions,
+            Err(message) => {
+                let refusal = crate::authorize::Refusal::InvalidRequest(message.clone());
+                self.authorizer
+                    .refused(call, token, Some(&request), &refusal);
+                return Ok(answer::refused(&refusal));
+            }
+        };
         let check = Check {
             raw_token: token,
             request: &request,

@@ -26,7 +26,7 @@ const RESOURCE_PROPERTIES: [&str; 6] = [
 /// One evaluation, ready for the pipeline. Its `Debug` leaves the token and the headers'
 /// values out.
 #[derive(Default)]
-pub struct Evaluation {
+pub struct Evaluation<'a> {
     pub token: String,
     pub method: String,
     /// Relative to the FHIR base, with its query.
@@ -34,12 +34,12 @@ pub struct Evaluation {
     pub headers: HashMap<String, String>,
     /// The form body of a `POST` search given as an HTTP line.
     pub body: String,
-    pub stored: Option<Value>,
-    pub proposed: Option<Value>,
+    pub stored: Option<&'a Value>,
+    pub proposed: Option<&'a Value>,
     pub fhir_server: String,
 }
 
-impl std::fmt::Debug for Evaluation {
+impl std::fmt::Debug for Evaluation<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Evaluation")
@@ -91,26 +91,59 @@ fn properties<'a>(
     }
 }
 
+/// The members of an evaluation: its four parts (AuthZEN 1.0 §6.1).
+pub const EVALUATION_MEMBERS: [&str; 4] = ["subject", "action", "resource", "context"];
+
+/// Refuses a member of `object` (named `field`; empty for the body itself) that is not in
+/// `allowed`: a member this face does not read would leave the caller's request and the
+/// one decided apart (a `stored` beside `properties` instead of in it, a misspelt
+/// `resorce` that lets an item fall back to the default resource).
+pub fn only_members(
+    object: &Map<String, Value>,
+    field: &str,
+    allowed: &[&str],
+) -> Result<(), Unreadable> {
+    match object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        None => Ok(()),
+        Some(unknown) => {
+            let at = if field.is_empty() {
+                unknown.clone()
+            } else {
+                format!("{field}.{unknown}")
+            };
+            Err(unreadable(format!(
+                "{at}: not a member this service reads (one of {})",
+                allowed.join(", ")
+            )))
+        }
+    }
+}
+
 /// Reads one evaluation from its four parts (AuthZEN 1.0 §6.1; for `evaluations`, each
-/// already merged with the defaults).
-pub fn read(
-    subject: Option<&Value>,
-    action: Option<&Value>,
-    resource: Option<&Value>,
-    context: Option<&Value>,
-) -> Result<Evaluation, Unreadable> {
+/// already merged with the defaults). `subject` and `action` may carry `properties` this
+/// service does not read (the decision rests on the token alone); every other unknown
+/// member is refused, `context` aside, which AuthZEN leaves open.
+pub fn read<'a>(
+    subject: Option<&'a Value>,
+    action: Option<&'a Value>,
+    resource: Option<&'a Value>,
+    context: Option<&'a Value>,
+) -> Result<Evaluation<'a>, Unreadable> {
     let subject = object(
         subject.ok_or_else(|| unreadable("subject: required"))?,
         "subject",
     )?;
+    only_members(subject, "subject", &["type", "id", "properties"])?;
     let action = object(
         action.ok_or_else(|| unreadable("action: required"))?,
         "action",
     )?;
+    only_members(action, "action", &["name", "properties"])?;
     let resource = object(
         resource.ok_or_else(|| unreadable("resource: required"))?,
         "resource",
     )?;
+    only_members(resource, "resource", &["type", "id", "properties"])?;
     let mut evaluation = Evaluation::default();
 
     match text(subject, "subject", "type")? {
@@ -132,17 +165,8 @@ pub fn read(
         text(resource, "resource", "type")?.ok_or_else(|| unreadable("resource.type: required"))?;
     let id = text(resource, "resource", "id")?.unwrap_or_default();
     let resource_properties = properties(resource, "resource")?;
-    // A member this face does not read would leave the caller's request and the one decided
-    // apart (a `query` beside an HTTP line, a misspelt `stord`): refused, not ignored.
-    if let Some(unknown) = resource_properties.and_then(|properties| {
-        properties
-            .keys()
-            .find(|key| !RESOURCE_PROPERTIES.contains(&key.as_str()))
-    }) {
-        return Err(unreadable(format!(
-            "resource.properties.{unknown}: not a member this service reads (one of {})",
-            RESOURCE_PROPERTIES.join(", ")
-        )));
+    if let Some(properties) = resource_properties {
+        only_members(properties, "resource.properties", &RESOURCE_PROPERTIES)?;
     }
 
     if is_http_method(name) {
@@ -185,8 +209,8 @@ pub fn read(
         evaluation.body = text(properties, "resource.properties", "body")?
             .unwrap_or_default()
             .to_owned();
-        evaluation.stored = properties.get("stored").cloned();
-        evaluation.proposed = properties.get("proposed").cloned();
+        evaluation.stored = properties.get("stored");
+        evaluation.proposed = properties.get("proposed");
         if let Some(headers) = properties.get("headers") {
             for (name, value) in object(headers, "resource.properties.headers")? {
                 let Value::String(value) = value else {
@@ -248,7 +272,8 @@ fn structured_line(
             "action.name: {name:?} is neither an HTTP method nor a FHIR interaction on a type or an instance (read, vread, update, patch, delete, history-instance, history-type, create, search-type); give other requests as an HTTP line"
         ))
     })?;
-    if resource_type.is_empty()
+    // A FHIR type name starts with a capital: `metadata` would make `GET metadata`.
+    if !resource_type.starts_with(|first: char| first.is_ascii_uppercase())
         || resource_type.len() > 64
         || !resource_type.bytes().all(|byte| byte.is_ascii_alphabetic())
     {

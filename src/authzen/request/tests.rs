@@ -2,14 +2,15 @@ use serde_json::json;
 
 use super::*;
 
-fn parts(action: Value, resource: Value) -> Result<Evaluation, Unreadable> {
+/// The request line an evaluation of `action` on `resource` is read as.
+fn parts(action: Value, resource: Value) -> Result<(String, String), Unreadable> {
     let subject = json!({ "type": "access_token", "id": "t" });
     read(Some(&subject), Some(&action), Some(&resource), None)
+        .map(|evaluation| (evaluation.method, evaluation.path))
 }
 
 fn line(action: Value, resource: Value) -> (String, String) {
-    let evaluation = parts(action, resource).unwrap();
-    (evaluation.method, evaluation.path)
+    parts(action, resource).unwrap()
 }
 
 #[test]
@@ -243,4 +244,49 @@ fn debug_leaves_the_token_and_header_values_out() {
     let shown = format!("{evaluation:?}");
     assert!(!shown.contains("secret"), "{shown}");
     assert!(shown.contains("authorization"), "{shown}");
+}
+
+#[test]
+fn members_it_does_not_read_are_refused() {
+    let subject = json!({ "type": "access_token", "id": "t" });
+    let action = json!({ "name": "delete" });
+    let stored = json!({ "resourceType": "Observation", "id": "o1" });
+    for (subject, action, resource, unknown) in [
+        (
+            subject.clone(),
+            action.clone(),
+            json!({ "type": "Observation", "id": "o1", "stored": stored }),
+            "resource.stored",
+        ),
+        (
+            subject.clone(),
+            json!({ "name": "delete", "resource": "Observation" }),
+            json!({ "type": "Observation", "id": "o1" }),
+            "action.resource",
+        ),
+        (
+            json!({ "type": "access_token", "id": "t", "patient": "123" }),
+            action.clone(),
+            json!({ "type": "Observation", "id": "o1" }),
+            "subject.patient",
+        ),
+    ] {
+        let error = read(Some(&subject), Some(&action), Some(&resource), None).unwrap_err();
+        assert!(error.0.starts_with(unknown), "{unknown}: {}", error.0);
+    }
+    // `properties` of the subject and the action are AuthZEN's open extension points.
+    let with_properties =
+        json!({ "type": "access_token", "id": "t", "properties": { "ip": "10.0.0.1" } });
+    let resource = json!({ "type": "Observation", "id": "o1" });
+    assert!(read(Some(&with_properties), Some(&action), Some(&resource), None).is_ok());
+}
+
+#[test]
+fn a_structured_type_is_a_capitalised_fhir_type() {
+    let search = json!({ "name": "search-type" });
+    assert!(parts(search.clone(), json!({ "type": "metadata" })).is_err());
+    assert_eq!(
+        line(search, json!({ "type": "Observation" })),
+        ("GET".to_owned(), "Observation".to_owned())
+    );
 }
