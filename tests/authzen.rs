@@ -265,6 +265,13 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
     });
     let (status, _) = face.post("/access/v1/evaluations", &unknown_default).await;
     assert_eq!(status, 400);
+
+    // A body past 64 KB is parsed on the blocking pool, to the same answer.
+    let mut large = request(None);
+    large["context"] = json!({ "pad": "x".repeat(100_000) });
+    let (status, answer) = face.post("/access/v1/evaluations", &large).await;
+    assert_eq!(status, 200);
+    assert_eq!(decisions(&answer), [true, false, false, true]);
     server.stop().await;
 }
 

@@ -22,7 +22,7 @@ pub(super) async fn filter_resources(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body) {
+    let posted = match read_post(&headers, body).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };

@@ -36,7 +36,7 @@ use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
     Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, IF_NONE_EXIST_HEADER,
-    add_search_body_only, request_id,
+    add_search_body_only, parse_off_runtime, request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
@@ -178,7 +178,10 @@ impl Rejected {
     }
 }
 
-fn read_post(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Posted, Rejected> {
+async fn read_post(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Posted, Rejected> {
     let fail = |status: StatusCode, message: &str, id: Option<&str>| Rejected {
         status,
         message: message.to_owned(),
@@ -214,7 +217,17 @@ fn read_post(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             return Err(fail(status, &message, echo));
         }
     };
-    match parse_strict(&bytes) {
+    // A large body is parsed on the blocking pool, as on every face.
+    let parsed = parse_off_runtime(&bytes, parse_strict)
+        .await
+        .ok_or_else(|| {
+            fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is stopping",
+                echo,
+            )
+        })?;
+    match parsed {
         Ok(Value::Object(body)) => Ok(Posted { request_id, body }),
         Ok(_) => Err(fail(
             StatusCode::BAD_REQUEST,
@@ -234,7 +247,7 @@ async fn evaluation(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body) {
+    let posted = match read_post(&headers, body).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };
@@ -270,7 +283,7 @@ async fn evaluations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body) {
+    let posted = match read_post(&headers, body).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };
