@@ -264,6 +264,9 @@ pub async fn serve(
             "the Unix socket carries no client certificate: under mutual TLS every call on it is refused"
         );
     }
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     if config.development {
         tracing::warn!(
             "running on the built-in DEVELOPMENT configuration: its signing key is public; never expose this server"

@@ -931,3 +931,19 @@ fn the_response_filter_limit_fits_inside_one_grpc_message() {
         );
     }
 }
+
+#[test]
+fn servers_that_trust_every_issuer_of_several_are_warned_about() {
+    let config = Config::from_toml(TWO_SERVERS).unwrap();
+    let [warning] = config
+        .warnings()
+        .try_into()
+        .unwrap_or_else(|warnings: Vec<String>| panic!("one warning expected: {warnings:?}"));
+    assert!(warning.contains(r#"["b"]"#), "{warning}");
+    let listed = TWO_SERVERS.replace(
+        "fhir_version = \"r5\"",
+        "fhir_version = \"r5\"\nissuers = [\"https://as-b.example\"]",
+    );
+    assert!(Config::from_toml(&listed).unwrap().warnings().is_empty());
+    assert!(Config::from_toml(MINIMAL).unwrap().warnings().is_empty());
+}
