@@ -362,4 +362,19 @@ async fn a_patient_claim_under_another_base_is_no_patient_of_this_server() {
         allowed.set
     );
     assert!(allowed.removed.contains(&"x-smart-patient"));
+
+    let mut client = tenants.server.client.clone();
+    for (token, patient) in [(&local, "123"), (&foreign, "")] {
+        let answer = client
+            .introspect_token(pb::IntrospectTokenRequest {
+                token: token.clone(),
+                fhir_server: "a".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answer.active);
+        assert_eq!(answer.patient, patient);
+    }
 }

@@ -433,6 +433,24 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(records[0]["fhir_server"], "b");
     assert_eq!(records[0]["client_id"], "test-client");
     assert_eq!(records[0]["patient"], "123");
+    assert!(records[0].get("patient_claim").is_none(), "it agrees");
+    // Its patient written as an absolute URL under server a's base: no patient of b's, and
+    // the line still says whom the token named.
+    let absolute = {
+        let mut claims = issuer.claims("patient/Observation.rs");
+        claims["patient"] = json!(format!("{AUDIENCE}/Patient/123"));
+        sign(&RSA_1, &claims)
+    };
+    let mut replayed = check_http(&absolute, "GET", "Observation/obs-1");
+    replayed.fhir_server = "b".to_owned();
+    server.check_request(replayed).await;
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert!(records[0].get("patient").is_none(), "{records:#?}");
+    assert_eq!(
+        records[0]["patient_claim"],
+        format!("{AUDIENCE}/Patient/123")
+    );
     server.stop().await;
 
     // An IntrospectToken answer that hands a token's claims out is recorded (`all`).

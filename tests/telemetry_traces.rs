@@ -6,8 +6,8 @@
 //! OpenTelemetry pipelines are process-wide, so this file is its own test binary with a
 //! single test that installs telemetry once. The others run the binary: confined to one CPU
 //! (its current-thread runtime), checking that the spans of its last calls leave at SIGTERM;
-//! and under two samplers, checking that an app's own `traceparent` behind Envoy joins its
-//! trace without forcing export.
+//! and under two samplers, checking that an app's own `traceparent` behind Envoy is linked
+//! to without forcing export.
 
 #![allow(
     clippy::unwrap_used,
@@ -345,9 +345,9 @@ async fn spans_until_stopped(mut server: Served, receiver: &OtlpReceiver) -> Vec
 
 /// The `traceparent` of the request Envoy asks about is the app's: its sampled flag does not
 /// override the ratio (an app setting it on every request would have every call exported),
-/// but a call the sampler keeps joins the app's trace.
+/// and a call the sampler keeps starts a trace of its own, linked to the app's span.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_apps_traceparent_joins_its_trace_but_does_not_force_sampling() {
+async fn an_apps_traceparent_is_linked_and_does_not_force_sampling() {
     let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
     let is_envoy_check =
         |span: &&ReceivedSpan| span.span.name == "envoy.service.auth.v3.Authorization/Check";
@@ -380,20 +380,26 @@ async fn an_apps_traceparent_joins_its_trace_but_does_not_force_sampling() {
     );
     assert_eq!(spans.iter().filter(is_envoy_check).count(), 0);
 
-    // Always on: the call joins the app's trace.
+    // Always on: the call is a trace of its own, linked to the app's span (whose flag,
+    // here unsampled, changes nothing).
     let receiver = OtlpReceiver::start().await;
     let server = binary_exporting_to(&receiver, "parentbased_always_on", "");
     envoy_check_with_app_traceparent(
         &server,
         &token,
-        &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"),
+        &format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-00"),
     )
     .await;
     let spans = spans_until_stopped(server, &receiver).await;
-    let joined = spans
+    let linked = spans
         .iter()
         .find(is_envoy_check)
         .expect("the Envoy Check span is exported");
-    assert_eq!(hex(&joined.span.trace_id), TRACE_ID);
-    assert_eq!(hex(&joined.span.parent_span_id), PARENT_SPAN_ID);
+    assert_ne!(hex(&linked.span.trace_id), TRACE_ID);
+    assert!(linked.span.parent_span_id.is_empty());
+    let [link] = linked.span.links.as_slice() else {
+        panic!("one link expected: {:?}", linked.span.links);
+    };
+    assert_eq!(hex(&link.trace_id), TRACE_ID);
+    assert_eq!(hex(&link.span_id), PARENT_SPAN_ID);
 }

@@ -66,11 +66,28 @@ pub(super) fn write(event: &DecisionEvent<'_>, span: &Span) {
         sub = context.and_then(|context| context.sub.as_deref()),
         fhirUser = context.and_then(|context| context.fhir_user.as_deref()),
         patient = event.token.and_then(|token| token.patient),
+        patient_claim = claimed_patient(event),
         scopes = scopes.as_deref(),
         withheld = event.withheld,
         token_fingerprint = fingerprint.as_deref(),
         trace_id = trace_id.as_deref(),
     );
+}
+
+/// The token's `patient` claim as written, when the patient the decision was for is not it
+/// (a claim under another server's base, none at all): an investigator still sees whom the
+/// token named. `None` when the two agree.
+fn claimed_patient<'a>(event: &DecisionEvent<'a>) -> Option<&'a str> {
+    let token = event.token?;
+    let context = token.context;
+    (context.patient.as_deref() != token.patient)
+        .then(|| {
+            context
+                .patient_url
+                .as_deref()
+                .or(context.patient.as_deref())
+        })
+        .flatten()
 }
 
 /// Writes every event it sees as one JSON object per line: `time` (RFC 3339, UTC) and the

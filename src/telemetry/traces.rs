@@ -273,13 +273,15 @@ pub fn rpc_span(rpc: Rpc, metadata: &MetadataMap) -> Span {
     rpc_span_with_headers(rpc, metadata, None)
 }
 
-/// [`rpc_span`], falling back to the `traceparent` among `forwarded` headers (the HTTP
-/// request Envoy asks about) when the gRPC metadata carries none.
+/// [`rpc_span`]; when the gRPC metadata carries no `traceparent`, the one among
+/// `forwarded` headers (the HTTP request Envoy asks about) is linked to.
 ///
-/// Those headers are the app's own, so their sampled flag is not obeyed: a client that set
-/// it on every request would have every call exported whatever `trace_sampling_ratio` says.
-/// The span joins the app's trace only when the sampler would keep a new trace of its own;
-/// a parent marked unsampled still drops it.
+/// Those headers are the app's own, so the call is not made a child of them: their
+/// sampled flag would decide whether it is exported (an app setting it on every request
+/// would have every call exported whatever `trace_sampling_ratio` says), and their trace
+/// id would be the audit line's. The call starts a trace of its own, sampled as any new
+/// trace is, with a link to the app's span (OpenTelemetry's advice for a parent from
+/// outside the trust boundary).
 pub fn rpc_span_with_headers(
     rpc: Rpc,
     metadata: &MetadataMap,
@@ -293,20 +295,17 @@ pub fn rpc_span_with_headers(
     };
     let propagator = TraceContextPropagator::new();
     let parent = propagator.extract(&MetadataExtractor(metadata));
-    if !parent.span().span_context().is_valid()
-        && let Some(headers) = forwarded
+    if parent.span().span_context().is_valid() {
+        return sampled_span(rpc, parent, sampler);
+    }
+    let span = sampled_span(rpc, Context::new(), sampler);
+    if let Some(headers) = forwarded
+        && !span.is_disabled()
     {
         let app = propagator.extract(headers);
-        if app.span().span_context().is_valid() {
-            return match sampling::verdict(sampler, &Context::new(), rpc.span_name()) {
-                Some(_) if app.span().span_context().is_sampled() => {
-                    open_span(rpc, Kept::Child, app)
-                }
-                _ => Span::none(),
-            };
-        }
+        span.add_link(app.span().span_context().clone());
     }
-    sampled_span(rpc, parent, sampler)
+    span
 }
 
 /// The span of `rpc` under `parent` (empty for a new trace), as `sampler` decides.

@@ -1049,6 +1049,25 @@ pub fn cases() -> Vec<Case> {
         .compartment("Patient/123"),
         case(
             S3P,
+            "known base: a bare patient id needs no base",
+        )
+        .policy(known_base)
+        .scopes("patient/Observation.rs")
+        .patient("123")
+        .line("GET", "Observation?code=2345-7")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
+            "unknown base: an absolute patient claim under any base is read by its tail",
+        )
+        .scopes("patient/Observation.rs")
+        .patient("https://b.example/fhir/Patient/123")
+        .line("GET", "Observation?code=2345-7")
+        .allow()
+        .compartment("Patient/123"),
+        case(
+            S3P,
             "known base: a patient claim under another spelling of the base is refused, not guessed",
         )
         .policy(known_base)
