@@ -137,3 +137,50 @@ async fn the_http_json_face_shares_the_limit_with_the_grpc_faces() {
     let decided: serde_json::Value = after.json().await.unwrap();
     assert_eq!(decided["decision"], false, "no token: a deny, but decided");
 }
+
+/// A peer that opens a call and sends its headers but never its message holds no slot, and
+/// is answered DEADLINE_EXCEEDED once the message's time is up: streams of that kind on a
+/// few connections would otherwise hold every slot of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_message_never_arrives_holds_no_slot() {
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "max_concurrent_calls = 1\n").await;
+    let io = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!(
+        "http://{}/smartauthz.v1.AuthzService/CheckAccess",
+        server.address
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let mut send = send.ready().await.unwrap();
+    let (answer, _stalled) = send.send_request(request, false).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let public = server
+        .client
+        .clone()
+        .check_access(check_http("", "GET", "metadata"))
+        .await
+        .expect("the only slot is free while the stalled call waits for its message");
+    assert_eq!(public.into_inner().decision, 1);
+
+    let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+    let status = answer
+        .headers()
+        .get("grpc-status")
+        .map(|value| value.to_str().unwrap().to_owned());
+    assert_eq!(
+        status.as_deref(),
+        Some("4"),
+        "DEADLINE_EXCEEDED: {answer:?}"
+    );
+}

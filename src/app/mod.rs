@@ -282,7 +282,7 @@ pub async fn serve(
             .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
     }
     let router = server
-        .layer(ShedLayer::new(capacity))
+        .layer(ShedLayer::new(capacity, config.max_request_bytes))
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
         )))

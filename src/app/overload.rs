@@ -1,26 +1,45 @@
 //! Load shedding on the gRPC listener: every call takes a slot of the shared
 //! [`Capacity`] (`max_concurrent_calls`); one beyond it is answered `RESOURCE_EXHAUSTED` at
 //! once. Health checks are never shed: a busy replica is not a dead one.
+//!
+//! A unary call takes its slot once its whole message has arrived, within
+//! [`MESSAGE_READ_TIMEOUT`]: a peer that opens streams and sends their headers but never
+//! their message would otherwise hold a slot each for as long as it likes, and a few
+//! connections of them every slot of the process. ext_proc's stream, which lasts as long as
+//! the HTTP request it follows, takes its slot when it opens.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use tonic::body::Body;
 use tower::{Layer, Service};
 
 use crate::authorize::Capacity;
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 
+/// The one streaming method: its request body is the stream itself.
+const STREAM_PATH: &str = "/envoy.service.ext_proc.v3.ExternalProcessor/";
+
+/// How long a unary call's message may take to arrive once its headers are in.
+pub const MESSAGE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Limits the calls in flight of every service it wraps, together with the other faces.
 #[derive(Clone, Debug)]
 pub struct ShedLayer {
     capacity: Capacity,
+    max_request_bytes: usize,
 }
 
 impl ShedLayer {
-    pub fn new(capacity: Capacity) -> Self {
-        ShedLayer { capacity }
+    pub fn new(capacity: Capacity, max_request_bytes: usize) -> Self {
+        ShedLayer {
+            capacity,
+            max_request_bytes,
+        }
     }
 }
 
@@ -31,6 +50,7 @@ impl<S> Layer<S> for ShedLayer {
         Shed {
             inner,
             capacity: self.capacity.clone(),
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }
@@ -39,14 +59,15 @@ impl<S> Layer<S> for ShedLayer {
 pub struct Shed<S> {
     inner: S,
     capacity: Capacity,
+    max_request_bytes: usize,
 }
 
-impl<S, B> Service<http::Request<B>> for Shed<S>
+impl<S> Service<http::Request<Body>> for Shed<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = http::Response<tonic::body::Body>;
+    type Response = http::Response<Body>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -54,19 +75,68 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path().starts_with(HEALTH_PATH) {
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        if path.starts_with(HEALTH_PATH) {
             return Box::pin(self.inner.call(request));
         }
-        let Some(slot) = self.capacity.enter() else {
-            let refused = tonic::Status::resource_exhausted(self.capacity.refusal_message());
-            return Box::pin(async move { Ok(refused.into_http()) });
-        };
-        let call = self.inner.call(request);
+        if path.starts_with(STREAM_PATH) {
+            let Some(slot) = self.capacity.enter() else {
+                let refused = self.refused();
+                return Box::pin(async move { Ok(refused) });
+            };
+            let call = self.inner.call(request);
+            return Box::pin(async move {
+                let response = call.await;
+                drop(slot);
+                response
+            });
+        }
+        // The service this one was made ready for serves the call; a clone stays for the
+        // next (tower's guide, "the ready service is taken").
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let capacity = self.capacity.clone();
+        let max_request_bytes = self.max_request_bytes;
         Box::pin(async move {
-            let response = call.await;
+            let (parts, body) = request.into_parts();
+            // A gRPC message frame is a 5-byte prefix and the message.
+            let read = Limited::new(body, max_request_bytes.saturating_add(5)).collect();
+            let message = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                // Worded as the decoder's own refusal is (`size_limit_named`).
+                Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                    return Ok(tonic::Status::resource_exhausted(format!(
+                        "the request is larger than max_request_bytes ({max_request_bytes} bytes)"
+                    ))
+                    .into_http());
+                }
+                Ok(Err(_)) => {
+                    return Ok(tonic::Status::cancelled("the request was cut off").into_http());
+                }
+                Err(_) => {
+                    return Ok(tonic::Status::deadline_exceeded(format!(
+                        "the request message did not arrive within {} s",
+                        MESSAGE_READ_TIMEOUT.as_secs()
+                    ))
+                    .into_http());
+                }
+            };
+            let Some(slot) = capacity.enter() else {
+                return Ok(
+                    tonic::Status::resource_exhausted(capacity.refusal_message()).into_http(),
+                );
+            };
+            let request = http::Request::from_parts(parts, Body::new(Full::new(message)));
+            let response = inner.call(request).await;
             drop(slot);
             response
         })
+    }
+}
+
+impl<S> Shed<S> {
+    fn refused(&self) -> http::Response<Body> {
+        tonic::Status::resource_exhausted(self.capacity.refusal_message()).into_http()
     }
 }
