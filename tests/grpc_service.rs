@@ -449,3 +449,37 @@ async fn every_rpc_echoes_its_request_id() {
     }
     server.stop().await;
 }
+
+/// Reflection is a stream: grpcurl sends a request and waits for its answer before it sends
+/// the next or closes, so the service must answer a stream that is still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_while_the_stream_stays_open() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let (requests, stream) = tokio::sync::mpsc::channel(1);
+    requests
+        .send(ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        })
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(server.channel.clone());
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(stream))
+            .await
+            .unwrap()
+            .into_inner();
+        responses.message().await
+    })
+    .await
+    .expect("an answer while the request stream is open");
+    assert!(answer.unwrap().is_some());
+    drop(requests);
+    server.stop().await;
+}

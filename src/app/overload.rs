@@ -5,8 +5,8 @@
 //! A unary call takes its slot once its whole message has arrived, within
 //! [`MESSAGE_READ_TIMEOUT`]: a peer that opens streams and sends their headers but never
 //! their message would otherwise hold a slot each for as long as it likes, and a few
-//! connections of them every slot of the process. ext_proc's stream, which lasts as long as
-//! the HTTP request it follows, takes its slot when it opens.
+//! connections of them every slot of the process. A stream (ext_proc's, which lasts as long
+//! as the HTTP request it follows; reflection's) takes its slot when it opens.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +21,13 @@ use crate::authorize::Capacity;
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 
-/// The one streaming method: its request body is the stream itself.
-const STREAM_PATH: &str = "/envoy.service.ext_proc.v3.ExternalProcessor/";
+/// The services whose every method is unary: their request body is one message, read
+/// before the slot. Every other (ext_proc's stream, reflection's) takes its slot when it
+/// opens, its body being the stream itself.
+const UNARY_SERVICES: [&str; 2] = [
+    "/smartauthz.v1.AuthzService/",
+    "/envoy.service.auth.v3.Authorization/",
+];
 
 /// How long a unary call's message may take to arrive once its headers are in.
 pub const MESSAGE_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,7 +85,10 @@ where
         if path.starts_with(HEALTH_PATH) {
             return Box::pin(self.inner.call(request));
         }
-        if path.starts_with(STREAM_PATH) {
+        if !UNARY_SERVICES
+            .iter()
+            .any(|service| path.starts_with(service))
+        {
             let Some(slot) = self.capacity.enter() else {
                 let refused = self.refused();
                 return Box::pin(async move { Ok(refused) });
