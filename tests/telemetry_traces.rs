@@ -274,12 +274,7 @@ async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
         "exported before the batch's delay: the test would prove nothing"
     );
 
-    assert!(server.send_sigterm());
-    let status = server
-        .exit_within(Duration::from_secs(20))
-        .await
-        .expect("the server stops within 20 s of SIGTERM");
-    assert!(status.success(), "{status}");
+    server.stop_with_sigterm().await;
     let spans = receiver.spans();
     assert!(
         spans
@@ -334,12 +329,7 @@ async fn envoy_check_with_app_traceparent(server: &Served, token: &str, tracepar
 
 /// The spans `server` exports until it stops (SIGTERM flushes the exporter).
 async fn spans_until_stopped(mut server: Served, receiver: &OtlpReceiver) -> Vec<ReceivedSpan> {
-    assert!(server.send_sigterm());
-    let status = server
-        .exit_within(Duration::from_secs(20))
-        .await
-        .expect("the server stops within 20 s of SIGTERM");
-    assert!(status.success(), "{status}");
+    server.stop_with_sigterm().await;
     receiver.spans()
 }
 

@@ -138,6 +138,17 @@ impl Served {
         }
     }
 
+    /// Sends SIGTERM and waits for a clean exit: the server stops by itself within 20 s and
+    /// exits successfully, or the test fails.
+    pub async fn stop_with_sigterm(&mut self) {
+        assert!(self.send_sigterm(), "SIGTERM could not be sent");
+        let status = self
+            .exit_within(Duration::from_secs(20))
+            .await
+            .expect("the server stops within 20 s of SIGTERM");
+        assert!(status.success(), "{status}");
+    }
+
     /// Every log line, once the child has exited (blocks until its stderr closes).
     pub fn logs_after_exit(&mut self) -> Vec<String> {
         let mut lines = std::mem::take(&mut self.seen);
