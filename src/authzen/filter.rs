@@ -44,10 +44,6 @@ impl Face {
         call: Call<'_>,
         body: &Map<String, Value>,
     ) -> Result<Answer, tonic::Status> {
-        let members = [&request::EVALUATION_MEMBERS[..], &["response"]].concat();
-        if let Err(unreadable) = request::only_members(body, "", &members) {
-            return Ok(Answer::failed(StatusCode::BAD_REQUEST, unreadable.0));
-        }
         let read = request::read(
             body.get("subject"),
             body.get("action"),

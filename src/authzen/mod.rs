@@ -255,10 +255,6 @@ async fn evaluation(
     let span = traces::rpc_span(rpc, &tonic::metadata::MetadataMap::from_headers(headers));
     let id = posted.request_id.as_deref();
     let body = &posted.body;
-    if let Err(unreadable) = request::only_members(body, "", &request::EVALUATION_MEMBERS) {
-        let status = StatusCode::BAD_REQUEST;
-        return answer::http(status, &answer::error_body(status, &unreadable.0), id);
-    }
     let call = async {
         let call = Call::new(rpc, &span).with_request_id(id);
         face.decide(call, |name| body.get(name), None).await
@@ -292,14 +288,6 @@ async fn evaluations(
     let fail = |status: StatusCode, message: &str| {
         answer::http(status, &answer::error_body(status, message), id)
     };
-    let members = [
-        &request::EVALUATION_MEMBERS[..],
-        &["evaluations", "options"],
-    ]
-    .concat();
-    if let Err(unreadable) = request::only_members(body, "", &members) {
-        return fail(StatusCode::BAD_REQUEST, &unreadable.0);
-    }
     let items = match body.get("evaluations") {
         None => &[][..],
         Some(Value::Array(items)) => items.as_slice(),
@@ -328,25 +316,15 @@ async fn evaluations(
         let default_resources = body.get("resource").map(resources_of);
         let mut answers = Vec::with_capacity(items.len());
         for item in items {
-            let item = match item
-                .as_object()
-                .ok_or_else(|| request::Unreadable("evaluations[]: must be an object".to_owned()))
-            {
-                Ok(item) => {
-                    request::only_members(item, "evaluations[]", &request::EVALUATION_MEMBERS)
-                        .map(|()| item)
+            let Some(item) = item.as_object() else {
+                answers.push(Answer::failed(
+                    StatusCode::BAD_REQUEST,
+                    "evaluations[]: must be an object",
+                ));
+                if semantic.stops_at(false) {
+                    break;
                 }
-                Err(unreadable) => Err(unreadable),
-            };
-            let item = match item {
-                Ok(item) => item,
-                Err(unreadable) => {
-                    answers.push(Answer::failed(StatusCode::BAD_REQUEST, unreadable.0));
-                    if semantic.stops_at(false) {
-                        break;
-                    }
-                    continue;
-                }
+                continue;
             };
             // Each part of an item replaces the request's default whole.
             let shared = match item.get("resource") {

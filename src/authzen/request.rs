@@ -91,38 +91,10 @@ fn properties<'a>(
     }
 }
 
-/// The members of an evaluation: its four parts (AuthZEN 1.0 §6.1).
-pub const EVALUATION_MEMBERS: [&str; 4] = ["subject", "action", "resource", "context"];
-
-/// Refuses a member of `object` (named `field`; empty for the body itself) that is not in
-/// `allowed`: a member this face does not read would leave the caller's request and the
-/// one decided apart (a `stored` beside `properties` instead of in it, a misspelt
-/// `resorce` that lets an item fall back to the default resource).
-pub fn only_members(
-    object: &Map<String, Value>,
-    field: &str,
-    allowed: &[&str],
-) -> Result<(), Unreadable> {
-    match object.keys().find(|key| !allowed.contains(&key.as_str())) {
-        None => Ok(()),
-        Some(unknown) => {
-            let at = if field.is_empty() {
-                unknown.clone()
-            } else {
-                format!("{field}.{unknown}")
-            };
-            Err(unreadable(format!(
-                "{at}: not a member this service reads (one of {})",
-                allowed.join(", ")
-            )))
-        }
-    }
-}
-
 /// Reads one evaluation from its four parts (AuthZEN 1.0 §6.1; for `evaluations`, each
-/// already merged with the defaults). `subject` and `action` may carry `properties` this
-/// service does not read (the decision rests on the token alone); every other unknown
-/// member is refused, `context` aside, which AuthZEN leaves open.
+/// already merged with the defaults). Members AuthZEN does not define are ignored, as its
+/// §10.1.1 requires of receivers ("MUST ignore unknown fields"); `resource.properties`,
+/// whose members are this service's own, is read strictly.
 pub fn read<'a>(
     subject: Option<&'a Value>,
     action: Option<&'a Value>,
@@ -133,17 +105,14 @@ pub fn read<'a>(
         subject.ok_or_else(|| unreadable("subject: required"))?,
         "subject",
     )?;
-    only_members(subject, "subject", &["type", "id", "properties"])?;
     let action = object(
         action.ok_or_else(|| unreadable("action: required"))?,
         "action",
     )?;
-    only_members(action, "action", &["name", "properties"])?;
     let resource = object(
         resource.ok_or_else(|| unreadable("resource: required"))?,
         "resource",
     )?;
-    only_members(resource, "resource", &["type", "id", "properties"])?;
     let mut evaluation = Evaluation::default();
 
     match text(subject, "subject", "type")? {
@@ -165,8 +134,17 @@ pub fn read<'a>(
         text(resource, "resource", "type")?.ok_or_else(|| unreadable("resource.type: required"))?;
     let id = text(resource, "resource", "id")?.unwrap_or_default();
     let resource_properties = properties(resource, "resource")?;
-    if let Some(properties) = resource_properties {
-        only_members(properties, "resource.properties", &RESOURCE_PROPERTIES)?;
+    // A member this face does not read would leave the caller's request and the one decided
+    // apart (a `query` beside an HTTP line, a misspelt `stord`): refused, not ignored.
+    if let Some(unknown) = resource_properties.and_then(|properties| {
+        properties
+            .keys()
+            .find(|key| !RESOURCE_PROPERTIES.contains(&key.as_str()))
+    }) {
+        return Err(unreadable(format!(
+            "resource.properties.{unknown}: not a member this service reads (one of {})",
+            RESOURCE_PROPERTIES.join(", ")
+        )));
     }
 
     if is_http_method(name) {

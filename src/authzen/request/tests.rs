@@ -246,39 +246,27 @@ fn debug_leaves_the_token_and_header_values_out() {
     assert!(shown.contains("authorization"), "{shown}");
 }
 
+/// AuthZEN 1.0 §10.1.1: "receivers MUST ignore unknown fields present in request ...
+/// bodies"; only `resource.properties`, this service's own, is read strictly.
 #[test]
-fn members_it_does_not_read_are_refused() {
-    let subject = json!({ "type": "access_token", "id": "t" });
-    let action = json!({ "name": "delete" });
-    let stored = json!({ "resourceType": "Observation", "id": "o1" });
-    for (subject, action, resource, unknown) in [
-        (
-            subject.clone(),
-            action.clone(),
-            json!({ "type": "Observation", "id": "o1", "stored": stored }),
-            "resource.stored",
-        ),
-        (
-            subject.clone(),
-            json!({ "name": "delete", "resource": "Observation" }),
-            json!({ "type": "Observation", "id": "o1" }),
-            "action.resource",
-        ),
-        (
-            json!({ "type": "access_token", "id": "t", "patient": "123" }),
-            action.clone(),
-            json!({ "type": "Observation", "id": "o1" }),
-            "subject.patient",
-        ),
-    ] {
-        let error = read(Some(&subject), Some(&action), Some(&resource), None).unwrap_err();
-        assert!(error.0.starts_with(unknown), "{unknown}: {}", error.0);
-    }
-    // `properties` of the subject and the action are AuthZEN's open extension points.
-    let with_properties =
-        json!({ "type": "access_token", "id": "t", "properties": { "ip": "10.0.0.1" } });
-    let resource = json!({ "type": "Observation", "id": "o1" });
-    assert!(read(Some(&with_properties), Some(&action), Some(&resource), None).is_ok());
+fn members_outside_resource_properties_are_ignored() {
+    let subject = json!({ "type": "access_token", "id": "t", "email": "x@example.org" });
+    let action = json!({ "name": "read", "unheard_of": true });
+    let resource =
+        json!({ "type": "Observation", "id": "o1", "stored": { "resourceType": "Observation" } });
+    let evaluation = read(Some(&subject), Some(&action), Some(&resource), None).unwrap();
+    assert_eq!(evaluation.path, "Observation/o1");
+    assert!(
+        evaluation.stored.is_none(),
+        "a stored outside properties is not read"
+    );
+    let strict = json!({ "type": "Observation", "id": "o1", "properties": { "stord": {} } });
+    let error = read(Some(&subject), Some(&action), Some(&strict), None).unwrap_err();
+    assert!(
+        error.0.starts_with("resource.properties.stord"),
+        "{}",
+        error.0
+    );
 }
 
 #[test]
