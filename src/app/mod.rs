@@ -40,6 +40,10 @@ use crate::token::{Authenticator, KeySetupError};
 const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a ping may go unanswered before the connection is closed.
 const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Streams one HTTP/2 connection may have open at once (hyper's own default; tonic unsets
+/// it). A client with more calls in flight opens another connection or waits.
+const MAX_STREAMS_PER_CONNECTION: u32 = 200;
 /// How long the calls of a connection past `max_connection_age_secs` may take to finish.
 const MAX_CONNECTION_AGE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -273,6 +277,9 @@ pub async fn serve(
         );
     }
     let mut server = Server::builder()
+        // tonic leaves streams per connection unbounded; a call reads its message before it
+        // takes a slot (app::overload), so this bounds what one connection has in reading.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         // Pings find peers that vanished without closing (a node lost, a NAT timeout).
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));

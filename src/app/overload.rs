@@ -5,8 +5,11 @@
 //! A unary call takes its slot once its whole message has arrived, within
 //! [`MESSAGE_READ_TIMEOUT`]: a peer that opens streams and sends their headers but never
 //! their message would otherwise hold a slot each for as long as it likes, and a few
-//! connections of them every slot of the process. A stream (ext_proc's, which lasts as long
-//! as the HTTP request it follows; reflection's) takes its slot when it opens.
+//! connections of them every slot of the process. A stream (ext_proc's, reflection's)
+//! holds a slot only while it opens: tonic's call ends when the handler hands back its
+//! answer stream, so the stream's messages are not counted. Streams per connection are
+//! bounded (`max_concurrent_streams`), and with them the messages one connection has in
+//! reading before their slot.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,8 +25,8 @@ use crate::authorize::Capacity;
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 
 /// The services whose every method is unary: their request body is one message, read
-/// before the slot. Every other (ext_proc's stream, reflection's) takes its slot when it
-/// opens, its body being the stream itself.
+/// before the slot. A stream (ext_proc's, reflection's) takes its slot when it opens, its
+/// body being the stream itself.
 const UNARY_SERVICES: [&str; 2] = [
     "/smartauthz.v1.AuthzService/",
     "/envoy.service.auth.v3.Authorization/",
@@ -110,8 +113,11 @@ where
             let (parts, body) = request.into_parts();
             // A gRPC message frame is a 5-byte prefix and the message.
             let read = Limited::new(body, max_request_bytes.saturating_add(5)).collect();
-            let message = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
-                Ok(Ok(collected)) => collected.to_bytes(),
+            let (message, trailers) = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
+                Ok(Ok(collected)) => {
+                    let trailers = collected.trailers().cloned();
+                    (collected.to_bytes(), trailers)
+                }
                 // Worded as the decoder's own refusal is (`size_limit_named`).
                 Ok(Err(error)) if error.is::<LengthLimitError>() => {
                     return Ok(tonic::Status::resource_exhausted(format!(
@@ -135,7 +141,14 @@ where
                     tonic::Status::resource_exhausted(capacity.refusal_message()).into_http(),
                 );
             };
-            let request = http::Request::from_parts(parts, Body::new(Full::new(message)));
+            // Metadata a client sends as trailers (tonic merges them into the request's).
+            let body = match trailers {
+                None => Body::new(Full::new(message)),
+                Some(trailers) => Body::new(
+                    Full::new(message).with_trailers(std::future::ready(Some(Ok(trailers)))),
+                ),
+            };
+            let request = http::Request::from_parts(parts, body);
             let response = inner.call(request).await;
             drop(slot);
             response

@@ -99,23 +99,31 @@ struct Admission {
 async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let limit = admission.max_request_bytes;
-    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit))
-        .await
-    {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    let refused = |status: StatusCode, message: &str| {
+        // Echoed as the handler would, when it is one the service accepts.
+        let id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|id| request_id(id).ok().flatten());
+        answer::http(status, &answer::error_body(status, message), id)
+    };
+    let bytes = match read {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            // Over the limit or cut off: the handler's own reading says which.
-            let status = StatusCode::PAYLOAD_TOO_LARGE;
-            let message = "the request is larger than max_request_bytes, or its body was cut off";
-            return answer::http(status, &answer::error_body(status, message), None);
+        Ok(Err(error)) if is_over_limit(&error) => {
+            return refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request is larger than max_request_bytes",
+            );
         }
+        Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "the body was cut off"),
         Err(_) => {
-            let status = StatusCode::REQUEST_TIMEOUT;
             let message = format!(
                 "the body did not arrive within {} s",
                 BODY_READ_TIMEOUT.as_secs()
             );
-            return answer::http(status, &answer::error_body(status, &message), None);
+            return refused(StatusCode::REQUEST_TIMEOUT, &message);
         }
     };
     let request = Request::from_parts(parts, axum::body::Body::from(bytes));
@@ -132,6 +140,12 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
     let response = next.run(request).await;
     drop(slot);
     response
+}
+
+/// Whether reading a body failed on its length rather than on the connection.
+fn is_over_limit(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
