@@ -451,6 +451,26 @@ async fn every_decision_gets_one_json_line_without_the_token() {
         records[0]["patient_claim"],
         format!("{AUDIENCE}/Patient/123")
     );
+    // The same through IntrospectToken: the line names the claim as the token wrote it.
+    let inactive = server
+        .client
+        .clone()
+        .introspect_token(pb::IntrospectTokenRequest {
+            token: absolute.clone(),
+            fhir_server: "b".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!inactive.active);
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["rpc"], "IntrospectToken");
+    assert_eq!(
+        records[0]["patient_claim"],
+        format!("{AUDIENCE}/Patient/123")
+    );
     server.stop().await;
 
     // An IntrospectToken answer that hands a token's claims out is recorded (`all`).

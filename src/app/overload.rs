@@ -93,7 +93,7 @@ where
             .any(|service| path.starts_with(service))
         {
             let Some(slot) = self.capacity.enter() else {
-                let refused = self.refused();
+                let refused = overloaded(&self.capacity);
                 return Box::pin(async move { Ok(refused) });
             };
             let call = self.inner.call(request);
@@ -137,9 +137,7 @@ where
                 }
             };
             let Some(slot) = capacity.enter() else {
-                return Ok(
-                    tonic::Status::resource_exhausted(capacity.refusal_message()).into_http(),
-                );
+                return Ok(overloaded(&capacity));
             };
             // Metadata a client sends as trailers (tonic merges them into the request's).
             let body = match trailers {
@@ -156,8 +154,7 @@ where
     }
 }
 
-impl<S> Shed<S> {
-    fn refused(&self) -> http::Response<Body> {
-        tonic::Status::resource_exhausted(self.capacity.refusal_message()).into_http()
-    }
+/// The answer to a call beyond `max_concurrent_calls`.
+fn overloaded(capacity: &Capacity) -> http::Response<Body> {
+    tonic::Status::resource_exhausted(capacity.refusal_message()).into_http()
 }

@@ -106,10 +106,7 @@ impl<'a> Admitted<'a> {
 
     /// Who the events of this token's decisions are for.
     fn event_token(&self) -> EventToken<'_> {
-        EventToken {
-            context: self.context(),
-            patient: self.engine.patient_in_context(self.context()),
-        }
+        event_token(self.engine, self.context())
     }
 
     /// The token as the faces render it: [`with_patient_in_context`].
@@ -217,4 +214,14 @@ pub(super) fn with_patient_in_context(
     let mut rendered = VerifiedToken::clone(token);
     rendered.context.patient = decided.map(str::to_owned);
     Arc::new(rendered)
+}
+
+/// Who the events of `context`'s decisions on `engine`'s server are for: the token as it
+/// came (its claims, as the audit line's `patient_claim` shows them), and the patient the
+/// engine decides for.
+pub(super) fn event_token<'a>(engine: &Engine, context: &'a TokenContext) -> EventToken<'a> {
+    EventToken {
+        context,
+        patient: engine.patient_in_context(context),
+    }
 }

@@ -376,10 +376,7 @@ impl Authorizer {
             // Audited with who the token speaks for: a token replayed against another
             // server is worth more to an investigator than its fingerprint alone.
             let refusal = Refusal::Token(error);
-            let who = EventToken {
-                context: &token.context,
-                patient: server.engine().patient_in_context(&token.context),
-            };
+            let who = admitted::event_token(server.engine(), &token.context);
             self.report_refusal(call, &refusal, request, Some(who), Some(fingerprint));
             return Ok(Admission::Refused(refusal));
         }
@@ -434,10 +431,8 @@ impl Authorizer {
             &authenticated.token,
             &authenticated.token.context,
         );
-        let who = EventToken {
-            context: &token.context,
-            patient: token.context.patient.as_deref(),
-        };
+        // The token as it came, not as rendered: the audit line names its claim too.
+        let who = admitted::event_token(server.engine(), &authenticated.token.context);
         if let Err(error) = server.accepts(&authenticated.token) {
             let refusal = Refusal::Token(error);
             self.report_refusal(call, &refusal, None, Some(who), Some(fingerprint));

@@ -310,14 +310,9 @@ pub fn rpc_span_with_headers(
 
 /// The span of `rpc` under `parent` (empty for a new trace), as `sampler` decides.
 fn sampled_span(rpc: Rpc, parent: Context, sampler: &Sampler) -> Span {
-    match sampling::verdict(sampler, &parent, rpc.span_name()) {
-        Some(kept) => open_span(rpc, kept, parent),
-        None => Span::none(),
-    }
-}
-
-/// The span of `rpc`, kept for export: a child of `parent`, or the root of a new trace.
-fn open_span(rpc: Rpc, kept: Kept, parent: Context) -> Span {
+    let Some(kept) = sampling::verdict(sampler, &parent, rpc.span_name()) else {
+        return Span::none();
+    };
     let span = tracing::info_span!(
         target: RPC_TARGET,
         "rpc",
