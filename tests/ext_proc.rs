@@ -14,8 +14,10 @@ use common::answers::*;
 use common::envoy::ENVOY_CONFIG;
 use common::ext_proc::*;
 use common::*;
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
+use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProtocolConfiguration};
 use serde_json::Value;
 use tonic::Code;
 
@@ -385,6 +387,94 @@ async fn a_conditional_create_is_decided_on_its_search() {
         ))
         .await;
     assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
+    server.stop().await;
+}
+
+/// Envoy says in its first message how the filter sends the answer's body
+/// (`protocol_config`). Under `response_body_mode: NONE` the service's request for the body
+/// is honoured only with `allow_mode_override`, which Envoy does not report: a request whose
+/// answer must be read is refused before the upstream, not let through to pass unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_sends_no_answer_body_refuses_what_must_be_read() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let system = sign(&RSA_1, &issuer.claims("system/*.rs"));
+    let first = |phase: Phase, mode: BodySendMode| ProcessingRequest {
+        request: Some(phase),
+        protocol_config: Some(ProtocolConfiguration {
+            response_body_mode: mode as i32,
+            ..ProtocolConfiguration::default()
+        }),
+        ..ProcessingRequest::default()
+    };
+    let reply_to = |message: ProcessingRequest| {
+        let channel = server.channel.clone();
+        async move {
+            let mut stream = ProcessStream::open(&channel).await;
+            let reply = stream.try_send_message(message).await;
+            (stream, reply.expect("a reply").expect("no stream error"))
+        }
+    };
+
+    // A search and a batch: their answers must be read.
+    for (method, path) in [("GET", "/fhir/R4/Observation"), ("POST", "/fhir/R4/")] {
+        let headers = request_headers(method, path, Some(&token), &[]);
+        let (_, reply) = reply_to(first(headers, BodySendMode::None)).await;
+        assert_eq!(immediate_status(&reply), Some(502), "{method} {path}");
+        let body = String::from_utf8_lossy(&immediate(&reply).unwrap().body).into_owned();
+        assert!(body.contains("response_body_mode"), "{body}");
+    }
+
+    // An answer that needs no reading goes on, as under any mode.
+    let headers = request_headers(
+        "GET",
+        "/fhir/R4/Observation?_include=Observation:subject",
+        Some(&system),
+        &[],
+    );
+    let (stream, reply) = reply_to(first(headers, BodySendMode::None)).await;
+    assert!(skips_the_answer(&reply), "{reply:?}");
+    stream.close().await.unwrap();
+
+    // BUFFERED: asked for and filtered as ever.
+    let headers = request_headers("GET", "/fhir/R4/Observation", Some(&token), &[]);
+    let (mut stream, reply) = reply_to(first(headers, BodySendMode::Buffered)).await;
+    assert!(asks_for_the_whole_answer(&reply), "{reply:?}");
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let theirs = serde_json::to_vec(&observation_of("o2", "456")).unwrap();
+    let reply = stream.send(response_body(&theirs)).await;
+    assert_eq!(immediate_status(&reply), Some(403));
+    server.stop().await;
+}
+
+/// Envoy ignores every reply of a filter in `observability_mode`: nothing could be filtered,
+/// so the stream is refused rather than answered as if it counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_in_observability_mode_has_its_stream_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let status = stream
+        .try_send_message(ProcessingRequest {
+            request: Some(request_headers(
+                "GET",
+                "/fhir/R4/Observation",
+                Some(&token),
+                &[],
+            )),
+            observability_mode: true,
+            ..ProcessingRequest::default()
+        })
+        .await
+        .expect("the stream's end")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("observability_mode"),
+        "{status:?}"
+    );
     server.stop().await;
 }
 

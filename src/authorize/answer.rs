@@ -44,6 +44,37 @@ impl std::fmt::Debug for AnswerCheck<'_> {
     }
 }
 
+/// A request whose answer the face will see later (Envoy's ext_proc), as the face received
+/// it. Its `Debug` leaves the token out.
+#[derive(Clone, Copy)]
+pub struct AnswerAhead<'a> {
+    /// The `Authorization` value or bare token the request was made with.
+    pub raw_token: &'a str,
+    pub request: &'a FhirRequest,
+    /// Its HTTP line, when it came as one (public paths are matched on it).
+    pub line: Option<HttpLine<'a>>,
+    /// The request's `If-None-Exist` header: a conditional create runs it as a search,
+    /// decided here as ext_authz decides it, so that a route without ext_authz does not let
+    /// the server look for another patient's resource.
+    pub if_none_exist: Option<&'a str>,
+    /// The face's peer said it will not send the answer's body (Envoy's ext_proc filter
+    /// configured with `response_body_mode: NONE`). Its `mode_override` asking for the body
+    /// is honoured only under `allow_mode_override`, which Envoy does not report, so an
+    /// answer that must be read could pass unread.
+    pub body_not_sent: bool,
+}
+
+impl std::fmt::Debug for AnswerAhead<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AnswerAhead")
+            .field("request", &self.request)
+            .field("line", &self.line)
+            .field("body_not_sent", &self.body_not_sent)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a face that sees the request before its answer should do with the answer.
 #[derive(Debug)]
 pub enum AnswerPlan {
@@ -56,20 +87,22 @@ pub enum AnswerPlan {
 }
 
 impl Authorizer {
-    /// Decides `request` as [`Authorizer::check`] would, for a face that will see the answer
-    /// later (Envoy's ext_proc): whether the answer needs filtering, or the request must be
-    /// refused now. `if_none_exist` is the request's `If-None-Exist` header: a conditional
-    /// create runs it as a search, decided here as ext_authz decides it, so that a route
-    /// without ext_authz does not let the server look for another patient's resource.
+    /// Decides `ahead.request` as [`Authorizer::check`] would, for a face that will see the
+    /// answer later (Envoy's ext_proc): whether the answer needs filtering, or the request
+    /// must be refused now.
     pub async fn plan_answer(
         &self,
         call: Call<'_>,
         server: &FhirServer,
-        raw_token: &str,
-        request: &FhirRequest,
-        line: Option<HttpLine<'_>>,
-        if_none_exist: Option<&str>,
+        ahead: AnswerAhead<'_>,
     ) -> Result<AnswerPlan, Unavailable> {
+        let AnswerAhead {
+            raw_token,
+            request,
+            line,
+            if_none_exist,
+            body_not_sent,
+        } = ahead;
         let admitted = match self
             .admit(call, server, raw_token, Some(request), line)
             .await?
@@ -86,23 +119,24 @@ impl Authorizer {
             request.interaction,
             Interaction::Batch | Interaction::Transaction
         ) {
-            return Ok(AnswerPlan::Filter);
+            return Ok(match answer_unseen(None, body_not_sent) {
+                Some(refusal) => {
+                    admitted.refuse(Some(request), refusal.clone());
+                    AnswerPlan::Refuse(Verdict::Refused(refusal))
+                }
+                None => AnswerPlan::Filter,
+            });
         }
         let decision = admitted.decision(request, None, None, if_none_exist);
         let needs_filtering =
             admitted
                 .engine
                 .response_needs_filtering(admitted.context(), request, &decision);
-        // A HEAD's answer has no body to read, yet its status and headers (ETag,
-        // Last-Modified) would tell whether another patient's resource exists.
+        // An answer that must be read and will not be is refused now, before the upstream.
         if needs_filtering
             && decision.is_allowed()
-            && line.is_some_and(|line| line.method.eq_ignore_ascii_case("HEAD"))
+            && let Some(refusal) = answer_unseen(line, body_not_sent)
         {
-            let refusal = Refusal::InvalidRequest(
-                "HEAD cannot be checked on the way back (its answer has no body): send GET"
-                    .to_owned(),
-            );
             admitted.refuse(Some(request), refusal.clone());
             return Ok(AnswerPlan::Refuse(Verdict::Refused(refusal)));
         }
@@ -197,6 +231,25 @@ impl Admitted<'_> {
 }
 
 /// The verdict of an answer that needs no reading (a public endpoint).
+/// Why an answer that must be read will not reach the face, if it will not.
+fn answer_unseen(line: Option<HttpLine<'_>>, body_not_sent: bool) -> Option<Refusal> {
+    // A HEAD's answer has no body to read, yet its status and headers (ETag,
+    // Last-Modified) would tell whether another patient's resource exists.
+    if line.is_some_and(|line| line.method.eq_ignore_ascii_case("HEAD")) {
+        return Some(Refusal::InvalidRequest(
+            "HEAD cannot be checked on the way back (its answer has no body): send GET".to_owned(),
+        ));
+    }
+    body_not_sent.then(|| {
+        Refusal::Answer(
+            AnswerProblem::Missing,
+            "the ext_proc filter sends no response body (response_body_mode: NONE), so an \
+             answer that must be read could pass unread: configure response_body_mode: BUFFERED"
+                .to_owned(),
+        )
+    })
+}
+
 fn passed_unread(decision: &Decision) -> FilteredResponse {
     FilteredResponse {
         outcome: Outcome::Allow,

@@ -37,7 +37,9 @@ use std::sync::Arc;
 use tracing::Span;
 
 pub use self::admitted::Admitted;
-pub use self::answer::{AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body};
+pub use self::answer::{
+    AnswerAhead, AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body,
+};
 pub use self::capacity::{Capacity, Slot};
 pub use self::off_runtime::parse_off_runtime;
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};

@@ -17,10 +17,14 @@
 //!
 //! Fail closed everywhere: a compressed or non-JSON answer, one over the size limit, a body
 //! sent in pieces (`STREAMED` mode) or a stream that ends before the body it was asked for
-//! never passes unread.
+//! never passes unread. Where Envoy says in its first message that the body will not come
+//! (`protocol_config` with `response_body_mode: NONE`), an answer that must be read is
+//! refused before the upstream; a filter in `observability_mode`, whose replies Envoy
+//! ignores, has its stream refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
@@ -43,9 +47,9 @@ use tracing::Span;
 
 use super::response::operation_outcome;
 use crate::authorize::{
-    AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, FhirServer, HttpLine,
-    IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable, Verdict, decision_status,
-    filtered_body, request_id,
+    AnswerAhead, AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, FhirServer,
+    HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable, Verdict,
+    decision_status, filtered_body, request_id,
 };
 use crate::decision::{Decision, FilteredResponse};
 use crate::fhir::{FhirRequest, Interaction};
@@ -95,6 +99,7 @@ impl ExternalProcessor for EnvoyProcessor {
             span,
             replies,
             state: State::Start,
+            body_not_sent: false,
         };
         tokio::spawn(exchange.run(inbound));
         Ok(Response::new(ReceiverStream::new(outbound)))
@@ -132,6 +137,8 @@ struct Exchange {
     span: Span,
     replies: mpsc::Sender<Result<ProcessingResponse, Status>>,
     state: State,
+    /// Envoy reported `response_body_mode: NONE` in its first message (`protocol_config`).
+    body_not_sent: bool,
 }
 
 impl Exchange {
@@ -145,6 +152,13 @@ impl Exchange {
                     // Envoy reset the stream: it will not forward the answer without us.
                     Err(status) => return Err(status),
                 };
+                if message.observability_mode {
+                    return Err(observability_mode());
+                }
+                if let Some(protocol) = message.protocol_config {
+                    // A zero mode is NONE: refusing what must be read is the safe reading.
+                    self.body_not_sent = protocol.response_body_mode == BodySendMode::None as i32;
+                }
                 let Some(phase) = message.request else {
                     continue;
                 };
@@ -277,10 +291,13 @@ impl Exchange {
             .plan_answer(
                 call,
                 server,
-                raw_token,
-                &request,
-                Some(line),
-                header(IF_NONE_EXIST_HEADER),
+                AnswerAhead {
+                    raw_token,
+                    request: &request,
+                    line: Some(line),
+                    if_none_exist: header(IF_NONE_EXIST_HEADER),
+                    body_not_sent: self.body_not_sent,
+                },
             )
             .await
             .map_err(unavailable)?;
@@ -472,6 +489,20 @@ fn is_json(content_type: &str) -> bool {
 
 /// An issuer that cannot be reached: the stream fails, and Envoy (with `failure_mode_allow`
 /// false) answers 500 rather than guess.
+/// Envoy ignores every reply of a filter in `observability_mode`: nothing decided here
+/// would be enforced, and answers would pass unfiltered whatever the service said. The
+/// stream is refused so that the misconfiguration shows (the RPC's metrics count it as
+/// `FAILED_PRECONDITION`); the error is logged once, not once per request.
+fn observability_mode() -> Status {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let message = "the ext_proc filter runs in observability_mode, where Envoy ignores every \
+                   reply: nothing could be filtered. Turn observability_mode off";
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::error!("{message}");
+    }
+    Status::failed_precondition(message)
+}
+
 fn unavailable(unavailable: Unavailable) -> Status {
     Status::from(unavailable)
 }

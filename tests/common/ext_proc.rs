@@ -53,10 +53,19 @@ impl ProcessStream {
     }
 
     pub async fn try_send(&mut self, phase: Phase) -> Option<Result<ProcessingResponse, Status>> {
-        let message = ProcessingRequest {
+        self.try_send_message(ProcessingRequest {
             request: Some(phase),
             ..ProcessingRequest::default()
-        };
+        })
+        .await
+    }
+
+    /// Sends a whole message (with Envoy's `protocol_config` or `observability_mode`, say)
+    /// and waits for its reply, or for the end of the stream (`None`).
+    pub async fn try_send_message(
+        &mut self,
+        message: ProcessingRequest,
+    ) -> Option<Result<ProcessingResponse, Status>> {
         self.sender.as_ref()?.send(message).await.ok()?;
         tokio::time::timeout(REPLY_TIMEOUT, self.replies.message())
             .await
