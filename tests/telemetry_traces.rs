@@ -249,11 +249,7 @@ async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
     );
     let receiver = OtlpReceiver::start().await;
     let mut command = common::spawned::command("taskset");
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
+    without_otel_variables(&mut command);
     command
         .args(["-c", "0", env!("CARGO_BIN_EXE_smart-authz"), "serve"])
         .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
@@ -292,14 +288,19 @@ async fn the_binary_on_one_cpu_sends_its_last_spans_when_it_stops() {
     );
 }
 
-/// The binary under `OTEL_TRACES_SAMPLER=<sampler>` (and `_ARG`), exporting to `receiver`.
-fn binary_exporting_to(receiver: &OtlpReceiver, sampler: &str, argument: &str) -> Served {
-    let mut command = common::spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+/// The caller's `OTEL_*` variables are configuration to the binary: none reach it.
+fn without_otel_variables(command: &mut std::process::Command) {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("OTEL_") {
             command.env_remove(name);
         }
     }
+}
+
+/// The binary under `OTEL_TRACES_SAMPLER=<sampler>` (and `_ARG`), exporting to `receiver`.
+fn binary_exporting_to(receiver: &OtlpReceiver, sampler: &str, argument: &str) -> Served {
+    let mut command = common::spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    without_otel_variables(&mut command);
     command
         .arg("serve")
         .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
@@ -392,4 +393,35 @@ async fn an_apps_traceparent_is_linked_and_does_not_force_sampling() {
     };
     assert_eq!(hex(&link.trace_id), TRACE_ID);
     assert_eq!(hex(&link.span_id), PARENT_SPAN_ID);
+}
+
+/// A collector's URL may carry credentials (`user:password@`): the start-up line that names
+/// the endpoint shows `***@` in their place, and no log line shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collectors_credentials_stay_out_of_the_logs() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver
+        .endpoint()
+        .replace("http://", "http://collector:s3cret@");
+    let mut command = common::spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    without_otel_variables(&mut command);
+    command
+        .arg("serve")
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
+        .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("RUST_LOG", "info");
+    let mut server = Served::start(command);
+    server.stop_with_sigterm().await;
+    let logs = server.logs_after_exit();
+    assert!(
+        logs.iter()
+            .any(|line| line.contains("exporting traces over OTLP/gRPC")
+                && line.contains("http://***@127.0.0.1")),
+        "{logs:#?}"
+    );
+    assert!(
+        !logs.iter().any(|line| line.contains("s3cret")),
+        "{logs:#?}"
+    );
 }

@@ -384,11 +384,24 @@ impl Config {
 /// needs its share of it.
 pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 60;
 
-pub(super) fn is_http_url(text: &str) -> bool {
+pub(crate) fn is_http_url(text: &str) -> bool {
     let rest = text
         .strip_prefix("https://")
         .or_else(|| text.strip_prefix("http://"));
     rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// `url` with its credentials (`user:password@`) replaced by `***@`, for logs and error
+/// messages: an OTLP collector's URL may carry them (RFC 3986 §3.2.1 deprecates it, some
+/// collectors' proxies still take it).
+pub(crate) fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map_or(0, |scheme_end| scheme_end + 3);
+    let authority = &url[start..];
+    let authority = &authority[..authority.find(['/', '?', '#']).unwrap_or(authority.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..start], &url[start + at + 1..]).into(),
+        None => url.into(),
+    }
 }
 
 /// Whether a listen address accepts connections from this machine only.

@@ -947,3 +947,19 @@ fn servers_that_trust_every_issuer_of_several_are_warned_about() {
     assert!(Config::from_toml(&listed).unwrap().warnings().is_empty());
     assert!(Config::from_toml(MINIMAL).unwrap().warnings().is_empty());
 }
+
+#[test]
+fn credentials_in_a_url_are_hidden_from_logs() {
+    for (url, shown) in [
+        ("http://user:secret@otel:4317", "http://***@otel:4317"),
+        (
+            "https://a@b@otel:4317/v1?x=@",
+            "https://***@otel:4317/v1?x=@",
+        ),
+        ("user:secret@otel:4317", "***@otel:4317"),
+        ("http://otel:4317/path@x", "http://otel:4317/path@x"),
+        ("http://otel:4317", "http://otel:4317"),
+    ] {
+        assert_eq!(super::without_userinfo(url), shown, "{url}");
+    }
+}

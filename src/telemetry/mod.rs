@@ -200,7 +200,7 @@ pub fn install_with(
     }
     if let Some(settings) = &trace_settings {
         traces::enable(settings);
-        tracing::info!(endpoint = %settings.endpoint, sampler = %settings.sampler_name, service = %settings.service_name, "exporting traces over OTLP/gRPC");
+        tracing::info!(endpoint = %crate::config::without_userinfo(&settings.endpoint), sampler = %settings.sampler_name, service = %settings.service_name, "exporting traces over OTLP/gRPC");
     }
     Ok(TelemetryGuard { provider })
 }

@@ -25,7 +25,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use self::sampling::{GateIds, Kept};
 use super::{Environment, Rpc, TelemetryError};
-use crate::config::TelemetryConfig;
+use crate::config::{TelemetryConfig, is_http_url, without_userinfo};
 use crate::decision::{Grant, Outcome};
 use crate::fhir::FhirRequest;
 use crate::token::{Authenticated, TokenSource};
@@ -150,7 +150,7 @@ impl TraceSettings {
                 if !is_http_url(&endpoint) {
                     return Err(TelemetryError::Invalid {
                         key: name.to_owned(),
-                        message: format!("{endpoint:?} is not an http(s) URL"),
+                        message: format!("{:?} is not an http(s) URL", without_userinfo(&endpoint)),
                     });
                 }
                 endpoint
@@ -191,13 +191,6 @@ pub fn sampler_from_environment(name: Option<&str>, argument: Option<&str>) -> S
         Some("parentbased_traceidratio") => SamplerChoice::ParentBasedRatio(ratio()),
         _ => SamplerChoice::ParentBasedAlwaysOn,
     }
-}
-
-fn is_http_url(text: &str) -> bool {
-    let rest = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"));
-    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
 }
 
 /// The tracer provider: OTLP/gRPC exporter behind the SDK's batch processor, which exports
