@@ -499,9 +499,25 @@ async fn every_decision_gets_one_json_line_without_the_token() {
         .unwrap()
         .into_inner();
     assert!(!inactive.active);
+    // No token at all is a refusal too, with a line of its own.
+    let error = server
+        .client
+        .clone()
+        .introspect_token(pb::IntrospectTokenRequest {
+            token: " \t".into(),
+            request_id: "introspect-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
     let records = parse(&audit.take_lines());
-    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records.len(), 3, "{records:#?}");
     assert_no_token(&records, &token);
+    let missing = find(&records, &[("request_id", "introspect-2")]);
+    assert_eq!(missing["rpc"], "IntrospectToken");
+    assert_eq!(missing["decision"], "deny");
+    assert_eq!(missing["reason"], "unsupported_request");
     let active = find(&records, &[("request_id", "introspect-1")]);
     assert_eq!(active["rpc"], "IntrospectToken");
     assert_eq!(active["decision"], "allow");

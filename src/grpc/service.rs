@@ -11,7 +11,8 @@ use super::pb;
 use super::pb::authz_service_server::AuthzService;
 use super::{answer, convert};
 use crate::authorize::{
-    AnswerCheck, Authorizer, BundleCheck, Call, Caller, Check, batch_size_refusal, request_id,
+    AnswerCheck, Authorizer, BundleCheck, Call, Caller, Check, Refusal, batch_size_refusal,
+    request_id,
 };
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
@@ -158,7 +159,9 @@ impl AuthzGrpc {
         let call = call.for_server(server);
         let token = message.token;
         if token.trim().is_empty() {
-            return Err(Status::invalid_argument("token: required (RFC 7662 §2.1)"));
+            let refusal = Refusal::InvalidRequest("token: required (RFC 7662 §2.1)".to_owned());
+            self.authorizer.refused(call, "", None, &refusal);
+            return Err(convert::refusal_status(&refusal));
         }
         let mut response = match self.authorizer.introspect(call, server, &token).await? {
             Some(authenticated) => convert::introspection(&authenticated),
