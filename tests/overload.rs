@@ -184,3 +184,33 @@ async fn a_call_whose_message_never_arrives_holds_no_slot() {
         "DEADLINE_EXCEEDED: {answer:?}"
     );
 }
+
+/// An ext_proc stream holds a slot only while it opens, but each of its messages is decided
+/// in one, as a unary call is: beyond the limit the stream is refused RESOURCE_EXHAUSTED
+/// (Envoy, failing closed, answers 500), and a message decided later finds its slot again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_ext_proc_message_is_decided_in_a_slot() {
+    let mut stuck = StuckEndpoint::start().await;
+    let config = format!(
+        "max_concurrent_calls = 1\n{}\n{}",
+        common::envoy::ENVOY_CONFIG,
+        stuck.issuer_toml(3000)
+    );
+    let server = TestServer::start(&config).await;
+    let metadata = || common::ext_proc::request_headers("GET", "/fhir/R4/metadata", None, &[]);
+
+    let mut open = common::ext_proc::ProcessStream::open(&server.channel).await;
+    let slow = stuck.hold_a_call(server.channel.clone()).await;
+    let refused = open
+        .try_send(metadata())
+        .await
+        .expect("the stream's end")
+        .expect_err("its message is shed while the slow call holds the only slot");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("max_concurrent_calls"));
+
+    slow.await.unwrap().expect_err("the issuer never answered");
+    let mut stream = common::ext_proc::ProcessStream::open(&server.channel).await;
+    let reply = stream.send(metadata()).await;
+    assert!(common::ext_proc::skips_the_answer(&reply), "{reply:?}");
+}

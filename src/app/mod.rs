@@ -196,9 +196,9 @@ pub async fn serve(
         .with_max_answer_bytes(config.response_filter.max_body_bytes),
     );
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
-    let processor = EnvoyProcessor::new(Arc::clone(&authorizer));
     // One limit on calls in flight for every face.
     let capacity = Capacity::new(config.max_concurrent_calls);
+    let processor = EnvoyProcessor::new(Arc::clone(&authorizer), capacity.clone());
     // The HTTP face and the Unix socket stop accepting when the gRPC listener does, and
     // finish their calls.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -47,9 +47,9 @@ use tracing::Span;
 
 use super::response::operation_outcome;
 use crate::authorize::{
-    AnswerAhead, AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, FhirServer,
-    HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable, Verdict,
-    decision_status, filtered_body, request_id,
+    AnswerAhead, AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, Capacity,
+    FhirServer, HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable,
+    Verdict, decision_status, filtered_body, request_id,
 };
 use crate::decision::{Decision, FilteredResponse};
 use crate::fhir::{FhirRequest, Interaction};
@@ -73,11 +73,17 @@ const SINGLE_HEADERS: [&str; 7] = [
 #[derive(Clone)]
 pub struct EnvoyProcessor {
     authorizer: Arc<Authorizer>,
+    capacity: Capacity,
 }
 
 impl EnvoyProcessor {
-    pub fn new(authorizer: Arc<Authorizer>) -> Self {
-        EnvoyProcessor { authorizer }
+    /// Each message is answered in a slot of `capacity`: a stream holds one only while it
+    /// opens, and its decisions are calls like any other face's.
+    pub fn new(authorizer: Arc<Authorizer>, capacity: Capacity) -> Self {
+        EnvoyProcessor {
+            authorizer,
+            capacity,
+        }
     }
 }
 
@@ -95,6 +101,7 @@ impl ExternalProcessor for EnvoyProcessor {
         let (replies, outbound) = mpsc::channel(4);
         let exchange = Exchange {
             authorizer: Arc::clone(&self.authorizer),
+            capacity: self.capacity.clone(),
             caller,
             span,
             replies,
@@ -133,6 +140,7 @@ struct Asked {
 
 struct Exchange {
     authorizer: Arc<Authorizer>,
+    capacity: Capacity,
     caller: Caller,
     span: Span,
     replies: mpsc::Sender<Result<ProcessingResponse, Status>>,
@@ -162,7 +170,13 @@ impl Exchange {
                 let Some(phase) = message.request else {
                     continue;
                 };
+                // Shed like a unary call: the stream ends and Envoy, failing closed
+                // (`failure_mode_allow: false`), answers 500.
+                let Some(slot) = self.capacity.enter() else {
+                    return Err(Status::resource_exhausted(self.capacity.refusal_message()));
+                };
                 let reply = self.answer(phase).await?;
+                drop(slot);
                 if self.replies.send(Ok(reply)).await.is_err() {
                     return Ok(());
                 }
