@@ -10,7 +10,8 @@
 //! Each layer imports only the ones below it (`tests/architecture.rs` checks every import),
 //! top first:
 //! - [`app`]: wiring: one server with the API, ext_authz, health and reflection, on TCP
-//!   and optionally a Unix socket; graceful shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
+//!   and optionally a Unix socket; the HTTP listeners (AuthZEN, `/metrics`), bounded and
+//!   timed; graceful shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
 //! - [`grpc`], [`envoy`] and [`authzen`]: the faces. `smartauthz.v1.AuthzService`, Envoy's
 //!   ext_authz v3 `Check` and ext_proc v3 `Process` (answers filtered on the way back), and
 //!   the AuthZEN HTTP JSON API decode their wire format, call the pipeline, encode its

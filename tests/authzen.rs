@@ -495,3 +495,37 @@ async fn a_body_that_never_arrives_holds_no_slot() {
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     server.stop().await;
 }
+
+/// `[authzen] max_connections` bounds the connections open at once: one beyond waits in
+/// the listen backlog, and is served as soon as another closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, &format!("{CONFIG}max_connections = 1\n")).await;
+    let face = Face::of(&server);
+    let address = server.authzen_address.unwrap();
+    let holder = tokio::net::TcpStream::connect(address).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let metadata = format!("http://{address}/.well-known/authzen-configuration");
+    let waiting = tokio::spawn({
+        let http = face.http.clone();
+        async move {
+            http.get(metadata)
+                .send()
+                .await
+                .map(|answer| answer.status())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served beside the only connection");
+
+    drop(holder);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("served once the other connection closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    server.stop().await;
+}

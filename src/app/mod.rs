@@ -6,6 +6,7 @@
 //! [`unix_socket`]). [`health`] says when the process is live and ready.
 
 pub mod health;
+mod http_listener;
 mod overload;
 mod single_write;
 mod unix_socket;
@@ -215,9 +216,14 @@ pub async fn serve(
                 "serving the AuthZEN HTTP face"
             );
             let mut stopped = stopped.clone();
-            Some(tokio::spawn(authzen::serve(listener, router, async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })))
+            Some(tokio::spawn(http_listener::serve(
+                listener,
+                router,
+                settings.max_connections,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )))
         }
         _ => None,
     };
@@ -404,6 +410,10 @@ fn size_limit_named(
 }
 
 /// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.
+/// Connections to `/metrics` open at once: scrapers are a few, and the listener is often
+/// reachable from the whole cluster.
+const METRICS_MAX_CONNECTIONS: u32 = 64;
+
 fn start_metrics(
     listener: TcpListener,
     handle: PrometheusHandle,
@@ -415,7 +425,15 @@ fn start_metrics(
         .unwrap_or_default();
     tracing::info!(listen = %address, "serving Prometheus metrics on /metrics");
     AbortOnDrop(tokio::spawn(async move {
-        if let Err(error) = telemetry::metrics::serve(listener, handle, authenticator).await {
+        let _upkeep = AbortOnDrop(tokio::spawn(telemetry::metrics::upkeep(handle.clone())));
+        let router = telemetry::metrics::router(handle, authenticator);
+        let served = http_listener::serve(
+            listener,
+            router,
+            METRICS_MAX_CONNECTIONS,
+            std::future::pending(),
+        );
+        if let Err(error) = served.await {
             tracing::error!(%error, "the metrics listener stopped");
         }
     }))

@@ -12,6 +12,7 @@
 //! Bodies are read by the engine's strict JSON parser (a member named twice, or nesting
 //! past 128 levels, is a 400), as `application/json` only, within `max_request_bytes`;
 //! requests count against `max_concurrent_calls` with the gRPC faces' calls (503 beyond).
+//! Connections are bounded and timed by the service's HTTP listener (`app::http_listener`).
 
 mod answer;
 mod filter;
@@ -30,7 +31,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 
 use self::answer::Answer;
 use self::request::Evaluation;
@@ -149,16 +149,6 @@ fn is_over_limit(error: &axum::Error) -> bool {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 async fn configuration(State(face): State<Face>) -> Response {
     let base = &face.base_url;
     let metadata = json!({

@@ -16,7 +16,14 @@ pub struct AuthzenFile {
     /// The public URL of the face, published by `/.well-known/authzen-configuration`;
     /// default `http://<listen>`.
     pub base_url: String,
+    /// Connections open at once; beyond it a new one waits in the listen backlog. Default
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: Option<u32>,
 }
+
+/// Default of `[authzen] max_connections`: each connection is a file descriptor the gRPC
+/// listener shares, and may hold a body of up to `max_request_bytes` being read.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 
 /// The validated `[authzen]` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +31,7 @@ pub struct AuthzenConfig {
     pub listen: SocketAddr,
     /// Without a trailing `/`.
     pub base_url: String,
+    pub max_connections: u32,
 }
 
 /// Checks `[authzen]` against the gRPC listeners and TLS. The face speaks plaintext HTTP
@@ -81,5 +89,19 @@ pub(super) fn validate_authzen(
             ));
         }
     };
-    Ok(Some(AuthzenConfig { listen, base_url }))
+    let max_connections = match file.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(0) => {
+            return Err(invalid(
+                "authzen.max_connections",
+                "must be at least 1 (it bounds the connections open at once)",
+            ));
+        }
+        Some(limit) => limit,
+    };
+    Ok(Some(AuthzenConfig {
+        listen,
+        base_url,
+        max_connections,
+    }))
 }

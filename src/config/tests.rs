@@ -850,8 +850,14 @@ fn the_authzen_face_is_off_unless_it_has_a_listener() {
         Some(AuthzenConfig {
             listen: "127.0.0.1:8181".parse().unwrap(),
             base_url: "http://127.0.0.1:8181".to_owned(),
+            max_connections: 1024,
         })
     );
+    let bounded = Config::from_toml(&format!(
+        "{MINIMAL}\n[authzen]\nlisten = \"127.0.0.1:8181\"\nmax_connections = 16\n"
+    ))
+    .unwrap();
+    assert_eq!(bounded.authzen.unwrap().max_connections, 16);
     let published = Config::from_toml(&format!(
         "{MINIMAL}\n[authzen]\nlisten = \"0.0.0.0:8181\"\nbase_url = \"https://authz.example.org/\"\n"
     ))
@@ -889,6 +895,10 @@ fn the_authzen_face_never_weakens_the_grpc_listeners_tls() {
         (
             format!("{MINIMAL}\n[authzen]\nlisten = \"127.0.0.1:8181\"\nbase_url = \"ftp://x\"\n"),
             "`authzen.base_url`",
+        ),
+        (
+            format!("{MINIMAL}\n[authzen]\nlisten = \"127.0.0.1:8181\"\nmax_connections = 0\n"),
+            "`authzen.max_connections`",
         ),
     ] {
         let error = error_of(&text);

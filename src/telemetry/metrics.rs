@@ -14,7 +14,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use metrics::{Gauge, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 
 use super::{DecisionEvent, Rpc};
 use crate::token::Authenticator;
@@ -272,25 +271,19 @@ pub fn publish_cache_stats(authenticator: &Authenticator) {
     counter!(TOKEN_VERIFICATIONS).absolute(authenticator.verifications());
 }
 
-/// Serves `GET /metrics` (Prometheus text format 0.0.4) on `listener` until the task is
-/// aborted; also runs the recorder's upkeep every few seconds so histograms stay bounded
-/// when nobody scrapes.
-pub async fn serve(
-    listener: TcpListener,
-    handle: PrometheusHandle,
-    authenticator: Arc<Authenticator>,
-) -> std::io::Result<()> {
-    let _upkeep = {
-        let handle = handle.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                interval.tick().await;
-                handle.run_upkeep();
-            }
-        }))
-    };
-    let router = Router::new().route(
+/// The recorder's upkeep every few seconds, so histograms stay bounded when nobody
+/// scrapes; runs until aborted.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        interval.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// `GET /metrics`, in Prometheus text format 0.0.4.
+pub fn router(handle: PrometheusHandle, authenticator: Arc<Authenticator>) -> Router {
+    Router::new().route(
         "/metrics",
         get(move || {
             let handle = handle.clone();
@@ -311,15 +304,5 @@ pub async fn serve(
                 )
             }
         }),
-    );
-    axum::serve(listener, router).await
-}
-
-/// Stops a background task when the task that owns it ends or is aborted.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    )
 }
