@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use self::grants::{allow_message, drop_subsumed, new_grant};
-use super::policy::Policy;
+use super::policy::{OperationRule, Policy};
 use super::{Decision, Grant, IgnoredScope, IncludedResources, Outcome, Reason};
 use crate::fhir::reference::{Locality, parse_reference};
 use crate::fhir::{FhirRequest, FhirVersion, FilterMatch, Interaction, Resource};
@@ -635,13 +635,23 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// For searches with `_include`/`_revinclude`: the types some candidate can read.
+    /// For searches with `_include`/`_revinclude`: the types some candidate can read. An
+    /// operation that searches (`$lastn`, `$stats`: FHIR observation-operation-lastn, "the
+    /// search parameters of Observation") takes them too.
     fn included_resources(&self) -> Option<IncludedResources> {
         let includes = self.request.params.iter().any(|param| {
             let name = param.name.split(':').next().unwrap_or_default();
             name == "_include" || name == "_revinclude"
         });
-        if !includes || !self.request.interaction.is_search() {
+        let searches = self.request.interaction.is_search()
+            || (self.request.interaction == Interaction::Operation
+                && self
+                    .request
+                    .operation
+                    .as_deref()
+                    .and_then(|name| self.policy.operations.get(name))
+                    .is_some_and(|rule| matches!(rule, OperationRule::TypeSearch)));
+        if !includes || !searches {
             return None;
         }
         let readable = self

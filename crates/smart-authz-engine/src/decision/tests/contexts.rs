@@ -802,6 +802,28 @@ fn patient_searches() -> Vec<Case> {
         .line("GET", "Encounter?_include:iterate=Encounter:participant")
         .allow()
         .included(&["Encounter"]),
+        case(
+            S3P,
+            "$lastn and $stats take a search's parameters: their includes are reported too",
+        )
+        .scopes("patient/Observation.rs patient/Patient.r")
+        .patient("123")
+        .line(
+            "GET",
+            "Observation/$lastn?category=vital-signs&_include=Observation:performer",
+        )
+        .allow()
+        .compartment("Patient/123")
+        .included(&["Observation", "Patient"]),
+        case(S3P, "an operation that is no search reports no includes")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line(
+                "GET",
+                "Patient/123/$everything?_include=Observation:performer",
+            )
+            .allow()
+            .no_included(),
     ]);
     cases
 }
