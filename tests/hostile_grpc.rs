@@ -53,6 +53,28 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
     let write = server.check("", "DELETE", "Questionnaire/intake").await;
     assert_eq!(decision(&write), pb::Decision::Deny);
     assert_eq!(reason(&write), pb::Reason::TokenMissing);
+    // The same requests in the structured form are decided alike.
+    let structured = |interaction: pb::Interaction| {
+        check_fhir(
+            "",
+            pb::FhirRequest {
+                interaction: interaction as i32,
+                resource_type: "Questionnaire".into(),
+                id: "intake".into(),
+                ..Default::default()
+            },
+        )
+    };
+    let public = server
+        .check_request(structured(pb::Interaction::Read))
+        .await;
+    assert_eq!(decision(&public), pb::Decision::Allow, "{}", public.message);
+    assert_eq!(reason(&public), pb::Reason::PublicEndpoint);
+    let write = server
+        .check_request(structured(pb::Interaction::Delete))
+        .await;
+    assert_eq!(decision(&write), pb::Decision::Deny);
+    assert_eq!(reason(&write), pb::Reason::TokenMissing);
     server.stop().await;
 }
 

@@ -49,7 +49,7 @@ pub use self::request::{
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
-use crate::fhir::{FhirRequest, Resource};
+use crate::fhir::{FhirRequest, Resource, structured};
 use crate::telemetry::{DecisionEvent, EventToken, Observer, Rpc, traces};
 use crate::token::{
     AuthError, Authenticated, Authenticator, BearerToken, TokenError, TokenFingerprint,
@@ -338,6 +338,34 @@ impl Authorizer {
         })
     }
 
+    /// Whether the request is a read of one of `server`'s public paths: its line as given,
+    /// or the line a structured request stands for, so that both forms of one request are
+    /// decided alike.
+    fn on_public_path(
+        &self,
+        server: &FhirServer,
+        request: Option<&FhirRequest>,
+        line: Option<HttpLine<'_>>,
+    ) -> bool {
+        let paths = server.public_paths(&self.public_paths);
+        if paths.is_empty() {
+            return false;
+        }
+        match (line, request) {
+            (Some(line), _) => line.is_public_path(paths),
+            (None, Some(request)) => {
+                structured::request_line(request).is_ok_and(|(method, path)| {
+                    HttpLine {
+                        method,
+                        path: &path,
+                    }
+                    .is_public_path(paths)
+                })
+            }
+            (None, None) => false,
+        }
+    }
+
     /// The first half of the pipeline: a public endpoint passes; otherwise the token is
     /// authenticated, must be one `server` honours (a refusal is reported here), and is read
     /// for the server's FHIR version. `request` is what a refusal's event names.
@@ -350,8 +378,7 @@ impl Authorizer {
         line: Option<HttpLine<'_>>,
     ) -> Result<Admission<'a>, Unavailable> {
         let public = request.is_some_and(|request| request.interaction.is_public())
-            || line
-                .is_some_and(|line| line.is_public_path(server.public_paths(&self.public_paths)));
+            || self.on_public_path(server, request, line);
         if public {
             let decision = Decision::public_endpoint();
             self.report_decision(call, &decision, request, None, None);

@@ -64,9 +64,10 @@ pub fn validate_structured(request: &FhirRequest) -> Result<FhirRequest, Structu
     }
 }
 
-/// The method and path (relative to the base, with its query) of `request`. Only the fields
-/// the interaction uses are written.
-fn request_line(request: &FhirRequest) -> Result<(&'static str, String), StructuredError> {
+/// The method and path (relative to the base, with its query) of `request`: what it stands
+/// for wherever a rule reads request lines (public paths). Only the fields the interaction
+/// uses are written.
+pub fn request_line(request: &FhirRequest) -> Result<(&'static str, String), StructuredError> {
     let resource_type = request.resource_type.as_deref().unwrap_or_default();
     let id = request.id.as_deref().unwrap_or_default();
     let operation = request.operation.as_deref().unwrap_or_default();
