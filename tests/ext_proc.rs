@@ -392,10 +392,11 @@ async fn a_conditional_create_is_decided_on_its_search() {
 
 /// Envoy says in its first message how the filter sends the answer's body
 /// (`protocol_config`). Under `response_body_mode: NONE` the service's request for the body
-/// is honoured only with `allow_mode_override`, which Envoy does not report: a request whose
-/// answer must be read is refused before the upstream, not let through to pass unread.
+/// is honoured only with `allow_mode_override`, which Envoy does not report, and under
+/// `STREAMED` the answer's headers reach the client before its body is judged: a request
+/// whose answer must be read is refused before the upstream, not let through unjudged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_filter_that_sends_no_answer_body_refuses_what_must_be_read() {
+async fn a_filter_that_does_not_buffer_the_answer_refuses_what_must_be_read() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
     let token = issuer.patient_token("patient/Observation.rs", "123");
@@ -418,12 +419,25 @@ async fn a_filter_that_sends_no_answer_body_refuses_what_must_be_read() {
     };
 
     // A search and a batch: their answers must be read.
-    for (method, path) in [("GET", "/fhir/R4/Observation"), ("POST", "/fhir/R4/")] {
+    for (method, path, mode) in [
+        ("GET", "/fhir/R4/Observation", BodySendMode::None),
+        ("POST", "/fhir/R4/", BodySendMode::None),
+        ("GET", "/fhir/R4/Observation", BodySendMode::Streamed),
+        (
+            "GET",
+            "/fhir/R4/Observation",
+            BodySendMode::FullDuplexStreamed,
+        ),
+    ] {
         let headers = request_headers(method, path, Some(&token), &[]);
-        let (_, reply) = reply_to(first(headers, BodySendMode::None)).await;
-        assert_eq!(immediate_status(&reply), Some(502), "{method} {path}");
+        let (_, reply) = reply_to(first(headers, mode)).await;
+        assert_eq!(
+            immediate_status(&reply),
+            Some(502),
+            "{method} {path} {mode:?}"
+        );
         let body = String::from_utf8_lossy(&immediate(&reply).unwrap().body).into_owned();
-        assert!(body.contains("response_body_mode"), "{body}");
+        assert!(body.contains(mode.as_str_name()), "{body}");
     }
 
     // An answer that needs no reading goes on, as under any mode.
@@ -437,14 +451,16 @@ async fn a_filter_that_sends_no_answer_body_refuses_what_must_be_read() {
     assert!(skips_the_answer(&reply), "{reply:?}");
     stream.close().await.unwrap();
 
-    // BUFFERED: asked for and filtered as ever.
-    let headers = request_headers("GET", "/fhir/R4/Observation", Some(&token), &[]);
-    let (mut stream, reply) = reply_to(first(headers, BodySendMode::Buffered)).await;
-    assert!(asks_for_the_whole_answer(&reply), "{reply:?}");
-    stream.send(response_headers("200", FHIR_JSON, &[])).await;
-    let theirs = serde_json::to_vec(&observation_of("o2", "456")).unwrap();
-    let reply = stream.send(response_body(&theirs)).await;
-    assert_eq!(immediate_status(&reply), Some(403));
+    // BUFFERED (or BUFFERED_PARTIAL): asked for and filtered as ever.
+    for mode in [BodySendMode::Buffered, BodySendMode::BufferedPartial] {
+        let headers = request_headers("GET", "/fhir/R4/Observation", Some(&token), &[]);
+        let (mut stream, reply) = reply_to(first(headers, mode)).await;
+        assert!(asks_for_the_whole_answer(&reply), "{reply:?}");
+        stream.send(response_headers("200", FHIR_JSON, &[])).await;
+        let theirs = serde_json::to_vec(&observation_of("o2", "456")).unwrap();
+        let reply = stream.send(response_body(&theirs)).await;
+        assert_eq!(immediate_status(&reply), Some(403), "{mode:?}");
+    }
     server.stop().await;
 }
 

@@ -23,7 +23,7 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(
         &issuer,
-        "[envoy]\npublic_paths = [\"Questionnaire/intake\"]\n",
+        "[envoy]\npublic_paths = [\"Questionnaire/intake\", \"Questionnaire/intake/$populate\"]\n",
     )
     .await;
     let token = issuer.patient_token("patient/Observation.rs", "123");
@@ -75,6 +75,25 @@ async fn http_requests_follow_the_same_rules_as_on_the_envoy_face() {
         .await;
     assert_eq!(decision(&write), pb::Decision::Deny);
     assert_eq!(reason(&write), pb::Reason::TokenMissing);
+    // An operation only as a GET line: its structured form does not say whether it is a
+    // POST with a body.
+    let line = server
+        .check("", "GET", "Questionnaire/intake/$populate")
+        .await;
+    assert_eq!(decision(&line), pb::Decision::Allow);
+    let operation = server
+        .check_request(check_fhir(
+            "",
+            pb::FhirRequest {
+                interaction: pb::Interaction::Operation as i32,
+                resource_type: "Questionnaire".into(),
+                id: "intake".into(),
+                operation: "populate".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(decision(&operation), pb::Decision::Deny);
     server.stop().await;
 }
 

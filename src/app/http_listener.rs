@@ -6,11 +6,15 @@
 //!   shares and may hold a body being read; one beyond waits in the listen backlog until
 //!   another closes, so a flood of connections cannot take every descriptor away from the
 //!   gRPC faces.
-//! - A request's headers must arrive within [`HEADER_TIMEOUT`] of the connection opening or
+//! - A request's headers must arrive within 30 s of the connection opening or
 //!   of the previous answer, which is also how long an idle keep-alive connection is kept:
 //!   a peer that opens connections and sends nothing does not hold them (the AuthZEN face
 //!   reads a body within 10 s of its own).
-//! - On shutdown no connection is accepted, idle ones close, and those answering finish.
+//! - A connection lives at most 5 minutes: then it closes after the answer in progress, so
+//!   a peer asking now and then cannot keep its slot for ever.
+//! - A closing connection (too old, or the service stopping) has 10 s to finish its answer,
+//!   then is dropped: a peer that does not read its answer cannot hold the slot, nor stop
+//!   the service from stopping. On shutdown no connection is accepted and idle ones close.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -23,26 +27,41 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-/// How long a connection may take to send a request's headers, idle time before them
-/// included.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The times a connection is held to.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// For a request's headers, idle time before them included.
+    headers: Duration,
+    /// A connection's life: past it the connection closes after the answer in progress, so
+    /// a peer asking now and then cannot keep its slot for ever.
+    max_age: Duration,
+    /// For a closing connection (too old, or the service stopping) to finish its answer;
+    /// then it is dropped, which also bounds a peer that does not read that answer.
+    grace: Duration,
+}
+
+const TIMING: Timing = Timing {
+    headers: Duration::from_secs(30),
+    max_age: Duration::from_secs(300),
+    grace: Duration::from_secs(10),
+};
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for the connections
-/// to finish.
+/// to finish, at most [`Timing::grace`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     max_connections: u32,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_timed(listener, router, max_connections, HEADER_TIMEOUT, shutdown).await
+    serve_timed(listener, router, max_connections, TIMING, shutdown).await
 }
 
 async fn serve_timed(
     listener: TcpListener,
     router: Router,
     max_connections: u32,
-    header_timeout: Duration,
+    timing: Timing,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(max_connections as usize));
@@ -51,7 +70,7 @@ async fn serve_timed(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(timing.headers);
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => slot,
@@ -77,12 +96,14 @@ async fn serve_timed(
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut connection = pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            let closing = tokio::select! {
+                _ = connection.as_mut() => false,
+                () = tokio::time::sleep(timing.max_age) => true,
+                _ = async { stopping.wait_for(|stop| *stop).await.is_ok() } => true,
+            };
+            if closing {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(timing.grace, connection).await;
             }
             drop(slot);
         });
@@ -117,6 +138,96 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
+    use super::Timing;
+
+    const LONG: Timing = Timing {
+        headers: Duration::from_secs(60),
+        max_age: Duration::from_secs(60),
+        grace: Duration::from_secs(60),
+    };
+
+    /// Serves `router` with `timing` on a new port; the sender stops it.
+    async fn serving(
+        router: Router,
+        timing: Timing,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(super::serve_timed(
+            listener,
+            router,
+            8,
+            timing,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        (address, stop, served)
+    }
+
+    /// A peer that asks again before each header time is up still loses its connection
+    /// once the connection is too old.
+    #[tokio::test]
+    async fn a_connection_that_keeps_asking_is_closed_when_too_old() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let timing = Timing {
+            headers: Duration::from_millis(500),
+            max_age: Duration::from_secs(1),
+            ..LONG
+        };
+        let (address, _stop, _served) = serving(router, timing).await;
+        let mut peer = TcpStream::connect(address).await.unwrap();
+        let kept = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut asked = 0;
+            loop {
+                if peer
+                    .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return asked;
+                }
+                let mut answer = [0_u8; 256];
+                match peer.read(&mut answer).await {
+                    Ok(0) | Err(_) => return asked,
+                    Ok(_) => asked += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .expect("closed within 10 s");
+        assert!(kept >= 2, "answered {kept} times before it closed");
+    }
+
+    /// A peer that does not read a large answer does not keep the service from stopping.
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_its_answer_does_not_hold_the_stop() {
+        let large = "x".repeat(16 << 20);
+        let router = Router::new().route("/", get(move || async move { large }));
+        let timing = Timing {
+            grace: Duration::from_millis(500),
+            ..LONG
+        };
+        let (address, stop, served) = serving(router, timing).await;
+        let mut peer = TcpStream::connect(address).await.unwrap();
+        peer.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("stopped within the grace")
+            .unwrap()
+            .unwrap();
+    }
+
     /// A peer that sends nothing, one that sends half a request's headers, and one that
     /// stays idle after an answer are all closed once the header time is up.
     #[tokio::test]
@@ -129,7 +240,10 @@ mod tests {
             listener,
             router,
             8,
-            Duration::from_millis(300),
+            Timing {
+                headers: Duration::from_millis(300),
+                ..LONG
+            },
             async move {
                 let _ = stopped.await;
             },

@@ -57,11 +57,11 @@ pub struct AnswerAhead<'a> {
     /// decided here as ext_authz decides it, so that a route without ext_authz does not let
     /// the server look for another patient's resource.
     pub if_none_exist: Option<&'a str>,
-    /// The face's peer said it will not send the answer's body (Envoy's ext_proc filter
-    /// configured with `response_body_mode: NONE`). Its `mode_override` asking for the body
-    /// is honoured only under `allow_mode_override`, which Envoy does not report, so an
-    /// answer that must be read could pass unread.
-    pub body_not_sent: bool,
+    /// How the face's peer said it sends the answer's body, when that cannot be relied on
+    /// to have the answer judged before the client sees any of it (Envoy's ext_proc
+    /// `response_body_mode` `NONE` or a streamed one). A `mode_override` asking for the whole
+    /// body is honoured only under `allow_mode_override`, which Envoy does not report.
+    pub unfit_body_mode: Option<&'a str>,
 }
 
 impl std::fmt::Debug for AnswerAhead<'_> {
@@ -70,7 +70,7 @@ impl std::fmt::Debug for AnswerAhead<'_> {
             .debug_struct("AnswerAhead")
             .field("request", &self.request)
             .field("line", &self.line)
-            .field("body_not_sent", &self.body_not_sent)
+            .field("unfit_body_mode", &self.unfit_body_mode)
             .finish_non_exhaustive()
     }
 }
@@ -101,7 +101,7 @@ impl Authorizer {
             request,
             line,
             if_none_exist,
-            body_not_sent,
+            unfit_body_mode,
         } = ahead;
         let admitted = match self
             .admit(call, server, raw_token, Some(request), line)
@@ -119,7 +119,7 @@ impl Authorizer {
             request.interaction,
             Interaction::Batch | Interaction::Transaction
         ) {
-            return Ok(match answer_unseen(None, body_not_sent) {
+            return Ok(match answer_unseen(None, unfit_body_mode) {
                 Some(refusal) => {
                     admitted.refuse(Some(request), refusal.clone());
                     AnswerPlan::Refuse(Verdict::Refused(refusal))
@@ -135,7 +135,7 @@ impl Authorizer {
         // An answer that must be read and will not be is refused now, before the upstream.
         if needs_filtering
             && decision.is_allowed()
-            && let Some(refusal) = answer_unseen(line, body_not_sent)
+            && let Some(refusal) = answer_unseen(line, unfit_body_mode)
         {
             admitted.refuse(Some(request), refusal.clone());
             return Ok(AnswerPlan::Refuse(Verdict::Refused(refusal)));
@@ -230,9 +230,9 @@ impl Admitted<'_> {
     }
 }
 
-/// The verdict of an answer that needs no reading (a public endpoint).
-/// Why an answer that must be read will not reach the face, if it will not.
-fn answer_unseen(line: Option<HttpLine<'_>>, body_not_sent: bool) -> Option<Refusal> {
+/// Why an answer that must be read will not reach the face before the client, if it will
+/// not.
+fn answer_unseen(line: Option<HttpLine<'_>>, unfit_body_mode: Option<&str>) -> Option<Refusal> {
     // A HEAD's answer has no body to read, yet its status and headers (ETag,
     // Last-Modified) would tell whether another patient's resource exists.
     if line.is_some_and(|line| line.method.eq_ignore_ascii_case("HEAD")) {
@@ -240,16 +240,18 @@ fn answer_unseen(line: Option<HttpLine<'_>>, body_not_sent: bool) -> Option<Refu
             "HEAD cannot be checked on the way back (its answer has no body): send GET".to_owned(),
         ));
     }
-    body_not_sent.then(|| {
+    unfit_body_mode.map(|mode| {
         Refusal::Answer(
             AnswerProblem::Missing,
-            "the ext_proc filter sends no response body (response_body_mode: NONE), so an \
-             answer that must be read could pass unread: configure response_body_mode: BUFFERED"
-                .to_owned(),
+            format!(
+                "the ext_proc filter sends the response body as {mode}, so an answer that must \
+                 be read could reach the client unjudged: configure response_body_mode: BUFFERED"
+            ),
         )
     })
 }
 
+/// The verdict of an answer that needs no reading (a public endpoint).
 fn passed_unread(decision: &Decision) -> FilteredResponse {
     FilteredResponse {
         outcome: Outcome::Allow,

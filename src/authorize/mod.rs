@@ -49,7 +49,7 @@ pub use self::request::{
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
-use crate::fhir::{FhirRequest, Resource, structured};
+use crate::fhir::{FhirRequest, Interaction, Resource, structured};
 use crate::telemetry::{DecisionEvent, EventToken, Observer, Rpc, traces};
 use crate::token::{
     AuthError, Authenticated, Authenticator, BearerToken, TokenError, TokenFingerprint,
@@ -340,7 +340,8 @@ impl Authorizer {
 
     /// Whether the request is a read of one of `server`'s public paths: its line as given,
     /// or the line a structured request stands for, so that both forms of one request are
-    /// decided alike.
+    /// decided alike. A structured operation is never public: it may be sent as a POST with
+    /// a body, which its structured form does not say and a public path never covers.
     fn on_public_path(
         &self,
         server: &FhirServer,
@@ -353,7 +354,7 @@ impl Authorizer {
         }
         match (line, request) {
             (Some(line), _) => line.is_public_path(paths),
-            (None, Some(request)) => {
+            (None, Some(request)) if request.interaction != Interaction::Operation => {
                 structured::request_line(request).is_ok_and(|(method, path)| {
                     HttpLine {
                         method,
@@ -362,7 +363,7 @@ impl Authorizer {
                     .is_public_path(paths)
                 })
             }
-            (None, None) => false,
+            (None, _) => false,
         }
     }
 

@@ -148,7 +148,6 @@ fn is_over_limit(error: &axum::Error) -> bool {
         .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets requests in flight finish.
 async fn configuration(State(face): State<Face>) -> Response {
     let base = &face.base_url;
     let metadata = json!({

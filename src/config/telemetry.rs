@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, invalid, is_http_url};
+use super::{ConfigError, invalid, is_http_url, without_userinfo};
 use crate::decision::Outcome;
 
 /// The `[telemetry]` section, as written by operators.
@@ -39,8 +39,8 @@ impl Default for TelemetryFile {
 /// exporters use for Prometheus.
 pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";
 
-/// The validated `[telemetry]` section.
-#[derive(Clone, Debug, PartialEq)]
+/// The validated `[telemetry]` section. Its `Debug` hides the OTLP endpoint's credentials.
+#[derive(Clone, PartialEq)]
 pub struct TelemetryConfig {
     /// The configured OTLP endpoint; the standard `OTEL_*` variables are read at install.
     pub otlp_endpoint: Option<String>,
@@ -48,6 +48,19 @@ pub struct TelemetryConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub audit: AuditMode,
     pub trace_sampling_ratio: Option<f64>,
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = self.otlp_endpoint.as_deref().map(without_userinfo);
+        formatter
+            .debug_struct("TelemetryConfig")
+            .field("otlp_endpoint", &endpoint)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("audit", &self.audit)
+            .field("trace_sampling_ratio", &self.trace_sampling_ratio)
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {

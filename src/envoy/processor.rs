@@ -17,10 +17,10 @@
 //!
 //! Fail closed everywhere: a compressed or non-JSON answer, one over the size limit, a body
 //! sent in pieces (`STREAMED` mode) or a stream that ends before the body it was asked for
-//! never passes unread. Where Envoy says in its first message that the body will not come
-//! (`protocol_config` with `response_body_mode: NONE`), an answer that must be read is
-//! refused before the upstream; a filter in `observability_mode`, whose replies Envoy
-//! ignores, has its stream refused.
+//! never passes unread. Where Envoy's first message says the body will not come whole
+//! (`protocol_config`, a `response_body_mode` other than `BUFFERED` or `BUFFERED_PARTIAL`),
+//! an answer that must be read is refused before the upstream; a filter in
+//! `observability_mode`, whose replies Envoy ignores, has its stream refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,8 +77,8 @@ pub struct EnvoyProcessor {
 }
 
 impl EnvoyProcessor {
-    /// Each message is answered in a slot of `capacity`: a stream holds one only while it
-    /// opens, and its decisions are calls like any other face's.
+    /// Each request's decision is taken in a slot of `capacity`, as any face's call: a
+    /// stream holds one only while it opens.
     pub fn new(authorizer: Arc<Authorizer>, capacity: Capacity) -> Self {
         EnvoyProcessor {
             authorizer,
@@ -106,7 +106,7 @@ impl ExternalProcessor for EnvoyProcessor {
             span,
             replies,
             state: State::Start,
-            body_not_sent: false,
+            unfit_body_mode: None,
         };
         tokio::spawn(exchange.run(inbound));
         Ok(Response::new(ReceiverStream::new(outbound)))
@@ -145,8 +145,9 @@ struct Exchange {
     span: Span,
     replies: mpsc::Sender<Result<ProcessingResponse, Status>>,
     state: State,
-    /// Envoy reported `response_body_mode: NONE` in its first message (`protocol_config`).
-    body_not_sent: bool,
+    /// The response body mode Envoy reported in its first message (`protocol_config`), when
+    /// answers cannot be judged under it.
+    unfit_body_mode: Option<&'static str>,
 }
 
 impl Exchange {
@@ -164,16 +165,26 @@ impl Exchange {
                     return Err(observability_mode());
                 }
                 if let Some(protocol) = message.protocol_config {
-                    // A zero mode is NONE: refusing what must be read is the safe reading.
-                    self.body_not_sent = protocol.response_body_mode == BodySendMode::None as i32;
+                    self.unfit_body_mode = unfit_body_mode(protocol.response_body_mode);
                 }
                 let Some(phase) = message.request else {
                     continue;
                 };
-                // Shed like a unary call: the stream ends and Envoy, failing closed
-                // (`failure_mode_allow: false`), answers 500.
-                let Some(slot) = self.capacity.enter() else {
-                    return Err(Status::resource_exhausted(self.capacity.refusal_message()));
+                // The request's decision, before the upstream, is shed like a unary call:
+                // the stream ends and Envoy, failing closed (`failure_mode_allow: false`),
+                // answers 500. The answer of a request let through is judged whatever the
+                // load: the upstream has done its work (a write, maybe), and a 500 now would
+                // have the app retry it.
+                let slot = match phase {
+                    Phase::RequestHeaders(_) => match self.capacity.enter() {
+                        Some(slot) => Some(slot),
+                        None => {
+                            return Err(Status::resource_exhausted(
+                                self.capacity.refusal_message(),
+                            ));
+                        }
+                    },
+                    _ => None,
                 };
                 let reply = self.answer(phase).await?;
                 drop(slot);
@@ -310,7 +321,7 @@ impl Exchange {
                     request: &request,
                     line: Some(line),
                     if_none_exist: header(IF_NONE_EXIST_HEADER),
-                    body_not_sent: self.body_not_sent,
+                    unfit_body_mode: self.unfit_body_mode,
                 },
             )
             .await
@@ -501,8 +512,20 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// An issuer that cannot be reached: the stream fails, and Envoy (with `failure_mode_allow`
-/// false) answers 500 rather than guess.
+/// `mode` unless an answer can be judged under it before the client sees any of it:
+/// `BUFFERED` and `BUFFERED_PARTIAL` hold the answer's headers until its body is judged.
+/// Under `NONE` the body passes unread (unless Envoy honours the service's `mode_override`,
+/// which it does not say); under the streamed modes the headers (a `200`, an `ETag`) go to
+/// the client first, so a refusal shows as a reset after them. A zero mode is `NONE`, and an
+/// unknown one is refused too.
+fn unfit_body_mode(mode: i32) -> Option<&'static str> {
+    match BodySendMode::try_from(mode) {
+        Ok(BodySendMode::Buffered | BodySendMode::BufferedPartial) => None,
+        Ok(mode) => Some(mode.as_str_name()),
+        Err(_) => Some("an unknown mode"),
+    }
+}
+
 /// Envoy ignores every reply of a filter in `observability_mode`: nothing decided here
 /// would be enforced, and answers would pass unfiltered whatever the service said. The
 /// stream is refused so that the misconfiguration shows (the RPC's metrics count it as
@@ -517,6 +540,8 @@ fn observability_mode() -> Status {
     Status::failed_precondition(message)
 }
 
+/// An issuer that cannot be reached: the stream fails, and Envoy (with `failure_mode_allow`
+/// false) answers 500 rather than guess.
 fn unavailable(unavailable: Unavailable) -> Status {
     Status::from(unavailable)
 }

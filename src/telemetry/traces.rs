@@ -101,12 +101,25 @@ impl std::fmt::Display for SamplerChoice {
 }
 
 /// The trace pipeline's settings, from `[telemetry]` and the standard `OTEL_*` variables.
-#[derive(Clone, Debug, PartialEq)]
+/// Its `Debug` hides the endpoint's credentials.
+#[derive(Clone, PartialEq)]
 pub struct TraceSettings {
     pub endpoint: String,
     pub sampler: SamplerChoice,
     pub sampler_name: String,
     pub service_name: String,
+}
+
+impl std::fmt::Debug for TraceSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TraceSettings")
+            .field("endpoint", &without_userinfo(&self.endpoint))
+            .field("sampler", &self.sampler)
+            .field("sampler_name", &self.sampler_name)
+            .field("service_name", &self.service_name)
+            .finish()
+    }
 }
 
 impl TraceSettings {
@@ -208,7 +221,14 @@ pub(super) fn build_provider(
     }
     let exporter = builder
         .build()
-        .map_err(|error| TelemetryError::Exporter(error.to_string()))?;
+        // The exporter's errors quote the endpoint, credentials and all.
+        .map_err(|error| {
+            TelemetryError::Exporter(
+                error
+                    .to_string()
+                    .replace(&settings.endpoint, &without_userinfo(&settings.endpoint)),
+            )
+        })?;
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))

@@ -635,9 +635,9 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// For searches with `_include`/`_revinclude`: the types some candidate can read. An
-    /// operation that searches (`$lastn`, `$stats`: FHIR observation-operation-lastn, "the
-    /// search parameters of Observation") takes them too.
+    /// For searches with `_include`/`_revinclude`: the types some candidate can read. So for
+    /// an operation the table treats as a search (`$lastn`, whose parameters are
+    /// Observation's search parameters: FHIR observation-operation-lastn; `$stats`).
     fn included_resources(&self) -> Option<IncludedResources> {
         let includes = self.request.params.iter().any(|param| {
             let name = param.name.split(':').next().unwrap_or_default();
