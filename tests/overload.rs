@@ -185,32 +185,90 @@ async fn a_call_whose_message_never_arrives_holds_no_slot() {
     );
 }
 
-/// An ext_proc stream holds a slot only while it opens, but each of its messages is decided
-/// in one, as a unary call is: beyond the limit the stream is refused RESOURCE_EXHAUSTED
-/// (Envoy, failing closed, answers 500), and a message decided later finds its slot again.
+/// An ext_proc stream holds a slot only while it opens, but each request's decision takes
+/// one, as a unary call does: beyond the limit the stream is refused RESOURCE_EXHAUSTED
+/// before the upstream is asked (Envoy, failing closed, answers 500). The answer of a
+/// request already let through is judged whatever the load: the upstream has done its work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_ext_proc_message_is_decided_in_a_slot() {
+async fn ext_proc_decides_each_request_in_a_slot() {
+    use common::ext_proc::*;
+
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
     let mut stuck = StuckEndpoint::start().await;
     let config = format!(
-        "max_concurrent_calls = 1\n{}\n{}",
+        "max_concurrent_calls = 1\n{}\n{}\n{}",
         common::envoy::ENVOY_CONFIG,
+        issuer.issuer_toml(),
         stuck.issuer_toml(3000)
     );
     let server = TestServer::start(&config).await;
-    let metadata = || common::ext_proc::request_headers("GET", "/fhir/R4/metadata", None, &[]);
+    let metadata = || request_headers("GET", "/fhir/R4/metadata", None, &[]);
 
-    let mut open = common::ext_proc::ProcessStream::open(&server.channel).await;
+    // A read let through before the slow call took the only slot.
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut admitted = ProcessStream::open(&server.channel).await;
+    let reply = admitted
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation/o2",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    assert!(asks_for_the_whole_answer(&reply), "{reply:?}");
+    let mut open = ProcessStream::open(&server.channel).await;
+
     let slow = stuck.hold_a_call(server.channel.clone()).await;
     let refused = open
         .try_send(metadata())
         .await
         .expect("the stream's end")
-        .expect_err("its message is shed while the slow call holds the only slot");
+        .expect_err("its decision is shed while the slow call holds the only slot");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("max_concurrent_calls"));
+    // The admitted read's answer is still judged: another patient's resource becomes a 403.
+    admitted
+        .send(response_headers("200", "application/fhir+json", &[]))
+        .await;
+    let theirs = serde_json::json!({
+        "resourceType": "Observation",
+        "id": "o2",
+        "subject": {"reference": "Patient/456"}
+    });
+    let reply = admitted
+        .send(response_body(theirs.to_string().as_bytes()))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(403), "{reply:?}");
 
     slow.await.unwrap().expect_err("the issuer never answered");
-    let mut stream = common::ext_proc::ProcessStream::open(&server.channel).await;
+    let mut stream = ProcessStream::open(&server.channel).await;
     let reply = stream.send(metadata()).await;
-    assert!(common::ext_proc::skips_the_answer(&reply), "{reply:?}");
+    assert!(skips_the_answer(&reply), "{reply:?}");
+}
+
+/// `max_connections` bounds the gRPC listener's connections: one more waits in the listen
+/// backlog. A connection that never sends the HTTP/2 preface is closed after 10 s, so
+/// silent peers cannot hold the slots: the waiting one is served then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_the_rest_wait_for_a_slot() {
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "max_connections = 2\n").await;
+    // The test's own client holds one slot, a silent peer the other.
+    let public = || check_http("", "GET", "metadata");
+    server.client.clone().check_access(public()).await.unwrap();
+    let _silent = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut third = smart_authz::grpc::pb::authz_service_client::AuthzServiceClient::new(
+        common::connect(server.address).await,
+    );
+    let waiting = tokio::time::timeout(Duration::from_secs(2), third.check_access(public())).await;
+    assert!(waiting.is_err(), "served beside two open connections");
+    let served = tokio::time::timeout(Duration::from_secs(20), third.check_access(public()))
+        .await
+        .expect("served once the silent connection was closed")
+        .unwrap();
+    assert_eq!(served.into_inner().decision, 1, "metadata is public");
 }

@@ -5,6 +5,7 @@
 //! (`[authzen] listen`). The gRPC API may also answer on a Unix socket (`unix_listen`,
 //! [`unix_socket`]). [`health`] says when the process is live and ready.
 
+mod grpc_connections;
 pub mod health;
 mod http_listener;
 mod overload;
@@ -22,6 +23,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower::util::MapResponseLayer;
 
+use self::grpc_connections::{Admitted, Bounded};
 use self::health::Health;
 use self::overload::ShedLayer;
 pub use self::single_write::SingleWrite;
@@ -174,12 +176,14 @@ pub async fn serve(
         .and_then(|metrics| telemetry::metrics::install_recorder().map(|handle| (metrics, handle)));
     // Health first, on its own port when there is one: probes get an answer (live, not
     // ready) while the issuers' keys load.
+    let max_connections = config.max_connections;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::starting(health_reporter).await;
     let _health_server = listeners.health.map(|listener| {
         let health = Server::builder().add_service(health_service.clone());
         AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = health.serve_with_incoming(incoming(listener)).await {
+            let connections = incoming(listener, max_connections);
+            if let Err(error) = health.serve_with_incoming(connections).await {
                 tracing::error!(%error, "the health listener stopped");
             }
         }))
@@ -343,15 +347,17 @@ pub async fn serve(
                 let _reload = AbortOnDrop(tls::reload_periodically(Arc::clone(&files)));
                 use tokio_stream::StreamExt as _;
                 // h2 above the TLS stream writes each answer with its trailers too: one record.
-                let connections =
-                    tls::incoming(listener, files).map(|accepted| accepted.map(SingleWrite));
+                let connections = Bounded::new(
+                    tls::incoming(listener, files).map(|accepted| accepted.map(SingleWrite)),
+                    max_connections,
+                );
                 router
                     .serve_with_incoming_shutdown(connections, shutdown)
                     .await
             }
             None => {
                 router
-                    .serve_with_incoming_shutdown(incoming(listener), shutdown)
+                    .serve_with_incoming_shutdown(incoming(listener, max_connections), shutdown)
                     .await
             }
         }
@@ -409,11 +415,11 @@ fn size_limit_named(
     }
 }
 
-/// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.
 /// Connections to `/metrics` open at once: scrapers are a few, and the listener is often
 /// reachable from the whole cluster.
 const METRICS_MAX_CONNECTIONS: u32 = 64;
 
+/// Serves `/metrics` on `listener` in the background, until the returned guard is dropped.
 fn start_metrics(
     listener: TcpListener,
     handle: PrometheusHandle,
@@ -450,13 +456,17 @@ impl Drop for AbortOnDrop {
 
 /// The accepted connections, with Nagle's algorithm off: small gRPC responses must not wait
 /// for the peer's delayed ACK (a 40 ms stall per call otherwise), with TCP keepalive so dead
-/// peers behind a load balancer are noticed, and answered in one write ([`SingleWrite`]).
+/// peers behind a load balancer are noticed, and answered in one write ([`SingleWrite`]);
+/// at most `max_connections` at once, each with its preface in time ([`Bounded`]).
 fn incoming(
     listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<SingleWrite<tokio::net::TcpStream>>> {
+    max_connections: usize,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Admitted<SingleWrite<tokio::net::TcpStream>>>>
+{
     use tokio_stream::StreamExt as _;
-    TcpIncoming::from(listener)
+    let accepted = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(std::time::Duration::from_secs(60)))
-        .map(|accepted| accepted.map(SingleWrite))
+        .map(|accepted| accepted.map(SingleWrite));
+    Bounded::new(accepted, max_connections)
 }

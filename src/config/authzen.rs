@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, TlsConfig, invalid, is_http_url, listen_is_loopback};
+use super::{ConfigError, MAX_LIMIT, TlsConfig, invalid, is_http_url, listen_is_loopback};
 
 /// `[authzen]` as written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,13 +91,13 @@ pub(super) fn validate_authzen(
     };
     let max_connections = match file.max_connections {
         None => DEFAULT_MAX_CONNECTIONS,
-        Some(0) => {
+        Some(limit) if (1..=MAX_LIMIT).contains(&(limit as usize)) => limit,
+        Some(_) => {
             return Err(invalid(
                 "authzen.max_connections",
-                "must be at least 1 (it bounds the connections open at once)",
+                format!("must be between 1 and {MAX_LIMIT}"),
             ));
         }
-        Some(limit) => limit,
     };
     Ok(Some(AuthzenConfig {
         listen,

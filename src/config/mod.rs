@@ -72,6 +72,9 @@ pub struct ConfigFile {
     /// Calls in flight at most, over every connection of every face; one more is refused
     /// at once (RESOURCE_EXHAUSTED over gRPC, 503 over HTTP).
     pub max_concurrent_calls: usize,
+    /// Connections to the gRPC listener open at once; one more waits in the listen backlog
+    /// until another closes.
+    pub max_connections: usize,
     /// Close each connection gracefully after this long (0: never), so clients reconnect
     /// and spread over replicas added since.
     pub max_connection_age_secs: u64,
@@ -105,6 +108,7 @@ impl Default for ConfigFile {
             fhir_version: FhirVersion::R4,
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_calls: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connection_age_secs: 0,
             issuers: Vec::new(),
             cache: CacheConfig::default(),
@@ -126,6 +130,8 @@ impl Default for ConfigFile {
 pub struct Config {
     pub listen: SocketAddr,
     pub max_concurrent_calls: usize,
+    /// Connections to the gRPC listener (TCP) open at once.
+    pub max_connections: usize,
     /// `None`: connections live as long as their clients keep them.
     pub max_connection_age: Option<std::time::Duration>,
     pub health_listen: Option<SocketAddr>,
@@ -288,8 +294,13 @@ impl Config {
                 format!("at most {MAX_SHUTDOWN_DELAY_SECS}"),
             ));
         }
-        if shape.max_concurrent_calls == 0 {
-            return Err(invalid("max_concurrent_calls", "must be at least 1"));
+        for (key, limit) in [
+            ("max_concurrent_calls", shape.max_concurrent_calls),
+            ("max_connections", shape.max_connections),
+        ] {
+            if !(1..=MAX_LIMIT).contains(&limit) {
+                return Err(invalid(key, format!("must be between 1 and {MAX_LIMIT}")));
+            }
         }
         if shape.max_request_bytes < 1024 {
             return Err(invalid("max_request_bytes", "must be at least 1024"));
@@ -358,6 +369,7 @@ impl Config {
         Ok(Config {
             listen,
             max_concurrent_calls: shape.max_concurrent_calls,
+            max_connections: shape.max_connections,
             max_connection_age: (shape.max_connection_age_secs > 0)
                 .then(|| std::time::Duration::from_secs(shape.max_connection_age_secs)),
             health_listen,
@@ -383,6 +395,15 @@ impl Config {
 /// Largest `shutdown_delay_secs`: Kubernetes' default grace period is 30 s, and the drain
 /// needs its share of it.
 pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 60;
+
+/// The largest `max_concurrent_calls` and `max_connections` (and `[authzen]
+/// max_connections`): far beyond what one process serves, and within what a semaphore
+/// holds.
+pub const MAX_LIMIT: usize = 1_000_000;
+
+/// Default of `max_connections`: a few per FHIR server replica or Envoy is the usual load;
+/// an idle HTTP/2 connection costs tens of kilobytes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 pub(crate) fn is_http_url(text: &str) -> bool {
     let rest = text

@@ -300,10 +300,14 @@ fn the_client_secret_file_is_read_at_startup_and_trimmed() {
 
 #[test]
 fn secrets_never_show_in_debug_output() {
-    let config = Config::from_toml(INTROSPECTING_WITH_ENDPOINT).unwrap();
+    let config = Config::from_toml(&format!(
+        "{INTROSPECTING_WITH_ENDPOINT}\n[telemetry]\notlp_endpoint = \"http://collector:0tlp-s3cret@otel:4317\"\n"
+    ))
+    .unwrap();
     let shown = format!("{config:?}");
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(shown.contains("<redacted>"));
+    assert!(shown.contains("http://***@otel:4317"), "{shown}");
 }
 
 #[test]
@@ -768,6 +772,7 @@ fn health_listen_and_the_shutdown_delay_are_checked() {
     assert_eq!(config.health_listen, None);
     assert_eq!(config.shutdown_delay, Duration::ZERO);
     assert_eq!(config.max_concurrent_calls, 1024);
+    assert_eq!(config.max_connections, 4096);
     assert_eq!(config.max_connection_age, None);
     for (text, key) in [
         (
@@ -784,6 +789,18 @@ fn health_listen_and_the_shutdown_delay_are_checked() {
         ),
         (
             format!("max_concurrent_calls = 0\n{MINIMAL}"),
+            "`max_concurrent_calls`",
+        ),
+        (
+            format!("max_connections = 0\n{MINIMAL}"),
+            "`max_connections`",
+        ),
+        (
+            format!("max_connections = 1000001\n{MINIMAL}"),
+            "`max_connections`",
+        ),
+        (
+            format!("max_concurrent_calls = 4611686018427387904\n{MINIMAL}"),
             "`max_concurrent_calls`",
         ),
     ] {
