@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -41,6 +41,8 @@ use crate::config::TlsConfig;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_BACKLOG: usize = 128;
+/// Idle time before TCP keepalive probes start.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Handshakes in progress at once; beyond it the listener stops accepting until one ends,
 /// so a flood of clients that never finish holds a bounded number of sockets.
 const MAX_HANDSHAKES: usize = 1024;
@@ -281,10 +283,10 @@ impl AsyncWrite for TlsConnection {
     }
 }
 
-/// The handshaken connections of a listener, for tonic's `serve_with_incoming`. Dropping it
-/// stops accepting.
+/// The handshaken connections of a listener, each with the connection slot it was accepted
+/// in, for tonic's `serve_with_incoming`. Dropping it stops accepting.
 pub struct TlsIncoming {
-    accepted: mpsc::Receiver<TlsConnection>,
+    accepted: mpsc::Receiver<(TlsConnection, OwnedSemaphorePermit)>,
     accept_loop: tokio::task::JoinHandle<()>,
 }
 
@@ -295,19 +297,29 @@ impl Drop for TlsIncoming {
 }
 
 impl tokio_stream::Stream for TlsIncoming {
-    type Item = Result<TlsConnection, io::Error>;
+    type Item = Result<(TlsConnection, OwnedSemaphorePermit), io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.accepted.poll_recv(context).map(|next| next.map(Ok))
     }
 }
 
-/// Accepts on `listener` and hands over the connections whose handshake succeeded.
-pub fn incoming(listener: TcpListener, files: Arc<TlsFiles>) -> TlsIncoming {
+/// Accepts on `listener` and hands over the connections whose handshake succeeded. Each is
+/// accepted in a slot of `connections`, taken before `accept` and held through its
+/// handshake and its life, so that at most that many are open, handshaking or waiting to be
+/// taken: one more waits in the listen backlog.
+pub fn incoming(
+    listener: TcpListener,
+    files: Arc<TlsFiles>,
+    connections: Arc<Semaphore>,
+) -> TlsIncoming {
     let (sender, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let accept_loop = tokio::spawn(async move {
         loop {
+            let Ok(slot) = Arc::clone(&connections).acquire_owned().await else {
+                return;
+            };
             let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
                 return;
             };
@@ -321,8 +333,11 @@ pub fn incoming(listener: TcpListener, files: Arc<TlsFiles>) -> TlsIncoming {
                     continue;
                 }
             };
-            // Small gRPC answers must not wait for the peer's delayed ACK.
+            // Small gRPC answers must not wait for the peer's delayed ACK; keepalive notices
+            // peers that are gone, as on the plaintext listener.
             let _ = stream.set_nodelay(true);
+            let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
             let acceptor = files.acceptor();
             let sender = sender.clone();
             tokio::spawn(async move {
@@ -332,7 +347,7 @@ pub fn incoming(listener: TcpListener, files: Arc<TlsFiles>) -> TlsIncoming {
                 match handshake {
                     Ok(Ok(stream)) => {
                         let caller = caller_of(&stream);
-                        let _ = sender.send(TlsConnection { stream, caller }).await;
+                        let _ = sender.send((TlsConnection { stream, caller }, slot)).await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -297,15 +297,22 @@ fn without_otel_variables(command: &mut std::process::Command) {
     }
 }
 
-/// The binary under `OTEL_TRACES_SAMPLER=<sampler>` (and `_ARG`), exporting to `receiver`.
-fn binary_exporting_to(receiver: &OtlpReceiver, sampler: &str, argument: &str) -> Served {
+/// `smart-authz serve` exporting traces to `endpoint`, without metrics or audit lines.
+fn serve_exporting_to(endpoint: &str) -> std::process::Command {
     let mut command = common::spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
     without_otel_variables(&mut command);
     command
         .arg("serve")
         .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
         .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+    command
+}
+
+/// The binary under `OTEL_TRACES_SAMPLER=<sampler>` (and `_ARG`), exporting to `receiver`.
+fn binary_exporting_to(receiver: &OtlpReceiver, sampler: &str, argument: &str) -> Served {
+    let mut command = serve_exporting_to(&receiver.endpoint());
+    command
         .env("OTEL_TRACES_SAMPLER", sampler)
         .env("OTEL_TRACES_SAMPLER_ARG", argument);
     Served::start(command)
@@ -403,14 +410,8 @@ async fn the_collectors_credentials_stay_out_of_the_logs() {
     let endpoint = receiver
         .endpoint()
         .replace("http://", "http://collector:s3cret@");
-    let mut command = common::spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
-    without_otel_variables(&mut command);
-    command
-        .arg("serve")
-        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
-        .env("SMART_AUTHZ_TELEMETRY__AUDIT", "off")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("RUST_LOG", "info");
+    let mut command = serve_exporting_to(&endpoint);
+    command.env("RUST_LOG", "info");
     let mut server = Served::start(command);
     server.stop_with_sigterm().await;
     let logs = server.logs_after_exit();

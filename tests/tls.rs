@@ -460,3 +460,44 @@ async fn a_broken_rotation_keeps_the_last_good_certificate() {
         pb::Decision::Allow
     );
 }
+
+/// With TLS, a connection's slot of `max_connections` is taken before its handshake: one
+/// more client waits in the listen backlog, its handshake not even begun, until another
+/// connection closes.
+#[tokio::test]
+async fn handshakes_wait_for_a_connection_slot() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let pki = Pki::new("smart-authz test CA");
+    let config = format!(
+        "max_connections = 2\n{}{}",
+        servers_toml(&issuer),
+        pki.tls_toml(&pki.server(), None)
+    );
+    // The test's own channel holds one slot.
+    let server = TestServer::start_tls(&config, &pki.ca_pem(), None).await;
+    let (address, connector) = (server.address, pki.h2_connector());
+    let handshake = move || {
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            connector.connect(name, tcp).await
+        }
+    };
+    let second = tokio::time::timeout(Duration::from_secs(5), handshake())
+        .await
+        .expect("a free slot: the handshake completes")
+        .unwrap();
+    let third = tokio::spawn(tokio::time::timeout(Duration::from_secs(20), handshake()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !third.is_finished(),
+        "handshaken beside two open connections"
+    );
+    drop(second);
+    third
+        .await
+        .unwrap()
+        .expect("handshaken once a connection closed")
+        .unwrap();
+}

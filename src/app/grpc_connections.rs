@@ -5,7 +5,8 @@
 //! each, without end (HTTP/2 keepalive pings start only after the preface, and TCP
 //! keepalive only notices peers that are gone). So:
 //! - at most `max_connections` are open at once; one more waits in the listen backlog
-//!   until another closes ([`Bounded`]);
+//!   until another closes ([`Bounded`]; with TLS, the slot is taken before the handshake,
+//!   `tls::incoming`);
 //! - a connection whose first 24 bytes (the HTTP/2 client preface, RFC 9113 §3.4) have not
 //!   arrived within [`PREFACE_TIMEOUT`] is closed ([`Admitted`]). After the preface, HTTP/2
 //!   keepalive finds the peers that stopped answering.
@@ -28,6 +29,10 @@ pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client preface's length (RFC 9113 §3.4: `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`).
 const PREFACE_BYTES: usize = 24;
 
+/// After a failed `accept` (out of descriptors, say), the pause before the next one, so the
+/// listener is not polled in a tight loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
 /// Accepted connections, at most `limit` open at once: the listener is not polled while
 /// every slot is taken, so one more waits in the kernel's backlog.
 pub struct Bounded<S> {
@@ -35,6 +40,8 @@ pub struct Bounded<S> {
     slots: PollSemaphore,
     slot: Option<OwnedSemaphorePermit>,
     preface_timeout: Duration,
+    /// Set after a failed `accept`.
+    pause: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Bounded<S> {
@@ -48,45 +55,51 @@ impl<S> Bounded<S> {
             slots: PollSemaphore::new(Arc::new(Semaphore::new(limit))),
             slot: None,
             preface_timeout,
+            pause: None,
         }
     }
 }
 
-impl<S, T, E> Stream for Bounded<S>
+impl<S, T> Stream for Bounded<S>
 where
-    S: Stream<Item = Result<T, E>> + Unpin,
+    S: Stream<Item = std::io::Result<T>> + Unpin,
 {
-    type Item = Result<Admitted<T>, E>;
+    type Item = std::io::Result<Admitted<T>>;
 
+    /// Failed accepts are logged and paused on here, not handed to tonic, which would poll
+    /// again at once.
     fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let slot = match this.slot.take() {
-            Some(slot) => slot,
-            // The semaphore is never closed: `None` cannot come.
-            None => match ready!(this.slots.poll_acquire(context)) {
+        loop {
+            if let Some(pause) = &mut this.pause {
+                ready!(pause.as_mut().poll(context));
+                this.pause = None;
+            }
+            let slot = match this.slot.take() {
                 Some(slot) => slot,
-                None => return Poll::Ready(None),
-            },
-        };
-        match Pin::new(&mut this.accepted).poll_next(context) {
-            Poll::Ready(Some(Ok(io))) => Poll::Ready(Some(Ok(Admitted {
-                io,
-                _slot: slot,
-                preface: Some(Preface {
-                    missing: PREFACE_BYTES,
-                    deadline: Box::pin(tokio::time::sleep(this.preface_timeout)),
-                }),
-            }))),
-            // A failed accept keeps the slot for the next connection.
-            Poll::Ready(Some(Err(error))) => {
+                // The semaphore is never closed: `None` cannot come.
+                None => match ready!(this.slots.poll_acquire(context)) {
+                    Some(slot) => slot,
+                    None => return Poll::Ready(None),
+                },
+            };
+            let polled = Pin::new(&mut this.accepted).poll_next(context);
+            let Poll::Ready(Some(Ok(io))) = polled else {
+                // The slot waits for the next connection.
                 this.slot = Some(slot);
-                Poll::Ready(Some(Err(error)))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                this.slot = Some(slot);
-                Poll::Pending
-            }
+                match polled {
+                    // A connection reset before it was taken is the peer's business.
+                    Poll::Ready(Some(Err(error))) if super::is_peers(&error) => continue,
+                    Poll::Ready(Some(Err(error))) => {
+                        tracing::warn!(%error, "cannot accept a connection");
+                        this.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_PAUSE)));
+                        continue;
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    _ => return Poll::Pending,
+                }
+            };
+            return Poll::Ready(Some(Ok(Admitted::timed(io, slot, this.preface_timeout))));
         }
     }
 }
@@ -103,6 +116,25 @@ pub struct Admitted<T> {
 struct Preface {
     missing: usize,
     deadline: Pin<Box<Sleep>>,
+}
+
+impl<T> Admitted<T> {
+    /// `io`, accepted in `slot` (a TLS connection, whose slot was taken before its
+    /// handshake), with its preface due within [`PREFACE_TIMEOUT`] from now.
+    pub fn new(io: T, slot: OwnedSemaphorePermit) -> Self {
+        Self::timed(io, slot, PREFACE_TIMEOUT)
+    }
+
+    fn timed(io: T, slot: OwnedSemaphorePermit, preface_timeout: Duration) -> Self {
+        Admitted {
+            io,
+            _slot: slot,
+            preface: Some(Preface {
+                missing: PREFACE_BYTES,
+                deadline: Box::pin(tokio::time::sleep(preface_timeout)),
+            }),
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Admitted<T> {

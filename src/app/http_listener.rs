@@ -118,11 +118,7 @@ async fn serve_timed(
 /// exhausted (descriptors, memory) is given a second before the next try, as hyper's and
 /// axum's own loops do, rather than spinning.
 async fn backoff(error: &std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
+    if super::is_peers(error) {
         return;
     }
     tracing::warn!(%error, "an HTTP listener could not accept a connection; retrying in 1 s");

@@ -347,10 +347,11 @@ pub async fn serve(
                 let _reload = AbortOnDrop(tls::reload_periodically(Arc::clone(&files)));
                 use tokio_stream::StreamExt as _;
                 // h2 above the TLS stream writes each answer with its trailers too: one record.
-                let connections = Bounded::new(
-                    tls::incoming(listener, files).map(|accepted| accepted.map(SingleWrite)),
-                    max_connections,
-                );
+                // The slot is taken before the handshake: the cap holds handshakes too.
+                let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+                let connections = tls::incoming(listener, files, slots).map(|accepted| {
+                    accepted.map(|(connection, slot)| Admitted::new(SingleWrite(connection), slot))
+                });
                 router
                     .serve_with_incoming_shutdown(connections, shutdown)
                     .await
@@ -445,6 +446,16 @@ fn start_metrics(
     }))
 }
 
+/// Whether a failed `accept` is a connection the peer reset or abandoned before it was
+/// taken, rather than the process running out of something.
+fn is_peers(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
+}
+
 /// Stops a background task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -466,7 +477,7 @@ fn incoming(
     use tokio_stream::StreamExt as _;
     let accepted = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(std::time::Duration::from_secs(60)))
+        .with_keepalive(Some(tls::TCP_KEEPALIVE))
         .map(|accepted| accepted.map(SingleWrite));
     Bounded::new(accepted, max_connections)
 }

@@ -52,17 +52,26 @@ async fn a_connection_beyond_the_limit_waits_until_one_closes() {
     );
 }
 
+/// A failed accept is paused on, not handed on (tonic would poll again at once), and its
+/// slot waits for the next connection.
 #[tokio::test(start_paused = true)]
-async fn a_failed_accept_keeps_its_slot() {
+async fn a_failed_accept_is_paused_on_and_keeps_its_slot() {
     let (sender, mut bounded) = listener(1);
-    sender
-        .send(Err(std::io::Error::other("accept failed")))
-        .await
-        .unwrap();
-    assert!(bounded.next().await.unwrap().is_err());
+    for _ in 0..3 {
+        sender
+            .send(Err(std::io::Error::other("accept failed")))
+            .await
+            .unwrap();
+    }
     let _client = connect(&sender).await;
+    let started = tokio::time::Instant::now();
     let admitted = tokio::time::timeout(Duration::from_secs(1), bounded.next()).await;
     assert!(matches!(admitted, Ok(Some(Ok(_)))));
+    assert!(
+        started.elapsed() >= super::ACCEPT_PAUSE * 3,
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
