@@ -563,3 +563,39 @@ async fn answers_that_cannot_be_read_never_pass() {
     assert_eq!(immediate_status(&reply), Some(502));
     server.stop().await;
 }
+
+/// `[response_filter] hide_existence`: a read of another patient's resource and a read the
+/// server answers "not found" get the same answer, status, headers and body, so the app
+/// cannot tell which ids exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hide_existence_a_withheld_read_looks_like_a_missing_one() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config = format!("{ENVOY_CONFIG}\n[response_filter]\nhide_existence = true\n");
+    let server = TestServer::for_issuer(&issuer, &config).await;
+
+    // Another patient's Observation, read back.
+    let mut theirs = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o2").await;
+    theirs.send(response_headers("200", FHIR_JSON, &[])).await;
+    let body = serde_json::to_vec(&observation_of("o2", "456")).unwrap();
+    let withheld = theirs.send(response_body(&body)).await;
+    assert_eq!(immediate_status(&withheld), Some(404), "{withheld:?}");
+
+    // An id the server does not have: its own 404, with its own words.
+    let mut missing = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o9").await;
+    let not_found = missing
+        .send(response_headers(
+            "404",
+            FHIR_JSON,
+            &[("x-powered-by", "HAPI")],
+        ))
+        .await;
+    assert_eq!(withheld, not_found, "the two answers must not differ");
+
+    // The patient's own resource passes as it was.
+    let mut own = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o1").await;
+    own.send(response_headers("200", FHIR_JSON, &[])).await;
+    let body = serde_json::to_vec(&observation_of("o1", "123")).unwrap();
+    let reply = own.send(response_body(&body)).await;
+    assert!(immediate(&reply).is_none(), "{reply:?}");
+    server.stop().await;
+}

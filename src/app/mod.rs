@@ -203,7 +203,11 @@ pub async fn serve(
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
     // One limit on calls in flight for every face.
     let capacity = Capacity::new(config.max_concurrent_calls);
-    let processor = EnvoyProcessor::new(Arc::clone(&authorizer), capacity.clone());
+    let processor = EnvoyProcessor::new(
+        Arc::clone(&authorizer),
+        capacity.clone(),
+        config.response_filter.hide_existence,
+    );
     // The HTTP face and the Unix socket stop accepting when the gRPC listener does, and
     // finish their calls.
     let (stop, stopped) = tokio::sync::watch::channel(false);

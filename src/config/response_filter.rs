@@ -16,12 +16,17 @@ pub struct ResponseFilterFile {
     /// on the ext_proc face, RESOURCE_EXHAUSTED on `FilterResources`), never passed unread.
     /// Default: 3 MiB, or three quarters of `max_request_bytes` when that is smaller.
     pub max_body_bytes: Option<usize>,
+    /// On the ext_proc face, answer a read of a resource the token may not read as the FHIR
+    /// server's own "not found" is answered: one `404` for both, so the answer does not say
+    /// the resource exists (RFC 9110 §15.5.4). Off by default: a `403` says why.
+    pub hide_existence: bool,
 }
 
 /// The validated `[response_filter]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseFilterConfig {
     pub max_body_bytes: usize,
+    pub hide_existence: bool,
 }
 
 /// The body travels inside one gRPC message (a `ProcessingRequest`, a
@@ -30,9 +35,11 @@ pub(super) fn validate_response_filter(
     file: &ResponseFilterFile,
     max_request_bytes: usize,
 ) -> Result<ResponseFilterConfig, ConfigError> {
+    let hide_existence = file.hide_existence;
     let Some(max_body_bytes) = file.max_body_bytes else {
         return Ok(ResponseFilterConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES.min(max_request_bytes / 4 * 3),
+            hide_existence,
         });
     };
     if max_body_bytes < 1024 {
@@ -49,5 +56,8 @@ pub(super) fn validate_response_filter(
             ),
         ));
     }
-    Ok(ResponseFilterConfig { max_body_bytes })
+    Ok(ResponseFilterConfig {
+        max_body_bytes,
+        hide_existence,
+    })
 }

@@ -945,6 +945,12 @@ fn the_response_filter_limit_fits_inside_one_grpc_message() {
     ))
     .unwrap();
     assert_eq!(set.response_filter.max_body_bytes, 100_000);
+    assert!(!set.response_filter.hide_existence, "off by default");
+    let hiding = Config::from_toml(&format!(
+        "{MINIMAL}\n[response_filter]\nhide_existence = true\n"
+    ))
+    .unwrap();
+    assert!(hiding.response_filter.hide_existence);
     for (limit, expected) in [
         ("4194304", "must be below max_request_bytes"),
         ("512", "at least 1024"),

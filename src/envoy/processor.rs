@@ -74,15 +74,18 @@ const SINGLE_HEADERS: [&str; 7] = [
 pub struct EnvoyProcessor {
     authorizer: Arc<Authorizer>,
     capacity: Capacity,
+    hide_existence: bool,
 }
 
 impl EnvoyProcessor {
     /// Each request's decision is taken in a slot of `capacity`, as any face's call: a
-    /// stream holds one only while it opens.
-    pub fn new(authorizer: Arc<Authorizer>, capacity: Capacity) -> Self {
+    /// stream holds one only while it opens. With `hide_existence` (`[response_filter]`), a
+    /// read the token may not see and the server's own "not found" get one `404`.
+    pub fn new(authorizer: Arc<Authorizer>, capacity: Capacity, hide_existence: bool) -> Self {
         EnvoyProcessor {
             authorizer,
             capacity,
+            hide_existence,
         }
     }
 }
@@ -102,6 +105,7 @@ impl ExternalProcessor for EnvoyProcessor {
         let exchange = Exchange {
             authorizer: Arc::clone(&self.authorizer),
             capacity: self.capacity.clone(),
+            hide_existence: self.hide_existence,
             caller,
             span,
             replies,
@@ -141,6 +145,7 @@ struct Asked {
 struct Exchange {
     authorizer: Arc<Authorizer>,
     capacity: Capacity,
+    hide_existence: bool,
     caller: Caller,
     span: Span,
     replies: mpsc::Sender<Result<ProcessingResponse, Status>>,
@@ -353,6 +358,10 @@ impl Exchange {
             Ok(map) => map,
             Err(refusal) => return (State::Done, self.refuse_answer(&asked, refusal)),
         };
+        // The server's own "not found" looks exactly like a withheld read's.
+        if self.hide_existence && map.get(":status").is_some_and(|status| status == "404") {
+            return (State::Done, not_found());
+        }
         if headers.end_of_stream {
             // No body (204, 304, a HEAD): nothing to read, nothing to leak.
             return (
@@ -454,6 +463,8 @@ impl Exchange {
             {
                 body_reply(Some(written_but_unreadable(&decision)), 0)
             }
+            // Audited with its reason all the same.
+            Verdict::Decided { .. } if self.hide_existence => not_found(),
             Verdict::Decided { decision, .. } => answer_denied(&decision),
         };
         Ok((State::Done, reply))
@@ -657,6 +668,19 @@ fn answer_denied(filtered: &FilteredResponse) -> ProcessingResponse {
     )
 }
 
+/// The one answer, with `hide_existence`, to a read of a resource the server does not have
+/// and to one the token may not see: the same status, headers and body, so neither says
+/// whether the resource exists.
+fn not_found() -> ProcessingResponse {
+    immediate(
+        404,
+        "not-found",
+        "the resource was not found",
+        "not_found",
+        None,
+    )
+}
+
 /// A request the token may not make, answered before it reaches the upstream.
 fn refused_verdict(verdict: Verdict<Decision>) -> ProcessingResponse {
     match verdict {
@@ -699,6 +723,7 @@ fn immediate(
     let code = match status {
         400 => StatusCode::BadRequest,
         401 => StatusCode::Unauthorized,
+        404 => StatusCode::NotFound,
         502 => StatusCode::BadGateway,
         _ => StatusCode::Forbidden,
     };
