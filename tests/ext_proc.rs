@@ -591,11 +591,52 @@ async fn with_hide_existence_a_withheld_read_looks_like_a_missing_one() {
         .await;
     assert_eq!(withheld, not_found, "the two answers must not differ");
 
-    // The patient's own resource passes as it was.
-    let mut own = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o1").await;
+    // Gone (it existed, HAPI says 410): the same.
+    let mut gone = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o8").await;
+    let reply = gone.send(response_headers("410", FHIR_JSON, &[])).await;
+    assert_eq!(withheld, reply);
+
+    // The patient's own resource passes as it was, asked for in JSON.
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut own = ProcessStream::open(&server.channel).await;
+    let asked = own
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation/o1",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    assert_eq!(
+        set_headers(&asked).get("accept").map(String::as_str),
+        Some("application/fhir+json")
+    );
     own.send(response_headers("200", FHIR_JSON, &[])).await;
     let body = serde_json::to_vec(&observation_of("o1", "123")).unwrap();
     let reply = own.send(response_body(&body)).await;
     assert!(immediate(&reply).is_none(), "{reply:?}");
+
+    // Another format would be refused once it came (502) where a missing id is a 404:
+    // refused before the upstream, whatever the id.
+    for id in ["o2", "o9"] {
+        let mut xml = ProcessStream::open(&server.channel).await;
+        let path = format!("/fhir/R4/Observation/{id}?_format=xml");
+        let reply = xml
+            .send(request_headers("GET", &path, Some(&token), &[]))
+            .await;
+        assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
+    }
+
+    // Without the answer's status (response_header_mode: SKIP) a read cannot be hidden.
+    let mut skipped = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o1").await;
+    let body = serde_json::to_vec(&observation_of("o1", "123")).unwrap();
+    let reply = skipped.send(response_body(&body)).await;
+    assert_eq!(immediate_status(&reply), Some(502), "{reply:?}");
+
+    // Only reads: a search's own 404 (an unknown parameter, say) passes as the server said.
+    let mut search = filtering_stream(&server, &issuer, "/fhir/R4/Observation?code=x").await;
+    let reply = search.send(response_headers("404", FHIR_JSON, &[])).await;
+    assert!(immediate(&reply).is_none(), "{reply:?}");
+    drop(search);
     server.stop().await;
 }

@@ -180,7 +180,7 @@ pub async fn serve(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::starting(health_reporter).await;
     let _health_server = listeners.health.map(|listener| {
-        let health = Server::builder().add_service(health_service.clone());
+        let health = grpc_server(&config).add_service(health_service.clone());
         AbortOnDrop(tokio::spawn(async move {
             let connections = incoming(listener, max_connections);
             if let Err(error) = health.serve_with_incoming(connections).await {
@@ -290,19 +290,7 @@ pub async fn serve(
             "running on the built-in DEVELOPMENT configuration: its signing key is public; never expose this server"
         );
     }
-    let mut server = Server::builder()
-        // tonic leaves streams per connection unbounded; a call reads its message before it
-        // takes a slot (app::overload), so this bounds what one connection has in reading.
-        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-        // Pings find peers that vanished without closing (a node lost, a NAT timeout).
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
-    if let Some(age) = config.max_connection_age {
-        server = server
-            .max_connection_age(age)
-            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE);
-    }
-    let router = server
+    let router = grpc_server(&config)
         .layer(ShedLayer::new(capacity, config.max_request_bytes))
         .layer(MapResponseLayer::new(size_limit_named(
             config.max_request_bytes,
@@ -448,6 +436,23 @@ fn start_metrics(
             tracing::error!(%error, "the metrics listener stopped");
         }
     }))
+}
+
+/// A gRPC server whose connections are held to the same rules on every listener.
+fn grpc_server(config: &Config) -> Server {
+    let server = Server::builder()
+        // tonic leaves streams per connection unbounded; a call reads its message before it
+        // takes a slot (app::overload), so this bounds what one connection has in reading.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        // Pings find peers that vanished without closing (a node lost, a NAT timeout).
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
+    match config.max_connection_age {
+        Some(age) => server
+            .max_connection_age(age)
+            .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE),
+        None => server,
+    }
 }
 
 /// Whether a failed `accept` is a connection the peer reset or abandoned before it was

@@ -140,6 +140,8 @@ struct Asked {
     path: String,
     request: FhirRequest,
     request_id: Option<String>,
+    /// A read whose answer hides whether the resource exists (`hide_existence`).
+    hidden: bool,
 }
 
 struct Exchange {
@@ -254,8 +256,18 @@ impl Exchange {
             (State::Filter(asked), Phase::ResponseHeaders(headers)) => {
                 self.response_headers(asked, &headers)
             }
-            // The body without its headers (response_header_mode: SKIP): it is filtered all
-            // the same, and a compressed one does not parse.
+            // The body without its headers (response_header_mode: SKIP): its status is not
+            // known, so a read whose existence is hidden cannot be answered like a missing
+            // one.
+            (State::Filter(asked), Phase::ResponseBody(_)) if asked.hidden => {
+                let refusal = Refusal::Answer(
+                    AnswerProblem::Missing,
+                    "hide_existence needs the answer's status: configure response_header_mode: SEND"
+                        .to_owned(),
+                );
+                (State::Done, self.refuse_answer(&asked, refusal))
+            }
+            // Otherwise it is filtered all the same, and a compressed one does not parse.
             (State::AwaitingBody(asked) | State::Filter(asked), Phase::ResponseBody(body)) => {
                 self.response_body(&asked, &body).await?
             }
@@ -316,6 +328,17 @@ impl Exchange {
                 return Ok((State::Done, refused(&refusal)));
             }
         };
+        // An answer in another format is refused once it comes (502), a missing one is a
+        // 404 whatever its format: refused before the upstream, the two look alike.
+        if self.hides(&request) && asks_for_another_format(&request) {
+            let refusal = Refusal::InvalidRequest(
+                "reads are answered in JSON only (hide_existence): ask with _format=json"
+                    .to_owned(),
+            );
+            self.authorizer
+                .refused(call, raw_token, Some(&request), &refusal);
+            return Ok((State::Done, refused(&refusal)));
+        }
         let plan = self
             .authorizer
             .plan_answer(
@@ -340,12 +363,19 @@ impl Exchange {
                     raw_token: raw_token.to_owned(),
                     method: method.to_owned(),
                     path: relative.to_owned(),
-                    request,
                     request_id: request_id.map(str::to_owned),
+                    hidden: self.hides(&request),
+                    request,
                 };
-                (State::Filter(Box::new(asked)), ask_for_identity())
+                let reply = ask_for_identity(asked.hidden);
+                (State::Filter(Box::new(asked)), reply)
             }
         })
+    }
+
+    /// Whether `request` is a read whose answer must not say if the resource exists.
+    fn hides(&self, request: &FhirRequest) -> bool {
+        self.hide_existence && matches!(request.interaction, Interaction::Read | Interaction::Vread)
     }
 
     /// The answer's headers: only an uncompressed FHIR JSON body can be read.
@@ -358,8 +388,13 @@ impl Exchange {
             Ok(map) => map,
             Err(refusal) => return (State::Done, self.refuse_answer(&asked, refusal)),
         };
-        // The server's own "not found" looks exactly like a withheld read's.
-        if self.hide_existence && map.get(":status").is_some_and(|status| status == "404") {
+        // The server's own "not found" (or "gone": it existed) looks exactly like a withheld
+        // read's.
+        if asked.hidden
+            && map
+                .get(":status")
+                .is_some_and(|status| status == "404" || status == "410")
+        {
             return (State::Done, not_found());
         }
         if headers.end_of_stream {
@@ -464,7 +499,7 @@ impl Exchange {
                 body_reply(Some(written_but_unreadable(&decision)), 0)
             }
             // Audited with its reason all the same.
-            Verdict::Decided { .. } if self.hide_existence => not_found(),
+            Verdict::Decided { .. } if asked.hidden => not_found(),
             Verdict::Decided { decision, .. } => answer_denied(&decision),
         };
         Ok((State::Done, reply))
@@ -562,13 +597,19 @@ fn unavailable(unavailable: Unavailable) -> Status {
 /// with `response_body_mode: NONE` Envoy would stream the body to the client unread after
 /// the headers (`allow_mode_override: true`, which the bootstrap sets, lets this count). The
 /// conditions of a conditional read go: a `304 Not Modified` has no body to judge, and
-/// would confirm another patient's resource by its ETag.
-fn ask_for_identity() -> ProcessingResponse {
+/// would confirm another patient's resource by its ETag. With `json_only` (a read whose
+/// existence is hidden) JSON is asked for too: an answer in another format is refused once it
+/// comes, which a missing resource's 404 would not be.
+fn ask_for_identity(json_only: bool) -> ProcessingResponse {
+    let mut set_headers = vec![header_option("accept-encoding", "identity")];
+    if json_only {
+        set_headers.push(header_option("accept", "application/fhir+json"));
+    }
     ProcessingResponse {
         response: Some(Reply::RequestHeaders(HeadersResponse {
             response: Some(CommonResponse {
                 header_mutation: Some(HeaderMutation {
-                    set_headers: vec![header_option("accept-encoding", "identity")],
+                    set_headers,
                     remove_headers: vec![
                         "if-none-match".to_owned(),
                         "if-modified-since".to_owned(),
@@ -666,6 +707,15 @@ fn answer_denied(filtered: &FilteredResponse) -> ProcessingResponse {
         filtered.reason.as_str(),
         None,
     )
+}
+
+/// Whether `request` names a `_format` other than JSON.
+fn asks_for_another_format(request: &FhirRequest) -> bool {
+    request
+        .params
+        .iter()
+        .filter(|param| param.name == "_format")
+        .any(|param| param.value != "json" && !is_json(&param.value))
 }
 
 /// The one answer, with `hide_existence`, to a read of a resource the server does not have
