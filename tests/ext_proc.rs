@@ -494,17 +494,6 @@ async fn a_filter_in_observability_mode_has_its_stream_refused() {
     server.stop().await;
 }
 
-/// A stream past the request headers of `GET path` with a patient/Observation.rs token.
-async fn filtering_stream(server: &TestServer, issuer: &TestIssuer, path: &str) -> ProcessStream {
-    let token = issuer.patient_token("patient/Observation.rs", "123");
-    let mut stream = ProcessStream::open(&server.channel).await;
-    let reply = stream
-        .send(request_headers("GET", path, Some(&token), &[]))
-        .await;
-    assert!(immediate(&reply).is_none(), "{reply:?}");
-    stream
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_that_cannot_be_read_never_pass() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

@@ -205,17 +205,7 @@ async fn ext_proc_decides_each_request_in_a_slot() {
     let metadata = || request_headers("GET", "/fhir/R4/metadata", None, &[]);
 
     // A read let through before the slow call took the only slot.
-    let token = issuer.patient_token("patient/Observation.rs", "123");
-    let mut admitted = ProcessStream::open(&server.channel).await;
-    let reply = admitted
-        .send(request_headers(
-            "GET",
-            "/fhir/R4/Observation/o2",
-            Some(&token),
-            &[],
-        ))
-        .await;
-    assert!(asks_for_the_whole_answer(&reply), "{reply:?}");
+    let mut admitted = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o2").await;
     let mut open = ProcessStream::open(&server.channel).await;
 
     let slow = stuck.hold_a_call(server.channel.clone()).await;
@@ -230,14 +220,8 @@ async fn ext_proc_decides_each_request_in_a_slot() {
     admitted
         .send(response_headers("200", "application/fhir+json", &[]))
         .await;
-    let theirs = serde_json::json!({
-        "resourceType": "Observation",
-        "id": "o2",
-        "subject": {"reference": "Patient/456"}
-    });
-    let reply = admitted
-        .send(response_body(theirs.to_string().as_bytes()))
-        .await;
+    let theirs = serde_json::to_vec(&common::answers::observation_of("o2", "456")).unwrap();
+    let reply = admitted.send(response_body(&theirs)).await;
     assert_eq!(immediate_status(&reply), Some(403), "{reply:?}");
 
     slow.await.unwrap().expect_err("the issuer never answered");

@@ -209,3 +209,20 @@ pub fn skips_the_answer(reply: &ProcessingResponse) -> bool {
             && mode.response_body_mode == BodySendMode::None as i32
     })
 }
+
+/// A stream past the request headers of `GET path` with a patient/Observation.rs token for
+/// Patient/123: not refused, and the whole answer asked for.
+pub async fn filtering_stream(
+    server: &super::TestServer,
+    issuer: &super::TestIssuer,
+    path: &str,
+) -> ProcessStream {
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers("GET", path, Some(&token), &[]))
+        .await;
+    assert!(immediate(&reply).is_none(), "{reply:?}");
+    assert!(asks_for_the_whole_answer(&reply), "{reply:?}");
+    stream
+}
