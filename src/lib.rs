@@ -10,13 +10,13 @@
 //! Each layer imports only the ones below it (`tests/architecture.rs` checks every import),
 //! top first:
 //! - [`app`]: wiring: one server with the API, ext_authz, health and reflection, on TCP
-//!   and optionally a Unix socket; the HTTP listeners (AuthZEN, `/metrics`), bounded and
-//!   timed; graceful shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
+//!   (TLS and mutual TLS with certificates reloaded from disk, `app::tls`) and optionally a
+//!   Unix socket; the HTTP listeners (AuthZEN, `/metrics`), bounded and timed; graceful
+//!   shutdown. [`mint`] and [`explain`]: the `token` and `explain` commands.
 //! - [`grpc`], [`envoy`] and [`authzen`]: the faces. `smartauthz.v1.AuthzService`, Envoy's
 //!   ext_authz v3 `Check` and ext_proc v3 `Process` (answers filtered on the way back), and
 //!   the AuthZEN HTTP JSON API decode their wire format, call the pipeline, encode its
-//!   verdict. Beside them [`tls`]: the listener's TLS and mutual TLS,
-//!   certificates reloaded from disk, each connection's client identity.
+//!   verdict.
 //! - [`authorize`]: the one pipeline every face calls: which FHIR server is asking and
 //!   whether the caller may, public check, token, engine, one event per answer, and the same
 //!   on the way back for a FHIR server's answer; the deny vocabulary and its HTTP and gRPC
@@ -46,5 +46,4 @@ pub mod explain;
 pub mod grpc;
 pub mod mint;
 pub mod telemetry;
-pub mod tls;
 pub mod token;

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
     &["mint"],
     &["explain"],
-    &["grpc", "envoy", "authzen", "tls"],
+    &["grpc", "envoy", "authzen"],
     &["authorize"],
     &["telemetry"],
     &["token"],

@@ -29,10 +29,6 @@ pub const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client preface's length (RFC 9113 §3.4: `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`).
 const PREFACE_BYTES: usize = 24;
 
-/// After a failed `accept` (out of descriptors, say), the pause before the next one, so the
-/// listener is not polled in a tight loop.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
-
 /// Accepted connections, at most `limit` open at once: the listener is not polled while
 /// every slot is taken, so one more waits in the kernel's backlog.
 pub struct Bounded<S> {
@@ -88,11 +84,9 @@ where
                 // The slot waits for the next connection.
                 this.slot = Some(slot);
                 match polled {
-                    // A connection reset before it was taken is the peer's business.
-                    Poll::Ready(Some(Err(error))) if super::is_peers(&error) => continue,
                     Poll::Ready(Some(Err(error))) => {
-                        tracing::warn!(%error, "cannot accept a connection");
-                        this.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_PAUSE)));
+                        this.pause = super::accept_pause(&error)
+                            .map(|pause| Box::pin(tokio::time::sleep(pause)));
                         continue;
                     }
                     Poll::Ready(None) => return Poll::Ready(None),

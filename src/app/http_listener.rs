@@ -82,7 +82,9 @@ async fn serve_timed(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    backoff(&error).await;
+                    if let Some(pause) = super::accept_pause(&error) {
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
             },
@@ -112,17 +114,6 @@ async fn serve_timed(
     // Every connection gives its slot back when it ends.
     let _ = slots.acquire_many(max_connections).await;
     Ok(())
-}
-
-/// After a failed `accept`: a connection the peer reset is forgotten at once; a resource
-/// exhausted (descriptors, memory) is given a second before the next try, as hyper's and
-/// axum's own loops do, rather than spinning.
-async fn backoff(error: &std::io::Error) {
-    if super::is_peers(error) {
-        return;
-    }
-    tracing::warn!(%error, "an HTTP listener could not accept a connection; retrying in 1 s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@ pub mod health;
 mod http_listener;
 mod overload;
 mod single_write;
+pub mod tls;
 mod unix_socket;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
@@ -27,6 +29,7 @@ use self::grpc_connections::{Admitted, Bounded};
 use self::health::Health;
 use self::overload::ShedLayer;
 pub use self::single_write::SingleWrite;
+use self::tls::{TlsError, TlsFiles};
 pub use self::unix_socket::UnixSocket;
 use crate::authorize::{Authorizer, Capacity, Servers};
 use crate::authzen;
@@ -36,19 +39,20 @@ use crate::grpc::AuthzGrpc;
 use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
 use crate::telemetry::{self, Observer};
-use crate::tls::{self, TlsError, TlsFiles};
 use crate::token::{Authenticator, KeySetupError};
 
 /// How often an idle HTTP/2 connection is pinged.
-const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a ping may go unanswered before the connection is closed.
-const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Streams one HTTP/2 connection may have open at once (hyper's own default; tonic unsets
 /// it). A client with more calls in flight opens another connection or waits.
 const MAX_STREAMS_PER_CONNECTION: u32 = 200;
 /// How long the calls of a connection past `max_connection_age_secs` may take to finish.
-const MAX_CONNECTION_AGE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(30);
+/// A listener's pause after it failed to accept for want of descriptors or memory.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -455,14 +459,22 @@ fn grpc_server(config: &Config) -> Server {
     }
 }
 
-/// Whether a failed `accept` is a connection the peer reset or abandoned before it was
-/// taken, rather than the process running out of something.
-fn is_peers(error: &std::io::Error) -> bool {
+/// How long every listener waits after a failed `accept` before the next one.
+///
+/// A connection the peer reset or abandoned before it was taken is the peer's business: the
+/// next is taken at once, or a client could slow a listener for everyone by resetting its
+/// own connections. Anything else means the process ran out of something (descriptors,
+/// memory): it is logged, and the listener pauses rather than spin.
+fn accept_pause(error: &std::io::Error) -> Option<Duration> {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(
+    if matches!(
         error.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset
-    )
+    ) {
+        return None;
+    }
+    tracing::warn!(%error, "cannot accept a connection; trying again in {ACCEPT_PAUSE:?}");
+    Some(ACCEPT_PAUSE)
 }
 
 /// Stops a background task when dropped.
@@ -489,4 +501,31 @@ fn incoming(
         .with_keepalive(Some(tls::TCP_KEEPALIVE))
         .map(|accepted| accepted.map(SingleWrite));
     Bounded::new(accepted, max_connections)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::{ACCEPT_PAUSE, accept_pause};
+
+    #[test]
+    fn a_connection_the_peer_dropped_does_not_pause_a_listener() {
+        for kind in [
+            ErrorKind::ConnectionAborted,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionRefused,
+        ] {
+            assert_eq!(accept_pause(&Error::from(kind)), None, "{kind:?}");
+        }
+        // EMFILE: the process is out of descriptors.
+        assert_eq!(
+            accept_pause(&Error::from_raw_os_error(24)),
+            Some(ACCEPT_PAUSE)
+        );
+        assert_eq!(
+            accept_pause(&Error::from(ErrorKind::OutOfMemory)),
+            Some(ACCEPT_PAUSE)
+        );
+    }
 }

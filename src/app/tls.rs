@@ -326,10 +326,9 @@ pub fn incoming(
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Out of descriptors, or a connection reset before it was taken: wait a
-                    // little rather than spin.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(pause) = super::accept_pause(&error) {
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
             };
