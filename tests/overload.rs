@@ -185,8 +185,8 @@ async fn a_call_whose_message_never_arrives_holds_no_slot() {
     );
 }
 
-/// An ext_proc stream holds a slot only while it opens, but each request's decision takes
-/// one, as a unary call does: beyond the limit the stream is refused RESOURCE_EXHAUSTED
+/// An ext_proc stream takes no slot to open, but each request's decision takes one, as a
+/// unary call does: beyond the limit the stream is refused RESOURCE_EXHAUSTED
 /// before the upstream is asked (Envoy, failing closed, answers 500). The answer of a
 /// request already let through is judged whatever the load: the upstream has done its work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,6 +223,16 @@ async fn ext_proc_decides_each_request_in_a_slot() {
     let theirs = serde_json::to_vec(&common::answers::observation_of("o2", "456")).unwrap();
     let reply = admitted.send(response_body(&theirs)).await;
     assert_eq!(immediate_status(&reply), Some(403), "{reply:?}");
+
+    // A stream still opens while the slot is taken: only its decisions count, so its
+    // opening cannot hold the slot its own first decision needs.
+    let mut opened = ProcessStream::open(&server.channel).await;
+    let refused = opened
+        .try_send(metadata())
+        .await
+        .expect("the stream's end")
+        .expect_err("its first decision is shed, not its opening");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
 
     slow.await.unwrap().expect_err("the issuer never answered");
     let mut stream = ProcessStream::open(&server.channel).await;

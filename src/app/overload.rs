@@ -5,11 +5,13 @@
 //! A unary call takes its slot once its whole message has arrived, within
 //! [`MESSAGE_READ_TIMEOUT`]: a peer that opens streams and sends their headers but never
 //! their message would otherwise hold a slot each for as long as it likes, and a few
-//! connections of them every slot of the process. A stream (ext_proc's, reflection's)
-//! holds a slot only while it opens: tonic's call ends when the handler hands back its
-//! answer stream, so the stream's messages are not counted. Streams per connection are
-//! bounded (`max_concurrent_streams`), and with them the messages one connection has in
-//! reading before their slot.
+//! connections of them every slot of the process. Reflection's stream holds a slot only
+//! while it opens: tonic's call ends when the handler hands back its answer stream, so the
+//! stream's messages are not counted. ext_proc's stream takes none to open: each request's
+//! decision on it takes its own (`envoy::processor`), and an opening slot, still held when
+//! the stream's first message is read, would race that decision for the last one. Streams
+//! per connection are bounded (`max_concurrent_streams`), and with them the messages one
+//! connection has in reading before their slot.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,10 +25,12 @@ use tower::{Layer, Service};
 use crate::authorize::Capacity;
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
+/// Its streams count each decision they take, not their opening.
+const EXT_PROC_PATH: &str = "/envoy.service.ext_proc.v3.ExternalProcessor/";
 
 /// The services whose every method is unary: their request body is one message, read
-/// before the slot. A stream (ext_proc's, reflection's) takes its slot when it opens, its
-/// body being the stream itself.
+/// before the slot. Reflection's stream takes its slot when it opens, its body being the
+/// stream itself.
 const UNARY_SERVICES: [&str; 2] = [
     "/smartauthz.v1.AuthzService/",
     "/envoy.service.auth.v3.Authorization/",
@@ -85,7 +89,7 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
-        if path.starts_with(HEALTH_PATH) {
+        if path.starts_with(HEALTH_PATH) || path.starts_with(EXT_PROC_PATH) {
             return Box::pin(self.inner.call(request));
         }
         if !UNARY_SERVICES
