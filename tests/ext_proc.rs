@@ -438,6 +438,7 @@ async fn a_filter_that_does_not_buffer_the_answer_refuses_what_must_be_read() {
         );
         let body = String::from_utf8_lossy(&immediate(&reply).unwrap().body).into_owned();
         assert!(body.contains(mode.as_str_name()), "{body}");
+        assert_eq!(immediate_reason(&reply), Some("processing_mode"));
     }
 
     // An answer that needs no reading goes on, as under any mode.
@@ -550,6 +551,7 @@ async fn answers_that_cannot_be_read_never_pass() {
     let mut stream = ProcessStream::open(&server.channel).await;
     let reply = stream.send(response_headers("200", FHIR_JSON, &[])).await;
     assert_eq!(immediate_status(&reply), Some(502));
+    assert_eq!(immediate_reason(&reply), Some("processing_mode"));
     server.stop().await;
 }
 
@@ -621,6 +623,7 @@ async fn with_hide_existence_a_withheld_read_looks_like_a_missing_one() {
     let body = serde_json::to_vec(&observation_of("o1", "123")).unwrap();
     let reply = skipped.send(response_body(&body)).await;
     assert_eq!(immediate_status(&reply), Some(502), "{reply:?}");
+    assert_eq!(immediate_reason(&reply), Some("processing_mode"));
 
     // Only reads: a search's own 404 (an unknown parameter, say) passes as the server said.
     let mut search = filtering_stream(&server, &issuer, "/fhir/R4/Observation?code=x").await;

@@ -242,7 +242,7 @@ fn answer_unseen(line: Option<HttpLine<'_>>, unfit_body_mode: Option<&str>) -> O
     }
     unfit_body_mode.map(|mode| {
         Refusal::Answer(
-            AnswerProblem::Missing,
+            AnswerProblem::ProcessingMode,
             format!(
                 "the ext_proc filter sends the response body as {mode}, so an answer that must \
                  be read could reach the client unjudged: configure response_body_mode: BUFFERED"

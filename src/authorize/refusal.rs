@@ -48,9 +48,12 @@ pub enum AnswerProblem {
     Unreadable,
     /// Compressed, or in a content type other than FHIR JSON.
     Encoded,
-    /// What the answer is judged by never came: the request headers, or the body asked for
-    /// (the stream ended first).
+    /// The body asked for never came: the stream ended first.
     Missing,
+    /// The ext_proc filter's `processing_mode` keeps back or streams past what the answer is
+    /// judged by (the request headers, the answer's status, its whole body): Envoy's
+    /// configuration, not the FHIR server, is to fix.
+    ProcessingMode,
 }
 
 /// How an answer is carried on each face.
@@ -94,6 +97,7 @@ impl Refusal {
             Refusal::Answer(AnswerProblem::Unreadable, _) => "answer_unreadable",
             Refusal::Answer(AnswerProblem::Encoded, _) => "answer_encoded",
             Refusal::Answer(AnswerProblem::Missing, _) => "answer_missing",
+            Refusal::Answer(AnswerProblem::ProcessingMode, _) => "processing_mode",
         }
     }
 
@@ -116,6 +120,7 @@ impl Refusal {
                 grpc: match problem {
                     AnswerProblem::TooLarge => Code::ResourceExhausted,
                     AnswerProblem::Missing => Code::Aborted,
+                    AnswerProblem::ProcessingMode => Code::FailedPrecondition,
                     AnswerProblem::Unreadable | AnswerProblem::Encoded => Code::InvalidArgument,
                 },
             },

@@ -246,7 +246,7 @@ impl Exchange {
                 Phase::ResponseHeaders(_) | Phase::ResponseBody(_) | Phase::ResponseTrailers(_),
             ) => {
                 let refusal = Refusal::Answer(
-                    AnswerProblem::Missing,
+                    AnswerProblem::ProcessingMode,
                     "the request headers never came: configure request_header_mode: SEND"
                         .to_owned(),
                 );
@@ -261,7 +261,7 @@ impl Exchange {
             // one.
             (State::Filter(asked), Phase::ResponseBody(_)) if asked.hidden => {
                 let refusal = Refusal::Answer(
-                    AnswerProblem::Missing,
+                    AnswerProblem::ProcessingMode,
                     "hide_existence needs the answer's status: configure response_header_mode: SEND"
                         .to_owned(),
                 );

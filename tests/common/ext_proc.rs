@@ -187,6 +187,11 @@ pub fn immediate(reply: &ProcessingResponse) -> Option<&ImmediateResponse> {
     }
 }
 
+/// The reason label of a local answer (its `details`, `smart_authz_<reason>`).
+pub fn immediate_reason(reply: &ProcessingResponse) -> Option<&str> {
+    immediate(reply)?.details.strip_prefix("smart_authz_")
+}
+
 /// The HTTP status of a local answer.
 pub fn immediate_status(reply: &ProcessingResponse) -> Option<i32> {
     immediate(reply)?.status.as_ref().map(|status| status.code)
