@@ -437,7 +437,9 @@ impl KeySet {
     }
 
     /// Loads the keys now, whatever the rate limit; used at startup and by the periodic
-    /// reload. On failure the last good keys stay in use.
+    /// reload. When the set cannot be had (the issuer unreachable, an answer that is no JWK
+    /// Set) the last good keys stay in use; a set that has no usable key is the issuer
+    /// withdrawing them all, and is taken at its word.
     pub async fn refresh(&self) -> Result<Arc<KeyMap>, JwksError> {
         let mut state = self.refresh.lock().await;
         self.refresh_locked(&mut state).await
@@ -483,7 +485,8 @@ impl KeySet {
         }
         match self.refresh_locked(&mut state).await {
             Ok(keys) => Ok(keys),
-            Err(_) => current.ok_or_else(|| unavailable(&state)),
+            // The keys may have been withdrawn by the attempt.
+            Err(_) => self.snapshot().ok_or_else(|| unavailable(&state)),
         }
     }
 
@@ -509,6 +512,19 @@ impl KeySet {
                 state.last_error = None;
                 tracing::debug!(issuer = %self.issuer, keys = keys.keys().len(), "issuer keys loaded");
                 Ok(keys)
+            }
+            // A compromised key is withdrawn by publishing a set without it, and with it
+            // perhaps the last one this service can use: keeping the last good keys would
+            // trust it until a restart (RFC 7517 §5: the set is the issuer's keys). Before
+            // any key loaded there is nothing to withdraw, and the issuer stays unready.
+            Err(JwksError::NoUsableKey) => {
+                metrics::record_upstream_error(&span, "jwks_no_usable_key");
+                tracing::warn!(issuer = %self.issuer, "the issuer's key set has no usable key: its tokens are refused until it has one");
+                if self.snapshot().is_some() {
+                    self.store(Arc::new(KeyMap { keys: Vec::new() }));
+                }
+                state.last_error = Some(JwksError::NoUsableKey);
+                Err(JwksError::NoUsableKey)
             }
             Err(error) => {
                 metrics::record_upstream_error(&span, "jwks_unavailable");

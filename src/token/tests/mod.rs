@@ -657,6 +657,44 @@ async fn follows_a_key_rotation_at_the_jwks_uri() {
     assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
 }
 
+/// An answer that is no key set keeps the last good keys (the issuer is down, not changing
+/// its mind); a set without a usable key withdraws them all, as one without the compromised
+/// key withdraws that one.
+#[tokio::test]
+async fn a_key_set_without_usable_keys_withdraws_the_keys() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    let fresh = |jti: &str| rs256(&with(claims(), json!({ "jti": jti })));
+    // A token of an unknown key has the keys loaded again.
+    let reload = |jti: &str| {
+        sign(
+            "rsa-2",
+            Algorithm::RS256,
+            &with(claims(), json!({ "jti": jti })),
+        )
+    };
+
+    endpoint.set(StatusCode::INTERNAL_SERVER_ERROR, "{}".to_owned());
+    refusal(&authenticator, &reload("r1")).await;
+    endpoint.set(StatusCode::OK, "<html>maintenance</html>".to_owned());
+    refusal(&authenticator, &reload("r2")).await;
+    assert_eq!(endpoint.hits(), 3);
+    assert!(authenticator.authenticate(&fresh("a")).await.is_ok());
+
+    // No key, or only one this service cannot verify with (a secret under the old kid).
+    let secret = r#"{"keys":[{"kty":"oct","kid":"rsa-1","k":"c2VjcmV0"}]}"#;
+    for withdrawn in [r#"{"keys":[]}"#, secret] {
+        endpoint.set(StatusCode::OK, withdrawn.to_owned());
+        refusal(&authenticator, &reload("r3")).await;
+        let error = refusal(&authenticator, &fresh("b")).await;
+        assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+        // The issuer publishes a usable key again.
+        endpoint.set(StatusCode::OK, jwks_of(&["rsa-1"]));
+        refusal(&authenticator, &reload("r4")).await;
+        assert!(authenticator.authenticate(&fresh("c")).await.is_ok());
+    }
+}
+
 #[tokio::test]
 async fn a_token_of_a_key_published_late_is_not_negatively_cached() {
     let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
