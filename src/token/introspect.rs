@@ -296,7 +296,7 @@ impl Introspector {
                 self.status_detail(status, &body),
             ));
         }
-        judge_response(&body, &self.rules, super::unix_now()).map_err(|error| match error {
+        judge_response(&body, &self.rules, super::unix_time()).map_err(|error| match error {
             AuthError::Unavailable { .. } => {
                 Failure(Some(IntrospectionFailure::InvalidResponse), error)
             }
@@ -391,7 +391,7 @@ pub(super) async fn read_limited(
 pub fn judge_response(
     body: &[u8],
     rules: &ResponseRules,
-    now: i64,
+    now: f64,
 ) -> Result<VerifiedToken, AuthError> {
     // A member named twice (`"active": false, "active": true`) is read no single way.
     let Ok(Value::Object(mut claims)) = crate::fhir::parse_strict(body) else {
@@ -405,17 +405,18 @@ pub fn judge_response(
         return Err(TokenError::Inactive.into());
     }
     claims.remove("active");
-    let leeway = i64::try_from(rules.leeway.as_secs()).unwrap_or(i64::MAX);
-    let expires_at = numeric_claim(&claims, "exp")?;
-    if expires_at.is_some_and(|exp| exp <= now.saturating_sub(leeway)) {
+    // Compared with their fractions, as a JWT's are (`jwt::check_registered_claims`).
+    let leeway = rules.leeway.as_secs_f64();
+    if numeric_claim(&claims, "exp")?.is_some_and(|exp| exp <= now - leeway) {
         return Err(TokenError::Inactive.into());
     }
-    if numeric_claim(&claims, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+    if numeric_claim(&claims, "nbf")?.is_some_and(|nbf| nbf > now + leeway) {
         return Err(TokenError::NotYetValid.into());
     }
-    if numeric_claim(&claims, "iat")?.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+    if numeric_claim(&claims, "iat")?.is_some_and(|iat| iat > now + leeway) {
         return Err(TokenError::NotYetValid.into());
     }
+    let expires_at = claims.get("exp").and_then(jwt::numeric_date);
     check_issuer(&mut claims, rules)?;
     check_audience(&claims, rules)?;
     let audiences = super::audiences_of(&claims)?;
@@ -439,12 +440,17 @@ pub fn judge_response(
     })
 }
 
-fn numeric_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+/// A NumericDate claim (RFC 7519 §2), fraction and all.
+fn numeric_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, TokenError> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => jwt::numeric_date(value).map(Some).ok_or_else(|| {
-            TokenError::Malformed(format!("introspection claim {name} is not a NumericDate"))
-        }),
+        Some(value) => value
+            .as_f64()
+            .filter(|seconds| seconds.is_finite())
+            .map(Some)
+            .ok_or_else(|| {
+                TokenError::Malformed(format!("introspection claim {name} is not a NumericDate"))
+            }),
     }
 }
 

@@ -372,8 +372,7 @@ impl IssuerVerifier {
         reader: &ContextReader,
     ) -> Result<VerifiedToken, TokenError> {
         let UnverifiedClaims(claims) = claims;
-        let now = super::unix_now();
-        let audiences = check_registered_claims(&claims, &self.config, now)?;
+        let audiences = check_registered_claims(&claims, &self.config, super::unix_time())?;
         super::refuse_sender_constrained(&claims)?;
         verified_token(claims, audiences, &self.config.issuer, reader)
     }
@@ -387,7 +386,7 @@ impl IssuerVerifier {
 fn check_registered_claims(
     claims: &Map<String, Value>,
     config: &IssuerConfig,
-    now: i64,
+    now: f64,
 ) -> Result<Vec<String>, TokenError> {
     for required in ["exp", "iss", "aud"] {
         if matches!(claims.get(required), None | Some(Value::Null)) {
@@ -448,20 +447,14 @@ fn verified_token(
 fn check_not_expired(
     claims: &Map<String, Value>,
     leeway: std::time::Duration,
-    now: i64,
+    now: f64,
 ) -> Result<(), TokenError> {
     let Some(expires_at) = claims.get("exp").and_then(Value::as_f64) else {
         return Err(TokenError::Malformed(
             "claim exp has the wrong type".to_owned(),
         ));
     };
-    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
-    #[allow(
-        clippy::cast_precision_loss,
-        reason = "seconds since 1970 fit an f64 exactly"
-    )]
-    let deadline = now.saturating_sub(leeway) as f64;
-    if expires_at <= deadline {
+    if expires_at <= now - leeway.as_secs_f64() {
         return Err(TokenError::Expired);
     }
     Ok(())
@@ -476,7 +469,7 @@ pub(super) fn check_not_ahead(
     claims: &Map<String, Value>,
     claim: &str,
     leeway: std::time::Duration,
-    now: i64,
+    now: f64,
 ) -> Result<(), TokenError> {
     let at = match claims.get(claim) {
         None => return Ok(()),
@@ -484,13 +477,7 @@ pub(super) fn check_not_ahead(
             .as_f64()
             .ok_or_else(|| TokenError::Malformed(format!("claim {claim} has the wrong type")))?,
     };
-    let leeway = i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX);
-    #[allow(
-        clippy::cast_precision_loss,
-        reason = "seconds since 1970 fit an f64 exactly"
-    )]
-    let latest = now.saturating_add(leeway) as f64;
-    if at > latest {
+    if at > now + leeway.as_secs_f64() {
         return Err(TokenError::NotYetValid);
     }
     Ok(())

@@ -613,6 +613,11 @@ impl Authenticator {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         match self.judge(token).await {
             Ok(verified) => Ok(CachedVerdict::Active(Arc::new(verified))),
+            // A token not yet valid becomes valid with time (at its `nbf`, or a moment after
+            // an `iat` from an issuer whose clock is a little ahead): its refusal is not kept
+            // for the negative TTL past that moment. Its signature (or its issuer's answer)
+            // was good, so no forger can flood the verifier with such tokens.
+            Err(Rejection::Refused(TokenError::NotYetValid)) => Err(TokenError::NotYetValid.into()),
             Err(Rejection::Refused(error)) => Ok(CachedVerdict::Refused(error)),
             Err(uncached) => Err(uncached.into_auth_error()),
         }
@@ -745,7 +750,17 @@ const B64TOKEN: [bool; 256] = {
     }
 };
 
-/// Seconds since the Unix epoch, the unit of `exp`, `nbf` and `iat` (RFC 7519 §2).
+/// Seconds since the Unix epoch, with their fraction: the unit of `exp`, `nbf` and `iat`
+/// (RFC 7519 §2), which may be fractional. Read to the whole second, the clock runs up to a
+/// second behind: long enough to keep a token past its `exp`, or to refuse one that an
+/// issuer whose clock is a little ahead has just issued.
+pub(crate) fn unix_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+/// Whole seconds since the Unix epoch, the unit of a certificate's validity.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -36,7 +36,11 @@ fn rules() -> ResponseRules {
 }
 
 fn judge(body: &serde_json::Value) -> Result<VerifiedToken, AuthError> {
-    judge_response(body.to_string().as_bytes(), &rules(), now())
+    judge_response(
+        body.to_string().as_bytes(),
+        &rules(),
+        crate::token::unix_time(),
+    )
 }
 
 fn refusal_of(body: &serde_json::Value) -> TokenError {
@@ -160,7 +164,14 @@ fn an_exp_in_the_past_is_inactive_whatever_active_says() {
         ..rules()
     };
     let body = active(json!({"exp": now() - 10}));
-    assert!(judge_response(body.to_string().as_bytes(), &lenient, now()).is_ok());
+    assert!(
+        judge_response(
+            body.to_string().as_bytes(),
+            &lenient,
+            crate::token::unix_time()
+        )
+        .is_ok()
+    );
     // Without exp, the cache's maximum TTL bounds the token.
     let mut no_exp = active(json!({}));
     no_exp.as_object_mut().unwrap().remove("exp");
@@ -178,7 +189,7 @@ fn garbage_is_unavailable_never_an_answer() {
     ] {
         assert!(
             matches!(
-                judge_response(body, &rules(), now()),
+                judge_response(body, &rules(), crate::token::unix_time()),
                 Err(AuthError::Unavailable { ref issuer, ref detail })
                     if issuer == AS && detail.contains("not a JSON object")
             ),
@@ -237,12 +248,12 @@ fn an_answer_must_name_this_server_unless_configured_otherwise() {
         ..rules()
     };
     let body = unnamed.to_string();
-    assert!(judge_response(body.as_bytes(), &lenient, now()).is_ok());
+    assert!(judge_response(body.as_bytes(), &lenient, crate::token::unix_time()).is_ok());
     // Named, it must still be this server, with or without a trailing `/`.
     let slash = active(json!({"aud": format!("{AUDIENCE}/")}));
     assert!(judge(&slash).is_ok());
     let other = active(json!({"aud": "https://other.example"})).to_string();
-    assert!(judge_response(other.as_bytes(), &lenient, now()).is_err());
+    assert!(judge_response(other.as_bytes(), &lenient, crate::token::unix_time()).is_err());
 }
 
 #[test]
@@ -251,7 +262,7 @@ fn an_answer_naming_a_member_twice_is_no_answer() {
         r#"{{"active": false, "aud": "{AUDIENCE}", "scope": "patient/*.rs", "active": true}}"#
     );
     assert!(matches!(
-        judge_response(body.as_bytes(), &rules(), now()),
+        judge_response(body.as_bytes(), &rules(), crate::token::unix_time()),
         Err(AuthError::Unavailable { .. })
     ));
 }

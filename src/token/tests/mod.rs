@@ -858,23 +858,58 @@ fn an_iat_ahead_beyond_the_leeway_is_refused() {
     };
     let leeway = Duration::from_secs(30);
     let now = 1_800_000_000;
+    let at = 1_800_000_000.0;
     assert_eq!(
-        check_not_ahead(&claims(json!(now)), "iat", leeway, now),
+        check_not_ahead(&claims(json!(now)), "iat", leeway, at),
         Ok(())
     );
     assert_eq!(
-        check_not_ahead(&claims(json!(now + 30)), "iat", leeway, now),
+        check_not_ahead(&claims(json!(now + 30)), "iat", leeway, at),
         Ok(())
     );
     assert_eq!(
-        check_not_ahead(&claims(json!(now + 31)), "iat", leeway, now),
+        check_not_ahead(&claims(json!(now + 31)), "iat", leeway, at),
         Err(TokenError::NotYetValid)
     );
     assert!(matches!(
-        check_not_ahead(&claims(json!("yesterday")), "iat", leeway, now),
+        check_not_ahead(&claims(json!("yesterday")), "iat", leeway, at),
         Err(TokenError::Malformed(_))
     ));
-    assert_eq!(check_not_ahead(&Map::new(), "iat", leeway, now), Ok(()));
+    assert_eq!(check_not_ahead(&Map::new(), "iat", leeway, at), Ok(()));
+    // Fractions count, on both sides.
+    assert_eq!(
+        check_not_ahead(&claims(json!(1_800_000_030.25)), "iat", leeway, at),
+        Err(TokenError::NotYetValid)
+    );
+    assert_eq!(
+        check_not_ahead(&claims(json!(1_800_000_030.25)), "iat", leeway, at + 0.5),
+        Ok(())
+    );
+}
+
+/// The clock is read with its fraction: a token issued (`iat`, `nbf`) a moment ago, in the
+/// same second, is valid; a clock read to the second would put it up to a second ahead.
+#[tokio::test]
+async fn a_token_issued_a_moment_ago_is_valid() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let issued = crate::token::unix_time();
+    let token = rs256(&with(claims(), json!({ "iat": issued, "nbf": issued })));
+    authenticator.authenticate(&token).await.unwrap();
+}
+
+/// A token not yet valid is refused, but not for the negative TTL: once its `nbf` comes,
+/// it is accepted.
+#[tokio::test]
+async fn a_token_not_yet_valid_is_accepted_once_its_time_comes() {
+    let authenticator = authenticator(vec![inline_issuer()]).await;
+    let valid_from = crate::token::unix_time() + 1.0;
+    let token = rs256(&with(claims(), json!({ "nbf": valid_from })));
+    assert_eq!(
+        refusal(&authenticator, &token).await,
+        TokenError::NotYetValid
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    authenticator.authenticate(&token).await.unwrap();
 }
 
 // ---------------------------------------------------------------- what is read no single way
