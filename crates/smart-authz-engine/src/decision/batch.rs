@@ -101,6 +101,31 @@ fn read_entry(entry: &Value) -> BundleEntry {
         }
         _ => Err("entry has no request.method and request.url".to_owned()),
     };
+    // A PATCH entry's `resource` is the patch (FHIR R4 http.html §3.1.0.11.1): a Binary
+    // holding a JSON Patch, or Parameters for FHIRPath Patch, never the version it makes,
+    // which stays unseen as for a PATCH request. Another resource there is read no single way.
+    let is_patch = request
+        .as_ref()
+        .is_ok_and(|request| request.interaction == Interaction::Patch);
+    if is_patch {
+        let patch_type = entry
+            .get("resource")
+            .and_then(|resource| resource.get("resourceType"))
+            .and_then(Value::as_str);
+        let request = match patch_type {
+            Some("Binary" | "Parameters") => request,
+            _ => Err(
+                "a PATCH entry's resource is its patch: a Binary (JSON Patch) or Parameters (FHIRPath Patch)"
+                    .to_owned(),
+            ),
+        };
+        return BundleEntry {
+            request,
+            stored: None,
+            proposed: None,
+            if_none_exist: if_none_exist.and_then(Value::as_str).map(str::to_owned),
+        };
+    }
     // A `resource` the entry holds is the resource the server will write: one that cannot
     // be read as a resource (an array, `null`, no `resourceType`) makes the entry unreadable,
     // never a write without a body.

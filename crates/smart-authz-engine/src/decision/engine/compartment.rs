@@ -324,6 +324,7 @@ impl Session<'_> {
         let type_modifier_ok = matches!(modifier, None | Some("Patient"));
         // Whether a bare id in this parameter is a Patient id; a literal `Patient/<id>`
         // always names a patient.
+        let mut defined = true;
         let bare_ids_are_patients = if resource_type == "Patient" && base == "_id" {
             true
         } else if let Some(definition) = self.version().search_param(resource_type, base) {
@@ -340,7 +341,10 @@ impl Session<'_> {
             }
             base == "patient"
         } else {
-            return None;
+            // A parameter the version does not define (a server's own SearchParameter):
+            // what its values are is unknown, but a reference to a Patient names one.
+            defined = false;
+            false
         };
         value.split(',').find_map(|alternative| {
             let named = if alternative.contains('/') {
@@ -356,7 +360,9 @@ impl Session<'_> {
                     Some(_) => return None,
                     // `patient/456`, `Patient/456/`, ` Patient/456`: a server may read
                     // another patient where this service reads nothing; refuse, never guess.
-                    None => return Some(alternative),
+                    None if defined => return Some(alternative),
+                    // A URL, a path: an undefined parameter may take any text.
+                    None => return None,
                 }
             } else if bare_ids_are_patients {
                 alternative

@@ -16,6 +16,11 @@ use super::compartment::{SYSTEM_LEVEL, points_to_patients};
 use super::{Refusal, Session};
 use crate::decision::Reason;
 
+/// The most references a chain may follow (`a.b.c` follows two) under patient/ scopes. Each
+/// link is looked up in every type the one before may point to, so a longer chain is work
+/// that grows with its length and its targets; real searches chain two or three.
+const MAX_CHAINED_REFERENCES: usize = 6;
+
 impl Session<'_> {
     /// Refuses `_filter` (never read here), and on a search whose answer the compartment
     /// does not confine: a reverse chain (`_has`), `_list` and `_in`, and a chain that can
@@ -30,6 +35,14 @@ impl Session<'_> {
                 .is_some();
         for param in &self.request.params {
             let name = param.name.as_str();
+            if name.matches('.').count() > MAX_CHAINED_REFERENCES {
+                return Err(Refusal::new(
+                    Reason::UnsupportedRequest,
+                    format!(
+                        "search parameter {name} chains more than {MAX_CHAINED_REFERENCES} references, which patient/ scopes do not follow"
+                    ),
+                ));
+            }
             let base = name.split([':', '.']).next().unwrap_or_default();
             match base {
                 "_filter" => {
@@ -42,9 +55,12 @@ impl Session<'_> {
                 "_has" => self.check_reverse_chain(name, &param.value, patient)?,
                 // `_in` (R5) asks for membership in a List, Group or CareTeam, as `_list` does.
                 "_list" | "_in" if !confined => return Err(unconfined(name, resource_type)),
+                // No parameter every type shares is a reference: a chain on a search of every
+                // type begins with some types' own parameter, which a server may resolve on each.
                 _ if !confined
                     && name.contains('.')
-                    && self.chain_reaches_patients(resource_type, name) =>
+                    && (resource_type == SYSTEM_LEVEL
+                        || self.chain_reaches_patients(resource_type, name)) =>
                 {
                     return Err(unconfined(name, resource_type));
                 }

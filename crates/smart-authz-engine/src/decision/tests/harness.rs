@@ -470,6 +470,20 @@ impl Case {
         self
     }
 
+    /// Any check of the decision of the Bundle entry at `index`.
+    pub fn entry_expect(
+        mut self,
+        index: usize,
+        check: impl Fn(&Decision) -> Result<(), String> + 'static,
+    ) -> Self {
+        self.bundle_checks
+            .push(Box::new(move |bundle| match bundle.entries.get(index) {
+                Some(entry) => check(entry),
+                None => Err(format!("no entry {index}")),
+            }));
+        self
+    }
+
     // ---- running -------------------------------------------------------------------------
 
     fn token(&self) -> Result<TokenContext, String> {

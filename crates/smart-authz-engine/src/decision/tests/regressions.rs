@@ -359,6 +359,33 @@ pub fn cases() -> Vec<Case> {
             "request": {"method": "POST", "url": "Observation/_search?code=x"}
         }]}))
         .deny(Reason::UnsupportedRequest),
+        // FHIR R4 http.html §3.1.0.11.1 (Patch) in a Bundle: the entry's resource is the
+        // patch, a Binary (JSON Patch) or Parameters (FHIRPath Patch), not what it makes.
+        case(S2, "a JSON Patch entry carries a Binary")
+            .scopes("system/Observation.u")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": "W10="},
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .allow(),
+        case(S3P, "a FHIRPath Patch entry under patient/ scopes: what it writes is unseen")
+            .scopes("patient/Observation.u")
+            .patient("123")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": {"resourceType": "Parameters", "parameter": []},
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .allow()
+            .entry_expect(0, |decision| {
+                every_type_excluded_via(decision, "Observation", &["subject", "performer"])
+            }),
+        case(S2, "a PATCH entry whose resource is no patch is not read")
+            .scopes("system/Observation.u")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": obs_of("123"),
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .deny(Reason::UnsupportedRequest),
         case(
             S3P,
             "the same search entry by GET is allowed",
@@ -830,6 +857,65 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "?_has:MedicationRequest:medication:patient=Patient/456")
             .deny(Reason::UnsupportedRequest),
+        // No parameter every type shares is a reference: a chain's first link is some types'
+        // own, which a server may resolve on each of them (Slot's `schedule`).
+        case(S3P, "a chain on a search of every type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?schedule.actor=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain of seven references")
+            .scopes("patient/Location.rs")
+            .patient("123")
+            .line("GET", "Location?partof.partof.partof.partof.partof.partof.partof.name=x")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain as long as a request line may be, refused without being followed")
+            .scopes("patient/Location.rs")
+            .patient("123")
+            .line("GET", &format!("Location?{}name=x", "partof.".repeat(2_000)))
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain of six references is read")
+            .scopes("patient/Location.rs")
+            .patient("123")
+            .line("GET", "Location?partof.partof.partof.partof.partof.partof.name=x")
+            .allow(),
+        case(S3P, "a chain on a search of every type, even naming no one")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?subject.name=peter")
+            .deny(Reason::UnsupportedRequest),
+        // A parameter the version does not define (a server's own SearchParameter) still
+        // names a patient by a literal reference.
+        case(S3P, "an unknown parameter naming another patient on a type outside the compartment")
+            .scopes("patient/Practitioner.rs")
+            .patient("123")
+            .line("GET", "Practitioner?patient=Patient/456")
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "an unknown parameter naming another patient, the type in _type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_type=Practitioner&patient=Patient/456")
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "an unknown parameter naming another patient by an absolute reference")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?my-patient=https://ehr.example/fhir/Patient/456")
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "an unknown parameter naming the patient in context")
+            .scopes("patient/Practitioner.rs")
+            .patient("123")
+            .line("GET", "Practitioner?patient=Patient/123")
+            .allow(),
+        case(S3P, "an unknown parameter with a bare id or a URL names no patient")
+            .scopes("patient/Practitioner.rs")
+            .patient("123")
+            .line("GET", "Practitioner?custom=456&other=http://example.org/codes|x")
+            .allow(),
+        case(S3P, "a tag with a URL system on a search of every type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_tag=http://example.org/tags|x")
+            .allow(),
         case(S3P, "a reverse chain listing an outside type in _type")
             .scopes("patient/*.rs")
             .patient("123")
