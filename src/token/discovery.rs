@@ -57,8 +57,8 @@ pub enum DiscoveryError {
         /// The HTTP status.
         status: u16,
     },
-    /// The body is not a JSON object.
-    #[error("{document} is not a JSON object")]
+    /// The body is not a JSON object, or names a member twice.
+    #[error("{document} is not a JSON object, or names a member twice")]
     NotAnObject {
         /// Which document.
         document: &'static str,
@@ -161,7 +161,9 @@ pub fn read_document(
     issuer: &str,
     needs: Needs,
 ) -> Result<DiscoveredEndpoints, DiscoveryError> {
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+    // Strict: with a member named twice, `{"issuer": "other", "issuer": "<ours>"}` would
+    // pass the issuer check on the one value and mean the other.
+    let Ok(Value::Object(fields)) = crate::fhir::parse_strict(body) else {
         return Err(DiscoveryError::NotAnObject { document });
     };
     let issuer_required = document == OPENID_CONFIGURATION;

@@ -206,14 +206,17 @@ impl KeyMap {
 /// allow-list) it fits. Keys that cannot verify signatures (encryption keys, symmetric `oct`
 /// keys, unsupported types, key material no algorithm accepts) are skipped with a warning,
 /// so one odd key in an issuer's set does not lock every token out; a set with no usable
-/// key is an error.
+/// key is an error. A member named twice (`"use": "enc", "use": "sig"`) is refused with the
+/// set: which one the issuer meant is not this service's to guess.
 pub fn parse_jwks(text: &[u8], algorithms: &[Algorithm]) -> Result<KeyMap, JwksError> {
     #[derive(Deserialize)]
     struct RawJwkSet {
         keys: Vec<Value>,
     }
-    let set: RawJwkSet =
-        serde_json::from_slice(text).map_err(|error| JwksError::NotAJwkSet(error.to_string()))?;
+    let set: RawJwkSet = crate::fhir::parse_strict(text)
+        .map_err(|error| error.to_string())
+        .and_then(|value| serde_json::from_value(value).map_err(|error| error.to_string()))
+        .map_err(JwksError::NotAJwkSet)?;
     let keys: Vec<VerificationKey> = set
         .keys
         .into_iter()

@@ -93,6 +93,12 @@ fn a_document_must_name_the_configured_issuer() {
         read_document(SMART_CONFIGURATION, b"[]", issuer, ALL),
         Err(DiscoveryError::NotAnObject { .. })
     ));
+    // Named twice, `issuer` would pass the check on one value and mean the other.
+    let twice = br#"{"issuer": "https://evil.example", "issuer": "https://as.example", "jwks_uri": "https://evil.example/jwks"}"#;
+    assert!(matches!(
+        read_document(OPENID_CONFIGURATION, twice, issuer, ALL),
+        Err(DiscoveryError::NotAnObject { .. })
+    ));
 }
 
 #[test]

@@ -686,17 +686,23 @@ async fn routing_sends_each_token_to_the_right_place() {
     }
     assert_eq!(server.hits(PATH), 3);
     // A JWS whose `iss` cannot be read (none, an array, named twice) is no opaque token:
-    // refused, never sent to the opaque-token issuer.
-    for payload in [r#"{}"#, r#"{"iss":["a","b"]}"#, r#"{"iss":"a","iss":"b"}"#] {
+    // refused, never sent to the opaque-token issuer; nor is one whose header names `alg`
+    // twice.
+    for (header, payload) in [
+        (r#"{"alg":"RS256"}"#, r#"{}"#),
+        (r#"{"alg":"RS256"}"#, r#"{"iss":["a","b"]}"#),
+        (r#"{"alg":"RS256"}"#, r#"{"iss":"a","iss":"b"}"#),
+        (r#"{"alg":"RS256","alg":"RS256"}"#, r#"{}"#),
+    ] {
         use base64::Engine;
         let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
-        let token = format!("{}.{}.c2ln", encode(r#"{"alg":"RS256"}"#), encode(payload));
+        let token = format!("{}.{}.c2ln", encode(header), encode(payload));
         assert!(
             matches!(
                 authenticator.authenticate(&token).await,
                 Err(AuthError::Rejected(TokenError::Malformed(_)))
             ),
-            "{payload}"
+            "{header} {payload}"
         );
     }
     assert_eq!(server.hits(PATH), 3);

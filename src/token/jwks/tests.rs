@@ -43,6 +43,21 @@ fn a_set_without_usable_keys_is_an_error() {
         parse_jwks(b"[1,2]", &ASYMMETRIC),
         Err(JwksError::NotAJwkSet(_))
     ));
+    // A member named twice, in a key or in the set, is read no single way.
+    let twice = RSA_1.replacen("\"kty\"", "\"use\": \"enc\", \"kty\"", 1);
+    assert!(twice.contains("\"use\": \"enc\"") && twice.contains("\"use\": \"sig\""));
+    for set in [
+        set_of(&[&twice]),
+        format!("{{\"keys\":[],{}", &set_of(&[RSA_1])[1..]),
+    ] {
+        assert!(
+            matches!(
+                parse_jwks(set.as_bytes(), &ASYMMETRIC),
+                Err(JwksError::NotAJwkSet(_))
+            ),
+            "{set}"
+        );
+    }
 }
 
 #[test]
