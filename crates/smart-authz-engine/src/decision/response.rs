@@ -171,8 +171,18 @@ impl<'r> SearchMatches<'r> {
     }
 }
 
+/// Removes the Bundle's links of relation `last`; whether there were any.
+fn remove_last_link(bundle: &mut Map<String, Value>) -> bool {
+    let Some(Value::Array(links)) = bundle.get_mut("link") else {
+        return false;
+    };
+    let before = links.len();
+    links.retain(|link| link.get("relation").and_then(Value::as_str) != Some("last"));
+    links.len() != before
+}
+
 /// Parameters that make an answer carry resources of other types than the one searched.
-fn brings_other_types(request: &FhirRequest) -> bool {
+pub(crate) fn brings_other_types(request: &FhirRequest) -> bool {
     request.params.iter().any(|param| {
         let name = param.name.split(':').next().unwrap_or_default();
         matches!(name, "_include" | "_revinclude" | "_contained")
@@ -345,9 +355,19 @@ impl Engine {
         let mut verdicts = Vec::with_capacity(entries.len());
         // A status entry is kept reduced to what it may show ([`status_of`]).
         let mut statuses_reduced = false;
+        // The kept matches, as `total` counts them: where the search brings other resources
+        // an entry without a mode may be one of those, and is not counted.
+        let brings_other_types = search.is_some_and(|search| search.brings_other_types);
+        let mut shown = 0_usize;
         for (index, entry) in entries.into_iter().enumerate() {
             statuses_reduced |= statuses && entry.get("resource").is_none();
+            let mode = entry
+                .get("search")
+                .and_then(|search| search.get("mode"))
+                .and_then(Value::as_str);
+            let counted = mode == Some("match") || (mode.is_none() && !brings_other_types);
             let (entry, verdict) = self.judge_entry(token, entry, index, statuses, search);
+            shown += usize::from(verdict.kept && counted);
             if verdict.kept {
                 kept.push(entry);
             } else if statuses {
@@ -366,13 +386,13 @@ impl Engine {
         // matches this answer shows, none withheld, and there are some. Otherwise it would
         // tell how many resources of others matched (another page, `_summary=count`, an entry
         // withheld), and a total of 0 kept where any other goes would tell whether any did.
-        let shown = verdicts
-            .iter()
-            .filter(|verdict| verdict.kept && verdict.mode == EntryMode::Match)
-            .count();
         let vouched =
             shown > 0 && bundle.get("total").and_then(Value::as_u64) == u64::try_from(shown).ok();
-        let total_removed = (withheld > 0 || !vouched) && bundle.remove("total").is_some();
+        let count_hidden = withheld > 0 || !vouched;
+        let total_removed = count_hidden && bundle.remove("total").is_some();
+        // A `last` link's offset (`_getpagesoffset=39`) tells that count as well; `next`
+        // stays, for paging, and tells only that more may follow.
+        let last_removed = count_hidden && remove_last_link(&mut bundle);
         if withheld > 0 && bundle_type == "searchset" {
             kept.push(withheld_outcome());
         }
@@ -395,7 +415,11 @@ impl Engine {
             filtered: true,
             entries: verdicts,
             withheld,
-            rewritten: withheld > 0 || total_removed || issues_removed || statuses_reduced,
+            rewritten: withheld > 0
+                || total_removed
+                || last_removed
+                || issues_removed
+                || statuses_reduced,
             body: Value::Object(bundle),
         }
     }

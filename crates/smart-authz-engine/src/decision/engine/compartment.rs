@@ -25,6 +25,7 @@ impl Session<'_> {
         };
         if access == Access::Search {
             self.check_search_names_only(patient, resource_type)?;
+            self.check_others_not_trimmed(resource_type)?;
             grant.compartment = Some(format!("Patient/{patient}"));
             grant.compartment_params = compartment_params(resource_type, params);
             return Ok(());
@@ -200,6 +201,15 @@ impl Session<'_> {
                 format!("the stored {resource_type} belongs to another patient (Patient/{other})"),
             ));
         }
+        // A patient it names but not by id may be another (fail closed).
+        if let Some(mention) = stored.unidentified_patient(self.version(), resource_type) {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!(
+                    "the stored {resource_type} holds {mention}: it could be another patient's"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -240,6 +250,25 @@ impl Session<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// [`Self::check_not_trimmed`] for a search of a compartment type whose answer also
+    /// carries other resources (`_include`, `_revinclude`, `_contained`): the compartment
+    /// confines the matches, not those, and a trimmed one outside the compartment could hide
+    /// the patient it belongs to (`Observation?_include=Observation:focus&_summary=text`).
+    fn check_others_not_trimmed(&self, resource_type: &str) -> Result<(), Refusal> {
+        if self.policy.non_compartment_types == NonCompartmentAccess::Deny
+            || !crate::decision::response::brings_other_types(self.request)
+            || !self.trims_answers()
+        {
+            return Ok(());
+        }
+        Err(Refusal::new(
+            Reason::UnsupportedRequest,
+            format!(
+                "_elements and _summary are refused with _include, _revinclude or _contained on {resource_type} under patient/ scopes: a trimmed resource it brings could hide the patient it belongs to"
+            ),
+        ))
     }
 
     /// Whether the request asks for trimmed resources: `_elements`, or a `_summary` other

@@ -597,6 +597,46 @@ fn a_total_the_answer_does_not_show_is_removed() {
     );
     assert_eq!(filtered.withheld, 0);
     assert_eq!(filtered.body["total"], json!(1));
+    // An included entry the server left without a mode is no match to count.
+    let mut unmarked = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
+    unmarked["entry"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "resource": { "resourceType": "Patient", "id": "123" } }));
+    unmarked["total"] = json!(2);
+    let filtered = filter(
+        "patient/Observation.rs patient/Patient.rs",
+        "GET Observation?_include=Observation:subject",
+        unmarked,
+    );
+    assert_eq!(filtered.withheld, 0);
+    assert_eq!(filtered.body.get("total"), None);
+}
+
+/// A `last` link tells the count of every match as `total` would (its page offset); it
+/// goes where `total` goes, and the other links stay.
+#[test]
+fn a_last_link_goes_with_the_total() {
+    let mut page = searchset(vec![(observation("o1", "123", "laboratory"), "match")]);
+    page["total"] = json!(40);
+    page["link"] = json!([
+        { "relation": "self", "url": "https://fhir.example/Observation?_count=1" },
+        { "relation": "next", "url": "https://fhir.example?_getpages=x&_getpagesoffset=1&_count=1" },
+        { "relation": "last", "url": "https://fhir.example?_getpages=x&_getpagesoffset=39&_count=1" },
+    ]);
+    let filtered = filter("patient/Observation.rs", "GET Observation?_count=1", page.clone());
+    assert!(filtered.rewritten);
+    let relations: Vec<&str> = filtered.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| link["relation"].as_str().unwrap())
+        .collect();
+    assert_eq!(relations, ["self", "next"]);
+    // A whole answer, its total vouched for: the links stay as they were.
+    page["total"] = json!(1);
+    let filtered = filter("patient/Observation.rs", "GET Observation?_count=1", page);
+    assert_eq!(filtered.body["link"].as_array().unwrap().len(), 3);
 }
 
 /// `s` is what a search needs (SMART 2.2 §3.0.2): the matches of a token holding `s`

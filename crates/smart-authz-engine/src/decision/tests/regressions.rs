@@ -452,6 +452,59 @@ pub fn cases() -> Vec<Case> {
             ]
         }))
         .deny(Reason::OutsideCompartment),
+        // A resource outside the compartment that names a patient, but not by an id this
+        // service can read, may name another (fail closed).
+        case(S3P, "a stored Device whose patient is an identifier alone is denied")
+            .scopes("patient/Device.rs")
+            .patient("123")
+            .line("GET", "Device/d1")
+            .stored(json!({"resourceType": "Device", "id": "d1",
+                "patient": {"identifier": {"system": "urn:mrn", "value": "456"}, "display": "Jane Roe"}}))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a stored Device whose patient is a urn: reference is denied")
+            .scopes("patient/Device.rs")
+            .patient("123")
+            .line("GET", "Device/d1")
+            .stored(json!({"resourceType": "Device", "id": "d1",
+                "patient": {"reference": "urn:uuid:9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"}}))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a stored Binary whose securityContext is a contained Patient is denied")
+            .scopes("patient/Binary.rs")
+            .patient("123")
+            .line("GET", "Binary/b1")
+            .stored(json!({"resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+                "contained": [{"resourceType": "Patient", "id": "p", "name": [{"family": "Roe"}]}],
+                "securityContext": {"reference": "#p"}}))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a stored Device naming its owner by identifier alone is allowed")
+            .scopes("patient/Device.rs")
+            .patient("123")
+            .line("GET", "Device/d1")
+            .stored(json!({"resourceType": "Device", "id": "d1",
+                "owner": {"identifier": {"system": "urn:org", "value": "acme"}},
+                "patient": {"reference": "Patient/123"}}))
+            .allow(),
+        // Trimmed resources brought by a search hide whose they are (§3).
+        case(S3P, "an include with _summary on a compartment type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Observation?_include=Observation:focus&_summary=text")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a revinclude with _elements on a compartment type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Patient?_revinclude=Provenance:target&_elements=id")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "_summary without includes on a compartment type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Observation?_summary=text")
+            .allow(),
+        case(S3P, "an include with _summary=count, which brings no resources")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Observation?_include=Observation:focus&_summary=count")
+            .allow(),
         case(
             S5,
             "Device facts naming another patient through a search value are denied",

@@ -144,6 +144,67 @@ pub(super) fn unreadable_patient_link<'r>(
     None
 }
 
+/// The first mention in `resource` of a patient this service cannot identify, described:
+/// a contained Patient (a copy of some patient's record, `#p1` naming no patient of the
+/// server), a reference typed `Patient` without a literal `reference` (an `identifier` alone),
+/// or, in a reference parameter of `resource_type` that can target Patient, a reference with
+/// no literal target or a `urn:` one. On a resource outside the compartment each may be
+/// another patient's, and [`super::Resource::referenced_patients`] cannot tell.
+pub(super) fn unidentified_patient(
+    version: FhirVersion,
+    resource_type: &str,
+    resource: &Value,
+) -> Option<&'static str> {
+    let mut pending = vec![resource];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                let is_patient = |value: &Value| value.as_str() == Some("Patient");
+                if object.get("contained").and_then(Value::as_array).is_some_and(|contained| {
+                    contained
+                        .iter()
+                        .any(|resource| resource.get("resourceType").is_some_and(is_patient))
+                }) {
+                    return Some("a contained Patient");
+                }
+                if object.get("type").is_some_and(is_patient) && !object.contains_key("reference") {
+                    return Some("a Patient reference without a literal reference");
+                }
+                pending.extend(object.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    let typed = resource.get("resourceType").and_then(Value::as_str) == Some(resource_type);
+    let links = version
+        .tables()
+        .own_search_params(resource_type)
+        .iter()
+        .filter(|param| typed && param.targets_type("Patient"))
+        .filter_map(|param| version.expression(param.expression?).ok());
+    for expression in links {
+        for node in expression.evaluate(resource) {
+            let Value::Object(link) = node.value else {
+                continue;
+            };
+            let reference = link.get("reference").and_then(Value::as_str);
+            let typed_other = link
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|named| named != "Patient");
+            match reference {
+                None if !typed_other => return Some("a reference without a literal target"),
+                Some(reference) if reference.starts_with("urn:") => {
+                    return Some("a urn: reference");
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.
 fn is_valid_patient_id(id: &str) -> bool {
     is_valid_id(id)

@@ -175,6 +175,22 @@ impl Resource {
         }
     }
 
+    /// A mention of a patient this resource makes without naming one this service can
+    /// identify (a contained Patient, an `identifier`-only reference, a `urn:` one), read as
+    /// a `resource_type`; none from precomputed facts, which give only what they name.
+    pub fn unidentified_patient(
+        &self,
+        version: FhirVersion,
+        resource_type: &str,
+    ) -> Option<&'static str> {
+        match self {
+            Resource::Json(resource) => {
+                compartments::unidentified_patient(version, resource_type, resource)
+            }
+            Resource::Facts(_) => None,
+        }
+    }
+
     /// Ids of every Patient this resource is known to be about: its Patient compartments (as
     /// `resource_type` and as its own `resourceType`), every literal Patient reference
     /// anywhere in it (contained resources and the resources of a Bundle included), and the
