@@ -123,6 +123,25 @@ fn benchmarks(criterion: &mut Criterion) {
             })
         },
     );
+    // Writing the filtered answer back: anew, or keeping the server's text of what it kept
+    // (decimals' precision; the answer ext_proc and FilterResources send).
+    let answer = smart_authz::fhir::parse_strict(&bundle).unwrap();
+    let filtered = engine.filter_response(&token, &lab, answer).unwrap();
+    criterion.bench_function("write the filtered 100-entry Bundle anew", |bench| {
+        bench.iter(|| smart_authz::fhir::to_fhir_json(black_box(&filtered.body), bundle.len()))
+    });
+    criterion.bench_function(
+        "write the filtered 100-entry Bundle keeping the server's text",
+        |bench| {
+            bench.iter(|| {
+                smart_authz::fhir::to_fhir_json_keeping(
+                    black_box(&filtered.body),
+                    &bundle,
+                    &filtered.entry_sources,
+                )
+            })
+        },
+    );
 }
 
 /// A searchset of `entries` laboratory Observations, alternately of Patient/123 and 456.

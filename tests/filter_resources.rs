@@ -126,6 +126,32 @@ async fn a_search_answer_keeps_only_what_the_token_may_read() {
     server.stop().await;
 }
 
+/// A filtered answer is written anew, but what it keeps is the server's own text: a
+/// decimal's precision is part of its value in FHIR (`2.50` is not `2.5`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_resource_leaves_as_the_server_wrote_it() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let kept = r#"{"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "K"}, "subject": {"reference": "Patient/123"}, "valueQuantity": {"value": 4.50, "unit": "mmol/L"}}"#;
+    let answer = format!(
+        r#"{{"resourceType": "Bundle", "type": "searchset", "total": 2, "entry": [
+            {{"resource": {kept}, "search": {{"mode": "match"}}}},
+            {{"resource": {{"resourceType": "Observation", "id": "o2", "status": "final", "code": {{"text": "K"}}, "subject": {{"reference": "Patient/456"}}, "valueQuantity": {{"value": 3.10}}}}, "search": {{"mode": "match"}}}}
+        ]}}"#
+    );
+    let response = filter(
+        &server,
+        filter_request(&token, "GET Observation", answer.as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.withheld, 1);
+    let written = String::from_utf8(response.body).unwrap();
+    assert!(written.contains(kept), "{written}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_resource_of_another_patient_is_a_deny_with_no_body() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

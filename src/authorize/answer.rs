@@ -13,7 +13,7 @@ use super::{
     Unavailable, Verdict, parse_off_runtime,
 };
 use crate::decision::{Decision, FilteredResponse, Outcome};
-use crate::fhir::{FhirRequest, Interaction, parse_strict, to_fhir_json};
+use crate::fhir::{FhirRequest, Interaction, parse_strict, to_fhir_json_keeping};
 use crate::telemetry::metrics;
 
 /// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
@@ -262,13 +262,14 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
         withheld: 0,
         rewritten: false,
         body: Value::Null,
+        entry_sources: Vec::new(),
     }
 }
 
-/// The bytes to send back for an allowed `filtered` answer of `original_bytes`: `None` when
-/// they are the bytes the server sent (nothing withheld or removed, or the answer was not
-/// read).
-pub fn filtered_body(filtered: &FilteredResponse, original_bytes: usize) -> Option<Vec<u8>> {
+/// The bytes to send back for an allowed `filtered` answer of `original`: `None` when they
+/// are the bytes the server sent (nothing withheld or removed, or the answer was not read).
+/// What was kept keeps the server's text, decimals' precision included.
+pub fn filtered_body(filtered: &FilteredResponse, original: &[u8]) -> Option<Vec<u8>> {
     (filtered.is_allowed() && filtered.rewritten)
-        .then(|| to_fhir_json(&filtered.body, original_bytes))
+        .then(|| to_fhir_json_keeping(&filtered.body, original, &filtered.entry_sources))
 }

@@ -482,7 +482,7 @@ impl Exchange {
             Verdict::Refused(refusal) => refused(&refusal),
             Verdict::Public(_) => body_reply(None, 0),
             Verdict::Decided { decision, .. } if decision.is_allowed() => {
-                body_reply(filtered_body(&decision, body.body.len()), decision.withheld)
+                body_reply(filtered_body(&decision, &body.body), decision.withheld)
             }
             // The write is done (its status went out with the headers); only the resource it
             // returned is kept back. A 403 would tell the app it failed, and a retry would

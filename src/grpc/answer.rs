@@ -35,7 +35,7 @@ fn filtered_message(
     subject: Option<pb::Subject>,
 ) -> pb::FilterResourcesResponse {
     let body = if filtered.is_allowed() {
-        filtered_body(&filtered, original.len()).unwrap_or(original)
+        filtered_body(&filtered, &original).unwrap_or(original)
     } else {
         Vec::new()
     };

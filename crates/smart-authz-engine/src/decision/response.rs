@@ -94,6 +94,12 @@ pub struct FilteredResponse {
     pub rewritten: bool,
     /// The answer without the withheld entries' resources; `Null` on a deny.
     pub body: Value,
+    /// For a Bundle, where each entry of `body` comes from: the position of the answer's
+    /// entry it is, unchanged, or `None` for one the filter wrote (a status, an outcome).
+    /// Lets the answer be written with the server's own text of what it kept
+    /// ([`crate::fhir::to_fhir_json_keeping`]).
+    #[serde(skip)]
+    pub entry_sources: Vec<Option<usize>>,
 }
 
 impl FilteredResponse {
@@ -116,6 +122,7 @@ impl FilteredResponse {
             withheld: 0,
             rewritten: true,
             body: Value::Null,
+            entry_sources: Vec::new(),
         }
     }
 }
@@ -291,6 +298,7 @@ impl Engine {
                     withheld: 0,
                     rewritten: false,
                     body: Value::Object(object),
+                    entry_sources: Vec::new(),
                 });
             }
         }
@@ -314,6 +322,7 @@ impl Engine {
                     withheld: 0,
                     rewritten: false,
                     body: resource,
+                    entry_sources: Vec::new(),
                 }
             } else {
                 let (reason, message) = (verdict.reason, verdict.message.clone());
@@ -352,6 +361,7 @@ impl Engine {
             _ => Vec::new(),
         };
         let mut kept = Vec::with_capacity(entries.len());
+        let mut sources = Vec::with_capacity(entries.len());
         let mut verdicts = Vec::with_capacity(entries.len());
         // A status entry is kept reduced to what it may show ([`status_of`]).
         let mut statuses_reduced = false;
@@ -360,7 +370,8 @@ impl Engine {
         let brings_other_types = search.is_some_and(|search| search.brings_other_types);
         let mut shown = 0_usize;
         for (index, entry) in entries.into_iter().enumerate() {
-            statuses_reduced |= statuses && entry.get("resource").is_none();
+            let status_only = statuses && entry.get("resource").is_none();
+            statuses_reduced |= status_only;
             let mode = entry
                 .get("search")
                 .and_then(|search| search.get("mode"))
@@ -369,8 +380,11 @@ impl Engine {
             let (entry, verdict) = self.judge_entry(token, entry, index, statuses, search);
             shown += usize::from(verdict.kept && counted);
             if verdict.kept {
+                // Given back whole unless it was reduced to its status.
+                sources.push((!status_only).then_some(index));
                 kept.push(entry);
             } else if statuses {
+                sources.push(None);
                 kept.push(suppressed_status(&entry));
             }
             verdicts.push(verdict);
@@ -394,6 +408,7 @@ impl Engine {
         // stays, for paging, and tells only that more may follow.
         let last_removed = count_hidden && remove_last_link(&mut bundle);
         if withheld > 0 && bundle_type == "searchset" {
+            sources.push(None);
             kept.push(withheld_outcome());
         }
         if !kept.is_empty() {
@@ -421,6 +436,7 @@ impl Engine {
                 || issues_removed
                 || statuses_reduced,
             body: Value::Object(bundle),
+            entry_sources: sources,
         }
     }
 

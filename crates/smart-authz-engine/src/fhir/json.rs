@@ -8,6 +8,10 @@
 
 use std::fmt;
 
+mod keeping;
+
+pub use keeping::to_fhir_json_keeping;
+
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::map::Entry;

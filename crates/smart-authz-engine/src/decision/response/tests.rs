@@ -624,7 +624,11 @@ fn a_last_link_goes_with_the_total() {
         { "relation": "next", "url": "https://fhir.example?_getpages=x&_getpagesoffset=1&_count=1" },
         { "relation": "last", "url": "https://fhir.example?_getpages=x&_getpagesoffset=39&_count=1" },
     ]);
-    let filtered = filter("patient/Observation.rs", "GET Observation?_count=1", page.clone());
+    let filtered = filter(
+        "patient/Observation.rs",
+        "GET Observation?_count=1",
+        page.clone(),
+    );
     assert!(filtered.rewritten);
     let relations: Vec<&str> = filtered.body["link"]
         .as_array()
@@ -793,4 +797,46 @@ fn r5_bundle_issues_pass_only_plain() {
         .remove("contained");
     let filtered = filter("patient/Observation.rs", "GET Observation", answer);
     assert!(filtered.body.get("issues").is_some());
+}
+
+/// `entry_sources` names, for each entry of the filtered body, the answer's entry it is
+/// unchanged, or none: the writer copies the server's text of those it names, so an entry
+/// named there must be exactly the original one.
+#[test]
+fn every_entry_named_as_kept_is_the_original_entry() {
+    let search = searchset(vec![
+        (observation("o1", "123", "laboratory"), "match"),
+        (observation("o2", "456", "laboratory"), "match"),
+        (json!({ "resourceType": "Patient", "id": "123" }), "include"),
+    ]);
+    let batch = json!({
+        "resourceType": "Bundle", "type": "batch-response",
+        "entry": [
+            { "response": { "status": "201", "location": "Observation/o5/_history/1" } },
+            { "resource": observation("o2", "456", "laboratory"), "response": { "status": "200" } },
+            { "resource": observation("o1", "123", "laboratory"), "response": { "status": "200" } },
+        ],
+    });
+    for (line, answer, expected) in [
+        (
+            "GET Observation?_include=Observation:subject",
+            search,
+            vec![Some(0), Some(2), None],
+        ),
+        ("POST /", batch, vec![None, None, Some(2)]),
+    ] {
+        let filtered = filter(
+            "patient/Observation.cruds patient/Patient.r",
+            line,
+            answer.clone(),
+        );
+        assert_eq!(filtered.entry_sources, expected, "{line}");
+        let written = filtered.body["entry"].as_array().unwrap();
+        assert_eq!(written.len(), expected.len());
+        for (position, source) in filtered.entry_sources.iter().enumerate() {
+            if let Some(source) = source {
+                assert_eq!(written[position], answer["entry"][source], "{line}");
+            }
+        }
+    }
 }

@@ -160,11 +160,15 @@ pub(super) fn unidentified_patient(
         match value {
             Value::Object(object) => {
                 let is_patient = |value: &Value| value.as_str() == Some("Patient");
-                if object.get("contained").and_then(Value::as_array).is_some_and(|contained| {
-                    contained
-                        .iter()
-                        .any(|resource| resource.get("resourceType").is_some_and(is_patient))
-                }) {
+                if object
+                    .get("contained")
+                    .and_then(Value::as_array)
+                    .is_some_and(|contained| {
+                        contained
+                            .iter()
+                            .any(|resource| resource.get("resourceType").is_some_and(is_patient))
+                    })
+                {
                     return Some("a contained Patient");
                 }
                 if object.get("type").is_some_and(is_patient) && !object.contains_key("reference") {
