@@ -23,6 +23,16 @@ pub const IF_NONE_EXIST_HEADER: &str = "if-none-exist";
 /// The header that asks HAPI FHIR for a cascading delete (`_cascade` is its parameter twin).
 pub const CASCADE_HEADER: &str = "x-cascade";
 
+/// Whether a server may read the header named `given` as `name` (lower case, `-`
+/// separated): without case, and with `_` as `-`, as CGI, WSGI, Rack and PHP servers read it
+/// (`X_HTTP_Method_Override` is their `HTTP_X_HTTP_METHOD_OVERRIDE`).
+pub fn reads_as(given: &str, name: &str) -> bool {
+    given.len() == name.len()
+        && given.bytes().zip(name.bytes()).all(|(given, name)| {
+            given.to_ascii_lowercase() == name || (given == b'_' && name == b'-')
+        })
+}
+
 /// An HTTP request as the FHIR server receives it, relative to its FHIR base.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLine<'a> {
@@ -33,32 +43,45 @@ pub struct HttpLine<'a> {
 }
 
 impl<'a> HttpLine<'a> {
-    /// Reads the line into a FHIR request. `header` looks a request header up by its
-    /// lower-case name.
+    /// Reads the line into a FHIR request, with every request header (`headers`: name and
+    /// value, as given).
     ///
     /// A method override header that names another method is refused: some servers execute
     /// the overriding method rather than the request's own, so deciding on either could
-    /// allow what the server then does not run.
+    /// allow what the server then does not run. Every header a server may read as one of
+    /// these counts ([`reads_as`]: `X_HTTP_Method_Override` too), each of them: servers
+    /// differ in which one they honour.
     pub fn read<'h>(
         &self,
-        header: impl Fn(&str) -> Option<&'h str>,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)>,
     ) -> Result<FhirRequest, Refusal> {
-        // Every override header counts: servers differ in which one they honour.
-        if let Some(other) = METHOD_OVERRIDE_HEADERS
-            .iter()
-            .filter_map(|name| header(name))
-            .find(|method| !method.eq_ignore_ascii_case(self.method))
-        {
-            return Err(Refusal::InvalidRequest(format!(
-                "method override to {other:?} is not accepted: send the method itself"
-            )));
-        }
-        // HAPI's cascading deletes (`X-Cascade: delete`) remove every resource that
-        // references the one deleted, another patient's among them, unseen by the decision.
-        if header(CASCADE_HEADER).is_some() {
-            return Err(Refusal::InvalidRequest(
-                "x-cascade is not accepted: a cascading delete removes resources this service did not decide on".to_owned(),
-            ));
+        for (name, value) in headers {
+            if METHOD_OVERRIDE_HEADERS
+                .iter()
+                .any(|method| reads_as(name, method))
+                && !value.eq_ignore_ascii_case(self.method)
+            {
+                return Err(Refusal::InvalidRequest(format!(
+                    "method override to {value:?} is not accepted: send the method itself"
+                )));
+            }
+            // HAPI's cascading deletes (`X-Cascade: delete`) remove every resource that
+            // references the one deleted, another patient's among them, unseen by the
+            // decision.
+            if reads_as(name, CASCADE_HEADER) {
+                return Err(Refusal::InvalidRequest(
+                    "x-cascade is not accepted: a cascading delete removes resources this service did not decide on".to_owned(),
+                ));
+            }
+            // The faces read `If-None-Exist` by its name: a spelling only some servers read
+            // as it would hide a conditional create's search.
+            if reads_as(name, IF_NONE_EXIST_HEADER)
+                && !name.eq_ignore_ascii_case(IF_NONE_EXIST_HEADER)
+            {
+                return Err(Refusal::InvalidRequest(format!(
+                    "header {name} is not accepted: send If-None-Exist"
+                )));
+            }
         }
         parse_request_line(self.method, self.path)
             .map_err(|error| Refusal::InvalidRequest(format!("invalid FHIR request: {error}")))

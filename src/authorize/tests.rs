@@ -4,10 +4,6 @@ use super::*;
 use crate::decision::Reason;
 use crate::fhir::Interaction;
 
-fn no_headers(_: &str) -> Option<&'static str> {
-    None
-}
-
 #[test]
 fn each_refusal_has_one_label_and_one_status() {
     let token = Refusal::Token(TokenError::Expired);
@@ -79,17 +75,14 @@ fn an_http_line_is_read_into_a_fhir_request() {
         method: "GET",
         path: "Observation/o1",
     };
-    let request = line.read(no_headers).unwrap();
+    let request = line.read([]).unwrap();
     assert_eq!(request.interaction, Interaction::Read);
     assert_eq!(request.id.as_deref(), Some("o1"));
     let garbage = HttpLine {
         method: "GET",
         path: "Observation/1/2/3/4/5",
     };
-    assert!(matches!(
-        garbage.read(no_headers),
-        Err(Refusal::InvalidRequest(_))
-    ));
+    assert!(matches!(garbage.read([]), Err(Refusal::InvalidRequest(_))));
 }
 
 #[test]
@@ -98,29 +91,35 @@ fn a_method_override_to_another_method_is_refused() {
         method: "POST",
         path: "Observation/_search",
     };
+    // Any spelling a server may read as one: CGI, WSGI and PHP read `_` as `-`.
     for name in [
         "x-http-method-override",
         "x-http-method",
         "x-method-override",
+        "X-HTTP-Method-Override",
+        "X_HTTP_Method_Override",
+        "x_method-override",
     ] {
-        let refused = line.read(|header| (header == name).then_some("DELETE"));
+        let refused = line.read([("accept", "application/fhir+json"), (name, "DELETE")]);
         assert!(
             matches!(&refused, Err(Refusal::InvalidRequest(message)) if message.contains("DELETE")),
             "{name}: {refused:?}"
         );
     }
     // Every override header counts, not only the first one present.
-    let second = line.read(|header| match header {
-        "x-http-method-override" => Some("POST"),
-        "x-http-method" => Some("DELETE"),
-        _ => None,
-    });
+    let second = line.read([
+        ("x-http-method-override", "POST"),
+        ("x_http_method_override", "DELETE"),
+    ]);
     assert!(
         matches!(second, Err(Refusal::InvalidRequest(_))),
         "{second:?}"
     );
-    // Naming the request's own method changes nothing.
-    let same = line.read(|header| (header == "x-http-method-override").then_some("post"));
+    // Naming the request's own method changes nothing; nor does a name that only looks alike.
+    let same = line.read([
+        ("x-http-method-override", "post"),
+        ("x-http-methods", "DELETE"),
+    ]);
     assert_eq!(same.unwrap().interaction, Interaction::SearchType);
 }
 
@@ -130,20 +129,35 @@ fn a_cascading_delete_is_refused() {
         method: "DELETE",
         path: "Observation/o1",
     };
-    let refused = line.read(|header| (header == "x-cascade").then_some("delete"));
-    assert!(
-        matches!(&refused, Err(Refusal::InvalidRequest(message)) if message.contains("x-cascade")),
-        "{refused:?}"
-    );
-    assert!(line.read(|_| None).is_ok());
+    for name in ["x-cascade", "X_Cascade"] {
+        let refused = line.read([(name, "delete")]);
+        assert!(
+            matches!(&refused, Err(Refusal::InvalidRequest(message)) if message.contains("x-cascade")),
+            "{refused:?}"
+        );
+    }
+    assert!(line.read([]).is_ok());
     let in_query = HttpLine {
         method: "DELETE",
         path: "Observation/o1?_cascade=delete",
     };
-    assert!(matches!(
-        in_query.read(|_| None),
-        Err(Refusal::InvalidRequest(_))
-    ));
+    assert!(matches!(in_query.read([]), Err(Refusal::InvalidRequest(_))));
+}
+
+/// The faces read `If-None-Exist` by its name; another spelling a server may read as it
+/// would make a conditional create of what the service decides as a plain one.
+#[test]
+fn if_none_exist_is_read_only_by_its_name() {
+    let line = HttpLine {
+        method: "POST",
+        path: "Observation",
+    };
+    assert!(line.read([("If-None-Exist", "identifier=x|1")]).is_ok());
+    let refused = line.read([("if_none_exist", "identifier=x|1")]);
+    assert!(
+        matches!(&refused, Err(Refusal::InvalidRequest(message)) if message.contains("if_none_exist")),
+        "{refused:?}"
+    );
 }
 
 #[test]

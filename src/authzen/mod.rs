@@ -521,7 +521,10 @@ impl Face {
         let call = call.for_server(server);
         let line = HttpLine { method, path };
         let header = |name: &str| headers.get(name).map(String::as_str);
-        let mut request = line.read(header).map_err(|refusal| {
+        let all = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()));
+        let mut request = line.read(all).map_err(|refusal| {
             self.authorizer.refused(call, token, None, &refusal);
             answer::refused(&refusal)
         })?;

@@ -91,7 +91,11 @@ impl EnvoyAuthz {
             method: &http.method,
             path: relative,
         };
-        let mut request = match line.read(|name| http.headers.get(name).map(String::as_str)) {
+        let headers = http
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()));
+        let mut request = match line.read(headers) {
             Ok(request) => request,
             Err(refusal) => return Ok(self.refuse(call, raw_token, None, refusal)),
         };

@@ -321,7 +321,11 @@ impl Exchange {
             method,
             path: relative,
         };
-        let request = match line.read(header) {
+        let request = match line.read(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        ) {
             Ok(request) => request,
             Err(refusal) => {
                 self.authorizer.refused(call, raw_token, None, &refusal);

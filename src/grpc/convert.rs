@@ -88,7 +88,11 @@ pub(super) fn http_request<'m>(
         method: &http.method,
         path: &http.path,
     };
-    let mut request = line.read(|name| header(http, name)).map_err(|refusal| {
+    let headers = http
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()));
+    let mut request = line.read(headers).map_err(|refusal| {
         Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
     })?;
     add_search_body_only(&mut request, &http.body, |name| header(http, name)).map_err(
