@@ -413,6 +413,26 @@ async fn post_searches_are_decided_on_their_body_parameters() {
     // Not forwarded (or truncated): cannot be judged.
     denied_response(&envoy_check(&server, search(None, &[])).await, 403);
     ok_response(&envoy_check(&server, search(None, &[("content-length", "0")])).await);
+    // Cut at max_request_bytes with nothing more arrived yet, Envoy marks it whole: the
+    // declared length tells the rest (`&patient=Patient%2F456`) is still to come.
+    let first_part = "code=2345-7&patient=Patient%2F123";
+    let whole = first_part.len().to_string();
+    let longer = (first_part.len() + 25).to_string();
+    ok_response(
+        &envoy_check(
+            &server,
+            search(Some(first_part), &[("content-length", whole.as_str())]),
+        )
+        .await,
+    );
+    denied_response(
+        &envoy_check(
+            &server,
+            search(Some(first_part), &[("content-length", longer.as_str())]),
+        )
+        .await,
+        403,
+    );
     server.stop().await;
 }
 

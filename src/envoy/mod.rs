@@ -124,11 +124,7 @@ impl EnvoyAuthz {
         }
         // A write is decided on its whole body: a truncated one cannot show a second
         // patient or a conditional reference, which no constraint can stand in for.
-        let truncated = http
-            .headers
-            .get("x-envoy-auth-partial-body")
-            .is_some_and(|value| value == "true");
-        if truncated
+        if body_truncated(http)
             && matches!(
                 request.interaction,
                 Interaction::Create | Interaction::Update | Interaction::Patch
@@ -356,19 +352,35 @@ fn authority(http: &HttpRequest) -> &str {
 /// The forwarded body, unless Envoy truncated it (`allow_partial_message`): a partial
 /// resource proves nothing, so the decision then carries the constraints instead.
 fn request_body(http: &HttpRequest) -> Option<&[u8]> {
-    if http
-        .headers
-        .get("x-envoy-auth-partial-body")
-        .is_some_and(|value| value == "true")
-    {
-        return None;
-    }
-    let body = if http.raw_body.is_empty() {
+    let body = forwarded_body(http);
+    (!body.is_empty() && !body_truncated(http)).then_some(body)
+}
+
+fn forwarded_body(http: &HttpRequest) -> &[u8] {
+    if http.raw_body.is_empty() {
         http.body.as_bytes()
     } else {
         http.raw_body.as_slice()
-    };
-    (!body.is_empty()).then_some(body)
+    }
+}
+
+/// Whether Envoy forwarded less than the whole body: it says so (`allow_partial_message`
+/// sets `x-envoy-auth-partial-body: true`), or the length the request declares
+/// (`content-length`) is not what came. Envoy asks as soon as `max_request_bytes` have
+/// arrived, and marks a body cut there as whole when nothing more had arrived yet: the rest
+/// of a search's form (`&patient=Patient%2F456`) would reach the server unjudged. With no
+/// body forwarded at all (`with_request_body` unset) there is nothing to be partial.
+fn body_truncated(http: &HttpRequest) -> bool {
+    let flagged = http
+        .headers
+        .get("x-envoy-auth-partial-body")
+        .is_some_and(|value| value == "true");
+    let forwarded = forwarded_body(http).len();
+    let declared = http
+        .headers
+        .get("content-length")
+        .map(|length| length.trim().parse::<usize>());
+    flagged || (forwarded > 0 && declared.is_some_and(|declared| declared != Ok(forwarded)))
 }
 
 /// Parses forwarded JSON (a Bundle may be large).
