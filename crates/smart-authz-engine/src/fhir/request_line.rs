@@ -104,6 +104,11 @@ pub enum RequestLineError {
     /// A query item such as `=value`.
     #[error("empty parameter name in query item {item:?}")]
     EmptyParameterName { item: String },
+    /// A parameter name with a `+` or whitespace, which no FHIR parameter has and servers
+    /// read differently: a servlet container decodes `+` as a space, some trim what this
+    /// service would not (`_elements+=id` could be `_elements` to one and not to the other).
+    #[error("parameter name {name:?} holds a + or whitespace, which servers read differently")]
+    UnreadableParameterName { name: String },
     /// A `_method` parameter naming another method than the request's.
     #[error("_method={method:?} is not accepted: send the method itself")]
     MethodOverride { method: String },
@@ -290,6 +295,11 @@ fn parse_query_item(item: &str) -> Result<SearchParam, RequestLineError> {
         });
     }
     let name = percent_decode_component(raw_name)?;
+    if name.contains(|c: char| c == '+' || c.is_whitespace()) {
+        return Err(RequestLineError::UnreadableParameterName {
+            name: excerpt(&name),
+        });
+    }
     let value = percent_decode_component(raw_value)?;
     Ok(SearchParam { name, value })
 }

@@ -473,6 +473,21 @@ fn query_items_split_at_first_equals_and_skip_empty_items() {
 }
 
 #[test]
+fn query_rejects_names_servers_read_differently() {
+    for query in ["_elements+=id", "_summary%20=text", "%20code=x", "co%C2%A0de=1", "a+b=1"] {
+        assert!(
+            matches!(
+                parse_query(query),
+                Err(RequestLineError::UnreadableParameterName { .. })
+            ),
+            "{query}"
+        );
+    }
+    // A value keeps its `+` (a timezone offset).
+    assert!(parse_query("date=2020-01-01T00:00:00+01:00").is_ok());
+}
+
+#[test]
 fn query_rejects_empty_names_and_bad_encoding() {
     assert_eq!(
         parse_query("a=1&=2"),
