@@ -474,7 +474,13 @@ fn query_items_split_at_first_equals_and_skip_empty_items() {
 
 #[test]
 fn query_rejects_names_servers_read_differently() {
-    for query in ["_elements+=id", "_summary%20=text", "%20code=x", "co%C2%A0de=1", "a+b=1"] {
+    for query in [
+        "_elements+=id",
+        "_summary%20=text",
+        "%20code=x",
+        "co%C2%A0de=1",
+        "a+b=1",
+    ] {
         assert!(
             matches!(
                 parse_query(query),
@@ -765,6 +771,8 @@ proptest! {
     #[test]
     fn encoded_names_and_values_round_trip(name in "\\PC{1,12}", value in "\\PC{0,12}") {
         use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        // Names with a `+` or whitespace are refused (query_rejects_names_servers_read_differently).
+        prop_assume!(!name.contains(|c: char| c == '+' || c.is_whitespace()));
         let query = format!(
             "{}={}",
             utf8_percent_encode(&name, NON_ALPHANUMERIC),
