@@ -476,6 +476,30 @@ pub fn cases() -> Vec<Case> {
                 "contained": [{"resourceType": "Patient", "id": "p", "name": [{"family": "Roe"}]}],
                 "securityContext": {"reference": "#p"}}))
             .deny(Reason::OutsideCompartment),
+        case(S3P, "a profile of Patient names no patient")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "StructureDefinition/p")
+            .stored(json!({"resourceType": "StructureDefinition", "id": "p", "url": "http://x/p",
+                "name": "P", "status": "active", "kind": "resource", "abstract": false,
+                "type": "Patient", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient"}))
+            .allow(),
+        case(S3P, "a Library's data requirement on Patient names no patient")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Library/l")
+            .stored(json!({"resourceType": "Library", "id": "l", "status": "active",
+                "type": {"text": "logic-library"},
+                "dataRequirement": [{"type": "Patient"}, {"type": "Observation"}]}))
+            .allow(),
+        case(S3P, "a Patient reference by identifier alone, anywhere, may be another patient")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Library/l")
+            .stored(json!({"resourceType": "Library", "id": "l", "status": "active",
+                "type": {"text": "x"},
+                "subjectReference": {"type": "Patient", "identifier": {"value": "456"}}}))
+            .deny(Reason::OutsideCompartment),
         case(S3P, "a stored Device naming its owner by identifier alone is allowed")
             .scopes("patient/Device.rs")
             .patient("123")

@@ -171,7 +171,7 @@ pub(super) fn unidentified_patient(
                 {
                     return Some("a contained Patient");
                 }
-                if object.get("type").is_some_and(is_patient) && !object.contains_key("reference") {
+                if is_identifier_reference(object) && object.get("type").is_some_and(is_patient) {
                     return Some("a Patient reference without a literal reference");
                 }
                 pending.extend(object.values());
@@ -207,6 +207,21 @@ pub(super) fn unidentified_patient(
         }
     }
     None
+}
+
+/// Whether `object` is a Reference (FHIR R4 references.html) naming its target by an
+/// `identifier` alone: only Reference's own members, no `reference`. A profile's or a
+/// requirement's `type: "Patient"` (StructureDefinition, CapabilityStatement, a Library's
+/// `dataRequirement`) is no such reference.
+fn is_identifier_reference(object: &serde_json::Map<String, Value>) -> bool {
+    object.contains_key("identifier")
+        && !object.contains_key("reference")
+        && object.keys().all(|name| {
+            matches!(
+                name.as_str(),
+                "type" | "identifier" | "display" | "id" | "extension"
+            )
+        })
 }
 
 /// A Patient's own id is a member only when it could be referenced as `Patient/<id>`.
