@@ -192,7 +192,12 @@ fn remove_last_link(bundle: &mut Map<String, Value>) -> bool {
 pub(crate) fn brings_other_types(request: &FhirRequest) -> bool {
     request.params.iter().any(|param| {
         let name = param.name.split(':').next().unwrap_or_default();
-        matches!(name, "_include" | "_revinclude" | "_contained")
+        match name {
+            "_include" | "_revinclude" => true,
+            // `false`, the default, asks for no contained resources.
+            "_contained" => param.value != "false",
+            _ => false,
+        }
     })
 }
 

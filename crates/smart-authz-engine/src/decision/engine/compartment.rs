@@ -6,6 +6,7 @@ use crate::decision::{Grant, Reason};
 use crate::fhir::reference::parse_reference;
 use crate::fhir::tables::SearchParamDef;
 use crate::fhir::{FhirVersion, Interaction, Resource};
+use crate::smart::{Permission, ResourceSelector};
 
 /// The pseudo resource type under which a search across types checks its parameters.
 pub(super) const SYSTEM_LEVEL: &str = "Resource";
@@ -201,6 +202,17 @@ impl Session<'_> {
                 format!("the stored {resource_type} belongs to another patient (Patient/{other})"),
             ));
         }
+        // Trimmed (`_elements`, `_summary` in a body this service did not read), it may have
+        // lost the reference that names its patient (R4 search.html#summary: a server marks
+        // such a resource SUBSETTED).
+        if stored.is_subsetted() {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!(
+                    "the stored {resource_type} is trimmed (SUBSETTED): the reference naming its patient may be gone"
+                ),
+            ));
+        }
         // A patient it names but not by id may be another (fail closed).
         if let Some(mention) = stored.unidentified_patient(self.version(), resource_type) {
             return Err(Refusal::new(
@@ -256,10 +268,14 @@ impl Session<'_> {
     /// carries other resources (`_include`, `_revinclude`, `_contained`): the compartment
     /// confines the matches, not those, and a trimmed one outside the compartment could hide
     /// the patient it belongs to (`Observation?_include=Observation:focus&_summary=text`).
+    /// Only where one could pass: the token's patient/ scopes read some type outside the
+    /// compartment. An unread `POST` body is left to the check of the answer, which
+    /// withholds a resource outside the compartment marked trimmed (`SUBSETTED`).
     fn check_others_not_trimmed(&self, resource_type: &str) -> Result<(), Refusal> {
         if self.policy.non_compartment_types == NonCompartmentAccess::Deny
             || !crate::decision::response::brings_other_types(self.request)
             || !self.trims_answers()
+            || !self.reads_outside_compartment()
         {
             return Ok(());
         }
@@ -269,6 +285,21 @@ impl Session<'_> {
                 "_elements and _summary are refused with _include, _revinclude or _contained on {resource_type} under patient/ scopes: a trimmed resource it brings could hide the patient it belongs to"
             ),
         ))
+    }
+
+    /// Whether a patient/ scope of the token reads a type never in the Patient compartment.
+    fn reads_outside_compartment(&self) -> bool {
+        self.candidates.iter().any(|candidate| {
+            candidate.patient.is_some()
+                && candidate.scope.permissions.contains(Permission::Read)
+                && match &candidate.scope.resource {
+                    ResourceSelector::All => true,
+                    ResourceSelector::Type(resource_type) => self
+                        .version()
+                        .patient_compartment_params(resource_type)
+                        .is_none(),
+                }
+        })
     }
 
     /// Whether the request asks for trimmed resources: `_elements`, or a `_summary` other

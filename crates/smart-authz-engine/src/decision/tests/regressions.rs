@@ -519,6 +519,23 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Patient?_revinclude=Provenance:target&_elements=id")
             .deny(Reason::UnsupportedRequest),
+        case(S3P, "an include with _summary where no scope reads outside the compartment")
+            .scopes("patient/Observation.rs patient/Patient.rs")
+            .patient("123")
+            .line("GET", "Observation?_include=Observation:patient&_summary=true")
+            .allow(),
+        case(S3P, "_contained=false with _elements brings nothing")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Observation?_contained=false&_elements=id")
+            .allow(),
+        case(S3P, "a stored Device marked trimmed (SUBSETTED) is denied")
+            .scopes("patient/Device.rs")
+            .patient("123")
+            .line("GET", "Device/d1")
+            .stored(json!({"resourceType": "Device", "id": "d1",
+                "meta": {"tag": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}]}}))
+            .deny(Reason::OutsideCompartment),
         case(S3P, "_summary without includes on a compartment type")
             .scopes("patient/*.rs")
             .patient("123")

@@ -175,6 +175,23 @@ impl Resource {
         }
     }
 
+    /// Whether the resource is marked trimmed: a `meta.tag` with the code `SUBSETTED`
+    /// (R4 search.html#summary, its system `v3-ObservationValue`), which a server sets on a
+    /// resource `_summary` or `_elements` left incomplete.
+    pub fn is_subsetted(&self) -> bool {
+        let Resource::Json(resource) = self else {
+            return false;
+        };
+        resource
+            .get("meta")
+            .and_then(|meta| meta.get("tag"))
+            .and_then(Value::as_array)
+            .is_some_and(|tags| {
+                tags.iter()
+                    .any(|tag| tag.get("code").and_then(Value::as_str) == Some("SUBSETTED"))
+            })
+    }
+
     /// A mention of a patient this resource makes without naming one this service can
     /// identify (a contained Patient, an `identifier`-only reference, a `urn:` one), read as
     /// a `resource_type`; none from precomputed facts, which give only what they name.
