@@ -387,6 +387,21 @@ async fn a_conditional_create_is_decided_on_its_search() {
         ))
         .await;
     assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
+    // So is a header given twice in two spellings a server reads as one (CGI: `_` is `-`),
+    // even naming the request's own method both times.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[
+                ("x-http-method-override", "POST"),
+                ("x_http_method_override", "POST"),
+            ],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
     server.stop().await;
 }
 

@@ -45,6 +45,7 @@ pub use self::off_runtime::parse_off_runtime;
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
 pub use self::request::{
     HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, add_search_body, add_search_body_only,
+    reads_as,
 };
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};

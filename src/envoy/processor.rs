@@ -520,9 +520,12 @@ impl Exchange {
     }
 }
 
-/// The headers by lower-case name; a header this face reads, given twice, is refused.
+/// The headers by lower-case name; a header this face reads, given twice, is refused, in
+/// whatever spellings a server may read as it ([`crate::authorize::reads_as`]:
+/// `x_http_method_override` beside `x-http-method-override`).
 fn header_map(headers: &HttpHeaders) -> Result<HashMap<String, String>, Refusal> {
     let mut map = HashMap::new();
+    let mut read = std::collections::HashSet::new();
     let values = headers
         .headers
         .as_ref()
@@ -537,15 +540,17 @@ fn header_map(headers: &HttpHeaders) -> Result<HashMap<String, String>, Refusal>
             String::from_utf8(header.raw_value.clone())
                 .map_err(|_| Refusal::InvalidRequest(format!("header {name} is not UTF-8")))?
         };
-        let read_once = SINGLE_HEADERS.contains(&name.as_str())
-            || METHOD_OVERRIDE_HEADERS.contains(&name.as_str())
-            || name == "content-type"
-            || name == "content-encoding";
-        if map.insert(name.clone(), value).is_some() && read_once {
+        let spelled = name.replace('_', "-");
+        let read_once = SINGLE_HEADERS.contains(&spelled.as_str())
+            || METHOD_OVERRIDE_HEADERS.contains(&spelled.as_str())
+            || spelled == "content-type"
+            || spelled == "content-encoding";
+        if read_once && !read.insert(spelled) {
             return Err(Refusal::InvalidRequest(format!(
                 "header {name} is given twice"
             )));
         }
+        map.insert(name, value);
     }
     Ok(map)
 }
