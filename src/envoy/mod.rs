@@ -113,7 +113,11 @@ impl EnvoyAuthz {
         };
         let body = request_body(http);
         // `POST [type]/_search` carries its parameters in the body: read after the token.
-        let search_body = add_search_body(&mut request, body.unwrap_or_default(), |name| {
+        // Only with its length declared: a form Envoy cut at exactly `max_request_bytes`
+        // looks whole without one ([`body_truncated`]), and the rest of it (`&patient=...`)
+        // would reach the server unjudged. Without it the search is refused as unread.
+        let form = body.filter(|_| http.headers.contains_key("content-length"));
+        let search_body = add_search_body(&mut request, form.unwrap_or_default(), |name| {
             http.headers.get(name).map(String::as_str)
         });
         if let Err(refusal) = search_body {

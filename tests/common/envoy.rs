@@ -126,6 +126,9 @@ pub fn with_raw_body(mut request: CheckRequest, body: &str) -> CheckRequest {
         .and_then(|request| request.http.as_mut())
     {
         http.body = body.to_owned();
+        // Declared, as a client does (a form without its length is refused).
+        http.headers
+            .insert("content-length".to_owned(), body.len().to_string());
     }
     request
 }
