@@ -99,7 +99,8 @@ impl Session<'_> {
     /// Whether the chain `chain` (`subject.name`, `source:Device.patient.name`) on
     /// `resource_type` can read a patient's records: through a type in the Patient
     /// compartment (Patient included), or a type outside it that can point to a Patient (R4
-    /// Device, Task), at any step. An unknown link reaches nothing a server reads.
+    /// Device, Task), at any step. A link the version does not define (a server's own
+    /// SearchParameter) may reach anything, patients included (fail closed).
     fn chain_reaches_patients(&self, resource_type: &str, chain: &str) -> bool {
         let version = self.version();
         let Some((link, rest)) = chain.split_once('.') else {
@@ -110,7 +111,7 @@ impl Session<'_> {
             None => (link, None),
         };
         let Some(definition) = version.search_param(resource_type, link) else {
-            return false;
+            return true;
         };
         definition
             .targets

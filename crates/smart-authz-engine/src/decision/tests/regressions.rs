@@ -995,6 +995,11 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Observation?my-patient=https://ehr.example/fhir/Patient/456")
             .deny(Reason::OutsideCompartment),
+        case(S3P, "a chain through a parameter the version does not define, outside the compartment")
+            .scopes("patient/Practitioner.rs")
+            .patient("123")
+            .line("GET", "Practitioner?my-patient.name=Smith")
+            .deny(Reason::UnsupportedRequest),
         case(S3P, "an unknown parameter naming the patient in context")
             .scopes("patient/Practitioner.rs")
             .patient("123")
