@@ -149,6 +149,26 @@ async fn a_kept_resource_leaves_as_the_server_wrote_it() {
     assert_eq!(response.withheld, 1);
     let written = String::from_utf8(response.body).unwrap();
     assert!(written.contains(kept), "{written}");
+
+    // A large answer (judged and written on the blocking pool) the same.
+    let entries: Vec<String> = (0..600)
+        .map(|index| {
+            let patient = if index % 2 == 0 { "123" } else { "456" };
+            format!(
+                r#"{{"resource": {{"resourceType": "Observation", "id": "o{index}", "status": "final", "code": {{"text": "K"}}, "subject": {{"reference": "Patient/{patient}"}}, "valueQuantity": {{"value": 4.50}}}}, "search": {{"mode": "match"}}}}"#
+            )
+        })
+        .collect();
+    let large = format!(
+        r#"{{"resourceType": "Bundle", "type": "searchset", "entry": [{}]}}"#,
+        entries.join(",")
+    );
+    assert!(large.len() > 64 * 1024);
+    let request = filter_request(&token, "GET Observation", large.as_bytes());
+    let response = filter(&server, request).await.unwrap();
+    assert_eq!(response.withheld, 300);
+    let written = String::from_utf8(response.body).unwrap();
+    assert_eq!(written.matches(r#""value": 4.50"#).count(), 300);
     server.stop().await;
 }
 

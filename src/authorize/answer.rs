@@ -8,12 +8,14 @@
 
 use serde_json::Value;
 
+use super::off_runtime::BLOCKING_PARSE_BYTES;
 use super::{
     Admission, Admitted, AnswerProblem, Authorizer, Call, FhirServer, HttpLine, Refusal,
-    Unavailable, Verdict, parse_off_runtime,
+    Unavailable, Verdict,
 };
-use crate::decision::{Decision, FilteredResponse, Outcome};
+use crate::decision::{Decision, Engine, FilteredResponse, Outcome};
 use crate::fhir::{FhirRequest, Interaction, parse_strict, to_fhir_json_keeping};
+use crate::smart::TokenContext;
 use crate::telemetry::metrics;
 
 /// Default of [`Authorizer::with_max_answer_bytes`] (`[response_filter] max_body_bytes`).
@@ -185,29 +187,50 @@ impl Authorizer {
             admitted.refuse(Some(check.request), refusal.clone());
             return Ok(Verdict::Refused(refusal));
         }
-        let answer = match parse_off_runtime(check.body, parse_strict).await {
-            Some(Ok(answer)) => answer,
-            failed => {
-                let detail = match failed {
-                    Some(Err(error)) => error.to_string(),
-                    _ => "parsing was cancelled".to_owned(),
-                };
-                let refusal = Refusal::Answer(
-                    AnswerProblem::Unreadable,
-                    format!("the answer is not JSON the service reads: {detail}"),
-                );
-                admitted.refuse(Some(check.request), refusal.clone());
-                return Ok(Verdict::Refused(refusal));
-            }
+        // Parsed and judged together, on the blocking pool when large: both take
+        // milliseconds for a Bundle of thousands of entries, which the runtime must not.
+        let judged = if check.body.len() <= BLOCKING_PARSE_BYTES {
+            judge(
+                admitted.engine,
+                admitted.context(),
+                check.request,
+                check.body,
+            )
+        } else {
+            let engine = admitted.engine.clone();
+            let context = admitted.context().clone();
+            let request = check.request.clone();
+            let body = check.body.to_vec();
+            tokio::task::spawn_blocking(move || judge(&engine, &context, &request, &body))
+                .await
+                .unwrap_or_else(|_| Err("judging the answer was cancelled".to_owned()))
         };
-        Ok(admitted.filter(check.request, answer))
+        Ok(admitted.filtered(check.request, judged))
     }
 }
 
+/// Parses `body` strictly and filters it for `context`; why not, as a refusal's text.
+fn judge(
+    engine: &Engine,
+    context: &TokenContext,
+    request: &FhirRequest,
+    body: &[u8],
+) -> Result<FilteredResponse, String> {
+    let answer = parse_strict(body)
+        .map_err(|error| format!("the answer is not JSON the service reads: {error}"))?;
+    engine
+        .filter_response(context, request, answer)
+        .map_err(|error| error.to_string())
+}
+
 impl Admitted<'_> {
-    /// Filters a parsed answer; one event, with the withheld entries counted.
-    fn filter(self, request: &FhirRequest, answer: Value) -> Verdict<FilteredResponse> {
-        match self.engine.filter_response(self.context(), request, answer) {
+    /// The event of a judged answer, with the withheld entries counted.
+    fn filtered(
+        self,
+        request: &FhirRequest,
+        judged: Result<FilteredResponse, String>,
+    ) -> Verdict<FilteredResponse> {
+        match judged {
             Ok(filtered) => {
                 metrics::record_withheld(self.call.rpc, filtered.withheld);
                 self.report(
@@ -222,7 +245,7 @@ impl Admitted<'_> {
                 }
             }
             Err(error) => {
-                let refusal = Refusal::Answer(AnswerProblem::Unreadable, error.to_string());
+                let refusal = Refusal::Answer(AnswerProblem::Unreadable, error);
                 self.refuse(Some(request), refusal.clone());
                 Verdict::Refused(refusal)
             }
@@ -272,4 +295,22 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
 pub fn filtered_body(filtered: &FilteredResponse, original: &[u8]) -> Option<Vec<u8>> {
     (filtered.is_allowed() && filtered.rewritten)
         .then(|| to_fhir_json_keeping(&filtered.body, original, &filtered.entry_sources))
+}
+
+/// [`filtered_body`], on the blocking pool when the answer is large, as it was judged there.
+/// Takes the filtered body out of `filtered` (it is written, not copied, there). `None`
+/// when that task was cancelled (the runtime stopping): nothing may then be sent.
+pub async fn filtered_body_off_runtime(
+    filtered: &mut FilteredResponse,
+    original: &[u8],
+) -> Option<Option<Vec<u8>>> {
+    if original.len() <= BLOCKING_PARSE_BYTES || !(filtered.is_allowed() && filtered.rewritten) {
+        return Some(filtered_body(filtered, original));
+    }
+    let body = std::mem::take(&mut filtered.body);
+    let sources = std::mem::take(&mut filtered.entry_sources);
+    let original = original.to_vec();
+    tokio::task::spawn_blocking(move || Some(to_fhir_json_keeping(&body, &original, &sources)))
+        .await
+        .ok()
 }

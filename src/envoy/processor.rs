@@ -49,7 +49,7 @@ use super::response::operation_outcome;
 use crate::authorize::{
     AnswerAhead, AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, Capacity,
     FhirServer, HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable,
-    Verdict, decision_status, filtered_body, request_id,
+    Verdict, decision_status, filtered_body_off_runtime, request_id,
 };
 use crate::decision::{Decision, FilteredResponse};
 use crate::fhir::{FhirRequest, Interaction};
@@ -485,8 +485,11 @@ impl Exchange {
         let reply = match verdict {
             Verdict::Refused(refusal) => refused(&refusal),
             Verdict::Public(_) => body_reply(None, 0),
-            Verdict::Decided { decision, .. } if decision.is_allowed() => {
-                body_reply(filtered_body(&decision, &body.body), decision.withheld)
+            Verdict::Decided { mut decision, .. } if decision.is_allowed() => {
+                match filtered_body_off_runtime(&mut decision, &body.body).await {
+                    Some(written) => body_reply(written, decision.withheld),
+                    None => return Err(Status::unavailable("the service is stopping")),
+                }
             }
             // The write is done (its status went out with the headers); only the resource it
             // returned is kept back. A 403 would tell the app it failed, and a retry would

@@ -5,12 +5,12 @@ use tonic::Status;
 
 use super::convert::{outcome, reason, refusal_status, subject, token_reason};
 use super::pb;
-use crate::authorize::{Refusal, Verdict, filtered_body};
+use crate::authorize::{Refusal, Verdict, filtered_body_off_runtime};
 use crate::decision::{EntryMode, EntryVerdict, FilteredResponse};
 
 /// A refused token is a deny with the token's reason; any other refusal (an answer too
 /// large or unreadable) is a gRPC error with the refusal's code, never an allow.
-pub fn filter_response(
+pub async fn filter_response(
     verdict: Verdict<FilteredResponse>,
     original: Vec<u8>,
 ) -> Result<pb::FilterResourcesResponse, Status> {
@@ -22,24 +22,27 @@ pub fn filter_response(
             ..pb::FilterResourcesResponse::default()
         }),
         Verdict::Refused(refusal) => Err(refusal_status(&refusal)),
-        Verdict::Public(filtered) => Ok(filtered_message(filtered, original, None)),
+        Verdict::Public(filtered) => filtered_message(filtered, original, None).await,
         Verdict::Decided { decision, token } => {
-            Ok(filtered_message(decision, original, Some(subject(&token))))
+            filtered_message(decision, original, Some(subject(&token))).await
         }
     }
 }
 
-fn filtered_message(
-    filtered: FilteredResponse,
+async fn filtered_message(
+    mut filtered: FilteredResponse,
     original: Vec<u8>,
     subject: Option<pb::Subject>,
-) -> pb::FilterResourcesResponse {
+) -> Result<pb::FilterResourcesResponse, Status> {
     let body = if filtered.is_allowed() {
-        filtered_body(&filtered, &original).unwrap_or(original)
+        filtered_body_off_runtime(&mut filtered, &original)
+            .await
+            .ok_or_else(|| Status::unavailable("the service is stopping"))?
+            .unwrap_or(original)
     } else {
         Vec::new()
     };
-    pb::FilterResourcesResponse {
+    Ok(pb::FilterResourcesResponse {
         decision: outcome(filtered.outcome) as i32,
         reason: reason(filtered.reason) as i32,
         message: filtered.message,
@@ -50,7 +53,7 @@ fn filtered_message(
         subject,
         // Set by the service from the request.
         request_id: String::new(),
-    }
+    })
 }
 
 fn entry(verdict: EntryVerdict) -> pb::EntryVerdict {

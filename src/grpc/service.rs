@@ -135,7 +135,7 @@ impl AuthzGrpc {
             body: &body,
         };
         let verdict = self.authorizer.filter_answer(call, server, check).await?;
-        let mut response = answer::filter_response(verdict, body)?;
+        let mut response = answer::filter_response(verdict, body).await?;
         response.request_id.clone_from(&message.request_id);
         Ok(Response::new(response))
     }
