@@ -489,6 +489,15 @@ async fn single_writes_are_decided_on_everything_the_server_will_use() {
         Some(&own),
     );
     denied_response(&envoy_check(&server, truncated).await, 403);
+    // Cut where Envoy did not say so: the declared length tells.
+    let declared_longer = check_request(
+        "POST",
+        "/fhir/R4/Observation",
+        Some(&token),
+        &[("content-length", "100000")],
+        Some(&own),
+    );
+    denied_response(&envoy_check(&server, declared_longer).await, 403);
     let second_override = check_request(
         "GET",
         "/fhir/R4/Observation/1",

@@ -115,9 +115,15 @@ impl EnvoyAuthz {
         // `POST [type]/_search` carries its parameters in the body: read after the token.
         // Only with its length declared: a form Envoy cut at exactly `max_request_bytes`
         // looks whole without one ([`body_truncated`]), and the rest of it (`&patient=...`)
-        // would reach the server unjudged. Without it the search is refused as unread.
-        let form = body.filter(|_| http.headers.contains_key("content-length"));
-        let search_body = add_search_body(&mut request, form.unwrap_or_default(), |name| {
+        // would reach the server unjudged.
+        let declared = http.headers.contains_key("content-length");
+        if request.has_unread_search_body() && body.is_some() && !declared {
+            let refusal = Refusal::BodyRequired(
+                "a search's form body must declare its content-length: without one, a body cut at with_request_body.max_request_bytes cannot be told from a whole one".to_owned(),
+            );
+            return Ok(answer_refusal(admitted, &request, refusal));
+        }
+        let search_body = add_search_body(&mut request, body.unwrap_or_default(), |name| {
             http.headers.get(name).map(String::as_str)
         });
         if let Err(refusal) = search_body {

@@ -102,6 +102,11 @@ impl Session<'_> {
     /// Device, Task), at any step. A link the version does not define (a server's own
     /// SearchParameter) may reach anything, patients included (fail closed).
     fn chain_reaches_patients(&self, resource_type: &str, chain: &str) -> bool {
+        // A reverse chain at its end (`practitioner._has:Observation:performer:patient=`)
+        // reads other resources, as one on its own would (R4 search.html#has).
+        if chain.contains("_has:") {
+            return true;
+        }
         let version = self.version();
         let Some((link, rest)) = chain.split_once('.') else {
             return false;

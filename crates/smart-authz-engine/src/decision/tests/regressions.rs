@@ -500,6 +500,14 @@ pub fn cases() -> Vec<Case> {
                 "type": {"text": "x"},
                 "subjectReference": {"type": "Patient", "identifier": {"value": "456"}}}))
             .deny(Reason::OutsideCompartment),
+        case(S3P, "a Patient reference by display alone, with a primitive extension")
+            .scopes("patient/Binary.rs")
+            .patient("123")
+            .line("GET", "Binary/b1")
+            .stored(json!({"resourceType": "Binary", "id": "b1", "contentType": "application/pdf",
+                "securityContext": {"type": "Patient", "display": "Jane Roe",
+                    "_display": {"extension": [{"url": "http://x", "valueString": "y"}]}}}))
+            .deny(Reason::OutsideCompartment),
         case(S3P, "a stored Device naming its owner by identifier alone is allowed")
             .scopes("patient/Device.rs")
             .patient("123")
@@ -999,6 +1007,11 @@ pub fn cases() -> Vec<Case> {
             .scopes("patient/Practitioner.rs")
             .patient("123")
             .line("GET", "Practitioner?my-patient.name=Smith")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain ending in a reverse chain, outside the compartment")
+            .scopes("patient/PractitionerRole.rs")
+            .patient("123")
+            .line("GET", "PractitionerRole?practitioner._has:Observation:performer:patient=Patient/456")
             .deny(Reason::UnsupportedRequest),
         case(S3P, "an unknown parameter naming the patient in context")
             .scopes("patient/Practitioner.rs")

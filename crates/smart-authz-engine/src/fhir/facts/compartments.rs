@@ -209,16 +209,20 @@ pub(super) fn unidentified_patient(
     None
 }
 
-/// Whether `object` is a Reference (FHIR R4 references.html) naming its target by an
-/// `identifier` alone: only Reference's own members, no `reference`. A profile's or a
-/// requirement's `type: "Patient"` (StructureDefinition, CapabilityStatement, a Library's
+/// Whether `object` is a Reference (FHIR R4 references.html) naming its target without a
+/// literal `reference`, by an `identifier` or a `display`: only Reference's own members
+/// (their primitive extensions, `_display`, included). A profile's or a requirement's
+/// `type: "Patient"` (StructureDefinition, CapabilityStatement, a Library's
 /// `dataRequirement`) is no such reference.
 fn is_identifier_reference(object: &serde_json::Map<String, Value>) -> bool {
-    object.contains_key("identifier")
+    let names_someone = ["identifier", "display", "_display"]
+        .iter()
+        .any(|name| object.contains_key(*name));
+    names_someone
         && !object.contains_key("reference")
         && object.keys().all(|name| {
             matches!(
-                name.as_str(),
+                name.trim_start_matches('_'),
                 "type" | "identifier" | "display" | "id" | "extension"
             )
         })
