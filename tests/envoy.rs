@@ -378,34 +378,18 @@ async fn post_searches_are_decided_on_their_body_parameters() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
     let token = issuer.patient_token("patient/Observation.rs", "123");
-    // A form's length is declared, as clients do, unless `headers` say otherwise.
     let search = |body: Option<&str>, headers: &[(&str, &str)]| {
-        let length = body.map(|body| body.len().to_string());
-        let mut headers = headers.to_vec();
-        if let Some(length) = &length
-            && !headers.iter().any(|(name, _)| *name == "content-length")
-        {
-            headers.push(("content-length", length));
-        }
-        let mut request = check_request(
+        let request = check_request(
             "POST",
             "/fhir/R4/Observation/_search",
             Some(&token),
-            &headers,
+            headers,
             None,
         );
-        let http = request
-            .attributes
-            .as_mut()
-            .unwrap()
-            .request
-            .as_mut()
-            .unwrap()
-            .http
-            .as_mut()
-            .unwrap();
-        http.body = body.unwrap_or_default().to_owned();
-        request
+        match body {
+            Some(body) => with_raw_body(request, body),
+            None => request,
+        }
     };
     ok_response(
         &envoy_check(
@@ -443,18 +427,7 @@ async fn post_searches_are_decided_on_their_body_parameters() {
     );
     // Without a declared length (chunked, or HTTP/2 without one) the cut cannot be seen.
     let mut undeclared = search(Some(first_part), &[]);
-    undeclared
-        .attributes
-        .as_mut()
-        .unwrap()
-        .request
-        .as_mut()
-        .unwrap()
-        .http
-        .as_mut()
-        .unwrap()
-        .headers
-        .remove("content-length");
+    http_of(&mut undeclared).headers.remove("content-length");
     denied_response(&envoy_check(&server, undeclared).await, 403);
     server.stop().await;
 }

@@ -117,18 +117,23 @@ pub fn denied_response(response: &CheckResponse, http_status: u16) -> (HashMap<&
     (headers, body)
 }
 
-/// The raw body a client sent, as Envoy forwards it.
+/// The raw body a client sent, as Envoy forwards it, its `content-length` declared as a
+/// client does (a form without its length is refused) unless the request already has one.
 pub fn with_raw_body(mut request: CheckRequest, body: &str) -> CheckRequest {
-    if let Some(http) = request
+    let http = http_of(&mut request);
+    http.body = body.to_owned();
+    http.headers
+        .entry("content-length".to_owned())
+        .or_insert_with(|| body.len().to_string());
+    request
+}
+
+/// The HTTP request of a `CheckRequest` made by [`check_request`].
+pub fn http_of(request: &mut CheckRequest) -> &mut HttpRequest {
+    request
         .attributes
         .as_mut()
         .and_then(|attributes| attributes.request.as_mut())
         .and_then(|request| request.http.as_mut())
-    {
-        http.body = body.to_owned();
-        // Declared, as a client does (a form without its length is refused).
-        http.headers
-            .insert("content-length".to_owned(), body.len().to_string());
-    }
-    request
+        .expect("check_request makes an HTTP request")
 }
