@@ -146,8 +146,8 @@ pub(super) fn unreadable_patient_link<'r>(
 
 /// The first mention in `resource` of a patient this service cannot identify, described:
 /// a contained Patient (a copy of some patient's record, `#p1` naming no patient of the
-/// server), a reference typed `Patient` without a literal `reference` (an `identifier` alone),
-/// or, in a reference parameter of `resource_type` that can target Patient, a reference with
+/// server), a reference typed `Patient` without a literal `reference` (by `identifier` or
+/// `display` alone), or, in a reference parameter of `resource_type` that can target Patient, a reference with
 /// no literal target or a `urn:` one. On a resource outside the compartment each may be
 /// another patient's, and [`super::Resource::referenced_patients`] cannot tell.
 pub(super) fn unidentified_patient(
