@@ -5,7 +5,8 @@
 //! Entries are keyed by the SHA-256 of the token, so the cache never holds a usable
 //! credential. An accepted token ([`CachedVerdict::Active`]) lives until its `exp`
 //! (RFC 7519 §4.1.4) or the maximum TTL of its path, whichever comes first: `max_ttl_secs`
-//! for local JWTs (a revoked key or changed configuration is noticed within it),
+//! for local JWTs (a changed configuration is noticed within it; a key withdrawn from an
+//! issuer's set empties the cache at once, [`TokenCache::emptier`]),
 //! `introspection_max_ttl_secs` for introspected tokens (a revocation at the issuer is seen
 //! within it, RFC 7662 §4). A refused token ([`CachedVerdict::Refused`]) lives
 //! `negative_ttl_secs`, so a flood of bad tokens reaches neither the CPU-heavy verification
@@ -270,6 +271,14 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
+    /// A function that empties the cache: every token is judged again on its next call.
+    /// For a key withdrawn from an issuer's set, whose cached tokens must not outlive it
+    /// (moka's `invalidate_all`: constant time, the entries go as they are next read).
+    pub fn emptier(&self) -> impl Fn() + Send + Sync + 'static {
+        let entries = self.entries.clone();
+        move || entries.invalidate_all()
+    }
+
     /// An empty cache bounded by `config.max_bytes`, with the TTLs of `config`.
     pub fn new(config: &CacheConfig) -> Self {
         let counters = Arc::new(Counters::default());

@@ -75,6 +75,25 @@ pub struct VerificationKey {
 }
 
 impl VerificationKey {
+    /// Whether `other` is this key: the same `kid` and the same key material.
+    pub fn is_same_key(&self, other: &VerificationKey) -> bool {
+        use jsonwebtoken::DecodingKeyKind;
+        let same_material = match (self.decoding_key.kind(), other.decoding_key.kind()) {
+            (DecodingKeyKind::SecretOrDer(mine), DecodingKeyKind::SecretOrDer(theirs)) => {
+                mine == theirs
+            }
+            (
+                DecodingKeyKind::RsaModulusExponent { n, e },
+                DecodingKeyKind::RsaModulusExponent {
+                    n: other_n,
+                    e: other_e,
+                },
+            ) => n == other_n && e == other_e,
+            _ => false,
+        };
+        self.key_id == other.key_id && same_material
+    }
+
     /// Whether this key may verify a signature made with `algorithm`: same family, the
     /// JWK `alg` (if any) equal to it, and the matching curve (RFC 8725 §3.1: the key, not
     /// the token, decides the algorithm).
@@ -327,6 +346,8 @@ pub struct KeySet {
     current: RwLock<Option<Arc<KeyMap>>>,
     refresh: tokio::sync::Mutex<RefreshState>,
     fetches: std::sync::atomic::AtomicU64,
+    /// Called when a reload drops a key the set held ([`KeySet::on_withdrawal`]).
+    withdrawal: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -371,6 +392,7 @@ impl KeySet {
             current: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             fetches: std::sync::atomic::AtomicU64::new(0),
+            withdrawal: std::sync::OnceLock::new(),
         })
     }
 
@@ -432,10 +454,28 @@ impl KeySet {
         }
     }
 
+    /// `notify` is called each time a reload drops a key the set held: tokens verified with
+    /// it, and cached, must go too (the authenticator empties its cache). Set once.
+    pub fn on_withdrawal(&self, notify: impl Fn() + Send + Sync + 'static) {
+        let _ = self.withdrawal.set(Box::new(notify));
+    }
+
+    /// Stores `keys` in place of the current ones; a key of those that `keys` lacks is
+    /// withdrawn, and its tokens with it ([`KeySet::on_withdrawal`]).
     fn store(&self, keys: Arc<KeyMap>) {
-        match self.current.write() {
-            Ok(mut guard) => *guard = Some(keys),
-            Err(poisoned) => *poisoned.into_inner() = Some(keys),
+        let previous = match self.current.write() {
+            Ok(mut guard) => guard.replace(keys.clone()),
+            Err(poisoned) => poisoned.into_inner().replace(keys.clone()),
+        };
+        let withdrawn = previous.is_some_and(|previous| {
+            previous
+                .keys()
+                .iter()
+                .any(|held| !keys.keys().iter().any(|kept| kept.is_same_key(held)))
+        });
+        if withdrawn && let Some(notify) = self.withdrawal.get() {
+            tracing::info!(issuer = %self.issuer, "a key was withdrawn: the tokens it verified are judged again");
+            notify();
         }
     }
 

@@ -429,6 +429,7 @@ impl Authenticator {
         timing: DiscoveryTiming,
     ) -> Result<Arc<Self>, KeySetupError> {
         let reader = ContextReader::new(fhir_version);
+        let token_cache = cache::TokenCache::new(cache);
         let mut trusted = Vec::with_capacity(issuers.len());
         let mut background_tasks = Vec::new();
         for (index, issuer) in issuers.iter().enumerate() {
@@ -443,6 +444,7 @@ impl Authenticator {
                 None
             } else {
                 let keys = Arc::new(load_key_set(index, issuer).await?);
+                keys.on_withdrawal(token_cache.emptier());
                 if keys.is_reloadable() {
                     let task = tokio::spawn(jwks::refresh_periodically(
                         Arc::downgrade(&keys),
@@ -492,7 +494,7 @@ impl Authenticator {
                 .iter()
                 .position(|issuer| issuer.config.opaque_tokens && issuer.introspector.is_some()),
             issuers: trusted,
-            cache: cache::TokenCache::new(cache),
+            cache: token_cache,
             reader,
             verifications: AtomicU64::new(0),
             background_tasks,

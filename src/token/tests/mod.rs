@@ -695,6 +695,30 @@ async fn a_key_set_without_usable_keys_withdraws_the_keys() {
     }
 }
 
+/// A withdrawn key takes the tokens it verified with it, cached ones included; a key added
+/// beside the others leaves them cached.
+#[tokio::test]
+async fn a_withdrawn_key_takes_its_cached_tokens_with_it() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1", "rsa-2"])).await;
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    let token = rs256(&claims());
+    authenticator.authenticate(&token).await.unwrap();
+    // A token of a kid the set lacks has the keys loaded again.
+    let reload = |jti: &str| {
+        let claims = with(claims(), json!({ "jti": jti }));
+        sign_with("rsa-2", Algorithm::RS256, Some("rsa-new"), &claims)
+    };
+
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2", "rsa-1"]));
+    refusal(&authenticator, &reload("r1")).await;
+    assert!(authenticator.authenticate(&token).await.unwrap().cached);
+
+    endpoint.set(StatusCode::OK, jwks_of(&["rsa-2"]));
+    refusal(&authenticator, &reload("r2")).await;
+    let error = refusal(&authenticator, &token).await;
+    assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+}
+
 #[tokio::test]
 async fn a_token_of_a_key_published_late_is_not_negatively_cached() {
     let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1"])).await;
