@@ -363,44 +363,31 @@ async fn a_conditional_create_is_decided_on_its_search() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
     let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
     let token = issuer.patient_token("patient/Observation.crs", "123");
-    let mut stream = ProcessStream::open(&server.channel).await;
-    let reply = stream
-        .send(request_headers(
-            "POST",
-            "/fhir/R4/Observation",
-            Some(&token),
-            &[("if-none-exist", "subject=Patient/456&code=x")],
-        ))
-        .await;
+    // The reply to `POST Observation` with `headers`, on a stream of its own.
+    let create = |headers: &'static [(&'static str, &'static str)]| {
+        let (channel, token) = (server.channel.clone(), token.clone());
+        async move {
+            let mut stream = ProcessStream::open(&channel).await;
+            let phase = request_headers("POST", "/fhir/R4/Observation", Some(&token), headers);
+            stream.send(phase).await
+        }
+    };
+    let reply = create(&[("if-none-exist", "subject=Patient/456&code=x")]).await;
     assert_eq!(immediate_status(&reply), Some(403), "{reply:?}");
     // Given twice, the server might run the other one.
-    let mut stream = ProcessStream::open(&server.channel).await;
-    let reply = stream
-        .send(request_headers(
-            "POST",
-            "/fhir/R4/Observation",
-            Some(&token),
-            &[
-                ("if-none-exist", "subject=Patient/123"),
-                ("if-none-exist", "subject=Patient/456"),
-            ],
-        ))
-        .await;
+    let reply = create(&[
+        ("if-none-exist", "subject=Patient/123"),
+        ("if-none-exist", "subject=Patient/456"),
+    ])
+    .await;
     assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
     // So is a header given twice in two spellings a server reads as one (CGI: `_` is `-`),
     // even naming the request's own method both times.
-    let mut stream = ProcessStream::open(&server.channel).await;
-    let reply = stream
-        .send(request_headers(
-            "POST",
-            "/fhir/R4/Observation",
-            Some(&token),
-            &[
-                ("x-http-method-override", "POST"),
-                ("x_http_method_override", "POST"),
-            ],
-        ))
-        .await;
+    let reply = create(&[
+        ("x-http-method-override", "POST"),
+        ("x_http_method_override", "POST"),
+    ])
+    .await;
     assert_eq!(immediate_status(&reply), Some(400), "{reply:?}");
     server.stop().await;
 }

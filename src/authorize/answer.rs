@@ -292,7 +292,7 @@ fn passed_unread(decision: &Decision) -> FilteredResponse {
 /// The bytes to send back for an allowed `filtered` answer of `original`: `None` when they
 /// are the bytes the server sent (nothing withheld or removed, or the answer was not read).
 /// What was kept keeps the server's text, decimals' precision included.
-pub fn filtered_body(filtered: &FilteredResponse, original: &[u8]) -> Option<Vec<u8>> {
+fn filtered_body(filtered: &FilteredResponse, original: &[u8]) -> Option<Vec<u8>> {
     (filtered.is_allowed() && filtered.rewritten)
         .then(|| to_fhir_json_keeping(&filtered.body, original, &filtered.entry_sources))
 }

@@ -38,8 +38,7 @@ use tracing::Span;
 
 pub use self::admitted::Admitted;
 pub use self::answer::{
-    AnswerAhead, AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body,
-    filtered_body_off_runtime,
+    AnswerAhead, AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body_off_runtime,
 };
 pub use self::capacity::{Capacity, Slot};
 pub use self::off_runtime::parse_off_runtime;
