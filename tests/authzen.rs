@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::answers::{mixed_search, observation_of, patients_named, references};
+use common::answers::{mixed_search, observation_of, patients_named, references, searchset};
 use common::*;
 use serde_json::{Value, json};
 
@@ -414,6 +414,26 @@ async fn the_filter_endpoint_returns_only_what_the_token_may_read() {
         ["Observation/o1", "Patient/123", "OperationOutcome/-"]
     );
     assert_eq!(patients_named(&answer["body"]), ["Patient/123"]);
+
+    // An answer large enough to be written and read off the runtime: the same verdicts.
+    let many: Vec<_> = (0..400)
+        .map(|n| {
+            (
+                observation_of(&format!("o{n}"), ["123", "456"][n % 2]),
+                "match",
+            )
+        })
+        .collect();
+    let (action, resource) = http_line("GET", "Observation");
+    let large = json!({ "subject": subject(&token), "action": action, "resource": resource,
+        "response": searchset(&many) });
+    assert!(large.to_string().len() > 64 * 1024);
+    let (status, answer) = face.post("/smart-authz/v1/filter-resources", &large).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], true);
+    assert_eq!(answer["context"]["withheld"], 200);
+    assert_eq!(patients_named(&answer["body"]), ["Patient/123"]);
+    assert_eq!(references(&answer["body"]).len(), 201);
 
     // A single resource of another patient: a deny, and no body.
     let (action, resource) = http_line("GET", "Observation/o2");

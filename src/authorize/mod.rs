@@ -41,7 +41,7 @@ pub use self::answer::{
     AnswerAhead, AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body_off_runtime,
 };
 pub use self::capacity::{Capacity, Slot};
-pub use self::off_runtime::parse_off_runtime;
+pub use self::off_runtime::{off_runtime_if_large, parse_off_runtime};
 pub use self::refusal::{AnswerProblem, Refusal, Status, decision_status};
 pub use self::request::{
     HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, add_search_body, add_search_body_only,

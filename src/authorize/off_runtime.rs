@@ -15,5 +15,18 @@ pub async fn parse_off_runtime<T: Send + 'static>(body: &[u8], parse: fn(&[u8]) 
     tokio::task::spawn_blocking(move || parse(&body)).await.ok()
 }
 
+/// `work()`, on the blocking pool when the bytes it reads or writes, `size`, are more than
+/// [`BLOCKING_PARSE_BYTES`]: writing megabytes of JSON, or dropping the tree they were read
+/// into, stalls the runtime as parsing them would. `None` when that task was cancelled.
+pub async fn off_runtime_if_large<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if size <= BLOCKING_PARSE_BYTES {
+        return Some(work());
+    }
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 #[cfg(test)]
 mod tests;

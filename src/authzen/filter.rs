@@ -12,8 +12,8 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::answer::{self, Answer};
-use super::{Face, read_post, request, respond};
-use crate::authorize::{AnswerCheck, AnswerProblem, Call, Refusal, Verdict};
+use super::{Face, Posted, read_post, request, respond};
+use crate::authorize::{AnswerCheck, AnswerProblem, Call, Refusal, Verdict, off_runtime_if_large};
 use crate::decision::FilteredResponse;
 use crate::telemetry::{self, Rpc, traces};
 
@@ -28,12 +28,32 @@ pub(super) async fn filter_resources(
     };
     let rpc = Rpc::AuthzenFilterResources;
     let span = traces::rpc_span(rpc, &tonic::metadata::MetadataMap::from_headers(headers));
-    let id = posted.request_id.as_deref();
+    let Posted {
+        request_id,
+        body,
+        size,
+    } = posted;
+    let id = request_id.as_deref();
     let call = async {
         let call = Call::new(rpc, &span).with_request_id(id);
-        face.filter(call, &posted.body).await
+        face.filter(call, body, size).await
     };
-    respond(telemetry::observe(rpc, &span, call).await, id)
+    let result = telemetry::observe(rpc, &span, call).await;
+    // The answer embeds the (filtered) FHIR answer: as large to write as it was to read.
+    let echo = request_id.clone();
+    off_runtime_if_large(size, move || respond(result, echo.as_deref()))
+        .await
+        .unwrap_or_else(|| stopping(id))
+}
+
+/// The answer when the blocking pool is gone: the service is stopping.
+fn stopping(id: Option<&str>) -> Response {
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    answer::http(
+        status,
+        &answer::error_body(status, "the service is stopping"),
+        id,
+    )
 }
 
 impl Face {
@@ -42,8 +62,11 @@ impl Face {
     async fn filter(
         &self,
         call: Call<'_>,
-        body: &Map<String, Value>,
+        mut body: Map<String, Value>,
+        size: usize,
     ) -> Result<Answer, tonic::Status> {
+        // Owned, so it is written out and dropped off the runtime when large.
+        let response = body.remove("response");
         let read = request::read(
             body.get("subject"),
             body.get("action"),
@@ -62,7 +85,7 @@ impl Face {
                 "resource.properties: no stored or proposed version here: the answer goes in response",
             ));
         }
-        let Some(original) = body.get("response") else {
+        let Some(original) = response else {
             return Ok(Answer::failed(
                 StatusCode::BAD_REQUEST,
                 "response: the FHIR server's answer is required",
@@ -75,7 +98,15 @@ impl Face {
         let call = call.for_server(server);
         // Read strictly with the rest of the body already; written out again for the
         // pipeline, which reads every answer from its bytes.
-        let bytes = serde_json::to_vec(original).unwrap_or_default();
+        let written = off_runtime_if_large(size, move || {
+            (serde_json::to_vec(&original).unwrap_or_default(), original)
+        });
+        let Some((bytes, original)) = written.await else {
+            return Ok(Answer::failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is stopping",
+            ));
+        };
         let check = AnswerCheck {
             raw_token: &evaluation.token,
             request: &request,
@@ -83,12 +114,17 @@ impl Face {
             body: &bytes,
         };
         let verdict = self.authorizer.filter_answer(call, server, check).await?;
-        Ok(filtered(verdict, original))
+        // Off the runtime too when large: where the filtered body replaces the original,
+        // the original's tree is dropped here.
+        let answer = off_runtime_if_large(size, move || filtered(verdict, original)).await;
+        Ok(answer.unwrap_or_else(|| {
+            Answer::failed(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping")
+        }))
     }
 }
 
 /// The answer: `decision`, the verdicts in `context`, and on an allow the `body` to send.
-fn filtered(verdict: Verdict<FilteredResponse>, original: &Value) -> Answer {
+fn filtered(verdict: Verdict<FilteredResponse>, original: Value) -> Answer {
     let (filtered, subject) = match verdict {
         Verdict::Public(filtered) => (filtered, None),
         Verdict::Decided { decision, token } => (decision, Some(token)),
@@ -118,7 +154,7 @@ fn filtered(verdict: Verdict<FilteredResponse>, original: &Value) -> Answer {
         value["body"] = if filtered.rewritten {
             filtered.body
         } else {
-            original.clone()
+            original
         };
     }
     Answer::Decided(value)

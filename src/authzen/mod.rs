@@ -162,6 +162,8 @@ async fn configuration(State(face): State<Face>) -> Response {
 struct Posted {
     request_id: Option<String>,
     body: Map<String, Value>,
+    /// The body's length in bytes: what writing it again, or dropping it, costs.
+    size: usize,
 }
 
 /// A POST refused before it is read: its status, why, and the request id to echo.
@@ -231,7 +233,11 @@ async fn read_post(
             )
         })?;
     match parsed {
-        Ok(Value::Object(body)) => Ok(Posted { request_id, body }),
+        Ok(Value::Object(body)) => Ok(Posted {
+            request_id,
+            body,
+            size: bytes.len(),
+        }),
         Ok(_) => Err(fail(
             StatusCode::BAD_REQUEST,
             "the body must be a JSON object",

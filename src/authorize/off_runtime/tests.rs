@@ -13,3 +13,12 @@ async fn small_and_large_bodies_are_both_parsed() {
         Some(BLOCKING_PARSE_BYTES + 1)
     );
 }
+
+#[tokio::test]
+async fn large_work_runs_off_the_runtime_thread() {
+    let runtime = std::thread::current().id();
+    let on_runtime =
+        |size| off_runtime_if_large(size, move || std::thread::current().id() == runtime);
+    assert_eq!(on_runtime(BLOCKING_PARSE_BYTES).await, Some(true));
+    assert_eq!(on_runtime(BLOCKING_PARSE_BYTES + 1).await, Some(false));
+}
