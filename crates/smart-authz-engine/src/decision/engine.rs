@@ -158,6 +158,9 @@ struct Session<'a> {
     candidates: Vec<Candidate<'a>>,
     unusable: Vec<Unusable<'a>>,
     ignored: Vec<IgnoredScope>,
+    /// The token's patient in context, whatever its scopes' contexts
+    /// (`Patient/[id]/$everything` needs it under every context).
+    patient: Result<&'a str, NoPatient>,
     /// The read is of a resource a search returned as a match: `s` on its type grants it
     /// as well as `r` ([`Engine::decide_search_match`]).
     search_match: bool,
@@ -288,10 +291,12 @@ impl<'a> Session<'a> {
         request: &'a FhirRequest,
         versions: Versions<'a>,
     ) -> Self {
+        let patient = patient_context(policy, token);
         let mut session = Session {
             policy,
             request,
             versions,
+            patient,
             candidates: Vec::with_capacity(token.scopes.entries().len()),
             unusable: Vec::new(),
             search_match: false,
@@ -316,7 +321,6 @@ impl<'a> Session<'a> {
             );
             return session;
         }
-        let patient = patient_context(policy, token);
         let present =
             |claim: &Option<String>| claim.as_deref().is_some_and(|value| !value.is_empty());
         let has_user = present(&token.fhir_user) || (policy.user_from_sub && present(&token.sub));

@@ -25,7 +25,7 @@ pub enum NonCompartmentAccess {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "rule")]
 pub enum OperationRule {
-    /// `Patient/[id]/$everything`: the patient context must be `id` (for `patient/` scopes),
+    /// `Patient/[id]/$everything`: the patient context must be `id` (under every context),
     /// over the types the token can both read and search.
     PatientEverything,
     /// Needs `s` on the type, like a search of that type (`$lastn`, `$stats`).

@@ -144,18 +144,30 @@ impl Session<'_> {
         findings
     }
 
-    /// `Patient/[id]/$everything`: the types the token can both read and search; for
-    /// `patient/` scopes the context must be `id`.
+    /// `Patient/[id]/$everything`: the types the token can both read and search, and the
+    /// patient in context must be `id` under every scope context (smart-semantics.md §2,
+    /// the default operation table): a `user/` or `system/` token names the patient it
+    /// may gather everything of by its launch context, not by the URL it asks for.
     fn patient_everything(&self, id: &str) -> Findings {
         let mut findings = Findings::default();
         for pair in self.read_and_search_pairs() {
-            if let Some(patient) = pair.reader.patient
-                && patient != id
-            {
-                findings.refuse(Refusal::new(
+            let refusal = match self.patient {
+                Ok(patient) if patient == id => None,
+                Ok(patient) => Some(Refusal::new(
                     Reason::OutsideCompartment,
-                    format!("$everything on Patient/{id}, but the patient in context is Patient/{patient}"),
-                ));
+                    format!(
+                        "$everything on Patient/{id}, but the patient in context is Patient/{patient}"
+                    ),
+                )),
+                Err(_) => Some(Refusal::new(
+                    Reason::MissingPatientContext,
+                    format!(
+                        "$everything on Patient/{id} needs that patient in context; the token has none"
+                    ),
+                )),
+            };
+            if let Some(refusal) = refusal {
+                findings.refuse(refusal);
                 continue;
             }
             // Its answer holds what the patient's records refer to as well (an R4 Device

@@ -337,13 +337,47 @@ fn operations() -> Vec<Case> {
             .scopes("patient/*.rs")
             .line("GET", "Patient/123/$everything")
             .deny(Reason::MissingPatientContext),
-        case(S2, "$everything under user/ scopes")
+        case(
+            S2,
+            "$everything under user/ scopes, on the patient in context",
+        )
+        .scopes("user/*.rs")
+        .fhir_user("Practitioner/7")
+        .patient("456")
+        .line("GET", "Patient/456/$everything")
+        .allow()
+        .obligation(Obligation::UserPermissions)
+        .no_compartment(),
+        case(S2, "$everything under user/ scopes, on another patient")
             .scopes("user/*.rs")
             .fhir_user("Practitioner/7")
+            .patient("123")
             .line("GET", "Patient/456/$everything")
-            .allow()
-            .obligation(Obligation::UserPermissions)
-            .no_compartment(),
+            .deny(Reason::OutsideCompartment),
+        case(
+            S2,
+            "$everything under user/ scopes, without a patient in context",
+        )
+        .scopes("user/*.rs")
+        .fhir_user("Practitioner/7")
+        .line("GET", "Patient/456/$everything")
+        .deny(Reason::MissingPatientContext),
+        case(
+            S2,
+            "$everything under system/ scopes, without a patient in context",
+        )
+        .scopes("system/*.rs")
+        .line("GET", "Patient/456/$everything")
+        .deny(Reason::MissingPatientContext),
+        case(
+            S2,
+            "$everything under system/ scopes, on the patient in context",
+        )
+        .scopes("system/*.rs")
+        .patient("456")
+        .line("GET", "Patient/456/$everything")
+        .allow()
+        .no_compartment(),
         case(S2, "$everything on an Encounter is not configured")
             .scopes("patient/*.rs")
             .patient("123")
