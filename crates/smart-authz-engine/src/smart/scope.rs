@@ -194,6 +194,10 @@ pub enum QueryError {
     /// splits into alternatives depends on a reading this service does not do.
     #[error("a backslash in {0:?}: FHIR's escapes are not read in scopes")]
     Escape(String),
+    /// A `%2C` in a value: one value holding a comma to this service, two alternatives to a
+    /// server that writes the constraint's values back into a query (`code=a,b`).
+    #[error("a percent-encoded comma in {0:?}: one value here, two alternatives to a server")]
+    EncodedComma(String),
 }
 
 /// Parses one scope against the resource types and search parameters of `version`.
@@ -392,6 +396,9 @@ fn parse_filter_item(
             }
             if decoded.contains('\\') {
                 return Err(QueryError::Escape(item.to_owned()));
+            }
+            if decoded.contains(',') {
+                return Err(QueryError::EncodedComma(item.to_owned()));
             }
             decoded.shrink_to_fit();
             Ok(decoded)

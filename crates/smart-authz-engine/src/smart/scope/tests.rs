@@ -75,15 +75,28 @@ fn parses_granular_filters_as_and_of_or_lists() {
 
 #[test]
 fn percent_decodes_filter_values() {
-    let scope = resource("patient/Observation.rs?code=http%3A%2F%2Floinc.org%7C1234-5%2C6");
+    let scope = resource("patient/Observation.rs?code=http%3A%2F%2Floinc.org%7C1234-5,6");
     assert_eq!(
         scope.filter[0].values,
-        vec!["http://loinc.org|1234-5,6".to_owned()]
+        vec!["http://loinc.org|1234-5".to_owned(), "6".to_owned()]
     );
     assert_eq!(
         scope.to_string(),
-        "patient/Observation.rs?code=http://loinc.org|1234-5%2C6",
-        "a literal comma stays escaped"
+        "patient/Observation.rs?code=http://loinc.org|1234-5,6"
+    );
+}
+
+#[test]
+fn a_comma_inside_a_value_grants_nothing() {
+    // One code to this service, two to a server that joins the constraint's values.
+    let encoded = "patient/Observation.rs?code=http://loinc.org|1234-5%2C6";
+    assert!(
+        matches!(
+            error(encoded),
+            ScopeError::UnsupportedQuery(QueryError::EncodedComma(_))
+        ),
+        "{:?}",
+        error(encoded)
     );
 }
 
