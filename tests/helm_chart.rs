@@ -362,9 +362,11 @@ fn the_rendered_configuration_is_one_the_service_accepts() {
             Some(file.path()),
             figment::providers::Serialized::defaults(serde_json::json!({})),
         )
-        .unwrap_or_else(|error| panic!("{}: {error}", values.unwrap().display()));
+        .unwrap_or_else(|error| panic!("{}: {error}", values.as_ref().unwrap().display()));
         assert_eq!(loaded.listen.port(), 50051);
         assert!(loaded.health_listen.is_some());
+        // An example is a layout to copy: none the service warns about at start-up.
+        assert_eq!(loaded.warnings(), Vec::<String>::new(), "{values:?}");
     }
 }
 

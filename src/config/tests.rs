@@ -713,6 +713,7 @@ fn the_two_server_example_is_valid() {
         config.fhir_servers[1].policy.base_urls,
         ["https://fhir.clinic-b.example/fhir"]
     );
+    assert_eq!(config.warnings(), Vec::<String>::new());
     assert!(config.tls.unwrap().client_ca_file.is_some());
     assert_eq!(config.callers.len(), 4);
 }
