@@ -143,3 +143,50 @@ async fn the_readme_walkthrough_runs_with_grpcurl() {
     let described = run(&mut describe_envoy);
     assert!(described.contains("rpc Check"), "{described}");
 }
+
+/// Kubernetes gives every pod beside a Service named `smart-authz` variables of its own
+/// with the configuration's prefix (`SMART_AUTHZ_SERVICE_HOST`, ...), and
+/// `SMART_AUTHZ_CONFIG` is `--config`: the service starts with them, still reads the
+/// overrides that name its keys, and names the others in a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_that_name_no_configuration_key_do_not_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let development = include_str!("../examples/dev/config.toml");
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/dev/jwks.json");
+    let with_keys =
+        development.replace("leeway_secs", &format!("jwks_file = {keys:?}\nleeway_secs"));
+    assert_ne!(with_keys, development);
+    std::fs::write(&config, with_keys).unwrap();
+    let mut command = spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    command
+        .arg("serve")
+        .env("SMART_AUTHZ_CONFIG", &config)
+        .env("SMART_AUTHZ_SERVICE_HOST", "10.96.0.12")
+        .env("SMART_AUTHZ_PORT_50051_TCP", "tcp://10.96.0.12:50051")
+        // The file's metrics port, turned off by an override that is read.
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "");
+    let mut server = Served::start(command);
+    let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
+    let allowed = AuthzServiceClient::new(server.channel().await)
+        .check_access(check_http(&token, "GET", "Observation?code=x"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decision(&allowed), pb::Decision::Allow);
+    server.stop_with_sigterm().await;
+    let logs = server.logs_after_exit();
+    assert!(
+        !logs
+            .iter()
+            .any(|line| line.contains("serving Prometheus metrics")),
+        "the override was read: {logs:#?}"
+    );
+    let warning = logs
+        .iter()
+        .find(|line| line.contains("name no configuration key"))
+        .unwrap_or_else(|| panic!("{logs:#?}"));
+    assert!(warning.contains("SMART_AUTHZ_SERVICE_HOST"), "{warning}");
+    assert!(warning.contains("SMART_AUTHZ_PORT_50051_TCP"), "{warning}");
+    assert!(!warning.contains("SMART_AUTHZ_CONFIG"), "{warning}");
+}

@@ -224,6 +224,10 @@ fn the_pod_is_locked_down_and_probed_on_grpc_health() {
         let deployment = object(&objects, "Deployment").unwrap();
         let pod = &deployment["spec"]["template"]["spec"];
         assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(
+            pod["enableServiceLinks"], false,
+            "no other Service's variables"
+        );
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(
             pod["securityContext"]["seccompProfile"]["type"],

@@ -289,6 +289,13 @@ pub async fn serve(
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
+    let ignored = crate::config::ignored_environment();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            ?ignored,
+            "environment variables with the configuration's prefix that name no configuration key: not read"
+        );
+    }
     if config.development {
         tracing::warn!(
             "running on the built-in DEVELOPMENT configuration: its signing key is public; never expose this server"

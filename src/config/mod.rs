@@ -3,7 +3,9 @@
 //!
 //! Environment variables use the prefix `SMART_AUTHZ_` and `__` between nested keys, e.g.
 //! `SMART_AUTHZ_LISTEN=0.0.0.0:8443`, `SMART_AUTHZ_CACHE__MAX_TTL_SECS=60`,
-//! `SMART_AUTHZ_POLICY__STRICT_SCOPES=true`.
+//! `SMART_AUTHZ_POLICY__STRICT_SCOPES=true`. Only variables whose first key is one of the
+//! file's top-level keys are read ([`environment_variable_is_read`]); the others are left
+//! alone, and named in a warning at start-up ([`ignored_environment`]).
 //!
 //! A leaf of the service: every configuration type lives here, one file per section
 //! (`issuer`, `cache`, `telemetry`, `envoy`), and this module imports nothing of the
@@ -157,6 +159,44 @@ pub struct Config {
     pub development: bool,
 }
 
+/// The prefix of the environment variables that override the file.
+pub const ENV_PREFIX: &str = "SMART_AUTHZ_";
+
+/// Whether the environment variable `name` is read as configuration: `SMART_AUTHZ_` and
+/// one of the file's top-level keys, alone or before `__`. Not every such variable is
+/// ours: Kubernetes sets `SMART_AUTHZ_SERVICE_HOST`, `SMART_AUTHZ_PORT_50051_TCP` and
+/// the like in every pod of a namespace with a Service named `smart-authz` (service
+/// links), and `SMART_AUTHZ_CONFIG` is the command line's `--config`. Refused as unknown
+/// keys, they would stop every pod from starting.
+pub fn environment_variable_is_read(name: &str) -> bool {
+    let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    let first = key.split("__").next().unwrap_or_default();
+    top_level_keys().any(|known| known.eq_ignore_ascii_case(first))
+}
+
+/// The `SMART_AUTHZ_*` variables of this process that are not read, for a warning: a
+/// misspelt override would otherwise go unnoticed.
+pub fn ignored_environment() -> Vec<String> {
+    let mut ignored: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with(ENV_PREFIX) && !environment_variable_is_read(name))
+        .filter(|name| name != "SMART_AUTHZ_CONFIG")
+        .collect();
+    ignored.sort();
+    ignored
+}
+
+/// The file's top-level keys, as [`ConfigFile`] writes them.
+fn top_level_keys() -> impl Iterator<Item = String> {
+    let keys = match serde_json::to_value(ConfigFile::default()) {
+        Ok(serde_json::Value::Object(keys)) => keys.into_iter().map(|(key, _)| key).collect(),
+        _ => Vec::new(),
+    };
+    keys.into_iter()
+}
+
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -177,7 +217,10 @@ impl Config {
     /// Loads `file` (or the development configuration when `None`) with the process
     /// environment's `SMART_AUTHZ_*` overrides.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Config::load_with_env(file, Env::prefixed("SMART_AUTHZ_").split("__"))
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|name| environment_variable_is_read(&format!("{ENV_PREFIX}{name}")))
+            .split("__");
+        Config::load_with_env(file, env)
     }
 
     /// Like [`Config::load`], with the environment source given, so tests need not touch

@@ -997,3 +997,26 @@ fn credentials_in_a_url_are_hidden_from_logs() {
         assert_eq!(super::without_userinfo(url), shown, "{url}");
     }
 }
+
+#[test]
+fn only_variables_naming_a_key_are_configuration() {
+    for read in [
+        "SMART_AUTHZ_LISTEN",
+        "SMART_AUTHZ_CACHE__MAX_TTL_SECS",
+        "SMART_AUTHZ_policy__strict_scopes",
+        "SMART_AUTHZ_RESPONSE_FILTER__MAX_BODY_BYTES",
+    ] {
+        assert!(environment_variable_is_read(read), "{read}");
+    }
+    for ignored in [
+        "SMART_AUTHZ_CONFIG",
+        "SMART_AUTHZ_SERVICE_HOST",
+        "SMART_AUTHZ_PORT",
+        "SMART_AUTHZ_PORT_50051_TCP_ADDR",
+        "SMART_AUTHZ_CACHE_SERVICE_PORT",
+        "SMART_AUTHZ_",
+        "LISTEN",
+    ] {
+        assert!(!environment_variable_is_read(ignored), "{ignored}");
+    }
+}
