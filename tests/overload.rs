@@ -266,3 +266,64 @@ async fn silent_connections_are_closed_and_the_rest_wait_for_a_slot() {
         .unwrap();
     assert_eq!(served.into_inner().decision, 1, "metadata is public");
 }
+
+/// Messages being read before their call starts hold no slot, so they are bounded by bytes
+/// instead: beyond `max_buffered_request_bytes` held over every connection, a call is
+/// refused RESOURCE_EXHAUSTED at once, and the bytes come back when the streams holding them
+/// end. Without it, one connection's hundreds of streams, each sent up to
+/// `max_request_bytes` and then left, could take the process's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_being_read_are_bounded_by_bytes() {
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "max_request_bytes = 4096\nmax_buffered_request_bytes = 8192\n",
+    )
+    .await;
+    let io = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let request = http::Request::post(format!(
+            "http://{}/smartauthz.v1.AuthzService/CheckAccess",
+            server.address
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let mut send = send.clone().ready().await.unwrap();
+        let (answer, mut body) = send.send_request(request, false).unwrap();
+        // A frame announcing a message of 4,000 bytes, and 3,995 of them: the rest never comes.
+        let mut message = vec![0u8, 0, 0, 0x0f, 0xa0];
+        message.resize(4000, b'x');
+        body.send_data(message.into(), false).unwrap();
+        stalled.push((answer, body));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 8,000 of the 8,192 bytes are held: a call of a few hundred bytes is refused.
+    let padded = check_http("", "GET", &format!("Observation?code={}", "x".repeat(400)));
+    let refused = server
+        .client
+        .clone()
+        .check_access(padded.clone())
+        .await
+        .expect_err("refused while the stalled messages hold the budget");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_buffered_request_bytes"),
+        "{refused:?}"
+    );
+
+    // The stalled streams end: their bytes come back.
+    for (_, mut body) in stalled {
+        body.send_reset(h2::Reason::CANCEL);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered = server.client.clone().check_access(padded).await;
+    assert!(answered.is_ok(), "{answered:?}");
+}

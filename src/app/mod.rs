@@ -206,7 +206,10 @@ pub async fn serve(
     );
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
     // One limit on calls in flight for every face.
-    let capacity = Capacity::new(config.max_concurrent_calls);
+    let capacity = Capacity::new(
+        config.max_concurrent_calls,
+        config.max_buffered_request_bytes,
+    );
     let processor = EnvoyProcessor::new(
         Arc::clone(&authorizer),
         capacity.clone(),

@@ -10,19 +10,19 @@
 //! stream's messages are not counted. ext_proc's stream takes none to open: each request's
 //! decision on it takes its own (`envoy::processor`), and an opening slot, still held when
 //! the stream's first message is read, would race that decision for the last one. Streams
-//! per connection are bounded (`max_concurrent_streams`), and with them the messages one
-//! connection has in reading before their slot.
+//! per connection are bounded (`max_concurrent_streams`), and the bytes of the messages
+//! every connection has in reading by `max_buffered_request_bytes` (`authorize::reading`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::authorize::Capacity;
+use crate::authorize::{Capacity, OVER_BUDGET, Unread};
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 /// Its streams count each decision they take, not their opening.
@@ -116,20 +116,20 @@ where
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             // A gRPC message frame is a 5-byte prefix and the message.
-            let read = Limited::new(body, max_request_bytes.saturating_add(5)).collect();
-            let (message, trailers) = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
-                Ok(Ok(collected)) => {
-                    let trailers = collected.trailers().cloned();
-                    (collected.to_bytes(), trailers)
-                }
+            let read = capacity.read_whole(body, max_request_bytes.saturating_add(5));
+            let read = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
+                Ok(Ok(read)) => read,
                 // Worded as the decoder's own refusal is (`size_limit_named`).
-                Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                Ok(Err(Unread::TooLarge)) => {
                     return Ok(tonic::Status::resource_exhausted(format!(
                         "the request is larger than max_request_bytes ({max_request_bytes} bytes)"
                     ))
                     .into_http());
                 }
-                Ok(Err(_)) => {
+                Ok(Err(Unread::OverBudget)) => {
+                    return Ok(tonic::Status::resource_exhausted(OVER_BUDGET).into_http());
+                }
+                Ok(Err(Unread::CutOff)) => {
                     return Ok(tonic::Status::cancelled("the request was cut off").into_http());
                 }
                 Err(_) => {
@@ -144,15 +144,16 @@ where
                 return Ok(overloaded(&capacity));
             };
             // Metadata a client sends as trailers (tonic merges them into the request's).
-            let body = match trailers {
-                None => Body::new(Full::new(message)),
-                Some(trailers) => Body::new(
-                    Full::new(message).with_trailers(std::future::ready(Some(Ok(trailers)))),
-                ),
+            let message = Full::new(read.bytes);
+            let body = match read.trailers {
+                None => Body::new(message),
+                Some(trailers) => {
+                    Body::new(message.with_trailers(std::future::ready(Some(Ok(trailers)))))
+                }
             };
             let request = http::Request::from_parts(parts, body);
             let response = inner.call(request).await;
-            drop(slot);
+            drop((slot, read.held));
             response
         })
     }

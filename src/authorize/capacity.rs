@@ -14,6 +14,8 @@ use crate::telemetry;
 pub struct Capacity {
     slots: Arc<Semaphore>,
     limit: usize,
+    /// `max_buffered_request_bytes`, one permit a byte (`reading`).
+    buffered: Arc<Semaphore>,
 }
 
 /// One call's slot, given back when dropped.
@@ -21,11 +23,29 @@ pub struct Capacity {
 pub struct Slot(#[allow(dead_code, reason = "held for its drop")] OwnedSemaphorePermit);
 
 impl Capacity {
-    pub fn new(limit: usize) -> Self {
+    /// `limit` calls in flight, `max_buffered_bytes` of request bodies held at once.
+    pub fn new(limit: usize, max_buffered_bytes: usize) -> Self {
         Capacity {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
+            buffered: Arc::new(Semaphore::new(
+                max_buffered_bytes.min(Semaphore::MAX_PERMITS),
+            )),
         }
+    }
+
+    /// `bytes` of the budget of buffered request bytes, or `None` (counted as shed) when
+    /// they are not free.
+    pub(super) fn hold_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let held = u32::try_from(bytes).ok().and_then(|bytes| {
+            Arc::clone(&self.buffered)
+                .try_acquire_many_owned(bytes)
+                .ok()
+        });
+        if held.is_none() {
+            telemetry::metrics::shed();
+        }
+        held
     }
 
     /// A slot for one call, or `None` (counted as shed) when `limit` calls are in flight.

@@ -36,7 +36,7 @@ use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
     Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, IF_NONE_EXIST_HEADER,
-    add_search_body_only, parse_off_runtime, request_id,
+    OVER_BUDGET, Unread, add_search_body_only, parse_off_runtime, request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict};
@@ -99,7 +99,8 @@ struct Admission {
 async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let limit = admission.max_request_bytes;
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await;
+    let capacity = &admission.capacity;
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, capacity.read_whole(body, limit)).await;
     let refused = |status: StatusCode, message: &str| {
         // Echoed as the handler would, when it is one the service accepts.
         let id = parts
@@ -109,15 +110,18 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
             .and_then(|id| request_id(id).ok().flatten());
         answer::http(status, &answer::error_body(status, message), id)
     };
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(error)) if is_over_limit(&error) => {
+    let read = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(Unread::TooLarge)) => {
             return refused(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "the request is larger than max_request_bytes",
             );
         }
-        Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "the body was cut off"),
+        Ok(Err(Unread::OverBudget)) => return overloaded(OVER_BUDGET),
+        Ok(Err(Unread::CutOff)) => {
+            return refused(StatusCode::BAD_REQUEST, "the body was cut off");
+        }
         Err(_) => {
             let message = format!(
                 "the body did not arrive within {} s",
@@ -126,26 +130,24 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
             return refused(StatusCode::REQUEST_TIMEOUT, &message);
         }
     };
-    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-    let capacity = &admission.capacity;
+    let request = Request::from_parts(parts, axum::body::Body::from(read.bytes));
     let Some(slot) = capacity.enter() else {
-        let status = StatusCode::SERVICE_UNAVAILABLE;
-        let body = answer::error_body(status, &capacity.refusal_message());
-        let mut response = answer::http(status, &body, None);
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        return overloaded(&capacity.refusal_message());
     };
     let response = next.run(request).await;
-    drop(slot);
+    drop((slot, read.held));
     response
 }
 
-/// Whether reading a body failed on its length rather than on the connection.
-fn is_over_limit(error: &axum::Error) -> bool {
-    std::error::Error::source(error)
-        .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+/// 503 with `Retry-After`: the service is busy, another try (or replica) may not be.
+fn overloaded(message: &str) -> Response {
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let body = answer::error_body(status, message);
+    let mut response = answer::http(status, &body, None);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 async fn configuration(State(face): State<Face>) -> Response {

@@ -74,6 +74,10 @@ pub struct ConfigFile {
     /// Calls in flight at most, over every connection of every face; one more is refused
     /// at once (RESOURCE_EXHAUSTED over gRPC, 503 over HTTP).
     pub max_concurrent_calls: usize,
+    /// Bytes of request bodies held at once, over every connection of every face: read
+    /// before their call starts, held until it ends. A call whose body would go beyond is
+    /// refused at once, as one beyond `max_concurrent_calls` is.
+    pub max_buffered_request_bytes: usize,
     /// Connections to the gRPC listener open at once; one more waits in the listen backlog
     /// until another closes.
     pub max_connections: usize,
@@ -110,6 +114,7 @@ impl Default for ConfigFile {
             fhir_version: FhirVersion::R4,
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_calls: 1024,
+            max_buffered_request_bytes: DEFAULT_MAX_BUFFERED_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connection_age_secs: 0,
             issuers: Vec::new(),
@@ -132,6 +137,7 @@ impl Default for ConfigFile {
 pub struct Config {
     pub listen: SocketAddr,
     pub max_concurrent_calls: usize,
+    pub max_buffered_request_bytes: usize,
     /// Connections to the gRPC listener (TCP) open at once.
     pub max_connections: usize,
     /// `None`: connections live as long as their clients keep them.
@@ -348,6 +354,12 @@ impl Config {
         if shape.max_request_bytes < 1024 {
             return Err(invalid("max_request_bytes", "must be at least 1024"));
         }
+        if shape.max_buffered_request_bytes < shape.max_request_bytes {
+            return Err(invalid(
+                "max_buffered_request_bytes",
+                "must be at least max_request_bytes: a request of that size could never be read",
+            ));
+        }
         if shape.issuers.is_empty() {
             return Err(invalid(
                 "issuers",
@@ -412,6 +424,7 @@ impl Config {
         Ok(Config {
             listen,
             max_concurrent_calls: shape.max_concurrent_calls,
+            max_buffered_request_bytes: shape.max_buffered_request_bytes,
             max_connections: shape.max_connections,
             max_connection_age: (shape.max_connection_age_secs > 0)
                 .then(|| std::time::Duration::from_secs(shape.max_connection_age_secs)),
@@ -443,6 +456,10 @@ pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 60;
 /// max_connections`): far beyond what one process serves, and within what a semaphore
 /// holds.
 pub const MAX_LIMIT: usize = 1_000_000;
+
+/// Default of `max_buffered_request_bytes`: sixteen requests of the default
+/// `max_request_bytes` being read at once, where a decision's request is a few kilobytes.
+pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// Default of `max_connections`: a few per FHIR server replica or Envoy is the usual load;
 /// an idle HTTP/2 connection costs tens of kilobytes.
