@@ -327,3 +327,73 @@ async fn messages_being_read_are_bounded_by_bytes() {
     let answered = server.client.clone().check_access(padded).await;
     assert!(answered.is_ok(), "{answered:?}");
 }
+
+/// `max_connection_age_secs`: an old connection is told GOAWAY, takes no new call, and the
+/// calls it has in flight still finish (tonic's own grace would instead cut it, calls and
+/// all, without a GOAWAY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_connection_is_closed_gracefully() {
+    use prost::Message as _;
+
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "max_connection_age_secs = 1\n").await;
+    let io = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(io).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let request = || {
+        http::Request::post(format!(
+            "http://{}/smartauthz.v1.AuthzService/CheckAccess",
+            server.address
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+    };
+    let message = check_http("", "GET", "metadata").encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let (first, rest) = frame.split_at(3);
+    // A call in flight when the connection comes of age: half its message now...
+    let mut ready = send.clone().ready().await.unwrap();
+    let (answer, mut body) = ready.send_request(request(), false).unwrap();
+    body.send_data(first.to_vec().into(), false).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // ...no new call once the GOAWAY has come...
+    let ready = tokio::time::timeout(Duration::from_secs(5), send.clone().ready()).await;
+    let refused = match ready.expect("ready or refused at once") {
+        Ok(mut ready) => ready.send_request(request(), true).map(|_| ()),
+        Err(error) => Err(error),
+    };
+    assert!(refused.is_err(), "a new stream after the GOAWAY");
+    // ...and the rest of the message later: the call is answered all the same.
+    body.send_data(rest.to_vec().into(), true).unwrap();
+    let mut answer = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let received = async {
+        let body = answer.body_mut();
+        while let Some(data) = body.data().await {
+            let data = data.unwrap();
+            body.flow_control().release_capacity(data.len()).unwrap();
+        }
+        body.trailers().await.unwrap().unwrap_or_default()
+    };
+    let trailers = tokio::time::timeout(Duration::from_secs(10), received)
+        .await
+        .expect("the answer's body within 10 s");
+    let status = answer
+        .headers()
+        .get("grpc-status")
+        .or_else(|| trailers.get("grpc-status"));
+    assert_eq!(status.unwrap(), "0", "{answer:?} {trailers:?}");
+    // Then the connection ends, cleanly.
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(matches!(closed, Ok(Ok(Ok(())))), "{closed:?}");
+}
