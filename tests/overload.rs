@@ -397,3 +397,59 @@ async fn an_old_connection_is_closed_gracefully() {
     let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
     assert!(matches!(closed, Ok(Ok(Ok(())))), "{closed:?}");
 }
+
+/// A peer whose streams the server must reset, one malformed request after another, is
+/// closed with GOAWAY after 1,024 of them (hyper's bound, RUSTSEC-2024-0003, which tonic
+/// turns off unless it is set): each reset costs the server work the peer never pays for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_making_the_server_reset_stream_after_stream_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let mut io = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut frame = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
+        frame.extend_from_slice(&[kind, flags]);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let mut sent = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    sent.extend(frame(0x4, 0, 0, &[]));
+    // HEADERS, END_STREAM | END_HEADERS: POST, http, `/`, and `connection: x`, a header
+    // HTTP/2 forbids (RFC 9113 §8.2.2): a malformed request, which the server resets.
+    let mut block = vec![0x83, 0x86, 0x84, 0x00, 10];
+    block.extend_from_slice(b"connection");
+    block.extend_from_slice(&[1, b'x']);
+    for stream in (1..=2 * 1100).step_by(2) {
+        sent.extend(frame(0x1, 0x5, stream, &block));
+    }
+    io.write_all(&sent).await.unwrap();
+
+    // Read frames until a GOAWAY, the end of the connection, or 10 s.
+    let mut received = Vec::new();
+    let goaway = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            let read = io.read(&mut buffer).await.unwrap_or(0);
+            if read == 0 {
+                return false;
+            }
+            received.extend_from_slice(&buffer[..read]);
+            let mut at = 0;
+            while at + 9 <= received.len() {
+                let length =
+                    u32::from_be_bytes([0, received[at], received[at + 1], received[at + 2]]);
+                if received[at + 3] == 0x7 {
+                    return true;
+                }
+                at += 9 + usize::try_from(length).unwrap();
+            }
+        }
+    })
+    .await;
+    assert_eq!(goaway, Ok(true), "a GOAWAY within 10 s");
+}

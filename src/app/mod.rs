@@ -49,6 +49,9 @@ const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (hyper's own default; tonic unsets
 /// it). A client with more calls in flight opens another connection or waits.
 const MAX_STREAMS_PER_CONNECTION: u32 = 200;
+/// Streams one HTTP/2 connection may make the server reset, by malformed frames, before it
+/// is closed with GOAWAY: hyper's own default.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// A listener's pause after it failed to accept for want of descriptors or memory.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
@@ -456,6 +459,9 @@ fn grpc_server(config: &Config) -> Server {
         // tonic leaves streams per connection unbounded; a call reads its message before it
         // takes a slot (app::overload), so this bounds what one connection has in reading.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        // hyper's own bound on the streams it resets for a peer's errors before it sends
+        // GOAWAY (RUSTSEC-2024-0003), which tonic turns off by passing hyper no value.
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
         // Pings find peers that vanished without closing (a node lost, a NAT timeout).
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
