@@ -421,6 +421,11 @@ fn the_schema_refuses_bad_values() {
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("unknownKey=1", "unknownKey"),
         ("shutdownDelaySeconds=600", "/shutdownDelaySeconds"),
+        // The pod would be killed before its drain ends.
+        (
+            "shutdownDelaySeconds=20",
+            "terminationGracePeriodSeconds must be at least",
+        ),
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
         // A client CA without TLS would be dropped, and the service run in plaintext.
         ("tls.clientCA.secretName=ca", "/tls/clientCA/secretName"),

@@ -243,3 +243,49 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
         "no new connection after the drain"
     );
 }
+
+/// A stream that never ends (a `Health/Watch`) does not hold the drain until Kubernetes
+/// kills the process: the drain stops waiting after its time (10 s), and the process ends
+/// by itself, its trace flush and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_ends_does_not_hold_the_drain() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config = format!("shutdown_delay_secs = 0\n{}", issuer.issuer_toml());
+    let config = smart_authz::config::Config::from_toml(&config).unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_address = api.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(smart_authz::app::serve(
+        smart_authz::app::Listeners {
+            api,
+            metrics: None,
+            health: None,
+            authzen: None,
+            unix: None,
+        },
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut watch = HealthClient::new(common::connect(api_address).await)
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the process stops with the Watch stream still open")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "the drain waited"
+    );
+    drop(watch);
+}

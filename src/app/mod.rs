@@ -49,6 +49,11 @@ const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (hyper's own default; tonic unsets
 /// it). A client with more calls in flight opens another connection or waits.
 const MAX_STREAMS_PER_CONNECTION: u32 = 200;
+/// Longest the drain waits for what is still open once it has begun: a stream that never
+/// ends (a `Health/Watch`, a reflection stream) would otherwise hold the process until
+/// Kubernetes kills it, and the trace exporter's flush would never run. A unary call takes
+/// at most the message's read timeout and an issuer's.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may make the server reset, by malformed frames, before it
 /// is closed with GOAWAY: hyper's own default.
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
@@ -219,6 +224,7 @@ pub async fn serve(
     // The HTTP face and the Unix socket stop accepting when the gRPC listener does, and
     // finish their calls.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let drain_started = stopped.clone();
     let authzen_server = match (listeners.authzen, &config.authzen) {
         (Some(listener), Some(settings)) => {
             let router = authzen::router(
@@ -370,15 +376,32 @@ pub async fn serve(
             }
         }
     };
-    tokio::try_join!(tcp, unix)?;
-    if let Some(server) = authzen_server {
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "the AuthZEN listener stopped"),
-            Err(error) => tracing::error!(%error, "the AuthZEN listener failed"),
+    let drained = async move {
+        tokio::try_join!(tcp, unix)?;
+        if let Some(server) = authzen_server {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "the AuthZEN listener stopped"),
+                Err(error) => tracing::error!(%error, "the AuthZEN listener failed"),
+            }
+        }
+        Ok::<(), AppError>(())
+    };
+    let mut draining = drain_started;
+    let deadline = async move {
+        let _ = draining.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        drained = drained => drained,
+        () = deadline => {
+            tracing::warn!(
+                drain_secs = DRAIN_TIMEOUT.as_secs(),
+                "calls or streams still open when the drain's time ran out: stopping without them"
+            );
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// The reflection service's descriptors: the API, Envoy's ext_authz and health.
