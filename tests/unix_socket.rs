@@ -211,3 +211,48 @@ async fn the_socket_shares_the_call_limit_and_drains_its_calls() {
         .unwrap();
     assert!(!socket.exists());
 }
+
+/// The socket's connections are held to the TCP listener's rules: at most `max_connections`
+/// at once (one more waits), and one that never sends the HTTP/2 preface is closed after
+/// 10 s, which lets the waiting one in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_bounds_its_connections_and_closes_silent_ones() {
+    use tokio::io::AsyncReadExt as _;
+
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("grpc.sock");
+    let config = format!("max_connections = 1\n{}", issuer.issuer_toml());
+    let (_, _stop, _server) = run(&config, &socket).await;
+    let _ready = connect_unix(&socket).await;
+    drop(_ready);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut silent = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The only slot is the silent connection's: a call waits until it is closed.
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn({
+        let socket = socket.clone();
+        async move {
+            HealthClient::new(connect_unix(&socket).await)
+                .check(HealthCheckRequest::default())
+                .await
+        }
+    });
+    // The server's own SETTINGS, then the end.
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(15), silent.read_to_end(&mut received)).await;
+    assert!(closed.is_ok(), "closed within 15 s");
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting call is answered once the slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answered.into_inner().status(), ServingStatus::Serving);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the call waited for the silent connection's slot"
+    );
+}

@@ -347,6 +347,8 @@ pub async fn serve(
         };
         tracing::info!(path = %socket.path().display(), "serving the gRPC API on a Unix socket too");
         let (connections, _file) = socket.incoming();
+        // Held to the TCP listener's rules: a bound, the preface in time, a pause on errors.
+        let connections = Bounded::new(connections, max_connections);
         let mut stopped = stopped;
         unix_router
             .serve_with_incoming_shutdown(connections, async move {
