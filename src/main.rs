@@ -95,11 +95,7 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
-        anyhow::ensure!(
-            !config.development || smart_authz::config::listen_is_loopback(&listen),
-            "--listen {listen}: the development configuration's signing key is public: listen on a loopback address, or pass --config"
-        );
-        config.listen = listen;
+        config.listen_on(listen)?;
     }
     let runtime = runtime()?;
     // The OTLP exporter's channel is created on the runtime.

@@ -429,7 +429,10 @@ fn the_schema_refuses_bad_values() {
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
         // What YAML makes of a bare `audit: off`.
         ("config.telemetry.audit=false", "/config/telemetry/audit"),
-        ("config.telemetry.audit=everything", "/config/telemetry/audit"),
+        (
+            "config.telemetry.audit=everything",
+            "/config/telemetry/audit",
+        ),
         // A client CA without TLS would be dropped, and the service run in plaintext.
         ("tls.clientCA.secretName=ca", "/tls/clientCA/secretName"),
         // Secrets come from mounted files, never from the ConfigMap.

@@ -40,7 +40,6 @@ pub struct AuthzenConfig {
 /// TLS, whose caller bindings it could not enforce.
 pub(super) fn validate_authzen(
     file: AuthzenFile,
-    grpc_listens: &[SocketAddr],
     tls: Option<&TlsConfig>,
     development: bool,
 ) -> Result<Option<AuthzenConfig>, ConfigError> {
@@ -53,12 +52,6 @@ pub(super) fn validate_authzen(
             )
         })?,
     };
-    if listen.port() != 0 && grpc_listens.contains(&listen) {
-        return Err(invalid(
-            "authzen.listen",
-            "must differ from `listen` and `health_listen`",
-        ));
-    }
     if let Some(tls) = tls {
         if tls.client_ca_file.is_some() {
             return Err(invalid(

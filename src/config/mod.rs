@@ -331,9 +331,6 @@ impl Config {
                         format!("{address:?} is not an address like 0.0.0.0:8081; empty: none"),
                     )
                 })?;
-                if address == listen && address.port() != 0 {
-                    return Err(invalid("health_listen", "must differ from `listen`"));
-                }
                 Some(address)
             }
         };
@@ -402,7 +399,7 @@ impl Config {
             &shape.response_filter,
             shape.max_request_bytes,
         )?;
-        let telemetry = telemetry::validate_telemetry(&shape.telemetry, listen)?;
+        let telemetry = telemetry::validate_telemetry(&shape.telemetry)?;
         check_operation_letters(&shape.policy, "policy")?;
         let fhir_servers = servers::validate_servers(
             shape.fhir_servers,
@@ -414,14 +411,12 @@ impl Config {
         let tls = tls::validate_tls(shape.tls)?;
         let unix_listen = unix_socket::validate_unix_listen(&shape.unix_listen, tls.as_ref())?;
         let callers = tls::validate_callers(shape.callers, tls.as_ref(), &fhir_servers)?;
-        let grpc_listens: Vec<SocketAddr> = std::iter::once(listen).chain(health_listen).collect();
-        let authzen =
-            authzen::validate_authzen(shape.authzen, &grpc_listens, tls.as_ref(), development)?;
+        let authzen = authzen::validate_authzen(shape.authzen, tls.as_ref(), development)?;
         let policy = Policy {
             fhir_version: shape.fhir_version,
             ..shape.policy
         };
-        Ok(Config {
+        let config = Config {
             listen,
             max_concurrent_calls: shape.max_concurrent_calls,
             max_buffered_request_bytes: shape.max_buffered_request_bytes,
@@ -444,7 +439,54 @@ impl Config {
             authzen,
             response_filter,
             development,
-        })
+        };
+        config.check_listeners()?;
+        Ok(config)
+    }
+
+    /// Listens on `listen` instead (`serve --listen`), held to the rules of the file's.
+    pub fn listen_on(&mut self, listen: SocketAddr) -> Result<(), ConfigError> {
+        if self.development && !listen_is_loopback(&listen) {
+            return Err(invalid(
+                "--listen",
+                "the development configuration's signing key is public: listen on a loopback address, or pass --config",
+            ));
+        }
+        self.listen = listen;
+        self.check_listeners()
+    }
+
+    /// Every listener on its own address: two on one port would fail to bind, or one would
+    /// be dropped, long after the file was read. Port 0 (any free port) never clashes.
+    fn check_listeners(&self) -> Result<(), ConfigError> {
+        let listeners = [
+            ("listen", Some(self.listen)),
+            ("health_listen", self.health_listen),
+            ("telemetry.metrics_listen", self.telemetry.metrics_listen),
+            (
+                "authzen.listen",
+                self.authzen.as_ref().map(|authzen| authzen.listen),
+            ),
+        ];
+        let bound: Vec<(&str, SocketAddr)> = listeners
+            .into_iter()
+            .filter_map(|(key, address)| Some((key, address?)))
+            .filter(|(_, address)| address.port() != 0)
+            .collect();
+        for (index, (key, address)) in bound.iter().enumerate() {
+            if let Some((other, _)) = bound[..index]
+                .iter()
+                .find(|(_, earlier)| earlier == address)
+            {
+                return Err(invalid(
+                    *key,
+                    format!(
+                        "must differ from `{other}` ({address}): each listener needs its own address"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -127,10 +127,7 @@ pub enum LogFormat {
     Json,
 }
 
-pub(super) fn validate_telemetry(
-    file: &TelemetryFile,
-    listen: SocketAddr,
-) -> Result<TelemetryConfig, ConfigError> {
+pub(super) fn validate_telemetry(file: &TelemetryFile) -> Result<TelemetryConfig, ConfigError> {
     let otlp_endpoint = match file.otlp_endpoint.trim() {
         "" => None,
         endpoint if is_http_url(endpoint) => Some(endpoint.to_owned()),
@@ -152,12 +149,6 @@ pub(super) fn validate_telemetry(
                     ),
                 )
             })?;
-            if address == listen && address.port() != 0 {
-                return Err(invalid(
-                    "telemetry.metrics_listen",
-                    "must differ from `listen`: metrics are served on their own port",
-                ));
-            }
             Some(address)
         }
     };

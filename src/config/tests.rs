@@ -1020,3 +1020,59 @@ fn only_variables_naming_a_key_are_configuration() {
         assert!(!environment_variable_is_read(ignored), "{ignored}");
     }
 }
+
+#[test]
+fn every_listener_needs_its_own_address() {
+    let with = |head: &str, tail: &str| Config::from_toml(&format!("{head}\n{MINIMAL}\n{tail}"));
+    let error = |head: &str, tail: &str| with(head, tail).unwrap_err().to_string();
+    let listen = "listen = \"127.0.0.1:7000\"";
+    for (head, tail, key) in [
+        (
+            format!("{listen}\nhealth_listen = \"127.0.0.1:7000\""),
+            "",
+            "`health_listen`",
+        ),
+        (
+            listen.to_owned(),
+            "[telemetry]\nmetrics_listen = \"127.0.0.1:7000\"",
+            "`telemetry.metrics_listen`",
+        ),
+        // Neither is `listen`: the pairs beside it count too.
+        (
+            format!("{listen}\nhealth_listen = \"127.0.0.1:7001\""),
+            "[telemetry]\nmetrics_listen = \"127.0.0.1:7001\"",
+            "must differ from `health_listen`",
+        ),
+        (
+            listen.to_owned(),
+            "[telemetry]\nmetrics_listen = \"127.0.0.1:7002\"\n[authzen]\nlisten = \"127.0.0.1:7002\"",
+            "`authzen.listen`",
+        ),
+    ] {
+        let error = error(&head, tail);
+        assert!(error.contains(key), "{error}");
+    }
+    // Port 0 takes any free port: never a clash.
+    assert!(
+        with(
+            "listen = \"127.0.0.1:0\"\nhealth_listen = \"127.0.0.1:0\"",
+            ""
+        )
+        .is_ok()
+    );
+
+    // `--listen` is held to the same rules.
+    let mut config = with(listen, "[telemetry]\nmetrics_listen = \"127.0.0.1:7003\"").unwrap();
+    let clash = config.listen_on("127.0.0.1:7003".parse().unwrap());
+    assert!(clash.unwrap_err().to_string().contains("`listen`"));
+    assert!(config.listen_on("127.0.0.1:7004".parse().unwrap()).is_ok());
+}
+
+#[test]
+fn the_development_configuration_listens_only_on_loopback_even_from_the_command_line() {
+    let mut config =
+        Config::load_with_env(None, Serialized::defaults(figment::value::Dict::new())).unwrap();
+    let error = config.listen_on("0.0.0.0:50051".parse().unwrap());
+    assert!(error.unwrap_err().to_string().contains("--listen"));
+    assert!(config.listen_on("127.0.0.1:50052".parse().unwrap()).is_ok());
+}
