@@ -61,17 +61,19 @@ impl EnvoyConfig {
 /// Public paths (`[envoy]`'s or a server's, under `key`) must each name a path under the
 /// base; the message names the key.
 pub(super) fn check_public_paths(paths: &[String], key: &str) -> Result<(), (String, String)> {
-    match paths
-        .iter()
-        .position(|path| path.trim_matches('/').is_empty())
-    {
-        Some(index) => Err((
-            format!("{key}[{index}]"),
+    for (index, path) in paths.iter().enumerate() {
+        let refused = if path.trim_matches('/').is_empty() {
             "must name a path under the base (an empty path would make every system search public)"
-                .to_owned(),
-        )),
-        None => Ok(()),
+        } else if path.contains(['?', '#', '*']) || path.contains(char::is_whitespace) {
+            // Matched as literal text against the request's path alone: such an entry would
+            // never match, and what it was meant to open would stay closed unannounced.
+            "must be a literal path (no query, fragment, wildcard or space): a request's path is compared with it as written"
+        } else {
+            continue;
+        };
+        return Err((format!("{key}[{index}]"), refused.to_owned()));
     }
+    Ok(())
 }
 
 impl FhirBase {

@@ -427,8 +427,14 @@ fn modes_choose_the_audited_outcomes() {
 }
 
 #[test]
-fn an_empty_public_path_is_refused() {
-    for public in ["\"\"", "\"/\"", "\"//\""] {
+fn an_empty_or_unmatchable_public_path_is_refused() {
+    let unmatchable = [
+        "\"Questionnaire?status=active\"",
+        "\"Patient/*\"",
+        "\"metadata#x\"",
+        "\"Questionnaire \"",
+    ];
+    for public in ["\"\"", "\"/\"", "\"//\""].into_iter().chain(unmatchable) {
         let text = format!(
             "[[issuers]]\nissuer = \"https://auth.example\"\naudiences = [\"https://fhir.example\"]\njwks = '{{\"keys\": []}}'\n[envoy]\npublic_paths = [{public}]\n"
         );
@@ -438,6 +444,8 @@ fn an_empty_public_path_is_refused() {
             "{error}"
         );
     }
+    let text = "[[issuers]]\nissuer = \"https://auth.example\"\naudiences = [\"https://fhir.example\"]\njwks = '{\"keys\": []}'\n[envoy]\npublic_paths = [\"Questionnaire\", \"/StructureDefinition/\"]\n";
+    assert!(Config::from_toml(text).is_ok());
 }
 
 /// Two issuers and two FHIR servers, each trusting one issuer.
