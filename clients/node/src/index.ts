@@ -19,12 +19,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 import { fromServiceError } from './errors.js';
-import { batchDecision, decision, filtered, introspection } from './results.js';
+import { batchDecision, decision, filtered, introspection, isAllowedOutright } from './results.js';
 import type { BatchDecision, Decision, Filtered, Introspection } from './results.js';
 
 export * from './errors.js';
 export type * from './results.js';
-export { isAllow } from './results.js';
+export { isAllow, isAllowedOutright, leavesNothingToApply } from './results.js';
 
 /** proto-loader's options for this API; exported for callers that load it themselves. */
 export const LOADER_OPTIONS: protoLoader.Options = {
@@ -179,15 +179,20 @@ export class AuthzClient {
     return decision(await this.#call('CheckAccess', message, token));
   }
 
-  /** Whether the request is allowed, ignoring its constraints. Rejects when the service
-   * gives no decision. */
+  /**
+   * Whether the request is allowed outright, with nothing left for the FHIR server to
+   * enforce ({@link isAllowedOutright}): a patient's read with the stored resource given,
+   * say. False for an allow that carries a compartment, a filter, an exclusion or an
+   * obligation, as every user/ and system/ grant does: use `check` and apply its grants.
+   * Rejects when the service gives no decision.
+   */
   async isAllowed(
     token: string,
     method: string,
     path: string,
     options: CheckOptions = {},
   ): Promise<boolean> {
-    return (await this.check(token, method, path, options)).allowed;
+    return isAllowedOutright(await this.check(token, method, path, options));
   }
 
   /** Decides every entry of a batch or transaction; a transaction stands or falls whole. */

@@ -122,6 +122,25 @@ const orNull = (text: string | undefined): string | null => (text ? text : null)
 /** The one place an allow is read: the enum name, compared for equality. */
 export const isAllow = (decision: unknown): boolean => decision === 'DECISION_ALLOW';
 
+/**
+ * Whether a grant leaves the FHIR server nothing to enforce: no compartment, filter or
+ * exclusion, and no obligation (every user/ and system/ grant carries one: the user's
+ * permissions, the client's policy).
+ */
+export const leavesNothingToApply = (grant: Grant): boolean =>
+  grant.compartment === null &&
+  grant.filters.length === 0 &&
+  grant.excludeOtherPatientsVia.length === 0 &&
+  grant.obligation === 'OBLIGATION_NONE';
+
+/**
+ * An allow with nothing left for the FHIR server to enforce: no grant (a public endpoint),
+ * or a grant that leaves nothing to apply.
+ */
+export const isAllowedOutright = (decision: Decision): boolean =>
+  decision.allowed &&
+  (decision.grants.length === 0 || decision.grants.some(leavesNothingToApply));
+
 function grant(wire: Wire): Grant {
   return {
     scope: wire.scope,

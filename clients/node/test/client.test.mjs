@@ -126,6 +126,21 @@ test('a deny is read as a deny, where proto-loader defaults would drop it', asyn
   raw.close();
 });
 
+test('isAllowed is true only for an allow with nothing left to enforce', async () => {
+  // Allowed, but the FHIR server must still apply the user's permissions.
+  const user = mint('user/Observation.rs', null, 'Practitioner/7');
+  const decided = await authz.check(user, 'GET', 'Observation/o1', { stored: observation('123') });
+  assert.equal(decided.allowed, true);
+  assert.equal(decided.grants[0].obligation, 'OBLIGATION_USER_PERMISSIONS');
+  assert.equal(await authz.isAllowed(user, 'GET', 'Observation/o1', { stored: observation('123') }), false);
+  // A search is allowed within the patient's compartment, which the server must apply.
+  const patient = mint('patient/Observation.rs', '123');
+  assert.equal((await authz.check(patient, 'GET', 'Observation')).allowed, true);
+  assert.equal(await authz.isAllowed(patient, 'GET', 'Observation'), false);
+  // A public endpoint: nothing to apply.
+  assert.equal(await authz.isAllowed('', 'GET', 'metadata'), true);
+});
+
 test('the stored resource is judged', async () => {
   const token = mint('patient/Observation.rs', '123');
   assert.equal(await authz.isAllowed(token, 'GET', 'Observation/o1', { stored: observation('123') }), true);

@@ -95,8 +95,9 @@ export async function startServer() {
   };
 }
 
-export function mint(scope, patient) {
+export function mint(scope, patient, fhirUser) {
   const args = ['token', '--scope', scope];
   if (patient) args.push('--patient', patient);
+  if (fhirUser) args.push('--fhir-user', fhirUser);
   return execFileSync(binary(), args, { encoding: 'utf8' }).trim();
 }

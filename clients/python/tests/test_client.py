@@ -117,6 +117,21 @@ def test_the_stored_resource_is_judged(authz, mint):
     )
 
 
+def test_is_allowed_is_true_only_for_an_allow_with_nothing_left_to_enforce(authz, mint):
+    # Allowed, but the FHIR server must still apply the user's permissions.
+    user = mint("user/Observation.rs", fhir_user="Practitioner/7")
+    decision = authz.check(user, "GET", "Observation/o1", stored=observation("123"))
+    assert decision.allowed
+    assert decision.grants[0].obligation == "OBLIGATION_USER_PERMISSIONS"
+    assert not authz.is_allowed(user, "GET", "Observation/o1", stored=observation("123"))
+    # A search is allowed within the patient's compartment, which the server must apply.
+    patient = mint("patient/Observation.rs", patient="123")
+    assert authz.check(patient, "GET", "Observation").allowed
+    assert not authz.is_allowed(patient, "GET", "Observation")
+    # A public endpoint: nothing to apply.
+    assert authz.is_allowed("", "GET", "metadata")
+
+
 def test_a_granular_scope_comes_back_as_a_typed_filter(authz, mint):
     token = mint(f"patient/Observation.rs?category={VITALS}", patient="123")
     decision = authz.check(token, "GET", "Observation")

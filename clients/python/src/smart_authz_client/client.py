@@ -154,10 +154,13 @@ class AuthzClient:
         return Decision._from(self._call(self._stub.CheckAccess, request, token))
 
     def is_allowed(self, token: str, method: str, path: str, **kwargs: Any) -> bool:
-        """Whether the request is allowed, ignoring its constraints: for checks that need
-        none (a read with the stored resource given). Raises :class:`AuthzError` when the
-        service gives no decision."""
-        return self.check(token, method, path, **kwargs).allowed
+        """Whether the request is allowed outright, with nothing left for the FHIR server
+        to enforce (:attr:`Decision.allowed_outright`): a patient's read with the stored
+        resource given, say. False for an allow that carries a compartment, a filter, an
+        exclusion or an obligation, as every ``user/`` and ``system/`` grant does: use
+        :meth:`check` and apply its grants. Raises :class:`AuthzError` when the service
+        gives no decision."""
+        return self.check(token, method, path, **kwargs).allowed_outright
 
     def check_batch(
         self,

@@ -46,6 +46,18 @@ class Grant:
     obligation: str
     exclude_other_patients_via: Tuple[str, ...]
 
+    @property
+    def leaves_nothing_to_apply(self) -> bool:
+        """Whether this grant leaves the FHIR server nothing to enforce: no compartment,
+        filter or exclusion, and no obligation (every ``user/`` and ``system/`` grant
+        carries one: the user's permissions, the client's policy)."""
+        return (
+            self.compartment is None
+            and not self.filters
+            and not self.exclude_other_patients_via
+            and self.obligation == "OBLIGATION_NONE"
+        )
+
     @classmethod
     def _from(cls, grant: pb.Grant) -> "Grant":
         return cls(
@@ -105,6 +117,14 @@ class Decision:
     #: For ``_include``/``_revinclude``: the types some scope can read (``"*"`` for all).
     include_readable_types: Tuple[str, ...]
     request_id: str
+
+    @property
+    def allowed_outright(self) -> bool:
+        """An allow with nothing left for the FHIR server to enforce: no grant (a public
+        endpoint), or a grant that leaves nothing to apply."""
+        return self.allowed and (
+            not self.grants or any(grant.leaves_nothing_to_apply for grant in self.grants)
+        )
 
     @classmethod
     def _from(cls, response: pb.CheckAccessResponse) -> "Decision":
