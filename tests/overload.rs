@@ -267,10 +267,11 @@ async fn silent_connections_are_closed_and_the_rest_wait_for_a_slot() {
     assert_eq!(served.into_inner().decision, 1, "metadata is public");
 }
 
-/// Messages being read before their call starts hold no slot, so they are bounded by bytes
-/// instead: beyond `max_buffered_request_bytes` held over every connection, a call is
-/// refused RESOURCE_EXHAUSTED at once, and the bytes come back when the streams holding them
-/// end. Without it, one connection's hundreds of streams, each sent up to
+/// Messages being read hold no slot, so they are bounded by bytes instead: beyond
+/// `max_buffered_request_bytes` held over every connection, a call is refused
+/// RESOURCE_EXHAUSTED at once, and the bytes come back when the streams holding them end.
+/// A unary call's message counts, and so does a message an ext_proc stream has not wholly
+/// sent. Without it, one connection's hundreds of streams, each sent up to
 /// `max_request_bytes` and then left, could take the process's memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_being_read_are_bounded_by_bytes() {
@@ -285,34 +286,62 @@ async fn messages_being_read_are_bounded_by_bytes() {
         .unwrap();
     let (send, connection) = h2::client::handshake(io).await.unwrap();
     tokio::spawn(connection);
+    // A stream announcing a message of 4,000 bytes, and 3,995 of them: the rest never
+    // comes.
+    let open_stalled = |path: &'static str| {
+        let send = send.clone();
+        let address = server.address;
+        async move {
+            let request = http::Request::post(format!("http://{address}{path}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let mut send = send.ready().await.unwrap();
+            let (answer, mut body) = send.send_request(request, false).unwrap();
+            let mut message = vec![0u8, 0, 0, 0x0f, 0xa0];
+            message.resize(4000, b'x');
+            body.send_data(message.into(), false).unwrap();
+            Stalled {
+                answer: Some(answer),
+                response: None,
+                body,
+            }
+        }
+    };
+    let paths = [
+        "/smartauthz.v1.AuthzService/CheckAccess",
+        "/envoy.service.ext_proc.v3.ExternalProcessor/Process",
+    ];
     let mut stalled = Vec::new();
-    for _ in 0..2 {
-        let request = http::Request::post(format!(
-            "http://{}/smartauthz.v1.AuthzService/CheckAccess",
-            server.address
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-        let mut send = send.clone().ready().await.unwrap();
-        let (answer, mut body) = send.send_request(request, false).unwrap();
-        // A frame announcing a message of 4,000 bytes, and 3,995 of them: the rest never comes.
-        let mut message = vec![0u8, 0, 0, 0x0f, 0xa0];
-        message.resize(4000, b'x');
-        body.send_data(message.into(), false).unwrap();
-        stalled.push((answer, body));
+    for path in paths {
+        stalled.push(open_stalled(path).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // 8,000 of the 8,192 bytes are held: a call of a few hundred bytes is refused.
+    // 8,000 of the 8,192 bytes are held (once the server has read them): a call of a few
+    // hundred bytes is refused. A call in reading while a stalled stream's bytes arrive
+    // may take their place instead (that stream is then refused): it is opened again.
     let padded = check_http("", "GET", &format!("Observation?code={}", "x".repeat(400)));
-    let refused = server
-        .client
-        .clone()
-        .check_access(padded.clone())
-        .await
-        .expect_err("refused while the stalled messages hold the budget");
+    let call = || {
+        let mut client = server.client.clone();
+        let padded = padded.clone();
+        async move { client.check_access(padded).await }
+    };
+    let mut refused = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (index, path) in paths.into_iter().enumerate() {
+            if stalled[index].ended().await {
+                stalled[index] = open_stalled(path).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(status) = call().await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let refused = refused.expect("refused while the stalled messages hold the budget");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
         refused.message().contains("max_buffered_request_bytes"),
@@ -320,12 +349,50 @@ async fn messages_being_read_are_bounded_by_bytes() {
     );
 
     // The stalled streams end: their bytes come back.
-    for (_, mut body) in stalled {
-        body.send_reset(h2::Reason::CANCEL);
+    for mut stream in stalled {
+        stream.body.send_reset(h2::Reason::CANCEL);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let answered = server.client.clone().check_access(padded).await;
+    let mut answered = call().await;
+    for _ in 0..100 {
+        if answered.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answered = call().await;
+    }
     assert!(answered.is_ok(), "{answered:?}");
+}
+
+/// A stream whose message never ends, as its client sees it.
+struct Stalled {
+    answer: Option<h2::client::ResponseFuture>,
+    response: Option<http::Response<h2::RecvStream>>,
+    body: h2::SendStream<bytes::Bytes>,
+}
+
+impl Stalled {
+    /// Whether the server has ended the stream (refused it): a stalled unary call has no
+    /// answer yet; a stalled ext_proc stream has its headers and no end.
+    async fn ended(&mut self) -> bool {
+        let soon = Duration::from_millis(1);
+        if let Some(answer) = &mut self.answer {
+            match tokio::time::timeout(soon, answer).await {
+                Err(_) => return false,
+                Ok(Err(_)) => return true,
+                Ok(Ok(response)) => {
+                    self.answer = None;
+                    self.response = Some(response);
+                }
+            }
+        }
+        let Some(response) = &mut self.response else {
+            return true;
+        };
+        response.headers().contains_key("grpc-status")
+            || tokio::time::timeout(soon, response.body_mut().trailers())
+                .await
+                .is_ok()
+    }
 }
 
 /// `max_connection_age_secs`: an old connection is told GOAWAY, takes no new call, and the

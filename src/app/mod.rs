@@ -5,6 +5,7 @@
 //! (`[authzen] listen`). The gRPC API may also answer on a Unix socket (`unix_listen`,
 //! [`unix_socket`]). [`health`] says when the process is live and ready.
 
+mod counted_messages;
 mod grpc_connections;
 pub mod health;
 mod http_listener;
@@ -49,6 +50,8 @@ const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (hyper's own default; tonic unsets
 /// it). A client with more calls in flight opens another connection or waits.
 const MAX_STREAMS_PER_CONNECTION: u32 = 200;
+/// The decoding limit of the services whose requests are small (health).
+pub const SMALL_MESSAGE_BYTES: usize = 16 * 1024;
 /// Longest the drain waits for what is still open once it has begun: a stream that never
 /// ends (a `Health/Watch`, a reflection stream) would otherwise hold the process until
 /// Kubernetes kills it, and the trace exporter's flush would never run. A unary call takes
@@ -188,6 +191,9 @@ pub async fn serve(
     // ready) while the issuers' keys load.
     let max_connections = config.max_connections;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // A health request names a service: a few bytes. Never counted against the budget of
+    // buffered bytes (health is never refused), so held small instead.
+    let health_service = health_service.max_decoding_message_size(SMALL_MESSAGE_BYTES);
     let health = Health::starting(health_reporter).await;
     let _health_server = listeners.health.map(|listener| {
         let health = grpc_server(&config).add_service(health_service.clone());

@@ -11,7 +11,10 @@
 //! decision on it takes its own (`envoy::processor`), and an opening slot, still held when
 //! the stream's first message is read, would race that decision for the last one. Streams
 //! per connection are bounded (`max_concurrent_streams`), and the bytes of the messages
-//! every connection has in reading by `max_buffered_request_bytes` (`authorize::reading`).
+//! every connection has in reading by `max_buffered_request_bytes`: a unary call's message
+//! read whole (`authorize::reading`), a streaming call's counted message by message
+//! ([`CountedMessages`]). Health's messages are not counted (health is never refused):
+//! its decoding limit is a few kilobytes instead (`app::SMALL_MESSAGE_BYTES`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +25,7 @@ use http_body_util::{BodyExt as _, Full};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::counted_messages::CountedMessages;
 use crate::authorize::{Capacity, OVER_BUDGET, Unread};
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
@@ -89,13 +93,20 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
-        if path.starts_with(HEALTH_PATH) || path.starts_with(EXT_PROC_PATH) {
+        if path.starts_with(HEALTH_PATH) {
+            return Box::pin(self.inner.call(request));
+        }
+        if path.starts_with(EXT_PROC_PATH) {
+            let request =
+                request.map(|body| Body::new(CountedMessages::new(body, self.capacity.clone())));
             return Box::pin(self.inner.call(request));
         }
         if !UNARY_SERVICES
             .iter()
             .any(|service| path.starts_with(service))
         {
+            let request =
+                request.map(|body| Body::new(CountedMessages::new(body, self.capacity.clone())));
             let Some(slot) = self.capacity.enter() else {
                 let refused = overloaded(&self.capacity);
                 return Box::pin(async move { Ok(refused) });

@@ -36,7 +36,7 @@ impl Capacity {
 
     /// `bytes` of the budget of buffered request bytes, or `None` (counted as shed) when
     /// they are not free.
-    pub(super) fn hold_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    pub fn hold_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
         let held = u32::try_from(bytes).ok().and_then(|bytes| {
             Arc::clone(&self.buffered)
                 .try_acquire_many_owned(bytes)
