@@ -3,9 +3,9 @@
 //!
 //! Environment variables use the prefix `SMART_AUTHZ_` and `__` between nested keys, e.g.
 //! `SMART_AUTHZ_LISTEN=0.0.0.0:8443`, `SMART_AUTHZ_CACHE__MAX_TTL_SECS=60`,
-//! `SMART_AUTHZ_POLICY__STRICT_SCOPES=true`. Only variables whose first key is one of the
-//! file's top-level keys are read ([`environment_variable_is_read`]); the others are left
-//! alone, and named in a warning at start-up ([`ignored_environment`]).
+//! `SMART_AUTHZ_POLICY__STRICT_SCOPES=true`. An unknown key stops the start-up, but for
+//! `SMART_AUTHZ_CONFIG` (`--config`) and Kubernetes' service links, which are not read
+//! ([`environment_variable_is_read`]) and named in a warning ([`ignored_environment`]).
 //!
 //! A leaf of the service: every configuration type lives here, one file per section
 //! (`issuer`, `cache`, `telemetry`, `envoy`), and this module imports nothing of the
@@ -168,39 +168,59 @@ pub struct Config {
 /// The prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "SMART_AUTHZ_";
 
-/// Whether the environment variable `name` is read as configuration: `SMART_AUTHZ_` and
-/// one of the file's top-level keys, alone or before `__`. Not every such variable is
-/// ours: Kubernetes sets `SMART_AUTHZ_SERVICE_HOST`, `SMART_AUTHZ_PORT_50051_TCP` and
-/// the like in every pod of a namespace with a Service named `smart-authz` (service
-/// links), and `SMART_AUTHZ_CONFIG` is the command line's `--config`. Refused as unknown
-/// keys, they would stop every pod from starting.
+/// Whether the environment variable `name` is read as configuration: every
+/// `SMART_AUTHZ_*` variable (case aside, as figment matches the prefix) but the command
+/// line's `SMART_AUTHZ_CONFIG` and the variables Kubernetes sets for a Service whose name
+/// starts `smart-authz` (service links: `SMART_AUTHZ_SERVICE_HOST`,
+/// `SMART_AUTHZ_PORT_50051_TCP`, ...). Those are not ours, and refused as unknown keys
+/// they stopped every pod beside such a Service from starting; any other unknown variable
+/// still does, so a misspelt override never passes unnoticed.
 pub fn environment_variable_is_read(name: &str) -> bool {
-    let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+    let Some(key) = strip_prefix_ignoring_case(name, ENV_PREFIX) else {
         return false;
     };
-    let first = key.split("__").next().unwrap_or_default();
-    top_level_keys().any(|known| known.eq_ignore_ascii_case(first))
+    !key.eq_ignore_ascii_case("CONFIG") && !is_service_link(key)
 }
 
-/// The `SMART_AUTHZ_*` variables of this process that are not read, for a warning: a
-/// misspelt override would otherwise go unnoticed.
+/// The `SMART_AUTHZ_*` variables of this process that are not read, for a warning.
 pub fn ignored_environment() -> Vec<String> {
     let mut ignored: Vec<String> = std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| name.starts_with(ENV_PREFIX) && !environment_variable_is_read(name))
-        .filter(|name| name != "SMART_AUTHZ_CONFIG")
+        .filter(|name| strip_prefix_ignoring_case(name, ENV_PREFIX).is_some_and(is_service_link))
         .collect();
     ignored.sort();
     ignored
 }
 
-/// The file's top-level keys, as [`ConfigFile`] writes them.
-fn top_level_keys() -> impl Iterator<Item = String> {
-    let keys = match serde_json::to_value(ConfigFile::default()) {
-        Ok(serde_json::Value::Object(keys)) => keys.into_iter().map(|(key, _)| key).collect(),
-        _ => Vec::new(),
+fn strip_prefix_ignoring_case<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = name.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &name[prefix.len()..])
+}
+
+/// Whether `key` (after the prefix) is a Kubernetes service link of a Service named
+/// `smart-authz[-...]`: `[<rest of the name>_]SERVICE_HOST`, `...SERVICE_PORT[_<port>]`,
+/// `...PORT`, `...PORT_<n>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR]`.
+fn is_service_link(key: &str) -> bool {
+    let words: Vec<String> = key.split('_').map(str::to_ascii_uppercase).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let ends_with = |tail: &[&str]| words.ends_with(tail);
+    if ends_with(&["SERVICE", "HOST"]) || ends_with(&["PORT"]) {
+        return true;
+    }
+    if words.windows(2).any(|pair| pair == ["SERVICE", "PORT"]) {
+        return true;
+    }
+    // `PORT_<n>_<protocol>`, and one of its three parts after it.
+    let protocol = |word: &str| matches!(word, "TCP" | "UDP" | "SCTP");
+    let tail = match words.last() {
+        Some(&("PROTO" | "PORT" | "ADDR")) => &words[..words.len() - 1],
+        _ => &words[..],
     };
-    keys.into_iter()
+    matches!(
+        tail,
+        [.., "PORT", number, last] if number.bytes().all(|b| b.is_ascii_digit()) && !number.is_empty() && protocol(last)
+    )
 }
 
 /// A configuration that cannot be used; the message names the key.
