@@ -76,8 +76,9 @@ pub struct ConfigFile {
     pub max_concurrent_calls: usize,
     /// Bytes of request bodies held at once, over every connection of every face: read
     /// before their call starts, held until it ends. A call whose body would go beyond is
-    /// refused at once, as one beyond `max_concurrent_calls` is.
-    pub max_buffered_request_bytes: usize,
+    /// refused at once, as one beyond `max_concurrent_calls` is. Unset: 64 MiB, or four
+    /// times `max_request_bytes` when that is more.
+    pub max_buffered_request_bytes: Option<usize>,
     /// Connections to the gRPC listener open at once; one more waits in the listen backlog
     /// until another closes.
     pub max_connections: usize,
@@ -114,7 +115,7 @@ impl Default for ConfigFile {
             fhir_version: FhirVersion::R4,
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_calls: 1024,
-            max_buffered_request_bytes: DEFAULT_MAX_BUFFERED_REQUEST_BYTES,
+            max_buffered_request_bytes: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connection_age_secs: 0,
             issuers: Vec::new(),
@@ -371,12 +372,18 @@ impl Config {
         if shape.max_request_bytes < 1024 {
             return Err(invalid("max_request_bytes", "must be at least 1024"));
         }
-        if shape.max_buffered_request_bytes < shape.max_request_bytes {
-            return Err(invalid(
-                "max_buffered_request_bytes",
-                "must be at least max_request_bytes: a request of that size could never be read",
-            ));
-        }
+        let max_buffered_request_bytes = match shape.max_buffered_request_bytes {
+            None => {
+                DEFAULT_MAX_BUFFERED_REQUEST_BYTES.max(shape.max_request_bytes.saturating_mul(4))
+            }
+            Some(bytes) if bytes < shape.max_request_bytes.saturating_mul(2) => {
+                return Err(invalid(
+                    "max_buffered_request_bytes",
+                    "must be at least twice max_request_bytes: two requests of the largest size must be readable at once",
+                ));
+            }
+            Some(bytes) => bytes,
+        };
         if shape.issuers.is_empty() {
             return Err(invalid(
                 "issuers",
@@ -439,7 +446,7 @@ impl Config {
         let config = Config {
             listen,
             max_concurrent_calls: shape.max_concurrent_calls,
-            max_buffered_request_bytes: shape.max_buffered_request_bytes,
+            max_buffered_request_bytes,
             max_connections: shape.max_connections,
             max_connection_age: (shape.max_connection_age_secs > 0)
                 .then(|| std::time::Duration::from_secs(shape.max_connection_age_secs)),
@@ -519,8 +526,9 @@ pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 60;
 /// holds.
 pub const MAX_LIMIT: usize = 1_000_000;
 
-/// Default of `max_buffered_request_bytes`: sixteen requests of the default
-/// `max_request_bytes` being read at once, where a decision's request is a few kilobytes.
+/// Default of `max_buffered_request_bytes` (or four times `max_request_bytes`, when more):
+/// sixteen requests of the default `max_request_bytes` being read at once, where a
+/// decision's request is a few kilobytes.
 pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// Default of `max_connections`: a few per FHIR server replica or Envoy is the usual load;

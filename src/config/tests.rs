@@ -1091,3 +1091,22 @@ fn the_development_configuration_listens_only_on_loopback_even_from_the_command_
     assert!(error.unwrap_err().to_string().contains("--listen"));
     assert!(config.listen_on("127.0.0.1:50052".parse().unwrap()).is_ok());
 }
+
+#[test]
+fn the_buffered_bytes_cover_the_largest_requests() {
+    let with = |head: &str| Config::from_toml(&format!("{head}\n{MINIMAL}"));
+    assert_eq!(
+        with("").unwrap().max_buffered_request_bytes,
+        DEFAULT_MAX_BUFFERED_REQUEST_BYTES
+    );
+    // Unset, it grows with max_request_bytes: an upgrade keeps starting.
+    let large = with("max_request_bytes = 33554432").unwrap();
+    assert_eq!(large.max_buffered_request_bytes, 4 * 33_554_432);
+    let error = with("max_request_bytes = 4096\nmax_buffered_request_bytes = 8191").unwrap_err();
+    assert!(
+        error.to_string().contains("max_buffered_request_bytes"),
+        "{error}"
+    );
+    let set = with("max_request_bytes = 4096\nmax_buffered_request_bytes = 8192").unwrap();
+    assert_eq!(set.max_buffered_request_bytes, 8192);
+}
