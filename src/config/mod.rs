@@ -501,10 +501,14 @@ impl Config {
             .filter(|(_, address)| address.port() != 0)
             .collect();
         for (index, (key, address)) in bound.iter().enumerate() {
-            if let Some((other, _)) = bound[..index]
-                .iter()
-                .find(|(_, earlier)| earlier == address)
-            {
+            // A wildcard address (`0.0.0.0`, `[::]`) takes the port on every address.
+            let clashes = |earlier: &SocketAddr| {
+                earlier.port() == address.port()
+                    && (earlier.ip() == address.ip()
+                        || earlier.ip().is_unspecified()
+                        || address.ip().is_unspecified())
+            };
+            if let Some((other, _)) = bound[..index].iter().find(|(_, earlier)| clashes(earlier)) {
                 return Err(invalid(
                     *key,
                     format!(

@@ -1067,6 +1067,19 @@ fn every_listener_needs_its_own_address() {
         let error = error(&head, tail);
         assert!(error.contains(key), "{error}");
     }
+    // A wildcard address takes the port on every address.
+    let wildcard = error(
+        "listen = \"0.0.0.0:7005\"\nhealth_listen = \"127.0.0.1:7005\"",
+        "",
+    );
+    assert!(wildcard.contains("`health_listen`"), "{wildcard}");
+    let v6 = with(
+        "listen = \"127.0.0.1:7005\"",
+        "[telemetry]\nmetrics_listen = \"[::]:7005\"",
+    );
+    assert!(v6.is_err());
+    let apart = "listen = \"127.0.0.1:7006\"\nhealth_listen = \"127.0.0.2:7006\"";
+    assert!(with(apart, "").is_ok());
     // Port 0 takes any free port: never a clash.
     assert!(
         with(
