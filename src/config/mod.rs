@@ -314,6 +314,16 @@ impl Config {
                 ));
             }
         }
+        let mutual_tls = self
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_file.is_some());
+        if mutual_tls && self.callers.is_empty() {
+            warnings.push(
+                "mutual TLS without [[callers]]: every certificate of the client CA may ask for every FHIR server and call IntrospectToken; list the callers (a mesh CA signs every workload)"
+                    .to_owned(),
+            );
+        }
         warnings
     }
 

@@ -991,6 +991,18 @@ fn servers_that_trust_every_issuer_of_several_are_warned_about() {
 }
 
 #[test]
+fn mutual_tls_without_callers_is_warned_about() {
+    let tls = "[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\n";
+    let open = Config::from_toml(&format!("{MINIMAL}\n{tls}")).unwrap();
+    let [warning] = open.warnings().try_into().unwrap();
+    assert!(warning.contains("[[callers]]"), "{warning}");
+    let bound = format!(
+        "{MINIMAL}\n{tls}[[callers]]\nidentity = \"spiffe://x/fhir\"\nfhir_servers = [\"*\"]\n"
+    );
+    assert!(Config::from_toml(&bound).unwrap().warnings().is_empty());
+}
+
+#[test]
 fn credentials_in_a_url_are_hidden_from_logs() {
     for (url, shown) in [
         ("http://user:secret@otel:4317", "http://***@otel:4317"),
