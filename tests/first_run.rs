@@ -147,9 +147,9 @@ async fn the_readme_walkthrough_runs_with_grpcurl() {
 /// Kubernetes gives every pod beside a Service named `smart-authz` variables of its own
 /// with the configuration's prefix (`SMART_AUTHZ_SERVICE_HOST`, ...), and
 /// `SMART_AUTHZ_CONFIG` is `--config`: the service starts with them, still reads the
-/// overrides that name its keys, and names the others in a warning.
+/// overrides that name its keys, and names the service links in a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn variables_that_name_no_configuration_key_do_not_stop_the_start() {
+async fn kubernetes_service_links_and_the_config_variable_do_not_stop_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let development = include_str!("../examples/dev/config.toml");
@@ -184,7 +184,7 @@ async fn variables_that_name_no_configuration_key_do_not_stop_the_start() {
     );
     let warning = logs
         .iter()
-        .find(|line| line.contains("name no configuration key"))
+        .find(|line| line.contains("service links"))
         .unwrap_or_else(|| panic!("{logs:#?}"));
     assert!(warning.contains("SMART_AUTHZ_SERVICE_HOST"), "{warning}");
     assert!(warning.contains("SMART_AUTHZ_PORT_50051_TCP"), "{warning}");

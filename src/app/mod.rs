@@ -54,8 +54,9 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 200;
 pub const SMALL_MESSAGE_BYTES: usize = 16 * 1024;
 /// Longest the drain waits for what is still open once it has begun: a stream that never
 /// ends (a `Health/Watch`, a reflection stream) would otherwise hold the process until
-/// Kubernetes kills it, and the trace exporter's flush would never run. A unary call takes
-/// at most the message's read timeout and an issuer's.
+/// Kubernetes kills it, and the trace exporter's flush would never run. A call is over in
+/// microseconds unless it waits for an issuer or for its message; one still waiting then is
+/// cut, and its caller retries on another replica.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may make the server reset, by malformed frames, before it
 /// is closed with GOAWAY: hyper's own default.
@@ -309,7 +310,7 @@ pub async fn serve(
     if !ignored.is_empty() {
         tracing::warn!(
             ?ignored,
-            "environment variables with the configuration's prefix that name no configuration key: not read"
+            "Kubernetes service links share the configuration's prefix: not read as configuration"
         );
     }
     if config.development {
