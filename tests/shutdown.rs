@@ -19,6 +19,36 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+/// The service on a loopback API port alone, with no shutdown delay and the issuer of
+/// `issuer_toml`, until the sender is used.
+async fn serve_api_alone(
+    issuer_toml: &str,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), smart_authz::app::AppError>>,
+) {
+    let config = format!("shutdown_delay_secs = 0\n{issuer_toml}");
+    let config = smart_authz::config::Config::from_toml(&config).unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_address = api.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(smart_authz::app::serve(
+        smart_authz::app::Listeners {
+            api,
+            metrics: None,
+            health: None,
+            authzen: None,
+            unix: None,
+        },
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (api_address, stop, server)
+}
+
 async fn health(address: std::net::SocketAddr, service: &str) -> HealthCheckResponse {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
@@ -183,24 +213,7 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
     // An issuer whose introspection endpoint holds every request: a call stays in flight
     // for the introspection timeout (2 s), across the start of the drain (0.5 s).
     let mut stuck = common::StuckEndpoint::start().await;
-    let config = format!("shutdown_delay_secs = 0\n{}", stuck.issuer_toml(2000));
-    let config = smart_authz::config::Config::from_toml(&config).unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_address = api.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(smart_authz::app::serve(
-        smart_authz::app::Listeners {
-            api,
-            metrics: None,
-            health: None,
-            authzen: None,
-            unix: None,
-        },
-        config,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (api_address, stop, server) = serve_api_alone(&stuck.issuer_toml(2000)).await;
     let mut client = smart_authz::grpc::pb::authz_service_client::AuthzServiceClient::new(
         common::connect(api_address).await,
     );
@@ -250,24 +263,7 @@ async fn a_call_in_flight_when_the_drain_begins_is_answered_and_new_connections_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_never_ends_does_not_hold_the_drain() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
-    let config = format!("shutdown_delay_secs = 0\n{}", issuer.issuer_toml());
-    let config = smart_authz::config::Config::from_toml(&config).unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_address = api.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(smart_authz::app::serve(
-        smart_authz::app::Listeners {
-            api,
-            metrics: None,
-            health: None,
-            authzen: None,
-            unix: None,
-        },
-        config,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (api_address, stop, server) = serve_api_alone(&issuer.issuer_toml()).await;
     let mut watch = HealthClient::new(common::connect(api_address).await)
         .watch(HealthCheckRequest::default())
         .await
