@@ -15,6 +15,10 @@ use common::answers::{mixed_search, observation_of, patients_named, references, 
 use common::*;
 use serde_json::{Value, json};
 
+/// The context of a caller that applies an allow's grants (compartment, filters, ...).
+static ENFORCING: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| json!({ "enforces_grants": true }));
+
 const CONFIG: &str =
     "[authzen]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://authz.example.org\"\n";
 
@@ -111,7 +115,8 @@ async fn one_evaluation_is_decided_with_its_constraints_in_the_context() {
     let token = issuer.patient_token("patient/Observation.rs", "123");
 
     let (action, resource) = http_line("GET", "Observation?code=8867-4");
-    let body = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let body = json!({ "subject": subject(&token), "action": action, "resource": resource,
+        "context": ENFORCING.clone() });
     let (status, answer) = face
         .post_raw(
             "/access/v1/evaluation",
@@ -126,11 +131,37 @@ async fn one_evaluation_is_decided_with_its_constraints_in_the_context() {
     assert_eq!(answer["context"]["grants"][0]["compartment"], "Patient/123");
     assert_eq!(answer["context"]["subject"]["patient"], "123");
 
+    // To a caller that does not say it applies the grants, an allow under a compartment is
+    // no: a generic enforcement point would pass every patient's search on.
+    let mut unsaid = body.clone();
+    unsaid.as_object_mut().unwrap().remove("context");
+    let (status, conditional) = face.post("/access/v1/evaluation", &unsaid).await;
+    assert_eq!(status, 200, "{conditional}");
+    assert_eq!(conditional["decision"], false, "{conditional}");
+    assert_eq!(conditional["context"]["reason"], "grants_not_enforced");
+    assert_eq!(
+        conditional["context"]["grants"][0]["compartment"],
+        "Patient/123"
+    );
+    unsaid["context"] = json!({ "enforces_grants": "yes" });
+    let (status, _) = face.post("/access/v1/evaluation", &unsaid).await;
+    assert_eq!(status, 400);
+    // An allow with nothing left to apply is yes to any caller: a read judged on the
+    // stored resource.
+    let own = json!({
+        "subject": subject(&token),
+        "action": { "name": "read" },
+        "resource": { "type": "Observation", "id": "obs-1", "properties": { "stored": observation("123") } },
+    });
+    let (_, outright) = face.post("/access/v1/evaluation", &own).await;
+    assert_eq!(outright["decision"], true, "{outright}");
+
     // The structured form decides the same request the same way.
     let structured = json!({
         "subject": subject(&token),
         "action": { "name": "search-type" },
         "resource": { "type": "Observation", "properties": { "query": "code=8867-4" } },
+        "context": ENFORCING.clone(),
     });
     let (_, same) = face.post("/access/v1/evaluation", &structured).await;
     assert_eq!(same, answer);
@@ -173,6 +204,7 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
         let mut body = json!({
             "subject": subject(&token),
             "action": { "name": "GET" },
+            "context": ENFORCING.clone(),
             "evaluations": items,
         });
         if let Some(semantic) = semantic {
@@ -214,6 +246,7 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
     let mixed = json!({
         "subject": subject(&token),
         "action": { "name": "GET" },
+        "context": ENFORCING.clone(),
         "evaluations": [
             { "resource": { "type": "fhir_request", "id": "Observation/o1" } },
             { "resource": { "type": "fhir_request", "id": "Observation/../Patient/456" } },
@@ -228,7 +261,8 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
 
     // Without evaluations, the request is one evaluation.
     let (action, resource) = http_line("GET", "Observation/o1");
-    let single = json!({ "subject": subject(&token), "action": action, "resource": resource });
+    let single = json!({ "subject": subject(&token), "action": action, "resource": resource,
+        "context": ENFORCING.clone() });
     let (_, answer) = face.post("/access/v1/evaluations", &single).await;
     assert_eq!(answer["decision"], true);
 
@@ -243,6 +277,7 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
         "subject": subject(&token),
         "action": { "name": "read" },
         "resource": { "type": "Observation", "id": "o9", "properties": { "stored": theirs } },
+        "context": ENFORCING.clone(),
         "evaluations": [
             {},
             { "action": { "name": "delete" } },
@@ -262,7 +297,7 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
 
     // A body past 64 KB is parsed on the blocking pool, to the same answer.
     let mut large = request(None);
-    large["context"] = json!({ "pad": "x".repeat(100_000) });
+    large["context"] = json!({ "enforces_grants": true, "pad": "x".repeat(100_000) });
     let (status, answer) = face.post("/access/v1/evaluations", &large).await;
     assert_eq!(status, 200);
     assert_eq!(decisions(&answer), [true, false, false, true]);
@@ -281,7 +316,8 @@ async fn a_post_search_is_decided_on_its_body() {
         if let Some(body) = body {
             resource["properties"] = json!({ "body": body });
         }
-        json!({ "subject": subject(&token), "action": { "name": "POST" }, "resource": resource })
+        json!({ "subject": subject(&token), "action": { "name": "POST" }, "resource": resource,
+            "context": ENFORCING.clone() })
     };
 
     let (status, answer) = face

@@ -44,11 +44,14 @@ impl Answer {
     }
 }
 
-/// The answer for a verdict of the pipeline.
-pub fn verdict(verdict: Verdict<Decision>) -> Answer {
+/// The answer for a verdict of the pipeline, to a caller that applies an allow's grants
+/// (`enforces_grants`) or not.
+pub fn verdict(verdict: Verdict<Decision>, enforces_grants: bool) -> Answer {
     match verdict {
-        Verdict::Public(decision) => Answer::Decided(decided(&decision, None)),
-        Verdict::Decided { decision, token } => Answer::Decided(decided(&decision, Some(&token))),
+        Verdict::Public(decision) => Answer::Decided(decided(&decision, None, enforces_grants)),
+        Verdict::Decided { decision, token } => {
+            Answer::Decided(decided(&decision, Some(&token), enforces_grants))
+        }
         // A refused token is a deny with its reason, as on the gRPC API.
         Verdict::Refused(Refusal::Token(error)) => Answer::Decided(json!({
             "decision": false,
@@ -64,7 +67,24 @@ pub fn refused(refusal: &Refusal) -> Answer {
     Answer::failed(status, refusal.to_string())
 }
 
-fn decided(decision: &Decision, token: Option<&VerifiedToken>) -> Value {
+/// AuthZEN's `decision` is a yes or a no (§6.2), and a generic enforcement point acts on it
+/// alone: an allow that still leaves it something to apply (a compartment to narrow a
+/// search to, a filter, an obligation) is `true` only to a caller that says it applies
+/// them (`context.enforces_grants`); to any other it is `false`, reason
+/// `grants_not_enforced`, with the grants it would have had to apply.
+fn decided(decision: &Decision, token: Option<&VerifiedToken>, enforces_grants: bool) -> Value {
+    let conditional = decision.is_allowed() && !decision.is_allowed_outright();
+    if conditional && !enforces_grants {
+        let mut context = json!({
+            "reason": "grants_not_enforced",
+            "message": "allowed only under grants the caller must apply (compartment, filters, exclusions, obligations): send context.enforces_grants = true if it applies them",
+            "grants": decision.grants,
+        });
+        if let Some(token) = token {
+            context["subject"] = subject(token);
+        }
+        return json!({ "decision": false, "context": context });
+    }
     let mut context = json!({
         "reason": decision.reason,
         "message": decision.message,

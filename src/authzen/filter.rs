@@ -137,7 +137,7 @@ fn filtered(verdict: Verdict<FilteredResponse>, original: Value) -> Answer {
             };
             return Answer::failed(status, message);
         }
-        Verdict::Refused(refusal) => return answer::verdict(Verdict::Refused(refusal)),
+        Verdict::Refused(refusal) => return answer::verdict(Verdict::Refused(refusal), false),
     };
     let mut context = json!({
         "reason": filtered.reason,

@@ -501,7 +501,7 @@ impl Face {
             if_none_exist: headers.get(IF_NONE_EXIST_HEADER).map(String::as_str),
         };
         let verdict = self.authorizer.check(call, server, check).await?;
-        Ok(answer::verdict(verdict))
+        Ok(answer::verdict(verdict, evaluation.enforces_grants))
     }
 
     /// The FHIR server an evaluation is for and its request, read from its HTTP line; a

@@ -37,6 +37,9 @@ pub struct Evaluation<'a> {
     pub stored: Option<&'a Value>,
     pub proposed: Option<&'a Value>,
     pub fhir_server: String,
+    /// `context.enforces_grants`: the caller applies an allow's grants (compartment,
+    /// filters, exclusions, obligations). Without it an allow that has any is `false`.
+    pub enforces_grants: bool,
 }
 
 impl std::fmt::Debug for Evaluation<'_> {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Evaluation<'_> {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("body_bytes", &self.body.len())
             .field("fhir_server", &self.fhir_server)
+            .field("enforces_grants", &self.enforces_grants)
             .finish_non_exhaustive()
     }
 }
@@ -214,6 +218,11 @@ pub fn read<'a>(
         evaluation.fhir_server = text(context, "context", "fhir_server")?
             .unwrap_or_default()
             .to_owned();
+        evaluation.enforces_grants = match context.get("enforces_grants") {
+            None => false,
+            Some(Value::Bool(enforces)) => *enforces,
+            Some(_) => return Err(unreadable("context.enforces_grants: must be true or false")),
+        };
     }
     Ok(evaluation)
 }

@@ -134,11 +134,13 @@ export const leavesNothingToApply = (grant: Grant): boolean =>
   grant.obligation === 'OBLIGATION_NONE';
 
 /**
- * An allow with nothing left for the FHIR server to enforce: no grant (a public endpoint),
- * or a grant that leaves nothing to apply.
+ * An allow with nothing left for the FHIR server to enforce: no `_include` types to hold
+ * the answer to, and no grant (a public endpoint) or a grant that leaves nothing to apply.
+ * The service's own rule (`Decision::is_allowed_outright`).
  */
 export const isAllowedOutright = (decision: Decision): boolean =>
   decision.allowed &&
+  decision.includeReadableTypes.length === 0 &&
   (decision.grants.length === 0 || decision.grants.some(leavesNothingToApply));
 
 function grant(wire: Wire): Grant {

@@ -120,10 +120,13 @@ class Decision:
 
     @property
     def allowed_outright(self) -> bool:
-        """An allow with nothing left for the FHIR server to enforce: no grant (a public
-        endpoint), or a grant that leaves nothing to apply."""
-        return self.allowed and (
-            not self.grants or any(grant.leaves_nothing_to_apply for grant in self.grants)
+        """An allow with nothing left for the FHIR server to enforce: no ``_include`` types
+        to hold the answer to, and no grant (a public endpoint) or a grant that leaves
+        nothing to apply. The service's own rule (``Decision::is_allowed_outright``)."""
+        return (
+            self.allowed
+            and not self.include_readable_types
+            and (not self.grants or any(grant.leaves_nothing_to_apply for grant in self.grants))
         )
 
     @classmethod

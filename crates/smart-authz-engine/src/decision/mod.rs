@@ -164,6 +164,20 @@ impl Decision {
         self.outcome == Outcome::Allow
     }
 
+    /// An allow that leaves the enforcement point nothing to apply: no grant (a public
+    /// endpoint, a valid token enough), or a grant without compartment, filter, exclusion
+    /// or obligation, and no `_include` types to hold the answer to. What a caller that
+    /// reads a yes or a no alone, and applies nothing, may act on.
+    pub fn is_allowed_outright(&self) -> bool {
+        self.is_allowed()
+            && self.included_resources.is_none()
+            && (self.grants.is_empty()
+                || self
+                    .grants
+                    .iter()
+                    .any(|grant| grant.is_unconstrained() && grant.obligation == Obligation::None))
+    }
+
     /// The allow of a public endpoint (`metadata`, `.well-known/smart-configuration`).
     pub fn public_endpoint() -> Self {
         Decision {

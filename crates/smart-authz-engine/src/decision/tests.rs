@@ -91,3 +91,61 @@ fn every_section_of_the_rule_book_has_cases() {
     assert!(cases.len() >= 170, "only {} cases", cases.len());
     assert!(r5 >= 12, "only {r5} R5 cases");
 }
+
+/// `Decision::is_allowed_outright`: what a caller that reads a yes or a no alone may act on.
+#[test]
+fn an_allow_is_outright_only_when_it_leaves_nothing_to_apply() {
+    use std::sync::Arc;
+
+    use crate::decision::Engine;
+    use crate::fhir::{FhirVersion, Resource, parse_request_line};
+    use crate::smart::{ScopeSet, TokenContext};
+
+    let token = |scopes: &str, patient: Option<&str>| TokenContext {
+        scopes: Arc::new(ScopeSet::parse(scopes, FhirVersion::R4)),
+        patient: patient.map(Into::into),
+        fhir_user: Some("Practitioner/7".into()),
+        ..TokenContext::default()
+    };
+    let engine = Engine::default();
+    let decide = |token: &TokenContext, method: &str, path: &str, stored: Option<&Resource>| {
+        engine.decide(
+            token,
+            &parse_request_line(method, path).unwrap(),
+            stored,
+            None,
+        )
+    };
+    let patient = token("patient/Observation.rs", Some("123"));
+    let own = Resource::Json(fixtures::observation("Patient/123"));
+    let cases = [
+        // Judged on the stored version: nothing left.
+        (decide(&patient, "GET", "Observation/1", Some(&own)), true),
+        // A search of the compartment: the compartment is left to apply.
+        (decide(&patient, "GET", "Observation?code=x", None), false),
+        // A read without its stored version: membership is left to check.
+        (decide(&patient, "GET", "Observation/1", None), false),
+        // user/: the user's permissions are left to apply.
+        (
+            decide(
+                &token("user/Observation.rs", None),
+                "GET",
+                "Observation/1",
+                Some(&own),
+            ),
+            false,
+        ),
+        // A public endpoint: no grant at all.
+        (decide(&patient, "GET", "metadata", None), true),
+    ];
+    for (index, (decision, outright)) in cases.iter().enumerate() {
+        assert!(decision.is_allowed(), "case {index}: {decision:?}");
+        assert_eq!(
+            decision.is_allowed_outright(),
+            *outright,
+            "case {index}: {decision:?}"
+        );
+    }
+    let denied = decide(&patient, "DELETE", "Observation/1", Some(&own));
+    assert!(!denied.is_allowed_outright());
+}
