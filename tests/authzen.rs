@@ -295,6 +295,28 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
         );
     }
 
+    // The default resource's versions are decided on once per item that takes them: a
+    // large one with many items is refused before any is decided.
+    let notes: Vec<Value> = (0..1000)
+        .map(|n| json!({ "text": format!("note {n} {}", "x".repeat(60)) }))
+        .collect();
+    let heavy = json!({ "resourceType": "Observation", "id": "o9", "status": "final",
+        "code": { "text": "x" }, "subject": { "reference": "Patient/123" }, "note": notes });
+    let many = |count: usize| {
+        json!({
+            "subject": subject(&token),
+            "action": { "name": "read" },
+            "resource": { "type": "Observation", "id": "o9", "properties": { "stored": heavy } },
+            "context": ENFORCING.clone(),
+            "evaluations": vec![json!({}); count],
+        })
+    };
+    let (status, answer) = face.post("/access/v1/evaluations", &many(1000)).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = face.post("/access/v1/evaluations", &many(10)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(decisions(&answer), [true; 10]);
+
     // A body past 64 KB is parsed on the blocking pool, to the same answer.
     let mut large = request(None);
     large["context"] = json!({ "enforces_grants": true, "pad": "x".repeat(100_000) });
