@@ -97,16 +97,14 @@ where
             return Box::pin(self.inner.call(request));
         }
         if path.starts_with(EXT_PROC_PATH) {
-            let request =
-                request.map(|body| Body::new(CountedMessages::new(body, self.capacity.clone())));
+            let request = counted(request, &self.capacity);
             return Box::pin(self.inner.call(request));
         }
         if !UNARY_SERVICES
             .iter()
             .any(|service| path.starts_with(service))
         {
-            let request =
-                request.map(|body| Body::new(CountedMessages::new(body, self.capacity.clone())));
+            let request = counted(request, &self.capacity);
             let Some(slot) = self.capacity.enter() else {
                 let refused = overloaded(&self.capacity);
                 return Box::pin(async move { Ok(refused) });
@@ -168,6 +166,11 @@ where
             response
         })
     }
+}
+
+/// A streaming call's request, its messages counted against the budget of buffered bytes.
+fn counted(request: http::Request<Body>, capacity: &Capacity) -> http::Request<Body> {
+    request.map(|body| Body::new(CountedMessages::new(body, capacity.clone())))
 }
 
 /// The answer to a call beyond `max_concurrent_calls`.

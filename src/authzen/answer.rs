@@ -26,6 +26,11 @@ impl Answer {
         }
     }
 
+    /// No answer: the blocking pool is gone, the service is stopping.
+    pub fn stopping() -> Self {
+        Answer::failed(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping")
+    }
+
     /// The item of an `evaluations` answer: a failure is a deny with the error in its
     /// context (it decided nothing, so it can never read as an allow).
     pub fn into_item(self) -> Value {

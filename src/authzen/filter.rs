@@ -43,17 +43,7 @@ pub(super) async fn filter_resources(
     let echo = request_id.clone();
     off_runtime_if_large(size, move || respond(result, echo.as_deref()))
         .await
-        .unwrap_or_else(|| stopping(id))
-}
-
-/// The answer when the blocking pool is gone: the service is stopping.
-fn stopping(id: Option<&str>) -> Response {
-    let status = StatusCode::SERVICE_UNAVAILABLE;
-    answer::http(
-        status,
-        &answer::error_body(status, "the service is stopping"),
-        id,
-    )
+        .unwrap_or_else(|| respond(Ok(Answer::stopping()), id))
 }
 
 impl Face {
@@ -102,10 +92,7 @@ impl Face {
             (serde_json::to_vec(&original).unwrap_or_default(), original)
         });
         let Some((bytes, original)) = written.await else {
-            return Ok(Answer::failed(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the service is stopping",
-            ));
+            return Ok(Answer::stopping());
         };
         let check = AnswerCheck {
             raw_token: &evaluation.token,
@@ -117,9 +104,7 @@ impl Face {
         // Off the runtime too when large: where the filtered body replaces the original,
         // the original's tree is dropped here.
         let answer = off_runtime_if_large(size, move || filtered(verdict, original)).await;
-        Ok(answer.unwrap_or_else(|| {
-            Answer::failed(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping")
-        }))
+        Ok(answer.unwrap_or_else(Answer::stopping))
     }
 }
 
