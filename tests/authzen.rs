@@ -317,6 +317,37 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(decisions(&answer), [true; 10]);
 
+    // Each distinct token is a verification or an introspection of its own: a request
+    // may carry a hundred, not one per item.
+    let tokens = |count: usize| {
+        json!({
+            "action": { "name": "read" },
+            "resource": { "type": "Observation", "id": "o1" },
+            "evaluations": (0..count)
+                .map(|n| json!({ "subject": subject(&format!("made-up-{n}")) }))
+                .collect::<Vec<_>>(),
+        })
+    };
+    let (status, answer) = face.post("/access/v1/evaluations", &tokens(101)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("distinct subject tokens"),
+        "{answer}"
+    );
+    let (status, answer) = face.post("/access/v1/evaluations", &tokens(100)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(decisions(&answer), [false; 100]);
+    let mut repeated = tokens(0);
+    repeated["subject"] = subject(&token);
+    repeated["context"] = ENFORCING.clone();
+    repeated["evaluations"] = json!(vec![json!({}); 500]);
+    let (status, answer) = face.post("/access/v1/evaluations", &repeated).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(decisions(&answer), [true; 500]);
+
     // A body past 64 KB is parsed on the blocking pool, to the same answer.
     let mut large = request(None);
     large["context"] = json!({ "enforces_grants": true, "pad": "x".repeat(100_000) });

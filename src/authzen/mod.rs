@@ -332,6 +332,15 @@ async fn evaluations(
             ),
         );
     }
+    let tokens = distinct_tokens(body, items);
+    if tokens > MAX_EVALUATION_TOKENS {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "evaluations: more than {MAX_EVALUATION_TOKENS} distinct subject tokens; each is verified or introspected on its own: split the request"
+            ),
+        );
+    }
     let rpc = Rpc::AuthzenEvaluations;
     let span = traces::rpc_span(rpc, &tonic::metadata::MetadataMap::from_headers(headers));
     let call = async {
@@ -384,6 +393,35 @@ async fn evaluations(
         Ok(Err(Answer::Failed { status, message })) => fail(status, &message),
         Err(unavailable) => unavailable_answer(&unavailable, id),
     }
+}
+
+/// Most distinct subject tokens one `evaluations` request may carry. Each new token is a
+/// signature verification or an introspection: without a bound, one request of 10,000
+/// items could ask for 10,000 of them, where a gRPC batch carries one token.
+pub const MAX_EVALUATION_TOKENS: usize = 100;
+
+/// How many distinct `subject.id`s the items of an `evaluations` request decide with (an
+/// item without a subject takes the request's), counting no further than one past
+/// [`MAX_EVALUATION_TOKENS`].
+fn distinct_tokens(body: &serde_json::Map<String, Value>, items: &[Value]) -> usize {
+    fn token_of(subject: Option<&Value>) -> Option<&str> {
+        subject?.get("id")?.as_str()
+    }
+    let default = token_of(body.get("subject"));
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        let token = match item.get("subject") {
+            Some(subject) => token_of(Some(subject)),
+            None => default,
+        };
+        if let Some(token) = token {
+            seen.insert(token);
+            if seen.len() > MAX_EVALUATION_TOKENS {
+                break;
+            }
+        }
+    }
+    seen.len()
 }
 
 /// Most bytes of stored and proposed versions the items of one `evaluations` request may
