@@ -52,6 +52,7 @@ fn verified(serial: usize, scope: &str) -> VerifiedToken {
         source: TokenSource::LocalJwt,
         issuer: "https://issuer.perf".to_owned(),
         audiences: vec!["https://fhir.perf/r4".to_owned()],
+        keys: None,
     }
 }
 

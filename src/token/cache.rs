@@ -5,8 +5,8 @@
 //! Entries are keyed by the SHA-256 of the token, so the cache never holds a usable
 //! credential. An accepted token ([`CachedVerdict::Active`]) lives until its `exp`
 //! (RFC 7519 §4.1.4) or the maximum TTL of its path, whichever comes first: `max_ttl_secs`
-//! for local JWTs (a changed configuration is noticed within it; a key withdrawn from an
-//! issuer's set empties the cache at once, [`TokenCache::emptier`]),
+//! for local JWTs (a changed configuration is noticed within it; a token verified with a key
+//! since withdrawn from its issuer's set is judged again, [`super::jwks::KeysSeen`]),
 //! `introspection_max_ttl_secs` for introspected tokens (a revocation at the issuer is seen
 //! within it, RFC 7662 §4). A refused token ([`CachedVerdict::Refused`]) lives
 //! `negative_ttl_secs`, so a flood of bad tokens reaches neither the CPU-heavy verification
@@ -271,14 +271,6 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// A function that empties the cache: every token is judged again on its next call.
-    /// For a key withdrawn from an issuer's set, whose cached tokens must not outlive it
-    /// (moka's `invalidate_all`: constant time, the entries go as they are next read).
-    pub fn emptier(&self) -> impl Fn() + Send + Sync + 'static {
-        let entries = self.entries.clone();
-        move || entries.invalidate_all()
-    }
-
     /// An empty cache bounded by `config.max_bytes`, with the TTLs of `config`.
     pub fn new(config: &CacheConfig) -> Self {
         let counters = Arc::new(Counters::default());
@@ -319,15 +311,22 @@ impl TokenCache {
         // The hot path: a plain lookup, without the single-flight machinery of `entry`. Its
         // future is boxed: moka's lookup future is 752 bytes, which every future above it
         // would otherwise carry and copy on every call; the box is one allocation.
-        if let Some(verdict) = Box::pin(self.entries.get(key)).await {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            return match verdict {
-                CachedVerdict::Active(token) => Ok((token, true)),
-                CachedVerdict::Refused(error) => {
-                    self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
-                    Err(E::from(error))
-                }
-            };
+        match Box::pin(self.entries.get(key)).await {
+            Some(CachedVerdict::Active(token)) if !token.keys_still_held() => {
+                // Verified with a key since withdrawn: judged again, never served.
+                self.entries.invalidate(key).await;
+            }
+            Some(verdict) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return match verdict {
+                    CachedVerdict::Active(token) => Ok((token, true)),
+                    CachedVerdict::Refused(error) => {
+                        self.counters.negative_hits.fetch_add(1, Ordering::Relaxed);
+                        Err(E::from(error))
+                    }
+                };
+            }
+            None => {}
         }
         // The miss path is boxed: its futures (a verification that may fetch keys or
         // introspect over HTTP, moka's single-flight entry) run to kilobytes, and a hit must

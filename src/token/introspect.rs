@@ -437,6 +437,7 @@ pub fn judge_response(
         source: TokenSource::RemoteIntrospection,
         issuer: rules.issuer.clone(),
         audiences,
+        keys: None,
     })
 }
 

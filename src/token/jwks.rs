@@ -9,6 +9,7 @@
 //! so that tokens with made-up `kid`s or forged signatures cannot turn the service into a
 //! fetch amplifier.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -346,8 +347,27 @@ pub struct KeySet {
     current: RwLock<Option<Arc<KeyMap>>>,
     refresh: tokio::sync::Mutex<RefreshState>,
     fetches: std::sync::atomic::AtomicU64,
-    /// Called when a reload drops a key the set held ([`KeySet::on_withdrawal`]).
-    withdrawal: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// How many reloads dropped a key the set held ([`KeysSeen`]).
+    withdrawals: Arc<AtomicU64>,
+}
+
+/// The keys a token was verified with, as a count of the withdrawals its issuer's set had
+/// seen before they were read. The cache serves a verified token only while no key has been
+/// withdrawn since ([`KeysSeen::still_held`]): a rotation retiring a key, or a compromised
+/// key withdrawn, must take the tokens it verified with it (RFC 7517 §4.5 leaves the set's
+/// contents to the issuer), including a token whose verification was under way when the
+/// key went. Counted per issuer, so one issuer's rotation leaves the others' tokens cached.
+#[derive(Clone, Debug)]
+pub struct KeysSeen {
+    withdrawals: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl KeysSeen {
+    /// Whether no key of the set has been withdrawn since the token's keys were read.
+    pub fn still_held(&self) -> bool {
+        self.withdrawals.load(Ordering::SeqCst) == self.seen
+    }
 }
 
 impl std::fmt::Debug for KeySet {
@@ -392,7 +412,7 @@ impl KeySet {
             current: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
             fetches: std::sync::atomic::AtomicU64::new(0),
-            withdrawal: std::sync::OnceLock::new(),
+            withdrawals: Arc::default(),
         })
     }
 
@@ -454,14 +474,19 @@ impl KeySet {
         }
     }
 
-    /// `notify` is called each time a reload drops a key the set held: tokens verified with
-    /// it, and cached, must go too (the authenticator empties its cache). Set once.
-    pub fn on_withdrawal(&self, notify: impl Fn() + Send + Sync + 'static) {
-        let _ = self.withdrawal.set(Box::new(notify));
+    /// Read before the keys a token is verified with: whether they are still held when the
+    /// token is next served from the cache ([`KeysSeen`]).
+    pub fn seen(&self) -> KeysSeen {
+        KeysSeen {
+            withdrawals: Arc::clone(&self.withdrawals),
+            seen: self.withdrawals.load(Ordering::SeqCst),
+        }
     }
 
     /// Stores `keys` in place of the current ones; a key of those that `keys` lacks is
-    /// withdrawn, and its tokens with it ([`KeySet::on_withdrawal`]).
+    /// withdrawn, and the tokens it verified with it ([`KeysSeen`]). The count moves after
+    /// the keys are replaced, so a token that read the count before the new keys were
+    /// stored is never taken for one verified with them.
     fn store(&self, keys: Arc<KeyMap>) {
         let previous = match self.current.write() {
             Ok(mut guard) => guard.replace(keys.clone()),
@@ -473,9 +498,9 @@ impl KeySet {
                 .iter()
                 .any(|held| !keys.keys().iter().any(|kept| kept.is_same_key(held)))
         });
-        if withdrawn && let Some(notify) = self.withdrawal.get() {
+        if withdrawn {
+            self.withdrawals.fetch_add(1, Ordering::SeqCst);
             tracing::info!(issuer = %self.issuer, "a key was withdrawn: the tokens it verified are judged again");
-            notify();
         }
     }
 

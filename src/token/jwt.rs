@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::jwks::{KeyMap, KeySelectionError, KeySet, VerificationKey};
+use super::jwks::{KeyMap, KeySelectionError, KeySet, KeysSeen, VerificationKey};
 use super::signature::SignatureError;
 use super::{AuthError, ContextReader, Rejection, TokenError, TokenSource, VerifiedToken};
 use crate::config::IssuerConfig;
@@ -305,6 +305,8 @@ impl IssuerVerifier {
         reader: &ContextReader,
     ) -> Result<VerifiedToken, Rejection> {
         self.allow(header.algorithm)?;
+        // Before the keys: a withdrawal from here on makes the cached token judged again.
+        let seen = self.keys.seen();
         let keys = self
             .keys
             .current()
@@ -335,7 +337,7 @@ impl IssuerVerifier {
             }
             Err(error) => return Err(refusal(error).into()),
         }
-        Ok(self.accept(claims, reader)?)
+        Ok(self.accept(claims, reader, seen)?)
     }
 
     /// The key set again, unless it was reloaded within `min_refresh_interval`.
@@ -369,11 +371,12 @@ impl IssuerVerifier {
         &self,
         claims: UnverifiedClaims,
         reader: &ContextReader,
+        keys: KeysSeen,
     ) -> Result<VerifiedToken, TokenError> {
         let UnverifiedClaims(claims) = claims;
         let audiences = check_registered_claims(&claims, &self.config, super::unix_time())?;
         super::refuse_sender_constrained(&claims)?;
-        verified_token(claims, audiences, &self.config.issuer, reader)
+        verified_token(claims, audiences, &self.config.issuer, reader, keys)
     }
 }
 
@@ -413,12 +416,14 @@ fn check_registered_claims(
     Ok(audiences)
 }
 
-/// Builds the verified token from claims whose signature and rules were checked.
+/// Builds the verified token from claims whose signature and rules were checked with
+/// `keys`.
 fn verified_token(
     claims: Map<String, Value>,
     audiences: Vec<String>,
     issuer: &str,
     reader: &ContextReader,
+    keys: KeysSeen,
 ) -> Result<VerifiedToken, TokenError> {
     let claims = Value::Object(claims);
     let context = reader
@@ -437,6 +442,7 @@ fn verified_token(
         source: TokenSource::LocalJwt,
         issuer: issuer.to_owned(),
         audiences,
+        keys: Some(keys),
     })
 }
 

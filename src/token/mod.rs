@@ -68,9 +68,18 @@ pub struct VerifiedToken {
     pub issuer: String,
     /// Its `aud` values (RFC 7519 §4.1.3); empty when it has none.
     pub audiences: Vec<String>,
+    /// For a JWT, the keys it was verified with: once one of them is withdrawn, the cache
+    /// judges it again. `None` for an introspected token, which its issuer vouched for.
+    pub keys: Option<jwks::KeysSeen>,
 }
 
 impl VerifiedToken {
+    /// Whether the keys it was verified with are all still in its issuer's set; always for
+    /// an introspected token.
+    pub fn keys_still_held(&self) -> bool {
+        self.keys.as_ref().is_none_or(jwks::KeysSeen::still_held)
+    }
+
     /// Whether `aud` names one of `audiences`. A trailing `/` is not a difference: both spell
     /// the same FHIR base URL (SMART App Launch 2.2 §"Obtaining authorization", `aud`).
     pub fn is_for(&self, audiences: &[String]) -> bool {
@@ -444,7 +453,6 @@ impl Authenticator {
                 None
             } else {
                 let keys = Arc::new(load_key_set(index, issuer).await?);
-                keys.on_withdrawal(token_cache.emptier());
                 if keys.is_reloadable() {
                     let task = tokio::spawn(jwks::refresh_periodically(
                         Arc::downgrade(&keys),

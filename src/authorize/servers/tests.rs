@@ -72,6 +72,7 @@ fn token(issuer: &str, aud: Value) -> VerifiedToken {
         source: TokenSource::LocalJwt,
         issuer: issuer.to_owned(),
         audiences,
+        keys: None,
     }
 }
 

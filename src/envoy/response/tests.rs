@@ -97,6 +97,7 @@ fn a_bundle_lists_each_entrys_grants() {
         source: crate::token::TokenSource::LocalJwt,
         issuer: "https://issuer.test".to_owned(),
         audiences: Vec::new(),
+        keys: None,
     };
     let constraints = constraints_of(&allowed_bundle(&bundle, &token, &HashMap::new()));
     assert_eq!(constraints["reason"], "granted");

@@ -35,6 +35,7 @@ fn token(source: TokenSource, expires_at: Option<i64>, scope: &str) -> Arc<Verif
         source,
         issuer: "https://issuer.example".to_owned(),
         audiences: Vec::new(),
+        keys: None,
     })
 }
 
@@ -147,4 +148,63 @@ fn keys_are_hashes_not_tokens() {
     let key = token_key("abc");
     assert_eq!(token_fingerprint(&key), "ba7816bf");
     assert_ne!(token_key("abd"), key);
+}
+
+/// A token whose verification was under way when a key of its issuer's set went is not
+/// served from the cache after it, and the next verification's verdict is.
+#[tokio::test]
+async fn a_token_verified_with_a_withdrawn_key_is_judged_again() {
+    use crate::config::{IssuerConfig, KeySource};
+    use crate::token::jwks::KeySet;
+    const RSA_1: &str = include_str!("../../../tests/fixtures/keys/rsa-1.jwk.json");
+    const EC_1: &str = include_str!("../../../tests/fixtures/keys/ec-1.jwk.json");
+    let set_of = |keys: &[&str]| format!("{{\"keys\":[{}]}}", keys.join(","));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), set_of(&[RSA_1, EC_1])).unwrap();
+    let source = KeySource::File(file.path().to_owned());
+    let keys = KeySet::new(&IssuerConfig::with_keys(
+        "https://issuer.example",
+        Vec::new(),
+        source,
+    ))
+    .unwrap();
+    keys.refresh().await.unwrap();
+    let verified = |keys: &KeySet| {
+        let mut verified = Arc::unwrap_or_clone(token(TokenSource::LocalJwt, None, "a"));
+        verified.keys = Some(keys.seen());
+        Ok::<_, TokenError>(CachedVerdict::Active(Arc::new(verified)))
+    };
+    let cache = TokenCache::new(&CacheConfig::default());
+    let key = token_key("a");
+
+    let (_, cached) = cache
+        .get_or_verify(&key, || async {
+            let verdict = verified(&keys);
+            // The issuer withdraws a key while the token is being verified.
+            std::fs::write(file.path(), set_of(&[EC_1])).unwrap();
+            keys.refresh().await.unwrap();
+            verdict
+        })
+        .await
+        .unwrap();
+    assert!(!cached);
+    let (_, cached) = cache
+        .get_or_verify(&key, || async { verified(&keys) })
+        .await
+        .unwrap();
+    assert!(!cached, "served from the cache after its key was withdrawn");
+    let (_, cached) = cache
+        .get_or_verify(&key, || async { verified(&keys) })
+        .await
+        .unwrap();
+    assert!(cached);
+
+    // A key added beside the others withdraws none.
+    std::fs::write(file.path(), set_of(&[EC_1, RSA_1])).unwrap();
+    keys.refresh().await.unwrap();
+    let (_, cached) = cache
+        .get_or_verify(&key, || async { verified(&keys) })
+        .await
+        .unwrap();
+    assert!(cached);
 }

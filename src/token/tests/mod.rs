@@ -696,13 +696,22 @@ async fn a_key_set_without_usable_keys_withdraws_the_keys() {
 }
 
 /// A withdrawn key takes the tokens it verified with it, cached ones included; a key added
-/// beside the others leaves them cached.
+/// beside the others leaves them cached, and so does a withdrawal from another issuer's set.
 #[tokio::test]
 async fn a_withdrawn_key_takes_its_cached_tokens_with_it() {
     let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1", "rsa-2"])).await;
-    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri))]).await;
+    let other = IssuerConfig {
+        issuer: "https://other-issuer.example".to_owned(),
+        ..inline_issuer()
+    };
+    let authenticator = authenticator(vec![issuer_with(KeySource::Uri(uri)), other]).await;
     let token = rs256(&claims());
     authenticator.authenticate(&token).await.unwrap();
+    let of_other = rs256(&with(
+        claims(),
+        json!({ "iss": "https://other-issuer.example" }),
+    ));
+    authenticator.authenticate(&of_other).await.unwrap();
     // A token of a kid the set lacks has the keys loaded again.
     let reload = |jti: &str| {
         let claims = with(claims(), json!({ "jti": jti }));
@@ -717,6 +726,7 @@ async fn a_withdrawn_key_takes_its_cached_tokens_with_it() {
     refusal(&authenticator, &reload("r2")).await;
     let error = refusal(&authenticator, &token).await;
     assert!(is_bad_signature(&error, "unknown key id"), "{error:?}");
+    assert!(authenticator.authenticate(&of_other).await.unwrap().cached);
 }
 
 #[tokio::test]
