@@ -381,7 +381,9 @@ impl Session<'_> {
         if base.contains('.') {
             return None;
         }
-        let type_modifier_ok = matches!(modifier, None | Some("Patient"));
+        // A server may read type modifiers without case (HAPI: `:patient` is Patient).
+        let type_modifier_ok =
+            modifier.is_none_or(|modifier| modifier.eq_ignore_ascii_case("Patient"));
         // Whether a bare id in this parameter is a Patient id; a literal `Patient/<id>`
         // always names a patient.
         let mut defined = true;

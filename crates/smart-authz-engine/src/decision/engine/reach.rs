@@ -118,6 +118,12 @@ impl Session<'_> {
         let Some(definition) = version.search_param(resource_type, link) else {
             return true;
         };
+        // A type modifier that names none of the link's targets as written may still be
+        // followed: HAPI reads `:schedule` as Schedule (type names without case), and a link
+        // to `Any` takes whichever type is named. Fail closed.
+        if only.is_some_and(|only| !definition.targets.contains(&only)) {
+            return true;
+        }
         definition
             .targets
             .iter()

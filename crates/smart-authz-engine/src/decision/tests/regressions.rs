@@ -966,6 +966,28 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "?schedule.actor=Patient/456")
             .deny(Reason::UnsupportedRequest),
+        // A type modifier the link's targets do not spell as written: a server may read
+        // `:schedule` as Schedule, so the chain may reach the patients it names.
+        case(S3P, "a chain through a type modifier in lower case")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Slot?schedule:schedule.actor=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain through a type modifier on a link to any type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "MessageHeader?focus:observation.subject=Patient/456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a chain through a type modifier the link targets is read")
+            .scopes("patient/Location.rs")
+            .patient("123")
+            .line("GET", "Location?partof:Location.name=x")
+            .allow(),
+        case(S3P, "a Patient type modifier in lower case names a patient")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?subject:patient=456")
+            .deny(Reason::OutsideCompartment),
         case(S3P, "a chain of seven references")
             .scopes("patient/Location.rs")
             .patient("123")
