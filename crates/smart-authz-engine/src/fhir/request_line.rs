@@ -104,11 +104,22 @@ pub enum RequestLineError {
     /// A query item such as `=value`.
     #[error("empty parameter name in query item {item:?}")]
     EmptyParameterName { item: String },
-    /// A parameter name with a `+` or whitespace, which no FHIR parameter has and servers
-    /// read differently: a servlet container decodes `+` as a space, some trim what this
-    /// service would not (`_elements+=id` could be `_elements` to one and not to the other).
-    #[error("parameter name {name:?} holds a + or whitespace, which servers read differently")]
+    /// A parameter name with a character no FHIR parameter has (letters, digits and
+    /// `_ . : -` only), which servers and the frameworks before them read differently: a
+    /// servlet container decodes `+` as a space, some trim what this service would not
+    /// (`_elements+=id`), Express, Rack and PHP read `_include[]` as `_include`, and PHP
+    /// reads a leading `[` as `_`.
+    #[error(
+        "parameter name {name:?} holds a character no FHIR parameter has (letters, digits, _ . : - only), which servers read differently"
+    )]
     UnreadableParameterName { name: String },
+    /// A `;` in the query as it is sent: Rack 2, Python's `parse_qs` before 3.9.2 and Go
+    /// before 1.17 split parameters on it, so `code=x;_has:...=456` would be one parameter
+    /// here and two there.
+    #[error(
+        "a ; in the query separates parameters for some servers and not others: send it as %3B"
+    )]
+    Semicolon,
     /// A `_method` parameter naming another method than the request's.
     #[error("_method={method:?} is not accepted: send the method itself")]
     MethodOverride { method: String },
@@ -234,6 +245,9 @@ pub fn parse_query(query: &str) -> Result<Vec<SearchParam>, RequestLineError> {
             max: MAX_REQUEST_LINE_BYTES,
         });
     }
+    if query.contains(';') {
+        return Err(RequestLineError::Semicolon);
+    }
     let mut params = Vec::new();
     for item in query.split('&').filter(|item| !item.is_empty()) {
         if params.len() == MAX_QUERY_PARAMS {
@@ -295,7 +309,10 @@ fn parse_query_item(item: &str) -> Result<SearchParam, RequestLineError> {
         });
     }
     let name = percent_decode_component(raw_name)?;
-    if name.contains(|c: char| c == '+' || c.is_whitespace()) {
+    if !name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'))
+    {
         return Err(RequestLineError::UnreadableParameterName {
             name: excerpt(&name),
         });
