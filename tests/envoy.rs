@@ -206,6 +206,46 @@ async fn creates_are_checked_against_the_forwarded_body() {
     server.stop().await;
 }
 
+/// A patch's document is read for the conditional references it writes, which the FHIR
+/// server resolves (to any patient) when it stores the patched resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_are_checked_against_the_forwarded_document() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let token = issuer.patient_token("patient/Observation.u patient/Patient.rs", "123");
+    let patch = |document: &str| {
+        let request = check_request(
+            "PATCH",
+            "/fhir/R4/Observation/o1",
+            Some(&token),
+            &[("content-type", "application/json-patch+json")],
+            None,
+        );
+        with_raw_body(request, document)
+    };
+    let plain = envoy_check(
+        &server,
+        patch(r#"[{"op":"replace","path":"/status","value":"amended"}]"#),
+    )
+    .await;
+    ok_response(&plain);
+    let conditional = envoy_check(
+        &server,
+        patch(
+            r#"[{"op":"add","path":"/focus","value":[{"reference":"Patient?identifier=urn:mrn|456"}]}]"#,
+        ),
+    )
+    .await;
+    denied_response(&conditional, 403);
+    let xml = envoy_check(
+        &server,
+        patch(r#"<diff><add sel="Observation"><focus/></add></diff>"#),
+    )
+    .await;
+    denied_response(&xml, 400);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_sent_smart_headers_are_replaced_or_removed() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

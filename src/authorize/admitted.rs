@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use super::{Authorizer, Call, Refusal, Verdict};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Engine, Outcome};
 use crate::fhir::{FhirRequest, Interaction, Resource};
@@ -49,21 +51,27 @@ impl<'a> Admitted<'a> {
         self.reread.as_ref().unwrap_or(&self.token.context)
     }
 
-    /// Decides one request; `if_none_exist` is the query of a conditional create. A `POST`
-    /// search whose body's parameters were not added ([`super::add_search_body`]) is
-    /// refused.
+    /// Decides one request; `patch`, a patch's document when it came with the request;
+    /// `if_none_exist`, the query of a conditional create. A `POST` search whose body's
+    /// parameters were not added ([`super::add_search_body`]) is refused.
     pub fn decide(
         self,
         request: &FhirRequest,
         stored: Option<&Resource>,
         proposed: Option<&Resource>,
+        patch: Option<&Value>,
         if_none_exist: Option<&str>,
     ) -> Verdict<Decision> {
         if let Some(refusal) = super::request::unread_search_body(request) {
             self.refuse(Some(request), refusal.clone());
             return Verdict::Refused(refusal);
         }
-        let decision = self.decision(request, stored, proposed, if_none_exist);
+        let mut decision = self.decision(request, stored, proposed, if_none_exist);
+        if let Some(document) = patch {
+            decision =
+                self.engine
+                    .check_patch_document(self.context(), request, document, decision);
+        }
         self.conclude(request, decision)
     }
 

@@ -311,6 +311,7 @@ impl Authorizer {
                 check.request,
                 check.stored,
                 check.proposed,
+                None,
                 check.if_none_exist,
             ),
         })

@@ -155,23 +155,39 @@ impl EnvoyAuthz {
             }
             _ => None,
         };
-        let if_none_exist = http.headers.get(IF_NONE_EXIST_HEADER).map(String::as_str);
-        Ok(
-            match admitted.decide(&request, None, proposed.as_ref(), if_none_exist) {
-                Verdict::Decided { decision, token } if decision.is_allowed() => {
-                    let narrowing =
-                        self.narrowing(&request, &decision, server.engine().fhir_version());
-                    response::allowed(&decision, Some(&token), &http.headers, narrowing)
+        // A patch's document may write a conditional reference (docs/semantics.md): read as
+        // a create's resource is. One that is not JSON (an XML patch) cannot be read.
+        let patch = match (request.interaction, body) {
+            (Interaction::Patch, Some(body)) => match parse_json(body).await {
+                Ok(document) => Some(document),
+                Err(error) => {
+                    let refusal = Refusal::InvalidRequest(format!(
+                        "a patch is decided on its JSON document (JSON Patch or FHIRPath Patch): {error}"
+                    ));
+                    return Ok(answer_refusal(admitted, &request, refusal));
                 }
-                Verdict::Decided { decision, token } => {
-                    response::decision_denied(&decision, Some(&token))
-                }
-                Verdict::Public(decision) => {
-                    response::allowed(&decision, None, &http.headers, None)
-                }
-                Verdict::Refused(refusal) => response::refused(&refusal),
             },
-        )
+            _ => None,
+        };
+        let if_none_exist = http.headers.get(IF_NONE_EXIST_HEADER).map(String::as_str);
+        let verdict = admitted.decide(
+            &request,
+            None,
+            proposed.as_ref(),
+            patch.as_ref(),
+            if_none_exist,
+        );
+        Ok(match verdict {
+            Verdict::Decided { decision, token } if decision.is_allowed() => {
+                let narrowing = self.narrowing(&request, &decision, server.engine().fhir_version());
+                response::allowed(&decision, Some(&token), &http.headers, narrowing)
+            }
+            Verdict::Decided { decision, token } => {
+                response::decision_denied(&decision, Some(&token))
+            }
+            Verdict::Public(decision) => response::allowed(&decision, None, &http.headers, None),
+            Verdict::Refused(refusal) => response::refused(&refusal),
+        })
     }
 
     /// Reports a refusal found while decoding, and answers it.

@@ -98,6 +98,8 @@ impl AuthzGrpc {
                 stored: convert::resource(entry.stored, &format!("{field}.stored")).await?,
                 proposed: convert::resource(entry.proposed, &format!("{field}.proposed")).await?,
                 if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
+                // A batch entry of this API carries no patch document.
+                patch: None,
             });
         }
         let check = BundleCheck {

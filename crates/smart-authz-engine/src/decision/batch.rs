@@ -26,6 +26,9 @@ pub struct BundleEntry {
     /// The `ifNoneExist` query of a conditional create (`identifier=x`): a search the server
     /// runs for the token before it creates.
     pub if_none_exist: Option<String>,
+    /// A PATCH entry's document: the JSON Patch its Binary holds, decoded, or its FHIRPath
+    /// Patch `Parameters` ([`Engine::check_patch_document`]).
+    pub patch: Option<Value>,
 }
 
 /// The decision on every entry, and on the bundle as a whole.
@@ -108,22 +111,16 @@ fn read_entry(entry: &Value) -> BundleEntry {
         .as_ref()
         .is_ok_and(|request| request.interaction == Interaction::Patch);
     if is_patch {
-        let patch_type = entry
-            .get("resource")
-            .and_then(|resource| resource.get("resourceType"))
-            .and_then(Value::as_str);
-        let request = match patch_type {
-            Some("Binary" | "Parameters") => request,
-            _ => Err(
-                "a PATCH entry's resource is its patch: a Binary (JSON Patch) or Parameters (FHIRPath Patch)"
-                    .to_owned(),
-            ),
+        let (request, patch) = match patch_document(entry.get("resource")) {
+            Ok(document) => (request, Some(document)),
+            Err(error) => (Err(error), None),
         };
         return BundleEntry {
             request,
             stored: None,
             proposed: None,
             if_none_exist: if_none_exist.and_then(Value::as_str).map(str::to_owned),
+            patch,
         };
     }
     // A `resource` the entry holds is the resource the server will write: one that cannot
@@ -138,6 +135,7 @@ fn read_entry(entry: &Value) -> BundleEntry {
                 stored: None,
                 proposed: None,
                 if_none_exist: None,
+                patch: None,
             };
         }
     };
@@ -146,6 +144,35 @@ fn read_entry(entry: &Value) -> BundleEntry {
         stored: None,
         proposed,
         if_none_exist: if_none_exist.and_then(Value::as_str).map(str::to_owned),
+        patch: None,
+    }
+}
+
+/// The document of a PATCH entry's `resource`: the FHIRPath Patch `Parameters` as they
+/// are, or the JSON Patch a Binary holds in `data` (base64), read as strictly as any body.
+/// An XML patch, or a Binary whose data is no JSON, cannot be read for what it writes.
+fn patch_document(resource: Option<&Value>) -> Result<Value, String> {
+    use base64::Engine as _;
+    let resource_type = resource
+        .and_then(|resource| resource.get("resourceType"))
+        .and_then(Value::as_str);
+    match (resource, resource_type) {
+        (Some(parameters), Some("Parameters")) => Ok(parameters.clone()),
+        (Some(binary), Some("Binary")) => {
+            let data = binary
+                .get("data")
+                .and_then(Value::as_str)
+                .ok_or("a PATCH entry's Binary has no data")?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|error| format!("a PATCH entry's Binary data is not base64: {error}"))?;
+            crate::fhir::parse_strict(&bytes)
+                .map_err(|error| format!("a PATCH entry's Binary is no JSON Patch: {error}"))
+        }
+        _ => Err(
+            "a PATCH entry's resource is its patch: a Binary (JSON Patch) or Parameters (FHIRPath Patch)"
+                .to_owned(),
+        ),
     }
 }
 
@@ -214,11 +241,17 @@ impl Engine {
                         entry.stored.as_ref(),
                         entry.proposed.as_ref(),
                     );
-                    match &entry.if_none_exist {
+                    let decision = match &entry.if_none_exist {
                         Some(query) if decision.is_allowed() => {
                             self.check_if_none_exist(token, request, query, decision)
                         }
                         _ => decision,
+                    };
+                    match &entry.patch {
+                        Some(document) => {
+                            self.check_patch_document(token, request, document, decision)
+                        }
+                        None => decision,
                     }
                 }
             })

@@ -40,6 +40,44 @@ impl Engine {
         decision
     }
 
+    /// `decision` for a patch, denied when its document (JSON Patch, RFC 6902, or a FHIRPath
+    /// Patch's `Parameters`) writes a conditional reference the token may not run
+    /// unconstrained. The resource as patched is not known here, so every string of the
+    /// document that reads as `[base/]Type?query` counts, wherever it stands: a reference's
+    /// `value` in a JSON Patch, a `valueReference` or `valueString` in a FHIRPath Patch. A
+    /// server resolves such a reference when it stores the patched resource (HAPI's inline
+    /// match URLs), before any constraint could apply.
+    pub fn check_patch_document(
+        &self,
+        token: &TokenContext,
+        request: &FhirRequest,
+        document: &Value,
+        decision: Decision,
+    ) -> Decision {
+        if request.interaction != Interaction::Patch || !decision.is_allowed() {
+            return decision;
+        }
+        let version = self.fhir_version();
+        let mut pending = vec![document];
+        while let Some(value) = pending.pop() {
+            match value {
+                Value::String(text)
+                    if reads_as_search(text, |name| version.is_resource_type(name)) =>
+                {
+                    if let Some(refusal) =
+                        self.condition_refusal(token, "conditional reference", text)
+                    {
+                        return refusal;
+                    }
+                }
+                Value::Object(object) => pending.extend(object.values()),
+                Value::Array(items) => pending.extend(items),
+                _ => {}
+            }
+        }
+        decision
+    }
+
     /// A deny when the token may not run `search` (`Type?query`) with no constraint left,
     /// `None` when it may. `what` names the condition in the message.
     pub fn condition_refusal(
@@ -104,6 +142,13 @@ fn conditional_references(resource: &Value) -> Vec<&str> {
         }
     }
     found
+}
+
+/// Whether `text` reads as a search of a resource type (`Patient?identifier=x`,
+/// `https://host/fhir/Patient?identifier=x`).
+fn reads_as_search(text: &str, is_resource_type: impl Fn(&str) -> bool) -> bool {
+    text.split_once('?')
+        .is_some_and(|(path, _)| is_resource_type(path.rsplit('/').next().unwrap_or(path)))
 }
 
 /// A reference holding a query (`Type?query`, `/Type?query`, `http://host/fhir/Type?query`):

@@ -87,6 +87,7 @@ pub struct Case {
     target: Option<Target>,
     stored: Option<Resource>,
     proposed: Option<Resource>,
+    patch: Option<Value>,
     expect: Option<Expect>,
     checks: Vec<Check>,
     bundle_checks: Vec<BundleCheck>,
@@ -105,6 +106,7 @@ pub fn case(section: &'static str, name: impl Into<String>) -> Case {
         target: None,
         stored: None,
         proposed: None,
+        patch: None,
         expect: None,
         checks: Vec::new(),
         bundle_checks: Vec::new(),
@@ -198,6 +200,12 @@ impl Case {
 
     pub fn proposed_facts(mut self, facts: ResourceFacts) -> Self {
         self.proposed = Some(Resource::Facts(facts));
+        self
+    }
+
+    /// A patch's document (JSON Patch or FHIRPath Patch), read with `check_patch_document`.
+    pub fn patch_document(mut self, document: Value) -> Self {
+        self.patch = Some(document);
         self
     }
 
@@ -525,12 +533,15 @@ impl Case {
             Target::Line(method, path) => {
                 let request = parse_request_line(method, path)
                     .map_err(|error| format!("{method} {path} does not parse: {error}"))?;
-                let decision = engine.decide(
+                let mut decision = engine.decide(
                     &token,
                     &request,
                     self.stored.as_ref(),
                     self.proposed.as_ref(),
                 );
+                if let Some(document) = &self.patch {
+                    decision = engine.check_patch_document(&token, &request, document, decision);
+                }
                 let mut problems = Vec::new();
                 if !expect.matches(decision.outcome, decision.reason) {
                     problems.push(format!(

@@ -379,6 +379,34 @@ pub fn cases() -> Vec<Case> {
             .entry_expect(0, |decision| {
                 every_type_excluded_via(decision, "Observation", &["subject", "performer"])
             }),
+        case(S3P, "a JSON Patch entry writing a conditional reference")
+            .scopes("patient/Observation.u patient/Patient.rs")
+            .patient("123")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                    "data": "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2ZvY3VzIiwidmFsdWUiOlt7InJlZmVyZW5jZSI6IlBhdGllbnQ/aWRlbnRpZmllcj11cm46bXJufDQ1NiJ9XX1d"},
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a FHIRPath Patch entry writing a conditional reference")
+            .scopes("patient/Observation.u patient/Patient.rs")
+            .patient("123")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Observation.subject"},
+                    {"name": "value", "valueReference": {"reference": "Patient?identifier=x"}}]}]},
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .deny(Reason::OutsideCompartment),
+        case(S2, "an XML patch in a PATCH entry's Binary is not read")
+            .scopes("system/Observation.u")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": {"resourceType": "Binary", "contentType": "application/xml-patch+xml",
+                    "data": "PGRpZmY+PGFkZCBzZWw9Ik9ic2VydmF0aW9uIj48Zm9jdXM+PHJlZmVyZW5jZSB2YWx1ZT0iUGF0aWVudD9uYW1lPXgiLz48L2ZvY3VzPjwvYWRkPjwvZGlmZj4="},
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .deny(Reason::UnsupportedRequest),
         case(S2, "a PATCH entry whose resource is no patch is not read")
             .scopes("system/Observation.u")
             .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
@@ -988,6 +1016,47 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Observation?subject:patient=456")
             .deny(Reason::OutsideCompartment),
+        // A patch's document may write a conditional reference the server resolves when
+        // it stores the patched resource (docs/semantics.md, conditional references).
+        case(S3P, "a JSON Patch adding a conditional reference")
+            .scopes("patient/Observation.u patient/Patient.rs")
+            .patient("123")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!([{ "op": "add", "path": "/focus",
+                "value": [{ "reference": "Patient?identifier=urn:mrn|456" }] }]))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a JSON Patch writing a conditional reference as a string")
+            .scopes("patient/Observation.u")
+            .patient("123")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!([{ "op": "replace", "path": "/performer/0/reference",
+                "value": "https://other.example/fhir/Patient?identifier=urn:mrn|456" }]))
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a FHIRPath Patch adding a conditional reference")
+            .scopes("patient/Observation.u patient/Patient.rs")
+            .patient("123")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!({ "resourceType": "Parameters", "parameter": [{
+                "name": "operation", "part": [
+                    { "name": "type", "valueCode": "add" },
+                    { "name": "path", "valueString": "Observation" },
+                    { "name": "name", "valueString": "focus" },
+                    { "name": "value", "valueReference": { "reference": "Patient?name=smith" } }
+                ] }] }))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a JSON Patch without a conditional reference")
+            .scopes("patient/Observation.u")
+            .patient("123")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!([{ "op": "replace", "path": "/status", "value": "amended" },
+                { "op": "add", "path": "/note/0/text", "value": "Is this a Patient? Yes" }]))
+            .allow(),
+        case(S3S, "a JSON Patch adding a conditional reference under system/ scopes")
+            .scopes("system/Observation.u system/Patient.s")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!([{ "op": "add", "path": "/focus",
+                "value": [{ "reference": "Patient?identifier=urn:mrn|456" }] }]))
+            .allow(),
         case(S3P, "a chain of seven references")
             .scopes("patient/Location.rs")
             .patient("123")
