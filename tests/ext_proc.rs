@@ -52,8 +52,8 @@ async fn a_search_answer_loses_what_the_token_may_not_read() {
         .remove_headers;
     assert_eq!(
         removed,
-        &["if-none-match", "if-modified-since"],
-        "no 304 without a body to judge"
+        &["if-none-match", "if-modified-since", "range", "if-range"],
+        "no 304 without a body to judge, no part of one"
     );
     assert!(
         asks_for_the_whole_answer(&reply),
@@ -584,13 +584,38 @@ async fn with_hide_existence_a_withheld_read_looks_like_a_missing_one() {
         .await;
     assert_eq!(withheld, not_found, "the two answers must not differ");
 
-    // Gone (it existed, HAPI says 410): the same.
-    let mut gone = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o8").await;
-    let reply = gone.send(response_headers("410", FHIR_JSON, &[])).await;
-    assert_eq!(withheld, reply);
+    // Gone (it existed, HAPI says 410): the same; and any other answer that could tell an
+    // id the server has from one it has not: a failed precondition, a redirect, its own 403.
+    for status in ["410", "412", "301", "403"] {
+        let mut other = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o8").await;
+        let reply = other.send(response_headers(status, FHIR_JSON, &[])).await;
+        assert_eq!(withheld, reply, "{status}");
+    }
+    // A read's preconditions do not reach the server.
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let mut conditional = ProcessStream::open(&server.channel).await;
+    let asked = conditional
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation/o2",
+            Some(&token),
+            &[("if-match", "W/\"999\""), ("range", "bytes=0-0")],
+        ))
+        .await;
+    let removed = &common(&asked)
+        .unwrap()
+        .header_mutation
+        .as_ref()
+        .unwrap()
+        .remove_headers;
+    for header in ["if-match", "if-unmodified-since", "range", "if-range"] {
+        assert!(
+            removed.iter().any(|name| name == header),
+            "{header}: {removed:?}"
+        );
+    }
 
     // The patient's own resource passes as it was, asked for in JSON.
-    let token = issuer.patient_token("patient/Observation.rs", "123");
     let mut own = ProcessStream::open(&server.channel).await;
     let asked = own
         .send(request_headers(

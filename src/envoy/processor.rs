@@ -393,11 +393,13 @@ impl Exchange {
             Err(refusal) => return (State::Done, self.refuse_answer(&asked, refusal)),
         };
         // The server's own "not found" (or "gone": it existed) looks exactly like a withheld
-        // read's.
+        // read's, and so does any answer but a success or the server's own failure: a
+        // redirect, a 401 or 403 of its own, a 412 could each differ between an id it has and
+        // one it does not.
         if asked.hidden
             && map
                 .get(":status")
-                .is_some_and(|status| status == "404" || status == "410")
+                .is_some_and(|status| status.starts_with(['3', '4']))
         {
             return (State::Done, not_found());
         }
@@ -609,23 +611,28 @@ fn unavailable(unavailable: Unavailable) -> Status {
 /// with `response_body_mode: NONE` Envoy would stream the body to the client unread after
 /// the headers (`allow_mode_override: true`, which the bootstrap sets, lets this count). The
 /// conditions of a conditional read go: a `304 Not Modified` has no body to judge, and
-/// would confirm another patient's resource by its ETag. With `json_only` (a read whose
-/// existence is hidden) JSON is asked for too: an answer in another format is refused once it
-/// comes, which a missing resource's 404 would not be.
-fn ask_for_identity(json_only: bool) -> ProcessingResponse {
+/// would confirm another patient's resource by its ETag; so does a range, whose part of a
+/// body cannot be judged either. With `hidden` (a read whose existence is hidden) JSON is
+/// asked for too, since an answer in another format is refused once it comes, which a
+/// missing resource's 404 would not be; and the read's preconditions go as well, since a
+/// server answers `412` to `If-Match: "x"` only for a resource it has (RFC 9110 §13.2.2). A
+/// write keeps them: they guard it against lost updates.
+fn ask_for_identity(hidden: bool) -> ProcessingResponse {
     let mut set_headers = vec![header_option("accept-encoding", "identity")];
-    if json_only {
+    let mut remove_headers: Vec<String> =
+        ["if-none-match", "if-modified-since", "range", "if-range"]
+            .map(str::to_owned)
+            .into();
+    if hidden {
         set_headers.push(header_option("accept", "application/fhir+json"));
+        remove_headers.extend(["if-match", "if-unmodified-since"].map(str::to_owned));
     }
     ProcessingResponse {
         response: Some(Reply::RequestHeaders(HeadersResponse {
             response: Some(CommonResponse {
                 header_mutation: Some(HeaderMutation {
                     set_headers,
-                    remove_headers: vec![
-                        "if-none-match".to_owned(),
-                        "if-modified-since".to_owned(),
-                    ],
+                    remove_headers,
                 }),
                 ..CommonResponse::default()
             }),
