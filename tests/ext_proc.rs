@@ -17,8 +17,10 @@ use common::*;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::BodySendMode;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
-use envoy_types::pb::envoy::service::ext_proc::v3::{ProcessingRequest, ProtocolConfiguration};
-use serde_json::Value;
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    HttpBody, ProcessingRequest, ProcessingResponse, ProtocolConfiguration,
+};
+use serde_json::{Value, json};
 use tonic::Code;
 
 const FHIR_JSON: &str = "application/fhir+json;charset=utf-8";
@@ -290,6 +292,88 @@ async fn a_write_whose_returned_resource_may_not_be_read_keeps_its_status() {
     assert_eq!(shown["resourceType"], "OperationOutcome");
     assert_eq!(shown["issue"][0]["code"], "suppressed");
     stream.close().await.unwrap();
+    server.stop().await;
+}
+
+/// The answer to a write that cannot be read (compressed, not JSON, over `max_body_bytes`,
+/// in pieces) is never refused: the write is done, and a 502 would have the app write
+/// again. Its status passes and its body is replaced by an `OperationOutcome` saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_cannot_be_read_keeps_its_status() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config = format!("{ENVOY_CONFIG}\n[response_filter]\nmax_body_bytes = 2048\n");
+    let server = TestServer::for_issuer(&issuer, &config).await;
+    let token = issuer.patient_token("patient/Observation.c", "123");
+    let create = || {
+        request_headers(
+            "POST",
+            "/fhir/R4/Observation",
+            Some(&token),
+            &[("prefer", "return=representation")],
+        )
+    };
+    let not_shown = |reply: &ProcessingResponse| {
+        assert!(
+            immediate(reply).is_none(),
+            "no refusal after a done write: {reply:?}"
+        );
+        let shown: Value = serde_json::from_slice(replaced_body(reply).unwrap()).unwrap();
+        assert_eq!(shown["issue"][0]["code"], "suppressed", "{shown}");
+    };
+    let created = serde_json::to_vec(&observation_of("o9", "123")).unwrap();
+
+    // Unreadable on its headers: they pass, bar those that describe the body replaced.
+    for (content_type, extra) in [
+        (FHIR_JSON, [("content-encoding", "gzip")]),
+        ("application/fhir+xml", [("x-any", "1")]),
+    ] {
+        let mut stream = ProcessStream::open(&server.channel).await;
+        stream.send(create()).await;
+        let reply = stream
+            .send(response_headers("201", content_type, &extra))
+            .await;
+        assert!(immediate(&reply).is_none(), "{content_type}: {reply:?}");
+        assert_eq!(set_headers(&reply)["content-type"], "application/fhir+json");
+        let removed = &common(&reply)
+            .unwrap()
+            .header_mutation
+            .as_ref()
+            .unwrap()
+            .remove_headers;
+        assert!(
+            removed.iter().any(|name| name == "content-encoding"),
+            "{removed:?}"
+        );
+        not_shown(&stream.send(response_body(b"\x1f\x8b<Observation/>")).await);
+    }
+
+    // Over the limit.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    stream.send(create()).await;
+    stream.send(response_headers("201", FHIR_JSON, &[])).await;
+    let mut large = observation_of("o9", "123");
+    large["note"] = json!([{ "text": "x".repeat(4096) }]);
+    not_shown(
+        &stream
+            .send(response_body(&serde_json::to_vec(&large).unwrap()))
+            .await,
+    );
+
+    // In pieces: each is emptied, the last replaced.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    stream.send(create()).await;
+    stream.send(response_headers("201", FHIR_JSON, &[])).await;
+    let (first, rest) = created.split_at(10);
+    let piece = stream
+        .send(Phase::ResponseBody(HttpBody {
+            body: first.to_vec(),
+            end_of_stream: false,
+            ..HttpBody::default()
+        }))
+        .await;
+    assert!(immediate(&piece).is_none(), "{piece:?}");
+    assert_eq!(replaced_body(&piece), Some(&b""[..]));
+    not_shown(&stream.send(response_body(rest)).await);
     server.stop().await;
 }
 

@@ -127,6 +127,9 @@ enum State {
     Filter(Box<Asked>),
     /// The answer's headers are checked; its body is due.
     AwaitingBody(Box<Asked>),
+    /// The answer to a write cannot be read: its status went out, its body is replaced by
+    /// an `OperationOutcome` saying why ([`written_not_shown`]).
+    Suppress(String),
     /// Answered: nothing more to judge.
     Done,
 }
@@ -271,6 +274,7 @@ impl Exchange {
             (State::AwaitingBody(asked) | State::Filter(asked), Phase::ResponseBody(body)) => {
                 self.response_body(&asked, &body).await?
             }
+            (State::Suppress(why), Phase::ResponseBody(body)) => suppress_piece(why, &body),
             // Whatever else comes (request body or trailers Envoy was configured to send, the
             // answer of a request that needs no filtering) passes as it is.
             (state, phase) => (state, continue_phase(&phase)),
@@ -388,71 +392,26 @@ impl Exchange {
         asked: Box<Asked>,
         headers: &HttpHeaders,
     ) -> (State, ProcessingResponse) {
-        let map = match header_map(headers) {
-            Ok(map) => map,
-            Err(refusal) => return (State::Done, self.refuse_answer(&asked, refusal)),
-        };
-        // The server's own "not found" (or "gone": it existed) looks exactly like a withheld
-        // read's, and so does any answer but a success or the server's own failure: a
-        // redirect, a 401 or 403 of its own, a 412 could each differ between an id it has and
-        // one it does not.
-        if asked.hidden
-            && map
-                .get(":status")
-                .is_some_and(|status| status.starts_with(['3', '4']))
-        {
-            return (State::Done, not_found());
-        }
-        if headers.end_of_stream {
+        match read_answer_headers(&asked, headers) {
+            Ok(AnswerHeaders::LikeMissing) => (State::Done, not_found()),
             // No body (204, 304, a HEAD): nothing to read, nothing to leak.
-            return (
+            Ok(AnswerHeaders::Bodiless) => (
                 State::Done,
                 reply(Reply::ResponseHeaders(HeadersResponse::default())),
-            );
+            ),
+            Ok(AnswerHeaders::BodyDue) => (State::AwaitingBody(asked), body_due()),
+            // The write is done and its status on the way: a refusal would tell the app it
+            // failed, and a retry would write again. Only the body is withheld.
+            Err(refusal) if writes(asked.request.interaction) => {
+                let call = self
+                    .call(asked.request_id.as_deref())
+                    .for_server(&asked.server);
+                self.authorizer
+                    .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
+                (State::Suppress(refusal.to_string()), body_replaced())
+            }
+            Err(refusal) => (State::Done, self.refuse_answer(&asked, refusal)),
         }
-        if let Some(encoding) = map
-            .get("content-encoding")
-            .filter(|encoding| !encoding.trim().eq_ignore_ascii_case("identity"))
-        {
-            let refusal = Refusal::Answer(
-                AnswerProblem::Encoded,
-                format!(
-                    "the answer is {encoding}-encoded and cannot be read: the upstream must honour accept-encoding: identity"
-                ),
-            );
-            return (State::Done, self.refuse_answer(&asked, refusal));
-        }
-        let content_type = map
-            .get("content-type")
-            .map(String::as_str)
-            .unwrap_or_default();
-        if !is_json(content_type) {
-            let refusal = Refusal::Answer(
-                AnswerProblem::Encoded,
-                format!(
-                    "the answer is {content_type:?}, not FHIR JSON: only JSON is filtered (ask with _format=json)"
-                ),
-            );
-            return (State::Done, self.refuse_answer(&asked, refusal));
-        }
-        // The body may shrink: Envoy recomputes the length it sends. Whether entries were
-        // withheld is this filter's to say, not the server's.
-        let reply = ProcessingResponse {
-            response: Some(Reply::ResponseHeaders(HeadersResponse {
-                response: Some(CommonResponse {
-                    header_mutation: Some(HeaderMutation {
-                        remove_headers: vec![
-                            "content-length".to_owned(),
-                            WITHHELD_HEADER.to_owned(),
-                        ],
-                        ..HeaderMutation::default()
-                    }),
-                    ..CommonResponse::default()
-                }),
-            })),
-            ..ProcessingResponse::default()
-        };
-        (State::AwaitingBody(asked), reply)
     }
 
     async fn response_body(
@@ -460,11 +419,20 @@ impl Exchange {
         asked: &Asked,
         body: &HttpBody,
     ) -> Result<(State, ProcessingResponse), Status> {
+        let write = writes(asked.request.interaction);
         if !body.end_of_stream {
             let refusal = Refusal::Answer(
                 AnswerProblem::Encoded,
                 "the answer came in pieces: configure response_body_mode: BUFFERED".to_owned(),
             );
+            if write {
+                let call = self
+                    .call(asked.request_id.as_deref())
+                    .for_server(&asked.server);
+                self.authorizer
+                    .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
+                return Ok(suppress_piece(refusal.to_string(), body));
+            }
             return Ok((State::Done, self.refuse_answer(asked, refusal)));
         }
         let call = self
@@ -479,12 +447,22 @@ impl Exchange {
             }),
             body: &body.body,
         };
-        let verdict = self
+        let verdict = match self
             .authorizer
             .filter_answer(call, &asked.server, check)
             .await
-            .map_err(unavailable)?;
+        {
+            Ok(verdict) => verdict,
+            // Its status went out: the write's answer says it was done, not what it returned.
+            Err(unavailable) if write => {
+                return Ok(suppress_piece(unavailable.to_string(), body));
+            }
+            Err(unavailable) => return Err(self::unavailable(unavailable)),
+        };
         let reply = match verdict {
+            Verdict::Refused(refusal) if write => {
+                body_reply(Some(written_not_shown(&refusal.to_string())), 0)
+            }
             Verdict::Refused(refusal) => refused(&refusal),
             Verdict::Public(_) => body_reply(None, 0),
             Verdict::Decided { mut decision, .. } if decision.is_allowed() => {
@@ -496,16 +474,8 @@ impl Exchange {
             // The write is done (its status went out with the headers); only the resource it
             // returned is kept back. A 403 would tell the app it failed, and a retry would
             // write again.
-            Verdict::Decided { decision, .. }
-                if matches!(
-                    asked.request.interaction,
-                    Interaction::Create
-                        | Interaction::Update
-                        | Interaction::Patch
-                        | Interaction::Delete
-                ) =>
-            {
-                body_reply(Some(written_but_unreadable(&decision)), 0)
+            Verdict::Decided { decision, .. } if write => {
+                body_reply(Some(written_not_shown(&decision.message)), 0)
             }
             // Audited with its reason all the same.
             Verdict::Decided { .. } if asked.hidden => not_found(),
@@ -522,6 +492,100 @@ impl Exchange {
         self.authorizer
             .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
         refused(&refusal)
+    }
+}
+
+/// What an answer's headers say of its body.
+enum AnswerHeaders {
+    /// A read whose existence is hidden, answered with anything but a success or the
+    /// server's own failure: answered as a missing resource is.
+    LikeMissing,
+    /// No body (204, 304, a HEAD): nothing to read, nothing to leak.
+    Bodiless,
+    /// A body that can be read is due.
+    BodyDue,
+}
+
+/// Reads an answer's headers: only an uncompressed FHIR JSON body can be read.
+fn read_answer_headers(asked: &Asked, headers: &HttpHeaders) -> Result<AnswerHeaders, Refusal> {
+    let map = header_map(headers)?;
+    // The server's own "not found" (or "gone": it existed) looks exactly like a withheld
+    // read's, and so does any answer but a success or the server's own failure: a redirect,
+    // a 401 or 403 of its own, a 412 could each differ between an id it has and one it does
+    // not.
+    if asked.hidden
+        && map
+            .get(":status")
+            .is_some_and(|status| status.starts_with(['3', '4']))
+    {
+        return Ok(AnswerHeaders::LikeMissing);
+    }
+    if headers.end_of_stream {
+        return Ok(AnswerHeaders::Bodiless);
+    }
+    if let Some(encoding) = map
+        .get("content-encoding")
+        .filter(|encoding| !encoding.trim().eq_ignore_ascii_case("identity"))
+    {
+        return Err(Refusal::Answer(
+            AnswerProblem::Encoded,
+            format!(
+                "the answer is {encoding}-encoded and cannot be read: the upstream must honour accept-encoding: identity"
+            ),
+        ));
+    }
+    let content_type = map
+        .get("content-type")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if !is_json(content_type) {
+        return Err(Refusal::Answer(
+            AnswerProblem::Encoded,
+            format!(
+                "the answer is {content_type:?}, not FHIR JSON: only JSON is filtered (ask with _format=json)"
+            ),
+        ));
+    }
+    Ok(AnswerHeaders::BodyDue)
+}
+
+/// The answer's headers pass, its body is asked for. The body may shrink: Envoy recomputes
+/// the length it sends. Whether entries were withheld is this filter's to say, not the
+/// server's.
+fn body_due() -> ProcessingResponse {
+    headers_reply(HeaderMutation {
+        remove_headers: vec!["content-length".to_owned(), WITHHELD_HEADER.to_owned()],
+        ..HeaderMutation::default()
+    })
+}
+
+/// The headers of a write's answer that cannot be read: its status passes, and the headers
+/// that describe its body go, since an `OperationOutcome` in JSON replaces it.
+fn body_replaced() -> ProcessingResponse {
+    headers_reply(HeaderMutation {
+        set_headers: vec![header_option("content-type", "application/fhir+json")],
+        remove_headers: ["content-length", "content-encoding", WITHHELD_HEADER]
+            .map(str::to_owned)
+            .into(),
+    })
+}
+
+fn headers_reply(mutation: HeaderMutation) -> ProcessingResponse {
+    reply(Reply::ResponseHeaders(HeadersResponse {
+        response: Some(CommonResponse {
+            header_mutation: Some(mutation),
+            ..CommonResponse::default()
+        }),
+    }))
+}
+
+/// One piece of a write's answer that is not shown: emptied, and the last one replaced by
+/// the `OperationOutcome` that says why ([`written_not_shown`]).
+fn suppress_piece(why: String, body: &HttpBody) -> (State, ProcessingResponse) {
+    if body.end_of_stream {
+        (State::Done, body_reply(Some(written_not_shown(&why)), 0))
+    } else {
+        (State::Suppress(why), body_reply(Some(Vec::new()), 0))
     }
 }
 
@@ -703,12 +767,28 @@ fn body_reply(filtered: Option<Vec<u8>>, withheld: usize) -> ProcessingResponse 
     }
 }
 
-/// The body that replaces the resource a write returned when the token may not read it
-/// (`Prefer: return=representation` under `patient/Observation.c`).
-fn written_but_unreadable(filtered: &FilteredResponse) -> Vec<u8> {
+/// Whether the request changes what the server holds. Its answer's status reaches the app
+/// whatever becomes of the body: a refusal there would tell the app the write failed, and a
+/// retry would write again (a second create, a second transaction).
+fn writes(interaction: Interaction) -> bool {
+    matches!(
+        interaction,
+        Interaction::Create
+            | Interaction::Update
+            | Interaction::Patch
+            | Interaction::Delete
+            | Interaction::Batch
+            | Interaction::Transaction
+    )
+}
+
+/// The body that replaces what a write returned when it may not be shown: a resource the
+/// token may not read (`Prefer: return=representation` under `patient/Observation.c`), or an
+/// answer that cannot be read at all.
+fn written_not_shown(why: &str) -> Vec<u8> {
     let message = format!(
-        "the request was carried out; the resource it returned is not shown: {}",
-        filtered.message.trim_start_matches("denied: ")
+        "the request was carried out; what it returned is not shown: {}",
+        why.trim_start_matches("denied: ")
     );
     serde_json::to_vec(&serde_json::json!({
         "resourceType": "OperationOutcome",
