@@ -144,6 +144,24 @@ async fn a_single_resource_of_another_patient_becomes_a_403() {
     let outcome: Value = serde_json::from_slice(&immediate(&reply).unwrap().body).unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
     assert!(!String::from_utf8_lossy(&immediate(&reply).unwrap().body).contains("456"));
+
+    // One the filter cannot judge (no id) is withheld the same way: the request was sound.
+    let mut stream = ProcessStream::open(&server.channel).await;
+    stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation/o1",
+            Some(&token),
+            &[],
+        ))
+        .await;
+    stream.send(response_headers("200", FHIR_JSON, &[])).await;
+    let mut no_id = observation_of("o1", "123");
+    no_id.as_object_mut().unwrap().remove("id");
+    let reply = stream
+        .send(response_body(&serde_json::to_vec(&no_id).unwrap()))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(403), "{reply:?}");
     server.stop().await;
 }
 
@@ -418,13 +436,38 @@ async fn a_request_the_token_may_not_make_is_refused_before_the_upstream() {
         .send(request_headers("GET", "/fhir/R4/Observation", None, &[]))
         .await;
     assert_eq!(immediate_status(&reply), Some(401));
-    let challenge = immediate(&reply).unwrap().headers.as_ref().unwrap();
-    assert!(challenge.set_headers.iter().any(|option| {
-        option
-            .header
-            .as_ref()
-            .is_some_and(|header| header.key == "www-authenticate")
-    }));
+    // RFC 6750 §3.1: no error code without a token, invalid_token with a bad one.
+    let challenge = |reply: &ProcessingResponse| {
+        let headers = immediate(reply).unwrap().headers.as_ref().unwrap();
+        headers
+            .set_headers
+            .iter()
+            .filter_map(|option| option.header.as_ref())
+            .find(|header| header.key == "www-authenticate")
+            .map(|header| {
+                if header.raw_value.is_empty() {
+                    header.value.clone()
+                } else {
+                    String::from_utf8(header.raw_value.clone()).unwrap()
+                }
+            })
+            .unwrap()
+    };
+    assert_eq!(challenge(&reply), "Bearer");
+    let mut stream = ProcessStream::open(&server.channel).await;
+    let reply = stream
+        .send(request_headers(
+            "GET",
+            "/fhir/R4/Observation",
+            Some("garbage"),
+            &[],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(401));
+    assert!(
+        challenge(&reply).starts_with("Bearer error=\"invalid_token\""),
+        "{reply:?}"
+    );
 
     // Two Authorization headers: the upstream might read the other one.
     let mut stream = ProcessStream::open(&server.channel).await;

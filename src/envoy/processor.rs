@@ -45,7 +45,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Span;
 
-use super::response::operation_outcome;
+use super::response::{operation_outcome, token_challenge};
 use crate::authorize::{
     AnswerAhead, AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, Capacity,
     FhirServer, HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable,
@@ -797,10 +797,12 @@ fn written_not_shown(why: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// A single resource the token may not read: 403 with the engine's reason.
+/// A single resource the token may not read: 403 with the engine's reason. A resource the
+/// filter cannot judge (a Bundle read as a resource, one without an id) is withheld all the
+/// same: the request was sound, so not the 400 the reason would have for a request.
 fn answer_denied(filtered: &FilteredResponse) -> ProcessingResponse {
     immediate(
-        decision_status(filtered.reason).http,
+        403,
         "forbidden",
         &filtered.message,
         filtered.reason.as_str(),
@@ -847,7 +849,7 @@ fn refused_verdict(verdict: Verdict<Decision>) -> ProcessingResponse {
 fn refused(refusal: &Refusal) -> ProcessingResponse {
     let status = refusal.status().http;
     let (code, challenge) = match refusal {
-        Refusal::Token(_) => ("login", Some("Bearer error=\"invalid_token\"")),
+        Refusal::Token(error) => ("login", Some(token_challenge(error))),
         Refusal::Answer(..) => ("exception", None),
         _ if status == 400 => ("invalid", None),
         _ => ("forbidden", None),
@@ -857,7 +859,7 @@ fn refused(refusal: &Refusal) -> ProcessingResponse {
         code,
         &refusal.to_string(),
         refusal.as_str(),
-        challenge,
+        challenge.as_deref(),
     )
 }
 

@@ -242,16 +242,21 @@ fn refused_without_metadata(refusal: &Refusal) -> CheckResponse {
     }
 }
 
-/// A refused token: 401 with `WWW-Authenticate` (RFC 6750 §3: no error code when no token
-/// was sent, `invalid_token` otherwise).
-fn token_denied(error: &TokenError) -> CheckResponse {
-    let challenge = match error {
+/// The `WWW-Authenticate` challenge of a refused token, on both Envoy faces (RFC 6750 §3: no
+/// error code when no token was sent, `invalid_token` otherwise).
+pub(super) fn token_challenge(error: &TokenError) -> String {
+    match error {
         TokenError::Missing => "Bearer".to_owned(),
         other => format!(
             "Bearer error=\"invalid_token\", error_description=\"{}\"",
             quoted(&other.to_string())
         ),
-    };
+    }
+}
+
+/// A refused token: 401 with its challenge ([`token_challenge`]).
+fn token_denied(error: &TokenError) -> CheckResponse {
+    let challenge = token_challenge(error);
     let refusal = Refusal::Token(error.clone());
     denied(
         refusal.status(),
