@@ -104,6 +104,10 @@ fn read_entry(entry: &Value) -> BundleEntry {
         }
         _ => Err("entry has no request.method and request.url".to_owned()),
     };
+    let request = request.and_then(|request| {
+        check_full_url(entry.get("fullUrl"), &request)?;
+        Ok(request)
+    });
     // A PATCH entry's `resource` is the patch (FHIR R4 http.html §3.1.0.11.1): a Binary
     // holding a JSON Patch, or Parameters for FHIRPath Patch, never the version it makes,
     // which stays unseen as for a PATCH request. Another resource there is read no single way.
@@ -145,6 +149,35 @@ fn read_entry(entry: &Value) -> BundleEntry {
         proposed,
         if_none_exist: if_none_exist.and_then(Value::as_str).map(str::to_owned),
         patch: None,
+    }
+}
+
+/// An entry's `fullUrl` names the resource the entry writes, or is a placeholder
+/// (`urn:uuid:`, `urn:oid:`). In a transaction a server rewrites every reference to a
+/// non-placeholder `fullUrl` into the id it gives the new resource (HAPI's id substitution),
+/// so a create whose `fullUrl` were `Patient/123` would turn the other entries'
+/// `Patient/123`, already judged, into references to itself: refused.
+fn check_full_url(full_url: Option<&Value>, request: &FhirRequest) -> Result<(), String> {
+    let Some(full_url) = full_url else {
+        return Ok(());
+    };
+    let Some(full_url) = full_url.as_str() else {
+        return Err("entry fullUrl must be a string".to_owned());
+    };
+    if full_url.starts_with("urn:uuid:") || full_url.starts_with("urn:oid:") {
+        return Ok(());
+    }
+    let names_own =
+        crate::fhir::reference::parse_reference(full_url).is_some_and(|(resource_type, id)| {
+            request.resource_type.as_deref() == Some(resource_type)
+                && request.id.as_deref().is_none_or(|own| own == id)
+        });
+    if names_own {
+        Ok(())
+    } else {
+        Err(format!(
+            "entry fullUrl {full_url:?} names another resource than the entry's own: a server rewrites the transaction's references to it"
+        ))
     }
 }
 

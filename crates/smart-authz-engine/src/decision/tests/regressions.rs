@@ -407,6 +407,38 @@ pub fn cases() -> Vec<Case> {
                 "request": {"method": "PATCH", "url": "Observation/1"}
             }]}))
             .deny(Reason::UnsupportedRequest),
+        // A transaction's references to a non-placeholder fullUrl are rewritten to the
+        // resource the entry creates: one naming another resource would move them.
+        case(S3P, "a create whose fullUrl names the patient")
+            .scopes("patient/Observation.cu")
+            .patient("123")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": "Patient/123", "resource": without(obs_of("123"), "id"),
+                 "request": {"method": "POST", "url": "Observation"}},
+                {"fullUrl": "urn:uuid:0b1c", "resource": without(obs_of("123"), "id"),
+                 "request": {"method": "POST", "url": "Observation"}}
+            ]}))
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "an update whose fullUrl names another resource of its type")
+            .scopes("patient/Observation.cu")
+            .patient("123")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": "https://fhir.example/r4/Observation/o2", "resource": obs_of("123"),
+                 "request": {"method": "PUT", "url": "Observation/1"}}
+            ]}))
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "fullUrls that name the entry's own resource, or a placeholder")
+            .scopes("patient/Observation.cu")
+            .patient("123")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": "https://fhir.example/r4/Observation/1", "resource": obs_of("123"),
+                 "request": {"method": "PUT", "url": "Observation/1"}},
+                {"fullUrl": "https://fhir.example/r4/Observation/new1", "resource": without(obs_of("123"), "id"),
+                 "request": {"method": "POST", "url": "Observation"}},
+                {"fullUrl": "urn:uuid:0b1c", "resource": without(obs_of("123"), "id"),
+                 "request": {"method": "POST", "url": "Observation"}}
+            ]}))
+            .allow(),
         case(S2, "a PATCH entry whose resource is no patch is not read")
             .scopes("system/Observation.u")
             .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
