@@ -47,6 +47,7 @@ jwks_uri = "{only_a_jwks}"
 [[fhir_servers]]
 name = "a"
 base_urls = ["{SERVER_A}"]
+issuers = ["{shared_issuer}", "{only_a_issuer}"]
 envoy_prefixes = ["/a/fhir/"]
 public_paths = ["Questionnaire"]
 

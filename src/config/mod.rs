@@ -293,27 +293,8 @@ impl Config {
 
     /// What a valid configuration may still get wrong, one sentence each, for the log at
     /// start-up.
-    ///
-    /// With several FHIR servers and several issuers, a server that names no `issuers`
-    /// trusts every one: an authorization server of another tenant can then sign tokens
-    /// whose `aud` names this server, and they are honoured. Only the `aud` separates the
-    /// tenants then, and the issuer that writes it is the one not trusted.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if self.fhir_servers.len() > 1 && self.issuers.len() > 1 {
-            let open: Vec<&str> = self
-                .fhir_servers
-                .iter()
-                .filter(|server| server.issuers.is_none())
-                .map(|server| server.name.as_str())
-                .collect();
-            if !open.is_empty() {
-                warnings.push(format!(
-                    "fhir_servers {open:?} name no issuers, so they trust all {} [[issuers]]: any of them can sign tokens these servers honour; list each server's issuers",
-                    self.issuers.len()
-                ));
-            }
-        }
         let mutual_tls = self
             .tls
             .as_ref()

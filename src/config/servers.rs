@@ -139,6 +139,22 @@ pub(super) fn validate_servers(
         ));
     }
     let only = files.len() == 1;
+    // With several servers and several issuers, a server that names none would trust every
+    // one: an authorization server of another tenant could sign tokens whose `aud` names
+    // it, and only the `aud`, written by the issuer not trusted, would keep the tenants
+    // apart. Each server lists the issuers it trusts.
+    if !only
+        && issuers.len() > 1
+        && let Some(index) = files.iter().position(|file| file.issuers.is_empty())
+    {
+        return Err(invalid(
+            format!("fhir_servers[{index}].issuers"),
+            format!(
+                "with several FHIR servers and {} [[issuers]], list the issuers this server trusts: without the list it would honour tokens any of them signs",
+                issuers.len()
+            ),
+        ));
+    }
     let mut servers: Vec<FhirServerConfig> = Vec::with_capacity(files.len());
     for (index, file) in files.into_iter().enumerate() {
         let server = validate_server(index, file, only, issuers, fhir_version, policy)?;

@@ -468,6 +468,7 @@ envoy_prefixes = ["/a/"]
 name = "b"
 base_urls = ["https://b.example/fhir"]
 audiences = ["https://b.example/fhir", "urn:b"]
+issuers = ["https://as-a.example", "https://as-b.example"]
 fhir_version = "r5"
 envoy_prefixes = ["/b/"]
 policy = { user_from_sub = true }
@@ -503,7 +504,13 @@ fn fhir_servers_carry_their_audiences_issuers_versions_and_policies() {
     assert_eq!(a.issuers, Some(vec!["https://as-a.example".to_owned()]));
     assert_eq!(a.policy.fhir_version, FhirVersion::R4);
     assert!(!a.policy.user_from_sub);
-    assert_eq!(b.issuers, None, "every issuer by default");
+    assert_eq!(
+        b.issuers,
+        Some(vec![
+            "https://as-a.example".to_owned(),
+            "https://as-b.example".to_owned()
+        ])
+    );
     assert_eq!(
         b.audiences,
         Some(vec![
@@ -974,19 +981,28 @@ fn the_response_filter_limit_fits_inside_one_grpc_message() {
     }
 }
 
+/// Among several servers and several issuers, a server that named none would honour the
+/// tokens of every issuer, another tenant's among them: a start-up error, where it was a
+/// warning. One server, or one issuer, trusts every issuer without a list.
 #[test]
-fn servers_that_trust_every_issuer_of_several_are_warned_about() {
-    let config = Config::from_toml(TWO_SERVERS).unwrap();
-    let [warning] = config
-        .warnings()
-        .try_into()
-        .unwrap_or_else(|warnings: Vec<String>| panic!("one warning expected: {warnings:?}"));
-    assert!(warning.contains(r#"["b"]"#), "{warning}");
-    let listed = TWO_SERVERS.replace(
-        "fhir_version = \"r5\"",
-        "fhir_version = \"r5\"\nissuers = [\"https://as-b.example\"]",
+fn servers_among_several_must_name_their_issuers_of_several() {
+    let open = TWO_SERVERS.replace(
+        "issuers = [\"https://as-a.example\", \"https://as-b.example\"]\n",
+        "",
     );
-    assert!(Config::from_toml(&listed).unwrap().warnings().is_empty());
+    let error = error_of(&open);
+    assert!(error.contains("fhir_servers[1].issuers"), "{error}");
+    let one_issuer = open
+        .replace(
+            "[[issuers]]\nissuer = \"https://as-b.example\"\njwks_uri = \"https://as-b.example/jwks\"\n",
+            "",
+        );
+    let config = Config::from_toml(&one_issuer).unwrap();
+    assert_eq!(
+        config.fhir_servers[1].issuers, None,
+        "every issuer: there is one"
+    );
+    assert!(config.warnings().is_empty());
     assert!(Config::from_toml(MINIMAL).unwrap().warnings().is_empty());
 }
 

@@ -24,6 +24,7 @@ authorities = ["a.example"]
 [[fhir_servers]]
 name = "b"
 base_urls = ["https://b.example/fhir"]
+issuers = ["https://as-a.example", "https://as-b.example"]
 fhir_version = "r5"
 envoy_prefixes = ["/b/", "/shared/"]
 authorities = ["b.example"]
