@@ -295,6 +295,25 @@ impl Config {
     /// start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        for (index, issuer) in self.issuers.iter().enumerate() {
+            let keys = match &issuer.keys {
+                Some(KeySource::Uri(uri)) => Some(uri.as_str()),
+                _ => None,
+            };
+            let introspection = issuer
+                .introspection
+                .as_ref()
+                .and_then(|introspection| introspection.endpoint.as_deref());
+            let discovered = issuer.discovery.then_some(issuer.issuer.as_str());
+            for url in [keys, introspection, discovered].into_iter().flatten() {
+                if is_plain_http_beyond_this_host(url) {
+                    warnings.push(format!(
+                        "issuers[{index}]: {} is plain HTTP: anyone on the way to it can put in keys of their own (and forge every token) or read the introspection secret and tokens; use https, unless a mesh encrypts the hop",
+                        without_userinfo(url)
+                    ));
+                }
+            }
+        }
         let mutual_tls = self
             .tls
             .as_ref()
@@ -529,6 +548,26 @@ pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 /// Default of `max_connections`: a few per FHIR server replica or Envoy is the usual load;
 /// an idle HTTP/2 connection costs tens of kilobytes.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// An `http://` URL to a host other than this one's loopback (`localhost`, `127.0.0.0/8`,
+/// `[::1]`), where a development issuer may run.
+fn is_plain_http_beyond_this_host(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|address| address.is_loopback());
+    !loopback
+}
 
 pub(crate) fn is_http_url(text: &str) -> bool {
     let rest = text

@@ -1018,6 +1018,43 @@ fn mutual_tls_without_callers_is_warned_about() {
     assert!(Config::from_toml(&bound).unwrap().warnings().is_empty());
 }
 
+/// Keys, an introspection endpoint or discovery over plain HTTP beyond this host can be
+/// replaced or read on the way: warned about; a loopback issuer (development) is not.
+#[test]
+fn plain_http_to_an_issuer_beyond_this_host_is_warned_about() {
+    let warned = |text: &str| -> String {
+        let warnings = Config::from_toml(text).unwrap().warnings();
+        let [warning] = warnings.try_into().unwrap();
+        assert!(
+            warning.contains("issuers[0]") && warning.contains("plain HTTP"),
+            "{warning}"
+        );
+        warning
+    };
+    warned(&MINIMAL.replace(
+        "https://issuer.example/jwks",
+        "http://keycloak.auth.svc:8080/jwks",
+    ));
+    let introspection = warned(&INTROSPECTING_WITH_ENDPOINT.replace(
+        "https://as.example/introspect",
+        "http://rs:pw@10.0.0.7/introspect",
+    ));
+    assert!(!introspection.contains("pw"), "{introspection}");
+    // Discovery fetches the issuer's own URL.
+    warned(&INTROSPECTING.replace("https://as.example", "http://as.example"));
+    for local in [
+        "http://127.0.0.1:8080/jwks",
+        "http://localhost/jwks",
+        "http://[::1]:9000/jwks",
+    ] {
+        let text = MINIMAL.replace("https://issuer.example/jwks", local);
+        assert!(
+            Config::from_toml(&text).unwrap().warnings().is_empty(),
+            "{local}"
+        );
+    }
+}
+
 #[test]
 fn credentials_in_a_url_are_hidden_from_logs() {
     for (url, shown) in [
