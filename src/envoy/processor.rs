@@ -127,9 +127,9 @@ enum State {
     Filter(Box<Asked>),
     /// The answer's headers are checked; its body is due.
     AwaitingBody(Box<Asked>),
-    /// The answer to a write cannot be read: its status went out, its body is replaced by
-    /// an `OperationOutcome` saying why ([`written_not_shown`]).
-    Suppress(String),
+    /// The answer to a write cannot be read: its status passes, its body is replaced by an
+    /// `OperationOutcome` saying why ([`written_not_shown`]).
+    Suppress { why: String, status: Option<u16> },
     /// Answered: nothing more to judge.
     Done,
 }
@@ -145,6 +145,8 @@ struct Asked {
     request_id: Option<String>,
     /// A read whose answer hides whether the resource exists (`hide_existence`).
     hidden: bool,
+    /// The answer's status, once its headers came.
+    status: Option<u16>,
 }
 
 struct Exchange {
@@ -274,7 +276,9 @@ impl Exchange {
             (State::AwaitingBody(asked) | State::Filter(asked), Phase::ResponseBody(body)) => {
                 self.response_body(&asked, &body).await?
             }
-            (State::Suppress(why), Phase::ResponseBody(body)) => suppress_piece(why, &body),
+            (State::Suppress { why, status }, Phase::ResponseBody(body)) => {
+                suppress(&why, status, &body)
+            }
             // Whatever else comes (request body or trailers Envoy was configured to send, the
             // answer of a request that needs no filtering) passes as it is.
             (state, phase) => (state, continue_phase(&phase)),
@@ -374,6 +378,7 @@ impl Exchange {
                     request_id: request_id.map(str::to_owned),
                     hidden: self.hides(&request),
                     request,
+                    status: None,
                 };
                 let reply = ask_for_identity(asked.hidden);
                 (State::Filter(Box::new(asked)), reply)
@@ -389,9 +394,10 @@ impl Exchange {
     /// The answer's headers: only an uncompressed FHIR JSON body can be read.
     fn response_headers(
         &self,
-        asked: Box<Asked>,
+        mut asked: Box<Asked>,
         headers: &HttpHeaders,
     ) -> (State, ProcessingResponse) {
+        asked.status = answer_status(headers);
         match read_answer_headers(&asked, headers) {
             Ok(AnswerHeaders::LikeMissing) => (State::Done, not_found()),
             // No body (204, 304, a HEAD): nothing to read, nothing to leak.
@@ -408,7 +414,11 @@ impl Exchange {
                     .for_server(&asked.server);
                 self.authorizer
                     .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
-                (State::Suppress(refusal.to_string()), body_replaced())
+                let state = State::Suppress {
+                    why: refusal.to_string(),
+                    status: asked.status,
+                };
+                (state, body_replaced())
             }
             Err(refusal) => (State::Done, self.refuse_answer(&asked, refusal)),
         }
@@ -431,7 +441,7 @@ impl Exchange {
                     .for_server(&asked.server);
                 self.authorizer
                     .refused(call, &asked.raw_token, Some(&asked.request), &refusal);
-                return Ok(suppress_piece(refusal.to_string(), body));
+                return Ok(suppress(&refusal.to_string(), asked.status, body));
             }
             return Ok((State::Done, self.refuse_answer(asked, refusal)));
         }
@@ -453,16 +463,17 @@ impl Exchange {
             .await
         {
             Ok(verdict) => verdict,
-            // Its status went out: the write's answer says it was done, not what it returned.
+            // The write's answer says it was done, not what it returned. The issuer's own
+            // words stay in the log: they may name its endpoints.
             Err(unavailable) if write => {
-                return Ok(suppress_piece(unavailable.to_string(), body));
+                tracing::warn!(%unavailable, "the answer to a write is not shown: its token could not be judged");
+                let why = "its token could not be judged: an issuer is unavailable";
+                return Ok(suppress(why, asked.status, body));
             }
             Err(unavailable) => return Err(self::unavailable(unavailable)),
         };
         let reply = match verdict {
-            Verdict::Refused(refusal) if write => {
-                body_reply(Some(written_not_shown(&refusal.to_string())), 0)
-            }
+            Verdict::Refused(refusal) if write => replaced_body(&refusal.to_string()),
             Verdict::Refused(refusal) => refused(&refusal),
             Verdict::Public(_) => body_reply(None, 0),
             Verdict::Decided { mut decision, .. } if decision.is_allowed() => {
@@ -474,9 +485,7 @@ impl Exchange {
             // The write is done (its status went out with the headers); only the resource it
             // returned is kept back. A 403 would tell the app it failed, and a retry would
             // write again.
-            Verdict::Decided { decision, .. } if write => {
-                body_reply(Some(written_not_shown(&decision.message)), 0)
-            }
+            Verdict::Decided { decision, .. } if write => replaced_body(&decision.message),
             // Audited with its reason all the same.
             Verdict::Decided { .. } if asked.hidden => not_found(),
             Verdict::Decided { decision, .. } => answer_denied(&decision),
@@ -510,13 +519,14 @@ enum AnswerHeaders {
 fn read_answer_headers(asked: &Asked, headers: &HttpHeaders) -> Result<AnswerHeaders, Refusal> {
     let map = header_map(headers)?;
     // The server's own "not found" (or "gone": it existed) looks exactly like a withheld
-    // read's, and so does any answer but a success or the server's own failure: a redirect,
-    // a 401 or 403 of its own, a 412 could each differ between an id it has and one it does
-    // not.
+    // read's, and so does any answer but a success or the server's own failure that could
+    // differ between an id it has and one it does not: a redirect, a 403 of its own, a 412.
+    // Those about the request as a whole pass (its token, its size, the rate of requests).
     if asked.hidden
-        && map
-            .get(":status")
-            .is_some_and(|status| status.starts_with(['3', '4']))
+        && map.get(":status").is_some_and(|status| {
+            status.starts_with(['3', '4'])
+                && !["401", "408", "413", "414", "429", "431"].contains(&status.as_str())
+        })
     {
         return Ok(AnswerHeaders::LikeMissing);
     }
@@ -579,14 +589,83 @@ fn headers_reply(mutation: HeaderMutation) -> ProcessingResponse {
     }))
 }
 
-/// One piece of a write's answer that is not shown: emptied, and the last one replaced by
-/// the `OperationOutcome` that says why ([`written_not_shown`]).
-fn suppress_piece(why: String, body: &HttpBody) -> (State, ProcessingResponse) {
-    if body.end_of_stream {
-        (State::Done, body_reply(Some(written_not_shown(&why)), 0))
+/// The answer to a write that is not shown, from its first piece of body. Whole, the body
+/// is replaced by the `OperationOutcome` that says why ([`written_not_shown`]). In pieces
+/// (a body over Envoy's buffer under `BUFFERED_PARTIAL`, or trailers after it), the rest
+/// would never come here but go to the app unread: answered at once instead, with the
+/// write's own status; without it (`response_header_mode: SKIP`), refused.
+fn suppress(why: &str, status: Option<u16>, body: &HttpBody) -> (State, ProcessingResponse) {
+    let reply = if body.end_of_stream {
+        replaced_body(why)
+    } else if let Some(status) = status {
+        written_at_once(status, why)
     } else {
-        (State::Suppress(why), body_reply(Some(Vec::new()), 0))
+        let refusal = Refusal::Answer(
+            AnswerProblem::ProcessingMode,
+            format!(
+                "the answer to a write came in pieces without its status, and is not shown ({why}): configure response_header_mode: SEND"
+            ),
+        );
+        refused(&refusal)
+    };
+    (State::Done, reply)
+}
+
+/// The body of a write's answer replaced by the `OperationOutcome` that says why it is not
+/// shown, with the headers that describe it (the server's may say gzip or XML).
+fn replaced_body(why: &str) -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(Reply::ResponseBody(BodyResponse {
+            response: Some(CommonResponse {
+                header_mutation: Some(HeaderMutation {
+                    set_headers: vec![header_option("content-type", "application/fhir+json")],
+                    remove_headers: ["content-length", "content-encoding", WITHHELD_HEADER]
+                        .map(str::to_owned)
+                        .into(),
+                }),
+                body_mutation: Some(BodyMutation {
+                    mutation: Some(body_mutation::Mutation::Body(written_not_shown(why))),
+                }),
+                ..CommonResponse::default()
+            }),
+        })),
+        ..ProcessingResponse::default()
     }
+}
+
+/// A write's answer, in pieces, answered at once with its own status and the
+/// `OperationOutcome` that says why its body is not shown.
+fn written_at_once(status: u16, why: &str) -> ProcessingResponse {
+    let code = StatusCode::try_from(i32::from(status)).unwrap_or(StatusCode::Ok);
+    ProcessingResponse {
+        response: Some(Reply::ImmediateResponse(ImmediateResponse {
+            status: Some(HttpStatus { code: code as i32 }),
+            headers: Some(HeaderMutation {
+                set_headers: vec![header_option("content-type", "application/fhir+json")],
+                ..HeaderMutation::default()
+            }),
+            body: written_not_shown(why),
+            details: "smart_authz_answer_not_shown".to_owned(),
+            ..ImmediateResponse::default()
+        })),
+        ..ProcessingResponse::default()
+    }
+}
+
+/// The `:status` of an answer's headers.
+fn answer_status(headers: &HttpHeaders) -> Option<u16> {
+    let header = headers
+        .headers
+        .as_ref()?
+        .headers
+        .iter()
+        .find(|header| header.key == ":status")?;
+    let value = if header.raw_value.is_empty() {
+        header.value.as_bytes()
+    } else {
+        header.raw_value.as_slice()
+    };
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
 /// The headers by lower-case name; a header this face reads, given twice, is refused, in
