@@ -42,11 +42,13 @@ impl Engine {
 
     /// `decision` for a patch, denied when its document (JSON Patch, RFC 6902, or a FHIRPath
     /// Patch's `Parameters`) writes a conditional reference the token may not run
-    /// unconstrained. The resource as patched is not known here, so every string of the
-    /// document that reads as `[base/]Type?query` counts, wherever it stands: a reference's
-    /// `value` in a JSON Patch, a `valueReference` or `valueString` in a FHIRPath Patch. A
-    /// server resolves such a reference when it stores the patched resource (HAPI's inline
-    /// match URLs), before any constraint could apply.
+    /// unconstrained. A server resolves one when it stores the patched resource (HAPI's
+    /// inline match URLs), before any constraint could apply. The resource as patched is not
+    /// known here, so what counts is read as a server would: any `reference` member, or JSON
+    /// Patch `value` written at a `.../reference` path, that holds a `?`; and any other
+    /// string that reads as `[base/]Type[/]?query` with the type in any case (HAPI drops the
+    /// slashes and looks the type up without case), wherever it stands (a FHIRPath Patch's
+    /// `valueString`).
     pub fn check_patch_document(
         &self,
         token: &TokenContext,
@@ -57,12 +59,13 @@ impl Engine {
         if request.interaction != Interaction::Patch || !decision.is_allowed() {
             return decision;
         }
-        let version = self.fhir_version();
-        let mut pending = vec![document];
-        while let Some(value) = pending.pop() {
+        let types = self.fhir_version().tables().resource_types;
+        // Each value, and whether it stands where a reference's text does.
+        let mut pending = vec![(document, false)];
+        while let Some((value, a_reference)) = pending.pop() {
             match value {
                 Value::String(text)
-                    if reads_as_search(text, |name| version.is_resource_type(name)) =>
+                    if text.contains('?') && (a_reference || reads_as_search(text, types)) =>
                 {
                     if let Some(refusal) =
                         self.condition_refusal(token, "conditional reference", text)
@@ -70,8 +73,18 @@ impl Engine {
                         return refusal;
                     }
                 }
-                Value::Object(object) => pending.extend(object.values()),
-                Value::Array(items) => pending.extend(items),
+                Value::Object(object) => {
+                    let writes_a_reference = object
+                        .get("path")
+                        .and_then(Value::as_str)
+                        .is_some_and(|path| path.ends_with("/reference"));
+                    pending.extend(object.iter().map(|(name, member)| {
+                        let a_reference =
+                            name == "reference" || (writes_a_reference && name == "value");
+                        (member, a_reference)
+                    }));
+                }
+                Value::Array(items) => pending.extend(items.iter().map(|item| (item, false))),
                 _ => {}
             }
         }
@@ -144,11 +157,15 @@ fn conditional_references(resource: &Value) -> Vec<&str> {
     found
 }
 
-/// Whether `text` reads as a search of a resource type (`Patient?identifier=x`,
+/// Whether `text` reads as a search of a resource type, to a server that looks the type up
+/// without case and past slashes (`Patient?identifier=x`, `patient/?identifier=x`,
 /// `https://host/fhir/Patient?identifier=x`).
-fn reads_as_search(text: &str, is_resource_type: impl Fn(&str) -> bool) -> bool {
-    text.split_once('?')
-        .is_some_and(|(path, _)| is_resource_type(path.rsplit('/').next().unwrap_or(path)))
+fn reads_as_search(text: &str, types: &[&str]) -> bool {
+    text.split_once('?').is_some_and(|(path, _)| {
+        path.rsplit('/')
+            .find(|segment| !segment.is_empty())
+            .is_some_and(|last| types.iter().any(|name| name.eq_ignore_ascii_case(last)))
+    })
 }
 
 /// A reference holding a query (`Type?query`, `/Type?query`, `http://host/fhir/Type?query`):

@@ -1076,6 +1076,26 @@ pub fn cases() -> Vec<Case> {
                     { "name": "value", "valueReference": { "reference": "Patient?name=smith" } }
                 ] }] }))
             .deny(Reason::OutsideCompartment),
+        // Read as HAPI reads inline match URLs: slashes dropped, the type without case.
+        case(S3P, "a JSON Patch writing a conditional reference with a slash before its query")
+            .scopes("patient/Observation.u patient/Patient.rs")
+            .patient("123")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!([{ "op": "replace", "path": "/subject/reference",
+                "value": "Patient/?identifier=urn:mrn|456" }]))
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a FHIRPath Patch writing a conditional reference in lower case")
+            .scopes("patient/Observation.u patient/Patient.rs")
+            .patient("123")
+            .line("PATCH", "Observation/o1")
+            .patch_document(json!({ "resourceType": "Parameters", "parameter": [{
+                "name": "operation", "part": [
+                    { "name": "type", "valueCode": "add" },
+                    { "name": "path", "valueString": "Observation.subject" },
+                    { "name": "name", "valueString": "reference" },
+                    { "name": "value", "valueString": "patient?name=smith" }
+                ] }] }))
+            .deny(Reason::UnsupportedRequest),
         case(S3P, "a JSON Patch without a conditional reference")
             .scopes("patient/Observation.u")
             .patient("123")
