@@ -81,7 +81,7 @@ async fn per_entry(scope: &str, share: bool) -> (f64, f64) {
         let key = token_key(&format!("token-{serial}"));
         let answer = cache
             .get_or_verify(&key, || async {
-                Ok::<_, TokenError>(CachedVerdict::Active(token))
+                Ok::<_, TokenError>(CachedVerdict::Active(Arc::clone(&token)))
             })
             .await;
         assert!(answer.is_ok());

@@ -304,7 +304,7 @@ impl TokenCache {
         verify: F,
     ) -> Result<(Arc<VerifiedToken>, bool), E>
     where
-        F: FnOnce() -> V,
+        F: Fn() -> V,
         V: Future<Output = Result<CachedVerdict, E>>,
         E: From<TokenError> + Clone + Send + Sync + 'static,
     {
@@ -331,7 +331,17 @@ impl TokenCache {
         // The miss path is boxed: its futures (a verification that may fetch keys or
         // introspect over HTTP, moka's single-flight entry) run to kilobytes, and a hit must
         // neither carry nor copy them (a profile showed those copies at 12% of a cached call).
-        Box::pin(self.verify_and_insert(key, verify())).await
+        let answer = Box::pin(self.verify_and_insert(key, verify())).await;
+        match answer {
+            // Another call's verification, under way when a key of its issuer went, inserted
+            // or shared: judged again. One of this call's own is its answer, as for any call
+            // in flight at that moment.
+            Ok((token, true)) if !token.keys_still_held() => {
+                self.entries.invalidate(key).await;
+                Box::pin(self.verify_and_insert(key, verify())).await
+            }
+            answer => answer,
+        }
     }
 
     async fn verify_and_insert<E>(

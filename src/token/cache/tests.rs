@@ -104,7 +104,7 @@ async fn the_cache_is_bounded_by_bytes_and_counts_evictions() {
         let verdict = CachedVerdict::Active(entry.clone());
         let key = token_key(&format!("token-{index}"));
         let answer = cache
-            .get_or_verify(&key, || async { Ok::<_, TokenError>(verdict) })
+            .get_or_verify(&key, || async { Ok::<_, TokenError>(verdict.clone()) })
             .await;
         assert!(answer.is_ok());
     }
@@ -207,4 +207,81 @@ async fn a_token_verified_with_a_withdrawn_key_is_judged_again() {
         .await
         .unwrap();
     assert!(cached);
+}
+
+/// A call that finds another call's verification under way, one that read its issuer's
+/// keys before a key of them was withdrawn, does not take its answer: it verifies again.
+#[tokio::test]
+async fn a_verification_under_way_at_a_withdrawal_is_not_shared_after_it() {
+    use std::sync::atomic::AtomicUsize;
+
+    use crate::config::{IssuerConfig, KeySource};
+    use crate::token::jwks::KeySet;
+    const RSA_1: &str = include_str!("../../../tests/fixtures/keys/rsa-1.jwk.json");
+    const EC_1: &str = include_str!("../../../tests/fixtures/keys/ec-1.jwk.json");
+    let set_of = |keys: &[&str]| format!("{{\"keys\":[{}]}}", keys.join(","));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), set_of(&[RSA_1, EC_1])).unwrap();
+    let source = KeySource::File(file.path().to_owned());
+    let keys = Arc::new(
+        KeySet::new(&IssuerConfig::with_keys(
+            "https://issuer.example",
+            Vec::new(),
+            source,
+        ))
+        .unwrap(),
+    );
+    keys.refresh().await.unwrap();
+    let verified = |keys: &KeySet| {
+        let mut verified = Arc::unwrap_or_clone(token(TokenSource::LocalJwt, None, "a"));
+        verified.keys = Some(keys.seen());
+        Ok::<_, TokenError>(CachedVerdict::Active(Arc::new(verified)))
+    };
+    let cache = TokenCache::new(&CacheConfig::default());
+    let key = token_key("a");
+
+    // The first call reads the keys, then waits.
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let started = std::sync::Mutex::new(Some(started));
+    let first = {
+        let (cache, keys, release) = (cache.clone(), Arc::clone(&keys), Arc::clone(&release));
+        tokio::spawn(async move {
+            cache
+                .get_or_verify(&key, || async {
+                    let verdict = verified(&keys);
+                    if let Some(started) = started.lock().unwrap().take() {
+                        let _ = started.send(());
+                    }
+                    release.notified().await;
+                    verdict
+                })
+                .await
+        })
+    };
+    has_started.await.unwrap();
+    std::fs::write(file.path(), set_of(&[EC_1])).unwrap();
+    keys.refresh().await.unwrap();
+
+    // A second call for the token joins the first's verification, which then completes.
+    let polled = Arc::new(AtomicUsize::new(0));
+    let second = {
+        let (cache, keys, polled) = (cache.clone(), Arc::clone(&keys), Arc::clone(&polled));
+        tokio::spawn(async move {
+            cache
+                .get_or_verify(&key, || async {
+                    polled.fetch_add(1, Ordering::SeqCst);
+                    verified(&keys)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_one();
+    let (_, cached) = first.await.unwrap().unwrap();
+    assert!(!cached, "the first call's own verification");
+    let (token, cached) = second.await.unwrap().unwrap();
+    assert!(!cached, "verified again");
+    assert_eq!(polled.load(Ordering::SeqCst), 1);
+    assert!(token.keys_still_held());
 }

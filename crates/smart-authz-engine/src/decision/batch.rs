@@ -196,6 +196,11 @@ fn patch_document(resource: Option<&Value>) -> Result<Value, String> {
                 .get("data")
                 .and_then(Value::as_str)
                 .ok_or("a PATCH entry's Binary has no data")?;
+            // base64Binary may wrap its lines (FHIR datatypes.html#base64Binary).
+            let data: String = data
+                .chars()
+                .filter(|character| !character.is_ascii_whitespace())
+                .collect();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .map_err(|error| format!("a PATCH entry's Binary data is not base64: {error}"))?;
