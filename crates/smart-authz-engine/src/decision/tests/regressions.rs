@@ -368,6 +368,14 @@ pub fn cases() -> Vec<Case> {
                 "request": {"method": "PATCH", "url": "Observation/1"}
             }]}))
             .allow(),
+        case(S2, "a JSON Patch entry whose Binary wraps its base64 lines")
+            .scopes("system/Observation.u")
+            .bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+                "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                    "data": "W1\r\n0= "},
+                "request": {"method": "PATCH", "url": "Observation/1"}
+            }]}))
+            .allow(),
         case(S3P, "a FHIRPath Patch entry under patient/ scopes: what it writes is unseen")
             .scopes("patient/Observation.u")
             .patient("123")
