@@ -408,7 +408,7 @@ impl Exchange {
             Ok(AnswerHeaders::BodyDue) => (State::AwaitingBody(asked), body_due()),
             // The write is done and its status on the way: a refusal would tell the app it
             // failed, and a retry would write again. Only the body is withheld.
-            Err(refusal) if writes(asked.request.interaction) => {
+            Err(refusal) if asked.request.interaction.is_write() => {
                 let call = self
                     .call(asked.request_id.as_deref())
                     .for_server(&asked.server);
@@ -429,7 +429,10 @@ impl Exchange {
         asked: &Asked,
         body: &HttpBody,
     ) -> Result<(State, ProcessingResponse), Status> {
-        let write = writes(asked.request.interaction);
+        // A write's answer keeps its status whatever becomes of its body: a refusal would tell
+        // the app the write failed, and a retry would write again (a second create, a second
+        // transaction).
+        let write = asked.request.interaction.is_write();
         if !body.end_of_stream {
             let refusal = Refusal::Answer(
                 AnswerProblem::Encoded,
@@ -844,21 +847,6 @@ fn body_reply(filtered: Option<Vec<u8>>, withheld: usize) -> ProcessingResponse 
         response: Some(Reply::ResponseBody(BodyResponse { response })),
         ..ProcessingResponse::default()
     }
-}
-
-/// Whether the request changes what the server holds. Its answer's status reaches the app
-/// whatever becomes of the body: a refusal there would tell the app the write failed, and a
-/// retry would write again (a second create, a second transaction).
-fn writes(interaction: Interaction) -> bool {
-    matches!(
-        interaction,
-        Interaction::Create
-            | Interaction::Update
-            | Interaction::Patch
-            | Interaction::Delete
-            | Interaction::Batch
-            | Interaction::Transaction
-    )
 }
 
 /// The body that replaces what a write returned when it may not be shown: a resource the

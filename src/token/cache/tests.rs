@@ -150,60 +150,79 @@ fn keys_are_hashes_not_tokens() {
     assert_ne!(token_key("abd"), key);
 }
 
+/// A key set read from a file the test rewrites (`rsa-1` and `ec-1` at first), and a
+/// verified token recording the keys it was verified with now.
+struct RotatingKeys {
+    file: tempfile::NamedTempFile,
+    keys: Arc<crate::token::jwks::KeySet>,
+}
+
+impl RotatingKeys {
+    const RSA_1: &str = include_str!("../../../tests/fixtures/keys/rsa-1.jwk.json");
+    const EC_1: &str = include_str!("../../../tests/fixtures/keys/ec-1.jwk.json");
+
+    async fn new() -> Self {
+        use crate::config::{IssuerConfig, KeySource};
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let source = KeySource::File(file.path().to_owned());
+        let issuer = IssuerConfig::with_keys("https://issuer.example", Vec::new(), source);
+        let keys = Arc::new(crate::token::jwks::KeySet::new(&issuer).unwrap());
+        let rotating = RotatingKeys { file, keys };
+        rotating.publish(&[Self::RSA_1, Self::EC_1]).await;
+        rotating
+    }
+
+    /// The issuer publishes `keys`, and the set is reloaded.
+    async fn publish(&self, keys: &[&str]) {
+        std::fs::write(
+            self.file.path(),
+            format!("{{\"keys\":[{}]}}", keys.join(",")),
+        )
+        .unwrap();
+        self.keys.refresh().await.unwrap();
+    }
+
+    fn verified(&self) -> Result<CachedVerdict, TokenError> {
+        let mut verified = Arc::unwrap_or_clone(token(TokenSource::LocalJwt, None, "a"));
+        verified.keys = Some(self.keys.seen());
+        Ok(CachedVerdict::Active(Arc::new(verified)))
+    }
+}
+
 /// A token whose verification was under way when a key of its issuer's set went is not
 /// served from the cache after it, and the next verification's verdict is.
 #[tokio::test]
 async fn a_token_verified_with_a_withdrawn_key_is_judged_again() {
-    use crate::config::{IssuerConfig, KeySource};
-    use crate::token::jwks::KeySet;
-    const RSA_1: &str = include_str!("../../../tests/fixtures/keys/rsa-1.jwk.json");
-    const EC_1: &str = include_str!("../../../tests/fixtures/keys/ec-1.jwk.json");
-    let set_of = |keys: &[&str]| format!("{{\"keys\":[{}]}}", keys.join(","));
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), set_of(&[RSA_1, EC_1])).unwrap();
-    let source = KeySource::File(file.path().to_owned());
-    let keys = KeySet::new(&IssuerConfig::with_keys(
-        "https://issuer.example",
-        Vec::new(),
-        source,
-    ))
-    .unwrap();
-    keys.refresh().await.unwrap();
-    let verified = |keys: &KeySet| {
-        let mut verified = Arc::unwrap_or_clone(token(TokenSource::LocalJwt, None, "a"));
-        verified.keys = Some(keys.seen());
-        Ok::<_, TokenError>(CachedVerdict::Active(Arc::new(verified)))
-    };
+    let keys = RotatingKeys::new().await;
     let cache = TokenCache::new(&CacheConfig::default());
     let key = token_key("a");
 
     let (_, cached) = cache
         .get_or_verify(&key, || async {
-            let verdict = verified(&keys);
+            let verdict = keys.verified();
             // The issuer withdraws a key while the token is being verified.
-            std::fs::write(file.path(), set_of(&[EC_1])).unwrap();
-            keys.refresh().await.unwrap();
+            keys.publish(&[RotatingKeys::EC_1]).await;
             verdict
         })
         .await
         .unwrap();
     assert!(!cached);
     let (_, cached) = cache
-        .get_or_verify(&key, || async { verified(&keys) })
+        .get_or_verify(&key, || async { keys.verified() })
         .await
         .unwrap();
     assert!(!cached, "served from the cache after its key was withdrawn");
     let (_, cached) = cache
-        .get_or_verify(&key, || async { verified(&keys) })
+        .get_or_verify(&key, || async { keys.verified() })
         .await
         .unwrap();
     assert!(cached);
 
     // A key added beside the others withdraws none.
-    std::fs::write(file.path(), set_of(&[EC_1, RSA_1])).unwrap();
-    keys.refresh().await.unwrap();
+    keys.publish(&[RotatingKeys::EC_1, RotatingKeys::RSA_1])
+        .await;
     let (_, cached) = cache
-        .get_or_verify(&key, || async { verified(&keys) })
+        .get_or_verify(&key, || async { keys.verified() })
         .await
         .unwrap();
     assert!(cached);
@@ -215,28 +234,7 @@ async fn a_token_verified_with_a_withdrawn_key_is_judged_again() {
 async fn a_verification_under_way_at_a_withdrawal_is_not_shared_after_it() {
     use std::sync::atomic::AtomicUsize;
 
-    use crate::config::{IssuerConfig, KeySource};
-    use crate::token::jwks::KeySet;
-    const RSA_1: &str = include_str!("../../../tests/fixtures/keys/rsa-1.jwk.json");
-    const EC_1: &str = include_str!("../../../tests/fixtures/keys/ec-1.jwk.json");
-    let set_of = |keys: &[&str]| format!("{{\"keys\":[{}]}}", keys.join(","));
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), set_of(&[RSA_1, EC_1])).unwrap();
-    let source = KeySource::File(file.path().to_owned());
-    let keys = Arc::new(
-        KeySet::new(&IssuerConfig::with_keys(
-            "https://issuer.example",
-            Vec::new(),
-            source,
-        ))
-        .unwrap(),
-    );
-    keys.refresh().await.unwrap();
-    let verified = |keys: &KeySet| {
-        let mut verified = Arc::unwrap_or_clone(token(TokenSource::LocalJwt, None, "a"));
-        verified.keys = Some(keys.seen());
-        Ok::<_, TokenError>(CachedVerdict::Active(Arc::new(verified)))
-    };
+    let keys = Arc::new(RotatingKeys::new().await);
     let cache = TokenCache::new(&CacheConfig::default());
     let key = token_key("a");
 
@@ -249,7 +247,7 @@ async fn a_verification_under_way_at_a_withdrawal_is_not_shared_after_it() {
         tokio::spawn(async move {
             cache
                 .get_or_verify(&key, || async {
-                    let verdict = verified(&keys);
+                    let verdict = keys.verified();
                     if let Some(started) = started.lock().unwrap().take() {
                         let _ = started.send(());
                     }
@@ -260,8 +258,7 @@ async fn a_verification_under_way_at_a_withdrawal_is_not_shared_after_it() {
         })
     };
     has_started.await.unwrap();
-    std::fs::write(file.path(), set_of(&[EC_1])).unwrap();
-    keys.refresh().await.unwrap();
+    keys.publish(&[RotatingKeys::EC_1]).await;
 
     // A second call for the token joins the first's verification, which then completes.
     let polled = Arc::new(AtomicUsize::new(0));
@@ -271,7 +268,7 @@ async fn a_verification_under_way_at_a_withdrawal_is_not_shared_after_it() {
             cache
                 .get_or_verify(&key, || async {
                     polled.fetch_add(1, Ordering::SeqCst);
-                    verified(&keys)
+                    keys.verified()
                 })
                 .await
         })

@@ -127,20 +127,6 @@ impl FilteredResponse {
     }
 }
 
-/// Interactions whose request was decided with its resources on the way in: their answer
-/// is judged, but the request is not decided again without them.
-fn is_write(interaction: Interaction) -> bool {
-    matches!(
-        interaction,
-        Interaction::Create
-            | Interaction::Update
-            | Interaction::Patch
-            | Interaction::Delete
-            | Interaction::Batch
-            | Interaction::Transaction
-    )
-}
-
 /// The resources a search may return as its matches, which `s` grants as well as `r`
 /// ([`Engine::decide_search_match`]): of the types it searched, and, when it brings in
 /// others (`_include`...), only entries the server marked `match`, as an entry without a
@@ -220,7 +206,9 @@ impl Engine {
         if decision.reason == Reason::PublicEndpoint {
             return false;
         }
-        if !decision.is_allowed() || is_write(request.interaction) {
+        // A write was decided with its resources on the way in: its answer is judged, but
+        // the request is not decided again without them.
+        if !decision.is_allowed() || request.interaction.is_write() {
             return true;
         }
         let single_type = matches!(
@@ -280,7 +268,7 @@ impl Engine {
         if is_bundle_answer && !matches!(object.get("entry"), None | Some(Value::Array(_))) {
             return Err(ResponseError::EntryNotAnArray);
         }
-        if !is_write(request.interaction) {
+        if !request.interaction.is_write() {
             let decision = self.decide(token, request, None, None);
             if !decision.is_allowed() {
                 let message = format!(

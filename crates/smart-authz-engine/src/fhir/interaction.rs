@@ -69,6 +69,21 @@ impl Interaction {
         )
     }
 
+    /// True for the interactions that change what the server holds: a batch or transaction
+    /// may hold writes. Their requests are decided with the resources they write, and their
+    /// answers come after the write is done.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Interaction::Create
+                | Interaction::Update
+                | Interaction::Patch
+                | Interaction::Delete
+                | Interaction::Batch
+                | Interaction::Transaction
+        )
+    }
+
     /// True for the interactions that return many resources and take search parameters.
     pub fn is_search(self) -> bool {
         matches!(
