@@ -146,15 +146,7 @@ async fn a_single_resource_of_another_patient_becomes_a_403() {
     assert!(!String::from_utf8_lossy(&immediate(&reply).unwrap().body).contains("456"));
 
     // One the filter cannot judge (no id) is withheld the same way: the request was sound.
-    let mut stream = ProcessStream::open(&server.channel).await;
-    stream
-        .send(request_headers(
-            "GET",
-            "/fhir/R4/Observation/o1",
-            Some(&token),
-            &[],
-        ))
-        .await;
+    let mut stream = filtering_stream(&server, &issuer, "/fhir/R4/Observation/o1").await;
     stream.send(response_headers("200", FHIR_JSON, &[])).await;
     let mut no_id = observation_of("o1", "123");
     no_id.as_object_mut().unwrap().remove("id");
