@@ -180,6 +180,19 @@ impl KeyMap {
         }
     }
 
+    /// The keys named `key_id` that fit `algorithm`, in the set's order: the first is the
+    /// one [`KeyMap::select`] picks. An issuer should name each key once (RFC 7517 §4.5);
+    /// one that names two alike (a rotation that reused its `kid`) signs with either.
+    pub fn named<'k>(
+        &'k self,
+        key_id: &'k str,
+        algorithm: Algorithm,
+    ) -> impl Iterator<Item = &'k VerificationKey> {
+        self.keys
+            .iter()
+            .filter(move |key| key.key_id.as_deref() == Some(key_id) && key.fits(algorithm))
+    }
+
     fn select_by_id(
         &self,
         key_id: &str,

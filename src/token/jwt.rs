@@ -335,6 +335,13 @@ impl IssuerVerifier {
                     Err(error) => return Err(refusal(error).into()),
                 }
             }
+            // Another key under the same `kid` may have signed it.
+            Err(SignatureError::Mismatch)
+                if key_id.is_some_and(|key_id| {
+                    keys.named(key_id, header.algorithm)
+                        .skip(1)
+                        .any(|other| check_signature(other, header.algorithm, jws).is_ok())
+                }) => {}
             Err(error) => return Err(refusal(error).into()),
         }
         Ok(self.accept(claims, reader, seen)?)

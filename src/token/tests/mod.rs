@@ -344,6 +344,26 @@ async fn refuses_invalid_launch_context_claims() {
 
 // ---------------------------------------------------------------- signatures and algorithms
 
+/// Two keys of one `kid` (a rotation that reused it): a token of either verifies, a forged
+/// one under that `kid` still does not.
+#[tokio::test]
+async fn a_kid_named_twice_verifies_with_either_key() {
+    let second = public_jwk("rsa-2").replace("\"rsa-2\"", "\"rsa-1\"");
+    let keys = format!("{{\"keys\":[{},{second}]}}", public_jwk("rsa-1"));
+    let authenticator = authenticator(vec![issuer_with(KeySource::Inline(keys))]).await;
+    for signer in ["rsa-1", "rsa-2"] {
+        let token = sign_with(signer, Algorithm::RS256, Some("rsa-1"), &claims());
+        let answer = authenticator.authenticate(&token).await;
+        assert!(answer.is_ok(), "{signer}: {answer:?}");
+    }
+    let signed = sign_with("rsa-2", Algorithm::RS256, Some("rsa-1"), &claims());
+    let [header, _, signature] = signed.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let other = with(claims(), json!({ "patient": "Patient/456" }));
+    let payload = URL_SAFE_NO_PAD.encode(other.to_string());
+    let error = refusal(&authenticator, &format!("{header}.{payload}.{signature}")).await;
+    assert!(matches!(error, TokenError::BadSignature(_)), "{error:?}");
+}
+
 #[tokio::test]
 async fn refuses_an_unknown_kid() {
     let authenticator = authenticator(vec![inline_issuer()]).await;
