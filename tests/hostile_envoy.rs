@@ -59,6 +59,16 @@ async fn a_method_override_is_refused_rather_than_misjudged() {
         "patient=Patient%2F123&_method=DELETE",
     );
     denied_response(&envoy_check(&server, in_body).await, 400);
+    // A form said to be empty that came all the same, cut short: not decided as empty.
+    let cut = check_request(
+        "POST",
+        "/fhir/R4/Observation/_search",
+        Some(&token),
+        &[("content-length", "0")],
+        None,
+    );
+    let cut = with_raw_body(cut, "patient=Patient%2F456");
+    denied_response(&envoy_check(&server, cut).await, 403);
     server.stop().await;
 }
 

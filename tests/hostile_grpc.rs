@@ -277,6 +277,13 @@ async fn post_searches_are_decided_on_their_body() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // Nor said to be empty: its search would be decided on the query alone.
+    let mut empty = batch_search("Observation/_search?code=x", b"");
+    if let Some(pb::batch_entry::Request::Http(http)) = &mut empty.entries[0].request {
+        http.headers.insert("Content-Length".into(), "0".into());
+    }
+    let status = client.batch_check_access(empty).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     server.stop().await;
 }
 

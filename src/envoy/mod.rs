@@ -117,6 +117,13 @@ impl EnvoyAuthz {
         // looks whole without one ([`body_truncated`]), and the rest of it (`&patient=...`)
         // would reach the server unjudged.
         let declared = http.headers.contains_key("content-length");
+        // A form cut short is no empty one, whatever length it declares.
+        if request.has_unread_search_body() && body_truncated(http) {
+            let refusal = Refusal::BodyRequired(
+                "a search is decided on its whole form body: raise with_request_body.max_request_bytes".to_owned(),
+            );
+            return Ok(answer_refusal(admitted, &request, refusal));
+        }
         if request.has_unread_search_body() && body.is_some() && !declared {
             let refusal = Refusal::BodyRequired(
                 "a search's form body must declare its content-length: without one, a body cut at with_request_body.max_request_bytes cannot be told from a whole one".to_owned(),

@@ -55,9 +55,17 @@ pub fn entry_request<'m>(
         Some(pb::batch_entry::Request::Fhir(fhir)) => Ok((structured_request(fhir, field)?, None)),
         // A batch entry has no form body (FHIR R4 http.html §3.1.0.11): its POST search
         // is denied by the engine.
-        Some(pb::batch_entry::Request::Http(http)) if !http.body.is_empty() => {
+        // Nor a length of one: `content-length: 0` would have its POST search decided on the
+        // query alone, where the engine denies a search whose parameters it cannot see.
+        Some(pb::batch_entry::Request::Http(http))
+            if !http.body.is_empty()
+                || http
+                    .headers
+                    .keys()
+                    .any(|name| name.eq_ignore_ascii_case("content-length")) =>
+        {
             Err(Status::invalid_argument(format!(
-                "{field}.http.body: a batch entry has no body; search with GET"
+                "{field}.http: a batch entry has no body (nor a content-length); search with GET"
             )))
         }
         Some(pb::batch_entry::Request::Http(http)) => http_request(http, field),
