@@ -278,6 +278,12 @@ fn render_text(decision: &Decision, request: &FhirRequest, token: &TokenContext)
                 grant.exclude_other_patients_via.join(" | ")
             );
         }
+        if grant.answer_must_be_read {
+            let _ = writeln!(
+                out,
+                "  read each resource of the answer for a reference to another patient"
+            );
+        }
         for item in &grant.filters {
             let _ = writeln!(out, "  and {} = {}", item.param, item.values.join(" or "));
         }

@@ -403,6 +403,7 @@ fn grant(grant: crate::decision::Grant) -> pb::Grant {
         compartment: grant.compartment.unwrap_or_default(),
         compartment_params: grant.compartment_params,
         exclude_other_patients_via: grant.exclude_other_patients_via,
+        answer_must_be_read: grant.answer_must_be_read,
         filters: grant
             .filters
             .into_iter()

@@ -22,6 +22,11 @@ export interface Grant {
   readonly resourceTypes: readonly string[];
   readonly obligation: string;
   readonly excludeOtherPatientsVia: readonly string[];
+  /**
+   * Each resource of the answer must be read for a reference to another patient (a
+   * patient/ grant on a type like Binary or Bundle the service did not see).
+   */
+  readonly answerMustBeRead: boolean;
 }
 
 /** Who is asking, from the verified token. */
@@ -123,14 +128,15 @@ const orNull = (text: string | undefined): string | null => (text ? text : null)
 export const isAllow = (decision: unknown): boolean => decision === 'DECISION_ALLOW';
 
 /**
- * Whether a grant leaves the FHIR server nothing to enforce: no compartment, filter or
- * exclusion, and no obligation (every user/ and system/ grant carries one: the user's
- * permissions, the client's policy).
+ * Whether a grant leaves the FHIR server nothing to enforce: no compartment, filter,
+ * exclusion or answer to read, and no obligation (every user/ and system/ grant carries
+ * one: the user's permissions, the client's policy).
  */
 export const leavesNothingToApply = (grant: Grant): boolean =>
   grant.compartment === null &&
   grant.filters.length === 0 &&
   grant.excludeOtherPatientsVia.length === 0 &&
+  !grant.answerMustBeRead &&
   grant.obligation === 'OBLIGATION_NONE';
 
 /**
@@ -156,6 +162,7 @@ function grant(wire: Wire): Grant {
     resourceTypes: wire.resource_types,
     obligation: wire.obligation,
     excludeOtherPatientsVia: wire.exclude_other_patients_via,
+    answerMustBeRead: Boolean(wire.answer_must_be_read),
   };
 }
 

@@ -137,6 +137,12 @@ test('isAllowed is true only for an allow with nothing left to enforce', async (
   const patient = mint('patient/Observation.rs', '123');
   assert.equal((await authz.check(patient, 'GET', 'Observation')).allowed, true);
   assert.equal(await authz.isAllowed(patient, 'GET', 'Observation'), false);
+  // A Binary not given: only its answer can show whose it is.
+  const binary = mint('patient/Binary.r', '123');
+  const read = await authz.check(binary, 'GET', 'Binary/b1');
+  assert.equal(read.allowed, true);
+  assert.equal(read.grants[0].answerMustBeRead, true);
+  assert.equal(await authz.isAllowed(binary, 'GET', 'Binary/b1'), false);
   // A public endpoint: nothing to apply.
   assert.equal(await authz.isAllowed('', 'GET', 'metadata'), true);
 });

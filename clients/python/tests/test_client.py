@@ -128,6 +128,11 @@ def test_is_allowed_is_true_only_for_an_allow_with_nothing_left_to_enforce(authz
     patient = mint("patient/Observation.rs", patient="123")
     assert authz.check(patient, "GET", "Observation").allowed
     assert not authz.is_allowed(patient, "GET", "Observation")
+    # A Binary not given: only its answer can show whose it is.
+    binary = mint("patient/Binary.r", patient="123")
+    decision = authz.check(binary, "GET", "Binary/b1")
+    assert decision.allowed and decision.grants[0].answer_must_be_read
+    assert not authz.is_allowed(binary, "GET", "Binary/b1")
     # A public endpoint: nothing to apply.
     assert authz.is_allowed("", "GET", "metadata")
 

@@ -16,6 +16,7 @@ fn grant() -> Grant {
         compartment: Some("Patient/123".to_owned()),
         compartment_params: vec!["subject".to_owned(), "performer".to_owned()],
         exclude_other_patients_via: Vec::new(),
+        answer_must_be_read: false,
         filters: vec![FilterItem {
             param: "category".to_owned(),
             values: vec!["laboratory".to_owned()],

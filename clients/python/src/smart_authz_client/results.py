@@ -45,16 +45,20 @@ class Grant:
     resource_types: Tuple[str, ...]
     obligation: str
     exclude_other_patients_via: Tuple[str, ...]
+    #: Each resource of the answer must be read for a reference to another patient (a
+    #: ``patient/`` grant on a type like Binary or Bundle the service did not see).
+    answer_must_be_read: bool = False
 
     @property
     def leaves_nothing_to_apply(self) -> bool:
         """Whether this grant leaves the FHIR server nothing to enforce: no compartment,
-        filter or exclusion, and no obligation (every ``user/`` and ``system/`` grant
-        carries one: the user's permissions, the client's policy)."""
+        filter, exclusion or answer to read, and no obligation (every ``user/`` and
+        ``system/`` grant carries one: the user's permissions, the client's policy)."""
         return (
             self.compartment is None
             and not self.filters
             and not self.exclude_other_patients_via
+            and not self.answer_must_be_read
             and self.obligation == "OBLIGATION_NONE"
         )
 
@@ -69,6 +73,7 @@ class Grant:
             resource_types=tuple(grant.resource_types),
             obligation=_enum_name(pb.Obligation, grant.obligation),
             exclude_other_patients_via=tuple(grant.exclude_other_patients_via),
+            answer_must_be_read=grant.answer_must_be_read,
         )
 
 

@@ -112,6 +112,13 @@ pub struct Grant {
     /// not name (its compartment parameters; `link` for a Patient), §3.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude_other_patients_via: Vec<String>,
+    /// Under a `patient/` scope on a type never in the Patient compartment that has no
+    /// search parameter pointing to a Patient (Binary, Bundle), when the service did not see
+    /// the resource: whether it is another patient's shows only in the references it holds (a
+    /// Binary's `securityContext`, a Bundle's entries), so each resource of the answer must be
+    /// read for one before it goes back (ext_proc, `FilterResources`), §3.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub answer_must_be_read: bool,
     /// Granular filters still to apply: AND of the items, OR inside an item's values.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<FilterItem>,
@@ -127,6 +134,7 @@ impl Grant {
         self.compartment.is_none()
             && self.filters.is_empty()
             && self.exclude_other_patients_via.is_empty()
+            && !self.answer_must_be_read
     }
 }
 

@@ -188,6 +188,8 @@ impl Session<'_> {
         if !verified {
             grant.exclude_other_patients_via =
                 patient_reference_params(self.version(), resource_type);
+            // No parameter to leave them out by: only reading each resource can.
+            grant.answer_must_be_read = grant.exclude_other_patients_via.is_empty();
         }
         let Some(stored) = stored else {
             return Ok(());

@@ -14,6 +14,7 @@ pub(super) fn new_grant(candidate: &Candidate<'_>, resource_types: Vec<String>) 
         compartment: None,
         compartment_params: Vec::new(),
         exclude_other_patients_via: Vec::new(),
+        answer_must_be_read: false,
         filters: Vec::new(),
         resource_types,
         obligation: match candidate.scope.context {
@@ -36,6 +37,7 @@ pub(super) fn drop_subsumed(grants: Vec<Grant>) -> Vec<Grant> {
             && a.exclude_other_patients_via
                 .iter()
                 .all(|param| b.exclude_other_patients_via.contains(param))
+            && (!a.answer_must_be_read || b.answer_must_be_read)
             && a.filters.iter().all(|item| b.filters.contains(item))
             && (a.obligation != Obligation::UserPermissions
                 || b.obligation == Obligation::UserPermissions)

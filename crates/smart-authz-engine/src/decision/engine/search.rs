@@ -134,6 +134,7 @@ fn same_but_types(a: &Grant, b: &Grant) -> bool {
         compartment,
         compartment_params,
         exclude_other_patients_via,
+        answer_must_be_read,
         filters,
         resource_types: _,
         obligation,
@@ -143,6 +144,7 @@ fn same_but_types(a: &Grant, b: &Grant) -> bool {
         && *compartment == b.compartment
         && *compartment_params == b.compartment_params
         && *exclude_other_patients_via == b.exclude_other_patients_via
+        && *answer_must_be_read == b.answer_must_be_read
         && *filters == b.filters
         && *obligation == b.obligation
 }

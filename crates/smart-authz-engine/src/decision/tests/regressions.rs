@@ -415,6 +415,56 @@ pub fn cases() -> Vec<Case> {
                 "request": {"method": "PATCH", "url": "Observation/1"}
             }]}))
             .deny(Reason::UnsupportedRequest),
+        // A type outside the compartment with no parameter that can point to a Patient,
+        // not seen: only its answer shows whose it is, so nothing is left for the server to
+        // carry, and the answer must be read (docs/semantics.md, part 2).
+        case(S3P, "a Binary read without its stored version leaves its answer to read")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Binary/b1")
+            .allow()
+            .expect(|decision| {
+                (decision.grants.iter().all(|grant| grant.answer_must_be_read)
+                    && !decision.is_allowed_outright())
+                .then_some(())
+                .ok_or_else(|| "every grant leaves the answer to read".to_owned())
+            }),
+        case(S3P, "a Bundle search leaves its answer to read")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Bundle?type=document")
+            .allow()
+            .expect(|decision| {
+                decision
+                    .grants
+                    .iter()
+                    .all(|grant| grant.answer_must_be_read)
+                    .then_some(())
+                    .ok_or_else(|| "every grant leaves the answer to read".to_owned())
+            }),
+        case(S3P, "a Binary read on its stored version is judged outright")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "Binary/b1")
+            .stored(json!({"resourceType": "Binary", "id": "b1", "contentType": "text/plain",
+                "securityContext": {"reference": "Patient/123"}, "data": "aGk="}))
+            .allow()
+            .expect(|decision| {
+                decision
+                    .is_allowed_outright()
+                    .then_some(())
+                    .ok_or_else(|| "nothing left to apply".to_owned())
+            }),
+        case(S3P, "a create whose conditional reference searches Bundles")
+            .scopes("patient/Observation.c patient/Bundle.s")
+            .patient("123")
+            .line("POST", "Observation")
+            .proposed(with(
+                without(obs_of("123"), "id"),
+                "focus",
+                json!([{"reference": "Bundle?composition=Composition/c9"}]),
+            ))
+            .deny(Reason::OutsideCompartment),
         // A transaction's references to a non-placeholder fullUrl are rewritten to the
         // resource the entry creates: one naming another resource would move them.
         case(S3P, "a create whose fullUrl names the patient")
