@@ -399,11 +399,12 @@ impl Session<'_> {
             }
             true
         } else if resource_type == SYSTEM_LEVEL {
-            // A system-level search spans types: only `patient` takes bare Patient ids.
+            // A system-level search spans types: `patient` takes bare Patient ids, and so
+            // does any parameter typed `:Patient` (`subject:Patient=456`).
             if !type_modifier_ok {
                 return None;
             }
-            base == "patient"
+            base == "patient" || modifier.is_some()
         } else {
             // A parameter the version does not define (a server's own SearchParameter):
             // what its values are is unknown, but a reference to a Patient names one.

@@ -1167,6 +1167,16 @@ pub fn cases() -> Vec<Case> {
             .patch_document(json!([{ "op": "add", "path": "/focus",
                 "value": [{ "reference": "Patient?identifier=urn:mrn|456" }] }]))
             .allow(),
+        case(S3P, "a search of every type naming another patient through a :Patient modifier")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?subject:Patient=456")
+            .deny(Reason::OutsideCompartment),
+        case(S3P, "a search of every type naming the patient through a :Patient modifier")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?subject:patient=123")
+            .allow(),
         case(S3P, "a chain of seven references")
             .scopes("patient/Location.rs")
             .patient("123")
