@@ -206,12 +206,65 @@ async fn creates_are_checked_against_the_forwarded_body() {
     server.stop().await;
 }
 
+/// The Envoy configuration of a FHIR server that checks an allowed write against the
+/// constraints it is sent.
+static CHECKING_WRITES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    ENVOY_CONFIG.replace(
+        "narrow_searches = true",
+        "narrow_searches = true\nserver_checks_writes = true",
+    )
+});
+
+/// An update, patch or delete is allowed under patient/ scopes only with the compartment
+/// its stored version must be in, which Envoy never has: the FHIR server would carry it out
+/// unchecked, so it is denied unless the server checks writes (`server_checks_writes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_left_to_check_are_denied_unless_the_server_checks_them() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let checking = TestServer::for_issuer(&issuer, &CHECKING_WRITES).await;
+    let token = issuer.patient_token("patient/Observation.ud", "123");
+    let write = |method: &str| {
+        let request = check_request(method, "/fhir/R4/Observation/o1", Some(&token), &[], None);
+        with_raw_body(
+            request,
+            r#"[{"op":"replace","path":"/status","value":"amended"}]"#,
+        )
+    };
+    for method in ["PATCH", "DELETE"] {
+        let (_, outcome) = denied_response(&envoy_check(&server, write(method)).await, 403);
+        assert!(
+            outcome.to_string().contains("server_checks_writes"),
+            "{method}: {outcome}"
+        );
+        let ok = envoy_check(&checking, write(method)).await;
+        let constraints: Value =
+            serde_json::from_str(ok_response(&ok).set["x-smart-constraints"]).unwrap();
+        assert_eq!(
+            constraints["grants"][0]["compartment"], "Patient/123",
+            "{method}"
+        );
+    }
+    // A create judged on its forwarded body leaves nothing to check.
+    let token = issuer.patient_token("patient/Observation.c", "123");
+    let create = check_request(
+        "POST",
+        "/fhir/R4/Observation",
+        Some(&token),
+        &[],
+        Some(&observation("123")),
+    );
+    ok_response(&envoy_check(&server, create).await);
+    checking.stop().await;
+    server.stop().await;
+}
+
 /// A patch's document is read for the conditional references it writes, which the FHIR
 /// server resolves (to any patient) when it stores the patched resource.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patches_are_checked_against_the_forwarded_document() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;
-    let server = TestServer::for_issuer(&issuer, ENVOY_CONFIG).await;
+    let server = TestServer::for_issuer(&issuer, &CHECKING_WRITES).await;
     let token = issuer.patient_token("patient/Observation.u patient/Patient.rs", "123");
     let patch = |document: &str| {
         let request = check_request(
@@ -557,13 +610,29 @@ async fn bundle_entries_whose_query_holds_a_url_are_decided() {
             "request": {"method": "PUT", "url": "Observation?identifier=http://hospital.example/obs|6323"}
         }]),
     );
-    ok_response(
+    // Allowed under the compartment its matches must be in, which the server must check:
+    // only when it says it does (`server_checks_writes`).
+    let (_, outcome) = denied_response(
         &envoy_check(
             &server,
             check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&conditional)),
         )
         .await,
+        403,
     );
+    assert!(
+        outcome.to_string().contains("server_checks_writes"),
+        "{outcome}"
+    );
+    let checking = TestServer::for_issuer(&issuer, &CHECKING_WRITES).await;
+    ok_response(
+        &envoy_check(
+            &checking,
+            check_request("POST", "/fhir/R4/", Some(&token), &[], Some(&conditional)),
+        )
+        .await,
+    );
+    checking.stop().await;
     let absolute = bundle(
         "batch",
         json!([{"request": {"method": "GET", "url": "http://other.example.org/fhir/Observation/1"}}]),

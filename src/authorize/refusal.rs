@@ -75,7 +75,7 @@ impl Status {
         http: 400,
         grpc: Code::InvalidArgument,
     };
-    const FORBIDDEN: Status = Status {
+    pub const FORBIDDEN: Status = Status {
         http: 403,
         grpc: Code::PermissionDenied,
     };

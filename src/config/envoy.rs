@@ -19,6 +19,13 @@ pub struct EnvoyConfig {
     /// Set the compartment's own search parameter (`patient=123`, or `_id=123` on Patient)
     /// on allowed type searches whose every grant carries that compartment.
     pub narrow_searches: bool,
+    /// The FHIR server checks an allowed write against the constraints it is sent
+    /// (`x-smart-constraints`: the compartment, the other patients it may not name), on the
+    /// stored version and the new one. Without it, a write the service could not judge whole
+    /// (an update, patch or delete, whose stored version Envoy never has; a create whose body
+    /// was not forwarded) is denied: the server would carry it out unchecked, and the answer
+    /// comes too late to undo it.
+    pub server_checks_writes: bool,
 }
 
 /// One FHIR base behind the proxy.

@@ -41,6 +41,7 @@ use crate::telemetry::{self, Rpc, traces};
 #[derive(Clone)]
 pub struct EnvoyAuthz {
     narrow_searches: bool,
+    server_checks_writes: bool,
     authorizer: Arc<Authorizer>,
 }
 
@@ -50,6 +51,7 @@ impl EnvoyAuthz {
     pub fn new(config: &EnvoyConfig, authorizer: Arc<Authorizer>) -> Self {
         EnvoyAuthz {
             narrow_searches: config.narrow_searches,
+            server_checks_writes: config.server_checks_writes,
             authorizer,
         }
     }
@@ -137,7 +139,8 @@ impl EnvoyAuthz {
             return Ok(answer_refusal(admitted, &request, refusal));
         }
         if request.interaction == Interaction::Batch {
-            return Ok(decide_bundle(admitted, &request, body, http).await);
+            let checked = self.server_checks_writes;
+            return Ok(decide_bundle(admitted, &request, body, http, checked).await);
         }
         // A write is decided on its whole body: a truncated one cannot show a second
         // patient or a conditional reference, which no constraint can stand in for.
@@ -185,6 +188,11 @@ impl EnvoyAuthz {
             if_none_exist,
         );
         Ok(match verdict {
+            Verdict::Decided { decision, token }
+                if self.leaves_a_write_unchecked(&request, &decision) =>
+            {
+                response::write_unchecked(&decision, Some(&token))
+            }
             Verdict::Decided { decision, token } if decision.is_allowed() => {
                 let narrowing = self.narrowing(&request, &decision, server.engine().fhir_version());
                 response::allowed(&decision, Some(&token), &http.headers, narrowing)
@@ -195,6 +203,14 @@ impl EnvoyAuthz {
             Verdict::Public(decision) => response::allowed(&decision, None, &http.headers, None),
             Verdict::Refused(refusal) => response::refused(&refusal),
         })
+    }
+
+    /// Whether `decision` allows a write only under constraints on the resource that the FHIR
+    /// server would have to check, and it does not (`[envoy] server_checks_writes`).
+    fn leaves_a_write_unchecked(&self, request: &FhirRequest, decision: &Decision) -> bool {
+        !self.server_checks_writes
+            && request.interaction.is_write()
+            && decision.is_constrained_allow()
     }
 
     /// Reports a refusal found while decoding, and answers it.
@@ -318,6 +334,7 @@ async fn decide_bundle(
     request: &FhirRequest,
     body: Option<&[u8]>,
     http: &HttpRequest,
+    server_checks_writes: bool,
 ) -> CheckResponse {
     let Some(body) = body else {
         let refusal = Refusal::BodyRequired(
@@ -356,6 +373,20 @@ async fn decide_bundle(
     // Bundle is a deny).
     let every_entry_allowed =
         !decision.entries.is_empty() && decision.entries.iter().all(Decision::is_allowed);
+    // A write entry allowed only under constraints the server does not check.
+    let unchecked = entries
+        .iter()
+        .zip(&decision.entries)
+        .find(|(entry, decided)| {
+            entry
+                .request
+                .as_ref()
+                .is_ok_and(|request| request.interaction.is_write())
+                && decided.is_constrained_allow()
+        });
+    if let Some((_, decided)) = unchecked.filter(|_| !server_checks_writes) {
+        return response::write_unchecked(decided, Some(&token));
+    }
     if decision.is_allowed() && every_entry_allowed {
         return response::allowed_bundle(&decision, &token, &http.headers);
     }

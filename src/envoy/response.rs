@@ -268,6 +268,19 @@ fn token_denied(error: &TokenError) -> CheckResponse {
 
 /// A deny of the engine: 403 `insufficient_scope` for scope denials, 400 for a request the
 /// service cannot read.
+/// A write allowed only under constraints the FHIR server does not check (`[envoy]
+/// server_checks_writes`): 403, reason `grants_not_enforced`. The decision itself, and its
+/// audit line, stay an allow, as on the AuthZEN face.
+pub fn write_unchecked(decision: &Decision, token: Option<&VerifiedToken>) -> CheckResponse {
+    let message = format!(
+        "{}; but it leaves the FHIR server constraints to check on the resource it writes, which it does not: decide it with the stored version, or set [envoy] server_checks_writes if the server applies x-smart-constraints",
+        decision.message
+    );
+    let mut response = denied(Status::FORBIDDEN, None, "forbidden", &message);
+    response.dynamic_metadata = Some(metadata(Outcome::Deny, "grants_not_enforced", token));
+    response
+}
+
 pub fn decision_denied(decision: &Decision, token: Option<&VerifiedToken>) -> CheckResponse {
     let mut response = engine_denied(decision);
     response.dynamic_metadata = Some(metadata(Outcome::Deny, decision.reason.as_str(), token));

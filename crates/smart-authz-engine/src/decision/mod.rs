@@ -186,6 +186,15 @@ impl Decision {
                     .any(|grant| grant.is_unconstrained() && grant.obligation == Obligation::None))
     }
 
+    /// An allow each of whose grants leaves a constraint on the resource itself to the
+    /// server (a compartment, a filter, another patient to exclude, an answer to read); an
+    /// obligation alone (the user's permissions, the client's policy) is not one.
+    pub fn is_constrained_allow(&self) -> bool {
+        self.is_allowed()
+            && !self.grants.is_empty()
+            && !self.grants.iter().any(Grant::is_unconstrained)
+    }
+
     /// The allow of a public endpoint (`metadata`, `.well-known/smart-configuration`).
     pub fn public_endpoint() -> Self {
         Decision {
