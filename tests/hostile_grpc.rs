@@ -681,6 +681,32 @@ async fn http_line_headers_are_read_as_http_reads_them() {
         "{}",
         response.message
     );
+    // The same search given to a structured create.
+    let mut structured = check_fhir(
+        &token,
+        pb::FhirRequest {
+            if_none_exist: "subject=Patient/456".into(),
+            ..fhir(pb::Interaction::Create, "Observation", "")
+        },
+    );
+    structured.proposed = json_resource(&own);
+    let response = server.check_request(structured.clone()).await;
+    assert_eq!(
+        decision(&response),
+        pb::Decision::Deny,
+        "{}",
+        response.message
+    );
+    if let Some(pb::check_access_request::Request::Fhir(request)) = &mut structured.request {
+        request.if_none_exist = "subject=Patient/123".into();
+    }
+    let response = server.check_request(structured).await;
+    assert_eq!(
+        decision(&response),
+        pb::Decision::Deny,
+        "{}",
+        response.message
+    );
     // On anything but a create the header is ignored, as servers ignore it.
     let read = with_headers(
         "GET",

@@ -126,18 +126,29 @@ fn header<'m>(http: &'m pb::HttpRequest, name: &str) -> Option<&'m str> {
 pub fn if_none_exist(request: Option<&pb::check_access_request::Request>) -> Option<&str> {
     match request {
         Some(pb::check_access_request::Request::Http(http)) => header(http, IF_NONE_EXIST_HEADER),
-        _ => None,
+        Some(pb::check_access_request::Request::Fhir(fhir)) => structured_if_none_exist(fhir),
+        None => None,
     }
 }
 
-/// The `If-None-Exist` header of a batch entry given as an HTTP line.
+/// The `If-None-Exist` of a batch entry, as a header of its HTTP line or a field of its
+/// structured request.
 pub fn entry_if_none_exist(request: Option<&pb::batch_entry::Request>) -> Option<String> {
     match request {
         Some(pb::batch_entry::Request::Http(http)) => {
             header(http, IF_NONE_EXIST_HEADER).map(str::to_owned)
         }
-        _ => None,
+        Some(pb::batch_entry::Request::Fhir(fhir)) => {
+            structured_if_none_exist(fhir).map(str::to_owned)
+        }
+        None => None,
     }
+}
+
+/// A structured request's `if_none_exist`, when set. The pipeline decides it as the search
+/// it is (and denies it beside anything but a create), as the header of an HTTP line.
+fn structured_if_none_exist(fhir: &pb::FhirRequest) -> Option<&str> {
+    Some(fhir.if_none_exist.as_str()).filter(|query| !query.is_empty())
 }
 
 fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest, Status> {

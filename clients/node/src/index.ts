@@ -56,6 +56,8 @@ export interface FhirRequest {
   operation?: string;
   compartment?: string;
   params?: { name: string; value: string }[];
+  /** The query of a conditional create's If-None-Exist header, decided as the search it is. */
+  if_none_exist?: string;
 }
 
 export interface CheckOptions {
@@ -164,6 +166,13 @@ export class AuthzClient {
 
   /** Decides one FHIR request given in structured form. */
   async checkFhir(token: string, fhir: FhirRequest, options: CheckOptions = {}): Promise<Decision> {
+    // Dropped, they would leave the request decided without what the server reads (an
+    // If-None-Exist search, a form body): a structured request carries its own fields.
+    if (options.headers !== undefined || options.searchBody !== undefined) {
+      throw new TypeError(
+        'headers and searchBody go with check(method, path); a structured request carries its own fields (if_none_exist)',
+      );
+    }
     return this.#check(token, { fhir }, options);
   }
 

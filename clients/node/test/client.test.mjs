@@ -231,6 +231,26 @@ test('a structured request is decided too', async () => {
     params: [{ name: 'code', value: '8867-4' }],
   });
   assert.equal(decision.allowed, true);
+  // Headers would be dropped: the structured request has its own field.
+  await assert.rejects(
+    authz.checkFhir(token, { interaction: 'INTERACTION_SEARCH_TYPE', resource_type: 'Observation' }, {
+      headers: { 'If-None-Exist': 'identifier=x' },
+    }),
+    TypeError,
+  );
+  const writer = mint('patient/Observation.crs', '123');
+  const plain = await authz.checkFhir(
+    writer,
+    { interaction: 'INTERACTION_CREATE', resource_type: 'Observation' },
+    { proposed: observation('123') },
+  );
+  assert.equal(plain.allowed, true);
+  const create = await authz.checkFhir(
+    writer,
+    { interaction: 'INTERACTION_CREATE', resource_type: 'Observation', if_none_exist: 'subject=Patient/456' },
+    { proposed: observation('123') },
+  );
+  assert.equal(create.allowed, false);
 });
 
 test('the routing key ignores the Bearer prefix and hides the token', () => {

@@ -208,6 +208,14 @@ def test_a_structured_request_is_decided_too(authz, mint):
     assert authz.check(token, fhir=request).allowed
     with pytest.raises(ValueError):
         authz.check(token, "GET", "Observation", fhir=request)
+    # Headers would be dropped: the structured request has its own field.
+    with pytest.raises(ValueError):
+        authz.check(token, fhir=request, headers={"If-None-Exist": "identifier=x"})
+    writer = mint("patient/Observation.crs", patient="123")
+    create = pb.FhirRequest(interaction=pb.INTERACTION_CREATE, resource_type="Observation")
+    assert authz.check(writer, fhir=create, proposed=observation("123")).allowed
+    create.if_none_exist = "subject=Patient/456"
+    assert not authz.check(writer, fhir=create, proposed=observation("123")).allowed
 
 
 def searchset(*resources: dict) -> dict:

@@ -141,6 +141,14 @@ class AuthzClient:
         if fhir is not None:
             if method or path:
                 raise ValueError("give either method and path, or fhir")
+            # Dropped, they would leave the request decided without what the server reads
+            # (an If-None-Exist search, a form body): the structured request has its own
+            # fields (``if_none_exist``), or give the request as method and path.
+            if headers or search_body:
+                raise ValueError(
+                    "headers and search_body go with method and path; a structured fhir "
+                    "request carries its own fields (if_none_exist)"
+                )
             request.fhir.CopyFrom(fhir)
         else:
             request.http.CopyFrom(
@@ -210,6 +218,14 @@ class AuthzClient:
         if fhir is not None:
             if method or path:
                 raise ValueError("give either method and path, or fhir")
+            # Dropped, they would leave the request decided without what the server reads
+            # (an If-None-Exist search, a form body): the structured request has its own
+            # fields (``if_none_exist``), or give the request as method and path.
+            if headers or search_body:
+                raise ValueError(
+                    "headers and search_body go with method and path; a structured fhir "
+                    "request carries its own fields (if_none_exist)"
+                )
             request.fhir.CopyFrom(fhir)
         else:
             request.http.CopyFrom(pb.HttpRequest(method=method, path=path))
