@@ -146,7 +146,8 @@ pub fn entry_if_none_exist(request: Option<&pb::batch_entry::Request>) -> Option
 }
 
 /// A structured request's `if_none_exist`, when set. The pipeline decides it as the search
-/// it is (and denies it beside anything but a create), as the header of an HTTP line.
+/// it is, as the header of an HTTP line: for a create only (a batch entry carrying one beside
+/// another interaction is denied).
 fn structured_if_none_exist(fhir: &pb::FhirRequest) -> Option<&str> {
     Some(fhir.if_none_exist.as_str()).filter(|query| !query.is_empty())
 }
