@@ -81,6 +81,12 @@ impl Status {
     };
 }
 
+/// The reason of an allow a face will not pass on as one: the grants it leaves are the
+/// caller's to apply, and the caller does not say it applies them (AuthZEN without
+/// `context.enforces_grants`, Envoy writes without `[envoy] server_checks_writes`). The
+/// decision, and its audit line, stay the engine's allow.
+pub const GRANTS_NOT_ENFORCED: &str = "grants_not_enforced";
+
 impl Refusal {
     /// The `reason` label of metrics, audit lines and spans.
     pub fn as_str(&self) -> &'static str {

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::authorize::{Refusal, Verdict};
+use crate::authorize::{GRANTS_NOT_ENFORCED, Refusal, Verdict};
 use crate::decision::Decision;
 use crate::token::VerifiedToken;
 
@@ -81,7 +81,7 @@ fn decided(decision: &Decision, token: Option<&VerifiedToken>, enforces_grants: 
     let conditional = decision.is_allowed() && !decision.is_allowed_outright();
     if conditional && !enforces_grants {
         let mut context = json!({
-            "reason": "grants_not_enforced",
+            "reason": GRANTS_NOT_ENFORCED,
             "message": "allowed only under grants the caller must apply (compartment, filters, exclusions, obligations): send context.enforces_grants = true if it applies them",
             "grants": decision.grants,
         });

@@ -575,12 +575,18 @@ fn body_due() -> ProcessingResponse {
 /// The headers of a write's answer that cannot be read: its status passes, and the headers
 /// that describe its body go, since an `OperationOutcome` in JSON replaces it.
 fn body_replaced() -> ProcessingResponse {
-    headers_reply(HeaderMutation {
+    headers_reply(describing_an_outcome())
+}
+
+/// The headers of a body replaced by a JSON `OperationOutcome`: the server's described
+/// another (gzip, XML, its length).
+fn describing_an_outcome() -> HeaderMutation {
+    HeaderMutation {
         set_headers: vec![header_option("content-type", "application/fhir+json")],
         remove_headers: ["content-length", "content-encoding", WITHHELD_HEADER]
             .map(str::to_owned)
             .into(),
-    })
+    }
 }
 
 fn headers_reply(mutation: HeaderMutation) -> ProcessingResponse {
@@ -620,12 +626,7 @@ fn replaced_body(why: &str) -> ProcessingResponse {
     ProcessingResponse {
         response: Some(Reply::ResponseBody(BodyResponse {
             response: Some(CommonResponse {
-                header_mutation: Some(HeaderMutation {
-                    set_headers: vec![header_option("content-type", "application/fhir+json")],
-                    remove_headers: ["content-length", "content-encoding", WITHHELD_HEADER]
-                        .map(str::to_owned)
-                        .into(),
-                }),
+                header_mutation: Some(describing_an_outcome()),
                 body_mutation: Some(BodyMutation {
                     mutation: Some(body_mutation::Mutation::Body(written_not_shown(why))),
                 }),

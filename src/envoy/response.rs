@@ -14,7 +14,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value as ProtoValue, value::Kind
 use serde::Serialize;
 use serde_json::json;
 
-use crate::authorize::{Refusal, Status, decision_status};
+use crate::authorize::{GRANTS_NOT_ENFORCED, Refusal, Status, decision_status};
 use crate::decision::Outcome;
 use crate::decision::{BundleDecision, Decision, Grant, Reason};
 use crate::token::{TokenError, VerifiedToken};
@@ -277,7 +277,7 @@ pub fn write_unchecked(decision: &Decision, token: Option<&VerifiedToken>) -> Ch
         decision.message
     );
     let mut response = denied(Status::FORBIDDEN, None, "forbidden", &message);
-    response.dynamic_metadata = Some(metadata(Outcome::Deny, "grants_not_enforced", token));
+    response.dynamic_metadata = Some(metadata(Outcome::Deny, GRANTS_NOT_ENFORCED, token));
     response
 }
 
