@@ -53,13 +53,16 @@ impl Session<'_> {
         if self.request.id.is_none() && !self.request.params.is_empty() {
             self.check_search_names_only(patient, resource_type)?;
         }
+        // The patient's own record keeps the links it has: a `Patient.link` names the same
+        // person's other records, not another person's (FHIR R4 patient.html "Link").
+        let keeps_stored_patients = resource_type == "Patient";
         let mut verified = true;
-        let mut new_version_unseen = false;
+        let mut unseen_may_name_others = false;
         let mut stored_members: Vec<String> = Vec::new();
         for (label, resource) in self.versions.touched_by(access) {
             let Some(resource) = resource else {
                 verified = false;
-                new_version_unseen |= label == "new";
+                unseen_may_name_others |= label == "new" || !keeps_stored_patients;
                 continue;
             };
             let members = resource.patient_compartments_at(version, self.locality(), resource_type);
@@ -71,7 +74,10 @@ impl Session<'_> {
                     ),
                 ));
             }
-            if label == "stored" {
+            if access == Access::Read {
+                continue;
+            }
+            if label == "stored" && keeps_stored_patients {
                 // Local members only: a foreign reference in the stored version must not let
                 // the new one name that patient on this server.
                 stored_members = members;
@@ -80,7 +86,9 @@ impl Session<'_> {
             if let Some(link) = resource.unreadable_patient_link(version, resource_type) {
                 return Err(Refusal::new(
                     Reason::OutsideCompartment,
-                    format!("the new {resource_type} holds {link}: it could name another patient"),
+                    format!(
+                        "the {label} {resource_type} holds {link}: it could name another patient"
+                    ),
                 ));
             }
             // Another patient counts under any base: a base spelling the configuration does
@@ -90,24 +98,31 @@ impl Session<'_> {
             } else {
                 members
             };
-            // A write may not put the resource into another patient's compartment as well:
-            // only the other patients the stored version already had may stay (§3).
+            // A write may not touch another patient's compartment as well (§3): neither put
+            // the resource there nor change or delete one that is already there, which would
+            // write into that patient's record.
             if let Some(other) = members
                 .iter()
                 .find(|id| *id != patient && !stored_members.contains(id))
             {
                 return Err(Refusal::new(
                     Reason::OutsideCompartment,
-                    format!("the new {resource_type} would also belong to Patient/{other}"),
+                    match label {
+                        "new" => {
+                            format!("the new {resource_type} would also belong to Patient/{other}")
+                        }
+                        _ => format!(
+                            "the stored {resource_type} also belongs to Patient/{other}: writing it writes into that patient's record"
+                        ),
+                    },
                 ));
             }
         }
-        // A write whose new version was not given (a PATCH, whose result the caller cannot
-        // compute, or a write decided on the request line alone): the server writes what this
-        // decision never saw, so it must also refuse one that names another patient through a
-        // compartment link, as the loop above refuses a given one (§3). Stricter than with the
-        // new version: a patient the stored version already names counts too.
-        if new_version_unseen {
+        // A write with a version not given (a PATCH, whose result the caller cannot compute;
+        // a write decided on the request line alone; an update or delete without the stored
+        // version): the server must refuse one whose resource names another patient through
+        // a compartment link, before or after, as the loop above refuses a given one (§3).
+        if unseen_may_name_others && access != Access::Read {
             grant.exclude_other_patients_via =
                 params.iter().map(|&param| param.to_owned()).collect();
         }

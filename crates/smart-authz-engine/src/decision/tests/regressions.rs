@@ -137,7 +137,7 @@ pub fn cases() -> Vec<Case> {
         .deny(Reason::OutsideCompartment),
         case(
             S3P,
-            "update: another patient already in the stored version may stay",
+            "update: a resource also in another patient's compartment is that patient's record too",
         )
         .scopes("patient/Observation.cru")
         .patient("123")
@@ -152,8 +152,78 @@ pub fn cases() -> Vec<Case> {
             "performer",
             json!([reference("Patient/456")]),
         ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "update: another patient's Observation the patient performed is not theirs to change",
+        )
+        .scopes("patient/Observation.cru")
+        .patient("123")
+        .line("PUT", "Observation/1")
+        .stored(with(
+            obs_of("456"),
+            "performer",
+            json!([reference("Patient/123")]),
+        ))
+        .proposed(with(
+            obs_of("456"),
+            "performer",
+            json!([reference("Patient/123")]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "delete: a resource also in another patient's compartment is denied",
+        )
+        .scopes("patient/Observation.cruds")
+        .patient("123")
+        .line("DELETE", "Observation/1")
+        .stored(with(
+            obs_of("456"),
+            "performer",
+            json!([reference("Patient/123")]),
+        ))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "delete: a resource of the patient's alone is allowed outright",
+        )
+        .scopes("patient/Observation.cruds")
+        .patient("123")
+        .line("DELETE", "Observation/1")
+        .stored(obs_of("123"))
         .allow()
         .no_compartment(),
+        case(
+            S3P,
+            "delete without the stored version: the server must refuse one naming another patient",
+        )
+        .scopes("patient/Observation.cruds")
+        .patient("123")
+        .line("DELETE", "Observation/1")
+        .allow()
+        .compartment("Patient/123")
+        .expect(|decision| {
+            match decision.grants[0].exclude_other_patients_via.as_slice() {
+                [] => Err("expected exclude_other_patients_via, got none".into()),
+                _ => Ok(()),
+            }
+        }),
+        case(
+            S3P,
+            "update of the own Patient without its stored version keeps its links unchecked",
+        )
+        .scopes("patient/Patient.u")
+        .patient("123")
+        .line("PUT", "Patient/123")
+        .proposed(patient("123"))
+        .allow()
+        .expect(|decision| {
+            match decision.grants[0].exclude_other_patients_via.as_slice() {
+                [] => Ok(()),
+                other => Err(format!("expected no exclude_other_patients_via, got {other:?}")),
+            }
+        }),
         case(
             S3P,
             "update of the own Patient may not add a link to another patient",
