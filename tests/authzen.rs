@@ -317,6 +317,48 @@ async fn several_evaluations_take_defaults_and_each_semantic() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(decisions(&answer), [true; 10]);
 
+    // The same holds for every default part: each item that takes it reads its headers,
+    // body and token again.
+    let headers: serde_json::Map<String, Value> = (0..40)
+        .map(|n| (format!("x-note-{n}"), json!("x".repeat(2000))))
+        .collect();
+    let with_headers = |count: usize| {
+        json!({
+            "subject": subject(&token),
+            "action": { "name": "GET" },
+            "resource": { "type": "fhir_request", "id": "Observation/o1",
+                "properties": { "headers": headers } },
+            "context": ENFORCING.clone(),
+            "evaluations": vec![json!({}); count],
+        })
+    };
+    let (status, answer) = face
+        .post("/access/v1/evaluations", &with_headers(1000))
+        .await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = face.post("/access/v1/evaluations", &with_headers(10)).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut long_subject = with_headers(0);
+    long_subject["resource"] = json!({ "type": "fhir_request", "id": "Observation/o1" });
+    long_subject["subject"] = subject(&"x".repeat(30_000));
+    long_subject["evaluations"] = json!(vec![json!({}); 3000]);
+    let (status, answer) = face.post("/access/v1/evaluations", &long_subject).await;
+    assert_eq!(status, 413, "{answer}");
+    let mut too_many_headers = with_headers(0);
+    too_many_headers["resource"]["properties"]["headers"] = (0..65)
+        .map(|n| (format!("x-{n}"), json!("")))
+        .collect::<serde_json::Map<String, Value>>()
+        .into();
+    let (status, answer) = face.post("/access/v1/evaluation", &too_many_headers).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 64"),
+        "{answer}"
+    );
+
     // Each distinct token is a verification or an introspection of its own: a request
     // may carry a hundred, not one per item.
     let tokens = |count: usize| {

@@ -314,21 +314,15 @@ async fn evaluations(
         Ok(semantic) => semantic,
         Err(message) => return fail(StatusCode::BAD_REQUEST, &message),
     };
-    // Every item that takes the default resource is decided on its versions: a 4 MB
-    // `stored` and 10,000 empty items would cost minutes of one core for one request.
-    let taking_default = items
-        .iter()
-        .filter(|item| item.get("resource").is_none())
-        .count();
-    let shared = body
-        .get("resource")
-        .and_then(|resource| resource.get("properties"))
-        .map_or(0, versions_bytes);
-    if taking_default.saturating_mul(shared) > MAX_SHARED_VERSION_WORK {
+    // Every item that takes a default part reads it again (its headers, body, token; the
+    // resource's versions are read once, but decided on per item): a 4 MB default and
+    // 10,000 empty items would cost minutes of one core for one request.
+    let shared = shared_work(body, items);
+    if shared > MAX_SHARED_WORK {
         return fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!(
-                "evaluations: {taking_default} items take the default resource's {shared} bytes of stored and proposed versions, more than {MAX_SHARED_VERSION_WORK} bytes to decide on: give the versions to fewer items, or split the request"
+                "evaluations: the items that take the request's default subject, action, resource or context would read {shared} bytes of them in all, more than {MAX_SHARED_WORK}: give the large parts to fewer items, or split the request"
             ),
         );
     }
@@ -424,13 +418,32 @@ fn distinct_tokens(body: &serde_json::Map<String, Value>, items: &[Value]) -> us
     seen.len()
 }
 
-/// Most bytes of stored and proposed versions the items of one `evaluations` request may
-/// be decided on together, through the default resource (items × its versions' bytes).
-pub const MAX_SHARED_VERSION_WORK: usize = 64 * 1024 * 1024;
+/// Most bytes of the request's default parts the items of one `evaluations` request may
+/// read together (for each part, the items taking it × its bytes).
+pub const MAX_SHARED_WORK: usize = 64 * 1024 * 1024;
 
-/// The bytes of the `stored` and `proposed` versions in a resource's `properties`, as
-/// compact JSON.
-fn versions_bytes(properties: &Value) -> usize {
+/// The bytes of the default parts (AuthZEN 1.0 §7.1) that the items taking them read, in
+/// all: for each of subject, action, resource and context, the items without their own
+/// times the default's bytes as compact JSON.
+fn shared_work(body: &serde_json::Map<String, Value>, items: &[Value]) -> usize {
+    ["subject", "action", "resource", "context"]
+        .iter()
+        .filter_map(|part| Some((part, body.get(*part)?)))
+        .map(|(part, default)| {
+            let taking = items
+                .iter()
+                .filter(|item| item.get(*part).is_none())
+                .count();
+            if taking == 0 {
+                return 0;
+            }
+            taking.saturating_mul(json_bytes(default))
+        })
+        .fold(0, usize::saturating_add)
+}
+
+/// The bytes of a value as compact JSON.
+fn json_bytes(value: &Value) -> usize {
     /// Counts what is written to it.
     struct Counter(usize);
     impl std::io::Write for Counter {
@@ -442,15 +455,9 @@ fn versions_bytes(properties: &Value) -> usize {
             Ok(())
         }
     }
-    ["stored", "proposed"]
-        .iter()
-        .filter_map(|name| properties.get(*name))
-        .map(|version| {
-            let mut counter = Counter(0);
-            let _ = serde_json::to_writer(&mut counter, version);
-            counter.0
-        })
-        .sum()
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// The stored and proposed versions of an evaluation's resource, read; or why one cannot be.

@@ -23,6 +23,10 @@ const RESOURCE_PROPERTIES: [&str; 6] = [
     "body",
 ];
 
+/// Most headers one evaluation may give: a FHIR request needs a few (`If-None-Exist`,
+/// `Content-Type`, `Prefer`); each is read again by every item that shares them.
+pub const MAX_HEADERS: usize = 64;
+
 /// One evaluation, ready for the pipeline. Its `Debug` leaves the token and the headers'
 /// values out.
 #[derive(Default)]
@@ -194,7 +198,13 @@ pub fn read<'a>(
         evaluation.stored = properties.get("stored");
         evaluation.proposed = properties.get("proposed");
         if let Some(headers) = properties.get("headers") {
-            for (name, value) in object(headers, "resource.properties.headers")? {
+            let headers = object(headers, "resource.properties.headers")?;
+            if headers.len() > MAX_HEADERS {
+                return Err(unreadable(format!(
+                    "resource.properties.headers: at most {MAX_HEADERS}"
+                )));
+            }
+            for (name, value) in headers {
                 let Value::String(value) = value else {
                     return Err(unreadable(format!(
                         "resource.properties.headers.{name}: must be a string"
