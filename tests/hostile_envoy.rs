@@ -195,6 +195,11 @@ async fn a_bundle_whose_entries_were_not_all_decided_is_denied() {
             json!({"resourceType": "Bundle", "type": "batch", "entry": delete}),
             400,
         ),
+        (
+            "10,001 entries",
+            json!({"resourceType": "Bundle", "type": "batch", "entry": vec![delete.clone(); 10_001]}),
+            400,
+        ),
     ] {
         let response = envoy_check(
             &server,

@@ -30,7 +30,7 @@ pub use self::response::{
 };
 use crate::authorize::{
     Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, Refusal,
-    Verdict, add_search_body, parse_off_runtime, request_id,
+    Verdict, add_search_body, batch_size_refusal, parse_off_runtime, request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
@@ -350,6 +350,11 @@ async fn decide_bundle(
             return answer_refusal(admitted, request, refusal);
         }
     };
+    // Counted before the entries are read: 10,000 is the limit, a 4 MB body holds a million.
+    let count = bundle.get("entry").and_then(serde_json::Value::as_array);
+    if let Some(refusal) = count.and_then(|entries| batch_size_refusal(entries.len())) {
+        return answer_refusal(admitted, request, refusal);
+    }
     let (kind, entries) = match bundle_entries(&bundle) {
         Ok(read) => read,
         Err(error) => {
