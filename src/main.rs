@@ -43,7 +43,8 @@ enum Command {
 
 #[derive(Default, clap::Args)]
 struct ServeArgs {
-    /// TOML configuration file; without it, the built-in development configuration.
+    /// Configuration file, TOML (JSON when it ends in `.json`); without it, the built-in
+    /// development configuration.
     #[arg(long, env = "SMART_AUTHZ_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on, overriding the configuration's `listen`.

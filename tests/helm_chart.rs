@@ -403,6 +403,30 @@ fn the_network_policy_admits_no_one_it_does_not_list() {
             );
         }
     }
+    // The health port is open to every source unless its peers are listed.
+    let health_rule = |policy: &Value| -> Value {
+        policy["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule["ports"][0]["port"] == "grpc-health")
+            .cloned()
+            .unwrap()
+    };
+    assert!(health_rule(policy).get("from").is_none());
+    let nodes = objects(&template(
+        &helm,
+        None,
+        "1.37.0",
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.healthFrom[0].ipBlock.cidr=10.0.0.0/16",
+        ],
+    ));
+    let from = &health_rule(object(&nodes, "NetworkPolicy").unwrap())["from"];
+    assert_eq!(from[0]["ipBlock"]["cidr"], "10.0.0.0/16", "{from}");
 }
 
 #[test]
@@ -435,6 +459,21 @@ fn the_schema_refuses_bad_values() {
         ),
         // A client CA without TLS would be dropped, and the service run in plaintext.
         ("tls.clientCA.secretName=ca", "/tls/clientCA/secretName"),
+        // Callers are told apart by their client certificates: the service refuses them
+        // without a client CA, which would leave the pods crash-looping.
+        (
+            "config.callers[0].identity=spiffe://a,config.callers[0].fhir_servers[0]=*",
+            "/tls/clientCA/secretName",
+        ),
+        // Reachable from outside the cluster, tokens would cross it in plaintext.
+        ("service.type=LoadBalancer", "/tls/enabled"),
+        ("service.type=NodePort", "/tls/enabled"),
+        // The chart opens no port for the AuthZEN face.
+        ("config.authzen.listen=0.0.0.0:8080", "/config"),
+        (
+            "topologySpread.zoneWhenUnsatisfiable=Never",
+            "/topologySpread/zoneWhenUnsatisfiable",
+        ),
         // Secrets come from mounted files, never from the ConfigMap.
         (
             "config.issuers[0].issuer=https://as.example,config.issuers[0].client_secret=s",
@@ -475,4 +514,63 @@ fn a_headless_service_lists_every_pod_when_asked() {
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0]["name"], "grpc");
     assert_eq!(ports[0]["targetPort"], "grpc");
+
+    // A name of 63 characters, the most a Service may have: the headless one still fits,
+    // and is not the plain Service's.
+    let long = format!("fullnameOverride={}", "a".repeat(63));
+    let services: Vec<Value> = objects(&template(
+        &helm,
+        None,
+        "1.37.0",
+        &["--set", "service.headless=true", "--set", &long],
+    ))
+    .into_iter()
+    .filter(|object| object["kind"] == "Service")
+    .collect();
+    let names: Vec<&str> = services
+        .iter()
+        .map(|service| service["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1], "{names:?}");
+    assert!(names.iter().all(|name| name.len() <= 63), "{names:?}");
+}
+
+/// Spreading over zones never leaves pods Pending on a cluster whose nodes carry no zone
+/// label, whatever the spread over nodes asks, unless asked for itself.
+#[test]
+fn the_zone_spread_is_its_own_choice() {
+    let Some(helm) = helm() else { return };
+    let spread = |extra: &[&str]| -> Vec<(String, String)> {
+        let objects = objects(&template(&helm, None, "1.37.0", extra));
+        let deployment = object(&objects, "Deployment").unwrap();
+        deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|constraint| {
+                (
+                    constraint["topologyKey"].as_str().unwrap().to_owned(),
+                    constraint["whenUnsatisfiable"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let strict_nodes = spread(&["--set", "topologySpread.whenUnsatisfiable=DoNotSchedule"]);
+    assert!(strict_nodes.contains(&(
+        "kubernetes.io/hostname".to_owned(),
+        "DoNotSchedule".to_owned()
+    )));
+    assert!(strict_nodes.contains(&(
+        "topology.kubernetes.io/zone".to_owned(),
+        "ScheduleAnyway".to_owned()
+    )));
+    let strict_zones = spread(&[
+        "--set",
+        "topologySpread.zoneWhenUnsatisfiable=DoNotSchedule",
+    ]);
+    assert!(strict_zones.contains(&(
+        "topology.kubernetes.io/zone".to_owned(),
+        "DoNotSchedule".to_owned()
+    )));
 }

@@ -17,6 +17,12 @@
 {{- end -}}
 {{- end -}}
 
+{{- /* The headless Service: the full name cut so that the suffix fits in 63 characters (a
+cut after the suffix could give the plain Service's own name). */ -}}
+{{- define "smart-authz.headlessName" -}}
+{{- printf "%s-headless" (include "smart-authz.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "smart-authz.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "smart-authz.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
