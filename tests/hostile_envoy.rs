@@ -496,6 +496,27 @@ async fn single_writes_are_decided_on_everything_the_server_will_use() {
         Some(&own),
     );
     denied_response(&envoy_check(&server, conditional).await, 403);
+    // A caller of Envoy's API other than Envoy may send names in any case: they are read
+    // as HTTP reads them, and one given in two cases is refused.
+    let spelled = check_request(
+        "POST",
+        "/fhir/R4/Observation",
+        Some(&token),
+        &[("If-None-Exist", "subject=Patient/456")],
+        Some(&own),
+    );
+    denied_response(&envoy_check(&server, spelled).await, 403);
+    let twice = check_request(
+        "POST",
+        "/fhir/R4/Observation",
+        Some(&token),
+        &[
+            ("if-none-exist", "subject=Patient/123"),
+            ("If-None-Exist", "subject=Patient/456"),
+        ],
+        Some(&own),
+    );
+    denied_response(&envoy_check(&server, twice).await, 400);
     let truncated = check_request(
         "POST",
         "/fhir/R4/Observation",

@@ -47,7 +47,7 @@ pub use self::reading::{Held, OVER_BUDGET, ReadBody, Unread};
 pub use self::refusal::{AnswerProblem, GRANTS_NOT_ENFORCED, Refusal, Status, decision_status};
 pub use self::request::{
     HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, add_search_body, add_search_body_only,
-    reads_as,
+    headers_by_name, reads_as,
 };
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Servers};

@@ -1,6 +1,9 @@
 //! HTTP request lines read the same way on every face: the method and path a FHIR server
 //! sees, with the headers that could make it run something else.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use crate::fhir::request_line::{
     MAX_QUERY_PARAMS, MAX_REQUEST_LINE_BYTES, parse_query, refuse_method_override,
     refuse_unjudged_parameters,
@@ -31,6 +34,33 @@ pub fn reads_as(given: &str, name: &str) -> bool {
         && given.bytes().zip(name.bytes()).all(|(given, name)| {
             given.to_ascii_lowercase() == name || (given == b'_' && name == b'-')
         })
+}
+
+/// A request's headers by lower-case name, as every face reads them: header names have no
+/// case (RFC 9110 §5.1), so a name given twice in two cases is refused rather than one of
+/// them picked, which the FHIR server might not pick. Borrowed as given when every name is
+/// already lower case, as Envoy sends them.
+pub fn headers_by_name(
+    headers: &HashMap<String, String>,
+) -> Result<Cow<'_, HashMap<String, String>>, Refusal> {
+    if !headers
+        .keys()
+        .any(|name| name.bytes().any(|byte| byte.is_ascii_uppercase()))
+    {
+        return Ok(Cow::Borrowed(headers));
+    }
+    let mut folded = HashMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if folded
+            .insert(name.to_ascii_lowercase(), value.clone())
+            .is_some()
+        {
+            return Err(Refusal::InvalidRequest(format!(
+                "header {name:?} is given twice"
+            )));
+        }
+    }
+    Ok(Cow::Owned(folded))
 }
 
 /// An HTTP request as the FHIR server receives it, relative to its FHIR base.

@@ -202,6 +202,26 @@ fn only_reads_of_a_public_path_are_public() {
 }
 
 #[test]
+fn headers_are_read_by_name_without_case_each_once() {
+    let given = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    };
+    let lower = given(&[("if-none-exist", "a"), ("content-type", "b")]);
+    let read = headers_by_name(&lower).unwrap();
+    assert!(matches!(read, std::borrow::Cow::Borrowed(_)));
+    let mixed = given(&[("If-None-Exist", "a"), ("Content-Type", "b")]);
+    let read = headers_by_name(&mixed).unwrap();
+    assert_eq!(read.get("if-none-exist").map(String::as_str), Some("a"));
+    assert_eq!(read.get("content-type").map(String::as_str), Some("b"));
+    let twice = given(&[("If-None-Exist", "a"), ("if-none-exist", "b")]);
+    let refusal = headers_by_name(&twice).unwrap_err();
+    assert!(refusal.to_string().contains("given twice"), "{refusal}");
+}
+
+#[test]
 fn a_batch_is_refused_past_its_limit() {
     assert!(batch_size_refusal(MAX_BATCH_ENTRIES).is_none());
     let refusal = batch_size_refusal(MAX_BATCH_ENTRIES + 1).unwrap();

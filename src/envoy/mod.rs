@@ -13,6 +13,7 @@
 mod processor;
 mod response;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ pub use self::response::{
 };
 use crate::authorize::{
     Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, Refusal,
-    Verdict, add_search_body, batch_size_refusal, parse_off_runtime, request_id,
+    Verdict, add_search_body, batch_size_refusal, headers_by_name, parse_off_runtime, request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
@@ -268,16 +269,23 @@ impl EnvoyAuthz {
         span: Span,
     ) -> impl Future<Output = Result<Response<CheckResponse>, Status>> + Send + '_ {
         async move {
-            let response = match http_of(&check) {
-                Some(http) => self.decide(&caller, http, &span).await?,
-                None => {
-                    let call = Call::new(Rpc::EnvoyCheck, &span);
-                    let refusal = Refusal::InvalidRequest(
-                        "the CheckRequest carries no HTTP request".to_owned(),
-                    );
-                    self.refuse(call, "", None, refusal)
-                }
+            let call = || Call::new(Rpc::EnvoyCheck, &span);
+            let Some(given) = http_of(&check) else {
+                let refusal =
+                    Refusal::InvalidRequest("the CheckRequest carries no HTTP request".to_owned());
+                return Ok(Response::new(self.refuse(call(), "", None, refusal)));
             };
+            let folded = match headers_by_name(&given.headers) {
+                Ok(Cow::Borrowed(_)) => None,
+                // Not as Envoy sends them (a caller of its API): read as every face reads them.
+                Ok(Cow::Owned(headers)) => Some(Box::new(HttpRequest {
+                    headers,
+                    ..given.clone()
+                })),
+                Err(refusal) => return Ok(Response::new(self.refuse(call(), "", None, refusal))),
+            };
+            let http = folded.as_deref().unwrap_or(given);
+            let response = self.decide(&caller, http, &span).await?;
             Ok(Response::new(response))
         }
     }

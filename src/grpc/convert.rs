@@ -5,7 +5,8 @@ use tonic::Status;
 
 use super::pb;
 use crate::authorize::{
-    HttpLine, IF_NONE_EXIST_HEADER, Refusal, Verdict, add_search_body_only, parse_off_runtime,
+    HttpLine, IF_NONE_EXIST_HEADER, Refusal, Verdict, add_search_body_only, headers_by_name,
+    parse_off_runtime,
 };
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
@@ -82,35 +83,27 @@ pub(super) fn http_request<'m>(
     http: &'m pb::HttpRequest,
     field: &str,
 ) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
-    let mut names = std::collections::HashSet::new();
-    if let Some(twice) = http
-        .headers
-        .keys()
-        .find(|name| !names.insert(name.to_ascii_lowercase()))
-    {
-        return Err(Status::invalid_argument(format!(
-            "{field}.http.headers: {twice:?} is given twice"
-        )));
-    }
+    let headers = headers_by_name(&http.headers)
+        .map_err(|refusal| Status::invalid_argument(format!("{field}.http.headers: {refusal}")))?;
     let line = HttpLine {
         method: &http.method,
         path: &http.path,
     };
-    let headers = http
-        .headers
+    let named = headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()));
-    let mut request = line.read(headers).map_err(|refusal| {
+    let mut request = line.read(named).map_err(|refusal| {
         Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
     })?;
-    add_search_body_only(&mut request, &http.body, |name| header(http, name)).map_err(
-        |refusal| {
-            Status::new(
-                refusal.status().grpc,
-                format!("{field}.http.body: {refusal}"),
-            )
-        },
-    )?;
+    add_search_body_only(&mut request, &http.body, |name| {
+        headers.get(name).map(String::as_str)
+    })
+    .map_err(|refusal| {
+        Status::new(
+            refusal.status().grpc,
+            format!("{field}.http.body: {refusal}"),
+        )
+    })?;
     Ok((request, Some(line)))
 }
 
