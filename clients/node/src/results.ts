@@ -54,7 +54,11 @@ export interface Decision {
   readonly grants: readonly Grant[];
   readonly subject: Subject | null;
   readonly ignoredScopes: readonly IgnoredScope[];
-  /** For _include/_revinclude: the types some scope can read ("*" for all). */
+  /**
+   * For _include/_revinclude: the types some scope can read ("*" for all). Empty for a
+   * request with _include or _revinclude means no type is readable: return no included
+   * resource.
+   */
   readonly includeReadableTypes: readonly string[];
   readonly requestId: string;
 }

@@ -120,6 +120,8 @@ class Decision:
     subject: Optional[Subject]
     ignored_scopes: Tuple[IgnoredScope, ...]
     #: For ``_include``/``_revinclude``: the types some scope can read (``"*"`` for all).
+    #: Empty for a request with ``_include`` or ``_revinclude`` means no type is readable:
+    #: return no included resource.
     include_readable_types: Tuple[str, ...]
     request_id: str
 

@@ -136,6 +136,18 @@ pub fn cases() -> Vec<Case> {
         ))
         .deny(Reason::OutsideCompartment),
         case(
+            S2,
+            "a search that includes types no scope can read says so with an empty list",
+        )
+        .scopes("patient/Observation.s")
+        .patient("123")
+        .line("GET", "Observation?_include=Observation:subject")
+        .allow()
+        .expect(|decision| match &decision.included_resources {
+            Some(included) if included.readable_types.is_empty() => Ok(()),
+            other => Err(format!("expected no readable included type, got {other:?}")),
+        }),
+        case(
             S3P,
             "update: a resource also in another patient's compartment is that patient's record too",
         )
