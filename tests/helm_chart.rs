@@ -470,6 +470,11 @@ fn the_schema_refuses_bad_values() {
         ("service.type=NodePort", "/tls/enabled"),
         // The chart opens no port for the AuthZEN face.
         ("config.authzen.listen=0.0.0.0:8080", "/config"),
+        // Larger bodies need a larger budget: the service would refuse to start.
+        (
+            "config.max_request_bytes=10485760",
+            "must be at least twice config.max_request_bytes",
+        ),
         (
             "topologySpread.zoneWhenUnsatisfiable=Never",
             "/topologySpread/zoneWhenUnsatisfiable",
@@ -483,6 +488,15 @@ fn the_schema_refuses_bad_values() {
         let error = try_template(&helm, None, "1.37.0", &["--set", set])
             .expect_err(&format!("--set {set} must be refused"));
         assert!(error.contains(why), "--set {set}: {error}");
+    }
+    // What the refusals above must not catch.
+    for set in [
+        "config.max_request_bytes=10485760,config.max_buffered_request_bytes=20971520",
+        // The AuthZEN face off, as the service reads an empty listen.
+        "config.authzen.listen=",
+    ] {
+        try_template(&helm, None, "1.37.0", &["--set", set])
+            .unwrap_or_else(|error| panic!("--set {set} must be accepted: {error}"));
     }
     let error = try_template(&helm, None, "1.26.0", &[]).expect_err("kubeVersion");
     assert!(

@@ -55,6 +55,12 @@ chart owns set over it: the listeners, and the TLS file paths where the Secrets 
 */}}
 {{- define "smart-authz.config" -}}
 {{- $config := deepCopy (default (dict) .Values.config) -}}
+{{- /* The service refuses a body budget under two bodies: said here, not by a crash loop. */ -}}
+{{- $request := int64 (default 4194304 (get $config "max_request_bytes")) -}}
+{{- $buffered := get $config "max_buffered_request_bytes" -}}
+{{- if and $buffered (lt (int64 $buffered) (mul 2 $request)) -}}
+{{- fail (printf "config.max_buffered_request_bytes (%d) must be at least twice config.max_request_bytes (%d): raise it, and resources.limits.memory with it" (int64 $buffered) $request) -}}
+{{- end -}}
 {{- $_ := set $config "listen" (printf "0.0.0.0:%d" (int .Values.ports.grpc)) -}}
 {{- $_ := set $config "health_listen" (printf "0.0.0.0:%d" (int .Values.ports.health)) -}}
 {{- $_ := set $config "shutdown_delay_secs" (int .Values.shutdownDelaySeconds) -}}

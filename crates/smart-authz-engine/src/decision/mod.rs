@@ -108,8 +108,9 @@ pub struct Grant {
     /// Under a `patient/` scope, the reference parameters through which a resource must not
     /// point to a patient other than the one in context, when the engine could not check it
     /// itself: for a type never in the Patient compartment (e.g. R4 Device), what a result may
-    /// not name; for a write decided without its new version, what the written resource may
-    /// not name (its compartment parameters; `link` for a Patient), §3.
+    /// not name; for a write decided without its stored or its new version, what the
+    /// resource, as stored or as written, may not name (its compartment parameters; `link`
+    /// for a Patient, whose own record's stored links are exempt), §3.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude_other_patients_via: Vec<String>,
     /// Under a `patient/` scope on a type never in the Patient compartment that has no

@@ -55,7 +55,8 @@ impl Session<'_> {
         }
         // The patient's own record keeps the links it has: a `Patient.link` names the same
         // person's other records, not another person's (FHIR R4 patient.html "Link").
-        let keeps_stored_patients = resource_type == "Patient";
+        let keeps_stored_patients =
+            resource_type == "Patient" && self.request.id.as_deref() == Some(patient);
         let mut verified = true;
         let mut unseen_may_name_others = false;
         let mut stored_members: Vec<String> = Vec::new();

@@ -223,6 +223,39 @@ pub fn cases() -> Vec<Case> {
         }),
         case(
             S3P,
+            "delete of another Patient linked to the patient is that patient's record",
+        )
+        .scopes("patient/Patient.cruds")
+        .patient("123")
+        .line("DELETE", "Patient/456")
+        .stored(patient_linked("456", "123"))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "update of another Patient linked to the patient, keeping the link, is denied",
+        )
+        .scopes("patient/Patient.cruds")
+        .patient("123")
+        .line("PUT", "Patient/456")
+        .stored(patient_linked("456", "123"))
+        .proposed(patient_linked("456", "123"))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a conditional delete of Patients carries the not-another-patient constraint",
+        )
+        .scopes("patient/Patient.cruds")
+        .patient("123")
+        .line("DELETE", "Patient?identifier=x")
+        .allow()
+        .expect(|decision| {
+            match decision.grants[0].exclude_other_patients_via.as_slice() {
+                [] => Err("expected exclude_other_patients_via, got none".into()),
+                _ => Ok(()),
+            }
+        }),
+        case(
+            S3P,
             "update of the own Patient without its stored version keeps its links unchecked",
         )
         .scopes("patient/Patient.u")
