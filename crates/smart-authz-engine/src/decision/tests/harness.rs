@@ -432,6 +432,25 @@ impl Case {
         })
     }
 
+    /// The first grant's `exclude_other_patients_via` is exactly `params` (none when empty).
+    pub fn excludes_other_patients_via(self, params: &[&str]) -> Self {
+        let expected: Vec<String> = params.iter().map(|&param| param.to_owned()).collect();
+        self.expect(move |decision| {
+            let actual = decision
+                .grants
+                .first()
+                .map(|grant| grant.exclude_other_patients_via.clone())
+                .unwrap_or_default();
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(format!(
+                    "exclude_other_patients_via {actual:?}, expected {expected:?}"
+                ))
+            }
+        })
+    }
+
     pub fn no_included(self) -> Self {
         self.expect(|decision| match &decision.included_resources {
             None => Ok(()),

@@ -143,10 +143,7 @@ pub fn cases() -> Vec<Case> {
         .patient("123")
         .line("GET", "Observation?_include=Observation:subject")
         .allow()
-        .expect(|decision| match &decision.included_resources {
-            Some(included) if included.readable_types.is_empty() => Ok(()),
-            other => Err(format!("expected no readable included type, got {other:?}")),
-        }),
+        .included(&[]),
         case(
             S3P,
             "update: a resource also in another patient's compartment is that patient's record too",
@@ -215,12 +212,7 @@ pub fn cases() -> Vec<Case> {
         .line("DELETE", "Observation/1")
         .allow()
         .compartment("Patient/123")
-        .expect(|decision| {
-            match decision.grants[0].exclude_other_patients_via.as_slice() {
-                [] => Err("expected exclude_other_patients_via, got none".into()),
-                _ => Ok(()),
-            }
-        }),
+        .excludes_other_patients_via(&["subject", "performer"]),
         case(
             S3P,
             "delete of another Patient linked to the patient is that patient's record",
@@ -248,12 +240,7 @@ pub fn cases() -> Vec<Case> {
         .patient("123")
         .line("DELETE", "Patient?identifier=x")
         .allow()
-        .expect(|decision| {
-            match decision.grants[0].exclude_other_patients_via.as_slice() {
-                [] => Err("expected exclude_other_patients_via, got none".into()),
-                _ => Ok(()),
-            }
-        }),
+        .excludes_other_patients_via(&["link"]),
         case(
             S3P,
             "update of the own Patient without its stored version keeps its links unchecked",
@@ -263,12 +250,7 @@ pub fn cases() -> Vec<Case> {
         .line("PUT", "Patient/123")
         .proposed(patient("123"))
         .allow()
-        .expect(|decision| {
-            match decision.grants[0].exclude_other_patients_via.as_slice() {
-                [] => Ok(()),
-                other => Err(format!("expected no exclude_other_patients_via, got {other:?}")),
-            }
-        }),
+        .excludes_other_patients_via(&[]),
         case(
             S3P,
             "update of the own Patient may not add a link to another patient",
@@ -301,14 +283,7 @@ pub fn cases() -> Vec<Case> {
         .patient("123")
         .line("GET", "Device/d1")
         .allow()
-        .expect(|decision| {
-            match decision.grants[0].exclude_other_patients_via.as_slice() {
-                [param] if param == "patient" => Ok(()),
-                other => Err(format!(
-                    "expected exclude_other_patients_via [patient], got {other:?}"
-                )),
-            }
-        }),
+        .excludes_other_patients_via(&["patient"]),
         case(
             S3P,
             "a Device search carries the not-another-patient constraint",
