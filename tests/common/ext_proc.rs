@@ -171,6 +171,14 @@ pub fn set_headers(reply: &ProcessingResponse) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The headers a reply removes; the reply must carry a header mutation.
+pub fn removed_headers(reply: &ProcessingResponse) -> &Vec<String> {
+    &common(reply)
+        .and_then(|common| common.header_mutation.as_ref())
+        .expect("a header mutation")
+        .remove_headers
+}
+
 /// The body a reply puts in place of the answer's, if any.
 pub fn replaced_body(reply: &ProcessingResponse) -> Option<&[u8]> {
     match common(reply)?.body_mutation.as_ref()?.mutation.as_ref()? {
