@@ -518,6 +518,52 @@ async fn what_could_be_read_two_ways_is_refused() {
     server.stop().await;
 }
 
+/// As on gRPC: a server whose Envoy bases serve two FHIR releases hears from each
+/// evaluation which one it is in (`context.fhir_version`); `NutritionIntake` is R5's only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluation_names_its_release_where_the_server_serves_two() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let releases = "fhir_version = \"r4\"\n[envoy]\nbases = [{ prefix = \"/r4/\" }, { prefix = \"/r5/\", fhir_version = \"r5\" }]\n";
+    let server = TestServer::for_issuer(&issuer, &format!("{releases}{CONFIG}")).await;
+    let face = Face::of(&server);
+    let mut claims = issuer.claims("user/*.rs");
+    claims["fhirUser"] = json!("Practitioner/p1");
+    let token = sign(&RSA_1, &claims);
+    let (action, resource) = http_line("GET", "NutritionIntake/n1");
+    let evaluation = |context: Value| json!({ "subject": subject(&token), "action": action, "resource": resource, "context": context });
+
+    let (status, answer) = face
+        .post("/access/v1/evaluation", &evaluation(json!({})))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = face
+        .post(
+            "/access/v1/evaluation",
+            &evaluation(json!({ "fhir_version": "R5", "enforces_grants": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], true, "{answer}");
+    let (status, answer) = face
+        .post(
+            "/access/v1/evaluation",
+            &evaluation(json!({ "fhir_version": "R4", "enforces_grants": true })),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["decision"], false, "{answer}");
+    for refused in [json!("R4B"), json!(5)] {
+        let (status, answer) = face
+            .post(
+                "/access/v1/evaluation",
+                &evaluation(json!({ "fhir_version": refused })),
+            )
+            .await;
+        assert_eq!(status, 400, "{refused}: {answer}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_filter_endpoint_returns_only_what_the_token_may_read() {
     let issuer = TestIssuer::start(&[&RSA_1]).await;

@@ -14,7 +14,7 @@ mod common;
 
 use common::envoy::{check_request, denied_response, envoy_check, ok_response};
 use common::tls::Pki;
-use common::{RSA_1, TestIssuer, TestServer, check_http, decision, reason};
+use common::{RSA_1, TestIssuer, TestServer, check_http, decision, reason, sign};
 use serde_json::json;
 use smart_authz::grpc::pb;
 use tonic::Code;
@@ -378,4 +378,123 @@ async fn a_patient_claim_under_another_base_is_no_patient_of_this_server() {
         assert!(answer.active);
         assert_eq!(answer.patient, patient);
     }
+}
+
+/// The implicit server behind Envoy bases of two FHIR releases. gRPC names no base, so each
+/// request names its release (`fhir_version`) and is decided in it, as Envoy's request under
+/// that release's base is: `NutritionIntake` exists in R5 only.
+#[tokio::test]
+async fn a_server_of_two_releases_decides_each_request_in_the_one_it_names() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "fhir_version = \"r4\"\n[envoy]\nbases = [{ prefix = \"/fhir/R4/\" }, { prefix = \"/fhir/R5/\", fhir_version = \"r5\" }]\n",
+    )
+    .await;
+    let mut claims = issuer.claims("user/*.rs");
+    claims["fhirUser"] = json!("Practitioner/p1");
+    let token = sign(&RSA_1, &claims);
+    let read = |release: &str| pb::CheckAccessRequest {
+        fhir_version: release.to_owned(),
+        ..check_http(&token, "GET", "NutritionIntake/n1")
+    };
+    let mut client = server.client.clone();
+
+    let error = client.check_access(read("")).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error.message().contains("fhir_version: required"),
+        "{error:?}"
+    );
+    assert_eq!(
+        decision(&server.check_request(read("R5")).await),
+        pb::Decision::Allow
+    );
+    assert_eq!(
+        decision(&server.check_request(read("5.0.0")).await),
+        pb::Decision::Allow
+    );
+    let in_r4 = server.check_request(read("r4")).await;
+    assert_eq!(reason(&in_r4), pb::Reason::UnsupportedRequest);
+    assert!(in_r4.message.contains("in FHIR R4"), "{in_r4:?}");
+    for refused in ["R4B", "R6"] {
+        let error = client.check_access(read(refused)).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{refused}");
+        assert!(error.message().contains("fhir_version"), "{error:?}");
+    }
+
+    // Envoy's request says its release by its base.
+    let allowed = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R5/NutritionIntake/n1",
+            Some(&token),
+            &[],
+            None,
+        ),
+    )
+    .await;
+    ok_response(&allowed);
+    let refused = envoy_check(
+        &server,
+        check_request(
+            "GET",
+            "/fhir/R4/NutritionIntake/n1",
+            Some(&token),
+            &[],
+            None,
+        ),
+    )
+    .await;
+    assert_ne!(refused.status.unwrap().code, Code::Ok as i32);
+
+    let batch = |release: &str| pb::BatchCheckAccessRequest {
+        access_token: token.clone(),
+        bundle_type: pb::BundleType::Batch as i32,
+        entries: vec![pb::BatchEntry {
+            request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                method: "GET".into(),
+                path: "NutritionIntake/n1".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        fhir_version: release.to_owned(),
+        ..Default::default()
+    };
+    let error = client.batch_check_access(batch("")).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let allowed = client.batch_check_access(batch("r5")).await.unwrap();
+    assert_eq!(allowed.get_ref().decision, pb::Decision::Allow as i32);
+
+    let filter = |release: &str| pb::FilterResourcesRequest {
+        access_token: token.clone(),
+        request: Some(pb::filter_resources_request::Request::Http(
+            pb::HttpRequest {
+                method: "GET".into(),
+                path: "NutritionIntake/n1".into(),
+                ..Default::default()
+            },
+        )),
+        response: json!({ "resourceType": "NutritionIntake", "id": "n1" })
+            .to_string()
+            .into_bytes(),
+        fhir_version: release.to_owned(),
+        ..Default::default()
+    };
+    let error = client.filter_resources(filter("")).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(client.filter_resources(filter("R5")).await.is_ok());
+
+    // Introspection decides nothing, so needs no release.
+    let active = client
+        .introspect_token(pb::IntrospectTokenRequest {
+            token: token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(active.get_ref().active);
+    server.stop().await;
 }

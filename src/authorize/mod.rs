@@ -50,7 +50,7 @@ pub use self::request::{
     headers_by_name, reads_as,
 };
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
-pub use self::servers::{Caller, FhirServer, Servers};
+pub use self::servers::{Caller, FhirServer, Release, Servers};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
 use crate::fhir::{FhirRequest, Interaction, Resource, structured};
 use crate::telemetry::{DecisionEvent, EventToken, Observer, Rpc, traces};
@@ -250,9 +250,25 @@ impl Authorizer {
         }
     }
 
-    /// The server a gRPC request names, if `caller` may ask for it; a refusal is reported
-    /// (`raw_token` only fingerprinted for the audit).
+    /// The server a gRPC or AuthZEN request to decide names, in the FHIR release it names
+    /// (`fhir_version`, [`Release::read`]), if `caller` may ask for it; a refusal is
+    /// reported (`raw_token` only fingerprinted for the audit).
     pub fn server_named(
+        &self,
+        call: Call<'_>,
+        caller: &Caller,
+        name: &str,
+        fhir_version: &str,
+        raw_token: &str,
+    ) -> Result<&Arc<FhirServer>, Refusal> {
+        Release::read(fhir_version)
+            .and_then(|release| self.servers.named(caller, name, release))
+            .inspect_err(|refusal| self.caller_refused(call, raw_token, refusal))
+    }
+
+    /// The server an `IntrospectToken` call names, which decides nothing: in its configured
+    /// release, whatever its Envoy bases serve.
+    pub fn server_to_introspect(
         &self,
         call: Call<'_>,
         caller: &Caller,
@@ -260,7 +276,7 @@ impl Authorizer {
         raw_token: &str,
     ) -> Result<&Arc<FhirServer>, Refusal> {
         self.servers
-            .named(caller, name)
+            .named(caller, name, Release::Configured)
             .inspect_err(|refusal| self.caller_refused(call, raw_token, refusal))
     }
 

@@ -156,6 +156,38 @@ impl Caller {
     }
 }
 
+/// The FHIR release a gRPC or AuthZEN request is decided in, as the request names it
+/// (`fhir_version`).
+///
+/// The release decides which resource types exist, what each search parameter reads and
+/// what puts a resource in a patient's compartment, so a server that serves several (the
+/// implicit server's `[envoy] bases` may each name one) is not left to guess which one a
+/// request is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// The request names none: the server's only release. Refused for a server that
+    /// serves several.
+    Unnamed,
+    /// The request names this one: refused unless the server serves it.
+    Named(FhirVersion),
+    /// The server's configured release, whatever its bases serve: for a call that decides
+    /// nothing (`IntrospectToken`).
+    Configured,
+}
+
+impl Release {
+    /// Reads a request's `fhir_version`: empty, or a release as the configuration's
+    /// `fhir_version` spells it (`R4`, `4.0.1`, without case).
+    pub fn read(text: &str) -> Result<Release, Refusal> {
+        if text.is_empty() {
+            return Ok(Release::Unnamed);
+        }
+        text.parse()
+            .map(Release::Named)
+            .map_err(|error| Refusal::InvalidRequest(format!("fhir_version: {error}")))
+    }
+}
+
 /// An Envoy base prefix and the server it leads to.
 #[derive(Debug)]
 struct Route {
@@ -163,10 +195,46 @@ struct Route {
     server: Arc<FhirServer>,
 }
 
+/// A configured server, and the same server in the other releases its Envoy bases name.
+#[derive(Debug)]
+struct Served {
+    server: Arc<FhirServer>,
+    other_releases: Vec<Arc<FhirServer>>,
+}
+
+impl Served {
+    /// The server deciding in `release`.
+    fn in_release(&self, release: Release) -> Result<&Arc<FhirServer>, Refusal> {
+        let own = self.server.engine.fhir_version();
+        match release {
+            Release::Configured => Ok(&self.server),
+            Release::Unnamed => match self.other_releases.first() {
+                None => Ok(&self.server),
+                Some(other) => Err(Refusal::InvalidRequest(format!(
+                    "fhir_version: required, FHIR server {:?} serves {own} and {}",
+                    self.server.name(),
+                    other.engine.fhir_version()
+                ))),
+            },
+            Release::Named(version) if version == own => Ok(&self.server),
+            Release::Named(version) => self
+                .other_releases
+                .iter()
+                .find(|server| server.engine.fhir_version() == version)
+                .ok_or_else(|| {
+                    Refusal::InvalidRequest(format!(
+                        "fhir_version: FHIR server {:?} does not serve {version}",
+                        self.server.name()
+                    ))
+                }),
+        }
+    }
+}
+
 /// The configured servers, their Envoy routes and the caller bindings.
 #[derive(Debug)]
 pub struct Servers {
-    servers: Vec<Arc<FhirServer>>,
+    servers: Vec<Served>,
     routes: Vec<Route>,
     /// Whether client certificates are verified (`[tls] client_ca_file`): a caller without
     /// one is refused.
@@ -177,25 +245,35 @@ pub struct Servers {
 
 impl Servers {
     pub fn from_config(config: &Config) -> Self {
-        let servers: Vec<Arc<FhirServer>> = config
-            .fhir_servers
-            .iter()
-            .map(|server| Arc::new(FhirServer::new(server.clone())))
-            .collect();
+        let mut servers = Vec::with_capacity(config.fhir_servers.len());
         let mut routes = Vec::new();
-        for server in &servers {
-            for base in &server.config.envoy_bases {
+        for config in &config.fhir_servers {
+            let mut served = Served {
+                server: Arc::new(FhirServer::new(config.clone())),
+                other_releases: Vec::new(),
+            };
+            for base in &config.envoy_bases {
                 let server = match base.fhir_version {
-                    Some(version) if version != server.engine.fhir_version() => {
-                        Arc::new(server.for_version(version))
+                    Some(version) if version != served.server.engine.fhir_version() => {
+                        let known = served
+                            .other_releases
+                            .iter()
+                            .find(|server| server.engine.fhir_version() == version)
+                            .cloned();
+                        known.unwrap_or_else(|| {
+                            let server = Arc::new(served.server.for_version(version));
+                            served.other_releases.push(Arc::clone(&server));
+                            server
+                        })
                     }
-                    _ => Arc::clone(server),
+                    _ => Arc::clone(&served.server),
                 };
                 routes.push(Route {
                     base: base.clone(),
                     server,
                 });
             }
+            servers.push(served);
         }
         Servers {
             servers,
@@ -208,12 +286,18 @@ impl Servers {
         }
     }
 
-    /// The server a gRPC request names (by name or base URL), for `caller`. An empty name is
-    /// the only server when there is one; with several, a request must say which. The
-    /// caller is checked first, so one that may not ask learns nothing of the servers.
-    pub fn named(&self, caller: &Caller, name: &str) -> Result<&Arc<FhirServer>, Refusal> {
+    /// The server a gRPC or AuthZEN request names (by name or base URL), for `caller`,
+    /// deciding in `release`. An empty name is the only server when there is one; with
+    /// several, a request must say which. The caller is checked first, so one that may not
+    /// ask learns nothing of the servers.
+    pub fn named(
+        &self,
+        caller: &Caller,
+        name: &str,
+        release: Release,
+    ) -> Result<&Arc<FhirServer>, Refusal> {
         let binding = self.binding(caller)?;
-        let server = if name.is_empty() {
+        let served = if name.is_empty() {
             match self.servers.as_slice() {
                 [only] => only,
                 _ => {
@@ -226,15 +310,15 @@ impl Servers {
         } else {
             self.servers
                 .iter()
-                .find(|server| server.is_named(name))
+                .find(|served| served.server.is_named(name))
                 .ok_or_else(|| {
                     Refusal::UnknownServer(format!(
                         "fhir_server: {name:?} is no configured FHIR server"
                     ))
                 })?
         };
-        may_ask(binding, server)?;
-        Ok(server)
+        may_ask(binding, &served.server)?;
+        served.in_release(release)
     }
 
     /// The server of an Envoy request: the longest base prefix `path` starts with among the

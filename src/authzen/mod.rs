@@ -610,13 +610,14 @@ impl Face {
             headers,
             body,
             fhir_server,
+            fhir_version,
             ..
         } = evaluation;
         // No certificate on this face: with mutual TLS configured, it is never started.
         let caller = Caller::default();
         let server = self
             .authorizer
-            .server_named(call, &caller, fhir_server, token)
+            .server_named(call, &caller, fhir_server, fhir_version, token)
             .map_err(|refusal| answer::refused(&refusal))?;
         let call = call.for_server(server);
         let line = HttpLine { method, path };

@@ -41,6 +41,9 @@ pub struct Evaluation<'a> {
     pub stored: Option<&'a Value>,
     pub proposed: Option<&'a Value>,
     pub fhir_server: String,
+    /// `context.fhir_version`: the FHIR release the request is in; empty, the server's only
+    /// one.
+    pub fhir_version: String,
     /// `context.enforces_grants`: the caller applies an allow's grants (compartment,
     /// filters, exclusions, obligations). Without it an allow that has any is `false`.
     pub enforces_grants: bool,
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Evaluation<'_> {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("body_bytes", &self.body.len())
             .field("fhir_server", &self.fhir_server)
+            .field("fhir_version", &self.fhir_version)
             .field("enforces_grants", &self.enforces_grants)
             .finish_non_exhaustive()
     }
@@ -226,6 +230,9 @@ pub fn read<'a>(
     if let Some(context) = context {
         let context = object(context, "context")?;
         evaluation.fhir_server = text(context, "context", "fhir_server")?
+            .unwrap_or_default()
+            .to_owned();
+        evaluation.fhir_version = text(context, "context", "fhir_version")?
             .unwrap_or_default()
             .to_owned();
         evaluation.enforces_grants = match context.get("enforces_grants") {

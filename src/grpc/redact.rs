@@ -20,6 +20,7 @@ impl fmt::Debug for pb::CheckAccessRequest {
             proposed,
             fhir_server,
             request_id,
+            fhir_version,
         } = self;
         formatter
             .debug_struct("CheckAccessRequest")
@@ -29,6 +30,7 @@ impl fmt::Debug for pb::CheckAccessRequest {
             .field("proposed", proposed)
             .field("fhir_server", fhir_server)
             .field("request_id", request_id)
+            .field("fhir_version", fhir_version)
             .finish()
     }
 }
@@ -41,6 +43,7 @@ impl fmt::Debug for pb::BatchCheckAccessRequest {
             entries,
             fhir_server,
             request_id,
+            fhir_version,
         } = self;
         formatter
             .debug_struct("BatchCheckAccessRequest")
@@ -49,6 +52,7 @@ impl fmt::Debug for pb::BatchCheckAccessRequest {
             .field("entries", entries)
             .field("fhir_server", fhir_server)
             .field("request_id", request_id)
+            .field("fhir_version", fhir_version)
             .finish()
     }
 }
@@ -77,6 +81,7 @@ impl fmt::Debug for pb::FilterResourcesRequest {
             response,
             fhir_server,
             request_id,
+            fhir_version,
         } = self;
         formatter
             .debug_struct("FilterResourcesRequest")
@@ -85,6 +90,7 @@ impl fmt::Debug for pb::FilterResourcesRequest {
             .field("response", &format_args!("<{} bytes>", response.len()))
             .field("fhir_server", fhir_server)
             .field("request_id", request_id)
+            .field("fhir_version", fhir_version)
             .finish()
     }
 }

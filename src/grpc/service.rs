@@ -47,7 +47,13 @@ impl AuthzGrpc {
             let call = Call::new(Rpc::CheckAccess, &span).with_request_id(id);
             let server = self
                 .authorizer
-                .server_named(call, &caller, &message.fhir_server, &message.access_token)
+                .server_named(
+                    call,
+                    &caller,
+                    &message.fhir_server,
+                    &message.fhir_version,
+                    &message.access_token,
+                )
                 .map_err(|refusal| convert::refusal_status(&refusal))?;
             let call = call.for_server(server);
             let (request, line) = convert::check_request(message.request.as_ref())?;
@@ -80,7 +86,13 @@ impl AuthzGrpc {
         let call = Call::new(Rpc::BatchCheckAccess, &span).with_request_id(id);
         let server = self
             .authorizer
-            .server_named(call, &caller, &message.fhir_server, &message.access_token)
+            .server_named(
+                call,
+                &caller,
+                &message.fhir_server,
+                &message.fhir_version,
+                &message.access_token,
+            )
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
         let kind = convert::bundle_kind(message.bundle_type)?;
@@ -126,7 +138,13 @@ impl AuthzGrpc {
         let call = Call::new(Rpc::FilterResources, &span).with_request_id(id);
         let server = self
             .authorizer
-            .server_named(call, &caller, &message.fhir_server, &message.access_token)
+            .server_named(
+                call,
+                &caller,
+                &message.fhir_server,
+                &message.fhir_version,
+                &message.access_token,
+            )
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
         let (request, line) = convert::answered_request(message.request.as_ref())?;
@@ -156,7 +174,7 @@ impl AuthzGrpc {
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let server = self
             .authorizer
-            .server_named(call, &caller, &message.fhir_server, &message.token)
+            .server_to_introspect(call, &caller, &message.fhir_server, &message.token)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
         let token = message.token;

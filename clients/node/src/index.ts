@@ -86,6 +86,11 @@ export interface BatchEntry {
 export interface ClientOptions {
   /** The FHIR server asking (name or base URL), when the service decides for several. */
   fhirServer?: string;
+  /**
+   * The FHIR release its requests are in ('R4', 'R5', '4.0.1'...), when that server serves
+   * several (docs/servers.md, "Naming the FHIR release"); introspection takes none.
+   */
+  fhirVersion?: string;
   /** Deadline of each call, in milliseconds (default 2000). */
   timeoutMs?: number;
   /** TLS (grpc.credentials.createSsl, with a client certificate for mutual TLS). */
@@ -116,6 +121,7 @@ type Unary = (
 export class AuthzClient {
   readonly #client: grpc.Client & Record<string, Unary>;
   readonly #fhirServer: string;
+  readonly #fhirVersion: string;
   readonly #timeoutMs: number;
   readonly #sendRoutingKey: boolean;
 
@@ -126,6 +132,7 @@ export class AuthzClient {
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
     this.#client = new Service(target, credentials) as grpc.Client & Record<string, Unary>;
     this.#fhirServer = options.fhirServer ?? '';
+    this.#fhirVersion = options.fhirVersion ?? '';
     this.#timeoutMs = options.timeoutMs ?? 2000;
     this.#sendRoutingKey = options.sendRoutingKey ?? true;
   }
@@ -183,6 +190,7 @@ export class AuthzClient {
       stored: resource(options.stored),
       proposed: resource(options.proposed),
       fhir_server: this.#fhirServer,
+      fhir_version: this.#fhirVersion,
       request_id: options.requestId ?? '',
     };
     return decision(await this.#call('CheckAccess', message, token));
@@ -219,6 +227,7 @@ export class AuthzClient {
         proposed: resource(entry.proposed),
       })),
       fhir_server: this.#fhirServer,
+      fhir_version: this.#fhirVersion,
       request_id: options.requestId ?? '',
     };
     return batchDecision(await this.#call('BatchCheckAccess', message, token));
@@ -241,6 +250,7 @@ export class AuthzClient {
       http: { method, path },
       response: jsonBytes(response),
       fhir_server: this.#fhirServer,
+      fhir_version: this.#fhirVersion,
       request_id: options.requestId ?? '',
     };
     return filtered(await this.#call('FilterResources', message, token));

@@ -202,6 +202,33 @@ test('the request id is echoed and a bad one rejects', async () => {
   );
 });
 
+test('the FHIR release is sent with every decision', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  // The development configuration serves R4 alone: naming it passes, naming another is
+  // refused, which shows the field reaches the service.
+  const r4 = new AuthzClient(server.address, { fhirVersion: '4.0.1' });
+  const r5 = new AuthzClient(server.address, { fhirVersion: 'R5' });
+  try {
+    assert.equal((await r4.check(token, 'GET', 'Observation?code=x')).allowed, true);
+    await assert.rejects(r5.check(token, 'GET', 'Observation?code=x'), InvalidRequest);
+    await assert.rejects(
+      r5.checkBatch(token, [{ method: 'GET', path: 'Observation?code=x' }], {
+        transaction: false,
+      }),
+      InvalidRequest,
+    );
+    await assert.rejects(
+      r5.filterResources(token, 'GET', 'Observation/o1', observation('123')),
+      InvalidRequest,
+    );
+    // Introspection decides nothing and takes no release.
+    assert.equal((await r5.introspect(token)).active, true);
+  } finally {
+    r4.close();
+    r5.close();
+  }
+});
+
 test('a missing or bad token is a deny with its reason', async () => {
   assert.equal((await authz.check('', 'GET', 'Observation/o1')).reason, 'REASON_TOKEN_MISSING');
   const refused = await authz.check('not.a.jwt', 'GET', 'Observation/o1');

@@ -177,6 +177,34 @@ def test_the_request_id_is_echoed_and_a_bad_one_raises(authz, mint):
         authz.check(token, "GET", "Observation/o1", request_id="two words")
 
 
+def test_the_fhir_release_is_sent_with_every_decision(address, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    # The development configuration serves R4 alone: naming it passes, naming another is
+    # refused, which shows the field reaches the service.
+    with AuthzClient(address, fhir_version="4.0.1") as r4:
+        assert r4.check(token, "GET", "Observation?code=x").allowed
+    with AuthzClient(address, fhir_version="R5") as r5:
+        with pytest.raises(InvalidRequest):
+            r5.check(token, "GET", "Observation?code=x")
+        with pytest.raises(InvalidRequest):
+            r5.check_batch(token, [BatchEntry("GET", "Observation?code=x")], transaction=False)
+        with pytest.raises(InvalidRequest):
+            r5.filter_resources(
+                token, "GET", "Observation/o1", response=json.dumps(observation("123"))
+            )
+        # Introspection decides nothing and takes no release.
+        assert r5.introspect(token).active
+
+
+def test_a_structured_request_is_filtered_too(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    read = pb.FhirRequest(interaction=pb.INTERACTION_READ, resource_type="Observation", id="o1")
+    answer = authz.filter_resources(token, fhir=read, response=json.dumps(observation("123")))
+    assert answer.allowed
+    with pytest.raises(ValueError):
+        authz.filter_resources(token, "GET", "Observation/o1", fhir=read, response="{}")
+
+
 def test_a_missing_or_bad_token_is_a_deny_with_its_reason(authz, mint):
     assert authz.check("", "GET", "Observation/o1").reason == "REASON_TOKEN_MISSING"
     refused = authz.check("not.a.jwt", "GET", "Observation/o1")

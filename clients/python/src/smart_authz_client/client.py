@@ -60,7 +60,9 @@ class AuthzClient:
     """A client of one smart-authz service (or a load-balanced address of several).
 
     ``fhir_server`` names the FHIR server asking (its configured name or base URL) when
-    the service decides for several. ``credentials`` gives TLS (``grpc.ssl_channel_credentials``,
+    the service decides for several; ``fhir_version`` the FHIR release its requests are in
+    (``"R4"``, ``"R5"``...) when that server serves several (docs/servers.md, "Naming the
+    FHIR release"). ``credentials`` gives TLS (``grpc.ssl_channel_credentials``,
     with a client certificate for mutual TLS); without it the channel is plaintext. Pass
     ``channel`` to use one of your own.
 
@@ -75,6 +77,7 @@ class AuthzClient:
         target: str = "127.0.0.1:50051",
         *,
         fhir_server: str = "",
+        fhir_version: str = "",
         timeout: float = 2.0,
         credentials: Optional[grpc.ChannelCredentials] = None,
         channel: Optional[grpc.Channel] = None,
@@ -90,6 +93,7 @@ class AuthzClient:
         self._channel = channel
         self._stub = authz_pb2_grpc.AuthzServiceStub(channel)
         self._fhir_server = fhir_server
+        self._fhir_version = fhir_version
         self._timeout = timeout
         self._send_routing_key = send_routing_key
 
@@ -136,6 +140,7 @@ class AuthzClient:
             stored=_resource(stored),
             proposed=_resource(proposed),
             fhir_server=self._fhir_server,
+            fhir_version=self._fhir_version,
             request_id=request_id,
         )
         if fhir is not None:
@@ -192,6 +197,7 @@ class AuthzClient:
                 for entry in entries
             ],
             fhir_server=self._fhir_server,
+            fhir_version=self._fhir_version,
             request_id=request_id,
         )
         return BatchDecision._from(self._call(self._stub.BatchCheckAccess, request, token))
@@ -213,19 +219,12 @@ class AuthzClient:
             access_token=token,
             response=_json_bytes(response),
             fhir_server=self._fhir_server,
+            fhir_version=self._fhir_version,
             request_id=request_id,
         )
         if fhir is not None:
             if method or path:
                 raise ValueError("give either method and path, or fhir")
-            # Dropped, they would leave the request decided without what the server reads
-            # (an If-None-Exist search, a form body): the structured request has its own
-            # fields (``if_none_exist``), or give the request as method and path.
-            if headers or search_body:
-                raise ValueError(
-                    "headers and search_body go with method and path; a structured fhir "
-                    "request carries its own fields (if_none_exist)"
-                )
             request.fhir.CopyFrom(fhir)
         else:
             request.http.CopyFrom(pb.HttpRequest(method=method, path=path))
