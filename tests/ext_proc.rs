@@ -637,6 +637,22 @@ async fn answers_that_cannot_be_read_never_pass() {
             .await;
         assert_eq!(immediate_status(&reply), Some(502), "{content_type}");
     }
+    // A content type given twice, which the app's client might read the other way: the
+    // server's answer is at fault, not the app's request.
+    let mut stream = filtering_stream(&server, &issuer, search).await;
+    let reply = stream
+        .send(response_headers(
+            "200",
+            FHIR_JSON,
+            &[("content-type", "text/html")],
+        ))
+        .await;
+    assert_eq!(immediate_status(&reply), Some(502), "{reply:?}");
+    assert_eq!(
+        immediate_reason(&reply),
+        Some("answer_unreadable"),
+        "{reply:?}"
+    );
 
     // Over the limit, not JSON, a duplicate member, an entry object for an array.
     let large = serde_json::to_vec(&searchset(

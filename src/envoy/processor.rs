@@ -520,7 +520,11 @@ enum AnswerHeaders {
 
 /// Reads an answer's headers: only an uncompressed FHIR JSON body can be read.
 fn read_answer_headers(asked: &Asked, headers: &HttpHeaders) -> Result<AnswerHeaders, Refusal> {
-    let map = header_map(headers)?;
+    // The FHIR server's headers, not the app's request, could not be read: the gateway's
+    // fault (502), as any other answer it cannot read.
+    let map = header_map(headers).map_err(|refusal| {
+        Refusal::Answer(AnswerProblem::Unreadable, format!("the answer's {refusal}"))
+    })?;
     // The server's own "not found" (or "gone": it existed) looks exactly like a withheld
     // read's, and so does any answer but a success or the server's own failure that could
     // differ between an id it has and one it does not: a redirect, a 403 of its own, a 412.
