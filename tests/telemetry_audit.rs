@@ -317,6 +317,37 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     assert_eq!(authzen_line["request_id"], "authzen-req-5");
     assert_eq!(authzen_line["token_fingerprint"], fingerprint(&token));
 
+    // Each item of `evaluations` is decided on its own: its line names its index, as a
+    // Bundle entry's does.
+    let answer: Value = reqwest::Client::new()
+        .post(format!(
+            "http://{}/access/v1/evaluations",
+            server.authzen_address.unwrap()
+        ))
+        .json(&json!({
+            "subject": { "type": "access_token", "id": token },
+            "action": { "name": "read" },
+            "evaluations": [
+                { "resource": { "type": "Patient", "id": "456" } },
+                { "resource": { "type": "Patient", "id": "123" } },
+            ],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["evaluations"][1]["decision"], true, "{answer}");
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let other = find(&records, &[("resource_id", "456")]);
+    assert_eq!(other["entry"], 0);
+    assert_eq!(other["decision"], "deny");
+    let own = find(&records, &[("resource_id", "123")]);
+    assert_eq!(own["entry"], 1);
+    assert_eq!(own["decision"], "allow");
+
     // A HEAD that ext_proc would have to read the answer of is refused: one deny, no allow
     // before it.
     let mut stream = common::ext_proc::ProcessStream::open(&server.channel).await;
@@ -471,6 +502,59 @@ async fn every_decision_gets_one_json_line_without_the_token() {
         records[0]["patient_claim"],
         format!("{AUDIENCE}/Patient/123")
     );
+    // A request gRPC cannot read leaves the line the other faces leave for it: the token's
+    // fingerprint, the server, and the request id once it was read.
+    let mut overridden = check_http(&token, "POST", "Observation");
+    overridden.fhir_server = "a".to_owned();
+    overridden.request_id = "unreadable-1".to_owned();
+    if let Some(pb::check_access_request::Request::Http(http)) = overridden.request.as_mut() {
+        http.headers
+            .insert("X-HTTP-Method-Override".into(), "DELETE".into());
+    }
+    let mut bad_id = check_http(&token, "GET", "Observation/obs-1");
+    bad_id.fhir_server = "a".to_owned();
+    bad_id.request_id = "two words".to_owned();
+    let mut bad_release = check_http(&token, "GET", "Observation/obs-1");
+    bad_release.fhir_server = "a".to_owned();
+    bad_release.fhir_version = "R9".to_owned();
+    for request in [overridden, bad_id, bad_release] {
+        let error = server
+            .client
+            .clone()
+            .check_access(request)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+    }
+    let error = server
+        .client
+        .clone()
+        .batch_check_access(pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            fhir_server: "a".to_owned(),
+            request_id: "unreadable-2".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+    let records = parse(&audit.take_lines());
+    assert_eq!(records.len(), 4, "{records:#?}");
+    assert_no_token(&records, &token);
+    for record in &records {
+        assert_eq!(record["decision"], "deny", "{record}");
+        assert_eq!(record["reason"], "unsupported_request", "{record}");
+        assert_eq!(record["token_fingerprint"], fingerprint(&token), "{record}");
+    }
+    let overridden = find(&records, &[("request_id", "unreadable-1")]);
+    assert_eq!(overridden["fhir_server"], "a");
+    assert_eq!(overridden["rpc"], "CheckAccess");
+    assert_eq!(records[1]["rpc"], "CheckAccess");
+    assert!(records[1].get("request_id").is_none(), "{records:#?}");
+    assert_eq!(records[2]["rpc"], "CheckAccess");
+    let batch = find(&records, &[("request_id", "unreadable-2")]);
+    assert_eq!(batch["rpc"], "BatchCheckAccess");
+    assert_eq!(batch["fhir_server"], "a");
     server.stop().await;
 
     // An IntrospectToken answer that hands a token's claims out is recorded (`all`).

@@ -140,7 +140,7 @@ impl<'a> Admitted<'a> {
                 grants: &[],
                 token: Some(self.event_token()),
                 token_fingerprint: Some(self.fingerprint),
-                entry: None,
+                entry: self.call.entry,
                 fhir_server: self.call.fhir_server,
                 request_id: self.call.request_id,
                 withheld,

@@ -123,6 +123,9 @@ pub struct Call<'a> {
     pub span: &'a Span,
     pub request_id: Option<&'a str>,
     pub fhir_server: Option<&'a str>,
+    /// The item of a request that carries several, each decided on its own (AuthZEN
+    /// `evaluations`): its events name it, and leave the span, which is the whole call's.
+    pub entry: Option<usize>,
 }
 
 impl<'a> Call<'a> {
@@ -132,6 +135,15 @@ impl<'a> Call<'a> {
             span,
             request_id: None,
             fhir_server: None,
+            entry: None,
+        }
+    }
+
+    /// The same call, deciding its item `index`.
+    pub fn for_entry(self, index: usize) -> Self {
+        Call {
+            entry: Some(index),
+            ..self
         }
     }
 
@@ -261,8 +273,8 @@ impl Authorizer {
         fhir_version: &str,
         raw_token: &str,
     ) -> Result<&Arc<FhirServer>, Refusal> {
-        Release::read(fhir_version)
-            .and_then(|release| self.servers.named(caller, name, release))
+        self.servers
+            .named_in(caller, name, || Release::read(fhir_version))
             .inspect_err(|refusal| self.caller_refused(call, raw_token, refusal))
     }
 
@@ -439,11 +451,17 @@ impl Authorizer {
         )))
     }
 
-    /// Whether `caller` may introspect tokens; a refusal is reported.
-    pub fn may_introspect(&self, call: Call<'_>, caller: &Caller) -> Result<(), Refusal> {
+    /// Whether `caller` may introspect tokens; a refusal is reported (`raw_token` only
+    /// fingerprinted, as every refusal's audit line names the token).
+    pub fn may_introspect(
+        &self,
+        call: Call<'_>,
+        caller: &Caller,
+        raw_token: &str,
+    ) -> Result<(), Refusal> {
         self.servers
             .may_introspect(caller)
-            .inspect_err(|refusal| self.caller_refused(call, "", refusal))
+            .inspect_err(|refusal| self.caller_refused(call, raw_token, refusal))
     }
 
     /// Judges a token alone, for `server` (RFC 7662 introspection of this service): `None`
@@ -497,7 +515,7 @@ impl Authorizer {
                 grants: &[],
                 token: Some(who),
                 token_fingerprint: Some(fingerprint),
-                entry: None,
+                entry: call.entry,
                 fhir_server: call.fhir_server,
                 request_id: call.request_id,
                 withheld: None,
@@ -560,7 +578,7 @@ impl Authorizer {
                 grants: &[],
                 token,
                 token_fingerprint: fingerprint,
-                entry: None,
+                entry: call.entry,
                 fhir_server: call.fhir_server,
                 request_id: call.request_id,
                 withheld: None,
@@ -587,7 +605,7 @@ impl Authorizer {
                 grants: &decision.grants,
                 token: token.map(|(token, _)| token),
                 token_fingerprint: token.map(|(_, fingerprint)| fingerprint),
-                entry,
+                entry: entry.or(call.entry),
                 fhir_server: call.fhir_server,
                 request_id: call.request_id,
                 withheld: None,

@@ -88,6 +88,17 @@ impl Status {
 pub const GRANTS_NOT_ENFORCED: &str = "grants_not_enforced";
 
 impl Refusal {
+    /// The same refusal, its message naming the `field` of the request it is about.
+    pub fn in_field(self, field: &str) -> Refusal {
+        match self {
+            Refusal::InvalidRequest(message) => {
+                Refusal::InvalidRequest(format!("{field}: {message}"))
+            }
+            Refusal::BodyRequired(message) => Refusal::BodyRequired(format!("{field}: {message}")),
+            other => other,
+        }
+    }
+
     /// The `reason` label of metrics, audit lines and spans.
     pub fn as_str(&self) -> &'static str {
         match self {

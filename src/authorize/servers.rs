@@ -289,12 +289,22 @@ impl Servers {
     /// The server a gRPC or AuthZEN request names (by name or base URL), for `caller`,
     /// deciding in `release`. An empty name is the only server when there is one; with
     /// several, a request must say which. The caller is checked first, so one that may not
-    /// ask learns nothing of the servers.
+    /// ask learns nothing of the servers, nor of what else its request got wrong.
     pub fn named(
         &self,
         caller: &Caller,
         name: &str,
         release: Release,
+    ) -> Result<&Arc<FhirServer>, Refusal> {
+        self.named_in(caller, name, || Ok(release))
+    }
+
+    /// [`Servers::named`], with the release read once the caller and the server are known.
+    pub(super) fn named_in(
+        &self,
+        caller: &Caller,
+        name: &str,
+        release: impl FnOnce() -> Result<Release, Refusal>,
     ) -> Result<&Arc<FhirServer>, Refusal> {
         let binding = self.binding(caller)?;
         let served = if name.is_empty() {
@@ -318,7 +328,7 @@ impl Servers {
                 })?
         };
         may_ask(binding, &served.server)?;
-        served.in_release(release)
+        served.in_release(release()?)
     }
 
     /// The server of an Envoy request: the longest base prefix `path` starts with among the

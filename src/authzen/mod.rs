@@ -347,7 +347,7 @@ async fn evaluations(
         // again per item, a 4 MB `stored` would cost 10,000 readings of one request.
         let default_resources = body.get("resource").map(resources_of);
         let mut answers = Vec::with_capacity(items.len());
-        for item in items {
+        for (index, item) in items.iter().enumerate() {
             let Some(item) = item.as_object() else {
                 answers.push(Answer::failed(
                     StatusCode::BAD_REQUEST,
@@ -365,7 +365,7 @@ async fn evaluations(
             };
             let answer = face
                 .decide(
-                    call,
+                    call.for_entry(index),
                     |name| item.get(name).or_else(|| body.get(name)),
                     shared,
                 )

@@ -1,5 +1,6 @@
-//! Protobuf <-> domain conversions. Malformed input becomes `INVALID_ARGUMENT` here, before
-//! any decision; nothing in this file decides anything.
+//! Protobuf <-> domain conversions. Malformed input becomes a [`Refusal`] here (the service
+//! reports it and answers `INVALID_ARGUMENT`), before any decision; nothing in this file
+//! decides anything.
 
 use tonic::Status;
 
@@ -20,30 +21,26 @@ use crate::token::{Authenticated, TokenError, TokenSource, VerifiedToken};
 /// The FHIR request of a `CheckAccessRequest`, and its HTTP line when it came as one.
 pub fn check_request(
     request: Option<&pb::check_access_request::Request>,
-) -> Result<(FhirRequest, Option<HttpLine<'_>>), Status> {
+) -> Result<(FhirRequest, Option<HttpLine<'_>>), Refusal> {
     match request {
         Some(pb::check_access_request::Request::Fhir(fhir)) => {
             Ok((structured_request(fhir, "request")?, None))
         }
         Some(pb::check_access_request::Request::Http(http)) => http_request(http, "request"),
-        None => Err(Status::invalid_argument(
-            "request: set exactly one of fhir or http",
-        )),
+        None => Err(invalid("request: set exactly one of fhir or http")),
     }
 }
 
 /// The FHIR request of a `FilterResourcesRequest`, and its HTTP line when it came as one.
 pub fn answered_request(
     request: Option<&pb::filter_resources_request::Request>,
-) -> Result<(FhirRequest, Option<HttpLine<'_>>), Status> {
+) -> Result<(FhirRequest, Option<HttpLine<'_>>), Refusal> {
     match request {
         Some(pb::filter_resources_request::Request::Fhir(fhir)) => {
             Ok((structured_request(fhir, "request")?, None))
         }
         Some(pb::filter_resources_request::Request::Http(http)) => http_request(http, "request"),
-        None => Err(Status::invalid_argument(
-            "request: set exactly one of fhir or http",
-        )),
+        None => Err(invalid("request: set exactly one of fhir or http")),
     }
 }
 
@@ -51,7 +48,7 @@ pub fn answered_request(
 pub fn entry_request<'m>(
     request: Option<&'m pb::batch_entry::Request>,
     field: &str,
-) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
+) -> Result<(FhirRequest, Option<HttpLine<'m>>), Refusal> {
     match request {
         Some(pb::batch_entry::Request::Fhir(fhir)) => Ok((structured_request(fhir, field)?, None)),
         // A batch entry has no form body (FHIR R4 http.html §3.1.0.11): its POST search
@@ -65,14 +62,12 @@ pub fn entry_request<'m>(
                     .keys()
                     .any(|name| name.eq_ignore_ascii_case("content-length")) =>
         {
-            Err(Status::invalid_argument(format!(
+            Err(invalid(format!(
                 "{field}.http: a batch entry has no body (nor a content-length); search with GET"
             )))
         }
         Some(pb::batch_entry::Request::Http(http)) => http_request(http, field),
-        None => Err(Status::invalid_argument(format!(
-            "{field}: set exactly one of fhir or http"
-        ))),
+        None => Err(invalid(format!("{field}: set exactly one of fhir or http"))),
     }
 }
 
@@ -82,9 +77,9 @@ pub fn entry_request<'m>(
 pub(super) fn http_request<'m>(
     http: &'m pb::HttpRequest,
     field: &str,
-) -> Result<(FhirRequest, Option<HttpLine<'m>>), Status> {
+) -> Result<(FhirRequest, Option<HttpLine<'m>>), Refusal> {
     let headers = headers_by_name(&http.headers)
-        .map_err(|refusal| Status::invalid_argument(format!("{field}.http.headers: {refusal}")))?;
+        .map_err(|refusal| refusal.in_field(&format!("{field}.http.headers")))?;
     let line = HttpLine {
         method: &http.method,
         path: &http.path,
@@ -92,18 +87,13 @@ pub(super) fn http_request<'m>(
     let named = headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()));
-    let mut request = line.read(named).map_err(|refusal| {
-        Status::new(refusal.status().grpc, format!("{field}.http: {refusal}"))
-    })?;
+    let mut request = line
+        .read(named)
+        .map_err(|refusal| refusal.in_field(&format!("{field}.http")))?;
     add_search_body_only(&mut request, &http.body, |name| {
         headers.get(name).map(String::as_str)
     })
-    .map_err(|refusal| {
-        Status::new(
-            refusal.status().grpc,
-            format!("{field}.http.body: {refusal}"),
-        )
-    })?;
+    .map_err(|refusal| refusal.in_field(&format!("{field}.http.body")))?;
     Ok((request, Some(line)))
 }
 
@@ -145,23 +135,21 @@ fn structured_if_none_exist(fhir: &pb::FhirRequest) -> Option<&str> {
     Some(fhir.if_none_exist.as_str()).filter(|query| !query.is_empty())
 }
 
-fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest, Status> {
+fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest, Refusal> {
     let interaction = pb::Interaction::try_from(fhir.interaction)
         .ok()
         .and_then(interaction)
-        .ok_or_else(|| {
-            Status::invalid_argument(format!("{field}.fhir.interaction: set a valid interaction"))
-        })?;
+        .ok_or_else(|| invalid(format!("{field}.fhir.interaction: set a valid interaction")))?;
     // Checked before the request line is written out, so its size stays bounded.
     if fhir.params.len() > MAX_QUERY_PARAMS {
-        return Err(Status::invalid_argument(format!(
+        return Err(invalid(format!(
             "{field}.fhir.params: at most {MAX_QUERY_PARAMS} parameters"
         )));
     }
     let compartment = match non_empty(&fhir.compartment) {
         None => None,
         Some(text) => Some(CompartmentRef::parse(&text).ok_or_else(|| {
-            Status::invalid_argument(format!(
+            invalid(format!(
                 "{field}.fhir.compartment: expected Type/id, got {text:?}"
             ))
         })?),
@@ -182,8 +170,7 @@ fn structured_request(fhir: &pb::FhirRequest, field: &str) -> Result<FhirRequest
         params_in_body: false,
     };
     // The same rules as the request line it stands for: the engine's one parser decides.
-    validate_structured(&request)
-        .map_err(|error| Status::invalid_argument(format!("{field}.fhir: {error}")))
+    validate_structured(&request).map_err(|error| invalid(format!("{field}.fhir: {error}")))
 }
 
 fn interaction(interaction: pb::Interaction) -> Option<Interaction> {
@@ -216,7 +203,7 @@ fn non_empty(text: &str) -> Option<String> {
 pub async fn resource(
     resource: Option<pb::Resource>,
     field: &str,
-) -> Result<Option<Resource>, Status> {
+) -> Result<Option<Resource>, Refusal> {
     let Some(resource) = resource else {
         return Ok(None);
     };
@@ -224,28 +211,31 @@ pub async fn resource(
     // version and set the oneof wrong: deciding as if none were given would allow with
     // constraints what the version might deny.
     let Some(content) = resource.content else {
-        return Err(Status::invalid_argument(format!(
-            "{field}: set json or facts"
-        )));
+        return Err(invalid(format!("{field}: set json or facts")));
     };
     let resource = match content {
         pb::resource::Content::Json(bytes) => parse_off_runtime(&bytes, Resource::from_json_bytes)
             .await
-            .ok_or_else(|| Status::internal("resource parsing was cancelled"))?,
+            .ok_or_else(|| invalid(format!("{field}: parsing was cancelled")))?,
         pb::resource::Content::Facts(facts) => return facts_resource(facts, field).map(Some),
     };
     resource
         .map(Some)
-        .map_err(|error| Status::invalid_argument(format!("{field}.json: {error}")))
+        .map_err(|error| invalid(format!("{field}.json: {error}")))
 }
 
-fn facts_resource(facts: pb::ResourceFacts, field: &str) -> Result<Resource, Status> {
+/// A request that cannot be read: `INVALID_ARGUMENT`.
+fn invalid(message: impl Into<String>) -> Refusal {
+    Refusal::InvalidRequest(message.into())
+}
+
+fn facts_resource(facts: pb::ResourceFacts, field: &str) -> Result<Resource, Refusal> {
     let compartments = facts
         .compartments
         .iter()
         .map(|text| {
             CompartmentRef::parse(text).ok_or_else(|| {
-                Status::invalid_argument(format!(
+                invalid(format!(
                     "{field}.facts.compartments: expected Type/id, got {text:?}"
                 ))
             })
@@ -261,13 +251,11 @@ fn facts_resource(facts: pb::ResourceFacts, field: &str) -> Result<Resource, Sta
     }))
 }
 
-pub fn bundle_kind(bundle_type: i32) -> Result<BundleKind, Status> {
+pub fn bundle_kind(bundle_type: i32) -> Result<BundleKind, Refusal> {
     match pb::BundleType::try_from(bundle_type) {
         Ok(pb::BundleType::Batch) => Ok(BundleKind::Batch),
         Ok(pb::BundleType::Transaction) => Ok(BundleKind::Transaction),
-        _ => Err(Status::invalid_argument(
-            "bundle_type: set BATCH or TRANSACTION",
-        )),
+        _ => Err(invalid("bundle_type: set BATCH or TRANSACTION")),
     }
 }
 

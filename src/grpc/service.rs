@@ -28,6 +28,14 @@ impl AuthzGrpc {
         AuthzGrpc { authorizer }
     }
 
+    /// A request this face cannot read, reported as every face reports one (its audit line
+    /// names the token's fingerprint and the request id when they were read), and answered
+    /// with the refusal's code.
+    fn unreadable(&self, call: Call<'_>, raw_token: &str, refusal: Refusal) -> Status {
+        self.authorizer.refused(call, raw_token, None, &refusal);
+        convert::refusal_status(&refusal)
+    }
+
     /// The hot path, so a function returning an `async move` block rather than an `async
     /// fn`: an `async fn` keeps its arguments twice in its future, as parameters and as the
     /// locals they are moved into (rust-lang/rust#62958), here the 320-byte message.
@@ -42,9 +50,10 @@ impl AuthzGrpc {
         span: Span,
     ) -> impl Future<Output = Result<Response<pb::CheckAccessResponse>, Status>> + Send + '_ {
         async move {
+            let call = Call::new(Rpc::CheckAccess, &span);
             let id = request_id(&message.request_id)
-                .map_err(|refusal| convert::refusal_status(&refusal))?;
-            let call = Call::new(Rpc::CheckAccess, &span).with_request_id(id);
+                .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
+            let call = call.with_request_id(id);
             let server = self
                 .authorizer
                 .server_named(
@@ -56,12 +65,18 @@ impl AuthzGrpc {
                 )
                 .map_err(|refusal| convert::refusal_status(&refusal))?;
             let call = call.for_server(server);
-            let (request, line) = convert::check_request(message.request.as_ref())?;
+            let token = &message.access_token;
+            let (request, line) = convert::check_request(message.request.as_ref())
+                .map_err(|refusal| self.unreadable(call, token, refusal))?;
             let if_none_exist = convert::if_none_exist(message.request.as_ref());
-            let stored = convert::resource(message.stored, "stored").await?;
-            let proposed = convert::resource(message.proposed, "proposed").await?;
+            let stored = convert::resource(message.stored, "stored")
+                .await
+                .map_err(|refusal| self.unreadable(call, token, refusal))?;
+            let proposed = convert::resource(message.proposed, "proposed")
+                .await
+                .map_err(|refusal| self.unreadable(call, token, refusal))?;
             let check = Check {
-                raw_token: &message.access_token,
+                raw_token: token,
                 request: &request,
                 line,
                 stored: stored.as_ref(),
@@ -81,9 +96,10 @@ impl AuthzGrpc {
         message: pb::BatchCheckAccessRequest,
         span: Span,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
-        let id =
-            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
-        let call = Call::new(Rpc::BatchCheckAccess, &span).with_request_id(id);
+        let call = Call::new(Rpc::BatchCheckAccess, &span);
+        let id = request_id(&message.request_id)
+            .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
+        let call = call.with_request_id(id);
         let server = self
             .authorizer
             .server_named(
@@ -95,27 +111,34 @@ impl AuthzGrpc {
             )
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
-        let kind = convert::bundle_kind(message.bundle_type)?;
+        let token = &message.access_token;
+        let unreadable = |refusal| self.unreadable(call, token, refusal);
+        let kind = convert::bundle_kind(message.bundle_type).map_err(unreadable)?;
         // Refused before the entries are decoded, by the pipeline's own rule (a request that
         // cannot be read is an error on this face, not a decision).
         if let Some(refusal) = batch_size_refusal(message.entries.len()) {
-            return Err(convert::refusal_status(&refusal));
+            return Err(unreadable(refusal));
         }
         let mut entries = Vec::with_capacity(message.entries.len());
         for (index, entry) in message.entries.into_iter().enumerate() {
             let field = format!("entries[{index}]");
-            let (request, _line) = convert::entry_request(entry.request.as_ref(), &field)?;
+            let (request, _line) =
+                convert::entry_request(entry.request.as_ref(), &field).map_err(unreadable)?;
             entries.push(BundleEntry {
                 request: Ok(request),
-                stored: convert::resource(entry.stored, &format!("{field}.stored")).await?,
-                proposed: convert::resource(entry.proposed, &format!("{field}.proposed")).await?,
+                stored: convert::resource(entry.stored, &format!("{field}.stored"))
+                    .await
+                    .map_err(unreadable)?,
+                proposed: convert::resource(entry.proposed, &format!("{field}.proposed"))
+                    .await
+                    .map_err(unreadable)?,
                 if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
                 // A batch entry of this API carries no patch document.
                 patch: None,
             });
         }
         let check = BundleCheck {
-            raw_token: &message.access_token,
+            raw_token: token,
             request: None,
             kind,
             entries: &entries,
@@ -133,9 +156,10 @@ impl AuthzGrpc {
         span: Span,
     ) -> Result<Response<pb::FilterResourcesResponse>, Status> {
         let body = std::mem::take(&mut message.response);
-        let id =
-            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
-        let call = Call::new(Rpc::FilterResources, &span).with_request_id(id);
+        let call = Call::new(Rpc::FilterResources, &span);
+        let id = request_id(&message.request_id)
+            .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
+        let call = call.with_request_id(id);
         let server = self
             .authorizer
             .server_named(
@@ -147,7 +171,8 @@ impl AuthzGrpc {
             )
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let call = call.for_server(server);
-        let (request, line) = convert::answered_request(message.request.as_ref())?;
+        let (request, line) = convert::answered_request(message.request.as_ref())
+            .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
         let check = AnswerCheck {
             raw_token: &message.access_token,
             request: &request,
@@ -166,11 +191,12 @@ impl AuthzGrpc {
         message: pb::IntrospectTokenRequest,
         span: Span,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
-        let id =
-            request_id(&message.request_id).map_err(|refusal| convert::refusal_status(&refusal))?;
-        let call = Call::new(Rpc::IntrospectToken, &span).with_request_id(id);
+        let call = Call::new(Rpc::IntrospectToken, &span);
+        let id = request_id(&message.request_id)
+            .map_err(|refusal| self.unreadable(call, &message.token, refusal))?;
+        let call = call.with_request_id(id);
         self.authorizer
-            .may_introspect(call, &caller)
+            .may_introspect(call, &caller, &message.token)
             .map_err(|refusal| convert::refusal_status(&refusal))?;
         let server = self
             .authorizer

@@ -339,6 +339,27 @@ fn a_server_of_one_release_serves_that_one_only() {
     }
 }
 
+/// A caller that may not ask hears that first, whatever else its request got wrong.
+#[test]
+fn the_caller_is_checked_before_the_release_is_read() {
+    let servers = servers(&format!("{TWO_SERVERS}{MUTUAL_TLS}{CALLERS}"));
+    assert_eq!(
+        servers
+            .named_in(&Caller::default(), "a", || Release::read("R9"))
+            .unwrap_err(),
+        Refusal::CallerUnauthenticated
+    );
+    let fhir_a = certified("spiffe://example.org/fhir-a");
+    assert!(matches!(
+        servers.named_in(&fhir_a, "b", || Release::read("R9")),
+        Err(Refusal::CallerNotAllowed(_))
+    ));
+    assert!(matches!(
+        servers.named_in(&fhir_a, "a", || Release::read("R9")),
+        Err(Refusal::InvalidRequest(_))
+    ));
+}
+
 #[test]
 fn a_release_is_read_as_the_configuration_spells_it() {
     assert_eq!(Release::read("").unwrap(), Release::Unnamed);
