@@ -178,6 +178,17 @@ async fn a_fhir_server_that_delegates_to_smart_authz_returns_only_what_the_token
     });
     let (status, refused) = writer.post("", &transaction).await;
     assert_eq!(status, 403, "{refused}");
+    // So is a conditional create whose search names another patient: the server would run
+    // it first, and answer with that patient's match.
+    let mut conditional = entry("123");
+    conditional["request"]["ifNoneExist"] = json!("subject=Patient/456");
+    let transaction = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [conditional],
+    });
+    let (status, refused) = writer.post("", &transaction).await;
+    assert_eq!(status, 403, "{refused}");
 
     // system/*.rs sees everything, including what the patient apps could not.
     let backend = app(issuer.jwt_token("system/*.rs", None).await);

@@ -193,7 +193,10 @@ async function checkBundle(token, bundle, requestId) {
     const stored = ['PUT', 'DELETE', 'PATCH', 'GET'].includes(method)
       ? await current(path.split('?')[0].split('/'))
       : undefined;
-    entries.push({ method, path, stored, proposed: entry.resource });
+    // A conditional create's search runs before it: decided as the search it is.
+    const ifNoneExist = entry.request?.ifNoneExist;
+    const headers = ifNoneExist ? { 'If-None-Exist': ifNoneExist } : undefined;
+    entries.push({ method, path, stored, proposed: entry.resource, headers });
   }
   const decision = await ask(() =>
     authz.checkBatch(token, entries, { transaction: bundle.type === 'transaction', requestId }),

@@ -38,6 +38,13 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 /** The gRPC metadata a proxy can hash on to send each token to one replica. */
 export const ROUTING_KEY_HEADER = 'x-smart-authz-routing-key';
 
+/**
+ * The largest answer the client takes. gRPC's default, 4 MiB, is less than a
+ * FilterResources answer can be: the body (up to `response_filter.max_body_bytes`) and a
+ * verdict per entry.
+ */
+export const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+
 /** The first 16 hex digits of the bare token's SHA-256: stable per token, useless to replay. */
 export function routingKey(token: string): string {
   const bare = token.slice(0, 7).toLowerCase() === 'bearer ' ? token.slice(7) : token;
@@ -75,10 +82,24 @@ export interface CheckOptions {
   requestId?: string;
 }
 
+export interface FilterOptions {
+  /** Request headers the FHIR server read, as in CheckOptions. */
+  headers?: Record<string, string>;
+  /** The form-encoded body of the `POST [type]/_search` the answer is to. */
+  searchBody?: string;
+  requestId?: string;
+}
+
 /** One entry of a batch or transaction, as its HTTP line relative to the FHIR base. */
 export interface BatchEntry {
   method: string;
   path: string;
+  /**
+   * The entry's request headers the FHIR server reads: a conditional create's
+   * If-None-Exist (`Bundle.entry.request.ifNoneExist`), decided as the search it is, and
+   * the method overrides.
+   */
+  headers?: Record<string, string>;
   stored?: ResourceJson;
   proposed?: ResourceJson;
 }
@@ -130,7 +151,9 @@ export class AuthzClient {
     const loaded = grpc.loadPackageDefinition(definition) as any;
     const Service = loaded.smartauthz.v1.AuthzService as grpc.ServiceClientConstructor;
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
-    this.#client = new Service(target, credentials) as grpc.Client & Record<string, Unary>;
+    this.#client = new Service(target, credentials, {
+      'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
+    }) as grpc.Client & Record<string, Unary>;
     this.#fhirServer = options.fhirServer ?? '';
     this.#fhirVersion = options.fhirVersion ?? '';
     this.#timeoutMs = options.timeoutMs ?? 2000;
@@ -222,7 +245,7 @@ export class AuthzClient {
       access_token: token,
       bundle_type: options.transaction ? 'BUNDLE_TYPE_TRANSACTION' : 'BUNDLE_TYPE_BATCH',
       entries: entries.map((entry) => ({
-        http: { method: entry.method, path: entry.path },
+        http: { method: entry.method, path: entry.path, headers: entry.headers ?? {} },
         stored: resource(entry.stored),
         proposed: resource(entry.proposed),
       })),
@@ -236,18 +259,24 @@ export class AuthzClient {
   /**
    * Judges what the FHIR server answered to a request (a Bundle or one resource,
    * uncompressed JSON) entry by entry, as reads of each resource: send back `body` when
-   * `allowed`, else 403 and nothing of the answer.
+   * `allowed`, else 403 and nothing of the answer. The request's headers and search body
+   * are given as to `check` (a POST search's answer is judged with its body's parameters).
    */
   async filterResources(
     token: string,
     method: string,
     path: string,
     response: ResourceJson,
-    options: { requestId?: string } = {},
+    options: FilterOptions = {},
   ): Promise<Filtered> {
     const message = {
       access_token: token,
-      http: { method, path },
+      http: {
+        method,
+        path,
+        headers: options.headers ?? {},
+        body: Buffer.from(options.searchBody ?? '', 'utf8'),
+      },
       response: jsonBytes(response),
       fhir_server: this.#fhirServer,
       fhir_version: this.#fhirVersion,

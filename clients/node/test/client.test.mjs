@@ -229,6 +229,34 @@ test('the FHIR release is sent with every decision', async () => {
   }
 });
 
+test('a batch entry carries its If-None-Exist', async () => {
+  const writer = mint('patient/Observation.crs', '123');
+  const create = { method: 'POST', path: 'Observation', proposed: observation('123') };
+  assert.equal((await authz.checkBatch(writer, [create], { transaction: true })).allowed, true);
+  // The server would run this search first, and answer with another patient's match.
+  const conditional = { ...create, headers: { 'If-None-Exist': 'subject=Patient/456' } };
+  const refused = await authz.checkBatch(writer, [conditional], { transaction: true });
+  assert.equal(refused.allowed, false);
+});
+
+test("an answer to a POST search is judged with the search's body", async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const answer = {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    entry: [{ resource: observation('123'), search: { mode: 'match' } }],
+  };
+  const ours = await authz.filterResources(token, 'POST', 'Observation/_search', answer, {
+    searchBody: 'code=8867-4',
+  });
+  assert.equal(ours.allowed, true);
+  const theirs = await authz.filterResources(token, 'POST', 'Observation/_search', answer, {
+    searchBody: 'subject=Patient/456',
+  });
+  assert.equal(theirs.allowed, false);
+  assert.equal(theirs.body, null);
+});
+
 test('a missing or bad token is a deny with its reason', async () => {
   assert.equal((await authz.check('', 'GET', 'Observation/o1')).reason, 'REASON_TOKEN_MISSING');
   const refused = await authz.check('not.a.jwt', 'GET', 'Observation/o1');

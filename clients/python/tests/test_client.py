@@ -196,6 +196,34 @@ def test_the_fhir_release_is_sent_with_every_decision(address, mint):
         assert r5.introspect(token).active
 
 
+def test_a_batch_entry_carries_its_if_none_exist(authz, mint):
+    writer = mint("patient/Observation.crs", patient="123")
+    create = BatchEntry("POST", "Observation", proposed=observation("123"))
+    assert authz.check_batch(writer, [create], transaction=True).allowed
+    # The server would run this search first, and answer with another patient's match.
+    conditional = BatchEntry(
+        "POST",
+        "Observation",
+        proposed=observation("123"),
+        headers={"If-None-Exist": "subject=Patient/456"},
+    )
+    assert not authz.check_batch(writer, [conditional], transaction=True).allowed
+
+
+def test_an_answer_to_a_post_search_is_judged_with_its_body(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    answer = searchset(dict(observation("123"), id="o-123"))
+    ours = authz.filter_resources(
+        token, "POST", "Observation/_search", search_body="code=8867-4", response=answer
+    )
+    assert ours.allowed
+    theirs = authz.filter_resources(
+        token, "POST", "Observation/_search", search_body="subject=Patient/456", response=answer
+    )
+    assert not theirs.allowed
+    assert theirs.body is None
+
+
 def test_a_structured_request_is_filtered_too(authz, mint):
     token = mint("patient/Observation.rs", patient="123")
     read = pb.FhirRequest(interaction=pb.INTERACTION_READ, resource_type="Observation", id="o1")

@@ -1,4 +1,4 @@
-"""The client: one channel, the three RPCs, typed answers."""
+"""The client: one channel, the four RPCs, typed answers."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ ROUTING_KEY_HEADER = "x-smart-authz-routing-key"
 #: The channel option that sets the ``:authority`` a ``unix:`` target sends.
 _DEFAULT_AUTHORITY = "grpc.default_authority"
 
+#: The largest answer the client takes. gRPC's default, 4 MiB, is less than a
+#: ``FilterResources`` answer can be: the body (up to ``response_filter.max_body_bytes``)
+#: and a verdict per entry.
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+
 
 def routing_key(token: str) -> str:
     """The first 16 hex digits of the bare token's SHA-256: the same for one token, and
@@ -46,14 +51,51 @@ def _resource(resource: Optional[ResourceJson]) -> Optional[pb.Resource]:
     return pb.Resource(json=_json_bytes(resource))
 
 
+def _set_request(
+    request: Any,
+    method: str,
+    path: str,
+    fhir: Optional[pb.FhirRequest],
+    headers: Optional[Mapping[str, str]],
+    search_body: str,
+) -> None:
+    """Sets the request of a ``CheckAccessRequest`` or ``FilterResourcesRequest``: its HTTP
+    line with the headers and form body the FHIR server reads, or its structured form."""
+    if fhir is None:
+        request.http.CopyFrom(
+            pb.HttpRequest(
+                method=method,
+                path=path,
+                headers=headers or {},
+                body=search_body.encode("utf-8"),
+            )
+        )
+        return
+    if method or path:
+        raise ValueError("give either method and path, or fhir")
+    # Dropped, they would leave the request decided without what the server reads (an
+    # If-None-Exist search, a form body): the structured request has its own fields
+    # (``if_none_exist``), or give the request as method and path.
+    if headers or search_body:
+        raise ValueError(
+            "headers and search_body go with method and path; a structured fhir "
+            "request carries its own fields (if_none_exist)"
+        )
+    request.fhir.CopyFrom(fhir)
+
+
 @dataclass(frozen=True)
 class BatchEntry:
-    """One entry of a batch or transaction, as its HTTP line relative to the FHIR base."""
+    """One entry of a batch or transaction, as its HTTP line relative to the FHIR base.
+    ``headers`` are the entry's request headers the FHIR server reads: a conditional
+    create's ``If-None-Exist`` (``Bundle.entry.request.ifNoneExist``), decided as the
+    search it is, and the method overrides."""
 
     method: str
     path: str
     stored: Optional[ResourceJson] = None
     proposed: Optional[ResourceJson] = None
+    headers: Optional[Mapping[str, str]] = None
 
 
 class AuthzClient:
@@ -69,7 +111,9 @@ class AuthzClient:
     A ``unix:/path`` target reaches the service's Unix socket (``unix_listen``). gRPC's C core
     would send the socket's path as the ``:authority``, which the service's HTTP/2 layer
     refuses as malformed (RFC 9113 §8.3.1), so this client sends ``localhost`` there, as
-    grpc-go does; a ``channel`` of your own needs the option ``grpc.default_authority``.
+    grpc-go does; a ``channel`` of your own needs the option ``grpc.default_authority``,
+    and ``grpc.max_receive_message_length`` (:data:`MAX_RECEIVE_BYTES`) for large
+    ``filter_resources`` answers.
     """
 
     def __init__(
@@ -84,7 +128,9 @@ class AuthzClient:
         send_routing_key: bool = True,
     ):
         if channel is None:
-            options = [(_DEFAULT_AUTHORITY, "localhost")] if target.startswith("unix:") else []
+            options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+            if target.startswith("unix:"):
+                options.append((_DEFAULT_AUTHORITY, "localhost"))
             channel = (
                 grpc.secure_channel(target, credentials, options=options)
                 if credentials is not None
@@ -143,27 +189,7 @@ class AuthzClient:
             fhir_version=self._fhir_version,
             request_id=request_id,
         )
-        if fhir is not None:
-            if method or path:
-                raise ValueError("give either method and path, or fhir")
-            # Dropped, they would leave the request decided without what the server reads
-            # (an If-None-Exist search, a form body): the structured request has its own
-            # fields (``if_none_exist``), or give the request as method and path.
-            if headers or search_body:
-                raise ValueError(
-                    "headers and search_body go with method and path; a structured fhir "
-                    "request carries its own fields (if_none_exist)"
-                )
-            request.fhir.CopyFrom(fhir)
-        else:
-            request.http.CopyFrom(
-                pb.HttpRequest(
-                    method=method,
-                    path=path,
-                    headers=headers or {},
-                    body=search_body.encode("utf-8"),
-                )
-            )
+        _set_request(request, method, path, fhir, headers, search_body)
         return Decision._from(self._call(self._stub.CheckAccess, request, token))
 
     def is_allowed(self, token: str, method: str, path: str, **kwargs: Any) -> bool:
@@ -190,7 +216,9 @@ class AuthzClient:
             bundle_type=pb.BUNDLE_TYPE_TRANSACTION if transaction else pb.BUNDLE_TYPE_BATCH,
             entries=[
                 pb.BatchEntry(
-                    http=pb.HttpRequest(method=entry.method, path=entry.path),
+                    http=pb.HttpRequest(
+                        method=entry.method, path=entry.path, headers=entry.headers or {}
+                    ),
                     stored=_resource(entry.stored),
                     proposed=_resource(entry.proposed),
                 )
@@ -210,11 +238,15 @@ class AuthzClient:
         *,
         response: ResourceJson,
         fhir: Optional[pb.FhirRequest] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        search_body: str = "",
         request_id: str = "",
     ) -> Filtered:
         """Judges what the FHIR server answered to a request (a Bundle or one resource,
         uncompressed JSON) entry by entry, as reads of each resource: send back
-        ``body`` when ``allowed``, else 403 and nothing of the answer."""
+        ``body`` when ``allowed``, else 403 and nothing of the answer. ``headers`` and
+        ``search_body`` are the request's, as in :meth:`check` (a ``POST`` search's answer
+        is judged with the parameters of its body)."""
         request = pb.FilterResourcesRequest(
             access_token=token,
             response=_json_bytes(response),
@@ -222,12 +254,7 @@ class AuthzClient:
             fhir_version=self._fhir_version,
             request_id=request_id,
         )
-        if fhir is not None:
-            if method or path:
-                raise ValueError("give either method and path, or fhir")
-            request.fhir.CopyFrom(fhir)
-        else:
-            request.http.CopyFrom(pb.HttpRequest(method=method, path=path))
+        _set_request(request, method, path, fhir, headers, search_body)
         return Filtered._from(self._call(self._stub.FilterResources, request, token))
 
     def introspect(self, token: str, *, request_id: str = "") -> Introspection:
