@@ -224,6 +224,21 @@ def test_an_answer_to_a_post_search_is_judged_with_its_body(authz, mint):
     assert theirs.body is None
 
 
+def test_the_structured_request_types_are_exported():
+    import smart_authz_client as client
+
+    request = client.FhirRequest(
+        interaction=client.pb.INTERACTION_SEARCH_TYPE,
+        resource_type="Observation",
+        params=[client.SearchParam(name="code", value="x")],
+    )
+    assert request == pb.FhirRequest(
+        interaction=pb.INTERACTION_SEARCH_TYPE,
+        resource_type="Observation",
+        params=[pb.SearchParam(name="code", value="x")],
+    )
+
+
 def test_a_structured_request_is_filtered_too(authz, mint):
     token = mint("patient/Observation.rs", patient="123")
     read = pb.FhirRequest(interaction=pb.INTERACTION_READ, resource_type="Observation", id="o1")

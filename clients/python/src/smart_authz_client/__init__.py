@@ -12,6 +12,8 @@ deny. Errors of the service (unreachable, a malformed request) raise :class:`Aut
 never a decision, so a caller cannot mistake an outage for an answer.
 """
 
+from ._pb.smartauthz.v1 import authz_pb2 as pb
+from ._pb.smartauthz.v1.authz_pb2 import FhirRequest, SearchParam
 from .client import AuthzClient, BatchEntry, routing_key
 from .errors import AuthzError, AuthzUnavailable, InvalidRequest
 from .results import (
@@ -34,12 +36,15 @@ __all__ = [
     "BatchEntry",
     "Decision",
     "EntryVerdict",
+    "FhirRequest",
     "Filter",
     "Filtered",
     "Grant",
     "IgnoredScope",
     "InvalidRequest",
     "Introspection",
+    "SearchParam",
     "Subject",
+    "pb",
     "routing_key",
 ]
