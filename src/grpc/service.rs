@@ -11,11 +11,20 @@ use super::pb;
 use super::pb::authz_service_server::AuthzService;
 use super::{answer, convert};
 use crate::authorize::{
-    AnswerCheck, Authorizer, BundleCheck, Call, Caller, Check, Refusal, batch_size_refusal,
-    request_id,
+    AnswerCheck, Authorizer, BundleCheck, Call, Caller, Check, FhirServer, Refusal,
+    batch_size_refusal, request_id,
 };
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
+
+/// What a request to decide says of itself, before what it asks: read first, by one rule
+/// for every method.
+struct Named<'a> {
+    token: &'a str,
+    request_id: &'a str,
+    fhir_server: &'a str,
+    fhir_version: &'a str,
+}
 
 /// The service implementation: shared, cheap to clone.
 #[derive(Clone)]
@@ -26,6 +35,30 @@ pub struct AuthzGrpc {
 impl AuthzGrpc {
     pub fn new(authorizer: Arc<Authorizer>) -> Self {
         AuthzGrpc { authorizer }
+    }
+
+    /// The call of a decision: its request id read and its server named, in the FHIR
+    /// release the request names; a refusal is reported and answered.
+    fn decision_call<'a>(
+        &'a self,
+        call: Call<'a>,
+        caller: &Caller,
+        named: Named<'a>,
+    ) -> Result<(Call<'a>, &'a Arc<FhirServer>), Status> {
+        let id = request_id(named.request_id)
+            .map_err(|refusal| self.unreadable(call, named.token, refusal))?;
+        let call = call.with_request_id(id);
+        let server = self
+            .authorizer
+            .server_named(
+                call,
+                caller,
+                named.fhir_server,
+                named.fhir_version,
+                named.token,
+            )
+            .map_err(|refusal| convert::refusal_status(&refusal))?;
+        Ok((call.for_server(server), server))
     }
 
     /// A request this face cannot read, reported as every face reports one (its audit line
@@ -50,22 +83,17 @@ impl AuthzGrpc {
         span: Span,
     ) -> impl Future<Output = Result<Response<pb::CheckAccessResponse>, Status>> + Send + '_ {
         async move {
-            let call = Call::new(Rpc::CheckAccess, &span);
-            let id = request_id(&message.request_id)
-                .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
-            let call = call.with_request_id(id);
-            let server = self
-                .authorizer
-                .server_named(
-                    call,
-                    &caller,
-                    &message.fhir_server,
-                    &message.fhir_version,
-                    &message.access_token,
-                )
-                .map_err(|refusal| convert::refusal_status(&refusal))?;
-            let call = call.for_server(server);
             let token = &message.access_token;
+            let (call, server) = self.decision_call(
+                Call::new(Rpc::CheckAccess, &span),
+                &caller,
+                Named {
+                    token,
+                    request_id: &message.request_id,
+                    fhir_server: &message.fhir_server,
+                    fhir_version: &message.fhir_version,
+                },
+            )?;
             let (request, line) = convert::check_request(message.request.as_ref())
                 .map_err(|refusal| self.unreadable(call, token, refusal))?;
             let if_none_exist = convert::if_none_exist(message.request.as_ref());
@@ -96,22 +124,17 @@ impl AuthzGrpc {
         message: pb::BatchCheckAccessRequest,
         span: Span,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
-        let call = Call::new(Rpc::BatchCheckAccess, &span);
-        let id = request_id(&message.request_id)
-            .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
-        let call = call.with_request_id(id);
-        let server = self
-            .authorizer
-            .server_named(
-                call,
-                &caller,
-                &message.fhir_server,
-                &message.fhir_version,
-                &message.access_token,
-            )
-            .map_err(|refusal| convert::refusal_status(&refusal))?;
-        let call = call.for_server(server);
         let token = &message.access_token;
+        let (call, server) = self.decision_call(
+            Call::new(Rpc::BatchCheckAccess, &span),
+            &caller,
+            Named {
+                token,
+                request_id: &message.request_id,
+                fhir_server: &message.fhir_server,
+                fhir_version: &message.fhir_version,
+            },
+        )?;
         let unreadable = |refusal| self.unreadable(call, token, refusal);
         let kind = convert::bundle_kind(message.bundle_type).map_err(unreadable)?;
         // Refused before the entries are decoded, by the pipeline's own rule (a request that
@@ -156,21 +179,16 @@ impl AuthzGrpc {
         span: Span,
     ) -> Result<Response<pb::FilterResourcesResponse>, Status> {
         let body = std::mem::take(&mut message.response);
-        let call = Call::new(Rpc::FilterResources, &span);
-        let id = request_id(&message.request_id)
-            .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
-        let call = call.with_request_id(id);
-        let server = self
-            .authorizer
-            .server_named(
-                call,
-                &caller,
-                &message.fhir_server,
-                &message.fhir_version,
-                &message.access_token,
-            )
-            .map_err(|refusal| convert::refusal_status(&refusal))?;
-        let call = call.for_server(server);
+        let (call, server) = self.decision_call(
+            Call::new(Rpc::FilterResources, &span),
+            &caller,
+            Named {
+                token: &message.access_token,
+                request_id: &message.request_id,
+                fhir_server: &message.fhir_server,
+                fhir_version: &message.fhir_version,
+            },
+        )?;
         let (request, line) = convert::answered_request(message.request.as_ref())
             .map_err(|refusal| self.unreadable(call, &message.access_token, refusal))?;
         let check = AnswerCheck {
