@@ -272,5 +272,10 @@ async fn bad_requests_are_invalid_argument_never_a_decision() {
         "the message names the limit: {}",
         status.message()
     );
+    // No retry gets it through: it carries no retry pushback, as a refusal for load does.
+    assert!(
+        status.metadata().get("grpc-retry-pushback-ms").is_none(),
+        "{status:?}"
+    );
     server.stop().await;
 }

@@ -36,6 +36,11 @@ async fn a_call_beyond_the_limit_is_refused_at_once_and_counted() {
         refused.message().contains("max_concurrent_calls"),
         "{refused:?}"
     );
+    // Marked as a refusal a retry may get past, where a request too large is not.
+    assert_eq!(
+        refused.metadata().get("grpc-retry-pushback-ms").unwrap(),
+        "1000"
+    );
 
     // Health is never shed.
     let health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone())
@@ -343,6 +348,10 @@ async fn messages_being_read_are_bounded_by_bytes() {
     }
     let refused = refused.expect("refused while the stalled messages hold the budget");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.metadata().get("grpc-retry-pushback-ms").is_some(),
+        "{refused:?}"
+    );
     assert!(
         refused.message().contains("max_buffered_request_bytes"),
         "{refused:?}"

@@ -15,7 +15,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::body::Body;
 
-use crate::authorize::{Capacity, OVER_BUDGET};
+use crate::authorize::{Capacity, OVER_BUDGET, busy};
 
 /// The 5-byte prefix of a gRPC message: a compression flag and a big-endian length.
 const PREFIX: usize = 5;
@@ -95,7 +95,7 @@ impl HttpBody for CountedMessages {
             && !this.count(data)
         {
             this.held = None;
-            return Poll::Ready(Some(Err(tonic::Status::resource_exhausted(OVER_BUDGET))));
+            return Poll::Ready(Some(Err(busy(OVER_BUDGET))));
         }
         Poll::Ready(frame)
     }

@@ -26,7 +26,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::counted_messages::CountedMessages;
-use crate::authorize::{Capacity, OVER_BUDGET, Unread};
+use crate::authorize::{Capacity, OVER_BUDGET, Unread, busy};
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 /// Its streams count each decision they take, not their opening.
@@ -136,7 +136,7 @@ where
                     .into_http());
                 }
                 Ok(Err(Unread::OverBudget)) => {
-                    return Ok(tonic::Status::resource_exhausted(OVER_BUDGET).into_http());
+                    return Ok(busy(OVER_BUDGET).into_http());
                 }
                 Ok(Err(Unread::CutOff)) => {
                     return Ok(tonic::Status::cancelled("the request was cut off").into_http());
@@ -175,5 +175,5 @@ fn counted(request: http::Request<Body>, capacity: &Capacity) -> http::Request<B
 
 /// The answer to a call beyond `max_concurrent_calls`.
 fn overloaded(capacity: &Capacity) -> http::Response<Body> {
-    tonic::Status::resource_exhausted(capacity.refusal_message()).into_http()
+    busy(capacity.refusal_message()).into_http()
 }

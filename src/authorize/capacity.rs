@@ -67,3 +67,20 @@ impl Capacity {
         )
     }
 }
+
+/// How long a caller refused for load is asked to wait: the HTTP face's `Retry-After: 1`.
+pub const RETRY_PUSHBACK_MS: &str = "1000";
+
+/// A gRPC refusal for load (too many calls in flight, too many bytes being read): the
+/// `RESOURCE_EXHAUSTED` a retry may get past, marked with gRPC's retry pushback
+/// (`grpc-retry-pushback-ms`, gRFC A6). A request larger than the service takes is
+/// `RESOURCE_EXHAUSTED` too, without it: the clients tell the two apart by it, so that
+/// what no retry gets through is not retried.
+pub fn busy(message: impl Into<String>) -> tonic::Status {
+    let mut status = tonic::Status::resource_exhausted(message);
+    status.metadata_mut().insert(
+        "grpc-retry-pushback-ms",
+        tonic::metadata::MetadataValue::from_static(RETRY_PUSHBACK_MS),
+    );
+    status
+}

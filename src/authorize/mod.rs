@@ -41,7 +41,7 @@ pub use self::admitted::Admitted;
 pub use self::answer::{
     AnswerAhead, AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body_off_runtime,
 };
-pub use self::capacity::{Capacity, Slot};
+pub use self::capacity::{Capacity, Slot, busy};
 pub use self::off_runtime::{off_runtime_if_large, parse_off_runtime};
 pub use self::reading::{Held, OVER_BUDGET, ReadBody, Unread};
 pub use self::refusal::{AnswerProblem, GRANTS_NOT_ENFORCED, Refusal, Status, decision_status};

@@ -49,7 +49,7 @@ use super::response::{operation_outcome, token_challenge};
 use crate::authorize::{
     AnswerAhead, AnswerCheck, AnswerPlan, AnswerProblem, Authorizer, Call, Caller, Capacity,
     FhirServer, HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, Refusal, Unavailable,
-    Verdict, decision_status, filtered_body_off_runtime, request_id,
+    Verdict, busy, decision_status, filtered_body_off_runtime, request_id,
 };
 use crate::decision::{Decision, FilteredResponse};
 use crate::fhir::{FhirRequest, Interaction};
@@ -191,9 +191,7 @@ impl Exchange {
                     Phase::RequestHeaders(_) => match self.capacity.enter() {
                         Some(slot) => Some(slot),
                         None => {
-                            return Err(Status::resource_exhausted(
-                                self.capacity.refusal_message(),
-                            ));
+                            return Err(busy(self.capacity.refusal_message()));
                         }
                     },
                     _ => None,

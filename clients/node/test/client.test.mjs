@@ -10,6 +10,7 @@ import {
   AuthzClient,
   AuthzUnavailable,
   InvalidRequest,
+  fromServiceError,
   isAllow,
   routingKey,
 } from '../dist/index.js';
@@ -255,6 +256,28 @@ test("an answer to a POST search is judged with the search's body", async () => 
   });
   assert.equal(theirs.allowed, false);
   assert.equal(theirs.body, null);
+});
+
+test('RESOURCE_EXHAUSTED is retryable only when the service was busy', async () => {
+  const failure = (pushback) => {
+    const metadata = new grpc.Metadata();
+    if (pushback !== undefined) metadata.set('grpc-retry-pushback-ms', pushback);
+    return { code: grpc.status.RESOURCE_EXHAUSTED, details: 'busy', metadata };
+  };
+  const busy = fromServiceError(failure('1000'));
+  assert.ok(busy instanceof AuthzUnavailable);
+  assert.equal(busy.retryable, true);
+  assert.equal(busy.retryAfterMs, 1000);
+  assert.equal(fromServiceError(failure(undefined)).retryable, false);
+  assert.equal(fromServiceError(failure('-1')).retryable, false);
+  // A request larger than the service takes: no retry gets it through.
+  const token = mint('patient/Observation.rs', '123');
+  const large = { ...observation('123'), note: [{ text: 'x'.repeat(5 * 1024 * 1024) }] };
+  await assert.rejects(authz.check(token, 'GET', 'Observation/o1', { stored: large }), (error) => {
+    assert.equal(error.code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.equal(error.retryable, false);
+    return true;
+  });
 });
 
 test('a missing or bad token is a deny with its reason', async () => {

@@ -4,7 +4,9 @@ errors raised rather than read as decisions."""
 from __future__ import annotations
 
 import json
+import pickle
 
+import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
 
@@ -19,6 +21,7 @@ from smart_authz_client import (
 )
 from smart_authz_client._pb.smartauthz.v1 import authz_pb2 as pb
 from smart_authz_client._pb.smartauthz.v1 import authz_pb2_grpc
+from smart_authz_client.errors import from_rpc_error
 
 VITALS = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
 
@@ -222,6 +225,39 @@ def test_an_answer_to_a_post_search_is_judged_with_its_body(authz, mint):
     )
     assert not theirs.allowed
     assert theirs.body is None
+
+
+class _FakeRpcError(grpc.RpcError):
+    def __init__(self, code, metadata=()):
+        self._code, self._metadata = code, metadata
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return "busy"
+
+    def trailing_metadata(self):
+        return self._metadata
+
+
+def test_resource_exhausted_is_retryable_only_when_the_service_was_busy(authz, mint):
+    busy = from_rpc_error(
+        _FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, (("grpc-retry-pushback-ms", "1000"),))
+    )
+    assert isinstance(busy, AuthzUnavailable) and busy.retryable
+    assert busy.retry_after_ms == 1000
+    assert pickle.loads(pickle.dumps(busy)).retry_after_ms == 1000
+    for metadata in [(), (("grpc-retry-pushback-ms", "-1"),)]:
+        limit = from_rpc_error(_FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, metadata))
+        assert not limit.retryable
+    # A request larger than the service takes: no retry gets it through.
+    token = mint("patient/Observation.rs", patient="123")
+    large = dict(observation("123"), note=[{"text": "x" * (5 * 1024 * 1024)}])
+    with pytest.raises(AuthzError) as raised:
+        authz.check(token, "GET", "Observation/o1", stored=large)
+    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert not raised.value.retryable
 
 
 def test_the_structured_request_types_are_exported():
