@@ -421,6 +421,43 @@ async fn an_empty_batch_is_denied() {
     server.stop().await;
 }
 
+/// A message whose fields would take far more memory than its bytes (an empty parameter or
+/// batch entry is 2 bytes on the wire, 50 to 270 in memory) is refused before it is
+/// decoded, with no token needed to send it; a batch of more entries than one may have, by
+/// their count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_would_cost_far_more_than_their_bytes_are_refused_unread() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let mut client = server.client.clone();
+    let params = pb::CheckAccessRequest {
+        request: Some(pb::check_access_request::Request::Fhir(pb::FhirRequest {
+            interaction: pb::Interaction::SearchType as i32,
+            resource_type: "Observation".into(),
+            params: vec![pb::SearchParam::default(); 300_000],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let refused = client.check_access(params).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("fields"), "{refused:?}");
+    assert!(
+        refused.metadata().get("grpc-retry-pushback-ms").is_none(),
+        "no retry gets it through"
+    );
+
+    let entries = pb::BatchCheckAccessRequest {
+        bundle_type: pb::BundleType::Batch as i32,
+        entries: vec![pb::BatchEntry::default(); 10_001],
+        ..Default::default()
+    };
+    let refused = client.batch_check_access(entries).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("at most 10000"), "{refused:?}");
+    server.stop().await;
+}
+
 /// JSON with a member named twice is refused, wherever it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_with_duplicate_json_members_are_invalid() {

@@ -262,8 +262,15 @@ pub async fn serve(
 
     // Both reflection versions: grpcurl before 1.8.8, Evans, older grpcui, Postman before 11,
     // Kreya and Insomnia speak only v1alpha.
-    let reflection_v1 = reflection_builder().build_v1()?;
-    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
+    // A reflection request names a file or a symbol: a few bytes. Held small, as each
+    // answer echoes its request twice and its stream's messages are counted against the
+    // budget only while they arrive.
+    let reflection_v1 = reflection_builder()
+        .build_v1()?
+        .max_decoding_message_size(SMALL_MESSAGE_BYTES);
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()?
+        .max_decoding_message_size(SMALL_MESSAGE_BYTES);
     let authz = AuthzServiceServer::new(authz).max_decoding_message_size(config.max_request_bytes);
 
     // The runtime main.rs chose for the CPUs the pod was given: one thread, or a worker each.

@@ -27,18 +27,21 @@ use tower::{Layer, Service};
 
 use super::counted_messages::CountedMessages;
 use crate::authorize::{Capacity, OVER_BUDGET, Unread, busy};
+use crate::grpc::wire;
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 /// Its streams count each decision they take, not their opening.
 const EXT_PROC_PATH: &str = "/envoy.service.ext_proc.v3.ExternalProcessor/";
 
+/// The API's service: its messages are weighed before they are decoded.
+const API_SERVICE: &str = "/smartauthz.v1.AuthzService/";
+/// `BatchCheckAccessRequest.entries`.
+const BATCH_ENTRIES_FIELD: u32 = 3;
+
 /// The services whose every method is unary: their request body is one message, read
 /// before the slot. Reflection's stream takes its slot when it opens, its body being the
 /// stream itself.
-const UNARY_SERVICES: [&str; 2] = [
-    "/smartauthz.v1.AuthzService/",
-    "/envoy.service.auth.v3.Authorization/",
-];
+const UNARY_SERVICES: [&str; 2] = [API_SERVICE, "/envoy.service.auth.v3.Authorization/"];
 
 /// How long a unary call's message may take to arrive once its headers are in.
 pub const MESSAGE_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,6 +152,9 @@ where
                     .into_http());
                 }
             };
+            if let Err(costly) = decoding_cost(parts.uri.path(), &read.bytes) {
+                return Ok(costly.into_http());
+            }
             let Some(slot) = capacity.enter() else {
                 return Ok(overloaded(&capacity));
             };
@@ -166,6 +172,38 @@ where
             response
         })
     }
+}
+
+/// Refuses a call of the API whose message would cost far more memory to decode than its
+/// bytes (`grpc::wire`), before tonic decodes it: more fields than any request needs, or a
+/// batch of more entries than one may have, which the handler would refuse only once every
+/// entry was built.
+fn decoding_cost(path: &str, framed: &[u8]) -> Result<(), tonic::Status> {
+    let Some(method) = path.strip_prefix(API_SERVICE) else {
+        return Ok(());
+    };
+    // An uncompressed message behind gRPC's 5-byte prefix; anything else is tonic's to
+    // refuse (compressed messages are not accepted).
+    let Some(message) = framed_message(framed) else {
+        return Ok(());
+    };
+    let repeated = (method == "BatchCheckAccess")
+        .then_some((BATCH_ENTRIES_FIELD, crate::authorize::MAX_BATCH_ENTRIES));
+    wire::check(message, repeated).map_err(|costly| match costly {
+        wire::TooCostly::Fields => tonic::Status::resource_exhausted(costly.to_string()),
+        wire::TooCostly::Entries(_) => tonic::Status::invalid_argument(costly.to_string()),
+    })
+}
+
+/// The message of a unary call's body: gRPC's frame is a compressed flag, a 4-byte
+/// big-endian length and the message (gRPC over HTTP/2, "Length-Prefixed-Message").
+fn framed_message(framed: &[u8]) -> Option<&[u8]> {
+    let (prefix, rest) = framed.split_first_chunk::<5>()?;
+    let [0, length @ ..] = *prefix else {
+        return None;
+    };
+    let length = usize::try_from(u32::from_be_bytes(length)).ok()?;
+    rest.get(..length)
 }
 
 /// A streaming call's request, its messages counted against the budget of buffered bytes.

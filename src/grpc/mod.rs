@@ -8,6 +8,7 @@ mod answer;
 mod convert;
 mod redact;
 mod service;
+pub mod wire;
 
 pub use service::AuthzGrpc;
 

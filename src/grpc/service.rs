@@ -137,8 +137,10 @@ impl AuthzGrpc {
         )?;
         let unreadable = |refusal| self.unreadable(call, token, refusal);
         let kind = convert::bundle_kind(message.bundle_type).map_err(unreadable)?;
-        // Refused before the entries are decoded, by the pipeline's own rule (a request that
-        // cannot be read is an error on this face, not a decision).
+        // The pipeline's own rule, before the entries are read (a request that cannot be
+        // read is an error on this face, not a decision). A message of more entries is
+        // refused before tonic decodes it (`app::overload`, `grpc::wire`); this is the rule
+        // as the handler sees it.
         if let Some(refusal) = batch_size_refusal(message.entries.len()) {
             return Err(unreadable(refusal));
         }
