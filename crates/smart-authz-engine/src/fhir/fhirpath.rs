@@ -118,17 +118,53 @@ impl Expression {
         }
     }
 
+    /// [`Expression::evaluate_checked`], keeping the references a `where(resolve() is T)`
+    /// would drop: those this service cannot read as `T/id` (`patient/456`, `/Patient/456`)
+    /// but a FHIR server may, for a check that every reference the path reaches is one
+    /// this service reads.
+    pub fn evaluate_unresolved<'a>(
+        &self,
+        resource: &'a Value,
+    ) -> Result<Vec<Node<'a>>, AmbiguousElement<'a>> {
+        let mut ambiguous = None;
+        let nodes = self.evaluate_with(resource, Resolve::Skip, &mut ambiguous);
+        match ambiguous {
+            Some(ambiguous) => Err(ambiguous),
+            None => Ok(nodes),
+        }
+    }
+
     fn evaluate_tracking<'a>(
         &self,
         resource: &'a Value,
     ) -> (Vec<Node<'a>>, Option<AmbiguousElement<'a>>) {
-        let (mut out, mut ambiguous) = (Vec::new(), None);
+        let mut ambiguous = None;
+        let nodes = self.evaluate_with(resource, Resolve::Filter, &mut ambiguous);
+        (nodes, ambiguous)
+    }
+
+    fn evaluate_with<'a>(
+        &self,
+        resource: &'a Value,
+        resolve: Resolve,
+        ambiguous: &mut Option<AmbiguousElement<'a>>,
+    ) -> Vec<Node<'a>> {
+        let mut out = Vec::new();
         let resource_type = resource.get("resourceType").and_then(Value::as_str);
         for path in &self.branches {
-            evaluate_path(path, resource, resource_type, &mut out, &mut ambiguous);
+            evaluate_path(path, resource, resource_type, resolve, &mut out, ambiguous);
         }
-        (out, ambiguous)
+        out
     }
+}
+
+/// What `where(resolve() is T)` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolve {
+    /// Keeps the references that resolve to `T` (FHIRPath).
+    Filter,
+    /// Keeps every node ([`Expression::evaluate_unresolved`]).
+    Skip,
 }
 
 /// An element a resource gives more than once (`first` and `second` are two of its keys),
@@ -166,6 +202,7 @@ fn evaluate_path<'a>(
     path: &Path,
     resource: &'a Value,
     resource_type: Option<&str>,
+    resolve: Resolve,
     out: &mut Vec<Node<'a>>,
     ambiguous: &mut Option<AmbiguousElement<'a>>,
 ) {
@@ -191,7 +228,14 @@ fn evaluate_path<'a>(
         }
         Start::Group(branches) => {
             for branch in branches {
-                evaluate_path(branch, resource, resource_type, &mut current, ambiguous);
+                evaluate_path(
+                    branch,
+                    resource,
+                    resource_type,
+                    resolve,
+                    &mut current,
+                    ambiguous,
+                );
             }
         }
     }
@@ -202,7 +246,7 @@ fn evaluate_path<'a>(
         }
         next.clear();
         for node in &current {
-            apply_step(step, *node, &mut next, ambiguous);
+            apply_step(step, *node, resolve, &mut next, ambiguous);
         }
         std::mem::swap(&mut current, &mut next);
     }
@@ -223,6 +267,7 @@ fn root_type_matches(root: &str, resource_type: Option<&str>) -> bool {
 fn apply_step<'a>(
     step: &Step,
     node: Node<'a>,
+    resolve: Resolve,
     out: &mut Vec<Node<'a>>,
     ambiguous: &mut Option<AmbiguousElement<'a>>,
 ) {
@@ -238,7 +283,7 @@ fn apply_step<'a>(
             }
         }
         Step::WhereResolvesTo(type_name) => {
-            if resolves_to(node.value, type_name) {
+            if resolve == Resolve::Skip || resolves_to(node.value, type_name) {
                 out.push(node);
             }
         }

@@ -37,6 +37,22 @@ impl Session<'_> {
                 "a Patient cannot be created under patient/ scopes",
             ));
         }
+        // A Patient is another patient's own record, whatever links it to this one: a
+        // `link` puts Patient/456 in Patient/123's compartment for reading, but writing it
+        // writes into Patient/456's record (§3). Refused by its id alone, as facts need
+        // not list the Patient's own id among its compartments.
+        if resource_type == "Patient"
+            && access.is_write()
+            && let Some(id) = self.request.id.as_deref()
+            && id != patient
+        {
+            return Err(Refusal::new(
+                Reason::OutsideCompartment,
+                format!(
+                    "Patient/{id} is another patient's own record: patient/ scopes write only Patient/{patient}"
+                ),
+            ));
+        }
         // A conditional update that matches nothing creates the resource (FHIR R4 http.html
         // "Conditional update"): for a Patient, the creation refused just above.
         if resource_type == "Patient"
@@ -149,7 +165,14 @@ impl Session<'_> {
         // applies the compartment to every version it returns.
         if !verified || self.reads_past_versions() {
             grant.compartment = Some(format!("Patient/{patient}"));
-            grant.compartment_params = compartment_params(resource_type, params);
+            grant.compartment_params = if resource_type == "Patient" && access.is_write() {
+                // A conditional patch or delete of Patients: the compartment's other
+                // members are other patients' own records (refused above by id), so the
+                // write may match the patient's own record alone.
+                vec!["_id".to_owned()]
+            } else {
+                compartment_params(resource_type, params)
+            };
         }
         Ok(())
     }

@@ -234,13 +234,43 @@ pub fn cases() -> Vec<Case> {
         .deny(Reason::OutsideCompartment),
         case(
             S3P,
-            "a conditional delete of Patients carries the not-another-patient constraint",
+            "a conditional delete of Patients may match the patient's own record alone",
         )
         .scopes("patient/Patient.cruds")
         .patient("123")
         .line("DELETE", "Patient?identifier=x")
         .allow()
+        .compartment("Patient/123")
+        .compartment_params(&["_id"])
         .excludes_other_patients_via(&["link"]),
+        case(
+            S3P,
+            "a conditional patch of Patients may match the patient's own record alone, not one linked to it",
+        )
+        .scopes("patient/Patient.ud")
+        .patient("123")
+        .line("PATCH", "Patient?identifier=mrn-456")
+        .allow()
+        .compartment("Patient/123")
+        .compartment_params(&["_id"]),
+        case(
+            S3P,
+            "delete of another Patient is denied even when facts list only the patient's compartment",
+        )
+        .scopes("patient/Patient.cruds")
+        .patient("123")
+        .line("DELETE", "Patient/456")
+        .stored_facts(facts(&["Patient/123"], &[]))
+        .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "patch of another Patient is denied whatever its stored version shows",
+        )
+        .scopes("patient/Patient.ud")
+        .patient("123")
+        .line("PATCH", "Patient/456")
+        .stored_facts(facts(&["Patient/123"], &[]))
+        .deny(Reason::OutsideCompartment),
         case(
             S3P,
             "update of the own Patient without its stored version keeps its links unchecked",
@@ -899,6 +929,29 @@ pub fn cases() -> Vec<Case> {
         .expect(|decision| every_type_excluded_via(decision, "Device", &["patient"])),
         case(
             S3P,
+            "a type outside the compartment whose patient reference cannot be read is denied",
+        )
+        .scopes("patient/Device.rs")
+        .patient("123")
+        .line("GET", "Device/d1")
+        .stored(json!({
+            "resourceType": "Device",
+            "id": "d1",
+            "patient": { "reference": "/Patient/456" },
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(S3P, "nor in a lower-case spelling")
+            .scopes("patient/Device.rs")
+            .patient("123")
+            .line("GET", "Device/d1")
+            .stored(json!({
+                "resourceType": "Device",
+                "id": "d1",
+                "patient": { "reference": "patient/456" },
+            }))
+            .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
             "empty facts do not show it either",
         )
         .scopes("patient/Device.rs")
@@ -961,6 +1014,42 @@ pub fn cases() -> Vec<Case> {
                 json!([{"reference": "patient/456"}]),
             ))
             .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "so is one a where(resolve() is Patient) parameter would drop (Condition.subject)",
+        )
+        .scopes("patient/Condition.c")
+        .patient("123")
+        .line("POST", "Condition")
+        .proposed(json!({
+            "resourceType": "Condition",
+            "subject": { "reference": "patient/456" },
+            "asserter": { "reference": "Patient/123" },
+        }))
+        .deny(Reason::OutsideCompartment),
+        case(S3P, "and in a leading-slash spelling")
+            .scopes("patient/Condition.c")
+            .patient("123")
+            .line("POST", "Condition")
+            .proposed(json!({
+                "resourceType": "Condition",
+                "subject": { "reference": "/Patient/456" },
+                "asserter": { "reference": "Patient/123" },
+            }))
+            .deny(Reason::OutsideCompartment),
+        case(
+            S3P,
+            "a readable reference to another type there is no patient's (a Group subject)",
+        )
+        .scopes("patient/Condition.c")
+        .patient("123")
+        .line("POST", "Condition")
+        .proposed(json!({
+            "resourceType": "Condition",
+            "subject": { "reference": "Group/g1" },
+            "asserter": { "reference": "Patient/123" },
+        }))
+        .allow(),
         case(S3P, "a contained performer names nobody")
             .scopes("patient/Observation.c")
             .patient("123")

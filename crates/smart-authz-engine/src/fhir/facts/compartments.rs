@@ -125,17 +125,15 @@ pub(super) fn unreadable_patient_link<'r>(
     resource: &'r Value,
 ) -> Option<UnreadableLink<'r>> {
     for expression in link_expressions(version, resource_type, resource) {
-        let nodes = match expression.evaluate_checked(resource) {
+        // Past `where(resolve() is Patient)` too, which drops the very references this
+        // looks for (`Condition.subject.where(resolve() is Patient)` holding `patient/456`).
+        let nodes = match expression.evaluate_unresolved(resource) {
             Ok(nodes) => nodes,
             Err(ambiguous) => return Some(UnreadableLink::Ambiguous(ambiguous)),
         };
         let unreadable = nodes.iter().find_map(|node| {
             let reference = node.value.get("reference")?.as_str()?;
-            let unreadable = !reference.starts_with('#')
-                && !reference.contains('?')
-                && parse_reference(reference).is_none()
-                && reference.to_ascii_lowercase().contains("patient");
-            unreadable.then_some(reference)
+            names_patient_unreadably(reference).then_some(reference)
         });
         if let Some(reference) = unreadable {
             return Some(UnreadableLink::Reference(reference));
@@ -188,7 +186,11 @@ pub(super) fn unidentified_patient(
         .filter(|param| typed && param.targets_type("Patient"))
         .filter_map(|param| version.expression(param.expression?).ok());
     for expression in links {
-        for node in expression.evaluate(resource) {
+        // Past `where(resolve() is Patient)`, which drops a reference it cannot read.
+        let Ok(nodes) = expression.evaluate_unresolved(resource) else {
+            return Some("a reference element given twice");
+        };
+        for node in nodes {
             let Value::Object(link) = node.value else {
                 continue;
             };
@@ -202,11 +204,25 @@ pub(super) fn unidentified_patient(
                 Some(reference) if reference.starts_with("urn:") => {
                     return Some("a urn: reference");
                 }
+                // `patient/456`, `/Patient/456`, `Patient/456/`: a server may read it as
+                // Patient/456 where this service reads no patient at all.
+                Some(reference) if names_patient_unreadably(reference) => {
+                    return Some("a patient reference this service cannot read");
+                }
                 _ => {}
             }
         }
     }
     None
+}
+
+/// A reference that mentions a patient but is no reference this service reads: not
+/// contained (`#p1`), not a search (`Patient?identifier=x`, refused by its own rule).
+fn names_patient_unreadably(reference: &str) -> bool {
+    !reference.starts_with('#')
+        && !reference.contains('?')
+        && parse_reference(reference).is_none()
+        && reference.to_ascii_lowercase().contains("patient")
 }
 
 /// Whether `object` is a Reference (FHIR R4 references.html) naming its target without a
