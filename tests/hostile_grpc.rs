@@ -458,6 +458,52 @@ async fn messages_that_would_cost_far_more_than_their_bytes_are_refused_unread()
     server.stop().await;
 }
 
+/// A resource's JSON is read only once the token is admitted, as the Envoy face reads a
+/// body: without a valid token, megabytes of it are never parsed, and the answer is the
+/// token's deny, not the JSON's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_read_only_for_an_admitted_token() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let unreadable = Some(pb::Resource {
+        content: Some(pb::resource::Content::Json(b"{\"a\":1,\"a\":2}".to_vec())),
+    });
+    let request = |token: &str| pb::CheckAccessRequest {
+        stored: unreadable.clone(),
+        ..check_http(token, "GET", "Observation/o1")
+    };
+    let denied = server.check_request(request("not.a.jwt")).await;
+    assert_eq!(reason(&denied), pb::Reason::TokenMalformed);
+    let batch = |token: &str| pb::BatchCheckAccessRequest {
+        access_token: token.to_owned(),
+        bundle_type: pb::BundleType::Batch as i32,
+        entries: vec![pb::BatchEntry {
+            request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                method: "GET".into(),
+                path: "Observation/o1".into(),
+                ..Default::default()
+            })),
+            stored: unreadable.clone(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut client = server.client.clone();
+    let denied = client.batch_check_access(batch("not.a.jwt")).await.unwrap();
+    assert_eq!(
+        denied.get_ref().reason,
+        pb::Reason::TokenMalformed as i32,
+        "{denied:?}"
+    );
+    // With a valid token it is read, and refused.
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let refused = client.check_access(request(&token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let refused = client.batch_check_access(batch(&token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    server.stop().await;
+}
+
 /// JSON with a member named twice is refused, wherever it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_with_duplicate_json_members_are_invalid() {

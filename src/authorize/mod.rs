@@ -14,9 +14,11 @@
 //! - a token verified for one FHIR version is re-read for an engine of another;
 //! - the deny vocabulary ([`Refusal`]) and its statuses.
 //!
-//! [`Authorizer::check`] and [`Authorizer::check_bundle`] run the whole pipeline on a request
-//! decoded up front. A face that must read more of the request once the token is known (the
-//! body Envoy forwards: no body is parsed for a caller without a valid token) calls
+//! No resource is parsed for a caller without a valid token: [`Authorizer::check`] runs the
+//! whole pipeline on a request decoded up front (AuthZEN's, whose JSON is the request);
+//! [`Authorizer::check_reading`] and [`Authorizer::check_bundle_reading`] read the resource
+//! versions or a batch's entries once the token is admitted (gRPC). A face that must read
+//! more of the request once the token is known (the body Envoy forwards) calls
 //! [`Authorizer::admit`] and then decides through the [`Admitted`] token.
 //!
 //! An issuer that cannot be reached is [`Unavailable`]: never an allow.
@@ -183,16 +185,6 @@ pub struct Check<'a> {
     pub if_none_exist: Option<&'a str>,
 }
 
-/// A batch or transaction to decide, entry by entry. Its `Debug` leaves the token out.
-#[derive(Clone, Copy)]
-pub struct BundleCheck<'a> {
-    pub raw_token: &'a str,
-    /// The request that carried the Bundle (`POST [base]`), when there was one.
-    pub request: Option<&'a FhirRequest>,
-    pub kind: BundleKind,
-    pub entries: &'a [BundleEntry],
-}
-
 /// Stands for a token in `Debug` output: a token must never reach a log line.
 const TOKEN_LEFT_OUT: &str = "<left out>";
 
@@ -209,18 +201,6 @@ impl std::fmt::Debug for Check<'_> {
             .field("stored", &self.stored)
             .field("proposed", &self.proposed)
             .field("if_none_exist", &self.if_none_exist)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for BundleCheck<'_> {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("BundleCheck")
-            .field("raw_token", &TOKEN_LEFT_OUT)
-            .field("request", &self.request)
-            .field("kind", &self.kind)
-            .field("entries", &self.entries)
             .finish()
     }
 }
@@ -345,26 +325,71 @@ impl Authorizer {
         })
     }
 
-    /// Decides a batch or transaction for `server`, entry by entry; one event per entry.
-    pub async fn check_bundle(
+    /// [`Authorizer::check`], with the resource's versions read by `read` only once the
+    /// token is admitted, as the Envoy face reads a body: a caller without a valid token does
+    /// not get megabytes of JSON parsed into a tree many times their size. `check.stored`
+    /// and `check.proposed` are left aside (give `None`); a refusal of `read` is reported
+    /// with the token it came with.
+    pub async fn check_reading(
         &self,
         call: Call<'_>,
         server: &FhirServer,
-        check: BundleCheck<'_>,
-    ) -> Result<Verdict<BundleDecision>, Unavailable> {
-        traces::record_bundle_size(call.span, check.entries.len());
-        // A Bundle is never public: no request line is matched.
+        check: Check<'_>,
+        read: impl Future<Output = Result<(Option<Resource>, Option<Resource>), Refusal>>,
+    ) -> Result<Verdict<Decision>, Unavailable> {
         let admission = self
-            .admit(call, server, check.raw_token, check.request, None)
+            .admit(
+                call,
+                server,
+                check.raw_token,
+                Some(check.request),
+                check.line,
+            )
             .await?;
         Ok(match admission {
-            Admission::Admitted(admitted) => {
-                admitted.decide_bundle(check.request, check.kind, check.entries)
-            }
+            Admission::Public(decision) => Verdict::Public(decision),
+            Admission::Refused(refusal) => Verdict::Refused(refusal),
+            Admission::Admitted(admitted) => match read.await {
+                Ok((stored, proposed)) => admitted.decide(
+                    check.request,
+                    stored.as_ref(),
+                    proposed.as_ref(),
+                    None,
+                    check.if_none_exist,
+                ),
+                Err(refusal) => {
+                    admitted.refuse(Some(check.request), refusal.clone());
+                    Verdict::Refused(refusal)
+                }
+            },
+        })
+    }
+
+    /// Decides a batch or transaction for `server`, entry by entry (one event per entry),
+    /// its entries read by `read` only once the token is admitted (see
+    /// [`Authorizer::check_reading`]).
+    pub async fn check_bundle_reading(
+        &self,
+        call: Call<'_>,
+        server: &FhirServer,
+        raw_token: &str,
+        kind: BundleKind,
+        read: impl Future<Output = Result<Vec<BundleEntry>, Refusal>>,
+    ) -> Result<Verdict<BundleDecision>, Unavailable> {
+        // A Bundle of this form carries no request line, so is never public.
+        let admission = self.admit(call, server, raw_token, None, None).await?;
+        Ok(match admission {
+            Admission::Admitted(admitted) => match read.await {
+                Ok(entries) => admitted.decide_bundle(None, kind, &entries),
+                Err(refusal) => {
+                    admitted.refuse(None, refusal.clone());
+                    Verdict::Refused(refusal)
+                }
+            },
             Admission::Refused(refusal) => Verdict::Refused(refusal),
             Admission::Public(_) => {
                 let refusal = Refusal::InvalidRequest("a batch is never public".to_owned());
-                self.refused(call, check.raw_token, check.request, &refusal);
+                self.refused(call, raw_token, None, &refusal);
                 Verdict::Refused(refusal)
             }
         })

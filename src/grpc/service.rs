@@ -11,8 +11,8 @@ use super::pb;
 use super::pb::authz_service_server::AuthzService;
 use super::{answer, convert};
 use crate::authorize::{
-    AnswerCheck, Authorizer, BundleCheck, Call, Caller, Check, FhirServer, Refusal,
-    batch_size_refusal, request_id,
+    AnswerCheck, Authorizer, Call, Caller, Check, FhirServer, Refusal, batch_size_refusal,
+    request_id,
 };
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
@@ -96,22 +96,25 @@ impl AuthzGrpc {
             )?;
             let (request, line) = convert::check_request(message.request.as_ref())
                 .map_err(|refusal| self.unreadable(call, token, refusal))?;
-            let if_none_exist = convert::if_none_exist(message.request.as_ref());
-            let stored = convert::resource(message.stored, "stored")
-                .await
-                .map_err(|refusal| self.unreadable(call, token, refusal))?;
-            let proposed = convert::resource(message.proposed, "proposed")
-                .await
-                .map_err(|refusal| self.unreadable(call, token, refusal))?;
             let check = Check {
                 raw_token: token,
                 request: &request,
                 line,
-                stored: stored.as_ref(),
-                proposed: proposed.as_ref(),
-                if_none_exist,
+                stored: None,
+                proposed: None,
+                if_none_exist: convert::if_none_exist(message.request.as_ref()),
             };
-            let verdict = self.authorizer.check(call, server, check).await?;
+            let read = async {
+                let stored = convert::resource(message.stored, "stored").await?;
+                Ok((
+                    stored,
+                    convert::resource(message.proposed, "proposed").await?,
+                ))
+            };
+            let verdict = self
+                .authorizer
+                .check_reading(call, server, check, read)
+                .await?;
             let mut response = convert::check_response(verdict)?;
             response.request_id.clone_from(&message.request_id);
             Ok(Response::new(response))
@@ -144,31 +147,27 @@ impl AuthzGrpc {
         if let Some(refusal) = batch_size_refusal(message.entries.len()) {
             return Err(unreadable(refusal));
         }
-        let mut entries = Vec::with_capacity(message.entries.len());
-        for (index, entry) in message.entries.into_iter().enumerate() {
-            let field = format!("entries[{index}]");
-            let (request, _line) =
-                convert::entry_request(entry.request.as_ref(), &field).map_err(unreadable)?;
-            entries.push(BundleEntry {
-                request: Ok(request),
-                stored: convert::resource(entry.stored, &format!("{field}.stored"))
-                    .await
-                    .map_err(unreadable)?,
-                proposed: convert::resource(entry.proposed, &format!("{field}.proposed"))
-                    .await
-                    .map_err(unreadable)?,
-                if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
-                // A batch entry of this API carries no patch document.
-                patch: None,
-            });
-        }
-        let check = BundleCheck {
-            raw_token: token,
-            request: None,
-            kind,
-            entries: &entries,
+        let read = async {
+            let mut entries = Vec::with_capacity(message.entries.len());
+            for (index, entry) in message.entries.into_iter().enumerate() {
+                let field = format!("entries[{index}]");
+                let (request, _line) = convert::entry_request(entry.request.as_ref(), &field)?;
+                entries.push(BundleEntry {
+                    request: Ok(request),
+                    stored: convert::resource(entry.stored, &format!("{field}.stored")).await?,
+                    proposed: convert::resource(entry.proposed, &format!("{field}.proposed"))
+                        .await?,
+                    if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
+                    // A batch entry of this API carries no patch document.
+                    patch: None,
+                });
+            }
+            Ok(entries)
         };
-        let verdict = self.authorizer.check_bundle(call, server, check).await?;
+        let verdict = self
+            .authorizer
+            .check_bundle_reading(call, server, token, kind, read)
+            .await?;
         let mut response = convert::bundle_check_response(verdict)?;
         response.request_id.clone_from(&message.request_id);
         Ok(Response::new(response))
