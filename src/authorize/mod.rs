@@ -303,25 +303,15 @@ impl Authorizer {
         server: &FhirServer,
         check: Check<'_>,
     ) -> Result<Verdict<Decision>, Unavailable> {
-        let admission = self
-            .admit(
-                call,
-                server,
-                check.raw_token,
-                Some(check.request),
-                check.line,
-            )
-            .await?;
-        Ok(match admission {
-            Admission::Public(decision) => Verdict::Public(decision),
-            Admission::Refused(refusal) => Verdict::Refused(refusal),
-            Admission::Admitted(admitted) => admitted.decide(
+        Ok(match self.admit_check(call, server, &check).await? {
+            Ok(admitted) => admitted.decide(
                 check.request,
                 check.stored,
                 check.proposed,
                 None,
                 check.if_none_exist,
             ),
+            Err(verdict) => verdict,
         })
     }
 
@@ -337,6 +327,33 @@ impl Authorizer {
         check: Check<'_>,
         read: impl Future<Output = Result<(Option<Resource>, Option<Resource>), Refusal>>,
     ) -> Result<Verdict<Decision>, Unavailable> {
+        let admitted = match self.admit_check(call, server, &check).await? {
+            Ok(admitted) => admitted,
+            Err(verdict) => return Ok(verdict),
+        };
+        Ok(match read.await {
+            Ok((stored, proposed)) => admitted.decide(
+                check.request,
+                stored.as_ref(),
+                proposed.as_ref(),
+                None,
+                check.if_none_exist,
+            ),
+            Err(refusal) => {
+                admitted.refuse(Some(check.request), refusal.clone());
+                Verdict::Refused(refusal)
+            }
+        })
+    }
+
+    /// The token of `check` admitted, or the verdict that ends the request before any
+    /// version of its resource is read: a public endpoint's allow, a refused token.
+    async fn admit_check<'a>(
+        &'a self,
+        call: Call<'a>,
+        server: &'a FhirServer,
+        check: &Check<'_>,
+    ) -> Result<Result<Admitted<'a>, Verdict<Decision>>, Unavailable> {
         let admission = self
             .admit(
                 call,
@@ -347,21 +364,9 @@ impl Authorizer {
             )
             .await?;
         Ok(match admission {
-            Admission::Public(decision) => Verdict::Public(decision),
-            Admission::Refused(refusal) => Verdict::Refused(refusal),
-            Admission::Admitted(admitted) => match read.await {
-                Ok((stored, proposed)) => admitted.decide(
-                    check.request,
-                    stored.as_ref(),
-                    proposed.as_ref(),
-                    None,
-                    check.if_none_exist,
-                ),
-                Err(refusal) => {
-                    admitted.refuse(Some(check.request), refusal.clone());
-                    Verdict::Refused(refusal)
-                }
-            },
+            Admission::Public(decision) => Err(Verdict::Public(decision)),
+            Admission::Refused(refusal) => Err(Verdict::Refused(refusal)),
+            Admission::Admitted(admitted) => Ok(admitted),
         })
     }
 

@@ -109,7 +109,7 @@ fn count(
         if *fields > MAX_FIELDS {
             return None;
         }
-        if tracked == Some(u32::try_from(field).unwrap_or(0)) {
+        if tracked.map(u64::from) == Some(field) {
             occurrences += 1;
         }
     }
