@@ -23,7 +23,7 @@ const MAX_CHAINED_REFERENCES: usize = 6;
 
 impl Session<'_> {
     /// Refuses `_filter` (never read here), and on a search whose answer the compartment
-    /// does not confine: a reverse chain (`_has`), `_list` and `_in`, and a chain that can
+    /// does not confine: a reverse chain (`_has`), `_list`, `_in` and `_query`, and a chain that can
     /// reach a patient's records at any step ([`Self::chain_reaches_patients`]). On a
     /// confined search, a reverse chain whose last parameter names another patient is
     /// refused as that parameter would be.
@@ -54,7 +54,11 @@ impl Session<'_> {
                 "_has" if !confined => return Err(unconfined(name, resource_type)),
                 "_has" => self.check_reverse_chain(name, &param.value, patient)?,
                 // `_in` (R5) asks for membership in a List, Group or CareTeam, as `_list` does.
-                "_list" | "_in" if !confined => return Err(unconfined(name, resource_type)),
+                // `_query` runs a named query the server defines in the search's place (R4
+                // search.html#query), which may select by anything.
+                "_list" | "_in" | "_query" if !confined => {
+                    return Err(unconfined(name, resource_type));
+                }
                 // No parameter every type shares is a reference: a chain on a search of every
                 // type begins with some types' own parameter, which a server may resolve on each.
                 _ if !confined

@@ -1463,6 +1463,22 @@ pub fn cases() -> Vec<Case> {
             .patient("123")
             .line("GET", "Medication?_list=List/l9")
             .deny(Reason::UnsupportedRequest),
+        case(S3P, "a named query on a type outside the compartment")
+            .scopes("patient/Medication.rs")
+            .patient("123")
+            .line("GET", "Medication?_query=prescribed-to&patient=456")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a named query on a search of every type")
+            .scopes("patient/*.rs")
+            .patient("123")
+            .line("GET", "?_query=recent")
+            .deny(Reason::UnsupportedRequest),
+        case(S3P, "a named query on a compartment type is confined by the compartment")
+            .scopes("patient/Observation.rs")
+            .patient("123")
+            .line("GET", "Observation?_query=recent")
+            .allow()
+            .compartment("Patient/123"),
         case(S3P, "_list on a compartment type is confined by the compartment")
             .scopes("patient/Observation.rs")
             .patient("123")
