@@ -348,3 +348,38 @@ async fn what_cannot_be_filtered_is_never_an_allow() {
     assert!(status.message().contains("max_body_bytes"), "{status:?}");
     server.stop().await;
 }
+
+/// An answer whose JSON would take more memory once parsed than the whole of
+/// `max_buffered_request_bytes` (720 KB of one-member objects, some 65 MB as a tree) is
+/// the FHIR server's fault, as one over `max_body_bytes`:
+/// refused as it is parsed, never passed unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_parses_into_more_than_the_budget_is_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "max_request_bytes = 1048576\nmax_buffered_request_bytes = 4194304\n",
+    )
+    .await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let dense = format!(
+        r#"{{"resourceType":"Bundle","type":"searchset","entry":[{}{{"a":0}}]}}"#,
+        r#"{"a":0},"#.repeat(90_000)
+    );
+    let status = filter(
+        &server,
+        filter_request(&token, "GET Observation", dense.as_bytes()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("max_buffered_request_bytes"),
+        "{status:?}"
+    );
+    assert!(
+        status.metadata().get("grpc-retry-pushback-ms").is_none(),
+        "{status:?}"
+    );
+    server.stop().await;
+}

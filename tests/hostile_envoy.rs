@@ -550,3 +550,34 @@ async fn single_writes_are_decided_on_everything_the_server_will_use() {
     denied_response(&envoy_check(&server, second_override).await, 400);
     server.stop().await;
 }
+
+/// A body whose JSON would take more memory once parsed than the whole of
+/// `max_buffered_request_bytes` is refused 413 as it is parsed, not held: a resource or
+/// Bundle of 900 KB of one-member objects is some 80 MB as a tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_parse_into_more_than_the_budget_are_refused() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let config = format!(
+        "max_request_bytes = 1048576\nmax_buffered_request_bytes = 4194304\n{ENVOY_CONFIG}"
+    );
+    let server = TestServer::for_issuer(&issuer, &config).await;
+    let token = issuer.patient_token("patient/Observation.crus", "123");
+    let dense = format!(r#"[{}{{"a":0}}]"#, r#"{"a":0},"#.repeat(112_000));
+    let resource = format!(
+        r#"{{"resourceType":"Observation","status":"final","code":{{"text":"x"}},"subject":{{"reference":"Patient/123"}},"extension":{dense}}}"#
+    );
+    let bundle = format!(r#"{{"resourceType":"Bundle","type":"batch","entry":{dense}}}"#);
+    for (path, body) in [("/fhir/R4/Observation", resource), ("/fhir/R4/", bundle)] {
+        let request = with_raw_body(check_request("POST", path, Some(&token), &[], None), &body);
+        let response = envoy_check(&server, request).await;
+        let (_, outcome) = denied_response(&response, 413);
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("max_buffered_request_bytes (4194304 bytes)"),
+            "{path}: {outcome}"
+        );
+    }
+    server.stop().await;
+}

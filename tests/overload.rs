@@ -293,27 +293,7 @@ async fn messages_being_read_are_bounded_by_bytes() {
     tokio::spawn(connection);
     // A stream announcing a message of 4,000 bytes, and 3,995 of them: the rest never
     // comes.
-    let open_stalled = |path: &'static str| {
-        let send = send.clone();
-        let address = server.address;
-        async move {
-            let request = http::Request::post(format!("http://{address}{path}"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .body(())
-                .unwrap();
-            let mut send = send.ready().await.unwrap();
-            let (answer, mut body) = send.send_request(request, false).unwrap();
-            let mut message = vec![0u8, 0, 0, 0x0f, 0xa0];
-            message.resize(4000, b'x');
-            body.send_data(message.into(), false).unwrap();
-            Stalled {
-                answer: Some(answer),
-                response: None,
-                body,
-            }
-        }
-    };
+    let open_stalled = |path: &'static str| Stalled::open(&send, server.address, path, 4000);
     let paths = [
         "/smartauthz.v1.AuthzService/CheckAccess",
         "/envoy.service.ext_proc.v3.ExternalProcessor/Process",
@@ -372,6 +352,101 @@ async fn messages_being_read_are_bounded_by_bytes() {
     assert!(answered.is_ok(), "{answered:?}");
 }
 
+/// The JSON trees a call parses count against `max_buffered_request_bytes` beside its
+/// bytes: a tree larger than the whole budget is refused as too large (no retry gets it
+/// through), one larger than what other calls leave free as busy (retry), and a resource
+/// of ordinary shape is decided. Counting bytes alone let a 4 MiB array of zeros take
+/// 150 MB once parsed (docs/performance-log.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parsed_trees_are_bounded_with_the_bytes_they_came_from() {
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "max_request_bytes = 1048576\nmax_buffered_request_bytes = 4194304\n",
+    )
+    .await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let with_stored = |json: String| smart_authz::grpc::pb::CheckAccessRequest {
+        stored: Some(smart_authz::grpc::pb::Resource {
+            content: Some(smart_authz::grpc::pb::resource::Content::Json(
+                json.into_bytes(),
+            )),
+        }),
+        ..check_http(&token, "GET", "Observation/o1")
+    };
+    let observation = |members: String| {
+        format!(
+            r#"{{"resourceType":"Observation","id":"o1","status":"final","code":{{"text":"x"}},"subject":{{"reference":"Patient/123"}}{members}}}"#
+        )
+    };
+    let mut client = server.client.clone();
+
+    // 900 KB of one-member objects: some 80 MB once parsed, beyond the whole 4 MiB.
+    let dense = observation(format!(
+        r#","extension":[{}{{"a":0}}]"#,
+        r#"{"a":0},"#.repeat(112_000)
+    ));
+    let refused = client.check_access(with_stored(dense)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("more memory") && refused.message().contains("4194304"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.metadata().get("grpc-retry-pushback-ms").is_none(),
+        "too large is not retried: {refused:?}"
+    );
+
+    // 250 KB of notes: about 3 MB once parsed, within the budget but not beside three
+    // stalled messages of a megabyte each.
+    let notes = (0..2_500)
+        .map(|index| format!(r#"{{"text":"note {index:05} {}"}}"#, "n".repeat(80)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ordinary = with_stored(observation(format!(r#","note":[{notes}]"#)));
+    let io = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let path = "/smartauthz.v1.AuthzService/CheckAccess";
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(Stalled::open(&send, server.address, path, 1_000_000).await);
+    }
+    let mut busy = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match client.check_access(ordinary.clone()).await {
+            Err(status) if status.message().contains("parsed") => {
+                busy = Some(status);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let busy = busy.expect("refused while the stalled messages hold most of the budget");
+    assert_eq!(busy.code(), Code::ResourceExhausted, "{busy:?}");
+    assert!(
+        busy.metadata().get("grpc-retry-pushback-ms").is_some(),
+        "{busy:?}"
+    );
+
+    // Once they end, the same resource is decided.
+    for mut stream in stalled {
+        stream.body.send_reset(h2::Reason::CANCEL);
+    }
+    let mut answered = client.check_access(ordinary.clone()).await;
+    for _ in 0..100 {
+        if answered.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answered = client.check_access(ordinary.clone()).await;
+    }
+    assert_eq!(answered.unwrap().into_inner().decision, 1);
+}
+
 /// A stream whose message never ends, as its client sees it.
 struct Stalled {
     answer: Option<h2::client::ResponseFuture>,
@@ -380,6 +455,32 @@ struct Stalled {
 }
 
 impl Stalled {
+    /// A stream to `path` announcing a message of `length` bytes, of which all but its
+    /// last byte are sent.
+    async fn open(
+        send: &h2::client::SendRequest<bytes::Bytes>,
+        address: std::net::SocketAddr,
+        path: &str,
+        length: u32,
+    ) -> Stalled {
+        let request = http::Request::post(format!("http://{address}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let mut send = send.clone().ready().await.unwrap();
+        let (answer, mut body) = send.send_request(request, false).unwrap();
+        let mut message = vec![0u8];
+        message.extend_from_slice(&length.to_be_bytes());
+        message.resize(length as usize, b'x');
+        body.send_data(message.into(), false).unwrap();
+        Stalled {
+            answer: Some(answer),
+            response: None,
+            body,
+        }
+    }
+
     /// Whether the server has ended the stream (refused it): a stalled unary call has no
     /// answer yet; a stalled ext_proc stream has its headers and no end.
     async fn ended(&mut self) -> bool {

@@ -208,6 +208,11 @@ pub async fn serve(
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
     health.ready_when_loaded(Arc::clone(&authenticator)).await;
+    // One limit on calls in flight and on request memory for every face.
+    let capacity = Capacity::new(
+        config.max_concurrent_calls,
+        config.max_buffered_request_bytes,
+    );
     let authorizer = Arc::new(
         Authorizer::new(
             Arc::clone(&authenticator),
@@ -215,14 +220,10 @@ pub async fn serve(
             config.envoy.public_paths.clone(),
             Servers::from_config(&config),
         )
-        .with_max_answer_bytes(config.response_filter.max_body_bytes),
+        .with_max_answer_bytes(config.response_filter.max_body_bytes)
+        .with_capacity(capacity.clone()),
     );
     let envoy = EnvoyAuthz::new(&config.envoy, Arc::clone(&authorizer));
-    // One limit on calls in flight for every face.
-    let capacity = Capacity::new(
-        config.max_concurrent_calls,
-        config.max_buffered_request_bytes,
-    );
     let processor = EnvoyProcessor::new(
         Arc::clone(&authorizer),
         capacity.clone(),

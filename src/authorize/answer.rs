@@ -11,10 +11,10 @@ use serde_json::Value;
 use super::off_runtime::BLOCKING_PARSE_BYTES;
 use super::{
     Admission, Admitted, AnswerProblem, Authorizer, Call, FhirServer, HttpLine, Refusal,
-    Unavailable, Verdict,
+    TreeBudget, Unavailable, Verdict,
 };
 use crate::decision::{Decision, Engine, FilteredResponse, Outcome};
-use crate::fhir::{FhirRequest, Interaction, parse_strict, to_fhir_json_keeping};
+use crate::fhir::{FhirRequest, Interaction, parse_strict_within, to_fhir_json_keeping};
 use crate::smart::TokenContext;
 use crate::telemetry::metrics;
 
@@ -155,11 +155,14 @@ impl Authorizer {
     }
 
     /// Judges the answer `check.body` to `check.request` for `server`.
+    /// The answer's tree and what is filtered from it count in `budget`: keep it until the
+    /// filtered answer is written.
     pub async fn filter_answer(
         &self,
         call: Call<'_>,
         server: &FhirServer,
         check: AnswerCheck<'_>,
+        budget: &mut TreeBudget,
     ) -> Result<Verdict<FilteredResponse>, Unavailable> {
         let admitted = match self
             .admit(
@@ -195,16 +198,36 @@ impl Authorizer {
                 admitted.context(),
                 check.request,
                 check.body,
+                budget,
             )
         } else {
             let engine = admitted.engine.clone();
             let context = admitted.context().clone();
             let request = check.request.clone();
             let body = check.body.to_vec();
-            tokio::task::spawn_blocking(move || judge(&engine, &context, &request, &body))
-                .await
-                .unwrap_or_else(|_| Err("judging the answer was cancelled".to_owned()))
+            let mut fork = budget.fork();
+            let judged = tokio::task::spawn_blocking(move || {
+                let judged = judge(&engine, &context, &request, &body, &mut fork);
+                (judged, fork)
+            })
+            .await;
+            match judged {
+                Ok((judged, fork)) => {
+                    budget.absorb(fork);
+                    judged
+                }
+                Err(_) => Err("judging the answer was cancelled".to_owned()),
+            }
         };
+        if let Some(refusal) = budget.refusal() {
+            // An answer too large to read is the FHIR server's, as one over max_body_bytes.
+            let refusal = match refusal {
+                Refusal::TooLarge(message) => Refusal::Answer(AnswerProblem::TooLarge, message),
+                busy => busy,
+            };
+            admitted.refuse(Some(check.request), refusal.clone());
+            return Ok(Verdict::Refused(refusal));
+        }
         Ok(admitted.filtered(check.request, judged))
     }
 }
@@ -215,8 +238,10 @@ fn judge(
     context: &TokenContext,
     request: &FhirRequest,
     body: &[u8],
+    budget: &mut TreeBudget,
 ) -> Result<FilteredResponse, String> {
-    let answer = parse_strict(body)
+    let answer = budget
+        .parse(body, parse_strict_within)
         .map_err(|error| format!("the answer is not JSON the service reads: {error}"))?;
     engine
         .filter_response(context, request, answer)

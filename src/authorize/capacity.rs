@@ -14,8 +14,9 @@ use crate::telemetry;
 pub struct Capacity {
     slots: Arc<Semaphore>,
     limit: usize,
-    /// `max_buffered_request_bytes`, one permit a byte (`reading`).
+    /// `max_buffered_request_bytes`, one permit a byte (`reading`, `tree_budget`).
     buffered: Arc<Semaphore>,
+    buffered_limit: usize,
 }
 
 /// One call's slot, given back when dropped.
@@ -31,7 +32,13 @@ impl Capacity {
             buffered: Arc::new(Semaphore::new(
                 max_buffered_bytes.min(Semaphore::MAX_PERMITS),
             )),
+            buffered_limit: max_buffered_bytes.min(Semaphore::MAX_PERMITS),
         }
+    }
+
+    /// The whole budget of buffered bytes: what no request may go beyond alone.
+    pub fn buffered_limit(&self) -> usize {
+        self.buffered_limit
     }
 
     /// `bytes` of the budget of buffered request bytes, or `None` (counted as shed) when

@@ -34,6 +34,7 @@ mod request_id;
 mod servers;
 #[cfg(test)]
 mod tests;
+mod tree_budget;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub use self::request::{
 };
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Release, Servers};
+pub use self::tree_budget::{MeteredParse, TREE_OVER_BUDGET, TreeBudget};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
 use crate::fhir::{FhirRequest, Interaction, Resource, structured};
 use crate::telemetry::{DecisionEvent, EventToken, Observer, Rpc, traces};
@@ -216,6 +218,8 @@ pub struct Authorizer {
     servers: Servers,
     /// Largest FHIR server answer filtered (`[response_filter] max_body_bytes`).
     max_answer_bytes: usize,
+    /// The process's budget of request memory, which parsed trees count against.
+    capacity: Capacity,
 }
 
 impl Authorizer {
@@ -231,6 +235,8 @@ impl Authorizer {
             public_paths,
             servers,
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            // Unbounded until the service gives its own (`with_capacity`).
+            capacity: Capacity::new(1, usize::MAX),
         }
     }
 
@@ -240,6 +246,17 @@ impl Authorizer {
             max_answer_bytes: bytes,
             ..self
         }
+    }
+
+    /// The same pipeline, counting the trees it parses in `capacity`'s budget of request
+    /// memory.
+    pub fn with_capacity(self, capacity: Capacity) -> Self {
+        Authorizer { capacity, ..self }
+    }
+
+    /// An empty budget for one call's parsed trees ([`TreeBudget`]).
+    pub fn tree_budget(&self) -> TreeBudget {
+        self.capacity.tree_budget()
     }
 
     /// The server a gRPC or AuthZEN request to decide names, in the FHIR release it names

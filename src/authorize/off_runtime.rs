@@ -2,17 +2,33 @@
 //! be megabytes: parsing it on the async runtime would stall every call on that worker, so
 //! a large one is parsed on the blocking pool. One rule for every face.
 
+use super::tree_budget::{MeteredParse, TreeBudget};
+
 /// Bodies larger than this are parsed off the async runtime.
 pub const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
 
-/// `parse(body)`, on the blocking pool when `body` is larger than [`BLOCKING_PARSE_BYTES`];
-/// `None` when that task was cancelled (the runtime shutting down).
-pub async fn parse_off_runtime<T: Send + 'static>(body: &[u8], parse: fn(&[u8]) -> T) -> Option<T> {
+/// `parse(body)`, its tree counted in `budget`, on the blocking pool when `body` is larger
+/// than [`BLOCKING_PARSE_BYTES`]; `None` when that task was cancelled (the runtime shutting
+/// down). A call dropped while its parse runs leaves the parse its share of the budget
+/// until it ends.
+pub async fn parse_off_runtime<T: Send + 'static>(
+    body: &[u8],
+    budget: &mut TreeBudget,
+    parse: MeteredParse<T>,
+) -> Option<T> {
     if body.len() <= BLOCKING_PARSE_BYTES {
-        return Some(parse(body));
+        return Some(budget.parse(body, parse));
     }
     let body = body.to_vec();
-    tokio::task::spawn_blocking(move || parse(&body)).await.ok()
+    let mut fork = budget.fork();
+    let (parsed, fork) = tokio::task::spawn_blocking(move || {
+        let parsed = fork.parse(&body, parse);
+        (parsed, fork)
+    })
+    .await
+    .ok()?;
+    budget.absorb(fork);
+    Some(parsed)
 }
 
 /// `work()`, on the blocking pool when the bytes it reads or writes, `size`, are more than

@@ -37,6 +37,12 @@ pub enum Refusal {
     /// A FHIR server's answer that cannot be filtered, so may not go back unread.
     #[error("{1}")]
     Answer(AnswerProblem, String),
+    /// The memory reading the request needs is held by other calls: a retry may get it.
+    #[error("{0}")]
+    Overloaded(String),
+    /// Reading the request would take more memory than the service holds for all of them.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Why an answer cannot be filtered (docs/response-filtering.md).
@@ -115,6 +121,8 @@ impl Refusal {
             Refusal::Answer(AnswerProblem::Encoded, _) => "answer_encoded",
             Refusal::Answer(AnswerProblem::Missing, _) => "answer_missing",
             Refusal::Answer(AnswerProblem::ProcessingMode, _) => "processing_mode",
+            Refusal::Overloaded(_) => "overloaded",
+            Refusal::TooLarge(_) => "request_too_large",
         }
     }
 
@@ -140,6 +148,14 @@ impl Refusal {
                     AnswerProblem::ProcessingMode => Code::FailedPrecondition,
                     AnswerProblem::Unreadable | AnswerProblem::Encoded => Code::InvalidArgument,
                 },
+            },
+            Refusal::Overloaded(_) => Status {
+                http: 503,
+                grpc: Code::ResourceExhausted,
+            },
+            Refusal::TooLarge(_) => Status {
+                http: 413,
+                grpc: Code::ResourceExhausted,
             },
         }
     }

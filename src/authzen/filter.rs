@@ -22,7 +22,7 @@ pub(super) async fn filter_resources(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body).await {
+    let posted = match read_post(&headers, body, face.authorizer.tree_budget()).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };
@@ -32,6 +32,7 @@ pub(super) async fn filter_resources(
         request_id,
         body,
         size,
+        tree: _tree,
     } = posted;
     let id = request_id.as_deref();
     let call = async {
@@ -100,7 +101,12 @@ impl Face {
             line: Some(line),
             body: &bytes,
         };
-        let verdict = self.authorizer.filter_answer(call, server, check).await?;
+        // The answer's tree, held until the filtered answer is written.
+        let mut tree = self.authorizer.tree_budget();
+        let verdict = self
+            .authorizer
+            .filter_answer(call, server, check, &mut tree)
+            .await?;
         // Off the runtime too when large: where the filtered body replaces the original,
         // the original's tree is dropped here.
         let answer = off_runtime_if_large(size, move || filtered(verdict, original)).await;

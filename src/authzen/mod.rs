@@ -36,10 +36,10 @@ use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
     Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, IF_NONE_EXIST_HEADER,
-    OVER_BUDGET, Unread, add_search_body_only, parse_off_runtime, request_id,
+    OVER_BUDGET, TreeBudget, Unread, add_search_body_only, parse_off_runtime, request_id,
 };
 use crate::config::AuthzenConfig;
-use crate::fhir::{FhirRequest, Resource, parse_strict};
+use crate::fhir::{FhirRequest, Resource, parse_strict_within};
 use crate::telemetry::{self, Rpc, traces};
 
 /// Most evaluations in one `evaluations` request (the limit of a gRPC batch).
@@ -166,6 +166,8 @@ struct Posted {
     body: Map<String, Value>,
     /// The body's length in bytes: what writing it again, or dropping it, costs.
     size: usize,
+    /// The memory of `body`'s tree, held with it.
+    tree: TreeBudget,
 }
 
 /// A POST refused before it is read: its status, why, and the request id to echo.
@@ -177,17 +179,27 @@ struct Rejected {
 
 impl Rejected {
     fn response(&self) -> Response {
-        answer::http(
+        let mut response = answer::http(
             self.status,
             &answer::error_body(self.status, &self.message),
             self.request_id.as_deref(),
-        )
+        );
+        // Busy (the memory of requests being read is held) or stopping: another try, or
+        // replica, may get through.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
+/// Reads a POST's JSON body, its tree counted in `tree`.
 async fn read_post(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    mut tree: TreeBudget,
 ) -> Result<Posted, Rejected> {
     let fail = |status: StatusCode, message: &str, id: Option<&str>| Rejected {
         status,
@@ -225,7 +237,7 @@ async fn read_post(
         }
     };
     // A large body is parsed on the blocking pool, as on every face.
-    let parsed = parse_off_runtime(&bytes, parse_strict)
+    let parsed = parse_off_runtime(&bytes, &mut tree, parse_strict_within)
         .await
         .ok_or_else(|| {
             fail(
@@ -234,11 +246,17 @@ async fn read_post(
                 echo,
             )
         })?;
+    if let Some(refusal) = tree.refusal() {
+        let status =
+            StatusCode::from_u16(refusal.status().http).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(fail(status, &refusal.to_string(), echo));
+    }
     match parsed {
         Ok(Value::Object(body)) => Ok(Posted {
             request_id,
             body,
             size: bytes.len(),
+            tree,
         }),
         Ok(_) => Err(fail(
             StatusCode::BAD_REQUEST,
@@ -258,7 +276,7 @@ async fn evaluation(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body).await {
+    let posted = match read_post(&headers, body, face.authorizer.tree_budget()).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };
@@ -290,7 +308,7 @@ async fn evaluations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body).await {
+    let posted = match read_post(&headers, body, face.authorizer.tree_budget()).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };

@@ -31,11 +31,12 @@ pub use self::response::{
 };
 use crate::authorize::{
     Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, Refusal,
-    Verdict, add_search_body, batch_size_refusal, headers_by_name, parse_off_runtime, request_id,
+    TreeBudget, Verdict, add_search_body, batch_size_refusal, headers_by_name, parse_off_runtime,
+    request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries};
-use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict};
+use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict_within};
 use crate::telemetry::{self, Rpc, traces};
 
 /// The ext_authz service.
@@ -115,6 +116,8 @@ impl EnvoyAuthz {
             Admission::Admitted(admitted) => admitted,
         };
         let body = request_body(http);
+        // The trees parsed from the body, held until the call is answered.
+        let mut tree = self.authorizer.tree_budget();
         // `POST [type]/_search` carries its parameters in the body: read after the token.
         // Only with its length declared: a form Envoy cut at exactly `max_request_bytes`
         // looks whole without one ([`body_truncated`]), and the rest of it (`&patient=...`)
@@ -141,7 +144,7 @@ impl EnvoyAuthz {
         }
         if request.interaction == Interaction::Batch {
             let checked = self.server_checks_writes;
-            return Ok(decide_bundle(admitted, &request, body, http, checked).await);
+            return Ok(decide_bundle(admitted, &request, body, http, checked, &mut tree).await);
         }
         // A write is decided on its whole body: a truncated one cannot show a second
         // patient or a conditional reference, which no constraint can stand in for.
@@ -159,7 +162,7 @@ impl EnvoyAuthz {
         }
         let proposed = match (request.interaction, body) {
             (Interaction::Create | Interaction::Update, Some(body)) => {
-                match parse_resource(body).await {
+                match parse_resource(body, &mut tree).await {
                     Ok(resource) => Some(resource),
                     Err(refusal) => return Ok(answer_refusal(admitted, &request, refusal)),
                 }
@@ -169,15 +172,13 @@ impl EnvoyAuthz {
         // A patch's document may write a conditional reference (docs/semantics.md): read as
         // a create's resource is. One that is not JSON (an XML patch) cannot be read.
         let patch = match (request.interaction, body) {
-            (Interaction::Patch, Some(body)) => match parse_json(body).await {
-                Ok(document) => Some(document),
-                Err(error) => {
-                    let refusal = Refusal::InvalidRequest(format!(
-                        "a patch is decided on its JSON document (JSON Patch or FHIRPath Patch): {error}"
-                    ));
-                    return Ok(answer_refusal(admitted, &request, refusal));
+            (Interaction::Patch, Some(body)) => {
+                let what = "a patch is decided on its JSON document (JSON Patch or FHIRPath Patch)";
+                match parse_json(body, &mut tree, what).await {
+                    Ok(document) => Some(document),
+                    Err(refusal) => return Ok(answer_refusal(admitted, &request, refusal)),
                 }
-            },
+            }
             _ => None,
         };
         let if_none_exist = http.headers.get(IF_NONE_EXIST_HEADER).map(String::as_str);
@@ -343,6 +344,7 @@ async fn decide_bundle(
     body: Option<&[u8]>,
     http: &HttpRequest,
     server_checks_writes: bool,
+    tree: &mut TreeBudget,
 ) -> CheckResponse {
     let Some(body) = body else {
         let refusal = Refusal::BodyRequired(
@@ -351,12 +353,9 @@ async fn decide_bundle(
         );
         return answer_refusal(admitted, request, refusal);
     };
-    let bundle = match parse_json(body).await {
+    let bundle = match parse_json(body, tree, "the Bundle is not JSON").await {
         Ok(bundle) => bundle,
-        Err(error) => {
-            let refusal = Refusal::InvalidRequest(format!("the Bundle is not JSON: {error}"));
-            return answer_refusal(admitted, request, refusal);
-        }
+        Err(refusal) => return answer_refusal(admitted, request, refusal),
     };
     // Counted before the entries are read: 10,000 is the limit, a 4 MB body holds a million.
     let count = bundle.get("entry").and_then(serde_json::Value::as_array);
@@ -460,17 +459,28 @@ fn body_truncated(http: &HttpRequest) -> bool {
     flagged || (forwarded > 0 && declared.is_some_and(|declared| declared != Ok(forwarded)))
 }
 
-/// Parses forwarded JSON (a Bundle may be large).
-async fn parse_json(body: &[u8]) -> Result<Value, String> {
-    match parse_off_runtime(body, parse_strict).await {
-        Some(parsed) => parsed.map_err(|error| error.to_string()),
-        None => Err("body parsing was cancelled".to_owned()),
+/// Parses forwarded JSON (a Bundle may be large), its tree counted in `tree`; `what` leads
+/// the refusal of a body that is not JSON.
+async fn parse_json(body: &[u8], tree: &mut TreeBudget, what: &str) -> Result<Value, Refusal> {
+    let parsed = parse_off_runtime(body, tree, parse_strict_within).await;
+    if let Some(refusal) = tree.refusal() {
+        return Err(refusal);
+    }
+    match parsed {
+        Some(parsed) => parsed.map_err(|error| Refusal::InvalidRequest(format!("{what}: {error}"))),
+        None => Err(Refusal::InvalidRequest(
+            "body parsing was cancelled".to_owned(),
+        )),
     }
 }
 
-/// Parses a forwarded resource.
-async fn parse_resource(body: &[u8]) -> Result<Resource, Refusal> {
-    match parse_off_runtime(body, Resource::from_json_bytes).await {
+/// Parses a forwarded resource, its tree counted in `tree`.
+async fn parse_resource(body: &[u8], tree: &mut TreeBudget) -> Result<Resource, Refusal> {
+    let parsed = parse_off_runtime(body, tree, Resource::from_json_bytes_within).await;
+    if let Some(refusal) = tree.refusal() {
+        return Err(refusal);
+    }
+    match parsed {
         Some(parsed) => {
             parsed.map_err(|error| Refusal::InvalidRequest(format!("the request body: {error}")))
         }

@@ -458,9 +458,11 @@ impl Exchange {
             }),
             body: &body.body,
         };
+        // The answer's tree, held until the filtered answer is written.
+        let mut tree = self.authorizer.tree_budget();
         let verdict = match self
             .authorizer
-            .filter_answer(call, &asked.server, check)
+            .filter_answer(call, &asked.server, check, &mut tree)
             .await
         {
             Ok(verdict) => verdict,
@@ -921,6 +923,8 @@ fn refused(refusal: &Refusal) -> ProcessingResponse {
     let (code, challenge) = match refusal {
         Refusal::Token(error) => ("login", Some(token_challenge(error))),
         Refusal::Answer(..) => ("exception", None),
+        Refusal::TooLarge(_) => ("too-costly", None),
+        Refusal::Overloaded(_) => ("transient", None),
         _ if status == 400 => ("invalid", None),
         _ => ("forbidden", None),
     };
@@ -945,7 +949,9 @@ fn immediate(
         400 => StatusCode::BadRequest,
         401 => StatusCode::Unauthorized,
         404 => StatusCode::NotFound,
+        413 => StatusCode::PayloadTooLarge,
         502 => StatusCode::BadGateway,
+        503 => StatusCode::ServiceUnavailable,
         _ => StatusCode::Forbidden,
     };
     let mut set_headers = vec![header_option("content-type", "application/fhir+json")];

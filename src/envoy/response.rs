@@ -232,10 +232,12 @@ fn refused_without_metadata(refusal: &Refusal) -> CheckResponse {
         ),
         other => {
             let status = other.status();
-            let issue_code = if status.http == 400 {
-                "invalid"
-            } else {
-                "forbidden"
+            // FHIR R4 valueset-issue-type.html.
+            let issue_code = match status.http {
+                400 => "invalid",
+                413 => "too-costly",
+                503 => "transient",
+                _ => "forbidden",
             };
             denied(status, None, issue_code, &other.to_string())
         }
@@ -353,6 +355,8 @@ fn http_status(status: u16) -> HttpStatusCode {
     match status {
         400 => HttpStatusCode::BadRequest,
         401 => HttpStatusCode::Unauthorized,
+        413 => HttpStatusCode::PayloadTooLarge,
+        503 => HttpStatusCode::ServiceUnavailable,
         _ => HttpStatusCode::Forbidden,
     }
 }

@@ -6,8 +6,8 @@ use tonic::Status;
 
 use super::pb;
 use crate::authorize::{
-    HttpLine, IF_NONE_EXIST_HEADER, Refusal, Verdict, add_search_body_only, headers_by_name,
-    parse_off_runtime,
+    HttpLine, IF_NONE_EXIST_HEADER, Refusal, TreeBudget, Verdict, add_search_body_only, busy,
+    headers_by_name, parse_off_runtime,
 };
 use crate::decision::{BundleDecision, BundleKind, Decision, Obligation, Outcome, Reason};
 use crate::fhir::request_line::MAX_QUERY_PARAMS;
@@ -199,10 +199,12 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
-/// A resource version: JSON (parsed off the runtime when large) or precomputed facts.
+/// A resource version: JSON (parsed off the runtime when large, its tree counted in
+/// `budget`) or precomputed facts.
 pub async fn resource(
     resource: Option<pb::Resource>,
     field: &str,
+    budget: &mut TreeBudget,
 ) -> Result<Option<Resource>, Refusal> {
     let Some(resource) = resource else {
         return Ok(None);
@@ -214,11 +216,16 @@ pub async fn resource(
         return Err(invalid(format!("{field}: set json or facts")));
     };
     let resource = match content {
-        pb::resource::Content::Json(bytes) => parse_off_runtime(&bytes, Resource::from_json_bytes)
-            .await
-            .ok_or_else(|| invalid(format!("{field}: parsing was cancelled")))?,
+        pb::resource::Content::Json(bytes) => {
+            parse_off_runtime(&bytes, budget, Resource::from_json_bytes_within)
+                .await
+                .ok_or_else(|| invalid(format!("{field}: parsing was cancelled")))?
+        }
         pb::resource::Content::Facts(facts) => return facts_resource(facts, field).map(Some),
     };
+    if let Some(refusal) = budget.refusal() {
+        return Err(refusal);
+    }
     resource
         .map(Some)
         .map_err(|error| invalid(format!("{field}.json: {error}")))
@@ -290,7 +297,11 @@ pub fn bundle_check_response(
 
 /// A refusal as the gRPC error of a call.
 pub fn refusal_status(refusal: &Refusal) -> Status {
-    Status::new(refusal.status().grpc, refusal.to_string())
+    match refusal {
+        // Marked retryable, as every refusal for load is.
+        Refusal::Overloaded(message) => busy(message.clone()),
+        _ => Status::new(refusal.status().grpc, refusal.to_string()),
+    }
 }
 
 /// The response for a decision of the engine.

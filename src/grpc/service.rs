@@ -104,11 +104,13 @@ impl AuthzGrpc {
                 proposed: None,
                 if_none_exist: convert::if_none_exist(message.request.as_ref()),
             };
+            // Held until the decision is answered, as the trees it counts are.
+            let mut tree = self.authorizer.tree_budget();
             let read = async {
-                let stored = convert::resource(message.stored, "stored").await?;
+                let stored = convert::resource(message.stored, "stored", &mut tree).await?;
                 Ok((
                     stored,
-                    convert::resource(message.proposed, "proposed").await?,
+                    convert::resource(message.proposed, "proposed", &mut tree).await?,
                 ))
             };
             let verdict = self
@@ -147,15 +149,18 @@ impl AuthzGrpc {
         if let Some(refusal) = batch_size_refusal(message.entries.len()) {
             return Err(unreadable(refusal));
         }
+        let mut tree = self.authorizer.tree_budget();
         let read = async {
+            let tree = &mut tree;
             let mut entries = Vec::with_capacity(message.entries.len());
             for (index, entry) in message.entries.into_iter().enumerate() {
                 let field = format!("entries[{index}]");
                 let (request, _line) = convert::entry_request(entry.request.as_ref(), &field)?;
                 entries.push(BundleEntry {
                     request: Ok(request),
-                    stored: convert::resource(entry.stored, &format!("{field}.stored")).await?,
-                    proposed: convert::resource(entry.proposed, &format!("{field}.proposed"))
+                    stored: convert::resource(entry.stored, &format!("{field}.stored"), tree)
+                        .await?,
+                    proposed: convert::resource(entry.proposed, &format!("{field}.proposed"), tree)
                         .await?,
                     if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
                     // A batch entry of this API carries no patch document.
@@ -198,7 +203,11 @@ impl AuthzGrpc {
             line,
             body: &body,
         };
-        let verdict = self.authorizer.filter_answer(call, server, check).await?;
+        let mut tree = self.authorizer.tree_budget();
+        let verdict = self
+            .authorizer
+            .filter_answer(call, server, check, &mut tree)
+            .await?;
         let mut response = answer::filter_response(verdict, body).await?;
         response.request_id.clone_from(&message.request_id);
         Ok(Response::new(response))

@@ -1,17 +1,28 @@
 use super::*;
+use crate::authorize::Capacity;
 
-fn length(body: &[u8]) -> usize {
-    body.len()
+/// A parse that asks for as many bytes as its body has, and gives its length.
+fn length(body: &[u8], grow: &mut dyn FnMut(usize) -> bool) -> Option<usize> {
+    grow(body.len()).then_some(body.len())
 }
 
 #[tokio::test]
-async fn small_and_large_bodies_are_both_parsed() {
-    assert_eq!(parse_off_runtime(b"{}", length).await, Some(2));
+async fn small_and_large_bodies_are_both_parsed_and_counted() {
     let large = vec![b' '; BLOCKING_PARSE_BYTES + 1];
+    let capacity = Capacity::new(4, 4 * BLOCKING_PARSE_BYTES);
+    let mut budget = capacity.tree_budget();
     assert_eq!(
-        parse_off_runtime(&large, length).await,
-        Some(BLOCKING_PARSE_BYTES + 1)
+        parse_off_runtime(b"{}", &mut budget, length).await,
+        Some(Some(2))
     );
+    assert_eq!(
+        parse_off_runtime(&large, &mut budget, length).await,
+        Some(Some(BLOCKING_PARSE_BYTES + 1))
+    );
+    // What the parse on the blocking pool counted is held by the call's budget.
+    assert!(!capacity.tree_budget().grow(3 * BLOCKING_PARSE_BYTES));
+    drop(budget);
+    assert!(capacity.tree_budget().grow(3 * BLOCKING_PARSE_BYTES));
 }
 
 #[tokio::test]

@@ -9,8 +9,11 @@
 use std::fmt;
 
 mod keeping;
+mod memory;
 
 pub use keeping::to_fhir_json_keeping;
+
+use memory::Meter;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -30,10 +33,22 @@ pub struct JsonError(String);
 /// documents are accepted: outside a string, a byte beyond ASCII is a syntax error either
 /// way (RFC 8259 §8.1: JSON text is UTF-8).
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
+    parse_strict_within(bytes, &mut |_| true)
+}
+
+/// [`parse_strict`], the memory of the tree it builds asked of `grow` ahead, in steps of at
+/// least 16 KiB (the bytes asked for): a `false` stops the parse with an error, before the
+/// tree takes what was refused. JSON a caller sends is parsed this way, so that the trees
+/// of many requests together stay within what the service may hold.
+pub fn parse_strict_within(
+    bytes: &[u8],
+    grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<Value, JsonError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|error| JsonError(format!("the JSON is not UTF-8: {error}")))?;
+    let meter = Meter::new(grow);
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = StrictValue
+    let value = StrictValue(&meter)
         .deserialize(&mut deserializer)
         .map_err(|error| JsonError(error.to_string()))?;
     deserializer
@@ -86,10 +101,12 @@ impl Serialize for TypeFirst<'_> {
     }
 }
 
-/// A `serde_json::Value` whose objects are checked for duplicate names as they are read.
-struct StrictValue;
+/// A `serde_json::Value` whose objects are checked for duplicate names as they are read,
+/// its memory counted by the meter.
+#[derive(Clone, Copy)]
+struct StrictValue<'m, 'g>(&'m Meter<'g>);
 
-impl<'de> DeserializeSeed<'de> for StrictValue {
+impl<'de> DeserializeSeed<'de> for StrictValue<'_, '_> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
@@ -97,7 +114,7 @@ impl<'de> DeserializeSeed<'de> for StrictValue {
     }
 }
 
-impl<'de> Visitor<'de> for StrictValue {
+impl<'de> Visitor<'de> for StrictValue<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,11 +139,13 @@ impl<'de> Visitor<'de> for StrictValue {
             .ok_or_else(|| E::custom("a number JSON cannot hold"))
     }
 
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        self.0.string(value.len())?;
         Ok(Value::String(value.to_owned()))
     }
 
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        self.0.string(value.len())?;
         Ok(Value::String(value))
     }
 
@@ -144,7 +163,13 @@ impl<'de> Visitor<'de> for StrictValue {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
         let mut values = Vec::with_capacity(items.size_hint().unwrap_or(0).min(1024));
-        while let Some(value) = items.next_element_seed(StrictValue)? {
+        self.0.slots(0, values.capacity())?;
+        while let Some(value) = items.next_element_seed(self)? {
+            if values.len() == values.capacity() {
+                // Asked before the buffer grows, so a refusal comes before the memory.
+                let before = values.capacity();
+                self.0.slots(before, before.saturating_mul(2).max(4))?;
+            }
             values.push(value);
         }
         Ok(Value::Array(values))
@@ -152,11 +177,14 @@ impl<'de> Visitor<'de> for StrictValue {
 
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
+        let mut count = 0;
         while let Some(name) = members.next_key::<String>()? {
+            count += 1;
+            self.0.member(count, name.len())?;
             // One search of the map per member: the entry found empty is the one filled.
             match object.entry(name) {
                 Entry::Vacant(slot) => {
-                    slot.insert(members.next_value_seed(StrictValue)?);
+                    slot.insert(members.next_value_seed(self)?);
                 }
                 Entry::Occupied(taken) => {
                     return Err(de::Error::custom(format!(

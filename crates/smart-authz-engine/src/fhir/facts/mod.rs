@@ -24,7 +24,7 @@ use self::filters::{
 };
 use super::fhirpath::AmbiguousElement;
 use super::interaction::{CompartmentRef, SearchParam};
-use super::json::parse_strict;
+use super::json::parse_strict_within;
 use super::reference::Locality;
 use super::tables::SearchParamKind;
 use super::version::FhirVersion;
@@ -89,8 +89,17 @@ pub enum FactsError {
 impl Resource {
     /// Parses resource JSON, requiring an object with a `resourceType`.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, FactsError> {
-        let value =
-            parse_strict(bytes).map_err(|error| FactsError::InvalidJson(error.to_string()))?;
+        Resource::from_json_bytes_within(bytes, &mut |_| true)
+    }
+
+    /// [`Resource::from_json_bytes`], the memory of the parsed tree asked of `grow` as it
+    /// grows ([`parse_strict_within`]).
+    pub fn from_json_bytes_within(
+        bytes: &[u8],
+        grow: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Self, FactsError> {
+        let value = parse_strict_within(bytes, grow)
+            .map_err(|error| FactsError::InvalidJson(error.to_string()))?;
         Resource::from_json(value)
     }
 

@@ -7,7 +7,9 @@ use super::*;
 /// checked as UTF-8 where it stands.
 fn parse_strict_by_bytes(bytes: &[u8]) -> Result<Value, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue
+    let mut grow = |_| true;
+    let meter = Meter::new(&mut grow);
+    let value = StrictValue(&meter)
         .deserialize(&mut deserializer)
         .map_err(|error| error.to_string())?;
     deserializer.end().map_err(|error| error.to_string())?;
@@ -141,4 +143,38 @@ fn token_claims_are_read_by_the_same_rules() {
     assert!(read(r#"{"fhirContext": [{"reference": "a", "reference": "b"}]}"#).is_err());
     // Not an object: JSON all the same, which the claims' reader refuses by its type.
     assert!(!read(r#"["not", "an", "object"]"#).unwrap().is_object());
+}
+
+#[test]
+fn the_tree_is_asked_for_ahead_and_a_refusal_stops_the_parse() {
+    let text = format!(r#"[{}0]"#, r#"{"a":"b"},"#.repeat(1_000));
+    let mut asks = Vec::new();
+    let mut grow = |bytes| {
+        asks.push(bytes);
+        true
+    };
+    assert!(parse_strict_within(text.as_bytes(), &mut grow).is_ok());
+    assert!(asks.iter().all(|ask| *ask >= 16 * 1024), "{asks:?}");
+    // About 700 bytes a member's object: some 700 KB, asked for in a dozen steps or so.
+    let asked: usize = asks.iter().sum();
+    assert!((700_000..1_400_000).contains(&asked), "{asked}");
+    assert!(asks.len() < 20, "{asks:?}");
+
+    let mut given = 0;
+    let mut grow = |bytes| {
+        given += bytes;
+        given <= 100_000
+    };
+    let refused = parse_strict_within(text.as_bytes(), &mut grow).unwrap_err();
+    assert!(refused.to_string().contains("memory"), "{refused}");
+
+    // A small resource asks once, and parse_strict never refuses.
+    let mut asks = 0;
+    let mut grow = |_| {
+        asks += 1;
+        true
+    };
+    assert!(parse_strict_within(WIDE.as_bytes(), &mut grow).is_ok());
+    assert_eq!(asks, 1);
+    assert!(parse_strict(text.as_bytes()).is_ok());
 }

@@ -1,0 +1,95 @@
+//! The memory a parsed JSON tree takes, counted while it is built, so that a caller can
+//! bound it. A document's tree is many times its bytes: 10 to 16 times for FHIR resources,
+//! and up to 90 times for a document built to be large (`[{"a":0},{"a":0},...]` puts a
+//! B-tree node of 632 bytes behind each 8 bytes of text). A service that bounds the bytes
+//! it reads but not the trees it parses them into can be made to take hundreds of
+//! megabytes by a few requests within its byte limits.
+//!
+//! The count is an estimate from the shapes `serde_json::Value` allocates (a string's
+//! bytes, an array's slots, a map's B-tree nodes), at most about twice what the allocator
+//! really gives (pinned against a counting allocator in the service's tests,
+//! `tests/parse_memory.rs`).
+
+use std::cell::{Cell, RefCell};
+
+use serde::de;
+
+/// The size of one `serde_json::Value`, the slot of an array element.
+const VALUE_SLOT: usize = 32;
+/// A `BTreeMap<String, Value>` leaf: eleven keys (24 bytes) and values (32), its parent
+/// link and lengths. Every object with a member has one.
+const MAP_LEAF: usize = 640;
+/// The members a leaf holds.
+const MAP_LEAF_MEMBERS: usize = 11;
+/// Each member beyond one leaf: nodes split half full hold five or six, and their parents
+/// hold one edge of 8 bytes each (Rust's `alloc::collections::btree::node`).
+const MAP_MEMBER: usize = 144;
+/// What the allocator adds to one allocation, on average: rounding and a header.
+const ALLOCATION: usize = 16;
+
+/// The least memory asked for at once: a small resource asks once or twice.
+const LEAST_ASK: usize = 16 * 1024;
+
+/// Counts the memory of the tree being built and asks `grow` for it ahead, in steps.
+pub(super) struct Meter<'g> {
+    used: Cell<usize>,
+    granted: Cell<usize>,
+    grow: RefCell<&'g mut dyn FnMut(usize) -> bool>,
+}
+
+impl<'g> Meter<'g> {
+    pub(super) fn new(grow: &'g mut dyn FnMut(usize) -> bool) -> Self {
+        Meter {
+            used: Cell::new(0),
+            granted: Cell::new(0),
+            grow: RefCell::new(grow),
+        }
+    }
+
+    /// A string of `length` bytes.
+    pub(super) fn string<E: de::Error>(&self, length: usize) -> Result<(), E> {
+        if length == 0 {
+            return Ok(());
+        }
+        self.take(length.next_multiple_of(ALLOCATION) + ALLOCATION)
+    }
+
+    /// An array's buffer grown from `before` slots to `after`.
+    pub(super) fn slots<E: de::Error>(&self, before: usize, after: usize) -> Result<(), E> {
+        if after <= before {
+            return Ok(());
+        }
+        let first = if before == 0 { ALLOCATION } else { 0 };
+        self.take((after - before) * VALUE_SLOT + first)
+    }
+
+    /// The `count`th member of an object (from 1), its name `name_length` bytes long.
+    pub(super) fn member<E: de::Error>(&self, count: usize, name_length: usize) -> Result<(), E> {
+        let node = match count {
+            1 => MAP_LEAF,
+            2..=MAP_LEAF_MEMBERS => 0,
+            _ => MAP_MEMBER,
+        };
+        self.string(name_length)?;
+        self.take(node)
+    }
+
+    fn take<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
+        let used = self.used.get().saturating_add(bytes);
+        self.used.set(used);
+        let granted = self.granted.get();
+        if used <= granted {
+            return Ok(());
+        }
+        // Asks grow with the tree, so a large one asks a few dozen times, not once a node.
+        let ask = (used - granted).max(LEAST_ASK).max(granted / 4);
+        if (self.grow.borrow_mut())(ask) {
+            self.granted.set(granted.saturating_add(ask));
+            Ok(())
+        } else {
+            Err(E::custom(format!(
+                "the parsed JSON would take more than the {granted} bytes of memory it was given"
+            )))
+        }
+    }
+}

@@ -1,0 +1,59 @@
+use super::*;
+
+#[test]
+fn a_tree_holds_its_memory_until_the_budget_is_dropped() {
+    let capacity = Capacity::new(4, 100);
+    let mut first = capacity.tree_budget();
+    assert!(first.grow(60));
+    assert_eq!(first.refusal(), None);
+    let mut second = capacity.tree_budget();
+    assert!(!second.grow(60), "only 40 bytes are free");
+    assert!(
+        matches!(second.refusal(), Some(Refusal::Overloaded(_))),
+        "{:?}",
+        second.refusal()
+    );
+    drop(first);
+    let mut third = capacity.tree_budget();
+    assert!(third.grow(60));
+}
+
+#[test]
+fn a_tree_larger_than_the_whole_budget_is_too_large() {
+    let capacity = Capacity::new(4, 100);
+    let mut budget = capacity.tree_budget();
+    assert!(budget.grow(80));
+    assert!(!budget.grow(30));
+    let refusal = budget.refusal();
+    assert!(
+        matches!(&refusal, Some(Refusal::TooLarge(message)) if message.contains("max_buffered_request_bytes (100 bytes)")),
+        "{refusal:?}"
+    );
+}
+
+#[test]
+fn a_fork_counted_on_another_thread_is_held_once_absorbed() {
+    let capacity = Capacity::new(4, 100);
+    let mut budget = capacity.tree_budget();
+    let mut fork = budget.fork();
+    assert!(fork.grow(70));
+    budget.absorb(fork);
+    // Its 70 bytes count toward the call's share of the whole budget, and are held.
+    assert!(!budget.grow(40));
+    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+    assert!(!capacity.tree_budget().grow(40));
+    drop(budget);
+    assert!(capacity.tree_budget().grow(100));
+}
+
+#[test]
+fn the_bytes_parsed_count_toward_too_large() {
+    let capacity = Capacity::new(4, 100);
+    let mut budget = capacity.tree_budget();
+    // 40 bytes of body (held by the call as it was read) and 70 of tree: never within 100.
+    let refused = budget.parse(&[b' '; 40], |_, grow| grow(70));
+    assert!(!refused);
+    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+    let mut budget = capacity.tree_budget();
+    assert!(budget.parse(&[b' '; 40], |_, grow| grow(60)));
+}
