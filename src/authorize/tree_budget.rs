@@ -23,8 +23,9 @@ pub struct TreeBudget {
     capacity: Capacity,
     held: Option<OwnedSemaphorePermit>,
     taken: usize,
-    /// The bytes the trees were parsed from, which the call holds too.
-    read: usize,
+    /// What the call holds beside these permits: the bytes the trees were parsed from,
+    /// and for a fork what its call held when it was made.
+    elsewhere: usize,
     refused: Option<Refused>,
 }
 
@@ -48,7 +49,7 @@ impl Capacity {
             capacity: self.clone(),
             held: None,
             taken: 0,
-            read: 0,
+            elsewhere: 0,
             refused: None,
         }
     }
@@ -62,7 +63,7 @@ impl TreeBudget {
     /// whole budget may be called too large.
     pub fn grow(&mut self, bytes: usize) -> bool {
         let taken = self.taken.saturating_add(bytes);
-        if taken.saturating_add(self.read) > self.capacity.buffered_limit() {
+        if taken.saturating_add(self.elsewhere) > self.capacity.buffered_limit() {
             self.refused = Some(Refused::TooLarge);
             return false;
         }
@@ -80,7 +81,7 @@ impl TreeBudget {
 
     /// `parse(body)`, its tree counted here.
     pub fn parse<T>(&mut self, body: &[u8], parse: MeteredParse<T>) -> T {
-        self.read = self.read.saturating_add(body.len());
+        self.elsewhere = self.elsewhere.saturating_add(body.len());
         parse(body, &mut |bytes| self.grow(bytes))
     }
 
@@ -88,15 +89,20 @@ impl TreeBudget {
     /// back.
     pub fn fork(&self) -> TreeBudget {
         TreeBudget {
-            read: self.read,
+            elsewhere: self.elsewhere.saturating_add(self.taken),
             ..self.capacity.tree_budget()
         }
     }
 
     /// What a fork counted, held here from now on.
     pub fn absorb(&mut self, fork: TreeBudget) {
+        // The fork's `elsewhere` is this budget's, its permits included, and the bytes
+        // it parsed.
+        self.elsewhere = fork
+            .elsewhere
+            .saturating_sub(self.taken)
+            .max(self.elsewhere);
         self.taken = self.taken.saturating_add(fork.taken);
-        self.read = self.read.max(fork.read);
         self.refused = self.refused.or(fork.refused);
         match (self.held.as_mut(), fork.held) {
             (Some(held), Some(more)) => held.merge(more),

@@ -237,20 +237,14 @@ async fn read_post(
         }
     };
     // A large body is parsed on the blocking pool, as on every face.
-    let parsed = parse_off_runtime(&bytes, &mut tree, parse_strict_within)
-        .await
-        .ok_or_else(|| {
-            fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the service is stopping",
-                echo,
-            )
-        })?;
-    if let Some(refusal) = tree.refusal() {
-        let status =
-            StatusCode::from_u16(refusal.status().http).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return Err(fail(status, &refusal.to_string(), echo));
-    }
+    let parsed = match parse_off_runtime(&bytes, &mut tree, parse_strict_within).await {
+        Ok(parsed) => parsed,
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status().http)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Err(fail(status, &refusal.to_string(), echo));
+        }
+    };
     match parsed {
         Ok(Value::Object(body)) => Ok(Posted {
             request_id,

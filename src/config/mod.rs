@@ -74,10 +74,11 @@ pub struct ConfigFile {
     /// Calls in flight at most, over every connection of every face; one more is refused
     /// at once (RESOURCE_EXHAUSTED over gRPC, 503 over HTTP).
     pub max_concurrent_calls: usize,
-    /// Bytes of request bodies held at once, over every connection of every face: read
-    /// before their call starts, held until it ends. A call whose body would go beyond is
-    /// refused at once, as one beyond `max_concurrent_calls` is. Unset: 64 MiB, or four
-    /// times `max_request_bytes` when that is more.
+    /// Bytes of request bodies, and of the JSON trees parsed from them, held at once over
+    /// every connection of every face: read before their call starts, held until it ends.
+    /// A call whose body or tree would go beyond is refused at once, as one beyond
+    /// `max_concurrent_calls` is. Unset: 64 MiB, or four times `max_request_bytes` when
+    /// that is more.
     pub max_buffered_request_bytes: Option<usize>,
     /// Connections to the gRPC listener open at once; one more waits in the listen backlog
     /// until another closes.

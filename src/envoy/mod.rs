@@ -462,30 +462,14 @@ fn body_truncated(http: &HttpRequest) -> bool {
 /// Parses forwarded JSON (a Bundle may be large), its tree counted in `tree`; `what` leads
 /// the refusal of a body that is not JSON.
 async fn parse_json(body: &[u8], tree: &mut TreeBudget, what: &str) -> Result<Value, Refusal> {
-    let parsed = parse_off_runtime(body, tree, parse_strict_within).await;
-    if let Some(refusal) = tree.refusal() {
-        return Err(refusal);
-    }
-    match parsed {
-        Some(parsed) => parsed.map_err(|error| Refusal::InvalidRequest(format!("{what}: {error}"))),
-        None => Err(Refusal::InvalidRequest(
-            "body parsing was cancelled".to_owned(),
-        )),
-    }
+    parse_off_runtime(body, tree, parse_strict_within)
+        .await?
+        .map_err(|error| Refusal::InvalidRequest(format!("{what}: {error}")))
 }
 
 /// Parses a forwarded resource, its tree counted in `tree`.
 async fn parse_resource(body: &[u8], tree: &mut TreeBudget) -> Result<Resource, Refusal> {
-    let parsed = parse_off_runtime(body, tree, Resource::from_json_bytes_within).await;
-    if let Some(refusal) = tree.refusal() {
-        return Err(refusal);
-    }
-    match parsed {
-        Some(parsed) => {
-            parsed.map_err(|error| Refusal::InvalidRequest(format!("the request body: {error}")))
-        }
-        None => Err(Refusal::InvalidRequest(
-            "body parsing was cancelled".to_owned(),
-        )),
-    }
+    parse_off_runtime(body, tree, Resource::from_json_bytes_within)
+        .await?
+        .map_err(|error| Refusal::InvalidRequest(format!("the request body: {error}")))
 }

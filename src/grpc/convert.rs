@@ -217,15 +217,10 @@ pub async fn resource(
     };
     let resource = match content {
         pb::resource::Content::Json(bytes) => {
-            parse_off_runtime(&bytes, budget, Resource::from_json_bytes_within)
-                .await
-                .ok_or_else(|| invalid(format!("{field}: parsing was cancelled")))?
+            parse_off_runtime(&bytes, budget, Resource::from_json_bytes_within).await?
         }
         pb::resource::Content::Facts(facts) => return facts_resource(facts, field).map(Some),
     };
-    if let Some(refusal) = budget.refusal() {
-        return Err(refusal);
-    }
     resource
         .map(Some)
         .map_err(|error| invalid(format!("{field}.json: {error}")))

@@ -13,11 +13,11 @@ async fn small_and_large_bodies_are_both_parsed_and_counted() {
     let mut budget = capacity.tree_budget();
     assert_eq!(
         parse_off_runtime(b"{}", &mut budget, length).await,
-        Some(Some(2))
+        Ok(Some(2))
     );
     assert_eq!(
         parse_off_runtime(&large, &mut budget, length).await,
-        Some(Some(BLOCKING_PARSE_BYTES + 1))
+        Ok(Some(BLOCKING_PARSE_BYTES + 1))
     );
     // What the parse on the blocking pool counted is held by the call's budget.
     assert!(!capacity.tree_budget().grow(3 * BLOCKING_PARSE_BYTES));

@@ -57,3 +57,24 @@ fn the_bytes_parsed_count_toward_too_large() {
     let mut budget = capacity.tree_budget();
     assert!(budget.parse(&[b' '; 40], |_, grow| grow(60)));
 }
+
+#[test]
+fn a_fork_knows_what_its_call_holds_beside_it() {
+    let capacity = Capacity::new(4, 100);
+    let mut budget = capacity.tree_budget();
+    // The copy of a body the blocking pool reads, then the fork's tree.
+    assert!(budget.grow(30));
+    let mut fork = budget.fork();
+    // 30 of body and 30 held by the call: 41 more would never fit, though 70 are free.
+    assert!(!fork.parse(&[b' '; 30], |_, grow| grow(41)));
+    budget.absorb(fork);
+    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+    let mut budget = capacity.tree_budget();
+    assert!(budget.grow(30));
+    let mut fork = budget.fork();
+    assert!(fork.parse(&[b' '; 30], |_, grow| grow(40)));
+    budget.absorb(fork);
+    // The body counted once: 30 + 40 taken, 30 parsed.
+    assert!(!budget.grow(1));
+    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+}

@@ -6,9 +6,9 @@
 //! megabytes by a few requests within its byte limits.
 //!
 //! The count is an estimate from the shapes `serde_json::Value` allocates (a string's
-//! bytes, an array's slots, a map's B-tree nodes), at most about twice what the allocator
-//! really gives (pinned against a counting allocator in the service's tests,
-//! `tests/parse_memory.rs`).
+//! bytes, an array's slots, a map's B-tree nodes), never less than what the finished tree
+//! holds and at most about twice it (pinned against a counting allocator in the service's
+//! tests, `tests/parse_memory.rs`).
 
 use std::cell::{Cell, RefCell};
 
@@ -47,6 +47,7 @@ impl<'g> Meter<'g> {
     }
 
     /// A string of `length` bytes.
+    #[inline(always)]
     pub(super) fn string<E: de::Error>(&self, length: usize) -> Result<(), E> {
         if length == 0 {
             return Ok(());
@@ -54,42 +55,59 @@ impl<'g> Meter<'g> {
         self.take(length.next_multiple_of(ALLOCATION) + ALLOCATION)
     }
 
-    /// An array's buffer grown from `before` slots to `after`.
+    /// An array's buffer grown from `before` slots to `after`: the whole new buffer, since
+    /// the old one is copied into it before it is freed (a large array's peak is three times
+    /// its last buffer's half). The count runs ahead of the finished array by its old
+    /// buffers, at most as much again.
     pub(super) fn slots<E: de::Error>(&self, before: usize, after: usize) -> Result<(), E> {
         if after <= before {
             return Ok(());
         }
-        let first = if before == 0 { ALLOCATION } else { 0 };
-        self.take((after - before) * VALUE_SLOT + first)
+        self.take(after * VALUE_SLOT + ALLOCATION)
     }
 
     /// The `count`th member of an object (from 1), its name `name_length` bytes long.
+    #[inline(always)]
     pub(super) fn member<E: de::Error>(&self, count: usize, name_length: usize) -> Result<(), E> {
         let node = match count {
             1 => MAP_LEAF,
             2..=MAP_LEAF_MEMBERS => 0,
             _ => MAP_MEMBER,
         };
-        self.string(name_length)?;
-        self.take(node)
+        let name = if name_length == 0 {
+            0
+        } else {
+            name_length.next_multiple_of(ALLOCATION) + ALLOCATION
+        };
+        self.take(node + name)
     }
 
+    /// Counts `bytes`; asks for more only when the count passes what was granted, which is
+    /// rare (once or twice for a small resource), so the usual path is an addition and a
+    /// comparison.
+    #[inline(always)]
     fn take<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
         let used = self.used.get().saturating_add(bytes);
         self.used.set(used);
-        let granted = self.granted.get();
-        if used <= granted {
+        if used <= self.granted.get() {
             return Ok(());
         }
+        self.ask(used).map_err(E::custom)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn ask(&self, used: usize) -> Result<(), String> {
+        let granted = self.granted.get();
         // Asks grow with the tree, so a large one asks a few dozen times, not once a node.
         let ask = (used - granted).max(LEAST_ASK).max(granted / 4);
         if (self.grow.borrow_mut())(ask) {
             self.granted.set(granted.saturating_add(ask));
             Ok(())
         } else {
-            Err(E::custom(format!(
+            Err(format!(
                 "the parsed JSON would take more than the {granted} bytes of memory it was given"
-            )))
+            ))
         }
     }
 }
