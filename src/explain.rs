@@ -144,7 +144,7 @@ fn explain_bundle(
         path: path.clone(),
         message: "POST to the FHIR base needs the Bundle as --resource".to_owned(),
     })?;
-    let (kind, entries) = bundle_entries(&bundle).map_err(|error| ExplainError::Resource {
+    let (kind, entries) = bundle_entries(bundle).map_err(|error| ExplainError::Resource {
         path,
         message: error.to_string(),
     })?;

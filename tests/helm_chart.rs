@@ -472,7 +472,7 @@ fn the_schema_refuses_bad_values() {
         ("config.authzen.listen=0.0.0.0:8080", "/config"),
         // Larger bodies need a larger budget: the service would refuse to start.
         (
-            "config.max_request_bytes=10485760",
+            "config.max_request_bytes=20971520",
             "must be at least twice config.max_request_bytes",
         ),
         (
@@ -491,7 +491,7 @@ fn the_schema_refuses_bad_values() {
     }
     // What the refusals above must not catch.
     for set in [
-        "config.max_request_bytes=10485760,config.max_buffered_request_bytes=20971520",
+        "config.max_request_bytes=20971520,config.max_buffered_request_bytes=41943040",
         // The AuthZEN face off, as the service reads an empty listen.
         "config.authzen.listen=",
     ] {

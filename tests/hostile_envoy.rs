@@ -567,7 +567,21 @@ async fn bodies_that_parse_into_more_than_the_budget_are_refused() {
         r#"{{"resourceType":"Observation","status":"final","code":{{"text":"x"}},"subject":{{"reference":"Patient/123"}},"extension":{dense}}}"#
     );
     let bundle = format!(r#"{{"resourceType":"Bundle","type":"batch","entry":{dense}}}"#);
-    for (path, body) in [("/fhir/R4/Observation", resource), ("/fhir/R4/", bundle)] {
+    // A JSON Patch in a Binary, in base64: its tree is parsed from the decoded bytes, which
+    // no count of the Bundle's own tree saw. 600 KB of one-member objects is some 50 MB.
+    let patch = {
+        use base64::Engine as _;
+        let dense = format!(r#"[{}{{"a":0}}]"#, r#"{"a":0},"#.repeat(75_000));
+        base64::engine::general_purpose::STANDARD.encode(dense)
+    };
+    let patched = format!(
+        r#"{{"resourceType":"Bundle","type":"batch","entry":[{{"request":{{"method":"PATCH","url":"Observation/o1"}},"resource":{{"resourceType":"Binary","contentType":"application/json-patch+json","data":"{patch}"}}}}]}}"#
+    );
+    for (path, body) in [
+        ("/fhir/R4/Observation", resource),
+        ("/fhir/R4/", bundle),
+        ("/fhir/R4/", patched),
+    ] {
         let request = with_raw_body(check_request("POST", path, Some(&token), &[], None), &body);
         let response = envoy_check(&server, request).await;
         let (_, outcome) = denied_response(&response, 413);

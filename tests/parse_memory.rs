@@ -49,6 +49,16 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("tests/fixtures/{name}.json")).unwrap()
 }
 
+/// An array of `count` objects of `members` members each: the twelfth splits a B-tree's
+/// first leaf into two under a new root.
+fn objects_of(members: usize, count: usize) -> String {
+    let object = (0..members)
+        .map(|index| format!(r#""m{index:02}":0"#))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!("[{}]", vec![format!("{{{object}}}"); count].join(","))
+}
+
 /// Documents of every shape that makes a tree large, each about a megabyte or more.
 fn documents() -> Vec<(&'static str, String)> {
     let n = 200_000;
@@ -78,6 +88,9 @@ fn documents() -> Vec<(&'static str, String)> {
             "an array of arrays of one",
             format!("[{}[0]]", "[0],".repeat(n)),
         ),
+        ("objects of twelve members", objects_of(12, 20_000)),
+        ("objects of seventeen members", objects_of(17, 20_000)),
+        ("objects of eighteen members", objects_of(18, 20_000)),
         (
             "an array of short strings",
             format!(r#"[{}"a"]"#, r#""a","#.repeat(n)),

@@ -204,19 +204,26 @@ impl Authorizer {
             let engine = admitted.engine.clone();
             let context = admitted.context().clone();
             let request = check.request.clone();
-            let body = check.body.to_vec();
+            // The copy the pool reads is counted in the fork, which holds it until the
+            // judging ends, whether or not the call still waits for it.
             let mut fork = budget.fork();
-            let judged = tokio::task::spawn_blocking(move || {
-                let judged = judge(&engine, &context, &request, &body, &mut fork);
-                (judged, fork)
-            })
-            .await;
-            match judged {
-                Ok((judged, fork)) => {
-                    budget.absorb(fork);
-                    judged
+            if fork.grow(check.body.len()) {
+                let body = check.body.to_vec();
+                let judged = tokio::task::spawn_blocking(move || {
+                    let judged = judge(&engine, &context, &request, &body, &mut fork);
+                    (judged, fork)
+                })
+                .await;
+                match judged {
+                    Ok((judged, fork)) => {
+                        budget.absorb(fork);
+                        judged
+                    }
+                    Err(_) => Err("judging the answer was cancelled".to_owned()),
                 }
-                Err(_) => Err("judging the answer was cancelled".to_owned()),
+            } else {
+                budget.absorb(fork);
+                Err("the answer's copy was refused memory".to_owned())
             }
         };
         if let Some(refusal) = budget.refusal() {

@@ -20,9 +20,15 @@ pub async fn parse_off_runtime<T: Send + 'static>(
 ) -> Result<T, Refusal> {
     let parsed = if body.len() <= BLOCKING_PARSE_BYTES {
         budget.parse(body, parse)
-    } else if budget.grow(body.len()) {
-        let body = body.to_vec();
+    } else {
+        // The copy the pool reads is counted in the fork, which holds it until the parse
+        // ends, whether or not the call still waits for it.
         let mut fork = budget.fork();
+        if !fork.grow(body.len()) {
+            budget.absorb(fork);
+            return Err(refused(budget));
+        }
+        let body = body.to_vec();
         let (parsed, fork) = tokio::task::spawn_blocking(move || {
             let parsed = fork.parse(&body, parse);
             (parsed, fork)
@@ -31,8 +37,6 @@ pub async fn parse_off_runtime<T: Send + 'static>(
         .map_err(|_| Refusal::Overloaded(STOPPING.to_owned()))?;
         budget.absorb(fork);
         parsed
-    } else {
-        return Err(refused(budget));
     };
     match budget.refusal() {
         Some(refusal) => Err(refusal),

@@ -1,6 +1,7 @@
 //! AuthZEN answers: `{"decision": bool, "context": {...}}`, with the constraints of an
 //! allow in `context` (the same JSON as Envoy's `x-smart-constraints`), and errors.
 
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -132,6 +133,15 @@ pub fn http(status: StatusCode, body: &Value, request_id: Option<&str>) -> Respo
     if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         response.headers_mut().insert("x-request-id", value);
     }
+    response
+}
+
+/// `response`, a refusal for load a retry may get past, with `Retry-After: 1` (RFC 9110
+/// §10.2.3), as gRPC's carry retry pushback. An issuer out of reach is 503 without it.
+pub fn retry_later(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 

@@ -13,7 +13,9 @@ use serde_json::{Map, Value, json};
 
 use super::answer::{self, Answer};
 use super::{Face, Posted, read_post, request, respond};
-use crate::authorize::{AnswerCheck, AnswerProblem, Call, Refusal, Verdict, off_runtime_if_large};
+use crate::authorize::{
+    AnswerCheck, AnswerProblem, Call, Refusal, TreeBudget, Verdict, off_runtime_if_large,
+};
 use crate::decision::FilteredResponse;
 use crate::telemetry::{self, Rpc, traces};
 
@@ -32,12 +34,12 @@ pub(super) async fn filter_resources(
         request_id,
         body,
         size,
-        tree: _tree,
+        mut tree,
     } = posted;
     let id = request_id.as_deref();
     let call = async {
         let call = Call::new(rpc, &span).with_request_id(id);
-        face.filter(call, body, size).await
+        face.filter(call, body, size, &mut tree).await
     };
     let result = telemetry::observe(rpc, &span, call).await;
     // The answer embeds the (filtered) FHIR answer: as large to write as it was to read.
@@ -49,12 +51,14 @@ pub(super) async fn filter_resources(
 
 impl Face {
     /// Filters `body.response`, the answer to the request the evaluation in `body`
-    /// describes. `Err` only when an issuer is unavailable.
+    /// describes, its tree counted in `tree` beside the request's (keep it until the answer
+    /// is written). `Err` only when an issuer is unavailable.
     async fn filter(
         &self,
         call: Call<'_>,
         mut body: Map<String, Value>,
         size: usize,
+        tree: &mut TreeBudget,
     ) -> Result<Answer, tonic::Status> {
         // Owned, so it is written out and dropped off the runtime when large.
         let response = body.remove("response");
@@ -101,11 +105,9 @@ impl Face {
             line: Some(line),
             body: &bytes,
         };
-        // The answer's tree, held until the filtered answer is written.
-        let mut tree = self.authorizer.tree_budget();
         let verdict = self
             .authorizer
-            .filter_answer(call, server, check, &mut tree)
+            .filter_answer(call, server, check, tree)
             .await?;
         // Off the runtime too when large: where the filtered body replaces the original,
         // the original's tree is dropped here.

@@ -25,8 +25,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -142,12 +141,11 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
 /// 503 with `Retry-After`: the service is busy, another try (or replica) may not be.
 fn overloaded(message: &str) -> Response {
     let status = StatusCode::SERVICE_UNAVAILABLE;
-    let body = answer::error_body(status, message);
-    let mut response = answer::http(status, &body, None);
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    answer::retry_later(answer::http(
+        status,
+        &answer::error_body(status, message),
+        None,
+    ))
 }
 
 async fn configuration(State(face): State<Face>) -> Response {
@@ -179,19 +177,17 @@ struct Rejected {
 
 impl Rejected {
     fn response(&self) -> Response {
-        let mut response = answer::http(
+        let response = answer::http(
             self.status,
             &answer::error_body(self.status, &self.message),
             self.request_id.as_deref(),
         );
-        // Busy (the memory of requests being read is held) or stopping: another try, or
-        // replica, may get through.
+        // Busy (the memory of the requests being read is held) or stopping.
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            answer::retry_later(response)
+        } else {
             response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        response
     }
 }
 
@@ -290,6 +286,15 @@ async fn evaluation(
 fn respond(result: Result<Answer, tonic::Status>, id: Option<&str>) -> Response {
     match result {
         Ok(Answer::Decided(value)) => answer::http(StatusCode::OK, &value, id),
+        // A refusal for load (the memory of the requests being read is held), or the
+        // service stopping: an issuer out of reach is `Err`.
+        Ok(Answer::Failed { status, message }) if status == StatusCode::SERVICE_UNAVAILABLE => {
+            answer::retry_later(answer::http(
+                status,
+                &answer::error_body(status, &message),
+                id,
+            ))
+        }
         Ok(Answer::Failed { status, message }) => {
             answer::http(status, &answer::error_body(status, &message), id)
         }

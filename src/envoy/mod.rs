@@ -35,7 +35,7 @@ use crate::authorize::{
     request_id,
 };
 use crate::config::EnvoyConfig;
-use crate::decision::{Decision, bundle_entries};
+use crate::decision::{Decision, bundle_entries_within};
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict_within};
 use crate::telemetry::{self, Rpc, traces};
 
@@ -362,7 +362,12 @@ async fn decide_bundle(
     if let Some(refusal) = count.and_then(|entries| batch_size_refusal(entries.len())) {
         return answer_refusal(admitted, request, refusal);
     }
-    let (kind, entries) = match bundle_entries(&bundle) {
+    let read = bundle_entries_within(bundle, &mut |bytes| tree.grow(bytes));
+    // A patch document the budget refused is the call's refusal, not its entry's.
+    if let Some(refusal) = tree.refusal() {
+        return answer_refusal(admitted, request, refusal);
+    }
+    let (kind, entries) = match read {
         Ok(read) => read,
         Err(error) => {
             return answer_refusal(

@@ -958,6 +958,10 @@ fn immediate(
     if let Some(challenge) = challenge {
         set_headers.push(header_option("www-authenticate", challenge));
     }
+    // Busy: the memory of the requests being read is held; a retry may get through.
+    if status == 503 {
+        set_headers.push(header_option("retry-after", "1"));
+    }
     ProcessingResponse {
         response: Some(Reply::ImmediateResponse(ImmediateResponse {
             status: Some(HttpStatus { code: code as i32 }),

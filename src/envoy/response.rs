@@ -313,6 +313,10 @@ fn denied(
     if let Some(challenge) = challenge {
         denied.add_header("www-authenticate", challenge, None, false);
     }
+    // Busy: the memory of the requests being read is held; a retry may get through.
+    if status.http == 503 {
+        denied.add_header("retry-after", "1", None, false);
+    }
     denied.set_body(operation_outcome(issue_code, message));
     let mut response = CheckResponse::with_status(tonic::Status::new(status.grpc, message));
     response.set_http_response(denied);

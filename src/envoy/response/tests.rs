@@ -131,3 +131,28 @@ fn a_header_a_server_may_read_as_x_smart_is_the_services() {
         assert!(!reads_as_smart_header(name), "{name}");
     }
 }
+
+#[test]
+fn the_refusals_for_memory_say_whether_a_retry_may_pass() {
+    let denied = |refusal: Refusal| {
+        let response = refused(&refusal);
+        let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+            panic!("a denied response: {response:?}");
+        };
+        let retry_after = denied.headers.iter().any(|option| {
+            option
+                .header
+                .as_ref()
+                .is_some_and(|header| header.key == "retry-after" && header.value == "1")
+        });
+        (denied.status.map(|status| status.code), retry_after)
+    };
+    assert_eq!(
+        denied(Refusal::Overloaded("busy".into())),
+        (Some(HttpStatusCode::ServiceUnavailable as i32), true)
+    );
+    assert_eq!(
+        denied(Refusal::TooLarge("never".into())),
+        (Some(HttpStatusCode::PayloadTooLarge as i32), false)
+    );
+}

@@ -65,7 +65,21 @@ pub enum BundleError {
 
 /// Reads the entries of a batch or transaction Bundle: each `request.method` and relative
 /// `request.url`, with `resource` as the new version.
-pub fn bundle_entries(bundle: &Value) -> Result<(BundleKind, Vec<BundleEntry>), BundleError> {
+pub fn bundle_entries(bundle: Value) -> Result<(BundleKind, Vec<BundleEntry>), BundleError> {
+    bundle_entries_within(bundle, &mut |_| true)
+}
+
+/// [`bundle_entries`], the tree of each JSON Patch a PATCH entry's Binary holds in base64
+/// asked of `grow` as it is parsed ([`crate::fhir::parse_strict_within`]): its decoded
+/// bytes parse into a tree no count of the Bundle's own saw. The entries' resources are
+/// moved out of `bundle`, not copied.
+pub fn bundle_entries_within(
+    bundle: Value,
+    grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<(BundleKind, Vec<BundleEntry>), BundleError> {
+    let Value::Object(mut bundle) = bundle else {
+        return Err(BundleError::NotABundle);
+    };
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(BundleError::NotABundle);
     }
@@ -76,15 +90,23 @@ pub fn bundle_entries(bundle: &Value) -> Result<(BundleKind, Vec<BundleEntry>), 
     };
     // No `entry` is an empty Bundle, which the engine denies; `null`, an object or any other
     // value is refused rather than guessed at.
-    let entries = match bundle.get("entry") {
+    let entries = match bundle.remove("entry") {
         None => Vec::new(),
-        Some(Value::Array(entries)) => entries.iter().map(read_entry).collect(),
+        Some(Value::Array(entries)) => entries
+            .into_iter()
+            .map(|entry| read_entry(entry, grow))
+            .collect(),
         Some(_) => return Err(BundleError::EntryNotAnArray),
     };
     Ok((kind, entries))
 }
 
-fn read_entry(entry: &Value) -> BundleEntry {
+fn read_entry(mut entry: Value, grow: &mut dyn FnMut(usize) -> bool) -> BundleEntry {
+    // Taken out whole, so the entry's other members are read from what is left.
+    let resource = entry
+        .as_object_mut()
+        .and_then(|entry| entry.remove("resource"));
+    let entry = &entry;
     let request = entry.get("request");
     let method = request
         .and_then(|request| request.get("method"))
@@ -115,7 +137,7 @@ fn read_entry(entry: &Value) -> BundleEntry {
         .as_ref()
         .is_ok_and(|request| request.interaction == Interaction::Patch);
     if is_patch {
-        let (request, patch) = match patch_document(entry.get("resource")) {
+        let (request, patch) = match patch_document(resource, grow) {
             Ok(document) => (request, Some(document)),
             Err(error) => (Err(error), None),
         };
@@ -130,7 +152,7 @@ fn read_entry(entry: &Value) -> BundleEntry {
     // A `resource` the entry holds is the resource the server will write: one that cannot
     // be read as a resource (an array, `null`, no `resourceType`) makes the entry unreadable,
     // never a write without a body.
-    let proposed = match entry.get("resource").cloned().map(Resource::from_json) {
+    let proposed = match resource.map(Resource::from_json) {
         None => None,
         Some(Ok(resource)) => Some(resource),
         Some(Err(error)) => {
@@ -184,14 +206,21 @@ fn check_full_url(full_url: Option<&Value>, request: &FhirRequest) -> Result<(),
 /// The document of a PATCH entry's `resource`: the FHIRPath Patch `Parameters` as they
 /// are, or the JSON Patch a Binary holds in `data` (base64), read as strictly as any body.
 /// An XML patch, or a Binary whose data is no JSON, cannot be read for what it writes.
-fn patch_document(resource: Option<&Value>) -> Result<Value, String> {
+fn patch_document(
+    resource: Option<Value>,
+    grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<Value, String> {
     use base64::Engine as _;
-    let resource_type = resource
-        .and_then(|resource| resource.get("resourceType"))
-        .and_then(Value::as_str);
-    match (resource, resource_type) {
-        (Some(parameters), Some("Parameters")) => Ok(parameters.clone()),
-        (Some(binary), Some("Binary")) => {
+    let resource_type =
+        |resource: &Value| match resource.get("resourceType").and_then(Value::as_str) {
+            Some("Parameters") => Some(true),
+            Some("Binary") => Some(false),
+            _ => None,
+        };
+    let is_parameters = resource.as_ref().and_then(resource_type);
+    match (is_parameters, resource) {
+        (Some(true), Some(parameters)) => Ok(parameters),
+        (Some(false), Some(binary)) => {
             let data = binary
                 .get("data")
                 .and_then(Value::as_str)
@@ -204,7 +233,7 @@ fn patch_document(resource: Option<&Value>) -> Result<Value, String> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .map_err(|error| format!("a PATCH entry's Binary data is not base64: {error}"))?;
-            crate::fhir::parse_strict(&bytes)
+            crate::fhir::parse_strict_within(&bytes, grow)
                 .map_err(|error| format!("a PATCH entry's Binary is no JSON Patch: {error}"))
         }
         _ => Err(

@@ -8,7 +8,9 @@ mod engine;
 mod policy;
 mod response;
 
-pub use batch::{BundleDecision, BundleEntry, BundleError, BundleKind, bundle_entries};
+pub use batch::{
+    BundleDecision, BundleEntry, BundleError, BundleKind, bundle_entries, bundle_entries_within,
+};
 pub use engine::{Engine, decide};
 pub use policy::{NonCompartmentAccess, OperationRule, Policy};
 pub use response::{EntryMode, EntryVerdict, FilteredResponse, ResponseError};

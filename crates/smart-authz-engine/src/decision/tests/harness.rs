@@ -586,7 +586,7 @@ impl Case {
                 }
             }
             Target::Bundle(bundle) => {
-                let (kind, entries) = match bundle_entries(bundle) {
+                let (kind, entries) = match bundle_entries(bundle.clone()) {
                     Err(error) if expect == Expect::BadBundle => {
                         let _ = error;
                         return Ok(());

@@ -21,9 +21,13 @@ const VALUE_SLOT: usize = 32;
 const MAP_LEAF: usize = 640;
 /// The members a leaf holds.
 const MAP_LEAF_MEMBERS: usize = 11;
-/// Each member beyond one leaf: nodes split half full hold five or six, and their parents
-/// hold one edge of 8 bytes each (Rust's `alloc::collections::btree::node`).
-const MAP_MEMBER: usize = 144;
+/// An internal node: a leaf and twelve edges of 8 bytes. The twelfth member splits the
+/// first leaf into two under a new root.
+const MAP_INTERNAL: usize = 736;
+/// Each member beyond the first split: leaves split half full hold five or six (a new leaf
+/// at most every five members), and every six leaves take another internal node (Rust's
+/// `alloc::collections::btree::node`).
+const MAP_MEMBER: usize = 160;
 /// What the allocator adds to one allocation, on average: rounding and a header.
 const ALLOCATION: usize = 16;
 
@@ -72,6 +76,7 @@ impl<'g> Meter<'g> {
         let node = match count {
             1 => MAP_LEAF,
             2..=MAP_LEAF_MEMBERS => 0,
+            12 => MAP_LEAF + MAP_INTERNAL,
             _ => MAP_MEMBER,
         };
         let name = if name_length == 0 {
