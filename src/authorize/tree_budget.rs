@@ -117,7 +117,7 @@ impl TreeBudget {
         self.refused.map(|refused| match refused {
             Refused::Busy => Refusal::Overloaded(TREE_OVER_BUDGET.to_owned()),
             Refused::TooLarge => Refusal::TooLarge(format!(
-                "the request's JSON would take more memory once read than max_buffered_request_bytes ({} bytes) allows",
+                "the JSON would take more memory once read than max_buffered_request_bytes ({} bytes) allows",
                 self.capacity.buffered_limit()
             )),
         })
