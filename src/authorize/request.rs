@@ -64,12 +64,26 @@ pub fn headers_by_name(
 }
 
 /// An HTTP request as the FHIR server receives it, relative to its FHIR base.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct HttpLine<'a> {
     /// `GET`, `POST`, ...
     pub method: &'a str,
     /// The path relative to the FHIR base, with its query string.
     pub path: &'a str,
+}
+
+/// Without the query, which may carry a token (`access_token=`, RFC 6750 §2.3) or a
+/// patient's details: its length only.
+impl std::fmt::Debug for HttpLine<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (path, query) = self.path.split_once('?').unwrap_or((self.path, ""));
+        formatter
+            .debug_struct("HttpLine")
+            .field("method", &self.method)
+            .field("path", &path)
+            .field("query_bytes", &query.len())
+            .finish()
+    }
 }
 
 impl<'a> HttpLine<'a> {

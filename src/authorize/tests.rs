@@ -246,3 +246,16 @@ fn a_check_shows_no_token_in_debug_output() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_request_line_is_debugged_without_its_query() {
+    let line = HttpLine {
+        method: "GET",
+        path: "Observation?access_token=secret-token&patient=123",
+    };
+    let debugged = format!("{line:?}");
+    assert!(!debugged.contains("secret-token"), "{debugged}");
+    assert!(!debugged.contains("patient"), "{debugged}");
+    assert!(debugged.contains("\"Observation\""), "{debugged}");
+    assert!(debugged.contains("query_bytes: 37"), "{debugged}");
+}
