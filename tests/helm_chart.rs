@@ -472,7 +472,7 @@ fn the_schema_refuses_bad_values() {
         ("config.authzen.listen=0.0.0.0:8080", "/config"),
         // Larger bodies need a larger budget: the service would refuse to start.
         (
-            "config.max_request_bytes=20971520",
+            "config.max_request_bytes=26214400",
             "must be at least twice config.max_request_bytes",
         ),
         (
