@@ -383,3 +383,40 @@ async fn an_answer_that_parses_into_more_than_the_budget_is_refused() {
     );
     server.stop().await;
 }
+
+/// An answer of the largest size filtered, in the worst ordinary shape (a Bundle of small
+/// Observations, about 18 times its bytes once parsed), is filtered within the budget: on
+/// the service's defaults (4 MiB requests, a 3 MiB answer, 24 times 4 MiB of memory) and on
+/// the chart's (helm/smart-authz/values.yaml: 2 MiB requests, 1.5 MiB answers, 48 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_answer_of_the_largest_size_fits_the_default_budgets() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let answer_of = |count: usize| {
+        let entries: Vec<_> = (0..count)
+            .map(|index| (observation_of(&format!("o{index:05}"), "123"), "match"))
+            .collect();
+        serde_json::to_vec(&searchset(&entries)).unwrap()
+    };
+    let per_entry = answer_of(101).len() - answer_of(100).len();
+    for (config, limit) in [
+        ("", 3 * 1024 * 1024),
+        (
+            "max_request_bytes = 2097152\nmax_buffered_request_bytes = 50331648\n",
+            2 * 1024 * 1024 * 3 / 4,
+        ),
+    ] {
+        let server = TestServer::for_issuer(&issuer, config).await;
+        let answer = answer_of(limit / per_entry - 2);
+        assert!(
+            (limit - 4 * per_entry..=limit).contains(&answer.len()),
+            "{}",
+            answer.len()
+        );
+        let filtered = filter(&server, filter_request(&token, "GET Observation", &answer))
+            .await
+            .unwrap_or_else(|status| panic!("{config:?}: {status:?}"));
+        assert_eq!(filtered.decision, pb::Decision::Allow as i32, "{config:?}");
+        server.stop().await;
+    }
+}

@@ -57,10 +57,10 @@ impl Capacity {
 
 impl TreeBudget {
     /// `bytes` more for a tree; false when the budget refuses them (and the call is to be
-    /// refused with [`TreeBudget::refusal`]). The trees and the bytes they were parsed from
-    /// beyond the whole budget are too large; within it, they wait for no one: busy. The
-    /// parse asks ahead of its tree by up to a quarter, so a tree within a quarter of the
-    /// whole budget may be called too large.
+    /// refused with [`TreeBudget::refusal`], which names the last refusal: a parse refused
+    /// the step it asked ahead asks again for what it needs, and goes on if it gets it). The
+    /// trees and the bytes they were parsed from beyond the whole budget are too large;
+    /// within it, they wait for no one: busy.
     pub fn grow(&mut self, bytes: usize) -> bool {
         let taken = self.taken.saturating_add(bytes);
         if taken.saturating_add(self.elsewhere) > self.capacity.buffered_limit() {
@@ -68,7 +68,12 @@ impl TreeBudget {
             return false;
         }
         let Some(permit) = self.capacity.hold_bytes(bytes) else {
-            self.refused = Some(Refused::Busy);
+            // Refused its step ahead as too large just before, the tree needs nearly all of
+            // the budget: what the call holds beside it (its message's other fields) is
+            // what is missing now, and no retry finds more.
+            if self.refused != Some(Refused::TooLarge) {
+                self.refused = Some(Refused::Busy);
+            }
             return false;
         };
         match self.held.as_mut() {
@@ -76,6 +81,7 @@ impl TreeBudget {
             None => self.held = Some(permit),
         }
         self.taken = taken;
+        self.refused = None;
         true
     }
 

@@ -77,8 +77,8 @@ pub struct ConfigFile {
     /// Bytes of request bodies, and of the JSON trees parsed from them, held at once over
     /// every connection of every face: read before their call starts, held until it ends.
     /// A call whose body or tree would go beyond is refused at once, as one beyond
-    /// `max_concurrent_calls` is. Unset: 64 MiB, or four times `max_request_bytes` when
-    /// that is more.
+    /// `max_concurrent_calls` is. Unset: 24 times `max_request_bytes` (96 MiB for its
+    /// default), at least 64 MiB.
     pub max_buffered_request_bytes: Option<usize>,
     /// Connections to the gRPC listener open at once; one more waits in the listen backlog
     /// until another closes.
@@ -384,9 +384,11 @@ impl Config {
             return Err(invalid("max_request_bytes", "must be at least 1024"));
         }
         let max_buffered_request_bytes = match shape.max_buffered_request_bytes {
-            None => {
-                DEFAULT_MAX_BUFFERED_REQUEST_BYTES.max(shape.max_request_bytes.saturating_mul(4))
-            }
+            None => DEFAULT_MAX_BUFFERED_REQUEST_BYTES.max(
+                shape
+                    .max_request_bytes
+                    .saturating_mul(BUFFERED_PER_REQUEST_BYTE),
+            ),
             Some(bytes) if bytes < shape.max_request_bytes.saturating_mul(2) => {
                 return Err(invalid(
                     "max_buffered_request_bytes",
@@ -541,10 +543,16 @@ pub const MAX_SHUTDOWN_DELAY_SECS: u64 = 60;
 /// holds.
 pub const MAX_LIMIT: usize = 1_000_000;
 
-/// Default of `max_buffered_request_bytes` (or four times `max_request_bytes`, when more):
-/// sixteen requests of the default `max_request_bytes` being read at once, where a
-/// decision's request is a few kilobytes.
+/// Least default of `max_buffered_request_bytes`, which is otherwise
+/// [`BUFFERED_PER_REQUEST_BYTE`] times `max_request_bytes`.
 pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// The budget an unset `max_buffered_request_bytes` gives each byte of the largest
+/// request: its bytes, the copy a parse on the blocking pool reads, and the tree its JSON
+/// is parsed into, which is up to 18 times its bytes for a Bundle of small resources
+/// (docs/performance-log.md, "Parsed trees counted against the budget"). 96 MiB for the
+/// default 4 MiB `max_request_bytes`: the largest request is read whole, alone.
+pub const BUFFERED_PER_REQUEST_BYTE: usize = 24;
 
 /// Default of `max_connections`: a few per FHIR server replica or Envoy is the usual load;
 /// an idle HTTP/2 connection costs tens of kilobytes.

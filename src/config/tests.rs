@@ -1173,13 +1173,18 @@ fn the_development_configuration_listens_only_on_loopback_even_from_the_command_
 #[test]
 fn the_buffered_bytes_cover_the_largest_requests() {
     let with = |head: &str| Config::from_toml(&format!("{head}\n{MINIMAL}"));
+    // Unset, it holds the largest request's bytes, a copy and its parsed tree.
     assert_eq!(
         with("").unwrap().max_buffered_request_bytes,
+        24 * 4 * 1024 * 1024
+    );
+    let large = with("max_request_bytes = 33554432").unwrap();
+    assert_eq!(large.max_buffered_request_bytes, 24 * 33_554_432);
+    let small = with("max_request_bytes = 1048576").unwrap();
+    assert_eq!(
+        small.max_buffered_request_bytes,
         DEFAULT_MAX_BUFFERED_REQUEST_BYTES
     );
-    // Unset, it grows with max_request_bytes: an upgrade keeps starting.
-    let large = with("max_request_bytes = 33554432").unwrap();
-    assert_eq!(large.max_buffered_request_bytes, 4 * 33_554_432);
     let error = with("max_request_bytes = 4096\nmax_buffered_request_bytes = 8191").unwrap_err();
     assert!(
         error.to_string().contains("max_buffered_request_bytes"),

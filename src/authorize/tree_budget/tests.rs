@@ -78,3 +78,29 @@ fn a_fork_knows_what_its_call_holds_beside_it() {
     assert!(!budget.grow(1));
     assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
 }
+
+#[test]
+fn a_tree_is_refused_for_what_it_needs_not_for_the_step_it_asked_ahead() {
+    let capacity = Capacity::new(4, 100);
+    let mut budget = capacity.tree_budget();
+    assert!(budget.grow(70));
+    // A step of 40 ahead would go beyond the whole; the 25 needed do not.
+    assert!(!budget.grow(40));
+    assert!(budget.grow(25));
+    assert_eq!(budget.refusal(), None);
+}
+
+#[test]
+fn a_tree_refused_its_step_ahead_as_too_large_stays_too_large() {
+    let capacity = Capacity::new(4, 100);
+    // 10 bytes held beside the budget by the same call (its message's other fields).
+    let _message = capacity.hold_bytes(10).unwrap();
+    let mut budget = capacity.tree_budget();
+    assert!(budget.grow(80));
+    assert!(!budget.grow(30), "beyond the whole");
+    assert!(
+        !budget.grow(15),
+        "within the whole, not within what is free"
+    );
+    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+}

@@ -104,10 +104,21 @@ impl<'g> Meter<'g> {
     #[inline(never)]
     fn ask(&self, used: usize) -> Result<(), String> {
         let granted = self.granted.get();
-        // Asks grow with the tree, so a large one asks a few dozen times, not once a node.
-        let ask = (used - granted).max(LEAST_ASK).max(granted / 4);
-        if (self.grow.borrow_mut())(ask) {
-            self.granted.set(granted.saturating_add(ask));
+        let needed = used - granted;
+        // Asks grow with the tree, so a large one asks a few dozen times, not once a node;
+        // one refused is asked again for what is needed alone, so that a tree is refused
+        // for what it takes, not for the step it asked ahead.
+        let ahead = needed.max(LEAST_ASK).max(granted / 4);
+        let mut grow = self.grow.borrow_mut();
+        let given = if grow(ahead) {
+            Some(ahead)
+        } else if needed < ahead && grow(needed) {
+            Some(needed)
+        } else {
+            None
+        };
+        if let Some(given) = given {
+            self.granted.set(granted.saturating_add(given));
             Ok(())
         } else {
             Err(format!(

@@ -178,3 +178,24 @@ fn the_tree_is_asked_for_ahead_and_a_refusal_stops_the_parse() {
     assert_eq!(asks, 1);
     assert!(parse_strict(text.as_bytes()).is_ok());
 }
+
+#[test]
+fn a_refused_step_ahead_is_asked_again_for_what_is_needed() {
+    // Some 700 KB of tree, from a grower that gives at most 40 KiB at a time: the steps
+    // ahead outgrow that past 160 KB (a quarter of what was granted), and are asked again
+    // for what the next value needs.
+    let text = format!(r#"[{}0]"#, r#"{"a":"b"},"#.repeat(1_000));
+    let mut refused = 0;
+    let mut given = 0;
+    let mut grow = |bytes| {
+        if bytes > 40 * 1024 {
+            refused += 1;
+            return false;
+        }
+        given += bytes;
+        true
+    };
+    assert!(parse_strict_within(text.as_bytes(), &mut grow).is_ok());
+    assert!(refused > 0);
+    assert!((600_000..1_400_000).contains(&given), "{given}");
+}
