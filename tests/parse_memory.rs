@@ -14,7 +14,7 @@
 use std::alloc::System;
 use std::sync::Mutex;
 
-use smart_authz::fhir::parse_strict_within;
+use smart_authz::fhir::{TreeMemory, parse_strict_within};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -27,22 +27,37 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// 8-byte header and rounding to 16 (as `tests/cache_memory.rs` counts it).
 const MALLOC_OVERHEAD: usize = 16;
 
-/// The bytes the tree of `text` holds once parsed, and the bytes its parse asked for.
+/// What a parse gives and is told back: the parse's own count is the difference.
+#[derive(Default)]
+struct Counted {
+    given: usize,
+    unused: usize,
+}
+
+impl TreeMemory for Counted {
+    fn grow(&mut self, _needed: usize, ahead: usize) -> Option<usize> {
+        self.given += ahead;
+        Some(ahead)
+    }
+
+    fn unused(&mut self, bytes: usize) {
+        self.unused += bytes;
+    }
+}
+
+/// The bytes the tree of `text` holds once parsed, and the bytes its parse counted (what it
+/// asked for, less what it did not use).
 fn measured(text: &str) -> (usize, usize) {
-    let mut asked = 0usize;
-    let mut grow = |bytes| {
-        asked += bytes;
-        true
-    };
+    let mut counted = Counted::default();
     let region = Region::new(ALLOCATOR);
-    let tree = parse_strict_within(text.as_bytes(), &mut grow).unwrap();
+    let tree = parse_strict_within(text.as_bytes(), &mut counted).unwrap();
     let change = region.change();
     // stats_alloc counts a buffer grown in place in `bytes_allocated` too. Each allocation
     // costs the allocator's rounding and bookkeeping beyond the bytes asked for.
     let allocations = change.allocations - change.deallocations;
     let held = change.bytes_allocated - change.bytes_deallocated + allocations * MALLOC_OVERHEAD;
     drop(tree);
-    (held, asked)
+    (held, counted.given - counted.unused)
 }
 
 fn fixture(name: &str) -> String {

@@ -207,7 +207,7 @@ impl Authorizer {
             // The copy the pool reads is counted in the fork, which holds it until the
             // judging ends, whether or not the call still waits for it.
             let mut fork = budget.fork();
-            if fork.grow(check.body.len()) {
+            if fork.take(check.body.len()) {
                 let body = check.body.to_vec();
                 let judged = tokio::task::spawn_blocking(move || {
                     let judged = judge(&engine, &context, &request, &body, &mut fork);

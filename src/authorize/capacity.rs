@@ -44,15 +44,20 @@ impl Capacity {
     /// `bytes` of the budget of buffered request bytes, or `None` (counted as shed) when
     /// they are not free.
     pub fn hold_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let held = u32::try_from(bytes).ok().and_then(|bytes| {
-            Arc::clone(&self.buffered)
-                .try_acquire_many_owned(bytes)
-                .ok()
-        });
+        let held = self.try_hold_bytes(bytes);
         if held.is_none() {
             telemetry::metrics::shed();
         }
         held
+    }
+
+    /// [`Capacity::hold_bytes`], a refusal not counted: the caller may ask again for less.
+    pub fn try_hold_bytes(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        u32::try_from(bytes).ok().and_then(|bytes| {
+            Arc::clone(&self.buffered)
+                .try_acquire_many_owned(bytes)
+                .ok()
+        })
     }
 
     /// A slot for one call, or `None` (counted as shed) when `limit` calls are in flight.

@@ -24,7 +24,7 @@ pub async fn parse_off_runtime<T: Send + 'static>(
         // The copy the pool reads is counted in the fork, which holds it until the parse
         // ends, whether or not the call still waits for it.
         let mut fork = budget.fork();
-        if !fork.grow(body.len()) {
+        if !fork.take(body.len()) {
             budget.absorb(fork);
             return Err(refused(budget));
         }

@@ -2,16 +2,25 @@
 //! forwards, an AuthZEN request, a FHIR server's answer), counted against the same budget
 //! as the bytes they are read from, `max_buffered_request_bytes`.
 //!
-//! A tree is many times its bytes: 10 to 16 times for FHIR resources, up to 90 times for a
+//! A tree is many times its bytes: 10 to 18 times for FHIR resources, up to 90 times for a
 //! document built for it (`fhir::parse_strict_within`). Counting only the bytes let four
 //! bodies of 4 MiB, each one array of zeros, hold 438 MB (docs/performance-log.md,
 //! "Memory of parsed resources"). The parse asks for the tree's memory as it grows; what
 //! the budget has not free refuses the call as the bytes would (retry later), and a tree
-//! larger than the whole budget refuses it as too large (no retry gets it through).
+//! that with what the call holds would go beyond the whole budget refuses it as too large
+//! (no retry gets it through).
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Capacity, Refusal};
+use crate::fhir::TreeMemory;
+use crate::telemetry;
+
+/// What a call holds beside the JSON it declares (`holding`): its token, headers and
+/// request line, in the message or body it was read in. A tree refused within this much of
+/// the whole budget (or a thirty-second of it, if less) is too large: the rest of its own
+/// request is what it lacks, and no retry finds more.
+const HEADROOM: usize = 128 * 1024;
 
 /// What a call refused for the budget is told.
 pub const TREE_OVER_BUDGET: &str = "overloaded: the requests being read and parsed hold max_buffered_request_bytes; retry, on another replica if there is one";
@@ -22,9 +31,13 @@ pub const TREE_OVER_BUDGET: &str = "overloaded: the requests being read and pars
 pub struct TreeBudget {
     capacity: Capacity,
     held: Option<OwnedSemaphorePermit>,
+    /// The bytes of `held`.
     taken: usize,
-    /// What the call holds beside these permits: the bytes the trees were parsed from,
-    /// and for a fork what its call held when it was made.
+    /// Of `taken`, what no parse uses: given first to the next one, so that many small
+    /// parses (a batch's resources) do not each keep their step ahead.
+    spare: usize,
+    /// What the call holds beside these permits: the request it read (`holding`), and for
+    /// a fork what its call held when it was made.
     elsewhere: usize,
     refused: Option<Refused>,
 }
@@ -34,13 +47,13 @@ pub struct TreeBudget {
 enum Refused {
     /// Held by other calls now.
     Busy,
-    /// More than the whole budget.
+    /// More than the whole budget, with what the call holds.
     TooLarge,
 }
 
 /// A parse of bytes whose tree's memory is asked for as it grows
 /// (`fhir::parse_strict_within` and the parsers built on it).
-pub type MeteredParse<T> = fn(&[u8], &mut dyn FnMut(usize) -> bool) -> T;
+pub type MeteredParse<T> = fn(&[u8], &mut dyn TreeMemory) -> T;
 
 impl Capacity {
     /// An empty budget for one call's trees.
@@ -49,6 +62,7 @@ impl Capacity {
             capacity: self.clone(),
             held: None,
             taken: 0,
+            spare: 0,
             elsewhere: 0,
             refused: None,
         }
@@ -56,39 +70,22 @@ impl Capacity {
 }
 
 impl TreeBudget {
-    /// `bytes` more for a tree; false when the budget refuses them (and the call is to be
-    /// refused with [`TreeBudget::refusal`], which names the last refusal: a parse refused
-    /// the step it asked ahead asks again for what it needs, and goes on if it gets it). The
-    /// trees and the bytes they were parsed from beyond the whole budget are too large;
-    /// within it, they wait for no one: busy.
-    pub fn grow(&mut self, bytes: usize) -> bool {
-        let taken = self.taken.saturating_add(bytes);
-        if taken.saturating_add(self.elsewhere) > self.capacity.buffered_limit() {
-            self.refused = Some(Refused::TooLarge);
-            return false;
-        }
-        let Some(permit) = self.capacity.hold_bytes(bytes) else {
-            // Refused its step ahead as too large just before, the tree needs nearly all of
-            // the budget: what the call holds beside it (its message's other fields) is
-            // what is missing now, and no retry finds more.
-            if self.refused != Some(Refused::TooLarge) {
-                self.refused = Some(Refused::Busy);
-            }
-            return false;
-        };
-        match self.held.as_mut() {
-            Some(held) => held.merge(permit),
-            None => self.held = Some(permit),
-        }
-        self.taken = taken;
-        self.refused = None;
-        true
+    /// The call holds `bytes` beside its trees (the request it read, whose JSON it parses):
+    /// counted when a tree is judged too large for the whole budget.
+    pub fn holding(&mut self, bytes: usize) {
+        self.elsewhere = self.elsewhere.saturating_add(bytes);
+    }
+
+    /// `bytes` more for something other than a tree (the copy of a body the blocking pool
+    /// reads); false, and the call to be refused with [`TreeBudget::refusal`], when the
+    /// budget refuses them.
+    pub fn take(&mut self, bytes: usize) -> bool {
+        self.grow(bytes, bytes).is_some()
     }
 
     /// `parse(body)`, its tree counted here.
     pub fn parse<T>(&mut self, body: &[u8], parse: MeteredParse<T>) -> T {
-        self.elsewhere = self.elsewhere.saturating_add(body.len());
-        parse(body, &mut |bytes| self.grow(bytes))
+        parse(body, self)
     }
 
     /// A budget of the same call, for a parse on another thread; [`TreeBudget::absorb`] it
@@ -102,13 +99,8 @@ impl TreeBudget {
 
     /// What a fork counted, held here from now on.
     pub fn absorb(&mut self, fork: TreeBudget) {
-        // The fork's `elsewhere` is this budget's, its permits included, and the bytes
-        // it parsed.
-        self.elsewhere = fork
-            .elsewhere
-            .saturating_sub(self.taken)
-            .max(self.elsewhere);
         self.taken = self.taken.saturating_add(fork.taken);
+        self.spare = self.spare.saturating_add(fork.spare);
         self.refused = self.refused.or(fork.refused);
         match (self.held.as_mut(), fork.held) {
             (Some(held), Some(more)) => held.merge(more),
@@ -118,7 +110,7 @@ impl TreeBudget {
     }
 
     /// The refusal of a call whose parse the budget stopped; `None` when it stopped none
-    /// (the parse's own error is the call's).
+    /// (the parse's own error is the call's). Once refused, a budget stays refused.
     pub fn refusal(&self) -> Option<Refusal> {
         self.refused.map(|refused| match refused {
             Refused::Busy => Refusal::Overloaded(TREE_OVER_BUDGET.to_owned()),
@@ -127,6 +119,64 @@ impl TreeBudget {
                 self.capacity.buffered_limit()
             )),
         })
+    }
+
+    /// `bytes` more permits, within the whole budget with what the call holds.
+    fn hold(&mut self, bytes: usize) -> bool {
+        let taken = self.taken.saturating_add(bytes);
+        if taken.saturating_add(self.elsewhere) > self.capacity.buffered_limit() {
+            return false;
+        }
+        let Some(permit) = self.capacity.try_hold_bytes(bytes) else {
+            return false;
+        };
+        match self.held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        self.taken = taken;
+        true
+    }
+}
+
+impl TreeMemory for TreeBudget {
+    /// From what is spare first; then `ahead`, or else `needed`, from the budget. Refused
+    /// only when even `needed` is not there: too large when it would take the call beyond
+    /// the whole budget, or within [`HEADROOM`] of it; busy when other calls hold what it
+    /// lacks.
+    fn grow(&mut self, needed: usize, ahead: usize) -> Option<usize> {
+        if self.refused.is_some() {
+            return None;
+        }
+        for ask in [ahead, needed] {
+            if ask <= self.spare {
+                let given = self.spare.min(ahead);
+                self.spare -= given;
+                return Some(given);
+            }
+            if self.hold(ask - self.spare) {
+                self.spare = 0;
+                return Some(ask);
+            }
+        }
+        let lacking = needed - self.spare;
+        let limit = self.capacity.buffered_limit();
+        let whole = self
+            .taken
+            .saturating_add(lacking)
+            .saturating_add(self.elsewhere)
+            .saturating_add(HEADROOM.min(limit / 32));
+        self.refused = Some(if whole > limit {
+            Refused::TooLarge
+        } else {
+            telemetry::metrics::shed();
+            Refused::Busy
+        });
+        None
+    }
+
+    fn unused(&mut self, bytes: usize) {
+        self.spare = self.spare.saturating_add(bytes).min(self.taken);
     }
 }
 

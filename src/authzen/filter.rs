@@ -99,6 +99,7 @@ impl Face {
         let Some((bytes, original)) = written.await else {
             return Ok(Answer::stopping());
         };
+        tree.holding(bytes.len());
         let check = AnswerCheck {
             raw_token: &evaluation.token,
             request: &request,

@@ -233,6 +233,7 @@ async fn read_post(
         }
     };
     // A large body is parsed on the blocking pool, as on every face.
+    tree.holding(bytes.len());
     let parsed = match parse_off_runtime(&bytes, &mut tree, parse_strict_within).await {
         Ok(parsed) => parsed,
         Err(refusal) => {

@@ -118,6 +118,7 @@ impl EnvoyAuthz {
         let body = request_body(http);
         // The trees parsed from the body, held until the call is answered.
         let mut tree = self.authorizer.tree_budget();
+        tree.holding(body.map_or(0, <[u8]>::len));
         // `POST [type]/_search` carries its parameters in the body: read after the token.
         // Only with its length declared: a form Envoy cut at exactly `max_request_bytes`
         // looks whole without one ([`body_truncated`]), and the rest of it (`&patient=...`)
@@ -362,7 +363,7 @@ async fn decide_bundle(
     if let Some(refusal) = count.and_then(|entries| batch_size_refusal(entries.len())) {
         return answer_refusal(admitted, request, refusal);
     }
-    let read = bundle_entries_within(bundle, &mut |bytes| tree.grow(bytes));
+    let read = bundle_entries_within(bundle, tree);
     // A patch document the budget refused is the call's refusal, not its entry's.
     if let Some(refusal) = tree.refusal() {
         return answer_refusal(admitted, request, refusal);

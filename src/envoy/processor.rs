@@ -460,6 +460,7 @@ impl Exchange {
         };
         // The answer's tree, held until the filtered answer is written.
         let mut tree = self.authorizer.tree_budget();
+        tree.holding(body.body.len());
         let verdict = match self
             .authorizer
             .filter_answer(call, &asked.server, check, &mut tree)

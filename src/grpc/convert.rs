@@ -226,6 +226,14 @@ pub async fn resource(
         .map_err(|error| invalid(format!("{field}.json: {error}")))
 }
 
+/// The bytes of JSON a resource version carries (none for facts).
+pub fn json_bytes(resource: Option<&pb::Resource>) -> usize {
+    match resource.and_then(|resource| resource.content.as_ref()) {
+        Some(pb::resource::Content::Json(bytes)) => bytes.len(),
+        _ => 0,
+    }
+}
+
 /// A request that cannot be read: `INVALID_ARGUMENT`.
 fn invalid(message: impl Into<String>) -> Refusal {
     Refusal::InvalidRequest(message.into())

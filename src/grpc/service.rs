@@ -106,6 +106,10 @@ impl AuthzGrpc {
             };
             // Held until the decision is answered, as the trees it counts are.
             let mut tree = self.authorizer.tree_budget();
+            tree.holding(
+                convert::json_bytes(message.stored.as_ref())
+                    + convert::json_bytes(message.proposed.as_ref()),
+            );
             let read = async {
                 let stored = convert::resource(message.stored, "stored", &mut tree).await?;
                 Ok((
@@ -150,6 +154,16 @@ impl AuthzGrpc {
             return Err(unreadable(refusal));
         }
         let mut tree = self.authorizer.tree_budget();
+        tree.holding(
+            message
+                .entries
+                .iter()
+                .map(|entry| {
+                    convert::json_bytes(entry.stored.as_ref())
+                        + convert::json_bytes(entry.proposed.as_ref())
+                })
+                .sum(),
+        );
         let read = async {
             let tree = &mut tree;
             let mut entries = Vec::with_capacity(message.entries.len());
@@ -204,6 +218,7 @@ impl AuthzGrpc {
             body: &body,
         };
         let mut tree = self.authorizer.tree_budget();
+        tree.holding(body.len());
         let verdict = self
             .authorizer
             .filter_answer(call, server, check, &mut tree)

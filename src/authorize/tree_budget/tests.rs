@@ -4,10 +4,10 @@ use super::*;
 fn a_tree_holds_its_memory_until_the_budget_is_dropped() {
     let capacity = Capacity::new(4, 100);
     let mut first = capacity.tree_budget();
-    assert!(first.grow(60));
+    assert_eq!(first.grow(60, 60), Some(60));
     assert_eq!(first.refusal(), None);
     let mut second = capacity.tree_budget();
-    assert!(!second.grow(60), "only 40 bytes are free");
+    assert_eq!(second.grow(60, 60), None, "only 40 bytes are free");
     assert!(
         matches!(second.refusal(), Some(Refusal::Overloaded(_))),
         "{:?}",
@@ -15,92 +15,96 @@ fn a_tree_holds_its_memory_until_the_budget_is_dropped() {
     );
     drop(first);
     let mut third = capacity.tree_budget();
-    assert!(third.grow(60));
+    assert_eq!(third.grow(60, 60), Some(60));
 }
 
 #[test]
-fn a_tree_larger_than_the_whole_budget_is_too_large() {
+fn a_tree_beyond_the_whole_budget_with_what_the_call_holds_is_too_large() {
     let capacity = Capacity::new(4, 100);
     let mut budget = capacity.tree_budget();
-    assert!(budget.grow(80));
-    assert!(!budget.grow(30));
+    // 40 bytes of request held beside the budget, 70 of tree: never within 100.
+    budget.holding(40);
+    assert_eq!(budget.grow(70, 70), None);
     let refusal = budget.refusal();
     assert!(
         matches!(&refusal, Some(Refusal::TooLarge(message)) if message.contains("max_buffered_request_bytes (100 bytes)")),
         "{refusal:?}"
     );
+    // Once refused, a budget stays refused: a later parse of the call is not let through.
+    assert_eq!(budget.grow(1, 1), None);
+    let mut budget = capacity.tree_budget();
+    budget.holding(40);
+    assert_eq!(budget.grow(60, 60), Some(60));
 }
 
 #[test]
-fn a_fork_counted_on_another_thread_is_held_once_absorbed() {
-    let capacity = Capacity::new(4, 100);
+fn a_step_ahead_refused_is_given_for_what_is_needed() {
+    let capacity = Capacity::new(4, 1_000);
     let mut budget = capacity.tree_budget();
-    let mut fork = budget.fork();
-    assert!(fork.grow(70));
-    budget.absorb(fork);
-    // Its 70 bytes count toward the call's share of the whole budget, and are held.
-    assert!(!budget.grow(40));
-    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
-    assert!(!capacity.tree_budget().grow(40));
-    drop(budget);
-    assert!(capacity.tree_budget().grow(100));
+    assert_eq!(budget.grow(700, 700), Some(700));
+    // A step of 400 ahead would go beyond the whole; the 200 needed do not.
+    assert_eq!(budget.grow(200, 400), Some(200));
+    assert_eq!(budget.refusal(), None);
+    // Another call holds 60: the 50 needed are within the whole, but not free.
+    let _other = capacity.hold_bytes(60).unwrap();
+    assert_eq!(budget.grow(50, 80), None);
+    assert!(matches!(budget.refusal(), Some(Refusal::Overloaded(_))));
 }
 
 #[test]
-fn the_bytes_parsed_count_toward_too_large() {
+fn what_a_parse_leaves_unused_is_given_to_the_next() {
     let capacity = Capacity::new(4, 100);
     let mut budget = capacity.tree_budget();
-    // 40 bytes of body (held by the call as it was read) and 70 of tree: never within 100.
-    let refused = budget.parse(&[b' '; 40], |_, grow| grow(70));
-    assert!(!refused);
-    assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
-    let mut budget = capacity.tree_budget();
-    assert!(budget.parse(&[b' '; 40], |_, grow| grow(60)));
+    // Three small parses, each asking 30 ahead for the 10 it uses: the 30 used and the last
+    // step's 20 held, not 90.
+    for _ in 0..3 {
+        assert_eq!(budget.grow(10, 30), Some(30));
+        budget.unused(20);
+    }
+    assert_eq!(capacity.tree_budget().grow(51, 51), None);
+    assert_eq!(capacity.tree_budget().grow(50, 50), Some(50));
 }
 
 #[test]
 fn a_fork_knows_what_its_call_holds_beside_it() {
     let capacity = Capacity::new(4, 100);
     let mut budget = capacity.tree_budget();
+    budget.holding(30);
     // The copy of a body the blocking pool reads, then the fork's tree.
-    assert!(budget.grow(30));
+    assert!(budget.take(30));
     let mut fork = budget.fork();
-    // 30 of body and 30 held by the call: 41 more would never fit, though 70 are free.
-    assert!(!fork.parse(&[b' '; 30], |_, grow| grow(41)));
+    // 30 held beside the budget and 30 by the call: 41 more would never fit, though 70
+    // are free.
+    assert_eq!(fork.grow(41, 41), None);
     budget.absorb(fork);
     assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+    drop(budget);
+
     let mut budget = capacity.tree_budget();
-    assert!(budget.grow(30));
+    budget.holding(30);
+    assert!(budget.take(30));
     let mut fork = budget.fork();
-    assert!(fork.parse(&[b' '; 30], |_, grow| grow(40)));
+    assert_eq!(fork.grow(40, 40), Some(40));
     budget.absorb(fork);
-    // The body counted once: 30 + 40 taken, 30 parsed.
-    assert!(!budget.grow(1));
+    // 30 + 40 taken, 30 held beside: nothing more fits, and what is taken stays held.
+    assert!(!budget.take(1));
     assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
+    assert_eq!(capacity.tree_budget().grow(31, 31), None);
+    drop(budget);
+    assert_eq!(capacity.tree_budget().grow(100, 100), Some(100));
 }
 
 #[test]
-fn a_tree_is_refused_for_what_it_needs_not_for_the_step_it_asked_ahead() {
-    let capacity = Capacity::new(4, 100);
+fn a_tree_refused_within_the_headroom_of_the_whole_is_too_large() {
+    // 3,200 bytes: a headroom of 100 for what the call holds beside its declared JSON.
+    let capacity = Capacity::new(4, 3_200);
+    // The call's own message, of which 1,000 bytes are its JSON and 60 the rest.
+    let _message = capacity.hold_bytes(1_060).unwrap();
     let mut budget = capacity.tree_budget();
-    assert!(budget.grow(70));
-    // A step of 40 ahead would go beyond the whole; the 25 needed do not.
-    assert!(!budget.grow(40));
-    assert!(budget.grow(25));
-    assert_eq!(budget.refusal(), None);
-}
-
-#[test]
-fn a_tree_refused_its_step_ahead_as_too_large_stays_too_large() {
-    let capacity = Capacity::new(4, 100);
-    // 10 bytes held beside the budget by the same call (its message's other fields).
-    let _message = capacity.hold_bytes(10).unwrap();
-    let mut budget = capacity.tree_budget();
-    assert!(budget.grow(80));
-    assert!(!budget.grow(30), "beyond the whole");
-    assert!(
-        !budget.grow(15),
-        "within the whole, not within what is free"
-    );
+    budget.holding(1_000);
+    assert_eq!(budget.grow(2_100, 2_100), Some(2_100));
+    // 40 more are within the whole (3,140 of 3,200 declared) but not free: the call's own
+    // 60 bytes are what lacks.
+    assert_eq!(budget.grow(41, 41), None);
     assert!(matches!(budget.refusal(), Some(Refusal::TooLarge(_))));
 }

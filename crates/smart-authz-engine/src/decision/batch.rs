@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Decision, Engine, Outcome, Reason};
-use crate::fhir::{FhirRequest, Interaction, Resource, parse_request_line};
+use crate::fhir::{FhirRequest, Interaction, Resource, TreeMemory, parse_request_line};
 use crate::smart::TokenContext;
 
 /// Whether the entries stand alone or succeed together.
@@ -70,12 +70,12 @@ pub fn bundle_entries(bundle: Value) -> Result<(BundleKind, Vec<BundleEntry>), B
 }
 
 /// [`bundle_entries`], the tree of each JSON Patch a PATCH entry's Binary holds in base64
-/// asked of `grow` as it is parsed ([`crate::fhir::parse_strict_within`]): its decoded
+/// asked of `memory` as it is parsed ([`crate::fhir::parse_strict_within`]): its decoded
 /// bytes parse into a tree no count of the Bundle's own saw. The entries' resources are
 /// moved out of `bundle`, not copied.
 pub fn bundle_entries_within(
     bundle: Value,
-    grow: &mut dyn FnMut(usize) -> bool,
+    memory: &mut dyn TreeMemory,
 ) -> Result<(BundleKind, Vec<BundleEntry>), BundleError> {
     let Value::Object(mut bundle) = bundle else {
         return Err(BundleError::NotABundle);
@@ -94,14 +94,14 @@ pub fn bundle_entries_within(
         None => Vec::new(),
         Some(Value::Array(entries)) => entries
             .into_iter()
-            .map(|entry| read_entry(entry, grow))
+            .map(|entry| read_entry(entry, memory))
             .collect(),
         Some(_) => return Err(BundleError::EntryNotAnArray),
     };
     Ok((kind, entries))
 }
 
-fn read_entry(mut entry: Value, grow: &mut dyn FnMut(usize) -> bool) -> BundleEntry {
+fn read_entry(mut entry: Value, memory: &mut dyn TreeMemory) -> BundleEntry {
     // Taken out whole, so the entry's other members are read from what is left.
     let resource = entry
         .as_object_mut()
@@ -137,7 +137,7 @@ fn read_entry(mut entry: Value, grow: &mut dyn FnMut(usize) -> bool) -> BundleEn
         .as_ref()
         .is_ok_and(|request| request.interaction == Interaction::Patch);
     if is_patch {
-        let (request, patch) = match patch_document(resource, grow) {
+        let (request, patch) = match patch_document(resource, memory) {
             Ok(document) => (request, Some(document)),
             Err(error) => (Err(error), None),
         };
@@ -206,10 +206,7 @@ fn check_full_url(full_url: Option<&Value>, request: &FhirRequest) -> Result<(),
 /// The document of a PATCH entry's `resource`: the FHIRPath Patch `Parameters` as they
 /// are, or the JSON Patch a Binary holds in `data` (base64), read as strictly as any body.
 /// An XML patch, or a Binary whose data is no JSON, cannot be read for what it writes.
-fn patch_document(
-    resource: Option<Value>,
-    grow: &mut dyn FnMut(usize) -> bool,
-) -> Result<Value, String> {
+fn patch_document(resource: Option<Value>, memory: &mut dyn TreeMemory) -> Result<Value, String> {
     use base64::Engine as _;
     let resource_type =
         |resource: &Value| match resource.get("resourceType").and_then(Value::as_str) {
@@ -233,7 +230,7 @@ fn patch_document(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .map_err(|error| format!("a PATCH entry's Binary data is not base64: {error}"))?;
-            crate::fhir::parse_strict_within(&bytes, grow)
+            crate::fhir::parse_strict_within(&bytes, memory)
                 .map_err(|error| format!("a PATCH entry's Binary is no JSON Patch: {error}"))
         }
         _ => Err(

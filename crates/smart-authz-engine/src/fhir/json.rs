@@ -14,6 +14,7 @@ mod memory;
 pub use keeping::to_fhir_json_keeping;
 
 use memory::Meter;
+pub use memory::TreeMemory;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -36,25 +37,22 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     parse_strict_within(bytes, &mut |_| true)
 }
 
-/// [`parse_strict`], the memory of the tree it builds asked of `grow` ahead, in steps of at
-/// least 16 KiB (the bytes asked for): a `false` stops the parse with an error, before the
-/// tree takes what was refused. JSON a caller sends is parsed this way, so that the trees
-/// of many requests together stay within what the service may hold.
-pub fn parse_strict_within(
-    bytes: &[u8],
-    grow: &mut dyn FnMut(usize) -> bool,
-) -> Result<Value, JsonError> {
+/// [`parse_strict`], the memory of the tree it builds asked of `memory` ahead, in steps of
+/// at least 16 KiB: a refusal stops the parse with an error, before the tree takes what was
+/// refused; what was given and not used is told to `memory` at the end. JSON a caller
+/// sends is parsed this way, so that the trees of many requests together stay within what
+/// the service may hold.
+pub fn parse_strict_within(bytes: &[u8], memory: &mut dyn TreeMemory) -> Result<Value, JsonError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|error| JsonError(format!("the JSON is not UTF-8: {error}")))?;
-    let meter = Meter::new(grow);
+    let meter = Meter::new(memory);
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = StrictValue(&meter)
+    let parsed = StrictValue(&meter)
         .deserialize(&mut deserializer)
-        .map_err(|error| JsonError(error.to_string()))?;
-    deserializer
-        .end()
-        .map_err(|error| JsonError(error.to_string()))?;
-    Ok(value)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|error| JsonError(error.to_string()));
+    meter.end();
+    parsed
 }
 
 /// Writes `value` as JSON with `resourceType` first in every object, as FHIR's own examples

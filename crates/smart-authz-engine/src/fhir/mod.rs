@@ -14,7 +14,9 @@ pub mod version;
 
 pub use facts::{FilterMatch, Resource, ResourceFacts};
 pub use interaction::{CompartmentRef, FhirRequest, Interaction, SearchParam};
-pub use json::{JsonError, parse_strict, parse_strict_within, to_fhir_json, to_fhir_json_keeping};
+pub use json::{
+    JsonError, TreeMemory, parse_strict, parse_strict_within, to_fhir_json, to_fhir_json_keeping,
+};
 pub use request_line::{RequestLineError, parse_request_line};
 pub use structured::{StructuredError, validate_structured};
 pub use version::FhirVersion;

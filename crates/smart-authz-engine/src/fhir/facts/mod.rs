@@ -24,7 +24,7 @@ use self::filters::{
 };
 use super::fhirpath::AmbiguousElement;
 use super::interaction::{CompartmentRef, SearchParam};
-use super::json::parse_strict_within;
+use super::json::{TreeMemory, parse_strict_within};
 use super::reference::Locality;
 use super::tables::SearchParamKind;
 use super::version::FhirVersion;
@@ -92,13 +92,13 @@ impl Resource {
         Resource::from_json_bytes_within(bytes, &mut |_| true)
     }
 
-    /// [`Resource::from_json_bytes`], the memory of the parsed tree asked of `grow` as it
+    /// [`Resource::from_json_bytes`], the memory of the parsed tree asked of `memory` as it
     /// grows ([`parse_strict_within`]).
     pub fn from_json_bytes_within(
         bytes: &[u8],
-        grow: &mut dyn FnMut(usize) -> bool,
+        memory: &mut dyn TreeMemory,
     ) -> Result<Self, FactsError> {
-        let value = parse_strict_within(bytes, grow)
+        let value = parse_strict_within(bytes, memory)
             .map_err(|error| FactsError::InvalidJson(error.to_string()))?;
         Resource::from_json(value)
     }

@@ -7,8 +7,8 @@
 //!
 //! The count is an estimate from the shapes `serde_json::Value` allocates (a string's
 //! bytes, an array's slots, a map's B-tree nodes), never less than what the finished tree
-//! holds and at most about twice it (pinned against a counting allocator in the service's
-//! tests, `tests/parse_memory.rs`).
+//! holds and at most two and a half times it (pinned against a counting allocator in the
+//! service's tests, `tests/parse_memory.rs`).
 
 use std::cell::{Cell, RefCell};
 
@@ -34,20 +34,52 @@ const ALLOCATION: usize = 16;
 /// The least memory asked for at once: a small resource asks once or twice.
 const LEAST_ASK: usize = 16 * 1024;
 
-/// Counts the memory of the tree being built and asks `grow` for it ahead, in steps.
+/// Memory for the tree a parse builds ([`super::parse_strict_within`]), asked for as it
+/// grows: the parse counts what its tree takes and asks for more only when the count passes
+/// what it was given.
+pub trait TreeMemory {
+    /// `needed` bytes more, or better `ahead` (at least `needed`), so that the parse asks
+    /// again only after a while; what was given, at least `needed`, or `None` to stop the
+    /// parse before its tree takes them.
+    fn grow(&mut self, needed: usize, ahead: usize) -> Option<usize>;
+
+    /// The parse has ended, `bytes` of what it was given unused.
+    fn unused(&mut self, _bytes: usize) {}
+}
+
+/// A closure that says yes or no to each ask: given `ahead`, or else `needed`.
+impl<F: FnMut(usize) -> bool> TreeMemory for F {
+    fn grow(&mut self, needed: usize, ahead: usize) -> Option<usize> {
+        if self(ahead) {
+            Some(ahead)
+        } else if needed < ahead && self(needed) {
+            Some(needed)
+        } else {
+            None
+        }
+    }
+}
+
+/// Counts the memory of the tree being built and asks for it ahead, in steps.
 pub(super) struct Meter<'g> {
     used: Cell<usize>,
     granted: Cell<usize>,
-    grow: RefCell<&'g mut dyn FnMut(usize) -> bool>,
+    memory: RefCell<&'g mut dyn TreeMemory>,
 }
 
 impl<'g> Meter<'g> {
-    pub(super) fn new(grow: &'g mut dyn FnMut(usize) -> bool) -> Self {
+    pub(super) fn new(memory: &'g mut dyn TreeMemory) -> Self {
         Meter {
             used: Cell::new(0),
             granted: Cell::new(0),
-            grow: RefCell::new(grow),
+            memory: RefCell::new(memory),
         }
+    }
+
+    /// Tells the memory what the parse was given and did not use.
+    pub(super) fn end(self) {
+        let unused = self.granted.get().saturating_sub(self.used.get());
+        self.memory.into_inner().unused(unused);
     }
 
     /// A string of `length` bytes.
@@ -105,25 +137,16 @@ impl<'g> Meter<'g> {
     fn ask(&self, used: usize) -> Result<(), String> {
         let granted = self.granted.get();
         let needed = used - granted;
-        // Asks grow with the tree, so a large one asks a few dozen times, not once a node;
-        // one refused is asked again for what is needed alone, so that a tree is refused
-        // for what it takes, not for the step it asked ahead.
+        // Asks grow with the tree, so a large one asks a few dozen times, not once a node.
         let ahead = needed.max(LEAST_ASK).max(granted / 4);
-        let mut grow = self.grow.borrow_mut();
-        let given = if grow(ahead) {
-            Some(ahead)
-        } else if needed < ahead && grow(needed) {
-            Some(needed)
-        } else {
-            None
-        };
-        if let Some(given) = given {
-            self.granted.set(granted.saturating_add(given));
-            Ok(())
-        } else {
-            Err(format!(
+        match self.memory.borrow_mut().grow(needed, ahead) {
+            Some(given) => {
+                self.granted.set(granted.saturating_add(given.max(needed)));
+                Ok(())
+            }
+            None => Err(format!(
                 "the parsed JSON would take more than the {granted} bytes of memory it was given"
-            ))
+            )),
         }
     }
 }
