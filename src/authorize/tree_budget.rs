@@ -23,7 +23,7 @@ use crate::telemetry;
 const HEADROOM: usize = 128 * 1024;
 
 /// What a call refused for the budget is told.
-pub const TREE_OVER_BUDGET: &str = "overloaded: the requests being read and parsed hold max_buffered_request_bytes; retry, on another replica if there is one";
+const TREE_OVER_BUDGET: &str = "overloaded: the requests being read and parsed hold max_buffered_request_bytes; retry, on another replica if there is one";
 
 /// The memory one call's parsed trees hold, given back when dropped. Keep it for as long
 /// as the trees it counted.

@@ -136,12 +136,17 @@ pub fn http(status: StatusCode, body: &Value, request_id: Option<&str>) -> Respo
     response
 }
 
-/// `response`, a refusal for load a retry may get past, with `Retry-After: 1` (RFC 9110
-/// §10.2.3), as gRPC's carry retry pushback. An issuer out of reach is 503 without it.
-pub fn retry_later(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+/// A failure's answer: its status and the error body. A 503 here is a refusal for load (or
+/// the service stopping), which a retry may get past: it carries `Retry-After: 1` (RFC 9110
+/// §10.2.3), as gRPC's carry retry pushback. An issuer out of reach is 503 without it, and
+/// is not answered here.
+pub fn failure(status: StatusCode, message: &str, request_id: Option<&str>) -> Response {
+    let mut response = http(status, &error_body(status, message), request_id);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 

@@ -107,7 +107,7 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
             .get("x-request-id")
             .and_then(|value| value.to_str().ok())
             .and_then(|id| request_id(id).ok().flatten());
-        answer::http(status, &answer::error_body(status, message), id)
+        answer::failure(status, message, id)
     };
     let read = match read {
         Ok(Ok(read)) => read,
@@ -140,12 +140,7 @@ async fn admit(State(admission): State<Admission>, request: Request, next: Next)
 
 /// 503 with `Retry-After`: the service is busy, another try (or replica) may not be.
 fn overloaded(message: &str) -> Response {
-    let status = StatusCode::SERVICE_UNAVAILABLE;
-    answer::retry_later(answer::http(
-        status,
-        &answer::error_body(status, message),
-        None,
-    ))
+    answer::failure(StatusCode::SERVICE_UNAVAILABLE, message, None)
 }
 
 async fn configuration(State(face): State<Face>) -> Response {
@@ -177,17 +172,7 @@ struct Rejected {
 
 impl Rejected {
     fn response(&self) -> Response {
-        let response = answer::http(
-            self.status,
-            &answer::error_body(self.status, &self.message),
-            self.request_id.as_deref(),
-        );
-        // Busy (the memory of the requests being read is held) or stopping.
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            answer::retry_later(response)
-        } else {
-            response
-        }
+        answer::failure(self.status, &self.message, self.request_id.as_deref())
     }
 }
 
@@ -287,18 +272,7 @@ async fn evaluation(
 fn respond(result: Result<Answer, tonic::Status>, id: Option<&str>) -> Response {
     match result {
         Ok(Answer::Decided(value)) => answer::http(StatusCode::OK, &value, id),
-        // A refusal for load (the memory of the requests being read is held), or the
-        // service stopping: an issuer out of reach is `Err`.
-        Ok(Answer::Failed { status, message }) if status == StatusCode::SERVICE_UNAVAILABLE => {
-            answer::retry_later(answer::http(
-                status,
-                &answer::error_body(status, &message),
-                id,
-            ))
-        }
-        Ok(Answer::Failed { status, message }) => {
-            answer::http(status, &answer::error_body(status, &message), id)
-        }
+        Ok(Answer::Failed { status, message }) => answer::failure(status, &message, id),
         Err(unavailable) => unavailable_answer(&unavailable, id),
     }
 }
@@ -314,9 +288,7 @@ async fn evaluations(
     };
     let id = posted.request_id.as_deref();
     let body = &posted.body;
-    let fail = |status: StatusCode, message: &str| {
-        answer::http(status, &answer::error_body(status, message), id)
-    };
+    let fail = |status: StatusCode, message: &str| answer::failure(status, message, id);
     let items = match body.get("evaluations") {
         None => &[][..],
         Some(Value::Array(items)) => items.as_slice(),
