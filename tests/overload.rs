@@ -447,6 +447,97 @@ async fn parsed_trees_are_bounded_with_the_bytes_they_came_from() {
     assert_eq!(answered.unwrap().into_inner().decision, 1);
 }
 
+/// What a message takes once prost has decoded it counts against
+/// `max_buffered_request_bytes` too, weighed from its bytes before it is decoded: a
+/// `ResourceFacts` of 60,000 compartments (780 KB) takes some 13 MB decoded, beyond the
+/// whole 4 MiB budget, and an Envoy `CheckRequest` of 60,000 empty header values (120 KB)
+/// as much: both too large (no retry gets them through). One of 9,000 compartments is
+/// decoded alone, but not while three stalled messages hold most of the budget (busy, retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoded_messages_are_bounded_with_their_bytes() {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use smart_authz::grpc::pb;
+
+    let issuer = common::TestIssuer::start(&[&common::RSA_1]).await;
+    let server = TestServer::for_issuer(
+        &issuer,
+        "max_request_bytes = 1048576\nmax_buffered_request_bytes = 4194304\n",
+    )
+    .await;
+    let token = issuer.patient_token("patient/Observation.rs", "123");
+    let in_compartments = |count: usize| pb::CheckAccessRequest {
+        stored: Some(pb::Resource {
+            content: Some(pb::resource::Content::Facts(pb::ResourceFacts {
+                compartments: vec!["Patient/123".to_owned(); count],
+                search_values: Vec::new(),
+            })),
+        }),
+        ..check_http(&token, "GET", "Observation/o1")
+    };
+    let too_large = |status: &tonic::Status| {
+        status.code() == Code::ResourceExhausted
+            && status.message().contains("once decoded")
+            && status.message().contains("4194304")
+            && status.metadata().get("grpc-retry-pushback-ms").is_none()
+    };
+    let mut client = server.client.clone();
+    let refused = client
+        .check_access(in_compartments(60_000))
+        .await
+        .unwrap_err();
+    assert!(too_large(&refused), "{refused:?}");
+
+    let mut envoy = common::envoy::check_request("GET", "/Observation/o1", Some(&token), &[], None);
+    common::envoy::http_of(&mut envoy).header_map = Some(HeaderMap {
+        headers: vec![HeaderValue::default(); 60_000],
+    });
+    let refused = AuthorizationClient::new(server.channel.clone())
+        .check(envoy)
+        .await
+        .unwrap_err();
+    assert!(too_large(&refused), "{refused:?}");
+
+    let ordinary = in_compartments(9_000);
+    let io = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let path = "/smartauthz.v1.AuthzService/CheckAccess";
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(Stalled::open(&send, server.address, path, 1_000_000).await);
+    }
+    let mut busy = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(status) = client.check_access(ordinary.clone()).await {
+            busy = Some(status);
+            break;
+        }
+    }
+    let busy = busy.expect("refused while the stalled messages hold most of the budget");
+    assert_eq!(busy.code(), Code::ResourceExhausted, "{busy:?}");
+    assert!(
+        busy.metadata().get("grpc-retry-pushback-ms").is_some(),
+        "{busy:?}"
+    );
+
+    for mut stream in stalled {
+        stream.body.send_reset(h2::Reason::CANCEL);
+    }
+    let mut answered = client.check_access(ordinary.clone()).await;
+    for _ in 0..100 {
+        if answered.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        answered = client.check_access(ordinary.clone()).await;
+    }
+    assert_eq!(answered.unwrap().into_inner().decision, 1);
+}
+
 /// Many small resources in one call hold what their trees use, not a step ahead each: a
 /// batch of 4,000 entries with their stored JSON (about 1.4 MB of message, some 20 MB of
 /// trees) is decided on the chart's budget (48 MiB), where a 16 KiB step kept per entry

@@ -12,8 +12,9 @@
 //! the stream's first message is read, would race that decision for the last one. Streams
 //! per connection are bounded (`max_concurrent_streams`), and the bytes of the messages
 //! every connection has in reading by `max_buffered_request_bytes`: a unary call's message
-//! read whole (`authorize::reading`), a streaming call's counted message by message
-//! ([`CountedMessages`]). Health's messages are not counted (health is never refused):
+//! read whole (`authorize::reading`) and then weighed as it will be decoded (`grpc::wire`),
+//! both held until the call ends; a streaming call's counted message by message
+//! ([`CountedMessages`]), by its bytes alone. Health's messages are not counted (health is never refused):
 //! its decoding limit is a few kilobytes instead (`app::SMALL_MESSAGE_BYTES`).
 
 use std::future::Future;
@@ -26,8 +27,9 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 use super::counted_messages::CountedMessages;
-use crate::authorize::{Capacity, OVER_BUDGET, Unread, busy};
+use crate::authorize::{Capacity, MessageHeld, OVER_BUDGET, Unread, busy};
 use crate::grpc::wire;
+use crate::telemetry;
 
 const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
 /// Its streams count each decision they take, not their opening.
@@ -35,13 +37,13 @@ const EXT_PROC_PATH: &str = "/envoy.service.ext_proc.v3.ExternalProcessor/";
 
 /// The API's service: its messages are weighed before they are decoded.
 const API_SERVICE: &str = "/smartauthz.v1.AuthzService/";
-/// `BatchCheckAccessRequest.entries`.
-const BATCH_ENTRIES_FIELD: u32 = 3;
+/// Envoy's ext_authz: its messages are weighed too.
+const ENVOY_AUTHZ_SERVICE: &str = "/envoy.service.auth.v3.Authorization/";
 
 /// The services whose every method is unary: their request body is one message, read
 /// before the slot. Reflection's stream takes its slot when it opens, its body being the
 /// stream itself.
-const UNARY_SERVICES: [&str; 2] = [API_SERVICE, "/envoy.service.auth.v3.Authorization/"];
+const UNARY_SERVICES: [&str; 2] = [API_SERVICE, ENVOY_AUTHZ_SERVICE];
 
 /// How long a unary call's message may take to arrive once its headers are in.
 pub const MESSAGE_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,10 +128,10 @@ where
         let capacity = self.capacity.clone();
         let max_request_bytes = self.max_request_bytes;
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
             // A gRPC message frame is a 5-byte prefix and the message.
             let read = capacity.read_whole(body, max_request_bytes.saturating_add(5));
-            let read = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
+            let mut read = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
                 Ok(Ok(read)) => read,
                 // Worded as the decoder's own refusal is (`size_limit_named`).
                 Ok(Err(Unread::TooLarge)) => {
@@ -152,12 +154,23 @@ where
                     .into_http());
                 }
             };
-            if let Err(costly) = decoding_cost(parts.uri.path(), &read.bytes) {
-                return Ok(costly.into_http());
-            }
+            let decoded = match decoding_cost(parts.uri.path(), &read.bytes) {
+                Ok(decoded) => decoded,
+                Err(costly) => return Ok(costly.into_http()),
+            };
+            let holding = read.bytes.len() + decoded;
+            let Some(decoded_held) = capacity.try_hold_bytes(decoded) else {
+                return Ok(undecodable(&capacity, holding));
+            };
+            read.held.add(decoded_held);
             let Some(slot) = capacity.enter() else {
                 return Ok(overloaded(&capacity));
             };
+            // A small message is within the headroom the handler's judgement leaves for
+            // what a call holds beside what it declares: the hot path inserts nothing.
+            if holding > capacity.headroom() / 2 {
+                parts.extensions.insert(MessageHeld(holding));
+            }
             // Metadata a client sends as trailers (tonic merges them into the request's).
             let message = Full::new(read.bytes);
             let body = match read.trailers {
@@ -174,25 +187,41 @@ where
     }
 }
 
-/// Refuses a call of the API whose message would cost far more memory to decode than its
-/// bytes (`grpc::wire`), before tonic decodes it: more fields than any request needs, or a
-/// batch of more entries than one may have, which the handler would refuse only once every
-/// entry was built.
-fn decoding_cost(path: &str, framed: &[u8]) -> Result<(), tonic::Status> {
-    let Some(method) = path.strip_prefix(API_SERVICE) else {
-        return Ok(());
+/// What the message of a unary call may take once decoded (`grpc::wire`), to be held from
+/// the budget while its call runs; refused before tonic decodes it when it holds more
+/// fields than any request needs, or a batch more entries than one may have, which the
+/// handler would refuse only once every entry was built.
+fn decoding_cost(path: &str, framed: &[u8]) -> Result<usize, tonic::Status> {
+    let schema = match path.strip_prefix(API_SERVICE) {
+        Some("BatchCheckAccess") => wire::Schema::BATCH,
+        Some(_) => wire::Schema::API,
+        None if path.starts_with(ENVOY_AUTHZ_SERVICE) => wire::Schema::ENVOY,
+        None => return Ok(0),
     };
     // An uncompressed message behind gRPC's 5-byte prefix; anything else is tonic's to
     // refuse (compressed messages are not accepted).
     let Some(message) = framed_message(framed) else {
-        return Ok(());
+        return Ok(0);
     };
-    let repeated = (method == "BatchCheckAccess")
-        .then_some((BATCH_ENTRIES_FIELD, crate::authorize::MAX_BATCH_ENTRIES));
-    wire::check(message, repeated).map_err(|costly| match costly {
+    wire::weigh(message, schema).map_err(|costly| match costly {
         wire::TooCostly::Fields => tonic::Status::resource_exhausted(costly.to_string()),
         wire::TooCostly::Entries(_) => tonic::Status::invalid_argument(costly.to_string()),
     })
+}
+
+/// The answer to a call whose message, decoded, would take `bytes` of the budget in all
+/// (with its own bytes) and the budget has not them free: too large when no retry finds
+/// them (`RESOURCE_EXHAUSTED` without pushback), else busy.
+fn undecodable(capacity: &Capacity, bytes: usize) -> http::Response<Body> {
+    if capacity.beyond_whole_budget(bytes) {
+        return tonic::Status::resource_exhausted(format!(
+            "the request would take more memory once decoded than max_buffered_request_bytes ({} bytes) allows: split it",
+            capacity.buffered_limit()
+        ))
+        .into_http();
+    }
+    telemetry::metrics::shed();
+    busy(OVER_BUDGET).into_http()
 }
 
 /// The message of a unary call's body: gRPC's frame is a compressed flag, a 4-byte

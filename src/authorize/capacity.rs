@@ -19,6 +19,11 @@ pub struct Capacity {
     buffered_limit: usize,
 }
 
+/// What a call holds beside what it says it holds: its token, headers and request line. A
+/// call refused within this much of the whole budget (or a thirty-second of it, if less) is
+/// too large: the rest of its own request is what it lacks, and no retry finds more.
+const HEADROOM: usize = 128 * 1024;
+
 /// One call's slot, given back when dropped.
 #[derive(Debug)]
 pub struct Slot(#[allow(dead_code, reason = "held for its drop")] OwnedSemaphorePermit);
@@ -39,6 +44,18 @@ impl Capacity {
     /// The whole budget of buffered bytes: what no request may go beyond alone.
     pub fn buffered_limit(&self) -> usize {
         self.buffered_limit
+    }
+
+    /// Whether a call that would hold `bytes` of the budget in all is too large for it: beyond
+    /// the whole budget, or within [`HEADROOM`] of it. Refused less, it is only busy.
+    pub fn beyond_whole_budget(&self, bytes: usize) -> bool {
+        bytes.saturating_add(self.headroom()) > self.buffered_limit
+    }
+
+    /// What a call may hold beside what it declares and still be judged busy, not too
+    /// large: [`HEADROOM`], or a thirty-second of the budget if less.
+    pub fn headroom(&self) -> usize {
+        HEADROOM.min(self.buffered_limit / 32)
     }
 
     /// `bytes` of the budget of buffered request bytes, or `None` (counted as shed) when

@@ -46,7 +46,7 @@ pub use self::answer::{
 };
 pub use self::capacity::{Capacity, Slot, busy};
 pub use self::off_runtime::{off_runtime_if_large, parse_off_runtime};
-pub use self::reading::{Held, OVER_BUDGET, ReadBody, Unread};
+pub use self::reading::{Held, MessageHeld, OVER_BUDGET, ReadBody, Unread};
 pub use self::refusal::{AnswerProblem, GRANTS_NOT_ENFORCED, Refusal, Status, decision_status};
 pub use self::request::{
     HttpLine, IF_NONE_EXIST_HEADER, METHOD_OVERRIDE_HEADERS, add_search_body, add_search_body_only,

@@ -26,9 +26,27 @@ pub struct ReadBody {
     pub held: Held,
 }
 
+/// The bytes of the budget a unary gRPC call holds for its message, read whole and weighed
+/// decoded (`app::overload`), handed to its handler in the request's extensions when they
+/// are more than the headroom a call has beside what it declares
+/// (`Capacity::beyond_whole_budget`): a tree the handler parses is judged too large with
+/// them (`TreeBudget::holding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageHeld(pub usize);
+
 /// Bytes of the budget, given back when dropped.
 #[derive(Debug, Default)]
-pub struct Held(#[allow(dead_code, reason = "held for its drop")] Option<OwnedSemaphorePermit>);
+pub struct Held(Option<OwnedSemaphorePermit>);
+
+impl Held {
+    /// Holds `more` with these, given back together.
+    pub fn add(&mut self, more: OwnedSemaphorePermit) {
+        match self.0.as_mut() {
+            Some(held) => held.merge(more),
+            None => self.0 = Some(more),
+        }
+    }
+}
 
 /// Why a body was not read.
 #[derive(Debug, PartialEq, Eq)]

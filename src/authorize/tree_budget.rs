@@ -16,12 +16,6 @@ use super::{Capacity, Refusal};
 use crate::fhir::TreeMemory;
 use crate::telemetry;
 
-/// What a call holds beside the JSON it declares (`holding`): its token, headers and
-/// request line, in the message or body it was read in. A tree refused within this much of
-/// the whole budget (or a thirty-second of it, if less) is too large: the rest of its own
-/// request is what it lacks, and no retry finds more.
-const HEADROOM: usize = 128 * 1024;
-
 /// What a call refused for the budget is told.
 const TREE_OVER_BUDGET: &str = "overloaded: the requests being read and parsed hold max_buffered_request_bytes; retry, on another replica if there is one";
 
@@ -142,7 +136,7 @@ impl TreeBudget {
 impl TreeMemory for TreeBudget {
     /// From what is spare first; then `ahead`, or else `needed`, from the budget. Refused
     /// only when even `needed` is not there: too large when it would take the call beyond
-    /// the whole budget, or within [`HEADROOM`] of it; busy when other calls hold what it
+    /// the whole budget, or within a headroom of it (`Capacity::beyond_whole_budget`); busy when other calls hold what it
     /// lacks.
     fn grow(&mut self, needed: usize, ahead: usize) -> Option<usize> {
         if self.refused.is_some() {
@@ -160,13 +154,11 @@ impl TreeMemory for TreeBudget {
             }
         }
         let lacking = needed - self.spare;
-        let limit = self.capacity.buffered_limit();
         let whole = self
             .taken
             .saturating_add(lacking)
-            .saturating_add(self.elsewhere)
-            .saturating_add(HEADROOM.min(limit / 32));
-        self.refused = Some(if whole > limit {
+            .saturating_add(self.elsewhere);
+        self.refused = Some(if self.capacity.beyond_whole_budget(whole) {
             Refused::TooLarge
         } else {
             telemetry::metrics::shed();

@@ -30,9 +30,9 @@ pub use self::response::{
     SUB_HEADER,
 };
 use crate::authorize::{
-    Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, Refusal,
-    TreeBudget, Verdict, add_search_body, batch_size_refusal, headers_by_name, parse_off_runtime,
-    request_id,
+    Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, MessageHeld,
+    Refusal, TreeBudget, Verdict, add_search_body, batch_size_refusal, headers_by_name,
+    parse_off_runtime, request_id,
 };
 use crate::config::EnvoyConfig;
 use crate::decision::{Decision, bundle_entries_within};
@@ -61,6 +61,7 @@ impl EnvoyAuthz {
     async fn decide(
         &self,
         caller: &Caller,
+        held: MessageHeld,
         http: &HttpRequest,
         span: &Span,
     ) -> Result<CheckResponse, Status> {
@@ -118,7 +119,7 @@ impl EnvoyAuthz {
         let body = request_body(http);
         // The trees parsed from the body, held until the call is answered.
         let mut tree = self.authorizer.tree_budget();
-        tree.holding(body.map_or(0, <[u8]>::len));
+        tree.holding(held.0.max(body.map_or(0, <[u8]>::len)));
         // `POST [type]/_search` carries its parameters in the body: read after the token.
         // Only with its length declared: a form Envoy cut at exactly `max_request_bytes`
         // looks whole without one ([`body_truncated`]), and the rest of it (`&patient=...`)
@@ -267,6 +268,7 @@ impl EnvoyAuthz {
     fn check_observed(
         &self,
         caller: Caller,
+        held: MessageHeld,
         check: CheckRequest,
         span: Span,
     ) -> impl Future<Output = Result<Response<CheckResponse>, Status>> + Send + '_ {
@@ -287,7 +289,7 @@ impl EnvoyAuthz {
                 Err(refusal) => return Ok(Response::new(self.refuse(call(), "", None, refusal))),
             };
             let http = folded.as_deref().unwrap_or(given);
-            let response = self.decide(&caller, http, &span).await?;
+            let response = self.decide(&caller, held, http, &span).await?;
             Ok(Response::new(response))
         }
     }
@@ -316,12 +318,13 @@ impl Authorization for EnvoyAuthz {
     {
         let (metadata, extensions, check) = request.into_parts();
         let caller = Caller::of(&extensions);
+        let held = extensions.get::<MessageHeld>().copied().unwrap_or_default();
         let span = traces::rpc_span_with_headers(
             Rpc::EnvoyCheck,
             &metadata,
             http_of(&check).map(|http| &http.headers),
         );
-        let call = self.check_observed(caller, check, span.clone());
+        let call = self.check_observed(caller, held, check, span.clone());
         Box::pin(telemetry::observe(Rpc::EnvoyCheck, span, call))
     }
 }

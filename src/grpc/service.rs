@@ -11,8 +11,8 @@ use super::pb;
 use super::pb::authz_service_server::AuthzService;
 use super::{answer, convert};
 use crate::authorize::{
-    AnswerCheck, Authorizer, Call, Caller, Check, FhirServer, Refusal, batch_size_refusal,
-    request_id,
+    AnswerCheck, Authorizer, Call, Caller, Check, FhirServer, MessageHeld, Refusal,
+    batch_size_refusal, request_id,
 };
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
@@ -79,6 +79,7 @@ impl AuthzGrpc {
     fn check_access_observed(
         &self,
         caller: Caller,
+        held: MessageHeld,
         message: pb::CheckAccessRequest,
         span: Span,
     ) -> impl Future<Output = Result<Response<pb::CheckAccessResponse>, Status>> + Send + '_ {
@@ -106,10 +107,10 @@ impl AuthzGrpc {
             };
             // Held until the decision is answered, as the trees it counts are.
             let mut tree = self.authorizer.tree_budget();
-            tree.holding(
+            tree.holding(held.0.max(
                 convert::json_bytes(message.stored.as_ref())
                     + convert::json_bytes(message.proposed.as_ref()),
-            );
+            ));
             let read = async {
                 let stored = convert::resource(message.stored, "stored", &mut tree).await?;
                 Ok((
@@ -130,6 +131,7 @@ impl AuthzGrpc {
     async fn batch_check_access_observed(
         &self,
         caller: Caller,
+        held: MessageHeld,
         message: pb::BatchCheckAccessRequest,
         span: Span,
     ) -> Result<Response<pb::BatchCheckAccessResponse>, Status> {
@@ -155,14 +157,16 @@ impl AuthzGrpc {
         }
         let mut tree = self.authorizer.tree_budget();
         tree.holding(
-            message
-                .entries
-                .iter()
-                .map(|entry| {
-                    convert::json_bytes(entry.stored.as_ref())
-                        + convert::json_bytes(entry.proposed.as_ref())
-                })
-                .sum(),
+            held.0.max(
+                message
+                    .entries
+                    .iter()
+                    .map(|entry| {
+                        convert::json_bytes(entry.stored.as_ref())
+                            + convert::json_bytes(entry.proposed.as_ref())
+                    })
+                    .sum(),
+            ),
         );
         let read = async {
             let tree = &mut tree;
@@ -195,6 +199,7 @@ impl AuthzGrpc {
     async fn filter_resources_observed(
         &self,
         caller: Caller,
+        held: MessageHeld,
         mut message: pb::FilterResourcesRequest,
         span: Span,
     ) -> Result<Response<pb::FilterResourcesResponse>, Status> {
@@ -218,7 +223,7 @@ impl AuthzGrpc {
             body: &body,
         };
         let mut tree = self.authorizer.tree_budget();
-        tree.holding(body.len());
+        tree.holding(held.0.max(body.len()));
         let verdict = self
             .authorizer
             .filter_answer(call, server, check, &mut tree)
@@ -266,19 +271,24 @@ impl AuthzGrpc {
 /// The answer of a method, boxed as the generated trait (`#[async_trait]`) wants it.
 type Answer<'f, T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'f>>;
 
-/// One call of `rpc`, observed and boxed: its span and caller are read from the request,
-/// then `call` builds the future of its message.
+/// One call of `rpc`, observed and boxed: its span, caller and the budget its message holds
+/// are read from the request, then `call` builds the future of its message.
 fn answer<'f, M, T, F>(
     rpc: Rpc,
     request: Request<M>,
-    call: impl FnOnce(Caller, M, Span) -> F,
+    call: impl FnOnce(Caller, MessageHeld, M, Span) -> F,
 ) -> Answer<'f, T>
 where
     F: Future<Output = Result<Response<T>, Status>> + Send + 'f,
 {
     let span = traces::rpc_span(rpc, request.metadata());
     let caller = Caller::of(request.extensions());
-    let call = call(caller, request.into_inner(), span.clone());
+    let held = request
+        .extensions()
+        .get::<MessageHeld>()
+        .copied()
+        .unwrap_or_default();
+    let call = call(caller, held, request.into_inner(), span.clone());
     Box::pin(telemetry::observe(rpc, span, call))
 }
 
@@ -296,8 +306,8 @@ impl AuthzService for AuthzGrpc {
         's: 'f,
         Self: 'f,
     {
-        answer(Rpc::CheckAccess, request, |caller, message, span| {
-            self.check_access_observed(caller, message, span)
+        answer(Rpc::CheckAccess, request, |caller, held, message, span| {
+            self.check_access_observed(caller, held, message, span)
         })
     }
 
@@ -309,9 +319,13 @@ impl AuthzService for AuthzGrpc {
         's: 'f,
         Self: 'f,
     {
-        answer(Rpc::BatchCheckAccess, request, |caller, message, span| {
-            self.batch_check_access_observed(caller, message, span)
-        })
+        answer(
+            Rpc::BatchCheckAccess,
+            request,
+            |caller, held, message, span| {
+                self.batch_check_access_observed(caller, held, message, span)
+            },
+        )
     }
 
     fn introspect_token<'s, 'f>(
@@ -322,7 +336,7 @@ impl AuthzService for AuthzGrpc {
         's: 'f,
         Self: 'f,
     {
-        answer(Rpc::IntrospectToken, request, |caller, message, span| {
+        answer(Rpc::IntrospectToken, request, |caller, _, message, span| {
             self.introspect_token_observed(caller, message, span)
         })
     }
@@ -335,8 +349,12 @@ impl AuthzService for AuthzGrpc {
         's: 'f,
         Self: 'f,
     {
-        answer(Rpc::FilterResources, request, |caller, message, span| {
-            self.filter_resources_observed(caller, message, span)
-        })
+        answer(
+            Rpc::FilterResources,
+            request,
+            |caller, held, message, span| {
+                self.filter_resources_observed(caller, held, message, span)
+            },
+        )
     }
 }

@@ -1,25 +1,78 @@
-//! What a `smartauthz.v1` message would cost to decode, read from its bytes before tonic
-//! decodes it.
+//! What a protobuf message would cost to decode, read from its bytes before tonic decodes
+//! it: the API's messages and Envoy's `CheckRequest`.
 //!
 //! `max_request_bytes` and the budget of buffered bytes count a message's bytes, but prost
 //! decodes each field into a Rust value that can be a hundred times larger: an empty
-//! `BatchEntry` is 2 bytes on the wire and about 270 in memory, an empty `SearchParam` or
-//! header 2 to 6 bytes and about 50 to 100. One 4 MiB `BatchCheckAccess` of empty entries
-//! would take over 500 MB before its handler could refuse more than 10,000 of them. So the
-//! message's fields are counted first, by the protobuf wire format alone (protobuf
-//! encoding, "Message Structure"): each length-delimited payload that reads as a message is
-//! counted as one, down to the depth of this API's deepest field, which over-counts a
-//! string that happens to read as one and never under-counts a message.
+//! `BatchEntry` is 2 bytes on the wire and 272 in memory, an empty `SearchParam` or Envoy
+//! `HeaderValue` 2 bytes and 48 or 72, three times that while the vector they are pushed
+//! into grows. One 4 MiB `BatchCheckAccess` of empty entries would take over 500 MB before
+//! its handler could refuse more than 10,000 of them. So the message's fields are counted
+//! first, by the protobuf wire format alone (protobuf encoding, "Message Structure"): each
+//! length-delimited payload that reads as a message is counted as one, down to the depth
+//! of the schema's deepest field, which over-counts a string that happens to read as one
+//! and never under-counts a message. The count refuses what no request needs, and gives
+//! what the decoded message may take, which the call holds from the budget
+//! (`app::overload`).
+
+use envoy_types::pb::envoy::config::core::v3::HeaderValue;
+use envoy_types::pb::google::protobuf::{Any, Value};
+
+use super::pb;
 
 /// Most fields one message may hold, at every depth together. A batch of 10,000 entries,
 /// each an HTTP line with a few headers and a stored resource, holds about 150,000.
 pub const MAX_FIELDS: usize = 256 * 1024;
 
-/// How deep this API's messages nest: the request is at depth 0, and its deepest message
-/// at 4 (`BatchCheckAccessRequest.entries.stored.facts.search_values`). A payload below
-/// that is no message of this API, whatever it looks like: prost reads it as bytes, or
-/// skips it as an unknown field.
-const MAX_DEPTH: usize = 5;
+/// What one field may take once decoded, beyond the bytes of its strings: three elements
+/// of the largest repeated message of the schemas below but a batch's entries (whose count
+/// is bounded, and which are counted at their own size), as a vector that grows holds its
+/// old and its new buffer, twice the length, at once. A field that is a scalar or a string
+/// takes less; a map's entry is counted as two or three fields, its key and value among
+/// them, which covers what its hash table spends.
+pub const FIELD_BYTES: usize = 3 * largest(&[
+    size_of::<pb::SearchParam>(),
+    size_of::<String>(),
+    size_of::<HeaderValue>(),
+    size_of::<Value>(),
+    size_of::<Any>(),
+]);
+
+/// The messages of one service, as their cost to decode is read.
+#[derive(Clone, Copy, Debug)]
+pub struct Schema {
+    /// How deep its messages nest: a payload below is no message of the schema, whatever
+    /// it looks like (prost reads it as bytes, or skips it as an unknown field).
+    depth: usize,
+    /// A top-level repeated field whose occurrences are bounded: its count, its bound and
+    /// the size of one element decoded.
+    repeated: Option<(u32, usize, usize)>,
+}
+
+impl Schema {
+    /// The API's requests but a batch: the deepest message at depth 4
+    /// (`BatchCheckAccessRequest.entries.stored.facts.search_values`, the request at 0).
+    pub const API: Schema = Schema {
+        depth: 5,
+        repeated: None,
+    };
+
+    /// `BatchCheckAccessRequest`, its `entries` (field 3) bounded.
+    pub const BATCH: Schema = Schema {
+        depth: 5,
+        repeated: Some((
+            3,
+            crate::authorize::MAX_BATCH_ENTRIES,
+            size_of::<pb::BatchEntry>(),
+        )),
+    };
+
+    /// Envoy's `CheckRequest`: the `google.protobuf.Struct` of its metadata nests as deep
+    /// as prost decodes at all (its recursion limit, 100).
+    pub const ENVOY: Schema = Schema {
+        depth: 100,
+        repeated: None,
+    };
+}
 
 /// Why a message is refused before it is decoded.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,34 +85,48 @@ pub enum TooCostly {
     Entries(usize),
 }
 
-/// Refuses `message` (a protobuf message, without gRPC's frame prefix) when it holds more
-/// than [`MAX_FIELDS`] fields, or more than `max_repeated` occurrences of the top-level
-/// field `repeated` (the entries of a batch).
-pub fn check(message: &[u8], repeated: Option<(u32, usize)>) -> Result<(), TooCostly> {
-    // Every field takes at least 2 bytes (a key and a value or a length), inside each message
-    // that holds it: a message holds at most half its bytes in fields at each depth. So
-    // most messages, the hot path's among them, cannot break either limit and are not read.
-    let most_fields = message.len() / 2 * MAX_DEPTH;
-    let most_occurrences = message.len() / 2;
-    if most_fields <= MAX_FIELDS && repeated.is_none_or(|(_, max)| most_occurrences <= max) {
-        return Ok(());
-    }
+/// The bytes `message` (a protobuf message, without gRPC's frame prefix) may take while it
+/// is decoded: twice its own bytes (the strings and bytes prost copies out of it; a `bytes`
+/// field is copied twice, into `Bytes` and then into its `Vec`) and [`FIELD_BYTES`] a field
+/// (a batch's entries at three times their size). Refused when it holds more than
+/// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
+/// Bytes that are no message are weighed as bytes: the decoder refuses them.
+pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     let mut fields = 0;
-    let top = count(message, 0, &mut fields, repeated.map(|(field, _)| field))
-        .ok_or(TooCostly::Fields)?;
-    match (top, repeated) {
-        (Some(occurrences), Some((_, max))) if occurrences > max => Err(TooCostly::Entries(max)),
-        _ => Ok(()),
+    let tracked = schema.repeated.map(|(field, _, _)| field);
+    let top = count(message, 0, schema.depth, &mut fields, tracked).ok_or(TooCostly::Fields)?;
+    let mut elements = 0;
+    if let (Some(occurrences), Some((_, max, element))) = (top, schema.repeated) {
+        if occurrences > max {
+            return Err(TooCostly::Entries(max));
+        }
+        elements = occurrences.saturating_mul((3 * element).saturating_sub(FIELD_BYTES));
     }
+    Ok((2 * message.len())
+        .saturating_add(fields.saturating_mul(FIELD_BYTES))
+        .saturating_add(elements))
 }
 
-/// Counts the fields of `bytes` read as a message into `fields`; `None` when they pass
-/// [`MAX_FIELDS`]. The inner value is `None` when `bytes` is not a message (then it counts
-/// for nothing here, its field being counted by its parent), or the occurrences of the
-/// field numbered `tracked`.
+const fn largest(sizes: &[usize]) -> usize {
+    let mut largest = 0;
+    let mut index = 0;
+    while index < sizes.len() {
+        if sizes[index] > largest {
+            largest = sizes[index];
+        }
+        index += 1;
+    }
+    largest
+}
+
+/// Counts the fields of `bytes` read as a message at `depth` (of the schema's `deepest`)
+/// into `fields`; `None` when they pass [`MAX_FIELDS`]. The inner value is `None` when
+/// `bytes` is not a message (then it counts for nothing here, its field being counted by
+/// its parent), or the occurrences of the field numbered `tracked`.
 fn count(
     bytes: &[u8],
     depth: usize,
+    deepest: usize,
     fields: &mut usize,
     tracked: Option<u32>,
 ) -> Option<Option<usize>> {
@@ -97,8 +164,8 @@ fn count(
                 else {
                     return undo(fields, before);
                 };
-                if depth + 1 < MAX_DEPTH {
-                    count(payload, depth + 1, fields, None)?;
+                if depth + 1 < deepest {
+                    count(payload, depth + 1, deepest, fields, None)?;
                 }
                 &after_length[payload.len()..]
             }

@@ -33,13 +33,11 @@ fn batch(entries: usize) -> Vec<u8> {
     .encode_to_vec()
 }
 
-const ENTRIES: Option<(u32, usize)> = Some((3, 10_000));
-
 #[test]
 fn a_full_batch_passes_and_one_entry_more_is_refused() {
-    assert_eq!(check(&batch(10_000), ENTRIES), Ok(()));
+    assert!(weigh(&batch(10_000), Schema::BATCH).is_ok());
     assert_eq!(
-        check(&batch(10_001), ENTRIES),
+        weigh(&batch(10_001), Schema::BATCH),
         Err(TooCostly::Entries(10_000))
     );
 }
@@ -48,9 +46,9 @@ fn a_full_batch_passes_and_one_entry_more_is_refused() {
 #[test]
 fn empty_entries_are_refused_by_their_count() {
     let empty: Vec<u8> = [0x1a, 0x00].repeat(2 * 1024 * 1024);
-    assert!(check(&empty, ENTRIES).is_err());
+    assert!(weigh(&empty, Schema::BATCH).is_err());
     let few: Vec<u8> = [0x1a, 0x00].repeat(10_001);
-    assert_eq!(check(&few, ENTRIES), Err(TooCostly::Entries(10_000)));
+    assert_eq!(weigh(&few, Schema::BATCH), Err(TooCostly::Entries(10_000)));
 }
 
 /// Fields deeper in a request count too: the parameters of a structured request, the
@@ -64,7 +62,10 @@ fn nested_fields_are_counted() {
         })),
         ..Default::default()
     };
-    assert_eq!(check(&params.encode_to_vec(), None), Err(TooCostly::Fields));
+    assert_eq!(
+        weigh(&params.encode_to_vec(), Schema::API),
+        Err(TooCostly::Fields)
+    );
     let headers = pb::CheckAccessRequest {
         request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
             headers: (0..MAX_FIELDS / 2)
@@ -75,12 +76,13 @@ fn nested_fields_are_counted() {
         ..Default::default()
     };
     assert_eq!(
-        check(&headers.encode_to_vec(), None),
+        weigh(&headers.encode_to_vec(), Schema::API),
         Err(TooCostly::Fields)
     );
 }
 
-/// A large resource is one field: its JSON is no message.
+/// A large resource is one field: its JSON is no message. It weighs its bytes and little
+/// more.
 #[test]
 fn a_large_json_resource_is_one_field() {
     let json = serde_json::to_vec(&serde_json::json!({
@@ -95,14 +97,23 @@ fn a_large_json_resource_is_one_field() {
         }),
         ..Default::default()
     };
-    assert_eq!(check(&request.encode_to_vec(), None), Ok(()));
+    let bytes = request.encode_to_vec();
+    // The token, the resource, its content.
+    assert_eq!(
+        weigh(&bytes, Schema::API),
+        Ok(2 * bytes.len() + 3 * FIELD_BYTES)
+    );
 }
 
-/// What is no protobuf message is left to tonic, which refuses it.
+/// What is no protobuf message is left to tonic, which refuses it: weighed as its bytes.
 #[test]
 fn bytes_that_are_no_message_are_left_to_the_decoder() {
     for bytes in [&b"\xff\xff\xff"[..], b"\x0a\x05ab", b"{\"a\":1}", b""] {
-        assert_eq!(check(bytes, ENTRIES), Ok(()), "{bytes:?}");
+        assert_eq!(
+            weigh(bytes, Schema::BATCH),
+            Ok(2 * bytes.len()),
+            "{bytes:?}"
+        );
     }
 }
 
@@ -113,18 +124,87 @@ fn varints_are_read_as_protobuf_writes_them() {
     assert_eq!(varint(&[]), None);
 }
 
-/// The shortcut for small messages: the largest message it lets pass unread, filled with
-/// empty fields at the top, holds fewer than the limit even counted at every depth.
+/// Every field counted has at least two bytes of its own (its key and a value or a
+/// length), outside the payloads of the fields inside it: a message holds at most half its
+/// bytes in fields, at every depth together, whatever its payloads read as.
 #[test]
-fn a_message_too_small_to_break_a_limit_is_not_read() {
-    let filled = [0x1a, 0x00].repeat(MAX_FIELDS / MAX_DEPTH);
-    assert!(filled.len() / 2 * MAX_DEPTH <= MAX_FIELDS);
-    assert_eq!(check(&filled, None), Ok(()));
-    let mut fields = 0;
-    assert_eq!(
-        count(&filled, 0, &mut fields, None),
-        Some(Some(0)),
-        "it is a message"
+fn a_message_holds_at_most_half_its_bytes_in_fields() {
+    for message in [
+        [0x1a, 0x00].repeat(1000),
+        nested_structs(40).encode_to_vec(),
+        batch(20),
+        (0..=255).collect::<Vec<u8>>(),
+    ] {
+        let mut fields = 0;
+        count(&message, 0, 100, &mut fields, None);
+        assert!(
+            fields <= message.len() / 2,
+            "{fields} fields in {}",
+            message.len()
+        );
+    }
+}
+
+/// A cached `CheckAccess`, the hot path: its token is read as no message, and the call
+/// holds its bytes and a few kilobytes.
+#[test]
+fn a_read_with_its_token_weighs_its_bytes_and_a_few_fields() {
+    let request = pb::CheckAccessRequest {
+        access_token: format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.{}",
+            "e".repeat(500),
+            "s".repeat(342)
+        ),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: "Observation/o1".into(),
+            ..Default::default()
+        })),
+        stored: Some(pb::Resource {
+            content: Some(pb::resource::Content::Facts(pb::ResourceFacts {
+                compartments: vec!["Patient/123".into()],
+                search_values: Vec::new(),
+            })),
+        }),
+        ..Default::default()
+    };
+    let bytes = request.encode_to_vec();
+    let weight = weigh(&bytes, Schema::API).unwrap();
+    // The token, the request, its method and path, the resource, its facts, a compartment.
+    assert_eq!(weight, 2 * bytes.len() + 7 * FIELD_BYTES);
+}
+
+/// A `google.protobuf.Value` of `levels` structs, each the only member of the one above.
+fn nested_structs(levels: usize) -> envoy_types::pb::google::protobuf::Value {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    (0..levels).fold(Value::default(), |inner, _| Value {
+        kind: Some(Kind::StructValue(Struct {
+            fields: [("a".to_owned(), inner)].into(),
+        })),
+    })
+}
+
+/// Envoy's metadata nests `Struct` in `Struct`: counted as deep as prost decodes, where the
+/// API's depth would stop.
+#[test]
+fn envoy_structs_are_counted_at_every_depth() {
+    let bytes = nested_structs(30).encode_to_vec();
+    let envoy = weigh(&bytes, Schema::ENVOY).unwrap();
+    let api = weigh(&bytes, Schema::API).unwrap();
+    // Each level: the struct value, the map's entry, its key and its value.
+    assert!(
+        envoy >= 2 * bytes.len() + (4 * 30 - 1) * FIELD_BYTES,
+        "{envoy}"
     );
-    assert!(fields <= MAX_FIELDS / MAX_DEPTH);
+    assert!(api < envoy);
+}
+
+/// A batch's entries are counted at three times their size, as their vector grows.
+#[test]
+fn a_batch_entry_weighs_three_times_its_size() {
+    let one = [0x1a, 0x00];
+    let two = [0x1a, 0x00, 0x1a, 0x00];
+    let each = weigh(&two, Schema::BATCH).unwrap() - weigh(&one, Schema::BATCH).unwrap();
+    assert_eq!(each, 4 + 3 * size_of::<pb::BatchEntry>());
+    assert_eq!(weigh(&two, Schema::API), Ok(8 + 2 * FIELD_BYTES));
 }

@@ -1,0 +1,332 @@
+//! What a message is weighed at before it is decoded (`grpc::wire::weigh`), which the call
+//! then holds from `max_buffered_request_bytes`, is at least what prost's decoding of it
+//! takes at its peak: for the API's and Envoy's messages built to be large decoded for their
+//! bytes (empty entries, parameters, headers, structs), and for ordinary ones. A counting
+//! allocator bounds the peak from above.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::alloc::System;
+use std::sync::Mutex;
+
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue, Metadata};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest as EnvoyHttp, Request as EnvoyRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use prost::Message;
+use smart_authz::grpc::pb;
+use smart_authz::grpc::wire::{Schema, weigh};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// The allocator counts every thread: one measurement at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// What an allocator spends beyond the bytes asked for, on average per allocation: glibc's
+/// 8-byte header and rounding to 16 (as `tests/cache_memory.rs` counts it).
+const MALLOC_OVERHEAD: usize = 16;
+
+/// The most `M::decode(bytes)` holds at once, as stats_alloc's totals tell it: every byte
+/// it allocates, and half of what reallocations grew blocks by. A vector that doubles has
+/// grown by about its final size in all, and held its last old block, half that, beside
+/// its new one while it was copied.
+fn peak_of_decoding<M: Message + Default>(bytes: &[u8]) -> usize {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let region = Region::new(ALLOCATOR);
+    let message = M::decode(bytes).unwrap();
+    let change = region.change();
+    drop(message);
+    let grown = usize::try_from(change.bytes_reallocated.max(0)).unwrap();
+    change.bytes_allocated
+        + grown / 2
+        + (change.allocations + change.reallocations) * MALLOC_OVERHEAD
+}
+
+/// Weighed at least at the peak of its decoding, and, for an ordinary message, at most
+/// `at_most` times it.
+fn assert_weighed<M: Message + Default>(name: &str, message: &M, schema: Schema, at_most: f64) {
+    let bytes = message.encode_to_vec();
+    let peak = peak_of_decoding::<M>(&bytes);
+    let weight = weigh(&bytes, schema).unwrap();
+    let ratio = weight as f64 / peak as f64;
+    eprintln!(
+        "{name}: {} bytes, decoded peak {peak}, weighed {weight} ({ratio:.2})",
+        bytes.len()
+    );
+    assert!(
+        weight >= peak,
+        "{name}: weighed {weight} below the peak {peak}"
+    );
+    assert!(
+        ratio <= at_most,
+        "{name}: weighed {ratio:.2} times the peak"
+    );
+}
+
+fn check_access(request: pb::check_access_request::Request) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        request: Some(request),
+        ..Default::default()
+    }
+}
+
+fn stored_facts(facts: pb::ResourceFacts) -> pb::CheckAccessRequest {
+    pb::CheckAccessRequest {
+        stored: Some(pb::Resource {
+            content: Some(pb::resource::Content::Facts(facts)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn envoy_check(http: EnvoyHttp, metadata: Option<Metadata>) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(EnvoyRequest {
+                http: Some(http),
+                ..Default::default()
+            }),
+            metadata_context: metadata,
+            ..Default::default()
+        }),
+    }
+}
+
+fn metadata(value: Value) -> Option<Metadata> {
+    Some(Metadata {
+        filter_metadata: [(
+            "filter".to_owned(),
+            Struct {
+                fields: [("a".to_owned(), value)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    })
+}
+
+/// Just past a power of two: a vector of as many elements has just doubled, its peak the
+/// largest for its length.
+const MANY: usize = 65_537;
+
+/// No bound on the ratio: what a hostile message is weighed at above its peak is only its
+/// own refusal the sooner.
+const ANY: f64 = f64::INFINITY;
+
+#[test]
+fn api_messages_large_for_their_bytes() {
+    assert_weighed(
+        "empty parameters",
+        &check_access(pb::check_access_request::Request::Fhir(pb::FhirRequest {
+            params: vec![pb::SearchParam::default(); MANY],
+            ..Default::default()
+        })),
+        Schema::API,
+        ANY,
+    );
+    assert_weighed(
+        "headers of distinct names",
+        &check_access(pb::check_access_request::Request::Http(pb::HttpRequest {
+            headers: (0..MANY)
+                .map(|index| (format!("{index:x}"), String::new()))
+                .collect(),
+            ..Default::default()
+        })),
+        Schema::API,
+        ANY,
+    );
+    assert_weighed(
+        "empty compartments",
+        &stored_facts(pb::ResourceFacts {
+            compartments: vec![String::new(); MANY],
+            search_values: Vec::new(),
+        }),
+        Schema::API,
+        ANY,
+    );
+    assert_weighed(
+        "empty search values",
+        &stored_facts(pb::ResourceFacts {
+            compartments: Vec::new(),
+            search_values: vec![pb::SearchParam::default(); MANY],
+        }),
+        Schema::API,
+        ANY,
+    );
+    assert_weighed(
+        "a batch of 8,193 empty entries",
+        &pb::BatchCheckAccessRequest {
+            entries: vec![pb::BatchEntry::default(); 8_193],
+            ..Default::default()
+        },
+        Schema::BATCH,
+        ANY,
+    );
+}
+
+#[test]
+fn envoy_messages_large_for_their_bytes() {
+    assert_weighed(
+        "empty header values",
+        &envoy_check(
+            EnvoyHttp {
+                header_map: Some(HeaderMap {
+                    headers: vec![HeaderValue::default(); MANY],
+                }),
+                ..Default::default()
+            },
+            None,
+        ),
+        Schema::ENVOY,
+        ANY,
+    );
+    assert_weighed(
+        "a list of empty values",
+        &envoy_check(
+            EnvoyHttp::default(),
+            metadata(Value {
+                kind: Some(Kind::ListValue(ListValue {
+                    values: vec![Value::default(); MANY],
+                })),
+            }),
+        ),
+        Schema::ENVOY,
+        ANY,
+    );
+    assert_weighed(
+        "a list of empty structs",
+        &envoy_check(
+            EnvoyHttp::default(),
+            metadata(Value {
+                kind: Some(Kind::ListValue(ListValue {
+                    values: vec![
+                        Value {
+                            kind: Some(Kind::StructValue(Struct::default())),
+                        };
+                        MANY
+                    ],
+                })),
+            }),
+        ),
+        Schema::ENVOY,
+        ANY,
+    );
+    assert_weighed(
+        "a struct of distinct names",
+        &envoy_check(
+            EnvoyHttp::default(),
+            metadata(Value {
+                kind: Some(Kind::StructValue(Struct {
+                    fields: (0..MANY)
+                        .map(|index| (format!("{index:x}"), Value::default()))
+                        .collect(),
+                })),
+            }),
+        ),
+        Schema::ENVOY,
+        ANY,
+    );
+    let nested = (0..30).fold(Value::default(), |inner, _| Value {
+        kind: Some(Kind::StructValue(Struct {
+            fields: [("a".to_owned(), inner)].into(),
+        })),
+    });
+    assert_weighed(
+        "structs 30 deep",
+        &envoy_check(EnvoyHttp::default(), metadata(nested)),
+        Schema::ENVOY,
+        ANY,
+    );
+}
+
+/// What an ordinary call holds decoded is covered too, and the weight does not make it
+/// many times larger than it is: the budget still holds as many such calls.
+#[test]
+fn ordinary_messages() {
+    let token = format!(
+        "eyJhbGciOiJSUzI1NiJ9.{}.{}",
+        "e".repeat(500),
+        "s".repeat(342)
+    );
+    let read = pb::CheckAccessRequest {
+        access_token: token.clone(),
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: "Observation/o1".into(),
+            ..Default::default()
+        })),
+        stored: Some(pb::Resource {
+            content: Some(pb::resource::Content::Facts(pb::ResourceFacts {
+                compartments: vec!["Patient/123".into()],
+                search_values: Vec::new(),
+            })),
+        }),
+        request_id: "r-1".into(),
+        ..Default::default()
+    };
+    assert_weighed("a read with its token", &read, Schema::API, 8.0);
+    let json = serde_json::to_vec(&serde_json::json!({
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "subject": { "reference": "Patient/123" },
+        "note": (0..100).map(|index| serde_json::json!({ "text": format!("note {index}") })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let resource = pb::CheckAccessRequest {
+        access_token: token.clone(),
+        stored: Some(pb::Resource {
+            content: Some(pb::resource::Content::Json(json)),
+        }),
+        ..read.clone()
+    };
+    assert_weighed("a read with a JSON resource", &resource, Schema::API, 2.0);
+    let entry = pb::BatchEntry {
+        request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            path: "Observation/o1".into(),
+            ..Default::default()
+        })),
+        stored: read.stored.clone(),
+        proposed: None,
+    };
+    assert_weighed(
+        "a batch of 20 reads",
+        &pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            entries: vec![entry; 20],
+            ..Default::default()
+        },
+        Schema::BATCH,
+        8.0,
+    );
+    let http = EnvoyHttp {
+        method: "GET".into(),
+        path: "/fhir/Observation?patient=123".into(),
+        host: "fhir.example".into(),
+        headers: [
+            ("authorization".to_owned(), format!("Bearer {token}")),
+            ("accept".to_owned(), "application/fhir+json".to_owned()),
+            (":authority".to_owned(), "fhir.example".to_owned()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    assert_weighed(
+        "an Envoy check",
+        &envoy_check(http, None),
+        Schema::ENVOY,
+        8.0,
+    );
+}
