@@ -28,8 +28,15 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 #[global_allocator]
 static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// The allocator counts every thread: one measurement at a time.
+/// The allocator counts every thread: one test at a time, each building its messages and
+/// measuring them alone.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// What an allocator spends beyond the bytes asked for, on average per allocation: glibc's
 /// 8-byte header and rounding to 16 (as `tests/cache_memory.rs` counts it).
@@ -40,9 +47,6 @@ const MALLOC_OVERHEAD: usize = 16;
 /// grown by about its final size in all, and held its last old block, half that, beside
 /// its new one while it was copied.
 fn peak_of_decoding<M: Message + Default>(bytes: &[u8]) -> usize {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let region = Region::new(ALLOCATOR);
     let message = M::decode(bytes).unwrap();
     let change = region.change();
@@ -126,6 +130,7 @@ const ANY: f64 = f64::INFINITY;
 
 #[test]
 fn api_messages_large_for_their_bytes() {
+    let _alone = alone();
     assert_weighed(
         "empty parameters",
         &check_access(pb::check_access_request::Request::Fhir(pb::FhirRequest {
@@ -177,6 +182,7 @@ fn api_messages_large_for_their_bytes() {
 
 #[test]
 fn envoy_messages_large_for_their_bytes() {
+    let _alone = alone();
     assert_weighed(
         "empty header values",
         &envoy_check(
@@ -250,15 +256,31 @@ fn envoy_messages_large_for_their_bytes() {
     );
 }
 
+/// A token shaped as an RS256 JWT: base64url of JSON claims, and 342 characters of
+/// signature.
+fn token() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let signature: String = (0..342)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(ALPHABET[usize::try_from(state % 64).unwrap()])
+        })
+        .collect();
+    format!(
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3Qta2V5In0.{}.{signature}",
+        "eyJpc3MiOiJodHRwczovL2lzc3Vlci5leGFtcGxlIiwic3ViIjoidXNlci0xIiwiYXVkIjoiaHR0cHM6Ly9maGlyLmV4YW1wbGUiLCJzY29wZSI6InBhdGllbnQvT2JzZXJ2YXRpb24ucnMgcGF0aWVudC9Db25kaXRpb24ucnMgbGF1bmNoL3BhdGllbnQgb3BlbmlkIGZoaXJVc2VyIiwicGF0aWVudCI6IjEyMyIsImV4cCI6MTc5NjQ0Nzg4Mn0"
+    )
+}
+
 /// What an ordinary call holds decoded is covered too, and the weight does not make it
 /// many times larger than it is: the budget still holds as many such calls.
 #[test]
 fn ordinary_messages() {
-    let token = format!(
-        "eyJhbGciOiJSUzI1NiJ9.{}.{}",
-        "e".repeat(500),
-        "s".repeat(342)
-    );
+    let _alone = alone();
+    let token = token();
     let read = pb::CheckAccessRequest {
         access_token: token.clone(),
         request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {

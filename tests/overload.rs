@@ -292,8 +292,16 @@ async fn messages_being_read_are_bounded_by_bytes() {
     let (send, connection) = h2::client::handshake(io).await.unwrap();
     tokio::spawn(connection);
     // A stream announcing a message of 4,000 bytes, and 3,995 of them: the rest never
-    // comes.
-    let open_stalled = |path: &'static str| Stalled::open(&send, server.address, path, 4000);
+    // comes. ext_proc's message is counted three times (tonic's bytes, and the copy it is
+    // weighed from once whole, as its vector grows): 1,334 bytes of it hold as much.
+    let open_stalled = |path: &'static str| {
+        let length = if path.contains("ext_proc") {
+            1334
+        } else {
+            4000
+        };
+        Stalled::open(&send, server.address, path, length)
+    };
     let paths = [
         "/smartauthz.v1.AuthzService/CheckAccess",
         "/envoy.service.ext_proc.v3.ExternalProcessor/Process",
@@ -303,7 +311,7 @@ async fn messages_being_read_are_bounded_by_bytes() {
         stalled.push(open_stalled(path).await);
     }
 
-    // 8,000 of the 8,192 bytes are held (once the server has read them): a call of a few
+    // 8,002 of the 8,192 bytes are held (once the server has read them): a call of a few
     // hundred bytes is refused. A call in reading while a stalled stream's bytes arrive
     // may take their place instead (that stream is then refused): it is opened again.
     let padded = check_http("", "GET", &format!("Observation?code={}", "x".repeat(400)));
@@ -450,8 +458,8 @@ async fn parsed_trees_are_bounded_with_the_bytes_they_came_from() {
 /// What a message takes once prost has decoded it counts against
 /// `max_buffered_request_bytes` too, weighed from its bytes before it is decoded: a
 /// `ResourceFacts` of 60,000 compartments (780 KB) takes some 13 MB decoded, beyond the
-/// whole 4 MiB budget, and an Envoy `CheckRequest` of 60,000 empty header values (120 KB)
-/// as much: both too large (no retry gets them through). One of 9,000 compartments is
+/// whole 4 MiB budget, and an Envoy `CheckRequest` or ext_proc message of 60,000 empty
+/// header values (120 KB) as much: all too large (no retry gets them through). One of 9,000 compartments is
 /// decoded alone, but not while three stalled messages hold most of the budget (busy, retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decoded_messages_are_bounded_with_their_bytes() {
@@ -495,6 +503,24 @@ async fn decoded_messages_are_bounded_with_their_bytes() {
     let refused = AuthorizationClient::new(server.channel.clone())
         .check(envoy)
         .await
+        .unwrap_err();
+    assert!(too_large(&refused), "{refused:?}");
+
+    // The same header values as ext_proc's request headers end its stream.
+    let mut headers =
+        common::ext_proc::request_headers("GET", "/Observation/o1", Some(&token), &[]);
+    if let envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request::RequestHeaders(
+        http,
+    ) = &mut headers
+        && let Some(map) = http.headers.as_mut()
+    {
+        map.headers.extend(vec![HeaderValue::default(); 60_000]);
+    }
+    let mut stream = common::ext_proc::ProcessStream::open(&server.channel).await;
+    let refused = stream
+        .try_send(headers)
+        .await
+        .expect("the stream's end")
         .unwrap_err();
     assert!(too_large(&refused), "{refused:?}");
 

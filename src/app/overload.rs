@@ -14,7 +14,7 @@
 //! every connection has in reading by `max_buffered_request_bytes`: a unary call's message
 //! read whole (`authorize::reading`) and then weighed as it will be decoded (`grpc::wire`),
 //! both held until the call ends; a streaming call's counted message by message
-//! ([`CountedMessages`]), by its bytes alone. Health's messages are not counted (health is never refused):
+//! ([`CountedMessages`]), ext_proc's weighed too. Health's messages are not counted (health is never refused):
 //! its decoding limit is a few kilobytes instead (`app::SMALL_MESSAGE_BYTES`).
 
 use std::future::Future;
@@ -102,7 +102,14 @@ where
             return Box::pin(self.inner.call(request));
         }
         if path.starts_with(EXT_PROC_PATH) {
-            let request = counted(request, &self.capacity);
+            let capacity = self.capacity.clone();
+            let request = request.map(|body| {
+                Body::new(CountedMessages::weighed(
+                    body,
+                    capacity,
+                    wire::Schema::ENVOY,
+                ))
+            });
             return Box::pin(self.inner.call(request));
         }
         if !UNARY_SERVICES
@@ -130,7 +137,7 @@ where
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             // A gRPC message frame is a 5-byte prefix and the message.
-            let read = capacity.read_whole(body, max_request_bytes.saturating_add(5));
+            let read = capacity.read_whole(body, max_request_bytes.saturating_add(PREFIX));
             let mut read = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
                 Ok(Ok(read)) => read,
                 // Worded as the decoder's own refusal is (`size_limit_named`).
@@ -160,7 +167,7 @@ where
             };
             let holding = read.bytes.len() + decoded;
             let Some(decoded_held) = capacity.try_hold_bytes(decoded) else {
-                return Ok(undecodable(&capacity, holding));
+                return Ok(undecodable(&capacity, holding).into_http());
             };
             read.held.add(decoded_held);
             let Some(slot) = capacity.enter() else {
@@ -203,31 +210,46 @@ fn decoding_cost(path: &str, framed: &[u8]) -> Result<usize, tonic::Status> {
     let Some(message) = framed_message(framed) else {
         return Ok(0);
     };
-    wire::weigh(message, schema).map_err(|costly| match costly {
-        wire::TooCostly::Fields => tonic::Status::resource_exhausted(costly.to_string()),
-        wire::TooCostly::Entries(_) => tonic::Status::invalid_argument(costly.to_string()),
-    })
+    // tonic reads a unary call's body to its end, decoding every message after the first
+    // before it drops them: what is weighed is all that is decoded.
+    if framed.len() > PREFIX + message.len() {
+        return Err(tonic::Status::invalid_argument(
+            "a unary call carries one request message",
+        ));
+    }
+    wire::weigh(message, schema).map_err(|costly| wire_refusal(&costly))
 }
 
-/// The answer to a call whose message, decoded, would take `bytes` of the budget in all
+/// A message refused before it is decoded: too many fields is too costly for any retry, a
+/// batch of too many entries a request to split.
+pub(super) fn wire_refusal(costly: &wire::TooCostly) -> tonic::Status {
+    match costly {
+        wire::TooCostly::Fields => tonic::Status::resource_exhausted(costly.to_string()),
+        wire::TooCostly::Entries(_) => tonic::Status::invalid_argument(costly.to_string()),
+    }
+}
+
+/// The refusal of a call whose message, decoded, would take `bytes` of the budget in all
 /// (with its own bytes) and the budget has not them free: too large when no retry finds
-/// them (`RESOURCE_EXHAUSTED` without pushback), else busy.
-fn undecodable(capacity: &Capacity, bytes: usize) -> http::Response<Body> {
+/// them (`RESOURCE_EXHAUSTED` without pushback), else busy (counted as shed).
+pub(super) fn undecodable(capacity: &Capacity, bytes: usize) -> tonic::Status {
     if capacity.beyond_whole_budget(bytes) {
         return tonic::Status::resource_exhausted(format!(
             "the request would take more memory once decoded than max_buffered_request_bytes ({} bytes) allows: split it",
             capacity.buffered_limit()
-        ))
-        .into_http();
+        ));
     }
     telemetry::metrics::shed();
-    busy(OVER_BUDGET).into_http()
+    busy(OVER_BUDGET)
 }
 
-/// The message of a unary call's body: gRPC's frame is a compressed flag, a 4-byte
-/// big-endian length and the message (gRPC over HTTP/2, "Length-Prefixed-Message").
+/// The length of gRPC's message prefix: a compressed flag and a 4-byte big-endian length
+/// (gRPC over HTTP/2, "Length-Prefixed-Message").
+const PREFIX: usize = 5;
+
+/// The first message of a unary call's body, uncompressed.
 fn framed_message(framed: &[u8]) -> Option<&[u8]> {
-    let (prefix, rest) = framed.split_first_chunk::<5>()?;
+    let (prefix, rest) = framed.split_first_chunk::<PREFIX>()?;
     let [0, length @ ..] = *prefix else {
         return None;
     };
@@ -244,3 +266,6 @@ fn counted(request: http::Request<Body>, capacity: &Capacity) -> http::Request<B
 fn overloaded(capacity: &Capacity) -> http::Response<Body> {
     busy(capacity.refusal_message()).into_http()
 }
+
+#[cfg(test)]
+mod tests;

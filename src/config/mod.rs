@@ -74,9 +74,10 @@ pub struct ConfigFile {
     /// Calls in flight at most, over every connection of every face; one more is refused
     /// at once (RESOURCE_EXHAUSTED over gRPC, 503 over HTTP).
     pub max_concurrent_calls: usize,
-    /// Bytes of request bodies, and of the JSON trees parsed from them, held at once over
-    /// every connection of every face: read before their call starts, held until it ends.
-    /// A call whose body or tree would go beyond is refused at once, as one beyond
+    /// Bytes of request bodies, of their messages decoded and of the JSON trees parsed from
+    /// them, held at once over every connection of every face: read before their call
+    /// starts, held until it ends. A call whose body, message or tree would go beyond is
+    /// refused at once, as one beyond
     /// `max_concurrent_calls` is. Unset: 24 times `max_request_bytes` (96 MiB for its
     /// default), at least 64 MiB.
     pub max_buffered_request_bytes: Option<usize>,
@@ -548,9 +549,10 @@ pub const MAX_LIMIT: usize = 1_000_000;
 pub const DEFAULT_MAX_BUFFERED_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// The budget an unset `max_buffered_request_bytes` gives each byte of the largest
-/// request: its bytes, the copy a parse on the blocking pool reads, and the tree its JSON
-/// is parsed into, which is up to 18 times its bytes for a Bundle of small resources
-/// (docs/performance-log.md, "Parsed trees counted against the budget"). 96 MiB for the
+/// request: its bytes, its message decoded (twice its bytes, `grpc::wire`), the copy a
+/// parse on the blocking pool reads, and the tree its JSON is parsed into, which is up to
+/// 18 times its bytes for a Bundle of small resources (docs/performance-log.md, "Parsed
+/// trees counted against the budget"). 96 MiB for the
 /// default 4 MiB `max_request_bytes`: the largest request is read whole, alone.
 pub const BUFFERED_PER_REQUEST_BYTE: usize = 24;
 

@@ -458,9 +458,10 @@ impl Exchange {
             }),
             body: &body.body,
         };
-        // The answer's tree, held until the filtered answer is written.
+        // The answer's tree, held until the filtered answer is written, beside the weight of
+        // the message that brought it, twice its bytes (`app::counted_messages`).
         let mut tree = self.authorizer.tree_budget();
-        tree.holding(body.body.len());
+        tree.holding(2 * body.body.len());
         let verdict = match self
             .authorizer
             .filter_answer(call, &asked.server, check, &mut tree)

@@ -1,5 +1,5 @@
 //! What a protobuf message would cost to decode, read from its bytes before tonic decodes
-//! it: the API's messages and Envoy's `CheckRequest`.
+//! it: the API's messages and Envoy's (`CheckRequest`, ext_proc's `ProcessingRequest`).
 //!
 //! `max_request_bytes` and the budget of buffered bytes count a message's bytes, but prost
 //! decodes each field into a Rust value that can be a hundred times larger: an empty
@@ -8,11 +8,11 @@
 //! into grows. One 4 MiB `BatchCheckAccess` of empty entries would take over 500 MB before
 //! its handler could refuse more than 10,000 of them. So the message's fields are counted
 //! first, by the protobuf wire format alone (protobuf encoding, "Message Structure"): each
-//! length-delimited payload that reads as a message is counted as one, down to the depth
-//! of the schema's deepest field, which over-counts a string that happens to read as one
-//! and never under-counts a message. The count refuses what no request needs, and gives
-//! what the decoded message may take, which the call holds from the budget
-//! (`app::overload`).
+//! length-delimited payload is read as a message, down to the depth of the schema's
+//! deepest field, which over-counts a string that reads like a message and never
+//! under-counts one. The count refuses what
+//! no request needs, and gives what the decoded message may take, which the call holds
+//! from the budget (`app::overload`, `app::counted_messages`).
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::google::protobuf::{Any, Value};
@@ -90,13 +90,17 @@ pub enum TooCostly {
 /// field is copied twice, into `Bytes` and then into its `Vec`) and [`FIELD_BYTES`] a field
 /// (a batch's entries at three times their size). Refused when it holds more than
 /// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
-/// Bytes that are no message are weighed as bytes: the decoder refuses them.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
-    let mut fields = 0;
+    let mut tally = Tally::default();
     let tracked = schema.repeated.map(|(field, _, _)| field);
-    let top = count(message, 0, schema.depth, &mut fields, tracked).ok_or(TooCostly::Fields)?;
+    let (occurrences, _) = count(message, 0, schema.depth, &mut tally, tracked)
+        .map_err(|TooMany| TooCostly::Fields)?;
+    let fields = tally.fields + tally.partial;
+    if fields > MAX_FIELDS {
+        return Err(TooCostly::Fields);
+    }
     let mut elements = 0;
-    if let (Some(occurrences), Some((_, max, element))) = (top, schema.repeated) {
+    if let Some((_, max, element)) = schema.repeated {
         if occurrences > max {
             return Err(TooCostly::Entries(max));
         }
@@ -119,75 +123,122 @@ const fn largest(sizes: &[usize]) -> usize {
     largest
 }
 
-/// Counts the fields of `bytes` read as a message at `depth` (of the schema's `deepest`)
-/// into `fields`; `None` when they pass [`MAX_FIELDS`]. The inner value is `None` when
-/// `bytes` is not a message (then it counts for nothing here, its field being counted by
-/// its parent), or the occurrences of the field numbered `tracked`.
+/// prost's recursion limit: messages and groups nest at most this deep, together.
+const RECURSION_LIMIT: usize = 100;
+
+/// More than [`MAX_FIELDS`] fields.
+struct TooMany;
+
+/// The fields of a message counted so far.
+#[derive(Default)]
+struct Tally {
+    /// Counted with each payload that stopped reading as fields before its end taken as
+    /// bytes: what prost builds when every such payload is a string or `bytes`.
+    fields: usize,
+    /// The most fields such a payload had read as before it stopped: what prost built of
+    /// it, had it been a message field, before refusing it (and the whole message with
+    /// it, so one such payload at most).
+    partial: usize,
+}
+
+/// Counts into `tally` the fields of `bytes` read as a message at `depth` (of the
+/// schema's `deepest`); returns the occurrences of the field numbered `tracked`, and
+/// whether the bytes read as fields to their end.
+///
+/// prost decodes a message field by field, so a message malformed at its end has had its
+/// earlier fields built when the decoder refuses it: at the top, what came before is
+/// counted. A payload that stops reading as fields is either no message (a string,
+/// `bytes`: nothing of it is built, and the message goes on after it) or a message prost
+/// refuses there (what came before it, and its fields so far, are built, nothing after):
+/// [`Tally`] keeps both, and the weight takes their sum, never less than either. Groups
+/// (proto2's, wire types 3 and 4) are skipped as prost skips an unknown field: read to
+/// their end, nothing built.
 fn count(
     bytes: &[u8],
     depth: usize,
     deepest: usize,
-    fields: &mut usize,
+    tally: &mut Tally,
     tracked: Option<u32>,
-) -> Option<Option<usize>> {
-    let before = *fields;
+) -> Result<(usize, bool), TooMany> {
     let mut occurrences = 0;
     let mut rest = bytes;
     while !rest.is_empty() {
-        let Some((key, after_key)) = varint(rest) else {
-            return undo(fields, before);
+        let Some((field, after)) = next_field(rest, depth) else {
+            return Ok((occurrences, false));
         };
-        let field = key >> 3;
-        if field == 0 {
-            return undo(fields, before);
-        }
-        rest = match key & 7 {
-            0 => match varint(after_key) {
-                Some((_, after)) => after,
-                None => return undo(fields, before),
-            },
-            1 => match after_key.get(8..) {
-                Some(after) => after,
-                None => return undo(fields, before),
-            },
-            5 => match after_key.get(4..) {
-                Some(after) => after,
-                None => return undo(fields, before),
-            },
-            2 => {
-                let Some((length, after_length)) = varint(after_key) else {
-                    return undo(fields, before);
-                };
-                let Some(payload) = usize::try_from(length)
-                    .ok()
-                    .and_then(|length| after_length.get(..length))
-                else {
-                    return undo(fields, before);
-                };
-                if depth + 1 < deepest {
-                    count(payload, depth + 1, deepest, fields, None)?;
-                }
-                &after_length[payload.len()..]
+        if let Field::Payload(payload) = field.value
+            && depth + 1 < deepest
+        {
+            let before = tally.fields;
+            let (_, whole) = count(payload, depth + 1, deepest, tally, None)?;
+            if !whole {
+                tally.partial = tally.partial.max(tally.fields - before);
+                tally.fields = before;
             }
-            // Groups (3, 4) are not used by proto3, and 6 and 7 are no wire type.
-            _ => return undo(fields, before),
-        };
-        *fields += 1;
-        if *fields > MAX_FIELDS {
-            return None;
         }
-        if tracked.map(u64::from) == Some(field) {
+        rest = after;
+        tally.fields += 1;
+        if tally.fields > MAX_FIELDS {
+            return Err(TooMany);
+        }
+        if tracked.map(u64::from) == Some(field.number) {
             occurrences += 1;
         }
     }
-    Some(Some(occurrences))
+    Ok((occurrences, true))
 }
 
-/// `bytes` turned out not to be a message: what its payloads were counted for is taken
-/// back, as prost will read it as bytes.
-fn undo(fields: &mut usize, before: usize) -> Option<Option<usize>> {
-    *fields = before;
-    Some(None)
+/// One field read from the wire: its number, and its payload when it is length-delimited.
+struct Read<'a> {
+    number: u64,
+    value: Field<'a>,
+}
+
+enum Field<'a> {
+    Payload(&'a [u8]),
+    /// A varint, a fixed-width value, or a group skipped.
+    Other,
+}
+
+/// The field at the start of `bytes` (a message at `depth`) and the bytes after it;
+/// `None` at the end, or where the bytes are no field (prost refuses them there).
+fn next_field(bytes: &[u8], depth: usize) -> Option<(Read<'_>, &[u8])> {
+    let (key, after_key) = varint(bytes)?;
+    let number = key >> 3;
+    if number == 0 {
+        return None;
+    }
+    let (value, after) = match key & 7 {
+        0 => (Field::Other, varint(after_key)?.1),
+        1 => (Field::Other, after_key.get(8..)?),
+        5 => (Field::Other, after_key.get(4..)?),
+        2 => {
+            let (length, after_length) = varint(after_key)?;
+            let length = usize::try_from(length).ok()?;
+            let payload = after_length.get(..length)?;
+            (Field::Payload(payload), &after_length[length..])
+        }
+        3 => (Field::Other, skip_group(after_key, number, depth + 1)?),
+        // An end of group outside one, and 6 and 7, which are no wire type.
+        _ => return None,
+    };
+    Some((Read { number, value }, after))
+}
+
+/// The bytes after the end of the group numbered `number` whose fields `bytes` starts
+/// with, at `depth`; `None` when it does not end, or nests deeper than prost reads.
+fn skip_group(bytes: &[u8], number: u64, depth: usize) -> Option<&[u8]> {
+    if depth >= RECURSION_LIMIT {
+        return None;
+    }
+    let mut rest = bytes;
+    loop {
+        let (key, after_key) = varint(rest)?;
+        if key & 7 == 4 {
+            return (key >> 3 == number).then_some(after_key);
+        }
+        rest = next_field(rest, depth)?.1;
+    }
 }
 
 /// A base-128 varint and the bytes after it (at most 10 bytes, as protobuf's).

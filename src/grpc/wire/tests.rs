@@ -105,7 +105,7 @@ fn a_large_json_resource_is_one_field() {
     );
 }
 
-/// What is no protobuf message is left to tonic, which refuses it: weighed as its bytes.
+/// What is no protobuf message from its start is weighed as its bytes: tonic refuses it.
 #[test]
 fn bytes_that_are_no_message_are_left_to_the_decoder() {
     for bytes in [&b"\xff\xff\xff"[..], b"\x0a\x05ab", b"{\"a\":1}", b""] {
@@ -135,8 +135,9 @@ fn a_message_holds_at_most_half_its_bytes_in_fields() {
         batch(20),
         (0..=255).collect::<Vec<u8>>(),
     ] {
-        let mut fields = 0;
-        count(&message, 0, 100, &mut fields, None);
+        let mut tally = Tally::default();
+        assert!(count(&message, 0, 100, &mut tally, None).is_ok());
+        let fields = tally.fields + tally.partial;
         assert!(
             fields <= message.len() / 2,
             "{fields} fields in {}",
@@ -170,8 +171,10 @@ fn a_read_with_its_token_weighs_its_bytes_and_a_few_fields() {
     };
     let bytes = request.encode_to_vec();
     let weight = weigh(&bytes, Schema::API).unwrap();
-    // The token, the request, its method and path, the resource, its facts, a compartment.
-    assert_eq!(weight, 2 * bytes.len() + 7 * FIELD_BYTES);
+    // The token, the request, its method and path, the resource, its facts, a compartment,
+    // and the most fields one of its strings starts as (one): had it been a message field,
+    // prost would have built it before refusing the message.
+    assert_eq!(weight, 2 * bytes.len() + 8 * FIELD_BYTES);
 }
 
 /// A `google.protobuf.Value` of `levels` structs, each the only member of the one above.
@@ -207,4 +210,66 @@ fn a_batch_entry_weighs_three_times_its_size() {
     let each = weigh(&two, Schema::BATCH).unwrap() - weigh(&one, Schema::BATCH).unwrap();
     assert_eq!(each, 4 + 3 * size_of::<pb::BatchEntry>());
     assert_eq!(weigh(&two, Schema::API), Ok(8 + 2 * FIELD_BYTES));
+}
+
+/// 2 million empty entries after a group: prost skips the group (an unknown field) and
+/// builds every entry after it, so the count reads past it too.
+#[test]
+fn a_group_hides_no_field() {
+    // Field 15, a group holding a varint (field 1) and a nested group (field 2), ended.
+    let mut message = vec![0x7b, 0x08, 0x01, 0x13, 0x14, 0x7c];
+    message.extend([0x1a, 0x00].repeat(2 * 1024 * 1024));
+    assert_eq!(weigh(&message, Schema::BATCH), Err(TooCostly::Fields));
+    let few = [&message[..6], &[0x1a, 0x00].repeat(10_001)].concat();
+    assert_eq!(weigh(&few, Schema::BATCH), Err(TooCostly::Entries(10_000)));
+    // An end of group alone, or one of another group, is no field: the count stops there,
+    // as prost does.
+    assert_eq!(weigh(&[0x7c, 0x1a, 0x00], Schema::BATCH), Ok(6));
+    assert_eq!(weigh(&[0x7b, 0x74, 0x1a, 0x00], Schema::BATCH), Ok(8));
+}
+
+/// Groups nest no deeper than prost reads them: deeper, the count stops, as prost does.
+#[test]
+fn groups_nest_as_deep_as_prost_reads() {
+    let nested = |levels: usize| {
+        [
+            [0x7b].repeat(levels),
+            [0x7c].repeat(levels),
+            [0x1a, 0x00].to_vec(),
+        ]
+        .concat()
+    };
+    let fields = |message: &[u8]| {
+        let mut tally = Tally::default();
+        assert!(count(message, 0, 5, &mut tally, None).is_ok());
+        tally.fields + tally.partial
+    };
+    assert_eq!(
+        fields(&nested(RECURSION_LIMIT - 1)),
+        2,
+        "the group and the entry"
+    );
+    assert_eq!(fields(&nested(RECURSION_LIMIT)), 0);
+}
+
+/// A message malformed at its end has had its earlier fields built when prost refuses it:
+/// they are counted.
+#[test]
+fn fields_before_a_malformed_end_are_counted() {
+    let mut message = [0x1a, 0x00].repeat(2 * 1024 * 1024);
+    message.extend([0xff, 0xff]);
+    assert_eq!(weigh(&message, Schema::BATCH), Err(TooCostly::Fields));
+    // A payload of empty fields (a request's parameters) that ends with a byte that is no
+    // field, inside a field of the request.
+    let mut payload = [0x3a, 0x00].repeat(MAX_FIELDS);
+    payload.push(0xff);
+    let mut nested = vec![0x12];
+    let mut length = payload.len();
+    while length >= 0x80 {
+        nested.push(u8::try_from(length & 0x7f).unwrap() | 0x80);
+        length >>= 7;
+    }
+    nested.push(u8::try_from(length).unwrap());
+    nested.extend(payload);
+    assert_eq!(weigh(&nested, Schema::API), Err(TooCostly::Fields));
 }
