@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
-import { fromServiceError } from './errors.js';
+import { AuthzError, fromServiceError } from './errors.js';
 import { batchDecision, decision, filtered, introspection, isAllowedOutright } from './results.js';
 import type { BatchDecision, Decision, Filtered, Introspection } from './results.js';
 
@@ -51,8 +51,11 @@ export function routingKey(token: string): string {
   return createHash('sha256').update(bare.trim()).digest('hex').slice(0, 16);
 }
 
-/** A resource: parsed JSON, or its JSON text or bytes. */
-export type ResourceJson = object | string | Uint8Array;
+/**
+ * A resource: parsed JSON, or its JSON text or bytes (a Buffer or any typed array, an
+ * ArrayBuffer). `null` or absent: no version given.
+ */
+export type ResourceJson = object | string | Uint8Array | ArrayBuffer | ArrayBufferView;
 
 /** A FHIR request in structured form (the proto's FhirRequest, by its field names). */
 export interface FhirRequest {
@@ -69,9 +72,9 @@ export interface FhirRequest {
 
 export interface CheckOptions {
   /** The resource as stored now. */
-  stored?: ResourceJson;
+  stored?: ResourceJson | null;
   /** The resource as it would be written. */
-  proposed?: ResourceJson;
+  proposed?: ResourceJson | null;
   /** Request headers the FHIR server reads (method overrides are checked). */
   headers?: Record<string, string>;
   /**
@@ -100,8 +103,8 @@ export interface BatchEntry {
    * the method overrides.
    */
   headers?: Record<string, string>;
-  stored?: ResourceJson;
-  proposed?: ResourceJson;
+  stored?: ResourceJson | null;
+  proposed?: ResourceJson | null;
 }
 
 export interface ClientOptions {
@@ -120,14 +123,17 @@ export interface ClientOptions {
   sendRoutingKey?: boolean;
 }
 
+// Bytes are sent as they are: JSON.stringify would turn an ArrayBuffer or a DataView
+// into `{}`, a resource other than the one given.
 function jsonBytes(value: ResourceJson): Buffer {
   if (typeof value === 'string') return Buffer.from(value);
-  if (value instanceof Uint8Array) return Buffer.from(value);
+  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
   return Buffer.from(JSON.stringify(value));
 }
 
-function resource(value: ResourceJson | undefined): { json: Buffer } | null {
-  return value === undefined ? null : { json: jsonBytes(value) };
+function resource(value: ResourceJson | null | undefined): { json: Buffer } | null {
+  return value === undefined || value === null ? null : { json: jsonBytes(value) };
 }
 
 const PROTO = fileURLToPath(new URL('./proto/smartauthz/v1/authz.proto', import.meta.url));
@@ -145,6 +151,7 @@ export class AuthzClient {
   readonly #fhirVersion: string;
   readonly #timeoutMs: number;
   readonly #sendRoutingKey: boolean;
+  #closed = false;
 
   constructor(target = '127.0.0.1:50051', options: ClientOptions = {}) {
     const definition = protoLoader.loadSync(PROTO, LOADER_OPTIONS);
@@ -160,11 +167,16 @@ export class AuthzClient {
     this.#sendRoutingKey = options.sendRoutingKey ?? true;
   }
 
+  /** Closes the channel; every call after it is refused (an AuthzError, not retryable). */
   close(): void {
+    this.#closed = true;
     this.#client.close();
   }
 
   #call(method: string, request: object, token: string): Promise<any> {
+    if (this.#closed) {
+      return Promise.reject(new AuthzError(grpc.status.FAILED_PRECONDITION, 'the client is closed'));
+    }
     const metadata = new grpc.Metadata();
     if (this.#sendRoutingKey && token) metadata.set(ROUTING_KEY_HEADER, routingKey(token));
     const deadline = new Date(Date.now() + this.#timeoutMs);

@@ -104,7 +104,22 @@ export interface Filtered {
   readonly requestId: string;
 }
 
-/** RFC 7662 introspection with the SMART launch context; inactive: `active` false only. */
+/** One granted scope as the service reads it. */
+export interface ParsedScope {
+  /** As written in the token. */
+  readonly scope: string;
+  /** "resource", "identity", "launch context", "refresh token", "extension" or "invalid". */
+  readonly kind: string;
+  /** The canonical SMART v2 form, for resource scopes; null otherwise. */
+  readonly canonical: string | null;
+  /** Why an invalid scope grants nothing; null otherwise. */
+  readonly error: string | null;
+}
+
+/**
+ * RFC 7662 introspection with the SMART launch context, every field the service answers
+ * with; inactive: `active` false only. Times are seconds since the epoch, 0 when absent.
+ */
 export interface Introspection {
   readonly active: boolean;
   readonly scope: string;
@@ -113,10 +128,20 @@ export interface Introspection {
   readonly iss: string;
   readonly aud: readonly string[];
   readonly exp: number;
+  readonly iat: number;
+  readonly nbf: number;
+  readonly jti: string | null;
+  readonly tokenType: string | null;
   readonly patient: string | null;
   readonly encounter: string | null;
   readonly fhirUser: string | null;
   readonly fhirContext: readonly unknown[];
+  readonly needPatientBanner: boolean;
+  readonly intent: string | null;
+  readonly tenant: string | null;
+  readonly smartStyleUrl: string | null;
+  readonly scopes: readonly ParsedScope[];
+  readonly ignoredScopes: readonly IgnoredScope[];
   readonly source: string;
   readonly cached: boolean;
   readonly requestId: string;
@@ -127,6 +152,11 @@ export interface Introspection {
 type Wire = Record<string, any>;
 
 const orNull = (text: string | undefined): string | null => (text ? text : null);
+
+const ignoredScope = (ignored: Wire): IgnoredScope => ({
+  scope: ignored.scope,
+  reason: ignored.reason,
+});
 
 /** The one place an allow is read: the enum name, compared for equality. */
 export const isAllow = (decision: unknown): boolean => decision === 'DECISION_ALLOW';
@@ -190,10 +220,7 @@ export function decision(wire: Wire): Decision {
     message: wire.message,
     grants: (wire.grants as Wire[]).map(grant),
     subject: subject(wire.subject),
-    ignoredScopes: (wire.ignored_scopes as Wire[]).map((ignored) => ({
-      scope: ignored.scope,
-      reason: ignored.reason,
-    })),
+    ignoredScopes: (wire.ignored_scopes as Wire[]).map(ignoredScope),
     includeReadableTypes: wire.include_readable_types,
     requestId: wire.request_id,
   };
@@ -242,10 +269,25 @@ export function introspection(wire: Wire): Introspection {
     iss: wire.iss,
     aud: wire.aud,
     exp: Number(wire.exp),
+    iat: Number(wire.iat),
+    nbf: Number(wire.nbf),
+    jti: orNull(wire.jti),
+    tokenType: orNull(wire.token_type),
     patient: orNull(wire.patient),
     encounter: orNull(wire.encounter),
     fhirUser: orNull(wire.fhir_user),
     fhirContext: (wire.fhir_context as string[]).map((item) => JSON.parse(item) as unknown),
+    needPatientBanner: wire.need_patient_banner === true,
+    intent: orNull(wire.intent),
+    tenant: orNull(wire.tenant),
+    smartStyleUrl: orNull(wire.smart_style_url),
+    scopes: (wire.scopes as Wire[]).map((parsed) => ({
+      scope: parsed.scope,
+      kind: parsed.kind,
+      canonical: orNull(parsed.canonical),
+      error: orNull(parsed.error),
+    })),
+    ignoredScopes: (wire.ignored_scopes as Wire[]).map(ignoredScope),
     source: String(wire.source),
     cached: wire.cached === true,
     requestId: wire.request_id,

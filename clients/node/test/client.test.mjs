@@ -160,6 +160,37 @@ test('the stored resource is judged', async () => {
   );
 });
 
+test('a resource given as bytes of any kind is sent as it is, and null is no resource', async () => {
+  const token = mint('patient/Observation.rs', '123');
+  const bytes = (patient) => new TextEncoder().encode(JSON.stringify(observation(patient)));
+  for (const view of [
+    (array) => array.buffer,
+    (array) => new DataView(array.buffer),
+    (array) => Buffer.from(array),
+  ]) {
+    assert.equal(await authz.isAllowed(token, 'GET', 'Observation/o1', { stored: view(bytes('123')) }), true);
+    assert.equal(await authz.isAllowed(token, 'GET', 'Observation/o1', { stored: view(bytes('456')) }), false);
+  }
+  const absent = await authz.check(token, 'GET', 'Observation/o1');
+  const none = await authz.check(token, 'GET', 'Observation/o1', { stored: null, proposed: null });
+  assert.equal(none.allowed, absent.allowed);
+  assert.equal(none.reason, absent.reason);
+  assert.deepEqual(none.grants, absent.grants);
+});
+
+test('a closed client refuses every call, as an error that is not retried', async () => {
+  const closed = new AuthzClient(server.address);
+  const token = mint('patient/Observation.rs', '123');
+  assert.equal((await closed.check(token, 'GET', 'Observation?code=x')).allowed, true);
+  closed.close();
+  await assert.rejects(closed.check(token, 'GET', 'Observation?code=x'), (error) => {
+    assert.equal(error.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal(error.retryable, false);
+    assert.match(error.message, /closed/);
+    return true;
+  });
+});
+
 test('a granular scope comes back as a typed filter', async () => {
   const token = mint(`patient/Observation.rs?category=${VITALS}`, '123');
   const decision = await authz.check(token, 'GET', 'Observation');
@@ -190,6 +221,18 @@ test('introspection reads the launch context', async () => {
   assert.equal(introspection.patient, '123');
   assert.equal(introspection.source, 'TOKEN_SOURCE_LOCAL_JWT');
   assert.equal(introspection.requestId, 'i-1');
+  assert.ok(introspection.iat > 0 && introspection.exp > introspection.iat);
+  assert.deepEqual(
+    introspection.scopes.map((parsed) => [parsed.scope, parsed.kind]),
+    [
+      ['patient/*.rs', 'resource'],
+      ['launch/patient', 'launch context'],
+      ['openid', 'identity'],
+      ['fhirUser', 'identity'],
+    ],
+  );
+  assert.equal(introspection.scopes[0].canonical, 'patient/*.rs');
+  assert.equal(introspection.scopes[0].error, null);
   assert.equal((await authz.introspect('not-a-token')).active, false);
 });
 

@@ -170,7 +170,36 @@ def test_introspection_reads_the_launch_context(authz, mint):
     assert introspection.patient == "123"
     assert introspection.source == "TOKEN_SOURCE_LOCAL_JWT"
     assert introspection.request_id == "i-1"
+    assert 0 < introspection.iat < introspection.exp
+    assert [(parsed.scope, parsed.kind) for parsed in introspection.scopes] == [
+        ("patient/*.rs", "resource"),
+        ("launch/patient", "launch context"),
+        ("openid", "identity"),
+        ("fhirUser", "identity"),
+    ]
+    assert introspection.scopes[0].canonical == "patient/*.rs"
+    assert introspection.scopes[0].error is None
     assert not authz.introspect("not-a-token").active
+
+
+def test_a_resource_given_as_bytes_of_any_kind_is_sent_as_it_is(authz, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    for kind in (bytes, bytearray, memoryview):
+        ours = kind(json.dumps(observation("123")).encode())
+        theirs = kind(json.dumps(observation("456")).encode())
+        assert authz.is_allowed(token, "GET", "Observation/o1", stored=ours)
+        assert not authz.is_allowed(token, "GET", "Observation/o1", stored=theirs)
+
+
+def test_a_closed_client_raises_an_error_that_is_not_retried(address, mint):
+    token = mint("patient/Observation.rs", patient="123")
+    client = AuthzClient(address)
+    assert client.check(token, "GET", "Observation?code=x").allowed
+    client.close()
+    with pytest.raises(AuthzError) as raised:
+        client.check(token, "GET", "Observation?code=x")
+    assert raised.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert not raised.value.retryable
 
 
 def test_the_request_id_is_echoed_and_a_bad_one_raises(authz, mint):

@@ -25,6 +25,7 @@ from .results import (
     Grant,
     IgnoredScope,
     Introspection,
+    ParsedScope,
     Subject,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "IgnoredScope",
     "InvalidRequest",
     "Introspection",
+    "ParsedScope",
     "SearchParam",
     "Subject",
     "pb",

@@ -11,11 +11,11 @@ import grpc
 
 from ._pb.smartauthz.v1 import authz_pb2 as pb
 from ._pb.smartauthz.v1 import authz_pb2_grpc
-from .errors import from_rpc_error
+from .errors import AuthzError, from_rpc_error
 from .results import BatchDecision, Decision, Filtered, Introspection
 
 #: A resource: parsed JSON, or its JSON text or bytes.
-ResourceJson = Union[Mapping[str, Any], str, bytes]
+ResourceJson = Union[Mapping[str, Any], str, bytes, bytearray, memoryview]
 
 #: The gRPC metadata a proxy can hash on to send each token to one replica
 #: (docs/operations.md); the service never reads it.
@@ -38,8 +38,8 @@ def routing_key(token: str) -> str:
 
 
 def _json_bytes(value: ResourceJson) -> bytes:
-    if isinstance(value, bytes):
-        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
     if isinstance(value, str):
         return value.encode()
     return json.dumps(value, separators=(",", ":")).encode()
@@ -142,8 +142,12 @@ class AuthzClient:
         self._fhir_version = fhir_version
         self._timeout = timeout
         self._send_routing_key = send_routing_key
+        self._closed = False
 
     def close(self) -> None:
+        """Closes the channel; every call after it raises :class:`AuthzError`
+        (``FAILED_PRECONDITION``, not retryable)."""
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> "AuthzClient":
@@ -158,6 +162,8 @@ class AuthzClient:
         return ()
 
     def _call(self, method: Any, request: Any, token: str) -> Any:
+        if self._closed:
+            raise AuthzError(grpc.StatusCode.FAILED_PRECONDITION, "the client is closed")
         try:
             return method(request, timeout=self._timeout, metadata=self._metadata(token))
         except grpc.RpcError as error:

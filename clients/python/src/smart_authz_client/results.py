@@ -109,6 +109,20 @@ class IgnoredScope:
 
 
 @dataclass(frozen=True)
+class ParsedScope:
+    """One granted scope as the service reads it."""
+
+    #: As written in the token.
+    scope: str
+    #: "resource", "identity", "launch context", "refresh token", "extension" or "invalid".
+    kind: str
+    #: The canonical SMART v2 form, for resource scopes.
+    canonical: Optional[str]
+    #: Why an invalid scope grants nothing.
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
 class Decision:
     """The answer to one request."""
 
@@ -240,8 +254,9 @@ class Filtered:
 
 @dataclass(frozen=True)
 class Introspection:
-    """RFC 7662 introspection with the SMART launch context. An inactive token has
-    ``active`` false and nothing else."""
+    """RFC 7662 introspection with the SMART launch context, every field the service
+    answers with. An inactive token has ``active`` false and nothing else. Times are
+    seconds since the epoch, 0 when absent."""
 
     active: bool
     scope: str
@@ -250,10 +265,20 @@ class Introspection:
     iss: str
     aud: Tuple[str, ...]
     exp: int
+    iat: int
+    nbf: int
+    jti: Optional[str]
+    token_type: Optional[str]
     patient: Optional[str]
     encounter: Optional[str]
     fhir_user: Optional[str]
     fhir_context: Tuple[Any, ...]
+    need_patient_banner: bool
+    intent: Optional[str]
+    tenant: Optional[str]
+    smart_style_url: Optional[str]
+    scopes: Tuple[ParsedScope, ...]
+    ignored_scopes: Tuple[IgnoredScope, ...]
     source: str
     cached: bool
     request_id: str
@@ -268,10 +293,31 @@ class Introspection:
             iss=response.iss,
             aud=tuple(response.aud),
             exp=response.exp,
+            iat=response.iat,
+            nbf=response.nbf,
+            jti=response.jti or None,
+            token_type=response.token_type or None,
             patient=response.patient or None,
             encounter=response.encounter or None,
             fhir_user=response.fhir_user or None,
             fhir_context=tuple(json.loads(item) for item in response.fhir_context),
+            need_patient_banner=response.need_patient_banner,
+            intent=response.intent or None,
+            tenant=response.tenant or None,
+            smart_style_url=response.smart_style_url or None,
+            scopes=tuple(
+                ParsedScope(
+                    scope=parsed.scope,
+                    kind=parsed.kind,
+                    canonical=parsed.canonical or None,
+                    error=parsed.error or None,
+                )
+                for parsed in response.scopes
+            ),
+            ignored_scopes=tuple(
+                IgnoredScope(scope=ignored.scope, reason=ignored.reason)
+                for ignored in response.ignored_scopes
+            ),
             source=_enum_name(pb.TokenSource, response.source),
             cached=response.cached,
             request_id=response.request_id,
