@@ -1,23 +1,34 @@
 """Generates the gRPC stubs from the service's own proto while the package is built.
 
-The proto is read from $SMART_AUTHZ_PROTO_DIR, else ../../proto (this directory inside the
-smart-authz repository). The stubs land in smart_authz_client/_pb/, with the one absolute
-import grpcio-tools writes (`from smartauthz.v1 import authz_pb2`) made relative, so the
-package does not claim the top-level name `smartauthz`.
+The proto is read from $SMART_AUTHZ_PROTO_DIR, else the sdist's own copy in proto/, else
+../../proto (this directory inside the smart-authz repository). The stubs land in
+smart_authz_client/_pb/, with the one absolute import grpcio-tools writes (`from
+smartauthz.v1 import authz_pb2`) made relative, so the package does not claim the top-level
+name `smartauthz`.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 PROTO = "smartauthz/v1/authz.proto"
+
+HERE = Path(__file__).resolve().parent
 
 
 def proto_root() -> Path:
     configured = os.environ.get("SMART_AUTHZ_PROTO_DIR")
-    root = Path(configured) if configured else Path(__file__).resolve().parent / "../../proto"
+    if configured:
+        root = Path(configured)
+    elif (HERE / "proto" / PROTO).is_file():
+        # An sdist's own copy (SdistWithProto).
+        root = HERE / "proto"
+    else:
+        root = HERE / "../../proto"
     if not (root / PROTO).is_file():
         raise SystemExit(f"{root / PROTO} not found: set SMART_AUTHZ_PROTO_DIR")
     return root
@@ -60,4 +71,15 @@ class BuildWithStubs(build_py):
         generate(Path(self.build_lib) / "smart_authz_client")
 
 
-setup(cmdclass={"build_py": BuildWithStubs})
+class SdistWithProto(sdist):
+    """An sdist carries the proto it was made from, so that it builds away from the
+    repository (pip installing it, or `python -m build`, which builds the wheel from it)."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        target = Path(base_dir) / "proto" / PROTO
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(proto_root() / PROTO, target)
+
+
+setup(cmdclass={"build_py": BuildWithStubs, "sdist": SdistWithProto})
