@@ -412,55 +412,19 @@ async fn parsed_trees_are_bounded_with_the_bytes_they_came_from() {
         .collect::<Vec<_>>()
         .join(",");
     let ordinary = with_stored(observation(format!(r#","note":[{notes}]"#)));
-    let io = tokio::net::TcpStream::connect(server.address)
-        .await
-        .unwrap();
-    let (send, connection) = h2::client::handshake(io).await.unwrap();
-    tokio::spawn(connection);
-    let path = "/smartauthz.v1.AuthzService/CheckAccess";
-    let mut stalled = Vec::new();
-    for _ in 0..3 {
-        stalled.push(Stalled::open(&send, server.address, path, 1_000_000).await);
-    }
-    let mut busy = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        match client.check_access(ordinary.clone()).await {
-            Err(status) if status.message().contains("parsed") => {
-                busy = Some(status);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let busy = busy.expect("refused while the stalled messages hold most of the budget");
-    assert_eq!(busy.code(), Code::ResourceExhausted, "{busy:?}");
-    assert!(
-        busy.metadata().get("grpc-retry-pushback-ms").is_some(),
-        "{busy:?}"
-    );
-
-    // Once they end, the same resource is decided.
-    for mut stream in stalled {
-        stream.body.send_reset(h2::Reason::CANCEL);
-    }
-    let mut answered = client.check_access(ordinary.clone()).await;
-    for _ in 0..100 {
-        if answered.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        answered = client.check_access(ordinary.clone()).await;
-    }
-    assert_eq!(answered.unwrap().into_inner().decision, 1);
+    busy_while_stalled_then_decided(&server, ordinary, |status| {
+        status.message().contains("parsed")
+    })
+    .await;
 }
 
 /// What a message takes once prost has decoded it counts against
 /// `max_buffered_request_bytes` too, weighed from its bytes before it is decoded: a
 /// `ResourceFacts` of 60,000 compartments (780 KB) takes some 13 MB decoded, beyond the
 /// whole 4 MiB budget, and an Envoy `CheckRequest` or ext_proc message of 60,000 empty
-/// header values (120 KB) as much: all too large (no retry gets them through). One of 9,000 compartments is
-/// decoded alone, but not while three stalled messages hold most of the budget (busy, retry).
+/// header values (120 KB) as much: all too large (no retry gets them through). One of 9,000
+/// compartments is decoded alone, but not while three stalled messages hold most of the
+/// budget (busy, retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decoded_messages_are_bounded_with_their_bytes() {
     use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
@@ -524,7 +488,18 @@ async fn decoded_messages_are_bounded_with_their_bytes() {
         .unwrap_err();
     assert!(too_large(&refused), "{refused:?}");
 
-    let ordinary = in_compartments(9_000);
+    busy_while_stalled_then_decided(&server, in_compartments(9_000), |_| true).await;
+}
+
+/// `request` is refused busy (its refusal one `is_refusal` accepts, with retry pushback)
+/// while three stalled messages of a megabyte hold most of `server`'s 4 MiB budget, and
+/// allowed once they end.
+async fn busy_while_stalled_then_decided(
+    server: &TestServer,
+    request: smart_authz::grpc::pb::CheckAccessRequest,
+    is_refusal: impl Fn(&tonic::Status) -> bool,
+) {
+    let mut client = server.client.clone();
     let io = tokio::net::TcpStream::connect(server.address)
         .await
         .unwrap();
@@ -538,9 +513,12 @@ async fn decoded_messages_are_bounded_with_their_bytes() {
     let mut busy = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Err(status) = client.check_access(ordinary.clone()).await {
-            busy = Some(status);
-            break;
+        match client.check_access(request.clone()).await {
+            Err(status) if is_refusal(&status) => {
+                busy = Some(status);
+                break;
+            }
+            _ => {}
         }
     }
     let busy = busy.expect("refused while the stalled messages hold most of the budget");
@@ -550,16 +528,17 @@ async fn decoded_messages_are_bounded_with_their_bytes() {
         "{busy:?}"
     );
 
+    // Once they end, the same request is decided.
     for mut stream in stalled {
         stream.body.send_reset(h2::Reason::CANCEL);
     }
-    let mut answered = client.check_access(ordinary.clone()).await;
+    let mut answered = client.check_access(request.clone()).await;
     for _ in 0..100 {
         if answered.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        answered = client.check_access(ordinary.clone()).await;
+        answered = client.check_access(request.clone()).await;
     }
     assert_eq!(answered.unwrap().into_inner().decision, 1);
 }
