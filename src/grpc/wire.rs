@@ -91,11 +91,12 @@ pub enum TooCostly {
 /// (a batch's entries at three times their size). Refused when it holds more than
 /// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
-    let mut tally = Tally::default();
+    let mut fields = 0;
     let tracked = schema.repeated.map(|(field, _, _)| field);
-    let (occurrences, _) = count(message, 0, schema.depth, &mut tally, tracked)
+    let counted = count(message, 0, schema.depth, &mut fields, tracked)
         .map_err(|TooMany| TooCostly::Fields)?;
-    let fields = tally.fields + tally.partial;
+    let occurrences = counted.occurrences;
+    let fields = fields + counted.unfinished;
     if fields > MAX_FIELDS {
         return Err(TooCostly::Fields);
     }
@@ -129,63 +130,72 @@ const RECURSION_LIMIT: usize = 100;
 /// More than [`MAX_FIELDS`] fields.
 struct TooMany;
 
-/// The fields of a message counted so far.
-#[derive(Default)]
-struct Tally {
-    /// Counted with each payload that stopped reading as fields before its end taken as
-    /// bytes: what prost builds when every such payload is a string or `bytes`.
-    fields: usize,
-    /// The most fields such a payload had read as before it stopped: what prost built of
-    /// it, had it been a message field, before refusing it (and the whole message with
-    /// it, so one such payload at most).
-    partial: usize,
+/// What reading one payload as a message found.
+struct Counted {
+    /// Occurrences of the tracked field.
+    occurrences: usize,
+    /// Whether the payload read as fields to its end.
+    whole: bool,
+    /// The most fields prost may have built inside payloads within this one that stopped
+    /// reading as fields before their end, beyond what `fields` counts of them.
+    unfinished: usize,
 }
 
-/// Counts into `tally` the fields of `bytes` read as a message at `depth` (of the
-/// schema's `deepest`); returns the occurrences of the field numbered `tracked`, and
-/// whether the bytes read as fields to their end.
+/// Counts into `fields` the fields of `bytes` read as a message at `depth` (of the
+/// schema's `deepest`), with the occurrences of the field numbered `tracked`.
 ///
 /// prost decodes a message field by field, so a message malformed at its end has had its
 /// earlier fields built when the decoder refuses it: at the top, what came before is
 /// counted. A payload that stops reading as fields is either no message (a string,
 /// `bytes`: nothing of it is built, and the message goes on after it) or a message prost
-/// refuses there (what came before it, and its fields so far, are built, nothing after):
-/// [`Tally`] keeps both, and the weight takes their sum, never less than either. Groups
-/// (proto2's, wire types 3 and 4) are skipped as prost skips an unknown field: read to
-/// their end, nothing built.
+/// refuses there, having built its fields so far, and those of each payload it was in
+/// that stopped too, along the chain; nothing after it. So `fields` takes every such
+/// payload as bytes, and [`Counted::unfinished`] keeps the largest chain: the weight is
+/// their sum, never less than either case. Groups (proto2's, wire types 3 and 4) are
+/// skipped as prost skips an unknown field: read to their end, nothing built.
 fn count(
     bytes: &[u8],
     depth: usize,
     deepest: usize,
-    tally: &mut Tally,
+    fields: &mut usize,
     tracked: Option<u32>,
-) -> Result<(usize, bool), TooMany> {
-    let mut occurrences = 0;
+) -> Result<Counted, TooMany> {
+    let mut counted = Counted {
+        occurrences: 0,
+        whole: true,
+        unfinished: 0,
+    };
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((field, after)) = next_field(rest, depth) else {
-            return Ok((occurrences, false));
+            counted.whole = false;
+            return Ok(counted);
         };
         if let Field::Payload(payload) = field.value
             && depth + 1 < deepest
         {
-            let before = tally.fields;
-            let (_, whole) = count(payload, depth + 1, deepest, tally, None)?;
-            if !whole {
-                tally.partial = tally.partial.max(tally.fields - before);
-                tally.fields = before;
-            }
+            let before = *fields;
+            let inner = count(payload, depth + 1, deepest, fields, None)?;
+            let chain = if inner.whole {
+                inner.unfinished
+            } else {
+                // Taken as bytes here; had it been a message, its fields so far were built.
+                let built = *fields - before;
+                *fields = before;
+                built + inner.unfinished
+            };
+            counted.unfinished = counted.unfinished.max(chain);
         }
         rest = after;
-        tally.fields += 1;
-        if tally.fields > MAX_FIELDS {
+        *fields += 1;
+        if *fields > MAX_FIELDS {
             return Err(TooMany);
         }
         if tracked.map(u64::from) == Some(field.number) {
-            occurrences += 1;
+            counted.occurrences += 1;
         }
     }
-    Ok((occurrences, true))
+    Ok(counted)
 }
 
 /// One field read from the wire: its number, and its payload when it is length-delimited.
@@ -226,9 +236,10 @@ fn next_field(bytes: &[u8], depth: usize) -> Option<(Read<'_>, &[u8])> {
 }
 
 /// The bytes after the end of the group numbered `number` whose fields `bytes` starts
-/// with, at `depth`; `None` when it does not end, or nests deeper than prost reads.
+/// with, at `depth` (messages and groups together); `None` when it does not end, or nests
+/// deeper than prost reads (it skips a group at the depth of its limit, if empty).
 fn skip_group(bytes: &[u8], number: u64, depth: usize) -> Option<&[u8]> {
-    if depth >= RECURSION_LIMIT {
+    if depth > RECURSION_LIMIT {
         return None;
     }
     let mut rest = bytes;

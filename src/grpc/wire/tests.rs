@@ -135,9 +135,9 @@ fn a_message_holds_at_most_half_its_bytes_in_fields() {
         batch(20),
         (0..=255).collect::<Vec<u8>>(),
     ] {
-        let mut tally = Tally::default();
-        assert!(count(&message, 0, 100, &mut tally, None).is_ok());
-        let fields = tally.fields + tally.partial;
+        let mut fields = 0;
+        let counted = count(&message, 0, 100, &mut fields, None).ok().unwrap();
+        let fields = fields + counted.unfinished;
         assert!(
             fields <= message.len() / 2,
             "{fields} fields in {}",
@@ -228,7 +228,9 @@ fn a_group_hides_no_field() {
     assert_eq!(weigh(&[0x7b, 0x74, 0x1a, 0x00], Schema::BATCH), Ok(8));
 }
 
-/// Groups nest no deeper than prost reads them: deeper, the count stops, as prost does.
+/// Groups nest as deep as prost reads them (its own decoding says how deep): a group
+/// prost skips hides nothing after it; deeper, prost refuses the message, and the count
+/// stops too.
 #[test]
 fn groups_nest_as_deep_as_prost_reads() {
     let nested = |levels: usize| {
@@ -240,16 +242,46 @@ fn groups_nest_as_deep_as_prost_reads() {
         .concat()
     };
     let fields = |message: &[u8]| {
-        let mut tally = Tally::default();
-        assert!(count(message, 0, 5, &mut tally, None).is_ok());
-        tally.fields + tally.partial
+        let mut fields = 0;
+        let counted = count(message, 0, 5, &mut fields, None).ok().unwrap();
+        (fields + counted.unfinished, counted.whole)
     };
-    assert_eq!(
-        fields(&nested(RECURSION_LIMIT - 1)),
-        2,
-        "the group and the entry"
-    );
-    assert_eq!(fields(&nested(RECURSION_LIMIT)), 0);
+    let deepest = nested(RECURSION_LIMIT);
+    assert!(pb::BatchCheckAccessRequest::decode(&deepest[..]).is_ok());
+    assert_eq!(fields(&deepest), (2, true), "the group and the entry");
+    let deeper = nested(RECURSION_LIMIT + 1);
+    assert!(pb::BatchCheckAccessRequest::decode(&deeper[..]).is_err());
+    assert_eq!(fields(&deeper), (0, false));
+}
+
+/// Payloads that stop reading as fields, one inside the other: had each been a message
+/// field, prost built the fields of each before refusing the innermost, so their counts
+/// add up.
+#[test]
+fn unfinished_payloads_inside_each_other_add_up() {
+    // `0a <len> [ (0a 00) x 1000, 0a <len> [ (0a 00) x 1000, ff ], ff ]`
+    let innermost = [[0x0a, 0x00].repeat(1000), vec![0xff]].concat();
+    let mut middle = [0x0a, 0x00].repeat(1000);
+    middle.push(0x0a);
+    push_varint(&mut middle, innermost.len());
+    middle.extend(&innermost);
+    middle.push(0xff);
+    let mut message = vec![0x0a];
+    push_varint(&mut message, middle.len());
+    message.extend(&middle);
+    let mut fields = 0;
+    let counted = count(&message, 0, 100, &mut fields, None).ok().unwrap();
+    assert!(counted.whole);
+    assert_eq!(fields, 1, "the outer field, its payload taken as bytes");
+    assert_eq!(counted.unfinished, 1000 + 1 + 1000);
+}
+
+fn push_varint(bytes: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        bytes.push(u8::try_from(value & 0x7f).unwrap() | 0x80);
+        value >>= 7;
+    }
+    bytes.push(u8::try_from(value).unwrap());
 }
 
 /// A message malformed at its end has had its earlier fields built when prost refuses it:
@@ -264,12 +296,7 @@ fn fields_before_a_malformed_end_are_counted() {
     let mut payload = [0x3a, 0x00].repeat(MAX_FIELDS);
     payload.push(0xff);
     let mut nested = vec![0x12];
-    let mut length = payload.len();
-    while length >= 0x80 {
-        nested.push(u8::try_from(length & 0x7f).unwrap() | 0x80);
-        length >>= 7;
-    }
-    nested.push(u8::try_from(length).unwrap());
+    push_varint(&mut nested, payload.len());
     nested.extend(payload);
     assert_eq!(weigh(&nested, Schema::API), Err(TooCostly::Fields));
 }
