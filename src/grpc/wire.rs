@@ -66,10 +66,11 @@ impl Schema {
         )),
     };
 
-    /// Envoy's `CheckRequest`: the `google.protobuf.Struct` of its metadata nests as deep
-    /// as prost decodes at all (its recursion limit, 100).
+    /// Envoy's `CheckRequest` and ext_proc's `ProcessingRequest`: the
+    /// `google.protobuf.Struct` of their metadata nests as deep as prost decodes at all
+    /// (its recursion limit: a message at depth 100, the request at 0, is still decoded).
     pub const ENVOY: Schema = Schema {
-        depth: 100,
+        depth: RECURSION_LIMIT + 1,
         repeated: None,
     };
 }
@@ -91,12 +92,21 @@ pub enum TooCostly {
 /// (a batch's entries at three times their size). Refused when it holds more than
 /// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
-    let mut fields = 0;
+    let mut walk = Walk {
+        deepest: schema.depth,
+        fields: 0,
+        reads: 0,
+        // Each field read has two bytes of its own: a walk that reads no byte twice reads
+        // at most half the message's bytes in fields. Short strings that read as a field
+        // running on over the next ones are read again a few times a byte.
+        most_reads: message.len().saturating_mul(8).max(4096),
+    };
     let tracked = schema.repeated.map(|(field, _, _)| field);
-    let counted = count(message, 0, schema.depth, &mut fields, tracked)
+    let counted = walk
+        .count(message, message.len(), 0, tracked)
         .map_err(|TooMany| TooCostly::Fields)?;
     let occurrences = counted.occurrences;
-    let fields = fields + counted.unfinished;
+    let fields = walk.fields + counted.unfinished;
     if fields > MAX_FIELDS {
         return Err(TooCostly::Fields);
     }
@@ -134,68 +144,168 @@ struct TooMany;
 struct Counted {
     /// Occurrences of the tracked field.
     occurrences: usize,
-    /// Whether the payload read as fields to its end.
+    /// Whether the payload read as fields to its end, and no further.
     whole: bool,
     /// The most fields prost may have built inside payloads within this one that stopped
-    /// reading as fields before their end, beyond what `fields` counts of them.
+    /// reading as fields before their end, beyond what the count keeps of them.
     unfinished: usize,
 }
 
-/// Counts into `fields` the fields of `bytes` read as a message at `depth` (of the
-/// schema's `deepest`), with the occurrences of the field numbered `tracked`.
+/// One walk of a message's fields (`weigh`).
 ///
 /// prost decodes a message field by field, so a message malformed at its end has had its
 /// earlier fields built when the decoder refuses it: at the top, what came before is
-/// counted. A payload that stops reading as fields is either no message (a string,
-/// `bytes`: nothing of it is built, and the message goes on after it) or a message prost
-/// refuses there, having built its fields so far, and those of each payload it was in
-/// that stopped too, along the chain; nothing after it. So `fields` takes every such
+/// counted. prost checks a field's length against what is left of the whole message, and a
+/// payload's own end only once its last field is decoded: a field that runs past the end
+/// of the payload holding it is decoded whole (and its own fields, as far as they go)
+/// before the payload is refused. So a payload is read from the bytes left in the whole
+/// message, while its fields start before its end.
+///
+/// A payload that stops reading as fields, or runs past its end, is either no message (a
+/// string, `bytes`: nothing of it is built, and the message goes on after it) or a message
+/// prost refuses there, having built its fields so far, and those of each payload it was
+/// in that stopped too, along the chain; nothing after it. So `fields` takes every such
 /// payload as bytes, and [`Counted::unfinished`] keeps the largest chain: the weight is
 /// their sum, never less than either case. Groups (proto2's, wire types 3 and 4) are
 /// skipped as prost skips an unknown field: read to their end, nothing built.
-fn count(
-    bytes: &[u8],
-    depth: usize,
+struct Walk {
+    /// The schema's depth: a payload deeper is no message of it.
     deepest: usize,
-    fields: &mut usize,
-    tracked: Option<u32>,
-) -> Result<Counted, TooMany> {
-    let mut counted = Counted {
-        occurrences: 0,
-        whole: true,
-        unfinished: 0,
-    };
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let Some((field, after)) = next_field(rest, depth) else {
-            counted.whole = false;
-            return Ok(counted);
+    /// The fields counted, payloads that stopped taken as bytes.
+    fields: usize,
+    /// Fields read so far, and how many may be read before a payload that runs past the
+    /// one holding it is bounded by its length rather than read: its bytes are read again
+    /// by those around it, and the bound keeps the walk linear in the message.
+    reads: usize,
+    most_reads: usize,
+}
+
+impl Walk {
+    /// Counts the fields of the payload of `length` bytes at the start of `rest` (what is
+    /// left of the whole message), read as a message at `depth`, with the occurrences of
+    /// the field numbered `tracked`.
+    fn count(
+        &mut self,
+        rest: &[u8],
+        length: usize,
+        depth: usize,
+        tracked: Option<u32>,
+    ) -> Result<Counted, TooMany> {
+        let mut counted = Counted {
+            occurrences: 0,
+            whole: true,
+            unfinished: 0,
         };
-        if let Field::Payload(payload) = field.value
-            && depth + 1 < deepest
-        {
-            let before = *fields;
-            let inner = count(payload, depth + 1, deepest, fields, None)?;
-            let chain = if inner.whole {
-                inner.unfinished
-            } else {
-                // Taken as bytes here; had it been a message, its fields so far were built.
-                let built = *fields - before;
-                *fields = before;
-                built + inner.unfinished
+        let mut at = 0;
+        while at < length {
+            let Some((field, after)) = self.next_field(&rest[at..], depth, length - at) else {
+                counted.whole = false;
+                return Ok(counted);
             };
-            counted.unfinished = counted.unfinished.max(chain);
+            let next = rest.len() - after.len();
+            if let Field::Payload(payload, payload_length) = field.value
+                && depth + 1 < self.deepest
+            {
+                if next > length && self.reads > self.most_reads {
+                    // A payload running past this one, its bytes read again: once the
+                    // reads are spent, bounded by its length (two bytes a field) unread.
+                    counted.unfinished = counted.unfinished.max(payload_length / 2);
+                    counted.whole = false;
+                    return Ok(counted);
+                }
+                let before = self.fields;
+                let inner = self.count(payload, payload_length, depth + 1, None)?;
+                let chain = if inner.whole {
+                    inner.unfinished
+                } else {
+                    // Taken as bytes here; had it been a message, its fields so far were
+                    // built.
+                    let built = self.fields - before;
+                    self.fields = before;
+                    built + inner.unfinished
+                };
+                counted.unfinished = counted.unfinished.max(chain);
+            }
+            at = next;
+            self.fields += 1;
+            if self.fields > MAX_FIELDS {
+                return Err(TooMany);
+            }
+            if tracked.map(u64::from) == Some(field.number) {
+                counted.occurrences += 1;
+            }
         }
-        rest = after;
-        *fields += 1;
-        if *fields > MAX_FIELDS {
-            return Err(TooMany);
+        // A field ran past the end: prost decoded it, then refuses the payload.
+        counted.whole = at == length;
+        Ok(counted)
+    }
+
+    /// The field at the start of `rest` (in a message at `depth`, of which `within` bytes
+    /// are left) and the bytes after it; `None` where the bytes are no field (prost
+    /// refuses them there).
+    fn next_field<'a>(
+        &mut self,
+        rest: &'a [u8],
+        depth: usize,
+        within: usize,
+    ) -> Option<(Read<'a>, &'a [u8])> {
+        self.reads += 1;
+        let (key, after_key) = varint(rest)?;
+        let number = key >> 3;
+        if number == 0 {
+            return None;
         }
-        if tracked.map(u64::from) == Some(field.number) {
-            counted.occurrences += 1;
+        let (value, after) = match key & 7 {
+            0 => (Field::Other, varint(after_key)?.1),
+            1 => (Field::Other, after_key.get(8..)?),
+            5 => (Field::Other, after_key.get(4..)?),
+            2 => {
+                let (length, after_length) = varint(after_key)?;
+                let length = usize::try_from(length).ok()?;
+                let after = after_length.get(length..)?;
+                (Field::Payload(after_length, length), after)
+            }
+            3 => {
+                let left = within.saturating_sub(rest.len() - after_key.len());
+                (
+                    Field::Other,
+                    self.skip_group(after_key, number, depth + 1, left)?,
+                )
+            }
+            // An end of group outside one, and 6 and 7, which are no wire type.
+            _ => return None,
+        };
+        Some((Read { number, value }, after))
+    }
+
+    /// The bytes after the end of the group numbered `number` whose fields `rest` starts
+    /// with, at `depth` (messages and groups together); `None` when it does not end within
+    /// the `within` bytes left of the payload holding it (prost refuses the payload there,
+    /// having built nothing more of it), or nests deeper than prost reads (it skips a group
+    /// at the depth of its limit, if empty).
+    fn skip_group<'a>(
+        &mut self,
+        rest: &'a [u8],
+        number: u64,
+        depth: usize,
+        within: usize,
+    ) -> Option<&'a [u8]> {
+        if depth > RECURSION_LIMIT {
+            return None;
+        }
+        let mut at = rest;
+        loop {
+            let read = rest.len() - at.len();
+            if read >= within {
+                return None;
+            }
+            let (key, after_key) = varint(at)?;
+            if key & 7 == 4 {
+                return (key >> 3 == number).then_some(after_key);
+            }
+            at = self.next_field(at, depth, within - read)?.1;
         }
     }
-    Ok(counted)
 }
 
 /// One field read from the wire: its number, and its payload when it is length-delimited.
@@ -205,51 +315,11 @@ struct Read<'a> {
 }
 
 enum Field<'a> {
-    Payload(&'a [u8]),
+    /// What is left of the whole message from the payload's start, and the payload's
+    /// length.
+    Payload(&'a [u8], usize),
     /// A varint, a fixed-width value, or a group skipped.
     Other,
-}
-
-/// The field at the start of `bytes` (a message at `depth`) and the bytes after it;
-/// `None` at the end, or where the bytes are no field (prost refuses them there).
-fn next_field(bytes: &[u8], depth: usize) -> Option<(Read<'_>, &[u8])> {
-    let (key, after_key) = varint(bytes)?;
-    let number = key >> 3;
-    if number == 0 {
-        return None;
-    }
-    let (value, after) = match key & 7 {
-        0 => (Field::Other, varint(after_key)?.1),
-        1 => (Field::Other, after_key.get(8..)?),
-        5 => (Field::Other, after_key.get(4..)?),
-        2 => {
-            let (length, after_length) = varint(after_key)?;
-            let length = usize::try_from(length).ok()?;
-            let payload = after_length.get(..length)?;
-            (Field::Payload(payload), &after_length[length..])
-        }
-        3 => (Field::Other, skip_group(after_key, number, depth + 1)?),
-        // An end of group outside one, and 6 and 7, which are no wire type.
-        _ => return None,
-    };
-    Some((Read { number, value }, after))
-}
-
-/// The bytes after the end of the group numbered `number` whose fields `bytes` starts
-/// with, at `depth` (messages and groups together); `None` when it does not end, or nests
-/// deeper than prost reads (it skips a group at the depth of its limit, if empty).
-fn skip_group(bytes: &[u8], number: u64, depth: usize) -> Option<&[u8]> {
-    if depth > RECURSION_LIMIT {
-        return None;
-    }
-    let mut rest = bytes;
-    loop {
-        let (key, after_key) = varint(rest)?;
-        if key & 7 == 4 {
-            return (key >> 3 == number).then_some(after_key);
-        }
-        rest = next_field(rest, depth)?.1;
-    }
 }
 
 /// A base-128 varint and the bytes after it (at most 10 bytes, as protobuf's).

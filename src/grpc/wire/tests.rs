@@ -135,9 +135,7 @@ fn a_message_holds_at_most_half_its_bytes_in_fields() {
         batch(20),
         (0..=255).collect::<Vec<u8>>(),
     ] {
-        let mut fields = 0;
-        let counted = count(&message, 0, 100, &mut fields, None).ok().unwrap();
-        let fields = fields + counted.unfinished;
+        let (fields, _) = walk(&message, 100);
         assert!(
             fields <= message.len() / 2,
             "{fields} fields in {}",
@@ -241,11 +239,7 @@ fn groups_nest_as_deep_as_prost_reads() {
         ]
         .concat()
     };
-    let fields = |message: &[u8]| {
-        let mut fields = 0;
-        let counted = count(message, 0, 5, &mut fields, None).ok().unwrap();
-        (fields + counted.unfinished, counted.whole)
-    };
+    let fields = |message: &[u8]| walk(message, 5);
     let deepest = nested(RECURSION_LIMIT);
     assert!(pb::BatchCheckAccessRequest::decode(&deepest[..]).is_ok());
     assert_eq!(fields(&deepest), (2, true), "the group and the entry");
@@ -269,11 +263,92 @@ fn unfinished_payloads_inside_each_other_add_up() {
     let mut message = vec![0x0a];
     push_varint(&mut message, middle.len());
     message.extend(&middle);
-    let mut fields = 0;
-    let counted = count(&message, 0, 100, &mut fields, None).ok().unwrap();
+    let mut walk = walker(&message, 100);
+    let counted = walk.count(&message, message.len(), 0, None).ok().unwrap();
     assert!(counted.whole);
-    assert_eq!(fields, 1, "the outer field, its payload taken as bytes");
+    assert_eq!(
+        walk.fields, 1,
+        "the outer field, its payload taken as bytes"
+    );
     assert_eq!(counted.unfinished, 1000 + 1 + 1000);
+}
+
+/// prost checks a field's length against what is left of the whole message, and the end of
+/// the payload holding it only once the field is decoded: a field running past its
+/// payload is built whole, and counted so.
+#[test]
+fn a_field_running_past_its_payload_is_counted_as_prost_builds_it() {
+    // `stored` (field 4) of 4 + 2N bytes holding `facts` (field 2) of 2N + 1 bytes: one
+    // byte past `stored`, the byte after it, which ends no field.
+    let entries = 100_000;
+    let mut message = vec![0x22];
+    push_varint(&mut message, 2 * entries + 4);
+    message.push(0x12);
+    push_varint(&mut message, 2 * entries + 1);
+    message.extend([0x12, 0x00].repeat(entries));
+    message.push(0x00);
+    let message = &message[..];
+    let peak = 3 * entries * size_of::<pb::SearchParam>();
+    assert!(pb::CheckAccessRequest::decode(message).is_err());
+    let weight = weigh(message, Schema::API).unwrap();
+    assert!(weight > peak, "{weight} <= {peak}");
+    let (fields, whole) = walk(message, 5);
+    assert!(fields > entries, "{fields}");
+    assert!(!whole);
+}
+
+/// Payloads that run past their ends are read again by those around them: once the reads
+/// the message's bytes allow are spent, such a payload is bounded by its length unread, so
+/// a message built to be read many times over is walked in time linear in its bytes.
+#[test]
+fn reading_again_is_bounded() {
+    // 20,000 fields, each a 2-byte payload whose field runs 127 bytes on, over the fields
+    // after it: each read some 60 times.
+    let mut message = [0x0a, 0x02, 0x0a, 0x7f].repeat(20_000);
+    message.extend([0x08, 0x01].repeat(64));
+    let mut walk = walker(&message, Schema::ENVOY.depth);
+    let counted = walk.count(&message, message.len(), 0, None).ok().unwrap();
+    assert!(
+        walk.reads <= walk.most_reads + message.len(),
+        "{}",
+        walk.reads
+    );
+    assert!(walk.reads > walk.most_reads, "the bound was reached");
+    // A payload bounded unread is within the weight as much as one read.
+    assert!(counted.unfinished >= 0x7f / 2, "{}", counted.unfinished);
+    assert!(walk.fields >= 20_000);
+}
+
+/// A group is read to its end within the payload holding it: past it, prost refuses the
+/// payload, having built nothing more of it. So a group start in each of many short
+/// strings is not read on over the whole message after it.
+#[test]
+fn a_group_is_read_within_its_payload() {
+    // 50,000 one-byte payloads, each a group start (field 6), every one followed by the
+    // rest, which reads as fields to the end.
+    let message = [0x0a, 0x01, 0x33].repeat(50_000);
+    let mut walk = walker(&message, Schema::API.depth);
+    let counted = walk.count(&message, message.len(), 0, None).ok().unwrap();
+    assert!(counted.whole);
+    assert_eq!(walk.fields, 50_000);
+    assert!(walk.reads <= 2 * 50_000, "{}", walk.reads);
+}
+
+fn walker(message: &[u8], deepest: usize) -> Walk {
+    Walk {
+        deepest,
+        fields: 0,
+        reads: 0,
+        most_reads: message.len() * 2,
+    }
+}
+
+/// The fields a walk counts, the unfinished chain included, and whether the message read
+/// whole.
+fn walk(message: &[u8], deepest: usize) -> (usize, bool) {
+    let mut walk = walker(message, deepest);
+    let counted = walk.count(message, message.len(), 0, None).ok().unwrap();
+    (walk.fields + counted.unfinished, counted.whole)
 }
 
 fn push_varint(bytes: &mut Vec<u8>, mut value: usize) {
