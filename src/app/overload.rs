@@ -14,8 +14,9 @@
 //! every connection has in reading by `max_buffered_request_bytes`: a unary call's message
 //! read whole (`authorize::reading`) and then weighed as it will be decoded (`grpc::wire`),
 //! both held until the call ends; a streaming call's counted message by message
-//! ([`CountedMessages`]), ext_proc's weighed too. Health's messages are not counted (health is never refused):
-//! its decoding limit is a few kilobytes instead (`app::SMALL_MESSAGE_BYTES`).
+//! ([`CountedMessages`]), ext_proc's weighed too. Health's messages are not counted
+//! (health is never refused): its decoding limit is a few kilobytes instead
+//! (`app::SMALL_MESSAGE_BYTES`).
 
 use std::future::Future;
 use std::pin::Pin;

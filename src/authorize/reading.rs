@@ -28,9 +28,9 @@ pub struct ReadBody {
 
 /// The bytes of the budget a unary gRPC call holds for its message, read whole and weighed
 /// decoded (`app::overload`), handed to its handler in the request's extensions when they
-/// are more than the headroom a call has beside what it declares
-/// (`Capacity::beyond_whole_budget`): a tree the handler parses is judged too large with
-/// them (`TreeBudget::holding`).
+/// are more than half the headroom a call has beside what it declares
+/// (`Capacity::headroom`): a tree the handler parses is judged too large with them
+/// (`TreeBudget::holding`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MessageHeld(pub usize);
 

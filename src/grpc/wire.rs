@@ -10,9 +10,9 @@
 //! first, by the protobuf wire format alone (protobuf encoding, "Message Structure"): each
 //! length-delimited payload is read as a message, down to the depth of the schema's
 //! deepest field, which over-counts a string that reads like a message and never
-//! under-counts one. The count refuses what
-//! no request needs, and gives what the decoded message may take, which the call holds
-//! from the budget (`app::overload`, `app::counted_messages`).
+//! under-counts one. The count refuses what no request needs, and gives what the decoded
+//! message may take, which the call holds from the budget (`app::overload`,
+//! `app::counted_messages`).
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::google::protobuf::{Any, Value};
@@ -209,7 +209,7 @@ impl Walk {
                 if next > length && self.reads > self.most_reads {
                     // A payload running past this one, its bytes read again: once the
                     // reads are spent, bounded by its length (two bytes a field) unread.
-                    counted.unfinished = counted.unfinished.max(payload_length / 2);
+                    counted.unfinished = counted.unfinished.max(payload_length / 2 + 1);
                     counted.whole = false;
                     return Ok(counted);
                 }
