@@ -136,8 +136,8 @@ impl TreeBudget {
 impl TreeMemory for TreeBudget {
     /// From what is spare first; then `ahead`, or else `needed`, from the budget. Refused
     /// only when even `needed` is not there: too large when it would take the call beyond
-    /// the whole budget, or within a headroom of it (`Capacity::beyond_whole_budget`); busy when other calls hold what it
-    /// lacks.
+    /// the whole budget, or within a headroom of it (`Capacity::beyond_whole_budget`);
+    /// busy when other calls hold what it lacks.
     fn grow(&mut self, needed: usize, ahead: usize) -> Option<usize> {
         if self.refused.is_some() {
             return None;

@@ -98,21 +98,24 @@ pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
         reads: 0,
         // Each field read has two bytes of its own: a walk that reads no byte twice reads
         // at most half the message's bytes in fields. Short strings that read as a field
-        // running on over the next ones are read again a few times a byte.
+        // running on over the next ones are read again a few times a byte; a message read
+        // more than that was built to be.
         most_reads: message.len().saturating_mul(8).max(4096),
     };
     let tracked = schema.repeated.map(|(field, _, _)| field);
-    let counted = walk
-        .count(message, message.len(), 0, tracked)
-        .map_err(|TooMany| TooCostly::Fields)?;
-    let occurrences = counted.occurrences;
-    let fields = walk.fields + counted.unfinished;
+    let (fields, occurrences, counted_all) = match walk.count(message, message.len(), 0, tracked) {
+        Ok(counted) => (walk.fields + counted.unfinished, counted.occurrences, true),
+        Err(Stopped::TooMany) => return Err(TooCostly::Fields),
+        // prost's cursor only moves on, at least two bytes a field built (a key, and a
+        // value or a length): no message holds more than half its bytes in fields.
+        Err(Stopped::Spent) => (message.len() / 2, message.len() / 2, false),
+    };
     if fields > MAX_FIELDS {
         return Err(TooCostly::Fields);
     }
     let mut elements = 0;
     if let Some((_, max, element)) = schema.repeated {
-        if occurrences > max {
+        if counted_all && occurrences > max {
             return Err(TooCostly::Entries(max));
         }
         elements = occurrences.saturating_mul((3 * element).saturating_sub(FIELD_BYTES));
@@ -137,8 +140,13 @@ const fn largest(sizes: &[usize]) -> usize {
 /// prost's recursion limit: messages and groups nest at most this deep, together.
 const RECURSION_LIMIT: usize = 100;
 
-/// More than [`MAX_FIELDS`] fields.
-struct TooMany;
+/// Why a walk stopped before the end.
+enum Stopped {
+    /// More than [`MAX_FIELDS`] fields.
+    TooMany,
+    /// More reads than the message's bytes allow (`Walk::most_reads`).
+    Spent,
+}
 
 /// What reading one payload as a message found.
 struct Counted {
@@ -173,9 +181,9 @@ struct Walk {
     deepest: usize,
     /// The fields counted, payloads that stopped taken as bytes.
     fields: usize,
-    /// Fields read so far, and how many may be read before a payload that runs past the
-    /// one holding it is bounded by its length rather than read: its bytes are read again
-    /// by those around it, and the bound keeps the walk linear in the message.
+    /// Fields read so far, and how many may be: a payload that runs past the one holding
+    /// it has its bytes read again by those around it. Past the bound the walk stops, and
+    /// the message is weighed at what any message of its length may hold.
     reads: usize,
     most_reads: usize,
 }
@@ -190,7 +198,7 @@ impl Walk {
         length: usize,
         depth: usize,
         tracked: Option<u32>,
-    ) -> Result<Counted, TooMany> {
+    ) -> Result<Counted, Stopped> {
         let mut counted = Counted {
             occurrences: 0,
             whole: true,
@@ -198,7 +206,7 @@ impl Walk {
         };
         let mut at = 0;
         while at < length {
-            let Some((field, after)) = self.next_field(&rest[at..], depth, length - at) else {
+            let Some((field, after)) = self.next_field(&rest[at..], depth, length - at)? else {
                 counted.whole = false;
                 return Ok(counted);
             };
@@ -206,13 +214,6 @@ impl Walk {
             if let Field::Payload(payload, payload_length) = field.value
                 && depth + 1 < self.deepest
             {
-                if next > length && self.reads > self.most_reads {
-                    // A payload running past this one, its bytes read again: once the
-                    // reads are spent, bounded by its length (two bytes a field) unread.
-                    counted.unfinished = counted.unfinished.max(payload_length / 2 + 1);
-                    counted.whole = false;
-                    return Ok(counted);
-                }
                 let before = self.fields;
                 let inner = self.count(payload, payload_length, depth + 1, None)?;
                 let chain = if inner.whole {
@@ -229,7 +230,7 @@ impl Walk {
             at = next;
             self.fields += 1;
             if self.fields > MAX_FIELDS {
-                return Err(TooMany);
+                return Err(Stopped::TooMany);
             }
             if tracked.map(u64::from) == Some(field.number) {
                 counted.occurrences += 1;
@@ -248,34 +249,36 @@ impl Walk {
         rest: &'a [u8],
         depth: usize,
         within: usize,
-    ) -> Option<(Read<'a>, &'a [u8])> {
+    ) -> Result<Option<(Read<'a>, &'a [u8])>, Stopped> {
         self.reads += 1;
-        let (key, after_key) = varint(rest)?;
+        if self.reads > self.most_reads {
+            return Err(Stopped::Spent);
+        }
+        let Some((key, after_key)) = varint(rest) else {
+            return Ok(None);
+        };
         let number = key >> 3;
         if number == 0 {
-            return None;
+            return Ok(None);
         }
-        let (value, after) = match key & 7 {
-            0 => (Field::Other, varint(after_key)?.1),
-            1 => (Field::Other, after_key.get(8..)?),
-            5 => (Field::Other, after_key.get(4..)?),
-            2 => {
-                let (length, after_length) = varint(after_key)?;
+        let read = match key & 7 {
+            0 => varint(after_key).map(|(_, after)| (Field::Other, after)),
+            1 => after_key.get(8..).map(|after| (Field::Other, after)),
+            5 => after_key.get(4..).map(|after| (Field::Other, after)),
+            2 => varint(after_key).and_then(|(length, after_length)| {
                 let length = usize::try_from(length).ok()?;
                 let after = after_length.get(length..)?;
-                (Field::Payload(after_length, length), after)
-            }
+                Some((Field::Payload(after_length, length), after))
+            }),
             3 => {
                 let left = within.saturating_sub(rest.len() - after_key.len());
-                (
-                    Field::Other,
-                    self.skip_group(after_key, number, depth + 1, left)?,
-                )
+                self.skip_group(after_key, number, depth + 1, left)?
+                    .map(|after| (Field::Other, after))
             }
             // An end of group outside one, and 6 and 7, which are no wire type.
-            _ => return None,
+            _ => None,
         };
-        Some((Read { number, value }, after))
+        Ok(read.map(|(value, after)| (Read { number, value }, after)))
     }
 
     /// The bytes after the end of the group numbered `number` whose fields `rest` starts
@@ -289,21 +292,26 @@ impl Walk {
         number: u64,
         depth: usize,
         within: usize,
-    ) -> Option<&'a [u8]> {
+    ) -> Result<Option<&'a [u8]>, Stopped> {
         if depth > RECURSION_LIMIT {
-            return None;
+            return Ok(None);
         }
         let mut at = rest;
         loop {
             let read = rest.len() - at.len();
             if read >= within {
-                return None;
+                return Ok(None);
             }
-            let (key, after_key) = varint(at)?;
+            let Some((key, after_key)) = varint(at) else {
+                return Ok(None);
+            };
             if key & 7 == 4 {
-                return (key >> 3 == number).then_some(after_key);
+                return Ok((key >> 3 == number).then_some(after_key));
             }
-            at = self.next_field(at, depth, within - read)?.1;
+            match self.next_field(at, depth, within - read)? {
+                Some((_, after)) => at = after,
+                None => return Ok(None),
+            }
         }
     }
 }

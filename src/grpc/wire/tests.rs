@@ -298,8 +298,8 @@ fn a_field_running_past_its_payload_is_counted_as_prost_builds_it() {
 }
 
 /// Payloads that run past their ends are read again by those around them: once the reads
-/// the message's bytes allow are spent, such a payload is bounded by its length unread, so
-/// a message built to be read many times over is walked in time linear in its bytes.
+/// the message's bytes allow are spent, the walk stops, and the message is weighed at what
+/// any message of its length may hold (prost builds a field for two bytes at least).
 #[test]
 fn reading_again_is_bounded() {
     // 20,000 fields, each a 2-byte payload whose field runs 127 bytes on, over the fields
@@ -307,16 +307,20 @@ fn reading_again_is_bounded() {
     let mut message = [0x0a, 0x02, 0x0a, 0x7f].repeat(20_000);
     message.extend([0x08, 0x01].repeat(64));
     let mut walk = walker(&message, Schema::ENVOY.depth);
-    let counted = walk.count(&message, message.len(), 0, None).ok().unwrap();
-    assert!(
-        walk.reads <= walk.most_reads + message.len(),
-        "{}",
-        walk.reads
+    walk.most_reads = message.len() * 8;
+    assert!(matches!(
+        walk.count(&message, message.len(), 0, None),
+        Err(Stopped::Spent)
+    ));
+    assert_eq!(walk.reads, walk.most_reads + 1);
+    assert_eq!(
+        weigh(&message, Schema::ENVOY),
+        Ok(2 * message.len() + message.len() / 2 * FIELD_BYTES)
     );
-    assert!(walk.reads > walk.most_reads, "the bound was reached");
-    // A payload bounded unread is within the weight as much as one read.
-    assert!(counted.unfinished >= 0x7f / 2, "{}", counted.unfinished);
-    assert!(walk.fields >= 20_000);
+    // Past 512 KiB, that is more fields than any request needs.
+    let mut large = [0x0a, 0x02, 0x0a, 0x7f].repeat(150_000);
+    large.extend([0x08, 0x01].repeat(64));
+    assert_eq!(weigh(&large, Schema::ENVOY), Err(TooCostly::Fields));
 }
 
 /// A group is read to its end within the payload holding it: past it, prost refuses the
@@ -328,7 +332,9 @@ fn a_group_is_read_within_its_payload() {
     // rest, which reads as fields to the end.
     let message = [0x0a, 0x01, 0x33].repeat(50_000);
     let mut walk = walker(&message, Schema::API.depth);
-    let counted = walk.count(&message, message.len(), 0, None).ok().unwrap();
+    let Ok(counted) = walk.count(&message, message.len(), 0, None) else {
+        panic!("the walk stopped");
+    };
     assert!(counted.whole);
     assert_eq!(walk.fields, 50_000);
     assert!(walk.reads <= 2 * 50_000, "{}", walk.reads);
@@ -339,7 +345,7 @@ fn walker(message: &[u8], deepest: usize) -> Walk {
         deepest,
         fields: 0,
         reads: 0,
-        most_reads: message.len() * 2,
+        most_reads: message.len() * 8,
     }
 }
 
@@ -347,7 +353,9 @@ fn walker(message: &[u8], deepest: usize) -> Walk {
 /// whole.
 fn walk(message: &[u8], deepest: usize) -> (usize, bool) {
     let mut walk = walker(message, deepest);
-    let counted = walk.count(message, message.len(), 0, None).ok().unwrap();
+    let Ok(counted) = walk.count(message, message.len(), 0, None) else {
+        panic!("the walk stopped");
+    };
     (walk.fields + counted.unfinished, counted.whole)
 }
 
