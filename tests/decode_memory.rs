@@ -170,6 +170,15 @@ fn api_messages_large_for_their_bytes() {
         ANY,
     );
     assert_weighed(
+        "a batch of one empty entry",
+        &pb::BatchCheckAccessRequest {
+            entries: vec![pb::BatchEntry::default()],
+            ..Default::default()
+        },
+        Schema::BATCH,
+        ANY,
+    );
+    assert_weighed(
         "a batch of 8,193 empty entries",
         &pb::BatchCheckAccessRequest {
             entries: vec![pb::BatchEntry::default(); 8_193],

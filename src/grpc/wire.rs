@@ -89,7 +89,8 @@ pub enum TooCostly {
 /// The bytes `message` (a protobuf message, without gRPC's frame prefix) may take while it
 /// is decoded: twice its own bytes (the strings and bytes prost copies out of it; a `bytes`
 /// field is copied twice, into `Bytes` and then into its `Vec`) and [`FIELD_BYTES`] a field
-/// (a batch's entries at three times their size). Refused when it holds more than
+/// and one for the message itself (a batch's entries at three times their size, and the
+/// first four at once). Refused when it holds more than
 /// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     let mut walk = Walk {
@@ -113,12 +114,17 @@ pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     if fields > MAX_FIELDS {
         return Err(TooCostly::Fields);
     }
-    let mut elements = 0;
+    // The message's own containers have no field of their own to be counted with: one more.
+    let mut elements = FIELD_BYTES;
     if let Some((_, max, element)) = schema.repeated {
         if counted_all && occurrences > max {
             return Err(TooCostly::Entries(max));
         }
-        elements = occurrences.saturating_mul((3 * element).saturating_sub(FIELD_BYTES));
+        elements += occurrences.saturating_mul((3 * element).saturating_sub(FIELD_BYTES));
+        if occurrences > 0 {
+            // A vector's first allocation holds four.
+            elements += 4 * element;
+        }
     }
     Ok((2 * message.len())
         .saturating_add(fields.saturating_mul(FIELD_BYTES))

@@ -101,7 +101,7 @@ fn a_large_json_resource_is_one_field() {
     // The token, the resource, its content.
     assert_eq!(
         weigh(&bytes, Schema::API),
-        Ok(2 * bytes.len() + 3 * FIELD_BYTES)
+        Ok(2 * bytes.len() + 4 * FIELD_BYTES)
     );
 }
 
@@ -111,7 +111,7 @@ fn bytes_that_are_no_message_are_left_to_the_decoder() {
     for bytes in [&b"\xff\xff\xff"[..], b"\x0a\x05ab", b"{\"a\":1}", b""] {
         assert_eq!(
             weigh(bytes, Schema::BATCH),
-            Ok(2 * bytes.len()),
+            Ok(2 * bytes.len() + FIELD_BYTES),
             "{bytes:?}"
         );
     }
@@ -172,7 +172,7 @@ fn a_read_with_its_token_weighs_its_bytes_and_a_few_fields() {
     // The token, the request, its method and path, the resource, its facts, a compartment,
     // and the most fields one of its strings starts as (one): had it been a message field,
     // prost would have built it before refusing the message.
-    assert_eq!(weight, 2 * bytes.len() + 8 * FIELD_BYTES);
+    assert_eq!(weight, 2 * bytes.len() + 9 * FIELD_BYTES);
 }
 
 /// A `google.protobuf.Value` of `levels` structs, each the only member of the one above.
@@ -200,14 +200,20 @@ fn envoy_structs_are_counted_at_every_depth() {
     assert!(api < envoy);
 }
 
-/// A batch's entries are counted at three times their size, as their vector grows.
+/// A batch's entries are counted at three times their size, as their vector grows, and
+/// the first at the four its vector first holds.
 #[test]
 fn a_batch_entry_weighs_three_times_its_size() {
     let one = [0x1a, 0x00];
     let two = [0x1a, 0x00, 0x1a, 0x00];
     let each = weigh(&two, Schema::BATCH).unwrap() - weigh(&one, Schema::BATCH).unwrap();
     assert_eq!(each, 4 + 3 * size_of::<pb::BatchEntry>());
-    assert_eq!(weigh(&two, Schema::API), Ok(8 + 2 * FIELD_BYTES));
+    assert_eq!(weigh(&two, Schema::API), Ok(8 + 3 * FIELD_BYTES));
+    // One entry: the message, the entry, and its vector's first four.
+    assert_eq!(
+        weigh(&one, Schema::BATCH),
+        Ok(4 + FIELD_BYTES + 3 * size_of::<pb::BatchEntry>() + 4 * size_of::<pb::BatchEntry>())
+    );
 }
 
 /// 2 million empty entries after a group: prost skips the group (an unknown field) and
@@ -222,8 +228,14 @@ fn a_group_hides_no_field() {
     assert_eq!(weigh(&few, Schema::BATCH), Err(TooCostly::Entries(10_000)));
     // An end of group alone, or one of another group, is no field: the count stops there,
     // as prost does.
-    assert_eq!(weigh(&[0x7c, 0x1a, 0x00], Schema::BATCH), Ok(6));
-    assert_eq!(weigh(&[0x7b, 0x74, 0x1a, 0x00], Schema::BATCH), Ok(8));
+    assert_eq!(
+        weigh(&[0x7c, 0x1a, 0x00], Schema::BATCH),
+        Ok(6 + FIELD_BYTES)
+    );
+    assert_eq!(
+        weigh(&[0x7b, 0x74, 0x1a, 0x00], Schema::BATCH),
+        Ok(8 + FIELD_BYTES)
+    );
 }
 
 /// Groups nest as deep as prost reads them (its own decoding says how deep): a group
@@ -315,7 +327,7 @@ fn reading_again_is_bounded() {
     assert_eq!(walk.reads, walk.most_reads + 1);
     assert_eq!(
         weigh(&message, Schema::ENVOY),
-        Ok(2 * message.len() + message.len() / 2 * FIELD_BYTES)
+        Ok(2 * message.len() + (message.len() / 2 + 1) * FIELD_BYTES)
     );
     // Past 512 KiB, that is more fields than any request needs.
     let mut large = [0x0a, 0x02, 0x0a, 0x7f].repeat(150_000);
