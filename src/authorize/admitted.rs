@@ -151,8 +151,9 @@ impl<'a> Admitted<'a> {
 
     /// Decides a batch or transaction entry by entry; one event per entry, or one for the
     /// Bundle when it has none. `request` is the request that carried the Bundle, when
-    /// there was one.
-    pub fn decide_bundle(
+    /// there was one. The runtime serves other calls between entries
+    /// ([`super::between_entries`]).
+    pub async fn decide_bundle(
         self,
         request: Option<&FhirRequest>,
         kind: BundleKind,
@@ -163,19 +164,23 @@ impl<'a> Admitted<'a> {
             self.refuse(request, refusal.clone());
             return Verdict::Refused(refusal);
         }
-        let decision = self.engine.decide_bundle(self.context(), kind, entries);
-        if decision.entries.is_empty() {
-            // No entry to report it: the Bundle's own answer is the one event.
-            self.report(request, decision.outcome, decision.reason.as_str(), None);
-        }
-        for (index, (entry, entry_decision)) in entries.iter().zip(&decision.entries).enumerate() {
+        let mut decisions = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            let decision = self.engine.decide_entry(self.context(), entry);
             self.authorizer.report_decision(
                 self.call,
-                entry_decision,
+                &decision,
                 entry.request.as_ref().ok(),
                 Some((self.event_token(), self.fingerprint)),
                 Some(index),
             );
+            decisions.push(decision);
+            super::between_entries().await;
+        }
+        let decision = BundleDecision::of(kind, decisions);
+        if decision.entries.is_empty() {
+            // No entry to report it: the Bundle's own answer is the one event.
+            self.report(request, decision.outcome, decision.reason.as_str(), None);
         }
         traces::record_decision(
             self.call.span,

@@ -26,6 +26,7 @@
 mod admitted;
 mod answer;
 mod capacity;
+mod cooperative;
 mod off_runtime;
 mod reading;
 mod refusal;
@@ -45,6 +46,7 @@ pub use self::answer::{
     AnswerAhead, AnswerCheck, AnswerPlan, DEFAULT_MAX_ANSWER_BYTES, filtered_body_off_runtime,
 };
 pub use self::capacity::{Capacity, Slot, busy};
+pub use self::cooperative::between_entries;
 pub use self::off_runtime::{off_runtime_if_large, parse_off_runtime};
 pub use self::reading::{Held, MessageHeld, OVER_BUDGET, ReadBody, Unread};
 pub use self::refusal::{AnswerProblem, GRANTS_NOT_ENFORCED, Refusal, Status, decision_status};
@@ -402,7 +404,7 @@ impl Authorizer {
         let admission = self.admit(call, server, raw_token, None, None).await?;
         Ok(match admission {
             Admission::Admitted(admitted) => match read.await {
-                Ok(entries) => admitted.decide_bundle(None, kind, &entries),
+                Ok(entries) => admitted.decide_bundle(None, kind, &entries).await,
                 Err(refusal) => {
                     admitted.refuse(None, refusal.clone());
                     Verdict::Refused(refusal)

@@ -259,3 +259,95 @@ fn a_request_line_is_debugged_without_its_query() {
     assert!(debugged.contains("\"Observation\""), "{debugged}");
     assert!(debugged.contains("query_bytes: 37"), "{debugged}");
 }
+
+/// A batch of the most entries is decided on the runtime, but the calls beside it are
+/// served while it is: on a runtime of one thread, a task spawned beside the batch runs
+/// again and again before the batch's verdict, where it would run once or twice if the
+/// batch held the thread to the end.
+#[tokio::test(flavor = "current_thread")]
+async fn a_large_batch_lets_the_runtime_serve_other_calls() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use crate::config::Config;
+    use crate::decision::{BundleEntry, BundleKind};
+    use crate::explain::LaunchArgs;
+    use crate::fhir::parse_request_line;
+    use crate::mint::{MintArgs, mint};
+    use crate::telemetry::Observer;
+    use crate::token::Authenticator;
+
+    let config = Config::from_development().unwrap();
+    let authenticator =
+        Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version)
+            .await
+            .unwrap();
+    let authorizer = Authorizer::new(
+        authenticator,
+        Observer::new(config.telemetry.audit),
+        Vec::new(),
+        Servers::from_config(&config),
+    );
+    let server = FhirServer::new(config.fhir_servers[0].clone());
+    let token = mint(&MintArgs {
+        scope: "patient/*.rs launch/patient".to_owned(),
+        launch: LaunchArgs {
+            patient: Some("123".to_owned()),
+            fhir_user: None,
+            encounter: None,
+        },
+        client_id: "dev-client".to_owned(),
+        sub: "dev-user".to_owned(),
+        expires_in: 600,
+    })
+    .unwrap();
+    let entries: Vec<BundleEntry> = (0..MAX_BATCH_ENTRIES)
+        .map(|index| BundleEntry {
+            request: Ok(parse_request_line(
+                "GET",
+                &format!("Observation?patient=123&code=c{index}"),
+            )
+            .unwrap()),
+            stored: None,
+            proposed: None,
+            if_none_exist: None,
+            patch: None,
+        })
+        .collect();
+
+    let turns = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let beside = tokio::spawn({
+        let (turns, done) = (Arc::clone(&turns), Arc::clone(&done));
+        async move {
+            while !done.load(Ordering::Relaxed) {
+                turns.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let span = Span::none();
+    let verdict = authorizer
+        .check_bundle_reading(
+            Call::new(Rpc::BatchCheckAccess, &span),
+            &server,
+            &format!("Bearer {token}"),
+            BundleKind::Batch,
+            async { Ok(entries) },
+        )
+        .await
+        .unwrap();
+    let turns_while_deciding = turns.load(Ordering::Relaxed);
+    done.store(true, Ordering::Relaxed);
+    beside.await.unwrap();
+
+    let Verdict::Decided { decision, .. } = verdict else {
+        panic!("the batch was not decided: {verdict:?}");
+    };
+    assert!(decision.is_allowed(), "{}", decision.message);
+    assert_eq!(decision.entries.len(), MAX_BATCH_ENTRIES);
+    // tokio's budget is 128 units a turn: 10,000 entries give the runtime about 78 turns.
+    assert!(
+        turns_while_deciding >= MAX_BATCH_ENTRIES / 128 / 2,
+        "the task beside the batch ran {turns_while_deciding} times while it was decided"
+    );
+}

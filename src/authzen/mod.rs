@@ -35,7 +35,8 @@ use self::answer::Answer;
 use self::request::Evaluation;
 use crate::authorize::{
     Authorizer, Call, Caller, Capacity, Check, FhirServer, HttpLine, IF_NONE_EXIST_HEADER,
-    OVER_BUDGET, TreeBudget, Unread, add_search_body_only, parse_off_runtime, request_id,
+    OVER_BUDGET, TreeBudget, Unread, add_search_body_only, between_entries, parse_off_runtime,
+    request_id,
 };
 use crate::config::AuthzenConfig;
 use crate::fhir::{FhirRequest, Resource, parse_strict_within};
@@ -338,6 +339,7 @@ async fn evaluations(
         let default_resources = body.get("resource").map(resources_of);
         let mut answers = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
+            between_entries().await;
             let Some(item) = item.as_object() else {
                 answers.push(Answer::failed(
                     StatusCode::BAD_REQUEST,

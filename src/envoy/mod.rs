@@ -381,7 +381,7 @@ async fn decide_bundle(
             );
         }
     };
-    let (decision, token) = match admitted.decide_bundle(Some(request), kind, &entries) {
+    let (decision, token) = match admitted.decide_bundle(Some(request), kind, &entries).await {
         Verdict::Decided { decision, token } => (decision, token),
         Verdict::Refused(refusal) => return response::refused(&refusal),
         // A Bundle is never public: fail closed should that ever change.

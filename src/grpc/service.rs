@@ -12,7 +12,7 @@ use super::pb::authz_service_server::AuthzService;
 use super::{answer, convert};
 use crate::authorize::{
     AnswerCheck, Authorizer, Call, Caller, Check, FhirServer, MessageHeld, Refusal,
-    batch_size_refusal, request_id,
+    batch_size_refusal, between_entries, request_id,
 };
 use crate::decision::BundleEntry;
 use crate::telemetry::{self, Rpc, traces};
@@ -174,16 +174,26 @@ impl AuthzGrpc {
             for (index, entry) in message.entries.into_iter().enumerate() {
                 let field = format!("entries[{index}]");
                 let (request, _line) = convert::entry_request(entry.request.as_ref(), &field)?;
+                // Most entries carry no version: their fields' names are then never needed.
+                let stored = match entry.stored {
+                    None => None,
+                    stored => convert::resource(stored, &format!("{field}.stored"), tree).await?,
+                };
+                let proposed = match entry.proposed {
+                    None => None,
+                    proposed => {
+                        convert::resource(proposed, &format!("{field}.proposed"), tree).await?
+                    }
+                };
                 entries.push(BundleEntry {
                     request: Ok(request),
-                    stored: convert::resource(entry.stored, &format!("{field}.stored"), tree)
-                        .await?,
-                    proposed: convert::resource(entry.proposed, &format!("{field}.proposed"), tree)
-                        .await?,
+                    stored,
+                    proposed,
                     if_none_exist: convert::entry_if_none_exist(entry.request.as_ref()),
                     // A batch entry of this API carries no patch document.
                     patch: None,
                 });
+                between_entries().await;
             }
             Ok(entries)
         };

@@ -44,6 +44,40 @@ pub struct BundleDecision {
 }
 
 impl BundleDecision {
+    /// The Bundle's answer from its entries' decisions, in order: allowed when every entry
+    /// is, denied with the first denied entry's reason otherwise, and denied when there is no
+    /// entry at all.
+    pub fn of(kind: BundleKind, decisions: Vec<Decision>) -> Self {
+        let first_denied = decisions.iter().position(|decision| !decision.is_allowed());
+        let (outcome, reason, message) = match (first_denied, decisions.is_empty()) {
+            (_, true) => (
+                Outcome::Deny,
+                Reason::UnsupportedRequest,
+                "denied: the bundle has no entries".to_owned(),
+            ),
+            (None, false) => (
+                Outcome::Allow,
+                Reason::Granted,
+                format!("allowed: all {} entries", decisions.len()),
+            ),
+            (Some(index), false) => (
+                Outcome::Deny,
+                decisions[index].reason,
+                format!(
+                    "denied: entry {index}: {}",
+                    decisions[index].message.trim_start_matches("denied: ")
+                ),
+            ),
+        };
+        BundleDecision {
+            kind,
+            outcome,
+            reason,
+            message,
+            entries: decisions,
+        }
+    }
+
     /// True only for an allow.
     pub fn is_allowed(&self) -> bool {
         self.outcome == Outcome::Allow
@@ -273,80 +307,54 @@ impl Engine {
         kind: BundleKind,
         entries: &[BundleEntry],
     ) -> BundleDecision {
-        let decisions: Vec<Decision> = entries
+        let decisions = entries
             .iter()
-            .map(|entry| match &entry.request {
-                Err(error) => {
-                    Decision::deny(Reason::UnsupportedRequest, format!("denied: {error}"))
-                }
-                Ok(request)
-                    if matches!(
-                        request.interaction,
-                        Interaction::Batch | Interaction::Transaction
-                    ) =>
-                {
-                    Decision::deny(
-                        Reason::UnsupportedRequest,
-                        "denied: a bundle entry cannot be another batch",
-                    )
-                }
-                // A `POST _search` entry's parameters are not in its `url` (FHIR R4
-                // http.html §3.1.0.7.1), and an entry carries no form body to read them from.
-                Ok(request) if request.has_unread_search_body() => {
-                    Decision::deny(
-                        Reason::UnsupportedRequest,
-                        "denied: a POST search entry is decided on parameters it does not carry: search with GET",
-                    )
-                }
-                Ok(request) => {
-                    let decision = self.decide(
-                        token,
-                        request,
-                        entry.stored.as_ref(),
-                        entry.proposed.as_ref(),
-                    );
-                    let decision = match &entry.if_none_exist {
-                        Some(query) if decision.is_allowed() => {
-                            self.check_if_none_exist(token, request, query, decision)
-                        }
-                        _ => decision,
-                    };
-                    match &entry.patch {
-                        Some(document) => {
-                            self.check_patch_document(token, request, document, decision)
-                        }
-                        None => decision,
-                    }
-                }
-            })
+            .map(|entry| self.decide_entry(token, entry))
             .collect();
-        let first_denied = decisions.iter().position(|decision| !decision.is_allowed());
-        let (outcome, reason, message) = match (first_denied, decisions.is_empty()) {
-            (_, true) => (
-                Outcome::Deny,
+        BundleDecision::of(kind, decisions)
+    }
+
+    /// Decides one entry of a batch or transaction, as [`Engine::decide_bundle`] does: a
+    /// caller that decides thousands can pause between them, and conclude with
+    /// [`BundleDecision::of`].
+    pub fn decide_entry(&self, token: &TokenContext, entry: &BundleEntry) -> Decision {
+        match &entry.request {
+            Err(error) => Decision::deny(Reason::UnsupportedRequest, format!("denied: {error}")),
+            Ok(request)
+                if matches!(
+                    request.interaction,
+                    Interaction::Batch | Interaction::Transaction
+                ) =>
+            {
+                Decision::deny(
+                    Reason::UnsupportedRequest,
+                    "denied: a bundle entry cannot be another batch",
+                )
+            }
+            // A `POST _search` entry's parameters are not in its `url` (FHIR R4
+            // http.html §3.1.0.7.1), and an entry carries no form body to read them from.
+            Ok(request) if request.has_unread_search_body() => Decision::deny(
                 Reason::UnsupportedRequest,
-                "denied: the bundle has no entries".to_owned(),
+                "denied: a POST search entry is decided on parameters it does not carry: search with GET",
             ),
-            (None, false) => (
-                Outcome::Allow,
-                Reason::Granted,
-                format!("allowed: all {} entries", decisions.len()),
-            ),
-            (Some(index), false) => (
-                Outcome::Deny,
-                decisions[index].reason,
-                format!(
-                    "denied: entry {index}: {}",
-                    decisions[index].message.trim_start_matches("denied: ")
-                ),
-            ),
-        };
-        BundleDecision {
-            kind,
-            outcome,
-            reason,
-            message,
-            entries: decisions,
+            Ok(request) => {
+                let decision = self.decide(
+                    token,
+                    request,
+                    entry.stored.as_ref(),
+                    entry.proposed.as_ref(),
+                );
+                let decision = match &entry.if_none_exist {
+                    Some(query) if decision.is_allowed() => {
+                        self.check_if_none_exist(token, request, query, decision)
+                    }
+                    _ => decision,
+                };
+                match &entry.patch {
+                    Some(document) => self.check_patch_document(token, request, document, decision),
+                    None => decision,
+                }
+            }
         }
     }
 }
