@@ -12,6 +12,7 @@
 #
 # Usage: benches/instructions.sh [SCENARIO] [CALLS]    (default: check_cached 5000)
 # AUTHZ_BIN=path compares another build of the server (the load generator stays the same).
+# METRICS=1 serves the metrics during the scenario, as deployments do (each decision counted).
 # CACHE_SIM=1 also simulates the caches (valgrind's model of this machine's): the level-1
 # misses per call, instruction and data, reads and writes, which barely move from run to
 # run, as the count does.
@@ -25,6 +26,8 @@ calls=${2:-5000}
 cargo build --release --bin smart-authz --example perf
 binary=$(realpath "${AUTHZ_BIN:-target/release/smart-authz}")
 cache_sim=no
+metrics=
+[ "${METRICS:-0}" = 1 ] && metrics=--metrics
 [ "${CACHE_SIM:-0}" = 1 ] && cache_sim=yes
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,7 +47,7 @@ chmod +x "$work/server"
 count() {
   export COUNT_FILE="$work/$1-$2.out"
   AUTHZ_BIN="$work/server" target/release/examples/perf --only "$1" --no-memory \
-    --calls "$2" --seconds 100000 >"$work/perf.log" 2>&1 || { cat "$work/perf.log" >&2; exit 1; }
+    --calls "$2" --seconds 100000 $metrics >"$work/perf.log" 2>&1 || { cat "$work/perf.log" >&2; exit 1; }
   local pid
   pid=$(cat "$COUNT_FILE.pid")
   kill -TERM "$pid"

@@ -46,7 +46,7 @@ use std::process::Command;
 
 const USAGE: &str = "usage: perf [--smoke] [--json FILE] [--calls N] [--seconds S] \
 [--concurrency C] [--connections K] [--cold-tokens T] [--only A,B] [--no-memory] [--no-pin] \
-[--tls | --unix] \
+[--metrics] [--tls | --unix] \
 [--h2load | --paired N | --paired-cold N]
   (AUTHZ_BIN names the server binary; docs/performance.md explains each scenario)";
 
@@ -64,6 +64,7 @@ fn main() {
             "--h2load" => with_h2load = true,
             "--only" => options.only = value().split(',').map(str::to_owned).collect(),
             "--no-memory" => options.skip_memory = true,
+            "--metrics" => options.metrics = true,
             "--no-pin" => options.pin_server = false,
             "--json" => json_file = Some(PathBuf::from(value())),
             "--calls" => options.calls = value().parse().expect("a number"),

@@ -25,6 +25,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Skip the memory measurement.
     pub skip_memory: bool,
+    /// Serve the metrics during the scenarios, as deployments do: each decision is counted.
+    pub metrics: bool,
     /// How the load generator reaches the server.
     pub transport: Transport,
 }
@@ -83,6 +85,7 @@ impl Options {
             pin_server: true,
             only: Vec::new(),
             skip_memory: false,
+            metrics: false,
             transport: Transport::Tcp,
         }
     }
@@ -101,6 +104,7 @@ impl Options {
             pin_server: false,
             only: Vec::new(),
             skip_memory: false,
+            metrics: false,
             transport: Transport::Tcp,
         }
     }

@@ -52,7 +52,7 @@ impl Server {
         keys: &Keys,
         options: &Options,
     ) -> (Server, Arc<Vec<Link>>) {
-        Server::with_cache(binary, keys, options, SCENARIO_CACHE_BYTES, false).await
+        Server::with_cache(binary, keys, options, SCENARIO_CACHE_BYTES, options.metrics).await
     }
 
     /// A server whose token cache is bounded at `cache_bytes`, serving its metrics if
