@@ -31,11 +31,11 @@ pub use self::response::{
 };
 use crate::authorize::{
     Admission, Admitted, Authorizer, Call, Caller, HttpLine, IF_NONE_EXIST_HEADER, MessageHeld,
-    Refusal, TreeBudget, Verdict, add_search_body, batch_size_refusal, headers_by_name,
-    parse_off_runtime, request_id,
+    Refusal, TreeBudget, Verdict, add_search_body, batch_size_refusal, between_entries,
+    headers_by_name, parse_off_runtime, request_id,
 };
 use crate::config::EnvoyConfig;
-use crate::decision::{Decision, bundle_entries_within};
+use crate::decision::{Decision, open_bundle, read_entry};
 use crate::fhir::{FhirRequest, FhirVersion, Interaction, Resource, parse_strict_within};
 use crate::telemetry::{self, Rpc, traces};
 
@@ -361,18 +361,8 @@ async fn decide_bundle(
         Ok(bundle) => bundle,
         Err(refusal) => return answer_refusal(admitted, request, refusal),
     };
-    // Counted before the entries are read: 10,000 is the limit, a 4 MB body holds a million.
-    let count = bundle.get("entry").and_then(serde_json::Value::as_array);
-    if let Some(refusal) = count.and_then(|entries| batch_size_refusal(entries.len())) {
-        return answer_refusal(admitted, request, refusal);
-    }
-    let read = bundle_entries_within(bundle, tree);
-    // A patch document the budget refused is the call's refusal, not its entry's.
-    if let Some(refusal) = tree.refusal() {
-        return answer_refusal(admitted, request, refusal);
-    }
-    let (kind, entries) = match read {
-        Ok(read) => read,
+    let (kind, unread) = match open_bundle(bundle) {
+        Ok(opened) => opened,
         Err(error) => {
             return answer_refusal(
                 admitted,
@@ -381,6 +371,19 @@ async fn decide_bundle(
             );
         }
     };
+    // Counted before the entries are read: 10,000 is the limit, a 4 MB body holds a million.
+    if let Some(refusal) = batch_size_refusal(unread.len()) {
+        return answer_refusal(admitted, request, refusal);
+    }
+    let mut entries = Vec::with_capacity(unread.len());
+    for entry in unread {
+        entries.push(read_entry(entry, tree));
+        between_entries().await;
+    }
+    // A patch document the budget refused is the call's refusal, not its entry's.
+    if let Some(refusal) = tree.refusal() {
+        return answer_refusal(admitted, request, refusal);
+    }
     let (decision, token) = match admitted.decide_bundle(Some(request), kind, &entries).await {
         Verdict::Decided { decision, token } => (decision, token),
         Verdict::Refused(refusal) => return response::refused(&refusal),

@@ -111,6 +111,18 @@ pub fn bundle_entries_within(
     bundle: Value,
     memory: &mut dyn TreeMemory,
 ) -> Result<(BundleKind, Vec<BundleEntry>), BundleError> {
+    let (kind, entries) = open_bundle(bundle)?;
+    let entries = entries
+        .into_iter()
+        .map(|entry| read_entry(entry, memory))
+        .collect();
+    Ok((kind, entries))
+}
+
+/// A batch or transaction Bundle's kind and its entries as JSON, each to be read with
+/// [`read_entry`]: [`bundle_entries_within`] in two steps, for a caller that reads
+/// thousands of entries and pauses between them.
+pub fn open_bundle(bundle: Value) -> Result<(BundleKind, Vec<Value>), BundleError> {
     let Value::Object(mut bundle) = bundle else {
         return Err(BundleError::NotABundle);
     };
@@ -124,18 +136,15 @@ pub fn bundle_entries_within(
     };
     // No `entry` is an empty Bundle, which the engine denies; `null`, an object or any other
     // value is refused rather than guessed at.
-    let entries = match bundle.remove("entry") {
-        None => Vec::new(),
-        Some(Value::Array(entries)) => entries
-            .into_iter()
-            .map(|entry| read_entry(entry, memory))
-            .collect(),
-        Some(_) => return Err(BundleError::EntryNotAnArray),
-    };
-    Ok((kind, entries))
+    match bundle.remove("entry") {
+        None => Ok((kind, Vec::new())),
+        Some(Value::Array(entries)) => Ok((kind, entries)),
+        Some(_) => Err(BundleError::EntryNotAnArray),
+    }
 }
 
-fn read_entry(mut entry: Value, memory: &mut dyn TreeMemory) -> BundleEntry {
+/// One entry of a Bundle [`open_bundle`] opened, as [`bundle_entries_within`] reads it.
+pub fn read_entry(mut entry: Value, memory: &mut dyn TreeMemory) -> BundleEntry {
     // Taken out whole, so the entry's other members are read from what is left.
     let resource = entry
         .as_object_mut()

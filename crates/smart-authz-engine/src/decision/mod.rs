@@ -10,6 +10,7 @@ mod response;
 
 pub use batch::{
     BundleDecision, BundleEntry, BundleError, BundleKind, bundle_entries, bundle_entries_within,
+    open_bundle, read_entry,
 };
 pub use engine::{Engine, decide};
 pub use policy::{NonCompartmentAccess, OperationRule, Policy};
