@@ -9,6 +9,7 @@ docs/performance-log.md, "Batches that hand the runtime back", has the figures.
 
 Usage: pip install ./clients/python, then
     AUTHZ_BIN=target/release/smart-authz python3 benches/beside_batches.py
+LISTEN sets the server's address (127.0.0.1:50051); tests/perf_smoke.rs runs it briefly.
 """
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ BINARY = os.environ.get("AUTHZ_BIN", "target/release/smart-authz")
 ENTRIES = int(os.environ.get("ENTRIES", "10000"))
 SECONDS = float(os.environ.get("SECONDS", "10"))
 WITH_BATCHES = os.environ.get("BATCH", "1") == "1"
+LISTEN = os.environ.get("LISTEN", "127.0.0.1:50051")
 SEARCH = "Observation?patient=123"
 
 
@@ -32,23 +34,30 @@ def mint() -> str:
 
 
 def send_batches(token: str, stop, sent) -> None:
-    client = AuthzClient(timeout=60)
+    client = AuthzClient(LISTEN, timeout=60)
     entries = [BatchEntry(method="GET", path=f"{SEARCH}&code=c{i}") for i in range(ENTRIES)]
     count = 0
-    while not stop.is_set():
-        client.check_batch(token, entries, transaction=False)
-        count += 1
-    sent.put(count)
+    try:
+        while not stop.is_set():
+            decided = client.check_batch(token, entries, transaction=False)
+            assert decided.allowed and len(decided.entries) == ENTRIES, decided.message
+            count += 1
+    finally:
+        sent.put(count)
 
 
 def main() -> None:
     server = subprocess.Popen(
-        ["taskset", "-c", "0", BINARY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["taskset", "-c", "0", BINARY, "serve", "--listen", LISTEN],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         token = mint()
-        client = AuthzClient(timeout=60)
+        client = AuthzClient(LISTEN, timeout=60)
         for _ in range(100):
+            if server.poll() is not None:
+                raise SystemExit(f"the server stopped (exit status {server.returncode})")
             try:
                 client.check(token, "GET", SEARCH)
                 break
@@ -70,13 +79,16 @@ def main() -> None:
         end = time.monotonic() + SECONDS
         while time.monotonic() < end:
             started = time.perf_counter()
-            client.check(token, "GET", SEARCH)
+            decided = client.check(token, "GET", SEARCH)
             spent.append(time.perf_counter() - started)
+            assert decided.allowed, decided.message
             time.sleep(0.001)
         stop.set()
         batches = sum(sent.get() for _ in senders)
         for sender in senders:
             sender.join()
+        if any(sender.exitcode != 0 for sender in senders):
+            raise SystemExit("a process sending batches failed")
         spent.sort()
 
         def ms(fraction: float) -> float:

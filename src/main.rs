@@ -135,9 +135,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// worker to wake or hand tasks to, which cost `Health/Check` about a third of its server
 /// CPU and a cached `CheckAccess` about a quarter (docs/performance-log.md, "One CPU, one
 /// thread"). With more, one worker per CPU: a second worker on one CPU only wakes and
-/// preempts the first. Either way a long piece of work (filtering a large answer, a large
-/// batch) holds its thread, as one worker did; bodies over 64 KiB are parsed on the blocking
-/// pool.
+/// preempts the first. Either way bodies over 64 KiB are parsed on the blocking pool, and a
+/// batch's entries hand the thread back between them (`authorize::between_entries`).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism()
         .map(usize::from)

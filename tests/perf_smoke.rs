@@ -195,3 +195,44 @@ async fn the_paired_cold_rounds_run_against_a_full_cache() {
         }
     }
 }
+
+/// `benches/beside_batches.py` (small calls timed beside batches of 10,000) runs: briefly,
+/// with small batches, through the Python client `.ci/run` installs (`CLIENT_PYTHON`).
+#[test]
+fn the_latency_beside_batches_runs() {
+    let python = std::env::var("CLIENT_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import smart_authz_client"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI prepares the Python client (.ci/run)"
+        );
+        eprintln!("note: the Python client (CLIENT_PYTHON) is not prepared; not run");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/beside_batches.py"))
+        .env("AUTHZ_BIN", env!("CARGO_BIN_EXE_smart-authz"))
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        // The development configuration's metrics port may be another test's.
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "127.0.0.1:0")
+        .env("ENTRIES", "200")
+        .env("SECONDS", "1")
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("batches of 200 beside"), "{report}");
+}
