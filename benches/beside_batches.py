@@ -1,29 +1,37 @@
 #!/usr/bin/env python3
 """The latency of small calls while large batches are decided beside them.
 
-Starts the server (AUTHZ_BIN, the built-in development configuration) pinned to CPU 0,
-then for SECONDS sends one cached `CheckAccess` a millisecond and times each, while two
-other processes send `BatchCheckAccess` of ENTRIES reads back to back (none with
-BATCH=0). Prints the small calls' p50, p90, p99 and maximum. A benchmark, not a test:
-docs/performance-log.md, "Batches that hand the runtime back", has the figures.
+Starts the server (AUTHZ_BIN, the built-in development configuration) on a port the kernel
+gives it, pinned to CPU 0 where `taskset` can pin it, then for DURATION seconds sends one
+cached `CheckAccess` a millisecond and times each, while two other processes send
+`BatchCheckAccess` of ENTRIES reads back to back (none with BATCH=0). Prints the small
+calls' p50, p90, p99 and maximum. A benchmark, not a test: docs/performance-log.md,
+"Batches that hand the runtime back", has the figures; tests/perf_smoke.rs runs it
+briefly so that it keeps working.
 
 Usage: pip install ./clients/python, then
     AUTHZ_BIN=target/release/smart-authz python3 benches/beside_batches.py
-LISTEN sets the server's address (127.0.0.1:50051); tests/perf_smoke.rs runs it briefly.
 """
+import json
 import multiprocessing
 import os
+import queue
+import shutil
 import subprocess
+import sys
+import threading
 import time
 
 from smart_authz_client import AuthzClient, BatchEntry
 
 BINARY = os.environ.get("AUTHZ_BIN", "target/release/smart-authz")
 ENTRIES = int(os.environ.get("ENTRIES", "10000"))
-SECONDS = float(os.environ.get("SECONDS", "10"))
+DURATION = float(os.environ.get("DURATION", "10"))
 WITH_BATCHES = os.environ.get("BATCH", "1") == "1"
-LISTEN = os.environ.get("LISTEN", "127.0.0.1:50051")
 SEARCH = "Observation?patient=123"
+# How long the server may take to announce its address, and a batch sender to report.
+START_SECONDS = 60
+SENDER_SECONDS = 120
 
 
 def mint() -> str:
@@ -33,8 +41,8 @@ def mint() -> str:
     ).strip()
 
 
-def send_batches(token: str, stop, sent) -> None:
-    client = AuthzClient(LISTEN, timeout=60)
+def send_batches(target: str, token: str, stop, sent) -> None:
+    client = AuthzClient(target, timeout=60)
     entries = [BatchEntry(method="GET", path=f"{SEARCH}&code=c{i}") for i in range(ENTRIES)]
     count = 0
     try:
@@ -46,37 +54,68 @@ def send_batches(token: str, stop, sent) -> None:
         sent.put(count)
 
 
-def main() -> None:
+def start_server():
+    """The server, listening on a port of the kernel's choosing, and the address it
+    announces in its "smart-authz serving" log line (as tests/common/spawned.rs reads it)."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("SMART_AUTHZ_")
+    }
+    environment["SMART_AUTHZ_LOG__FORMAT"] = "json"
+    # The development configuration's metrics port may be taken; any free one will do.
+    environment["SMART_AUTHZ_TELEMETRY__METRICS_LISTEN"] = "127.0.0.1:0"
+    command = [BINARY, "serve", "--listen", "127.0.0.1:0"]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
     server = subprocess.Popen(
-        ["taskset", "-c", "0", BINARY, "serve", "--listen", LISTEN],
+        command,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
     )
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in server.stderr], daemon=True).start()
+    seen = []
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            if server.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == "smart-authz serving":
+            return server, record["listen"]
+    server.kill()
+    sys.exit("the server did not announce its address:\n" + "".join(seen))
+
+
+def main() -> None:
+    server, target = start_server()
     try:
         token = mint()
-        client = AuthzClient(LISTEN, timeout=60)
-        for _ in range(100):
-            if server.poll() is not None:
-                raise SystemExit(f"the server stopped (exit status {server.returncode})")
-            try:
-                client.check(token, "GET", SEARCH)
-                break
-            except Exception:
-                time.sleep(0.1)
+        client = AuthzClient(target, timeout=60)
         for _ in range(200):
             client.check(token, "GET", SEARCH)
-        stop, sent = multiprocessing.Event(), multiprocessing.Queue()
+        # Spawned, not forked: a process forked after grpcio has run may hang.
+        processes = multiprocessing.get_context("spawn")
+        stop, sent = processes.Event(), processes.Queue()
         senders = []
         if WITH_BATCHES:
             senders = [
-                multiprocessing.Process(target=send_batches, args=(token, stop, sent))
+                processes.Process(target=send_batches, args=(target, token, stop, sent))
                 for _ in range(2)
             ]
             for sender in senders:
                 sender.start()
             time.sleep(2)
         spent = []
-        end = time.monotonic() + SECONDS
+        end = time.monotonic() + DURATION
         while time.monotonic() < end:
             started = time.perf_counter()
             decided = client.check(token, "GET", SEARCH)
@@ -84,11 +123,15 @@ def main() -> None:
             assert decided.allowed, decided.message
             time.sleep(0.001)
         stop.set()
-        batches = sum(sent.get() for _ in senders)
+        batches = 0
         for sender in senders:
-            sender.join()
-        if any(sender.exitcode != 0 for sender in senders):
-            raise SystemExit("a process sending batches failed")
+            sender.join(timeout=SENDER_SECONDS)
+            if sender.is_alive():
+                sender.kill()
+                sys.exit("a process sending batches did not stop")
+            if sender.exitcode != 0:
+                sys.exit("a process sending batches failed")
+            batches += sent.get(timeout=SENDER_SECONDS)
         spent.sort()
 
         def ms(fraction: float) -> float:
@@ -100,7 +143,7 @@ def main() -> None:
         )
     finally:
         server.terminate()
-        server.wait()
+        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 //! then holds from `max_buffered_request_bytes`, is at least what prost's decoding of it
 //! takes at its peak: for the API's and Envoy's messages built to be large decoded for their
 //! bytes (empty entries, parameters, headers, structs), and for ordinary ones. A counting
-//! allocator bounds the peak from above.
+//! allocator bounds the peak from above, and checks what the faces hold ahead for a batch entry
+//! once it is read and decided.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,8 +22,12 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use prost::Message;
+use smart_authz::authorize::DECIDED_ENTRY_BYTES;
+use smart_authz::decision::{BundleEntry, Decision, Engine};
+use smart_authz::fhir::{FhirVersion, parse_request_line};
 use smart_authz::grpc::pb;
 use smart_authz::grpc::wire::{Schema, weigh};
+use smart_authz::smart::TokenContext;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -360,4 +365,54 @@ fn ordinary_messages() {
         Schema::ENVOY,
         8.0,
     );
+}
+
+/// What a batch entry takes once its request is read and decided, beside the message it
+/// came from: each face holds [`DECIDED_ENTRY_BYTES`] a entry from the budget for it, as
+/// several batches may be between their entries at once (`authorize::between_entries`).
+/// Searches decided for a patient app's token of nine scopes (the perf tool's), the parsed
+/// requests and the decisions kept, as a call keeps them until it answers.
+#[test]
+fn a_decided_batch_entry_takes_at_most_what_is_held_for_it() {
+    let _alone = alone();
+    let claims = serde_json::json!({
+        "sub": "user",
+        "client_id": "app",
+        "patient": "123",
+        "scope": "openid fhirUser launch/patient patient/Patient.rs patient/Observation.rs patient/Condition.rs patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs",
+    });
+    let token = TokenContext::from_claims(&claims, FhirVersion::R4).unwrap();
+    let engine = Engine::default();
+    let lines: Vec<String> = (0..1_000)
+        .map(|index| format!("Observation?patient=123&code=c{index}"))
+        .collect();
+
+    let region = Region::new(ALLOCATOR);
+    let entries: Vec<BundleEntry> = lines
+        .iter()
+        .map(|line| BundleEntry {
+            request: Ok(parse_request_line("GET", line).unwrap()),
+            stored: None,
+            proposed: None,
+            if_none_exist: None,
+            patch: None,
+        })
+        .collect();
+    let decisions: Vec<Decision> = entries
+        .iter()
+        .map(|entry| engine.decide_entry(&token, entry))
+        .collect();
+    let change = region.change();
+
+    assert!(decisions.iter().all(Decision::is_allowed));
+    let live = change.bytes_allocated + usize::try_from(change.bytes_reallocated.max(0)).unwrap()
+        - change.bytes_deallocated
+        + (change.allocations - change.deallocations) * MALLOC_OVERHEAD;
+    let per_entry = live / lines.len();
+    eprintln!("a decided entry: {per_entry} bytes, {DECIDED_ENTRY_BYTES} held for it");
+    assert!(
+        per_entry <= DECIDED_ENTRY_BYTES,
+        "a decided entry takes {per_entry} bytes, more than the {DECIDED_ENTRY_BYTES} held"
+    );
+    drop((entries, decisions));
 }

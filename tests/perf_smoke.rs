@@ -213,21 +213,25 @@ fn the_latency_beside_batches_runs() {
         eprintln!("note: the Python client (CLIENT_PYTHON) is not prepared; not run");
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let output = std::process::Command::new(&python)
+    let mut script = std::process::Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/beside_batches.py"))
         .env("AUTHZ_BIN", env!("CARGO_BIN_EXE_smart-authz"))
-        .env("LISTEN", format!("127.0.0.1:{port}"))
-        // The development configuration's metrics port may be another test's.
-        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "127.0.0.1:0")
         .env("ENTRIES", "200")
-        .env("SECONDS", "1")
-        .output()
+        .env("DURATION", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // The script bounds each of its waits; this bounds the whole.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while script.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            script.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let output = script.wait_with_output().unwrap();
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

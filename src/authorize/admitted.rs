@@ -152,7 +152,9 @@ impl<'a> Admitted<'a> {
     /// Decides a batch or transaction entry by entry; one event per entry, or one for the
     /// Bundle when it has none. `request` is the request that carried the Bundle, when
     /// there was one. The runtime serves other calls between entries
-    /// ([`super::between_entries`]).
+    /// ([`super::between_entries`]), so each entry's event is reported as it is decided: a
+    /// call dropped part-way (its client gone, its deadline past) has reported the entries
+    /// decided before, as a single call reports its decision before its answer is sent.
     pub async fn decide_bundle(
         self,
         request: Option<&FhirRequest>,

@@ -56,7 +56,7 @@ pub use self::request::{
 };
 pub use self::request_id::{MAX_REQUEST_ID_BYTES, request_id};
 pub use self::servers::{Caller, FhirServer, Release, Servers};
-pub use self::tree_budget::{MeteredParse, TreeBudget};
+pub use self::tree_budget::{DECIDED_ENTRY_BYTES, MeteredParse, TreeBudget};
 use crate::decision::{BundleDecision, BundleEntry, BundleKind, Decision, Outcome};
 use crate::fhir::{FhirRequest, Interaction, Resource, structured};
 use crate::telemetry::{DecisionEvent, EventToken, Observer, Rpc, traces};

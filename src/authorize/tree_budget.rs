@@ -16,6 +16,13 @@ use super::{Capacity, Refusal};
 use crate::fhir::TreeMemory;
 use crate::telemetry;
 
+/// What one entry of a request of many takes once it is read and decided, beside the
+/// message or tree it came from: its parsed request and its decision, whose grants name the
+/// scopes they come from. 1.8 KB for a search decided for a patient's token
+/// (`tests/decode_memory.rs`). The calls that read many hand the runtime back between
+/// entries ([`super::between_entries`]), so several may hold theirs at once.
+pub const DECIDED_ENTRY_BYTES: usize = 2 * 1024;
+
 /// What a call refused for the budget is told.
 const TREE_OVER_BUDGET: &str = "overloaded: the requests being read and parsed hold max_buffered_request_bytes; retry, on another replica if there is one";
 
@@ -77,6 +84,18 @@ impl TreeBudget {
         self.grow(bytes, bytes).is_some()
     }
 
+    /// [`DECIDED_ENTRY_BYTES`] for each of `entries` entries (of a batch, a Bundle, AuthZEN's
+    /// evaluations) about to be read and decided; the call's refusal when the budget
+    /// refuses them.
+    pub fn take_entries(&mut self, entries: usize) -> Result<(), Refusal> {
+        if self.take(entries.saturating_mul(DECIDED_ENTRY_BYTES)) {
+            return Ok(());
+        }
+        Err(self
+            .refusal()
+            .unwrap_or_else(|| Refusal::Overloaded(TREE_OVER_BUDGET.to_owned())))
+    }
+
     /// `parse(body)`, its tree counted here.
     pub fn parse<T>(&mut self, body: &[u8], parse: MeteredParse<T>) -> T {
         parse(body, self)
@@ -109,7 +128,7 @@ impl TreeBudget {
         self.refused.map(|refused| match refused {
             Refused::Busy => Refusal::Overloaded(TREE_OVER_BUDGET.to_owned()),
             Refused::TooLarge => Refusal::TooLarge(format!(
-                "the JSON would take more memory once read than max_buffered_request_bytes ({} bytes) allows",
+                "the request would take more memory once read than max_buffered_request_bytes ({} bytes) allows",
                 self.capacity.buffered_limit()
             )),
         })

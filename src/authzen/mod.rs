@@ -283,7 +283,7 @@ async fn evaluations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let posted = match read_post(&headers, body, face.authorizer.tree_budget()).await {
+    let mut posted = match read_post(&headers, body, face.authorizer.tree_budget()).await {
         Ok(posted) => posted,
         Err(rejected) => return rejected.response(),
     };
@@ -300,6 +300,11 @@ async fn evaluations(
             StatusCode::BAD_REQUEST,
             &format!("evaluations: at most {MAX_EVALUATIONS}"),
         );
+    }
+    if let Err(refusal) = posted.tree.take_entries(items.len()) {
+        let status =
+            StatusCode::from_u16(refusal.status().http).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return fail(status, &refusal.to_string());
     }
     let semantic = match Semantic::read(body.get("options")) {
         Ok(semantic) => semantic,

@@ -372,7 +372,9 @@ async fn decide_bundle(
         }
     };
     // Counted before the entries are read: 10,000 is the limit, a 4 MB body holds a million.
-    if let Some(refusal) = batch_size_refusal(unread.len()) {
+    if let Some(refusal) =
+        batch_size_refusal(unread.len()).or_else(|| tree.take_entries(unread.len()).err())
+    {
         return answer_refusal(admitted, request, refusal);
     }
     let mut entries = Vec::with_capacity(unread.len());

@@ -170,6 +170,7 @@ impl AuthzGrpc {
         );
         let read = async {
             let tree = &mut tree;
+            tree.take_entries(message.entries.len())?;
             let mut entries = Vec::with_capacity(message.entries.len());
             for (index, entry) in message.entries.into_iter().enumerate() {
                 let field = format!("entries[{index}]");
