@@ -72,9 +72,11 @@ pub fn shed() {
     }
 }
 
-/// Whether metrics are recorded.
+/// Whether metrics are recorded. Acquire, as the store is Release: a thread that sees
+/// metrics enabled sees the recorder installed, so the handles it keeps (per RPC, per
+/// decision's labels) are the recorder's, never the no-op handles of no recorder.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    ENABLED.load(Ordering::Acquire)
 }
 
 /// Installs the process-wide recorder once (later calls return the same handle); `None`
@@ -94,7 +96,7 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
             match installed {
                 Ok(handle) => {
                     describe();
-                    ENABLED.store(true, Ordering::Relaxed);
+                    ENABLED.store(true, Ordering::Release);
                     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
                     Some(handle)
                 }
