@@ -107,6 +107,7 @@ fn benchmarks(criterion: &mut Criterion) {
     let outputs = Outputs {
         logs: BoxMakeWriter::new(std::io::sink),
         audit: BoxMakeWriter::new(std::io::sink),
+        audit_flusher: None,
     };
     let guard = {
         let _runtime = runtime.enter();

@@ -132,6 +132,7 @@ async fn every_decision_gets_one_json_line_without_the_token() {
     let outputs = Outputs {
         logs: logs.writer(),
         audit: audit.writer(),
+        audit_flusher: None,
     };
     let _guard = telemetry::install_with(
         &LogConfig::default(),
@@ -715,4 +716,45 @@ async fn the_binary_writes_audit_lines_to_stdout_and_logs_to_stderr() {
         assert!(!line.contains(&token), "a log line holds the token: {line}");
         serde_json::from_str::<Value>(line).expect("logs are JSON lines");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_decision_audited_each_line_reaches_stdout_by_the_time_the_binary_stops() {
+    let mut command = spawned::command(env!("CARGO_BIN_EXE_smart-authz"));
+    command
+        .arg("serve")
+        .env("SMART_AUTHZ_TELEMETRY__AUDIT", "all")
+        .env("SMART_AUTHZ_TELEMETRY__METRICS_LISTEN", "")
+        .stdout(Stdio::piped());
+    let mut server = Served::start(command);
+    let stdout = server.child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+
+    let token = binary_token(&["--scope", "patient/*.rs", "--patient", "123"]);
+    let mut client = pb::authz_service_client::AuthzServiceClient::new(server.channel().await);
+    let calls = 300;
+    for index in 0..calls {
+        let mut request = check_http(&token, "GET", "Observation?code=x");
+        request.request_id = format!("audited-{index}");
+        let answer = client.check_access(request).await.unwrap().into_inner();
+        assert_eq!(decision(&answer), pb::Decision::Allow);
+    }
+    // Stopped at once: the last lines are still in the batch, written as the service stops.
+    server.stop_with_sigterm().await;
+
+    let lines = reading.join().unwrap();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).expect("each audit line is JSON");
+            record["request_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..calls).map(|index| format!("audited-{index}")).collect();
+    assert_eq!(ids, expected, "every decision's line, once, in order");
 }

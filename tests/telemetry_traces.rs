@@ -57,6 +57,7 @@ async fn check_access_spans_reach_the_collector_in_the_callers_trace() {
     let outputs = Outputs {
         logs: BoxMakeWriter::new(std::io::sink),
         audit: BoxMakeWriter::new(std::io::sink),
+        audit_flusher: None,
     };
     let guard = telemetry::install_with(
         &LogConfig::default(),

@@ -22,6 +22,8 @@ use tracing_subscriber::layer::{Context, Layer};
 
 use super::{DecisionEvent, traces};
 
+pub mod batched;
+
 /// The `tracing` target of audit events.
 pub const AUDIT_TARGET: &str = "smart_authz::audit";
 

@@ -6,7 +6,8 @@
 //!   JSON), the audit target as JSON lines to stdout, and, when an OTLP endpoint is
 //!   configured, the OpenTelemetry layer ([`traces`]).
 //! - [`metrics`]: the Prometheus recorder and the `/metrics` listener.
-//! - [`audit`]: one JSON line per decision on the [`AUDIT_TARGET`] target.
+//! - [`audit`]: one JSON line per decision on the [`AUDIT_TARGET`] target, written to stdout
+//!   in batches by a thread of its own ([`audit::batched`]).
 //! - [`Observer`]: what the authorization pipeline calls for every answer.
 //!
 //! Label values of metrics and span attributes that name a category come from enums
@@ -55,15 +56,20 @@ pub struct Outputs {
     pub logs: BoxMakeWriter,
     /// Audit lines.
     pub audit: BoxMakeWriter,
+    /// Writes the batches of `audit` when it is [`audit::batched`]: the guard keeps it, and
+    /// the lines still pending are written when it goes.
+    pub audit_flusher: Option<audit::batched::Flusher>,
 }
 
 impl Outputs {
-    /// Logs to stderr, audit lines to stdout: a log shipper can route the two apart
-    /// whatever the log format.
+    /// Logs to stderr, audit lines to stdout in batches: a log shipper can route the two
+    /// apart whatever the log format.
     pub fn standard() -> Self {
+        let (audit, flusher) = audit::batched::batched(io::stdout());
         Outputs {
             logs: BoxMakeWriter::new(io::stderr),
-            audit: BoxMakeWriter::new(io::stdout),
+            audit: BoxMakeWriter::new(audit),
+            audit_flusher: Some(flusher),
         }
     }
 }
@@ -79,11 +85,14 @@ pub fn process_environment(name: &str) -> Option<String> {
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// Keeps the trace pipeline alive; [`TelemetryGuard::shutdown`] flushes it.
+/// Keeps the trace pipeline and the audit output alive; [`TelemetryGuard::shutdown`]
+/// flushes both.
 #[must_use = "dropping the guard does not flush pending spans: call shutdown"]
 #[derive(Debug, Default)]
 pub struct TelemetryGuard {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    /// The audit lines still pending are written when it is dropped.
+    audit_flusher: Option<audit::batched::Flusher>,
 }
 
 impl TelemetryGuard {
@@ -101,9 +110,10 @@ impl TelemetryGuard {
         }
     }
 
-    /// Flushes and stops the trace pipeline, waiting at most `timeout`. It blocks its thread,
-    /// and the exporter's channel is a task on the runtime: call it where another thread
-    /// drives the runtime meanwhile (the blocking pool, with `block_on` on the main thread).
+    /// Flushes and stops the trace pipeline, waiting at most `timeout`, then writes the
+    /// pending audit lines. It blocks its thread, and the exporter's channel is a task on the
+    /// runtime: call it where another thread drives the runtime meanwhile (the blocking pool,
+    /// with `block_on` on the main thread).
     pub fn shutdown(self, timeout: Duration) {
         if let Some(provider) = self.provider {
             traces::disable();
@@ -111,6 +121,7 @@ impl TelemetryGuard {
                 tracing::warn!(%error, "stopping the trace exporter failed; some spans may be lost");
             }
         }
+        drop(self.audit_flusher);
     }
 }
 
@@ -198,11 +209,15 @@ pub fn install_with(
         }
         return Ok(TelemetryGuard::default());
     }
+    let audit_flusher = outputs.audit_flusher;
     if let Some(settings) = &trace_settings {
         traces::enable(settings);
         tracing::info!(endpoint = %crate::config::without_userinfo(&settings.endpoint), sampler = %settings.sampler_name, service = %settings.service_name, "exporting traces over OTLP/gRPC");
     }
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider,
+        audit_flusher,
+    })
 }
 
 /// The calls served, as metric labels and span names.
