@@ -110,18 +110,26 @@ impl TelemetryGuard {
         }
     }
 
-    /// Flushes and stops the trace pipeline, waiting at most `timeout`, then writes the
-    /// pending audit lines. It blocks its thread, and the exporter's channel is a task on the
+    /// Flushes and stops the trace pipeline and writes the pending audit lines, waiting at
+    /// most `timeout` for both. It blocks its thread, and the exporter's channel is a task on the
     /// runtime: call it where another thread drives the runtime meanwhile (the blocking pool,
     /// with `block_on` on the main thread).
     pub fn shutdown(self, timeout: Duration) {
+        // The audit writer writes what is left on its own thread meanwhile, within the same
+        // `timeout`.
+        let deadline = std::time::Instant::now() + timeout;
+        if let Some(audit) = &self.audit_flusher {
+            audit.close();
+        }
         if let Some(provider) = self.provider {
             traces::disable();
             if let Err(error) = provider.shutdown_with_timeout(timeout) {
                 tracing::warn!(%error, "stopping the trace exporter failed; some spans may be lost");
             }
         }
-        drop(self.audit_flusher);
+        if let Some(audit) = self.audit_flusher {
+            audit.finish_by(deadline);
+        }
     }
 }
 

@@ -2,29 +2,33 @@
 //! as a `write` of its own, on the thread that decided: to a pipe, as a container's stdout
 //! is, that took a third of a cached `CheckAccess`'s throughput (docs/performance-log.md,
 //! "Audit lines in batches"). Here a decision appends its line to a buffer, and a thread of
-//! its own writes the buffer out at most [`FLUSH_AFTER`] after the buffer's first line, or
-//! as soon as it holds [`WRITE_AT`] bytes.
+//! its own writes the buffer out [`FLUSH_AFTER`] after it wakes for the buffer's first line,
+//! or as soon as the buffer holds [`WRITE_AT`] bytes.
 //!
-//! No line is dropped and none waits unbounded in memory: a decision that finds
-//! [`HOLD_AT_MOST`] bytes not yet taken waits for the writer, as it waited for a slow stdout
-//! before. Lines leave in the order they were appended, each whole. [`Flusher`], dropped when
-//! the service stops, writes what is left; a line appended after that is written at once by
-//! its own thread. A process killed outright (SIGKILL, out of memory) loses the lines of its
-//! last [`FLUSH_AFTER`] at most.
+//! No line is dropped for want of room, and none waits unbounded in memory: a decision that
+//! finds [`HOLD_AT_MOST`] bytes not yet taken waits for the writer, as it waited for a slow
+//! stdout before. Lines leave in the order they were appended, each whole. [`Flusher`] writes
+//! what is left when the service stops; a line appended after that is written at once by
+//! its own thread. What a write refuses is lost, as a line was before (the first failure is
+//! logged), and a process killed outright (SIGKILL, out of memory) loses the lines still in
+//! memory: those of its last few tens of milliseconds, [`HOLD_AT_MOST`] when stdout is
+//! behind.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How long a line may wait for the lines after it before it is written.
+/// How long a batch waits for more lines once the writer has woken for its first.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// A buffer this large is written without waiting for [`FLUSH_AFTER`]: a pipe's capacity.
 pub const WRITE_AT: usize = 64 * 1024;
-/// Lines not yet taken by the writer beyond which a decision waits for it.
-pub const HOLD_AT_MOST: usize = 4 * 1024 * 1024;
+/// Lines not yet taken by the writer beyond which a decision waits for it: some 25 ms of
+/// lines at 100,000 decisions a second.
+pub const HOLD_AT_MOST: usize = 1024 * 1024;
 /// How long [`Flusher`]'s drop waits for the last lines to be written.
 const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
@@ -32,11 +36,18 @@ const FINISH_WITHIN: Duration = Duration::from_secs(5);
 /// Should the thread not start, every line is written at once by the thread that appends
 /// it, as if the service were stopping.
 pub fn batched(out: impl Write + Send + 'static) -> (BatchedLines, Flusher) {
+    batched_every(out, FLUSH_AFTER)
+}
+
+/// [`batched`] with another wait than [`FLUSH_AFTER`].
+fn batched_every(out: impl Write + Send + 'static, every: Duration) -> (BatchedLines, Flusher) {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         arrived: Condvar::new(),
         taken: Condvar::new(),
         out: Mutex::new(Box::new(out)),
+        every,
+        failed: AtomicBool::new(false),
     });
     let thread = {
         let shared = Arc::clone(&shared);
@@ -81,6 +92,10 @@ struct Shared {
     /// Held while a batch is taken and written, so batches leave in the order they were
     /// taken, whichever thread writes them.
     out: Mutex<Box<dyn Write + Send>>,
+    /// [`FLUSH_AFTER`], but in tests.
+    every: Duration,
+    /// A write has failed: logged once.
+    failed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -116,19 +131,29 @@ impl Shared {
     /// batch, which cannot be written before this one.
     fn write_pending(&self) {
         let mut out = lock(&self.out);
-        let batch = std::mem::take(&mut lock(&self.pending).lines);
+        let batch = {
+            let mut pending = lock(&self.pending);
+            if pending.lines.is_empty() {
+                return;
+            }
+            // The next batch starts with room for a whole one, so it is not regrown under
+            // the lock the decisions take.
+            let room = if pending.closed { 0 } else { WRITE_AT };
+            std::mem::replace(&mut pending.lines, Vec::with_capacity(room))
+        };
         self.taken.notify_all();
-        if batch.is_empty() {
-            return;
+        // As before batching: lines that cannot be written are lost, never a decision.
+        if let Err(error) = out.write_all(&batch).and_then(|()| out.flush())
+            && !self.failed.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(%error, "audit lines could not be written to stdout; they are lost while it fails");
         }
-        // As before batching: a line that cannot be written is lost, never a decision.
-        let _ = out.write_all(&batch);
-        let _ = out.flush();
     }
 
     /// The writer's thread: waits for a first line, gives the batch [`FLUSH_AFTER`] to grow
     /// (less once it holds [`WRITE_AT`] bytes), writes it; until closed with nothing left.
     fn write_batches(&self) {
+        let _closes = ClosesOnExit(self);
         loop {
             {
                 let mut pending = lock(&self.pending);
@@ -141,7 +166,7 @@ impl Shared {
                 if pending.lines.is_empty() {
                     return;
                 }
-                let due = Instant::now() + FLUSH_AFTER;
+                let due = Instant::now() + self.every;
                 while pending.lines.len() < WRITE_AT && !pending.closed {
                     let Some(left) = due.checked_duration_since(Instant::now()) else {
                         break;
@@ -177,22 +202,54 @@ impl Write for &BatchedLines {
     }
 }
 
-impl Drop for Flusher {
+/// Should the writer's thread end for any reason, the decisions write their own lines
+/// rather than wait for it.
+struct ClosesOnExit<'a>(&'a Shared);
+
+impl Drop for ClosesOnExit<'_> {
     fn drop(&mut self) {
+        lock(&self.0.pending).closed = true;
+        self.0.taken.notify_all();
+    }
+}
+
+impl Flusher {
+    /// Tells the writer to write what is left and stop; from now on each line is written by
+    /// the thread that appends it.
+    pub fn close(&self) {
         lock(&self.shared.pending).closed = true;
         self.shared.arrived.notify_all();
         self.shared.taken.notify_all();
+    }
+
+    /// Closes, and waits for the last lines until `deadline` at most: a stdout nobody reads
+    /// would keep the writer blocked, and the process must still stop.
+    pub fn finish_by(mut self, deadline: Instant) {
+        self.close();
+        self.wait_until(deadline);
+    }
+
+    fn wait_until(&mut self, deadline: Instant) {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        // A stdout nobody reads would keep the writer blocked: the process still stops.
-        let waiting = Instant::now();
-        while !thread.is_finished() && waiting.elapsed() < FINISH_WITHIN {
+        while !thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         if thread.is_finished() {
             let _ = thread.join();
+        } else {
+            tracing::error!(
+                "audit lines were still being written when the service stopped; those not yet written are lost"
+            );
         }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.close();
+        self.wait_until(Instant::now() + FINISH_WITHIN);
     }
 }
 
