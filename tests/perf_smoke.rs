@@ -222,6 +222,9 @@ fn the_latency_beside_batches_runs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Drained while it runs: a script that fills a pipe must fail, not wait for the deadline.
+    let stdout = drained(script.stdout.take().unwrap());
+    let stderr = drained(script.stderr.take().unwrap());
     // The script bounds each of its waits; this bounds the whole.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while script.try_wait().unwrap().is_none() {
@@ -231,12 +234,21 @@ fn the_latency_beside_batches_runs() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let output = script.wait_with_output().unwrap();
+    let status = script.wait().unwrap();
     let report = format!(
         "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&stdout.join().unwrap()),
+        String::from_utf8_lossy(&stderr.join().unwrap())
     );
-    assert!(output.status.success(), "{report}");
+    assert!(status.success(), "{report}");
     assert!(report.contains("batches of 200 beside"), "{report}");
+}
+
+/// Everything `pipe` gives until it closes, read on a thread of its own.
+fn drained(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
 }
