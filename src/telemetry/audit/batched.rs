@@ -9,10 +9,11 @@
 //! finds [`HOLD_AT_MOST`] bytes not yet taken waits for the writer, as it waited for a slow
 //! stdout before. Lines leave in the order they were appended, each whole. [`Flusher`] writes
 //! what is left when the service stops; a line appended after that is written at once by
-//! its own thread. What a write refuses is lost, as a line was before (the first failure is
-//! logged), and a process killed outright (SIGKILL, out of memory) loses the lines still in
-//! memory: those of its last few tens of milliseconds, [`HOLD_AT_MOST`] when stdout is
-//! behind.
+//! its own thread. What a write refuses is lost, as a line was before (the writer logs its
+//! first failure). A process killed outright (SIGKILL, out of memory) loses the lines still
+//! in memory: those of its last few tens of milliseconds, up to twice [`HOLD_AT_MOST`] when
+//! stdout is behind (the batch being written and the one waiting); a stop whose deadline
+//! passes mid-write may leave the last line written cut short.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +119,9 @@ impl Shared {
         pending.lines.extend_from_slice(line);
         if pending.closed {
             drop(pending);
-            self.write_pending();
+            // As before batching, a line that cannot be written is lost, never a decision;
+            // not logged from here, inside the audit layer's own event.
+            let _ = self.write_pending();
         } else if before == 0 || (before < WRITE_AT && pending.lines.len() >= WRITE_AT) {
             // Only a batch's first line and the one that fills it wake the writer, so the
             // lines between cost no system call.
@@ -129,12 +132,12 @@ impl Shared {
 
     /// Takes every pending line and writes them. Lines appended meanwhile go to the next
     /// batch, which cannot be written before this one.
-    fn write_pending(&self) {
+    fn write_pending(&self) -> io::Result<()> {
         let mut out = lock(&self.out);
         let batch = {
             let mut pending = lock(&self.pending);
             if pending.lines.is_empty() {
-                return;
+                return Ok(());
             }
             // The next batch starts with room for a whole one, so it is not regrown under
             // the lock the decisions take.
@@ -142,8 +145,13 @@ impl Shared {
             std::mem::replace(&mut pending.lines, Vec::with_capacity(room))
         };
         self.taken.notify_all();
-        // As before batching: lines that cannot be written are lost, never a decision.
-        if let Err(error) = out.write_all(&batch).and_then(|()| out.flush())
+        out.write_all(&batch).and_then(|()| out.flush())
+    }
+
+    /// Writes what is pending from the writer's thread; lines that cannot be written are
+    /// lost, never a decision, and the first such failure is logged.
+    fn write_pending_or_report(&self) {
+        if let Err(error) = self.write_pending()
             && !self.failed.swap(true, Ordering::Relaxed)
         {
             tracing::error!(%error, "audit lines could not be written to stdout; they are lost while it fails");
@@ -178,7 +186,7 @@ impl Shared {
                         .0;
                 }
             }
-            self.write_pending();
+            self.write_pending_or_report();
         }
     }
 }
@@ -238,6 +246,8 @@ impl Flusher {
         }
         if thread.is_finished() {
             let _ = thread.join();
+            // Lines appended after the thread's last batch, had it ended early.
+            self.shared.write_pending_or_report();
         } else {
             tracing::error!(
                 "audit lines were still being written when the service stopped; those not yet written are lost"

@@ -230,6 +230,9 @@ fn decisions_write_their_own_lines_once_the_writer_is_gone() {
     sink.panics.store(true, Ordering::SeqCst);
     let (lines, _flusher) = batched_every(sink.clone(), Duration::ZERO);
     (&lines).write_all(b"lost with the writer\n").unwrap();
+    while sink.panics.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 
     // More than the writer may fall behind by: without it, the decisions would wait for it.
     let (done, finished) = std::sync::mpsc::channel();
