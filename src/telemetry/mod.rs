@@ -111,9 +111,9 @@ impl TelemetryGuard {
     }
 
     /// Flushes and stops the trace pipeline and writes the pending audit lines, waiting at
-    /// most `timeout` for both. It blocks its thread, and the exporter's channel is a task on the
-    /// runtime: call it where another thread drives the runtime meanwhile (the blocking pool,
-    /// with `block_on` on the main thread).
+    /// most `timeout` for both. It blocks its thread, and the exporter's channel is a task
+    /// on the runtime: call it where another thread drives the runtime meanwhile (the
+    /// blocking pool, with `block_on` on the main thread).
     pub fn shutdown(self, timeout: Duration) {
         // The audit writer writes what is left on its own thread meanwhile, within the same
         // `timeout`.
