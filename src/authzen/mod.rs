@@ -302,9 +302,7 @@ async fn evaluations(
         );
     }
     if let Err(refusal) = posted.tree.take_entries(items.len()) {
-        let status =
-            StatusCode::from_u16(refusal.status().http).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return fail(status, &refusal.to_string());
+        return respond(Ok(answer::refused(&refusal)), id);
     }
     let semantic = match Semantic::read(body.get("options")) {
         Ok(semantic) => semantic,

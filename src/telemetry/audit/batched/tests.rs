@@ -109,7 +109,7 @@ fn a_full_batch_is_written_without_waiting_for_the_interval() {
 }
 
 #[test]
-fn a_line_waits_at_most_the_interval_for_others() {
+fn a_line_alone_is_written_without_waiting_for_others() {
     let sink = Sink::open_gate();
     let (lines, _flusher) = batched(sink.clone());
     (&lines).write_all(b"alone\n").unwrap();
