@@ -20,6 +20,9 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
     HttpRequest as EnvoyHttp, Request as EnvoyRequest,
 };
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use envoy_types::pb::envoy::service::ext_proc::v3::{
+    HttpBody, HttpHeaders, ProcessingRequest, processing_request,
+};
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use prost::Message;
 use smart_authz::authorize::DECIDED_ENTRY_BYTES;
@@ -62,21 +65,59 @@ fn peak_of_decoding<M: Message + Default>(bytes: &[u8]) -> usize {
         + (change.allocations + change.reallocations) * MALLOC_OVERHEAD
 }
 
-/// Weighed at least at the peak of its decoding, and, for an ordinary message, at most
-/// `at_most` times it.
-fn assert_weighed<M: Message + Default>(name: &str, message: &M, schema: Schema, at_most: f64) {
+/// A unary method, as the listener weighs its requests: by the schema of its service, led
+/// by its request message's fields (`Schema::reading`).
+struct Method {
+    schema: Schema,
+    path: &'static str,
+}
+
+const CHECK_ACCESS: Method = Method {
+    schema: Schema::API,
+    path: "/smartauthz.v1.AuthzService/CheckAccess",
+};
+const BATCH_CHECK_ACCESS: Method = Method {
+    schema: Schema::BATCH,
+    path: "/smartauthz.v1.AuthzService/BatchCheckAccess",
+};
+const ENVOY_CHECK: Method = Method {
+    schema: Schema::ENVOY,
+    path: "/envoy.service.auth.v3.Authorization/Check",
+};
+/// A stream: each message is weighed as one request is.
+const EXT_PROC: Method = Method {
+    schema: Schema::ENVOY,
+    path: "/envoy.service.ext_proc.v3.ExternalProcessor/Process",
+};
+
+fn request_headers(headers: Vec<HeaderValue>) -> ProcessingRequest {
+    ProcessingRequest {
+        request: Some(processing_request::Request::RequestHeaders(HttpHeaders {
+            headers: Some(HeaderMap { headers }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Weighed at least at the peak of its decoding, led by its request's fields or not (as
+/// ext_proc's messages are), never more when led, and, for an ordinary message, at most
+/// `at_most` times the peak.
+fn assert_weighed<M: Message + Default>(name: &str, message: &M, method: &Method, at_most: f64) {
     let bytes = message.encode_to_vec();
     let peak = peak_of_decoding::<M>(&bytes);
-    let weight = weigh(&bytes, schema).unwrap();
+    let unled = weigh(&bytes, method.schema).unwrap();
+    let weight = weigh(&bytes, method.schema.reading(method.path)).unwrap();
     let ratio = weight as f64 / peak as f64;
     eprintln!(
-        "{name}: {} bytes, decoded peak {peak}, weighed {weight} ({ratio:.2})",
+        "{name}: {} bytes, decoded peak {peak}, weighed {weight} ({ratio:.2}), {unled} unled",
         bytes.len()
     );
     assert!(
         weight >= peak,
         "{name}: weighed {weight} below the peak {peak}"
     );
+    assert!(weight <= unled, "{name}: {weight} led, {unled} not");
     assert!(
         ratio <= at_most,
         "{name}: weighed {ratio:.2} times the peak"
@@ -142,7 +183,7 @@ fn api_messages_large_for_their_bytes() {
             params: vec![pb::SearchParam::default(); MANY],
             ..Default::default()
         })),
-        Schema::API,
+        &CHECK_ACCESS,
         ANY,
     );
     assert_weighed(
@@ -153,7 +194,7 @@ fn api_messages_large_for_their_bytes() {
                 .collect(),
             ..Default::default()
         })),
-        Schema::API,
+        &CHECK_ACCESS,
         ANY,
     );
     assert_weighed(
@@ -162,7 +203,7 @@ fn api_messages_large_for_their_bytes() {
             compartments: vec![String::new(); MANY],
             search_values: Vec::new(),
         }),
-        Schema::API,
+        &CHECK_ACCESS,
         ANY,
     );
     assert_weighed(
@@ -171,7 +212,7 @@ fn api_messages_large_for_their_bytes() {
             compartments: Vec::new(),
             search_values: vec![pb::SearchParam::default(); MANY],
         }),
-        Schema::API,
+        &CHECK_ACCESS,
         ANY,
     );
     assert_weighed(
@@ -180,7 +221,7 @@ fn api_messages_large_for_their_bytes() {
             entries: vec![pb::BatchEntry::default()],
             ..Default::default()
         },
-        Schema::BATCH,
+        &BATCH_CHECK_ACCESS,
         ANY,
     );
     assert_weighed(
@@ -189,7 +230,7 @@ fn api_messages_large_for_their_bytes() {
             entries: vec![pb::BatchEntry::default(); 8_193],
             ..Default::default()
         },
-        Schema::BATCH,
+        &BATCH_CHECK_ACCESS,
         ANY,
     );
 }
@@ -208,7 +249,7 @@ fn envoy_messages_large_for_their_bytes() {
             },
             None,
         ),
-        Schema::ENVOY,
+        &ENVOY_CHECK,
         ANY,
     );
     assert_weighed(
@@ -221,7 +262,7 @@ fn envoy_messages_large_for_their_bytes() {
                 })),
             }),
         ),
-        Schema::ENVOY,
+        &ENVOY_CHECK,
         ANY,
     );
     assert_weighed(
@@ -239,7 +280,7 @@ fn envoy_messages_large_for_their_bytes() {
                 })),
             }),
         ),
-        Schema::ENVOY,
+        &ENVOY_CHECK,
         ANY,
     );
     assert_weighed(
@@ -254,7 +295,7 @@ fn envoy_messages_large_for_their_bytes() {
                 })),
             }),
         ),
-        Schema::ENVOY,
+        &ENVOY_CHECK,
         ANY,
     );
     let nested = (0..30).fold(Value::default(), |inner, _| Value {
@@ -265,7 +306,13 @@ fn envoy_messages_large_for_their_bytes() {
     assert_weighed(
         "structs 30 deep",
         &envoy_check(EnvoyHttp::default(), metadata(nested)),
-        Schema::ENVOY,
+        &ENVOY_CHECK,
+        ANY,
+    );
+    assert_weighed(
+        "ext_proc: empty header values",
+        &request_headers(vec![HeaderValue::default(); MANY]),
+        &EXT_PROC,
         ANY,
     );
 }
@@ -311,7 +358,7 @@ fn ordinary_messages() {
         request_id: "r-1".into(),
         ..Default::default()
     };
-    assert_weighed("a read with its token", &read, Schema::API, 8.0);
+    assert_weighed("a read with its token", &read, &CHECK_ACCESS, 8.0);
     let json = serde_json::to_vec(&serde_json::json!({
         "resourceType": "Observation",
         "id": "o1",
@@ -327,7 +374,7 @@ fn ordinary_messages() {
         }),
         ..read.clone()
     };
-    assert_weighed("a read with a JSON resource", &resource, Schema::API, 2.0);
+    assert_weighed("a read with a JSON resource", &resource, &CHECK_ACCESS, 2.0);
     let entry = pb::BatchEntry {
         request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
             method: "GET".into(),
@@ -344,7 +391,7 @@ fn ordinary_messages() {
             entries: vec![entry; 20],
             ..Default::default()
         },
-        Schema::BATCH,
+        &BATCH_CHECK_ACCESS,
         8.0,
     );
     let http = EnvoyHttp {
@@ -362,7 +409,40 @@ fn ordinary_messages() {
     assert_weighed(
         "an Envoy check",
         &envoy_check(http, None),
-        Schema::ENVOY,
+        &ENVOY_CHECK,
+        8.0,
+    );
+    let header = |key: &str, value: &str| HeaderValue {
+        key: key.to_owned(),
+        raw_value: value.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    assert_weighed(
+        "ext_proc: request headers",
+        &request_headers(vec![
+            header(":path", "/fhir/Observation?patient=123"),
+            header("authorization", &format!("Bearer {token}")),
+            header("accept", "application/fhir+json"),
+        ]),
+        &EXT_PROC,
+        8.0,
+    );
+    assert_weighed(
+        "ext_proc: a response body",
+        &ProcessingRequest {
+            request: Some(processing_request::Request::ResponseBody(HttpBody {
+                body: serde_json::to_vec(&serde_json::json!({
+                    "resourceType": "Observation",
+                    "id": "o1",
+                    "subject": { "reference": "Patient/123" },
+                }))
+                .unwrap(),
+                end_of_stream: true,
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+        &EXT_PROC,
         8.0,
     );
 }

@@ -223,14 +223,15 @@ async fn health_and_reflection_are_served() {
         .into_iter()
         .map(|service| service.name)
         .collect();
-    assert!(
-        names.contains(&"smartauthz.v1.AuthzService".to_owned()),
-        "{names:?}"
-    );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_owned()),
-        "{names:?}"
-    );
+    // Every service the listener serves.
+    for service in [
+        "smartauthz.v1.AuthzService",
+        "envoy.service.auth.v3.Authorization",
+        "envoy.service.ext_proc.v3.ExternalProcessor",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(&service.to_owned()), "{service}: {names:?}");
+    }
     server.stop().await;
 }
 

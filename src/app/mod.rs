@@ -37,8 +37,8 @@ use crate::authzen;
 use crate::config::Config;
 use crate::envoy::{EnvoyAuthz, EnvoyProcessor};
 use crate::grpc::AuthzGrpc;
-use crate::grpc::pb::FILE_DESCRIPTOR_SET;
 use crate::grpc::pb::authz_service_server::AuthzServiceServer;
+use crate::grpc::pb::{ENVOY_FILE_DESCRIPTOR_SET, FILE_DESCRIPTOR_SET};
 use crate::telemetry::{self, Observer};
 use crate::token::{Authenticator, KeySetupError};
 
@@ -205,6 +205,7 @@ pub async fn serve(
             }
         }))
     });
+    crate::grpc::wire::read_descriptors();
     let authenticator =
         Authenticator::new(&config.issuers, &config.cache, config.policy.fhir_version).await?;
     health.ready_when_loaded(Arc::clone(&authenticator)).await;
@@ -428,11 +429,6 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
-
-/// Envoy's ext_authz v3 service and its imports, compiled by `build.rs` from
-/// `proto/third_party/`.
-const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/envoy_ext_authz_descriptor.bin"));
 
 /// tonic answers a request over `max_decoding_message_size` with `OUT_OF_RANGE`; the gRPC
 /// status code guide gives `RESOURCE_EXHAUSTED` to a message over the receiver's limit, and

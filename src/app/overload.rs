@@ -104,13 +104,9 @@ where
         }
         if path.starts_with(EXT_PROC_PATH) {
             let capacity = self.capacity.clone();
-            let request = request.map(|body| {
-                Body::new(CountedMessages::weighed(
-                    body,
-                    capacity,
-                    wire::Schema::ENVOY,
-                ))
-            });
+            let schema = wire::Schema::ENVOY.reading(path);
+            let request =
+                request.map(|body| Body::new(CountedMessages::weighed(body, capacity, schema)));
             return Box::pin(self.inner.call(request));
         }
         if !UNARY_SERVICES
@@ -205,7 +201,8 @@ fn decoding_cost(path: &str, framed: &[u8]) -> Result<usize, tonic::Status> {
         Some(_) => wire::Schema::API,
         None if path.starts_with(ENVOY_AUTHZ_SERVICE) => wire::Schema::ENVOY,
         None => return Ok(0),
-    };
+    }
+    .reading(path);
     // An uncompressed message behind gRPC's 5-byte prefix; anything else is tonic's to
     // refuse (compressed messages are not accepted).
     let Some(message) = framed_message(framed) else {

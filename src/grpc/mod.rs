@@ -20,4 +20,10 @@ pub mod pb {
     /// The encoded file descriptor set, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/smartauthz_v1_descriptor.bin"));
+
+    /// Envoy's ext_authz v3 and ext_proc v3 services and their imports, compiled by
+    /// `build.rs` from `proto/third_party/` (the code comes from `envoy-types`), for
+    /// reflection and the walk that weighs their requests (`wire`).
+    pub const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptor.bin"));
 }

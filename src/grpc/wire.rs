@@ -7,16 +7,22 @@
 //! `HeaderValue` 2 bytes and 48 or 72, three times that while the vector they are pushed
 //! into grows. One 4 MiB `BatchCheckAccess` of empty entries would take over 500 MB before
 //! its handler could refuse more than 10,000 of them. So the message's fields are counted
-//! first, by the protobuf wire format alone (protobuf encoding, "Message Structure"): each
+//! first, by the protobuf wire format (protobuf encoding, "Message Structure"): each
 //! length-delimited payload is read as a message, down to the depth of the schema's
 //! deepest field, which over-counts a string that reads like a message and never
-//! under-counts one. The count refuses what no request needs, and gives what the decoded
-//! message may take, which the call holds from the budget (`app::overload`,
-//! `app::counted_messages`).
+//! under-counts one. Where the service's descriptor sets name the method
+//! ([`Schema::reading`], `descriptors`), the walk is led by its request's fields: a string
+//! or `bytes` field is one value, not read into, which is what prost makes of it: a
+//! bearer token or a header value costs the walk its key and length, not its bytes. The
+//! count refuses what no request needs, and gives what the decoded message may take, which
+//! the call holds from the budget (`app::overload`, `app::counted_messages`).
+
+mod descriptors;
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
 use envoy_types::pb::google::protobuf::{Any, Value};
 
+use self::descriptors::{DESCRIPTORS, Descriptors, Kind, MessageId};
 use super::pb;
 
 /// Most fields one message may hold, at every depth together. A batch of 10,000 entries,
@@ -46,6 +52,8 @@ pub struct Schema {
     /// A top-level repeated field whose occurrences are bounded: its count, its bound and
     /// the size of one element decoded.
     repeated: Option<(u32, usize, usize)>,
+    /// The message type at the top, when the descriptors know it ([`Schema::reading`]).
+    message: Option<MessageId>,
 }
 
 impl Schema {
@@ -54,6 +62,7 @@ impl Schema {
     pub const API: Schema = Schema {
         depth: 5,
         repeated: None,
+        message: None,
     };
 
     /// `BatchCheckAccessRequest`, its `entries` (field 3) bounded.
@@ -64,6 +73,7 @@ impl Schema {
             crate::authorize::MAX_BATCH_ENTRIES,
             size_of::<pb::BatchEntry>(),
         )),
+        message: None,
     };
 
     /// Envoy's `CheckRequest` and ext_proc's `ProcessingRequest`: the
@@ -72,7 +82,19 @@ impl Schema {
     pub const ENVOY: Schema = Schema {
         depth: RECURSION_LIMIT + 1,
         repeated: None,
+        message: None,
     };
+
+    /// This schema, led by the fields of the request message of the gRPC method at `path`
+    /// (`/package.Service/Method`) where the service's descriptor sets name the method
+    /// (`descriptors`): its strings are then read as strings, not as possible messages.
+    #[must_use]
+    pub fn reading(self, path: &str) -> Schema {
+        Schema {
+            message: DESCRIPTORS.request_of(path),
+            ..self
+        }
+    }
 }
 
 /// Why a message is refused before it is decoded.
@@ -86,6 +108,12 @@ pub enum TooCostly {
     Entries(usize),
 }
 
+/// Reads the descriptor sets the walks are led by ([`Schema::reading`]) now, where the
+/// first call would.
+pub fn read_descriptors() {
+    std::sync::LazyLock::force(&DESCRIPTORS);
+}
+
 /// The bytes `message` (a protobuf message, without gRPC's frame prefix) may take while it
 /// is decoded: twice its own bytes (the strings and bytes prost copies out of it; a `bytes`
 /// field is copied twice, into `Bytes` and then into its `Vec`) and [`FIELD_BYTES`] a field
@@ -94,6 +122,7 @@ pub enum TooCostly {
 /// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     let mut walk = Walk {
+        descriptors: &DESCRIPTORS,
         deepest: schema.depth,
         fields: 0,
         reads: 0,
@@ -104,13 +133,14 @@ pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
         most_reads: message.len().saturating_mul(8).max(4096),
     };
     let tracked = schema.repeated.map(|(field, _, _)| field);
-    let (fields, occurrences, counted_all) = match walk.count(message, message.len(), 0, tracked) {
-        Ok(counted) => (walk.fields + counted.unfinished, counted.occurrences, true),
-        Err(Stopped::TooMany) => return Err(TooCostly::Fields),
-        // prost's cursor only moves on, at least two bytes a field built (a key, and a
-        // value or a length): no message holds more than half its bytes in fields.
-        Err(Stopped::Spent) => (message.len() / 2, message.len() / 2, false),
-    };
+    let (fields, occurrences, counted_all) =
+        match walk.count(message, message.len(), 0, tracked, schema.message) {
+            Ok(counted) => (walk.fields + counted.unfinished, counted.occurrences, true),
+            Err(Stopped::TooMany) => return Err(TooCostly::Fields),
+            // prost's cursor only moves on, at least two bytes a field built (a key, and a
+            // value or a length): no message holds more than half its bytes in fields.
+            Err(Stopped::Spent) => (message.len() / 2, message.len() / 2, false),
+        };
     if fields > MAX_FIELDS {
         return Err(TooCostly::Fields);
     }
@@ -183,6 +213,8 @@ struct Counted {
 /// their sum, never less than either case. Groups (proto2's, wire types 3 and 4) are
 /// skipped as prost skips an unknown field: read to their end, nothing built.
 struct Walk {
+    /// The fields of the message types the walk may be led by.
+    descriptors: &'static Descriptors,
     /// The schema's depth: a payload deeper is no message of it.
     deepest: usize,
     /// The fields counted, payloads that stopped taken as bytes.
@@ -197,13 +229,15 @@ struct Walk {
 impl Walk {
     /// Counts the fields of the payload of `length` bytes at the start of `rest` (what is
     /// left of the whole message), read as a message at `depth`, with the occurrences of
-    /// the field numbered `tracked`.
+    /// the field numbered `tracked`. With its type (`message`), its string and `bytes`
+    /// fields are not read into, and its message fields are read as their types.
     fn count(
         &mut self,
         rest: &[u8],
         length: usize,
         depth: usize,
         tracked: Option<u32>,
+        message: Option<MessageId>,
     ) -> Result<Counted, Stopped> {
         let mut counted = Counted {
             occurrences: 0,
@@ -219,9 +253,10 @@ impl Walk {
             let next = rest.len() - after.len();
             if let Field::Payload(payload, payload_length) = field.value
                 && depth + 1 < self.deepest
+                && let Some(inner_type) = self.read_as(message, field.number)
             {
                 let before = self.fields;
-                let inner = self.count(payload, payload_length, depth + 1, None)?;
+                let inner = self.count(payload, payload_length, depth + 1, None, inner_type)?;
                 let chain = if inner.whole {
                     inner.unfinished
                 } else {
@@ -245,6 +280,18 @@ impl Walk {
         // A field ran past the end: prost decoded it, then refuses the payload.
         counted.whole = at == length;
         Ok(counted)
+    }
+
+    /// How the payload of field `number` of a message of type `message` is read: `None`, not
+    /// at all (a string or `bytes`, which prost copies out and builds nothing inside);
+    /// else as a message, of the field's type when the descriptors name it (a scalar's
+    /// payload may be a packed array, and a number they do not name may be anything).
+    fn read_as(&self, message: Option<MessageId>, number: u64) -> Option<Option<MessageId>> {
+        match message.and_then(|message| self.descriptors.field(message, number)) {
+            Some(Kind::Text) => None,
+            Some(Kind::Message(inner)) => Some(Some(inner)),
+            None => Some(None),
+        }
     }
 
     /// The field at the start of `rest` (in a message at `depth`, of which `within` bytes
@@ -338,6 +385,12 @@ enum Field<'a> {
 
 /// A base-128 varint and the bytes after it (at most 10 bytes, as protobuf's).
 fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    // Most keys and lengths are one byte.
+    if let Some((&byte, after)) = bytes.split_first()
+        && byte < 0x80
+    {
+        return Some((u64::from(byte), after));
+    }
     let mut value = 0u64;
     for (index, byte) in bytes.iter().take(10).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * index);

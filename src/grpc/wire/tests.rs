@@ -173,6 +173,90 @@ fn a_read_with_its_token_weighs_its_bytes_and_a_few_fields() {
     // and the most fields one of its strings starts as (one): had it been a message field,
     // prost would have built it before refusing the message.
     assert_eq!(weight, 2 * bytes.len() + 9 * FIELD_BYTES);
+    // Led by `CheckAccessRequest`'s fields, the token is a string.
+    let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
+    assert_eq!(led, 2 * bytes.len() + 8 * FIELD_BYTES);
+}
+
+const CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/CheckAccess";
+
+/// A header value made of 200 empty fields (`0a 00`): read as a possible message it is 200
+/// fields; led by the request's type, it is the string prost copies out.
+fn read_with_a_header(value: &str) -> Vec<u8> {
+    pb::CheckAccessRequest {
+        request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+            method: "GET".into(),
+            // `G` reads as no field (wire type 7) whichever way it is read.
+            path: "G".into(),
+            headers: [("G".to_owned(), value.to_owned())].into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn led_by_its_type_a_string_is_one_field_whatever_it_reads_as() {
+    let value = "\n\0".repeat(200);
+    let bytes = read_with_a_header(&value);
+    let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
+    // The HTTP request, its method, path and header, the header's name and value; and the
+    // message's own containers.
+    assert_eq!(led, 2 * bytes.len() + 7 * FIELD_BYTES);
+    assert_eq!(weigh(&bytes, Schema::API), Ok(led + 200 * FIELD_BYTES));
+    // A method the descriptors do not name is walked as before.
+    let unknown = Schema::API.reading("/smartauthz.v1.AuthzService/Unknown");
+    assert_eq!(weigh(&bytes, unknown), Ok(led + 200 * FIELD_BYTES));
+}
+
+/// prost skips a field its message does not declare; the walk reads it as any payload, so
+/// an older descriptor set could only make it count more.
+#[test]
+fn led_by_its_type_an_undeclared_field_is_still_read() {
+    let mut bytes = read_with_a_header("v");
+    let payload = [0x0a, 0x00].repeat(100);
+    bytes.extend([0x9a, 0x06]); // field 99, length-delimited
+    push_varint(&mut bytes, payload.len());
+    bytes.extend(&payload);
+    let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
+    assert_eq!(led, 2 * bytes.len() + (8 + 100) * FIELD_BYTES);
+}
+
+/// Envoy's header values and path are strings too, and its metadata's structs are still
+/// counted at every depth.
+#[test]
+fn an_envoy_check_is_led_by_its_type() {
+    use envoy_types::pb::envoy::config::core::v3::Metadata;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    const ENVOY_CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+    let structs = match nested_structs(30).kind {
+        Some(envoy_types::pb::google::protobuf::value::Kind::StructValue(structs)) => structs,
+        _ => unreachable!(),
+    };
+    let check = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    path: "\n\0".repeat(100),
+                    headers: [("x".to_owned(), "\n\0".repeat(100))].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            metadata_context: Some(Metadata {
+                filter_metadata: [("f".to_owned(), structs)].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let bytes = check.encode_to_vec();
+    let led = weigh(&bytes, Schema::ENVOY.reading(ENVOY_CHECK)).unwrap();
+    let unled = weigh(&bytes, Schema::ENVOY).unwrap();
+    assert!(unled - led >= 200 * FIELD_BYTES, "{unled} unled, {led} led");
+    assert!(led >= 2 * bytes.len() + 4 * 30 * FIELD_BYTES, "{led}");
 }
 
 /// A `google.protobuf.Value` of `levels` structs, each the only member of the one above.
@@ -276,7 +360,10 @@ fn unfinished_payloads_inside_each_other_add_up() {
     push_varint(&mut message, middle.len());
     message.extend(&middle);
     let mut walk = walker(&message, 100);
-    let counted = walk.count(&message, message.len(), 0, None).ok().unwrap();
+    let counted = walk
+        .count(&message, message.len(), 0, None, None)
+        .ok()
+        .unwrap();
     assert!(counted.whole);
     assert_eq!(
         walk.fields, 1,
@@ -321,7 +408,7 @@ fn reading_again_is_bounded() {
     let mut walk = walker(&message, Schema::ENVOY.depth);
     walk.most_reads = message.len() * 8;
     assert!(matches!(
-        walk.count(&message, message.len(), 0, None),
+        walk.count(&message, message.len(), 0, None, None),
         Err(Stopped::Spent)
     ));
     assert_eq!(walk.reads, walk.most_reads + 1);
@@ -344,7 +431,7 @@ fn a_group_is_read_within_its_payload() {
     // rest, which reads as fields to the end.
     let message = [0x0a, 0x01, 0x33].repeat(50_000);
     let mut walk = walker(&message, Schema::API.depth);
-    let Ok(counted) = walk.count(&message, message.len(), 0, None) else {
+    let Ok(counted) = walk.count(&message, message.len(), 0, None, None) else {
         panic!("the walk stopped");
     };
     assert!(counted.whole);
@@ -354,6 +441,7 @@ fn a_group_is_read_within_its_payload() {
 
 fn walker(message: &[u8], deepest: usize) -> Walk {
     Walk {
+        descriptors: &DESCRIPTORS,
         deepest,
         fields: 0,
         reads: 0,
@@ -365,7 +453,7 @@ fn walker(message: &[u8], deepest: usize) -> Walk {
 /// whole.
 fn walk(message: &[u8], deepest: usize) -> (usize, bool) {
     let mut walk = walker(message, deepest);
-    let Ok(counted) = walk.count(message, message.len(), 0, None) else {
+    let Ok(counted) = walk.count(message, message.len(), 0, None, None) else {
         panic!("the walk stopped");
     };
     (walk.fields + counted.unfinished, counted.whole)

@@ -1,0 +1,85 @@
+use super::*;
+
+const CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/CheckAccess";
+const ENVOY_CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+fn request(path: &str) -> MessageId {
+    DESCRIPTORS
+        .request_of(path)
+        .unwrap_or_else(|| panic!("{path} has no request message"))
+}
+
+fn message_at(message: MessageId, number: u64) -> MessageId {
+    match DESCRIPTORS.field(message, number) {
+        Some(Kind::Message(inner)) => inner,
+        other => panic!("field {number}: {other:?}"),
+    }
+}
+
+/// Every method the listener weighs a unary request of is known, each by its own request.
+#[test]
+fn every_unary_method_has_its_request_message() {
+    let methods = [
+        CHECK_ACCESS,
+        "/smartauthz.v1.AuthzService/BatchCheckAccess",
+        "/smartauthz.v1.AuthzService/IntrospectToken",
+        "/smartauthz.v1.AuthzService/FilterResources",
+        ENVOY_CHECK,
+        // A stream: each of its messages is weighed as it arrives.
+        "/envoy.service.ext_proc.v3.ExternalProcessor/Process",
+    ];
+    let requests: Vec<MessageId> = methods.iter().map(|path| request(path)).collect();
+    for (index, id) in requests.iter().enumerate() {
+        assert!(!requests[..index].contains(id), "{}", methods[index]);
+    }
+    assert_eq!(
+        DESCRIPTORS.request_of("/smartauthz.v1.AuthzService/Nothing"),
+        None
+    );
+    assert_eq!(DESCRIPTORS.request_of("CheckAccess"), None);
+}
+
+/// `CheckAccessRequest` as authz.proto declares it: the token a string, the request and the
+/// stored resource messages, a number it does not use unknown.
+#[test]
+fn fields_are_read_as_declared() {
+    let check = request(CHECK_ACCESS);
+    assert_eq!(DESCRIPTORS.field(check, 1), Some(Kind::Text));
+    let http = message_at(check, 3);
+    // HttpRequest: method, path, headers (a map: its entries are messages of two strings).
+    assert_eq!(DESCRIPTORS.field(http, 1), Some(Kind::Text));
+    let header = message_at(http, 3);
+    assert_eq!(DESCRIPTORS.field(header, 1), Some(Kind::Text));
+    assert_eq!(DESCRIPTORS.field(header, 2), Some(Kind::Text));
+    let stored = message_at(check, 4);
+    assert_ne!(stored, http);
+    assert_eq!(DESCRIPTORS.field(check, 99), None);
+}
+
+/// Envoy's `CheckRequest` down to its headers, and the `Struct` of its metadata, whose
+/// values nest structs as deep as the message goes.
+#[test]
+fn envoy_types_come_with_their_imports() {
+    let check = request(ENVOY_CHECK);
+    let attributes = message_at(check, 1);
+    let http = message_at(message_at(attributes, 4), 2);
+    let header = message_at(http, 3);
+    assert_eq!(DESCRIPTORS.field(header, 2), Some(Kind::Text));
+    // metadata_context (11): Metadata, whose filter_metadata (1) maps names to Structs.
+    let metadata = message_at(attributes, 11);
+    let entry = message_at(metadata, 1);
+    let structure = message_at(entry, 2);
+    let field = message_at(structure, 1);
+    let value = message_at(field, 2);
+    // Value's struct_value (5) is a Struct again.
+    assert_eq!(message_at(value, 5), structure);
+}
+
+/// A set that does not decode leaves its methods unknown, and their walks untyped.
+#[test]
+fn an_unreadable_set_is_left_out() {
+    let descriptors = Descriptors::read(&[b"\xff\xff\xff", pb::FILE_DESCRIPTOR_SET]);
+    assert!(descriptors.request_of(CHECK_ACCESS).is_some());
+    assert!(descriptors.request_of(ENVOY_CHECK).is_none());
+    assert!(Descriptors::read(&[]).request_of(CHECK_ACCESS).is_none());
+}
