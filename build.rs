@@ -1,4 +1,5 @@
-//! Compiles the gRPC code and the file descriptor set (for reflection) from `proto/`, with a
+//! Compiles the gRPC code and the file descriptor set (for reflection, and the walk that
+//! weighs a request before it is decoded) from `proto/`, with a
 //! vendored `protoc`, so no protobuf compiler is needed on the machine; and the descriptor set
 //! of Envoy's ext_authz and ext_proc services from `proto/third_party/` (their code comes
 //! from `envoy-types`), so reflection describes every service served. The FHIR tables are

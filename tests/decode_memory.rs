@@ -496,3 +496,117 @@ fn a_decided_batch_entry_takes_at_most_what_is_held_for_it() {
     );
     drop((entries, decisions));
 }
+
+/// What prost allocates while it decodes `bytes` as an `M`, whether it accepts them or
+/// refuses them part way (what it built so far is then dropped), as
+/// [`peak_of_decoding`] counts it.
+fn peak_of_any_decoding<M: Message + Default>(bytes: &[u8]) -> usize {
+    let region = Region::new(ALLOCATOR);
+    let decoded = M::decode(bytes);
+    let change = region.change();
+    drop(decoded);
+    let grown = usize::try_from(change.bytes_reallocated.max(0)).unwrap();
+    change.bytes_allocated
+        + grown / 2
+        + (change.allocations + change.reallocations) * MALLOC_OVERHEAD
+}
+
+/// Weighed, when it is not refused, at least at what prost allocates decoding it, led by
+/// `method`'s request and not.
+fn assert_covered<M: Message + Default>(bytes: &[u8], method: &Method) {
+    let peak = peak_of_any_decoding::<M>(bytes);
+    for schema in [method.schema.reading(method.path), method.schema] {
+        if let Ok(weight) = weigh(bytes, schema) {
+            assert!(
+                weight >= peak,
+                "weighed {weight}, peak {peak}: {bytes:02x?}"
+            );
+        }
+    }
+}
+
+/// A byte changed at each of `edits` (a position, wrapped to the length, and its new
+/// value), then the bytes cut at `cut` (wrapped to the length plus one).
+fn mutated(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+    if !bytes.is_empty() {
+        for &(at, value) in edits {
+            let at = at % bytes.len();
+            bytes[at] = value;
+        }
+    }
+    bytes.truncate(cut % (bytes.len() + 1));
+    bytes
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Ordinary requests of each face with bytes changed and cut short, as a hostile or
+    /// broken peer sends them: what the walk finds, led by the request's fields or not,
+    /// is never less than what prost builds of them before it accepts or refuses them.
+    #[test]
+    fn mutated_requests_are_weighed_at_least_at_their_decoding(
+        edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 0..6),
+        cut in proptest::prelude::any::<usize>(),
+    ) {
+        let _alone = alone();
+        let token = token();
+        let read = pb::CheckAccessRequest {
+            access_token: token.clone(),
+            request: Some(pb::check_access_request::Request::Http(pb::HttpRequest {
+                method: "GET".into(),
+                path: "Observation?code=http://loinc.org|8867-4".into(),
+                headers: [("if-none-exist".to_owned(), "code=x".to_owned())].into(),
+                ..Default::default()
+            })),
+            stored: Some(pb::Resource {
+                content: Some(pb::resource::Content::Facts(pb::ResourceFacts {
+                    compartments: vec!["Patient/123".into()],
+                    search_values: vec![pb::SearchParam { name: "code".into(), value: "x".into() }],
+                })),
+            }),
+            ..Default::default()
+        };
+        assert_covered::<pb::CheckAccessRequest>(&mutated(read.encode_to_vec(), &edits, cut), &CHECK_ACCESS);
+        let batch = pb::BatchCheckAccessRequest {
+            access_token: token.clone(),
+            entries: vec![
+                pb::BatchEntry {
+                    request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
+                        method: "GET".into(),
+                        path: "Observation/o1".into(),
+                        ..Default::default()
+                    })),
+                    stored: read.stored.clone(),
+                    proposed: None,
+                };
+                3
+            ],
+            ..Default::default()
+        };
+        assert_covered::<pb::BatchCheckAccessRequest>(&mutated(batch.encode_to_vec(), &edits, cut), &BATCH_CHECK_ACCESS);
+        let http = EnvoyHttp {
+            method: "GET".into(),
+            path: "/fhir/Observation?patient=123".into(),
+            headers: [
+                ("authorization".to_owned(), format!("Bearer {token}")),
+                ("accept".to_owned(), "application/fhir+json".to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let nested = (0..3).fold(Value::default(), |inner, _| Value {
+            kind: Some(Kind::StructValue(Struct { fields: [("a".to_owned(), inner)].into() })),
+        });
+        assert_covered::<CheckRequest>(&mutated(envoy_check(http, metadata(nested)).encode_to_vec(), &edits, cut), &ENVOY_CHECK);
+        let headers = request_headers(vec![
+            HeaderValue { key: ":path".into(), raw_value: b"/fhir/Patient/123".to_vec(), ..Default::default() },
+            HeaderValue { key: "authorization".into(), raw_value: format!("Bearer {token}").into_bytes(), ..Default::default() },
+        ]);
+        assert_covered::<ProcessingRequest>(&mutated(headers.encode_to_vec(), &edits, cut), &EXT_PROC);
+    }
+}

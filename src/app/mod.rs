@@ -422,7 +422,7 @@ pub async fn serve(
     }
 }
 
-/// The reflection service's descriptors: the API, Envoy's ext_authz and health.
+/// The reflection service's descriptors: the API, Envoy's ext_authz and ext_proc, and health.
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

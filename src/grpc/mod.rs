@@ -17,7 +17,8 @@ pub use service::AuthzGrpc;
 pub mod pb {
     tonic::include_proto!("smartauthz.v1");
 
-    /// The encoded file descriptor set, for gRPC reflection.
+    /// The encoded file descriptor set, for gRPC reflection and the walk that weighs the
+    /// API's requests (`wire`).
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/smartauthz_v1_descriptor.bin"));
 

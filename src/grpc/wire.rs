@@ -118,12 +118,14 @@ pub fn read_descriptors() {
 /// is decoded: twice its own bytes (the strings and bytes prost copies out of it; a `bytes`
 /// field is copied twice, into `Bytes` and then into its `Vec`) and [`FIELD_BYTES`] a field
 /// and one for the message itself (a batch's entries at three times their size, and the
-/// first four at once). Refused when it holds more than
+/// first four at once), and what prost's refusal of it would hold ([`refusal_bytes`]).
+/// Refused when it holds more than
 /// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     let mut walk = Walk {
         descriptors: &DESCRIPTORS,
         deepest: schema.depth,
+        reached: 0,
         fields: 0,
         reads: 0,
         // Each field read has two bytes of its own: a walk that reads no byte twice reads
@@ -144,6 +146,13 @@ pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     if fields > MAX_FIELDS {
         return Err(TooCostly::Fields);
     }
+    // prost's error passes each message level it was read at, at most every level the walk
+    // read (prost reads no deeper); every level of the schema when the walk stopped early.
+    let levels = if counted_all {
+        walk.reached + 1
+    } else {
+        schema.depth
+    };
     // The message's own containers have no field of their own to be counted with: one more.
     let mut elements = FIELD_BYTES;
     if let Some((_, max, element)) = schema.repeated {
@@ -158,7 +167,25 @@ pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     }
     Ok((2 * message.len())
         .saturating_add(fields.saturating_mul(FIELD_BYTES))
-        .saturating_add(elements))
+        .saturating_add(elements)
+        .saturating_add(refusal_bytes(levels)))
+}
+
+/// What prost's refusal of a message holds at its largest once its error has passed
+/// `levels` message levels (prost's `DecodeError`): the boxed error, and the stack of
+/// (message, field) names it pushes at each level, in a vector that doubles as it grows and
+/// holds its old buffer beside its new one while it does; with the allocator's overhead on
+/// each. A short message prost refuses at once takes this beside the little it built,
+/// which can be more than its fields weigh (found by `tests/decode_memory.rs`'s mutated
+/// requests).
+pub const fn refusal_bytes(levels: usize) -> usize {
+    /// The box (the error's kind and its stack's vector: about 80 bytes), with overhead.
+    const BOXED: usize = 128;
+    const ENTRY: usize = size_of::<(&str, &str)>();
+    const OVERHEAD: usize = 16;
+    // A vector of 32-byte entries first holds four.
+    let entries = if levels > 4 { levels } else { 4 }.next_power_of_two();
+    BOXED + entries * ENTRY + entries / 2 * ENTRY + 2 * OVERHEAD
 }
 
 const fn largest(sizes: &[usize]) -> usize {
@@ -217,6 +244,8 @@ struct Walk {
     descriptors: &'static Descriptors,
     /// The schema's depth: a payload deeper is no message of it.
     deepest: usize,
+    /// The deepest level a payload was read at as a message (the top at 0).
+    reached: usize,
     /// The fields counted, payloads that stopped taken as bytes.
     fields: usize,
     /// Fields read so far, and how many may be: a payload that runs past the one holding
@@ -239,6 +268,7 @@ impl Walk {
         tracked: Option<u32>,
         message: Option<MessageId>,
     ) -> Result<Counted, Stopped> {
+        self.reached = self.reached.max(depth);
         let mut counted = Counted {
             occurrences: 0,
             whole: true,

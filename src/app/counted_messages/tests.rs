@@ -86,8 +86,9 @@ fn weighed(chunks: Vec<Vec<u8>>, capacity: &Capacity) -> CountedMessages {
 }
 
 /// 100 empty fields, 200 bytes sent: 400 and 216 a field (and one for the message) once
-/// decoded, and its 205 bytes framed in tonic's buffer while it is decoded.
-const SMALL_WEIGHT: usize = 2 * 200 + 101 * wire::FIELD_BYTES + 205;
+/// decoded with what prost's refusal of it would hold, and its 205 bytes framed in tonic's
+/// buffer while it is decoded.
+const SMALL_WEIGHT: usize = 2 * 200 + 101 * wire::FIELD_BYTES + wire::refusal_bytes(2) + 205;
 
 #[tokio::test]
 async fn a_whole_message_holds_its_weight_until_the_body_is_read_again() {

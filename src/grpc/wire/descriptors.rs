@@ -1,14 +1,18 @@
 //! What the walk knows of a message's fields: read from the file descriptor sets the
-//! service is built with (the API's, and Envoy's ext_authz with its imports; the ones
-//! reflection serves), so it cannot drift from the types prost decodes into.
+//! service is built with (the API's, and Envoy's ext_authz and ext_proc with their imports;
+//! the ones reflection serves). The API's come from the protos its code is generated from;
+//! Envoy's from the protos `envoy-types` was generated from, vendored in `proto/third_party/`
+//! at the version `Cargo.toml` pins.
 //!
 //! A walk led by a method's request message descends into a field only where that field
 //! is a message, and reads a string or `bytes` field as what prost makes of it: one value,
 //! nothing built inside. Without the descriptors every payload is read as a possible
 //! message, down to the schema's depth, and a bearer token or a header value is parsed
 //! field by field before it is found to be none. A field number the descriptors do not
-//! name, or a scalar (whose payload may be a packed array), is read as before: a
-//! descriptor set older than the code could only make the walk count more.
+//! name, or a scalar (whose payload may be a packed array), is read as before, so a field
+//! the code has and the descriptors lack is counted as any payload is. What the walk
+//! cannot survive is a field the descriptors call a string or `bytes` that the code
+//! decodes as a message (a change protobuf allows): hence the pinned version.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -105,8 +109,7 @@ impl Descriptors {
 }
 
 /// Numbers `message` and its nested types, under their full names (`.package.Outer.Inner`,
-/// as fields name them). A name met twice (a well-known type in both sets) keeps its first
-/// number.
+/// as fields name them). A name met twice keeps its first number.
 fn collect<'a>(
     prefix: &str,
     message: &'a DescriptorProto,

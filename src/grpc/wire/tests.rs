@@ -3,6 +3,10 @@ use prost::Message as _;
 use super::*;
 use crate::grpc::pb;
 
+/// What prost's refusal holds for a message of four levels or fewer: every message here
+/// but the deep ones.
+const SHALLOW_REFUSAL: usize = refusal_bytes(4);
+
 fn entry(index: usize) -> pb::BatchEntry {
     pb::BatchEntry {
         request: Some(pb::batch_entry::Request::Http(pb::HttpRequest {
@@ -33,22 +37,33 @@ fn batch(entries: usize) -> Vec<u8> {
     .encode_to_vec()
 }
 
+const BATCH_CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/BatchCheckAccess";
+
+/// The batch's schema as the listener uses it, led by its request's fields, and not.
+fn batch_schemas() -> [Schema; 2] {
+    [Schema::BATCH.reading(BATCH_CHECK_ACCESS), Schema::BATCH]
+}
+
 #[test]
 fn a_full_batch_passes_and_one_entry_more_is_refused() {
-    assert!(weigh(&batch(10_000), Schema::BATCH).is_ok());
-    assert_eq!(
-        weigh(&batch(10_001), Schema::BATCH),
-        Err(TooCostly::Entries(10_000))
-    );
+    for schema in batch_schemas() {
+        assert!(weigh(&batch(10_000), schema).is_ok());
+        assert_eq!(
+            weigh(&batch(10_001), schema),
+            Err(TooCostly::Entries(10_000))
+        );
+    }
 }
 
 /// 2 bytes on the wire, some 270 in memory: refused before prost builds any.
 #[test]
 fn empty_entries_are_refused_by_their_count() {
-    let empty: Vec<u8> = [0x1a, 0x00].repeat(2 * 1024 * 1024);
-    assert!(weigh(&empty, Schema::BATCH).is_err());
-    let few: Vec<u8> = [0x1a, 0x00].repeat(10_001);
-    assert_eq!(weigh(&few, Schema::BATCH), Err(TooCostly::Entries(10_000)));
+    for schema in batch_schemas() {
+        let empty: Vec<u8> = [0x1a, 0x00].repeat(2 * 1024 * 1024);
+        assert!(weigh(&empty, schema).is_err());
+        let few: Vec<u8> = [0x1a, 0x00].repeat(10_001);
+        assert_eq!(weigh(&few, schema), Err(TooCostly::Entries(10_000)));
+    }
 }
 
 /// Fields deeper in a request count too: the parameters of a structured request, the
@@ -101,7 +116,7 @@ fn a_large_json_resource_is_one_field() {
     // The token, the resource, its content.
     assert_eq!(
         weigh(&bytes, Schema::API),
-        Ok(2 * bytes.len() + 4 * FIELD_BYTES)
+        Ok(2 * bytes.len() + 4 * FIELD_BYTES + SHALLOW_REFUSAL)
     );
 }
 
@@ -111,7 +126,7 @@ fn bytes_that_are_no_message_are_left_to_the_decoder() {
     for bytes in [&b"\xff\xff\xff"[..], b"\x0a\x05ab", b"{\"a\":1}", b""] {
         assert_eq!(
             weigh(bytes, Schema::BATCH),
-            Ok(2 * bytes.len() + FIELD_BYTES),
+            Ok(2 * bytes.len() + FIELD_BYTES + SHALLOW_REFUSAL),
             "{bytes:?}"
         );
     }
@@ -172,10 +187,10 @@ fn a_read_with_its_token_weighs_its_bytes_and_a_few_fields() {
     // The token, the request, its method and path, the resource, its facts, a compartment,
     // and the most fields one of its strings starts as (one): had it been a message field,
     // prost would have built it before refusing the message.
-    assert_eq!(weight, 2 * bytes.len() + 9 * FIELD_BYTES);
+    assert_eq!(weight, 2 * bytes.len() + 9 * FIELD_BYTES + SHALLOW_REFUSAL);
     // Led by `CheckAccessRequest`'s fields, the token is a string.
     let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
-    assert_eq!(led, 2 * bytes.len() + 8 * FIELD_BYTES);
+    assert_eq!(led, 2 * bytes.len() + 8 * FIELD_BYTES + SHALLOW_REFUSAL);
 }
 
 const CHECK_ACCESS: &str = "/smartauthz.v1.AuthzService/CheckAccess";
@@ -203,11 +218,40 @@ fn led_by_its_type_a_string_is_one_field_whatever_it_reads_as() {
     let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
     // The HTTP request, its method, path and header, the header's name and value; and the
     // message's own containers.
-    assert_eq!(led, 2 * bytes.len() + 7 * FIELD_BYTES);
-    assert_eq!(weigh(&bytes, Schema::API), Ok(led + 200 * FIELD_BYTES));
+    assert_eq!(led, 2 * bytes.len() + 7 * FIELD_BYTES + SHALLOW_REFUSAL);
+    // Unled, the value's fields are read too, a level deeper than any message of it.
+    let unled = led + 200 * FIELD_BYTES + refusal_bytes(5) - SHALLOW_REFUSAL;
+    assert_eq!(weigh(&bytes, Schema::API), Ok(unled));
     // A method the descriptors do not name is walked as before.
     let unknown = Schema::API.reading("/smartauthz.v1.AuthzService/Unknown");
-    assert_eq!(weigh(&bytes, unknown), Ok(led + 200 * FIELD_BYTES));
+    assert_eq!(weigh(&bytes, unknown), Ok(unled));
+}
+
+/// A declared message cut off after many fields: prost built them before it refused the
+/// request, and the led walk counts them, as the unled one does.
+#[test]
+fn led_by_its_type_a_message_cut_off_counts_what_came_before() {
+    let headers = (0..200).map(|index| (format!("G{index}"), "G".to_owned()));
+    let http = pb::HttpRequest {
+        method: "GET".into(),
+        headers: headers.collect(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // The HTTP request (field 3) holds its fields and then a field whose length runs past
+    // the end of everything.
+    let mut payload = http;
+    payload.extend([0x12, 0x7f]);
+    let mut bytes = vec![0x1a];
+    push_varint(&mut bytes, payload.len());
+    bytes.extend(payload);
+    let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
+    // Each header is an entry, a name and a value; and the method.
+    assert!(
+        led >= 2 * bytes.len() + (3 * 200 + 1) * FIELD_BYTES,
+        "{led}"
+    );
+    assert!(led <= weigh(&bytes, Schema::API).unwrap());
 }
 
 /// prost skips a field its message does not declare; the walk reads it as any payload, so
@@ -220,7 +264,10 @@ fn led_by_its_type_an_undeclared_field_is_still_read() {
     push_varint(&mut bytes, payload.len());
     bytes.extend(&payload);
     let led = weigh(&bytes, Schema::API.reading(CHECK_ACCESS)).unwrap();
-    assert_eq!(led, 2 * bytes.len() + (8 + 100) * FIELD_BYTES);
+    assert_eq!(
+        led,
+        2 * bytes.len() + (8 + 100) * FIELD_BYTES + SHALLOW_REFUSAL
+    );
 }
 
 /// Envoy's header values and path are strings too, and its metadata's structs are still
@@ -292,11 +339,17 @@ fn a_batch_entry_weighs_three_times_its_size() {
     let two = [0x1a, 0x00, 0x1a, 0x00];
     let each = weigh(&two, Schema::BATCH).unwrap() - weigh(&one, Schema::BATCH).unwrap();
     assert_eq!(each, 4 + 3 * size_of::<pb::BatchEntry>());
-    assert_eq!(weigh(&two, Schema::API), Ok(8 + 3 * FIELD_BYTES));
+    assert_eq!(
+        weigh(&two, Schema::API),
+        Ok(8 + 3 * FIELD_BYTES + SHALLOW_REFUSAL)
+    );
     // One entry: the message, the entry, and its vector's first four.
     assert_eq!(
         weigh(&one, Schema::BATCH),
-        Ok(4 + FIELD_BYTES + 3 * size_of::<pb::BatchEntry>() + 4 * size_of::<pb::BatchEntry>())
+        Ok(4 + FIELD_BYTES
+            + 3 * size_of::<pb::BatchEntry>()
+            + 4 * size_of::<pb::BatchEntry>()
+            + SHALLOW_REFUSAL)
     );
 }
 
@@ -314,11 +367,11 @@ fn a_group_hides_no_field() {
     // as prost does.
     assert_eq!(
         weigh(&[0x7c, 0x1a, 0x00], Schema::BATCH),
-        Ok(6 + FIELD_BYTES)
+        Ok(6 + FIELD_BYTES + SHALLOW_REFUSAL)
     );
     assert_eq!(
         weigh(&[0x7b, 0x74, 0x1a, 0x00], Schema::BATCH),
-        Ok(8 + FIELD_BYTES)
+        Ok(8 + FIELD_BYTES + SHALLOW_REFUSAL)
     );
 }
 
@@ -414,7 +467,10 @@ fn reading_again_is_bounded() {
     assert_eq!(walk.reads, walk.most_reads + 1);
     assert_eq!(
         weigh(&message, Schema::ENVOY),
-        Ok(2 * message.len() + (message.len() / 2 + 1) * FIELD_BYTES)
+        // Stopped early: prost's refusal is weighed as deep as it may go.
+        Ok(2 * message.len()
+            + (message.len() / 2 + 1) * FIELD_BYTES
+            + refusal_bytes(RECURSION_LIMIT + 1))
     );
     // Past 512 KiB, that is more fields than any request needs.
     let mut large = [0x0a, 0x02, 0x0a, 0x7f].repeat(150_000);
@@ -443,6 +499,7 @@ fn walker(message: &[u8], deepest: usize) -> Walk {
     Walk {
         descriptors: &DESCRIPTORS,
         deepest,
+        reached: 0,
         fields: 0,
         reads: 0,
         most_reads: message.len() * 8,
