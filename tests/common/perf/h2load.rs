@@ -158,7 +158,18 @@ pub async fn h2load(binary: &Path, keys_dir: &Path, options: &Options) -> (H2loa
             .expect("h2load runs (Debian's nghttp2-client)");
         let cpu = cpu_ticks(server.pid()).saturating_sub(cpu_before) as f64 / TICKS_PER_SECOND;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        // Under taskset a missing h2load is taskset's failure, not a spawn error.
+        assert!(
+            output.status.success(),
+            "h2load failed ({}): {} (benches/h2load.sh installs Debian's nghttp2-client)",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
         let succeeded = h2load_succeeded(&text).unwrap_or(0);
+        assert!(
+            succeeded > 0,
+            "{name}: h2load had no call answered:\n{text}"
+        );
         let latency_us = (name == logged).then(|| {
             let latencies = h2load_latencies(&std::fs::read_to_string(&log).unwrap_or_default());
             assert!(
