@@ -179,7 +179,7 @@ pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
 /// which can be more than its fields weigh (found by `tests/decode_memory.rs`'s mutated
 /// requests).
 pub const fn refusal_bytes(levels: usize) -> usize {
-    /// The box (the error's kind and its stack's vector: about 80 bytes), with overhead.
+    /// The box (the error's kind and its stack's vector: 72 bytes), with overhead.
     const BOXED: usize = 128;
     const ENTRY: usize = size_of::<(&str, &str)>();
     const OVERHEAD: usize = 16;

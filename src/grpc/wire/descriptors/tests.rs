@@ -16,9 +16,9 @@ fn message_at(message: MessageId, number: u64) -> MessageId {
     }
 }
 
-/// Every method the listener weighs a unary request of is known, each by its own request.
+/// Every method the listener weighs the messages of is known, each by its own request.
 #[test]
-fn every_unary_method_has_its_request_message() {
+fn every_weighed_method_has_its_request_message() {
     let methods = [
         CHECK_ACCESS,
         "/smartauthz.v1.AuthzService/BatchCheckAccess",
