@@ -12,8 +12,8 @@
 //! deepest field, which over-counts a string that reads like a message and never
 //! under-counts one. Where the service's descriptor sets name the method
 //! ([`Schema::reading`], `descriptors`), the walk is led by its request's fields: a string
-//! or `bytes` field is one value, not read into, which is what prost makes of it: a
-//! bearer token or a header value costs the walk its key and length, not its bytes. The
+//! or `bytes` field is one value, as prost makes it, and is not read into, so a bearer
+//! token or a header value costs the walk its key and length, not its bytes. The
 //! count refuses what no request needs, and gives what the decoded message may take, which
 //! the call holds from the budget (`app::overload`, `app::counted_messages`).
 
@@ -119,8 +119,8 @@ pub fn read_descriptors() {
 /// field is copied twice, into `Bytes` and then into its `Vec`) and [`FIELD_BYTES`] a field
 /// and one for the message itself (a batch's entries at three times their size, and the
 /// first four at once), and what prost's refusal of it would hold ([`refusal_bytes`]).
-/// Refused when it holds more than
-/// [`MAX_FIELDS`] fields, or more occurrences of the schema's bounded field than its bound.
+/// Refused when it holds more than [`MAX_FIELDS`] fields, or more occurrences of the
+/// schema's bounded field than its bound.
 pub fn weigh(message: &[u8], schema: Schema) -> Result<usize, TooCostly> {
     let mut walk = Walk {
         descriptors: &DESCRIPTORS,

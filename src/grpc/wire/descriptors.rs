@@ -46,7 +46,7 @@ pub struct Descriptors {
     requests: foldhash::HashMap<String, MessageId>,
 }
 
-/// The descriptors of every service the gRPC listener decodes a unary request of.
+/// The descriptors of every service whose requests the gRPC listener weighs.
 pub static DESCRIPTORS: LazyLock<Descriptors> =
     LazyLock::new(|| Descriptors::read(&[pb::FILE_DESCRIPTOR_SET, pb::ENVOY_FILE_DESCRIPTOR_SET]));
 
