@@ -1,8 +1,7 @@
 //! What the walk knows of a message's fields: read from the file descriptor sets the
 //! service is built with (the API's, and Envoy's ext_authz and ext_proc with their imports;
 //! the ones reflection serves). The API's come from the protos its code is generated from;
-//! Envoy's from the protos `envoy-types` was generated from, vendored in `proto/third_party/`
-//! at the version `Cargo.toml` pins.
+//! Envoy's from the protos `envoy-types` was generated from, vendored in `proto/third_party/`.
 //!
 //! A walk led by a method's request message descends into a field only where that field
 //! is a message, and reads a string or `bytes` field as what prost makes of it: one value,
@@ -12,7 +11,8 @@
 //! name, or a scalar (whose payload may be a packed array), is read as before, so a field
 //! the code has and the descriptors lack is counted as any payload is. What the walk
 //! cannot survive is a field the descriptors call a string or `bytes` that the code
-//! decodes as a message (a change protobuf allows): hence the pinned version.
+//! decodes as a message (a change protobuf allows): a unit test sends every such field
+//! through the generated types (`every_text_field_is_text_in_the_generated_code`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -24,7 +24,7 @@ use prost_types::{DescriptorProto, FileDescriptorSet};
 use crate::grpc::pb;
 
 /// A message type of [`Descriptors`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MessageId(u32);
 
 /// What prost makes of a length-delimited field, as far as the walk needs to know.
