@@ -9,7 +9,8 @@
 //! TCP; `--tls` over TLS, `--unix` over the server's Unix socket; `--no-pin` lets the server
 //! and the load generator share every CPU, so the server runs a worker thread per CPU instead
 //! of its one-thread runtime).
-//! `AUTHZ_BIN` names another binary. `--h2load` measures the floor, the floor carrying the
+//! `AUTHZ_BIN` names another binary (`target/release/examples/tonic_alone`: tonic alone,
+//! answering at once). `--h2load` measures the floor, the floor carrying the
 //! token's bytes and the cached `CheckAccess` with h2load instead, with the median and 99th
 //! percentile of the cached call's request times (benches/h2load.sh installs h2load and
 //! runs this). `--paired N` measures those three and the 10,000-token working set, in N
