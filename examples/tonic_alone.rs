@@ -12,7 +12,8 @@
 //!
 //! It reads the one option of `smart-authz serve`'s command line the load generator relies
 //! on, `--listen`, ignores the rest, and announces its address as the service does. Like the
-//! service it allocates with mimalloc, runs one thread when it is given one CPU, turns
+//! service it allocates with mimalloc, runs on the service's runtime ([`app::runtime`], one
+//! thread when it is given one CPU), turns
 //! Nagle's algorithm off on its connections (with it on, small answers wait for delayed
 //! acknowledgements: tens of milliseconds at the tail) and writes an answer with its
 //! trailers in one system call ([`SingleWrite`]; with tonic's default, vectored writes, an
@@ -26,7 +27,7 @@
 
 use std::net::SocketAddr;
 
-use smart_authz::app::SingleWrite;
+use smart_authz::app::{self, SingleWrite};
 use smart_authz::grpc::pb;
 use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
@@ -116,16 +117,7 @@ fn main() {
         .expect("--listen ADDRESS")
         .parse()
         .expect("an address");
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut runtime = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(cpus);
-        builder
-    };
-    let runtime = runtime.enable_all().build().unwrap();
-    runtime.block_on(async move {
+    app::runtime().unwrap().block_on(async move {
         let incoming = TcpIncoming::bind(listen).unwrap().with_nodelay(Some(true));
         let address = incoming.local_addr().unwrap();
         let incoming = incoming.map(|accepted| accepted.map(SingleWrite));

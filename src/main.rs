@@ -98,7 +98,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.listen_on(listen)?;
     }
-    let runtime = runtime()?;
+    let runtime = smart_authz::app::runtime().context("starting the async runtime")?;
     // The OTLP exporter's channel is created on the runtime.
     let telemetry = {
         let _runtime = runtime.enter();
@@ -128,30 +128,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
     served
-}
-
-/// The async runtime for the CPUs the process may use (its affinity and cgroup quota: what a
-/// container is given). With one, a current-thread runtime: every task on this thread, no
-/// worker to wake or hand tasks to, which cost `Health/Check` about a third of its server
-/// CPU and a cached `CheckAccess` about a quarter (docs/performance-log.md, "One CPU, one
-/// thread"). With more, one worker per CPU: a second worker on one CPU only wakes and
-/// preempts the first. Either way bodies over 64 KiB are parsed on the blocking pool, and a
-/// batch's entries hand the thread back between them (`authorize::between_entries`).
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1);
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(cpus);
-        builder
-    };
-    builder
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// Resolves on SIGINT or SIGTERM (what Kubernetes sends before killing a pod).

@@ -3,13 +3,15 @@
 //! served on a second listener (`[telemetry] metrics_listen`) for as long, health alone on
 //! a third (`health_listen`) for probes, and the AuthZEN HTTP face on a fourth
 //! (`[authzen] listen`). The gRPC API may also answer on a Unix socket (`unix_listen`,
-//! [`unix_socket`]). [`health`] says when the process is live and ready.
+//! [`unix_socket`]). [`health`] says when the process is live and ready; [`runtime()`] is
+//! the async runtime it all runs on.
 
 mod counted_messages;
 mod grpc_connections;
 pub mod health;
 mod http_listener;
 mod overload;
+mod runtime;
 mod single_write;
 pub mod tls;
 mod unix_socket;
@@ -29,6 +31,7 @@ use tower::util::MapResponseLayer;
 use self::grpc_connections::{Admitted, Bounded};
 use self::health::Health;
 use self::overload::ShedLayer;
+pub use self::runtime::runtime;
 pub use self::single_write::SingleWrite;
 use self::tls::{TlsError, TlsFiles};
 pub use self::unix_socket::UnixSocket;
