@@ -2,20 +2,22 @@
 //! once, before any of the service's work (no layers, no admission, no decision), with the
 //! answer the service gives the load generator's cached call. Measured by `examples/perf` in
 //! place of the service, it shows what carrying `CheckAccess`'s messages costs beyond
-//! `Health/Check` with nothing of smart-authz in between: the ratio to the floor no handler
-//! can pass on this transport.
+//! `Health/Check` with nothing of smart-authz in between: where the transport itself stands
+//! against the floor.
 //!
 //! `cargo build --release --examples && AUTHZ_BIN=target/release/examples/tonic_alone
-//! target/release/examples/perf --paired 4 --seconds 2` (the working set's column measures
-//! nothing here: there is no cache). The figures are in docs/performance-log.md, "tonic
+//! target/release/examples/perf --paired 4 --seconds 2`, or `--h2load`; the full report's
+//! cached and working-set rows too (the working set measures only the transport of 10,000
+//! distinct requests: there is no cache). It serves plaintext TCP only, without metrics, and
+//! allows every `CheckAccess`: the TLS, Unix-socket and cold-path modes, and the other rows
+//! of the full report, do not apply. The figures are in docs/performance-log.md, "tonic
 //! alone".
 //!
-//! It reads the one option of `smart-authz serve`'s command line the load generator relies
-//! on, `--listen`, ignores the rest, and announces its address as the service does. Like the
-//! service it allocates with mimalloc, runs on the service's runtime ([`app::runtime`], one
-//! thread when it is given one CPU), turns
-//! Nagle's algorithm off on its connections (with it on, small answers wait for delayed
-//! acknowledgements: tens of milliseconds at the tail) and writes an answer with its
+//! Of `smart-authz serve`'s command line it reads `--listen` alone (the rest is ignored) and
+//! announces its address as the service does. Like the service it allocates with mimalloc,
+//! runs on the service's runtime ([`app::runtime()`], one thread when it is given one CPU),
+//! turns Nagle's algorithm off on its connections (with it on, small answers wait for
+//! delayed acknowledgements: tens of milliseconds at the tail) and writes an answer with its
 //! trailers in one system call ([`SingleWrite`]; with tonic's default, vectored writes, an
 //! answer over 256 bytes takes two).
 
@@ -79,7 +81,8 @@ impl pb::authz_service_server::AuthzService for AnswerAtOnce {
 }
 
 /// The service's answer to the load generator's cached call (a search of the patient's
-/// Observations), field for field: 384 bytes encoded, as the service's own at 95e2467.
+/// Observations), as the service's own at 95e2467: the same fields and length (384 bytes),
+/// `expires_at` fixed where the generator's tokens expire an hour after they are minted.
 fn cached_call_answer() -> pb::CheckAccessResponse {
     pb::CheckAccessResponse {
         decision: pb::Decision::Allow.into(),
@@ -111,9 +114,7 @@ fn cached_call_answer() -> pb::CheckAccessResponse {
 }
 
 fn main() {
-    let mut args = std::env::args().skip_while(|arg| arg != "--listen").skip(1);
-    let listen: SocketAddr = args
-        .next()
+    let listen: SocketAddr = listen_option(std::env::args().skip(1))
         .expect("--listen ADDRESS")
         .parse()
         .expect("an address");
@@ -135,4 +136,17 @@ fn main() {
             .await
             .unwrap();
     });
+}
+
+/// The value of `--listen ADDRESS` or `--listen=ADDRESS`.
+fn listen_option(mut args: impl Iterator<Item = String>) -> Option<String> {
+    let mut listen = None;
+    while let Some(arg) = args.next() {
+        if arg == "--listen" {
+            listen = args.next();
+        } else if let Some(value) = arg.strip_prefix("--listen=") {
+            listen = Some(value.to_owned());
+        }
+    }
+    listen
 }

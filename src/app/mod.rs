@@ -278,7 +278,7 @@ pub async fn serve(
         .max_decoding_message_size(SMALL_MESSAGE_BYTES);
     let authz = AuthzServiceServer::new(authz).max_decoding_message_size(config.max_request_bytes);
 
-    // The runtime main.rs chose for the CPUs the pod was given: one thread, or a worker each.
+    // The runtime `runtime()` chose for the CPUs the pod was given: one thread, or a worker each.
     let runtime = tokio::runtime::Handle::current();
     tracing::info!(
         listen = %listener.local_addr().map(|address| address.to_string()).unwrap_or_default(),
