@@ -235,6 +235,40 @@ async fn health_and_reflection_are_served() {
     server.stop().await;
 }
 
+/// A message over a service's decoding limit is `RESOURCE_EXHAUSTED` (the gRPC status code
+/// guide's code for a message over the receiver's limit), not tonic's `OUT_OF_RANGE`, and
+/// names the limits an operator can read: here health's, which is not `max_request_bytes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_over_its_limit_is_resource_exhausted_and_names_the_limits() {
+    let issuer = TestIssuer::start(&[&RSA_1]).await;
+    let server = TestServer::for_issuer(&issuer, "").await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "x".repeat(smart_authz::app::SMALL_MESSAGE_BYTES + 1),
+        })
+        .await
+        .expect_err("over health's limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let limit = format!(
+        "{} bytes for health and reflection",
+        smart_authz::app::SMALL_MESSAGE_BYTES
+    );
+    assert!(status.message().contains(&limit), "{status:?}");
+    assert!(status.message().contains("max_request_bytes"), "{status:?}");
+    // An ordinary check still passes through unchanged.
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("served")
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    server.stop().await;
+}
+
 /// grpcurl before 1.8.8, Evans, older grpcui, Postman before 11, Kreya and Insomnia ask
 /// the v1alpha reflection service only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -435,27 +435,35 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
 
 /// tonic answers a request over `max_decoding_message_size` with `OUT_OF_RANGE`; the gRPC
 /// status code guide gives `RESOURCE_EXHAUSTED` to a message over the receiver's limit, and
-/// an operator needs the configuration key to raise it. Every other answer passes unchanged.
+/// an operator needs the configuration key to raise it. The answer does not say which
+/// service refused, so the message names both limits. Every other answer passes unchanged,
+/// after one header look-up: this runs on every call, `Health/Check` included.
 fn size_limit_named(
     max_request_bytes: usize,
 ) -> impl Fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> + Clone {
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
     move |mut response| {
         let headers = response.headers_mut();
-        let out_of_range = headers
-            .get("grpc-status")
-            .is_some_and(|status| status == "11");
+        // Only a trailers-only answer carries its status among the headers.
+        if headers.get(GRPC_STATUS).is_none_or(|status| status != "11") {
+            return response;
+        }
         // grpc-message is percent-encoded (gRPC over HTTP/2, "Responses").
-        let too_large = headers.get("grpc-message").is_some_and(|message| {
+        let too_large = headers.get(GRPC_MESSAGE).is_some_and(|message| {
             percent_encoding::percent_decode(message.as_bytes())
                 .decode_utf8_lossy()
                 .contains("message length too large")
         });
-        if out_of_range && too_large {
-            let message =
-                format!("the request is larger than max_request_bytes ({max_request_bytes} bytes)");
+        if too_large {
+            let message = format!(
+                "the request message is larger than its service takes: max_request_bytes \
+                 ({max_request_bytes} bytes) for the API and Envoy's services, \
+                 {SMALL_MESSAGE_BYTES} bytes for health and reflection"
+            );
             if let Ok(message) = http::HeaderValue::from_str(&message) {
-                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-                headers.insert("grpc-message", message);
+                headers.insert(GRPC_STATUS, http::HeaderValue::from_static("8"));
+                headers.insert(GRPC_MESSAGE, message);
             }
         }
         response

@@ -137,7 +137,8 @@ where
             let read = capacity.read_whole(body, max_request_bytes.saturating_add(PREFIX));
             let mut read = match tokio::time::timeout(MESSAGE_READ_TIMEOUT, read).await {
                 Ok(Ok(read)) => read,
-                // Worded as the decoder's own refusal is (`size_limit_named`).
+                // The API's limit; tonic's decoder, refusing for a service this layer does
+                // not read, names every service's (`size_limit_named`).
                 Ok(Err(Unread::TooLarge)) => {
                     return Ok(tonic::Status::resource_exhausted(format!(
                         "the request is larger than max_request_bytes ({max_request_bytes} bytes)"
