@@ -106,6 +106,23 @@ async fn probes_see_not_serving_before_the_drain_while_the_api_speaks_tls() {
             "{service:?}"
         );
     }
+    // A probe over health's decoding limit is told so as on the API's listener.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{health_address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let oversized = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "x".repeat(smart_authz::app::SMALL_MESSAGE_BYTES + 1),
+        })
+        .await
+        .expect_err("over health's limit");
+    assert_eq!(
+        oversized.code(),
+        tonic::Code::ResourceExhausted,
+        "{oversized:?}"
+    );
 
     let started = std::time::Instant::now();
     stop.send(()).unwrap();

@@ -200,7 +200,11 @@ pub async fn serve(
     let health_service = health_service.max_decoding_message_size(SMALL_MESSAGE_BYTES);
     let health = Health::starting(health_reporter).await;
     let _health_server = listeners.health.map(|listener| {
-        let health = grpc_server(&config).add_service(health_service.clone());
+        let health = grpc_server(&config)
+            .layer(MapResponseLayer::new(size_limit_named(
+                config.max_request_bytes,
+            )))
+            .add_service(health_service.clone());
         AbortOnDrop(tokio::spawn(async move {
             let connections = incoming(listener, max_connections);
             if let Err(error) = health.serve_with_incoming(connections).await {
