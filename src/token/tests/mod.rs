@@ -837,6 +837,38 @@ async fn unknown_kids_do_not_refetch_within_the_minimum_interval() {
     assert_eq!(endpoint.hits(), 1);
 }
 
+/// The issuer's allow-list is read before its keys (RFC 8725 §3.1, `IssuerVerifier::judge`):
+/// a token of an algorithm it does not allow is refused without a key set fetched for it,
+/// whatever `kid` it names, so a forged header cannot make the service call the issuer.
+#[tokio::test]
+async fn an_algorithm_outside_the_allow_list_fetches_no_keys() {
+    let (uri, endpoint) = serve_jwks(StatusCode::OK, jwks_of(&["rsa-1", "ec-1"])).await;
+    let issuer = IssuerConfig {
+        algorithms: vec![Algorithm::ES256],
+        ..issuer_with(KeySource::Uri(uri))
+    };
+    let authenticator = authenticator(vec![issuer]).await;
+    let fetched = endpoint.hits();
+    for index in 0..3 {
+        let token = sign_with(
+            "rsa-2",
+            Algorithm::RS256,
+            Some("not-published"),
+            &with(claims(), json!({ "jti": index })),
+        );
+        let error = refusal(&authenticator, &token).await;
+        assert!(is_bad_signature(&error, "not allowed"), "{error:?}");
+    }
+    assert_eq!(endpoint.hits(), fetched, "no key set fetched for them");
+    // The keys it allows still work.
+    assert!(
+        authenticator
+            .authenticate(&sign("ec-1", Algorithm::ES256, &claims()))
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_jwks_uri_makes_tokens_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
