@@ -201,9 +201,7 @@ pub async fn serve(
     let health = Health::starting(health_reporter).await;
     let _health_server = listeners.health.map(|listener| {
         let health = grpc_server(&config)
-            .layer(MapResponseLayer::new(size_limit_named(
-                config.max_request_bytes,
-            )))
+            .layer(size_limit_named(config.max_request_bytes))
             .add_service(health_service.clone());
         AbortOnDrop(tokio::spawn(async move {
             let connections = incoming(listener, max_connections);
@@ -336,9 +334,7 @@ pub async fn serve(
     }
     let router = grpc_server(&config)
         .layer(ShedLayer::new(capacity, config.max_request_bytes))
-        .layer(MapResponseLayer::new(size_limit_named(
-            config.max_request_bytes,
-        )))
+        .layer(size_limit_named(config.max_request_bytes))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -437,17 +433,20 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// tonic answers a request over `max_decoding_message_size` with `OUT_OF_RANGE`; the gRPC
-/// status code guide gives `RESOURCE_EXHAUSTED` to a message over the receiver's limit, and
-/// an operator needs the configuration key to raise it. The answer does not say which
-/// service refused, so the message names both limits. Every other answer passes unchanged,
-/// after one header look-up: this runs on every call, `Health/Check` included.
+/// The layer of every gRPC listener that mends one answer: tonic answers a request over
+/// `max_decoding_message_size` with `OUT_OF_RANGE`; the gRPC status code guide gives
+/// `RESOURCE_EXHAUSTED` to a message over the receiver's limit, and an operator needs the
+/// configuration key to raise it. The answer does not say which service refused, so the
+/// message names both limits. Every other answer passes unchanged, after one header
+/// look-up: this runs on every call, `Health/Check` included.
 fn size_limit_named(
     max_request_bytes: usize,
-) -> impl Fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> + Clone {
+) -> MapResponseLayer<
+    impl Fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> + Clone,
+> {
     const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     const GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
-    move |mut response| {
+    MapResponseLayer::new(move |mut response: http::Response<tonic::body::Body>| {
         let headers = response.headers_mut();
         // Only a trailers-only answer carries its status among the headers.
         if headers.get(GRPC_STATUS).is_none_or(|status| status != "11") {
@@ -471,7 +470,7 @@ fn size_limit_named(
             }
         }
         response
-    }
+    })
 }
 
 /// Connections to `/metrics` open at once: scrapers are a few, and the listener is often
